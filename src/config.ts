@@ -1,0 +1,221 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one configuration loader. Every setting has an environment variable and a key in the
+ * optional JSON file named by RINGVAKT_CONFIG; the environment wins. A wrong value stops the start
+ * with a message naming the setting and what it expects. Secret settings never echo their value.
+ */
+
+type SettingSpec = {
+  env: string;
+  key: string;
+  secret?: boolean;
+  describe: string;
+};
+
+const settings = {
+  dataDir: { env: 'RINGVAKT_DATA_DIR', key: 'dataDir', describe: 'a folder path' },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    key: 'databaseUrl',
+    secret: true,
+    describe: 'a postgres:// URL of a role that may run migrations',
+  },
+  databaseAppUrl: {
+    env: 'DATABASE_APP_URL',
+    key: 'databaseAppUrl',
+    secret: true,
+    describe: 'a postgres:// URL of the runtime role',
+  },
+  host: { env: 'RINGVAKT_HOST', key: 'host', describe: 'an IP address to listen on' },
+  port: { env: 'RINGVAKT_PORT', key: 'port', describe: 'a TCP port, 0-65535' },
+  publicUrl: { env: 'RINGVAKT_PUBLIC_URL', key: 'publicUrl', describe: 'an http(s) URL without a path' },
+  tlsCertFile: { env: 'RINGVAKT_TLS_CERT_FILE', key: 'tlsCertFile', describe: 'a PEM certificate file' },
+  tlsKeyFile: { env: 'RINGVAKT_TLS_KEY_FILE', key: 'tlsKeyFile', describe: 'a PEM private key file' },
+  trustProxy: {
+    env: 'RINGVAKT_TRUST_PROXY',
+    key: 'trustProxy',
+    describe: 'a comma-separated list of proxy IP addresses or CIDR ranges (empty: trust none)',
+  },
+  logLevel: {
+    env: 'RINGVAKT_LOG_LEVEL',
+    key: 'logLevel',
+    describe: 'one of fatal, error, warn, info, debug, trace, silent',
+  },
+  bodyLimitBytes: {
+    env: 'RINGVAKT_BODY_LIMIT_BYTES',
+    key: 'bodyLimitBytes',
+    describe: 'an integer number of bytes between 1024 and 67108864',
+  },
+  poolMax: { env: 'RINGVAKT_DB_POOL_MAX', key: 'poolMax', describe: 'an integer between 1 and 200' },
+  shutdownTimeoutMs: {
+    env: 'RINGVAKT_SHUTDOWN_TIMEOUT_MS',
+    key: 'shutdownTimeoutMs',
+    describe: 'an integer number of milliseconds between 100 and 600000',
+  },
+} as const satisfies Record<string, SettingSpec>;
+
+type SettingName = keyof typeof settings;
+
+const postgresUrl = z
+  .string()
+  .refine((value) => /^postgres(ql)?:\/\//.test(value) && URL.canParse(value));
+
+const ipOrCidr = (value: string): boolean => {
+  const [address, bits, ...rest] = value.split('/');
+  if (rest.length > 0 || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+};
+
+const integerText = (min: number, max: number) =>
+  z
+    .union([z.number(), z.string().regex(/^\d+$/)])
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const schemas = {
+  dataDir: z.string().min(1).max(4096),
+  databaseUrl: postgresUrl.optional(),
+  databaseAppUrl: postgresUrl.optional(),
+  host: z.string().refine((value) => isIP(value) !== 0),
+  port: integerText(0, 65535),
+  publicUrl: z
+    .string()
+    .refine((value) => /^https?:\/\/[^/?#]+\/?$/.test(value) && URL.canParse(value))
+    .optional(),
+  tlsCertFile: z.string().min(1).optional(),
+  tlsKeyFile: z.string().min(1).optional(),
+  trustProxy: z
+    .string()
+    .transform((value) =>
+      value
+        .split(',')
+        .map((part) => part.trim())
+        .filter((part) => part !== ''),
+    )
+    .pipe(z.array(z.string().refine(ipOrCidr))),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  bodyLimitBytes: integerText(1024, 64 * 1024 * 1024),
+  poolMax: integerText(1, 200),
+  shutdownTimeoutMs: integerText(100, 600_000),
+} satisfies Record<SettingName, z.ZodType>;
+
+const defaults: Partial<Record<SettingName, string>> = {
+  dataDir: './data',
+  host: '127.0.0.1',
+  port: '8080',
+  trustProxy: '',
+  logLevel: 'info',
+  bodyLimitBytes: String(1024 * 1024),
+  poolMax: '10',
+  shutdownTimeoutMs: '10000',
+};
+
+export type Config = {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  databaseAppUrl: string | undefined;
+  host: string;
+  port: number;
+  publicUrl: string;
+  tls: { certFile: string; keyFile: string } | undefined;
+  trustProxy: string[];
+  logLevel: z.infer<typeof schemas.logLevel>;
+  bodyLimitBytes: number;
+  poolMax: number;
+  shutdownTimeoutMs: number;
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function readConfigFile(filePath: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(filePath, 'utf8');
+  } catch {
+    throw new ConfigError([`RINGVAKT_CONFIG names ${filePath}, which cannot be read`]);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ConfigError([`RINGVAKT_CONFIG file ${filePath} is not valid JSON`]);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError([`RINGVAKT_CONFIG file ${filePath} must hold a JSON object`]);
+  }
+  const known = new Set(Object.values(settings).map((spec) => spec.key as string));
+  const unknown = Object.keys(parsed).filter((key) => !known.has(key));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      unknown.map((key) => `config file key "${key}" is not a Ringvakt setting`),
+    );
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Loads and validates the configuration; throws ConfigError listing every wrong setting. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.RINGVAKT_CONFIG ? readConfigFile(env.RINGVAKT_CONFIG) : {};
+  const problems: string[] = [];
+  const values: Partial<Record<SettingName, unknown>> = {};
+
+  for (const name of Object.keys(settings) as SettingName[]) {
+    const spec: SettingSpec = settings[name];
+    const fromEnv = env[spec.env];
+    const raw = fromEnv !== undefined && fromEnv !== '' ? fromEnv : (file[spec.key] ?? defaults[name]);
+    const result = schemas[name].safeParse(raw);
+    if (result.success) {
+      values[name] = result.data;
+    } else {
+      const shown =
+        spec.secret || raw === undefined ? '' : `; got ${JSON.stringify(String(raw)).slice(0, 80)}`;
+      problems.push(`${spec.env} (config key "${spec.key}") must be ${spec.describe}${shown}`);
+    }
+  }
+
+  const tlsCertFile = values.tlsCertFile as string | undefined;
+  const tlsKeyFile = values.tlsKeyFile as string | undefined;
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    problems.push('RINGVAKT_TLS_CERT_FILE and RINGVAKT_TLS_KEY_FILE must be set together');
+  }
+  if (values.databaseAppUrl !== undefined && values.databaseUrl === undefined) {
+    problems.push('DATABASE_APP_URL needs DATABASE_URL as well (the role that runs migrations)');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const tls = tlsCertFile && tlsKeyFile ? { certFile: tlsCertFile, keyFile: tlsKeyFile } : undefined;
+  const host = values.host as string;
+  const port = values.port as number;
+  const hostInUrl = host.includes(':') ? `[${host}]` : host;
+  const publicUrl =
+    (values.publicUrl as string | undefined)?.replace(/\/$/, '') ??
+    `${tls ? 'https' : 'http'}://${hostInUrl}:${port}`;
+
+  return {
+    dataDir: path.resolve(values.dataDir as string),
+    databaseUrl: values.databaseUrl as string | undefined,
+    databaseAppUrl: values.databaseAppUrl as string | undefined,
+    host,
+    port,
+    publicUrl,
+    tls,
+    trustProxy: values.trustProxy as string[],
+    logLevel: values.logLevel as Config['logLevel'],
+    bodyLimitBytes: values.bodyLimitBytes as number,
+    poolMax: values.poolMax as number,
+    shutdownTimeoutMs: values.shutdownTimeoutMs as number,
+  };
+}

@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import { readSecretFile, writeSecretFile } from '../secret-files.ts';
+import { attachToRunningEmbedded, startEmbeddedPostgres, type EmbeddedCluster } from './embedded-postgres.ts';
+import { loadMigrations, migrate, type Migration } from './migrate.ts';
+import { inspectProvisioning, provision, rolesFor, SCHEMA, type DatabaseRoles } from './provision.ts';
+import type { Database } from './schema.ts';
+import { createSystemDb, type SystemDb } from './system-db.ts';
+import { createTenantDb, type TenantDb } from './tenant-db.ts';
+
+export const EMBEDDED_DATABASE = 'ringvakt';
+
+export type DatabaseHandles = {
+  roles: DatabaseRoles;
+  migrations: Migration[];
+  /** Only for the tenant and system handles and for pool metrics; never for services. */
+  pool: pg.Pool;
+  systemDb: SystemDb;
+  forTenant(tenantId: string): TenantDb;
+  embedded: EmbeddedCluster | undefined;
+  close(): Promise<void>;
+};
+
+/** Where the migrator connects: DATABASE_URL, or the embedded server (started here). */
+export async function resolveMigratorUrl(
+  config: Config,
+  logger: Logger,
+  attach: boolean,
+): Promise<{ migratorUrl: string; embedded: EmbeddedCluster | undefined }> {
+  if (config.databaseUrl) return { migratorUrl: config.databaseUrl, embedded: undefined };
+  const embedded =
+    (attach ? attachToRunningEmbedded(config.dataDir) : undefined) ??
+    (await startEmbeddedPostgres({ dataDir: config.dataDir, logger }));
+  try {
+    const admin = new pg.Client({ connectionString: embedded.adminUrl });
+    await admin.connect();
+    try {
+      const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
+      if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`);
+    } finally {
+      await admin.end();
+    }
+  } catch (error) {
+    await embedded.stop();
+    throw error;
+  }
+  const url = new URL(embedded.adminUrl);
+  url.pathname = `/${EMBEDDED_DATABASE}`;
+  return { migratorUrl: url.toString(), embedded };
+}
+
+export function databaseNameOf(connectionString: string): string {
+  return decodeURIComponent(new URL(connectionString).pathname.replace(/^\//, '')) || 'postgres';
+}
+
+function runtimeUrlFrom(migratorUrl: string, roles: DatabaseRoles, password: string): string {
+  const url = new URL(migratorUrl);
+  url.username = encodeURIComponent(roles.runtime);
+  url.password = encodeURIComponent(password);
+  return url.toString();
+}
+
+export type OpenOptions = {
+  applyMigrations: boolean;
+  /** CLI commands use the embedded server a running `serve` started, instead of refusing. */
+  attachToRunning?: boolean;
+};
+
+/**
+ * Starts (or reaches) PostgreSQL, provisions the roles, applies migrations, and opens the pool
+ * of the runtime role. The server never holds a connection with more rights than that.
+ */
+export async function openDatabase(config: Config, logger: Logger, options: OpenOptions): Promise<DatabaseHandles> {
+  const { migratorUrl, embedded } = await resolveMigratorUrl(config, logger, options.attachToRunning ?? false);
+  try {
+    const roles = rolesFor(databaseNameOf(migratorUrl));
+    const migrations = loadMigrations();
+    const migrator = new pg.Client({ connectionString: migratorUrl, application_name: 'ringvakt-migrate' });
+    await migrator.connect();
+    let runtimeUrl: string;
+    try {
+      if (config.databaseAppUrl) {
+        // A DBA created the roles (migrate --print-sql); provision only if something is missing.
+        const state = await inspectProvisioning(migrator, roles);
+        if (!state.schemaReady || !state.canSetOwner) {
+          throw new Error(
+            `The database is not provisioned for Ringvakt (role ${state.migratorRole} cannot act as ${roles.owner}, ` +
+              'or the schema is missing). Run the statements from `ringvakt migrate --print-sql` first.',
+          );
+        }
+        runtimeUrl = config.databaseAppUrl;
+      } else {
+        const passwordFile = path.join(config.dataDir, 'secrets', `${roles.runtime}.password`);
+        let password: string;
+        if (existsSync(passwordFile)) {
+          password = readSecretFile(passwordFile, 'the runtime database role password');
+        } else {
+          password = randomBytes(32).toString('base64url');
+          writeSecretFile(passwordFile, password);
+        }
+        await provision(migrator, roles, password);
+        runtimeUrl = runtimeUrlFrom(migratorUrl, roles, password);
+      }
+      if (options.applyMigrations) await migrate(migrator, roles, logger, migrations);
+    } finally {
+      await migrator.end();
+    }
+
+    const pool = new pg.Pool({
+      connectionString: runtimeUrl,
+      max: config.poolMax,
+      application_name: 'ringvakt',
+      // Bound every statement and every idle transaction: a stuck request cannot pin a connection.
+      options: `-c search_path=${SCHEMA} -c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000`,
+    });
+    pool.on('error', (error) => logger.error({ err: error }, 'idle database connection failed'));
+    const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return {
+      roles,
+      migrations,
+      pool,
+      systemDb: createSystemDb(kysely),
+      forTenant: (tenantId) => createTenantDb(kysely, tenantId),
+      embedded,
+      async close() {
+        await kysely.destroy();
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+}

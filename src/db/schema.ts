@@ -1,0 +1,67 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Kysely's view of the tables. Tenant tables are reached only through a TenantTransaction. */
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export type TenantsTable = {
+  id: Generated<string>;
+  slug: string;
+  name: string;
+  status: ColumnType<'active' | 'suspended', 'active' | 'suspended' | undefined>;
+  created_at: Timestamp;
+};
+
+export type UserRole = 'owner' | 'admin' | 'supervisor' | 'agent' | 'auditor' | 'privacy_officer';
+export type UserStatus = 'invited' | 'active' | 'disabled';
+
+export type UsersTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  email: string;
+  display_name: string;
+  role: UserRole;
+  status: ColumnType<UserStatus, UserStatus | undefined>;
+  password_hash: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+};
+
+export type SetupTokensTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  user_id: string;
+  token_hash: Buffer;
+  expires_at: Timestamp;
+  used_at: Date | null;
+  created_at: Timestamp;
+};
+
+export type ApiTokensTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  user_id: string;
+  name: string;
+  token_hash: Buffer;
+  expires_at: Timestamp;
+  revoked_at: Date | null;
+  created_at: Timestamp;
+};
+
+export type SchemaMigrationsTable = {
+  version: number;
+  name: string;
+  checksum: string;
+  applied_at: Date;
+  applied_by: string;
+};
+
+/** Tables that belong to one tenant (row-level security on tenant_id). */
+export type TenantTables = {
+  tenants: TenantsTable;
+  users: UsersTable;
+  setup_tokens: SetupTokensTable;
+  api_tokens: ApiTokensTable;
+};
+
+export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

@@ -1,0 +1,207 @@
+import { Command, InvalidArgumentError } from 'commander';
+import pg from 'pg';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { databaseNameOf, openDatabase } from './db/database.ts';
+import { EmbeddedPostgresError } from './db/embedded-postgres.ts';
+import { loadMigrations, MigrationError, pendingMigrations, readApplied, renderMigration } from './db/migrate.ts';
+import { provisioningStatements, ProvisioningError, rolesFor, SCHEMA } from './db/provision.ts';
+import { runDoctor } from './doctor.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
+import { createTenantWithOwner } from './modules/setup/setup.service.ts';
+import { findUserByEmail } from './modules/users/users.repo.ts';
+import { SecretFileError } from './secret-files.ts';
+import { AppError } from './server/errors.ts';
+import { startServer } from './server/serve.ts';
+
+/** Errors whose message is written for the operator; anything else is reported without internals. */
+const explained = [ConfigError, EmbeddedPostgresError, MigrationError, ProvisioningError, SecretFileError];
+
+function fail(error: unknown): never {
+  if (explained.some((type) => error instanceof type)) {
+    process.stderr.write(`ringvakt: ${(error as Error).message}\n`);
+  } else if (error instanceof AppError) {
+    process.stderr.write(`ringvakt: ${error.detail ?? error.message}\n`);
+  } else {
+    const code = (error as { code?: string }).code;
+    process.stderr.write(`ringvakt: failed: ${(error as Error).name ?? 'error'}${code ? ` (${code})` : ''}: ${(error as Error).message ?? ''}\n`);
+  }
+  process.exit(1);
+}
+
+function context(): { config: Config; logger: Logger } {
+  const config = loadConfig();
+  // CLI commands log to stderr so that stdout carries only their result (a link, a token, SQL).
+  const logger = createLogger(config.logLevel, process.stderr);
+  return { config, logger };
+}
+
+const slug = (value: string) => {
+  if (!/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/.test(value)) {
+    throw new InvalidArgumentError('use 1–40 lower-case letters, digits or dashes, not starting or ending with a dash');
+  }
+  return value;
+};
+const email = (value: string) => {
+  if (value.length > 320 || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) throw new InvalidArgumentError('not an e-mail address');
+  return value.toLowerCase();
+};
+const text = (value: string) => {
+  if (value.trim().length === 0 || value.length > 200) throw new InvalidArgumentError('use 1–200 characters');
+  return value.trim();
+};
+const days = (value: string) => {
+  if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 365) throw new InvalidArgumentError('use 1–365');
+  return Number(value);
+};
+
+const program = new Command('ringvakt')
+  .description('Ringvakt: a security-first, self-hostable contact center')
+  .showHelpAfterError()
+  .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
+
+program
+  .command('serve')
+  .description('run the server (HTTP API, web pages, background work); what `npm start` runs')
+  .action(async () => {
+    const { config, logger } = context();
+    const server = await startServer(config, logger);
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals += 1;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      server.stop(signal).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+
+program
+  .command('migrate')
+  .description('create the database roles and apply pending migrations')
+  .option('--print-sql', 'print the statements for a DBA instead of running them (for a DATABASE_URL that cannot create roles)')
+  .action(async (options: { printSql?: boolean }) => {
+    const { config, logger } = context();
+    if (options.printSql) {
+      await printMigrationSql(config, logger);
+      return;
+    }
+    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
+    await database.close();
+    process.stdout.write('migrations are current\n');
+  });
+
+async function printMigrationSql(config: Config, logger: Logger): Promise<void> {
+  if (!config.databaseUrl) throw new ConfigError(['--print-sql is for an external database: set DATABASE_URL']);
+  const roles = rolesFor(databaseNameOf(config.databaseUrl));
+  const migratorRole = decodeURIComponent(new URL(config.databaseUrl).username) || 'postgres';
+  const migrations = loadMigrations();
+  let pending = migrations;
+  const client = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: 5000 });
+  try {
+    await client.connect();
+    pending = pendingMigrations(migrations, await readApplied(client));
+  } catch (error) {
+    if (error instanceof MigrationError) throw error;
+    logger.debug('database not readable; printing every migration');
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const out: string[] = [
+    `-- Ringvakt database provisioning for database "${roles.database}".`,
+    `-- Run as a role that may create roles, e.g.: psql -v ON_ERROR_STOP=1 -v app_password='…' -f this.sql`,
+    `-- Then set DATABASE_APP_URL to the role ${roles.runtime} with that password.`,
+    '\\set ON_ERROR_STOP on',
+    ...provisioningStatements(roles, migratorRole, { psqlVariable: 'app_password' }).map((statement) => `${statement};`),
+  ];
+  for (const migration of pending) {
+    out.push(
+      `-- ${migration.name}`,
+      'BEGIN;',
+      `SET LOCAL ROLE ${pg.escapeIdentifier(roles.owner)};`,
+      `SET LOCAL search_path = ${SCHEMA}, pg_catalog;`,
+      renderMigration(migration, roles),
+      `INSERT INTO ${SCHEMA}.schema_migrations (version, name, checksum) VALUES (${migration.version}, ${pg.escapeLiteral(migration.name)}, ${pg.escapeLiteral(migration.checksum)});`,
+      'COMMIT;',
+    );
+  }
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+program
+  .command('setup')
+  .description('create a tenant and its owner, and print a one-time link (valid 24 h) for the owner to set a password')
+  .requiredOption('--tenant-slug <slug>', 'short name of the tenant (lower-case letters, digits, dashes)', slug)
+  .requiredOption('--tenant-name <name>', 'display name of the tenant', text)
+  .requiredOption('--owner-email <email>', "the owner's e-mail address", email)
+  .requiredOption('--owner-name <name>', "the owner's name", text)
+  .action(async (options: { tenantSlug: string; tenantName: string; ownerEmail: string; ownerName: string }) => {
+    const { config, logger } = context();
+    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
+    try {
+      const created = await createTenantWithOwner(database.systemDb, {
+        slug: options.tenantSlug,
+        name: options.tenantName,
+        ownerEmail: options.ownerEmail,
+        ownerName: options.ownerName,
+        publicUrl: config.publicUrl,
+      });
+      process.stdout.write(
+        `Tenant "${options.tenantSlug}" created.\n` +
+          `Open this link to set the owner's password (one use, until ${created.expiresAt.toISOString()}):\n\n` +
+          `  ${created.link}\n\n` +
+          'Start the server first (npm start) if it is not running.\n',
+      );
+    } finally {
+      await database.close();
+    }
+  });
+
+const token = program.command('token').description('API tokens');
+token
+  .command('create')
+  .description("issue an API token for an active user; it is printed once and stored only as a hash")
+  .requiredOption('--tenant <slug>', 'the tenant', slug)
+  .requiredOption('--email <email>', 'the user the token acts as', email)
+  .requiredOption('--name <label>', 'what the token is for', text)
+  .option('--days <n>', 'days until it expires (1–365)', days, 30)
+  .action(async (options: { tenant: string; email: string; name: string; days: number }) => {
+    const { config, logger } = context();
+    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
+    try {
+      const tenantId = await database.systemDb.tenantIdBySlug(options.tenant);
+      if (!tenantId) throw new AppError('not_found', `No tenant "${options.tenant}".`);
+      const issued = await database.forTenant(tenantId).transaction(async (trx) => {
+        const user = await findUserByEmail(trx, options.email);
+        if (!user || user.status !== 'active') {
+          throw new AppError('not_found', 'No active user with that e-mail in this tenant (has the owner set a password?).');
+        }
+        const expiresAt = new Date(Date.now() + options.days * 86_400_000);
+        return issueApiToken(trx, tenantId, { userId: user.id, name: options.name, expiresAt });
+      });
+      process.stdout.write(`${issued.token}\n`);
+    } finally {
+      await database.close();
+    }
+  });
+
+program
+  .command('doctor')
+  .description('check configuration, database reachability, role rights and file modes')
+  .action(async () => {
+    const logger = createLogger(process.env.RINGVAKT_LOG_LEVEL ?? 'warn', process.stderr);
+    const checks = await runDoctor(process.env, logger);
+    for (const check of checks) process.stdout.write(`${check.ok ? 'ok  ' : 'FAIL'}  ${check.name}: ${check.detail}\n`);
+    process.exit(checks.every((check) => check.ok) ? 0 : 1);
+  });
+
+program.parseAsync(process.argv).catch(fail);

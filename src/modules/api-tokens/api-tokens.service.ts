@@ -1,0 +1,67 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { TenantTransaction } from '../../db/tenant-db.ts';
+import type { UserRole } from '../../db/schema.ts';
+
+/**
+ * API tokens: `rvt_<tenant id, 32 hex>_<43 characters of base64url = 256 random bits>`.
+ * The tenant part is not secret; it lets the server enter the right tenant before it looks up
+ * the SHA-256 of the whole token. Only that hash is stored; the token is shown once.
+ */
+const TOKEN_PATTERN = /^(rvt|rvs)_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$/;
+
+export type ParsedToken = { tenantId: string; hash: Buffer };
+
+export function hashSecretToken(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+export function uuidFromHex(hex: string): string {
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Builds a `<prefix>_<tenant hex>_<secret>` token; used for API tokens and setup links alike. */
+export function mintTenantToken(prefix: 'rvt' | 'rvs', tenantId: string): { token: string; hash: Buffer } {
+  const token = `${prefix}_${tenantId.replaceAll('-', '')}_${randomBytes(32).toString('base64url')}`;
+  return { token, hash: hashSecretToken(token) };
+}
+
+/** Parses a token of the given kind (`rvt` API token, `rvs` setup link); undefined if malformed. */
+export function parseTenantToken(prefix: 'rvt' | 'rvs', token: string): ParsedToken | undefined {
+  const match = TOKEN_PATTERN.exec(token);
+  const [, kind, tenantHex] = match ?? [];
+  if (kind !== prefix || tenantHex === undefined) return undefined;
+  return { tenantId: uuidFromHex(tenantHex), hash: hashSecretToken(token) };
+}
+
+export type TokenOwner = { userId: string; role: UserRole; tokenId: string };
+
+/** The active user behind a token, or undefined for unknown, revoked, expired or disabled. */
+export async function findTokenOwner(trx: TenantTransaction, hash: Buffer): Promise<TokenOwner | undefined> {
+  const row = await trx
+    .selectFrom('api_tokens')
+    .innerJoin('users', (join) =>
+      join.onRef('users.tenant_id', '=', 'api_tokens.tenant_id').onRef('users.id', '=', 'api_tokens.user_id'),
+    )
+    .select(['api_tokens.id as tokenId', 'users.id as userId', 'users.role as role'])
+    .where('api_tokens.token_hash', '=', hash)
+    .where('api_tokens.revoked_at', 'is', null)
+    .where('api_tokens.expires_at', '>', new Date())
+    .where('users.status', '=', 'active')
+    .executeTakeFirst();
+  return row;
+}
+
+/** Issues a token for a user of this tenant; returns the token, which is never stored. */
+export async function issueApiToken(
+  trx: TenantTransaction,
+  tenantId: string,
+  input: { userId: string; name: string; expiresAt: Date },
+): Promise<{ id: string; token: string }> {
+  const { token, hash } = mintTenantToken('rvt', tenantId);
+  const row = await trx
+    .insertInto('api_tokens')
+    .values({ user_id: input.userId, name: input.name, token_hash: hash, expires_at: input.expiresAt })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { id: row.id, token };
+}

@@ -1,0 +1,49 @@
+import type { App } from '../../server/types.ts';
+import { AppError } from '../../server/errors.ts';
+import { problemResponses } from '../../server/schemas.ts';
+import { findUserById, listUsers, type UserView } from './users.repo.ts';
+import { listUsersQuerySchema, userListSchema, userParamsSchema, userSchema } from './users.schemas.ts';
+
+const present = (user: UserView) => ({ ...user, createdAt: user.createdAt.toISOString() });
+
+export async function usersRoutes(app: App): Promise<void> {
+  app.get(
+    '/api/v1/users',
+    {
+      config: { access: 'users:read' },
+      schema: {
+        summary: "List the tenant's users",
+        tags: ['users'],
+        security: [{ bearer: [] }],
+        querystring: listUsersQuerySchema,
+        response: { 200: userListSchema, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const { limit, after } = request.query;
+      const users = await request.tenantDb.transaction((trx) => listUsers(trx, { limit, ...(after ? { after } : {}) }));
+      const last = users.at(-1);
+      return { items: users.map(present), nextAfter: users.length === limit && last ? last.id : null };
+    },
+  );
+
+  app.get(
+    '/api/v1/users/:userId',
+    {
+      config: { access: 'users:read' },
+      schema: {
+        summary: 'One user of the tenant',
+        tags: ['users'],
+        security: [{ bearer: [] }],
+        params: userParamsSchema,
+        response: { 200: userSchema, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const user = await request.tenantDb.transaction((trx) => findUserById(trx, request.params.userId));
+      // 404, not 403, for another tenant's user: its existence is itself information we must not give.
+      if (!user) throw new AppError('not_found');
+      return present(user);
+    },
+  );
+}

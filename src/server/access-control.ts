@@ -1,0 +1,85 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { UserRole } from '../db/schema.ts';
+import type { TenantDb } from '../db/tenant-db.ts';
+import { findTokenOwner, parseTenantToken } from '../modules/api-tokens/api-tokens.service.ts';
+import { isRouteAccess, roleGrants, type Permission, type RouteAccess } from '../modules/access/permissions.ts';
+import { AppError } from './errors.ts';
+
+export type Principal = {
+  tenantId: string;
+  userId: string;
+  role: UserRole;
+  credential: { kind: 'api_token'; id: string };
+};
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Required on every route: the permission it needs, or 'public'. */
+    access?: RouteAccess;
+  }
+  interface FastifyRequest {
+    principal: Principal | undefined;
+    /** The caller's tenant handle; throws on a public route (there is no tenant). */
+    readonly tenantDb: TenantDb;
+  }
+}
+
+/** Routes added by the API-docs plugin, which cannot carry our config; public by design. */
+const DOCS_PREFIX = '/api/docs';
+
+export type AccessControlOptions = { forTenant(tenantId: string): TenantDb };
+
+function bearerToken(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (typeof header !== 'string') return undefined;
+  const match = /^Bearer ([!-~]{1,200})$/.exec(header);
+  return match?.[1];
+}
+
+async function accessControl(app: FastifyInstance, options: AccessControlOptions): Promise<void> {
+  const tenantDbs = new WeakMap<FastifyRequest, TenantDb>();
+
+  // Deny by default: a route that does not say who may call it stops the server from starting.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith(DOCS_PREFIX)) {
+      route.config = { ...route.config, access: 'public' };
+      return;
+    }
+    const access = (route.config as { access?: unknown } | undefined)?.access;
+    if (!isRouteAccess(access)) {
+      throw new Error(`Route ${String(route.method)} ${route.url} declares no valid access (config.access)`);
+    }
+  });
+
+  app.decorateRequest('principal', undefined);
+  app.decorateRequest('tenantDb', {
+    getter(this: FastifyRequest) {
+      const tenantDb = tenantDbs.get(this);
+      if (!tenantDb) throw new Error('tenantDb used on a route without an authenticated principal');
+      return tenantDb;
+    },
+  });
+
+  app.addHook('onRequest', async (request) => {
+    const access = request.routeOptions.config.access;
+    if (access === undefined) return; // unmatched route: the 404 handler answers
+    if (access === 'public') return;
+    const token = bearerToken(request);
+    const parsed = token === undefined ? undefined : parseTenantToken('rvt', token);
+    if (!parsed) throw new AppError('unauthenticated');
+    const tenantDb = options.forTenant(parsed.tenantId);
+    const owner = await tenantDb.transaction((trx) => findTokenOwner(trx, parsed.hash));
+    if (!owner) throw new AppError('unauthenticated');
+    request.principal = {
+      tenantId: parsed.tenantId,
+      userId: owner.userId,
+      role: owner.role,
+      credential: { kind: 'api_token', id: owner.tokenId },
+    };
+    tenantDbs.set(request, tenantDb);
+    if (!roleGrants(owner.role, access as Permission)) throw new AppError('forbidden');
+  });
+}
+
+export const accessControlPlugin = fp(accessControl, { name: 'ringvakt-access-control' });

@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Server as HttpsServer } from 'node:https';
+import Fastify, { type FastifyHttpsOptions, type FastifyServerOptions } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import secureJson from 'secure-json-parse';
+import type { Config } from '../config.ts';
+import type { DatabaseHandles } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import { setupRoutes } from '../modules/setup/setup.routes.ts';
+import { tenantsRoutes } from '../modules/tenants/tenants.routes.ts';
+import { usersRoutes } from '../modules/users/users.routes.ts';
+import { accessControlPlugin } from './access-control.ts';
+import { AppError, errorCatalogue, handleError, PROBLEM_CONTENT_TYPE, problemBody, sendProblem } from './errors.ts';
+import { healthRoutes } from './health.routes.ts';
+import { createMetrics } from './metrics.ts';
+import type { App } from './types.ts';
+
+export type AppDependencies = {
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls'>;
+  logger: Logger;
+  database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations'>;
+  isShuttingDown?: () => boolean;
+};
+
+/** Longest URL we route; longer ones get 414 (Node's own header limit answers 431 beyond 16 KiB). */
+const MAX_URL_LENGTH = 4096;
+const REQUEST_ID = /^[A-Za-z0-9._-]{8,64}$/;
+
+/** Answers a request Node's HTTP parser rejected (bad request line, oversize headers) with problem+json. */
+function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'bad_request';
+  const body = JSON.stringify(problemBody(new AppError(code)));
+  socket.end(
+    `HTTP/1.1 ${errorCatalogue[code].status} ${errorCatalogue[code].title}\r\n` +
+      `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Connection: close\r\n\r\n${body}`,
+  );
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Builds the HTTP application. Every route declares its access and its zod schemas. */
+export async function buildApp(deps: AppDependencies): Promise<App> {
+  const { config, database } = deps;
+  const options: FastifyServerOptions = {
+    loggerInstance: deps.logger,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
+    routerOptions: { maxParamLength: 200 },
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    keepAliveTimeout: 5_000,
+    return503OnClosing: true,
+    clientErrorHandler: answerClientError,
+    genReqId: (request) => {
+      const offered = request.headers['x-request-id'];
+      return typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID();
+    },
+  };
+  const app = (
+    config.tls
+      ? Fastify({
+          ...options,
+          https: { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' },
+        } as FastifyHttpsOptions<HttpsServer>)
+      : Fastify(options)
+  ).withTypeProvider<ZodTypeProvider>() as unknown as App;
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, new AppError('not_found')));
+
+  // JSON bodies: strict UTF-8 (invalid bytes are an error, not silently replaced) and no
+  // prototype-poisoning keys.
+  app.removeContentTypeParser(['application/json']);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
+    let text: string;
+    try {
+      text = strictUtf8.decode(body as Buffer);
+    } catch {
+      done(new AppError('invalid_utf8'), undefined);
+      return;
+    }
+    if (text.trim() === '') {
+      done(new AppError('malformed_json', 'The body is empty.'), undefined);
+      return;
+    }
+    try {
+      done(null, secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }));
+    } catch {
+      done(new AppError('malformed_json'), undefined);
+    }
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    if (request.url.length > MAX_URL_LENGTH) throw new AppError('uri_too_long');
+    // A percent-encoded path that is not valid UTF-8 cannot name any resource of ours.
+    try {
+      decodeURIComponent(request.url);
+    } catch {
+      throw new AppError('invalid_utf8', 'The URL is not valid percent-encoded UTF-8.');
+    }
+  });
+
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        fontSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        ...(config.tls ? { upgradeInsecureRequests: [] } : {}),
+      },
+    },
+    // HSTS only means something over TLS; sent on plain HTTP it would be ignored or mislead.
+    strictTransportSecurity: config.tls ? { maxAge: 31_536_000, includeSubDomains: true } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginEmbedderPolicy: false,
+  });
+
+  const metrics = createMetrics(database.pool);
+  await app.register(metrics.plugin);
+  await app.register(accessControlPlugin, { forTenant: database.forTenant });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Ringvakt API', version: '1' },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API token (rvt_…)' } },
+      },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, {
+    routePrefix: '/api/docs',
+    uiConfig: { validatorUrl: null },
+    staticCSP: true,
+    transformStaticCSP: (header) =>
+      header
+        .replace("frame-ancestors 'self'", "frame-ancestors 'none'")
+        .replace("base-uri 'self'", "base-uri 'none'")
+        .replaceAll(' https:', '')
+        .replace(' validator.swagger.io', '')
+        .replace(config.tls ? /$^/ : ' upgrade-insecure-requests;', ''),
+  });
+  app.get('/api/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, async () => app.swagger());
+
+  await app.register(healthRoutes, {
+    systemDb: database.systemDb,
+    expectedMigrations: database.migrations.map((migration) => migration.version),
+    registry: metrics.registry,
+    isShuttingDown: deps.isShuttingDown ?? (() => false),
+  });
+  await app.register(tenantsRoutes);
+  await app.register(usersRoutes);
+  await app.register(setupRoutes, { forTenant: database.forTenant });
+  return app;
+}

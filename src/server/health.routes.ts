@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import type { Registry } from 'prom-client';
+import type { SystemDb } from '../db/system-db.ts';
+import type { App } from './types.ts';
+import { AppError } from './errors.ts';
+import { problemResponses } from './schemas.ts';
+
+export type HealthOptions = {
+  systemDb: SystemDb;
+  expectedMigrations: number[];
+  registry: Registry;
+  isShuttingDown(): boolean;
+};
+
+const readySchema = z.object({ status: z.literal('ready'), migrations: z.number().int() });
+
+export async function healthRoutes(app: App, options: HealthOptions): Promise<void> {
+  app.get(
+    '/livez',
+    { config: { access: 'public' }, schema: { tags: ['operations'], response: { 200: z.object({ status: z.literal('live') }) } } },
+    async () => ({ status: 'live' as const }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: { access: 'public' },
+      schema: { tags: ['operations'], response: { 200: readySchema, ...problemResponses(503) } },
+    },
+    async (request) => {
+      if (options.isShuttingDown()) throw new AppError('service_unavailable', 'The server is shutting down.');
+      let applied: number[];
+      try {
+        applied = await options.systemDb.appliedMigrationVersions();
+      } catch (error) {
+        request.log.warn({ err: error }, 'readiness: database unreachable');
+        throw new AppError('service_unavailable', 'The database is unreachable.');
+      }
+      const missing = options.expectedMigrations.filter((version) => !applied.includes(version));
+      if (missing.length > 0) throw new AppError('service_unavailable', 'Database migrations are pending.');
+      return { status: 'ready' as const, migrations: applied.length };
+    },
+  );
+
+  app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (_request, reply) => {
+    const body = await options.registry.metrics();
+    return reply.type(options.registry.contentType).send(body);
+  });
+}

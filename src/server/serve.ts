@@ -1,0 +1,59 @@
+import type { Config } from '../config.ts';
+import { openDatabase } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import { buildApp } from './app.ts';
+
+export type RunningServer = { url: string; stop(reason: string): Promise<void> };
+
+/**
+ * Starts everything `ringvakt serve` runs, and stops it in order: refuse new work (/readyz says
+ * 503), let in-flight requests finish within the shutdown timeout, close the pool, stop the
+ * embedded PostgreSQL.
+ */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const startedAt = performance.now();
+  const database = await openDatabase(config, logger, { applyMigrations: true });
+  let shuttingDown = false;
+  let app;
+  try {
+    app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const hostInUrl = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = config.port === 0 ? `${config.tls ? 'https' : 'http'}://${hostInUrl}:${port}` : config.publicUrl;
+  logger.info({ url, startupMs: Math.round(performance.now() - startedAt) }, 'Ringvakt is ready');
+
+  const tenants = await database.systemDb.listTenants();
+  if (tenants.length === 0) {
+    logger.info(
+      'No tenant yet. Create the first one and its owner with: ' +
+        'npm run ringvakt -- setup --tenant-slug <slug> --tenant-name <name> --owner-email <e-mail> --owner-name <name>',
+    );
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason: string) => {
+    stopping ??= (async () => {
+      shuttingDown = true;
+      logger.info({ reason }, 'shutting down: draining requests');
+      const timer = setTimeout(() => {
+        logger.warn('shutdown timeout reached; closing remaining connections');
+        app.server.closeAllConnections();
+      }, config.shutdownTimeoutMs);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(timer);
+        await database.close();
+      }
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+  return { url, stop };
+}
