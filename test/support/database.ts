@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { openDatabase, type DatabaseHandles } from '../../src/db/database.ts';
+import { createLogger, type Logger } from '../../src/logger.ts';
+
+export const adminUrl = (): string => inject('adminUrl');
+export const serverLabel = (): string => inject('serverLabel');
+
+export function urlFor(database: string, base: string = adminUrl()): string {
+  const url = new URL(base);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  sqlText: string,
+  values: unknown[] = [],
+  database = 'postgres',
+): Promise<pg.QueryResult<R>> {
+  const client = new pg.Client({ connectionString: urlFor(database) });
+  await client.connect();
+  try {
+    return await client.query<R>(sqlText, values);
+  } finally {
+    await client.end();
+  }
+}
+
+export type TestDatabase = {
+  name: string;
+  url: string;
+  config: Config;
+  logger: Logger;
+  handles: DatabaseHandles;
+  /** A superuser query in this database (for set-up and for reading what really happened). */
+  superQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(sqlText: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** A client logged in as the runtime role, exactly as the server is. */
+  runtimeClient(): Promise<pg.Client>;
+  drop(): Promise<void>;
+};
+
+/** A fresh database (own roles, migrated) on the test server; drop() removes database and roles. */
+export async function createTestDatabase(options: { logger?: Logger; env?: NodeJS.ProcessEnv } = {}): Promise<TestDatabase> {
+  const name = `rv_test_${randomBytes(6).toString('hex')}`;
+  await adminQuery(`CREATE DATABASE ${name}`);
+  const url = urlFor(name);
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-test-data-'));
+  const config = loadConfig({ DATABASE_URL: url, RINGVAKT_DATA_DIR: dataDir, RINGVAKT_LOG_LEVEL: 'silent', ...options.env });
+  const logger = options.logger ?? createLogger('silent');
+  const handles = await openDatabase(config, logger, { applyMigrations: true });
+  const runtimeUrl = new URL(url);
+  runtimeUrl.username = handles.roles.runtime;
+  runtimeUrl.password = (await import('node:fs')).readFileSync(path.join(dataDir, 'secrets', `${handles.roles.runtime}.password`), 'utf8').trim();
+  return {
+    name,
+    url,
+    config,
+    logger,
+    handles,
+    superQuery: (sqlText, values = []) => adminQuery(sqlText, values, name),
+    async runtimeClient() {
+      const client = new pg.Client({ connectionString: runtimeUrl.toString(), options: '-c search_path=ringvakt' });
+      await client.connect();
+      return client;
+    },
+    async drop() {
+      await handles.close();
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.runtime}`);
+      await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.owner}`);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

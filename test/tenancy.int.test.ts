@@ -1,0 +1,154 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+
+/** Row-level security as the runtime role sees it, on the embedded server and on PostgreSQL 15. */
+describe(`tenant isolation (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let a: SeededTenant;
+  let b: SeededTenant;
+  let runtime: pg.Client;
+  let tenantTables: string[];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await seedTenant(db.handles, 'tenant-a');
+    b = await seedTenant(db.handles, 'tenant-b');
+    runtime = await db.runtimeClient();
+    const tables = await db.superQuery<{ table_name: string }>(
+      `SELECT table_name FROM information_schema.columns
+        WHERE table_schema = 'ringvakt' AND column_name = 'tenant_id' ORDER BY table_name`,
+    );
+    tenantTables = tables.rows.map((row) => row.table_name);
+  });
+  afterAll(async () => {
+    await runtime?.end();
+    await db?.drop();
+  });
+
+  const inTenant = async <T>(tenantId: string, work: () => Promise<T>): Promise<T> => {
+    await runtime.query('BEGIN');
+    try {
+      await runtime.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]);
+      return await work();
+    } finally {
+      await runtime.query('ROLLBACK');
+    }
+  };
+
+  it('finds the tenant tables it is meant to guard', () => {
+    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'setup_tokens', 'users']));
+  });
+
+  it('with no tenant set, every tenant table reads as empty, though rows exist', async () => {
+    for (const table of [...tenantTables, 'tenants']) {
+      const seen = await runtime.query(`SELECT count(*)::int AS n FROM ${table}`);
+      expect(seen.rows[0].n, table).toBe(0);
+      const real = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.${table}`);
+      expect(real.rows[0].n, table).toBeGreaterThan(0);
+    }
+  });
+
+  it('with no tenant set, inserts fail even when they name a tenant', async () => {
+    await expect(
+      runtime.query(`INSERT INTO users (tenant_id, email, display_name, role) VALUES ($1, 'x@y.example', 'X', 'agent')`, [a.tenantId]),
+    ).rejects.toThrow(/row-level security/);
+    await expect(runtime.query(`INSERT INTO users (email, display_name, role) VALUES ('x@y.example', 'X', 'agent')`)).rejects.toThrow(
+      /row-level security|null value in column "tenant_id"/,
+    );
+  });
+
+  it('a transaction-local tenant does not outlive its transaction on a pooled connection', async () => {
+    await inTenant(a.tenantId, async () => {
+      const inside = await runtime.query('SELECT count(*)::int AS n FROM users');
+      expect(inside.rows[0].n).toBe(2);
+    });
+    const after = await runtime.query('SELECT count(*)::int AS n FROM users');
+    expect(after.rows[0].n).toBe(0);
+  });
+
+  it('tenant A never reads tenant B rows, by id or by naming tenant B', async () => {
+    await inTenant(a.tenantId, async () => {
+      const byId = await runtime.query('SELECT id FROM users WHERE id = $1', [b.owner.id]);
+      expect(byId.rowCount).toBe(0);
+      const byTenant = await runtime.query('SELECT id FROM users WHERE tenant_id = $1', [b.tenantId]);
+      expect(byTenant.rowCount).toBe(0);
+      const tenants = await runtime.query('SELECT id FROM tenants');
+      expect(tenants.rows.map((row) => row.id)).toEqual([a.tenantId]);
+      const tokens = await runtime.query('SELECT tenant_id FROM api_tokens');
+      expect(new Set(tokens.rows.map((row) => row.tenant_id))).toEqual(new Set([a.tenantId]));
+      const joined = await runtime.query(
+        'SELECT u.id FROM users u JOIN api_tokens t ON t.user_id = u.id WHERE t.tenant_id = $1',
+        [b.tenantId],
+      );
+      expect(joined.rowCount).toBe(0);
+    });
+  });
+
+  it('tenant A never updates or deletes tenant B rows, and cannot move rows to B', async () => {
+    await inTenant(a.tenantId, async () => {
+      const updated = await runtime.query(`UPDATE users SET display_name = 'hijacked' WHERE id = $1`, [b.owner.id]);
+      expect(updated.rowCount).toBe(0);
+      const deleted = await runtime.query('DELETE FROM api_tokens WHERE tenant_id = $1', [b.tenantId]);
+      expect(deleted.rowCount).toBe(0);
+      await expect(
+        runtime.query(`INSERT INTO users (tenant_id, email, display_name, role) VALUES ($1, 'x@y.example', 'X', 'agent')`, [b.tenantId]),
+      ).rejects.toThrow(/row-level security/);
+    });
+    await inTenant(a.tenantId, async () => {
+      await expect(runtime.query('UPDATE users SET email = email WHERE id = $1 RETURNING id', [a.owner.id])).resolves.toBeTruthy();
+    });
+    const b_owner = await db.superQuery('SELECT display_name FROM ringvakt.users WHERE id = $1', [b.owner.id]);
+    expect(b_owner.rows[0].display_name).toBe('Owner of tenant-b');
+    const b_tokens = await db.superQuery('SELECT count(*)::int AS n FROM ringvakt.api_tokens WHERE tenant_id = $1', [b.tenantId]);
+    expect(b_tokens.rows[0].n).toBe(2);
+  });
+
+  it('the tenant handle sees only its own tenant through every table', async () => {
+    const seen = await db.handles.forTenant(a.tenantId).transaction(async (trx) => ({
+      users: await trx.selectFrom('users').select('tenant_id').execute(),
+      tokens: await trx.selectFrom('api_tokens').select('tenant_id').execute(),
+      setup: await trx.selectFrom('setup_tokens').select('tenant_id').execute(),
+      tenants: await trx.selectFrom('tenants').select('id').execute(),
+    }));
+    for (const rows of [seen.users, seen.tokens, seen.setup]) {
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows.every((row) => row.tenant_id === a.tenantId)).toBe(true);
+    }
+    expect(seen.tenants).toEqual([{ id: a.tenantId }]);
+  });
+
+  it('the runtime role cannot switch to the owner, change policies or tables, or turn row security off', async () => {
+    const attempts: [string, RegExp][] = [
+      [`SET ROLE ${db.handles.roles.owner}`, /permission denied/],
+      ['ALTER TABLE users DISABLE ROW LEVEL SECURITY', /must be owner/],
+      ['ALTER TABLE users NO FORCE ROW LEVEL SECURITY', /must be owner/],
+      ['DROP POLICY tenant_isolation ON users', /must be owner/],
+      [`CREATE POLICY open_door ON users USING (true)`, /must be owner/],
+      ['ALTER TABLE users ADD COLUMN note text', /must be owner/],
+      ['DROP TABLE users', /must be owner/],
+      ['TRUNCATE users', /permission denied/],
+      ['CREATE TABLE ringvakt.sneaky (id int)', /permission denied/],
+      ['CREATE OR REPLACE FUNCTION current_tenant_id() RETURNS uuid LANGUAGE sql AS $$ SELECT NULL::uuid $$', /must be owner|permission denied/],
+      ['SET SESSION AUTHORIZATION postgres', /permission denied/],
+      ['INSERT INTO tenants (slug, name) VALUES ($$x$$, $$x$$)', /permission denied/],
+      ['UPDATE schema_migrations SET checksum = $$x$$', /permission denied/],
+    ];
+    for (const [statement, expected] of attempts) {
+      await expect(runtime.query(statement), statement).rejects.toThrow(expected);
+    }
+    // With row_security off, a query that a policy would filter fails instead of bypassing it.
+    await runtime.query('SET row_security = off');
+    try {
+      await expect(runtime.query('SELECT * FROM users')).rejects.toThrow(/row-level security/);
+    } finally {
+      await runtime.query('RESET row_security');
+    }
+    const rights = await db.superQuery(
+      'SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = $1',
+      [db.handles.roles.runtime],
+    );
+    expect(rights.rows[0]).toEqual({ rolsuper: false, rolbypassrls: false, rolcreaterole: false, rolcreatedb: false });
+  });
+});
