@@ -56,7 +56,7 @@ describe(`tenancy guard over every table (${serverLabel()} server)`, () => {
       { policyname: 'tenant_self', roles: '{public}', qual: '(id = ringvakt.current_tenant_id())' },
     ]);
     const flags = await db.superQuery(`SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'ringvakt.tenants'::regclass`);
-    expect(flags.rows[0]).toEqual({ relrowsecurity: true, relforcerowsecurity: true });
+    expect(flags.rows[0]!).toEqual({ relrowsecurity: true, relforcerowsecurity: true });
   });
 
   it('the runtime role owns nothing in the database', async () => {
@@ -64,6 +64,6 @@ describe(`tenancy guard over every table (${serverLabel()} server)`, () => {
       `SELECT count(*)::int AS n FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = $1`,
       [db.handles.roles.runtime],
     );
-    expect(owned.rows[0].n).toBe(0);
+    expect(owned.rows[0]!.n).toBe(0);
   });
 });

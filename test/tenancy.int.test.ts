@@ -44,9 +44,9 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
   it('with no tenant set, every tenant table reads as empty, though rows exist', async () => {
     for (const table of [...tenantTables, 'tenants']) {
       const seen = await runtime.query(`SELECT count(*)::int AS n FROM ${table}`);
-      expect(seen.rows[0].n, table).toBe(0);
+      expect(seen.rows[0]!.n, table).toBe(0);
       const real = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.${table}`);
-      expect(real.rows[0].n, table).toBeGreaterThan(0);
+      expect(real.rows[0]!.n, table).toBeGreaterThan(0);
     }
   });
 
@@ -62,10 +62,10 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
   it('a transaction-local tenant does not outlive its transaction on a pooled connection', async () => {
     await inTenant(a.tenantId, async () => {
       const inside = await runtime.query('SELECT count(*)::int AS n FROM users');
-      expect(inside.rows[0].n).toBe(2);
+      expect(inside.rows[0]!.n).toBe(2);
     });
     const after = await runtime.query('SELECT count(*)::int AS n FROM users');
-    expect(after.rows[0].n).toBe(0);
+    expect(after.rows[0]!.n).toBe(0);
   });
 
   it('tenant A never reads tenant B rows, by id or by naming tenant B', async () => {
@@ -100,9 +100,9 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
       await expect(runtime.query('UPDATE users SET email = email WHERE id = $1 RETURNING id', [a.owner.id])).resolves.toBeTruthy();
     });
     const b_owner = await db.superQuery('SELECT display_name FROM ringvakt.users WHERE id = $1', [b.owner.id]);
-    expect(b_owner.rows[0].display_name).toBe('Owner of tenant-b');
+    expect(b_owner.rows[0]!.display_name).toBe('Owner of tenant-b');
     const b_tokens = await db.superQuery('SELECT count(*)::int AS n FROM ringvakt.api_tokens WHERE tenant_id = $1', [b.tenantId]);
-    expect(b_tokens.rows[0].n).toBe(2);
+    expect(b_tokens.rows[0]!.n).toBe(2);
   });
 
   it('the tenant handle sees only its own tenant through every table', async () => {
@@ -149,6 +149,6 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
       'SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = $1',
       [db.handles.roles.runtime],
     );
-    expect(rights.rows[0]).toEqual({ rolsuper: false, rolbypassrls: false, rolcreaterole: false, rolcreatedb: false });
+    expect(rights.rows[0]!).toEqual({ rolsuper: false, rolbypassrls: false, rolcreaterole: false, rolcreatedb: false });
   });
 });

@@ -13,7 +13,13 @@ export type Principal = {
   credential: { kind: 'api_token'; id: string };
 };
 
+export type RouteEntry = { method: string; url: string; access: RouteAccess };
+
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route with the access it declared: read by tests that walk all routes. */
+    routeTable: RouteEntry[];
+  }
   interface FastifyContextConfig {
     /** Required on every route: the permission it needs, or 'public'. */
     access?: RouteAccess;
@@ -40,16 +46,19 @@ function bearerToken(request: FastifyRequest): string | undefined {
 async function accessControl(app: FastifyInstance, options: AccessControlOptions): Promise<void> {
   const tenantDbs = new WeakMap<FastifyRequest, TenantDb>();
 
+  const routeTable: RouteEntry[] = [];
+  app.decorate('routeTable', routeTable);
+
   // Deny by default: a route that does not say who may call it stops the server from starting.
   app.addHook('onRoute', (route) => {
     if (route.url.startsWith(DOCS_PREFIX)) {
       route.config = { ...route.config, access: 'public' };
-      return;
     }
     const access = (route.config as { access?: unknown } | undefined)?.access;
     if (!isRouteAccess(access)) {
       throw new Error(`Route ${String(route.method)} ${route.url} declares no valid access (config.access)`);
     }
+    for (const method of [route.method].flat()) routeTable.push({ method, url: route.url, access });
   });
 
   app.decorateRequest('principal', undefined);

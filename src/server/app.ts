@@ -55,12 +55,17 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     loggerInstance: deps.logger,
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy.length > 0 ? config.trustProxy : false,
-    routerOptions: { maxParamLength: 200 },
+    // Long parameters reach schema validation (a clear 400) instead of the router's bare 414.
+    routerOptions: { maxParamLength: MAX_URL_LENGTH },
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     keepAliveTimeout: 5_000,
     return503OnClosing: true,
     clientErrorHandler: answerClientError,
+    // Errors the router raises before any hook runs (bad percent-encoding, bad content types).
+    frameworkErrors: (error, request, reply) => {
+      handleError(error, request, reply);
+    },
     genReqId: (request) => {
       const offered = request.headers['x-request-id'];
       return typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID();
@@ -110,6 +115,16 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
       decodeURIComponent(request.url);
     } catch {
       throw new AppError('invalid_utf8', 'The URL is not valid percent-encoded UTF-8.');
+    }
+    // Strict input: a route takes a body or query parameters only if its schema declares them, so
+    // nothing a client sends is silently ignored.
+    const route = request.routeOptions;
+    if (route.url === undefined) return;
+    const schema = route.schema ?? {};
+    const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+    if (hasBody && !schema.body) throw new AppError('bad_request', 'This request takes no body.');
+    if (request.url.includes('?') && !schema.querystring) {
+      throw new AppError('validation_failed', 'This request takes no query parameters.');
     }
   });
 

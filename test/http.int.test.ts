@@ -1,0 +1,237 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/server/app.ts';
+import type { App } from '../src/server/types.ts';
+import { bearer, buildTestApp } from './support/app.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+
+describe(`HTTP API (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let app: App;
+  let a: SeededTenant;
+  let b: SeededTenant;
+  let shuttingDown = false;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await seedTenant(db.handles, 'http-a');
+    b = await seedTenant(db.handles, 'http-b');
+    app = await buildTestApp(db, { isShuttingDown: () => shuttingDown });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  describe('tenancy over HTTP', () => {
+    it("answers 404, not 403, for another tenant's user, and 200 for one's own", async () => {
+      const other = await app.inject({ url: `/api/v1/users/${b.owner.id}`, headers: bearer(a.owner.token) });
+      expect(other.statusCode).toBe(404);
+      expect(other.json()).toMatchObject({ code: 'not_found' });
+      const own = await app.inject({ url: `/api/v1/users/${a.agent.id}`, headers: bearer(a.owner.token) });
+      expect(own.statusCode).toBe(200);
+      expect(own.json()).toMatchObject({ id: a.agent.id, email: a.agent.email, role: 'agent', status: 'active' });
+    });
+
+    it("lists only the caller's tenant's users and shows only the caller's tenant", async () => {
+      const list = await app.inject({ url: '/api/v1/users', headers: bearer(b.owner.token) });
+      expect(list.statusCode).toBe(200);
+      const emails = list.json().items.map((user: { email: string }) => user.email).sort();
+      expect(emails).toEqual([b.agent.email, b.owner.email].sort());
+      const tenant = await app.inject({ url: '/api/v1/tenant', headers: bearer(b.agent.token) });
+      expect(tenant.json()).toMatchObject({ id: b.tenantId, slug: 'http-b' });
+    });
+
+    it('a token whose tenant part names another tenant is not accepted', async () => {
+      const forged = a.owner.token.replace(a.tenantId.replaceAll('-', ''), b.tenantId.replaceAll('-', ''));
+      const response = await app.inject({ url: '/api/v1/tenant', headers: bearer(forged) });
+      expect(response.statusCode).toBe(401);
+    });
+  });
+
+  describe('authentication and permissions', () => {
+    it('asks for authentication without a token, with a malformed one, or with an unknown one', async () => {
+      for (const headers of [{}, { authorization: 'Bearer nonsense' }, bearer(`rvt_${'0'.repeat(32)}_${'A'.repeat(43)}`), { authorization: `Basic ${a.owner.token}` }]) {
+        const response = await app.inject({ url: '/api/v1/tenant', headers });
+        expect(response.statusCode).toBe(401);
+        expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+        expect(response.json()).toMatchObject({ code: 'unauthenticated', status: 401 });
+      }
+    });
+
+    it('refuses a permission the role lacks (agent may not list users)', async () => {
+      const response = await app.inject({ url: '/api/v1/users', headers: bearer(a.agent.token) });
+      expect(response.statusCode).toBe(403);
+      expect(response.json()).toMatchObject({ code: 'forbidden' });
+    });
+
+    it('stops accepting a token once revoked, once expired, or once its user is disabled', async () => {
+      const c = await seedTenant(db.handles, 'http-c');
+      const tenantDb = db.handles.forTenant(c.tenantId);
+      const ok = await app.inject({ url: '/api/v1/tenant', headers: bearer(c.agent.token) });
+      expect(ok.statusCode).toBe(200);
+      await tenantDb.transaction((trx) => trx.updateTable('api_tokens').set({ revoked_at: new Date() }).where('user_id', '=', c.agent.id).execute());
+      expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(c.agent.token) })).statusCode).toBe(401);
+      await tenantDb.transaction((trx) => trx.updateTable('api_tokens').set({ expires_at: new Date(Date.now() - 1000) }).where('user_id', '=', c.owner.id).execute());
+      expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(c.owner.token) })).statusCode).toBe(401);
+      const d = await seedTenant(db.handles, 'http-d');
+      await db.handles.forTenant(d.tenantId).transaction((trx) => trx.updateTable('users').set({ status: 'disabled' }).where('id', '=', d.owner.id).execute());
+      expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(d.owner.token) })).statusCode).toBe(401);
+    });
+
+    it('denies by default: every non-public route asks for authentication', async () => {
+      const guarded = app.routeTable.filter((route) => route.access !== 'public');
+      expect(guarded.map((route) => `${route.method} ${route.url}`)).toEqual(
+        expect.arrayContaining(['GET /api/v1/users', 'GET /api/v1/users/:userId', 'GET /api/v1/tenant']),
+      );
+      for (const route of guarded) {
+        const url = route.url.replace(':userId', a.owner.id);
+        const response = await app.inject({ method: route.method as 'GET', url });
+        expect(response.statusCode, `${route.method} ${route.url}`).toBe(401);
+      }
+      const open = app.routeTable.filter((route) => route.access === 'public').map((route) => route.url);
+      expect(open.every((url) => /^\/(livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete)/.test(url)), open.join(' ')).toBe(true);
+    });
+
+    it('a route without declared access stops the app from building', async () => {
+      const broken = await buildApp({ config: { bodyLimitBytes: 1024, trustProxy: [], tls: undefined }, logger: db.logger, database: db.handles });
+      expect(() => broken.get('/api/v1/forgotten', async () => 'open')).toThrow(/declares no valid access/);
+      await broken.close();
+    });
+  });
+
+  describe('errors, headers and documents', () => {
+    it('answers unknown routes with problem+json and a request id', async () => {
+      const response = await app.inject({ url: '/no/such/thing' });
+      expect(response.statusCode).toBe(404);
+      const body = response.json();
+      expect(body).toEqual({ type: 'urn:ringvakt:problem:not_found', title: 'Not found', status: 404, code: 'not_found', requestId: response.headers['x-request-id'] });
+    });
+
+    it('keeps a well-formed incoming request id and replaces a suspicious one', async () => {
+      const kept = await app.inject({ url: '/livez', headers: { 'x-request-id': 'trace-1234567890' } });
+      expect(kept.headers['x-request-id']).toBe('trace-1234567890');
+      const replaced = await app.inject({ url: '/livez', headers: { 'x-request-id': 'evil\nline' } });
+      expect(replaced.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    });
+
+    it('sends the security headers, and no HSTS over plain HTTP', async () => {
+      const response = await app.inject({ url: '/livez' });
+      const csp = String(response.headers['content-security-policy']);
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(csp).toContain("default-src 'self'");
+      expect(csp).toContain("object-src 'none'");
+      expect(response.headers['x-content-type-options']).toBe('nosniff');
+      expect(response.headers['referrer-policy']).toBe('no-referrer');
+      expect(response.headers['strict-transport-security']).toBeUndefined();
+    });
+
+    it('serves OpenAPI 3.1 with the API routes and a browsable page', async () => {
+      const spec = await app.inject({ url: '/api/openapi.json' });
+      expect(spec.statusCode).toBe(200);
+      const document = spec.json();
+      expect(document.openapi).toBe('3.1.0');
+      expect(Object.keys(document.paths)).toEqual(expect.arrayContaining(['/api/v1/users/{userId}', '/api/v1/tenant', '/api/v1/setup/complete', '/readyz']));
+      const page = await app.inject({ url: '/api/docs/' });
+      expect(page.statusCode).toBe(200);
+      expect(page.body).toContain('swagger');
+      expect(String(page.headers['content-security-policy'])).toContain("frame-ancestors 'none'");
+    });
+
+    it('reports readiness, and 503 while shutting down', async () => {
+      const ready = await app.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json()).toEqual({ status: 'ready', migrations: db.handles.migrations.length });
+      shuttingDown = true;
+      try {
+        const draining = await app.inject({ url: '/readyz' });
+        expect(draining.statusCode).toBe(503);
+        expect(draining.json()).toMatchObject({ code: 'service_unavailable' });
+      } finally {
+        shuttingDown = false;
+      }
+    });
+
+    it('exposes request and pool metrics labelled by route template, never by id', async () => {
+      await app.inject({ url: `/api/v1/users/${a.owner.id}`, headers: bearer(a.owner.token) });
+      const metrics = await app.inject({ url: '/metrics' });
+      expect(metrics.statusCode).toBe(200);
+      expect(metrics.body).toMatch(/ringvakt_http_requests_total\{method="GET",route="\/api\/v1\/users\/:userId",status="200"\} \d+/);
+      expect(metrics.body).toMatch(/ringvakt_http_request_duration_seconds_bucket/);
+      expect(metrics.body).toMatch(/ringvakt_db_pool_connections\{state="total"\} \d+/);
+      expect(metrics.body).not.toContain(a.owner.id);
+    });
+  });
+
+  describe('first-owner setup link', () => {
+    it('sets a password once: weak passwords are refused without spending the link', async () => {
+      const c = await seedTenant(db.handles, 'setup-c');
+      const token = new URL(c.setupLink).hash.replace('#token=', '');
+      const weak = await app.inject({ method: 'POST', url: '/api/v1/setup/complete', payload: { token, password: 'short' } });
+      expect(weak.statusCode).toBe(400);
+      expect(weak.json()).toMatchObject({ code: 'password_too_weak' });
+      const good = await app.inject({ method: 'POST', url: '/api/v1/setup/complete', payload: { token, password: 'correct horse battery staple' } });
+      expect(good.statusCode).toBe(204);
+      const again = await app.inject({ method: 'POST', url: '/api/v1/setup/complete', payload: { token, password: 'another long passphrase' } });
+      expect(again.statusCode).toBe(400);
+      expect(again.json()).toMatchObject({ code: 'setup_link_invalid' });
+      const stored = await db.superQuery('SELECT password_hash FROM ringvakt.users WHERE id = $1', [c.owner.id]);
+      expect(stored.rows[0]!.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    });
+
+    it('refuses an expired link', async () => {
+      const c = await seedTenant(db.handles, 'setup-d');
+      await db.superQuery(`UPDATE ringvakt.setup_tokens SET expires_at = now() - interval '1 second' WHERE tenant_id = $1`, [c.tenantId]);
+      const token = new URL(c.setupLink).hash.replace('#token=', '');
+      const response = await app.inject({ method: 'POST', url: '/api/v1/setup/complete', payload: { token, password: 'correct horse battery staple' } });
+      expect(response.json()).toMatchObject({ code: 'setup_link_invalid' });
+    });
+
+    it('serves the setup page, whose script reads the token from the fragment', async () => {
+      const page = await app.inject({ url: '/setup' });
+      expect(page.statusCode).toBe(200);
+      expect(page.headers['content-type']).toMatch(/text\/html/);
+      expect(page.body).toContain('<script src="/setup/setup.js"');
+      const script = await app.inject({ url: '/setup/setup.js' });
+      expect(script.body).toContain('location.hash');
+    });
+  });
+});
+
+describe('TLS', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => db?.drop());
+
+  it('serves HTTPS from certificate files and then sends HSTS', async () => {
+    const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-tls-'));
+    const certFile = path.join(folder, 'cert.pem');
+    const keyFile = path.join(folder, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+    const app = await buildTestApp(db, { tls: { certFile, keyFile } });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { port } = app.server.address() as { port: number };
+      const response = await new Promise<{ status: number; headers: Record<string, unknown> }>((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, path: '/livez', ca: readFileSync(certFile) }, (res) => {
+            res.resume();
+            resolve({ status: res.statusCode ?? 0, headers: res.headers });
+          })
+          .on('error', reject);
+      });
+      expect(response.status).toBe(200);
+      expect(response.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+      expect(String(response.headers['content-security-policy'])).toContain('upgrade-insecure-requests');
+    } finally {
+      await app.close();
+    }
+  });
+});
