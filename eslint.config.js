@@ -34,7 +34,7 @@ export default tseslint.config(
   },
   {
     // Module augmentation of Fastify's types needs `interface`.
-    files: ['src/server/access-control.ts'],
+    files: ['src/server/access-control.ts', 'test/support/global-setup.ts'],
     rules: { '@typescript-eslint/consistent-type-definitions': 'off' },
   },
   {

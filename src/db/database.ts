@@ -81,6 +81,8 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
     const roles = rolesFor(databaseNameOf(migratorUrl));
     const migrations = loadMigrations();
     const migrator = new pg.Client({ connectionString: migratorUrl, application_name: 'ringvakt-migrate' });
+    // A server-side disconnect surfaces as the failure of the query in flight; don't crash on the event.
+    migrator.on('error', (error) => logger.warn({ err: error }, 'migration connection lost'));
     await migrator.connect();
     let runtimeUrl: string;
     try {

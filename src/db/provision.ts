@@ -117,6 +117,8 @@ export async function provision(client: pg.Client, roles: DatabaseRoles, runtime
   const statements = provisioningStatements(roles, state.migratorRole, { literal: runtimePassword });
   try {
     await client.query('BEGIN');
+    // Several nodes may start at once; role creation is not idempotent under a race.
+    await client.query(`SELECT pg_advisory_xact_lock(hashtextextended('ringvakt:provision', 0))`);
     for (const statement of statements) await client.query(statement);
     await client.query('COMMIT');
   } catch (error) {

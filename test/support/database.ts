@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -50,12 +50,13 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
   await adminQuery(`CREATE DATABASE ${name}`);
   const url = urlFor(name);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-test-data-'));
+  chmodSync(dataDir, 0o711);
   const config = loadConfig({ DATABASE_URL: url, RINGVAKT_DATA_DIR: dataDir, RINGVAKT_LOG_LEVEL: 'silent', ...options.env });
   const logger = options.logger ?? createLogger('silent');
   const handles = await openDatabase(config, logger, { applyMigrations: true });
   const runtimeUrl = new URL(url);
   runtimeUrl.username = handles.roles.runtime;
-  runtimeUrl.password = (await import('node:fs')).readFileSync(path.join(dataDir, 'secrets', `${handles.roles.runtime}.password`), 'utf8').trim();
+  runtimeUrl.password = readFileSync(path.join(dataDir, 'secrets', `${handles.roles.runtime}.password`), 'utf8').trim();
   return {
     name,
     url,

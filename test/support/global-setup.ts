@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -28,6 +28,7 @@ export async function setup(project: TestProject): Promise<void> {
     return;
   }
   dataDir = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-test-pg-'));
+  chmodSync(dataDir, 0o711); // our own folder: the postgres system user may pass through it
   cluster = await startEmbeddedPostgres({ dataDir, logger: createLogger('warn') });
   project.provide('adminUrl', cluster.adminUrl);
   project.provide('serverLabel', 'embedded');
