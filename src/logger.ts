@@ -4,8 +4,8 @@ export type { Logger };
 
 /**
  * Paths pino blanks out wherever they appear. Personal data and secrets must never reach a log:
- * request bodies are never logged, query strings are cut from URLs (a search may carry a phone
- * number), and these keys are censored even if a caller passes them by mistake.
+ * request bodies are never logged, requests are logged by route template rather than URL (a
+ * search may carry a phone number), and these keys are censored even if a caller passes them.
  */
 export const redactedPaths = [
   'req.headers.authorization',
@@ -23,13 +23,6 @@ export const redactedPaths = [
   'token',
   'secret',
 ];
-
-/** Drops the query string: only the path of a request is logged. */
-export function pathOnly(url: string | undefined): string | undefined {
-  if (url === undefined) return undefined;
-  const cut = url.indexOf('?');
-  return cut === -1 ? url : url.slice(0, cut);
-}
 
 /**
  * Logs an error without the parts that can carry row values. PostgreSQL's messages and DETAIL
@@ -68,8 +61,10 @@ export function loggerOptions(level: string): LoggerOptions {
     base: { service: 'ringvakt' },
     timestamp: pino.stdTimeFunctions.isoTime,
     serializers: {
-      req(request: { id?: string; method?: string; url?: string; ip?: string }) {
-        return { id: request.id, method: request.method, path: pathOnly(request.url), ip: request.ip };
+      // The route template, never the concrete path: a client may put personal data into a URL
+      // by mistake, and a template tells an operator everything an id would.
+      req(request: { id?: string; method?: string; ip?: string; routeOptions?: { url?: string } }) {
+        return { id: request.id, method: request.method, route: request.routeOptions?.url ?? '(unmatched)', ip: request.ip };
       },
       res(reply: { statusCode?: number }) {
         return { statusCode: reply.statusCode };
