@@ -1,0 +1,93 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminQuery, serverLabel, urlFor } from './support/database.ts';
+
+const ringvakt = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, RINGVAKT_LOG_LEVEL: 'warn', ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+};
+
+describe('ringvakt CLI', () => {
+  it('explains itself with --help, on every command', () => {
+    const top = ringvakt(['--help']);
+    expect(top.code).toBe(0);
+    for (const command of ['serve', 'migrate', 'setup', 'token', 'doctor']) expect(top.stdout).toContain(command);
+    const setup = ringvakt(['setup', '--help']);
+    expect(setup.code).toBe(0);
+    expect(setup.stdout).toContain('--owner-email');
+  });
+
+  it('exits non-zero with a clear message for unknown commands, bad arguments and bad configuration', () => {
+    expect(ringvakt(['launch']).code).toBe(2);
+    const badSlug = ringvakt(['setup', '--tenant-slug', 'Not_A_Slug', '--tenant-name', 'X', '--owner-email', 'a@b.example', '--owner-name', 'A']);
+    expect(badSlug.code).toBe(2);
+    expect(badSlug.stderr).toMatch(/--tenant-slug.*lower-case letters/s);
+    const badConfig = ringvakt(['serve'], { RINGVAKT_PORT: 'eighty', DATABASE_URL: 'postgres://u:very-secret-password@127.0.0.1:1/x' });
+    expect(badConfig.code).toBe(1);
+    expect(badConfig.stderr).toContain('RINGVAKT_PORT');
+    expect(badConfig.stderr).not.toContain('very-secret-password');
+  });
+});
+
+describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
+  const name = `rv_test_cli_${process.pid}`;
+  let dataDir: string;
+  let env: NodeJS.ProcessEnv;
+  beforeAll(async () => {
+    await adminQuery(`CREATE DATABASE ${name}`);
+    dataDir = mkdtempSync(path.join(os.tmpdir(), 'rv-cli-'));
+    chmodSync(dataDir, 0o700);
+    env = { DATABASE_URL: urlFor(name), RINGVAKT_DATA_DIR: dataDir };
+  });
+  afterAll(async () => {
+    await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await adminQuery(`DROP ROLE IF EXISTS ${name}_app`);
+    await adminQuery(`DROP ROLE IF EXISTS ${name}_owner`);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('migrates, sets up a tenant with a one-time link, refuses tokens for users without a password, and passes doctor', async () => {
+    const migrated = ringvakt(['migrate'], env);
+    expect(migrated.stderr).toBe('');
+    expect(migrated.code).toBe(0);
+
+    const setup = ringvakt(['setup', '--tenant-slug', 'cli-co', '--tenant-name', 'CLI Co', '--owner-email', 'Boss@CLI.example', '--owner-name', 'Boss'], env);
+    expect(setup.code).toBe(0);
+    expect(setup.stdout).toMatch(/http:\/\/127\.0\.0\.1:8080\/setup#token=rvs_[0-9a-f]{32}_[A-Za-z0-9_-]{43}/);
+    const again = ringvakt(['setup', '--tenant-slug', 'cli-co', '--tenant-name', 'CLI Co', '--owner-email', 'b@cli.example', '--owner-name', 'B'], env);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('exists already');
+
+    const stored = await adminQuery(`SELECT email, status, password_hash FROM ringvakt.users`, [], name);
+    expect(stored.rows).toEqual([{ email: 'boss@cli.example', status: 'invited', password_hash: null }]);
+
+    const token = ringvakt(['token', 'create', '--tenant', 'cli-co', '--email', 'boss@cli.example', '--name', 'ci'], env);
+    expect(token.code).toBe(1);
+    expect(token.stderr).toContain('No active user');
+
+    const doctor = ringvakt(['doctor'], env);
+    expect(doctor.stdout).toMatch(/ok {4}runtime role rights: .* owns nothing and cannot bypass row-level security/);
+    expect(doctor.stdout).toContain('ok    migrations: all applied');
+    expect(doctor.stdout).not.toContain('FAIL');
+    expect(doctor.code).toBe(0);
+  });
+
+  it('doctor fails, naming the file, when a secret file is readable by others', () => {
+    const secret = path.join(dataDir, 'secrets', `${name}_app.password`);
+    chmodSync(secret, 0o644);
+    try {
+      const doctor = ringvakt(['doctor'], env);
+      expect(doctor.code).toBe(1);
+      expect(doctor.stdout).toMatch(new RegExp(`FAIL {2}secret file ${name}_app.password: mode 644`));
+    } finally {
+      chmodSync(secret, 0o600);
+    }
+  });
+});
