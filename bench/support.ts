@@ -1,0 +1,57 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import autocannon from 'autocannon';
+
+export type BenchRow = { name: string; unit: string; ours: number; baseline: number; higherIsBetter: boolean; target?: string; met?: boolean };
+
+/** Starts a TypeScript file in its own Node process and waits until it prints "listening". */
+export async function startProcess(file: string, env: NodeJS.ProcessEnv): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  const deadline = Date.now() + 60_000;
+  while (!output.includes('listening')) {
+    if (child.exitCode !== null) throw new Error(`${file} exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error(`${file} did not start`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return child;
+}
+
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}
+
+export type LoadResult = { requestsPerSecond: number; p99Ms: number; p50Ms: number; errors: number; non2xx: number };
+
+/** A bounded autocannon run against loopback. */
+export async function load(options: { url: string; headers?: Record<string, string>; seconds: number; connections: number; overallRate?: number }): Promise<LoadResult> {
+  const result = await autocannon({
+    url: options.url,
+    headers: options.headers ?? {},
+    duration: options.seconds,
+    connections: options.connections,
+    ...(options.overallRate ? { overallRate: options.overallRate } : {}),
+  });
+  return {
+    requestsPerSecond: result.requests.average,
+    p99Ms: result.latency.p99,
+    p50Ms: result.latency.p50,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+export function printTable(rows: BenchRow[]): void {
+  const lines = [['name', 'ours', 'baseline', 'ratio', 'target'].join(' | ')];
+  for (const row of rows) {
+    const ratio = row.higherIsBetter ? row.ours / row.baseline : row.baseline / row.ours;
+    const format = (value: number) => `${value.toFixed(value >= 100 ? 0 : 2)} ${row.unit}`;
+    const verdict = row.target ? `${row.target} ${row.met ? 'MET' : 'NOT MET'}` : '';
+    lines.push([row.name, format(row.ours), format(row.baseline), `${(ratio * 100).toFixed(1)} %`, verdict].join(' | '));
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+}
