@@ -66,13 +66,16 @@ program
   .action(async () => {
     const { config, logger } = context();
     const server = await startServer(config, logger);
-    let signals = 0;
+    let firstSignalAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
-      signals += 1;
-      if (signals > 1) {
-        logger.warn({ signal }, 'second signal: exiting now');
+      // Ctrl-C reaches npm, tsx and this process at once, and npm and tsx forward it too: copies
+      // arriving together are one request to stop. A signal a second or more later forces the exit.
+      if (firstSignalAt !== undefined) {
+        if (Date.now() - firstSignalAt < 1000) return;
+        logger.warn({ signal }, 'second signal: exiting without waiting for the drain');
         process.exit(130);
       }
+      firstSignalAt = Date.now();
       server.stop(signal).then(
         () => process.exit(0),
         (error: unknown) => {
