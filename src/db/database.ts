@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely } from 'kysely';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -12,6 +12,7 @@ import { inspectProvisioning, provision, rolesFor, SCHEMA, type DatabaseRoles } 
 import type { Database } from './schema.ts';
 import { createSystemDb, type SystemDb } from './system-db.ts';
 import { createTenantDb, type TenantDb } from './tenant-db.ts';
+import { TenantAwarePostgresDialect } from './tenant-driver.ts';
 
 export const EMBEDDED_DATABASE = 'ringvakt';
 
@@ -115,13 +116,15 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
 
     const pool = new pg.Pool({
       connectionString: runtimeUrl,
+      // Queries on a connection are written without waiting for earlier answers (see tenant-driver.ts).
+      pipeline: true,
       max: config.poolMax,
       application_name: 'ringvakt',
       // Bound every statement and every idle transaction: a stuck request cannot pin a connection.
       options: `-c search_path=${SCHEMA} -c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000`,
     });
     pool.on('error', (error) => logger.error({ err: error }, 'idle database connection failed'));
-    const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });
     return {
       roles,
       migrations,

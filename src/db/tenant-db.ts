@@ -1,19 +1,23 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database, TenantTables } from './schema.ts';
+import { tenantScope } from './tenant-driver.ts';
 
-declare const tenantScope: unique symbol;
+declare const tenantBrand: unique symbol;
 
 /**
  * A transaction in which `app.tenant_id` is set transaction-locally, so every row-level-security
  * policy sees exactly one tenant. Services that touch tenant tables accept only this type; the
  * brand means a bare Kysely handle cannot be passed where a tenant-scoped one is expected.
  */
-export type TenantTransaction = Transaction<TenantTables> & { readonly [tenantScope]: true };
+export type TenantTransaction = Transaction<TenantTables> & { readonly [tenantBrand]: true };
 
 /** The request-scoped handle: the only way request handlers and services reach tenant data. */
 export type TenantDb = {
   readonly tenantId: string;
+  /** Reads and writes in one transaction. */
   transaction<T>(work: (trx: TenantTransaction) => Promise<T>): Promise<T>;
+  /** A READ ONLY transaction: any write fails; the answer need not wait for COMMIT. */
+  read<T>(work: (trx: TenantTransaction) => Promise<T>): Promise<T>;
 };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -28,15 +32,17 @@ export function isUuid(value: string): boolean {
  */
 export function createTenantDb(db: Kysely<Database>, tenantId: string): TenantDb {
   if (!isUuid(tenantId)) throw new Error('tenant id must be a lower-case UUID');
+  // The driver (tenant-driver.ts) opens each transaction with BEGIN and
+  // set_config('app.tenant_id', tenantId, true), reading the tenant from this scope.
+  const scoped = <T>(readOnly: boolean, work: (trx: TenantTransaction) => Promise<T>) =>
+    tenantScope.run(tenantId, () =>
+      (readOnly ? db.transaction().setAccessMode('read only') : db.transaction()).execute((trx) =>
+        work(trx as unknown as TenantTransaction),
+      ),
+    );
   return {
     tenantId,
-    transaction(work) {
-      return db.transaction().execute(async (trx) => {
-        // is_local = true: the setting dies with the transaction, so a pooled connection never
-        // carries one tenant's context into the next request.
-        await sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`.execute(trx);
-        return work(trx as unknown as TenantTransaction);
-      });
-    },
+    transaction: (work) => scoped(false, work),
+    read: (work) => scoped(true, work),
   };
 }

@@ -78,7 +78,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     const parsed = token === undefined ? undefined : parseTenantToken('rvt', token);
     if (!parsed) throw new AppError('unauthenticated');
     const tenantDb = options.forTenant(parsed.tenantId);
-    const owner = await tenantDb.transaction((trx) => findTokenOwner(trx, parsed.hash));
+    const owner = await tenantDb.read((trx) => findTokenOwner(trx, parsed.hash));
     if (!owner) throw new AppError('unauthenticated');
     request.principal = {
       tenantId: parsed.tenantId,

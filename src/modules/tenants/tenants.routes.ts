@@ -25,7 +25,7 @@ export async function tenantsRoutes(app: App): Promise<void> {
       },
     },
     async (request) => {
-      const tenant = await request.tenantDb.transaction((trx) => findCurrentTenant(trx));
+      const tenant = await request.tenantDb.read((trx) => findCurrentTenant(trx));
       if (!tenant) throw new AppError('not_found');
       return { ...tenant, createdAt: tenant.createdAt.toISOString() };
     },

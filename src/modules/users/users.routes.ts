@@ -21,7 +21,7 @@ export async function usersRoutes(app: App): Promise<void> {
     },
     async (request) => {
       const { limit, after } = request.query;
-      const users = await request.tenantDb.transaction((trx) => listUsers(trx, { limit, ...(after ? { after } : {}) }));
+      const users = await request.tenantDb.read((trx) => listUsers(trx, { limit, ...(after ? { after } : {}) }));
       const last = users.at(-1);
       return { items: users.map(present), nextAfter: users.length === limit && last ? last.id : null };
     },
@@ -40,7 +40,7 @@ export async function usersRoutes(app: App): Promise<void> {
       },
     },
     async (request) => {
-      const user = await request.tenantDb.transaction((trx) => findUserById(trx, request.params.userId));
+      const user = await request.tenantDb.read((trx) => findUserById(trx, request.params.userId));
       // 404, not 403, for another tenant's user: its existence is itself information we must not give.
       if (!user) throw new AppError('not_found');
       return present(user);
