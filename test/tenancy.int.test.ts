@@ -119,6 +119,37 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
     expect(seen.tenants).toEqual([{ id: a.tenantId }]);
   });
 
+  it('a read-only tenant transaction refuses writes', async () => {
+    await expect(
+      db.handles.forTenant(a.tenantId).read((trx) => trx.updateTable('users').set({ display_name: 'changed' }).execute()),
+    ).rejects.toThrow(/read-only transaction/);
+    const unchanged = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.users WHERE display_name = 'changed'`);
+    expect(unchanged.rows[0]!.n).toBe(0);
+  });
+
+  it('many interleaved reads and writes of two tenants on a small pipelined pool never see each other', async () => {
+    const tenants = [a, b];
+    const work = Array.from({ length: 300 }, async (_, index) => {
+      const tenant = tenants[index % 2]!;
+      const handle = db.handles.forTenant(tenant.tenantId);
+      const rows =
+        index % 3 === 0
+          ? await handle.transaction((trx) => trx.selectFrom('users').select('tenant_id').execute())
+          : await handle.read((trx) => trx.selectFrom('users').select('tenant_id').execute());
+      return { tenant: tenant.tenantId, seen: rows.map((row) => row.tenant_id) };
+    });
+    const results = await Promise.all(work);
+    for (const result of results) {
+      expect(result.seen.length).toBeGreaterThan(0);
+      expect(result.seen.every((seen) => seen === result.tenant)).toBe(true);
+    }
+    // And no tenant stays behind on the pool's connections afterwards.
+    const leftovers = await Promise.all(
+      Array.from({ length: 40 }, () => db.handles.pool.query<{ n: number; tenant: string | null }>(`SELECT count(*)::int AS n, current_tenant_id()::text AS tenant FROM users`)),
+    );
+    expect(leftovers.map((result) => result.rows[0])).toEqual(Array(40).fill({ n: 0, tenant: null }));
+  });
+
   it('the runtime role cannot switch to the owner, change policies or tables, or turn row security off', async () => {
     const attempts: [string, RegExp][] = [
       [`SET ROLE ${db.handles.roles.owner}`, /permission denied/],
