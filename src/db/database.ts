@@ -13,11 +13,14 @@ import type { Database } from './schema.ts';
 import { createSystemDb, type SystemDb } from './system-db.ts';
 import { createTenantDb, type TenantDb } from './tenant-db.ts';
 import { TenantAwarePostgresDialect } from './tenant-driver.ts';
+import { startChangeListener, type ChangeListener } from './change-listener.ts';
 
 export const EMBEDDED_DATABASE = 'ringvakt';
 
 export type DatabaseHandles = {
   roles: DatabaseRoles;
+  /** Notifications from PostgreSQL (LISTEN/NOTIFY), shared by every subscriber in this process. */
+  changes: ChangeListener;
   migrations: Migration[];
   /** Only for the tenant and system handles and for pool metrics; never for services. */
   pool: pg.Pool;
@@ -125,14 +128,17 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
     });
     pool.on('error', (error) => logger.error({ err: error }, 'idle database connection failed'));
     const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });
+    const changes = await startChangeListener(runtimeUrl, logger);
     return {
       roles,
+      changes,
       migrations,
       pool,
       systemDb: createSystemDb(kysely),
       forTenant: (tenantId) => createTenantDb(kysely, tenantId),
       embedded,
       async close() {
+        await changes.close();
         await kysely.destroy();
         await embedded?.stop();
       },

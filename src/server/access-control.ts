@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import type { UserRole } from '../db/schema.ts';
 import type { TenantDb } from '../db/tenant-db.ts';
 import { findTokenOwner, parseTenantToken } from '../modules/api-tokens/api-tokens.service.ts';
+import type { CredentialCache } from '../modules/api-tokens/credential-cache.ts';
 import { isRouteAccess, roleGrants, type Permission, type RouteAccess } from '../modules/access/permissions.ts';
 import { AppError } from './errors.ts';
 
@@ -34,7 +35,7 @@ declare module 'fastify' {
 /** Routes added by the API-docs plugin, which cannot carry our config; public by design. */
 const DOCS_PREFIX = '/api/docs';
 
-export type AccessControlOptions = { forTenant(tenantId: string): TenantDb };
+export type AccessControlOptions = { forTenant(tenantId: string): TenantDb; credentials: CredentialCache };
 
 function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
@@ -78,16 +79,23 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     const parsed = token === undefined ? undefined : parseTenantToken('rvt', token);
     if (!parsed) throw new AppError('unauthenticated');
     const tenantDb = options.forTenant(parsed.tenantId);
-    const owner = await tenantDb.read((trx) => findTokenOwner(trx, parsed.hash));
-    if (!owner) throw new AppError('unauthenticated');
+    const key = parsed.hash.toString('hex');
+    let credential = options.credentials.get(key);
+    if (!credential) {
+      const stamp = options.credentials.stamp(parsed.tenantId);
+      const owner = await tenantDb.read((trx) => findTokenOwner(trx, parsed.hash));
+      if (!owner) throw new AppError('unauthenticated');
+      credential = { tenantId: parsed.tenantId, userId: owner.userId, role: owner.role, tokenId: owner.tokenId, expiresAt: owner.expiresAt.getTime() };
+      options.credentials.set(key, credential, stamp);
+    }
     request.principal = {
-      tenantId: parsed.tenantId,
-      userId: owner.userId,
-      role: owner.role,
-      credential: { kind: 'api_token', id: owner.tokenId },
+      tenantId: credential.tenantId,
+      userId: credential.userId,
+      role: credential.role,
+      credential: { kind: 'api_token', id: credential.tokenId },
     };
     tenantDbs.set(request, tenantDb);
-    if (!roleGrants(owner.role, access as Permission)) throw new AppError('forbidden');
+    if (!roleGrants(credential.role, access as Permission)) throw new AppError('forbidden');
   });
 }
 

@@ -15,6 +15,7 @@ import { setupRoutes } from '../modules/setup/setup.routes.ts';
 import { tenantsRoutes } from '../modules/tenants/tenants.routes.ts';
 import { usersRoutes } from '../modules/users/users.routes.ts';
 import { accessControlPlugin } from './access-control.ts';
+import { createCredentialCache } from '../modules/api-tokens/credential-cache.ts';
 import { AppError, errorCatalogue, handleError, PROBLEM_CONTENT_TYPE, problemBody, sendProblem } from './errors.ts';
 import { healthRoutes } from './health.routes.ts';
 import { createMetrics } from './metrics.ts';
@@ -23,7 +24,7 @@ import type { App } from './types.ts';
 export type AppDependencies = {
   config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls'>;
   logger: Logger;
-  database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations'>;
+  database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes'>;
   isShuttingDown?: () => boolean;
 };
 
@@ -153,7 +154,10 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
 
   const metrics = createMetrics(database.pool);
   await app.register(metrics.plugin);
-  await app.register(accessControlPlugin, { forTenant: database.forTenant });
+  await app.register(accessControlPlugin, {
+    forTenant: database.forTenant,
+    credentials: createCredentialCache(database.changes),
+  });
 
   await app.register(swagger, {
     openapi: {

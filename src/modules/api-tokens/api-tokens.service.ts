@@ -33,7 +33,7 @@ export function parseTenantToken(prefix: 'rvt' | 'rvs', token: string): ParsedTo
   return { tenantId: uuidFromHex(tenantHex), hash: hashSecretToken(token) };
 }
 
-export type TokenOwner = { userId: string; role: UserRole; tokenId: string };
+export type TokenOwner = { userId: string; role: UserRole; tokenId: string; expiresAt: Date };
 
 /** The active user behind a token, or undefined for unknown, revoked, expired or disabled. */
 export async function findTokenOwner(trx: TenantTransaction, hash: Buffer): Promise<TokenOwner | undefined> {
@@ -42,7 +42,7 @@ export async function findTokenOwner(trx: TenantTransaction, hash: Buffer): Prom
     .innerJoin('users', (join) =>
       join.onRef('users.tenant_id', '=', 'api_tokens.tenant_id').onRef('users.id', '=', 'api_tokens.user_id'),
     )
-    .select(['api_tokens.id as tokenId', 'users.id as userId', 'users.role as role'])
+    .select(['api_tokens.id as tokenId', 'users.id as userId', 'users.role as role', 'api_tokens.expires_at as expiresAt'])
     .where('api_tokens.token_hash', '=', hash)
     .where('api_tokens.revoked_at', 'is', null)
     .where('api_tokens.expires_at', '>', new Date())
