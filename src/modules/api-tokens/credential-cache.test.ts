@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createCredentialCache, type CachedCredential } from './credential-cache.ts';
 
 function fakeListener() {
-  const state = { up: true, onMessage: (_payload: string) => {}, onDown: () => {} };
+  const state = { up: true, onMessage: (payload: string): void => void payload, onDown: (): void => undefined };
   return {
     state,
     listener: {
