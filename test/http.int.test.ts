@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/server/app.ts';
 import type { App } from '../src/server/types.ts';
-import { bearer, buildTestApp } from './support/app.ts';
+import { bearer, buildTestApp, capturingLogger } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
@@ -233,5 +233,32 @@ describe('TLS', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('trusted proxies', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => db?.drop());
+
+  const loggedAddress = async (trustProxy: string[], remoteAddress: string) => {
+    const capture = capturingLogger('info');
+    const app = await buildTestApp(db, { logger: capture.logger, trustProxy });
+    try {
+      await app.inject({ url: '/livez', remoteAddress, headers: { 'x-forwarded-for': '203.0.113.9' } });
+    } finally {
+      await app.close();
+    }
+    const line = capture.lines.map((text) => JSON.parse(text) as { req?: { ip?: string } }).find((entry) => entry.req?.ip);
+    return line?.req?.ip;
+  };
+
+  it('believes X-Forwarded-For only from a configured proxy address', async () => {
+    expect(await loggedAddress([], '127.0.0.1')).toBe('127.0.0.1');
+    expect(await loggedAddress(['127.0.0.1'], '127.0.0.1')).toBe('203.0.113.9');
+    expect(await loggedAddress(['10.0.0.0/8'], '192.0.2.7')).toBe('192.0.2.7');
+    expect(await loggedAddress(['10.0.0.0/8'], '10.1.2.3')).toBe('203.0.113.9');
   });
 });
