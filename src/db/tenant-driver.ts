@@ -32,11 +32,32 @@ import type { Logger } from '../logger.ts';
  */
 export const tenantScope = new AsyncLocalStorage<string>();
 
+export class TransactionRolledBackError extends Error {
+  constructor() {
+    super('The transaction was rolled back by the database because one of its statements failed');
+    this.name = 'TransactionRolledBackError';
+  }
+}
+
 class PipelinedConnection implements DatabaseConnection {
   opening: Promise<unknown>[] = [];
   readOnly = false;
+  /** Set when the connection failed; it is then destroyed on release, never pooled again. */
+  broken = false;
 
-  constructor(readonly client: pg.PoolClient) {}
+  /**
+   * While a connection is checked out, pg-pool no longer listens for its `error` event; a backend
+   * that dies mid-request (restart, failover, timeout) would then be an unhandled error that ends
+   * the process. The failure still reaches the query in flight; this only keeps the process up.
+   */
+  readonly onError = (error: Error) => this.logger.warn({ err: error }, 'database connection failed during a request');
+
+  constructor(
+    readonly client: pg.PoolClient,
+    private readonly logger: Logger,
+  ) {
+    client.on('error', this.onError);
+  }
 
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
     const result = await this.client.query(compiledQuery.sql, [...compiledQuery.parameters]);
@@ -72,7 +93,7 @@ class TenantAwareDriver implements Driver {
   async init(): Promise<void> {}
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new PipelinedConnection(await this.pool.connect());
+    return new PipelinedConnection(await this.pool.connect(), this.logger);
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
@@ -101,11 +122,15 @@ class TenantAwareDriver implements Driver {
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
     const pipelined = connection as PipelinedConnection;
     await pipelined.openingSettled();
-    const commit = pipelined.client.query('COMMIT');
+    // PostgreSQL answers COMMIT with ROLLBACK when a statement of the transaction failed (and the
+    // caller carried on): that is a failed transaction, never a success.
+    const commit = pipelined.client.query('COMMIT').then((result) => {
+      if (result.command === 'ROLLBACK') throw new TransactionRolledBackError();
+    });
     if (pipelined.readOnly) {
       // A read-only transaction has nothing to make durable: the answer may go out while COMMIT
       // is still on the wire. The next user of this connection queues behind it.
-      commit.catch((error: unknown) => this.logger.warn({ err: error }, 'read-only COMMIT failed'));
+      commit.catch((error: unknown) => this.logger.warn({ err: error }, 'read-only transaction did not commit'));
       return;
     }
     await commit;
@@ -114,11 +139,20 @@ class TenantAwareDriver implements Driver {
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     const pipelined = connection as PipelinedConnection;
     await pipelined.openingSettled().catch(() => undefined);
-    await pipelined.client.query('ROLLBACK');
+    try {
+      await pipelined.client.query('ROLLBACK');
+    } catch (error) {
+      // The connection is gone (the server ended it, or it failed): nothing is left to roll back.
+      // Keep the caller's original error, and make sure this connection is never reused.
+      pipelined.broken = true;
+      this.logger.warn({ err: error }, 'ROLLBACK failed; discarding the connection');
+    }
   }
 
   async releaseConnection(connection: DatabaseConnection): Promise<void> {
-    (connection as PipelinedConnection).client.release();
+    const pipelined = connection as PipelinedConnection;
+    pipelined.client.off('error', pipelined.onError);
+    pipelined.client.release(pipelined.broken ? true : undefined);
   }
 
   async destroy(): Promise<void> {

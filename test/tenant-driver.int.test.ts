@@ -1,0 +1,44 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TransactionRolledBackError } from '../src/db/tenant-driver.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+
+describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let tenant: SeededTenant;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    tenant = await seedTenant(db.handles, 'driver');
+  });
+  afterAll(async () => db?.drop());
+
+  it('reports a transaction the database rolled back as failed, and keeps nothing of it', async () => {
+    const before = await db.superQuery('SELECT count(*)::int AS n FROM ringvakt.users');
+    const attempt = db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
+      await trx.insertInto('users').values({ email: 'new@driver.example', display_name: 'New', role: 'agent' }).execute();
+      // A caller that swallows a failed statement and carries on must not get a success.
+      await trx.insertInto('users').values({ email: 'new@driver.example', display_name: 'Twin', role: 'agent' }).execute().catch(() => undefined);
+      return 'ok';
+    });
+    await expect(attempt).rejects.toBeInstanceOf(TransactionRolledBackError);
+    const after = await db.superQuery('SELECT count(*)::int AS n FROM ringvakt.users');
+    expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
+  });
+
+  it('survives a database connection killed in the middle of a request', async () => {
+    const slow = db.handles
+      .forTenant(tenant.tenantId)
+      .read((trx) => sql`SELECT pg_sleep(5)`.execute(trx))
+      .then(() => 'finished', (error: Error) => error.message);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await db.superQuery(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(5)%' AND pid <> pg_backend_pid()`,
+    );
+    // The request fails with the connection's own error (how it surfaces depends on timing).
+    expect(await slow).toMatch(/terminat|ECONNRESET/);
+    // The pool recovers: the next request works.
+    const rows = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('users').select('id').execute());
+    expect(rows.length).toBeGreaterThan(0);
+  });
+});
