@@ -89,8 +89,11 @@ describe(`migrations (${serverLabel()} server)`, () => {
     await adminQuery(`CREATE DATABASE ${name}`);
     const folders = [mkdtempSync(path.join(os.tmpdir(), 'rv-race-')), mkdtempSync(path.join(os.tmpdir(), 'rv-race-'))];
     try {
-      const configs = folders.map((dataDir) => loadConfig({ DATABASE_URL: urlFor(name), RINGVAKT_DATA_DIR: dataDir }));
-      const opened = await Promise.all(configs.map((config) => openDatabase(config, logger, { applyMigrations: true })));
+      // The first node creates the roles; then two nodes (sharing its runtime password file, as a
+      // cluster shares DATABASE_APP_URL) start at once and race to migrate.
+      const config = loadConfig({ DATABASE_URL: urlFor(name), RINGVAKT_DATA_DIR: folders[0]! });
+      await (await openDatabase(config, logger, { applyMigrations: false })).close();
+      const opened = await Promise.all([config, config].map((node) => openDatabase(node, logger, { applyMigrations: true })));
       const rows = await adminQuery('SELECT count(*)::int AS n FROM ringvakt.schema_migrations', [], name);
       expect(rows.rows[0]!.n).toBe(loadMigrations().length);
       await Promise.all(opened.map((handles) => handles.close()));
@@ -154,6 +157,43 @@ describe(`migrate --print-sql for a DBA (${serverLabel()} server)`, () => {
       await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       for (const role of [roles.runtime, roles.owner, `${name}_deployer`]) await adminQuery(`DROP ROLE IF EXISTS ${role}`);
       rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe(`runtime role safety (${serverLabel()} server)`, () => {
+  it('never resets the password of an existing runtime role, and says what to do', async () => {
+    const name = `rv_test_pw_${process.pid}`;
+    await adminQuery(`CREATE DATABASE ${name}`);
+    const folders = [mkdtempSync(path.join(os.tmpdir(), 'rv-pw-')), mkdtempSync(path.join(os.tmpdir(), 'rv-pw-'))];
+    try {
+      const first = await openDatabase(loadConfig({ DATABASE_URL: urlFor(name), RINGVAKT_DATA_DIR: folders[0]! }), logger, { applyMigrations: true });
+      const verifier = await adminQuery(`SELECT rolpassword FROM pg_authid WHERE rolname = $1`, [`${name}_app`]);
+      await expect(
+        openDatabase(loadConfig({ DATABASE_URL: urlFor(name), RINGVAKT_DATA_DIR: folders[1]! }), logger, { applyMigrations: true }),
+      ).rejects.toThrow(/exists, but .* does not hold its password\. Set DATABASE_APP_URL/);
+      const after = await adminQuery(`SELECT rolpassword FROM pg_authid WHERE rolname = $1`, [`${name}_app`]);
+      expect(after.rows[0]!.rolpassword).toBe(verifier.rows[0]!.rolpassword);
+      expect(String(verifier.rows[0]!.rolpassword)).toMatch(/^SCRAM-SHA-256\$4096:/);
+      await expect(first.systemDb.ping()).resolves.toBeUndefined();
+      await first.close();
+    } finally {
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await adminQuery(`DROP ROLE IF EXISTS ${name}_app`);
+      await adminQuery(`DROP ROLE IF EXISTS ${name}_owner`);
+      folders.forEach((folder) => rmSync(folder, { recursive: true, force: true }));
+    }
+  });
+
+  it('refuses to start when DATABASE_APP_URL names a role that could bypass row-level security', async () => {
+    const db = await createTestDatabase();
+    try {
+      const superuser = urlFor(db.name);
+      await expect(
+        openDatabase(loadConfig({ DATABASE_URL: superuser, DATABASE_APP_URL: superuser, RINGVAKT_DATA_DIR: db.config.dataDir }), logger, { applyMigrations: true }),
+      ).rejects.toThrow(/has too many rights .* refuses to run with it/s);
+    } finally {
+      await db.drop();
     }
   });
 });

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.ts';
 import { readSecretFile, writeSecretFile } from '../secret-files.ts';
 import { attachToRunningEmbedded, startEmbeddedPostgres, type EmbeddedCluster } from './embedded-postgres.ts';
 import { loadMigrations, migrate, type Migration } from './migrate.ts';
-import { inspectProvisioning, provision, rolesFor, SCHEMA, type DatabaseRoles } from './provision.ts';
+import { inspectProvisioning, provision, ProvisioningError, rolesFor, SCHEMA, type DatabaseRoles } from './provision.ts';
 import type { Database } from './schema.ts';
 import { createSystemDb, type SystemDb } from './system-db.ts';
 import { createTenantDb, type TenantDb } from './tenant-db.ts';
@@ -69,6 +69,34 @@ function runtimeUrlFrom(migratorUrl: string, roles: DatabaseRoles, password: str
   return url.toString();
 }
 
+/**
+ * The server must never hold more rights than the runtime role's: refuse to start when the
+ * configured runtime login (DATABASE_APP_URL, say) is a superuser, can bypass row-level security,
+ * or can act as the owner. Also turns a wrong runtime password into a clear message.
+ */
+async function assertRuntimeRoleIsRestricted(pool: pg.Pool, roles: DatabaseRoles): Promise<void> {
+  let row: { rolname: string; rolsuper: boolean; rolbypassrls: boolean; owner_member: boolean } | undefined;
+  try {
+    const result = await pool.query(
+      `SELECT rolname, rolsuper, rolbypassrls, pg_has_role(current_user, $1, 'MEMBER') AS owner_member
+         FROM pg_roles WHERE rolname = current_user`,
+      [roles.owner],
+    );
+    row = result.rows[0];
+  } catch (error) {
+    if ((error as { code?: string }).code === '28P01') {
+      throw new ProvisioningError(`The runtime role ${roles.runtime} refused its password: the password file or DATABASE_APP_URL is out of date.`);
+    }
+    throw error;
+  }
+  if (!row || row.rolsuper || row.rolbypassrls || row.owner_member) {
+    throw new ProvisioningError(
+      `The runtime database login ${row?.rolname ?? '(unknown)'} has too many rights (superuser, BYPASSRLS or member of ${roles.owner}). ` +
+        'Ringvakt refuses to run with it: row-level security would not protect tenants. Use the restricted runtime role.',
+    );
+  }
+}
+
 export type OpenOptions = {
   applyMigrations: boolean;
   /** CLI commands use the embedded server a running `serve` started, instead of refusing. */
@@ -106,6 +134,15 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
         if (existsSync(passwordFile)) {
           password = readSecretFile(passwordFile, 'the runtime database role password');
         } else {
+          const state = await inspectProvisioning(migrator, roles);
+          if (state.runtimeExists) {
+            // Never reset it: other nodes may be logged in with the current password.
+            throw new ProvisioningError(
+              `The runtime role ${roles.runtime} exists, but ${passwordFile} does not hold its password. ` +
+                'Set DATABASE_APP_URL to that role (as every further node of a cluster should), or copy the ' +
+                'password file from the node that created the role.',
+            );
+          }
           password = randomBytes(32).toString('base64url');
           writeSecretFile(passwordFile, password);
         }
@@ -127,6 +164,12 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       options: `-c search_path=${SCHEMA} -c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000`,
     });
     pool.on('error', (error) => logger.error({ err: error }, 'idle database connection failed'));
+    try {
+      await assertRuntimeRoleIsRestricted(pool, roles);
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
     const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });
     const changes = await startChangeListener(runtimeUrl, logger);
     return {

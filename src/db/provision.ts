@@ -1,3 +1,4 @@
+import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import pg from 'pg';
 
 /**
@@ -24,9 +25,23 @@ export function rolesFor(database: string): DatabaseRoles {
 const ident = (name: string) => pg.escapeIdentifier(name);
 
 /**
- * The statements that create the roles, schema and grants. Idempotent. `migratorRole` is the
- * role of DATABASE_URL (it must be able to SET ROLE to the owner); `runtimePassword` is either a
- * literal to embed or a psql variable reference for `migrate --print-sql`.
+ * A SCRAM-SHA-256 verifier (RFC 7677, PostgreSQL's stored format) for a password, so the password
+ * itself never appears in SQL text — which a server with log_statement = ddl would log.
+ */
+export function scramVerifier(password: string, salt: Buffer = randomBytes(16), iterations = 4096): string {
+  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+/**
+ * The statements that create the roles, schema and grants. Idempotent, and they never change the
+ * password of a runtime role that exists already (another node may be logged in with it).
+ * `migratorRole` is the role of DATABASE_URL (it must be able to SET ROLE to the owner);
+ * `runtimePassword` is a password (sent as a SCRAM verifier) or a psql variable for
+ * `migrate --print-sql`, which a DBA runs once.
  */
 export function provisioningStatements(
   roles: DatabaseRoles,
@@ -35,15 +50,15 @@ export function provisioningStatements(
 ): string[] {
   const owner = ident(roles.owner);
   const runtime = ident(roles.runtime);
-  const password =
-    'literal' in runtimePassword
-      ? pg.escapeLiteral(runtimePassword.literal)
-      : `:'${runtimePassword.psqlVariable}'`;
   const hardening = 'NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS';
+  const createRuntime =
+    'literal' in runtimePassword
+      ? `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(roles.runtime)}) THEN CREATE ROLE ${runtime} LOGIN ${hardening} PASSWORD ${pg.escapeLiteral(scramVerifier(runtimePassword.literal))}; END IF; END $$`
+      : `CREATE ROLE ${runtime} LOGIN ${hardening} PASSWORD :'${runtimePassword.psqlVariable}'`;
   return [
     `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(roles.owner)}) THEN CREATE ROLE ${owner} NOLOGIN ${hardening}; END IF; END $$`,
-    `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${pg.escapeLiteral(roles.runtime)}) THEN CREATE ROLE ${runtime} LOGIN ${hardening}; END IF; END $$`,
-    `ALTER ROLE ${runtime} WITH LOGIN ${hardening} PASSWORD ${password}`,
+    createRuntime,
+    `ALTER ROLE ${runtime} WITH LOGIN ${hardening}`,
     `GRANT ${owner} TO ${ident(migratorRole)}`,
     `REVOKE ALL ON DATABASE ${ident(roles.database)} FROM PUBLIC`,
     `GRANT CONNECT ON DATABASE ${ident(roles.database)} TO ${runtime}`,
