@@ -39,6 +39,8 @@ export type TestDatabase = {
   handles: DatabaseHandles;
   /** A superuser query in this database (for set-up and for reading what really happened). */
   superQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(sqlText: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** The runtime role's connection string, exactly as the server logs in. */
+  runtimeUrl: string;
   /** A client logged in as the runtime role, exactly as the server is. */
   runtimeClient(): Promise<pg.Client>;
   drop(): Promise<void>;
@@ -64,6 +66,7 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
     logger,
     handles,
     superQuery: (sqlText, values = []) => adminQuery(sqlText, values, name),
+    runtimeUrl: runtimeUrl.toString(),
     async runtimeClient() {
       const client = new pg.Client({ connectionString: runtimeUrl.toString(), options: '-c search_path=ringvakt' });
       await client.connect();
