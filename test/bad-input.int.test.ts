@@ -48,6 +48,7 @@ describe(`bad input to every route (${serverLabel()} server)`, () => {
     { name: 'prototype poisoning', headers: json, payload: '{"token":"x","password":"y","__proto__":{"admin":true}}' },
     { name: 'oversize body', headers: json, payload: JSON.stringify({ token: 'x', password: 'y'.repeat(80 * 1024) }) },
     { name: 'invalid UTF-8 in the body', headers: json, payload: Buffer.concat([Buffer.from('{"token":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('","password":"aaaaaaaaaaaaaa"}')]) },
+    { name: 'lone surrogate escapes', headers: json, payload: '{"token":"x","password":"pass\\ud800word-long-enough"}' },
     { name: 'wrong content type', headers: { 'content-type': 'text/plain' }, payload: 'token=x' },
     { name: 'unknown query field', method: 'GET', url: `${url}${url.includes('?') ? '&' : '?'}isAdmin=true` },
     { name: 'wrongly typed query', method: 'GET', url: `${url}?limit=lots` },

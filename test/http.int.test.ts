@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/server/app.ts';
+import { createTenantWithOwner } from '../src/modules/setup/setup.service.ts';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, capturingLogger } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -82,6 +83,18 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
       await db.handles.forTenant(d.tenantId).transaction((trx) => trx.updateTable('users').set({ status: 'disabled' }).where('id', '=', d.owner.id).execute());
       expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(d.owner.token) })).statusCode).toBe(401);
       expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(d.agent.token) })).statusCode).toBe(200);
+    });
+
+    it("refuses every token of a suspended tenant, at once", async () => {
+      const e = await seedTenant(db.handles, 'http-e');
+      expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(e.owner.token) })).statusCode).toBe(200);
+      await db.superQuery(`UPDATE ringvakt.tenants SET status = 'suspended' WHERE id = $1`, [e.tenantId]);
+      const started = Date.now();
+      while ((await app.inject({ url: '/api/v1/tenant', headers: bearer(e.owner.token) })).statusCode !== 401) {
+        expect(Date.now() - started).toBeLessThan(1000);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(e.agent.token) })).statusCode).toBe(401);
     });
 
     it('denies by default: every non-public route asks for authentication', async () => {
@@ -182,6 +195,28 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
       expect(again.json()).toMatchObject({ code: 'setup_link_invalid' });
       const stored = await db.superQuery('SELECT password_hash FROM ringvakt.users WHERE id = $1', [c.owner.id]);
       expect(stored.rows[0]!.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    });
+
+    it('refuses, rather than silently alters, a password that is not valid Unicode', async () => {
+      const c = await seedTenant(db.handles, 'setup-u');
+      const token = new URL(c.setupLink).hash.replace('#token=', '');
+      const response = await app.inject({
+        method: 'POST',
+        url: '/api/v1/setup/complete',
+        headers: { 'content-type': 'application/json' },
+        payload: `{"token":"${token}","password":"long enough pass\\ud800phrase"}`,
+      });
+      expect(response.statusCode).toBe(400);
+      expect(response.json()).toMatchObject({ code: 'invalid_utf8' });
+      const good = await app.inject({ method: 'POST', url: '/api/v1/setup/complete', payload: { token, password: 'correct horse battery staple' } });
+      expect(good.statusCode).toBe(204);
+    });
+
+    it('creates a tenant and its owner together or not at all', async () => {
+      await expect(
+        createTenantWithOwner(db.handles.systemDb, { slug: 'half-made', name: 'Half', ownerEmail: `${'x'.repeat(330)}@example.com`, ownerName: 'X', publicUrl: 'http://x' }),
+      ).rejects.toMatchObject({ code: 'bad_request' });
+      expect(await db.handles.systemDb.tenantIdBySlug('half-made')).toBeUndefined();
     });
 
     it('refuses an expired link', async () => {

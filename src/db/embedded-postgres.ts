@@ -205,7 +205,14 @@ function takeInstanceLock(dataDir: string): () => void {
     );
   }
   const lockFile = path.join(dataDir, 'ringvakt.pid');
-  writeFileSync(lockFile, `${process.pid}\n`, { mode: 0o600 });
+  // Exclusive create: of two processes starting at the same moment, exactly one gets the lock.
+  // A lock whose process is gone (liveInstance said so above) is removed first.
+  rmSync(lockFile, { force: true });
+  try {
+    writeFileSync(lockFile, `${process.pid}\n`, { mode: 0o600, flag: 'wx' });
+  } catch {
+    throw new EmbeddedPostgresError(`Another Ringvakt process is starting on the embedded database in ${dataDir} right now.`);
+  }
   return () => rmSync(lockFile, { force: true });
 }
 

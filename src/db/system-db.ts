@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.ts';
-import { createTenantDb, type TenantDb } from './tenant-db.ts';
+import { createTenantDb, type TenantDb, type TenantTransaction } from './tenant-db.ts';
 
 /**
  * Cross-tenant work (CLI operators, background jobs). It connects as the same runtime role as
@@ -9,6 +9,11 @@ import { createTenantDb, type TenantDb } from './tenant-db.ts';
  */
 export type SystemDb = {
   createTenant(slug: string, name: string): Promise<string>;
+  /**
+   * Creates a tenant and runs `work` inside it, in one transaction: if `work` fails, the tenant
+   * is not created either (no tenant without an owner, no slug taken by a half-made tenant).
+   */
+  createTenantWith<T>(slug: string, name: string, work: (trx: TenantTransaction, tenantId: string) => Promise<T>): Promise<T>;
   tenantIdBySlug(slug: string): Promise<string | undefined>;
   listTenants(): Promise<{ id: string; slug: string }[]>;
   /** Enters one tenant, as a job acting on that tenant's behalf. */
@@ -25,6 +30,15 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
       const id = result.rows[0]?.id;
       if (!id) throw new Error('create_tenant returned no id');
       return id;
+    },
+    createTenantWith(slug, name, work) {
+      return db.transaction().execute(async (trx) => {
+        const created = await sql<{ id: string }>`SELECT create_tenant(${slug}, ${name}) AS id`.execute(trx);
+        const tenantId = created.rows[0]?.id;
+        if (!tenantId) throw new Error('create_tenant returned no id');
+        await sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`.execute(trx);
+        return work(trx as unknown as TenantTransaction, tenantId);
+      });
     },
     async tenantIdBySlug(slug) {
       const result = await sql<{ id: string | null }>`SELECT tenant_id_by_slug(${slug}) AS id`.execute(db);

@@ -49,6 +49,12 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
+/** JSON escapes can spell text that is not Unicode ("\ud800"); such a string is refused, not altered. */
+function rejectLoneSurrogates(key: string, value: unknown): unknown {
+  if (!key.isWellFormed() || (typeof value === 'string' && !value.isWellFormed())) throw new AppError('invalid_utf8');
+  return value;
+}
+
 /** Builds the HTTP application. Every route declares its access and its zod schemas. */
 export async function buildApp(deps: AppDependencies): Promise<App> {
   const { config, database } = deps;
@@ -102,9 +108,9 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
       return;
     }
     try {
-      done(null, secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }));
-    } catch {
-      done(new AppError('malformed_json'), undefined);
+      done(null, secureJson.parse(text, rejectLoneSurrogates, { protoAction: 'error', constructorAction: 'error' }));
+    } catch (error) {
+      done(error instanceof AppError ? error : new AppError('malformed_json'), undefined);
     }
   });
 

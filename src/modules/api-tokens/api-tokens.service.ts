@@ -35,14 +35,16 @@ export function parseTenantToken(prefix: 'rvt' | 'rvs', token: string): ParsedTo
 
 export type TokenOwner = { userId: string; role: UserRole; tokenId: string; expiresAt: Date };
 
-/** The active user behind a token, or undefined for unknown, revoked, expired or disabled. */
+/** The active user behind a token, or undefined for unknown, revoked, expired, disabled or suspended. */
 export async function findTokenOwner(trx: TenantTransaction, hash: Buffer): Promise<TokenOwner | undefined> {
   const row = await trx
     .selectFrom('api_tokens')
     .innerJoin('users', (join) =>
       join.onRef('users.tenant_id', '=', 'api_tokens.tenant_id').onRef('users.id', '=', 'api_tokens.user_id'),
     )
+    .innerJoin('tenants', 'tenants.id', 'api_tokens.tenant_id')
     .select(['api_tokens.id as tokenId', 'users.id as userId', 'users.role as role', 'api_tokens.expires_at as expiresAt'])
+    .where('tenants.status', '=', 'active')
     .where('api_tokens.token_hash', '=', hash)
     .where('api_tokens.revoked_at', 'is', null)
     .where('api_tokens.expires_at', '>', new Date())

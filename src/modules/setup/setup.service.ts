@@ -20,27 +20,24 @@ export async function createTenantWithOwner(
   systemDb: SystemDb,
   input: { slug: string; name: string; ownerEmail: string; ownerName: string; publicUrl: string; now?: Date },
 ): Promise<CreatedTenant> {
-  let tenantId: string;
+  const now = input.now ?? new Date();
+  const expiresAt = new Date(now.getTime() + SETUP_LINK_HOURS * 3600_000);
   try {
-    tenantId = await systemDb.createTenant(input.slug, input.name);
+    return await systemDb.createTenantWith(input.slug, input.name, async (trx, tenantId) => {
+      const { token, hash } = mintTenantToken('rvs', tenantId);
+      const owner = await createUser(trx, { email: input.ownerEmail, displayName: input.ownerName, role: 'owner' });
+      await trx.insertInto('setup_tokens').values({ user_id: owner.id, token_hash: hash, expires_at: expiresAt }).execute();
+      return { tenantId, ownerId: owner.id, link: `${input.publicUrl}/setup#token=${token}`, expiresAt };
+    });
   } catch (error) {
     if ((error as { code?: string }).code === '23505') {
       throw new AppError('conflict', `A tenant with the slug "${input.slug}" exists already.`);
     }
     if ((error as { code?: string }).code === '23514') {
-      throw new AppError('bad_request', 'The slug must be 1–40 lower-case letters, digits or dashes; the name 1–200 characters.');
+      throw new AppError('bad_request', 'The tenant or owner details are not acceptable (slug: 1–40 lower-case letters, digits or dashes; names: 1–200 characters).');
     }
     throw error;
   }
-  const now = input.now ?? new Date();
-  const expiresAt = new Date(now.getTime() + SETUP_LINK_HOURS * 3600_000);
-  const { token, hash } = mintTenantToken('rvs', tenantId);
-  const owner = await systemDb.inTenant(tenantId).transaction(async (trx) => {
-    const user = await createUser(trx, { email: input.ownerEmail, displayName: input.ownerName, role: 'owner' });
-    await trx.insertInto('setup_tokens').values({ user_id: user.id, token_hash: hash, expires_at: expiresAt }).execute();
-    return user;
-  });
-  return { tenantId, ownerId: owner.id, link: `${input.publicUrl}/setup#token=${token}`, expiresAt };
 }
 
 /**
