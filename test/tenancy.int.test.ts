@@ -1,4 +1,8 @@
+import path from 'node:path';
 import type pg from 'pg';
+import { createFieldCipher } from '../src/crypto/field-cipher.ts';
+import { createKeyring } from '../src/crypto/keyring.ts';
+import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -15,6 +19,14 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
     db = await createTestDatabase();
     a = await seedTenant(db.handles, 'tenant-a');
     b = await seedTenant(db.handles, 'tenant-b');
+    // Rows in the key tables too, written the way the product writes them.
+    const cipher = createFieldCipher(createKeyring(createLocalKeyProvider(path.join(db.config.dataDir, 'secrets', 'root-keys.json'))));
+    for (const tenant of [a, b]) {
+      await db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
+        await cipher.encrypt(trx, { table: 't', recordId: tenant.owner.id, field: 'f' }, 'x', tenant.owner.id);
+        await cipher.blindIndex(trx, 'i', 'x');
+      });
+    }
     runtime = await db.runtimeClient();
     const tables = await db.superQuery<{ table_name: string }>(
       `SELECT table_name FROM information_schema.columns
@@ -38,7 +50,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
   };
 
   it('finds the tenant tables it is meant to guard', () => {
-    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'setup_tokens', 'users']));
+    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'setup_tokens', 'subject_keys', 'tenant_keys', 'users']));
   });
 
   it('with no tenant set, every tenant table reads as empty, though rows exist', async () => {

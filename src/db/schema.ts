@@ -48,6 +48,26 @@ export type ApiTokensTable = {
   created_at: Timestamp;
 };
 
+export type TenantKeysTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  purpose: 'data' | 'index';
+  version: number;
+  root_key_id: string;
+  wrapped_key: Buffer;
+  state: ColumnType<'active' | 'retired', 'active' | 'retired' | undefined>;
+  encryptions_reserved: ColumnType<string, number | undefined, number | string>;
+  created_at: Timestamp;
+};
+
+export type SubjectKeysTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  subject_id: string;
+  tenant_key_version: number | null;
+  wrapped_key: Buffer | null;
+  created_at: Timestamp;
+  destroyed_at: Date | null;
+};
+
 export type SchemaMigrationsTable = {
   version: number;
   name: string;
@@ -62,6 +82,8 @@ export type TenantTables = {
   users: UsersTable;
   setup_tokens: SetupTokensTable;
   api_tokens: ApiTokensTable;
+  tenant_keys: TenantKeysTable;
+  subject_keys: SubjectKeysTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

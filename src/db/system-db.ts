@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.ts';
-import { createTenantDb, type TenantDb, type TenantTransaction } from './tenant-db.ts';
+import { asTenantTransaction, createTenantDb, type TenantDb, type TenantTransaction } from './tenant-db.ts';
 
 /**
  * Cross-tenant work (CLI operators, background jobs). It connects as the same runtime role as
@@ -37,7 +37,7 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
         const tenantId = created.rows[0]?.id;
         if (!tenantId) throw new Error('create_tenant returned no id');
         await sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`.execute(trx);
-        return work(trx as unknown as TenantTransaction, tenantId);
+        return work(asTenantTransaction(trx, tenantId), tenantId);
       });
     },
     async tenantIdBySlug(slug) {

@@ -9,7 +9,7 @@ declare const tenantBrand: unique symbol;
  * policy sees exactly one tenant. Services that touch tenant tables accept only this type; the
  * brand means a bare Kysely handle cannot be passed where a tenant-scoped one is expected.
  */
-export type TenantTransaction = Transaction<TenantTables> & { readonly [tenantBrand]: true };
+export type TenantTransaction = Transaction<TenantTables> & { readonly [tenantBrand]: true; readonly tenantId: string };
 
 /** The request-scoped handle: the only way request handlers and services reach tenant data. */
 export type TenantDb = {
@@ -26,6 +26,11 @@ export function isUuid(value: string): boolean {
   return UUID.test(value);
 }
 
+/** Brands a transaction in which app.tenant_id is set, and records which tenant that is. */
+export function asTenantTransaction(trx: Transaction<Database>, tenantId: string): TenantTransaction {
+  return Object.defineProperty(trx, 'tenantId', { value: tenantId, enumerable: false }) as unknown as TenantTransaction;
+}
+
 /**
  * Builds the tenant handle. Called in two places only: the authentication plugin (from the
  * caller's verified credential) and `systemDb.inTenant` (for jobs that loop over tenants).
@@ -37,7 +42,7 @@ export function createTenantDb(db: Kysely<Database>, tenantId: string): TenantDb
   const scoped = <T>(readOnly: boolean, work: (trx: TenantTransaction) => Promise<T>) =>
     tenantScope.run(tenantId, () =>
       (readOnly ? db.transaction().setAccessMode('read only') : db.transaction()).execute((trx) =>
-        work(trx as unknown as TenantTransaction),
+        work(asTenantTransaction(trx, tenantId)),
       ),
     );
   return {

@@ -1,0 +1,128 @@
+import { createHmac, hkdfSync } from 'node:crypto';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import { context, open, seal, DecryptionError } from './aead.ts';
+import { SubjectErasedError, type Keyring } from './keyring.ts';
+
+/**
+ * Field-level encryption and blind indexes, used by repositories through the tenant handle.
+ *
+ * Ciphertext format, version 1 (self-describing, stored as bytea):
+ *   0–1  "RV"                 magic
+ *   2    0x01                 format version
+ *   3    key kind             0x01 tenant data key, 0x02 data-subject key
+ *   4–7  key version          uint32 big-endian (the tenant data key version; 0 for subject keys)
+ *   8–   nonce ‖ ciphertext ‖ tag   (AES-256-GCM, src/crypto/aead.ts)
+ * Associated data binds the tenant, table, record id, field and the 8-byte header, so a value
+ * moved to another record, field or tenant — or relabelled to another key — fails to decrypt
+ * instead of yielding a wrong plaintext.
+ */
+export type FieldLocation = { table: string; recordId: string; field: string };
+
+export class FieldCipherError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FieldCipherError';
+  }
+}
+
+const MAGIC_0 = 0x52; // R
+const MAGIC_1 = 0x56; // V
+const FORMAT_1 = 0x01;
+const KIND_TENANT = 0x01;
+const KIND_SUBJECT = 0x02;
+const HEADER_BYTES = 8;
+
+function header(kind: number, version: number): Buffer {
+  const bytes = Buffer.alloc(HEADER_BYTES);
+  bytes.writeUInt8(MAGIC_0, 0);
+  bytes.writeUInt8(MAGIC_1, 1);
+  bytes.writeUInt8(FORMAT_1, 2);
+  bytes.writeUInt8(kind, 3);
+  bytes.writeUInt32BE(version, 4);
+  return bytes;
+}
+
+function fieldContext(tenantId: string, where: FieldLocation, head: Buffer): Buffer {
+  return Buffer.concat([context('ringvakt/field/v1', tenantId, where.table, where.recordId, where.field), head]);
+}
+
+/**
+ * Blind-index lengths. An index leaks equality; truncating it makes distinct values share index
+ * values, so an observer of the table learns less, at the cost of a few false candidates per
+ * lookup, which are decrypted and re-checked. 16 bits: at 1,000,000 contacts a lookup returns
+ * about 15 candidates, and each index value stands for about 15 different numbers.
+ */
+export const BLIND_INDEX_BYTES = { default: 2 } as const;
+
+export type FieldCipher = {
+  encrypt(trx: TenantTransaction, where: FieldLocation, plaintext: string, subjectId?: string): Promise<Buffer>;
+  decrypt(trx: TenantTransaction, where: FieldLocation, ciphertext: Buffer, subjectId?: string): Promise<string>;
+  /** Keyed HMAC-SHA256 of an already normalised value (E.164 phone, lower-cased e-mail), truncated. */
+  blindIndex(trx: TenantTransaction, indexName: string, normalised: string, bytes?: number): Promise<Buffer>;
+};
+
+export function createFieldCipher(keyring: Keyring): FieldCipher {
+  const indexKeys = new Map<string, Buffer>();
+
+  return {
+    async encrypt(trx, where, plaintext, subjectId) {
+      let head: Buffer;
+      let key: Buffer;
+      if (subjectId) {
+        const subjectKey = await keyring.subjectKey(trx, subjectId, { create: true });
+        if (!subjectKey) throw new SubjectErasedError();
+        head = header(KIND_SUBJECT, 0);
+        key = subjectKey;
+      } else {
+        const dataKey = await keyring.dataKeyForEncryption(trx);
+        head = header(KIND_TENANT, dataKey.version);
+        key = dataKey.key;
+      }
+      return Buffer.concat([head, seal(key, Buffer.from(plaintext, 'utf8'), fieldContext(trx.tenantId, where, head))]);
+    },
+
+    async decrypt(trx, where, ciphertext, subjectId) {
+      if (ciphertext.length < HEADER_BYTES || ciphertext[0] !== MAGIC_0 || ciphertext[1] !== MAGIC_1) {
+        throw new FieldCipherError('Not a Ringvakt field ciphertext');
+      }
+      if (ciphertext[2] !== FORMAT_1) throw new FieldCipherError(`Unsupported field ciphertext format ${ciphertext[2]}`);
+      const head = ciphertext.subarray(0, HEADER_BYTES);
+      const kind = ciphertext[3];
+      let key: Buffer;
+      if (kind === KIND_SUBJECT) {
+        if (!subjectId) throw new FieldCipherError('This field is encrypted under a data-subject key; the subject is needed');
+        const subjectKey = await keyring.subjectKey(trx, subjectId, { create: false });
+        if (!subjectKey) throw new FieldCipherError('No key exists for this data subject');
+        key = subjectKey;
+      } else if (kind === KIND_TENANT) {
+        const version = head.readUInt32BE(4);
+        if (version < 1 || version > 0x7fffffff) throw new FieldCipherError(`Unknown data key version ${version} in field ciphertext`);
+        key = await keyring.dataKey(trx, version);
+      } else {
+        throw new FieldCipherError(`Unknown key kind ${kind} in field ciphertext`);
+      }
+      try {
+        return open(key, ciphertext.subarray(HEADER_BYTES), fieldContext(trx.tenantId, where, head)).toString('utf8');
+      } catch (error) {
+        if (error instanceof DecryptionError) {
+          throw new FieldCipherError('The field does not decrypt here: it was altered, or belongs to another record, field or tenant');
+        }
+        throw error;
+      }
+    },
+
+    async blindIndex(trx, indexName, normalised, bytes = BLIND_INDEX_BYTES.default) {
+      if (!Number.isInteger(bytes) || bytes < 1 || bytes > 32) throw new FieldCipherError('Blind index length must be 1–32 bytes');
+      const cacheKey = `${trx.tenantId}/${indexName}`;
+      let indexKey = indexKeys.get(cacheKey);
+      if (!indexKey) {
+        const tenantIndexKey = await keyring.indexKey(trx);
+        // One key per index (HKDF), so equal values in two indexes do not match each other.
+        indexKey = Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32));
+        if (indexKeys.size >= 20_000) indexKeys.delete(indexKeys.keys().next().value as string);
+        indexKeys.set(cacheKey, indexKey);
+      }
+      return createHmac('sha256', indexKey).update(normalised, 'utf8').digest().subarray(0, bytes);
+    },
+  };
+}

@@ -1,0 +1,222 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import { context, KEY_BYTES, open, seal, DecryptionError } from './aead.ts';
+import type { RootKeyProvider } from './root-keys/root-key-provider.ts';
+
+/**
+ * The key hierarchy below the root key:
+ *   root key (key provider) ─wraps→ tenant keys ('data' versions, one 'index' key)
+ *   tenant data key ─wraps→ per-data-subject keys (crypto-shredding)
+ * Unwrapped tenant keys are kept in memory by (tenant, purpose, version): a version's material
+ * never changes, so the cache needs no invalidation. Subject keys are not cached: destroying one
+ * takes effect on the next read everywhere.
+ *
+ * Nonce budget: AES-GCM with random 96-bit nonces is safe for about 2^32 encryptions per key.
+ * Processes reserve encryptions in blocks against a counter in tenant_keys; once a key's
+ * reservations pass ROTATE_AFTER (2^30, a quarter of the bound), the next reservation creates a
+ * new data key version first. Subject keys encrypt one person's few fields and are not counted.
+ */
+export const ROTATE_AFTER = 2 ** 30;
+const BLOCK = 65_536;
+const BLOCK_MAX_AGE_MS = 60_000;
+
+export class KeyringError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeyringError';
+  }
+}
+
+/** The subject's key was destroyed (crypto-shredding): their encrypted data is gone for good. */
+export class SubjectErasedError extends Error {
+  constructor() {
+    super("This data subject's personal data was erased");
+    this.name = 'SubjectErasedError';
+  }
+}
+
+export type DataKey = { version: number; key: Buffer };
+
+export type Keyring = {
+  /** The active data key, created on first use; counts one encryption against its budget. */
+  dataKeyForEncryption(trx: TenantTransaction): Promise<DataKey>;
+  dataKey(trx: TenantTransaction, version: number): Promise<Buffer>;
+  indexKey(trx: TenantTransaction): Promise<Buffer>;
+  /** The subject's key, created when `create` is set and none exists. */
+  subjectKey(trx: TenantTransaction, subjectId: string, options: { create: boolean }): Promise<Buffer | undefined>;
+  destroySubjectKey(trx: TenantTransaction, subjectId: string): Promise<boolean>;
+  /** Makes a new data key version active and retires the old one; returns the new version. */
+  rotateDataKey(trx: TenantTransaction): Promise<number>;
+};
+
+const tenantKeyContext = (tenantId: string, purpose: string, version: number) =>
+  context('ringvakt/tenant-key/v1', tenantId, purpose, version);
+const subjectKeyContext = (tenantId: string, subjectId: string, dataKeyVersion: number) =>
+  context('ringvakt/subject-key/v1', tenantId, subjectId, dataKeyVersion);
+
+export function createKeyring(root: RootKeyProvider): Keyring {
+  const unwrapped = new Map<string, Buffer>();
+  const budgets = new Map<string, { version: number; remaining: number; until: number }>();
+
+  const remember = (cacheKey: string, key: Buffer) => {
+    if (unwrapped.size >= 20_000) unwrapped.delete(unwrapped.keys().next().value as string);
+    unwrapped.set(cacheKey, key);
+  };
+
+  const unwrapTenantKey = async (
+    tenantId: string,
+    row: { purpose: 'data' | 'index'; version: number; root_key_id: string; wrapped_key: Buffer },
+  ): Promise<Buffer> => {
+    const cacheKey = `${tenantId}/${row.purpose}/${row.version}`;
+    const known = unwrapped.get(cacheKey);
+    if (known) return known;
+    const key = await root.unwrap({ keyId: row.root_key_id, wrapped: row.wrapped_key }, tenantKeyContext(tenantId, row.purpose, row.version));
+    remember(cacheKey, key);
+    return key;
+  };
+
+  /** Serialises key creation per tenant: two requests must not both create version 1. */
+  const lockTenantKeys = (trx: TenantTransaction) =>
+    sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:tenant-keys:${trx.tenantId}`}, 0))`.execute(trx);
+
+  const createTenantKey = async (trx: TenantTransaction, purpose: 'data' | 'index', version: number) => {
+    const key = randomBytes(KEY_BYTES);
+    const wrapped = await root.wrap(key, tenantKeyContext(trx.tenantId, purpose, version));
+    await trx
+      .insertInto('tenant_keys')
+      .values({ purpose, version, root_key_id: wrapped.keyId, wrapped_key: wrapped.wrapped })
+      .execute();
+    remember(`${trx.tenantId}/${purpose}/${version}`, key);
+    return key;
+  };
+
+  const activeKey = async (trx: TenantTransaction, purpose: 'data' | 'index'): Promise<DataKey> => {
+    const find = () =>
+      trx
+        .selectFrom('tenant_keys')
+        .select(['purpose', 'version', 'root_key_id', 'wrapped_key'])
+        .where('purpose', '=', purpose)
+        .where('state', '=', 'active')
+        .executeTakeFirst();
+    let row = await find();
+    if (!row) {
+      await lockTenantKeys(trx);
+      row = await find();
+      if (!row) return { version: 1, key: await createTenantKey(trx, purpose, 1) };
+    }
+    return { version: row.version, key: await unwrapTenantKey(trx.tenantId, row) };
+  };
+
+  const rotateDataKey = async (trx: TenantTransaction): Promise<number> => {
+    await lockTenantKeys(trx);
+    const latest = await trx
+      .selectFrom('tenant_keys')
+      .select((eb) => eb.fn.max('version').as('version'))
+      .where('purpose', '=', 'data')
+      .executeTakeFirst();
+    const next = Number(latest?.version ?? 0) + 1;
+    await trx.updateTable('tenant_keys').set({ state: 'retired' }).where('purpose', '=', 'data').where('state', '=', 'active').execute();
+    await createTenantKey(trx, 'data', next);
+    budgets.delete(trx.tenantId);
+    return next;
+  };
+
+  /** Takes one encryption from this process's reserved block, reserving a new block when needed. */
+  const spend = async (trx: TenantTransaction, version: number): Promise<number> => {
+    const budget = budgets.get(trx.tenantId);
+    if (budget && budget.version === version && budget.remaining > 0 && budget.until > Date.now()) {
+      budget.remaining -= 1;
+      return version;
+    }
+    const reserved = await trx
+      .updateTable('tenant_keys')
+      .set({ encryptions_reserved: sql`encryptions_reserved + ${BLOCK}` })
+      .where('purpose', '=', 'data')
+      .where('version', '=', version)
+      .where('state', '=', 'active')
+      .returning('encryptions_reserved')
+      .executeTakeFirst();
+    if (!reserved || Number(reserved.encryptions_reserved) > ROTATE_AFTER) {
+      // Retired meanwhile by another process, or its budget is spent: move to a fresh version.
+      const current = reserved ? await rotateDataKey(trx) : (await activeKey(trx, 'data')).version;
+      return spend(trx, current);
+    }
+    budgets.set(trx.tenantId, { version, remaining: BLOCK - 1, until: Date.now() + BLOCK_MAX_AGE_MS });
+    return version;
+  };
+
+  const dataKey = async (trx: TenantTransaction, version: number): Promise<Buffer> => {
+    const cached = unwrapped.get(`${trx.tenantId}/data/${version}`);
+    if (cached) return cached;
+    const row = await trx
+      .selectFrom('tenant_keys')
+      .select(['purpose', 'version', 'root_key_id', 'wrapped_key'])
+      .where('purpose', '=', 'data')
+      .where('version', '=', version)
+      .executeTakeFirst();
+    if (!row) throw new KeyringError(`This tenant has no data key version ${version}`);
+    return unwrapTenantKey(trx.tenantId, row);
+  };
+
+  return {
+    async dataKeyForEncryption(trx) {
+      const active = await activeKey(trx, 'data');
+      const version = await spend(trx, active.version);
+      return version === active.version ? active : { version, key: await dataKey(trx, version) };
+    },
+    dataKey,
+    async indexKey(trx) {
+      return (await activeKey(trx, 'index')).key;
+    },
+    async subjectKey(trx, subjectId, options) {
+      const row = await trx
+        .selectFrom('subject_keys')
+        .select(['tenant_key_version', 'wrapped_key', 'destroyed_at'])
+        .where('subject_id', '=', subjectId)
+        .executeTakeFirst();
+      if (row?.destroyed_at) throw new SubjectErasedError();
+      if (row && row.wrapped_key && row.tenant_key_version !== null) {
+        const wrappingKey = await dataKey(trx, row.tenant_key_version);
+        try {
+          return open(wrappingKey, row.wrapped_key, subjectKeyContext(trx.tenantId, subjectId, row.tenant_key_version));
+        } catch (error) {
+          if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
+          throw error;
+        }
+      }
+      if (!options.create) return undefined;
+      const { version, key: wrappingKey } = await activeKey(trx, 'data');
+      const key = randomBytes(KEY_BYTES);
+      const inserted = await trx
+        .insertInto('subject_keys')
+        .values({
+          subject_id: subjectId,
+          tenant_key_version: version,
+          wrapped_key: seal(wrappingKey, key, subjectKeyContext(trx.tenantId, subjectId, version)),
+        })
+        .onConflict((conflict) => conflict.columns(['tenant_id', 'subject_id']).doNothing())
+        .returning('subject_id')
+        .executeTakeFirst();
+      // Lost a race with another transaction creating the same subject's key: use theirs.
+      return inserted ? key : this.subjectKey(trx, subjectId, { create: false });
+    },
+    async destroySubjectKey(trx, subjectId) {
+      const result = await trx
+        .updateTable('subject_keys')
+        .set({ wrapped_key: null, tenant_key_version: null, destroyed_at: new Date() })
+        .where('subject_id', '=', subjectId)
+        .where('destroyed_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) > 0) return true;
+      // No key yet: leave a tombstone, so nothing can be encrypted for this subject afterwards.
+      await trx
+        .insertInto('subject_keys')
+        .values({ subject_id: subjectId, tenant_key_version: null, wrapped_key: null, destroyed_at: new Date() })
+        .onConflict((conflict) => conflict.columns(['tenant_id', 'subject_id']).doNothing())
+        .execute();
+      return false;
+    },
+    rotateDataKey,
+  };
+}
