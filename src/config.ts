@@ -51,6 +51,22 @@ const settings = {
     describe: 'an integer number of bytes between 1024 and 67108864',
   },
   poolMax: { env: 'RINGVAKT_DB_POOL_MAX', key: 'poolMax', describe: 'an integer between 1 and 200' },
+  keyProvider: {
+    env: 'RINGVAKT_KEY_PROVIDER',
+    key: 'keyProvider',
+    describe: 'one of local, env, vault-transit',
+  },
+  rootKey: { env: 'RINGVAKT_ROOT_KEY', key: 'rootKey', secret: true, describe: 'the base64 encoding of 32 random bytes' },
+  rootKeyPrevious: {
+    env: 'RINGVAKT_ROOT_KEY_PREVIOUS',
+    key: 'rootKeyPrevious',
+    secret: true,
+    describe: 'comma-separated base64 root keys being rotated out',
+  },
+  vaultAddress: { env: 'RINGVAKT_VAULT_ADDR', key: 'vaultAddress', describe: 'an http(s) URL of Vault or OpenBao' },
+  vaultToken: { env: 'RINGVAKT_VAULT_TOKEN', key: 'vaultToken', secret: true, describe: 'a Vault token' },
+  vaultMount: { env: 'RINGVAKT_VAULT_TRANSIT_MOUNT', key: 'vaultMount', describe: 'the transit mount path' },
+  vaultKeyName: { env: 'RINGVAKT_VAULT_KEY_NAME', key: 'vaultKeyName', describe: 'the transit key name' },
   shutdownTimeoutMs: {
     env: 'RINGVAKT_SHUTDOWN_TIMEOUT_MS',
     key: 'shutdownTimeoutMs',
@@ -105,6 +121,13 @@ const schemas = {
   bodyLimitBytes: integerText(1024, 64 * 1024 * 1024),
   poolMax: integerText(1, 200),
   shutdownTimeoutMs: integerText(100, 600_000),
+  keyProvider: z.enum(['local', 'env', 'vault-transit']),
+  rootKey: z.string().min(1).max(200).optional(),
+  rootKeyPrevious: z.string().min(1).max(2000).optional(),
+  vaultAddress: z.string().refine((value) => /^https?:\/\//.test(value) && URL.canParse(value)).optional(),
+  vaultToken: z.string().min(1).max(1000).optional(),
+  vaultMount: z.string().regex(/^[A-Za-z0-9_\-/]{1,100}$/),
+  vaultKeyName: z.string().regex(/^[A-Za-z0-9_-]{1,100}$/),
 } satisfies Record<SettingName, z.ZodType>;
 
 const defaults: Partial<Record<SettingName, string>> = {
@@ -116,6 +139,9 @@ const defaults: Partial<Record<SettingName, string>> = {
   bodyLimitBytes: String(1024 * 1024),
   poolMax: '10',
   shutdownTimeoutMs: '10000',
+  keyProvider: 'local',
+  vaultMount: 'transit',
+  vaultKeyName: 'ringvakt-root',
 };
 
 export type Config = {
@@ -131,6 +157,10 @@ export type Config = {
   bodyLimitBytes: number;
   poolMax: number;
   shutdownTimeoutMs: number;
+  keys:
+    | { provider: 'local' }
+    | { provider: 'env'; rootKey: string | undefined; previous: string | undefined }
+    | { provider: 'vault-transit'; address: string; token: string; mount: string; keyName: string };
 };
 
 export class ConfigError extends Error {
@@ -194,7 +224,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (values.databaseAppUrl !== undefined && values.databaseUrl === undefined) {
     problems.push('DATABASE_APP_URL needs DATABASE_URL as well (the role that runs migrations)');
   }
+  if (values.keyProvider === 'vault-transit' && (!values.vaultAddress || !values.vaultToken)) {
+    problems.push('RINGVAKT_KEY_PROVIDER=vault-transit needs RINGVAKT_VAULT_ADDR and RINGVAKT_VAULT_TOKEN');
+  }
+  if (values.keyProvider === 'env' && !values.rootKey) {
+    problems.push('RINGVAKT_KEY_PROVIDER=env needs RINGVAKT_ROOT_KEY (base64 of 32 random bytes)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
+
+  const keys: Config['keys'] =
+    values.keyProvider === 'env'
+      ? { provider: 'env', rootKey: values.rootKey as string, previous: values.rootKeyPrevious as string | undefined }
+      : values.keyProvider === 'vault-transit'
+        ? {
+            provider: 'vault-transit',
+            address: values.vaultAddress as string,
+            token: values.vaultToken as string,
+            mount: values.vaultMount as string,
+            keyName: values.vaultKeyName as string,
+          }
+        : { provider: 'local' };
 
   const tls = tlsCertFile && tlsKeyFile ? { certFile: tlsCertFile, keyFile: tlsKeyFile } : undefined;
   const host = values.host as string;
@@ -217,5 +266,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: values.bodyLimitBytes as number,
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
+    keys,
   };
 }

@@ -11,11 +11,12 @@ import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
 import { createTenantWithOwner } from './modules/setup/setup.service.ts';
 import { findUserByEmail } from './modules/users/users.repo.ts';
 import { SecretFileError } from './secret-files.ts';
+import { RootKeyError } from './crypto/root-keys/root-key-provider.ts';
 import { AppError } from './server/errors.ts';
 import { startServer } from './server/serve.ts';
 
 /** Errors whose message is written for the operator; anything else is reported without internals. */
-const explained = [ConfigError, EmbeddedPostgresError, MigrationError, ProvisioningError, SecretFileError];
+const explained = [ConfigError, EmbeddedPostgresError, MigrationError, ProvisioningError, SecretFileError, RootKeyError];
 
 function fail(error: unknown): never {
   if (explained.some((type) => error instanceof type)) {

@@ -18,6 +18,11 @@ export type SystemDb = {
   listTenants(): Promise<{ id: string; slug: string }[]>;
   /** Enters one tenant, as a job acting on that tenant's behalf. */
   inTenant(tenantId: string): TenantDb;
+  /** The stored check value of a root key version (see src/crypto/root-key-check.ts). */
+  rootKeyCheck(keyId: string): Promise<Buffer | undefined>;
+  saveRootKeyCheck(keyId: string, checkValue: Buffer): Promise<void>;
+  /** Root key versions that wrap some tenant's keys. */
+  rootKeyIdsInUse(): Promise<string[]>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -50,6 +55,17 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
     },
     inTenant(tenantId) {
       return createTenantDb(db, tenantId);
+    },
+    async rootKeyCheck(keyId) {
+      const result = await sql<{ check_value: Buffer }>`SELECT check_value FROM root_key_checks WHERE key_id = ${keyId}`.execute(db);
+      return result.rows[0]?.check_value;
+    },
+    async saveRootKeyCheck(keyId, checkValue) {
+      await sql`INSERT INTO root_key_checks (key_id, check_value) VALUES (${keyId}, ${checkValue}) ON CONFLICT (key_id) DO NOTHING`.execute(db);
+    },
+    async rootKeyIdsInUse() {
+      const result = await sql<{ key_id: string }>`SELECT key_id FROM root_key_ids_in_use()`.execute(db);
+      return result.rows.map((row) => row.key_id);
     },
     async ping() {
       await sql`SELECT 1`.execute(db);

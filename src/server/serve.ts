@@ -2,6 +2,8 @@ import type { Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { buildApp } from './app.ts';
+import { verifyRootKey } from '../crypto/root-key-check.ts';
+import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provider.ts';
 
 export type RunningServer = { url: string; stop(reason: string): Promise<void> };
 
@@ -16,6 +18,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let shuttingDown = false;
   let app;
   try {
+    // The root key first: a wrong or unreadable one stops the start before anything is served.
+    const rootKeys = await createRootKeyProvider(config);
+    await verifyRootKey(database.systemDb, rootKeys);
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
