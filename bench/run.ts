@@ -1,11 +1,16 @@
 // `npm run bench`: every benchmark measures its own baseline in the same run and prints
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
+import { fieldEncryptionBench } from './field-encryption.bench.ts';
 import { startupBench } from './startup.bench.ts';
 import { tenantReadBench } from './tenant-read.bench.ts';
 import { printTable, type BenchRow } from './support.ts';
 
 const only = process.argv[2];
-const benches: Record<string, () => Promise<BenchRow[]>> = { startup: startupBench, 'tenant-read': tenantReadBench };
+const benches: Record<string, () => Promise<BenchRow[]>> = {
+  startup: startupBench,
+  'tenant-read': tenantReadBench,
+  'field-encryption': fieldEncryptionBench,
+};
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {
   if (only && only !== name) continue;

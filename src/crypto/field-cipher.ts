@@ -1,6 +1,6 @@
 import { createHmac, hkdfSync } from 'node:crypto';
 import type { TenantTransaction } from '../db/tenant-db.ts';
-import { context, open, seal, DecryptionError } from './aead.ts';
+import { contextWithSuffix, open, seal, DecryptionError } from './aead.ts';
 import { SubjectErasedError, type Keyring } from './keyring.ts';
 
 /**
@@ -32,18 +32,25 @@ const KIND_TENANT = 0x01;
 const KIND_SUBJECT = 0x02;
 const HEADER_BYTES = 8;
 
+const headers = new Map<number, Buffer>();
+
+/** The 8-byte header; immutable, so one buffer per key kind and version serves every call. */
 function header(kind: number, version: number): Buffer {
+  const cacheKey = kind * 0x1_0000_0000 + version;
+  const known = headers.get(cacheKey);
+  if (known) return known;
   const bytes = Buffer.alloc(HEADER_BYTES);
   bytes.writeUInt8(MAGIC_0, 0);
   bytes.writeUInt8(MAGIC_1, 1);
   bytes.writeUInt8(FORMAT_1, 2);
   bytes.writeUInt8(kind, 3);
   bytes.writeUInt32BE(version, 4);
+  if (headers.size < 10_000) headers.set(cacheKey, bytes);
   return bytes;
 }
 
 function fieldContext(tenantId: string, where: FieldLocation, head: Buffer): Buffer {
-  return Buffer.concat([context('ringvakt/field/v1', tenantId, where.table, where.recordId, where.field), head]);
+  return contextWithSuffix(head, 'ringvakt/field/v1', tenantId, where.table, where.recordId, where.field);
 }
 
 /**
@@ -74,11 +81,11 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
         head = header(KIND_SUBJECT, 0);
         key = subjectKey;
       } else {
-        const dataKey = await keyring.dataKeyForEncryption(trx);
+        const dataKey = keyring.reservedDataKey(trx.tenantId) ?? (await keyring.dataKeyForEncryption(trx));
         head = header(KIND_TENANT, dataKey.version);
         key = dataKey.key;
       }
-      return Buffer.concat([head, seal(key, Buffer.from(plaintext, 'utf8'), fieldContext(trx.tenantId, where, head))]);
+      return seal(key, Buffer.from(plaintext, 'utf8'), fieldContext(trx.tenantId, where, head), head);
     },
 
     async decrypt(trx, where, ciphertext, subjectId) {
@@ -97,12 +104,12 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
       } else if (kind === KIND_TENANT) {
         const version = head.readUInt32BE(4);
         if (version < 1 || version > 0x7fffffff) throw new FieldCipherError(`Unknown data key version ${version} in field ciphertext`);
-        key = await keyring.dataKey(trx, version);
+        key = keyring.cachedDataKey(trx.tenantId, version) ?? (await keyring.dataKey(trx, version));
       } else {
         throw new FieldCipherError(`Unknown key kind ${kind} in field ciphertext`);
       }
       try {
-        return open(key, ciphertext.subarray(HEADER_BYTES), fieldContext(trx.tenantId, where, head)).toString('utf8');
+        return open(key, ciphertext, fieldContext(trx.tenantId, where, head), HEADER_BYTES).toString('utf8');
       } catch (error) {
         if (error instanceof DecryptionError) {
           throw new FieldCipherError('The field does not decrypt here: it was altered, or belongs to another record, field or tenant');

@@ -39,6 +39,10 @@ export class SubjectErasedError extends Error {
 export type DataKey = { version: number; key: Buffer };
 
 export type Keyring = {
+  /** Without I/O: the data key this process has a live reservation for, counting one use. */
+  reservedDataKey(tenantId: string): DataKey | undefined;
+  /** Without I/O: an already unwrapped data key version. */
+  cachedDataKey(tenantId: string, version: number): Buffer | undefined;
   /** The active data key, created on first use; counts one encryption against its budget. */
   dataKeyForEncryption(trx: TenantTransaction): Promise<DataKey>;
   dataKey(trx: TenantTransaction, version: number): Promise<Buffer>;
@@ -159,8 +163,22 @@ export function createKeyring(root: RootKeyProvider): Keyring {
     return unwrapTenantKey(trx.tenantId, row);
   };
 
+  // Fast path: this process holds a reserved block for the tenant's active key (at most 60 s old,
+  // so a rotation elsewhere is picked up within a minute; older versions stay readable).
+  const reservedDataKey = (tenantId: string): DataKey | undefined => {
+    const budget = budgets.get(tenantId);
+    const cached = budget ? unwrapped.get(`${tenantId}/data/${budget.version}`) : undefined;
+    if (!budget || !cached || budget.remaining <= 0 || budget.until <= Date.now()) return undefined;
+    budget.remaining -= 1;
+    return { version: budget.version, key: cached };
+  };
+
   return {
+    reservedDataKey,
+    cachedDataKey: (tenantId, version) => unwrapped.get(`${tenantId}/data/${version}`),
     async dataKeyForEncryption(trx) {
+      const reserved = reservedDataKey(trx.tenantId);
+      if (reserved) return reserved;
       const active = await activeKey(trx, 'data');
       const version = await spend(trx, active.version);
       return version === active.version ? active : { version, key: await dataKey(trx, version) };

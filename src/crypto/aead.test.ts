@@ -1,0 +1,33 @@
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { context, open, seal, DecryptionError, NONCE_BYTES } from './aead.ts';
+
+describe('AES-256-GCM helpers', () => {
+  it('never hands out the same nonce twice, across pool refills', () => {
+    const key = randomBytes(32);
+    const seen = new Set<string>();
+    for (let index = 0; index < 5_000; index += 1) {
+      seen.add(seal(key, Buffer.from('x'), Buffer.alloc(0)).subarray(0, NONCE_BYTES).toString('hex'));
+    }
+    expect(seen.size).toBe(5_000);
+  });
+
+  it('a prefix is carried in clear and the rest opens from its offset', () => {
+    const key = randomBytes(32);
+    const prefix = Buffer.from('HEADER!!');
+    const sealed = seal(key, Buffer.from('value'), Buffer.from('aad'), prefix);
+    expect(sealed.subarray(0, 8)).toEqual(prefix);
+    expect(open(key, sealed, Buffer.from('aad'), 8).toString()).toBe('value');
+    expect(() => open(key, sealed, Buffer.from('other'), 8)).toThrow(DecryptionError);
+  });
+
+  it('encodes contexts unambiguously (property-based)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string(), { maxLength: 4 }), fc.array(fc.string(), { maxLength: 4 }), (left, right) => {
+        const same = left.length === right.length && left.every((part, index) => part === right[index]);
+        expect(context('label', ...left).equals(context('label', ...right))).toBe(same);
+      }),
+    );
+  });
+});
