@@ -1,5 +1,8 @@
 import path from 'node:path';
 import type pg from 'pg';
+import { recordAuditEvent } from '../src/audit/audit-event.ts';
+import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
+import { loadSigningKey } from '../src/audit/signing-key.ts';
 import { createFieldCipher } from '../src/crypto/field-cipher.ts';
 import { createKeyring } from '../src/crypto/keyring.ts';
 import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
@@ -20,12 +23,16 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
     a = await seedTenant(db.handles, 'tenant-a');
     b = await seedTenant(db.handles, 'tenant-b');
     // Rows in the key tables too, written the way the product writes them.
-    const cipher = createFieldCipher(createKeyring(createLocalKeyProvider(path.join(db.config.dataDir, 'secrets', 'root-keys.json'))));
+    const root = createLocalKeyProvider(path.join(db.config.dataDir, 'secrets', 'root-keys.json'));
+    const cipher = createFieldCipher(createKeyring(root));
+    const signingKey = await loadSigningKey(db.handles.systemDb, root);
     for (const tenant of [a, b]) {
       await db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
         await cipher.encrypt(trx, { table: 't', recordId: tenant.owner.id, field: 'f' }, 'x', tenant.owner.id);
         await cipher.blindIndex(trx, 'i', 'x');
+        for (let index = 0; index < 3; index += 1) await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'system' } });
       });
+      await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
     }
     runtime = await db.runtimeClient();
     const tables = await db.superQuery<{ table_name: string }>(
@@ -50,7 +57,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
   };
 
   it('finds the tenant tables it is meant to guard', () => {
-    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'setup_tokens', 'subject_keys', 'tenant_keys', 'users']));
+    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'audit_checkpoints', 'audit_events', 'audit_tree_nodes', 'setup_tokens', 'subject_keys', 'tenant_keys', 'users']));
   });
 
   it('with no tenant set, every tenant table reads as empty, though rows exist', async () => {

@@ -115,9 +115,10 @@ export function verifyConsistency(oldSize: number, newSize: number, oldRoot: Has
     fn = Math.floor(fn / 2);
     sn = Math.floor(sn / 2);
   }
-  let fr = path[0]!;
-  let sr = path[0]!;
-  for (const c of path.slice(1)) {
+  const [first, ...rest] = path as [Hash, ...Hash[]];
+  let fr = first;
+  let sr = first;
+  for (const c of rest) {
     if (sn === 0) return false;
     if (fn % 2 === 1 || fn === sn) {
       fr = nodeHash(c, fr);
@@ -143,11 +144,12 @@ export function verifyConsistency(oldSize: number, newSize: number, oldRoot: Has
  */
 export function perfectSubtrees(leaves: Hash[]): Hash[][] {
   const levels: Hash[][] = [leaves];
-  while (levels.at(-1)!.length > 1) {
-    const below = levels.at(-1)!;
+  let below = leaves;
+  while (below.length > 1) {
     const above: Hash[] = [];
-    for (let index = 0; index + 1 < below.length; index += 2) above.push(nodeHash(below[index]!, below[index + 1]!));
+    for (let index = 0; index + 1 < below.length; index += 2) above.push(nodeHash(below[index] as Hash, below[index + 1] as Hash));
     levels.push(above);
+    below = above;
   }
   return levels;
 }

@@ -68,6 +68,39 @@ export type SubjectKeysTable = {
   destroyed_at: Date | null;
 };
 
+export type AuditEventsTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: ColumnType<string, never, never>;
+  leaf_index: ColumnType<string | null, never, never>;
+  occurred_at: ColumnType<Date, Date, never>;
+  actor_type: string;
+  actor_id: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: 'success' | 'denied' | 'failed';
+  source_ip: string | null;
+  request_id: string | null;
+  details: ColumnType<Record<string, unknown>, string, never>;
+  leaf_hash: Buffer;
+};
+
+export type AuditTreeNodesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  level: number;
+  index: ColumnType<string, number | string, never>;
+  hash: Buffer;
+};
+
+export type AuditCheckpointsTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  tree_size: ColumnType<string, number | string, never>;
+  root_hash: Buffer;
+  signed_at: Timestamp;
+  signing_key_id: string;
+  signature: Buffer;
+};
+
 export type SchemaMigrationsTable = {
   version: number;
   name: string;
@@ -84,6 +117,9 @@ export type TenantTables = {
   api_tokens: ApiTokensTable;
   tenant_keys: TenantKeysTable;
   subject_keys: SubjectKeysTable;
+  audit_events: AuditEventsTable;
+  audit_tree_nodes: AuditTreeNodesTable;
+  audit_checkpoints: AuditCheckpointsTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

@@ -23,6 +23,9 @@ export type SystemDb = {
   saveRootKeyCheck(keyId: string, checkValue: Buffer): Promise<void>;
   /** Root key versions that wrap some tenant's keys. */
   rootKeyIdsInUse(): Promise<string[]>;
+  /** Audit signing keys (deployment-wide, no tenant data): newest first. */
+  auditSigningKeys(): Promise<{ keyId: string; publicKey: Buffer; rootKeyId: string; wrappedPrivateKey: Buffer }[]>;
+  saveAuditSigningKey(key: { keyId: string; publicKey: Buffer; rootKeyId: string; wrappedPrivateKey: Buffer }): Promise<void>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -66,6 +69,15 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
     async rootKeyIdsInUse() {
       const result = await sql<{ key_id: string }>`SELECT key_id FROM root_key_ids_in_use()`.execute(db);
       return result.rows.map((row) => row.key_id);
+    },
+    async auditSigningKeys() {
+      const result = await sql<{ key_id: string; public_key: Buffer; root_key_id: string; wrapped_private_key: Buffer }>`
+        SELECT key_id, public_key, root_key_id, wrapped_private_key FROM audit_signing_keys ORDER BY created_at DESC, key_id`.execute(db);
+      return result.rows.map((row) => ({ keyId: row.key_id, publicKey: row.public_key, rootKeyId: row.root_key_id, wrappedPrivateKey: row.wrapped_private_key }));
+    },
+    async saveAuditSigningKey(key) {
+      await sql`INSERT INTO audit_signing_keys (key_id, public_key, root_key_id, wrapped_private_key)
+                VALUES (${key.keyId}, ${key.publicKey}, ${key.rootKeyId}, ${key.wrappedPrivateKey}) ON CONFLICT DO NOTHING`.execute(db);
     },
     async ping() {
       await sql`SELECT 1`.execute(db);

@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
+import { leafHash } from './merkle.ts';
+
+/**
+ * The typed catalogue of audited actions. Add to it; never reuse a name for another meaning.
+ * Details carry identifiers and digests, never personal data (use `digest()` for a value that
+ * must be recognisable later without being stored).
+ */
+export const auditActions = [
+  'tenant.create',
+  'user.create',
+  'user.setup_complete',
+  'api_token.issue',
+  'api_token.revoke',
+  'auth.denied',
+  'subject.erase',
+  'keys.rotate_root',
+  'keys.rotate_tenant',
+  'audit.export',
+] as const;
+export type AuditAction = (typeof auditActions)[number];
+
+export type AuditEvent = {
+  action: AuditAction;
+  outcome: 'success' | 'denied' | 'failed';
+  actor: { type: 'user' | 'api_token' | 'system' | 'operator' | 'anonymous'; id?: string };
+  target?: { type: string; id: string };
+  sourceIp?: string;
+  requestId?: string;
+  details?: Record<string, string | number | boolean | null>;
+  occurredAt?: Date;
+};
+
+/** A keyed-free SHA-256 digest for details: recognisable, not readable (salt it with the tenant). */
+export function digest(tenantId: string, value: string): string {
+  return createHash('sha256').update(`ringvakt-audit-digest\0${tenantId}\0${value}`).digest('hex');
+}
+
+/** Sorted-key JSON of flat details: one byte string per set of values, whatever the key order. */
+function canonicalDetails(details: Record<string, unknown>): string {
+  return JSON.stringify(Object.keys(details).sort().map((key) => [key, details[key] ?? null]));
+}
+
+export type StoredAuditEvent = {
+  tenantId: string;
+  occurredAt: Date;
+  actorType: string;
+  actorId: string | null;
+  action: string;
+  targetType: string | null;
+  targetId: string | null;
+  outcome: string;
+  sourceIp: string | null;
+  requestId: string | null;
+  details: Record<string, unknown>;
+};
+
+/** The canonical bytes of an event: what its leaf hash commits to, and what verify recomputes. */
+export function canonicalEvent(event: StoredAuditEvent): Buffer {
+  return Buffer.from(
+    JSON.stringify([
+      'ringvakt-audit-event/v1',
+      event.tenantId,
+      event.occurredAt.toISOString(),
+      event.actorType,
+      event.actorId,
+      event.action,
+      event.targetType,
+      event.targetId,
+      event.outcome,
+      event.sourceIp,
+      event.requestId,
+      canonicalDetails(event.details),
+    ]),
+    'utf8',
+  );
+}
+
+function toStored(tenantId: string, event: AuditEvent): StoredAuditEvent {
+  // Milliseconds: what both JavaScript and the database round-trip exactly.
+  const occurredAt = new Date(Math.floor((event.occurredAt ?? new Date()).getTime()));
+  return {
+    tenantId,
+    occurredAt,
+    actorType: event.actor.type,
+    actorId: event.actor.id ?? null,
+    action: event.action,
+    targetType: event.target?.type ?? null,
+    targetId: event.target?.id ?? null,
+    outcome: event.outcome,
+    sourceIp: event.sourceIp ?? null,
+    requestId: event.requestId ?? null,
+    details: event.details ?? {},
+  };
+}
+
+/** Appends an event in the caller's transaction: it commits, or rolls back, with the change it records. */
+export async function recordAuditEvent(trx: TenantTransaction, event: AuditEvent): Promise<void> {
+  const stored = toStored(trx.tenantId, event);
+  await trx
+    .insertInto('audit_events')
+    .values({
+      occurred_at: stored.occurredAt,
+      actor_type: stored.actorType,
+      actor_id: stored.actorId,
+      action: stored.action,
+      target_type: stored.targetType,
+      target_id: stored.targetId,
+      outcome: stored.outcome as AuditEvent['outcome'],
+      source_ip: stored.sourceIp,
+      request_id: stored.requestId,
+      details: JSON.stringify(stored.details),
+      leaf_hash: leafHash(canonicalEvent(stored)),
+    })
+    .execute();
+}
+
+/** A denial or failure is recorded in a transaction of its own: the attempt itself rolled back. */
+export function recordAuditEventAlone(tenantDb: TenantDb, event: AuditEvent): Promise<void> {
+  return tenantDb.transaction((trx) => recordAuditEvent(trx, event));
+}

@@ -1,0 +1,114 @@
+import { sql } from 'kysely';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import type { SystemDb } from '../db/system-db.ts';
+import type { Logger } from '../logger.ts';
+import { nodeHash, treeHash, type Hash, type SubtreeSource } from './merkle.ts';
+import { signTreeHead, type SigningKey } from './signing-key.ts';
+
+/**
+ * Perfect subtree hashes from the database: level 0 are the events' leaf hashes, higher levels
+ * the stored nodes. `overlay` holds hashes computed in this transaction and not yet read back.
+ */
+export function databaseSource(trx: TenantTransaction, overlay = new Map<string, Hash>()): SubtreeSource {
+  return async (level, index) => {
+    const known = overlay.get(`${level}:${index}`);
+    if (known) return known;
+    const row =
+      level === 0
+        ? await trx.selectFrom('audit_events').select('leaf_hash as hash').where('leaf_index', '=', sql<string>`${index}`).executeTakeFirst()
+        : await trx.selectFrom('audit_tree_nodes').select('hash').where('level', '=', level).where('index', '=', String(index)).executeTakeFirst();
+    if (!row) throw new Error(`the audit tree has no node at level ${level}, index ${index}`);
+    overlay.set(`${level}:${index}`, row.hash);
+    return row.hash;
+  };
+}
+
+export async function sealedTreeSize(trx: TenantTransaction): Promise<number> {
+  const row = await trx.selectFrom('audit_events').select((eb) => eb.fn.max('leaf_index').as('last')).executeTakeFirst();
+  return row?.last === null || row?.last === undefined ? 0 : Number(row.last) + 1;
+}
+
+/**
+ * Seals the tenant's unsealed events (at most `maxEvents`): gives them the next leaf indices in
+ * the order they were written, stores the new perfect subtrees, and signs the new tree head.
+ * One sealer per tenant at a time (advisory lock); returns undefined when another holds it.
+ */
+export async function sealTenantLedger(
+  trx: TenantTransaction,
+  key: SigningKey,
+  options: { maxEvents?: number; now?: Date } = {},
+): Promise<{ sealed: number; treeSize: number } | undefined> {
+  const locked = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(hashtextextended(${`ringvakt:audit-seal:${trx.tenantId}`}, 0)) AS locked`.execute(trx);
+  if (!locked.rows[0]?.locked) return undefined;
+  const oldSize = await sealedTreeSize(trx);
+  const pending = await trx
+    .selectFrom('audit_events')
+    .select(['id', 'leaf_hash'])
+    .where('leaf_index', 'is', null)
+    .orderBy('id')
+    .limit(options.maxEvents ?? 50_000)
+    .execute();
+  if (pending.length === 0) return { sealed: 0, treeSize: oldSize };
+
+  await sql`SELECT audit_assign_leaves(${sql.val(pending.map((row) => row.id))}::bigint[], ${oldSize}::bigint)`.execute(trx);
+  const newSize = oldSize + pending.length;
+  const overlay = new Map<string, Hash>();
+  pending.forEach((row, offset) => overlay.set(`0:${oldSize + offset}`, row.leaf_hash));
+  const source = databaseSource(trx, overlay);
+
+  // Every perfect subtree completed by the new leaves, bottom-up.
+  const nodes: { level: number; index: number; hash: Hash }[] = [];
+  for (let level = 1; 2 ** level <= newSize; level += 1) {
+    const width = 2 ** level;
+    for (let index = Math.floor(oldSize / width); (index + 1) * width <= newSize; index += 1) {
+      const hash = nodeHash(await source(level - 1, 2 * index), await source(level - 1, 2 * index + 1));
+      overlay.set(`${level}:${index}`, hash);
+      nodes.push({ level, index, hash });
+    }
+  }
+  for (let start = 0; start < nodes.length; start += 5_000) {
+    await trx
+      .insertInto('audit_tree_nodes')
+      .values(nodes.slice(start, start + 5_000).map((node) => ({ level: node.level, index: node.index, hash: node.hash })))
+      .execute();
+  }
+
+  const rootHash = await treeHash(source, newSize);
+  const signedAt = new Date(Math.floor((options.now ?? new Date()).getTime()));
+  const signature = signTreeHead(key, { tenantId: trx.tenantId, treeSize: newSize, rootHash, signedAt });
+  await trx
+    .insertInto('audit_checkpoints')
+    .values({ tree_size: newSize, root_hash: rootHash, signed_at: signedAt, signing_key_id: key.keyId, signature })
+    .execute();
+  return { sealed: pending.length, treeSize: newSize };
+}
+
+/** The background sealer: every `intervalMs`, seals every tenant's new events. */
+export function startAuditSealer(options: {
+  systemDb: SystemDb;
+  signingKey: SigningKey;
+  logger: Logger;
+  intervalMs?: number;
+}): { stop(): Promise<void>; runOnce(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const runOnce = async () => {
+    for (const tenant of await options.systemDb.listTenants()) {
+      await options.systemDb.inTenant(tenant.id).transaction((trx) => sealTenantLedger(trx, options.signingKey));
+    }
+  };
+  const timer = setInterval(() => {
+    running ??= runOnce()
+      .catch((error: unknown) => options.logger.error({ err: error }, 'audit sealing failed'))
+      .finally(() => {
+        running = undefined;
+      });
+  }, options.intervalMs ?? 2_000);
+  timer.unref();
+  return {
+    runOnce,
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

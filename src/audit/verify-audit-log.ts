@@ -1,0 +1,76 @@
+import type { KeyObject } from 'node:crypto';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import { canonicalEvent } from './audit-event.ts';
+import { leafHash, memorySource, perfectSubtrees, treeHash } from './merkle.ts';
+import { verifyTreeHead } from './signing-key.ts';
+
+export type LedgerVerdict =
+  | { ok: true; events: number; sealed: number; checkpoints: number }
+  | { ok: false; problem: string };
+
+/**
+ * Recomputes a tenant's whole ledger from its rows and names the first divergence: every leaf
+ * hash from the event's own columns, the leaf order (no gaps, no duplicates), every stored
+ * subtree hash, every checkpoint's root and its Ed25519 signature.
+ */
+export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<string, KeyObject>): Promise<LedgerVerdict> {
+  const rows = await trx
+    .selectFrom('audit_events')
+    .select(['id', 'leaf_index', 'occurred_at', 'actor_type', 'actor_id', 'action', 'target_type', 'target_id', 'outcome', 'source_ip', 'request_id', 'details', 'leaf_hash'])
+    .orderBy('leaf_index')
+    .orderBy('id')
+    .execute();
+
+  const leaves: Buffer[] = [];
+  for (const row of rows) {
+    const recomputed = leafHash(
+      canonicalEvent({
+        tenantId: trx.tenantId,
+        occurredAt: row.occurred_at,
+        actorType: row.actor_type,
+        actorId: row.actor_id,
+        action: row.action,
+        targetType: row.target_type,
+        targetId: row.target_id,
+        outcome: row.outcome,
+        sourceIp: row.source_ip,
+        requestId: row.request_id,
+        details: row.details,
+      }),
+    );
+    const where = row.leaf_index === null ? `unsealed event id ${row.id}` : `leaf ${row.leaf_index} (event id ${row.id})`;
+    if (!recomputed.equals(row.leaf_hash)) return { ok: false, problem: `${where} does not match its recorded hash: the event was altered` };
+    if (row.leaf_index === null) continue;
+    if (Number(row.leaf_index) !== leaves.length) {
+      return { ok: false, problem: `leaf ${leaves.length} is missing (next is leaf ${row.leaf_index}): an event was removed or moved` };
+    }
+    leaves.push(recomputed);
+  }
+
+  const levels = perfectSubtrees(leaves);
+  const nodes = await trx.selectFrom('audit_tree_nodes').select(['level', 'index', 'hash']).orderBy('level').orderBy('index').execute();
+  for (const node of nodes) {
+    const expected = levels[node.level]?.[Number(node.index)];
+    if (!expected) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} covers leaves that do not exist` };
+    if (!expected.equals(node.hash)) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} does not match the leaves below it` };
+  }
+
+  const source = memorySource(levels);
+  const checkpoints = await trx.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute();
+  for (const checkpoint of checkpoints) {
+    const size = Number(checkpoint.tree_size);
+    if (size > leaves.length) {
+      return { ok: false, problem: `checkpoint of size ${size} covers more leaves than exist (${leaves.length}): events were removed` };
+    }
+    const root = await treeHash(source, size);
+    if (!root.equals(checkpoint.root_hash)) {
+      return { ok: false, problem: `checkpoint of size ${size} does not match the events: history before it was changed` };
+    }
+    const key = keys.get(checkpoint.signing_key_id);
+    const head = { tenantId: trx.tenantId, treeSize: size, rootHash: checkpoint.root_hash, signedAt: checkpoint.signed_at };
+    if (!key || !verifyTreeHead(key, head, checkpoint.signature)) {
+      return { ok: false, problem: `checkpoint of size ${size} has no valid signature by a known audit signing key` };
+    }
+  }
+  return { ok: true, events: rows.length, sealed: leaves.length, checkpoints: checkpoints.length };
+}

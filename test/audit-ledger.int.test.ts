@@ -1,0 +1,153 @@
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordAuditEvent } from '../src/audit/audit-event.ts';
+import { inclusionProof, leafHash, rootFromInclusionProof } from '../src/audit/merkle.ts';
+import { databaseSource, sealTenantLedger } from '../src/audit/seal-audit-log.ts';
+import { checkpointMessage, loadSigningKey, publicKeys, type SigningKey } from '../src/audit/signing-key.ts';
+import { verifyTenantLedger } from '../src/audit/verify-audit-log.ts';
+import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
+import type { TenantTransaction } from '../src/db/tenant-db.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+
+describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let key: SigningKey;
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'rv-audit-'));
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    const root = createLocalKeyProvider(path.join(folder, 'secrets', 'root-keys.json'));
+    const tenant = await seedTenant(db.handles, 'audit-keys');
+    key = await loadSigningKey(db.handles.systemDb, root);
+    expect(tenant.tenantId).toBeTruthy();
+  });
+  afterAll(async () => {
+    await db?.drop();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  const inTenant = <T>(tenant: SeededTenant, work: (trx: TenantTransaction) => Promise<T>) => db.handles.forTenant(tenant.tenantId).transaction(work);
+  const verify = (tenant: SeededTenant) =>
+    inTenant(tenant, async (trx) => verifyTenantLedger(trx, await publicKeys(db.handles.systemDb)));
+
+  const append = (tenant: SeededTenant, count: number, from = 0) =>
+    inTenant(tenant, async (trx) => {
+      for (let index = from; index < from + count; index += 1) {
+        await recordAuditEvent(trx, {
+          action: 'user.create',
+          outcome: index % 7 === 0 ? 'denied' : 'success',
+          actor: { type: 'api_token', id: tenant.owner.id },
+          target: { type: 'user', id: `target-${index}` },
+          requestId: `req-${index}-abcdef`,
+          sourceIp: index % 2 ? '203.0.113.7' : '2001:db8::1',
+          details: { index, role: 'agent', flag: index % 2 === 0 },
+        });
+      }
+    });
+
+  it('seals events into a signed tree; verify recomputes everything; proofs check out', async () => {
+    const tenant = await seedTenant(db.handles, 'audit-happy');
+    await append(tenant, 37);
+    expect(await inTenant(tenant, (trx) => sealTenantLedger(trx, key))).toEqual({ sealed: 37, treeSize: 37 });
+    await append(tenant, 26, 37);
+    expect(await inTenant(tenant, (trx) => sealTenantLedger(trx, key))).toEqual({ sealed: 26, treeSize: 63 });
+    expect(await verify(tenant)).toEqual({ ok: true, events: 63, sealed: 63, checkpoints: 2 });
+
+    const { root, proof, leaf } = await inTenant(tenant, async (trx) => {
+      const checkpoint = await trx.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size', 'desc').executeTakeFirstOrThrow();
+      const event = await trx.selectFrom('audit_events').select('leaf_hash').where('leaf_index', '=', '40' as never).executeTakeFirstOrThrow();
+      return { root: checkpoint.root_hash, proof: await inclusionProof(databaseSource(trx), 40, 63), leaf: event.leaf_hash };
+    });
+    expect(rootFromInclusionProof(40, 63, leaf, proof).equals(root)).toBe(true);
+    expect(rootFromInclusionProof(40, 63, leafHash(Buffer.from('forged')), proof).equals(root)).toBe(false);
+  });
+
+  it('an event rolls back with the change it records', async () => {
+    const tenant = await seedTenant(db.handles, 'audit-rollback');
+    await expect(
+      inTenant(tenant, async (trx) => {
+        await append(tenant, 0);
+        await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'system' } });
+        throw new Error('the change failed');
+      }),
+    ).rejects.toThrow('the change failed');
+    const count = await db.superQuery('SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1', [tenant.tenantId]);
+    expect(count.rows[0]!.n).toBe(0);
+  });
+
+  it('the runtime role may only insert and read; triggers refuse changes even to the owner', async () => {
+    const tenant = await seedTenant(db.handles, 'audit-rights');
+    await append(tenant, 3);
+    await inTenant(tenant, (trx) => sealTenantLedger(trx, key));
+    const runtime = await db.runtimeClient();
+    try {
+      await runtime.query('BEGIN');
+      await runtime.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenant.tenantId]);
+      for (const statement of ['UPDATE audit_events SET outcome = $$failed$$', 'DELETE FROM audit_events', 'TRUNCATE audit_events', 'DELETE FROM audit_checkpoints', 'UPDATE audit_tree_nodes SET level = 1']) {
+        await runtime.query('SAVEPOINT attempt');
+        await expect(runtime.query(statement), statement).rejects.toThrow(/permission denied/);
+        await runtime.query('ROLLBACK TO SAVEPOINT attempt');
+      }
+      await runtime.query('ROLLBACK');
+    } finally {
+      await runtime.end();
+    }
+    for (const statement of ['UPDATE ringvakt.audit_events SET outcome = $$failed$$', 'DELETE FROM ringvakt.audit_events', 'TRUNCATE ringvakt.audit_checkpoints']) {
+      await expect(
+        db.superQuery(`DO $x$ BEGIN SET LOCAL ROLE ${db.handles.roles.owner}; PERFORM set_config('app.tenant_id', '${tenant.tenantId}', true); EXECUTE '${statement.replaceAll("'", "''")}'; END $x$`),
+        statement,
+      ).rejects.toThrow(/append-only/);
+    }
+  });
+
+  type Tamper = { name: string; sql: (tenantId: string, leaf: number) => string };
+  const tampers: Tamper[] = [
+    { name: 'alter details', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET details = jsonb_set(details, '{role}', '"owner"') WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
+    { name: 'alter outcome and recompute nothing', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET outcome = 'success' WHERE tenant_id = '${t}' AND leaf_index = ${leaf} AND outcome <> 'success'; UPDATE ringvakt.audit_events SET outcome = 'failed' WHERE tenant_id = '${t}' AND leaf_index = ${leaf} AND outcome = 'success'` },
+    { name: 'delete an event', sql: (t, leaf) => `DELETE FROM ringvakt.audit_events WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
+    { name: 'swap two events', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET leaf_index = 1000000 WHERE tenant_id = '${t}' AND leaf_index = ${leaf}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf} WHERE tenant_id = '${t}' AND leaf_index = ${leaf === 0 ? 1 : leaf - 1}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf === 0 ? 1 : leaf - 1} WHERE tenant_id = '${t}' AND leaf_index = 1000000` },
+    { name: 'insert a forged event, hash and all', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET leaf_index = leaf_index + 1000000 WHERE tenant_id = '${t}' AND leaf_index >= ${leaf}; UPDATE ringvakt.audit_events SET leaf_index = leaf_index - 999999 WHERE tenant_id = '${t}' AND leaf_index >= 1000000; INSERT INTO ringvakt.audit_events (tenant_id, leaf_index, occurred_at, actor_type, action, outcome, leaf_hash) SELECT '${t}', ${leaf}, occurred_at, actor_type, action, outcome, leaf_hash FROM ringvakt.audit_events WHERE tenant_id = '${t}' AND leaf_index = ${leaf + 1}` },
+    { name: 'alter a stored tree node', sql: (t) => `UPDATE ringvakt.audit_tree_nodes SET hash = sha256(hash) WHERE tenant_id = '${t}' AND level = 1 AND index = 0` },
+    { name: 'alter a checkpoint root', sql: (t) => `UPDATE ringvakt.audit_checkpoints SET root_hash = sha256(root_hash) WHERE tenant_id = '${t}' AND tree_size = (SELECT min(tree_size) FROM ringvakt.audit_checkpoints WHERE tenant_id = '${t}')` },
+  ];
+
+  it('detects any change, deletion, insertion or reordering made directly in SQL by a superuser (property-based)', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...tampers), fc.integer({ min: 0, max: 19 }), async (tamper, leaf) => {
+        run += 1;
+        const tenant = await seedTenant(db.handles, `audit-tamper-${run}`);
+        await append(tenant, 12);
+        await inTenant(tenant, (trx) => sealTenantLedger(trx, key));
+        await append(tenant, 8, 12);
+        await inTenant(tenant, (trx) => sealTenantLedger(trx, key));
+        expect((await verify(tenant)).ok).toBe(true);
+        // A superuser working around the triggers.
+        await db.superQuery(`SET session_replication_role = replica; ${tamper.sql(tenant.tenantId, leaf)}; SET session_replication_role = origin;`);
+        const verdict = await verify(tenant);
+        expect(verdict.ok, `${tamper.name} at leaf ${leaf}`).toBe(false);
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('detects a checkpoint re-signed with a key that is not the audit signing key', async () => {
+    const tenant = await seedTenant(db.handles, 'audit-resign');
+    await append(tenant, 5);
+    await inTenant(tenant, (trx) => sealTenantLedger(trx, key));
+    const forger = generateKeyPairSync('ed25519');
+    const checkpoint = await db.superQuery<{ tree_size: string; root_hash: Buffer; signed_at: Date }>(
+      'SELECT tree_size, root_hash, signed_at FROM ringvakt.audit_checkpoints WHERE tenant_id = $1',
+      [tenant.tenantId],
+    );
+    const row = checkpoint.rows[0]!;
+    const forged = sign(null, checkpointMessage({ tenantId: tenant.tenantId, treeSize: Number(row.tree_size), rootHash: row.root_hash, signedAt: row.signed_at }), forger.privateKey);
+    await db.superQuery(`SET session_replication_role = replica; UPDATE ringvakt.audit_checkpoints SET signature = '\\x${forged.toString('hex')}' WHERE tenant_id = '${tenant.tenantId}'; SET session_replication_role = origin;`);
+    expect(await verify(tenant)).toEqual({ ok: false, problem: 'checkpoint of size 5 has no valid signature by a known audit signing key' });
+  });
+});
