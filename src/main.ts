@@ -8,6 +8,8 @@ import { provisioningStatements, ProvisioningError, rolesFor, SCHEMA } from './d
 import { runDoctor } from './doctor.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
+import { recordAuditEvent } from './audit/audit-event.ts';
+import { registerAuditCommands } from './audit/audit-cli.ts';
 import { createTenantWithOwner } from './modules/setup/setup.service.ts';
 import { findUserByEmail } from './modules/users/users.repo.ts';
 import { SecretFileError } from './secret-files.ts';
@@ -190,13 +192,23 @@ token
           throw new AppError('not_found', 'No active user with that e-mail in this tenant (has the owner set a password?).');
         }
         const expiresAt = new Date(Date.now() + options.days * 86_400_000);
-        return issueApiToken(trx, tenantId, { userId: user.id, name: options.name, expiresAt });
+        const issued = await issueApiToken(trx, tenantId, { userId: user.id, name: options.name, expiresAt });
+        await recordAuditEvent(trx, {
+          action: 'api_token.issue',
+          outcome: 'success',
+          actor: { type: 'operator' },
+          target: { type: 'api_token', id: issued.id },
+          details: { user: user.id, days: options.days },
+        });
+        return issued;
       });
       process.stdout.write(`${issued.token}\n`);
     } finally {
       await database.close();
     }
   });
+
+registerAuditCommands(program, context, slug);
 
 program
   .command('doctor')

@@ -72,6 +72,14 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     expect(token.code).toBe(1);
     expect(token.stderr).toContain('No active user');
 
+    const verify = ringvakt(['audit', 'verify', '--tenant', 'cli-co'], env);
+    expect(verify.stdout).toBe('ok    cli-co: 0 sealed events (2 awaiting sealing), 0 signed checkpoints\n');
+    expect(verify.code).toBe(0);
+    const exported = ringvakt(['audit', 'export', '--tenant', 'cli-co'], env);
+    const actions = exported.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { action: string }).action);
+    expect(actions).toEqual(['tenant.create', 'user.create', 'audit.export']);
+    expect(exported.stdout).not.toContain('boss@cli.example');
+
     const doctor = ringvakt(['doctor'], env);
     expect(doctor.stdout).toMatch(/ok {4}runtime role rights: .* owns nothing and cannot bypass row-level security/);
     expect(doctor.stdout).toContain('ok    migrations: all applied');

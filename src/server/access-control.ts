@@ -6,6 +6,7 @@ import { findTokenOwner, parseTenantToken } from '../modules/api-tokens/api-toke
 import type { CredentialCache } from '../modules/api-tokens/credential-cache.ts';
 import { isRouteAccess, roleGrants, type Permission, type RouteAccess } from '../modules/access/permissions.ts';
 import { AppError } from './errors.ts';
+import { recordAuditEventAlone } from '../audit/audit-event.ts';
 
 export type Principal = {
   tenantId: string;
@@ -95,7 +96,19 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
       credential: { kind: 'api_token', id: credential.tokenId },
     };
     tenantDbs.set(request, tenantDb);
-    if (!roleGrants(credential.role, access as Permission)) throw new AppError('forbidden');
+    if (!roleGrants(credential.role, access as Permission)) {
+      // A denial by an authenticated caller is recorded, in a transaction of its own.
+      await recordAuditEventAlone(tenantDb, {
+        action: 'auth.denied',
+        outcome: 'denied',
+        actor: { type: 'api_token', id: credential.tokenId },
+        target: { type: 'route', id: `${request.method} ${request.routeOptions.url ?? ''}`.slice(0, 200) },
+        sourceIp: request.ip,
+        requestId: request.id,
+        details: { permission: access, user: credential.userId },
+      });
+      throw new AppError('forbidden');
+    }
   });
 }
 

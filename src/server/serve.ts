@@ -2,6 +2,8 @@ import type { Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { buildApp } from './app.ts';
+import { startAuditSealer } from '../audit/seal-audit-log.ts';
+import { loadSigningKey } from '../audit/signing-key.ts';
 import { verifyRootKey } from '../crypto/root-key-check.ts';
 import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provider.ts';
 
@@ -17,13 +19,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const database = await openDatabase(config, logger, { applyMigrations: true });
   let shuttingDown = false;
   let app;
+  let sealer: { stop(): Promise<void> } | undefined;
   try {
     // The root key first: a wrong or unreadable one stops the start before anything is served.
     const rootKeys = await createRootKeyProvider(config);
     await verifyRootKey(database.systemDb, rootKeys);
+    sealer = startAuditSealer({ systemDb: database.systemDb, signingKey: await loadSigningKey(database.systemDb, rootKeys), logger });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
+    await sealer?.stop();
     await database.close();
     throw error;
   }
@@ -54,6 +59,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await app.close();
       } finally {
         clearTimeout(timer);
+        await sealer?.stop();
         await database.close();
       }
       logger.info('stopped');

@@ -38,7 +38,7 @@ export async function setupRoutes(app: App, options: { forTenant(tenantId: strin
       },
     },
     async (request, reply) => {
-      await completeOwnerSetup(options.forTenant, request.body);
+      await completeOwnerSetup(options.forTenant, { ...request.body, sourceIp: request.ip, requestId: request.id });
       return reply.code(204).send(null);
     },
   );

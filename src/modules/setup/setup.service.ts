@@ -3,6 +3,7 @@ import type { TenantDb } from '../../db/tenant-db.ts';
 import { mintTenantToken, parseTenantToken } from '../api-tokens/api-tokens.service.ts';
 import { assertPasswordAcceptable, hashPassword } from '../access/passwords.ts';
 import { createUser } from '../users/users.repo.ts';
+import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { AppError } from '../../server/errors.ts';
 
 /**
@@ -27,6 +28,8 @@ export async function createTenantWithOwner(
       const { token, hash } = mintTenantToken('rvs', tenantId);
       const owner = await createUser(trx, { email: input.ownerEmail, displayName: input.ownerName, role: 'owner' });
       await trx.insertInto('setup_tokens').values({ user_id: owner.id, token_hash: hash, expires_at: expiresAt }).execute();
+      await recordAuditEvent(trx, { action: 'tenant.create', outcome: 'success', actor: { type: 'operator' }, target: { type: 'tenant', id: tenantId } });
+      await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'operator' }, target: { type: 'user', id: owner.id }, details: { role: 'owner' } });
       return { tenantId, ownerId: owner.id, link: `${input.publicUrl}/setup#token=${token}`, expiresAt };
     });
   } catch (error) {
@@ -46,7 +49,7 @@ export async function createTenantWithOwner(
  */
 export async function completeOwnerSetup(
   forTenant: (tenantId: string) => TenantDb,
-  input: { token: string; password: string },
+  input: { token: string; password: string; sourceIp?: string; requestId?: string },
 ): Promise<{ userId: string }> {
   const parsed = parseTenantToken('rvs', input.token);
   if (!parsed) throw new AppError('setup_link_invalid');
@@ -71,6 +74,14 @@ export async function completeOwnerSetup(
       .where('id', '=', row.userId)
       .execute();
     await trx.updateTable('setup_tokens').set({ used_at: new Date() }).where('id', '=', row.tokenId).execute();
+    await recordAuditEvent(trx, {
+      action: 'user.setup_complete',
+      outcome: 'success',
+      actor: { type: 'user', id: row.userId },
+      target: { type: 'user', id: row.userId },
+      ...(input.sourceIp ? { sourceIp: input.sourceIp } : {}),
+      ...(input.requestId ? { requestId: input.requestId } : {}),
+    });
     return { userId: row.userId };
   });
 }

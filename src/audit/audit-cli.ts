@@ -1,0 +1,145 @@
+import type { Command } from 'commander';
+import type { Config } from '../config.ts';
+import { openDatabase, type DatabaseHandles } from '../db/database.ts';
+import type { Logger } from '../logger.ts';
+import { AppError } from '../server/errors.ts';
+import { recordAuditEvent } from './audit-event.ts';
+import { consistencyProof, inclusionProof } from './merkle.ts';
+import { databaseSource, sealedTreeSize } from './seal-audit-log.ts';
+import { publicKeys } from './signing-key.ts';
+import { verifyTenantLedger } from './verify-audit-log.ts';
+
+/** `ringvakt audit …`: verify, export for a SIEM, and proofs for an auditor or a witness. */
+export function registerAuditCommands(program: Command, context: () => { config: Config; logger: Logger }, slug: (value: string) => string): void {
+  const audit = program.command('audit').description('the tamper-evident audit ledger');
+
+  const withDatabase = async <T>(work: (database: DatabaseHandles) => Promise<T>): Promise<T> => {
+    const { config, logger } = context();
+    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
+    try {
+      return await work(database);
+    } finally {
+      await database.close();
+    }
+  };
+  const tenantIdOf = async (database: DatabaseHandles, tenantSlug: string) => {
+    const tenantId = await database.systemDb.tenantIdBySlug(tenantSlug);
+    if (!tenantId) throw new AppError('not_found', `No tenant "${tenantSlug}".`);
+    return tenantId;
+  };
+
+  audit
+    .command('verify')
+    .description('recompute every leaf, tree node, tree head and signature; name the first divergence')
+    .option('--tenant <slug>', 'only this tenant', slug)
+    .action(async (options: { tenant?: string }) => {
+      const failures = await withDatabase(async (database) => {
+        const keys = await publicKeys(database.systemDb);
+        const tenants = options.tenant
+          ? [{ id: await tenantIdOf(database, options.tenant), slug: options.tenant }]
+          : await database.systemDb.listTenants();
+        let failed = 0;
+        for (const tenant of tenants) {
+          const verdict = await database.systemDb.inTenant(tenant.id).read((trx) => verifyTenantLedger(trx, keys));
+          if (verdict.ok) {
+            process.stdout.write(`ok    ${tenant.slug}: ${verdict.sealed} sealed events (${verdict.events - verdict.sealed} awaiting sealing), ${verdict.checkpoints} signed checkpoints\n`);
+          } else {
+            failed += 1;
+            process.stdout.write(`FAIL  ${tenant.slug}: ${verdict.problem}\n`);
+          }
+        }
+        return failed;
+      });
+      process.exit(failures === 0 ? 0 : 1);
+    });
+
+  audit
+    .command('export')
+    .description('write events as JSON lines (for a SIEM); the export itself is audited')
+    .requiredOption('--tenant <slug>', 'the tenant', slug)
+    .option('--since <time>', 'ISO 8601 time; events at or after it', (value) => {
+      if (Number.isNaN(Date.parse(value))) throw new Error('--since must be an ISO 8601 time');
+      return new Date(value);
+    })
+    .action(async (options: { tenant: string; since?: Date }) => {
+      await withDatabase(async (database) => {
+        const tenantId = await tenantIdOf(database, options.tenant);
+        await database.forTenant(tenantId).transaction(async (trx) => {
+          await recordAuditEvent(trx, {
+            action: 'audit.export',
+            outcome: 'success',
+            actor: { type: 'operator' },
+            details: { since: options.since?.toISOString() ?? null },
+          });
+          let after = '0';
+          for (;;) {
+            let query = trx.selectFrom('audit_events').selectAll().where('id', '>', after).orderBy('id').limit(5_000);
+            if (options.since) query = query.where('occurred_at', '>=', options.since);
+            const rows = await query.execute();
+            for (const row of rows) {
+              process.stdout.write(
+                JSON.stringify({
+                  id: row.id,
+                  leafIndex: row.leaf_index,
+                  occurredAt: row.occurred_at.toISOString(),
+                  actor: { type: row.actor_type, id: row.actor_id },
+                  action: row.action,
+                  target: row.target_type ? { type: row.target_type, id: row.target_id } : null,
+                  outcome: row.outcome,
+                  sourceIp: row.source_ip,
+                  requestId: row.request_id,
+                  details: row.details,
+                  leafHash: row.leaf_hash.toString('hex'),
+                }) + '\n',
+              );
+            }
+            if (rows.length < 5_000) break;
+            after = rows.at(-1)?.id ?? after;
+          }
+        });
+      });
+    });
+
+  const integer = (value: string) => {
+    if (!/^\d{1,15}$/.test(value)) throw new Error('expected a non-negative integer');
+    return Number(value);
+  };
+
+  audit
+    .command('proof')
+    .description('the inclusion proof of one sealed event (RFC 9162), as JSON')
+    .requiredOption('--tenant <slug>', 'the tenant', slug)
+    .requiredOption('--leaf <index>', 'leaf index of the event', integer)
+    .option('--size <n>', 'tree size to prove against (default: the whole sealed tree)', integer)
+    .action(async (options: { tenant: string; leaf: number; size?: number }) => {
+      await withDatabase(async (database) => {
+        const tenantId = await tenantIdOf(database, options.tenant);
+        const result = await database.forTenant(tenantId).read(async (trx) => {
+          const size = options.size ?? (await sealedTreeSize(trx));
+          if (!(options.leaf < size) || size > (await sealedTreeSize(trx))) throw new AppError('bad_request', 'That leaf is not in a tree of that size.');
+          const source = databaseSource(trx);
+          return { leafIndex: options.leaf, treeSize: size, leafHash: (await source(0, options.leaf)).toString('hex'), proof: (await inclusionProof(source, options.leaf, size)).map((hash) => hash.toString('hex')) };
+        });
+        process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      });
+    });
+
+  audit
+    .command('consistency')
+    .description('the consistency proof between two tree sizes (RFC 9162), as JSON')
+    .requiredOption('--tenant <slug>', 'the tenant', slug)
+    .requiredOption('--from <size>', 'the older tree size', integer)
+    .requiredOption('--to <size>', 'the newer tree size', integer)
+    .action(async (options: { tenant: string; from: number; to: number }) => {
+      await withDatabase(async (database) => {
+        const tenantId = await tenantIdOf(database, options.tenant);
+        const result = await database.forTenant(tenantId).read(async (trx) => {
+          if (!(options.from > 0 && options.from <= options.to && options.to <= (await sealedTreeSize(trx)))) {
+            throw new AppError('bad_request', 'Sizes must satisfy 0 < from ≤ to ≤ the sealed tree size.');
+          }
+          return { from: options.from, to: options.to, proof: (await consistencyProof(databaseSource(trx), options.from, options.to)).map((hash) => hash.toString('hex')) };
+        });
+        process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      });
+    });
+}
