@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { canonicalEvent } from './audit-event.ts';
 import { leafHash, memorySource, perfectSubtrees, treeHash } from './merkle.ts';
@@ -13,16 +14,32 @@ export type LedgerVerdict =
  * hash from the event's own columns, the leaf order (no gaps, no duplicates), every stored
  * subtree hash, every checkpoint's root and its Ed25519 signature.
  */
-export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<string, KeyObject>): Promise<LedgerVerdict> {
-  const rows = await trx
-    .selectFrom('audit_events')
-    .select(['id', 'leaf_index', 'occurred_at', 'actor_type', 'actor_id', 'action', 'target_type', 'target_id', 'outcome', 'source_ip', 'request_id', 'details', 'leaf_hash'])
-    .orderBy('leaf_index')
-    .orderBy('id')
-    .execute();
+const PAGE = 20_000;
+const columns = ['id', 'leaf_index', 'occurred_at', 'actor_type', 'actor_id', 'action', 'target_type', 'target_id', 'outcome', 'source_ip', 'request_id', 'details', 'leaf_hash'] as const;
 
+/** Sealed events in leaf order, then unsealed ones in id order, a page at a time (bounded memory). */
+async function* eventsInOrder(trx: TenantTransaction) {
+  let afterLeaf = -1;
+  for (;;) {
+    const page = await trx.selectFrom('audit_events').select(columns).where('leaf_index', '>', sql<string>`${afterLeaf}`).orderBy('leaf_index').limit(PAGE).execute();
+    yield* page;
+    if (page.length < PAGE) break;
+    afterLeaf = Number(page.at(-1)?.leaf_index);
+  }
+  let afterId = '0';
+  for (;;) {
+    const page = await trx.selectFrom('audit_events').select(columns).where('leaf_index', 'is', null).where('id', '>', afterId).orderBy('id').limit(PAGE).execute();
+    yield* page;
+    if (page.length < PAGE) break;
+    afterId = page.at(-1)?.id ?? afterId;
+  }
+}
+
+export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<string, KeyObject>): Promise<LedgerVerdict> {
   const leaves: Buffer[] = [];
-  for (const row of rows) {
+  let events = 0;
+  for await (const row of eventsInOrder(trx)) {
+    events += 1;
     const recomputed = leafHash(
       canonicalEvent({
         tenantId: trx.tenantId,
@@ -48,11 +65,23 @@ export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<strin
   }
 
   const levels = perfectSubtrees(leaves);
-  const nodes = await trx.selectFrom('audit_tree_nodes').select(['level', 'index', 'hash']).orderBy('level').orderBy('index').execute();
-  for (const node of nodes) {
-    const expected = levels[node.level]?.[Number(node.index)];
-    if (!expected) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} covers leaves that do not exist` };
-    if (!expected.equals(node.hash)) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} does not match the leaves below it` };
+  for (let after = { level: 0, index: -1 }; ; ) {
+    const nodes = await trx
+      .selectFrom('audit_tree_nodes')
+      .select(['level', 'index', 'hash'])
+      .where((eb) => eb.or([eb('level', '>', after.level), eb.and([eb('level', '=', after.level), eb('index', '>', String(after.index))])]))
+      .orderBy('level')
+      .orderBy('index')
+      .limit(PAGE)
+      .execute();
+    for (const node of nodes) {
+      const expected = levels[node.level]?.[Number(node.index)];
+      if (!expected) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} covers leaves that do not exist` };
+      if (!expected.equals(node.hash)) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} does not match the leaves below it` };
+    }
+    const last = nodes.at(-1);
+    if (nodes.length < PAGE || !last) break;
+    after = { level: last.level, index: Number(last.index) };
   }
 
   const source = memorySource(levels);
@@ -72,5 +101,5 @@ export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<strin
       return { ok: false, problem: `checkpoint of size ${size} has no valid signature by a known audit signing key` };
     }
   }
-  return { ok: true, events: rows.length, sealed: leaves.length, checkpoints: checkpoints.length };
+  return { ok: true, events, sealed: leaves.length, checkpoints: checkpoints.length };
 }
