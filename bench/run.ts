@@ -1,5 +1,6 @@
 // `npm run bench`: every benchmark measures its own baseline in the same run and prints
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
+import { auditBench } from './audit.bench.ts';
 import { fieldEncryptionBench } from './field-encryption.bench.ts';
 import { startupBench } from './startup.bench.ts';
 import { tenantReadBench } from './tenant-read.bench.ts';
@@ -10,6 +11,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   startup: startupBench,
   'tenant-read': tenantReadBench,
   'field-encryption': fieldEncryptionBench,
+  audit: auditBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {

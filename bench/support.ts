@@ -50,7 +50,7 @@ export function printTable(rows: BenchRow[]): void {
   for (const row of rows) {
     const ratio = row.higherIsBetter ? row.ours / row.baseline : row.baseline / row.ours;
     const format = (value: number) => `${value.toFixed(value >= 100 ? 0 : 2)} ${row.unit}`;
-    const verdict = row.target ? `${row.target} ${row.met ? 'MET' : 'NOT MET'}` : '';
+    const verdict = row.target ? `${row.target} ${row.met === undefined ? '(not measured at this size)' : row.met ? 'MET' : 'NOT MET'}` : '';
     lines.push([row.name, format(row.ours), format(row.baseline), `${(ratio * 100).toFixed(1)} %`, verdict].join(' | '));
   }
   process.stdout.write(lines.join('\n') + '\n');

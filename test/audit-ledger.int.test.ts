@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { inclusionProof, leafHash, rootFromInclusionProof } from '../src/audit/merkle.ts';
-import { databaseSource, sealTenantLedger } from '../src/audit/seal-audit-log.ts';
+import { databaseSource, sealTenantLedger, withPrefetchedSubtrees } from '../src/audit/seal-audit-log.ts';
 import { checkpointMessage, loadSigningKey, publicKeys, type SigningKey } from '../src/audit/signing-key.ts';
 import { verifyTenantLedger } from '../src/audit/verify-audit-log.ts';
 import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
@@ -62,7 +62,10 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     const { root, proof, leaf } = await inTenant(tenant, async (trx) => {
       const checkpoint = await trx.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size', 'desc').executeTakeFirstOrThrow();
       const event = await trx.selectFrom('audit_events').select('leaf_hash').where('leaf_index', '=', '40' as never).executeTakeFirstOrThrow();
-      return { root: checkpoint.root_hash, proof: await inclusionProof(databaseSource(trx), 40, 63), leaf: event.leaf_hash };
+      const direct = await inclusionProof(databaseSource(trx), 40, 63);
+      const prefetched = await withPrefetchedSubtrees(trx, (source) => inclusionProof(source, 40, 63));
+      expect(prefetched).toEqual(direct);
+      return { root: checkpoint.root_hash, proof: prefetched, leaf: event.leaf_hash };
     });
     expect(rootFromInclusionProof(40, 63, leaf, proof).equals(root)).toBe(true);
     expect(rootFromInclusionProof(40, 63, leafHash(Buffer.from('forged')), proof).equals(root)).toBe(false);

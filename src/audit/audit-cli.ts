@@ -5,7 +5,7 @@ import type { Logger } from '../logger.ts';
 import { AppError } from '../server/errors.ts';
 import { recordAuditEvent } from './audit-event.ts';
 import { consistencyProof, inclusionProof } from './merkle.ts';
-import { databaseSource, sealedTreeSize } from './seal-audit-log.ts';
+import { databaseSource, sealedTreeSize, withPrefetchedSubtrees } from './seal-audit-log.ts';
 import { publicKeys } from './signing-key.ts';
 import { verifyTenantLedger } from './verify-audit-log.ts';
 
@@ -117,8 +117,9 @@ export function registerAuditCommands(program: Command, context: () => { config:
         const result = await database.forTenant(tenantId).read(async (trx) => {
           const size = options.size ?? (await sealedTreeSize(trx));
           if (!(options.leaf < size) || size > (await sealedTreeSize(trx))) throw new AppError('bad_request', 'That leaf is not in a tree of that size.');
-          const source = databaseSource(trx);
-          return { leafIndex: options.leaf, treeSize: size, leafHash: (await source(0, options.leaf)).toString('hex'), proof: (await inclusionProof(source, options.leaf, size)).map((hash) => hash.toString('hex')) };
+          const proof = await withPrefetchedSubtrees(trx, (source) => inclusionProof(source, options.leaf, size));
+          const leafHash = await databaseSource(trx)(0, options.leaf);
+          return { leafIndex: options.leaf, treeSize: size, leafHash: leafHash.toString('hex'), proof: proof.map((hash) => hash.toString('hex')) };
         });
         process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       });
@@ -137,7 +138,8 @@ export function registerAuditCommands(program: Command, context: () => { config:
           if (!(options.from > 0 && options.from <= options.to && options.to <= (await sealedTreeSize(trx)))) {
             throw new AppError('bad_request', 'Sizes must satisfy 0 < from ≤ to ≤ the sealed tree size.');
           }
-          return { from: options.from, to: options.to, proof: (await consistencyProof(databaseSource(trx), options.from, options.to)).map((hash) => hash.toString('hex')) };
+          const proof = await withPrefetchedSubtrees(trx, (source) => consistencyProof(source, options.from, options.to));
+          return { from: options.from, to: options.to, proof: proof.map((hash) => hash.toString('hex')) };
         });
         process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       });
