@@ -112,7 +112,7 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
 
   type Tamper = { name: string; sql: (tenantId: string, leaf: number) => string };
   const tampers: Tamper[] = [
-    { name: 'alter details', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET details = jsonb_set(details, '{role}', '"owner"') WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
+    { name: 'alter details', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET details = jsonb_set(details, '{role}', '"tampered"') WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
     { name: 'alter outcome and recompute nothing', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET outcome = 'success' WHERE tenant_id = '${t}' AND leaf_index = ${leaf} AND outcome <> 'success'; UPDATE ringvakt.audit_events SET outcome = 'failed' WHERE tenant_id = '${t}' AND leaf_index = ${leaf} AND outcome = 'success'` },
     { name: 'delete an event', sql: (t, leaf) => `DELETE FROM ringvakt.audit_events WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
     { name: 'swap two events', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET leaf_index = 1000000 WHERE tenant_id = '${t}' AND leaf_index = ${leaf}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf} WHERE tenant_id = '${t}' AND leaf_index = ${leaf === 0 ? 1 : leaf - 1}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf === 0 ? 1 : leaf - 1} WHERE tenant_id = '${t}' AND leaf_index = 1000000` },

@@ -8,6 +8,9 @@ import {
   leafHash,
   memorySource,
   nodeHash,
+  packedHash,
+  packedSource,
+  packedSubtrees,
   perfectSubtrees,
   rootFromInclusionProof,
   splitPoint,
@@ -27,6 +30,15 @@ const leavesOf = (n: number) => Array.from({ length: n }, (_, index) => Buffer.f
 const sourceFor = (leaves: Buffer[]) => memorySource(perfectSubtrees(leaves.map(leafHash)));
 
 describe('RFC 9162 Merkle trees', () => {
+  it('packed levels hold the same subtrees as the plain ones', async () => {
+    for (const n of [1, 2, 3, 7, 8, 33, 64, 100]) {
+      const hashes = leavesOf(n).map(leafHash);
+      const packed = packedSubtrees(Buffer.concat(hashes), n);
+      expect((await treeHash(packedSource(packed), n)).equals(naiveRoot(leavesOf(n))), `n=${n}`).toBe(true);
+      perfectSubtrees(hashes).forEach((level, at) => level.forEach((hash, index) => expect(packedHash(packed, at, index)?.equals(hash)).toBe(true)));
+    }
+  });
+
   it('computes the tree head of the RFC definition for every size', async () => {
     expect(await treeHash(sourceFor([]), 0)).toEqual(EMPTY_TREE_HASH);
     for (let n = 1; n <= 70; n += 1) {

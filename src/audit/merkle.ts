@@ -154,6 +154,48 @@ export function perfectSubtrees(leaves: Hash[]): Hash[][] {
   return levels;
 }
 
+/**
+ * The same levels, packed: level l is one Buffer of 32-byte hashes. For a whole ledger (millions
+ * of leaves) this keeps three objects per level instead of millions of small long-lived Buffers,
+ * which is what made recomputation slow (garbage collection).
+ */
+export type PackedLevels = Buffer[];
+
+export function packedSubtrees(leaves: Buffer, count: number): PackedLevels {
+  const levels: PackedLevels = [leaves.subarray(0, count * 32)];
+  let below = levels[0] as Buffer;
+  let width = count;
+  while (width > 1) {
+    const pairs = Math.floor(width / 2);
+    const above = Buffer.allocUnsafe(pairs * 32);
+    for (let index = 0; index < pairs; index += 1) {
+      createHash('sha256')
+        .update(NODE_PREFIX)
+        .update(below.subarray(index * 64, index * 64 + 64))
+        .digest()
+        .copy(above, index * 32);
+    }
+    levels.push(above);
+    below = above;
+    width = pairs;
+  }
+  return levels;
+}
+
+export function packedHash(levels: PackedLevels, level: number, index: number): Hash | undefined {
+  const packed = levels[level];
+  if (!packed || (index + 1) * 32 > packed.length || index < 0) return undefined;
+  return packed.subarray(index * 32, index * 32 + 32);
+}
+
+export function packedSource(levels: PackedLevels): SubtreeSource {
+  return (level, index) => {
+    const hash = packedHash(levels, level, index);
+    if (!hash) throw new RangeError(`no perfect subtree at level ${level}, index ${index}`);
+    return hash;
+  };
+}
+
 /** A SubtreeSource over in-memory levels from `perfectSubtrees`. */
 export function memorySource(levels: Hash[][]): SubtreeSource {
   return (level, index) => {

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { canonicalEvent } from './audit-event.ts';
-import { leafHash, memorySource, perfectSubtrees, treeHash } from './merkle.ts';
+import { leafHash, packedHash, packedSource, packedSubtrees, treeHash } from './merkle.ts';
 import { verifyTreeHead } from './signing-key.ts';
 
 export type LedgerVerdict =
@@ -36,7 +36,9 @@ async function* eventsInOrder(trx: TenantTransaction) {
 }
 
 export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<string, KeyObject>): Promise<LedgerVerdict> {
-  const leaves: Buffer[] = [];
+  // Leaf hashes packed into one growing buffer (see packedSubtrees).
+  let packed = Buffer.allocUnsafe(32 * 1024);
+  let sealed = 0;
   let events = 0;
   for await (const row of eventsInOrder(trx)) {
     events += 1;
@@ -58,24 +60,31 @@ export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<strin
     const where = row.leaf_index === null ? `unsealed event id ${row.id}` : `leaf ${row.leaf_index} (event id ${row.id})`;
     if (!recomputed.equals(row.leaf_hash)) return { ok: false, problem: `${where} does not match its recorded hash: the event was altered` };
     if (row.leaf_index === null) continue;
-    if (Number(row.leaf_index) !== leaves.length) {
-      return { ok: false, problem: `leaf ${leaves.length} is missing (next is leaf ${row.leaf_index}): an event was removed or moved` };
+    if (Number(row.leaf_index) !== sealed) {
+      return { ok: false, problem: `leaf ${sealed} is missing (next is leaf ${row.leaf_index}): an event was removed or moved` };
     }
-    leaves.push(recomputed);
+    if ((sealed + 1) * 32 > packed.length) {
+      const grown = Buffer.allocUnsafe(packed.length * 2);
+      packed.copy(grown, 0, 0, sealed * 32);
+      packed = grown;
+    }
+    recomputed.copy(packed, sealed * 32);
+    sealed += 1;
   }
 
-  const levels = perfectSubtrees(leaves);
+  const levels = packedSubtrees(packed, sealed);
   for (let after = { level: 0, index: -1 }; ; ) {
     const nodes = await trx
       .selectFrom('audit_tree_nodes')
       .select(['level', 'index', 'hash'])
-      .where((eb) => eb.or([eb('level', '>', after.level), eb.and([eb('level', '=', after.level), eb('index', '>', String(after.index))])]))
+      // A row comparison, so the primary key (tenant_id, level, index) serves each page as a range.
+      .where(sql<boolean>`(level, index) > (${after.level}::smallint, ${after.index}::bigint)`)
       .orderBy('level')
       .orderBy('index')
       .limit(PAGE)
       .execute();
     for (const node of nodes) {
-      const expected = levels[node.level]?.[Number(node.index)];
+      const expected = packedHash(levels, node.level, Number(node.index));
       if (!expected) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} covers leaves that do not exist` };
       if (!expected.equals(node.hash)) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} does not match the leaves below it` };
     }
@@ -84,12 +93,12 @@ export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<strin
     after = { level: last.level, index: Number(last.index) };
   }
 
-  const source = memorySource(levels);
+  const source = packedSource(levels);
   const checkpoints = await trx.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute();
   for (const checkpoint of checkpoints) {
     const size = Number(checkpoint.tree_size);
-    if (size > leaves.length) {
-      return { ok: false, problem: `checkpoint of size ${size} covers more leaves than exist (${leaves.length}): events were removed` };
+    if (size > sealed) {
+      return { ok: false, problem: `checkpoint of size ${size} covers more leaves than exist (${sealed}): events were removed` };
     }
     const root = await treeHash(source, size);
     if (!root.equals(checkpoint.root_hash)) {
@@ -101,5 +110,5 @@ export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<strin
       return { ok: false, problem: `checkpoint of size ${size} has no valid signature by a known audit signing key` };
     }
   }
-  return { ok: true, events, sealed: leaves.length, checkpoints: checkpoints.length };
+  return { ok: true, events, sealed, checkpoints: checkpoints.length };
 }
