@@ -1,15 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChangeListener } from '../src/db/change-listener.ts';
 import { createLogger } from '../src/logger.ts';
+import { until } from './support/until.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 
-const until = async (condition: () => boolean, timeoutMs: number) => {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-};
 
 describe(`change listener (${serverLabel()} server)`, () => {
   let db: TestDatabase;

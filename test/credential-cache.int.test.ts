@@ -1,17 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp } from './support/app.ts';
+import { until } from './support/until.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
-const until = async (condition: () => Promise<boolean> | boolean, timeoutMs: number): Promise<number> => {
-  const started = Date.now();
-  while (!(await condition())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return Date.now() - started;
-};
 
 /** Cached authentication never outlives a revocation made anywhere, even by another node. */
 describe(`cached credentials and revocation (${serverLabel()} server)`, () => {
