@@ -10,6 +10,8 @@ import { createLogger, type Logger } from './logger.ts';
 import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
 import { recordAuditEvent } from './audit/audit-event.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
+import { rotateRootKey } from './crypto/rotate-root-key.ts';
+import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provider.ts';
 import { createTenantWithOwner } from './modules/setup/setup.service.ts';
 import { findUserByEmail } from './modules/users/users.repo.ts';
 import { SecretFileError } from './secret-files.ts';
@@ -209,6 +211,23 @@ token
   });
 
 registerAuditCommands(program, context, slug);
+
+const keys = program.command('keys').description('the key hierarchy');
+keys
+  .command('rotate-root')
+  .description('make a new root key version current and rewrap every tenant key under it (online, resumable)')
+  .option('--rewrap-only', 'do not rotate the provider (env: after setting RINGVAKT_ROOT_KEY and RINGVAKT_ROOT_KEY_PREVIOUS)')
+  .action(async (options: { rewrapOnly?: boolean }) => {
+    const { config, logger } = context();
+    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
+    try {
+      const provider = await createRootKeyProvider(config);
+      const result = await rotateRootKey(database.systemDb, provider, logger, { rotateProvider: !options.rewrapOnly });
+      process.stdout.write(`root key ${result.rootKeyId} is current; ${result.rewrapped} tenant keys rewrapped\n`);
+    } finally {
+      await database.close();
+    }
+  });
 
 program
   .command('doctor')

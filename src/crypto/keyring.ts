@@ -54,7 +54,7 @@ export type Keyring = {
   rotateDataKey(trx: TenantTransaction): Promise<number>;
 };
 
-const tenantKeyContext = (tenantId: string, purpose: string, version: number) =>
+export const tenantKeyContext = (tenantId: string, purpose: string, version: number) =>
   context('ringvakt/tenant-key/v1', tenantId, purpose, version);
 const subjectKeyContext = (tenantId: string, subjectId: string, dataKeyVersion: number) =>
   context('ringvakt/subject-key/v1', tenantId, subjectId, dataKeyVersion);
