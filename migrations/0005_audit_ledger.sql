@@ -97,6 +97,19 @@ BEGIN
   RAISE EXCEPTION 'the audit ledger is append-only (% on %)', TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
 END
 $$;
+-- New events arrive unsealed: only the sealing function places them in the tree.
+CREATE FUNCTION audit_events_arrive_unsealed() RETURNS trigger
+  LANGUAGE plpgsql
+  AS $$
+BEGIN
+  IF NEW.leaf_index IS NOT NULL THEN
+    RAISE EXCEPTION 'audit events are inserted unsealed' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER audit_events_arrive_unsealed BEFORE INSERT ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_arrive_unsealed();
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
   FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
@@ -111,15 +124,20 @@ CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoint
   FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 CREATE TRIGGER audit_signing_keys_append_only BEFORE UPDATE OR DELETE ON audit_signing_keys
   FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+CREATE TRIGGER audit_signing_keys_no_truncate BEFORE TRUNCATE ON audit_signing_keys
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 
--- The sealer's one write to audit_events: leaf indices for unsealed events of the caller's
--- tenant, in id order, from `p_first`. Returns how many were sealed.
-CREATE FUNCTION audit_assign_leaves(p_ids bigint[], p_first bigint) RETURNS integer
+-- The sealer's one write to audit_events: the next leaf indices, right after the tenant's last
+-- sealed leaf, for unsealed events of the caller's tenant in the given order. Returns the first
+-- index given. The caller cannot choose where the leaves go, so it cannot open a gap.
+CREATE FUNCTION audit_assign_leaves(p_ids bigint[]) RETURNS bigint
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ringvakt, pg_temp
   AS $$
 DECLARE
   sealed integer;
+  p_first bigint;
 BEGIN
+  SELECT coalesce(max(leaf_index) + 1, 0) INTO p_first FROM audit_events WHERE tenant_id = current_tenant_id();
   UPDATE audit_events e
      SET leaf_index = p_first + o.position - 1
     FROM unnest(p_ids) WITH ORDINALITY AS o(id, position)
@@ -128,6 +146,6 @@ BEGIN
   IF sealed <> cardinality(p_ids) THEN
     RAISE EXCEPTION 'audit sealing raced or was given sealed events' USING ERRCODE = 'serialization_failure';
   END IF;
-  RETURN sealed;
+  RETURN p_first;
 END
 $$;

@@ -93,6 +93,11 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     try {
       await runtime.query('BEGIN');
       await runtime.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenant.tenantId]);
+      await runtime.query('SAVEPOINT attempt');
+      await expect(
+        runtime.query(`INSERT INTO audit_events (occurred_at, actor_type, action, outcome, leaf_hash, leaf_index) VALUES (now(), 'system', 'user.create', 'success', sha256('x'), 999999)`),
+      ).rejects.toThrow(/inserted unsealed/);
+      await runtime.query('ROLLBACK TO SAVEPOINT attempt');
       for (const statement of ['UPDATE audit_events SET outcome = $$failed$$', 'DELETE FROM audit_events', 'TRUNCATE audit_events', 'DELETE FROM audit_checkpoints', 'UPDATE audit_tree_nodes SET level = 1']) {
         await runtime.query('SAVEPOINT attempt');
         await expect(runtime.query(statement), statement).rejects.toThrow(/permission denied/);
@@ -118,6 +123,7 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     { name: 'swap two events', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET leaf_index = 1000000 WHERE tenant_id = '${t}' AND leaf_index = ${leaf}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf} WHERE tenant_id = '${t}' AND leaf_index = ${leaf === 0 ? 1 : leaf - 1}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf === 0 ? 1 : leaf - 1} WHERE tenant_id = '${t}' AND leaf_index = 1000000` },
     { name: 'insert a forged event, hash and all', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET leaf_index = leaf_index + 1000000 WHERE tenant_id = '${t}' AND leaf_index >= ${leaf}; UPDATE ringvakt.audit_events SET leaf_index = leaf_index - 999999 WHERE tenant_id = '${t}' AND leaf_index >= 1000000; INSERT INTO ringvakt.audit_events (tenant_id, leaf_index, occurred_at, actor_type, action, outcome, leaf_hash) SELECT '${t}', ${leaf}, occurred_at, actor_type, action, outcome, leaf_hash FROM ringvakt.audit_events WHERE tenant_id = '${t}' AND leaf_index = ${leaf + 1}` },
     { name: 'alter a stored tree node', sql: (t) => `UPDATE ringvakt.audit_tree_nodes SET hash = sha256(hash) WHERE tenant_id = '${t}' AND level = 1 AND index = 0` },
+    { name: 'remove the newest checkpoint', sql: (t) => `DELETE FROM ringvakt.audit_checkpoints WHERE tenant_id = '${t}' AND tree_size = (SELECT max(tree_size) FROM ringvakt.audit_checkpoints WHERE tenant_id = '${t}')` },
     { name: 'alter a checkpoint root', sql: (t) => `UPDATE ringvakt.audit_checkpoints SET root_hash = sha256(root_hash) WHERE tenant_id = '${t}' AND tree_size = (SELECT min(tree_size) FROM ringvakt.audit_checkpoints WHERE tenant_id = '${t}')` },
   ];
 

@@ -141,6 +141,24 @@ describe(`field encryption and the key hierarchy (${serverLabel()} server)`, () 
     expect(await inB((trx) => freshProcess.decrypt(trx, where, old))).toBe('written under version 1');
   });
 
+  it('forgets keys and reserved budgets of a transaction that rolled back', async () => {
+    const d = await seedTenant(db.handles, 'fields-d');
+    const handle = db.handles.forTenant(d.tenantId);
+    await expect(
+      handle.transaction(async (trx) => {
+        await cipher.encrypt(trx, where, 'lost with the transaction');
+        await cipher.blindIndex(trx, 'contacts.phone', '+4791234567', 8);
+        throw new Error('the change failed');
+      }),
+    ).rejects.toThrow('the change failed');
+    const kept = await handle.transaction((trx) => cipher.encrypt(trx, where, 'kept'));
+    const index = await handle.transaction((trx) => cipher.blindIndex(trx, 'contacts.phone', '+4791234567', 8));
+    // A fresh process (no in-memory keys) reads it and computes the same index: the keys in use are the stored ones.
+    const fresh = createFieldCipher(createKeyring(root));
+    expect(await handle.read((trx) => fresh.decrypt(trx, where, kept))).toBe('kept');
+    expect(await handle.read((trx) => fresh.blindIndex(trx, 'contacts.phone', '+4791234567', 8))).toEqual(index);
+  });
+
   it('creates exactly one key when many transactions of a new tenant need it at once', async () => {
     const c = await seedTenant(db.handles, 'fields-c');
     const sealed = await Promise.all(

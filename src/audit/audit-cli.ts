@@ -40,7 +40,7 @@ export function registerAuditCommands(program: Command, context: () => { config:
           : await database.systemDb.listTenants();
         let failed = 0;
         for (const tenant of tenants) {
-          const verdict = await database.systemDb.inTenant(tenant.id).read((trx) => verifyTenantLedger(trx, keys));
+          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys));
           if (verdict.ok) {
             process.stdout.write(`ok    ${tenant.slug}: ${verdict.sealed} sealed events (${verdict.events - verdict.sealed} awaiting sealing), ${verdict.checkpoints} signed checkpoints\n`);
           } else {

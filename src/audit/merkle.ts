@@ -34,7 +34,7 @@ export function splitPoint(n: number): number {
 /** Answers the hash of the perfect subtree at (level, index); level 0 is a leaf hash. */
 export type SubtreeSource = (level: number, index: number) => Hash | Promise<Hash>;
 
-const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
+const isPowerOfTwo = (n: number) => n > 0 && Number.isInteger(Math.log2(n));
 
 /** MTH of leaves [start, end), from perfect subtrees. */
 export async function rangeHash(source: SubtreeSource, start: number, end: number): Promise<Hash> {

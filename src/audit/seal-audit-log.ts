@@ -83,7 +83,8 @@ export async function sealTenantLedger(
     .execute();
   if (pending.length === 0) return { sealed: 0, treeSize: oldSize };
 
-  await sql`SELECT audit_assign_leaves(${sql.val(pending.map((row) => row.id))}::bigint[], ${oldSize}::bigint)`.execute(trx);
+  const assigned = await sql<{ first: string }>`SELECT audit_assign_leaves(${sql.val(pending.map((row) => row.id))}::bigint[]) AS first`.execute(trx);
+  if (Number(assigned.rows[0]?.first) !== oldSize) throw new Error('audit sealing found the tree longer than expected');
   const newSize = oldSize + pending.length;
   const overlay = new Map<string, Hash>();
   pending.forEach((row, offset) => overlay.set(`0:${oldSize + offset}`, row.leaf_hash));
@@ -126,7 +127,12 @@ export function startAuditSealer(options: {
   let running: Promise<void> | undefined;
   const runOnce = async () => {
     for (const tenant of await options.systemDb.listTenants()) {
-      await options.systemDb.inTenant(tenant.id).transaction((trx) => sealTenantLedger(trx, options.signingKey));
+      // One tenant's failure must not stop the others' sealing.
+      try {
+        await options.systemDb.inTenant(tenant.id).transaction((trx) => sealTenantLedger(trx, options.signingKey));
+      } catch (error) {
+        options.logger.error({ err: error, tenant: tenant.slug }, 'audit sealing failed for a tenant');
+      }
     }
   };
   const timer = setInterval(() => {

@@ -110,5 +110,11 @@ export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<strin
       return { ok: false, problem: `checkpoint of size ${size} has no valid signature by a known audit signing key` };
     }
   }
+  // The newest signed head must cover every sealed event: otherwise leaves after it could have
+  // been rewritten together with their hashes and nodes, and the checkpoints above them removed.
+  const newest = checkpoints.at(-1);
+  if (sealed > 0 && (!newest || Number(newest.tree_size) !== sealed)) {
+    return { ok: false, problem: `the newest signed checkpoint covers ${newest ? Number(newest.tree_size) : 0} of ${sealed} sealed events: checkpoints were removed` };
+  }
   return { ok: true, events, sealed, checkpoints: checkpoints.length };
 }

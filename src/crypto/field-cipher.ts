@@ -1,5 +1,6 @@
 import { createHmac, hkdfSync } from 'node:crypto';
 import type { TenantTransaction } from '../db/tenant-db.ts';
+import { onCommit } from '../db/tenant-driver.ts';
 import { contextWithSuffix, open, seal, DecryptionError } from './aead.ts';
 import { SubjectErasedError, type Keyring } from './keyring.ts';
 
@@ -125,9 +126,13 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
       if (!indexKey) {
         const tenantIndexKey = await keyring.indexKey(trx);
         // One key per index (HKDF), so equal values in two indexes do not match each other.
-        indexKey = Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32));
-        if (indexKeys.size >= 20_000) indexKeys.delete(indexKeys.keys().next().value as string);
-        indexKeys.set(cacheKey, indexKey);
+        const derived = Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32));
+        indexKey = derived;
+        // Cached once committed: an index key created by a transaction that rolls back is forgotten.
+        onCommit(() => {
+          if (indexKeys.size >= 20_000) indexKeys.delete(indexKeys.keys().next().value as string);
+          indexKeys.set(cacheKey, derived);
+        });
       }
       return createHmac('sha256', indexKey).update(normalised, 'utf8').digest().subarray(0, bytes);
     },

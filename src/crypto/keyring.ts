@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
+import { onCommit } from '../db/tenant-driver.ts';
 import { context, KEY_BYTES, open, seal, DecryptionError } from './aead.ts';
 import type { RootKeyProvider } from './root-keys/root-key-provider.ts';
 
@@ -76,9 +77,13 @@ export function createKeyring(root: RootKeyProvider): Keyring {
     const known = unwrapped.get(cacheKey);
     if (known) return known;
     const key = await root.unwrap({ keyId: row.root_key_id, wrapped: row.wrapped_key }, tenantKeyContext(tenantId, row.purpose, row.version));
-    remember(cacheKey, key);
+    // The row may be this transaction's own, not yet committed: remember it only after commit.
+    onCommit(() => remember(cacheKey, key));
     return key;
   };
+
+  const lockSubject = (trx: TenantTransaction, subjectId: string) =>
+    sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:subject-key:${trx.tenantId}:${subjectId}`}, 0))`.execute(trx);
 
   /** Serialises key creation per tenant: two requests must not both create version 1. */
   const lockTenantKeys = (trx: TenantTransaction) =>
@@ -91,7 +96,8 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       .insertInto('tenant_keys')
       .values({ purpose, version, root_key_id: wrapped.keyId, wrapped_key: wrapped.wrapped })
       .execute();
-    remember(`${trx.tenantId}/${purpose}/${version}`, key);
+    // Remembered only once the row is committed: a rolled-back key must not live on in memory.
+    onCommit(() => remember(`${trx.tenantId}/${purpose}/${version}`, key));
     return key;
   };
 
@@ -146,7 +152,8 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       const current = reserved ? await rotateDataKey(trx) : (await activeKey(trx, 'data')).version;
       return spend(trx, current);
     }
-    budgets.set(trx.tenantId, { version, remaining: BLOCK - 1, until: Date.now() + BLOCK_MAX_AGE_MS });
+    // Likewise the reserved block: it exists only if this transaction commits.
+    onCommit(() => budgets.set(trx.tenantId, { version, remaining: BLOCK - 1, until: Date.now() + BLOCK_MAX_AGE_MS }));
     return version;
   };
 
@@ -188,6 +195,9 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       return (await activeKey(trx, 'index')).key;
     },
     async subjectKey(trx, subjectId, options) {
+      // Creation and destruction of one subject's key serialise: an erasure never misses a key
+      // that a concurrent transaction is creating.
+      if (options.create) await lockSubject(trx, subjectId);
       const row = await trx
         .selectFrom('subject_keys')
         .select(['tenant_key_version', 'wrapped_key', 'destroyed_at'])
@@ -220,6 +230,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       return inserted ? key : this.subjectKey(trx, subjectId, { create: false });
     },
     async destroySubjectKey(trx, subjectId) {
+      await lockSubject(trx, subjectId);
       const result = await trx
         .updateTable('subject_keys')
         .set({ wrapped_key: null, tenant_key_version: null, destroyed_at: new Date() })

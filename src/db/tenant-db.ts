@@ -18,6 +18,8 @@ export type TenantDb = {
   transaction<T>(work: (trx: TenantTransaction) => Promise<T>): Promise<T>;
   /** A READ ONLY transaction: any write fails; the answer need not wait for COMMIT. */
   read<T>(work: (trx: TenantTransaction) => Promise<T>): Promise<T>;
+  /** A READ ONLY, REPEATABLE READ transaction: every query sees one snapshot (for verification). */
+  snapshot<T>(work: (trx: TenantTransaction) => Promise<T>): Promise<T>;
 };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -39,15 +41,20 @@ export function createTenantDb(db: Kysely<Database>, tenantId: string): TenantDb
   if (!isUuid(tenantId)) throw new Error('tenant id must be a lower-case UUID');
   // The driver (tenant-driver.ts) opens each transaction with BEGIN and
   // set_config('app.tenant_id', tenantId, true), reading the tenant from this scope.
-  const scoped = <T>(readOnly: boolean, work: (trx: TenantTransaction) => Promise<T>) =>
-    tenantScope.run(tenantId, () =>
-      (readOnly ? db.transaction().setAccessMode('read only') : db.transaction()).execute((trx) =>
-        work(asTenantTransaction(trx, tenantId)),
-      ),
-    );
+  const scoped = <T>(mode: 'write' | 'read' | 'snapshot', work: (trx: TenantTransaction) => Promise<T>) =>
+    tenantScope.run({ tenantId, afterCommit: [] }, () => {
+      const builder =
+        mode === 'write'
+          ? db.transaction()
+          : mode === 'read'
+            ? db.transaction().setAccessMode('read only')
+            : db.transaction().setAccessMode('read only').setIsolationLevel('repeatable read');
+      return builder.execute((trx) => work(asTenantTransaction(trx, tenantId)));
+    });
   return {
     tenantId,
-    transaction: (work) => scoped(false, work),
-    read: (work) => scoped(true, work),
+    transaction: (work) => scoped('write', work),
+    read: (work) => scoped('read', work),
+    snapshot: (work) => scoped('snapshot', work),
   };
 }

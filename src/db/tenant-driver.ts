@@ -30,7 +30,20 @@ import type { Logger } from '../logger.ts';
  *
  * The tenant comes from `tenantScope`, which only the tenant handle (tenant-db.ts) enters.
  */
-export const tenantScope = new AsyncLocalStorage<string>();
+export type TenantScope = { tenantId: string; afterCommit: (() => void)[] };
+export const tenantScope = new AsyncLocalStorage<TenantScope>();
+
+/**
+ * Runs `action` once the current tenant transaction has committed, and never if it rolls back:
+ * for in-process caches that must not remember what the database did not keep (a key created in
+ * a transaction that failed). Returns false, and does nothing, outside a tenant transaction.
+ */
+export function onCommit(action: () => void): boolean {
+  const scope = tenantScope.getStore();
+  if (!scope) return false;
+  scope.afterCommit.push(action);
+  return true;
+}
 
 export class TransactionRolledBackError extends Error {
   constructor() {
@@ -42,6 +55,7 @@ export class TransactionRolledBackError extends Error {
 class PipelinedConnection implements DatabaseConnection {
   opening: Promise<unknown>[] = [];
   readOnly = false;
+  afterCommit: (() => void)[] = [];
   /** Set when the connection failed; it is then destroyed on release, never pooled again. */
   broken = false;
 
@@ -105,7 +119,9 @@ class TenantAwareDriver implements Driver {
       socket.cork();
       setImmediate(() => socket.uncork());
     }
-    const tenantId = tenantScope.getStore();
+    const scope = tenantScope.getStore();
+    const tenantId = scope?.tenantId;
+    pipelined.afterCommit = scope?.afterCommit ?? [];
     pipelined.readOnly = settings.accessMode === 'read only';
     const isolation = settings.isolationLevel ? ` ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '';
     const opening = [pipelined.client.query(`BEGIN${isolation}${pipelined.readOnly ? ' READ ONLY' : ''}`)];
@@ -124,8 +140,11 @@ class TenantAwareDriver implements Driver {
     await pipelined.openingSettled();
     // PostgreSQL answers COMMIT with ROLLBACK when a statement of the transaction failed (and the
     // caller carried on): that is a failed transaction, never a success.
+    const afterCommit = pipelined.afterCommit;
+    pipelined.afterCommit = [];
     const commit = pipelined.client.query('COMMIT').then((result) => {
       if (result.command === 'ROLLBACK') throw new TransactionRolledBackError();
+      for (const action of afterCommit) action();
     });
     if (pipelined.readOnly) {
       // A read-only transaction has nothing to make durable: the answer may go out while COMMIT
@@ -138,6 +157,7 @@ class TenantAwareDriver implements Driver {
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     const pipelined = connection as PipelinedConnection;
+    pipelined.afterCommit = [];
     await pipelined.openingSettled().catch(() => undefined);
     try {
       await pipelined.client.query('ROLLBACK');
