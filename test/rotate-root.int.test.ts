@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadSigningKey } from '../src/audit/signing-key.ts';
 import { createFieldCipher } from '../src/crypto/field-cipher.ts';
 import { createKeyring } from '../src/crypto/keyring.ts';
 import { rotateRootKey } from '../src/crypto/rotate-root-key.ts';
@@ -38,6 +39,7 @@ describe(`root key rotation (${serverLabel()} server)`, () => {
       sealed.push({ tenantId: tenant.tenantId, value });
     }
 
+    const oldSigningKey = await loadSigningKey(db.handles.systemDb, before);
     const provider = createLocalKeyProvider(file);
     const result = await rotateRootKey(db.handles.systemDb, provider, createLogger('silent'), { rotateProvider: true });
     expect(result).toEqual({ rootKeyId: 'local:v2', rewrapped: 4 });
@@ -51,6 +53,9 @@ describe(`root key rotation (${serverLabel()} server)`, () => {
       expect(plain).toBe(`number of rotate-${index === 0 ? 'a' : 'b'}`);
     }
     await verifyRootKey(db.handles.systemDb, createLocalKeyProvider(file));
+    const signing = await db.handles.systemDb.auditSigningKeys();
+    expect(signing[0]!.rootKeyId).toBe('local:v2');
+    expect(signing.map((key) => key.keyId)).toContain(oldSigningKey.keyId);
     expect(await rotateRootKey(db.handles.systemDb, createLocalKeyProvider(file), createLogger('silent'), { rotateProvider: false })).toEqual({ rootKeyId: 'local:v2', rewrapped: 0 });
     const audited = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'keys.rotate_root'`);
     expect(audited.rows[0]!.n).toBe(2);

@@ -23,12 +23,21 @@ export async function loadSigningKey(systemDb: SystemDb, root: RootKeyProvider):
       privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
     };
   }
+  await createSigningKey(systemDb, root);
+  return loadSigningKey(systemDb, root);
+}
+
+/**
+ * Makes a new signing key, wrapped under the current root key; it signs from now on. Old keys stay
+ * (append-only) so the checkpoints they signed still verify by their public halves.
+ */
+export async function createSigningKey(systemDb: SystemDb, root: RootKeyProvider): Promise<string> {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const spki = publicKey.export({ format: 'der', type: 'spki' });
   const keyId = `ed25519:${createHash('sha256').update(spki).digest('hex').slice(0, 16)}`;
   const wrapped = await root.wrap(privateKey.export({ format: 'der', type: 'pkcs8' }), wrapContext(keyId));
   await systemDb.saveAuditSigningKey({ keyId, publicKey: spki, rootKeyId: wrapped.keyId, wrappedPrivateKey: wrapped.wrapped });
-  return loadSigningKey(systemDb, root);
+  return keyId;
 }
 
 export async function publicKeys(systemDb: SystemDb): Promise<Map<string, KeyObject>> {

@@ -1,4 +1,5 @@
 import { recordAuditEvent } from '../audit/audit-event.ts';
+import { createSigningKey } from '../audit/signing-key.ts';
 import type { SystemDb } from '../db/system-db.ts';
 import type { Logger } from '../logger.ts';
 import { tenantKeyContext } from './keyring.ts';
@@ -55,5 +56,9 @@ export async function rotateRootKey(
     rewrapped += count;
     if (count > 0) logger.info({ tenant: tenant.slug, rewrapped: count }, 'tenant keys rewrapped under the new root key');
   }
+  // The audit signing key's private half is append-only and stays under the old root key: a new
+  // signing key under the new one takes over, so the old root key can be retired.
+  const [newestSigningKey] = await systemDb.auditSigningKeys();
+  if (newestSigningKey && newestSigningKey.rootKeyId !== current) await createSigningKey(systemDb, provider);
   return { rootKeyId: current, rewrapped };
 }
