@@ -41,8 +41,12 @@ describe(`log and error hygiene (${serverLabel()} server)`, () => {
     await send({ method: 'POST', url: '/api/v1/setup/complete', payload: `{"token":"${email}","password":"${phone}"`, headers: { 'content-type': 'application/json' } });
 
     expect(capture.lines.length).toBeGreaterThan(10);
-    const everything = capture.lines.join('\n') + bodies.join('\n');
-    for (const secret of [password, phone, encodeURIComponent(phone), email, encodeURIComponent(email), setupToken, tenant.owner.token, tenant.agent.token]) {
+    // The audit ledger and the metrics are searched as well: they must carry ids and digests only.
+    const audit = await db.superQuery(`SELECT to_jsonb(e)::text AS row FROM ringvakt.audit_events e`);
+    expect(audit.rows.length).toBeGreaterThan(0);
+    const metrics = await app.inject({ url: '/metrics' });
+    const everything = capture.lines.join('\n') + bodies.join('\n') + audit.rows.map((row) => row.row).join('\n') + metrics.body;
+    for (const secret of [password, phone, encodeURIComponent(phone), email, encodeURIComponent(email), setupToken, tenant.owner.token, tenant.agent.token, tenant.owner.email, 'Owner of canary']) {
       expect(everything, secret).not.toContain(secret);
     }
     expect(capture.lines.some((line) => line.includes('"route":"/api/v1/users/:userId"'))).toBe(true);
