@@ -67,6 +67,11 @@ const settings = {
   vaultToken: { env: 'RINGVAKT_VAULT_TOKEN', key: 'vaultToken', secret: true, describe: 'a Vault token' },
   vaultMount: { env: 'RINGVAKT_VAULT_TRANSIT_MOUNT', key: 'vaultMount', describe: 'the transit mount path' },
   vaultKeyName: { env: 'RINGVAKT_VAULT_KEY_NAME', key: 'vaultKeyName', describe: 'the transit key name' },
+  auditWitnessFile: {
+    env: 'RINGVAKT_AUDIT_WITNESS_FILE',
+    key: 'auditWitnessFile',
+    describe: 'a file path to append signed audit checkpoints to (an outside witness)',
+  },
   shutdownTimeoutMs: {
     env: 'RINGVAKT_SHUTDOWN_TIMEOUT_MS',
     key: 'shutdownTimeoutMs',
@@ -122,6 +127,7 @@ const schemas = {
   poolMax: integerText(1, 200),
   shutdownTimeoutMs: integerText(100, 600_000),
   keyProvider: z.enum(['local', 'env', 'vault-transit']),
+  auditWitnessFile: z.string().min(1).max(4096).optional(),
   rootKey: z.string().min(1).max(200).optional(),
   rootKeyPrevious: z.string().min(1).max(2000).optional(),
   vaultAddress: z.string().refine((value) => /^https?:\/\//.test(value) && URL.canParse(value)).optional(),
@@ -157,6 +163,7 @@ export type Config = {
   bodyLimitBytes: number;
   poolMax: number;
   shutdownTimeoutMs: number;
+  auditWitnessFile: string | undefined;
   keys:
     | { provider: 'local' }
     | { provider: 'env'; rootKey: string | undefined; previous: string | undefined }
@@ -266,6 +273,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: values.bodyLimitBytes as number,
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
+    auditWitnessFile: values.auditWitnessFile ? path.resolve(values.auditWitnessFile as string) : undefined,
     keys,
   };
 }

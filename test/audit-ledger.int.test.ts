@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordAuditEvent } from '../src/audit/audit-event.ts';
-import { inclusionProof, leafHash, rootFromInclusionProof } from '../src/audit/merkle.ts';
+import { canonicalEvent, recordAuditEvent } from '../src/audit/audit-event.ts';
+import { checkWitnessSignatures, readWitness } from '../src/audit/witness.ts';
+import { inclusionProof, leafHash, packedSource, packedSubtrees, rootFromInclusionProof, treeHash } from '../src/audit/merkle.ts';
 import { databaseSource, sealTenantLedger, withPrefetchedSubtrees } from '../src/audit/seal-audit-log.ts';
 import { checkpointMessage, loadSigningKey, publicKeys, type SigningKey } from '../src/audit/signing-key.ts';
 import { verifyTenantLedger } from '../src/audit/verify-audit-log.ts';
@@ -160,5 +161,49 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     const forged = sign(null, checkpointMessage({ tenantId: tenant.tenantId, treeSize: Number(row.tree_size), rootHash: row.root_hash, signedAt: row.signed_at }), forger.privateKey);
     await db.superQuery(`SET session_replication_role = replica; UPDATE ringvakt.audit_checkpoints SET signature = '\\x${forged.toString('hex')}' WHERE tenant_id = '${tenant.tenantId}'; SET session_replication_role = origin;`);
     expect(await verify(tenant)).toEqual({ ok: false, problem: 'checkpoint of size 5 has no valid signature by a known audit signing key' });
+  });
+
+  it('an outside witness catches a rewrite that replaced the signing key inside the database', async () => {
+    const tenant = await seedTenant(db.handles, 'audit-witness');
+    const witnessFile = path.join(folder, 'witness.jsonl');
+    await append(tenant, 6);
+    await inTenant(tenant, (trx) => sealTenantLedger(trx, key, { witnessFile }));
+    const witness = readWitness(witnessFile).filter((entry) => entry.tenantId === tenant.tenantId);
+    expect(witness).toHaveLength(1);
+    expect(checkWitnessSignatures(witness)).toBeUndefined();
+
+    // The attacker (a superuser) rewrites leaf 3, recomputes its hash, every node and the
+    // checkpoint, and signs it with a key of their own, planted beside the real one.
+    const rows = await db.superQuery(`SELECT * FROM ringvakt.audit_events WHERE tenant_id = $1 ORDER BY leaf_index`, [tenant.tenantId]);
+    const events = rows.rows.map((row) => ({
+      tenantId: tenant.tenantId, occurredAt: row.occurred_at, actorType: row.actor_type, actorId: row.actor_id, action: row.action,
+      targetType: row.target_type, targetId: row.target_id, outcome: row.outcome, sourceIp: row.source_ip, requestId: row.request_id,
+      details: row.id === rows.rows[3]!.id ? { ...row.details, role: 'owner' } : row.details,
+    }));
+    const hashes = events.map((event) => leafHash(canonicalEvent(event)));
+    const levels = packedSubtrees(Buffer.concat(hashes), hashes.length);
+    const root = await treeHash(packedSource(levels), hashes.length);
+    const forger = generateKeyPairSync('ed25519');
+    const spki = forger.publicKey.export({ format: 'der', type: 'spki' });
+    const signedAt = new Date();
+    const signature = sign(null, checkpointMessage({ tenantId: tenant.tenantId, treeSize: hashes.length, rootHash: root, signedAt }), forger.privateKey);
+    const statements = [
+      `SET session_replication_role = replica`,
+      `UPDATE ringvakt.audit_events SET details = jsonb_set(details, '{role}', '"owner"'), leaf_hash = '\\x${hashes[3]!.toString('hex')}' WHERE tenant_id = '${tenant.tenantId}' AND leaf_index = 3`,
+      `DELETE FROM ringvakt.audit_tree_nodes WHERE tenant_id = '${tenant.tenantId}'`,
+      ...levels.slice(1).flatMap((level, at) => Array.from({ length: level.length / 32 }, (_, index) =>
+        `INSERT INTO ringvakt.audit_tree_nodes (tenant_id, level, index, hash) VALUES ('${tenant.tenantId}', ${at + 1}, ${index}, '\\x${level.subarray(index * 32, index * 32 + 32).toString('hex')}')`)),
+      `DELETE FROM ringvakt.audit_checkpoints WHERE tenant_id = '${tenant.tenantId}'`,
+      `INSERT INTO ringvakt.audit_signing_keys (key_id, public_key, root_key_id, wrapped_private_key) VALUES ('ed25519:planted', '\\x${spki.toString('hex')}', 'none', '\\x00')`,
+      `INSERT INTO ringvakt.audit_checkpoints (tenant_id, tree_size, root_hash, signed_at, signing_key_id, signature) VALUES ('${tenant.tenantId}', ${hashes.length}, '\\x${root.toString('hex')}', '${signedAt.toISOString()}', 'ed25519:planted', '\\x${signature.toString('hex')}')`,
+      `SET session_replication_role = origin`,
+    ];
+    await db.superQuery(statements.join(';\n'));
+
+    // Inside the database alone the forgery is consistent…
+    expect((await verify(tenant)).ok).toBe(true);
+    // …the witness, kept outside, is not fooled.
+    const verdict = await inTenant(tenant, async (trx) => verifyTenantLedger(trx, await publicKeys(db.handles.systemDb), witness));
+    expect(verdict).toEqual({ ok: false, problem: `the witness's checkpoint of size ${hashes.length} does not match the events: history was rewritten` });
   });
 });

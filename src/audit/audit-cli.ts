@@ -8,6 +8,7 @@ import { consistencyProof, inclusionProof } from './merkle.ts';
 import { databaseSource, sealedTreeSize, withPrefetchedSubtrees } from './seal-audit-log.ts';
 import { publicKeys } from './signing-key.ts';
 import { verifyTenantLedger } from './verify-audit-log.ts';
+import { checkWitnessSignatures, readWitness } from './witness.ts';
 
 /** `ringvakt audit …`: verify, export for a SIEM, and proofs for an auditor or a witness. */
 export function registerAuditCommands(program: Command, context: () => { config: Config; logger: Logger }, slug: (value: string) => string): void {
@@ -32,7 +33,11 @@ export function registerAuditCommands(program: Command, context: () => { config:
     .command('verify')
     .description('recompute every leaf, tree node, tree head and signature; name the first divergence')
     .option('--tenant <slug>', 'only this tenant', slug)
-    .action(async (options: { tenant?: string }) => {
+    .option('--witness <file>', 'also check against checkpoints an outside witness kept (RINGVAKT_AUDIT_WITNESS_FILE)')
+    .action(async (options: { tenant?: string; witness?: string }) => {
+      const witness = options.witness ? readWitness(options.witness) : [];
+      const witnessProblem = checkWitnessSignatures(witness);
+      if (witnessProblem) throw new AppError('bad_request', `The witness file is not trustworthy: ${witnessProblem}`);
       const failures = await withDatabase(async (database) => {
         const keys = await publicKeys(database.systemDb);
         const tenants = options.tenant
@@ -40,7 +45,7 @@ export function registerAuditCommands(program: Command, context: () => { config:
           : await database.systemDb.listTenants();
         let failed = 0;
         for (const tenant of tenants) {
-          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys));
+          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys, witness));
           if (verdict.ok) {
             process.stdout.write(`ok    ${tenant.slug}: ${verdict.sealed} sealed events (${verdict.events - verdict.sealed} awaiting sealing), ${verdict.checkpoints} signed checkpoints\n`);
           } else {

@@ -4,6 +4,7 @@ import type { TenantTransaction } from '../db/tenant-db.ts';
 import { canonicalEvent } from './audit-event.ts';
 import { leafHash, packedHash, packedSource, packedSubtrees, treeHash } from './merkle.ts';
 import { verifyTreeHead } from './signing-key.ts';
+import type { WitnessedCheckpoint } from './witness.ts';
 
 export type LedgerVerdict =
   | { ok: true; events: number; sealed: number; checkpoints: number }
@@ -35,7 +36,11 @@ async function* eventsInOrder(trx: TenantTransaction) {
   }
 }
 
-export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<string, KeyObject>): Promise<LedgerVerdict> {
+export async function verifyTenantLedger(
+  trx: TenantTransaction,
+  keys: Map<string, KeyObject>,
+  witness: WitnessedCheckpoint[] = [],
+): Promise<LedgerVerdict> {
   // Leaf hashes packed into one growing buffer (see packedSubtrees).
   let packed = Buffer.allocUnsafe(32 * 1024);
   let sealed = 0;
@@ -110,6 +115,16 @@ export async function verifyTenantLedger(trx: TenantTransaction, keys: Map<strin
       return { ok: false, problem: `checkpoint of size ${size} has no valid signature by a known audit signing key` };
     }
   }
+  // Heads an outside witness holds must be in the database unchanged, and still be prefixes of
+  // the recomputed tree: trust that does not rest on keys stored in the same database.
+  for (const entry of witness.filter((item) => item.tenantId === trx.tenantId)) {
+    if (entry.treeSize > sealed) return { ok: false, problem: `the witness holds a checkpoint of size ${entry.treeSize}, beyond the ${sealed} sealed events: events were removed` };
+    const root = await treeHash(source, entry.treeSize);
+    if (root.toString('hex') !== entry.rootHash) {
+      return { ok: false, problem: `the witness's checkpoint of size ${entry.treeSize} does not match the events: history was rewritten` };
+    }
+  }
+
   // The newest signed head must cover every sealed event: otherwise leaves after it could have
   // been rewritten together with their hashes and nodes, and the checkpoints above them removed.
   const newest = checkpoints.at(-1);

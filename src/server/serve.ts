@@ -24,7 +24,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // The root key first: a wrong or unreadable one stops the start before anything is served.
     const rootKeys = await createRootKeyProvider(config);
     await verifyRootKey(database.systemDb, rootKeys);
-    sealer = startAuditSealer({ systemDb: database.systemDb, signingKey: await loadSigningKey(database.systemDb, rootKeys), logger });
+    sealer = startAuditSealer({
+      systemDb: database.systemDb,
+      signingKey: await loadSigningKey(database.systemDb, rootKeys),
+      logger,
+      ...(config.auditWitnessFile ? { witnessFile: config.auditWitnessFile } : {}),
+    });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {

@@ -1,0 +1,53 @@
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
+import { verifyTreeHead } from './signing-key.ts';
+
+/**
+ * An outside witness of the audit ledger: every signed checkpoint is appended to a file that the
+ * operator ships off the database host (to WORM storage, another team, a log service). Each line
+ * carries the public key, so the witness can be checked without Ringvakt's database — and
+ * `audit verify --witness <file>` checks the database against it: a history rewritten together
+ * with its checkpoints and signing keys inside the database still disagrees with the witness.
+ */
+export type WitnessedCheckpoint = {
+  tenantId: string;
+  treeSize: number;
+  rootHash: string;
+  signedAt: string;
+  signingKeyId: string;
+  publicKey: string;
+  signature: string;
+};
+
+export function appendToWitness(file: string, checkpoint: WitnessedCheckpoint): void {
+  appendFileSync(file, JSON.stringify(checkpoint) + '\n', { mode: 0o640 });
+}
+
+export function readWitness(file: string): WitnessedCheckpoint[] {
+  if (!existsSync(file)) throw new Error(`The witness file ${file} does not exist`);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line, index) => {
+      try {
+        return JSON.parse(line) as WitnessedCheckpoint;
+      } catch {
+        throw new Error(`Line ${index + 1} of the witness file is not JSON`);
+      }
+    });
+}
+
+/** Checks the witness's own signatures; returns a problem, or undefined when all are valid. */
+export function checkWitnessSignatures(entries: WitnessedCheckpoint[]): string | undefined {
+  const keys = new Map<string, KeyObject>();
+  for (const entry of entries) {
+    const key = keys.get(entry.publicKey) ?? createPublicKey({ key: Buffer.from(entry.publicKey, 'base64'), format: 'der', type: 'spki' });
+    keys.set(entry.publicKey, key);
+    const head = { tenantId: entry.tenantId, treeSize: entry.treeSize, rootHash: Buffer.from(entry.rootHash, 'hex'), signedAt: new Date(entry.signedAt) };
+    if (!verifyTreeHead(key, head, Buffer.from(entry.signature, 'base64'))) {
+      return `the witness entry for size ${entry.treeSize} has an invalid signature`;
+    }
+  }
+  return undefined;
+}
