@@ -44,7 +44,8 @@ function canonicalDetails(details: Record<string, unknown>): string {
 
 export type StoredAuditEvent = {
   tenantId: string;
-  occurredAt: Date;
+  /** A Date, or its ISO 8601 text in UTC with milliseconds (as verify reads it, unparsed). */
+  occurredAt: Date | string;
   actorType: string;
   actorId: string | null;
   action: string;
@@ -62,7 +63,7 @@ export function canonicalEvent(event: StoredAuditEvent): Buffer {
     JSON.stringify([
       'ringvakt-audit-event/v1',
       event.tenantId,
-      event.occurredAt.toISOString(),
+      typeof event.occurredAt === 'string' ? event.occurredAt : event.occurredAt.toISOString(),
       event.actorType,
       event.actorId,
       event.action,
@@ -101,7 +102,7 @@ export async function recordAuditEvent(trx: TenantTransaction, event: AuditEvent
   await trx
     .insertInto('audit_events')
     .values({
-      occurred_at: stored.occurredAt,
+      occurred_at: stored.occurredAt as Date,
       actor_type: stored.actorType,
       actor_id: stored.actorId,
       action: stored.action,

@@ -16,7 +16,23 @@ export type LedgerVerdict =
  * subtree hash, every checkpoint's root and its Ed25519 signature.
  */
 const PAGE = 20_000;
-const columns = ['id', 'leaf_index', 'occurred_at', 'actor_type', 'actor_id', 'action', 'target_type', 'target_id', 'outcome', 'source_ip', 'request_id', 'details', 'leaf_hash'] as const;
+const columns = [
+  'id',
+  'leaf_index',
+  // As text, exactly as Date.toISOString() writes it: no Date parsing per row. A stored time
+  // with more than millisecond precision (never written by Ringvakt) reads as altered.
+  sql<string>`to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('occurred_at'),
+  'actor_type',
+  'actor_id',
+  'action',
+  'target_type',
+  'target_id',
+  'outcome',
+  'source_ip',
+  'request_id',
+  'details',
+  'leaf_hash',
+] as const;
 
 /** Sealed events in leaf order, then unsealed ones in id order, a page at a time (bounded memory). */
 async function* eventsInOrder(trx: TenantTransaction) {
