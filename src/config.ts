@@ -67,6 +67,12 @@ const settings = {
   vaultToken: { env: 'RINGVAKT_VAULT_TOKEN', key: 'vaultToken', secret: true, describe: 'a Vault token' },
   vaultMount: { env: 'RINGVAKT_VAULT_TRANSIT_MOUNT', key: 'vaultMount', describe: 'the transit mount path' },
   vaultKeyName: { env: 'RINGVAKT_VAULT_KEY_NAME', key: 'vaultKeyName', describe: 'the transit key name' },
+  metricsToken: {
+    env: 'RINGVAKT_METRICS_TOKEN',
+    key: 'metricsToken',
+    secret: true,
+    describe: 'a bearer token of at least 24 characters that Prometheus presents to /metrics',
+  },
   auditWitnessFile: {
     env: 'RINGVAKT_AUDIT_WITNESS_FILE',
     key: 'auditWitnessFile',
@@ -128,6 +134,7 @@ const schemas = {
   shutdownTimeoutMs: integerText(100, 600_000),
   keyProvider: z.enum(['local', 'env', 'vault-transit']),
   auditWitnessFile: z.string().min(1).max(4096).optional(),
+  metricsToken: z.string().min(24).max(500).optional(),
   rootKey: z.string().min(1).max(200).optional(),
   rootKeyPrevious: z.string().min(1).max(2000).optional(),
   vaultAddress: z.string().refine((value) => /^https?:\/\//.test(value) && URL.canParse(value)).optional(),
@@ -164,6 +171,7 @@ export type Config = {
   poolMax: number;
   shutdownTimeoutMs: number;
   auditWitnessFile: string | undefined;
+  metricsToken: string | undefined;
   keys:
     | { provider: 'local' }
     | { provider: 'env'; rootKey: string | undefined; previous: string | undefined }
@@ -274,6 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
     auditWitnessFile: values.auditWitnessFile ? path.resolve(values.auditWitnessFile as string) : undefined,
+    metricsToken: values.metricsToken as string | undefined,
     keys,
   };
 }

@@ -22,6 +22,7 @@ export const redactedPaths = [
   '*.rootKey',
   '*.rootKeyPrevious',
   '*.vaultToken',
+  '*.metricsToken',
   'password',
   'token',
   'secret',

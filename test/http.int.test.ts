@@ -170,6 +170,21 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
       }
     });
 
+    it('answers /metrics only to this host, or to a scraper with the metrics token', async () => {
+      expect((await app.inject({ url: '/metrics', remoteAddress: '192.0.2.5' })).statusCode).toBe(404);
+      const token = 'metrics-token-for-the-test-0123456789';
+      const guarded = await buildTestApp(db, { metricsToken: token });
+      try {
+        expect((await guarded.inject({ url: '/metrics' })).statusCode).toBe(401);
+        expect((await guarded.inject({ url: '/metrics', headers: bearer(`${token}x`) })).statusCode).toBe(401);
+        const scraped = await guarded.inject({ url: '/metrics', remoteAddress: '192.0.2.5', headers: bearer(token) });
+        expect(scraped.statusCode).toBe(200);
+        expect(scraped.body).toContain('ringvakt_http_requests_total');
+      } finally {
+        await guarded.close();
+      }
+    });
+
     it('exposes request and pool metrics labelled by route template, never by id', async () => {
       await app.inject({ url: `/api/v1/users/${a.owner.id}`, headers: bearer(a.owner.token) });
       const metrics = await app.inject({ url: '/metrics' });

@@ -22,7 +22,7 @@ import { createMetrics } from './metrics.ts';
 import type { App } from './types.ts';
 
 export type AppDependencies = {
-  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls'>;
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls'> & { metricsToken?: string | undefined };
   logger: Logger;
   database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes'>;
   isShuttingDown?: () => boolean;
@@ -193,6 +193,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     systemDb: database.systemDb,
     expectedMigrations: database.migrations.map((migration) => migration.version),
     registry: metrics.registry,
+    metricsToken: config.metricsToken,
     isShuttingDown: deps.isShuttingDown ?? (() => false),
   });
   await app.register(tenantsRoutes);

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { Registry } from 'prom-client';
 import type { SystemDb } from '../db/system-db.ts';
@@ -7,10 +8,14 @@ import { problemResponses } from './schemas.ts';
 
 export type HealthOptions = {
   systemDb: SystemDb;
+  metricsToken: string | undefined;
   expectedMigrations: number[];
   registry: Registry;
   isShuttingDown(): boolean;
 };
+
+const isLoopback = (address: string | undefined) =>
+  address !== undefined && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
 
 const readySchema = z.object({ status: z.literal('ready'), migrations: z.number().int() });
 
@@ -42,7 +47,16 @@ export async function healthRoutes(app: App, options: HealthOptions): Promise<vo
     },
   );
 
-  app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (_request, reply) => {
+  // Metrics carry no personal data, but they describe the system: with RINGVAKT_METRICS_TOKEN
+  // set, a scraper must present it; without, only scrapers on this host (loopback) are answered.
+  const expected = options.metricsToken ? createHash('sha256').update(options.metricsToken).digest() : undefined;
+  app.get('/metrics', { config: { access: 'public' }, schema: { hide: true } }, async (request, reply) => {
+    if (expected) {
+      const offered = /^Bearer (.{1,500})$/.exec(request.headers.authorization ?? '')?.[1] ?? '';
+      if (!timingSafeEqual(createHash('sha256').update(offered).digest(), expected)) throw new AppError('unauthenticated');
+    } else if (!isLoopback(request.socket.remoteAddress)) {
+      throw new AppError('not_found');
+    }
     const body = await options.registry.metrics();
     return reply.type(options.registry.contentType).send(body);
   });

@@ -18,10 +18,10 @@ export function capturingLogger(level = 'info'): { logger: Logger; lines: string
 
 export async function buildTestApp(
   db: TestDatabase,
-  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[] } = {},
+  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string } = {},
 ): Promise<App> {
   const app = await buildApp({
-    config: { bodyLimitBytes: 64 * 1024, trustProxy: options.trustProxy ?? [], tls: options.tls },
+    config: { bodyLimitBytes: 64 * 1024, trustProxy: options.trustProxy ?? [], tls: options.tls, metricsToken: options.metricsToken },
     logger: options.logger ?? db.logger,
     database: db.handles,
     ...(options.isShuttingDown ? { isShuttingDown: options.isShuttingDown } : {}),
