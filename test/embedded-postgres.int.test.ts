@@ -32,23 +32,26 @@ const query = async (url: string, text: string) => {
 };
 
 describe('embedded PostgreSQL', () => {
-  it('initialises on first start, keeps a 0600 random superuser password, listens on loopback only', async () => {
+  it('initialises on first start, keeps a 0600 random superuser password, listens only on a private unix socket', async () => {
     const dataDir = path.join(freshFolder(), 'data');
     const cluster = await startEmbeddedPostgres({ dataDir, logger });
     try {
       const passwordFile = path.join(dataDir, 'secrets', 'postgres-superuser.password');
       expect(statSync(passwordFile).mode & 0o777).toBe(0o600);
       expect(readFileSync(passwordFile, 'utf8').trim()).toMatch(/^[A-Za-z0-9_-]{43}$/);
-      expect(new URL(cluster.adminUrl).hostname).toBe('127.0.0.1');
+      // No TCP port at all: a unix socket inside the cluster's own 0700 folder.
+      expect(new URL(cluster.adminUrl).searchParams.get('host')).toBe(cluster.clusterDir);
       const settings = await query(cluster.adminUrl, `SELECT current_setting('listen_addresses') AS listen, current_setting('unix_socket_directories') AS sockets, current_setting('password_encryption') AS hashing`);
-      expect(settings.rows[0]).toEqual({ listen: '127.0.0.1', sockets: '', hashing: 'scram-sha-256' });
+      expect(settings.rows[0]).toEqual({ listen: '', sockets: cluster.clusterDir, hashing: 'scram-sha-256' });
+      expect(statSync(cluster.clusterDir).mode & 0o777).toBe(0o700);
+      await expect(query(`postgres://postgres:x@127.0.0.1:${cluster.port}/postgres`, 'SELECT 1')).rejects.toThrow(/ECONNREFUSED/);
       const wrongPassword = new URL(cluster.adminUrl);
       wrongPassword.password = 'password';
       await expect(query(wrongPassword.toString(), 'SELECT 1')).rejects.toThrow(/password authentication failed/);
     } finally {
       await cluster.stop();
     }
-    await expect(query(cluster.adminUrl, 'SELECT 1')).rejects.toThrow(/ECONNREFUSED/);
+    await expect(query(cluster.adminUrl, 'SELECT 1')).rejects.toThrow(/ECONNREFUSED|ENOENT/);
     expect(existsSync(path.join(dataDir, 'ringvakt.pid'))).toBe(false);
   });
 

@@ -29,7 +29,8 @@ import { EmbeddedPostgresError, liveInstance, recoverStaleLock, takeInstanceLock
  * class: the wrapper installs process-wide exit hooks that stop the database before our HTTP
  * server has drained, writes the superuser password to a world-readable temporary file, and
  * detects readiness by parsing log text. Here the superuser password lives in a 0600 file, the
- * server listens on 127.0.0.1 only with no unix socket, and its log is kept terse so that no row
+ * server listens on a unix socket inside its own 0700 cluster folder and on no TCP port at all
+ * (only if that socket path would be too long does it fall back to 127.0.0.1), and its log is kept terse so that no row
  * values (which may be personal data) are written to it.
  */
 
@@ -128,17 +129,31 @@ export function attachToRunningEmbedded(dataDir: string): EmbeddedCluster | unde
   if (liveInstance(dataDir) === undefined) return undefined;
   const stateFile = path.join(dataDir, STATE_FILE);
   if (!existsSync(stateFile)) return undefined;
-  const { port } = JSON.parse(readFileSync(stateFile, 'utf8')) as { port: number };
+  const state = JSON.parse(readFileSync(stateFile, 'utf8')) as { port: number; clusterDir?: string };
+  const port = state.port;
+  const clusterDir = state.clusterDir ?? path.join(dataDir, 'pg');
   const password = readSecretFile(
     path.join(dataDir, 'secrets', 'postgres-superuser.password'),
     'the embedded PostgreSQL superuser password',
   );
   return {
-    adminUrl: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
-    clusterDir: path.join(dataDir, 'pg'),
+    adminUrl: serverUrl(password, clusterDir, port),
+    clusterDir,
     port,
     stop: async () => undefined, // not ours to stop
   };
+}
+
+/** Unix socket paths are limited to 107 bytes; a deeper cluster folder falls back to loopback TCP. */
+function useSocket(clusterDir: string, port: number): boolean {
+  return process.platform !== 'win32' && Buffer.byteLength(path.join(clusterDir, `.s.PGSQL.${port}`)) <= 100;
+}
+
+function serverUrl(password: string, clusterDir: string, port: number): string {
+  const credentials = `${SUPERUSER}:${encodeURIComponent(password)}`;
+  return useSocket(clusterDir, port)
+    ? `postgres://${credentials}@localhost:${port}/postgres?host=${encodeURIComponent(clusterDir)}`
+    : `postgres://${credentials}@127.0.0.1:${port}/postgres`;
 }
 
 async function isPortFree(port: number): Promise<boolean> {
@@ -166,14 +181,15 @@ async function freePort(): Promise<number> {
 }
 
 /** The port is recorded with the cluster and reused; if something else took it, pick another. */
-async function choosePort(dataDir: string): Promise<number> {
+async function choosePort(dataDir: string, clusterDir: string): Promise<number> {
   const stateFile = path.join(dataDir, STATE_FILE);
   let recorded: number | undefined;
   if (existsSync(stateFile)) {
     recorded = (JSON.parse(readFileSync(stateFile, 'utf8')) as { port?: number }).port;
   }
   const port = recorded !== undefined && (await isPortFree(recorded)) ? recorded : await freePort();
-  if (port !== recorded) writeFileSync(stateFile, JSON.stringify({ port }) + '\n', { mode: 0o600 });
+  // The cluster folder is recorded too: CLI commands attaching to a running server find its socket there.
+  writeFileSync(stateFile, JSON.stringify({ port, clusterDir }) + '\n', { mode: 0o600 });
   return port;
 }
 
@@ -282,7 +298,7 @@ export async function startEmbeddedPostgres({ dataDir, logger }: EmbeddedOptions
       writeSecretFile(passwordFile, password);
     }
 
-    const port = await choosePort(dataDir);
+    const port = await choosePort(dataDir, clusterDir);
     const logDir = path.join(dataDir, 'logs');
     mkdirSync(logDir, { recursive: true, mode: 0o700 });
     const logFile = path.join(logDir, 'postgres.log');
@@ -292,8 +308,10 @@ export async function startEmbeddedPostgres({ dataDir, logger }: EmbeddedOptions
       [
         '-D', clusterDir,
         '-p', String(port),
-        '-c', 'listen_addresses=127.0.0.1',
-        '-c', 'unix_socket_directories=',
+        // A unix socket in the cluster's own 0700 folder: only this user (and root) can connect,
+        // and no other local process can take the address first, as it could a TCP port.
+        '-c', `listen_addresses=${useSocket(clusterDir, port) ? '' : '127.0.0.1'}`,
+        '-c', `unix_socket_directories=${useSocket(clusterDir, port) ? clusterDir : ''}`,
         '-c', 'password_encryption=scram-sha-256',
         // Terse errors and no statement text: row values (personal data) stay out of the log.
         '-c', 'log_error_verbosity=terse',
@@ -304,9 +322,9 @@ export async function startEmbeddedPostgres({ dataDir, logger }: EmbeddedOptions
       { ...(ids ?? {}), detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, LC_ALL: 'C' } },
     );
     closeSync(logFd);
-    const adminUrl = `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+    const adminUrl = serverUrl(password, clusterDir, port);
     await waitUntilReady(adminUrl, child, logFile);
-    logger.info({ port }, 'embedded PostgreSQL is ready on 127.0.0.1');
+    logger.info({ socket: useSocket(clusterDir, port) }, 'embedded PostgreSQL is ready');
 
     let stopped: Promise<void> | undefined;
     const stop = () => {
