@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
-import { ConfigError, loadConfig, type Config } from './config.ts';
-import { databaseNameOf, openDatabase } from './db/database.ts';
+import { ConfigError, type Config } from './config.ts';
+import { databaseNameOf } from './db/database.ts';
 import { EmbeddedPostgresError } from './db/embedded-postgres.ts';
 import { loadMigrations, MigrationError, pendingMigrations, readApplied, renderMigration } from './db/migrate.ts';
 import { provisioningStatements, ProvisioningError, rolesFor, SCHEMA } from './db/provision.ts';
@@ -15,6 +15,7 @@ import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provid
 import { createTenantWithOwner } from './modules/setup/setup.service.ts';
 import { findUserByEmail } from './modules/users/users.repo.ts';
 import { SecretFileError } from './secret-files.ts';
+import { cliContext, requireTenantId, withCliDatabase } from './cli-support.ts';
 import { RootKeyError } from './crypto/root-keys/root-key-provider.ts';
 import { AppError } from './server/errors.ts';
 import { startServer } from './server/serve.ts';
@@ -32,13 +33,6 @@ function fail(error: unknown): never {
     process.stderr.write(`ringvakt: failed: ${(error as Error).name ?? 'error'}${code ? ` (${code})` : ''}: ${(error as Error).message ?? ''}\n`);
   }
   process.exit(1);
-}
-
-function context(): { config: Config; logger: Logger } {
-  const config = loadConfig();
-  // CLI commands log to stderr so that stdout carries only their result (a link, a token, SQL).
-  const logger = createLogger(config.logLevel, process.stderr);
-  return { config, logger };
 }
 
 const slug = (value: string) => {
@@ -69,7 +63,7 @@ program
   .command('serve')
   .description('run the server (HTTP API, web pages, background work); what `npm start` runs')
   .action(async () => {
-    const { config, logger } = context();
+    const { config, logger } = cliContext();
     const server = await startServer(config, logger);
     let firstSignalAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -98,13 +92,12 @@ program
   .description('create the database roles and apply pending migrations')
   .option('--print-sql', 'print the statements for a DBA instead of running them (for a DATABASE_URL that cannot create roles)')
   .action(async (options: { printSql?: boolean }) => {
-    const { config, logger } = context();
     if (options.printSql) {
+      const { config, logger } = cliContext();
       await printMigrationSql(config, logger);
       return;
     }
-    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
-    await database.close();
+    await withCliDatabase(async () => undefined);
     process.stdout.write('migrations are current\n');
   });
 
@@ -153,9 +146,7 @@ program
   .requiredOption('--owner-email <email>', "the owner's e-mail address", email)
   .requiredOption('--owner-name <name>', "the owner's name", text)
   .action(async (options: { tenantSlug: string; tenantName: string; ownerEmail: string; ownerName: string }) => {
-    const { config, logger } = context();
-    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
-    try {
+    await withCliDatabase(async (database, { config }) => {
       const created = await createTenantWithOwner(database.systemDb, {
         slug: options.tenantSlug,
         name: options.tenantName,
@@ -169,9 +160,7 @@ program
           `  ${created.link}\n\n` +
           'Start the server first (npm start) if it is not running.\n',
       );
-    } finally {
-      await database.close();
-    }
+    });
   });
 
 const token = program.command('token').description('API tokens');
@@ -183,11 +172,8 @@ token
   .requiredOption('--name <label>', 'what the token is for', text)
   .option('--days <n>', 'days until it expires (1–365)', days, 30)
   .action(async (options: { tenant: string; email: string; name: string; days: number }) => {
-    const { config, logger } = context();
-    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
-    try {
-      const tenantId = await database.systemDb.tenantIdBySlug(options.tenant);
-      if (!tenantId) throw new AppError('not_found', `No tenant "${options.tenant}".`);
+    await withCliDatabase(async (database) => {
+      const tenantId = await requireTenantId(database, options.tenant);
       const issued = await database.forTenant(tenantId).transaction(async (trx) => {
         const user = await findUserByEmail(trx, options.email);
         if (!user || user.status !== 'active') {
@@ -205,12 +191,10 @@ token
         return issued;
       });
       process.stdout.write(`${issued.token}\n`);
-    } finally {
-      await database.close();
-    }
+    });
   });
 
-registerAuditCommands(program, context, slug);
+registerAuditCommands(program, slug);
 
 const keys = program.command('keys').description('the key hierarchy');
 keys
@@ -218,15 +202,11 @@ keys
   .description('make a new root key version current and rewrap every tenant key under it (online, resumable)')
   .option('--rewrap-only', 'do not rotate the provider (env: after setting RINGVAKT_ROOT_KEY and RINGVAKT_ROOT_KEY_PREVIOUS)')
   .action(async (options: { rewrapOnly?: boolean }) => {
-    const { config, logger } = context();
-    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
-    try {
+    await withCliDatabase(async (database, { config, logger }) => {
       const provider = await createRootKeyProvider(config);
       const result = await rotateRootKey(database.systemDb, provider, logger, { rotateProvider: !options.rewrapOnly });
       process.stdout.write(`root key ${result.rootKeyId} is current; ${result.rewrapped} tenant keys rewrapped\n`);
-    } finally {
-      await database.close();
-    }
+    });
   });
 
 program

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import type { Config } from '../config.ts';
-import { openDatabase, type DatabaseHandles } from '../db/database.ts';
-import type { Logger } from '../logger.ts';
+import { requireTenantId, withCliDatabase } from '../cli-support.ts';
 import { AppError } from '../server/errors.ts';
 import { recordAuditEvent } from './audit-event.ts';
 import { consistencyProof, inclusionProof } from './merkle.ts';
@@ -11,23 +9,8 @@ import { verifyTenantLedger } from './verify-audit-log.ts';
 import { checkWitnessSignatures, readWitness } from './witness.ts';
 
 /** `ringvakt audit …`: verify, export for a SIEM, and proofs for an auditor or a witness. */
-export function registerAuditCommands(program: Command, context: () => { config: Config; logger: Logger }, slug: (value: string) => string): void {
+export function registerAuditCommands(program: Command, slug: (value: string) => string): void {
   const audit = program.command('audit').description('the tamper-evident audit ledger');
-
-  const withDatabase = async <T>(work: (database: DatabaseHandles) => Promise<T>): Promise<T> => {
-    const { config, logger } = context();
-    const database = await openDatabase(config, logger, { applyMigrations: true, attachToRunning: true });
-    try {
-      return await work(database);
-    } finally {
-      await database.close();
-    }
-  };
-  const tenantIdOf = async (database: DatabaseHandles, tenantSlug: string) => {
-    const tenantId = await database.systemDb.tenantIdBySlug(tenantSlug);
-    if (!tenantId) throw new AppError('not_found', `No tenant "${tenantSlug}".`);
-    return tenantId;
-  };
 
   audit
     .command('verify')
@@ -38,10 +21,10 @@ export function registerAuditCommands(program: Command, context: () => { config:
       const witness = options.witness ? readWitness(options.witness) : [];
       const witnessProblem = checkWitnessSignatures(witness);
       if (witnessProblem) throw new AppError('bad_request', `The witness file is not trustworthy: ${witnessProblem}`);
-      const failures = await withDatabase(async (database) => {
+      const failures = await withCliDatabase(async (database) => {
         const keys = await publicKeys(database.systemDb);
         const tenants = options.tenant
-          ? [{ id: await tenantIdOf(database, options.tenant), slug: options.tenant }]
+          ? [{ id: await requireTenantId(database, options.tenant), slug: options.tenant }]
           : await database.systemDb.listTenants();
         let failed = 0;
         for (const tenant of tenants) {
@@ -67,8 +50,8 @@ export function registerAuditCommands(program: Command, context: () => { config:
       return new Date(value);
     })
     .action(async (options: { tenant: string; since?: Date }) => {
-      await withDatabase(async (database) => {
-        const tenantId = await tenantIdOf(database, options.tenant);
+      await withCliDatabase(async (database) => {
+        const tenantId = await requireTenantId(database, options.tenant);
         await database.forTenant(tenantId).transaction(async (trx) => {
           await recordAuditEvent(trx, {
             action: 'audit.export',
@@ -117,8 +100,8 @@ export function registerAuditCommands(program: Command, context: () => { config:
     .requiredOption('--leaf <index>', 'leaf index of the event', integer)
     .option('--size <n>', 'tree size to prove against (default: the whole sealed tree)', integer)
     .action(async (options: { tenant: string; leaf: number; size?: number }) => {
-      await withDatabase(async (database) => {
-        const tenantId = await tenantIdOf(database, options.tenant);
+      await withCliDatabase(async (database) => {
+        const tenantId = await requireTenantId(database, options.tenant);
         const result = await database.forTenant(tenantId).read(async (trx) => {
           const size = options.size ?? (await sealedTreeSize(trx));
           if (!(options.leaf < size) || size > (await sealedTreeSize(trx))) throw new AppError('bad_request', 'That leaf is not in a tree of that size.');
@@ -137,8 +120,8 @@ export function registerAuditCommands(program: Command, context: () => { config:
     .requiredOption('--from <size>', 'the older tree size', integer)
     .requiredOption('--to <size>', 'the newer tree size', integer)
     .action(async (options: { tenant: string; from: number; to: number }) => {
-      await withDatabase(async (database) => {
-        const tenantId = await tenantIdOf(database, options.tenant);
+      await withCliDatabase(async (database) => {
+        const tenantId = await requireTenantId(database, options.tenant);
         const result = await database.forTenant(tenantId).read(async (trx) => {
           if (!(options.from > 0 && options.from <= options.to && options.to <= (await sealedTreeSize(trx)))) {
             throw new AppError('bad_request', 'Sizes must satisfy 0 < from ≤ to ≤ the sealed tree size.');
