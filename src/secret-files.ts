@@ -33,8 +33,3 @@ export function readSecretFile(filePath: string, what: string): string {
   }
   return readFileSync(filePath, 'utf8').trim();
 }
-
-/** The file mode bits of a secret file, or undefined if it does not exist (for `doctor`). */
-export function secretFileMode(filePath: string): number | undefined {
-  return existsSync(filePath) ? statSync(filePath).mode & 0o777 : undefined;
-}

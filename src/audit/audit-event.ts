@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import { leafHash } from './merkle.ts';
 
 /**
  * The typed catalogue of audited actions. Add to it; never reuse a name for another meaning.
- * Details carry identifiers and digests, never personal data (use `digest()` for a value that
- * must be recognisable later without being stored).
+ * Details carry identifiers and digests, never personal data.
  */
 export const auditActions = [
   'tenant.create',
@@ -31,11 +29,6 @@ export type AuditEvent = {
   details?: Record<string, string | number | boolean | null>;
   occurredAt?: Date;
 };
-
-/** A keyed-free SHA-256 digest for details: recognisable, not readable (salt it with the tenant). */
-export function digest(tenantId: string, value: string): string {
-  return createHash('sha256').update(`ringvakt-audit-digest\0${tenantId}\0${value}`).digest('hex');
-}
 
 /** Sorted-key JSON of flat details: one byte string per set of values, whatever the key order. */
 function canonicalDetails(details: Record<string, unknown>): string {

@@ -139,25 +139,9 @@ export function verifyConsistency(oldSize: number, newSize: number, oldRoot: Has
 }
 
 /**
- * Builds every perfect subtree hash over a list of leaf hashes, level by level — what the sealer
- * stores and what `audit verify` recomputes. Returns levels[l][i].
- */
-export function perfectSubtrees(leaves: Hash[]): Hash[][] {
-  const levels: Hash[][] = [leaves];
-  let below = leaves;
-  while (below.length > 1) {
-    const above: Hash[] = [];
-    for (let index = 0; index + 1 < below.length; index += 2) above.push(nodeHash(below[index] as Hash, below[index + 1] as Hash));
-    levels.push(above);
-    below = above;
-  }
-  return levels;
-}
-
-/**
- * The same levels, packed: level l is one Buffer of 32-byte hashes. For a whole ledger (millions
- * of leaves) this keeps three objects per level instead of millions of small long-lived Buffers,
- * which is what made recomputation slow (garbage collection).
+ * Every perfect subtree hash over `count` leaf hashes, level by level — what the sealer stores and
+ * what `audit verify` recomputes. Level l is one Buffer of 32-byte hashes: for a ledger of
+ * millions of leaves that is a few objects instead of millions of small long-lived Buffers.
  */
 export type PackedLevels = Buffer[];
 
@@ -191,15 +175,6 @@ export function packedHash(levels: PackedLevels, level: number, index: number): 
 export function packedSource(levels: PackedLevels): SubtreeSource {
   return (level, index) => {
     const hash = packedHash(levels, level, index);
-    if (!hash) throw new RangeError(`no perfect subtree at level ${level}, index ${index}`);
-    return hash;
-  };
-}
-
-/** A SubtreeSource over in-memory levels from `perfectSubtrees`. */
-export function memorySource(levels: Hash[][]): SubtreeSource {
-  return (level, index) => {
-    const hash = levels[level]?.[index];
     if (!hash) throw new RangeError(`no perfect subtree at level ${level}, index ${index}`);
     return hash;
   };
