@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalEvent, recordAuditEvent } from '../src/audit/audit-event.ts';
 import { checkWitnessSignatures, readWitness } from '../src/audit/witness.ts';
 import { inclusionProof, leafHash, packedSource, packedSubtrees, rootFromInclusionProof, treeHash } from '../src/audit/merkle.ts';
-import { databaseSource, sealTenantLedger, withPrefetchedSubtrees } from '../src/audit/seal-audit-log.ts';
+import { databaseSource, sealTenantLedger, startAuditSealer, withPrefetchedSubtrees } from '../src/audit/seal-audit-log.ts';
+import { createLogger } from '../src/logger.ts';
 import { checkpointMessage, loadSigningKey, publicKeys, type SigningKey } from '../src/audit/signing-key.ts';
 import { verifyTenantLedger } from '../src/audit/verify-audit-log.ts';
 import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
@@ -205,5 +206,23 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     // …the witness, kept outside, is not fooled.
     const verdict = await inTenant(tenant, async (trx) => verifyTenantLedger(trx, await publicKeys(db.handles.systemDb), witness));
     expect(verdict).toEqual({ ok: false, problem: `the witness's checkpoint of size ${hashes.length} does not match the events: history was rewritten` });
+  });
+
+  it('the background sealer seals exactly the tenants that have new events', async () => {
+    const busy = await seedTenant(db.handles, 'audit-sealer-busy');
+    const quiet = await seedTenant(db.handles, 'audit-sealer-quiet');
+    await inTenant(quiet, (trx) => sealTenantLedger(trx, key));
+    await append(busy, 4);
+    expect(await db.handles.systemDb.tenantsWithUnsealedAuditEvents()).toContain(busy.tenantId);
+    expect(await db.handles.systemDb.tenantsWithUnsealedAuditEvents()).not.toContain(quiet.tenantId);
+    const sealer = startAuditSealer({ systemDb: db.handles.systemDb, signingKey: key, logger: createLogger('silent'), intervalMs: 60_000 });
+    try {
+      await sealer.runOnce();
+    } finally {
+      await sealer.stop();
+    }
+    expect(await db.handles.systemDb.tenantsWithUnsealedAuditEvents()).not.toContain(busy.tenantId);
+    expect(await verify(busy)).toEqual({ ok: true, events: 6, sealed: 6, checkpoints: 1 });
+    expect(await verify(quiet)).toEqual({ ok: true, events: 2, sealed: 2, checkpoints: 1 });
   });
 });

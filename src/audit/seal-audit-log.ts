@@ -144,14 +144,14 @@ export function startAuditSealer(options: {
 }): { stop(): Promise<void>; runOnce(): Promise<void> } {
   let running: Promise<void> | undefined;
   const runOnce = async () => {
-    for (const tenant of await options.systemDb.listTenants()) {
+    for (const tenantId of await options.systemDb.tenantsWithUnsealedAuditEvents()) {
       // One tenant's failure must not stop the others' sealing.
       try {
-        await options.systemDb.inTenant(tenant.id).transaction((trx) =>
+        await options.systemDb.inTenant(tenantId).transaction((trx) =>
           sealTenantLedger(trx, options.signingKey, options.witnessFile ? { witnessFile: options.witnessFile } : {}),
         );
       } catch (error) {
-        options.logger.error({ err: error, tenant: tenant.slug }, 'audit sealing failed for a tenant');
+        options.logger.error({ err: error, tenant: tenantId }, 'audit sealing failed for a tenant');
       }
     }
   };

@@ -21,6 +21,8 @@ export type SystemDb = {
   /** The stored check value of a root key version (see src/crypto/root-key-check.ts). */
   rootKeyCheck(keyId: string): Promise<Buffer | undefined>;
   saveRootKeyCheck(keyId: string, checkValue: Buffer): Promise<void>;
+  /** Tenants with audit events not yet sealed. */
+  tenantsWithUnsealedAuditEvents(): Promise<string[]>;
   /** Root key versions that wrap some tenant's keys. */
   rootKeyIdsInUse(): Promise<string[]>;
   /** Audit signing keys (deployment-wide, no tenant data): newest first. */
@@ -65,6 +67,10 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
     },
     async saveRootKeyCheck(keyId, checkValue) {
       await sql`INSERT INTO root_key_checks (key_id, check_value) VALUES (${keyId}, ${checkValue}) ON CONFLICT (key_id) DO NOTHING`.execute(db);
+    },
+    async tenantsWithUnsealedAuditEvents() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_unsealed_audit_events()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
     },
     async rootKeyIdsInUse() {
       const result = await sql<{ key_id: string }>`SELECT key_id FROM root_key_ids_in_use()`.execute(db);
