@@ -142,6 +142,15 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
       expect(response.headers['x-content-type-options']).toBe('nosniff');
       expect(response.headers['referrer-policy']).toBe('no-referrer');
       expect(response.headers['strict-transport-security']).toBeUndefined();
+      expect(response.headers['x-frame-options']).toBe('DENY');
+      expect(response.headers['cache-control']).toBe('no-store');
+      // Also on answers the router gives before any route runs, and on a 404.
+      for (const url of ['/api/v1/users/%E0%A4%A', '/no/such/place']) {
+        const early = await app.inject({ url });
+        expect(early.statusCode).toBeGreaterThanOrEqual(400);
+        expect(String(early.headers['content-security-policy'])).toContain("frame-ancestors 'none'");
+        expect(early.headers['x-content-type-options']).toBe('nosniff');
+      }
     });
 
     it('serves OpenAPI 3.1 with the API routes and a browsable page', async () => {

@@ -41,4 +41,42 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
     const rows = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('users').select('id').execute());
     expect(rows.length).toBeGreaterThan(0);
   });
+
+  it('scopes every query of a read to its tenant and to read-only, and leaves nothing on the pooled connection', async () => {
+    const other = await seedTenant(db.handles, 'driver-other');
+    const handle = db.handles.forTenant(tenant.tenantId);
+    // Several queries in one read, some in parallel: each sees the tenant and only its rows.
+    const seen = await handle.read(async (trx) => {
+      const first = await sql<{ t: string }>`SELECT current_setting('app.tenant_id', true) AS t`.execute(trx);
+      const [users, again] = await Promise.all([
+        trx.selectFrom('users').select('tenant_id').execute(),
+        sql<{ ro: string }>`SELECT current_setting('transaction_read_only') AS ro`.execute(trx),
+      ]);
+      return { first: first.rows[0]!.t, tenants: new Set(users.map((user) => user.tenant_id)), readOnly: again.rows[0]!.ro };
+    });
+    expect(seen).toEqual({ first: tenant.tenantId, tenants: new Set([tenant.tenantId]), readOnly: 'on' });
+    // A write later in a read is refused like the first.
+    await expect(
+      handle.read(async (trx) => {
+        await trx.selectFrom('users').select('id').execute();
+        await trx.deleteFrom('users').execute();
+      }),
+    ).rejects.toThrow(/read-only transaction/);
+    // Every pooled connection, used by reads of two tenants, is clean afterwards: no tenant, writable.
+    const reads = Array.from({ length: 30 }, (_, index) =>
+      db.handles.forTenant(index % 2 ? other.tenantId : tenant.tenantId).read((trx) => trx.selectFrom('users').select('id').execute()),
+    );
+    await Promise.all(reads);
+    const probes = await Promise.all(
+      Array.from({ length: 30 }, () =>
+        db.handles.pool
+          .query<{ t: string | null; ro: string; pid: number }>(
+            `SELECT current_setting('app.tenant_id', true) AS t, current_setting('transaction_read_only') AS ro, pg_backend_pid() AS pid`,
+          )
+          .then((result) => result.rows[0]!),
+      ),
+    );
+    expect(new Set(probes.map((probe) => probe.pid)).size).toBeGreaterThan(1);
+    for (const probe of probes) expect([probe.t ?? '', probe.ro]).toEqual(['', 'off']);
+  });
 });

@@ -15,18 +15,24 @@ import {
   type TransactionSettings,
 } from 'kysely';
 import type { Writable } from 'node:stream';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Logger } from '../logger.ts';
 
 /**
- * Kysely's PostgreSQL driver, reduced to what Ringvakt uses, with one change that matters for
- * speed: a transaction's opening statements — BEGIN and the transaction-local tenant setting —
- * are sent without waiting for their answers. With pg's pipeline mode they leave in the same write
- * as the transaction's first query, so a tenant-scoped read costs one round trip instead of three.
+ * Kysely's PostgreSQL driver, reduced to what Ringvakt uses, built around one fact of this
+ * workload: a round trip and a socket write cost more than the small queries themselves. So the
+ * statements that scope a transaction never travel alone; they ride in the same protocol batch
+ * (one write, one Sync, one answer) as the first query of the work.
  *
- * Order is still guaranteed: pg sends a connection's queries in the order they were queued, and
- * both opening statements are queued before the work's first query exists. If either fails, the
- * transaction is aborted, the work's queries fail, and commit reports the first failure.
+ * - **Reads** (`read only`, default isolation) have no BEGIN and no COMMIT at all. Every query is
+ *   sent as its own batch `set_config('app.tenant_id', $tenant, true),
+ *   set_config('transaction_read_only', 'on', true); <query>; Sync`. PostgreSQL runs a batch up to
+ *   its Sync as one implicit transaction, so the tenant and the read-only mode hold for exactly
+ *   that query and end with it. Under READ COMMITTED every statement takes a fresh snapshot
+ *   anyway, so a read of several queries sees what it would have seen inside BEGIN … COMMIT.
+ *   If the setting fails, PostgreSQL skips the query: it never runs without its tenant.
+ * - **Writes and snapshots** open with `BEGIN [ISOLATION …] [READ ONLY]` and the tenant setting,
+ *   sent in the same batch as the first query; later queries and COMMIT follow as usual.
  *
  * The tenant comes from `tenantScope`, which only the tenant handle (tenant-db.ts) enters.
  */
@@ -52,9 +58,77 @@ export class TransactionRolledBackError extends Error {
   }
 }
 
+type Statement = { text: string; values: unknown[] };
+
+/** The parts of pg's protocol connection that a batch writes to (pg-protocol's message writers). */
+type ProtocolConnection = {
+  stream: Writable;
+  parse(message: { text: string; name: string; types: number[] }): void;
+  bind(message: { portal: string; statement: string; values: unknown[] }): void;
+  describe(message: { type: 'P'; name: string }): void;
+  execute(message: { portal: string; rows: number }): void;
+};
+
+type QueryInternals = { prepare(connection: ProtocolConnection): void };
+
+/**
+ * One query preceded by scoping statements, all in one extended-protocol batch closed by a single
+ * Sync. pg's own Query writes the query and the Sync and parses every answer (each statement's
+ * result arrives in order; the query's is the last), so this only writes the prefix in front.
+ * An error in any statement makes PostgreSQL skip the rest of the batch.
+ */
+class ScopedQuery extends pg.Query {
+  constructor(
+    private readonly prefix: Statement[],
+    text: string,
+    values: unknown[],
+    callback: (error: Error | undefined, result: unknown) => void,
+  ) {
+    super({ text, values, queryMode: 'extended', callback } as pg.QueryConfig);
+  }
+
+  override submit = (connection: unknown): Error | null => {
+    const protocol = connection as ProtocolConnection;
+    protocol.stream.cork();
+    try {
+      for (const statement of this.prefix) {
+        protocol.parse({ text: statement.text, name: '', types: [] });
+        protocol.bind({ portal: '', statement: '', values: statement.values });
+        protocol.describe({ type: 'P', name: '' });
+        protocol.execute({ portal: '', rows: 0 });
+      }
+      (this as unknown as QueryInternals).prepare(protocol);
+    } finally {
+      protocol.stream.uncork();
+    }
+    return null;
+  };
+}
+
+function scopedQuery(client: pg.PoolClient, prefix: Statement[], text: string, values: unknown[]): Promise<pg.QueryResult> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    void client.query(
+      new ScopedQuery(prefix, text, values, (error, results) => {
+        if (settled) return;
+        settled = true;
+        if (error) return reject(error);
+        // One result per statement of the batch; the query's own comes last.
+        const all = results as pg.QueryResult | pg.QueryResult[];
+        resolve(Array.isArray(all) ? all[all.length - 1]! : all);
+      }) as unknown as pg.QueryConfig,
+    );
+  });
+}
+
+/** How the queries of the current checkout are scoped (see the comment at the top). */
+type Mode =
+  | { kind: 'plain' }
+  | { kind: 'statements'; prefix: Statement[] }
+  | { kind: 'transaction'; opening: Statement[] | undefined; readOnly: boolean };
+
 class PipelinedConnection implements DatabaseConnection {
-  opening: Promise<unknown>[] = [];
-  readOnly = false;
+  mode: Mode = { kind: 'plain' };
   afterCommit: (() => void)[] = [];
   /** Set when the connection failed; it is then destroyed on release, never pooled again. */
   broken = false;
@@ -74,7 +148,18 @@ class PipelinedConnection implements DatabaseConnection {
   }
 
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
-    const result = await this.client.query(compiledQuery.sql, [...compiledQuery.parameters]);
+    const values = [...compiledQuery.parameters];
+    let result: pg.QueryResult;
+    const mode = this.mode;
+    if (mode.kind === 'statements') {
+      result = await scopedQuery(this.client, mode.prefix, compiledQuery.sql, values);
+    } else if (mode.kind === 'transaction' && mode.opening) {
+      const opening = mode.opening;
+      mode.opening = undefined;
+      result = await scopedQuery(this.client, opening, compiledQuery.sql, values);
+    } else {
+      result = await this.client.query(compiledQuery.sql, values);
+    }
     const { command, rowCount } = result;
     return {
       rows: (result.rows ?? []) as R[],
@@ -87,14 +172,6 @@ class PipelinedConnection implements DatabaseConnection {
   // eslint-disable-next-line require-yield
   async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
     throw new Error('Streaming queries are not supported on the pipelined pool');
-  }
-
-  /** Waits for BEGIN and the tenant setting; throws the first failure. */
-  async openingSettled(): Promise<void> {
-    const outcomes = await Promise.allSettled(this.opening);
-    this.opening = [];
-    const failed = outcomes.find((outcome) => outcome.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 }
 
@@ -112,41 +189,47 @@ class TenantAwareDriver implements Driver {
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
     const pipelined = connection as PipelinedConnection;
-    // Hold the socket's writes until the work's first query is queued too, so the three leave in
-    // one system call: on a loaded host, writes to the database socket cost more than the queries.
-    const socket = (pipelined.client as unknown as { connection?: { stream?: Writable } }).connection?.stream;
-    if (socket && typeof socket.cork === 'function') {
-      socket.cork();
-      setImmediate(() => socket.uncork());
-    }
     const scope = tenantScope.getStore();
     const tenantId = scope?.tenantId;
     pipelined.afterCommit = scope?.afterCommit ?? [];
-    pipelined.readOnly = settings.accessMode === 'read only';
-    const isolation = settings.isolationLevel ? ` ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '';
-    const opening = [pipelined.client.query(`BEGIN${isolation}${pipelined.readOnly ? ' READ ONLY' : ''}`)];
-    if (tenantId !== undefined) {
-      // is_local = true: the setting ends with the transaction, so a pooled connection never
-      // carries one tenant's context into the next request.
-      opening.push(pipelined.client.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenantId]));
+    const readOnly = settings.accessMode === 'read only';
+    // is_local = true: a setting ends with its transaction, so a pooled connection never carries
+    // one tenant's context into the next request.
+    if (readOnly && settings.isolationLevel === undefined) {
+      pipelined.mode = {
+        kind: 'statements',
+        prefix: [
+          tenantId === undefined
+            ? { text: `SELECT set_config('transaction_read_only', 'on', true)`, values: [] }
+            : { text: `SELECT set_config('app.tenant_id', $1, true), set_config('transaction_read_only', 'on', true)`, values: [tenantId] },
+        ],
+      };
+      return;
     }
-    // Failures surface through the work's own queries and again at commit; never as unhandled.
-    for (const statement of opening) statement.catch(() => undefined);
-    pipelined.opening = opening;
+    const isolation = settings.isolationLevel ? ` ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '';
+    const opening: Statement[] = [{ text: `BEGIN${isolation}${readOnly ? ' READ ONLY' : ''}`, values: [] }];
+    if (tenantId !== undefined) opening.push({ text: `SELECT set_config('app.tenant_id', $1, true)`, values: [tenantId] });
+    pipelined.mode = { kind: 'transaction', opening, readOnly };
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
     const pipelined = connection as PipelinedConnection;
-    await pipelined.openingSettled();
-    // PostgreSQL answers COMMIT with ROLLBACK when a statement of the transaction failed (and the
-    // caller carried on): that is a failed transaction, never a success.
+    const mode = pipelined.mode;
+    pipelined.mode = { kind: 'plain' };
     const afterCommit = pipelined.afterCommit;
     pipelined.afterCommit = [];
+    // Reads ended with each query's Sync; a transaction that ran no query never began.
+    if (mode.kind !== 'transaction' || mode.opening) {
+      for (const action of afterCommit) action();
+      return;
+    }
+    // PostgreSQL answers COMMIT with ROLLBACK when a statement of the transaction failed (and the
+    // caller carried on): that is a failed transaction, never a success.
     const commit = pipelined.client.query('COMMIT').then((result) => {
       if (result.command === 'ROLLBACK') throw new TransactionRolledBackError();
       for (const action of afterCommit) action();
     });
-    if (pipelined.readOnly) {
+    if (mode.readOnly) {
       // A read-only transaction has nothing to make durable: the answer may go out while COMMIT
       // is still on the wire. The next user of this connection queues behind it.
       commit.catch((error: unknown) => this.logger.warn({ err: error }, 'read-only transaction did not commit'));
@@ -157,8 +240,10 @@ class TenantAwareDriver implements Driver {
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     const pipelined = connection as PipelinedConnection;
+    const mode = pipelined.mode;
+    pipelined.mode = { kind: 'plain' };
     pipelined.afterCommit = [];
-    await pipelined.openingSettled().catch(() => undefined);
+    if (mode.kind !== 'transaction' || mode.opening) return;
     try {
       await pipelined.client.query('ROLLBACK');
     } catch (error) {

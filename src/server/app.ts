@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Server as HttpsServer } from 'node:https';
-import Fastify, { type FastifyHttpsOptions, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyHttpsOptions, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import secureJson from 'secure-json-parse';
 import type { Config } from '../config.ts';
@@ -18,6 +17,7 @@ import { accessControlPlugin } from './access-control.ts';
 import { createCredentialCache } from '../modules/api-tokens/credential-cache.ts';
 import { AppError, errorCatalogue, handleError, PROBLEM_CONTENT_TYPE, problemBody, sendProblem } from './errors.ts';
 import { healthRoutes } from './health.routes.ts';
+import { securityHeaders } from './security-headers.ts';
 import { createMetrics } from './metrics.ts';
 import type { App } from './types.ts';
 
@@ -58,6 +58,11 @@ function rejectLoneSurrogates(key: string, value: unknown): unknown {
 /** Builds the HTTP application. Every route declares its access and its zod schemas. */
 export async function buildApp(deps: AppDependencies): Promise<App> {
   const { config, database } = deps;
+  const headers = securityHeaders({ tls: Boolean(config.tls) });
+  const headerNames = Object.keys(headers);
+  const applySecurityHeaders = (reply: FastifyReply) => {
+    for (const name of headerNames) reply.header(name, headers[name]);
+  };
   const options: FastifyServerOptions = {
     loggerInstance: deps.logger,
     bodyLimit: config.bodyLimitBytes,
@@ -71,6 +76,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     clientErrorHandler: answerClientError,
     // Errors the router raises before any hook runs (bad percent-encoding, bad content types).
     frameworkErrors: (error, request, reply) => {
+      applySecurityHeaders(reply);
       handleError(error, request, reply);
     },
     genReqId: (request) => {
@@ -115,6 +121,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   });
 
   app.addHook('onRequest', async (request, reply) => {
+    applySecurityHeaders(reply);
     reply.header('x-request-id', request.id);
     if (request.url.length > MAX_URL_LENGTH) throw new AppError('uri_too_long');
     // A percent-encoded path that is not valid UTF-8 cannot name any resource of ours.
@@ -133,29 +140,6 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     if (request.url.includes('?') && !schema.querystring) {
       throw new AppError('validation_failed', 'This request takes no query parameters.');
     }
-  });
-
-  await app.register(helmet, {
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        styleSrc: ["'self'"],
-        imgSrc: ["'self'", 'data:'],
-        connectSrc: ["'self'"],
-        fontSrc: ["'self'"],
-        objectSrc: ["'none'"],
-        baseUri: ["'none'"],
-        formAction: ["'self'"],
-        frameAncestors: ["'none'"],
-        ...(config.tls ? { upgradeInsecureRequests: [] } : {}),
-      },
-    },
-    // HSTS only means something over TLS; sent on plain HTTP it would be ignored or mislead.
-    strictTransportSecurity: config.tls ? { maxAge: 31_536_000, includeSubDomains: true } : false,
-    referrerPolicy: { policy: 'no-referrer' },
-    crossOriginEmbedderPolicy: false,
   });
 
   const metrics = createMetrics(database.pool);
