@@ -115,7 +115,7 @@ function scopedQuery(client: pg.PoolClient, prefix: Statement[], text: string, v
         if (error) return reject(error);
         // One result per statement of the batch; the query's own comes last.
         const all = results as pg.QueryResult | pg.QueryResult[];
-        resolve(Array.isArray(all) ? all[all.length - 1]! : all);
+        resolve(Array.isArray(all) ? (all.at(-1) as pg.QueryResult) : all);
       }) as unknown as pg.QueryConfig,
     );
   });
