@@ -40,6 +40,16 @@ describe('configuration', () => {
     expect(loadConfig({ RINGVAKT_TLS_CERT_FILE: '/c.pem', RINGVAKT_TLS_KEY_FILE: '/k.pem', RINGVAKT_PORT: '8443' }).publicUrl).toBe('https://127.0.0.1:8443');
   });
 
+  it('checks the audit witness settings, never echoing the webhook or its token', () => {
+    expect(problemsOf({ RINGVAKT_AUDIT_WITNESS_SYSLOG: 'syslog.example:514' })[0]).toMatch(/^RINGVAKT_AUDIT_WITNESS_SYSLOG .* udp:\/\/host:port or tcp:\/\/host:port/);
+    const webhook = problemsOf({ RINGVAKT_AUDIT_WITNESS_WEBHOOK: 'ftp://hooks.example/s3cret', RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN: 'short' });
+    expect(webhook).toHaveLength(2);
+    expect(webhook.join('\n')).not.toMatch(/s3cret|short"/);
+    expect(problemsOf({ RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN: 'x'.repeat(30) })).toEqual(['RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN needs RINGVAKT_AUDIT_WITNESS_WEBHOOK']);
+    const config = loadConfig({ RINGVAKT_AUDIT_WITNESS_SYSLOG: 'tcp://[::1]:6514', RINGVAKT_AUDIT_WITNESS_WEBHOOK: 'https://hooks.example/a' });
+    expect(config.auditWitnesses).toEqual({ file: undefined, syslog: 'tcp://[::1]:6514', webhook: { url: 'https://hooks.example/a', token: undefined } });
+  });
+
   it('reads a JSON file, lets the environment win, and rejects keys it does not know', () => {
     const folder = mkdtempSync(path.join(os.tmpdir(), 'rv-config-'));
     const file = path.join(folder, 'ringvakt.json');

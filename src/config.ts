@@ -78,6 +78,23 @@ const settings = {
     key: 'auditWitnessFile',
     describe: 'a file path to append signed audit checkpoints to (an outside witness)',
   },
+  auditWitnessSyslog: {
+    env: 'RINGVAKT_AUDIT_WITNESS_SYSLOG',
+    key: 'auditWitnessSyslog',
+    describe: 'udp://host:port or tcp://host:port of a syslog receiver for signed audit checkpoints (RFC 5424)',
+  },
+  auditWitnessWebhook: {
+    env: 'RINGVAKT_AUDIT_WITNESS_WEBHOOK',
+    key: 'auditWitnessWebhook',
+    secret: true,
+    describe: 'an http(s) URL that receives each signed audit checkpoint as a JSON POST',
+  },
+  auditWitnessWebhookToken: {
+    env: 'RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN',
+    key: 'auditWitnessWebhookToken',
+    secret: true,
+    describe: 'a bearer token of at least 24 characters sent to the checkpoint webhook',
+  },
   shutdownTimeoutMs: {
     env: 'RINGVAKT_SHUTDOWN_TIMEOUT_MS',
     key: 'shutdownTimeoutMs',
@@ -134,6 +151,15 @@ const schemas = {
   shutdownTimeoutMs: integerText(100, 600_000),
   keyProvider: z.enum(['local', 'env', 'vault-transit']),
   auditWitnessFile: z.string().min(1).max(4096).optional(),
+  auditWitnessSyslog: z
+    .string()
+    .refine((value) => /^(udp|tcp):\/\/[^/?#@]+:\d{1,5}\/?$/.test(value) && URL.canParse(value))
+    .optional(),
+  auditWitnessWebhook: z
+    .string()
+    .refine((value) => /^https?:\/\//.test(value) && URL.canParse(value))
+    .optional(),
+  auditWitnessWebhookToken: z.string().min(24).max(500).optional(),
   metricsToken: z.string().min(24).max(500).optional(),
   rootKey: z.string().min(1).max(200).optional(),
   rootKeyPrevious: z.string().min(1).max(2000).optional(),
@@ -170,7 +196,11 @@ export type Config = {
   bodyLimitBytes: number;
   poolMax: number;
   shutdownTimeoutMs: number;
-  auditWitnessFile: string | undefined;
+  auditWitnesses: {
+    file: string | undefined;
+    syslog: string | undefined;
+    webhook: { url: string; token: string | undefined } | undefined;
+  };
   metricsToken: string | undefined;
   keys:
     | { provider: 'local' }
@@ -245,6 +275,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (values.keyProvider === 'env' && !values.rootKey) {
     problems.push('RINGVAKT_KEY_PROVIDER=env needs RINGVAKT_ROOT_KEY (base64 of 32 random bytes)');
   }
+  if (values.auditWitnessWebhookToken !== undefined && values.auditWitnessWebhook === undefined) {
+    problems.push('RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN needs RINGVAKT_AUDIT_WITNESS_WEBHOOK');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const keys: Config['keys'] =
@@ -281,7 +314,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: values.bodyLimitBytes as number,
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
-    auditWitnessFile: values.auditWitnessFile ? path.resolve(values.auditWitnessFile as string) : undefined,
+    auditWitnesses: {
+      file: values.auditWitnessFile ? path.resolve(values.auditWitnessFile as string) : undefined,
+      syslog: values.auditWitnessSyslog as string | undefined,
+      webhook: values.auditWitnessWebhook
+        ? { url: values.auditWitnessWebhook as string, token: values.auditWitnessWebhookToken as string | undefined }
+        : undefined,
+    },
     metricsToken: values.metricsToken as string | undefined,
     keys,
   };

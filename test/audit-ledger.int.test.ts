@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalEvent, recordAuditEvent } from '../src/audit/audit-event.ts';
 import { checkWitnessSignatures, readWitness } from '../src/audit/witness.ts';
+import { fileWitness } from '../src/audit/checkpoint-publishers.ts';
 import { inclusionProof, leafHash, packedSource, packedSubtrees, rootFromInclusionProof, treeHash } from '../src/audit/merkle.ts';
 import { databaseSource, sealTenantLedger, startAuditSealer, withPrefetchedSubtrees } from '../src/audit/seal-audit-log.ts';
 import { createLogger } from '../src/logger.ts';
@@ -168,7 +169,7 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     const tenant = await seedTenant(db.handles, 'audit-witness');
     const witnessFile = path.join(folder, 'witness.jsonl');
     await append(tenant, 6);
-    await inTenant(tenant, (trx) => sealTenantLedger(trx, key, { witnessFile }));
+    await inTenant(tenant, (trx) => sealTenantLedger(trx, key, { publishers: [fileWitness(witnessFile, createLogger('silent'))] }));
     const witness = readWitness(witnessFile).filter((entry) => entry.tenantId === tenant.tenantId);
     expect(witness).toHaveLength(1);
     expect(checkWitnessSignatures(witness)).toBeUndefined();

@@ -75,10 +75,19 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     const verify = ringvakt(['audit', 'verify', '--tenant', 'cli-co'], env);
     expect(verify.stdout).toBe('ok    cli-co: 0 sealed events (2 awaiting sealing), 0 signed checkpoints\n');
     expect(verify.code).toBe(0);
+    const sealed = ringvakt(['audit', 'seal', '--tenant', 'cli-co'], env);
+    expect(sealed.stdout).toBe('cli-co: 2 events sealed, tree size 2\n');
+    expect(sealed.code).toBe(0);
     const exported = ringvakt(['audit', 'export', '--tenant', 'cli-co'], env);
     const actions = exported.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { action: string }).action);
-    expect(actions).toEqual(['tenant.create', 'user.create', 'audit.export']);
+    expect(actions).toEqual(['tenant.create', 'user.create']);
     expect(exported.stdout).not.toContain('boss@cli.example');
+    const resumed = ringvakt(['audit', 'export', '--tenant', 'cli-co', '--after-leaf', '0'], env);
+    expect(resumed.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { leafIndex: number }).leafIndex)).toEqual([1]);
+    const recorded = await adminQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'audit.export'`, [], name);
+    expect(recorded.rows[0]!.n).toBe(2);
+    const verifiedAgain = ringvakt(['audit', 'verify', '--tenant', 'cli-co'], env);
+    expect(verifiedAgain.stdout).toBe('ok    cli-co: 2 sealed events (2 awaiting sealing), 1 signed checkpoints\n');
 
     const doctor = ringvakt(['doctor'], env);
     expect(doctor.stdout).toMatch(/ok {4}runtime role rights: .* owns nothing and cannot bypass row-level security/);

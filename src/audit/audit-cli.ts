@@ -1,10 +1,14 @@
+import { once } from 'node:events';
 import type { Command } from 'commander';
 import { requireTenantId, withCliDatabase } from '../cli-support.ts';
 import { AppError } from '../server/errors.ts';
 import { recordAuditEvent } from './audit-event.ts';
-import { consistencyProof, inclusionProof } from './merkle.ts';
-import { databaseSource, sealedTreeSize, withPrefetchedSubtrees } from './seal-audit-log.ts';
-import { publicKeys } from './signing-key.ts';
+import { exportSealedEvents, proveConsistency, proveInclusion } from './audit-reader.ts';
+import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provider.ts';
+import { verifyRootKey } from '../crypto/root-key-check.ts';
+import { createCheckpointPublishers } from './checkpoint-publishers.ts';
+import { sealTenantLedger } from './seal-audit-log.ts';
+import { loadSigningKey, publicKeys } from './signing-key.ts';
 import { verifyTenantLedger } from './verify-audit-log.ts';
 import { checkWitnessSignatures, readWitness } from './witness.ts';
 
@@ -42,49 +46,25 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     });
 
   audit
-    .command('export')
-    .description('write events as JSON lines (for a SIEM); the export itself is audited')
-    .requiredOption('--tenant <slug>', 'the tenant', slug)
-    .option('--since <time>', 'ISO 8601 time; events at or after it', (value) => {
-      if (Number.isNaN(Date.parse(value))) throw new Error('--since must be an ISO 8601 time');
-      return new Date(value);
-    })
-    .action(async (options: { tenant: string; since?: Date }) => {
-      await withCliDatabase(async (database) => {
-        const tenantId = await requireTenantId(database, options.tenant);
-        await database.forTenant(tenantId).transaction(async (trx) => {
-          await recordAuditEvent(trx, {
-            action: 'audit.export',
-            outcome: 'success',
-            actor: { type: 'operator' },
-            details: { since: options.since?.toISOString() ?? null },
-          });
-          let after = '0';
-          for (;;) {
-            let query = trx.selectFrom('audit_events').selectAll().where('id', '>', after).orderBy('id').limit(5_000);
-            if (options.since) query = query.where('occurred_at', '>=', options.since);
-            const rows = await query.execute();
-            for (const row of rows) {
-              process.stdout.write(
-                JSON.stringify({
-                  id: row.id,
-                  leafIndex: row.leaf_index,
-                  occurredAt: row.occurred_at.toISOString(),
-                  actor: { type: row.actor_type, id: row.actor_id },
-                  action: row.action,
-                  target: row.target_type ? { type: row.target_type, id: row.target_id } : null,
-                  outcome: row.outcome,
-                  sourceIp: row.source_ip,
-                  requestId: row.request_id,
-                  details: row.details,
-                  leafHash: row.leaf_hash.toString('hex'),
-                }) + '\n',
-              );
-            }
-            if (rows.length < 5_000) break;
-            after = rows.at(-1)?.id ?? after;
-          }
-        });
+    .command('seal')
+    .description('seal events awaiting sealing now and sign new checkpoints (a running server does this every few seconds)')
+    .option('--tenant <slug>', 'only this tenant', slug)
+    .action(async (options: { tenant?: string }) => {
+      await withCliDatabase(async (database, { config, logger }) => {
+        const rootKeys = await createRootKeyProvider(config);
+        await verifyRootKey(database.systemDb, rootKeys);
+        const signingKey = await loadSigningKey(database.systemDb, rootKeys);
+        const publishers = createCheckpointPublishers(config.auditWitnesses, logger);
+        const tenants = options.tenant
+          ? [{ id: await requireTenantId(database, options.tenant), slug: options.tenant }]
+          : await database.systemDb.listTenants();
+        for (const tenant of tenants) {
+          const result = await database.systemDb.inTenant(tenant.id).transaction((trx) => sealTenantLedger(trx, signingKey, { publishers }));
+          process.stdout.write(
+            result ? `${tenant.slug}: ${result.sealed} events sealed, tree size ${result.treeSize}\n` : `${tenant.slug}: another sealer holds the lock; skipped\n`,
+          );
+        }
+        await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
       });
     });
 
@@ -92,6 +72,33 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     if (!/^\d{1,15}$/.test(value)) throw new Error('expected a non-negative integer');
     return Number(value);
   };
+
+  audit
+    .command('export')
+    .description('write sealed events as JSON lines, in leaf order (for a SIEM); the export itself is audited')
+    .requiredOption('--tenant <slug>', 'the tenant', slug)
+    .option('--since <time>', 'ISO 8601 time; events at or after it', (value) => {
+      if (Number.isNaN(Date.parse(value))) throw new Error('--since must be an ISO 8601 time');
+      return new Date(value);
+    })
+    .option('--after-leaf <index>', 'only events after this leaf index (the last one a previous export gave)', integer)
+    .action(async (options: { tenant: string; since?: Date; afterLeaf?: number }) => {
+      await withCliDatabase(async (database) => {
+        const tenantId = await requireTenantId(database, options.tenant);
+        const tenantDb = database.forTenant(tenantId);
+        await tenantDb.transaction((trx) =>
+          recordAuditEvent(trx, {
+            action: 'audit.export',
+            outcome: 'success',
+            actor: { type: 'operator' },
+            details: { since: options.since?.toISOString() ?? null, afterLeaf: options.afterLeaf ?? null, channel: 'cli' },
+          }),
+        );
+        for await (const event of exportSealedEvents(tenantDb, { since: options.since, afterLeaf: options.afterLeaf })) {
+          if (!process.stdout.write(JSON.stringify(event) + '\n')) await once(process.stdout, 'drain');
+        }
+      });
+    });
 
   audit
     .command('proof')
@@ -102,13 +109,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     .action(async (options: { tenant: string; leaf: number; size?: number }) => {
       await withCliDatabase(async (database) => {
         const tenantId = await requireTenantId(database, options.tenant);
-        const result = await database.forTenant(tenantId).read(async (trx) => {
-          const size = options.size ?? (await sealedTreeSize(trx));
-          if (!(options.leaf < size) || size > (await sealedTreeSize(trx))) throw new AppError('bad_request', 'That leaf is not in a tree of that size.');
-          const proof = await withPrefetchedSubtrees(trx, (source) => inclusionProof(source, options.leaf, size));
-          const leafHash = await databaseSource(trx)(0, options.leaf);
-          return { leafIndex: options.leaf, treeSize: size, leafHash: leafHash.toString('hex'), proof: proof.map((hash) => hash.toString('hex')) };
-        });
+        const result = await database.forTenant(tenantId).read((trx) => proveInclusion(trx, options.leaf, options.size));
         process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       });
     });
@@ -122,13 +123,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     .action(async (options: { tenant: string; from: number; to: number }) => {
       await withCliDatabase(async (database) => {
         const tenantId = await requireTenantId(database, options.tenant);
-        const result = await database.forTenant(tenantId).read(async (trx) => {
-          if (!(options.from > 0 && options.from <= options.to && options.to <= (await sealedTreeSize(trx)))) {
-            throw new AppError('bad_request', 'Sizes must satisfy 0 < from ≤ to ≤ the sealed tree size.');
-          }
-          const proof = await withPrefetchedSubtrees(trx, (source) => consistencyProof(source, options.from, options.to));
-          return { from: options.from, to: options.to, proof: proof.map((hash) => hash.toString('hex')) };
-        });
+        const result = await database.forTenant(tenantId).read((trx) => proveConsistency(trx, options.from, options.to));
         process.stdout.write(JSON.stringify(result, null, 2) + '\n');
       });
     });

@@ -4,8 +4,8 @@ import type { SystemDb } from '../db/system-db.ts';
 import type { Logger } from '../logger.ts';
 import { nodeHash, treeHash, type Hash, type SubtreeSource } from './merkle.ts';
 import { signTreeHead, type SigningKey } from './signing-key.ts';
-import { appendToWitness } from './witness.ts';
 import { onCommit } from '../db/tenant-driver.ts';
+import type { CheckpointPublisher } from './checkpoint-publishers.ts';
 
 /**
  * Perfect subtree hashes from the database: level 0 are the events' leaf hashes, higher levels
@@ -71,7 +71,7 @@ export async function sealedTreeSize(trx: TenantTransaction): Promise<number> {
 export async function sealTenantLedger(
   trx: TenantTransaction,
   key: SigningKey,
-  options: { maxEvents?: number; now?: Date; witnessFile?: string } = {},
+  options: { maxEvents?: number; now?: Date; publishers?: readonly CheckpointPublisher[] } = {},
 ): Promise<{ sealed: number; treeSize: number } | undefined> {
   const locked = await sql<{ locked: boolean }>`SELECT pg_try_advisory_xact_lock(hashtextextended(${`ringvakt:audit-seal:${trx.tenantId}`}, 0)) AS locked`.execute(trx);
   if (!locked.rows[0]?.locked) return undefined;
@@ -116,20 +116,21 @@ export async function sealTenantLedger(
     .insertInto('audit_checkpoints')
     .values({ tree_size: newSize, root_hash: rootHash, signed_at: signedAt, signing_key_id: key.keyId, signature })
     .execute();
-  if (options.witnessFile) {
-    const witnessFile = options.witnessFile;
-    // Written once the checkpoint is committed: the witness never holds a head the database lost.
-    onCommit(() =>
-      appendToWitness(witnessFile, {
-        tenantId: trx.tenantId,
-        treeSize: newSize,
-        rootHash: rootHash.toString('hex'),
-        signedAt: signedAt.toISOString(),
-        signingKeyId: key.keyId,
-        publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
-        signature: signature.toString('base64'),
-      }),
-    );
+  const publishers = options.publishers ?? [];
+  if (publishers.length > 0) {
+    const checkpoint = {
+      tenantId: trx.tenantId,
+      treeSize: newSize,
+      rootHash: rootHash.toString('hex'),
+      signedAt: signedAt.toISOString(),
+      signingKeyId: key.keyId,
+      publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
+      signature: signature.toString('base64'),
+    };
+    // Published once the checkpoint is committed: a witness never holds a head the database lost.
+    onCommit(() => {
+      for (const publisher of publishers) publisher.publish(checkpoint);
+    });
   }
   return { sealed: pending.length, treeSize: newSize };
 }
@@ -140,15 +141,16 @@ export function startAuditSealer(options: {
   signingKey: SigningKey;
   logger: Logger;
   intervalMs?: number;
-  witnessFile?: string;
+  publishers?: readonly CheckpointPublisher[];
 }): { stop(): Promise<void>; runOnce(): Promise<void> } {
+  const publishers = options.publishers ?? [];
   let running: Promise<void> | undefined;
   const runOnce = async () => {
     for (const tenantId of await options.systemDb.tenantsWithUnsealedAuditEvents()) {
       // One tenant's failure must not stop the others' sealing.
       try {
         await options.systemDb.inTenant(tenantId).transaction((trx) =>
-          sealTenantLedger(trx, options.signingKey, options.witnessFile ? { witnessFile: options.witnessFile } : {}),
+          sealTenantLedger(trx, options.signingKey, { publishers }),
         );
       } catch (error) {
         options.logger.error({ err: error, tenant: tenantId }, 'audit sealing failed for a tenant');
@@ -168,6 +170,7 @@ export function startAuditSealer(options: {
     async stop() {
       clearInterval(timer);
       await running;
+      await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
     },
   };
 }

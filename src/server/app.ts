@@ -13,6 +13,7 @@ import type { Logger } from '../logger.ts';
 import { setupRoutes } from '../modules/setup/setup.routes.ts';
 import { tenantsRoutes } from '../modules/tenants/tenants.routes.ts';
 import { usersRoutes } from '../modules/users/users.routes.ts';
+import { auditRoutes } from '../modules/audit/audit.routes.ts';
 import { accessControlPlugin } from './access-control.ts';
 import { createCredentialCache } from '../modules/api-tokens/credential-cache.ts';
 import { AppError, errorCatalogue, handleError, PROBLEM_CONTENT_TYPE, problemBody, sendProblem } from './errors.ts';
@@ -182,6 +183,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   });
   await app.register(tenantsRoutes);
   await app.register(usersRoutes);
+  await app.register(auditRoutes, { systemDb: database.systemDb });
   await app.register(setupRoutes, { forTenant: database.forTenant });
   return app;
 }

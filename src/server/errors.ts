@@ -13,6 +13,7 @@ export const errorCatalogue = {
   bad_request: { status: 400, title: 'The request cannot be understood' },
   setup_link_invalid: { status: 400, title: 'The setup link is invalid, expired or already used' },
   password_too_weak: { status: 400, title: 'The password does not meet the password policy' },
+  proof_out_of_range: { status: 400, title: 'No proof exists for those positions of the audit tree' },
   unauthenticated: { status: 401, title: 'Authentication is required' },
   forbidden: { status: 403, title: 'You do not have the permission this needs' },
   not_found: { status: 404, title: 'Not found' },

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts';
 import { buildApp } from './app.ts';
 import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
+import { createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
 import { verifyRootKey } from '../crypto/root-key-check.ts';
 import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provider.ts';
 
@@ -28,7 +29,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       systemDb: database.systemDb,
       signingKey: await loadSigningKey(database.systemDb, rootKeys),
       logger,
-      ...(config.auditWitnessFile ? { witnessFile: config.auditWitnessFile } : {}),
+      publishers: createCheckpointPublishers(config.auditWitnesses, logger),
     });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
