@@ -14,9 +14,12 @@ export function cliContext(): { config: Config; logger: Logger } {
  * Runs a CLI command against the database — the embedded server a running `serve` started, if
  * there is one — and always closes it again.
  */
-export async function withCliDatabase<T>(work: (database: DatabaseHandles, context: { config: Config; logger: Logger }) => Promise<T>): Promise<T> {
+export async function withCliDatabase<T>(
+  work: (database: DatabaseHandles, context: { config: Config; logger: Logger }) => Promise<T>,
+  options: { ownerAccess?: boolean } = {},
+): Promise<T> {
   const context = cliContext();
-  const database = await openDatabase(context.config, context.logger, { applyMigrations: true, attachToRunning: true });
+  const database = await openDatabase(context.config, context.logger, { applyMigrations: true, attachToRunning: true, ...options });
   try {
     return await work(database, context);
   } finally {

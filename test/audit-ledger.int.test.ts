@@ -60,7 +60,7 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     expect(await inTenant(tenant, (trx) => sealTenantLedger(trx, key))).toEqual({ sealed: 37, treeSize: 37 });
     await append(tenant, 26, 35);
     expect(await inTenant(tenant, (trx) => sealTenantLedger(trx, key))).toEqual({ sealed: 26, treeSize: 63 });
-    expect(await verify(tenant)).toEqual({ ok: true, events: 63, sealed: 63, checkpoints: 2 });
+    expect(await verify(tenant)).toEqual({ ok: true, events: 63, sealed: 63, checkpoints: 2, pruned: 0 });
 
     const { root, proof, leaf } = await inTenant(tenant, async (trx) => {
       const checkpoint = await trx.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size', 'desc').executeTakeFirstOrThrow();
@@ -223,7 +223,7 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
       await sealer.stop();
     }
     expect(await db.handles.systemDb.tenantsWithUnsealedAuditEvents()).not.toContain(busy.tenantId);
-    expect(await verify(busy)).toEqual({ ok: true, events: 6, sealed: 6, checkpoints: 1 });
-    expect(await verify(quiet)).toEqual({ ok: true, events: 2, sealed: 2, checkpoints: 1 });
+    expect(await verify(busy)).toEqual({ ok: true, events: 6, sealed: 6, checkpoints: 1, pruned: 0 });
+    expect(await verify(quiet)).toEqual({ ok: true, events: 2, sealed: 2, checkpoints: 1, pruned: 0 });
   });
 });

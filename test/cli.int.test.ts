@@ -89,6 +89,19 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     const verifiedAgain = ringvakt(['audit', 'verify', '--tenant', 'cli-co'], env);
     expect(verifiedAgain.stdout).toBe('ok    cli-co: 2 sealed events (2 awaiting sealing), 1 signed checkpoints\n');
 
+    const retention = ['audit', 'prune', '--tenant', 'cli-co', '--before', new Date().toISOString(), '--reason', 'RP-7', '--operator', 'ops'];
+    const dryRun = ringvakt([...retention, '--dry-run'], env);
+    expect(dryRun.stdout).toBe('would remove leaves 0 to 1 (2 events)\n');
+    const pruned = ringvakt(retention, env);
+    expect(pruned.stdout).toBe('removed 2 events before leaf 2; signed retention record written\n');
+    expect(pruned.code).toBe(0);
+    ringvakt(['audit', 'seal'], env);
+    const afterRetention = ringvakt(['audit', 'verify', '--tenant', 'cli-co'], env);
+    expect(afterRetention.stdout).toBe('ok    cli-co: 5 sealed events, the first 2 removed by retention (0 awaiting sealing), 2 signed checkpoints\n');
+    const future = ringvakt(['audit', 'prune', '--tenant', 'cli-co', '--before', '2999-01-01T00:00:00Z', '--reason', 'x', '--operator', 'ops'], env);
+    expect(future.code).toBe(1);
+    expect(future.stderr).toContain('--before must not be in the future');
+
     const doctor = ringvakt(['doctor'], env);
     expect(doctor.stdout).toMatch(/ok {4}runtime role rights: .* owns nothing and cannot bypass row-level security/);
     expect(doctor.stdout).toContain('ok    migrations: all applied');

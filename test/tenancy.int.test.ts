@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
 import { loadSigningKey } from '../src/audit/signing-key.ts';
+import { pruneAuditLedger } from '../src/audit/retention.ts';
 import { createFieldCipher } from '../src/crypto/field-cipher.ts';
 import { createKeyring } from '../src/crypto/keyring.ts';
 import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
@@ -19,7 +20,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
   let tenantTables: string[];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ ownerAccess: true });
     a = await seedTenant(db.handles, 'tenant-a');
     b = await seedTenant(db.handles, 'tenant-b');
     // Rows in the key tables too, written the way the product writes them.
@@ -33,6 +34,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         for (let index = 0; index < 3; index += 1) await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'system' } });
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
+      await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });
     }
     runtime = await db.runtimeClient();
     const tables = await db.superQuery<{ table_name: string }>(
@@ -57,7 +59,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
   };
 
   it('finds the tenant tables it is meant to guard', () => {
-    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'audit_checkpoints', 'audit_events', 'audit_tree_nodes', 'setup_tokens', 'subject_keys', 'tenant_keys', 'users']));
+    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'audit_checkpoints', 'audit_events', 'audit_retention_records', 'audit_tree_nodes', 'setup_tokens', 'subject_keys', 'tenant_keys', 'users']));
   });
 
   it('with no tenant set, every tenant table reads as empty, though rows exist', async () => {

@@ -8,6 +8,7 @@ import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provi
 import { verifyRootKey } from '../crypto/root-key-check.ts';
 import { createCheckpointPublishers } from './checkpoint-publishers.ts';
 import { sealTenantLedger } from './seal-audit-log.ts';
+import { planRetention, pruneAuditLedger } from './retention.ts';
 import { loadSigningKey, publicKeys } from './signing-key.ts';
 import { verifyTenantLedger } from './verify-audit-log.ts';
 import { checkWitnessSignatures, readWitness } from './witness.ts';
@@ -34,7 +35,9 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
         for (const tenant of tenants) {
           const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys, witness));
           if (verdict.ok) {
-            process.stdout.write(`ok    ${tenant.slug}: ${verdict.sealed} sealed events (${verdict.events - verdict.sealed} awaiting sealing), ${verdict.checkpoints} signed checkpoints\n`);
+            const awaiting = verdict.events - (verdict.sealed - verdict.pruned);
+            const pruned = verdict.pruned > 0 ? `, the first ${verdict.pruned} removed by retention` : '';
+            process.stdout.write(`ok    ${tenant.slug}: ${verdict.sealed} sealed events${pruned} (${awaiting} awaiting sealing), ${verdict.checkpoints} signed checkpoints\n`);
           } else {
             failed += 1;
             process.stdout.write(`FAIL  ${tenant.slug}: ${verdict.problem}\n`);
@@ -66,6 +69,48 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
         }
         await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
       });
+    });
+
+  audit
+    .command('prune')
+    .description('remove events older than a cut-off under the retention procedure, leaving a signed retention record')
+    .requiredOption('--tenant <slug>', 'the tenant', slug)
+    .requiredOption('--before <time>', 'ISO 8601 cut-off: only events that occurred before it are removed', (value) => {
+      if (Number.isNaN(Date.parse(value))) throw new Error('--before must be an ISO 8601 time');
+      return new Date(value);
+    })
+    .requiredOption('--reason <text>', 'why (the retention policy and its reference), kept in the signed record')
+    .requiredOption('--operator <name>', 'who runs this, kept in the signed record')
+    .option('--dry-run', 'only say what would be removed')
+    .action(async (options: { tenant: string; before: Date; reason: string; operator: string; dryRun?: boolean }) => {
+      if (options.reason.trim().length === 0 || options.reason.length > 500) throw new Error('--reason must be 1 to 500 characters');
+      if (options.operator.trim().length === 0 || options.operator.length > 200) throw new Error('--operator must be 1 to 200 characters');
+      if (options.before.getTime() > Date.now()) throw new Error('--before must not be in the future');
+      await withCliDatabase(
+        async (database, { config }) => {
+          const tenantId = await requireTenantId(database, options.tenant);
+          if (options.dryRun) {
+            const plan = await database.forTenant(tenantId).read((trx) => planRetention(trx, options.before));
+            process.stdout.write(plan ? `would remove leaves ${plan.previous} to ${plan.prunedBeforeLeaf - 1} (${plan.events} events)\n` : 'nothing to remove\n');
+            return;
+          }
+          const rootKeys = await createRootKeyProvider(config);
+          await verifyRootKey(database.systemDb, rootKeys);
+          const signingKey = await loadSigningKey(database.systemDb, rootKeys);
+          const outcome = await pruneAuditLedger(database, signingKey, {
+            tenantId,
+            cutoff: options.before,
+            reason: options.reason,
+            executedBy: options.operator,
+          });
+          process.stdout.write(
+            outcome.prunedBeforeLeaf === undefined
+              ? 'nothing to remove: no signed checkpoint past the last cut covers only events before the cut-off\n'
+              : `removed ${outcome.removed} events before leaf ${outcome.prunedBeforeLeaf}; signed retention record written\n`,
+          );
+        },
+        { ownerAccess: true },
+      );
     });
 
   const integer = (value: string) => {

@@ -16,6 +16,7 @@ export const auditActions = [
   'keys.rotate_root',
   'keys.rotate_tenant',
   'audit.export',
+  'audit.retention',
 ] as const;
 export type AuditAction = (typeof auditActions)[number];
 
@@ -89,25 +90,27 @@ function toStored(tenantId: string, event: AuditEvent): StoredAuditEvent {
   };
 }
 
+/** The column values of an event as stored, its leaf hash included. */
+export function auditEventRow(tenantId: string, event: AuditEvent) {
+  const stored = toStored(tenantId, event);
+  return {
+    occurred_at: stored.occurredAt as Date,
+    actor_type: stored.actorType,
+    actor_id: stored.actorId,
+    action: stored.action,
+    target_type: stored.targetType,
+    target_id: stored.targetId,
+    outcome: stored.outcome as AuditEvent['outcome'],
+    source_ip: stored.sourceIp,
+    request_id: stored.requestId,
+    details: JSON.stringify(stored.details),
+    leaf_hash: leafHash(canonicalEvent(stored)),
+  };
+}
+
 /** Appends an event in the caller's transaction: it commits, or rolls back, with the change it records. */
 export async function recordAuditEvent(trx: TenantTransaction, event: AuditEvent): Promise<void> {
-  const stored = toStored(trx.tenantId, event);
-  await trx
-    .insertInto('audit_events')
-    .values({
-      occurred_at: stored.occurredAt as Date,
-      actor_type: stored.actorType,
-      actor_id: stored.actorId,
-      action: stored.action,
-      target_type: stored.targetType,
-      target_id: stored.targetId,
-      outcome: stored.outcome as AuditEvent['outcome'],
-      source_ip: stored.sourceIp,
-      request_id: stored.requestId,
-      details: JSON.stringify(stored.details),
-      leaf_hash: leafHash(canonicalEvent(stored)),
-    })
-    .execute();
+  await trx.insertInto('audit_events').values(auditEventRow(trx.tenantId, event)).execute();
 }
 
 /** A denial or failure is recorded in a transaction of its own: the attempt itself rolled back. */

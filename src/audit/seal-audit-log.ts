@@ -8,17 +8,19 @@ import { onCommit } from '../db/tenant-driver.ts';
 import type { CheckpointPublisher } from './checkpoint-publishers.ts';
 
 /**
- * Perfect subtree hashes from the database: level 0 are the events' leaf hashes, higher levels
- * the stored nodes. `overlay` holds hashes computed in this transaction and not yet read back.
+ * Perfect subtree hashes from the database: level 0 are the events' leaf hashes (or, for events
+ * removed by retention, the level-0 nodes kept in their place), higher levels the stored nodes. `overlay` holds hashes computed in this transaction and not yet read back.
  */
 export function databaseSource(trx: TenantTransaction, overlay = new Map<string, Hash>()): SubtreeSource {
   return async (level, index) => {
     const known = overlay.get(`${level}:${index}`);
     if (known) return known;
+    // A leaf's hash is its event's, or — once retention removed the event — a level-0 node.
     const row =
-      level === 0
+      (level === 0
         ? await trx.selectFrom('audit_events').select('leaf_hash as hash').where('leaf_index', '=', sql<string>`${index}`).executeTakeFirst()
-        : await trx.selectFrom('audit_tree_nodes').select('hash').where('level', '=', level).where('index', '=', String(index)).executeTakeFirst();
+        : undefined) ??
+      (await trx.selectFrom('audit_tree_nodes').select('hash').where('level', '=', level).where('index', '=', String(index)).executeTakeFirst());
     if (!row) throw new Error(`the audit tree has no node at level ${level}, index ${index}`);
     overlay.set(`${level}:${index}`, row.hash);
     return row.hash;
@@ -42,7 +44,8 @@ export async function withPrefetchedSubtrees<T>(trx: TenantTransaction, compute:
     const leaves = await trx.selectFrom('audit_events').select(['leaf_index', 'leaf_hash']).where('leaf_index', 'in', sql<string>`(SELECT unnest(${sql.val(leafIndices)}::bigint[]))`).execute();
     for (const leaf of leaves) known.set(`0:${leaf.leaf_index}`, leaf.leaf_hash);
   }
-  const inner = wanted.filter((node) => node.level > 0);
+  // Nodes of every level, leaves included: a leaf whose event retention removed is a level-0 node.
+  const inner = wanted.filter((node) => !known.has(`${node.level}:${node.index}`));
   if (inner.length > 0) {
     const nodes = await sql<{ level: number; index: string; hash: Buffer }>`
       SELECT n.level, n.index, n.hash FROM audit_tree_nodes n
@@ -58,9 +61,13 @@ export async function withPrefetchedSubtrees<T>(trx: TenantTransaction, compute:
   });
 }
 
+/** Leaves in the tenant's tree: after the last sealed event, or after the last retention cut. */
 export async function sealedTreeSize(trx: TenantTransaction): Promise<number> {
-  const row = await trx.selectFrom('audit_events').select((eb) => eb.fn.max('leaf_index').as('last')).executeTakeFirst();
-  return row?.last === null || row?.last === undefined ? 0 : Number(row.last) + 1;
+  const row = await sql<{ size: string }>`
+    SELECT greatest(
+      (SELECT coalesce(max(leaf_index) + 1, 0) FROM audit_events),
+      (SELECT coalesce(max(pruned_before_leaf), 0) FROM audit_retention_records)) AS size`.execute(trx);
+  return Number(row.rows[0]?.size ?? 0);
 }
 
 /**

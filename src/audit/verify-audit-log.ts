@@ -3,16 +3,17 @@ import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { canonicalEvent } from './audit-event.ts';
 import { leafHash, packedHash, packedSource, packedSubtrees, treeHash } from './merkle.ts';
+import { verifyRetentionRecord } from './retention.ts';
 import { verifyTreeHead } from './signing-key.ts';
 import type { WitnessedCheckpoint } from './witness.ts';
 
 export type LedgerVerdict =
-  | { ok: true; events: number; sealed: number; checkpoints: number }
+  | { ok: true; events: number; sealed: number; checkpoints: number; pruned: number }
   | { ok: false; problem: string };
 
 /**
- * Recomputes a tenant's whole ledger from its rows and names the first divergence: every leaf
- * hash from the event's own columns, the leaf order (no gaps, no duplicates), every stored
+ * Recomputes a tenant's whole ledger from its rows and names the first divergence: every signed
+ * retention record and the leaf hashes it kept, every leaf hash from the event's own columns, the leaf order (no gaps, no duplicates), every stored
  * subtree hash, every checkpoint's root and its Ed25519 signature.
  */
 const PAGE = 20_000;
@@ -76,6 +77,52 @@ export async function verifyTenantLedger(
   let packed = Buffer.allocUnsafe(32 * 1024);
   let sealed = 0;
   let events = 0;
+  const grow = () => {
+    if ((sealed + 1) * 32 > packed.length) {
+      const grown = Buffer.allocUnsafe(packed.length * 2);
+      packed.copy(grown, 0, 0, sealed * 32);
+      packed = grown;
+    }
+  };
+
+  // Retention (retention.ts): each record must be signed; the events it removed left their leaf
+  // hashes behind as level-0 nodes, which stand in for those leaves.
+  const retention = await trx.selectFrom('audit_retention_records').selectAll().orderBy('pruned_before_leaf').execute();
+  for (const record of retention) {
+    const key = keys.get(record.signing_key_id);
+    const fields = {
+      tenantId: trx.tenantId,
+      prunedBeforeLeaf: Number(record.pruned_before_leaf),
+      rootHash: record.root_hash,
+      cutoff: record.cutoff,
+      reason: record.reason,
+      executedAt: record.executed_at,
+      executedBy: record.executed_by,
+      signingKeyId: record.signing_key_id,
+    };
+    if (!key || !verifyRetentionRecord(key, fields, record.signature)) {
+      return { ok: false, problem: `the retention record up to leaf ${record.pruned_before_leaf} has no valid signature by a known audit signing key` };
+    }
+  }
+  const pruned = Number(retention.at(-1)?.pruned_before_leaf ?? 0);
+  for (let from = 0; from < pruned; from += PAGE) {
+    const kept = await trx
+      .selectFrom('audit_tree_nodes')
+      .select(['index', 'hash'])
+      .where('level', '=', 0)
+      .where('index', '>=', String(from))
+      .where('index', '<', String(Math.min(from + PAGE, pruned)))
+      .orderBy('index')
+      .execute();
+    for (const node of kept) {
+      if (Number(node.index) !== sealed) return { ok: false, problem: `the kept hash of removed leaf ${sealed} is missing` };
+      grow();
+      node.hash.copy(packed, sealed * 32);
+      sealed += 1;
+    }
+  }
+  if (sealed !== pruned) return { ok: false, problem: `the kept hash of removed leaf ${sealed} is missing` };
+
   for await (const row of eventsInOrder(trx)) {
     events += 1;
     const recomputed = leafHash(
@@ -99,11 +146,7 @@ export async function verifyTenantLedger(
     if (Number(row.leaf_index) !== sealed) {
       return { ok: false, problem: `leaf ${sealed} is missing (next is leaf ${row.leaf_index}): an event was removed or moved` };
     }
-    if ((sealed + 1) * 32 > packed.length) {
-      const grown = Buffer.allocUnsafe(packed.length * 2);
-      packed.copy(grown, 0, 0, sealed * 32);
-      packed = grown;
-    }
+    grow();
     recomputed.copy(packed, sealed * 32);
     sealed += 1;
   }
@@ -133,6 +176,12 @@ export async function verifyTenantLedger(
   }
 
   const source = packedSource(levels);
+  for (const record of retention) {
+    const root = await treeHash(source, Number(record.pruned_before_leaf));
+    if (!root.equals(record.root_hash)) {
+      return { ok: false, problem: `the leaves before ${record.pruned_before_leaf} do not add up to the root signed in their retention record` };
+    }
+  }
   const checkpoints = await trx.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute();
   for (const checkpoint of checkpoints) {
     const size = Number(checkpoint.tree_size);
@@ -165,5 +214,5 @@ export async function verifyTenantLedger(
   if (sealed > 0 && (!newest || Number(newest.tree_size) !== sealed)) {
     return { ok: false, problem: `the newest signed checkpoint covers ${newest ? Number(newest.tree_size) : 0} of ${sealed} sealed events: checkpoints were removed` };
   }
-  return { ok: true, events, sealed, checkpoints: checkpoints.length };
+  return { ok: true, events, sealed, checkpoints: checkpoints.length, pruned };
 }

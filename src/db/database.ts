@@ -27,6 +27,12 @@ export type DatabaseHandles = {
   systemDb: SystemDb;
   forTenant(tenantId: string): TenantDb;
   embedded: EmbeddedCluster | undefined;
+  /**
+   * Runs `work` in one transaction as the owner role, on a connection of its own. Only for
+   * operator commands that the owner alone may run (audit retention); the server never opens
+   * the database with `ownerAccess`, and then this throws.
+   */
+  asOwner<T>(work: (client: pg.ClientBase) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 };
 
@@ -101,6 +107,8 @@ export type OpenOptions = {
   applyMigrations: boolean;
   /** CLI commands use the embedded server a running `serve` started, instead of refusing. */
   attachToRunning?: boolean;
+  /** Operator commands that need the owner's rights (see DatabaseHandles.asOwner). */
+  ownerAccess?: boolean;
 };
 
 /**
@@ -180,6 +188,25 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       systemDb: createSystemDb(kysely),
       forTenant: (tenantId) => createTenantDb(kysely, tenantId),
       embedded,
+      async asOwner(work) {
+        if (!options.ownerAccess) throw new Error('this database handle was opened without owner access');
+        const client = new pg.Client({ connectionString: migratorUrl, application_name: 'ringvakt-owner' });
+        client.on('error', (error) => logger.warn({ err: error }, 'owner connection lost'));
+        await client.connect();
+        try {
+          await client.query('BEGIN');
+          await client.query(`SET LOCAL ROLE ${pg.escapeIdentifier(roles.owner)}`);
+          await client.query(`SET LOCAL search_path = ${SCHEMA}, pg_catalog`);
+          const result = await work(client);
+          await client.query('COMMIT');
+          return result;
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        } finally {
+          await client.end();
+        }
+      },
       async close() {
         await changes.close();
         await kysely.destroy();

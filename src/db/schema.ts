@@ -101,6 +101,20 @@ export type AuditCheckpointsTable = {
   signature: Buffer;
 };
 
+/** Written only by the owner's retention procedure (migration 0006); read by verify. */
+export type AuditRetentionRecordsTable = {
+  tenant_id: ColumnType<string, never, never>;
+  id: ColumnType<string, never, never>;
+  pruned_before_leaf: ColumnType<string, never, never>;
+  root_hash: ColumnType<Buffer, never, never>;
+  cutoff: ColumnType<Date, never, never>;
+  reason: ColumnType<string, never, never>;
+  executed_at: ColumnType<Date, never, never>;
+  executed_by: ColumnType<string, never, never>;
+  signing_key_id: ColumnType<string, never, never>;
+  signature: ColumnType<Buffer, never, never>;
+};
+
 export type SchemaMigrationsTable = {
   version: number;
   name: string;
@@ -120,6 +134,7 @@ export type TenantTables = {
   audit_events: AuditEventsTable;
   audit_tree_nodes: AuditTreeNodesTable;
   audit_checkpoints: AuditCheckpointsTable;
+  audit_retention_records: AuditRetentionRecordsTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

@@ -47,7 +47,7 @@ export type TestDatabase = {
 };
 
 /** A fresh database (own roles, migrated) on the test server; drop() removes database and roles. */
-export async function createTestDatabase(options: { logger?: Logger; env?: NodeJS.ProcessEnv } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(options: { logger?: Logger; env?: NodeJS.ProcessEnv; ownerAccess?: boolean } = {}): Promise<TestDatabase> {
   const name = `rv_test_${randomBytes(6).toString('hex')}`;
   await adminQuery(`CREATE DATABASE ${name}`);
   const url = urlFor(name);
@@ -55,7 +55,7 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
   chmodSync(dataDir, 0o711);
   const config = loadConfig({ DATABASE_URL: url, RINGVAKT_DATA_DIR: dataDir, RINGVAKT_LOG_LEVEL: 'silent', ...options.env });
   const logger = options.logger ?? createLogger('silent');
-  const handles = await openDatabase(config, logger, { applyMigrations: true });
+  const handles = await openDatabase(config, logger, { applyMigrations: true, ownerAccess: options.ownerAccess ?? false });
   const runtimeUrl = new URL(url);
   runtimeUrl.username = handles.roles.runtime;
   runtimeUrl.password = readFileSync(path.join(dataDir, 'secrets', `${handles.roles.runtime}.password`), 'utf8').trim();
