@@ -26,7 +26,7 @@ export async function tenantReadBench(): Promise<BenchRow[]> {
   const database = await openDatabase(config, logger, { applyMigrations: true });
   const children = [];
   try {
-    const tenant = await createTenantWithOwner(database.systemDb, {
+    const tenant = await createTenantWithOwner(database, {
       slug: 'bench',
       name: 'Benchmark tenant',
       ownerEmail: 'owner@bench.example',

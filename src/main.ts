@@ -12,6 +12,7 @@ import { recordAuditEvent } from './audit/audit-event.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
 import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provider.ts';
+import { listRotationJobs, rotateTenantDataKey, runRotationBatch, type RotationJob } from './crypto/reencrypt.ts';
 import { createTenantWithOwner } from './modules/setup/setup.service.ts';
 import { findUserByEmail } from './modules/users/users.repo.ts';
 import { SecretFileError } from './secret-files.ts';
@@ -147,7 +148,7 @@ program
   .requiredOption('--owner-name <name>', "the owner's name", text)
   .action(async (options: { tenantSlug: string; tenantName: string; ownerEmail: string; ownerName: string }) => {
     await withCliDatabase(async (database, { config }) => {
-      const created = await createTenantWithOwner(database.systemDb, {
+      const created = await createTenantWithOwner(database, {
         slug: options.tenantSlug,
         name: options.tenantName,
         ownerEmail: options.ownerEmail,
@@ -174,8 +175,9 @@ token
   .action(async (options: { tenant: string; email: string; name: string; days: number }) => {
     await withCliDatabase(async (database) => {
       const tenantId = await requireTenantId(database, options.tenant);
+      const { cipher } = await database.crypto();
       const issued = await database.forTenant(tenantId).transaction(async (trx) => {
-        const user = await findUserByEmail(trx, options.email);
+        const user = await findUserByEmail(trx, cipher, options.email);
         if (!user || user.status !== 'active') {
           throw new AppError('not_found', 'No active user with that e-mail in this tenant (has the owner set a password?).');
         }
@@ -206,6 +208,53 @@ keys
       const provider = await createRootKeyProvider(config);
       const result = await rotateRootKey(database.systemDb, provider, logger, { rotateProvider: !options.rewrapOnly });
       process.stdout.write(`root key ${result.rootKeyId} is current; ${result.rewrapped} tenant keys rewrapped\n`);
+    });
+  });
+
+keys
+  .command('rotate-tenant')
+  .description("make a new data key version for a tenant and re-encrypt its data under it (resumable; a running server continues it)")
+  .requiredOption('--tenant <slug>', 'the tenant', slug)
+  .option('--no-wait', 'start the job and leave it to the running server')
+  .action(async (options: { tenant: string; wait: boolean }) => {
+    await withCliDatabase(async (database) => {
+      const tenantId = await requireTenantId(database, options.tenant);
+      const crypto = await database.crypto();
+      const tenantDb = database.forTenant(tenantId);
+      const job = await tenantDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
+      process.stdout.write(`data key version ${job.targetVersion} is active; re-encryption job ${job.id} started\n`);
+      if (!options.wait) return;
+      let current: RotationJob | undefined = job;
+      let shown = '';
+      while (current?.state === 'running') {
+        current = await runRotationBatch(tenantDb, crypto);
+        const line = current ? `${current.stepName}: ${current.reencrypted} re-encrypted, ${current.skipped} already current` : '';
+        if (current && line !== shown) process.stdout.write(`  ${line}\n`);
+        shown = line;
+        if (current?.stepName === 'final sweep') {
+          process.stdout.write('  waiting for writers still holding the old key to move on (up to a minute)…\n');
+          await new Promise((resolve) => setTimeout(resolve, 5_000));
+        }
+      }
+      process.stdout.write(current?.state === 'done' ? `done: ${current.reencrypted} values re-encrypted\n` : 'the job is held by a running server, which finishes it\n');
+    });
+  });
+
+keys
+  .command('status')
+  .description("a tenant's data key rotations and their re-encryption progress")
+  .requiredOption('--tenant <slug>', 'the tenant', slug)
+  .action(async (options: { tenant: string }) => {
+    await withCliDatabase(async (database) => {
+      const tenantId = await requireTenantId(database, options.tenant);
+      const jobs = await database.forTenant(tenantId).read((trx) => listRotationJobs(trx));
+      if (jobs.length === 0) process.stdout.write('no data key rotations yet\n');
+      for (const job of jobs) {
+        process.stdout.write(
+          `${job.createdAt.toISOString()}  version ${job.targetVersion}  ${job.state === 'done' ? `done ${job.finishedAt?.toISOString() ?? ''}` : `running (${job.stepName})`}` +
+            `  ${job.reencrypted} re-encrypted, ${job.skipped} already current\n`,
+        );
+      }
     });
   });
 

@@ -65,8 +65,14 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('exists already');
 
-    const stored = await adminQuery(`SELECT email, status, password_hash FROM ringvakt.users`, [], name);
-    expect(stored.rows).toEqual([{ email: 'boss@cli.example', status: 'invited', password_hash: null }]);
+    // The owner's e-mail and name are stored only encrypted.
+    const stored = await adminQuery<{ email: string | null; display_name: string | null; email_ciphertext: Buffer; status: string; password_hash: string | null }>(
+      `SELECT email, display_name, email_ciphertext, status, password_hash FROM ringvakt.users`,
+      [],
+      name,
+    );
+    expect(stored.rows).toEqual([{ email: null, display_name: null, email_ciphertext: expect.any(Buffer), status: 'invited', password_hash: null }]);
+    expect(stored.rows[0]!.email_ciphertext.includes(Buffer.from('boss@cli.example'))).toBe(false);
 
     const token = ringvakt(['token', 'create', '--tenant', 'cli-co', '--email', 'boss@cli.example', '--name', 'ci'], env);
     expect(token.code).toBe(1);

@@ -5,28 +5,27 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFieldCipher, FieldCipherError, type FieldCipher } from '../src/crypto/field-cipher.ts';
 import { createKeyring, KeyringError, ROTATE_AFTER, SubjectErasedError } from '../src/crypto/keyring.ts';
-import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
 import type { RootKeyProvider } from '../src/crypto/root-keys/root-key-provider.ts';
 import type { TenantTransaction } from '../src/db/tenant-db.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
-import { seedTenant, type SeededTenant } from './support/seed.ts';
 
 const subject = '6f0c7d2e-3b1a-4c55-9a6e-0d9f1b2c3d4e';
 const where = { table: 'contacts', recordId: '11111111-2222-4333-8444-555555555555', field: 'phone' };
 
 describe(`field encryption and the key hierarchy (${serverLabel()} server)`, () => {
   let db: TestDatabase;
-  let a: SeededTenant;
-  let b: SeededTenant;
+  let a: { tenantId: string };
+  let b: { tenantId: string };
   let root: RootKeyProvider;
   let cipher: FieldCipher;
   const folder = mkdtempSync(path.join(os.tmpdir(), 'rv-fields-'));
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    a = await seedTenant(db.handles, 'fields-a');
-    b = await seedTenant(db.handles, 'fields-b');
-    root = createLocalKeyProvider(path.join(folder, 'secrets', 'root-keys.json'));
+    // Bare tenants, with no users yet: these tests watch keys come into being.
+    a = { tenantId: await db.handles.systemDb.createTenant('fields-a', 'Fields A') };
+    b = { tenantId: await db.handles.systemDb.createTenant('fields-b', 'Fields B') };
+    root = (await db.handles.crypto()).root;
     cipher = createFieldCipher(createKeyring(root));
   });
   afterAll(async () => {
@@ -142,7 +141,7 @@ describe(`field encryption and the key hierarchy (${serverLabel()} server)`, () 
   });
 
   it('forgets keys and reserved budgets of a transaction that rolled back', async () => {
-    const d = await seedTenant(db.handles, 'fields-d');
+    const d = { tenantId: await db.handles.systemDb.createTenant('fields-d', 'Fields D') };
     const handle = db.handles.forTenant(d.tenantId);
     await expect(
       handle.transaction(async (trx) => {
@@ -160,7 +159,7 @@ describe(`field encryption and the key hierarchy (${serverLabel()} server)`, () 
   });
 
   it('creates exactly one key when many transactions of a new tenant need it at once', async () => {
-    const c = await seedTenant(db.handles, 'fields-c');
+    const c = { tenantId: await db.handles.systemDb.createTenant('fields-c', 'Fields C') };
     const sealed = await Promise.all(
       Array.from({ length: 12 }, (_, index) => db.handles.forTenant(c.tenantId).transaction((trx) => cipher.encrypt(trx, where, `value ${index}`))),
     );

@@ -238,8 +238,8 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
 
     it('creates a tenant and its owner together or not at all', async () => {
       await expect(
-        createTenantWithOwner(db.handles.systemDb, { slug: 'half-made', name: 'Half', ownerEmail: `${'x'.repeat(330)}@example.com`, ownerName: 'X', publicUrl: 'http://x' }),
-      ).rejects.toMatchObject({ code: 'bad_request' });
+        createTenantWithOwner(db.handles, { slug: 'half-made', name: 'Half', ownerEmail: `${'x'.repeat(330)}@example.com`, ownerName: 'X', publicUrl: 'http://x' }),
+      ).rejects.toMatchObject({ code: 'validation_failed' });
       expect(await db.handles.systemDb.tenantIdBySlug('half-made')).toBeUndefined();
     });
 

@@ -23,7 +23,7 @@ describe(`root key check at start (${serverLabel()} server)`, () => {
   });
 
   it('accepts the right root key and refuses a wrong one, naming the key version and nothing secret', async () => {
-    const right = createLocalKeyProvider(path.join(folder, 'right', 'root-keys.json'));
+    const right = createLocalKeyProvider(path.join(db.config.dataDir, 'secrets', 'root-keys.json'));
     await verifyRootKey(db.handles.systemDb, right);
     const tenant = await seedTenant(db.handles, 'rootcheck');
     await db.handles.forTenant(tenant.tenantId).transaction((trx) =>

@@ -24,7 +24,8 @@ describe(`root key rotation (${serverLabel()} server)`, () => {
   });
 
   it('rewraps every tenant key under the new root key; data stays readable; a second run has nothing to do', async () => {
-    const file = path.join(folder, 'secrets', 'root-keys.json');
+    // The deployment's own root key file: the one seeding and the app use (DatabaseHandles.crypto).
+    const file = path.join(db.config.dataDir, 'secrets', 'root-keys.json');
     const before = createLocalKeyProvider(file);
     await verifyRootKey(db.handles.systemDb, before);
     const where = { table: 'contacts', recordId: '11111111-2222-4333-8444-555555555555', field: 'phone' };

@@ -4,6 +4,7 @@ import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
 import { loadSigningKey } from '../src/audit/signing-key.ts';
 import { pruneAuditLedger } from '../src/audit/retention.ts';
+import { rotateTenantDataKey } from '../src/crypto/reencrypt.ts';
 import { createFieldCipher } from '../src/crypto/field-cipher.ts';
 import { createKeyring } from '../src/crypto/keyring.ts';
 import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
@@ -35,6 +36,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });
+      await db.handles.forTenant(tenant.tenantId).transaction(async (trx) => rotateTenantDataKey(trx, (await db.handles.crypto()).keyring, { type: 'operator' }));
     }
     runtime = await db.runtimeClient();
     const tables = await db.superQuery<{ table_name: string }>(
@@ -59,7 +61,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
   };
 
   it('finds the tenant tables it is meant to guard', () => {
-    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'audit_checkpoints', 'audit_events', 'audit_retention_records', 'audit_tree_nodes', 'setup_tokens', 'subject_keys', 'tenant_keys', 'users']));
+    expect(tenantTables).toEqual(expect.arrayContaining(['api_tokens', 'audit_checkpoints', 'audit_events', 'audit_retention_records', 'audit_tree_nodes', 'key_rotation_jobs', 'setup_tokens', 'subject_keys', 'tenant_keys', 'users']));
   });
 
   it('with no tenant set, every tenant table reads as empty, though rows exist', async () => {
@@ -109,7 +111,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
 
   it('tenant A never updates or deletes tenant B rows, and cannot move rows to B', async () => {
     await inTenant(a.tenantId, async () => {
-      const updated = await runtime.query(`UPDATE users SET display_name = 'hijacked' WHERE id = $1`, [b.owner.id]);
+      const updated = await runtime.query(`UPDATE users SET status = 'disabled' WHERE id = $1`, [b.owner.id]);
       expect(updated.rowCount).toBe(0);
       const deleted = await runtime.query('DELETE FROM api_tokens WHERE tenant_id = $1', [b.tenantId]);
       expect(deleted.rowCount).toBe(0);
@@ -120,8 +122,8 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
     await inTenant(a.tenantId, async () => {
       await expect(runtime.query('UPDATE users SET email = email WHERE id = $1 RETURNING id', [a.owner.id])).resolves.toBeTruthy();
     });
-    const b_owner = await db.superQuery('SELECT display_name FROM ringvakt.users WHERE id = $1', [b.owner.id]);
-    expect(b_owner.rows[0]!.display_name).toBe('Owner of tenant-b');
+    const b_owner = await db.superQuery('SELECT status FROM ringvakt.users WHERE id = $1', [b.owner.id]);
+    expect(b_owner.rows[0]!.status).toBe('active');
     const b_tokens = await db.superQuery('SELECT count(*)::int AS n FROM ringvakt.api_tokens WHERE tenant_id = $1', [b.tenantId]);
     expect(b_tokens.rows[0]!.n).toBe(2);
   });
@@ -142,9 +144,9 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
 
   it('a read-only tenant transaction refuses writes', async () => {
     await expect(
-      db.handles.forTenant(a.tenantId).read((trx) => trx.updateTable('users').set({ display_name: 'changed' }).execute()),
+      db.handles.forTenant(a.tenantId).read((trx) => trx.updateTable('users').set({ status: 'disabled' }).execute()),
     ).rejects.toThrow(/read-only transaction/);
-    const unchanged = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.users WHERE display_name = 'changed'`);
+    const unchanged = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.users WHERE status = 'disabled'`);
     expect(unchanged.rows[0]!.n).toBe(0);
   });
 

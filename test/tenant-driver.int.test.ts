@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TransactionRolledBackError } from '../src/db/tenant-driver.ts';
+import { createUser } from '../src/modules/users/users.repo.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
@@ -15,10 +16,11 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
 
   it('reports a transaction the database rolled back as failed, and keeps nothing of it', async () => {
     const before = await db.superQuery('SELECT count(*)::int AS n FROM ringvakt.users');
+    const { cipher } = await db.handles.crypto();
     const attempt = db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
-      await trx.insertInto('users').values({ email: 'new@driver.example', display_name: 'New', role: 'agent' }).execute();
+      await createUser(trx, cipher, { email: 'new@driver.example', displayName: 'New', role: 'agent' });
       // A caller that swallows a failed statement and carries on must not get a success.
-      await trx.insertInto('users').values({ email: 'new@driver.example', display_name: 'Twin', role: 'agent' }).execute().catch(() => undefined);
+      await sql`SELECT 1 / 0`.execute(trx).catch(() => undefined);
       return 'ok';
     });
     await expect(attempt).rejects.toBeInstanceOf(TransactionRolledBackError);

@@ -20,7 +20,12 @@ import type { RootKeyProvider } from './root-keys/root-key-provider.ts';
  */
 export const ROTATE_AFTER = 2 ** 30;
 const BLOCK = 65_536;
-const BLOCK_MAX_AGE_MS = 60_000;
+/**
+ * How long a process may keep encrypting under a reserved block without asking the database again;
+ * after a rotation, writes under the old version can arrive for this long (re-encryption jobs
+ * sweep once it has passed).
+ */
+export const BLOCK_MAX_AGE_MS = 60_000;
 
 export class KeyringError extends Error {
   constructor(message: string) {
@@ -53,6 +58,11 @@ export type Keyring = {
   destroySubjectKey(trx: TenantTransaction, subjectId: string): Promise<boolean>;
   /** Makes a new data key version active and retires the old one; returns the new version. */
   rotateDataKey(trx: TenantTransaction): Promise<number>;
+  /**
+   * Rewraps a subject's key under data key `version` if it is wrapped under an older one; returns
+   * false when there was nothing to do (already current, destroyed, or changed meanwhile).
+   */
+  rewrapSubjectKey(trx: TenantTransaction, subjectId: string, version: number): Promise<boolean>;
 };
 
 export const tenantKeyContext = (tenantId: string, purpose: string, version: number) =>
@@ -247,5 +257,30 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       return false;
     },
     rotateDataKey,
+    async rewrapSubjectKey(trx, subjectId, version) {
+      await lockSubject(trx, subjectId);
+      const row = await trx
+        .selectFrom('subject_keys')
+        .select(['tenant_key_version', 'wrapped_key'])
+        .where('subject_id', '=', subjectId)
+        .where('destroyed_at', 'is', null)
+        .executeTakeFirst();
+      if (!row?.wrapped_key || row.tenant_key_version === null || row.tenant_key_version >= version) return false;
+      let key: Buffer;
+      try {
+        key = open(await dataKey(trx, row.tenant_key_version), row.wrapped_key, subjectKeyContext(trx.tenantId, subjectId, row.tenant_key_version));
+      } catch (error) {
+        if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
+        throw error;
+      }
+      const rewrapped = seal(await dataKey(trx, version), key, subjectKeyContext(trx.tenantId, subjectId, version));
+      await trx
+        .updateTable('subject_keys')
+        .set({ tenant_key_version: version, wrapped_key: rewrapped })
+        .where('subject_id', '=', subjectId)
+        .where('tenant_key_version', '=', row.tenant_key_version)
+        .execute();
+      return true;
+    },
   };
 }

@@ -13,6 +13,11 @@ import type { Database } from './schema.ts';
 import { createSystemDb, type SystemDb } from './system-db.ts';
 import { createTenantDb, type TenantDb } from './tenant-db.ts';
 import { TenantAwarePostgresDialect } from './tenant-driver.ts';
+import { createFieldCipher, type FieldCipher } from '../crypto/field-cipher.ts';
+import { createKeyring, type Keyring } from '../crypto/keyring.ts';
+import { verifyRootKey } from '../crypto/root-key-check.ts';
+import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provider.ts';
+import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
 import { startChangeListener, type ChangeListener } from './change-listener.ts';
 
 export const EMBEDDED_DATABASE = 'ringvakt';
@@ -33,8 +38,16 @@ export type DatabaseHandles = {
    * the database with `ownerAccess`, and then this throws.
    */
   asOwner<T>(work: (client: pg.ClientBase) => Promise<T>): Promise<T>;
+  /**
+   * The key hierarchy (root key provider, keyring, field cipher), made on first use — after the
+   * configured root key has been checked against this database (a wrong key fails here, before
+   * anything is encrypted). Commands that never touch encrypted data never create a key file.
+   */
+  crypto(): Promise<CryptoHandles>;
   close(): Promise<void>;
 };
+
+export type CryptoHandles = { root: RootKeyProvider; keyring: Keyring; cipher: FieldCipher };
 
 /** Where the migrator connects: DATABASE_URL, or the embedded server (started here). */
 export async function resolveMigratorUrl(
@@ -179,15 +192,30 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       throw error;
     }
     const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });
+    const systemDb = createSystemDb(kysely);
+    let crypto: Promise<CryptoHandles> | undefined;
     const changes = await startChangeListener(runtimeUrl, logger);
     return {
       roles,
       changes,
       migrations,
       pool,
-      systemDb: createSystemDb(kysely),
+      systemDb,
       forTenant: (tenantId) => createTenantDb(kysely, tenantId),
       embedded,
+      crypto() {
+        crypto ??= (async () => {
+          const root = await createRootKeyProvider(config);
+          await verifyRootKey(systemDb, root);
+          const keyring = createKeyring(root);
+          return { root, keyring, cipher: createFieldCipher(keyring) };
+        })();
+        // A failure (wrong key) is not remembered: the next call tries again.
+        crypto.catch(() => {
+          crypto = undefined;
+        });
+        return crypto;
+      },
       async asOwner(work) {
         if (!options.ownerAccess) throw new Error('this database handle was opened without owner access');
         const client = new pg.Client({ connectionString: migratorUrl, application_name: 'ringvakt-owner' });

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated } from 'kysely';
+import type { ColumnType, Generated, RawBuilder } from 'kysely';
 
 /** Kysely's view of the tables. Tenant tables are reached only through a TenantTransaction. */
 
@@ -17,9 +17,13 @@ export type UserStatus = 'invited' | 'active' | 'disabled';
 
 export type UsersTable = {
   tenant_id: ColumnType<string, string | undefined, never>;
-  id: Generated<string>;
-  email: string;
-  display_name: string;
+  id: ColumnType<string, string, never>;
+  /** Plaintext of rows written before migration 0007; the re-encryption job empties it. */
+  email: ColumnType<string | null, never, null>;
+  display_name: ColumnType<string | null, never, null>;
+  email_ciphertext: Buffer | null;
+  email_index: Buffer | null;
+  display_name_ciphertext: Buffer | null;
   role: UserRole;
   status: ColumnType<UserStatus, UserStatus | undefined>;
   password_hash: string | null;
@@ -101,6 +105,20 @@ export type AuditCheckpointsTable = {
   signature: Buffer;
 };
 
+export type KeyRotationJobsTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  target_version: number;
+  state: ColumnType<'running' | 'done', 'running' | 'done' | undefined>;
+  step: ColumnType<number, number | undefined>;
+  cursor: ColumnType<string, string | undefined>;
+  reencrypted: ColumnType<string, number | undefined, number | string | RawBuilder<unknown>>;
+  skipped: ColumnType<string, number | undefined, number | string | RawBuilder<unknown>>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  finished_at: Date | null;
+};
+
 /** Written only by the owner's retention procedure (migration 0006); read by verify. */
 export type AuditRetentionRecordsTable = {
   tenant_id: ColumnType<string, never, never>;
@@ -135,6 +153,7 @@ export type TenantTables = {
   audit_tree_nodes: AuditTreeNodesTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_retention_records: AuditRetentionRecordsTable;
+  key_rotation_jobs: KeyRotationJobsTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

@@ -23,6 +23,8 @@ export type SystemDb = {
   saveRootKeyCheck(keyId: string, checkValue: Buffer): Promise<void>;
   /** Tenants with audit events not yet sealed. */
   tenantsWithUnsealedAuditEvents(): Promise<string[]>;
+  /** Tenants with a running key rotation job, or with plaintext from before field encryption. */
+  tenantsNeedingReencryption(): Promise<string[]>;
   /** Root key versions that wrap some tenant's keys. */
   rootKeyIdsInUse(): Promise<string[]>;
   /** Audit signing keys (deployment-wide, no tenant data): newest first. */
@@ -67,6 +69,10 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
     },
     async saveRootKeyCheck(keyId, checkValue) {
       await sql`INSERT INTO root_key_checks (key_id, check_value) VALUES (${keyId}, ${checkValue}) ON CONFLICT (key_id) DO NOTHING`.execute(db);
+    },
+    async tenantsNeedingReencryption() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_needing_reencryption()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
     },
     async tenantsWithUnsealedAuditEvents() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_unsealed_audit_events()`.execute(db);

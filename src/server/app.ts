@@ -25,7 +25,7 @@ import type { App } from './types.ts';
 export type AppDependencies = {
   config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls'> & { metricsToken?: string | undefined };
   logger: Logger;
-  database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes'>;
+  database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes' | 'crypto'>;
   isShuttingDown?: () => boolean;
 };
 
@@ -181,9 +181,10 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     metricsToken: config.metricsToken,
     isShuttingDown: deps.isShuttingDown ?? (() => false),
   });
+  const { cipher } = await database.crypto();
   await app.register(tenantsRoutes);
-  await app.register(usersRoutes);
+  await app.register(usersRoutes, { cipher });
   await app.register(auditRoutes, { systemDb: database.systemDb });
-  await app.register(setupRoutes, { forTenant: database.forTenant });
+  await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   return app;
 }

@@ -5,8 +5,7 @@ import { buildApp } from './app.ts';
 import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
 import { createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
-import { verifyRootKey } from '../crypto/root-key-check.ts';
-import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provider.ts';
+import { startReencryptionWorker } from '../crypto/reencrypt.ts';
 
 export type RunningServer = { url: string; stop(reason: string): Promise<void> };
 
@@ -21,20 +20,22 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let shuttingDown = false;
   let app;
   let sealer: { stop(): Promise<void> } | undefined;
+  let reencryption: { stop(): Promise<void> } | undefined;
   try {
     // The root key first: a wrong or unreadable one stops the start before anything is served.
-    const rootKeys = await createRootKeyProvider(config);
-    await verifyRootKey(database.systemDb, rootKeys);
+    const { root: rootKeys } = await database.crypto();
     sealer = startAuditSealer({
       systemDb: database.systemDb,
       signingKey: await loadSigningKey(database.systemDb, rootKeys),
       logger,
       publishers: createCheckpointPublishers(config.auditWitnesses, logger),
     });
+    reencryption = startReencryptionWorker({ systemDb: database.systemDb, crypto: database.crypto, logger });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await sealer?.stop();
+    await reencryption?.stop();
     await database.close();
     throw error;
   }
@@ -66,6 +67,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       } finally {
         clearTimeout(timer);
         await sealer?.stop();
+        await reencryption?.stop();
         await database.close();
       }
       logger.info('stopped');

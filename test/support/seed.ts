@@ -9,7 +9,7 @@ export type SeededTenant = { tenantId: string; slug: string; owner: SeededUser; 
 
 /** A tenant with an active owner and an active agent, each with an API token. */
 export async function seedTenant(handles: DatabaseHandles, slug: string): Promise<SeededTenant> {
-  const created = await createTenantWithOwner(handles.systemDb, {
+  const created = await createTenantWithOwner(handles, {
     slug,
     name: `Tenant ${slug}`,
     ownerEmail: `owner@${slug}.example`,
@@ -17,6 +17,7 @@ export async function seedTenant(handles: DatabaseHandles, slug: string): Promis
     publicUrl: 'http://127.0.0.1:8080',
   });
   const tenantDb = handles.forTenant(created.tenantId);
+  const { cipher } = await handles.crypto();
   const expiresAt = new Date(Date.now() + 3600_000);
   const makeActive = async (userId: string, role: UserRole, email: string): Promise<SeededUser> =>
     tenantDb.transaction(async (trx) => {
@@ -26,7 +27,7 @@ export async function seedTenant(handles: DatabaseHandles, slug: string): Promis
     });
   const owner = await makeActive(created.ownerId, 'owner', `owner@${slug}.example`);
   const agentRow = await tenantDb.transaction((trx) =>
-    createUser(trx, { email: `agent@${slug}.example`, displayName: `Agent of ${slug}`, role: 'agent' }),
+    createUser(trx, cipher, { email: `agent@${slug}.example`, displayName: `Agent of ${slug}`, role: 'agent' }),
   );
   const agent = await makeActive(agentRow.id, 'agent', agentRow.email);
   return { tenantId: created.tenantId, slug, owner, agent, setupLink: created.link };

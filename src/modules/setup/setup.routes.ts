@@ -7,6 +7,7 @@ import type { App } from '../../server/types.ts';
 import { problemResponses } from '../../server/schemas.ts';
 import { PASSWORD_MAX_LENGTH } from '../access/passwords.ts';
 import { completeOwnerSetup } from './setup.service.ts';
+import type { FieldCipher } from '../../crypto/field-cipher.ts';
 
 const pageDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'page');
 // Read once at start: the page is two fixed files, never a path taken from the request.
@@ -18,7 +19,7 @@ const completeBody = z.strictObject({
   password: z.string().min(1).max(PASSWORD_MAX_LENGTH * 4),
 });
 
-export async function setupRoutes(app: App, options: { forTenant(tenantId: string): TenantDb }): Promise<void> {
+export async function setupRoutes(app: App, options: { forTenant(tenantId: string): TenantDb; cipher: FieldCipher }): Promise<void> {
   app.get('/setup', { config: { access: 'public' }, schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(setupHtml),
   );
@@ -38,7 +39,7 @@ export async function setupRoutes(app: App, options: { forTenant(tenantId: strin
       },
     },
     async (request, reply) => {
-      await completeOwnerSetup(options.forTenant, { ...request.body, sourceIp: request.ip, requestId: request.id });
+      await completeOwnerSetup(options.forTenant, options.cipher, { ...request.body, sourceIp: request.ip, requestId: request.id });
       return reply.code(204).send(null);
     },
   );

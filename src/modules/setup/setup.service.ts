@@ -2,7 +2,8 @@ import type { SystemDb } from '../../db/system-db.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import { mintTenantToken, parseTenantToken } from '../api-tokens/api-tokens.service.ts';
 import { assertPasswordAcceptable, hashPassword } from '../access/passwords.ts';
-import { createUser } from '../users/users.repo.ts';
+import { createUser, findUserById } from '../users/users.repo.ts';
+import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { AppError } from '../../server/errors.ts';
 
@@ -18,15 +19,16 @@ export const SETUP_LINK_HOURS = 24;
 export type CreatedTenant = { tenantId: string; ownerId: string; link: string; expiresAt: Date };
 
 export async function createTenantWithOwner(
-  systemDb: SystemDb,
+  database: { systemDb: SystemDb; crypto(): Promise<{ cipher: FieldCipher }> },
   input: { slug: string; name: string; ownerEmail: string; ownerName: string; publicUrl: string; now?: Date },
 ): Promise<CreatedTenant> {
   const now = input.now ?? new Date();
   const expiresAt = new Date(now.getTime() + SETUP_LINK_HOURS * 3600_000);
+  const { cipher } = await database.crypto();
   try {
-    return await systemDb.createTenantWith(input.slug, input.name, async (trx, tenantId) => {
+    return await database.systemDb.createTenantWith(input.slug, input.name, async (trx, tenantId) => {
       const { token, hash } = mintTenantToken('rvs', tenantId);
-      const owner = await createUser(trx, { email: input.ownerEmail, displayName: input.ownerName, role: 'owner' });
+      const owner = await createUser(trx, cipher, { email: input.ownerEmail, displayName: input.ownerName, role: 'owner' });
       await trx.insertInto('setup_tokens').values({ user_id: owner.id, token_hash: hash, expires_at: expiresAt }).execute();
       await recordAuditEvent(trx, { action: 'tenant.create', outcome: 'success', actor: { type: 'operator' }, target: { type: 'tenant', id: tenantId } });
       await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'operator' }, target: { type: 'user', id: owner.id }, details: { role: 'owner' } });
@@ -49,6 +51,7 @@ export async function createTenantWithOwner(
  */
 export async function completeOwnerSetup(
   forTenant: (tenantId: string) => TenantDb,
+  cipher: FieldCipher,
   input: { token: string; password: string; sourceIp?: string; requestId?: string },
 ): Promise<{ userId: string }> {
   const parsed = parseTenantToken('rvs', input.token);
@@ -59,14 +62,15 @@ export async function completeOwnerSetup(
       .innerJoin('users', (join) =>
         join.onRef('users.tenant_id', '=', 'setup_tokens.tenant_id').onRef('users.id', '=', 'setup_tokens.user_id'),
       )
-      .select(['setup_tokens.id as tokenId', 'users.id as userId', 'users.email as email', 'users.status as status'])
+      .select(['setup_tokens.id as tokenId', 'users.id as userId', 'users.status as status'])
       .where('setup_tokens.token_hash', '=', parsed.hash)
       .where('setup_tokens.used_at', 'is', null)
       .where('setup_tokens.expires_at', '>', new Date())
       .forUpdate('setup_tokens')
       .executeTakeFirst();
     if (!row || row.status === 'disabled') throw new AppError('setup_link_invalid');
-    assertPasswordAcceptable(input.password, { email: row.email });
+    const user = await findUserById(trx, cipher, row.userId);
+    assertPasswordAcceptable(input.password, { email: user?.email ?? '' });
     const passwordHash = await hashPassword(input.password);
     await trx
       .updateTable('users')

@@ -1,4 +1,5 @@
 import type { App } from '../../server/types.ts';
+import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses } from '../../server/schemas.ts';
 import { findUserById, listUsers, type UserView } from './users.repo.ts';
@@ -6,7 +7,8 @@ import { listUsersQuerySchema, userListSchema, userParamsSchema, userSchema } fr
 
 const present = (user: UserView) => ({ ...user, createdAt: user.createdAt.toISOString() });
 
-export async function usersRoutes(app: App): Promise<void> {
+export async function usersRoutes(app: App, options: { cipher: FieldCipher }): Promise<void> {
+  const { cipher } = options;
   app.get(
     '/api/v1/users',
     {
@@ -21,7 +23,7 @@ export async function usersRoutes(app: App): Promise<void> {
     },
     async (request) => {
       const { limit, after } = request.query;
-      const users = await request.tenantDb.read((trx) => listUsers(trx, { limit, ...(after ? { after } : {}) }));
+      const users = await request.tenantDb.read((trx) => listUsers(trx, cipher, { limit, ...(after ? { after } : {}) }));
       const last = users.at(-1);
       return { items: users.map(present), nextAfter: users.length === limit && last ? last.id : null };
     },
@@ -40,7 +42,7 @@ export async function usersRoutes(app: App): Promise<void> {
       },
     },
     async (request) => {
-      const user = await request.tenantDb.read((trx) => findUserById(trx, request.params.userId));
+      const user = await request.tenantDb.read((trx) => findUserById(trx, cipher, request.params.userId));
       // 404, not 403, for another tenant's user: its existence is itself information we must not give.
       if (!user) throw new AppError('not_found');
       return present(user);

@@ -1,0 +1,316 @@
+import { sql } from 'kysely';
+import type { SystemDb } from '../db/system-db.ts';
+import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
+import type { Logger } from '../logger.ts';
+import { recordAuditEvent } from '../audit/audit-event.ts';
+import type { FieldCipher } from './field-cipher.ts';
+import { BLOCK_MAX_AGE_MS, type Keyring } from './keyring.ts';
+
+/**
+ * Tenant data key rotation and the background job that re-encrypts under the new key.
+ *
+ * `ringvakt keys rotate-tenant` makes a new data key version active (new writes use it at once)
+ * and creates a job. The job walks every registered encrypted column, then every subject key,
+ * a batch per transaction: it takes the job row FOR UPDATE (one worker at a time, any number of
+ * nodes), re-encrypts the batch, and stores its cursor and counts in that same transaction — so a
+ * job stopped anywhere resumes exactly where it stopped, and no batch is done twice.
+ *
+ * Concurrent writers are safe: each row is replaced only if it still holds the ciphertext the
+ * job read (compare-and-swap); a row a writer changed meanwhile was written under the new key
+ * anyway. A process may keep encrypting under the old key for up to BLOCK_MAX_AGE_MS after the
+ * rotation (its reserved block), so the job ends with a sweep, after that time, of any value still
+ * under an older version. Old key versions stay (retired) for backups taken before the rotation.
+ *
+ * The same job moves plaintext left from before field encryption (migration 0007) into
+ * ciphertext: a value with no ciphertext and a plaintext is encrypted and its plaintext cleared.
+ */
+
+/**
+ * Every column that holds field ciphertext under the tenant data key. A new encrypted column
+ * must be added here, or rotation would leave it under the old key: test/key-rotation.int.test.ts
+ * fails when a `*_ciphertext` column of the schema is missing from this list.
+ */
+export type EncryptedColumn = {
+  table: 'users';
+  column: string;
+  /** The field name bound into the ciphertext's associated data. */
+  field: string;
+  /** Plaintext column of rows written before encryption, if any. */
+  plaintextColumn?: string;
+  /** The blind index kept next to it, recomputed when plaintext is first encrypted. */
+  index?: { column: string; name: string; normalise: (value: string) => string };
+};
+
+export const encryptedColumns: readonly EncryptedColumn[] = [
+  {
+    table: 'users',
+    column: 'email_ciphertext',
+    field: 'email',
+    plaintextColumn: 'email',
+    index: { column: 'email_index', name: 'users.email', normalise: (value) => value.trim().toLowerCase() },
+  },
+  { table: 'users', column: 'display_name_ciphertext', field: 'display_name', plaintextColumn: 'display_name' },
+];
+
+const SUBJECT_KEYS_STEP = encryptedColumns.length;
+const SWEEP_STEP = SUBJECT_KEYS_STEP + 1;
+const BATCH = 200;
+
+/** Header bytes 4–7 of a version-1 field ciphertext: the tenant data key version, big-endian. */
+const versionBytes = (version: number) => {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(version);
+  return bytes;
+};
+
+export type RotationJob = {
+  id: string;
+  targetVersion: number;
+  state: 'running' | 'done';
+  step: number;
+  stepName: string;
+  reencrypted: number;
+  skipped: number;
+  createdAt: Date;
+  finishedAt: Date | null;
+};
+
+const stepName = (step: number) => {
+  const spec = encryptedColumns[step];
+  return spec
+    ? `${spec.table}.${spec.column}`
+    : step === SUBJECT_KEYS_STEP
+      ? 'subject keys'
+      : step === SWEEP_STEP
+        ? 'final sweep'
+        : 'done';
+};
+
+export class RotationInProgressError extends Error {
+  constructor() {
+    super('A data key rotation of this tenant is still re-encrypting; let it finish first (ringvakt keys status).');
+    this.name = 'RotationInProgressError';
+  }
+}
+
+/**
+ * Makes a new data key version active and creates its re-encryption job, in one transaction;
+ * the rotation is audited. Refused while an earlier job still runs.
+ */
+export async function rotateTenantDataKey(trx: TenantTransaction, keyring: Keyring, actor: { type: 'operator' | 'system'; id?: string }): Promise<RotationJob> {
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:key-rotation:${trx.tenantId}`}, 0))`.execute(trx);
+  const running = await trx.selectFrom('key_rotation_jobs').select('id').where('state', '=', 'running').executeTakeFirst();
+  if (running) throw new RotationInProgressError();
+  const version = await keyring.rotateDataKey(trx);
+  const job = await trx.insertInto('key_rotation_jobs').values({ target_version: version }).returningAll().executeTakeFirstOrThrow();
+  await recordAuditEvent(trx, {
+    action: 'keys.rotate_tenant',
+    outcome: 'success',
+    actor,
+    target: { type: 'tenant_data_key', id: String(version) },
+    details: { job: job.id },
+  });
+  return present(job);
+}
+
+/** A job for a tenant that still has plaintext from before encryption, at the current key version. */
+async function ensureJobForPlaintext(trx: TenantTransaction, keyring: Keyring): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:key-rotation:${trx.tenantId}`}, 0))`.execute(trx);
+  const running = await trx.selectFrom('key_rotation_jobs').select('id').where('state', '=', 'running').executeTakeFirst();
+  if (running) return;
+  const { version } = await keyring.dataKeyForEncryption(trx);
+  await trx.insertInto('key_rotation_jobs').values({ target_version: version }).execute();
+}
+
+function present(row: {
+  id: string;
+  target_version: number;
+  state: 'running' | 'done';
+  step: number;
+  reencrypted: string;
+  skipped: string;
+  created_at: Date;
+  finished_at: Date | null;
+}): RotationJob {
+  return {
+    id: row.id,
+    targetVersion: row.target_version,
+    state: row.state,
+    step: row.step,
+    stepName: stepName(row.step),
+    reencrypted: Number(row.reencrypted),
+    skipped: Number(row.skipped),
+    createdAt: row.created_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export async function listRotationJobs(trx: TenantTransaction): Promise<RotationJob[]> {
+  const rows = await trx.selectFrom('key_rotation_jobs').selectAll().orderBy('created_at', 'desc').limit(20).execute();
+  return rows.map(present);
+}
+
+type Batch = { reencrypted: number; skipped: number; cursor: string; exhausted: boolean };
+
+/** Re-encrypts one batch of one column after `cursor`; values already under `target` are skipped. */
+async function columnBatch(trx: TenantTransaction, cipher: FieldCipher, spec: EncryptedColumn, target: number, cursor: string, sweep: boolean): Promise<Batch> {
+  const plain = spec.plaintextColumn ? sql.ref(spec.plaintextColumn) : sql`NULL::text`;
+  const older = sql`(get_byte(${sql.ref(spec.column)}, 3) = 1 AND substring(${sql.ref(spec.column)} from 5 for 4) < ${versionBytes(target)})`;
+  // The sweep looks only for what is still behind; the walk goes through every row once, in id order.
+  const rows = await sql<{ id: string; ciphertext: Buffer | null; plaintext: string | null }>`
+    SELECT id::text AS id, ${sql.ref(spec.column)} AS ciphertext, ${plain} AS plaintext
+      FROM ${sql.table(spec.table)}
+     WHERE ${sweep ? sql`(${older} OR (${sql.ref(spec.column)} IS NULL AND ${plain} IS NOT NULL))` : sql`id::text > ${cursor}`}
+     ORDER BY id LIMIT ${BATCH}`.execute(trx);
+  let reencrypted = 0;
+  let skipped = 0;
+  for (const row of rows.rows) {
+    const where = { table: spec.table, recordId: row.id, field: spec.field };
+    if (row.ciphertext) {
+      const isTenantKey = row.ciphertext[3] === 0x01;
+      if (!isTenantKey || row.ciphertext.readUInt32BE(4) >= target) {
+        skipped += 1;
+        continue;
+      }
+      const value = await cipher.decrypt(trx, where, row.ciphertext);
+      const fresh = await cipher.encrypt(trx, where, value);
+      const updated = await sql`UPDATE ${sql.table(spec.table)} SET ${sql.ref(spec.column)} = ${fresh}
+                                 WHERE id = ${row.id}::uuid AND ${sql.ref(spec.column)} = ${row.ciphertext}`.execute(trx);
+      if (Number(updated.numAffectedRows ?? 0) > 0) reencrypted += 1;
+      else skipped += 1;
+    } else if (row.plaintext !== null && spec.plaintextColumn) {
+      const fresh = await cipher.encrypt(trx, where, row.plaintext);
+      const index = spec.index ? await cipher.blindIndex(trx, spec.index.name, spec.index.normalise(row.plaintext)) : undefined;
+      const updated = await sql`UPDATE ${sql.table(spec.table)}
+           SET ${sql.ref(spec.column)} = ${fresh}, ${sql.ref(spec.plaintextColumn)} = NULL
+               ${index && spec.index ? sql`, ${sql.ref(spec.index.column)} = ${index}` : sql``}
+         WHERE id = ${row.id}::uuid AND ${sql.ref(spec.column)} IS NULL AND ${sql.ref(spec.plaintextColumn)} = ${row.plaintext}`.execute(trx);
+      if (Number(updated.numAffectedRows ?? 0) > 0) reencrypted += 1;
+      else skipped += 1;
+    } else {
+      skipped += 1;
+    }
+  }
+  return { reencrypted, skipped, cursor: rows.rows.at(-1)?.id ?? cursor, exhausted: rows.rows.length < BATCH || (sweep && reencrypted === 0) };
+}
+
+async function subjectKeyBatch(trx: TenantTransaction, keyring: Keyring, target: number, cursor: string): Promise<Batch> {
+  const rows = await trx
+    .selectFrom('subject_keys')
+    .select(['subject_id'])
+    .where(sql<boolean>`subject_id::text > ${cursor}`)
+    .orderBy('subject_id')
+    .limit(BATCH)
+    .execute();
+  let reencrypted = 0;
+  for (const row of rows) if (await keyring.rewrapSubjectKey(trx, row.subject_id, target)) reencrypted += 1;
+  return { reencrypted, skipped: rows.length - reencrypted, cursor: rows.at(-1)?.subject_id ?? cursor, exhausted: rows.length < BATCH };
+}
+
+/**
+ * Runs one batch of the tenant's running job, in its own transaction. Returns the job after the
+ * batch, or undefined when there is no running job or another worker holds it right now.
+ */
+export async function runRotationBatch(
+  tenantDb: TenantDb,
+  crypto: { keyring: Keyring; cipher: FieldCipher },
+  options: { settleMs?: number; now?: () => number } = {},
+): Promise<RotationJob | undefined> {
+  const settleMs = options.settleMs ?? BLOCK_MAX_AGE_MS + 5_000;
+  const now = options.now ?? Date.now;
+  return tenantDb.transaction(async (trx) => {
+    const job = await trx.selectFrom('key_rotation_jobs').selectAll().where('state', '=', 'running').forUpdate().skipLocked().executeTakeFirst();
+    if (!job) return undefined;
+    let step = job.step;
+    let cursor = job.cursor;
+    let batch: Batch;
+    const spec = encryptedColumns[step];
+    if (spec) {
+      batch = await columnBatch(trx, crypto.cipher, spec, job.target_version, cursor, false);
+    } else if (step === SUBJECT_KEYS_STEP) {
+      batch = await subjectKeyBatch(trx, crypto.keyring, job.target_version, cursor);
+    } else {
+      // Writers may use the old key for a while after the rotation: sweep once that has passed.
+      if (now() < job.created_at.getTime() + settleMs) return present(job);
+      batch = { reencrypted: 0, skipped: 0, cursor: '', exhausted: true };
+      for (const spec of encryptedColumns) {
+        const swept = await columnBatch(trx, crypto.cipher, spec, job.target_version, '', true);
+        batch.reencrypted += swept.reencrypted;
+        if (!swept.exhausted) batch.exhausted = false;
+      }
+    }
+    if (batch.exhausted) {
+      step += 1;
+      cursor = '';
+    } else {
+      cursor = batch.cursor;
+    }
+    const done = step > SWEEP_STEP;
+    const updated = await trx
+      .updateTable('key_rotation_jobs')
+      .set({
+        step,
+        cursor,
+        reencrypted: sql`reencrypted + ${batch.reencrypted}`,
+        skipped: sql`skipped + ${batch.skipped}`,
+        updated_at: new Date(),
+        ...(done ? { state: 'done' as const, finished_at: new Date() } : {}),
+      })
+      .where('id', '=', job.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return present(updated);
+  });
+}
+
+/**
+ * The background worker: every `intervalMs`, advances the jobs of tenants that have one (or that
+ * still have plaintext from before encryption, for whom it creates one), within a time budget so
+ * one large tenant does not hold the others up.
+ */
+export function startReencryptionWorker(options: {
+  systemDb: SystemDb;
+  crypto: () => Promise<{ keyring: Keyring; cipher: FieldCipher }>;
+  logger: Logger;
+  intervalMs?: number;
+  budgetMs?: number;
+}): { stop(): Promise<void>; runOnce(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const runOnce = async () => {
+    const crypto = await options.crypto();
+    for (const tenantId of await options.systemDb.tenantsNeedingReencryption()) {
+      const tenantDb = options.systemDb.inTenant(tenantId);
+      try {
+        await tenantDb.transaction((trx) => ensureJobForPlaintext(trx, crypto.keyring));
+        const until = Date.now() + (options.budgetMs ?? 1_000);
+        let job: RotationJob | undefined;
+        do {
+          const before = job;
+          job = await runRotationBatch(tenantDb, crypto);
+          // Waiting to sweep: nothing more to do this tick.
+          if (job && before && job.step === before.step && job.stepName === 'final sweep' && job.reencrypted === before.reencrypted) break;
+        } while (job?.state === 'running' && Date.now() < until && !stopped);
+        if (job?.state === 'done') options.logger.info({ tenant: tenantId, job: job.id, reencrypted: job.reencrypted }, 'data key rotation finished re-encrypting');
+      } catch (error) {
+        options.logger.error({ err: error, tenant: tenantId }, 're-encryption failed for a tenant; will retry');
+      }
+    }
+  };
+  const timer = setInterval(() => {
+    running ??= runOnce()
+      .catch((error: unknown) => options.logger.error({ err: error }, 're-encryption worker failed'))
+      .finally(() => {
+        running = undefined;
+      });
+  }, options.intervalMs ?? 5_000);
+  timer.unref();
+  return {
+    runOnce,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

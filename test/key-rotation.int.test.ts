@@ -1,0 +1,135 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFieldCipher } from '../src/crypto/field-cipher.ts';
+import { createKeyring } from '../src/crypto/keyring.ts';
+import { encryptedColumns, listRotationJobs, rotateTenantDataKey, RotationInProgressError, runRotationBatch, startReencryptionWorker } from '../src/crypto/reencrypt.ts';
+import type { CryptoHandles } from '../src/db/database.ts';
+import { createLogger } from '../src/logger.ts';
+import { createUser, findUserByEmail, listUsers } from '../src/modules/users/users.repo.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+
+describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let crypto: CryptoHandles;
+  let tenant: SeededTenant;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    crypto = await db.handles.crypto();
+    tenant = await seedTenant(db.handles, 'rotating');
+  });
+  afterAll(async () => db?.drop());
+
+  const handle = () => db.handles.forTenant(tenant.tenantId);
+  const versionsIn = async (column: string) => {
+    const rows = await db.superQuery<{ version: number; n: number }>(
+      `SELECT get_byte(${column}, 4) * 16777216 + get_byte(${column}, 5) * 65536 + get_byte(${column}, 6) * 256 + get_byte(${column}, 7) AS version, count(*)::int AS n
+         FROM ringvakt.users WHERE tenant_id = $1 GROUP BY 1 ORDER BY 1`,
+      [tenant.tenantId],
+    );
+    return rows.rows;
+  };
+
+  it('registers every encrypted column of the schema', async () => {
+    const columns = await db.superQuery<{ name: string }>(
+      `SELECT table_name || '.' || column_name AS name FROM information_schema.columns
+        WHERE table_schema = 'ringvakt' AND column_name LIKE '%\\_ciphertext' ORDER BY 1`,
+    );
+    expect(columns.rows.map((row) => row.name)).toEqual(encryptedColumns.map((spec) => `${spec.table}.${spec.column}`).sort());
+  });
+
+  it('re-encrypts every value and rewraps every subject key under the new version, resumably, while others keep writing', async () => {
+    // 450 more users (three batches) and some subject keys, all under data key version 1.
+    for (let start = 0; start < 450; start += 50) {
+      await handle().transaction(async (trx) => {
+        for (let index = start; index < start + 50; index += 1) {
+          await createUser(trx, crypto.cipher, { email: `person${index}@rotating.example`, displayName: `Person ${index}`, role: 'agent' });
+        }
+      });
+    }
+    const subjects = Array.from({ length: 5 }, (_, index) => `aaaaaaaa-0000-4000-8000-00000000000${index}`);
+    const personal = await handle().transaction((trx) =>
+      Promise.all(subjects.map((subject) => crypto.cipher.encrypt(trx, { table: 'contacts', recordId: subject, field: 'name' }, `Subject ${subject}`, subject))),
+    );
+    // Another process that reserved a block under version 1 before the rotation, and keeps using it.
+    const staleProcess = createFieldCipher(createKeyring(crypto.root));
+    await handle().transaction((trx) => staleProcess.encrypt(trx, { table: 'x', recordId: 'warm-up', field: 'x' }, 'x'));
+    const before = await handle().read((trx) => listUsers(trx, crypto.cipher, { limit: 1000 }));
+    expect(before).toHaveLength(452);
+    expect(await versionsIn('email_ciphertext')).toEqual([{ version: 1, n: 452 }]);
+
+    const job = await handle().transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
+    expect(job).toMatchObject({ targetVersion: 2, state: 'running', stepName: 'users.email_ciphertext' });
+    await expect(handle().transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }))).rejects.toBeInstanceOf(RotationInProgressError);
+
+    // Two batches, then the "process" stops; a fresh one (new keyring, nothing in memory) resumes.
+    expect(await runRotationBatch(handle(), crypto, { settleMs: 0 })).toMatchObject({ reencrypted: 200, stepName: 'users.email_ciphertext' });
+    expect(await runRotationBatch(handle(), crypto, { settleMs: 0 })).toMatchObject({ reencrypted: 400 });
+    const keyring = createKeyring(crypto.root);
+    const resumed = { keyring, cipher: createFieldCipher(keyring) };
+    // Meanwhile: new users (under version 2), a changed name, and the stale process writing under version 1.
+    const passed = [...before].sort((x, y) => (x.id < y.id ? -1 : 1))[0]!;
+    const writes = handle().transaction(async (trx) => {
+      for (let index = 0; index < 20; index += 1) await createUser(trx, resumed.cipher, { email: `late${index}@rotating.example`, displayName: `Late ${index}`, role: 'agent' });
+      // …and the stale process rewrites a value the walk has passed already: only the sweep sees it.
+      const rewritten = await staleProcess.encrypt(trx, { table: 'users', recordId: passed.id, field: 'email' }, passed.email);
+      await trx.updateTable('users').set({ email_ciphertext: rewritten }).where('id', '=', passed.id).execute();
+    });
+    await writes;
+    let current = await runRotationBatch(handle(), resumed, { settleMs: 0 });
+    while (current?.state === 'running') current = await runRotationBatch(handle(), resumed, { settleMs: 0 });
+    expect(current).toMatchObject({ state: 'done', stepName: 'done' });
+
+    // Every value is under version 2 and reads as before.
+    expect(await versionsIn('email_ciphertext')).toEqual([{ version: 2, n: 472 }]);
+    expect(await versionsIn('display_name_ciphertext')).toEqual([{ version: 2, n: 472 }]);
+    const after = await handle().read((trx) => listUsers(trx, resumed.cipher, { limit: 1000 }));
+    const expected = new Map(before.map((user) => [user.id, { email: user.email, name: user.displayName }]));
+    for (const user of after.filter((candidate) => expected.has(candidate.id))) {
+      expect({ email: user.email, name: user.displayName }).toEqual(expected.get(user.id));
+    }
+    const subjectKeys = await db.superQuery('SELECT DISTINCT tenant_key_version FROM ringvakt.subject_keys WHERE tenant_id = $1', [tenant.tenantId]);
+    expect(subjectKeys.rows).toEqual([{ tenant_key_version: 2 }]);
+    const reread = await handle().read((trx) => Promise.all(personal.map((value, index) => resumed.cipher.decrypt(trx, { table: 'contacts', recordId: subjects[index]!, field: 'name' }, value, subjects[index]))));
+    expect(reread).toEqual(subjects.map((subject) => `Subject ${subject}`));
+    // Each value was re-encrypted once: 452 e-mails, 452 names, one stale write, 5 subject keys.
+    expect(current!.reencrypted).toBe(452 + 452 + 1 + 5);
+    // The old version stays, retired, for backups taken before the rotation; the rotation is audited.
+    const keys = await db.superQuery(`SELECT version, state FROM ringvakt.tenant_keys WHERE tenant_id = $1 AND purpose = 'data' ORDER BY version`, [tenant.tenantId]);
+    expect(keys.rows).toEqual([{ version: 1, state: 'retired' }, { version: 2, state: 'active' }]);
+    const audited = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'keys.rotate_tenant'`, [tenant.tenantId]);
+    expect(audited.rows[0]!.n).toBe(1);
+    expect((await handle().read((trx) => listRotationJobs(trx)))[0]).toMatchObject({ state: 'done', targetVersion: 2 });
+  });
+
+  it('waits before its final sweep until writers can no longer hold the old key', async () => {
+    const other = await seedTenant(db.handles, 'rotating-slow');
+    const otherDb = db.handles.forTenant(other.tenantId);
+    await otherDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
+    let job = await runRotationBatch(otherDb, crypto);
+    for (let round = 0; round < 10 && job?.stepName !== 'final sweep'; round += 1) job = await runRotationBatch(otherDb, crypto);
+    expect(job).toMatchObject({ state: 'running', stepName: 'final sweep' });
+    expect(await runRotationBatch(otherDb, crypto)).toMatchObject({ state: 'running', stepName: 'final sweep' });
+    expect(await runRotationBatch(otherDb, crypto, { now: () => Date.now() + 70_000 })).toMatchObject({ state: 'done' });
+  });
+
+  it('moves plaintext from before field encryption into ciphertext in the background', async () => {
+    const legacy = await seedTenant(db.handles, 'legacy');
+    await db.superQuery(
+      `INSERT INTO ringvakt.users (tenant_id, id, email, display_name, role) VALUES ($1, 'bbbbbbbb-0000-4000-8000-000000000001', 'old.timer@legacy.example', 'Old Timer', 'agent')`,
+      [legacy.tenantId],
+    );
+    const worker = startReencryptionWorker({ systemDb: db.handles.systemDb, crypto: db.handles.crypto, logger: createLogger('silent'), intervalMs: 60_000 });
+    try {
+      await worker.runOnce();
+    } finally {
+      await worker.stop();
+    }
+    const row = await db.superQuery<{ email: string | null; display_name: string | null; email_ciphertext: Buffer | null }>(
+      `SELECT email, display_name, email_ciphertext FROM ringvakt.users WHERE id = 'bbbbbbbb-0000-4000-8000-000000000001'`,
+    );
+    expect(row.rows[0]).toMatchObject({ email: null, display_name: null, email_ciphertext: expect.any(Buffer) });
+    const found = await db.handles.forTenant(legacy.tenantId).read((trx) => findUserByEmail(trx, crypto.cipher, 'Old.Timer@legacy.example'));
+    expect(found).toMatchObject({ displayName: 'Old Timer', email: 'old.timer@legacy.example' });
+  });
+});
