@@ -22,6 +22,16 @@ describe('ringvakt CLI', () => {
     const setup = ringvakt(['setup', '--help']);
     expect(setup.code).toBe(0);
     expect(setup.stdout).toContain('--owner-email');
+    for (const [command, option] of [
+      [['audit', 'prune'], '--operator'],
+      [['audit', 'export'], '--after-leaf'],
+      [['keys', 'rotate-tenant'], '--no-wait'],
+      [['keys', 'status'], '--tenant'],
+    ] as const) {
+      const help = ringvakt([...command, '--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain(option);
+    }
   });
 
   it('exits non-zero with a clear message for unknown commands, bad arguments and bad configuration', () => {
@@ -104,6 +114,13 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     ringvakt(['audit', 'seal'], env);
     const afterRetention = ringvakt(['audit', 'verify', '--tenant', 'cli-co'], env);
     expect(afterRetention.stdout).toBe('ok    cli-co: 5 sealed events, the first 2 removed by retention (0 awaiting sealing), 2 signed checkpoints\n');
+    const rotated = ringvakt(['keys', 'rotate-tenant', '--tenant', 'cli-co', '--no-wait'], env);
+    expect(rotated.stdout).toMatch(/^data key version 2 is active; re-encryption job [0-9a-f-]{36} started\n$/);
+    const status = ringvakt(['keys', 'status', '--tenant', 'cli-co'], env);
+    expect(status.stdout).toMatch(/version 2 {2}running \(users\.email_ciphertext\) {2}0 re-encrypted, 0 already current\n$/);
+    const rotatedAgain = ringvakt(['keys', 'rotate-tenant', '--tenant', 'cli-co', '--no-wait'], env);
+    expect(rotatedAgain.code).toBe(1);
+    expect(rotatedAgain.stderr).toContain('still re-encrypting');
     const future = ringvakt(['audit', 'prune', '--tenant', 'cli-co', '--before', '2999-01-01T00:00:00Z', '--reason', 'x', '--operator', 'ops'], env);
     expect(future.code).toBe(1);
     expect(future.stderr).toContain('--before must not be in the future');
