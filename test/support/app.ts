@@ -3,6 +3,7 @@ import { buildApp } from '../../src/server/app.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
 import type { App } from '../../src/server/types.ts';
 import type { TestDatabase } from './database.ts';
+import { assertNoPersonalDataLeaked, recordLogLines, recordProblemBody } from './canary.ts';
 
 /** Collects every log line the app writes, so tests can assert what never reaches a log. */
 export function capturingLogger(level = 'info'): { logger: Logger; lines: string[] } {
@@ -13,6 +14,7 @@ export function capturingLogger(level = 'info'): { logger: Logger; lines: string
       callback();
     },
   });
+  recordLogLines(lines); // the same array: the suite-wide canary sees every line (canary.ts)
   return { logger: createLogger(level, sink), lines };
 }
 
@@ -27,6 +29,19 @@ export async function buildTestApp(
     ...(options.isShuttingDown ? { isShuttingDown: options.isShuttingDown } : {}),
   });
   await app.ready();
+  // Every problem body goes to the canary; on close, so does /metrics.
+  const inject = app.inject.bind(app);
+  (app as unknown as { inject: (options: unknown) => Promise<{ headers: Record<string, unknown>; body: string }> }).inject = async (options: unknown) => {
+    const response = await (inject as (options: unknown) => Promise<{ headers: Record<string, unknown>; body: string }>)(options);
+    if (String(response.headers['content-type'] ?? '').includes('problem+json')) recordProblemBody(response.body);
+    return response;
+  };
+  const close = app.close.bind(app);
+  (app as unknown as { close: () => Promise<void> }).close = async () => {
+    const metrics = await inject({ url: '/metrics', headers: options.metricsToken ? { authorization: `Bearer ${options.metricsToken}` } : {} });
+    await close();
+    assertNoPersonalDataLeaked([{ where: '/metrics', text: metrics.body }]);
+  };
   return app;
 }
 

@@ -6,7 +6,9 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { openDatabase, type DatabaseHandles } from '../../src/db/database.ts';
-import { createLogger, type Logger } from '../../src/logger.ts';
+import type { Logger } from '../../src/logger.ts';
+import { capturingLogger } from './app.ts';
+import { assertNoPersonalDataLeaked } from './canary.ts';
 
 export const adminUrl = (): string => inject('adminUrl');
 export const serverLabel = (): string => inject('serverLabel');
@@ -54,7 +56,8 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-test-data-'));
   chmodSync(dataDir, 0o711);
   const config = loadConfig({ DATABASE_URL: url, RINGVAKT_DATA_DIR: dataDir, RINGVAKT_LOG_LEVEL: 'silent', ...options.env });
-  const logger = options.logger ?? createLogger('silent');
+  // Not silent: every line goes to the personal-data canary (canary.ts), checked on drop().
+  const logger = options.logger ?? capturingLogger('debug').logger;
   const handles = await openDatabase(config, logger, { applyMigrations: true, ownerAccess: options.ownerAccess ?? false });
   const runtimeUrl = new URL(url);
   runtimeUrl.username = handles.roles.runtime;
@@ -74,10 +77,17 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
     },
     async drop() {
       await handles.close();
+      const audit = await adminQuery<{ row: string }>(
+        `SELECT concat_ws(' ', actor_id, target_type, target_id, source_ip, request_id, details::text) AS row FROM ringvakt.audit_events`,
+        [],
+        name,
+      ).catch(() => ({ rows: [] as { row: string }[] }));
       await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.runtime}`);
       await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.owner}`);
       rmSync(dataDir, { recursive: true, force: true });
+      // The canary: no registered personal data in this database's audit rows, logs or problem bodies.
+      assertNoPersonalDataLeaked(audit.rows.map((row) => ({ where: 'an audit event', text: row.row })));
     },
   };
 }

@@ -3,6 +3,7 @@ import type { DatabaseHandles } from '../../src/db/database.ts';
 import { issueApiToken } from '../../src/modules/api-tokens/api-tokens.service.ts';
 import { createTenantWithOwner } from '../../src/modules/setup/setup.service.ts';
 import { createUser } from '../../src/modules/users/users.repo.ts';
+import { registerPersonalData } from './canary.ts';
 
 export type SeededUser = { id: string; email: string; token: string };
 export type SeededTenant = { tenantId: string; slug: string; owner: SeededUser; agent: SeededUser; setupLink: string };
@@ -30,5 +31,6 @@ export async function seedTenant(handles: DatabaseHandles, slug: string): Promis
     createUser(trx, cipher, { email: `agent@${slug}.example`, displayName: `Agent of ${slug}`, role: 'agent' }),
   );
   const agent = await makeActive(agentRow.id, 'agent', agentRow.email);
+  registerPersonalData(owner.email, agent.email, `Owner of ${slug}`, `Agent of ${slug}`);
   return { tenantId: created.tenantId, slug, owner, agent, setupLink: created.link };
 }
