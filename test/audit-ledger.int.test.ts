@@ -150,6 +150,27 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     );
   });
 
+  it('reaches the same verdicts when worker threads recompute the leaves (as for large ledgers)', async () => {
+    const parallel = { connectionString: String(db.handles.pool.options.connectionString), workers: 3 };
+    const inWorkers = (tenant: SeededTenant) =>
+      db.handles.forTenant(tenant.tenantId).snapshot(async (trx) => verifyTenantLedger(trx, await publicKeys(db.handles.systemDb), [], { parallel }));
+    const tenant = await seedTenant(db.handles, 'audit-workers');
+    await append(tenant, 40);
+    await inTenant(tenant, (trx) => sealTenantLedger(trx, key));
+    await append(tenant, 3, 40); // three more, not yet sealed
+    expect(await inWorkers(tenant)).toEqual({ ok: true, events: 45, sealed: 42, checkpoints: 1, pruned: 0 });
+    expect(await inWorkers(tenant)).toEqual(await verify(tenant));
+    for (const [index, tamper] of tampers.entries()) {
+      const victim = await seedTenant(db.handles, `audit-workers-${index}`);
+      await append(victim, 30);
+      await inTenant(victim, (trx) => sealTenantLedger(trx, key));
+      await db.superQuery(`SET session_replication_role = replica; ${tamper.sql(victim.tenantId, 17)}; SET session_replication_role = origin;`);
+      const verdict = await inWorkers(victim);
+      expect(verdict.ok, tamper.name).toBe(false);
+      expect(verdict, tamper.name).toEqual(await verify(victim));
+    }
+  });
+
   it('detects a checkpoint re-signed with a key that is not the audit signing key', async () => {
     const tenant = await seedTenant(db.handles, 'audit-resign');
     await append(tenant, 3);

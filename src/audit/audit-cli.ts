@@ -33,7 +33,9 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
           : await database.systemDb.listTenants();
         let failed = 0;
         for (const tenant of tenants) {
-          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys, witness));
+          // Large ledgers are recomputed in worker threads, on runtime-role connections of their own.
+          const parallel = { connectionString: String(database.pool.options.connectionString) };
+          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys, witness, { parallel }));
           if (verdict.ok) {
             const awaiting = verdict.events - (verdict.sealed - verdict.pruned);
             const pruned = verdict.pruned > 0 ? `, the first ${verdict.pruned} removed by retention` : '';

@@ -53,23 +53,25 @@ export type StoredAuditEvent = {
 
 /** The canonical bytes of an event: what its leaf hash commits to, and what verify recomputes. */
 export function canonicalEvent(event: StoredAuditEvent): Buffer {
-  return Buffer.from(
-    JSON.stringify([
-      'ringvakt-audit-event/v1',
-      event.tenantId,
-      typeof event.occurredAt === 'string' ? event.occurredAt : event.occurredAt.toISOString(),
-      event.actorType,
-      event.actorId,
-      event.action,
-      event.targetType,
-      event.targetId,
-      event.outcome,
-      event.sourceIp,
-      event.requestId,
-      canonicalDetails(event.details),
-    ]),
-    'utf8',
-  );
+  return Buffer.from(canonicalEventText(event), 'utf8');
+}
+
+/** The canonical event as text; its UTF-8 encoding is canonicalEvent. */
+export function canonicalEventText(event: StoredAuditEvent): string {
+  return JSON.stringify([
+    'ringvakt-audit-event/v1',
+    event.tenantId,
+    typeof event.occurredAt === 'string' ? event.occurredAt : event.occurredAt.toISOString(),
+    event.actorType,
+    event.actorId,
+    event.action,
+    event.targetType,
+    event.targetId,
+    event.outcome,
+    event.sourceIp,
+    event.requestId,
+    canonicalDetails(event.details),
+  ]);
 }
 
 function toStored(tenantId: string, event: AuditEvent): StoredAuditEvent {

@@ -6,6 +6,7 @@ import {
   EMPTY_TREE_HASH,
   inclusionProof,
   leafHash,
+  leafHashOfText,
   nodeHash,
   packedHash,
   packedSource,
@@ -28,6 +29,16 @@ const leavesOf = (n: number) => Array.from({ length: n }, (_, index) => Buffer.f
 const sourceFor = (leaves: Buffer[]) => packedSource(packedSubtrees(Buffer.concat(leaves.map(leafHash)), leaves.length));
 
 describe('RFC 9162 Merkle trees', () => {
+  it('hashes a leaf given as text exactly as its UTF-8 bytes (property-based)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (text) => {
+        const bytes = Buffer.from(text, 'utf8');
+        expect(leafHashOfText(text).equals(leafHash(bytes))).toBe(true);
+        expect(leafHash(bytes).equals(createHash('sha256').update(Buffer.concat([Buffer.from([0]), bytes])).digest())).toBe(true);
+      }),
+    );
+  });
+
   it('holds, at every level, the hash of the two subtrees below', () => {
     for (const n of [1, 2, 3, 7, 8, 33, 64, 100]) {
       const packed = packedSubtrees(Buffer.concat(leavesOf(n).map(leafHash)), n);

@@ -1,9 +1,10 @@
 import type { KeyObject } from 'node:crypto';
 import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
-import { canonicalEvent } from './audit-event.ts';
-import { leafHash, packedHash, packedSource, packedSubtrees, treeHash } from './merkle.ts';
+import { canonicalEventText } from './audit-event.ts';
+import { leafHashOfText, packedHash, packedSource, packedSubtrees, treeHash } from './merkle.ts';
 import { verifyRetentionRecord } from './retention.ts';
+import { PARALLEL_FROM, recomputeLeavesInWorkers, type ParallelLeaves } from './verify-leaves.ts';
 import { verifyTreeHead } from './signing-key.ts';
 import type { WitnessedCheckpoint } from './witness.ts';
 
@@ -36,11 +37,11 @@ const columns = [
 ] as const;
 
 /** Sealed events in leaf order, then unsealed ones in id order, a page at a time (bounded memory). */
-async function* eventsInOrder(trx: TenantTransaction) {
+async function* eventsInOrder(trx: TenantTransaction, sealed: boolean) {
   // Pages are ranges of leaf indices, not "after X, limit N": the planner then always walks the
   // (tenant_id, leaf_index) index instead of scanning and sorting the table for every page. A
   // gap in the indices only shortens a page; the loop ends after the last index.
-  const last = await trx.selectFrom('audit_events').select((eb) => eb.fn.max('leaf_index').as('last')).executeTakeFirst();
+  const last = sealed ? await trx.selectFrom('audit_events').select((eb) => eb.fn.max('leaf_index').as('last')).executeTakeFirst() : undefined;
   const end = last?.last === null || last?.last === undefined ? -1 : Number(last.last);
   for (let from = 0; from <= end; ) {
     const page = await trx
@@ -68,13 +69,57 @@ async function* eventsInOrder(trx: TenantTransaction) {
   }
 }
 
+type StoredNodePage = { level: number; first: number; count: number; indices: number[] | undefined; hashes: Buffer };
+
+/**
+ * Every stored tree node, by level, a page of index range at a time. A page whose indices run
+ * without a gap (the normal case) arrives as one concatenated value — no object per node; other
+ * pages row by row. Ranges jump over empty stretches, so planted far-away indices cost nothing.
+ */
+async function loadStoredNodes(trx: TenantTransaction): Promise<StoredNodePage[]> {
+  const pages: StoredNodePage[] = [];
+  const levels = await trx.selectFrom('audit_tree_nodes').select('level').distinct().execute();
+  for (const { level } of levels) {
+    let from = 0;
+    for (;;) {
+      const next = await sql<{ first: string | null }>`
+        SELECT min(index) AS first FROM audit_tree_nodes WHERE level = ${level} AND index >= ${String(from)}`.execute(trx);
+      if (next.rows[0]?.first === null || next.rows[0]?.first === undefined) break;
+      from = Number(next.rows[0].first);
+      const page = await sql<{ count: string; last: string; hashes: Buffer }>`
+        SELECT count(*) AS count, max(index) AS last, string_agg(hash, ''::bytea ORDER BY index) AS hashes
+          FROM audit_tree_nodes WHERE level = ${level} AND index >= ${String(from)} AND index < ${String(from + PAGE)}`.execute(trx);
+      const row = page.rows[0];
+      const count = Number(row?.count ?? 0);
+      if (row && count === Number(row.last) - from + 1) {
+        pages.push({ level, first: from, count, indices: undefined, hashes: row.hashes });
+      } else {
+        const rows = await trx
+          .selectFrom('audit_tree_nodes')
+          .select(['index', 'hash'])
+          .where('level', '=', level)
+          .where('index', '>=', String(from))
+          .where('index', '<', String(from + PAGE))
+          .orderBy('index')
+          .execute();
+        const hashes = Buffer.allocUnsafe(rows.length * 32);
+        rows.forEach((node, at) => node.hash.copy(hashes, at * 32, 0, 32));
+        pages.push({ level, first: from, count: rows.length, indices: rows.map((node) => Number(node.index)), hashes });
+      }
+      from += PAGE;
+    }
+  }
+  return pages;
+}
+
 export async function verifyTenantLedger(
   trx: TenantTransaction,
   keys: Map<string, KeyObject>,
   witness: WitnessedCheckpoint[] = [],
+  options: { parallel?: Omit<ParallelLeaves, 'snapshot'> } = {},
 ): Promise<LedgerVerdict> {
   // Leaf hashes packed into one growing buffer (see packedSubtrees).
-  let packed = Buffer.allocUnsafe(32 * 1024);
+  let packed: Buffer = Buffer.allocUnsafe(32 * 1024);
   let sealed = 0;
   let events = 0;
   const grow = () => {
@@ -123,54 +168,86 @@ export async function verifyTenantLedger(
   }
   if (sealed !== pruned) return { ok: false, problem: `the kept hash of removed leaf ${sealed} is missing` };
 
-  for await (const row of eventsInOrder(trx)) {
-    events += 1;
-    const recomputed = leafHash(
-      canonicalEvent({
-        tenantId: trx.tenantId,
-        occurredAt: row.occurred_at,
-        actorType: row.actor_type,
-        actorId: row.actor_id,
-        action: row.action,
-        targetType: row.target_type,
-        targetId: row.target_id,
-        outcome: row.outcome,
-        sourceIp: row.source_ip,
-        requestId: row.request_id,
-        details: row.details,
-      }),
-    );
-    const where = row.leaf_index === null ? `unsealed event id ${row.id}` : `leaf ${row.leaf_index} (event id ${row.id})`;
-    if (!recomputed.equals(row.leaf_hash)) return { ok: false, problem: `${where} does not match its recorded hash: the event was altered` };
-    if (row.leaf_index === null) continue;
-    if (Number(row.leaf_index) !== sealed) {
-      return { ok: false, problem: `leaf ${sealed} is missing (next is leaf ${row.leaf_index}): an event was removed or moved` };
+  // Stored tree nodes load meanwhile (the leaves take most of verify's time, in workers).
+  const storedNodes = loadStoredNodes(trx);
+  storedNodes.catch(() => undefined); // a failure surfaces where it is awaited, below
+
+  // Sealed events: when their leaf indices run contiguously from the cut (the normal case), the
+  // leaves are recomputed range by range — in worker threads for a large ledger; otherwise the
+  // ordered walk below finds where the order breaks.
+  const extentOfLeaves = await sql<{ count: string; first: string | null; last: string | null }>`
+    SELECT count(*) AS count, min(leaf_index) AS first, max(leaf_index) AS last FROM audit_events WHERE leaf_index IS NOT NULL`.execute(trx);
+  const leafCount = Number(extentOfLeaves.rows[0]?.count ?? 0);
+  const contiguous =
+    leafCount > 0 && Number(extentOfLeaves.rows[0]?.first) === pruned && Number(extentOfLeaves.rows[0]?.last) === pruned + leafCount - 1;
+  let walkSealed = true;
+  if (contiguous && (leafCount >= PARALLEL_FROM || options.parallel?.workers !== undefined) && options.parallel) {
+    const snapshot = await sql<{ id: string }>`SELECT pg_export_snapshot() AS id`.execute(trx);
+    const shared = new SharedArrayBuffer((pruned + leafCount) * 32);
+    const all = Buffer.from(shared);
+    packed.copy(all, 0, 0, pruned * 32);
+    const problem = await recomputeLeavesInWorkers({ ...options.parallel, snapshot: snapshot.rows[0]?.id ?? '' }, trx.tenantId, pruned, pruned + leafCount, shared);
+    if (problem) {
+      await storedNodes.catch(() => undefined);
+      return { ok: false, problem };
     }
-    grow();
-    recomputed.copy(packed, sealed * 32);
-    sealed += 1;
+    packed = all;
+    sealed = pruned + leafCount;
+    events += leafCount;
+    walkSealed = false;
+  }
+
+  // The ordered walk: unsealed events, and sealed ones too unless the workers did them.
+  const walked = await walkEvents();
+  if (walked) {
+    await storedNodes.catch(() => undefined);
+    return { ok: false, problem: walked };
+  }
+  async function walkEvents(): Promise<string | undefined> {
+    for await (const row of eventsInOrder(trx, walkSealed)) {
+      events += 1;
+      const recomputed = leafHashOfText(
+        canonicalEventText({
+          tenantId: trx.tenantId,
+          occurredAt: row.occurred_at,
+          actorType: row.actor_type,
+          actorId: row.actor_id,
+          action: row.action,
+          targetType: row.target_type,
+          targetId: row.target_id,
+          outcome: row.outcome,
+          sourceIp: row.source_ip,
+          requestId: row.request_id,
+          details: row.details,
+        }),
+      );
+      const where = row.leaf_index === null ? `unsealed event id ${row.id}` : `leaf ${row.leaf_index} (event id ${row.id})`;
+      if (!recomputed.equals(row.leaf_hash)) return `${where} does not match its recorded hash: the event was altered`;
+      if (row.leaf_index === null) continue;
+      if (Number(row.leaf_index) !== sealed) {
+        return `leaf ${sealed} is missing (next is leaf ${row.leaf_index}): an event was removed or moved`;
+      }
+      grow();
+      recomputed.copy(packed, sealed * 32);
+      sealed += 1;
+    }
+    return undefined;
   }
 
   const levels = packedSubtrees(packed, sealed);
-  // Stored nodes, level by level in index ranges (again so that every page walks the index).
-  const extent = await trx
-    .selectFrom('audit_tree_nodes')
-    .select(['level', (eb) => eb.fn.max('index').as('last')])
-    .groupBy('level')
-    .execute();
-  for (const { level, last } of extent) {
-    for (let from = 0; from <= Number(last); from += PAGE) {
-      const nodes = await trx
-        .selectFrom('audit_tree_nodes')
-        .select(['level', 'index', 'hash'])
-        .where('level', '=', level)
-        .where('index', '>=', String(from))
-        .where('index', '<', String(from + PAGE))
-        .execute();
-      for (const node of nodes) {
-        const expected = packedHash(levels, node.level, Number(node.index));
-        if (!expected) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} covers leaves that do not exist` };
-        if (!expected.equals(node.hash)) return { ok: false, problem: `stored tree node level ${node.level}, index ${node.index} does not match the leaves below it` };
+  // Every stored node must equal the node recomputed from the leaves below it.
+  for (const page of await storedNodes) {
+    const level = levels[page.level];
+    if (!page.indices && level && (page.first + page.count) * 32 <= level.length && level.compare(page.hashes, 0, page.count * 32, page.first * 32, (page.first + page.count) * 32) === 0) {
+      continue; // the whole page matches
+    }
+    // Find and name the first node that differs (or covers leaves that do not exist).
+    for (let at = 0; at < page.count; at += 1) {
+      const index = page.indices ? (page.indices[at] as number) : page.first + at;
+      const expected = packedHash(levels, page.level, index);
+      if (!expected) return { ok: false, problem: `stored tree node level ${page.level}, index ${index} covers leaves that do not exist` };
+      if (expected.compare(page.hashes, at * 32, at * 32 + 32) !== 0) {
+        return { ok: false, problem: `stored tree node level ${page.level}, index ${index} does not match the leaves below it` };
       }
     }
   }

@@ -1,0 +1,97 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { canonicalEventText } from './audit-event.ts';
+import { leafHashOfText } from './merkle.ts';
+
+/**
+ * The heavy half of `audit verify`: recomputing every sealed event's leaf hash from its columns.
+ * For a large ledger it runs in worker threads, each over its own range of leaf indices, on its
+ * own connection that imports the verifying transaction's snapshot (SET TRANSACTION SNAPSHOT) —
+ * so every worker reads exactly the state the rest of verify reads. Workers write the leaf hashes
+ * straight into one shared buffer, in leaf order.
+ */
+
+/** The columns of a sealed event, in this order, read with rowMode 'array'. */
+export const LEAF_COLUMNS_SQL = `id::text, leaf_index::text,
+  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+  actor_type, actor_id, action, target_type, target_id, outcome, source_ip, request_id, details, leaf_hash`;
+
+export type LeafRow = [string, string, string, string, string | null, string, string | null, string | null, string, string | null, string | null, Record<string, unknown>, Buffer];
+
+export type LeafQuery = (text: string, values: unknown[]) => Promise<LeafRow[]>;
+
+const PAGE = 20_000;
+
+/**
+ * Recomputes leaves [from, to) — which must all exist, contiguously — into `packed` at their own
+ * offsets. Returns the first divergence in the range, or undefined.
+ */
+export async function recomputeLeafRange(query: LeafQuery, tenantId: string, from: number, to: number, packed: Buffer): Promise<string | undefined> {
+  for (let start = from; start < to; start += PAGE) {
+    const end = Math.min(start + PAGE, to);
+    const rows = await query(
+      `SELECT ${LEAF_COLUMNS_SQL} FROM audit_events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY audit_events.leaf_index`,
+      [String(start), String(end)],
+    );
+    let expected = start;
+    for (const row of rows) {
+      const leafIndex = Number(row[1]);
+      if (leafIndex !== expected) return `leaf ${expected} is missing (next is leaf ${leafIndex}): an event was removed or moved`;
+      const recomputed = leafHashOfText(
+        canonicalEventText({
+          tenantId,
+          occurredAt: row[2],
+          actorType: row[3],
+          actorId: row[4],
+          action: row[5],
+          targetType: row[6],
+          targetId: row[7],
+          outcome: row[8],
+          sourceIp: row[9],
+          requestId: row[10],
+          details: row[11],
+        }),
+      );
+      if (!recomputed.equals(row[12])) return `leaf ${leafIndex} (event id ${row[0]}) does not match its recorded hash: the event was altered`;
+      recomputed.copy(packed, leafIndex * 32);
+      expected += 1;
+    }
+    if (expected !== end) return `leaf ${expected} is missing: an event was removed or moved`;
+  }
+  return undefined;
+}
+
+export type ParallelLeaves = { connectionString: string; snapshot: string; workers?: number };
+
+/** Below this many leaves, starting workers costs more than it saves. */
+export const PARALLEL_FROM = 100_000;
+
+/** Runs recomputeLeafRange over [from, to) split across worker threads; first divergence in leaf order. */
+export async function recomputeLeavesInWorkers(options: ParallelLeaves, tenantId: string, from: number, to: number, shared: SharedArrayBuffer): Promise<string | undefined> {
+  const workers = Math.max(1, Math.min(options.workers ?? availableParallelism(), 4));
+  const width = Math.ceil((to - from) / workers);
+  // The worker is TypeScript, like the rest of Ringvakt (run through tsx): a small bootstrap
+  // registers tsx's loader in the worker thread, then imports it.
+  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./verify-worker.ts', import.meta.url).href)}); })`;
+  const ranges = Array.from({ length: workers }, (_, index) => [from + index * width, Math.min(to, from + (index + 1) * width)] as const).filter(([a, b]) => a < b);
+  const problems = await Promise.all(
+    ranges.map(
+      ([a, b]) =>
+        new Promise<string | undefined>((resolve, reject) => {
+          const worker = new Worker(bootstrap, {
+            eval: true,
+            workerData: { connectionString: options.connectionString, snapshot: options.snapshot, tenantId, from: a, to: b, shared },
+          });
+          worker.once('message', (message: { problem?: string; error?: string }) => {
+            if (message.error) reject(new Error(`audit verify worker failed: ${message.error}`));
+            else resolve(message.problem);
+          });
+          worker.once('error', reject);
+          worker.once('exit', (code) => {
+            if (code !== 0) reject(new Error(`audit verify worker exited with ${code}`));
+          });
+        }),
+    ),
+  );
+  return problems.find((problem) => problem !== undefined);
+}

@@ -1,0 +1,29 @@
+// A worker of `audit verify` (see verify-leaves.ts): recomputes one range of leaf hashes inside
+// the verifying transaction's exported snapshot and writes them into the shared buffer.
+import { parentPort, workerData } from 'node:worker_threads';
+import pg from 'pg';
+import { recomputeLeafRange, type LeafQuery, type LeafRow } from './verify-leaves.ts';
+
+const job = workerData as { connectionString: string; snapshot: string; tenantId: string; from: number; to: number; shared: SharedArrayBuffer };
+
+async function run(): Promise<string | undefined> {
+  if (!/^[0-9A-F]+-[0-9A-F]+-[0-9]+$/i.test(job.snapshot)) throw new Error('not a snapshot id');
+  const client = new pg.Client({ connectionString: job.connectionString, options: '-c search_path=ringvakt', application_name: 'ringvakt-verify' });
+  await client.connect();
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(`SET TRANSACTION SNAPSHOT '${job.snapshot}'`);
+    await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [job.tenantId]);
+    const query: LeafQuery = async (text, values) => (await client.query({ text, values, rowMode: 'array' })).rows as LeafRow[];
+    const problem = await recomputeLeafRange(query, job.tenantId, job.from, job.to, Buffer.from(job.shared));
+    await client.query('COMMIT');
+    return problem;
+  } finally {
+    await client.end();
+  }
+}
+
+run().then(
+  (problem) => parentPort?.postMessage({ problem }),
+  (error: unknown) => parentPort?.postMessage({ error: error instanceof Error ? error.message : String(error) }),
+);
