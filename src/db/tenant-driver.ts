@@ -138,7 +138,10 @@ class PipelinedConnection implements DatabaseConnection {
    * that dies mid-request (restart, failover, timeout) would then be an unhandled error that ends
    * the process. The failure still reaches the query in flight; this only keeps the process up.
    */
-  readonly onError = (error: Error) => this.logger.warn({ err: error }, 'database connection failed during a request');
+  readonly onError = (error: Error) => {
+    this.broken = true;
+    this.logger.warn({ err: error }, 'database connection failed during a request');
+  };
 
   constructor(
     readonly client: pg.PoolClient,
@@ -151,14 +154,23 @@ class PipelinedConnection implements DatabaseConnection {
     const values = [...compiledQuery.parameters];
     let result: pg.QueryResult;
     const mode = this.mode;
-    if (mode.kind === 'statements') {
-      result = await scopedQuery(this.client, mode.prefix, compiledQuery.sql, values);
-    } else if (mode.kind === 'transaction' && mode.opening) {
-      const opening = mode.opening;
-      mode.opening = undefined;
-      result = await scopedQuery(this.client, opening, compiledQuery.sql, values);
-    } else {
-      result = await this.client.query(compiledQuery.sql, values);
+    try {
+      if (mode.kind === 'statements') {
+        result = await scopedQuery(this.client, mode.prefix, compiledQuery.sql, values);
+      } else if (mode.kind === 'transaction' && mode.opening) {
+        const opening = mode.opening;
+        mode.opening = undefined;
+        result = await scopedQuery(this.client, opening, compiledQuery.sql, values);
+      } else {
+        result = await this.client.query(compiledQuery.sql, values);
+      }
+    } catch (error) {
+      // An error without an SQLSTATE (terminated, reset), a connection exception (class 08) or an
+      // operator intervention (57P0x) is the connection's, not the statement's: it must never go
+      // back to the pool.
+      const code = (error as { code?: unknown }).code;
+      if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || code.startsWith('57P')) this.broken = true;
+      throw error;
     }
     const { command, rowCount } = result;
     return {
