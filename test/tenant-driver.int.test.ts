@@ -85,4 +85,23 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
     expect(new Set(probes.map((probe) => probe.pid)).size).toBeGreaterThan(1);
     for (const probe of probes) expect([probe.t ?? '', probe.ro]).toEqual(['', 'off']);
   });
+
+  it('keeps prepared statements right across failures: a failed parse, a failed execution, pipelined twins', async () => {
+    const handle = db.handles.forTenant(tenant.tenantId);
+    for (let round = 0; round < 15; round += 1) {
+      // Parses, then fails while executing; the same statement must then work with a good value.
+      await expect(handle.read((trx) => sql`SELECT 10 / ${0}::int AS q`.execute(trx))).rejects.toThrow(/division by zero/);
+      expect((await handle.read((trx) => sql<{ q: number }>`SELECT 10 / ${5}::int AS q`.execute(trx))).rows).toEqual([{ q: 2 }]);
+      // Never parses; the connection must go on serving other named statements (reads and writes).
+      await expect(handle.read((trx) => sql`SELECT no_such_column FROM users`.execute(trx))).rejects.toThrow(/no_such_column/);
+      await expect(handle.transaction((trx) => sql`SELECT no_such_column FROM users`.execute(trx))).rejects.toThrow(/no_such_column/);
+      expect((await handle.read((trx) => trx.selectFrom('users').select('id').where('id', '=', tenant.owner.id).execute())).length).toBe(1);
+      expect(await handle.transaction((trx) => trx.updateTable('users').set({ updated_at: new Date() }).where('id', '=', tenant.owner.id).executeTakeFirst()).then((result) => Number(result.numUpdatedRows))).toBe(1);
+    }
+    // Many identical statements in flight on the same connections at once.
+    const twins = await Promise.all(
+      Array.from({ length: 40 }, (_, index) => handle.read((trx) => sql<{ n: number }>`SELECT ${index}::int + 1 AS n`.execute(trx)).then((result) => result.rows[0]!.n)),
+    );
+    expect(twins).toEqual(Array.from({ length: 40 }, (_, index) => index + 1));
+  });
 });

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
 import {
   PostgresAdapter,
   PostgresIntrospector,
@@ -58,44 +59,103 @@ export class TransactionRolledBackError extends Error {
   }
 }
 
-type Statement = { text: string; values: unknown[] };
+type Statement = { text: string; values: unknown[]; name?: string };
 
 /** The parts of pg's protocol connection that a batch writes to (pg-protocol's message writers). */
 type ProtocolConnection = {
   stream: Writable;
+  /** pg's per-connection record of named statements already parsed, or sent for parsing. */
+  parsedStatements: Record<string, string>;
+  submittedNamedStatements: Record<string, string>;
   parse(message: { text: string; name: string; types: number[] }): void;
   bind(message: { portal: string; statement: string; values: unknown[] }): void;
   describe(message: { type: 'P'; name: string }): void;
   execute(message: { portal: string; rows: number }): void;
+  close(message: { type: 'S'; name: string }): void;
 };
 
 type QueryInternals = { prepare(connection: ProtocolConnection): void };
 
 /**
- * One query preceded by scoping statements, all in one extended-protocol batch closed by a single
- * Sync. pg's own Query writes the query and the Sync and parses every answer (each statement's
- * result arrives in order; the query's is the last), so this only writes the prefix in front.
- * An error in any statement makes PostgreSQL skip the rest of the batch.
+ * What this connection's server session holds, by statement name: `pending` (Parse sent, answer
+ * not yet in — a pipelined batch behind it may use it), `parsed`, or `uncertain` (a batch that
+ * used it failed; it may or may not exist, so the next use closes and parses it again — closing a
+ * statement that does not exist is no error). Kept here, not in pg's own record, because pg
+ * credits every ParseComplete of a batch to its last statement.
  */
-class ScopedQuery extends pg.Query {
+type StatementState = 'pending' | 'parsed' | 'uncertain';
+const sessions = new WeakMap<object, Map<string, StatementState>>();
+
+function sessionOf(connection: object): Map<string, StatementState> {
+  let session = sessions.get(connection);
+  if (!session) {
+    session = new Map();
+    sessions.set(connection, session);
+  }
+  return session;
+}
+
+/**
+ * One query, optionally preceded by scoping statements, in one extended-protocol batch closed by
+ * a single Sync. pg's own Query writes the query and the Sync and parses every answer (each
+ * statement's result arrives in order; the query's is the last); this writes the prefix in front
+ * and decides which named statements need parsing. An error in any statement makes PostgreSQL
+ * skip the rest of the batch.
+ */
+/** pg's Query, with the two callbacks from its client that this subclass hooks into. */
+const BaseQuery = pg.Query as unknown as new (config: pg.QueryConfig) => pg.Query & {
+  handleReadyForQuery(connection: unknown): void;
+  handleError(error: Error, connection: unknown): void;
+};
+
+class ScopedQuery extends BaseQuery {
+  private session: Map<string, StatementState> | undefined;
+  private readonly used: string[] = [];
+
   constructor(
     private readonly prefix: Statement[],
-    text: string,
+    private readonly statementText: string,
     values: unknown[],
+    private readonly statementName: string | undefined,
     callback: (error: Error | undefined, result: unknown) => void,
   ) {
-    super({ text, values, queryMode: 'extended', callback } as pg.QueryConfig);
+    super({ text: statementText, values, queryMode: 'extended', callback, ...(statementName ? { name: statementName } : {}) } as unknown as pg.QueryConfig);
+  }
+
+  /** Writes Close (if uncertain) and Parse for a named statement this session does not hold yet. */
+  private prepareNamed(protocol: ProtocolConnection, name: string, text: string): boolean {
+    const session = this.session as Map<string, StatementState>;
+    const state = session.get(name);
+    this.used.push(name);
+    if (state === 'pending' || state === 'parsed') return false;
+    if (state === 'uncertain') protocol.close({ type: 'S', name });
+    session.set(name, 'pending');
+    protocol.parse({ text, name, types: [] });
+    return true;
   }
 
   override submit = (connection: unknown): Error | null => {
     const protocol = connection as ProtocolConnection;
+    this.session = sessionOf(protocol);
     protocol.stream.cork();
     try {
       for (const statement of this.prefix) {
-        protocol.parse({ text: statement.text, name: '', types: [] });
-        protocol.bind({ portal: '', statement: '', values: statement.values });
+        const name = statement.name ?? '';
+        if (name) this.prepareNamed(protocol, name, statement.text);
+        else protocol.parse({ text: statement.text, name: '', types: [] });
+        protocol.bind({ portal: '', statement: name, values: statement.values });
         protocol.describe({ type: 'P', name: '' });
         protocol.execute({ portal: '', rows: 0 });
+      }
+      if (this.statementName) {
+        // pg's Query.prepare parses unless its own record says the statement exists: make that
+        // record say exactly what this session decided.
+        const name = this.statementName;
+        this.prepareNamed(protocol, name, this.statementText);
+        // Parse, when needed, is written above (after a Close when uncertain): prepare must not
+        // write another, so pg's record says parsed.
+        delete protocol.submittedNamedStatements[name];
+        protocol.parsedStatements[name] = this.statementText;
       }
       (this as unknown as QueryInternals).prepare(protocol);
     } finally {
@@ -103,13 +163,26 @@ class ScopedQuery extends pg.Query {
     }
     return null;
   };
+
+  private failed = false;
+
+  override handleReadyForQuery(connection: unknown): void {
+    if (!this.failed) for (const name of this.used) this.session?.set(name, 'parsed');
+    super.handleReadyForQuery(connection);
+  }
+
+  override handleError(error: Error, connection: unknown): void {
+    this.failed = true;
+    for (const name of this.used) this.session?.set(name, 'uncertain');
+    super.handleError(error, connection);
+  }
 }
 
-function scopedQuery(client: pg.PoolClient, prefix: Statement[], text: string, values: unknown[]): Promise<pg.QueryResult> {
+function scopedQuery(client: pg.PoolClient, prefix: Statement[], text: string, values: unknown[], name: string | undefined): Promise<pg.QueryResult> {
   return new Promise((resolve, reject) => {
     let settled = false;
     void client.query(
-      new ScopedQuery(prefix, text, values, (error, results) => {
+      new ScopedQuery(prefix, text, values, name, (error, results) => {
         if (settled) return;
         settled = true;
         if (error) return reject(error);
@@ -120,6 +193,28 @@ function scopedQuery(client: pg.PoolClient, prefix: Statement[], text: string, v
     );
   });
 }
+
+/**
+ * Prepared statements, named after their text: PostgreSQL parses and plans a statement once per
+ * connection instead of on every request, which is most of its work for short queries. Bounded:
+ * past MAX_NAMED distinct texts (a query builder can produce many, e.g. IN lists of every length)
+ * the rest run unnamed. Statements that select `*` stay unnamed: a migration adding a column would
+ * make their cached plan fail with "cached plan must not change result type".
+ */
+const MAX_NAMED = 500;
+const statementNames = new Map<string, string>();
+
+function statementName(text: string): string | undefined {
+  const known = statementNames.get(text);
+  if (known) return known;
+  if (statementNames.size >= MAX_NAMED || text.includes('*')) return undefined;
+  const name = `rv_${createHash('sha256').update(text).digest('base64url').slice(0, 22)}`;
+  statementNames.set(text, name);
+  return name;
+}
+
+const READ_SCOPE = `SELECT set_config('app.tenant_id', $1, true), set_config('transaction_read_only', 'on', true)`;
+const TENANT_SCOPE = `SELECT set_config('app.tenant_id', $1, true)`;
 
 /** How the queries of the current checkout are scoped (see the comment at the top). */
 type Mode =
@@ -155,14 +250,15 @@ class PipelinedConnection implements DatabaseConnection {
     let result: pg.QueryResult;
     const mode = this.mode;
     try {
+      const name = statementName(compiledQuery.sql);
       if (mode.kind === 'statements') {
-        result = await scopedQuery(this.client, mode.prefix, compiledQuery.sql, values);
+        result = await scopedQuery(this.client, mode.prefix, compiledQuery.sql, values, name);
       } else if (mode.kind === 'transaction' && mode.opening) {
         const opening = mode.opening;
         mode.opening = undefined;
-        result = await scopedQuery(this.client, opening, compiledQuery.sql, values);
+        result = await scopedQuery(this.client, opening, compiledQuery.sql, values, name);
       } else {
-        result = await this.client.query(compiledQuery.sql, values);
+        result = name ? await scopedQuery(this.client, [], compiledQuery.sql, values, name) : await this.client.query(compiledQuery.sql, values);
       }
     } catch (error) {
       // An error without an SQLSTATE (terminated, reset), a connection exception (class 08) or an
@@ -213,14 +309,14 @@ class TenantAwareDriver implements Driver {
         prefix: [
           tenantId === undefined
             ? { text: `SELECT set_config('transaction_read_only', 'on', true)`, values: [] }
-            : { text: `SELECT set_config('app.tenant_id', $1, true), set_config('transaction_read_only', 'on', true)`, values: [tenantId] },
+            : { text: READ_SCOPE, values: [tenantId], name: 'rv_read_scope' },
         ],
       };
       return;
     }
     const isolation = settings.isolationLevel ? ` ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '';
     const opening: Statement[] = [{ text: `BEGIN${isolation}${readOnly ? ' READ ONLY' : ''}`, values: [] }];
-    if (tenantId !== undefined) opening.push({ text: `SELECT set_config('app.tenant_id', $1, true)`, values: [tenantId] });
+    if (tenantId !== undefined) opening.push({ text: TENANT_SCOPE, values: [tenantId], name: 'rv_tenant_scope' });
     pipelined.mode = { kind: 'transaction', opening, readOnly };
   }
 
