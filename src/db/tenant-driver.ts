@@ -154,7 +154,6 @@ class ScopedQuery extends BaseQuery {
         this.prepareNamed(protocol, name, this.statementText);
         // Parse, when needed, is written above (after a Close when uncertain): prepare must not
         // write another, so pg's record says parsed.
-        delete protocol.submittedNamedStatements[name];
         protocol.parsedStatements[name] = this.statementText;
       }
       (this as unknown as QueryInternals).prepare(protocol);
