@@ -175,6 +175,42 @@ export function packedSubtrees(leaves: Buffer, count: number): PackedLevels {
   return levels;
 }
 
+/** Buffers for every level of a tree of `count` leaves, shared between threads. */
+export function sharedLevels(count: number): SharedArrayBuffer[] {
+  const levels: SharedArrayBuffer[] = [];
+  for (let width = count; levels.length === 0 || width >= 1; width = Math.floor(width / 2)) {
+    levels.push(new SharedArrayBuffer(width * 32));
+    if (width <= 1) break;
+  }
+  return levels;
+}
+
+/**
+ * Hashes, bottom-up, the nodes of `levels` (level 0 given) that `include` names — the worker
+ * threads of `audit verify` each take the subtrees inside their range of leaves, the main thread
+ * the few across ranges. One-shot hashing of 0x01 ‖ left ‖ right.
+ */
+export function fillSubtrees(levels: Buffer[], include: (level: number, index: number) => boolean): void {
+  const pair = Buffer.allocUnsafe(65);
+  pair[0] = 0x01;
+  for (let level = 1; level < levels.length; level += 1) {
+    const below = levels[level - 1] as Buffer;
+    const above = levels[level] as Buffer;
+    const width = above.length / 32;
+    for (let index = 0; index < width; index += 1) {
+      if (!include(level, index)) continue;
+      below.copy(pair, 1, index * 64, index * 64 + 64);
+      (hash('sha256', pair, 'buffer') as unknown as Buffer).copy(above, index * 32);
+    }
+  }
+}
+
+/** Whether the perfect subtree (level, index) covers only leaves in [from, to). */
+export function subtreeWithin(level: number, index: number, from: number, to: number): boolean {
+  const span = 2 ** level;
+  return index * span >= from && (index + 1) * span <= to;
+}
+
 export function packedHash(levels: PackedLevels, level: number, index: number): Hash | undefined {
   const packed = levels[level];
   if (!packed || (index + 1) * 32 > packed.length || index < 0) return undefined;

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { canonicalEventText } from './audit-event.ts';
-import { leafHashOfText, packedHash, packedSource, packedSubtrees, treeHash } from './merkle.ts';
+import { fillSubtrees, leafHashOfText, packedHash, packedSource, packedSubtrees, sharedLevels, subtreeWithin, treeHash } from './merkle.ts';
 import { verifyRetentionRecord } from './retention.ts';
 import { PARALLEL_FROM, recomputeLeavesInWorkers, type ParallelLeaves } from './verify-leaves.ts';
 import { verifyTreeHead } from './signing-key.ts';
@@ -181,16 +181,23 @@ export async function verifyTenantLedger(
   const contiguous =
     leafCount > 0 && Number(extentOfLeaves.rows[0]?.first) === pruned && Number(extentOfLeaves.rows[0]?.last) === pruned + leafCount - 1;
   let walkSealed = true;
+  // Filled by the workers (all levels) when they run; otherwise computed after the walk.
+  let sharedTree: Buffer[] | undefined;
   if (contiguous && (leafCount >= PARALLEL_FROM || options.parallel?.workers !== undefined) && options.parallel) {
     const snapshot = await sql<{ id: string }>`SELECT pg_export_snapshot() AS id`.execute(trx);
-    const shared = new SharedArrayBuffer((pruned + leafCount) * 32);
-    const all = Buffer.from(shared);
+    const shared = sharedLevels(pruned + leafCount);
+    const tree = shared.map((level) => Buffer.from(level));
+    const all = tree[0] as Buffer;
     packed.copy(all, 0, 0, pruned * 32);
-    const problem = await recomputeLeavesInWorkers({ ...options.parallel, snapshot: snapshot.rows[0]?.id ?? '' }, trx.tenantId, pruned, pruned + leafCount, shared);
+    const { problem, ranges } = await recomputeLeavesInWorkers({ ...options.parallel, snapshot: snapshot.rows[0]?.id ?? '' }, trx.tenantId, pruned, pruned + leafCount, shared);
     if (problem) {
       await storedNodes.catch(() => undefined);
       return { ok: false, problem };
     }
+    // The workers hashed the subtrees inside their ranges; the nodes across ranges (and over kept
+    // leaves before the first range) are hashed here, bottom-up.
+    fillSubtrees(tree, (level, index) => !ranges.some(([from, to]) => subtreeWithin(level, index, from, to)));
+    sharedTree = tree;
     packed = all;
     sealed = pruned + leafCount;
     events += leafCount;
@@ -234,7 +241,7 @@ export async function verifyTenantLedger(
     return undefined;
   }
 
-  const levels = packedSubtrees(packed, sealed);
+  const levels = sharedTree ?? packedSubtrees(packed, sealed);
   // Every stored node must equal the node recomputed from the leaves below it.
   for (const page of await storedNodes) {
     const level = levels[page.level];

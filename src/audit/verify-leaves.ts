@@ -67,9 +67,17 @@ export type ParallelLeaves = { connectionString: string; snapshot: string; worke
 export const PARALLEL_FROM = 100_000;
 
 /** Runs recomputeLeafRange over [from, to) split across worker threads; first divergence in leaf order. */
-export async function recomputeLeavesInWorkers(options: ParallelLeaves, tenantId: string, from: number, to: number, shared: SharedArrayBuffer): Promise<string | undefined> {
+export async function recomputeLeavesInWorkers(
+  options: ParallelLeaves,
+  tenantId: string,
+  from: number,
+  to: number,
+  levels: SharedArrayBuffer[],
+): Promise<{ problem: string | undefined; ranges: (readonly [number, number])[] }> {
   const workers = Math.max(1, Math.min(options.workers ?? availableParallelism(), 4));
-  const width = Math.ceil((to - from) / workers);
+  // Range widths are a power of two, so each worker's range holds whole subtrees it can hash.
+  let width = 1;
+  while (width * workers < to - from) width *= 2;
   // The worker is TypeScript, like the rest of Ringvakt (run through tsx): a small bootstrap
   // registers tsx's loader in the worker thread, then imports it.
   const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./verify-worker.ts', import.meta.url).href)}); })`;
@@ -80,7 +88,7 @@ export async function recomputeLeavesInWorkers(options: ParallelLeaves, tenantId
         new Promise<string | undefined>((resolve, reject) => {
           const worker = new Worker(bootstrap, {
             eval: true,
-            workerData: { connectionString: options.connectionString, snapshot: options.snapshot, tenantId, from: a, to: b, shared },
+            workerData: { connectionString: options.connectionString, snapshot: options.snapshot, tenantId, from: a, to: b, levels },
           });
           worker.once('message', (message: { problem?: string; error?: string }) => {
             if (message.error) reject(new Error(`audit verify worker failed: ${message.error}`));
@@ -93,5 +101,5 @@ export async function recomputeLeavesInWorkers(options: ParallelLeaves, tenantId
         }),
     ),
   );
-  return problems.find((problem) => problem !== undefined);
+  return { problem: problems.find((problem) => problem !== undefined), ranges };
 }
