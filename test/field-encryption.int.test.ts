@@ -140,6 +140,19 @@ describe(`field encryption and the key hierarchy (${serverLabel()} server)`, () 
     expect(await inB((trx) => freshProcess.decrypt(trx, where, old))).toBe('written under version 1');
   });
 
+  it('reserves block after block inside one long transaction (a bulk write), counting each once', async () => {
+    const bulk = { tenantId: await db.handles.systemDb.createTenant('fields-bulk', 'Fields bulk') };
+    const fresh = createFieldCipher(createKeyring(root));
+    const sealed = await db.handles.forTenant(bulk.tenantId).transaction(async (trx) => {
+      let last = Buffer.alloc(0);
+      for (let index = 0; index < 70_000; index += 1) last = await fresh.encrypt(trx, where, `value ${index}`);
+      return last;
+    });
+    const reserved = await db.superQuery(`SELECT version, encryptions_reserved::bigint AS n FROM ringvakt.tenant_keys WHERE tenant_id = $1 AND purpose = 'data'`, [bulk.tenantId]);
+    expect(reserved.rows).toEqual([{ version: 1, n: String(2 * 65_536) }]);
+    expect(await db.handles.forTenant(bulk.tenantId).read((trx) => fresh.decrypt(trx, where, sealed))).toBe('value 69999');
+  });
+
   it('forgets keys and reserved budgets of a transaction that rolled back', async () => {
     const d = { tenantId: await db.handles.systemDb.createTenant('fields-d', 'Fields D') };
     const handle = db.handles.forTenant(d.tenantId);

@@ -4,6 +4,7 @@ import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, capturingLogger } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { registerPersonalData } from './support/canary.ts';
 
 /** Secrets and personal data sent to the API never appear in a log line or an error body. */
 describe(`log and error hygiene (${serverLabel()} server)`, () => {
@@ -26,6 +27,8 @@ describe(`log and error hygiene (${serverLabel()} server)`, () => {
     const password = 'Canary-Passphrase-4471-Fjord';
     const phone = '+4791234567';
     const email = 'kari.canary@example.no';
+    // Also for the suite-wide canary, which searches this file's logs and audit rows on teardown.
+    registerPersonalData(phone, password, email);
     const setupToken = new URL(tenant.setupLink).hash.replace('#token=', '');
     const bodies: string[] = [];
     const send = async (options: InjectOptions) => {

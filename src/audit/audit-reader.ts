@@ -2,6 +2,7 @@ import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import { AppError } from '../server/errors.ts';
 import { consistencyProof, inclusionProof } from './merkle.ts';
 import { databaseSource, sealedTreeSize, withPrefetchedSubtrees } from './seal-audit-log.ts';
+import type { WitnessedCheckpoint } from './witness.ts';
 
 /**
  * What auditors and SIEMs read from the ledger, for the CLI and the HTTP API alike: sealed events
@@ -65,16 +66,8 @@ export async function* exportSealedEvents(tenantDb: TenantDb, range: ExportRange
   }
 }
 
-export type SignedTreeHead = {
-  treeSize: number;
-  rootHash: string;
-  signedAt: string;
-  signingKeyId: string;
-  /** Ed25519 public key, DER SubjectPublicKeyInfo, base64. */
-  publicKey: string;
-  /** Ed25519 signature over the checkpoint message (signing-key.ts), base64. */
-  signature: string;
-};
+/** A signed checkpoint as witnesses receive it (witness.ts), without the tenant: the caller's own. */
+export type SignedTreeHead = Omit<WitnessedCheckpoint, 'tenantId'>;
 
 /** The newest signed checkpoint, with the public key that verifies it; undefined before the first. */
 export async function latestSignedTreeHead(

@@ -6,6 +6,7 @@ import { nodeHash, treeHash, type Hash, type SubtreeSource } from './merkle.ts';
 import { signTreeHead, type SigningKey } from './signing-key.ts';
 import { onCommit } from '../db/tenant-driver.ts';
 import type { CheckpointPublisher } from './checkpoint-publishers.ts';
+import { runEvery } from '../background-task.ts';
 
 /**
  * Perfect subtree hashes from the database: level 0 are the events' leaf hashes (or, for events
@@ -151,7 +152,6 @@ export function startAuditSealer(options: {
   publishers?: readonly CheckpointPublisher[];
 }): { stop(): Promise<void>; runOnce(): Promise<void> } {
   const publishers = options.publishers ?? [];
-  let running: Promise<void> | undefined;
   const runOnce = async () => {
     for (const tenantId of await options.systemDb.tenantsWithUnsealedAuditEvents()) {
       // One tenant's failure must not stop the others' sealing.
@@ -164,19 +164,11 @@ export function startAuditSealer(options: {
       }
     }
   };
-  const timer = setInterval(() => {
-    running ??= runOnce()
-      .catch((error: unknown) => options.logger.error({ err: error }, 'audit sealing failed'))
-      .finally(() => {
-        running = undefined;
-      });
-  }, options.intervalMs ?? 2_000);
-  timer.unref();
+  const task = runEvery(options.intervalMs ?? 2_000, runOnce, (error) => options.logger.error({ err: error }, 'audit sealing failed'));
   return {
     runOnce,
     async stop() {
-      clearInterval(timer);
-      await running;
+      await task.stop();
       await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
     },
   };

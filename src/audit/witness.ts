@@ -16,7 +16,9 @@ export type WitnessedCheckpoint = {
   rootHash: string;
   signedAt: string;
   signingKeyId: string;
+  /** Ed25519 public key, DER SubjectPublicKeyInfo, base64. */
   publicKey: string;
+  /** Ed25519 signature over the checkpoint message (signing-key.ts), base64. */
   signature: string;
 };
 

@@ -73,6 +73,7 @@ const subjectKeyContext = (tenantId: string, subjectId: string, dataKeyVersion: 
 export function createKeyring(root: RootKeyProvider): Keyring {
   const unwrapped = new Map<string, Buffer>();
   const budgets = new Map<string, { version: number; remaining: number; until: number }>();
+  const transactionBudgets = new WeakMap<TenantTransaction, { version: number; remaining: number; until: number; key?: Buffer }>();
 
   const remember = (cacheKey: string, key: Buffer) => {
     if (unwrapped.size >= 20_000) unwrapped.delete(unwrapped.keys().next().value as string);
@@ -162,8 +163,11 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       const current = reserved ? await rotateDataKey(trx) : (await activeKey(trx, 'data')).version;
       return spend(trx, current);
     }
-    // Likewise the reserved block: it exists only if this transaction commits.
-    onCommit(() => budgets.set(trx.tenantId, { version, remaining: BLOCK - 1, until: Date.now() + BLOCK_MAX_AGE_MS }));
+    // Likewise the reserved block: this transaction spends from it at once (a bulk write may need
+    // many blocks), and the process keeps what is left only if the transaction commits.
+    const block = { version, remaining: BLOCK - 1, until: Date.now() + BLOCK_MAX_AGE_MS };
+    transactionBudgets.set(trx, block);
+    onCommit(() => budgets.set(trx.tenantId, block));
     return version;
   };
 
@@ -196,9 +200,18 @@ export function createKeyring(root: RootKeyProvider): Keyring {
     async dataKeyForEncryption(trx) {
       const reserved = reservedDataKey(trx.tenantId);
       if (reserved) return reserved;
+      // A block this transaction reserved itself (not yet the process's: it may roll back).
+      const own = transactionBudgets.get(trx);
+      if (own?.key && own.remaining > 0) {
+        own.remaining -= 1;
+        return { version: own.version, key: own.key };
+      }
       const active = await activeKey(trx, 'data');
       const version = await spend(trx, active.version);
-      return version === active.version ? active : { version, key: await dataKey(trx, version) };
+      const chosen = version === active.version ? active : { version, key: await dataKey(trx, version) };
+      const block = transactionBudgets.get(trx);
+      if (block && block.version === chosen.version) block.key = chosen.key;
+      return chosen;
     },
     dataKey,
     async indexKey(trx) {

@@ -5,6 +5,7 @@ import type { Logger } from '../logger.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import type { FieldCipher } from './field-cipher.ts';
 import { BLOCK_MAX_AGE_MS, type Keyring } from './keyring.ts';
+import { runEvery } from '../background-task.ts';
 
 /**
  * Tenant data key rotation and the background job that re-encrypts under the new key.
@@ -275,7 +276,6 @@ export function startReencryptionWorker(options: {
   intervalMs?: number;
   budgetMs?: number;
 }): { stop(): Promise<void>; runOnce(): Promise<void> } {
-  let running: Promise<void> | undefined;
   let stopped = false;
   const runOnce = async () => {
     const crypto = await options.crypto();
@@ -297,20 +297,12 @@ export function startReencryptionWorker(options: {
       }
     }
   };
-  const timer = setInterval(() => {
-    running ??= runOnce()
-      .catch((error: unknown) => options.logger.error({ err: error }, 're-encryption worker failed'))
-      .finally(() => {
-        running = undefined;
-      });
-  }, options.intervalMs ?? 5_000);
-  timer.unref();
+  const task = runEvery(options.intervalMs ?? 5_000, runOnce, (error) => options.logger.error({ err: error }, 're-encryption worker failed'));
   return {
     runOnce,
     async stop() {
       stopped = true;
-      clearInterval(timer);
-      await running;
+      await task.stop();
     },
   };
 }

@@ -1,0 +1,22 @@
+/**
+ * A background task of `ringvakt serve`: `tick` runs every `intervalMs`, never two at once (a slow
+ * tick delays the next instead of piling up); a failed tick is reported, never thrown. The timer
+ * does not keep the process alive; `stop` waits for a tick in progress.
+ */
+export function runEvery(intervalMs: number, tick: () => Promise<void>, onError: (error: unknown) => void): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    running ??= tick()
+      .catch(onError)
+      .finally(() => {
+        running = undefined;
+      });
+  }, intervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
