@@ -144,7 +144,7 @@ describe(`field encryption and the key hierarchy (${serverLabel()} server)`, () 
     const bulk = { tenantId: await db.handles.systemDb.createTenant('fields-bulk', 'Fields bulk') };
     const fresh = createFieldCipher(createKeyring(root));
     const sealed = await db.handles.forTenant(bulk.tenantId).transaction(async (trx) => {
-      let last = Buffer.alloc(0);
+      let last: Buffer = Buffer.alloc(0);
       for (let index = 0; index < 70_000; index += 1) last = await fresh.encrypt(trx, where, `value ${index}`);
       return last;
     });

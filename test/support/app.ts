@@ -14,7 +14,7 @@ export function capturingLogger(level = 'info'): { logger: Logger; lines: string
       callback();
     },
   });
-  recordLogLines(lines); // the same array: the suite-wide canary sees every line (canary.ts)
+  recordLogLines(lines); // by reference: the suite-wide canary sees every line logged later (canary.ts)
   return { logger: createLogger(level, sink), lines };
 }
 

@@ -6,7 +6,8 @@
  * the value leaked — so any test of any feature doubles as a leak test.
  */
 const personalData = new Set<string>();
-const logLines: string[] = [];
+/** The line arrays of every capturing logger (kept by reference: they fill up after this call). */
+const logSources: string[][] = [];
 const problemBodies: string[] = [];
 
 /** Values that must never appear in a log, an error body, audit details or metrics. */
@@ -15,7 +16,7 @@ export function registerPersonalData(...values: string[]): void {
 }
 
 export function recordLogLines(lines: string[]): void {
-  logLines.push(...lines);
+  logSources.push(lines);
 }
 
 export function recordProblemBody(body: string): void {
@@ -32,7 +33,7 @@ export function findPersonalData(text: string): string | undefined {
 /** Throws, naming the place, when registered personal data appears in logs or problem bodies. */
 export function assertNoPersonalDataLeaked(extra: { where: string; text: string }[] = []): void {
   const places = [
-    ...logLines.map((text) => ({ where: 'a log line', text })),
+    ...logSources.flat().map((text) => ({ where: 'a log line', text })),
     ...problemBodies.map((text) => ({ where: 'a problem+json body', text })),
     ...extra,
   ];

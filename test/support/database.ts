@@ -81,7 +81,7 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
         `SELECT concat_ws(' ', actor_id, target_type, target_id, source_ip, request_id, details::text) AS row FROM ringvakt.audit_events`,
         [],
         name,
-      ).catch(() => ({ rows: [] as { row: string }[] }));
+      );
       await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.runtime}`);
       await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.owner}`);
