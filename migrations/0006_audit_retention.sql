@@ -38,7 +38,7 @@ CREATE TRIGGER audit_retention_records_no_truncate BEFORE TRUNCATE ON audit_rete
 -- DELETE on audit_events is refused (to the owner too), except for rows that a retention record
 -- written in this same transaction covers, named in the transaction-local setting
 -- ringvakt.audit_retention. Setting it alone is not enough: the record must exist, be this
--- transaction's own, and cover the row.
+-- transaction's own and cover the row, and the row's leaf hash must already be kept (level 0).
 CREATE FUNCTION audit_events_guard() RETURNS trigger
   LANGUAGE plpgsql
   AS $$
@@ -51,7 +51,11 @@ BEGIN
          SELECT 1 FROM ringvakt.audit_retention_records r
           WHERE r.tenant_id = OLD.tenant_id AND r.id = record_id::bigint
             AND OLD.leaf_index < r.pruned_before_leaf
-            AND r.xmin::text::bigint = pg_current_xact_id()::text::bigint % 4294967296) THEN
+            AND r.xmin::text::bigint = pg_current_xact_id()::text::bigint % 4294967296)
+       -- …and only once the event's leaf hash is kept in its place.
+       AND EXISTS (
+         SELECT 1 FROM ringvakt.audit_tree_nodes n
+          WHERE n.tenant_id = OLD.tenant_id AND n.level = 0 AND n.index = OLD.leaf_index AND n.hash = OLD.leaf_hash) THEN
       RETURN OLD;
     END IF;
   ELSIF OLD.leaf_index IS NULL AND NEW.leaf_index IS NOT NULL

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +7,9 @@ import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { proveInclusion } from '../src/audit/audit-reader.ts';
 import { rootFromInclusionProof } from '../src/audit/merkle.ts';
 import { pruneAuditLedger } from '../src/audit/retention.ts';
+import { fileWitness } from '../src/audit/checkpoint-publishers.ts';
+import { readWitness, type WitnessedCheckpoint } from '../src/audit/witness.ts';
+import { createLogger } from '../src/logger.ts';
 import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
 import { loadSigningKey, publicKeys, type SigningKey } from '../src/audit/signing-key.ts';
 import { verifyTenantLedger } from '../src/audit/verify-audit-log.ts';
@@ -116,6 +120,19 @@ describe(`audit retention under a signed record (${serverLabel()} server)`, () =
         await owner.query('DELETE FROM audit_events WHERE leaf_index IS NOT NULL');
       }),
     ).rejects.toThrow(/append-only/);
+    // Nor by writing a record of its own in the same transaction: the event's leaf hash is not kept.
+    await expect(
+      db.handles.asOwner(async (owner) => {
+        await owner.query(`SELECT set_config('app.tenant_id', $1, true)`, [tenant.tenantId]);
+        const own = await owner.query<{ id: string }>(
+          `INSERT INTO audit_retention_records (pruned_before_leaf, root_hash, cutoff, reason, executed_at, executed_by, signing_key_id, signature)
+           VALUES (1000, $1, now(), 'x', now(), 'x', 'x', $2) RETURNING id`,
+          [Buffer.alloc(32), Buffer.alloc(64)],
+        );
+        await owner.query(`SELECT set_config('ringvakt.audit_retention', $1, true)`, [own.rows[0]!.id]);
+        await owner.query('DELETE FROM audit_events WHERE leaf_index IS NOT NULL');
+      }),
+    ).rejects.toThrow(/append-only/);
     // The procedure refuses a cut that is not a signed checkpoint, or that covers events after the cut-off.
     const newest = (await db.superQuery<{ tree_size: string; root_hash: Buffer }>('SELECT tree_size, root_hash FROM ringvakt.audit_checkpoints WHERE tenant_id = $1 ORDER BY tree_size DESC LIMIT 1', [tenant.tenantId])).rows[0]!;
     const apply = (size: number, root: Buffer, cutoffAt: Date) =>
@@ -125,5 +142,30 @@ describe(`audit retention under a signed record (${serverLabel()} server)`, () =
     await expect(apply(Number(newest.tree_size) - 1, newest.root_hash, new Date())).rejects.toThrow(/must stop at a signed checkpoint/);
     await expect(apply(Number(newest.tree_size), newest.root_hash, cutoff)).rejects.toThrow(/occurred at or after the cut-off/);
     expect(await eventCount(tenant)).toBe(1);
+  });
+
+  it('with an outside witness, refuses a retention record signed by a key planted in the database', async () => {
+    const tenant = await seedTenant(db.handles, 'retained-forged');
+    const witnessFile = path.join(folder, 'witness-forged.jsonl');
+    await append(tenant, 5, new Date(Date.now() - 86_400_000));
+    await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, key, { publishers: [fileWitness(witnessFile, createLogger('silent'))] }));
+    // Someone with the owner's rights plants a signing key and prunes with it, outside the CLI.
+    const forger = generateKeyPairSync('ed25519');
+    const planted: SigningKey = { keyId: 'planted', publicKey: forger.publicKey, privateKey: forger.privateKey };
+    await db.handles.systemDb.saveAuditSigningKey({
+      keyId: 'planted',
+      publicKey: forger.publicKey.export({ format: 'der', type: 'spki' }),
+      rootKeyId: 'none',
+      wrappedPrivateKey: Buffer.alloc(1),
+    });
+    expect(await pruneAuditLedger(db.handles, planted, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'cover-up', executedBy: 'intruder' })).toMatchObject({ removed: 7 });
+    const keys = await publicKeys(db.handles.systemDb);
+    const inSnapshot = (witness: WitnessedCheckpoint[]) => db.handles.forTenant(tenant.tenantId).snapshot((trx) => verifyTenantLedger(trx, keys, witness));
+    // Verify alone trusts every key in the database (it has nothing else); the witness does not.
+    expect(await inSnapshot([])).toMatchObject({ ok: true });
+    expect(await inSnapshot(readWitness(witnessFile))).toEqual({
+      ok: false,
+      problem: 'the retention record up to leaf 7 is signed by a key the witness never saw: events may have been removed outside the retention procedure',
+    });
   });
 });

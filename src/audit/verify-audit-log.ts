@@ -133,8 +133,14 @@ export async function verifyTenantLedger(
   // Retention (retention.ts): each record must be signed; the events it removed left their leaf
   // hashes behind as level-0 nodes, which stand in for those leaves.
   const retention = await trx.selectFrom('audit_retention_records').selectAll().orderBy('pruned_before_leaf').execute();
+  // With an outside witness, a retention record counts only if signed by a key the witness has
+  // seen sign checkpoints: a key planted in the database could otherwise sign away any events.
+  const witnessKeys = new Set(witness.map((entry) => entry.publicKey));
   for (const record of retention) {
     const key = keys.get(record.signing_key_id);
+    if (key && witness.length > 0 && !witnessKeys.has(key.export({ format: 'der', type: 'spki' }).toString('base64'))) {
+      return { ok: false, problem: `the retention record up to leaf ${record.pruned_before_leaf} is signed by a key the witness never saw: events may have been removed outside the retention procedure` };
+    }
     const fields = {
       tenantId: trx.tenantId,
       prunedBeforeLeaf: Number(record.pruned_before_leaf),
