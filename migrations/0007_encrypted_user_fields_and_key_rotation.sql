@@ -16,6 +16,10 @@ ALTER TABLE users DROP CONSTRAINT users_tenant_id_email_key;
 ALTER TABLE users ADD CONSTRAINT users_email_stored CHECK ((email IS NOT NULL) OR (email_ciphertext IS NOT NULL AND email_index IS NOT NULL));
 ALTER TABLE users ADD CONSTRAINT users_display_name_stored CHECK ((display_name IS NOT NULL) OR (display_name_ciphertext IS NOT NULL));
 CREATE INDEX users_email_index ON users (tenant_id, email_index);
+-- Until the plaintext columns are dropped: lookups of not yet encrypted e-mails, and the worker's
+-- search for tenants that still have plaintext, stay index scans.
+CREATE INDEX users_legacy_email ON users (tenant_id, email) WHERE email IS NOT NULL;
+CREATE INDEX users_legacy_plaintext ON users (tenant_id) WHERE email IS NOT NULL OR display_name IS NOT NULL;
 
 -- One job per data key rotation: re-encrypts every registered encrypted column and rewraps every
 -- subject key under the new version, a batch per transaction, with its cursor and counts stored

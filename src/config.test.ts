@@ -46,6 +46,9 @@ describe('configuration', () => {
     expect(webhook).toHaveLength(2);
     expect(webhook.join('\n')).not.toMatch(/s3cret|short"/);
     expect(problemsOf({ RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN: 'x'.repeat(30) })).toEqual(['RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN needs RINGVAKT_AUDIT_WITNESS_WEBHOOK']);
+    // The bearer token must not cross a network in clear: plain http only to this host.
+    expect(problemsOf({ RINGVAKT_AUDIT_WITNESS_WEBHOOK: 'http://hooks.example/a' })).toEqual(['RINGVAKT_AUDIT_WITNESS_WEBHOOK must use https (plain http only to this host)']);
+    expect(problemsOf({ RINGVAKT_AUDIT_WITNESS_WEBHOOK: 'http://127.0.0.1:9000/a' })).toEqual([]);
     const config = loadConfig({ RINGVAKT_AUDIT_WITNESS_SYSLOG: 'tcp://[::1]:6514', RINGVAKT_AUDIT_WITNESS_WEBHOOK: 'https://hooks.example/a' });
     expect(config.auditWitnesses).toEqual({ file: undefined, syslog: 'tcp://[::1]:6514', webhook: { url: 'https://hooks.example/a', token: undefined } });
   });

@@ -275,6 +275,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (values.keyProvider === 'env' && !values.rootKey) {
     problems.push('RINGVAKT_KEY_PROVIDER=env needs RINGVAKT_ROOT_KEY (base64 of 32 random bytes)');
   }
+  if (typeof values.auditWitnessWebhook === 'string' && values.auditWitnessWebhook.startsWith('http:')) {
+    const host = new URL(values.auditWitnessWebhook).hostname.replace(/^\[|\]$/g, '');
+    if (!(host === 'localhost' || host === '::1' || host.startsWith('127.'))) {
+      problems.push('RINGVAKT_AUDIT_WITNESS_WEBHOOK must use https (plain http only to this host)');
+    }
+  }
   if (values.auditWitnessWebhookToken !== undefined && values.auditWitnessWebhook === undefined) {
     problems.push('RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN needs RINGVAKT_AUDIT_WITNESS_WEBHOOK');
   }

@@ -217,17 +217,19 @@ keys
   .requiredOption('--tenant <slug>', 'the tenant', slug)
   .option('--no-wait', 'start the job and leave it to the running server')
   .action(async (options: { tenant: string; wait: boolean }) => {
-    await withCliDatabase(async (database) => {
+    await withCliDatabase(async (database, { logger }) => {
       const tenantId = await requireTenantId(database, options.tenant);
       const crypto = await database.crypto();
       const tenantDb = database.forTenant(tenantId);
+      const onUnreadable = (where: { table: string; field: string; recordId: string }, error: unknown) =>
+        logger.warn({ err: error, table: where.table, field: where.field, record: where.recordId }, 'a value does not decrypt; re-encryption skips it');
       const job = await tenantDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
       process.stdout.write(`data key version ${job.targetVersion} is active; re-encryption job ${job.id} started\n`);
       if (!options.wait) return;
       let current: RotationJob | undefined = job;
       let shown = '';
       while (current?.state === 'running') {
-        current = await runRotationBatch(tenantDb, crypto);
+        current = await runRotationBatch(tenantDb, crypto, { onUnreadable });
         const line = current ? `${current.stepName}: ${current.reencrypted} re-encrypted, ${current.skipped} already current` : '';
         if (current && line !== shown) process.stdout.write(`  ${line}\n`);
         shown = line;

@@ -7,6 +7,7 @@ import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import type { ExportedAuditEvent } from '../src/audit/audit-reader.ts';
 import { rootFromInclusionProof, verifyConsistency } from '../src/audit/merkle.ts';
 import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
+import { pruneAuditLedger } from '../src/audit/retention.ts';
 import { loadSigningKey, verifyTreeHead, type SigningKey } from '../src/audit/signing-key.ts';
 import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
 import type { App } from '../src/server/types.ts';
@@ -23,7 +24,7 @@ describe(`the audit API for auditors (${serverLabel()} server)`, () => {
   const folder = mkdtempSync(path.join(os.tmpdir(), 'rv-audit-api-'));
 
   beforeAll(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ ownerAccess: true });
     key = await loadSigningKey(db.handles.systemDb, createLocalKeyProvider(path.join(folder, 'root-keys.json')));
     tenant = await seedTenant(db.handles, 'audited');
     other = await seedTenant(db.handles, 'audited-other');
@@ -122,6 +123,9 @@ describe(`the audit API for auditors (${serverLabel()} server)`, () => {
       [`/api/v1/audit/proofs/inclusion`, 'validation_failed'],
       [`/api/v1/audit/events?since=yesterday`, 'validation_failed'],
       [`/api/v1/audit/events?afterLeaf=1&extra=1`, 'validation_failed'],
+      [`/api/v1/audit/events?afterLeaf=`, 'validation_failed'],
+      [`/api/v1/audit/proofs/inclusion?leaf=1e3`, 'validation_failed'],
+      [`/api/v1/audit/proofs/inclusion?leaf=0x10`, 'validation_failed'],
     ];
     for (const [url, code] of cases) {
       const response = await get(url);
@@ -132,5 +136,23 @@ describe(`the audit API for auditors (${serverLabel()} server)`, () => {
       expect((await get(url, tenant.agent.token)).statusCode).toBe(403);
     }
     expect((await app.inject({ url: '/api/v1/audit/events' })).statusCode).toBe(401);
+  });
+
+  it('refuses to resume an export from before a retention cut, instead of silently skipping', async () => {
+    const pruned = await seedTenant(db.handles, 'audited-pruned');
+    await db.handles.forTenant(pruned.tenantId).transaction(async (trx) => {
+      for (let index = 0; index < 6; index += 1) {
+        await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'system' }, occurredAt: new Date(Date.now() - 86_400_000), details: { index } });
+      }
+    });
+    await seal(pruned);
+    const outcome = await pruneAuditLedger(db.handles, key, { tenantId: pruned.tenantId, cutoff: new Date(), reason: 'policy', executedBy: 'ops' });
+    await seal(pruned);
+    const cut = outcome.prunedBeforeLeaf!;
+    const stale = await get('/api/v1/audit/events?afterLeaf=2', pruned.owner.token);
+    expect(stale.statusCode).toBe(409);
+    expect(stale.json()).toMatchObject({ code: 'conflict', detail: `Events before leaf ${cut} were removed under the retention procedure; resume from afterLeaf=${cut - 1}.` });
+    const resumed = lines((await get(`/api/v1/audit/events?afterLeaf=${cut - 1}`, pruned.owner.token)).body);
+    expect(resumed.map((event) => event.action)).toEqual(['audit.retention']);
   });
 });

@@ -67,6 +67,12 @@ export async function* exportSealedEvents(tenantDb: TenantDb, range: ExportRange
 }
 
 /** A signed checkpoint as witnesses receive it (witness.ts), without the tenant: the caller's own. */
+/** Leaves below this were removed by the retention procedure (0 when none were). */
+export async function prunedBeforeLeaf(trx: TenantTransaction): Promise<number> {
+  const row = await trx.selectFrom('audit_retention_records').select((eb) => eb.fn.max('pruned_before_leaf').as('cut')).executeTakeFirst();
+  return Number(row?.cut ?? 0);
+}
+
 export type SignedTreeHead = Omit<WitnessedCheckpoint, 'tenantId'>;
 
 /** The newest signed checkpoint, with the public key that verifies it; undefined before the first. */

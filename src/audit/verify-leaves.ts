@@ -82,24 +82,35 @@ export async function recomputeLeavesInWorkers(
   // registers tsx's loader in the worker thread, then imports it.
   const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./verify-worker.ts', import.meta.url).href)}); })`;
   const ranges = Array.from({ length: workers }, (_, index) => [from + index * width, Math.min(to, from + (index + 1) * width)] as const).filter(([a, b]) => a < b);
-  const problems = await Promise.all(
-    ranges.map(
-      ([a, b]) =>
-        new Promise<string | undefined>((resolve, reject) => {
-          const worker = new Worker(bootstrap, {
-            eval: true,
-            workerData: { connectionString: options.connectionString, snapshot: options.snapshot, tenantId, from: a, to: b, levels },
-          });
-          worker.once('message', (message: { problem?: string; error?: string }) => {
-            if (message.error) reject(new Error(`audit verify worker failed: ${message.error}`));
-            else resolve(message.problem);
-          });
-          worker.once('error', reject);
-          worker.once('exit', (code) => {
-            if (code !== 0) reject(new Error(`audit verify worker exited with ${code}`));
-          });
-        }),
-    ),
-  );
+  const started: Worker[] = [];
+  let problems: (string | undefined)[];
+  try {
+    problems = await Promise.all(
+      ranges.map(
+        ([a, b]) =>
+          new Promise<string | undefined>((resolve, reject) => {
+            const worker = new Worker(bootstrap, {
+              eval: true,
+              workerData: { connectionString: options.connectionString, snapshot: options.snapshot, tenantId, from: a, to: b, levels },
+            });
+            started.push(worker);
+            let answered = false;
+            worker.once('message', (message: { problem?: string; error?: string }) => {
+              answered = true;
+              if (message.error) reject(new Error(`audit verify worker failed: ${message.error}`));
+              else resolve(message.problem);
+            });
+            worker.once('error', reject);
+            // An exit without an answer (even code 0) must not leave verify waiting forever.
+            worker.once('exit', (code) => {
+              if (!answered) reject(new Error(`audit verify worker exited (${code}) without an answer`));
+            });
+          }),
+      ),
+    );
+  } finally {
+    // On success they have finished; on a failure, the others must not run on.
+    await Promise.all(started.map((worker) => worker.terminate()));
+  }
   return { problem: problems.find((problem) => problem !== undefined), ranges };
 }

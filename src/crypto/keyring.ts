@@ -202,7 +202,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       if (reserved) return reserved;
       // A block this transaction reserved itself (not yet the process's: it may roll back).
       const own = transactionBudgets.get(trx);
-      if (own?.key && own.remaining > 0) {
+      if (own?.key && own.remaining > 0 && own.until > Date.now()) {
         own.remaining -= 1;
         return { version: own.version, key: own.key };
       }

@@ -53,8 +53,14 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: 'users', column: 'display_name_ciphertext', field: 'display_name', plaintextColumn: 'display_name' },
 ];
 
+/**
+ * The steps of a job: walk each encrypted column; walk the subject keys; then, once writers can no
+ * longer hold the old key, sweep each column and the subject keys again for anything still behind.
+ */
 const SUBJECT_KEYS_STEP = encryptedColumns.length;
-const SWEEP_STEP = SUBJECT_KEYS_STEP + 1;
+const FIRST_SWEEP_STEP = SUBJECT_KEYS_STEP + 1;
+const SUBJECT_KEYS_SWEEP_STEP = FIRST_SWEEP_STEP + encryptedColumns.length;
+const DONE_STEP = SUBJECT_KEYS_SWEEP_STEP + 1;
 const BATCH = 200;
 
 /** Header bytes 4–7 of a version-1 field ciphertext: the tenant data key version, big-endian. */
@@ -78,13 +84,9 @@ export type RotationJob = {
 
 const stepName = (step: number) => {
   const spec = encryptedColumns[step];
-  return spec
-    ? `${spec.table}.${spec.column}`
-    : step === SUBJECT_KEYS_STEP
-      ? 'subject keys'
-      : step === SWEEP_STEP
-        ? 'final sweep'
-        : 'done';
+  if (spec) return `${spec.table}.${spec.column}`;
+  if (step === SUBJECT_KEYS_STEP) return 'subject keys';
+  return step < DONE_STEP ? 'final sweep' : 'done';
 };
 
 export class RotationInProgressError extends Error {
@@ -153,15 +155,29 @@ export async function listRotationJobs(trx: TenantTransaction): Promise<Rotation
 
 type Batch = { reencrypted: number; skipped: number; cursor: string; exhausted: boolean };
 
-/** Re-encrypts one batch of one column after `cursor`; values already under `target` are skipped. */
-async function columnBatch(trx: TenantTransaction, cipher: FieldCipher, spec: EncryptedColumn, target: number, cursor: string, sweep: boolean): Promise<Batch> {
+/** Called for a value that does not decrypt (altered, or its key is gone): skipped, never fatal. */
+export type OnUnreadable = (where: { table: string; recordId: string; field: string }, error: unknown) => void;
+
+/**
+ * Re-encrypts one batch of one column after `cursor` (record ids in order); values already under
+ * `target` are skipped. The sweep visits only values still behind.
+ */
+async function columnBatch(
+  trx: TenantTransaction,
+  cipher: FieldCipher,
+  spec: EncryptedColumn,
+  target: number,
+  cursor: string,
+  sweep: boolean,
+  onUnreadable: OnUnreadable,
+): Promise<Batch> {
   const plain = spec.plaintextColumn ? sql.ref(spec.plaintextColumn) : sql`NULL::text`;
   const older = sql`(get_byte(${sql.ref(spec.column)}, 3) = 1 AND substring(${sql.ref(spec.column)} from 5 for 4) < ${versionBytes(target)})`;
-  // The sweep looks only for what is still behind; the walk goes through every row once, in id order.
   const rows = await sql<{ id: string; ciphertext: Buffer | null; plaintext: string | null }>`
     SELECT id::text AS id, ${sql.ref(spec.column)} AS ciphertext, ${plain} AS plaintext
       FROM ${sql.table(spec.table)}
-     WHERE ${sweep ? sql`(${older} OR (${sql.ref(spec.column)} IS NULL AND ${plain} IS NOT NULL))` : sql`id::text > ${cursor}`}
+     WHERE ${cursor ? sql`id > ${cursor}::uuid` : sql`TRUE`}
+       ${sweep ? sql`AND (${older} OR (${sql.ref(spec.column)} IS NULL AND ${plain} IS NOT NULL))` : sql``}
      ORDER BY id LIMIT ${BATCH}`.execute(trx);
   let reencrypted = 0;
   let skipped = 0;
@@ -173,7 +189,14 @@ async function columnBatch(trx: TenantTransaction, cipher: FieldCipher, spec: En
         skipped += 1;
         continue;
       }
-      const value = await cipher.decrypt(trx, where, row.ciphertext);
+      let value: string;
+      try {
+        value = await cipher.decrypt(trx, where, row.ciphertext);
+      } catch (error) {
+        onUnreadable(where, error);
+        skipped += 1;
+        continue;
+      }
       const fresh = await cipher.encrypt(trx, where, value);
       const updated = await sql`UPDATE ${sql.table(spec.table)} SET ${sql.ref(spec.column)} = ${fresh}
                                  WHERE id = ${row.id}::uuid AND ${sql.ref(spec.column)} = ${row.ciphertext}`.execute(trx);
@@ -192,17 +215,18 @@ async function columnBatch(trx: TenantTransaction, cipher: FieldCipher, spec: En
       skipped += 1;
     }
   }
-  return { reencrypted, skipped, cursor: rows.rows.at(-1)?.id ?? cursor, exhausted: rows.rows.length < BATCH || (sweep && reencrypted === 0) };
+  return { reencrypted, skipped, cursor: rows.rows.at(-1)?.id ?? cursor, exhausted: rows.rows.length < BATCH };
 }
 
-async function subjectKeyBatch(trx: TenantTransaction, keyring: Keyring, target: number, cursor: string): Promise<Batch> {
-  const rows = await trx
+async function subjectKeyBatch(trx: TenantTransaction, keyring: Keyring, target: number, cursor: string, sweep: boolean): Promise<Batch> {
+  let query = trx
     .selectFrom('subject_keys')
     .select(['subject_id'])
-    .where(sql<boolean>`subject_id::text > ${cursor}`)
+    .where(cursor ? sql<boolean>`subject_id > ${cursor}::uuid` : sql<boolean>`TRUE`)
     .orderBy('subject_id')
-    .limit(BATCH)
-    .execute();
+    .limit(BATCH);
+  if (sweep) query = query.where('destroyed_at', 'is', null).where('tenant_key_version', '<', target);
+  const rows = await query.execute();
   let reencrypted = 0;
   for (const row of rows) if (await keyring.rewrapSubjectKey(trx, row.subject_id, target)) reencrypted += 1;
   return { reencrypted, skipped: rows.length - reencrypted, cursor: rows.at(-1)?.subject_id ?? cursor, exhausted: rows.length < BATCH };
@@ -215,8 +239,9 @@ async function subjectKeyBatch(trx: TenantTransaction, keyring: Keyring, target:
 export async function runRotationBatch(
   tenantDb: TenantDb,
   crypto: { keyring: Keyring; cipher: FieldCipher },
-  options: { settleMs?: number; now?: () => number } = {},
+  options: { settleMs?: number; now?: () => number; onUnreadable?: OnUnreadable } = {},
 ): Promise<RotationJob | undefined> {
+  const onUnreadable = options.onUnreadable ?? (() => undefined);
   const settleMs = options.settleMs ?? BLOCK_MAX_AGE_MS + 5_000;
   const now = options.now ?? Date.now;
   return tenantDb.transaction(async (trx) => {
@@ -224,29 +249,21 @@ export async function runRotationBatch(
     if (!job) return undefined;
     let step = job.step;
     let cursor = job.cursor;
-    let batch: Batch;
-    const spec = encryptedColumns[step];
-    if (spec) {
-      batch = await columnBatch(trx, crypto.cipher, spec, job.target_version, cursor, false);
-    } else if (step === SUBJECT_KEYS_STEP) {
-      batch = await subjectKeyBatch(trx, crypto.keyring, job.target_version, cursor);
-    } else {
-      // Writers may use the old key for a while after the rotation: sweep once that has passed.
-      if (now() < job.created_at.getTime() + settleMs) return present(job);
-      batch = { reencrypted: 0, skipped: 0, cursor: '', exhausted: true };
-      for (const spec of encryptedColumns) {
-        const swept = await columnBatch(trx, crypto.cipher, spec, job.target_version, '', true);
-        batch.reencrypted += swept.reencrypted;
-        if (!swept.exhausted) batch.exhausted = false;
-      }
-    }
+    // Writers may use the old key for a while after the rotation: sweep once that has passed.
+    if (step >= FIRST_SWEEP_STEP && now() < job.created_at.getTime() + settleMs) return present(job);
+    const sweep = step >= FIRST_SWEEP_STEP;
+    const spec = encryptedColumns[sweep ? step - FIRST_SWEEP_STEP : step];
+    const batch =
+      step === SUBJECT_KEYS_STEP || step === SUBJECT_KEYS_SWEEP_STEP
+        ? await subjectKeyBatch(trx, crypto.keyring, job.target_version, cursor, sweep)
+        : await columnBatch(trx, crypto.cipher, spec as EncryptedColumn, job.target_version, cursor, sweep, onUnreadable);
     if (batch.exhausted) {
       step += 1;
       cursor = '';
     } else {
       cursor = batch.cursor;
     }
-    const done = step > SWEEP_STEP;
+    const done = step >= DONE_STEP;
     const updated = await trx
       .updateTable('key_rotation_jobs')
       .set({
@@ -287,7 +304,10 @@ export function startReencryptionWorker(options: {
         let job: RotationJob | undefined;
         do {
           const before = job;
-          job = await runRotationBatch(tenantDb, crypto);
+          job = await runRotationBatch(tenantDb, crypto, {
+            onUnreadable: (where, error) =>
+              options.logger.warn({ err: error, tenant: tenantId, table: where.table, field: where.field, record: where.recordId }, 'a value does not decrypt; re-encryption skips it'),
+          });
           // Waiting to sweep: nothing more to do this tick.
           if (job && before && job.step === before.step && job.stepName === 'final sweep' && job.reencrypted === before.reencrypted) break;
         } while (job?.state === 'running' && Date.now() < until && !stopped);

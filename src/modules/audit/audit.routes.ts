@@ -1,14 +1,17 @@
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
-import { exportSealedEvents, latestSignedTreeHead, proveConsistency, proveInclusion } from '../../audit/audit-reader.ts';
+import { exportSealedEvents, latestSignedTreeHead, proveConsistency, proveInclusion, prunedBeforeLeaf } from '../../audit/audit-reader.ts';
 import type { SystemDb } from '../../db/system-db.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses } from '../../server/schemas.ts';
 import type { App } from '../../server/types.ts';
 
-/** A non-negative integer in a query string, bounded so it stays exact in a double. */
-const position = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** A non-negative integer in a query string: digits only (no "", "1e3" or "0x10"), exact in a double. */
+const position = z
+  .string()
+  .regex(/^\d{1,15}$/, 'must be a non-negative integer')
+  .transform(Number);
 
 const exportQuerySchema = z.strictObject({
   since: z.iso.datetime({ offset: true }).optional(),
@@ -48,7 +51,7 @@ export async function auditRoutes(app: App, options: { systemDb: SystemDb }): Pr
         tags: ['audit'],
         security: [{ bearer: [] }],
         querystring: exportQuerySchema,
-        response: { 200: z.string().describe('JSON lines'), ...problemResponses(400, 401, 403) },
+        response: { 200: z.string().describe('JSON lines'), ...problemResponses(400, 401, 403, 409) },
       },
     },
     async (request, reply) => {
@@ -56,6 +59,11 @@ export async function auditRoutes(app: App, options: { systemDb: SystemDb }): Pr
       if (!principal) throw new AppError('unauthenticated');
       const since = request.query.since === undefined ? undefined : new Date(request.query.since);
       const afterLeaf = request.query.afterLeaf;
+      // Resuming from before a retention cut would silently skip removed events: say so instead.
+      const cut = await request.tenantDb.read((trx) => prunedBeforeLeaf(trx));
+      if (afterLeaf !== undefined && afterLeaf + 1 < cut) {
+        throw new AppError('conflict', `Events before leaf ${cut} were removed under the retention procedure; resume from afterLeaf=${cut - 1}.`);
+      }
       await request.tenantDb.transaction((trx) =>
         recordAuditEvent(trx, {
           action: 'audit.export',
