@@ -237,7 +237,8 @@ export function createKeyring(root: RootKeyProvider): Keyring {
         }
       }
       if (!options.create) return undefined;
-      const { version, key: wrappingKey } = await activeKey(trx, 'data');
+      // Wrapping a subject key is an encryption under the data key: it counts against its budget.
+      const { version, key: wrappingKey } = await this.dataKeyForEncryption(trx);
       const key = randomBytes(KEY_BYTES);
       const inserted = await trx
         .insertInto('subject_keys')
@@ -286,10 +287,12 @@ export function createKeyring(root: RootKeyProvider): Keyring {
         if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
         throw error;
       }
-      const rewrapped = seal(await dataKey(trx, version), key, subjectKeyContext(trx.tenantId, subjectId, version));
+      // Under the active key (the target, or newer if another rotation followed), counted.
+      const wrapping = await this.dataKeyForEncryption(trx);
+      const rewrapped = seal(wrapping.key, key, subjectKeyContext(trx.tenantId, subjectId, wrapping.version));
       await trx
         .updateTable('subject_keys')
-        .set({ tenant_key_version: version, wrapped_key: rewrapped })
+        .set({ tenant_key_version: wrapping.version, wrapped_key: rewrapped })
         .where('subject_id', '=', subjectId)
         .where('tenant_key_version', '=', row.tenant_key_version)
         .execute();
