@@ -8,7 +8,7 @@ import { proveInclusion } from '../src/audit/audit-reader.ts';
 import { rootFromInclusionProof } from '../src/audit/merkle.ts';
 import { pruneAuditLedger } from '../src/audit/retention.ts';
 import { fileWitness } from '../src/audit/checkpoint-publishers.ts';
-import { readWitness, type WitnessedCheckpoint } from '../src/audit/witness.ts';
+import { checkWitnessedRetentions, readWitness, readWitnessRetentions, type WitnessedCheckpoint } from '../src/audit/witness.ts';
 import { createLogger } from '../src/logger.ts';
 import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
 import { loadSigningKey, publicKeys, type SigningKey } from '../src/audit/signing-key.ts';
@@ -56,7 +56,9 @@ describe(`audit retention under a signed record (${serverLabel()} server)`, () =
     const second = (await seal(tenant))!.treeSize;
     const before = await eventCount(tenant);
 
-    const outcome = await pruneAuditLedger(db.handles, key, { tenantId: tenant.tenantId, cutoff, reason: 'Retention policy RP-7: 12 months', executedBy: 'ops-on-call' });
+    const witnessFile = path.join(folder, 'witness-retained.jsonl');
+    const publishers = [fileWitness(witnessFile, createLogger('silent'))];
+    const outcome = await pruneAuditLedger(db.handles, key, { tenantId: tenant.tenantId, cutoff, reason: 'Retention policy RP-7: 12 months', executedBy: 'ops-on-call', publishers });
     // Stops at the newest checkpoint whose events all came before the cut-off.
     expect(outcome).toEqual({ removed: first, prunedBeforeLeaf: first });
     expect(await eventCount(tenant)).toBe(before - first + 1); // +1: the audit.retention event itself
@@ -66,6 +68,16 @@ describe(`audit retention under a signed record (${serverLabel()} server)`, () =
     // Sealing goes on after the cut; the prune is in the ledger; everything verifies.
     expect(await seal(tenant)).toEqual({ sealed: 1, treeSize: second + 1 });
     expect(await verify(tenant)).toEqual({ ok: true, events: second + 1 - first, sealed: second + 1, checkpoints: 4, pruned: first });
+    // The witness learnt of the removal, signed; verify can insist that every removal reached it.
+    const witnessed = readWitnessRetentions(witnessFile);
+    expect(witnessed).toMatchObject([{ type: 'retention', tenantId: tenant.tenantId, prunedBeforeLeaf: first, reason: 'Retention policy RP-7: 12 months', executedBy: 'ops-on-call' }]);
+    expect(checkWitnessedRetentions(witnessed)).toBeUndefined();
+    expect(checkWitnessedRetentions([{ ...witnessed[0]!, reason: 'nothing to see' }])).toBe(`the witness's retention record up to leaf ${first} has an invalid signature`);
+    const keys = await publicKeys(db.handles.systemDb);
+    const withWitness = (entries: typeof witnessed) =>
+      db.handles.forTenant(tenant.tenantId).snapshot((trx) => verifyTenantLedger(trx, keys, [], { witnessedRetentions: entries }));
+    expect(await withWitness(witnessed)).toMatchObject({ ok: true, pruned: first });
+    expect(await withWitness([])).toEqual({ ok: false, problem: `the retention record up to leaf ${first} never reached the witness` });
     const retentionEvent = await db.superQuery<{ leaf_index: string; details: Record<string, unknown> }>(
       `SELECT leaf_index, details FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'audit.retention'`,
       [tenant.tenantId],

@@ -11,7 +11,7 @@ import { sealTenantLedger } from './seal-audit-log.ts';
 import { planRetention, pruneAuditLedger } from './retention.ts';
 import { loadSigningKey, publicKeys } from './signing-key.ts';
 import { verifyTenantLedger } from './verify-audit-log.ts';
-import { checkWitnessSignatures, readWitness } from './witness.ts';
+import { checkWitnessedRetentions, checkWitnessSignatures, readWitness, readWitnessRetentions } from './witness.ts';
 
 /** `ringvakt audit …`: verify, export for a SIEM, and proofs for an auditor or a witness. */
 export function registerAuditCommands(program: Command, slug: (value: string) => string): void {
@@ -24,7 +24,8 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     .option('--witness <file>', 'also check against checkpoints an outside witness kept (RINGVAKT_AUDIT_WITNESS_FILE)')
     .action(async (options: { tenant?: string; witness?: string }) => {
       const witness = options.witness ? readWitness(options.witness) : [];
-      const witnessProblem = checkWitnessSignatures(witness);
+      const witnessedRetentions = options.witness ? readWitnessRetentions(options.witness) : undefined;
+      const witnessProblem = checkWitnessSignatures(witness) ?? checkWitnessedRetentions(witnessedRetentions ?? []);
       if (witnessProblem) throw new AppError('bad_request', `The witness file is not trustworthy: ${witnessProblem}`);
       const failures = await withCliDatabase(async (database) => {
         const keys = await publicKeys(database.systemDb);
@@ -35,7 +36,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
         for (const tenant of tenants) {
           // Large ledgers are recomputed in worker threads, on runtime-role connections of their own.
           const parallel = { connectionString: String(database.pool.options.connectionString) };
-          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys, witness, { parallel }));
+          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys, witness, { parallel, ...(witnessedRetentions ? { witnessedRetentions } : {}) }));
           if (verdict.ok) {
             const awaiting = verdict.events - (verdict.sealed - verdict.pruned);
             const pruned = verdict.pruned > 0 ? `, the first ${verdict.pruned} removed by retention` : '';
@@ -89,7 +90,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
       if (options.operator.trim().length === 0 || options.operator.length > 200) throw new Error('--operator must be 1 to 200 characters');
       if (options.before.getTime() > Date.now()) throw new Error('--before must not be in the future');
       await withCliDatabase(
-        async (database, { config }) => {
+        async (database, { config, logger }) => {
           const tenantId = await requireTenantId(database, options.tenant);
           if (options.dryRun) {
             const plan = await database.forTenant(tenantId).read((trx) => planRetention(trx, options.before));
@@ -99,12 +100,15 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
           const rootKeys = await createRootKeyProvider(config);
           await verifyRootKey(database.systemDb, rootKeys);
           const signingKey = await loadSigningKey(database.systemDb, rootKeys);
+          const publishers = createCheckpointPublishers(config.auditWitnesses, logger);
           const outcome = await pruneAuditLedger(database, signingKey, {
             tenantId,
             cutoff: options.before,
             reason: options.reason,
             executedBy: options.operator,
+            publishers,
           });
+          await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
           process.stdout.write(
             outcome.prunedBeforeLeaf === undefined
               ? 'nothing to remove: no signed checkpoint past the last cut covers only events before the cut-off\n'

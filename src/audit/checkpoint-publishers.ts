@@ -2,7 +2,7 @@ import { createSocket } from 'node:dgram';
 import { hostname } from 'node:os';
 import { connect, isIPv6 } from 'node:net';
 import type { Logger } from '../logger.ts';
-import { appendToWitness, type WitnessedCheckpoint } from './witness.ts';
+import { appendToWitness, isRetention, type WitnessEntry } from './witness.ts';
 
 /**
  * Outside witnesses of the audit ledger. Each signed checkpoint is published, once committed, to
@@ -19,7 +19,8 @@ import { appendToWitness, type WitnessedCheckpoint } from './witness.ts';
  */
 export type CheckpointPublisher = {
   readonly name: string;
-  publish(checkpoint: WitnessedCheckpoint): void;
+  /** A signed checkpoint, or a signed retention record (never superseded: each is delivered). */
+  publish(entry: WitnessEntry): void;
   /** Resolves once a delivery attempt of everything published so far has finished. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -43,9 +44,9 @@ export function createCheckpointPublishers(settings: WitnessSettings, logger: Lo
 export function fileWitness(file: string, logger: Logger): CheckpointPublisher {
   return {
     name: 'file',
-    publish(checkpoint) {
+    publish(entry) {
       try {
-        appendToWitness(file, checkpoint);
+        appendToWitness(file, entry);
       } catch (error) {
         logger.error({ err: error, witness: 'file' }, 'could not append an audit checkpoint to the witness file');
       }
@@ -55,14 +56,20 @@ export function fileWitness(file: string, logger: Logger): CheckpointPublisher {
   };
 }
 
-type Sender = (checkpoints: WitnessedCheckpoint[]) => Promise<void>;
+type Sender = (entries: WitnessEntry[]) => Promise<void>;
+
+/** What a syslog line or webhook body carries: the entry with its kind spelled out. */
+const message = (entry: WitnessEntry) =>
+  isRetention(entry) ? { ...entry, type: 'ringvakt.audit.retention' } : { type: 'ringvakt.audit.checkpoint', ...entry };
 
 const FIRST_RETRY_MS = 1_000;
 const LAST_RETRY_MS = 60_000;
 
 /** Newest undelivered head per tenant, delivered in rounds, retried with backoff. */
 export function networkWitness(name: string, send: Sender, logger: Logger): CheckpointPublisher {
-  const waiting = new Map<string, WitnessedCheckpoint>();
+  // Newest checkpoint per tenant; every retention record under a key of its own.
+  const waiting = new Map<string, WitnessEntry>();
+  const slot = (entry: WitnessEntry) => (isRetention(entry) ? `retention:${entry.tenantId}:${entry.prunedBeforeLeaf}` : entry.tenantId);
   let round: Promise<void> | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let retryMs = FIRST_RETRY_MS;
@@ -76,7 +83,7 @@ export function networkWitness(name: string, send: Sender, logger: Logger): Chec
           const batch = [...waiting.values()];
           await send(batch);
           // Remove what was delivered, unless a newer head arrived meanwhile.
-          for (const sent of batch) if (waiting.get(sent.tenantId) === sent) waiting.delete(sent.tenantId);
+          for (const sent of batch) if (waiting.get(slot(sent)) === sent) waiting.delete(slot(sent));
           retryMs = FIRST_RETRY_MS;
         }
       } catch (error) {
@@ -100,9 +107,9 @@ export function networkWitness(name: string, send: Sender, logger: Logger): Chec
 
   return {
     name,
-    publish(checkpoint) {
-      const known = waiting.get(checkpoint.tenantId);
-      if (!known || known.treeSize <= checkpoint.treeSize) waiting.set(checkpoint.tenantId, checkpoint);
+    publish(entry) {
+      const known = waiting.get(slot(entry));
+      if (isRetention(entry) || !known || isRetention(known) || known.treeSize <= entry.treeSize) waiting.set(slot(entry), entry);
       // While backing off, the waiting head goes out with the scheduled retry.
       if (!backingOff) void deliver();
     },
@@ -129,30 +136,30 @@ export function syslogSender(target: string): Sender {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port);
   const origin = hostname().replace(/[^!-~]/g, '').slice(0, 255) || '-';
-  const format = (checkpoint: WitnessedCheckpoint) =>
-    Buffer.from(`<110>1 ${new Date().toISOString()} ${origin} ringvakt ${process.pid} audit-checkpoint - ${JSON.stringify({ type: 'ringvakt.audit.checkpoint', ...checkpoint })}`);
+  const format = (entry: WitnessEntry) =>
+    Buffer.from(`<110>1 ${new Date().toISOString()} ${origin} ringvakt ${process.pid} ${isRetention(entry) ? 'audit-retention' : 'audit-checkpoint'} - ${JSON.stringify(message(entry))}`);
 
   if (url.protocol === 'udp:') {
-    return async (checkpoints) => {
+    return async (entries) => {
       const socket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
       try {
-        for (const checkpoint of checkpoints) {
-          await new Promise<void>((resolve, reject) => socket.send(format(checkpoint), port, host, (error) => (error ? reject(error) : resolve())));
+        for (const entry of entries) {
+          await new Promise<void>((resolve, reject) => socket.send(format(entry), port, host, (error) => (error ? reject(error) : resolve())));
         }
       } finally {
         socket.close();
       }
     };
   }
-  return (checkpoints) =>
+  return (entries) =>
     new Promise<void>((resolve, reject) => {
       const socket = connect({ host, port });
       socket.setTimeout(SEND_TIMEOUT_MS, () => socket.destroy(new Error('syslog receiver timed out')));
       socket.once('error', reject);
       socket.once('connect', () => {
-        const frames = checkpoints.map((checkpoint) => {
-          const message = format(checkpoint);
-          return Buffer.concat([Buffer.from(`${message.length} `), message]);
+        const frames = entries.map((entry) => {
+          const line = format(entry);
+          return Buffer.concat([Buffer.from(`${line.length} `), line]);
         });
         socket.end(Buffer.concat(frames), () => resolve());
       });
@@ -160,21 +167,21 @@ export function syslogSender(target: string): Sender {
 }
 
 /**
- * One JSON POST per checkpoint. Redirects are refused (the bearer token must not follow them to
+ * One JSON POST per entry. Redirects are refused (the bearer token must not follow them to
  * another host); any answer but 2xx is a failure to be retried. The URL and the token are secrets
  * and never logged.
  */
 export function webhookSender(url: string, token: string | undefined): Sender {
-  return async (checkpoints) => {
-    for (const checkpoint of checkpoints) {
+  return async (entries) => {
+    for (const entry of entries) {
       let response: Response;
       try {
         response = await fetch(url, {
-        method: 'POST',
-        redirect: 'error',
-        signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
-        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        body: JSON.stringify({ type: 'ringvakt.audit.checkpoint', ...checkpoint }),
+          method: 'POST',
+          redirect: 'error',
+          signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
+          headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+          body: JSON.stringify(message(entry)),
         });
       } catch (error) {
         // Never pass on the fetch error itself: a message or cause could echo the secret URL.

@@ -4,6 +4,8 @@ import type { DatabaseHandles } from '../db/database.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { auditEventRow } from './audit-event.ts';
 import type { SigningKey } from './signing-key.ts';
+import type { CheckpointPublisher } from './checkpoint-publishers.ts';
+import type { WitnessedRetention } from './witness.ts';
 
 /**
  * Audit retention: the documented, and only, way events leave the ledger.
@@ -87,7 +89,7 @@ export type RetentionOutcome = { removed: number; prunedBeforeLeaf: number } | {
 export async function pruneAuditLedger(
   database: Pick<DatabaseHandles, 'forTenant' | 'asOwner'>,
   key: SigningKey,
-  options: { tenantId: string; cutoff: Date; reason: string; executedBy: string; now?: Date },
+  options: { tenantId: string; cutoff: Date; reason: string; executedBy: string; now?: Date; publishers?: readonly CheckpointPublisher[] },
 ): Promise<RetentionOutcome> {
   const plan = await database.forTenant(options.tenantId).read((trx) => planRetention(trx, options.cutoff));
   if (!plan) return { removed: 0, prunedBeforeLeaf: undefined };
@@ -122,5 +124,34 @@ export async function pruneAuditLedger(
     );
     return Number(applied.rows[0]?.removed ?? 0);
   });
+  // Committed: the witnesses learn of the removal too.
+  const entry: WitnessedRetention = {
+    type: 'retention',
+    tenantId: record.tenantId,
+    prunedBeforeLeaf: record.prunedBeforeLeaf,
+    rootHash: record.rootHash.toString('hex'),
+    cutoff: record.cutoff.toISOString(),
+    reason: record.reason,
+    executedAt: record.executedAt.toISOString(),
+    executedBy: record.executedBy,
+    signingKeyId: record.signingKeyId,
+    publicKey: key.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'),
+    signature: signature.toString('base64'),
+  };
+  for (const publisher of options.publishers ?? []) publisher.publish(entry);
   return { removed, prunedBeforeLeaf: record.prunedBeforeLeaf };
+}
+
+/** The record a witness holds, in the form its signature covers. */
+export function retentionFromWitness(entry: WitnessedRetention): RetentionRecord {
+  return {
+    tenantId: entry.tenantId,
+    prunedBeforeLeaf: entry.prunedBeforeLeaf,
+    rootHash: Buffer.from(entry.rootHash, 'hex'),
+    cutoff: new Date(entry.cutoff),
+    reason: entry.reason,
+    executedAt: new Date(entry.executedAt),
+    executedBy: entry.executedBy,
+    signingKeyId: entry.signingKeyId,
+  };
 }

@@ -6,7 +6,7 @@ import { fillSubtrees, leafHashOfText, packedHash, packedSource, packedSubtrees,
 import { verifyRetentionRecord } from './retention.ts';
 import { PARALLEL_FROM, recomputeLeavesInWorkers, type ParallelLeaves } from './verify-leaves.ts';
 import { verifyTreeHead } from './signing-key.ts';
-import type { WitnessedCheckpoint } from './witness.ts';
+import type { WitnessedCheckpoint, WitnessedRetention } from './witness.ts';
 
 export type LedgerVerdict =
   | { ok: true; events: number; sealed: number; checkpoints: number; pruned: number }
@@ -116,7 +116,7 @@ export async function verifyTenantLedger(
   trx: TenantTransaction,
   keys: Map<string, KeyObject>,
   witness: WitnessedCheckpoint[] = [],
-  options: { parallel?: Omit<ParallelLeaves, 'snapshot'> } = {},
+  options: { parallel?: Omit<ParallelLeaves, 'snapshot'>; witnessedRetentions?: WitnessedRetention[] } = {},
 ): Promise<LedgerVerdict> {
   // Leaf hashes packed into one growing buffer (see packedSubtrees).
   let packed: Buffer = Buffer.allocUnsafe(32 * 1024);
@@ -153,6 +153,15 @@ export async function verifyTenantLedger(
     };
     if (!key || !verifyRetentionRecord(key, fields, record.signature)) {
       return { ok: false, problem: `the retention record up to leaf ${record.pruned_before_leaf} has no valid signature by a known audit signing key` };
+    }
+    // With the witness's retention records: every removal must have been announced to it.
+    if (
+      options.witnessedRetentions &&
+      !options.witnessedRetentions.some(
+        (entry) => entry.tenantId === trx.tenantId && entry.prunedBeforeLeaf === fields.prunedBeforeLeaf && entry.signature === record.signature.toString('base64'),
+      )
+    ) {
+      return { ok: false, problem: `the retention record up to leaf ${record.pruned_before_leaf} never reached the witness` };
     }
   }
   const pruned = Number(retention.at(-1)?.pruned_before_leaf ?? 0);
