@@ -1,5 +1,6 @@
+import { CompiledQuery } from 'kysely';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
-import { leafHash } from './merkle.ts';
+import { leafHashOfText } from './merkle.ts';
 
 /**
  * The typed catalogue of audited actions. Add to it; never reuse a name for another meaning.
@@ -106,14 +107,34 @@ export function auditEventRow(tenantId: string, event: AuditEvent) {
     source_ip: stored.sourceIp,
     request_id: stored.requestId,
     details: JSON.stringify(stored.details),
-    leaf_hash: leafHash(canonicalEvent(stored)),
+    leaf_hash: leafHashOfText(canonicalEventText(stored)),
   };
 }
 
 /** Appends an event in the caller's transaction: it commits, or rolls back, with the change it records. */
 export async function recordAuditEvent(trx: TenantTransaction, event: AuditEvent): Promise<void> {
-  await trx.insertInto('audit_events').values(auditEventRow(trx.tenantId, event)).execute();
+  const row = auditEventRow(trx.tenantId, event);
+  // The one statement every audited change runs: compiled once, not per event.
+  await trx.executeQuery(
+    CompiledQuery.raw(INSERT_EVENT, [
+      row.occurred_at,
+      row.actor_type,
+      row.actor_id,
+      row.action,
+      row.target_type,
+      row.target_id,
+      row.outcome,
+      row.source_ip,
+      row.request_id,
+      row.details,
+      row.leaf_hash,
+    ]),
+  );
 }
+
+const INSERT_EVENT =
+  'insert into "audit_events" ("occurred_at", "actor_type", "actor_id", "action", "target_type", "target_id", "outcome", "source_ip", "request_id", "details", "leaf_hash") ' +
+  'values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)';
 
 /** A denial or failure is recorded in a transaction of its own: the attempt itself rolled back. */
 export function recordAuditEventAlone(tenantDb: TenantDb, event: AuditEvent): Promise<void> {
