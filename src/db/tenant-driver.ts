@@ -34,6 +34,8 @@ import type { Logger } from '../logger.ts';
  *   If the setting fails, PostgreSQL skips the query: it never runs without its tenant.
  * - **Writes and snapshots** open with `BEGIN [ISOLATION …] [READ ONLY]` and the tenant setting,
  *   sent in the same batch as the first query; later queries and COMMIT follow as usual.
+ * - **Prepared statements**: a query is named after its text and parsed once per connection
+ *   (see statementName); the scoping statements are named too.
  *
  * The tenant comes from `tenantScope`, which only the tenant handle (tenant-db.ts) enters.
  */
@@ -64,9 +66,8 @@ type Statement = { text: string; values: unknown[]; name?: string };
 /** The parts of pg's protocol connection that a batch writes to (pg-protocol's message writers). */
 type ProtocolConnection = {
   stream: Writable;
-  /** pg's per-connection record of named statements already parsed, or sent for parsing. */
+  /** pg's per-connection record of named statements already parsed (its Query.prepare reads it). */
   parsedStatements: Record<string, string>;
-  submittedNamedStatements: Record<string, string>;
   parse(message: { text: string; name: string; types: number[] }): void;
   bind(message: { portal: string; statement: string; values: unknown[] }): void;
   describe(message: { type: 'P'; name: string }): void;
@@ -95,6 +96,12 @@ function sessionOf(connection: object): Map<string, StatementState> {
   return session;
 }
 
+/** pg's Query, with the two callbacks from its client that this subclass hooks into. */
+const BaseQuery = pg.Query as unknown as new (config: pg.QueryConfig) => pg.Query & {
+  handleReadyForQuery(connection: unknown): void;
+  handleError(error: Error, connection: unknown): void;
+};
+
 /**
  * One query, optionally preceded by scoping statements, in one extended-protocol batch closed by
  * a single Sync. pg's own Query writes the query and the Sync and parses every answer (each
@@ -102,12 +109,6 @@ function sessionOf(connection: object): Map<string, StatementState> {
  * and decides which named statements need parsing. An error in any statement makes PostgreSQL
  * skip the rest of the batch.
  */
-/** pg's Query, with the two callbacks from its client that this subclass hooks into. */
-const BaseQuery = pg.Query as unknown as new (config: pg.QueryConfig) => pg.Query & {
-  handleReadyForQuery(connection: unknown): void;
-  handleError(error: Error, connection: unknown): void;
-};
-
 class ScopedQuery extends BaseQuery {
   private session: Map<string, StatementState> | undefined;
   private readonly used: string[] = [];
@@ -123,15 +124,14 @@ class ScopedQuery extends BaseQuery {
   }
 
   /** Writes Close (if uncertain) and Parse for a named statement this session does not hold yet. */
-  private prepareNamed(protocol: ProtocolConnection, name: string, text: string): boolean {
+  private prepareNamed(protocol: ProtocolConnection, name: string, text: string): void {
     const session = this.session as Map<string, StatementState>;
     const state = session.get(name);
     this.used.push(name);
-    if (state === 'pending' || state === 'parsed') return false;
+    if (state === 'pending' || state === 'parsed') return;
     if (state === 'uncertain') protocol.close({ type: 'S', name });
     session.set(name, 'pending');
     protocol.parse({ text, name, types: [] });
-    return true;
   }
 
   override submit = (connection: unknown): Error | null => {
