@@ -12,13 +12,14 @@ import { leafHashOfText } from './merkle.ts';
  */
 
 /** The columns of a sealed event, in this order, read with rowMode 'array'. */
-export const LEAF_COLUMNS_SQL = `id::text, leaf_index::text,
+export const LEAF_COLUMNS_SQL = `leaf_index::text,
   to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-  actor_type, actor_id, action, target_type, target_id, outcome, source_ip, request_id, details, leaf_hash`;
+  actor_type, actor_id, action, target_type, target_id, outcome, source_ip, request_id, details, encode(leaf_hash, 'hex')`;
 
-export type LeafRow = [string, string, string, string, string | null, string, string | null, string | null, string, string | null, string | null, Record<string, unknown>, Buffer];
+/** As read: the stored leaf hash as hex text (compared as text: no Buffer per row). */
+export type LeafRow = [string, string, string, string | null, string, string | null, string | null, string, string | null, string | null, Record<string, unknown>, string];
 
-export type LeafQuery = (text: string, values: unknown[]) => Promise<LeafRow[]>;
+export type LeafQuery = (text: string, values: unknown[]) => Promise<unknown[][]>;
 
 const PAGE = 20_000;
 
@@ -29,30 +30,34 @@ const PAGE = 20_000;
 export async function recomputeLeafRange(query: LeafQuery, tenantId: string, from: number, to: number, packed: Buffer): Promise<string | undefined> {
   for (let start = from; start < to; start += PAGE) {
     const end = Math.min(start + PAGE, to);
-    const rows = await query(
+    const rows = (await query(
       `SELECT ${LEAF_COLUMNS_SQL} FROM audit_events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY audit_events.leaf_index`,
       [String(start), String(end)],
-    );
+    )) as LeafRow[];
     let expected = start;
     for (const row of rows) {
-      const leafIndex = Number(row[1]);
+      const leafIndex = Number(row[0]);
       if (leafIndex !== expected) return `leaf ${expected} is missing (next is leaf ${leafIndex}): an event was removed or moved`;
       const recomputed = leafHashOfText(
         canonicalEventText({
           tenantId,
-          occurredAt: row[2],
-          actorType: row[3],
-          actorId: row[4],
-          action: row[5],
-          targetType: row[6],
-          targetId: row[7],
-          outcome: row[8],
-          sourceIp: row[9],
-          requestId: row[10],
-          details: row[11],
+          occurredAt: row[1],
+          actorType: row[2],
+          actorId: row[3],
+          action: row[4],
+          targetType: row[5],
+          targetId: row[6],
+          outcome: row[7],
+          sourceIp: row[8],
+          requestId: row[9],
+          details: row[10],
         }),
       );
-      if (!recomputed.equals(row[12])) return `leaf ${leafIndex} (event id ${row[0]}) does not match its recorded hash: the event was altered`;
+      if (recomputed.toString('hex') !== row[11]) {
+        // The event id only for the report (not read for the million rows that match).
+        const id = await query(`SELECT id::text FROM audit_events WHERE leaf_index = $1`, [String(leafIndex)]);
+        return `leaf ${leafIndex} (event id ${String(id[0]?.[0])}) does not match its recorded hash: the event was altered`;
+      }
       recomputed.copy(packed, leafIndex * 32);
       expected += 1;
     }

@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { fillSubtrees, subtreeWithin } from './merkle.ts';
-import { recomputeLeafRange, type LeafQuery, type LeafRow } from './verify-leaves.ts';
+import { recomputeLeafRange, type LeafQuery } from './verify-leaves.ts';
 
 const job = workerData as { connectionString: string; snapshot: string; tenantId: string; from: number; to: number; levels: SharedArrayBuffer[] };
 
@@ -15,7 +15,7 @@ async function run(): Promise<string | undefined> {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT '${job.snapshot}'`);
     await client.query(`SELECT set_config('app.tenant_id', $1, true)`, [job.tenantId]);
-    const query: LeafQuery = async (text, values) => (await client.query({ text, values, rowMode: 'array' })).rows as LeafRow[];
+    const query: LeafQuery = async (text, values) => (await client.query({ text, values, rowMode: 'array' })).rows as unknown[][];
     const levels = job.levels.map((level) => Buffer.from(level));
     const problem = await recomputeLeafRange(query, job.tenantId, job.from, job.to, levels[0] as Buffer);
     await client.query('COMMIT');
