@@ -4,14 +4,18 @@ import { requireTenantId, withCliDatabase } from '../cli-support.ts';
 import { AppError } from '../server/errors.ts';
 import { recordAuditEvent } from './audit-event.ts';
 import { exportSealedEvents, proveConsistency, proveInclusion } from './audit-reader.ts';
-import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provider.ts';
-import { verifyRootKey } from '../crypto/root-key-check.ts';
-import { createCheckpointPublishers } from './checkpoint-publishers.ts';
+import { closePublishers, createCheckpointPublishers } from './checkpoint-publishers.ts';
 import { sealTenantLedger } from './seal-audit-log.ts';
 import { planRetention, pruneAuditLedger } from './retention.ts';
 import { loadSigningKey, publicKeys } from './signing-key.ts';
 import { verifyTenantLedger } from './verify-audit-log.ts';
 import { checkWitnessedRetentions, checkWitnessSignatures, readWitness, readWitnessRetentions } from './witness.ts';
+
+/** A commander parser for an ISO 8601 time option, naming the option when the value is not one. */
+const isoTime = (option: string) => (value: string) => {
+  if (Number.isNaN(Date.parse(value))) throw new Error(`${option} must be an ISO 8601 time`);
+  return new Date(value);
+};
 
 /** `ringvakt audit …`: verify, export for a SIEM, and proofs for an auditor or a witness. */
 export function registerAuditCommands(program: Command, slug: (value: string) => string): void {
@@ -57,9 +61,8 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     .option('--tenant <slug>', 'only this tenant', slug)
     .action(async (options: { tenant?: string }) => {
       await withCliDatabase(async (database, { config, logger }) => {
-        const rootKeys = await createRootKeyProvider(config);
-        await verifyRootKey(database.systemDb, rootKeys);
-        const signingKey = await loadSigningKey(database.systemDb, rootKeys);
+        // The key hierarchy as the server builds it (root key checked against the database first).
+        const signingKey = await loadSigningKey(database.systemDb, (await database.crypto()).root);
         const publishers = createCheckpointPublishers(config.auditWitnesses, logger);
         const tenants = options.tenant
           ? [{ id: await requireTenantId(database, options.tenant), slug: options.tenant }]
@@ -70,7 +73,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
             result ? `${tenant.slug}: ${result.sealed} events sealed, tree size ${result.treeSize}\n` : `${tenant.slug}: another sealer holds the lock; skipped\n`,
           );
         }
-        await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
+        await closePublishers(publishers);
       });
     });
 
@@ -78,10 +81,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     .command('prune')
     .description('remove events older than a cut-off under the retention procedure, leaving a signed retention record')
     .requiredOption('--tenant <slug>', 'the tenant', slug)
-    .requiredOption('--before <time>', 'ISO 8601 cut-off: only events that occurred before it are removed', (value) => {
-      if (Number.isNaN(Date.parse(value))) throw new Error('--before must be an ISO 8601 time');
-      return new Date(value);
-    })
+    .requiredOption('--before <time>', 'ISO 8601 cut-off: only events that occurred before it are removed', isoTime('--before'))
     .requiredOption('--reason <text>', 'why (the retention policy and its reference), kept in the signed record')
     .requiredOption('--operator <name>', 'who runs this, kept in the signed record')
     .option('--dry-run', 'only say what would be removed')
@@ -97,9 +97,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
             process.stdout.write(plan ? `would remove leaves ${plan.previous} to ${plan.prunedBeforeLeaf - 1} (${plan.events} events)\n` : 'nothing to remove\n');
             return;
           }
-          const rootKeys = await createRootKeyProvider(config);
-          await verifyRootKey(database.systemDb, rootKeys);
-          const signingKey = await loadSigningKey(database.systemDb, rootKeys);
+          const signingKey = await loadSigningKey(database.systemDb, (await database.crypto()).root);
           const publishers = createCheckpointPublishers(config.auditWitnesses, logger);
           const outcome = await pruneAuditLedger(database, signingKey, {
             tenantId,
@@ -108,7 +106,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
             executedBy: options.operator,
             publishers,
           });
-          await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
+          await closePublishers(publishers);
           process.stdout.write(
             outcome.prunedBeforeLeaf === undefined
               ? 'nothing to remove: no signed checkpoint past the last cut covers only events before the cut-off\n'
@@ -128,10 +126,7 @@ export function registerAuditCommands(program: Command, slug: (value: string) =>
     .command('export')
     .description('write sealed events as JSON lines, in leaf order (for a SIEM); the export itself is audited')
     .requiredOption('--tenant <slug>', 'the tenant', slug)
-    .option('--since <time>', 'ISO 8601 time; events at or after it', (value) => {
-      if (Number.isNaN(Date.parse(value))) throw new Error('--since must be an ISO 8601 time');
-      return new Date(value);
-    })
+    .option('--since <time>', 'ISO 8601 time; events at or after it', isoTime('--since'))
     .option('--after-leaf <index>', 'only events after this leaf index (the last one a previous export gave)', integer)
     .action(async (options: { tenant: string; since?: Date; afterLeaf?: number }) => {
       await withCliDatabase(async (database) => {

@@ -40,6 +40,11 @@ export function createCheckpointPublishers(settings: WitnessSettings, logger: Lo
   return publishers;
 }
 
+/** Delivers what is waiting (one attempt each) and closes every publisher: at shutdown or command end. */
+export async function closePublishers(publishers: readonly CheckpointPublisher[]): Promise<void> {
+  await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
+}
+
 /** Appends each checkpoint to a file, synchronously and in order: the witness keeps every head. */
 export function fileWitness(file: string, logger: Logger): CheckpointPublisher {
   return {

@@ -5,7 +5,7 @@ import type { Logger } from '../logger.ts';
 import { nodeHash, treeHash, type Hash, type SubtreeSource } from './merkle.ts';
 import { signTreeHead, type SigningKey } from './signing-key.ts';
 import { onCommit } from '../db/tenant-driver.ts';
-import type { CheckpointPublisher } from './checkpoint-publishers.ts';
+import { closePublishers, type CheckpointPublisher } from './checkpoint-publishers.ts';
 import { runEvery } from '../background-task.ts';
 
 /**
@@ -169,7 +169,7 @@ export function startAuditSealer(options: {
     runOnce,
     async stop() {
       await task.stop();
-      await Promise.all(publishers.map((publisher) => publisher.flush().then(() => publisher.close())));
+      await closePublishers(publishers);
     },
   };
 }
