@@ -228,14 +228,17 @@ keys
       if (!options.wait) return;
       let current: RotationJob | undefined = job;
       let shown = '';
+      let waitingSaid = false;
       while (current?.state === 'running') {
         current = await runRotationBatch(tenantDb, crypto, { onUnreadable });
         const line = current ? `${current.stepName}: ${current.reencrypted} re-encrypted, ${current.skipped} already current` : '';
         if (current && line !== shown) process.stdout.write(`  ${line}\n`);
         shown = line;
-        if (current?.stepName === 'final sweep') {
-          process.stdout.write('  waiting for writers still holding the old key to move on (up to a minute)…\n');
-          await new Promise((resolve) => setTimeout(resolve, 5_000));
+        if (current?.sweepNotBefore) {
+          // Only while the sweep must wait for writers' old key blocks to expire, not between batches.
+          if (!waitingSaid) process.stdout.write('  waiting for writers still holding the old key to move on (up to a minute)…\n');
+          waitingSaid = true;
+          await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, Math.max(100, (current?.sweepNotBefore?.getTime() ?? 0) - Date.now()))));
         }
       }
       process.stdout.write(current?.state === 'done' ? `done: ${current.reencrypted} values re-encrypted\n` : 'the job is held by a running server, which finishes it\n');

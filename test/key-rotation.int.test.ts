@@ -109,7 +109,9 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
     let job = await runRotationBatch(otherDb, crypto);
     for (let round = 0; round < 10 && job?.stepName !== 'final sweep'; round += 1) job = await runRotationBatch(otherDb, crypto);
     expect(job).toMatchObject({ state: 'running', stepName: 'final sweep' });
-    expect(await runRotationBatch(otherDb, crypto)).toMatchObject({ state: 'running', stepName: 'final sweep' });
+    const waiting = await runRotationBatch(otherDb, crypto);
+    expect(waiting).toMatchObject({ state: 'running', stepName: 'final sweep', sweepNotBefore: expect.any(Date) });
+    expect(waiting!.sweepNotBefore!.getTime()).toBeGreaterThan(Date.now() + 50_000);
     // Once the window has passed, the sweep runs (a step per column and one for subject keys).
     const later = { now: () => Date.now() + 70_000 };
     let swept = await runRotationBatch(otherDb, crypto, later);

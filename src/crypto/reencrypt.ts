@@ -80,6 +80,8 @@ export type RotationJob = {
   skipped: number;
   createdAt: Date;
   finishedAt: Date | null;
+  /** Set when the batch did nothing because the sweep must wait until then (writers' old blocks). */
+  sweepNotBefore?: Date;
 };
 
 const stepName = (step: number) => {
@@ -96,14 +98,18 @@ export class RotationInProgressError extends Error {
   }
 }
 
+/** Takes the tenant's rotation lock (until commit) and says whether a job is still running. */
+async function jobRunningUnderLock(trx: TenantTransaction): Promise<boolean> {
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:key-rotation:${trx.tenantId}`}, 0))`.execute(trx);
+  return (await trx.selectFrom('key_rotation_jobs').select('id').where('state', '=', 'running').executeTakeFirst()) !== undefined;
+}
+
 /**
  * Makes a new data key version active and creates its re-encryption job, in one transaction;
  * the rotation is audited. Refused while an earlier job still runs.
  */
 export async function rotateTenantDataKey(trx: TenantTransaction, keyring: Keyring, actor: { type: 'operator' | 'system'; id?: string }): Promise<RotationJob> {
-  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:key-rotation:${trx.tenantId}`}, 0))`.execute(trx);
-  const running = await trx.selectFrom('key_rotation_jobs').select('id').where('state', '=', 'running').executeTakeFirst();
-  if (running) throw new RotationInProgressError();
+  if (await jobRunningUnderLock(trx)) throw new RotationInProgressError();
   const version = await keyring.rotateDataKey(trx);
   const job = await trx.insertInto('key_rotation_jobs').values({ target_version: version }).returningAll().executeTakeFirstOrThrow();
   await recordAuditEvent(trx, {
@@ -118,9 +124,7 @@ export async function rotateTenantDataKey(trx: TenantTransaction, keyring: Keyri
 
 /** A job for a tenant that still has plaintext from before encryption, at the current key version. */
 async function ensureJobForPlaintext(trx: TenantTransaction, keyring: Keyring): Promise<void> {
-  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:key-rotation:${trx.tenantId}`}, 0))`.execute(trx);
-  const running = await trx.selectFrom('key_rotation_jobs').select('id').where('state', '=', 'running').executeTakeFirst();
-  if (running) return;
+  if (await jobRunningUnderLock(trx)) return;
   const { version } = await keyring.dataKeyForEncryption(trx);
   await trx.insertInto('key_rotation_jobs').values({ target_version: version }).execute();
 }
@@ -250,7 +254,8 @@ export async function runRotationBatch(
     let step = job.step;
     let cursor = job.cursor;
     // Writers may use the old key for a while after the rotation: sweep once that has passed.
-    if (step >= FIRST_SWEEP_STEP && now() < job.created_at.getTime() + settleMs) return present(job);
+    const sweepNotBefore = job.created_at.getTime() + settleMs;
+    if (step >= FIRST_SWEEP_STEP && now() < sweepNotBefore) return { ...present(job), sweepNotBefore: new Date(sweepNotBefore) };
     const sweep = step >= FIRST_SWEEP_STEP;
     const spec = encryptedColumns[sweep ? step - FIRST_SWEEP_STEP : step];
     const batch =
@@ -303,14 +308,11 @@ export function startReencryptionWorker(options: {
         const until = Date.now() + (options.budgetMs ?? 1_000);
         let job: RotationJob | undefined;
         do {
-          const before = job;
           job = await runRotationBatch(tenantDb, crypto, {
             onUnreadable: (where, error) =>
               options.logger.warn({ err: error, tenant: tenantId, table: where.table, field: where.field, record: where.recordId }, 'a value does not decrypt; re-encryption skips it'),
           });
-          // Waiting to sweep: nothing more to do this tick.
-          if (job && before && job.step === before.step && job.stepName === 'final sweep' && job.reencrypted === before.reencrypted) break;
-        } while (job?.state === 'running' && Date.now() < until && !stopped);
+        } while (job?.state === 'running' && !job.sweepNotBefore && Date.now() < until && !stopped);
         if (job?.state === 'done') options.logger.info({ tenant: tenantId, job: job.id, reencrypted: job.reencrypted }, 'data key rotation finished re-encrypting');
       } catch (error) {
         options.logger.error({ err: error, tenant: tenantId }, 're-encryption failed for a tenant; will retry');
