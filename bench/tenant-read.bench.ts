@@ -1,3 +1,4 @@
+import { permissions } from '../src/modules/access/permissions.ts';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,7 +36,7 @@ export async function tenantReadBench(): Promise<BenchRow[]> {
     });
     const { token } = await database.forTenant(tenant.tenantId).transaction(async (trx) => {
       await trx.updateTable('users').set({ status: 'active' }).where('id', '=', tenant.ownerId).execute();
-      return issueApiToken(trx, tenant.tenantId, { userId: tenant.ownerId, name: 'bench', expiresAt: new Date(Date.now() + 3600_000) });
+      return issueApiToken(trx, tenant.tenantId, { userId: tenant.ownerId, name: 'bench', expiresAt: new Date(Date.now() + 3600_000), scopes: permissions });
     });
     const superuserUrl = new URL(database.embedded!.adminUrl);
     superuserUrl.pathname = '/ringvakt';

@@ -1,3 +1,4 @@
+import { permissions } from './modules/access/permissions.ts';
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import { ConfigError, type Config } from './config.ts';
@@ -182,7 +183,7 @@ token
           throw new AppError('not_found', 'No active user with that e-mail in this tenant (has the owner set a password?).');
         }
         const expiresAt = new Date(Date.now() + options.days * 86_400_000);
-        const issued = await issueApiToken(trx, tenantId, { userId: user.id, name: options.name, expiresAt });
+        const issued = await issueApiToken(trx, tenantId, { userId: user.id, name: options.name, expiresAt, scopes: permissions });
         await recordAuditEvent(trx, {
           action: 'api_token.issue',
           outcome: 'success',

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/server/app.ts';
 import { createTenantWithOwner } from '../src/modules/setup/setup.service.ts';
 import type { App } from '../src/server/types.ts';
-import { bearer, buildTestApp, capturingLogger } from './support/app.ts';
+import { bearer, buildTestApp, capturingLogger, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
@@ -57,7 +57,7 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
 
   describe('authentication and permissions', () => {
     it('asks for authentication without a token, with a malformed one, or with an unknown one', async () => {
-      for (const headers of [{}, { authorization: 'Bearer nonsense' }, bearer(`rvt_${'0'.repeat(32)}_${'A'.repeat(43)}`), { authorization: `Basic ${a.owner.token}` }]) {
+      for (const headers of [{}, { authorization: 'Bearer nonsense' }, bearer(`rvk_${'0'.repeat(32)}_${'A'.repeat(43)}`), { authorization: `Basic ${a.owner.token}` }]) {
         const response = await app.inject({ url: '/api/v1/tenant', headers });
         expect(response.statusCode).toBe(401);
         expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -108,11 +108,11 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
         expect(response.statusCode, `${route.method} ${route.url}`).toBe(401);
       }
       const open = app.routeTable.filter((route) => route.access === 'public').map((route) => route.url);
-      expect(open.every((url) => /^\/(livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete)/.test(url)), open.join(' ')).toBe(true);
+      expect(open.every((url) => /^\/(livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete|api\/v1\/auth\/login$)/.test(url)), open.join(' ')).toBe(true);
     });
 
     it('a route without declared access stops the app from building', async () => {
-      const broken = await buildApp({ config: { bodyLimitBytes: 1024, trustProxy: [], tls: undefined }, logger: db.logger, database: db.handles });
+      const broken = await buildApp({ config: { bodyLimitBytes: 1024, trustProxy: [], tls: undefined, publicUrl: PUBLIC_URL }, logger: db.logger, database: db.handles });
       expect(() => broken.get('/api/v1/forgotten', async () => 'open')).toThrow(/declares no valid access/);
       await broken.close();
     });
@@ -218,7 +218,7 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
       expect(again.statusCode).toBe(400);
       expect(again.json()).toMatchObject({ code: 'setup_link_invalid' });
       const stored = await db.superQuery('SELECT password_hash FROM ringvakt.users WHERE id = $1', [c.owner.id]);
-      expect(stored.rows[0]!.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+      expect(stored.rows[0]!.password_hash).toMatch(/^\$argon2id\$v=19\$m=65536,t=3,p=1\$/);
     });
 
     it('refuses, rather than silently alters, a password that is not valid Unicode', async () => {

@@ -107,7 +107,7 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
     const otherDb = db.handles.forTenant(other.tenantId);
     await otherDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
     let job = await runRotationBatch(otherDb, crypto);
-    for (let round = 0; round < 10 && job?.stepName !== 'final sweep'; round += 1) job = await runRotationBatch(otherDb, crypto);
+    for (let round = 0; round < 2 * encryptedColumns.length + 4 && job?.stepName !== 'final sweep'; round += 1) job = await runRotationBatch(otherDb, crypto);
     expect(job).toMatchObject({ state: 'running', stepName: 'final sweep' });
     const waiting = await runRotationBatch(otherDb, crypto);
     expect(waiting).toMatchObject({ state: 'running', stepName: 'final sweep', sweepNotBefore: expect.any(Date) });
@@ -115,7 +115,7 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
     // Once the window has passed, the sweep runs (a step per column and one for subject keys).
     const later = { now: () => Date.now() + 70_000 };
     let swept = await runRotationBatch(otherDb, crypto, later);
-    for (let round = 0; round < 5 && swept?.state === 'running'; round += 1) swept = await runRotationBatch(otherDb, crypto, later);
+    for (let round = 0; round < encryptedColumns.length + 3 && swept?.state === 'running'; round += 1) swept = await runRotationBatch(otherDb, crypto, later);
     expect(swept).toMatchObject({ state: 'done' });
   });
 

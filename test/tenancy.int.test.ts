@@ -8,6 +8,11 @@ import { rotateTenantDataKey } from '../src/crypto/reencrypt.ts';
 import { createFieldCipher } from '../src/crypto/field-cipher.ts';
 import { createKeyring } from '../src/crypto/keyring.ts';
 import { createLocalKeyProvider } from '../src/crypto/root-keys/local-key-provider.ts';
+import { defaultSecurityPolicy, saveSecurityPolicy } from '../src/modules/access/security-policy.ts';
+import { createSession } from '../src/modules/auth/sessions.ts';
+import { replaceRecoveryCodes } from '../src/modules/auth/mfa.ts';
+import { takeAccountAttempt } from '../src/modules/auth/throttle.ts';
+import { createMailer } from '../src/modules/mail/mailer.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -33,6 +38,15 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await cipher.encrypt(trx, { table: 't', recordId: tenant.owner.id, field: 'f' }, 'x', tenant.owner.id);
         await cipher.blindIndex(trx, 'i', 'x');
         for (let index = 0; index < 3; index += 1) await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'system' } });
+        // Identity rows, written by the services that write them.
+        const policy = { ...defaultSecurityPolicy, ipAllowList: ['127.0.0.0/8'] };
+        await saveSecurityPolicy(trx, policy);
+        await createSession(trx, { userId: tenant.owner.id, stage: 'active', methods: ['password'], policy });
+        await trx.insertInto('roles').values({ name: 'reviewer', permissions: ['audit:read'] }).execute();
+        await trx.insertInto('trusted_devices').values({ user_id: tenant.owner.id, token_hash: Buffer.alloc(32, 7), expires_at: new Date(Date.now() + 86_400_000) }).execute();
+        await replaceRecoveryCodes(trx, tenant.owner.id);
+        await takeAccountAttempt(trx, Buffer.alloc(32, 1), new Date());
+        await createMailer(cipher, db.logger).queue(trx, 'test', { to: tenant.owner.email, subject: 's', text: 't' });
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });

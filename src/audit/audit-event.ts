@@ -18,6 +18,23 @@ export const auditActions = [
   'keys.rotate_tenant',
   'audit.export',
   'audit.retention',
+  'auth.login',
+  'auth.logout',
+  'auth.lockout',
+  'auth.mfa_verify',
+  'auth.mfa_enroll',
+  'auth.mfa_remove',
+  'auth.recovery_codes_replace',
+  'auth.reauthenticate',
+  'session.revoke',
+  'user.invite',
+  'user.update',
+  'user.disable',
+  'user.enable',
+  'role.create',
+  'role.update',
+  'role.delete',
+  'security_policy.update',
 ] as const;
 export type AuditAction = (typeof auditActions)[number];
 

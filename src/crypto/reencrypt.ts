@@ -32,7 +32,7 @@ import { runEvery } from '../background-task.ts';
  * fails when a `*_ciphertext` column of the schema is missing from this list.
  */
 export type EncryptedColumn = {
-  table: 'users';
+  table: 'users' | 'email_outbox';
   column: string;
   /** The field name bound into the ciphertext's associated data. */
   field: string;
@@ -51,6 +51,10 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
     index: { column: 'email_index', name: 'users.email', normalise: (value) => value.trim().toLowerCase() },
   },
   { table: 'users', column: 'display_name_ciphertext', field: 'display_name', plaintextColumn: 'display_name' },
+  { table: 'users', column: 'totp_secret_ciphertext', field: 'totp_secret' },
+  { table: 'users', column: 'totp_pending_ciphertext', field: 'totp_pending' },
+  { table: 'email_outbox', column: 'recipient_ciphertext', field: 'recipient' },
+  { table: 'email_outbox', column: 'message_ciphertext', field: 'message' },
 ];
 
 /**

@@ -12,7 +12,9 @@ export type TenantsTable = {
   created_at: Timestamp;
 };
 
-export type UserRole = 'owner' | 'admin' | 'supervisor' | 'agent' | 'auditor' | 'privacy_officer';
+export type BuiltInRole = 'owner' | 'admin' | 'supervisor' | 'agent' | 'auditor' | 'privacy_officer';
+/** A built-in role, or 'custom' with users.custom_role_id naming a row of roles. */
+export type UserRole = BuiltInRole | 'custom';
 export type UserStatus = 'invited' | 'active' | 'disabled';
 
 export type UsersTable = {
@@ -27,14 +29,106 @@ export type UsersTable = {
   role: UserRole;
   status: ColumnType<UserStatus, UserStatus | undefined>;
   password_hash: string | null;
+  custom_role_id: string | null;
+  totp_secret_ciphertext: Buffer | null;
+  totp_pending_ciphertext: Buffer | null;
+  totp_last_step: ColumnType<string | null, number | null | undefined, number | null>;
+  password_changed_at: Date | null;
   created_at: Timestamp;
   updated_at: Timestamp;
+};
+
+export type RolesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  name: string;
+  description: ColumnType<string, string | undefined, string>;
+  permissions: string[];
+  requires_mfa: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+};
+
+export type RecoveryCodesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  user_id: string;
+  code_hash: Buffer;
+  used_at: Date | null;
+  created_at: Timestamp;
+};
+
+export type TenantSecurityPoliciesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  mfa_required_for_all: boolean;
+  session_idle_minutes: number;
+  session_absolute_hours: number;
+  /** cidr[]; read it as text[] (`ip_allow_list::text[]`). */
+  ip_allow_list: ColumnType<string, string[], string[]>;
+  updated_at: Timestamp;
+};
+
+export type SessionStage = 'mfa' | 'mfa_enrollment' | 'active';
+export type SessionRevokeReason = 'logout' | 'revoked' | 'rotated' | 'idle' | 'user_disabled' | 'role_changed' | 'password_changed' | 'mfa_changed';
+
+export type SessionsTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  user_id: string;
+  token_hash: Buffer;
+  stage: SessionStage;
+  methods: string[];
+  created_at: Timestamp;
+  authenticated_at: Timestamp;
+  last_seen_at: Timestamp;
+  expires_at: Timestamp;
+  revoked_at: Date | null;
+  revoke_reason: SessionRevokeReason | null;
+  source_ip: string | null;
+  user_agent: string | null;
+};
+
+export type TrustedDevicesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  user_id: string;
+  token_hash: Buffer;
+  failures: ColumnType<number, number | undefined, number>;
+  locked_until: Date | null;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+};
+
+export type AccountThrottleTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  subject: Buffer;
+  window_started_at: Timestamp;
+  failures: number;
+  consecutive: number;
+  locked_until: Date | null;
+  lock_notified_at: Date | null;
+  updated_at: Timestamp;
+};
+
+export type EmailOutboxTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: ColumnType<string, string | undefined, never>;
+  template: string;
+  recipient_ciphertext: Buffer;
+  message_ciphertext: Buffer;
+  created_at: Timestamp;
+  next_attempt_at: Timestamp;
+  attempts: ColumnType<number, number | undefined, number>;
+  sent_at: Date | null;
+  failed_at: Date | null;
+  last_error: string | null;
 };
 
 export type SetupTokensTable = {
   tenant_id: ColumnType<string, string | undefined, never>;
   id: Generated<string>;
   user_id: string;
+  purpose: ColumnType<'setup' | 'invitation', 'setup' | 'invitation' | undefined, never>;
   token_hash: Buffer;
   expires_at: Timestamp;
   used_at: Date | null;
@@ -49,6 +143,8 @@ export type ApiTokensTable = {
   token_hash: Buffer;
   expires_at: Timestamp;
   revoked_at: Date | null;
+  scopes: ColumnType<string[], string[] | undefined, never>;
+  last_used_at: Date | null;
   created_at: Timestamp;
 };
 
@@ -154,6 +250,13 @@ export type TenantTables = {
   audit_checkpoints: AuditCheckpointsTable;
   audit_retention_records: AuditRetentionRecordsTable;
   key_rotation_jobs: KeyRotationJobsTable;
+  roles: RolesTable;
+  recovery_codes: RecoveryCodesTable;
+  tenant_security_policies: TenantSecurityPoliciesTable;
+  sessions: SessionsTable;
+  trusted_devices: TrustedDevicesTable;
+  account_throttle: AccountThrottleTable;
+  email_outbox: EmailOutboxTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

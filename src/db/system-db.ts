@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.ts';
+import { afterFailure, isLocked, SOURCE_LIMITS, sourceNetwork, toState, type StateRow } from '../modules/auth/throttle.ts';
 import { asTenantTransaction, createTenantDb, type TenantDb, type TenantTransaction } from './tenant-db.ts';
 
 /**
@@ -30,6 +31,11 @@ export type SystemDb = {
   /** Audit signing keys (deployment-wide, no tenant data): newest first. */
   auditSigningKeys(): Promise<{ keyId: string; publicKey: Buffer; rootKeyId: string; wrappedPrivateKey: Buffer }[]>;
   saveAuditSigningKey(key: { keyId: string; publicKey: Buffer; rootKeyId: string; wrappedPrivateKey: Buffer }): Promise<void>;
+  /** Login attempts per source network, across tenants (src/modules/auth/throttle.ts). */
+  takeSourceAttempt(address: string, now: Date): Promise<{ blocked: boolean }>;
+  forgiveSourceAttempt(address: string, now: Date): Promise<void>;
+  /** Tenants with e-mail waiting in the outbox. */
+  tenantsWithQueuedEmail(): Promise<string[]>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -70,6 +76,12 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
     async saveRootKeyCheck(keyId, checkValue) {
       await sql`INSERT INTO root_key_checks (key_id, check_value) VALUES (${keyId}, ${checkValue}) ON CONFLICT (key_id) DO NOTHING`.execute(db);
     },
+    takeSourceAttempt: (address, now) => takeSourceAttempt(db, address, now),
+    forgiveSourceAttempt: (address, now) => forgiveSourceAttempt(db, address, now),
+    async tenantsWithQueuedEmail() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queued_email()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
     async tenantsNeedingReencryption() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_needing_reencryption()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
@@ -99,4 +111,31 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
       return rows.map((row) => row.version);
     },
   };
+}
+
+/** The global per-network login counter (table source_throttle, no tenant); rules in throttle.ts. */
+function takeSourceAttempt(db: Kysely<Database>, address: string, now: Date): Promise<{ blocked: boolean }> {
+  const source = sourceNetwork(address);
+  return db.transaction().execute(async (trx) => {
+    await sql`INSERT INTO source_throttle (source, window_started_at, failures) VALUES (${source}::cidr, ${now}, 0)
+              ON CONFLICT (source) DO NOTHING`.execute(trx);
+    // The growing delay of a network counts all its failures in the hour (no "consecutive" there).
+    const result = await sql<StateRow>`
+      SELECT window_started_at, failures, failures AS consecutive, locked_until FROM source_throttle WHERE source = ${source}::cidr FOR UPDATE`.execute(trx);
+    const row = result.rows[0];
+    if (!row) return { blocked: false };
+    const before = toState(row);
+    if (isLocked(before, now)) return { blocked: true };
+    const state = afterFailure(before, now, SOURCE_LIMITS);
+    await sql`UPDATE source_throttle SET window_started_at = ${state.windowStartedAt}, failures = ${state.failures},
+                     locked_until = ${state.lockedUntil}, updated_at = ${now} WHERE source = ${source}::cidr`.execute(trx);
+    // Keep the table small: counters idle for a day are forgotten.
+    if (now.getTime() % 100 === 0) await sql`DELETE FROM source_throttle WHERE updated_at < ${new Date(now.getTime() - 86_400_000)}`.execute(trx);
+    return { blocked: false };
+  });
+}
+
+async function forgiveSourceAttempt(db: Kysely<Database>, address: string, now: Date): Promise<void> {
+  await sql`UPDATE source_throttle SET failures = greatest(failures - 1, 0), updated_at = ${now}
+             WHERE source = ${sourceNetwork(address)}::cidr AND (locked_until IS NULL OR locked_until <= ${now})`.execute(db);
 }

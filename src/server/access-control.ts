@@ -1,21 +1,38 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { UserRole } from '../db/schema.ts';
+import type { SessionStage, UserRole } from '../db/schema.ts';
 import type { TenantDb } from '../db/tenant-db.ts';
 import { findTokenOwner, parseTenantToken } from '../modules/api-tokens/api-tokens.service.ts';
-import type { CredentialCache } from '../modules/api-tokens/credential-cache.ts';
-import { isRouteAccess, roleGrants, type Permission, type RouteAccess } from '../modules/access/permissions.ts';
+import type { CredentialCache } from '../modules/access/credential-cache.ts';
+import { isRouteAccess, type Permission, type RouteAccess } from '../modules/access/permissions.ts';
+import { createAllowListMatcher, loadSecurityPolicy } from '../modules/access/security-policy.ts';
+import { csrfTokenFor, findSession, loadUserAccess, SESSION_COOKIE, STEP_UP_MS, TOUCH_INTERVAL_MS } from '../modules/auth/sessions.ts';
 import { AppError } from './errors.ts';
 import { recordAuditEventAlone } from '../audit/audit-event.ts';
+
+/**
+ * Authentication and authorization of every request, before any handler runs.
+ *
+ * Deny by default: every route declares its access (a permission, `authenticated`, `login` or
+ * `public`) and the server refuses to start when one does not. A request carries either an API
+ * token (`Authorization: Bearer rvk_…`) or a session cookie; credentials in URLs are never read.
+ * Verified credentials are cached (credential-cache.ts) with the tenant's IP allow-list, and
+ * every cached answer that looks too old (idle, step-up) is re-read before it is believed.
+ */
+
+export type Credential =
+  | { kind: 'api_token'; id: string }
+  | { kind: 'session'; id: string; stage: SessionStage; authenticatedAt: number; csrfToken: string };
 
 export type Principal = {
   tenantId: string;
   userId: string;
   role: UserRole;
-  credential: { kind: 'api_token'; id: string };
+  permissions: ReadonlySet<Permission>;
+  credential: Credential;
 };
 
-export type RouteEntry = { method: string; url: string; access: RouteAccess };
+export type RouteEntry = { method: string; url: string; access: RouteAccess; stepUp: boolean; sessionOnly: boolean };
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,31 +40,112 @@ declare module 'fastify' {
     routeTable: RouteEntry[];
   }
   interface FastifyContextConfig {
-    /** Required on every route: the permission it needs, or 'public'. */
+    /** Required on every route: the permission it needs, or another access kind. */
     access?: RouteAccess;
+    /** The caller must have proved who they are within the last 5 minutes (session only). */
+    stepUp?: boolean;
+    /** API tokens are not accepted here: only a person in a browser session. */
+    sessionOnly?: boolean;
   }
   interface FastifyRequest {
     principal: Principal | undefined;
+    /** The raw session token of a cookie request (for rotation and logout). */
+    sessionToken: string | undefined;
     /** The caller's tenant handle; throws on a public route (there is no tenant). */
     readonly tenantDb: TenantDb;
   }
 }
 
+/** The authenticated caller of a non-public route (the access hook has put it there). */
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new AppError('unauthenticated');
+  return request.principal;
+}
+
 /** Routes added by the API-docs plugin, which cannot carry our config; public by design. */
 const DOCS_PREFIX = '/api/docs';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-export type AccessControlOptions = { forTenant(tenantId: string): TenantDb; credentials: CredentialCache };
+export type CachedPrincipal = {
+  tenantId: string;
+  userId: string;
+  role: UserRole;
+  permissions: ReadonlySet<Permission>;
+  kind: 'api_token' | 'session';
+  credentialId: string;
+  stage: SessionStage;
+  authenticatedAt: number;
+  lastSeenAt: number;
+  idleMs: number;
+  /** When the credential itself ends (the cache keeps an entry at most this long). */
+  expiresAt: number;
+  allowed: (address: string) => boolean;
+};
+
+export type AccessControlOptions = {
+  forTenant(tenantId: string): TenantDb;
+  credentials: CredentialCache<CachedPrincipal>;
+  /** The origin browsers use to reach us (RINGVAKT_PUBLIC_URL); changes from elsewhere are refused. */
+  publicOrigin: string;
+};
 
 function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (typeof header !== 'string') return undefined;
   const match = /^Bearer ([!-~]{1,200})$/.exec(header);
-  return match?.[1];
+  if (!match) throw new AppError('unauthenticated');
+  return match[1];
+}
+
+async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', hash: Buffer): Promise<CachedPrincipal | undefined> {
+  return tenantDb.read(async (trx) => {
+    const policy = await loadSecurityPolicy(trx);
+    const allowed = createAllowListMatcher(policy.ipAllowList);
+    if (kind === 'api_token') {
+      const owner = await findTokenOwner(trx, hash);
+      if (!owner) return undefined;
+      const access = await loadUserAccess(trx, owner.userId, policy);
+      if (!access || access.status !== 'active') return undefined;
+      // A token can do what its scopes say and its user can still do: never more than either.
+      const permissions = new Set(access.permissions.filter((permission) => owner.scopes.includes(permission)));
+      return {
+        tenantId: trx.tenantId,
+        userId: owner.userId,
+        role: access.role,
+        permissions,
+        kind,
+        credentialId: owner.tokenId,
+        stage: 'active',
+        authenticatedAt: 0,
+        lastSeenAt: owner.lastUsedAt?.getTime() ?? 0,
+        idleMs: Number.POSITIVE_INFINITY,
+        expiresAt: owner.expiresAt.getTime(),
+        allowed,
+      };
+    }
+    const session = await findSession(trx, hash);
+    if (!session) return undefined;
+    const access = await loadUserAccess(trx, session.userId, policy);
+    if (!access || access.status !== 'active') return undefined;
+    return {
+      tenantId: trx.tenantId,
+      userId: session.userId,
+      role: access.role,
+      permissions: new Set(access.permissions),
+      kind,
+      credentialId: session.id,
+      stage: session.stage,
+      authenticatedAt: session.authenticatedAt.getTime(),
+      lastSeenAt: session.lastSeenAt.getTime(),
+      idleMs: policy.sessionIdleMinutes * 60_000,
+      expiresAt: session.expiresAt.getTime(),
+      allowed,
+    };
+  });
 }
 
 async function accessControl(app: FastifyInstance, options: AccessControlOptions): Promise<void> {
   const tenantDbs = new WeakMap<FastifyRequest, TenantDb>();
-
   const routeTable: RouteEntry[] = [];
   app.decorate('routeTable', routeTable);
 
@@ -56,14 +154,20 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     if (route.url.startsWith(DOCS_PREFIX)) {
       route.config = { ...route.config, access: 'public' };
     }
-    const access = (route.config as { access?: unknown } | undefined)?.access;
-    if (!isRouteAccess(access)) {
+    const config = (route.config ?? {}) as { access?: unknown; stepUp?: boolean; sessionOnly?: boolean };
+    if (!isRouteAccess(config.access)) {
       throw new Error(`Route ${String(route.method)} ${route.url} declares no valid access (config.access)`);
     }
-    for (const method of [route.method].flat()) routeTable.push({ method, url: route.url, access });
+    if (config.stepUp && (config.access === 'public' || config.access === 'login')) {
+      throw new Error(`Route ${String(route.method)} ${route.url}: step-up needs an authenticated access`);
+    }
+    for (const method of [route.method].flat()) {
+      routeTable.push({ method, url: route.url, access: config.access, stepUp: Boolean(config.stepUp), sessionOnly: Boolean(config.sessionOnly || config.stepUp) });
+    }
   });
 
   app.decorateRequest('principal', undefined);
+  app.decorateRequest('sessionToken', undefined);
   app.decorateRequest('tenantDb', {
     getter(this: FastifyRequest) {
       const tenantDb = tenantDbs.get(this);
@@ -72,44 +176,130 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     },
   });
 
+  const deny = async (request: FastifyRequest, tenantDb: TenantDb, cached: CachedPrincipal, reason: string, details: Record<string, unknown> = {}) => {
+    // A denial of an authenticated caller is recorded, in a transaction of its own.
+    await recordAuditEventAlone(tenantDb, {
+      action: 'auth.denied',
+      outcome: 'denied',
+      actor: { type: cached.kind === 'session' ? 'user' : 'api_token', id: cached.kind === 'session' ? cached.userId : cached.credentialId },
+      target: { type: 'route', id: `${request.method} ${request.routeOptions.url ?? ''}`.slice(0, 200) },
+      sourceIp: request.ip,
+      requestId: request.id,
+      details: { reason, user: cached.userId, ...details },
+    });
+  };
+
   app.addHook('onRequest', async (request) => {
-    const access = request.routeOptions.config.access;
+    const config = request.routeOptions.config;
+    const access = config.access;
     if (access === undefined) return; // unmatched route: the 404 handler answers
+
+    // CSRF, first line: a browser names the origin of every cross-site change; refuse any change
+    // that comes from a page of another origin, whatever the credential (login included).
+    const unsafe = !SAFE_METHODS.has(request.method);
+    const origin = request.headers.origin;
+    if (unsafe && origin !== undefined && origin !== options.publicOrigin) throw new AppError('csrf_failed');
+    const fetchSite = request.headers['sec-fetch-site'];
+    if (unsafe && fetchSite === 'cross-site') throw new AppError('csrf_failed');
     if (access === 'public') return;
-    const token = bearerToken(request);
-    const parsed = token === undefined ? undefined : parseTenantToken('rvt', token);
+
+    const bearer = bearerToken(request);
+    const cookie = bearer === undefined ? request.cookies[SESSION_COOKIE] : undefined;
+    const kind = bearer !== undefined ? 'api_token' : 'session';
+    const parsed = bearer !== undefined ? parseTenantToken('rvk', bearer) : cookie !== undefined ? parseTenantToken('rvc', cookie) : undefined;
     if (!parsed) throw new AppError('unauthenticated');
     const tenantDb = options.forTenant(parsed.tenantId);
     const key = parsed.hash.toString('hex');
-    let credential = options.credentials.get(key);
-    if (!credential) {
+    const now = Date.now();
+
+    const fresh = async () => {
+      options.credentials.delete(key);
       const stamp = options.credentials.stamp(parsed.tenantId);
-      const owner = await tenantDb.read((trx) => findTokenOwner(trx, parsed.hash));
-      if (!owner) throw new AppError('unauthenticated');
-      credential = { tenantId: parsed.tenantId, userId: owner.userId, role: owner.role, tokenId: owner.tokenId, expiresAt: owner.expiresAt.getTime() };
-      options.credentials.set(key, credential, stamp);
-    }
-    request.principal = {
-      tenantId: credential.tenantId,
-      userId: credential.userId,
-      role: credential.role,
-      credential: { kind: 'api_token', id: credential.tokenId },
+      const found = await lookUp(tenantDb, kind, parsed.hash);
+      if (found) options.credentials.set(key, found, stamp);
+      return found;
     };
+    let cached = options.credentials.get(key) ?? (await fresh());
+    if (!cached) throw new AppError('unauthenticated');
+    // Another node may have seen this session more recently, or stepped it up: check before refusing.
+    const looksIdle = now - cached.lastSeenAt > cached.idleMs;
+    const needsStepUp = config.stepUp === true && now - cached.authenticatedAt > STEP_UP_MS;
+    if (looksIdle || needsStepUp) {
+      cached = await fresh();
+      if (!cached) throw new AppError('unauthenticated');
+    }
+    if (now - cached.lastSeenAt > cached.idleMs) {
+      const idle = cached;
+      await tenantDb.transaction((trx) =>
+        trx.updateTable('sessions').set({ revoked_at: new Date(), revoke_reason: 'idle' }).where('id', '=', idle.credentialId).where('revoked_at', 'is', null).execute(),
+      );
+      options.credentials.delete(key);
+      throw new AppError('unauthenticated', 'The session ended after a period of inactivity. Sign in again.');
+    }
+
     tenantDbs.set(request, tenantDb);
-    if (!roleGrants(credential.role, access as Permission)) {
-      // A denial by an authenticated caller is recorded, in a transaction of its own.
-      await recordAuditEventAlone(tenantDb, {
-        action: 'auth.denied',
-        outcome: 'denied',
-        actor: { type: 'api_token', id: credential.tokenId },
-        target: { type: 'route', id: `${request.method} ${request.routeOptions.url ?? ''}`.slice(0, 200) },
-        sourceIp: request.ip,
-        requestId: request.id,
-        details: { permission: access, user: credential.userId },
-      });
+    if (!cached.allowed(request.ip)) {
+      await deny(request, tenantDb, cached, 'ip_not_allowed');
+      throw new AppError('ip_not_allowed');
+    }
+    if (cached.kind === 'session') {
+      const csrfToken = csrfTokenFor(cookie ?? '');
+      // CSRF, second line: a cookie request that changes something carries the session's CSRF token.
+      if (unsafe && request.headers['x-csrf-token'] !== csrfToken) {
+        await deny(request, tenantDb, cached, 'csrf_token');
+        throw new AppError('csrf_failed');
+      }
+      request.sessionToken = cookie;
+      request.principal = {
+        tenantId: cached.tenantId,
+        userId: cached.userId,
+        role: cached.role,
+        permissions: cached.permissions,
+        credential: { kind: 'session', id: cached.credentialId, stage: cached.stage, authenticatedAt: cached.authenticatedAt, csrfToken },
+      };
+      if (now - cached.lastSeenAt > TOUCH_INTERVAL_MS) {
+        const seen = cached;
+        seen.lastSeenAt = now;
+        await tenantDb.transaction((trx) =>
+          trx.updateTable('sessions').set({ last_seen_at: new Date(now) }).where('id', '=', seen.credentialId).execute(),
+        );
+      }
+    } else {
+      request.principal = {
+        tenantId: cached.tenantId,
+        userId: cached.userId,
+        role: cached.role,
+        permissions: cached.permissions,
+        credential: { kind: 'api_token', id: cached.credentialId },
+      };
+      if (now - cached.lastSeenAt > TOUCH_INTERVAL_MS) {
+        const used = cached;
+        used.lastSeenAt = now;
+        await tenantDb.transaction((trx) =>
+          trx.updateTable('api_tokens').set({ last_used_at: new Date(now) }).where('id', '=', used.credentialId).execute(),
+        );
+      }
+    }
+
+    if (access === 'login') {
+      if (cached.kind !== 'session') throw new AppError('forbidden', 'This needs a signed-in browser session.');
+      return;
+    }
+    if (cached.stage === 'mfa') throw new AppError('second_factor_required');
+    if (cached.stage === 'mfa_enrollment') throw new AppError('mfa_enrollment_required');
+    if ((config.sessionOnly || config.stepUp) && cached.kind !== 'session') {
+      await deny(request, tenantDb, cached, 'session_only');
+      throw new AppError('forbidden', 'This needs a signed-in browser session; API tokens cannot do it.');
+    }
+    if (access !== 'authenticated' && !cached.permissions.has(access)) {
+      await deny(request, tenantDb, cached, 'permission', { permission: access });
       throw new AppError('forbidden');
+    }
+    if (config.stepUp && now - cached.authenticatedAt > STEP_UP_MS) {
+      await deny(request, tenantDb, cached, 'step_up');
+      throw new AppError('reauthentication_required');
     }
   });
 }
 
-export const accessControlPlugin = fp(accessControl, { name: 'ringvakt-access-control' });
+export const accessControlPlugin = fp(accessControl, { name: 'ringvakt-access-control', dependencies: ['@fastify/cookie'] });

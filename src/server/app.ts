@@ -14,8 +14,13 @@ import { setupRoutes } from '../modules/setup/setup.routes.ts';
 import { tenantsRoutes } from '../modules/tenants/tenants.routes.ts';
 import { usersRoutes } from '../modules/users/users.routes.ts';
 import { auditRoutes } from '../modules/audit/audit.routes.ts';
-import { accessControlPlugin } from './access-control.ts';
-import { createCredentialCache } from '../modules/api-tokens/credential-cache.ts';
+import cookie from '@fastify/cookie';
+import { accessControlPlugin, type CachedPrincipal } from './access-control.ts';
+import { createCredentialCache } from '../modules/access/credential-cache.ts';
+import { accessRoutes } from '../modules/access/access.routes.ts';
+import { apiTokensRoutes } from '../modules/api-tokens/api-tokens.routes.ts';
+import { authRoutes } from '../modules/auth/auth.routes.ts';
+import { createMailer } from '../modules/mail/mailer.ts';
 import { AppError, errorCatalogue, handleError, PROBLEM_CONTENT_TYPE, problemBody, sendProblem } from './errors.ts';
 import { healthRoutes } from './health.routes.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -23,7 +28,7 @@ import { createMetrics } from './metrics.ts';
 import type { App } from './types.ts';
 
 export type AppDependencies = {
-  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls'> & { metricsToken?: string | undefined };
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls' | 'publicUrl'> & { metricsToken?: string | undefined };
   logger: Logger;
   database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes' | 'crypto'>;
   isShuttingDown?: () => boolean;
@@ -145,9 +150,11 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
 
   const metrics = createMetrics(database.pool);
   await app.register(metrics.plugin);
+  await app.register(cookie);
   await app.register(accessControlPlugin, {
     forTenant: database.forTenant,
-    credentials: createCredentialCache(database.changes),
+    credentials: createCredentialCache<CachedPrincipal>(database.changes),
+    publicOrigin: new URL(config.publicUrl).origin,
   });
 
   await app.register(swagger, {
@@ -155,7 +162,10 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
       openapi: '3.1.0',
       info: { title: 'Ringvakt API', version: '1' },
       components: {
-        securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API token (rvt_…)' } },
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'An API token (rvk_…)' },
+          session: { type: 'apiKey', in: 'cookie', name: '__Host-rv_session', description: 'A browser session; changes also need the x-csrf-token header' },
+        },
       },
     },
     transform: jsonSchemaTransform,
@@ -182,8 +192,12 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     isShuttingDown: deps.isShuttingDown ?? (() => false),
   });
   const { cipher } = await database.crypto();
+  const mailer = createMailer(cipher, deps.logger);
   await app.register(tenantsRoutes);
-  await app.register(usersRoutes, { cipher });
+  await app.register(authRoutes, { systemDb: database.systemDb, forTenant: database.forTenant, cipher, mailer });
+  await app.register(usersRoutes, { cipher, mailer, publicUrl: config.publicUrl });
+  await app.register(accessRoutes);
+  await app.register(apiTokensRoutes);
   await app.register(auditRoutes, { systemDb: database.systemDb });
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   return app;

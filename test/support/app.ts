@@ -23,7 +23,7 @@ export async function buildTestApp(
   options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string } = {},
 ): Promise<App> {
   const app = await buildApp({
-    config: { bodyLimitBytes: 64 * 1024, trustProxy: options.trustProxy ?? [], tls: options.tls, metricsToken: options.metricsToken },
+    config: { bodyLimitBytes: 64 * 1024, trustProxy: options.trustProxy ?? [], tls: options.tls, metricsToken: options.metricsToken, publicUrl: PUBLIC_URL },
     logger: options.logger ?? db.logger,
     database: db.handles,
     ...(options.isShuttingDown ? { isShuttingDown: options.isShuttingDown } : {}),
@@ -44,5 +44,8 @@ export async function buildTestApp(
   };
   return app;
 }
+
+/** The origin tests present themselves as (Origin headers of browser requests). */
+export const PUBLIC_URL = 'http://127.0.0.1:8080';
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });

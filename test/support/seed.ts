@@ -1,3 +1,4 @@
+import { permissions } from '../../src/modules/access/permissions.ts';
 import type { UserRole } from '../../src/db/schema.ts';
 import type { DatabaseHandles } from '../../src/db/database.ts';
 import { issueApiToken } from '../../src/modules/api-tokens/api-tokens.service.ts';
@@ -23,7 +24,7 @@ export async function seedTenant(handles: DatabaseHandles, slug: string): Promis
   const makeActive = async (userId: string, role: UserRole, email: string): Promise<SeededUser> =>
     tenantDb.transaction(async (trx) => {
       await trx.updateTable('users').set({ status: 'active' }).where('id', '=', userId).execute();
-      const { token } = await issueApiToken(trx, created.tenantId, { userId, name: `${role} token`, expiresAt });
+      const { token } = await issueApiToken(trx, created.tenantId, { userId, name: `${role} token`, expiresAt, scopes: permissions });
       return { id: userId, email, token };
     });
   const owner = await makeActive(created.ownerId, 'owner', `owner@${slug}.example`);

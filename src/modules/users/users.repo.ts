@@ -16,6 +16,7 @@ export type UserView = {
   email: string;
   displayName: string;
   role: UserRole;
+  customRoleId: string | null;
   status: UserStatus;
   createdAt: Date;
 };
@@ -27,7 +28,7 @@ export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
-const columns = ['id', 'email', 'display_name', 'email_ciphertext', 'display_name_ciphertext', 'role', 'status', 'created_at'] as const;
+const columns = ['id', 'email', 'display_name', 'email_ciphertext', 'display_name_ciphertext', 'role', 'custom_role_id', 'status', 'created_at'] as const;
 
 type UserRow = {
   id: string;
@@ -36,6 +37,7 @@ type UserRow = {
   email_ciphertext: Buffer | null;
   display_name_ciphertext: Buffer | null;
   role: UserRole;
+  custom_role_id: string | null;
   status: UserStatus;
   created_at: Date;
 };
@@ -46,7 +48,7 @@ async function present(trx: TenantTransaction, cipher: FieldCipher, row: UserRow
   const displayName = row.display_name_ciphertext
     ? await cipher.decrypt(trx, { table: 'users', recordId: row.id, field: 'display_name' }, row.display_name_ciphertext)
     : row.display_name;
-  return { id: row.id, email: email ?? '', displayName: displayName ?? '', role: row.role, status: row.status, createdAt: row.created_at };
+  return { id: row.id, email: email ?? '', displayName: displayName ?? '', role: row.role, customRoleId: row.custom_role_id, status: row.status, createdAt: row.created_at };
 }
 
 export async function findUserById(trx: TenantTransaction, cipher: FieldCipher, userId: string): Promise<UserView | undefined> {
@@ -79,7 +81,7 @@ export async function listUsers(trx: TenantTransaction, cipher: FieldCipher, pag
 export async function createUser(
   trx: TenantTransaction,
   cipher: FieldCipher,
-  input: { email: string; displayName: string; role: UserRole },
+  input: { email: string; displayName: string; role: UserRole; customRoleId?: string | null },
 ): Promise<UserView> {
   const email = normaliseEmail(input.email);
   if (email.length < 3 || email.length > 320) throw new AppError('validation_failed', 'An e-mail address has 3 to 320 characters.');
@@ -97,6 +99,7 @@ export async function createUser(
       email_index: index,
       display_name_ciphertext: await cipher.encrypt(trx, { table: 'users', recordId: id, field: 'display_name' }, input.displayName),
       role: input.role,
+      custom_role_id: input.customRoleId ?? null,
     })
     .returning(columns)
     .executeTakeFirstOrThrow();

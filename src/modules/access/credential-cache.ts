@@ -1,8 +1,7 @@
 import type { ChangeListener } from '../../db/change-listener.ts';
-import type { UserRole } from '../../db/schema.ts';
 
 /**
- * Verified API tokens, kept in memory for at most 30 s so a request does not pay a database round
+ * Verified credentials (API tokens and sessions), kept in memory for at most 30 s so a request does not pay a database round
  * trip to authenticate. Safe because it never outlives the truth:
  * - database triggers NOTIFY `ringvakt_auth` with the tenant id whenever a token or user changes
  *   (revoked, expired early, deleted, disabled, role changed), and every process then drops that
@@ -14,13 +13,15 @@ import type { UserRole } from '../../db/schema.ts';
  * - an entry never outlives its token's own expiry.
  * Keys are SHA-256 digests of tokens, never the tokens.
  */
-export type CachedCredential = { tenantId: string; userId: string; role: UserRole; tokenId: string; expiresAt: number };
+export type Cacheable = { tenantId: string; expiresAt: number };
 
-export type CredentialCache = {
-  get(hashHex: string, now?: number): CachedCredential | undefined;
+export type CredentialCache<T extends Cacheable> = {
+  get(hashHex: string, now?: number): T | undefined;
   /** Taken before the database lookup and handed to `set`, which ignores a stale answer. */
   stamp(tenantId: string): number;
-  set(hashHex: string, credential: CachedCredential, stamp: number, now?: number): void;
+  set(hashHex: string, credential: T, stamp: number, now?: number): void;
+  /** Forgets one entry (a cached answer found too old to trust). */
+  delete(hashHex: string): void;
   size(): number;
 };
 
@@ -28,8 +29,9 @@ export const AUTH_CHANNEL = 'ringvakt_auth';
 const MAX_AGE_MS = 30_000;
 const MAX_ENTRIES = 10_000;
 
-export function createCredentialCache(listener: Pick<ChangeListener, 'isUp' | 'subscribe'>): CredentialCache {
-  const entries = new Map<string, CachedCredential>();
+export function createCredentialCache<T extends Cacheable>(listener: Pick<ChangeListener, 'isUp' | 'subscribe'>): CredentialCache<T> {
+  // The value itself is kept (callers may note use on it); `until` caps its age.
+  const entries = new Map<string, { value: T; until: number }>();
   let counter = 0;
   let lastClear = 0;
   const lastTenantDrop = new Map<string, number>();
@@ -43,7 +45,7 @@ export function createCredentialCache(listener: Pick<ChangeListener, 'isUp' | 's
   const dropTenant = (tenantId: string) => {
     counter += 1;
     lastTenantDrop.set(tenantId, counter);
-    for (const [key, entry] of entries) if (entry.tenantId === tenantId) entries.delete(key);
+    for (const [key, entry] of entries) if (entry.value.tenantId === tenantId) entries.delete(key);
   };
   const stamp = (tenantId: string) => Math.max(lastClear, lastTenantDrop.get(tenantId) ?? 0);
   listener.subscribe(AUTH_CHANNEL, dropTenant, clearAll);
@@ -52,7 +54,7 @@ export function createCredentialCache(listener: Pick<ChangeListener, 'isUp' | 's
     get(hashHex, now = Date.now()) {
       if (!listener.isUp()) return undefined;
       const entry = entries.get(hashHex);
-      if (entry && entry.expiresAt > now) return entry;
+      if (entry && entry.until > now) return entry.value;
       entries.delete(hashHex);
       return undefined;
     },
@@ -60,12 +62,13 @@ export function createCredentialCache(listener: Pick<ChangeListener, 'isUp' | 's
     set(hashHex, credential, startedUnder, now = Date.now()) {
       if (!listener.isUp() || stamp(credential.tenantId) !== startedUnder) return;
       entries.delete(hashHex);
-      entries.set(hashHex, { ...credential, expiresAt: Math.min(credential.expiresAt, now + MAX_AGE_MS) });
+      entries.set(hashHex, { value: credential, until: Math.min(credential.expiresAt, now + MAX_AGE_MS) });
       if (entries.size > MAX_ENTRIES) {
         const oldest = entries.keys().next().value;
         if (oldest !== undefined) entries.delete(oldest);
       }
     },
+    delete: (hashHex) => void entries.delete(hashHex),
     size: () => entries.size,
   };
 }

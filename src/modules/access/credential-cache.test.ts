@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { createCredentialCache, type CachedCredential } from './credential-cache.ts';
+import { createCredentialCache } from './credential-cache.ts';
+
+type CachedCredential = { tenantId: string; userId: string; expiresAt: number };
 
 function fakeListener() {
   const state = { up: true, onMessage: (payload: string): void => void payload, onDown: (): void => undefined };
@@ -18,15 +20,13 @@ function fakeListener() {
 const credential = (tenantId: string, expiresAt = Date.now() + 3600_000): CachedCredential => ({
   tenantId,
   userId: 'u',
-  role: 'agent',
-  tokenId: 't',
   expiresAt,
 });
 
 describe('credential cache', () => {
   it('serves a stored credential until its tenant is notified of a change', () => {
     const { state, listener } = fakeListener();
-    const cache = createCredentialCache(listener);
+    const cache = createCredentialCache<CachedCredential>(listener);
     cache.set('h1', credential('A'), cache.stamp('A'));
     cache.set('h2', credential('B'), cache.stamp('B'));
     expect(cache.get('h1')?.tenantId).toBe('A');
@@ -37,7 +37,7 @@ describe('credential cache', () => {
 
   it('ignores an answer looked up before a revocation whose notification already arrived', () => {
     const { state, listener } = fakeListener();
-    const cache = createCredentialCache(listener);
+    const cache = createCredentialCache<CachedCredential>(listener);
     const stamp = cache.stamp('A');
     state.onMessage('A'); // the revocation commits while the lookup is in flight
     cache.set('h1', credential('A'), stamp);
@@ -46,7 +46,7 @@ describe('credential cache', () => {
 
   it('caches nothing and serves nothing while notifications are down, and forgets everything then', () => {
     const { state, listener } = fakeListener();
-    const cache = createCredentialCache(listener);
+    const cache = createCredentialCache<CachedCredential>(listener);
     cache.set('h1', credential('A'), cache.stamp('A'));
     state.up = false;
     state.onDown();
@@ -59,7 +59,7 @@ describe('credential cache', () => {
 
   it('never keeps an entry past 30 s or past the token expiry', () => {
     const { listener } = fakeListener();
-    const cache = createCredentialCache(listener);
+    const cache = createCredentialCache<CachedCredential>(listener);
     const now = 1_000_000;
     cache.set('long', credential('A', now + 3600_000), cache.stamp('A'), now);
     cache.set('short', credential('A', now + 5_000), cache.stamp('A'), now);

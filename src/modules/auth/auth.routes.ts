@@ -1,0 +1,317 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { App } from '../../server/types.ts';
+import { AppError } from '../../server/errors.ts';
+import { problemResponses, uuidSchema } from '../../server/schemas.ts';
+import { recordAuditEvent } from '../../audit/audit-event.ts';
+import { PASSWORD_MAX_LENGTH } from '../access/passwords.ts';
+import { loadSecurityPolicy } from '../access/security-policy.ts';
+import { findUserById } from '../users/users.repo.ts';
+import { login, proveSecondFactor, reauthenticate, type AuthDeps } from './login.service.ts';
+import { confirmTotpEnrollment, removeTotp, replaceRecoveryCodes, startTotpEnrollment } from './mfa.ts';
+import { advanceSession, csrfTokenFor, DEVICE_COOKIE, listSessions, loadUserAccess, revokeSessions, SESSION_COOKIE, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S, type NewSession, type SessionView } from './sessions.ts';
+
+const slug = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/);
+const password = z.string().min(1).max(PASSWORD_MAX_LENGTH * 4);
+const code = z.string().min(1).max(40);
+
+const sessionAnswer = z.object({
+  stage: z.enum(['mfa', 'mfa_enrollment', 'active']),
+  csrfToken: z.string(),
+  expiresAt: z.string(),
+});
+
+const sessionSchema = z.object({
+  id: uuidSchema,
+  current: z.boolean(),
+  createdAt: z.string(),
+  lastSeenAt: z.string(),
+  expiresAt: z.string(),
+  methods: z.array(z.string()),
+  sourceIp: z.string().nullable(),
+  userAgent: z.string().nullable(),
+});
+
+export const presentSession = (session: SessionView, currentId?: string) => ({
+  id: session.id,
+  current: session.id === currentId,
+  createdAt: session.createdAt.toISOString(),
+  lastSeenAt: session.lastSeenAt.toISOString(),
+  expiresAt: session.expiresAt.toISOString(),
+  methods: session.methods,
+  sourceIp: session.sourceIp,
+  userAgent: session.userAgent,
+});
+export { sessionSchema };
+
+function setSessionCookie(reply: FastifyReply, session: NewSession): void {
+  reply.setCookie(SESSION_COOKIE, session.token, { httpOnly: true, secure: true, sameSite: 'strict', path: '/', expires: session.expiresAt });
+}
+
+function context(request: FastifyRequest) {
+  const userAgent = request.headers['user-agent'];
+  return { sourceIp: request.ip, requestId: request.id, userAgent: typeof userAgent === 'string' ? userAgent : undefined };
+}
+
+function sessionOf(request: FastifyRequest) {
+  const principal = request.principal;
+  if (!principal || principal.credential.kind !== 'session') throw new AppError('unauthenticated');
+  return { principal, credential: principal.credential };
+}
+
+export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
+  const answer = (reply: FastifyReply, session: NewSession, stage: 'mfa' | 'mfa_enrollment' | 'active') => {
+    setSessionCookie(reply, session);
+    return { stage, csrfToken: csrfTokenFor(session.token), expiresAt: session.expiresAt.toISOString() };
+  };
+
+  app.post(
+    '/api/v1/auth/login',
+    {
+      config: { access: 'public' },
+      schema: {
+        summary: 'Sign in with organisation, e-mail and password',
+        tags: ['auth'],
+        body: z.strictObject({ tenant: slug, email: z.string().min(1).max(320), password }),
+        response: { 200: sessionAnswer, ...problemResponses(400, 401, 403, 429) },
+      },
+    },
+    async (request, reply) => {
+      const result = await login(deps, { ...request.body, deviceToken: request.cookies[DEVICE_COOKIE], ...context(request) });
+      reply.setCookie(DEVICE_COOKIE, result.deviceToken, { httpOnly: true, secure: true, sameSite: 'strict', path: '/', maxAge: TRUSTED_DEVICE_MAX_AGE_S });
+      return answer(reply, result.session, result.stage);
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/mfa/verify',
+    {
+      config: { access: 'login' },
+      schema: {
+        summary: 'Finish signing in with a second factor (authenticator code or recovery code)',
+        tags: ['auth'],
+        body: z.strictObject({ method: z.enum(['totp', 'recovery_code']), code }),
+        response: { 200: sessionAnswer, ...problemResponses(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { principal, credential } = sessionOf(request);
+      if (credential.stage !== 'mfa') throw new AppError('conflict', 'This session is not waiting for a second factor.');
+      const session = await proveSecondFactor(deps, request.tenantDb, {
+        sessionId: credential.id,
+        userId: principal.userId,
+        method: request.body.method,
+        code: request.body.code,
+        purpose: 'login',
+        ...context(request),
+      });
+      return answer(reply, session, 'active');
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/mfa/totp/enrollment',
+    {
+      config: { access: 'login' },
+      schema: {
+        summary: 'Start enrolling an authenticator app: a new secret, its otpauth URI and QR code',
+        tags: ['auth'],
+        response: { 200: z.object({ secret: z.string(), uri: z.string(), qrSvg: z.string() }), ...problemResponses(401, 403, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { principal, credential } = sessionOf(request);
+      if (credential.stage === 'mfa') throw new AppError('second_factor_required');
+      if (credential.stage === 'active' && Date.now() - credential.authenticatedAt > STEP_UP_MS) throw new AppError('reauthentication_required');
+      const enrollment = await request.tenantDb.transaction(async (trx) => {
+        const user = await findUserById(trx, deps.cipher, principal.userId);
+        if (!user) throw new AppError('unauthenticated');
+        return startTotpEnrollment(trx, deps.cipher, user);
+      });
+      reply.header('cache-control', 'no-store');
+      return enrollment;
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/mfa/totp/confirm',
+    {
+      config: { access: 'login' },
+      schema: {
+        summary: 'Confirm the authenticator with a code from it; answers the recovery codes, once',
+        tags: ['auth'],
+        body: z.strictObject({ code }),
+        response: { 200: sessionAnswer.extend({ recoveryCodes: z.array(z.string()) }), ...problemResponses(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { principal, credential } = sessionOf(request);
+      if (credential.stage === 'mfa') throw new AppError('second_factor_required');
+      if (credential.stage === 'active' && Date.now() - credential.authenticatedAt > STEP_UP_MS) throw new AppError('reauthentication_required');
+      const { recoveryCodes, session } = await request.tenantDb.transaction(async (trx) => {
+        const recoveryCodes = await confirmTotpEnrollment(trx, deps.cipher, principal.userId, request.body.code);
+        const policy = await loadSecurityPolicy(trx);
+        const session = await advanceSession(trx, { sessionId: credential.id, stage: 'active', method: 'totp', policy });
+        // Other sessions of this user were made under the old factors: end them (rotation on MFA change).
+        await revokeSessions(trx, { userId: principal.userId, exceptSessionId: credential.id }, 'mfa_changed');
+        await recordAuditEvent(trx, {
+          action: 'auth.mfa_enroll',
+          outcome: 'success',
+          actor: { type: 'user', id: principal.userId },
+          target: { type: 'user', id: principal.userId },
+          sourceIp: request.ip,
+          requestId: request.id,
+          details: { method: 'totp' },
+        });
+        return { recoveryCodes, session };
+      });
+      reply.header('cache-control', 'no-store');
+      return { ...answer(reply, session, 'active'), recoveryCodes };
+    },
+  );
+
+  app.delete(
+    '/api/v1/auth/mfa/totp',
+    {
+      config: { access: 'authenticated', stepUp: true },
+      schema: { summary: 'Remove your authenticator app (not allowed where MFA is required)', tags: ['auth'], response: { 204: z.null(), ...problemResponses(401, 403, 409) } },
+    },
+    async (request, reply) => {
+      const { principal } = sessionOf(request);
+      await request.tenantDb.transaction(async (trx) => {
+        const access = await loadUserAccess(trx, principal.userId, await loadSecurityPolicy(trx));
+        if (access?.mfaRequired) throw new AppError('conflict', 'Your role or your organisation requires a second factor: enrol a new one instead of removing it.');
+        await removeTotp(trx, principal.userId);
+        await recordAuditEvent(trx, { action: 'auth.mfa_remove', outcome: 'success', actor: { type: 'user', id: principal.userId }, target: { type: 'user', id: principal.userId }, sourceIp: request.ip, requestId: request.id });
+      });
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/mfa/recovery-codes',
+    {
+      config: { access: 'authenticated', stepUp: true },
+      schema: { summary: 'Replace your recovery codes; answers the new ones, once', tags: ['auth'], response: { 200: z.object({ recoveryCodes: z.array(z.string()) }), ...problemResponses(401, 403, 409) } },
+    },
+    async (request, reply) => {
+      const { principal } = sessionOf(request);
+      const recoveryCodes = await request.tenantDb.transaction(async (trx) => {
+        const row = await trx.selectFrom('users').select('totp_secret_ciphertext').where('id', '=', principal.userId).executeTakeFirst();
+        if (!row?.totp_secret_ciphertext) throw new AppError('conflict', 'Enrol an authenticator first.');
+        const codes = await replaceRecoveryCodes(trx, principal.userId);
+        await recordAuditEvent(trx, { action: 'auth.recovery_codes_replace', outcome: 'success', actor: { type: 'user', id: principal.userId }, target: { type: 'user', id: principal.userId }, sourceIp: request.ip, requestId: request.id });
+        return codes;
+      });
+      reply.header('cache-control', 'no-store');
+      return { recoveryCodes };
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/reauthenticate',
+    {
+      config: { access: 'authenticated', sessionOnly: true },
+      schema: {
+        summary: 'Step-up: prove again who you are (password, and authenticator code if you have one) for 5 minutes of sensitive changes',
+        tags: ['auth'],
+        body: z.strictObject({ password, code: code.optional() }),
+        response: { 200: sessionAnswer, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request, reply) => {
+      const { principal, credential } = sessionOf(request);
+      const session = await reauthenticate(deps, request.tenantDb, {
+        sessionId: credential.id,
+        userId: principal.userId,
+        password: request.body.password,
+        code: request.body.code,
+        ...context(request),
+      });
+      return answer(reply, session, 'active');
+    },
+  );
+
+  app.get(
+    '/api/v1/auth/session',
+    {
+      config: { access: 'login' },
+      schema: {
+        summary: 'The current session: who you are, what you may do, and its CSRF token',
+        tags: ['auth'],
+        response: {
+          200: z.object({
+            userId: uuidSchema,
+            tenantId: uuidSchema,
+            role: z.string(),
+            permissions: z.array(z.string()),
+            stage: z.enum(['mfa', 'mfa_enrollment', 'active']),
+            csrfToken: z.string(),
+            authenticatedAt: z.string(),
+          }),
+          ...problemResponses(401),
+        },
+      },
+    },
+    async (request) => {
+      const { principal, credential } = sessionOf(request);
+      return {
+        userId: principal.userId,
+        tenantId: principal.tenantId,
+        role: principal.role,
+        permissions: credential.stage === 'active' ? [...principal.permissions] : [],
+        stage: credential.stage,
+        csrfToken: credential.csrfToken,
+        authenticatedAt: new Date(credential.authenticatedAt).toISOString(),
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/auth/logout',
+    {
+      config: { access: 'login' },
+      schema: { summary: 'Sign out: ends this session', tags: ['auth'], response: { 204: z.null(), ...problemResponses(401, 403) } },
+    },
+    async (request, reply) => {
+      const { principal, credential } = sessionOf(request);
+      await request.tenantDb.transaction(async (trx) => {
+        await revokeSessions(trx, { sessionId: credential.id }, 'logout');
+        await recordAuditEvent(trx, { action: 'auth.logout', outcome: 'success', actor: { type: 'user', id: principal.userId }, target: { type: 'session', id: credential.id }, sourceIp: request.ip, requestId: request.id });
+      });
+      reply.clearCookie(SESSION_COOKIE, { httpOnly: true, secure: true, sameSite: 'strict', path: '/' });
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.get(
+    '/api/v1/auth/sessions',
+    {
+      config: { access: 'authenticated', sessionOnly: true },
+      schema: { summary: 'Your signed-in sessions', tags: ['auth'], response: { 200: z.object({ items: z.array(sessionSchema) }), ...problemResponses(401, 403) } },
+    },
+    async (request) => {
+      const { principal, credential } = sessionOf(request);
+      const sessions = await request.tenantDb.read(async (trx) => listSessions(trx, principal.userId, await loadSecurityPolicy(trx)));
+      return { items: sessions.map((session) => presentSession(session, credential.id)) };
+    },
+  );
+
+  app.delete(
+    '/api/v1/auth/sessions/:sessionId',
+    {
+      config: { access: 'authenticated', sessionOnly: true },
+      schema: { summary: 'End one of your sessions', tags: ['auth'], params: z.strictObject({ sessionId: uuidSchema }), response: { 204: z.null(), ...problemResponses(400, 401, 403, 404) } },
+    },
+    async (request, reply) => {
+      const { principal } = sessionOf(request);
+      await request.tenantDb.transaction(async (trx) => {
+        const own = await trx.selectFrom('sessions').select('id').where('id', '=', request.params.sessionId).where('user_id', '=', principal.userId).where('revoked_at', 'is', null).executeTakeFirst();
+        if (!own) throw new AppError('not_found');
+        await revokeSessions(trx, { sessionId: own.id }, 'revoked');
+        await recordAuditEvent(trx, { action: 'session.revoke', outcome: 'success', actor: { type: 'user', id: principal.userId }, target: { type: 'session', id: own.id }, sourceIp: request.ip, requestId: request.id, details: { user: principal.userId } });
+      });
+      return reply.code(204).send(null);
+    },
+  );
+}

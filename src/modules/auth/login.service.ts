@@ -1,0 +1,307 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SessionStage } from '../../db/schema.ts';
+import type { SystemDb } from '../../db/system-db.ts';
+import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
+import type { FieldCipher } from '../../crypto/field-cipher.ts';
+import { recordAuditEvent } from '../../audit/audit-event.ts';
+import { AppError } from '../../server/errors.ts';
+import { decoyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../access/passwords.ts';
+import { createAllowListMatcher, loadSecurityPolicy, type SecurityPolicy } from '../access/security-policy.ts';
+import { mintTenantToken, parseTenantToken } from '../api-tokens/api-tokens.service.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import { findUserByEmail, findUserById, normaliseEmail } from '../users/users.repo.ts';
+import { advanceSession, createSession, loadUserAccess, stageAfterFirstFactor, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
+import { useRecoveryCode, verifyTotp } from './mfa.ts';
+import { afterFailure, DEVICE_LIMITS, forgiveAccountAttempt, isLocked, takeAccountAttempt } from './throttle.ts';
+
+/**
+ * Password login, second factors and step-up.
+ *
+ * Every failed login answers the same `login_failed` after the same work — one argon2id
+ * verification (against a decoy hash when there is no account, or it is locked) — and no sooner
+ * than FAILURE_FLOOR_MS after it began, so neither the answer nor its timing tells an unknown
+ * address from a wrong password or a locked account. The account holder learns of a lockout by
+ * e-mail, and — on a browser they have signed in from before (trusted device) — in the answer.
+ */
+export const FAILURE_FLOOR_MS = 350;
+export const THROTTLE_INDEX = 'auth.throttle';
+
+export type AuthDeps = {
+  systemDb: SystemDb;
+  forTenant(tenantId: string): TenantDb;
+  cipher: FieldCipher;
+  mailer: Mailer;
+};
+
+export type RequestContext = { sourceIp: string; requestId: string; userAgent?: string | undefined };
+
+export type LoginResult = { userId: string; stage: SessionStage; session: NewSession; deviceToken: string };
+
+async function padFrom(started: number): Promise<void> {
+  const left = FAILURE_FLOOR_MS - (performance.now() - started);
+  if (left > 0) await sleep(left);
+}
+
+const throttleSubject = (trx: TenantTransaction, cipher: FieldCipher, email: string) => cipher.blindIndex(trx, THROTTLE_INDEX, normaliseEmail(email), 32);
+
+type FirstStep =
+  | { kind: 'ip_denied' }
+  | { kind: 'device_locked'; until: Date; userId: string }
+  | { kind: 'check'; userId: string | undefined; passwordHash: string | undefined; subject: Buffer; blocked: boolean; trustedDeviceId: string | undefined; policy: SecurityPolicy };
+
+export async function login(
+  deps: AuthDeps,
+  input: { tenant: string; email: string; password: string; deviceToken: string | undefined } & RequestContext,
+): Promise<LoginResult> {
+  const started = performance.now();
+  const now = new Date();
+  const fail = async (): Promise<never> => {
+    await padFrom(started);
+    throw new AppError('login_failed');
+  };
+  const tenantId = await deps.systemDb.tenantIdBySlug(input.tenant);
+  if (!tenantId) {
+    await deps.systemDb.takeSourceAttempt(input.sourceIp, now);
+    await verifyPassword(await decoyPasswordHash(), input.password);
+    return fail();
+  }
+  const tenantDb = deps.forTenant(tenantId);
+  const device = input.deviceToken ? parseTenantToken('rvd', input.deviceToken) : undefined;
+  const audit = (trx: TenantTransaction, outcome: 'success' | 'failed' | 'denied', userId: string | undefined, subject: Buffer | undefined, details: Record<string, string | number | boolean | null>) =>
+    recordAuditEvent(trx, {
+      action: 'auth.login',
+      outcome,
+      actor: userId ? { type: 'user', id: userId } : { type: 'anonymous' },
+      // An unknown account is named by its keyed hash, never by the address tried.
+      target: userId ? { type: 'user', id: userId } : { type: 'account', id: (subject ?? Buffer.alloc(0)).toString('hex').slice(0, 32) },
+      sourceIp: input.sourceIp,
+      requestId: input.requestId,
+      details,
+    });
+
+  const first: FirstStep = await tenantDb.transaction(async (trx) => {
+    const policy = await loadSecurityPolicy(trx);
+    const subject = await throttleSubject(trx, deps.cipher, input.email);
+    if (!createAllowListMatcher(policy.ipAllowList)(input.sourceIp)) {
+      await audit(trx, 'denied', undefined, subject, { reason: 'ip_not_allowed' });
+      return { kind: 'ip_denied' };
+    }
+    const user = await findUserByEmail(trx, deps.cipher, input.email);
+    const active = user?.status === 'active' ? user : undefined;
+    const trusted =
+      active && device && device.tenantId === tenantId
+        ? await trx
+            .selectFrom('trusted_devices')
+            .select(['id', 'failures', 'locked_until', 'created_at'])
+            .where('token_hash', '=', device.hash)
+            .where('user_id', '=', active.id)
+            .where('expires_at', '>', now)
+            .forUpdate()
+            .executeTakeFirst()
+        : undefined;
+    let blocked: boolean;
+    if (trusted && active) {
+      // A browser this user has signed in from: its own counter instead of the account's.
+      const state = { windowStartedAt: trusted.created_at, failures: 0, consecutive: trusted.failures, lockedUntil: trusted.locked_until };
+      if (isLocked(state, now)) {
+        await audit(trx, 'failed', active.id, subject, { reason: 'device_locked' });
+        return { kind: 'device_locked', until: trusted.locked_until ?? now, userId: active.id };
+      }
+      const next = afterFailure(state, now, DEVICE_LIMITS);
+      await trx.updateTable('trusted_devices').set({ failures: next.consecutive, locked_until: next.lockedUntil }).where('id', '=', trusted.id).execute();
+      blocked = false;
+    } else {
+      const check = await takeAccountAttempt(trx, subject, now);
+      blocked = check.blocked;
+      const notifiedRecently = check.notifiedAt !== null && now.getTime() - check.notifiedAt.getTime() < 3600_000;
+      if (check.justLocked && active && !notifiedRecently) {
+        await deps.mailer.queue(trx, 'account_locked', {
+          to: active.email,
+          subject: 'Sign-ins to your Ringvakt account are paused',
+          text:
+            `After repeated failed sign-in attempts, sign-ins to your account in ${input.tenant} are paused until ` +
+            `${(check.state.lockedUntil ?? now).toISOString()} (UTC), except from browsers you have signed in from before.\n\n` +
+            'If these attempts were not yours, someone may be trying your password: tell your administrator.\n',
+        });
+        await trx.updateTable('account_throttle').set({ lock_notified_at: now }).where('subject', '=', subject).execute();
+        await recordAuditEvent(trx, {
+          action: 'auth.lockout',
+          outcome: 'success',
+          actor: { type: 'system' },
+          target: { type: 'user', id: active.id },
+          sourceIp: input.sourceIp,
+          requestId: input.requestId,
+          details: { until: (check.state.lockedUntil ?? now).toISOString(), failuresThisHour: check.state.failures },
+        });
+      }
+    }
+    const stored = active ? await trx.selectFrom('users').select('password_hash').where('id', '=', active.id).executeTakeFirst() : undefined;
+    return { kind: 'check', userId: active?.id, passwordHash: stored?.password_hash ?? undefined, subject, blocked, trustedDeviceId: trusted?.id, policy };
+  });
+
+  if (first.kind === 'ip_denied') {
+    await padFrom(started);
+    throw new AppError('ip_not_allowed');
+  }
+  if (first.kind === 'device_locked') {
+    await verifyPassword(await decoyPasswordHash(), input.password);
+    await padFrom(started);
+    throw new AppError('account_locked', `Too many failed attempts from this browser. Try again after ${first.until.toISOString()}.`);
+  }
+  const sourceBlocked = first.trustedDeviceId ? false : (await deps.systemDb.takeSourceAttempt(input.sourceIp, now)).blocked;
+  const storedHash = !first.blocked && !sourceBlocked ? first.passwordHash : undefined;
+  const passwordOk = storedHash !== undefined
+    ? await verifyPassword(storedHash, input.password)
+    : (await verifyPassword(await decoyPasswordHash(), input.password)) && false;
+
+  if (!passwordOk || !first.userId) {
+    const reason = !first.userId ? 'unknown_account' : first.blocked ? 'account_locked' : sourceBlocked ? 'source_locked' : 'wrong_password';
+    await tenantDb.transaction((trx) => audit(trx, 'failed', first.userId, first.subject, { reason }));
+    return fail();
+  }
+
+  const userId = first.userId;
+  const result = await tenantDb.transaction(async (trx) => {
+    if (first.trustedDeviceId) {
+      await trx.updateTable('trusted_devices').set({ failures: 0, locked_until: null }).where('id', '=', first.trustedDeviceId).execute();
+    } else {
+      await forgiveAccountAttempt(trx, first.subject, now);
+    }
+    if (needsRehash(storedHash ?? '')) {
+      await trx.updateTable('users').set({ password_hash: await hashPassword(input.password) }).where('id', '=', userId).execute();
+    }
+    const access = await loadUserAccess(trx, userId, first.policy);
+    if (!access || access.status !== 'active') return undefined;
+    const stage = stageAfterFirstFactor(access);
+    const session = await createSession(trx, {
+      userId,
+      stage,
+      methods: ['password'],
+      policy: first.policy,
+      sourceIp: input.sourceIp,
+      ...(input.userAgent ? { userAgent: input.userAgent } : {}),
+      now,
+    });
+    // A browser that signed in is trusted for this user from now on (its own lockout counter).
+    const { token: deviceToken, hash } = mintTenantToken('rvd', tenantId);
+    await trx.deleteFrom('trusted_devices').where('user_id', '=', userId).where('expires_at', '<=', now).execute();
+    await trx
+      .insertInto('trusted_devices')
+      .values({ user_id: userId, token_hash: hash, expires_at: new Date(now.getTime() + TRUSTED_DEVICE_MAX_AGE_S * 1000) })
+      .execute();
+    if (first.trustedDeviceId) await trx.deleteFrom('trusted_devices').where('id', '=', first.trustedDeviceId).execute();
+    await audit(trx, 'success', userId, undefined, { stage, session: session.id });
+    return { userId, stage, session, deviceToken };
+  });
+  if (!sourceBlocked && !first.trustedDeviceId) await deps.systemDb.forgiveSourceAttempt(input.sourceIp, now);
+  if (!result) return fail();
+  return result;
+}
+
+/**
+ * A second factor for a session at stage 'mfa': a TOTP code or a recovery code. Failures count
+ * against the account like failed passwords (and lock it alike); success rotates the session.
+ */
+export async function proveSecondFactor(
+  deps: AuthDeps,
+  tenantDb: TenantDb,
+  input: { sessionId: string; userId: string; method: 'totp' | 'recovery_code'; code: string; purpose: 'login' | 'step_up' } & RequestContext,
+): Promise<NewSession> {
+  const now = new Date();
+  const outcome = await tenantDb.transaction(async (trx) => {
+    const user = await findUserById(trx, deps.cipher, input.userId);
+    if (!user) throw new AppError('unauthenticated');
+    const subject = await throttleSubject(trx, deps.cipher, user.email);
+    const check = await takeAccountAttempt(trx, subject, now);
+    if (check.blocked) return { ok: false as const, subject, reason: 'account_locked' };
+    const ok = input.method === 'totp' ? await verifyTotp(trx, deps.cipher, input.userId, input.code) : await useRecoveryCode(trx, input.userId, input.code);
+    return { ok, subject, reason: ok ? 'ok' : 'wrong_code' };
+  });
+  const action = input.purpose === 'login' ? 'auth.mfa_verify' : 'auth.reauthenticate';
+  if (!outcome.ok) {
+    await tenantDb.transaction((trx) =>
+      recordAuditEvent(trx, {
+        action,
+        outcome: 'failed',
+        actor: { type: 'user', id: input.userId },
+        target: { type: 'session', id: input.sessionId },
+        sourceIp: input.sourceIp,
+        requestId: input.requestId,
+        details: { method: input.method, reason: outcome.reason },
+      }),
+    );
+    throw new AppError('mfa_code_invalid');
+  }
+  return tenantDb.transaction(async (trx) => {
+    await forgiveAccountAttempt(trx, outcome.subject, now);
+    const policy = await loadSecurityPolicy(trx);
+    const session = await advanceSession(trx, { sessionId: input.sessionId, stage: 'active', method: input.method, policy, now });
+    await recordAuditEvent(trx, {
+      action,
+      outcome: 'success',
+      actor: { type: 'user', id: input.userId },
+      target: { type: 'session', id: input.sessionId },
+      sourceIp: input.sourceIp,
+      requestId: input.requestId,
+      details: { method: input.method },
+    });
+    return session;
+  });
+}
+
+/**
+ * Step-up: the signed-in user proves again who they are — the password, and a TOTP code when they
+ * have one — and the session's authentication time moves to now (with a new token).
+ */
+export async function reauthenticate(
+  deps: AuthDeps,
+  tenantDb: TenantDb,
+  input: { sessionId: string; userId: string; password: string; code: string | undefined } & RequestContext,
+): Promise<NewSession> {
+  const started = performance.now();
+  const now = new Date();
+  const first = await tenantDb.transaction(async (trx) => {
+    const user = await findUserById(trx, deps.cipher, input.userId);
+    if (!user) throw new AppError('unauthenticated');
+    const subject = await throttleSubject(trx, deps.cipher, user.email);
+    const check = await takeAccountAttempt(trx, subject, now);
+    const row = await trx.selectFrom('users').select(['password_hash', 'totp_secret_ciphertext']).where('id', '=', input.userId).executeTakeFirstOrThrow();
+    return { subject, blocked: check.blocked, passwordHash: row.password_hash, hasTotp: row.totp_secret_ciphertext !== null };
+  });
+  const passwordOk =
+    !first.blocked && first.passwordHash !== null
+      ? await verifyPassword(first.passwordHash, input.password)
+      : (await verifyPassword(await decoyPasswordHash(), input.password)) && false;
+  const result = await tenantDb.transaction(async (trx) => {
+    const codeOk = passwordOk && (!first.hasTotp || (input.code !== undefined && (await verifyTotp(trx, deps.cipher, input.userId, input.code))));
+    if (!codeOk) {
+      await recordAuditEvent(trx, {
+        action: 'auth.reauthenticate',
+        outcome: 'failed',
+        actor: { type: 'user', id: input.userId },
+        target: { type: 'session', id: input.sessionId },
+        sourceIp: input.sourceIp,
+        requestId: input.requestId,
+        details: { reason: first.blocked ? 'account_locked' : passwordOk ? 'wrong_code' : 'wrong_password' },
+      });
+      return undefined;
+    }
+    await forgiveAccountAttempt(trx, first.subject, now);
+    const policy = await loadSecurityPolicy(trx);
+    const session = await advanceSession(trx, { sessionId: input.sessionId, stage: 'active', method: first.hasTotp ? 'totp' : 'password', policy, now });
+    await recordAuditEvent(trx, {
+      action: 'auth.reauthenticate',
+      outcome: 'success',
+      actor: { type: 'user', id: input.userId },
+      target: { type: 'session', id: input.sessionId },
+      sourceIp: input.sourceIp,
+      requestId: input.requestId,
+    });
+    return session;
+  });
+  if (!result) {
+    await padFrom(started);
+    throw new AppError('login_failed', first.hasTotp ? 'The password or the authenticator code is not right.' : undefined);
+  }
+  return result;
+}
