@@ -4,6 +4,7 @@ import { principalOf } from '../../server/access-control.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
+import { announceAuthChange } from './auth-changes.ts';
 import { builtInRoleNames, builtInRoles, mfaRequiredRoles, normalisePermissions, permissions } from './permissions.ts';
 import { canonicalCidr, createAllowListMatcher, loadSecurityPolicy, saveSecurityPolicy } from './security-policy.ts';
 
@@ -98,6 +99,7 @@ export async function accessRoutes(app: App): Promise<void> {
           .returning(['id', 'name', 'description', 'permissions', 'requires_mfa'])
           .executeTakeFirst();
         if (!row) throw new AppError('not_found');
+        announceAuthChange(trx.tenantId);
         await recordAuditEvent(trx, { action: 'role.update', outcome: 'success', actor: actor(principal.userId), target: { type: 'role', id: row.id }, sourceIp: request.ip, requestId: request.id, details: { permissions: chosen.join(' '), requiresMfa: row.requires_mfa } });
         return row;
       });

@@ -1,4 +1,5 @@
 import type { ChangeListener } from '../../db/change-listener.ts';
+import { onLocalAuthChange } from './auth-changes.ts';
 
 /**
  * Verified credentials (API tokens and sessions), kept in memory for at most 30 s so a request does not pay a database round
@@ -49,6 +50,7 @@ export function createCredentialCache<T extends Cacheable>(listener: Pick<Change
   };
   const stamp = (tenantId: string) => Math.max(lastClear, lastTenantDrop.get(tenantId) ?? 0);
   listener.subscribe(AUTH_CHANNEL, dropTenant, clearAll);
+  onLocalAuthChange(dropTenant);
 
   return {
     get(hashHex, now = Date.now()) {

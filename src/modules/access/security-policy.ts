@@ -2,6 +2,7 @@ import ipaddr from 'ipaddr.js';
 import { sql } from 'kysely';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { AppError } from '../../server/errors.ts';
+import { announceAuthChange } from './auth-changes.ts';
 
 /** A tenant's security policy (table tenant_security_policies; no row means these defaults). */
 export type SecurityPolicy = {
@@ -46,6 +47,7 @@ export async function saveSecurityPolicy(trx: TenantTransaction, policy: Securit
     .values(values)
     .onConflict((conflict) => conflict.column('tenant_id').doUpdateSet(values))
     .execute();
+  announceAuthChange(trx.tenantId);
 }
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];

@@ -5,6 +5,7 @@ import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { normalisePermissions, permissions } from '../access/permissions.ts';
+import { announceAuthChange } from '../access/auth-changes.ts';
 import { API_TOKEN_MAX_DAYS, issueApiToken } from './api-tokens.service.ts';
 
 const tokenSchema = z.object({
@@ -118,6 +119,7 @@ export async function apiTokensRoutes(app: App): Promise<void> {
         if (!principal.permissions.has('users:manage')) query = query.where('user_id', '=', principal.userId);
         const revoked = await query.returning(['id', 'user_id']).executeTakeFirst();
         if (!revoked) throw new AppError('not_found');
+        announceAuthChange(trx.tenantId);
         await recordAuditEvent(trx, {
           action: 'api_token.revoke',
           outcome: 'success',

@@ -13,7 +13,13 @@ import { advanceSession, csrfTokenFor, DEVICE_COOKIE, listSessions, loadUserAcce
 
 const slug = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/);
 const password = z.string().min(1).max(PASSWORD_MAX_LENGTH * 4);
-const code = z.string().min(1).max(40);
+/** A six-digit authenticator code; malformed ones are refused before they count as attempts. */
+const totpCode = z.string().regex(/^\d{6}$/, 'six digits');
+const recoveryCode = z.string().regex(/^[a-zA-Z2-9]{4}(-?[a-zA-Z2-9]{4}){3}$/, 'a recovery code: four groups of four letters and digits');
+const secondFactor = z.discriminatedUnion('method', [
+  z.strictObject({ method: z.literal('totp'), code: totpCode }),
+  z.strictObject({ method: z.literal('recovery_code'), code: recoveryCode }),
+]);
 
 const sessionAnswer = z.object({
   stage: z.enum(['mfa', 'mfa_enrollment', 'active']),
@@ -90,7 +96,7 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
       schema: {
         summary: 'Finish signing in with a second factor (authenticator code or recovery code)',
         tags: ['auth'],
-        body: z.strictObject({ method: z.enum(['totp', 'recovery_code']), code }),
+        body: secondFactor,
         response: { 200: sessionAnswer, ...problemResponses(400, 401, 403, 409) },
       },
     },
@@ -140,7 +146,7 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
       schema: {
         summary: 'Confirm the authenticator with a code from it; answers the recovery codes, once',
         tags: ['auth'],
-        body: z.strictObject({ code }),
+        body: z.strictObject({ code: totpCode }),
         response: { 200: sessionAnswer.extend({ recoveryCodes: z.array(z.string()) }), ...problemResponses(400, 401, 403, 409) },
       },
     },
@@ -215,7 +221,7 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
       schema: {
         summary: 'Step-up: prove again who you are (password, and authenticator code if you have one) for 5 minutes of sensitive changes',
         tags: ['auth'],
-        body: z.strictObject({ password, code: code.optional() }),
+        body: z.strictObject({ password, code: totpCode.optional() }),
         response: { 200: sessionAnswer, ...problemResponses(400, 401, 403) },
       },
     },

@@ -5,6 +5,7 @@ import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { builtInRoles, mfaRequiredRoles, normalisePermissions, type Permission } from '../access/permissions.ts';
 import type { SecurityPolicy } from '../access/security-policy.ts';
 import { mintTenantToken } from '../api-tokens/api-tokens.service.ts';
+import { announceAuthChange } from '../access/auth-changes.ts';
 
 /**
  * Browser sessions: opaque 256-bit tokens (`rvc_…`) in an HttpOnly, Secure, SameSite=Strict
@@ -122,6 +123,7 @@ export async function advanceSession(
     .forUpdate()
     .executeTakeFirstOrThrow();
   const { token, hash } = mintTenantToken('rvc', trx.tenantId);
+  announceAuthChange(trx.tenantId);
   const expiresAt =
     current.stage !== 'active' && input.stage === 'active'
       ? new Date(now.getTime() + input.policy.sessionAbsoluteHours * 3600_000)
@@ -149,6 +151,7 @@ export async function revokeSessions(
     if (target.exceptSessionId) query = query.where('id', '!=', target.exceptSessionId);
   }
   const result = await query.executeTakeFirst();
+  announceAuthChange(trx.tenantId);
   return Number(result.numUpdatedRows);
 }
 

@@ -9,6 +9,7 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { loadSecurityPolicy } from '../access/security-policy.ts';
+import { announceAuthChange } from '../access/auth-changes.ts';
 import { listSessions, revokeSessions } from '../auth/sessions.ts';
 import { presentSession, sessionSchema } from '../auth/auth.routes.ts';
 import { findUserById, listUsers, type UserView } from './users.repo.ts';
@@ -132,6 +133,7 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
             throw new AppError('conflict', 'This is the last active owner: make another owner first.');
           }
           await trx.updateTable('users').set({ role: choice.role, custom_role_id: choice.customRoleId, updated_at: new Date() }).where('id', '=', user.id).execute();
+          announceAuthChange(trx.tenantId);
           const ended = await revokeSessions(trx, { userId: user.id }, 'role_changed');
           await recordAuditEvent(trx, {
             action: 'user.update',
@@ -176,6 +178,7 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
           // Disabling ends everything at once, in this transaction: sessions, API tokens, and (through
           // the notification at commit) every cached credential on every node.
           await trx.updateTable('users').set({ status, updated_at: new Date() }).where('id', '=', user.id).execute();
+          announceAuthChange(trx.tenantId);
           let sessionsEnded = 0;
           let tokensRevoked = 0;
           if (action === 'disable') {
