@@ -31,6 +31,8 @@ const settings = {
     describe: 'a postgres:// URL of the runtime role',
   },
   host: { env: 'RINGVAKT_HOST', key: 'host', describe: 'an IP address to listen on' },
+  smtpUrl: { env: 'RINGVAKT_SMTP_URL', key: 'smtpUrl', secret: true, describe: 'an smtp:// or smtps:// URL (credentials allowed)' },
+  mailFrom: { env: 'RINGVAKT_MAIL_FROM', key: 'mailFrom', describe: 'the sender address of e-mail' },
   port: { env: 'RINGVAKT_PORT', key: 'port', describe: 'a TCP port, 0-65535' },
   publicUrl: { env: 'RINGVAKT_PUBLIC_URL', key: 'publicUrl', describe: 'an http(s) URL without a path' },
   tlsCertFile: { env: 'RINGVAKT_TLS_CERT_FILE', key: 'tlsCertFile', describe: 'a PEM certificate file' },
@@ -129,6 +131,8 @@ const schemas = {
   databaseUrl: postgresUrl.optional(),
   databaseAppUrl: postgresUrl.optional(),
   host: z.string().refine((value) => isIP(value) !== 0),
+  smtpUrl: z.string().refine((value) => /^smtps?:\/\//.test(value) && URL.canParse(value)).optional(),
+  mailFrom: z.string().regex(/^[^\s@<>]+@[^\s@<>]+$/),
   port: integerText(0, 65535),
   publicUrl: z
     .string()
@@ -181,6 +185,7 @@ const defaults: Partial<Record<SettingName, string>> = {
   keyProvider: 'local',
   vaultMount: 'transit',
   vaultKeyName: 'ringvakt-root',
+  mailFrom: 'ringvakt@localhost',
 };
 
 export type Config = {
@@ -190,6 +195,8 @@ export type Config = {
   host: string;
   port: number;
   publicUrl: string;
+  /** Outgoing e-mail: without an SMTP URL, messages stay in the outbox (`ringvakt mail outbox`). */
+  mail: { smtpUrl: string | undefined; from: string };
   tls: { certFile: string; keyFile: string } | undefined;
   trustProxy: string[];
   logLevel: z.infer<typeof schemas.logLevel>;
@@ -314,6 +321,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host,
     port,
     publicUrl,
+    mail: { smtpUrl: values.smtpUrl as string | undefined, from: values.mailFrom as string },
     tls,
     trustProxy: values.trustProxy as string[],
     logLevel: values.logLevel as Config['logLevel'],

@@ -1,4 +1,5 @@
 import { permissions } from './modules/access/permissions.ts';
+import { readOutbox } from './modules/mail/mailer.ts';
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import { ConfigError, type Config } from './config.ts';
@@ -194,6 +195,27 @@ token
         return issued;
       });
       process.stdout.write(`${issued.token}\n`);
+    });
+  });
+
+const mail = program.command('mail').description('outgoing e-mail');
+mail
+  .command('outbox')
+  .description("show a tenant's newest outgoing messages (decrypted, for the operator's eyes: they can hold one-time links)")
+  .requiredOption('--tenant <slug>', 'the tenant', slug)
+  .option('--limit <n>', 'how many (1–100)', (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1 || parsed > 100) throw new InvalidArgumentError('a whole number from 1 to 100');
+    return parsed;
+  }, 10)
+  .action(async (options: { tenant: string; limit: number }) => {
+    await withCliDatabase(async (database) => {
+      const tenantId = await requireTenantId(database, options.tenant);
+      const { cipher } = await database.crypto();
+      for (const entry of await readOutbox(database.forTenant(tenantId), cipher, options.limit)) {
+        const state = entry.sentAt ? `sent ${entry.sentAt.toISOString()}` : entry.failedAt ? 'failed' : 'waiting';
+        process.stdout.write(`--- ${entry.createdAt.toISOString()} ${entry.template} (${state})\nTo: ${entry.to}\nSubject: ${entry.subject}\n\n${entry.text}\n`);
+      }
     });
   });
 

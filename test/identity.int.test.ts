@@ -162,7 +162,7 @@ describe(`identity and access (${serverLabel()} server)`, () => {
     expect(entry?.lastUsedAt).not.toBeNull();
     expect(listed.body).not.toContain(token);
     const stored = await db.superQuery(`SELECT encode(token_hash, 'hex') AS h FROM ringvakt.api_tokens WHERE id = $1`, [id]);
-    expect(stored.rows[0].h).toHaveLength(64);
+    expect(stored.rows[0]!.h).toHaveLength(64);
     expect((await send(app, owner, 'DELETE', `/api/v1/api-tokens/${id}`)).statusCode).toBe(204);
     expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(token) })).statusCode).toBe(401);
     // A token in the URL is never read.
@@ -200,7 +200,7 @@ describe(`identity and access (${serverLabel()} server)`, () => {
     const idle = await send(app, browser, 'GET', '/api/v1/tenant');
     expect(idle.statusCode).toBe(401);
     const reason = await db.superQuery(`SELECT revoke_reason FROM ringvakt.sessions WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at DESC LIMIT 1`, [a.tenantId, a.agent.id]);
-    expect(reason.rows[0].revoke_reason).toBe('idle');
+    expect(reason.rows[0]!.revoke_reason).toBe('idle');
   });
 
   it('disabling a user ends every session and API token at once', async () => {
@@ -213,7 +213,7 @@ describe(`identity and access (${serverLabel()} server)`, () => {
     expect((await send(app, agent, 'GET', '/api/v1/tenant')).statusCode).toBe(401);
     expect((await app.inject({ url: '/api/v1/tenant', headers: bearer(a.agent.token) })).statusCode).toBe(401);
     const left = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.sessions WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL`, [a.tenantId, a.agent.id]);
-    expect(left.rows[0].n).toBe(0);
+    expect(left.rows[0]!.n).toBe(0);
     expect(await audited('user.disable', 'success')).toBe(1);
     expect((await login(newBrowser(), a.agent.email, AGENT_PASSWORD)).statusCode).toBe(401);
     expect((await send(app, owner, 'POST', `/api/v1/users/${a.agent.id}/enable`)).statusCode).toBe(200);
@@ -246,7 +246,7 @@ describe(`identity and access (${serverLabel()} server)`, () => {
     expect(Math.max(...medians) - Math.min(...medians), medians.join(' / ')).toBeLessThan(60);
     // The holder is told by e-mail, once; the lockout is audited.
     const mails = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.email_outbox WHERE tenant_id = $1 AND template = 'account_locked'`, [a.tenantId]);
-    expect(mails.rows[0].n).toBe(1);
+    expect(mails.rows[0]!.n).toBe(1);
     expect(await audited('auth.lockout')).toBeGreaterThanOrEqual(1);
   });
 

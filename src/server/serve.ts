@@ -1,3 +1,4 @@
+import { smtpTransport, startEmailSender } from '../modules/mail/mailer.ts';
 import type { Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
@@ -21,6 +22,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let app;
   let sealer: { stop(): Promise<void> } | undefined;
   let reencryption: { stop(): Promise<void> } | undefined;
+  let mailSender: { stop(): Promise<void> } | undefined;
   try {
     // The root key first: a wrong or unreadable one stops the start before anything is served.
     const { root: rootKeys } = await database.crypto();
@@ -31,11 +33,17 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       publishers: createCheckpointPublishers(config.auditWitnesses, logger),
     });
     reencryption = startReencryptionWorker({ systemDb: database.systemDb, crypto: database.crypto, logger });
+    if (config.mail.smtpUrl) {
+      const { cipher } = await database.crypto();
+      const transport = smtpTransport(config.mail.smtpUrl, config.mail.from);
+      mailSender = startEmailSender({ systemDb: database.systemDb, changes: database.changes, cipher, transport, logger });
+    }
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await sealer?.stop();
     await reencryption?.stop();
+    await mailSender?.stop();
     await database.close();
     throw error;
   }
@@ -68,6 +76,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         clearTimeout(timer);
         await sealer?.stop();
         await reencryption?.stop();
+        await mailSender?.stop();
         await database.close();
       }
       logger.info('stopped');

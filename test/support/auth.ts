@@ -10,6 +10,8 @@ import { PUBLIC_URL } from './app.ts';
 /** Browser-side helpers: a cookie jar and the headers a same-origin page sends. */
 export type Browser = { cookies: Record<string, string>; csrf: string };
 
+const cleared = (line: string) => /Max-Age=0|Expires=Thu, 01 Jan 1970/i.test(line);
+
 export const newBrowser = (): Browser => ({ cookies: {}, csrf: '' });
 
 type Injected = { statusCode: number; headers: Record<string, unknown>; body: string; json(): unknown };
@@ -22,8 +24,8 @@ export function keepCookies(browser: Browser, response: Injected): void {
     const index = pair!.indexOf('=');
     const name = pair!.slice(0, index);
     const value = pair!.slice(index + 1);
-    if (value === '' || /Max-Age=0|Expires=Thu, 01 Jan 1970/i.test(line)) delete browser.cookies[name];
-    else browser.cookies[name] = value;
+    browser.cookies = Object.fromEntries(Object.entries(browser.cookies).filter(([key]) => key !== name));
+    if (value !== '' && !cleared(line)) browser.cookies[name] = value;
   }
   const body = response.headers['content-type']?.toString().includes('json') ? (JSON.parse(response.body || 'null') as { csrfToken?: string } | null) : null;
   if (body?.csrfToken) browser.csrf = body.csrfToken;

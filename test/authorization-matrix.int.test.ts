@@ -1,0 +1,134 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BuiltInRole } from '../src/db/schema.ts';
+import { builtInRoleNames, builtInRoles } from '../src/modules/access/permissions.ts';
+import { createUser } from '../src/modules/users/users.repo.ts';
+import type { App } from '../src/server/types.ts';
+import type { RouteEntry } from '../src/server/access-control.ts';
+import { buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { sessionFor } from './support/auth.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { registerPersonalData } from './support/canary.ts';
+
+/**
+ * The authorization matrix, generated from the route table: every route × every built-in role ×
+ * (own tenant, another tenant's object, no session). A new route is covered the moment it is
+ * registered; a route whose parameter this test cannot fill fails it.
+ */
+describe(`authorization matrix over every route (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let app: App;
+  let a: SeededTenant;
+  let b: SeededTenant;
+  const users: Partial<Record<BuiltInRole, string>> = {};
+  const own: Record<string, string> = {};
+  const other: Record<string, string> = {};
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await seedTenant(db.handles, 'matrix-a');
+    b = await seedTenant(db.handles, 'matrix-b');
+    const { cipher } = await db.handles.crypto();
+    const tenantA = db.handles.forTenant(a.tenantId);
+    for (const role of builtInRoleNames) {
+      const email = `${role}.member@matrix-a.example`;
+      registerPersonalData(email);
+      const user = await tenantA.transaction((trx) => createUser(trx, cipher, { email, displayName: `The ${role}`, role }));
+      await tenantA.transaction((trx) => trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute());
+      users[role] = user.id;
+    }
+    // Objects each parameter can name: in the caller's tenant, and in the other one.
+    const objects = async (tenant: SeededTenant, into: Record<string, string>) => {
+      const handle = db.handles.forTenant(tenant.tenantId);
+      const role = await handle.transaction((trx) => trx.insertInto('roles').values({ name: 'matrix-role', permissions: ['tenant:read'] }).returning('id').executeTakeFirstOrThrow());
+      const token = await handle.read((trx) => trx.selectFrom('api_tokens').select('id').where('user_id', '=', tenant.agent.id).executeTakeFirstOrThrow());
+      await sessionFor(db.handles, tenant.tenantId, tenant.agent.id);
+      const session = await handle.read((trx) => trx.selectFrom('sessions').select('id').where('user_id', '=', tenant.agent.id).executeTakeFirstOrThrow());
+      into.userId = tenant.agent.id;
+      into.roleId = role.id;
+      into.tokenId = token.id;
+      into.sessionId = session.id;
+    };
+    await objects(a, own);
+    await objects(b, other);
+    app = await buildTestApp(db);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  /** Bodies that pass validation where a route's answer to another tenant's object is the point. */
+  const bodies: Record<string, unknown> = {
+    'PATCH /api/v1/users/:userId': { displayName: 'Renamed' },
+    'PUT /api/v1/roles/:roleId': { name: 'matrix-role', permissions: ['tenant:read'] },
+  };
+
+  const routes = (): RouteEntry[] => app.routeTable.filter((route) => route.method !== 'HEAD' && !route.url.startsWith('/api/docs'));
+  const fill = (url: string, values: Record<string, string>) =>
+    url.replace(/:([A-Za-z]+)/g, (_match, name: string) => {
+      const value = values[name];
+      if (value === undefined) throw new Error(`the matrix cannot fill :${name} in ${url}: add an object for it`);
+      return value;
+    });
+
+  const call = async (route: RouteEntry, url: string, cookie: string | undefined, csrf: string | undefined) => {
+    const body = bodies[`${route.method} ${route.url}`];
+    const response = await app.inject({
+      method: route.method as 'GET',
+      url,
+      ...(cookie ? { cookies: { '__Host-rv_session': cookie } } : {}),
+      headers: route.method === 'GET' ? {} : { origin: PUBLIC_URL, ...(csrf ? { 'x-csrf-token': csrf } : {}) },
+      ...(body !== undefined ? { payload: body as Record<string, unknown> } : {}),
+    });
+    return response.statusCode;
+  };
+
+  it('refuses every non-public route without a session', async () => {
+    let checked = 0;
+    for (const route of routes()) {
+      const status = await call(route, fill(route.url, own), undefined, undefined);
+      if (route.access === 'public') expect(status, `${route.method} ${route.url}`).not.toBe(401);
+      else expect(status, `${route.method} ${route.url}`).toBe(401);
+      checked += 1;
+    }
+    expect(checked).toBeGreaterThan(30);
+  });
+
+  it('gives each role exactly what its permissions say, in its own tenant', async () => {
+    const failures: string[] = [];
+    for (const route of routes().filter((entry) => entry.access !== 'public')) {
+      for (const role of builtInRoleNames) {
+        // A fresh session per call: some routes end or rotate the session they are called with.
+        const session = await sessionFor(db.handles, a.tenantId, users[role]!);
+        own.sessionId = (await db.handles.forTenant(a.tenantId).read((trx) => trx.selectFrom('sessions').select('id').where('user_id', '=', users[role]!).orderBy('created_at', 'desc').executeTakeFirstOrThrow())).id;
+        const status = await call(route, fill(route.url, own), session.cookies['__Host-rv_session'], session.csrf);
+        const permitted = route.access === 'authenticated' || route.access === 'login' || (builtInRoles[role] as readonly string[]).includes(route.access);
+        const label = `${role} ${route.method} ${route.url} → ${status}`;
+        if (permitted && (status === 401 || status === 403)) failures.push(`${label} (should be allowed)`);
+        if (!permitted && status !== 403) failures.push(`${label} (should be 403)`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it("answers another tenant's objects with 404, to every role that could reach its own", async () => {
+    const failures: string[] = [];
+    let checked = 0;
+    for (const route of routes().filter((entry) => entry.access !== 'public' && entry.url.includes(':'))) {
+      for (const role of builtInRoleNames) {
+        const permitted = route.access === 'authenticated' || route.access === 'login' || (builtInRoles[role] as readonly string[]).includes(route.access);
+        if (!permitted) continue;
+        const session = await sessionFor(db.handles, a.tenantId, users[role]!);
+        const status = await call(route, fill(route.url, other), session.cookies['__Host-rv_session'], session.csrf);
+        if (status !== 404) failures.push(`${role} ${route.method} ${route.url} → ${status}`);
+        checked += 1;
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(checked).toBeGreaterThan(10);
+    // And nothing of the other tenant changed.
+    const renamed = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.users WHERE tenant_id = $1 AND status <> 'active'`, [b.tenantId]);
+    expect(renamed.rows[0]!.n).toBe(0);
+  });
+});
