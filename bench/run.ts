@@ -2,6 +2,7 @@
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
 import { auditBench } from './audit.bench.ts';
 import { fieldEncryptionBench } from './field-encryption.bench.ts';
+import { loginBench, sessionCheckBench, stuffingBench } from './identity.bench.ts';
 import { startupBench } from './startup.bench.ts';
 import { tenantReadBench } from './tenant-read.bench.ts';
 import { printTable, type BenchRow } from './support.ts';
@@ -12,6 +13,9 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   'tenant-read': tenantReadBench,
   'field-encryption': fieldEncryptionBench,
   audit: auditBench,
+  'session-check': sessionCheckBench,
+  login: loginBench,
+  stuffing: stuffingBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {

@@ -53,6 +53,8 @@ declare module 'fastify' {
     sessionToken: string | undefined;
     /** The caller's tenant handle; throws on a public route (there is no tenant). */
     readonly tenantDb: TenantDb;
+    /** Set by access control only; read through `tenantDb`. */
+    scopedTenantDb: TenantDb | undefined;
   }
 }
 
@@ -79,6 +81,10 @@ export type CachedPrincipal = {
   idleMs: number;
   /** When the credential itself ends (the cache keeps an entry at most this long). */
   expiresAt: number;
+  /** The session's CSRF token (computed once per lookup); empty for API tokens. */
+  csrfToken: string;
+  /** What the request sees; built once per lookup (nothing in it changes while the entry lives). */
+  principal: Principal;
   allowed: (address: string) => boolean;
 };
 
@@ -97,8 +103,18 @@ function bearerToken(request: FastifyRequest): string | undefined {
   return match[1];
 }
 
-async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', hash: Buffer): Promise<CachedPrincipal | undefined> {
-  return tenantDb.read(async (trx) => {
+type Found = Omit<CachedPrincipal, 'principal'>;
+
+function withPrincipal(found: Found): CachedPrincipal {
+  const credential: Credential =
+    found.kind === 'session'
+      ? { kind: 'session', id: found.credentialId, stage: found.stage, authenticatedAt: found.authenticatedAt, csrfToken: found.csrfToken }
+      : { kind: 'api_token', id: found.credentialId };
+  return { ...found, principal: { tenantId: found.tenantId, userId: found.userId, role: found.role, permissions: found.permissions, credential } };
+}
+
+async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', token: string, hash: Buffer): Promise<CachedPrincipal | undefined> {
+  const found = await tenantDb.read(async (trx): Promise<Found | undefined> => {
     const policy = await loadSecurityPolicy(trx);
     const allowed = createAllowListMatcher(policy.ipAllowList);
     if (kind === 'api_token') {
@@ -120,6 +136,7 @@ async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', hash: B
         lastSeenAt: owner.lastUsedAt?.getTime() ?? 0,
         idleMs: Number.POSITIVE_INFINITY,
         expiresAt: owner.expiresAt.getTime(),
+        csrfToken: '',
         allowed,
       };
     }
@@ -139,13 +156,25 @@ async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', hash: B
       lastSeenAt: session.lastSeenAt.getTime(),
       idleMs: policy.sessionIdleMinutes * 60_000,
       expiresAt: session.expiresAt.getTime(),
+      csrfToken: csrfTokenFor(token),
       allowed,
     };
   });
+  return found && withPrincipal(found);
 }
 
 async function accessControl(app: FastifyInstance, options: AccessControlOptions): Promise<void> {
-  const tenantDbs = new WeakMap<FastifyRequest, TenantDb>();
+  // One handle per tenant, reused across requests (a handle is a few closures over the pool).
+  const handles = new Map<string, TenantDb>();
+  const tenantHandle = (tenantId: string) => {
+    let handle = handles.get(tenantId);
+    if (!handle) {
+      if (handles.size >= 10_000) handles.clear();
+      handle = options.forTenant(tenantId);
+      handles.set(tenantId, handle);
+    }
+    return handle;
+  };
   const routeTable: RouteEntry[] = [];
   app.decorate('routeTable', routeTable);
 
@@ -168,9 +197,10 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
 
   app.decorateRequest('principal', undefined);
   app.decorateRequest('sessionToken', undefined);
+  app.decorateRequest('scopedTenantDb', undefined);
   app.decorateRequest('tenantDb', {
     getter(this: FastifyRequest) {
-      const tenantDb = tenantDbs.get(this);
+      const tenantDb = this.scopedTenantDb;
       if (!tenantDb) throw new Error('tenantDb used on a route without an authenticated principal');
       return tenantDb;
     },
@@ -206,16 +236,17 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     const bearer = bearerToken(request);
     const cookie = bearer === undefined ? request.cookies[SESSION_COOKIE] : undefined;
     const kind = bearer !== undefined ? 'api_token' : 'session';
+    const token = bearer ?? cookie ?? '';
     const parsed = bearer !== undefined ? parseTenantToken('rvk', bearer) : cookie !== undefined ? parseTenantToken('rvc', cookie) : undefined;
     if (!parsed) throw new AppError('unauthenticated');
-    const tenantDb = options.forTenant(parsed.tenantId);
+    const tenantDb = tenantHandle(parsed.tenantId);
     const key = parsed.hash.toString('hex');
     const now = Date.now();
 
     const fresh = async () => {
       options.credentials.delete(key);
       const stamp = options.credentials.stamp(parsed.tenantId);
-      const found = await lookUp(tenantDb, kind, parsed.hash);
+      const found = await lookUp(tenantDb, kind, token, parsed.hash);
       if (found) options.credentials.set(key, found, stamp);
       return found;
     };
@@ -237,26 +268,20 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
       throw new AppError('unauthenticated', 'The session ended after a period of inactivity. Sign in again.');
     }
 
-    tenantDbs.set(request, tenantDb);
+    request.scopedTenantDb = tenantDb;
     if (!cached.allowed(request.ip)) {
       await deny(request, tenantDb, cached, 'ip_not_allowed');
       throw new AppError('ip_not_allowed');
     }
     if (cached.kind === 'session') {
-      const csrfToken = csrfTokenFor(cookie ?? '');
+      const csrfToken = cached.csrfToken;
       // CSRF, second line: a cookie request that changes something carries the session's CSRF token.
       if (unsafe && request.headers['x-csrf-token'] !== csrfToken) {
         await deny(request, tenantDb, cached, 'csrf_token');
         throw new AppError('csrf_failed');
       }
       request.sessionToken = cookie;
-      request.principal = {
-        tenantId: cached.tenantId,
-        userId: cached.userId,
-        role: cached.role,
-        permissions: cached.permissions,
-        credential: { kind: 'session', id: cached.credentialId, stage: cached.stage, authenticatedAt: cached.authenticatedAt, csrfToken },
-      };
+      request.principal = cached.principal;
       if (now - cached.lastSeenAt > TOUCH_INTERVAL_MS) {
         const seen = cached;
         seen.lastSeenAt = now;
@@ -265,13 +290,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
         );
       }
     } else {
-      request.principal = {
-        tenantId: cached.tenantId,
-        userId: cached.userId,
-        role: cached.role,
-        permissions: cached.permissions,
-        credential: { kind: 'api_token', id: cached.credentialId },
-      };
+      request.principal = cached.principal;
       if (now - cached.lastSeenAt > TOUCH_INTERVAL_MS) {
         const used = cached;
         used.lastSeenAt = now;

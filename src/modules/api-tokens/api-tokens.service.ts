@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 
 /**
@@ -14,7 +14,7 @@ const TOKEN_PATTERN = /^(rvk|rvc|rvs|rvd)_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$/;
 export type ParsedToken = { tenantId: string; hash: Buffer };
 
 export function hashSecretToken(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
+  return hash('sha256', token, 'buffer');
 }
 
 export function uuidFromHex(hex: string): string {
@@ -62,10 +62,11 @@ export async function issueApiToken(
   tenantId: string,
   input: { userId: string; name: string; expiresAt: Date; scopes: readonly string[] },
 ): Promise<{ id: string; token: string }> {
-  const { token, hash } = mintTenantToken('rvk', tenantId);
+  const minted = mintTenantToken('rvk', tenantId);
+  const token = minted.token;
   const row = await trx
     .insertInto('api_tokens')
-    .values({ user_id: input.userId, name: input.name, token_hash: hash, expires_at: input.expiresAt, scopes: [...input.scopes] })
+    .values({ user_id: input.userId, name: input.name, token_hash: minted.hash, expires_at: input.expiresAt, scopes: [...input.scopes] })
     .returning('id')
     .executeTakeFirstOrThrow();
   return { id: row.id, token };

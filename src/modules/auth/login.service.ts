@@ -17,10 +17,10 @@ import { afterFailure, DEVICE_LIMITS, forgiveAccountAttempt, isLocked, takeAccou
 /**
  * Password login, second factors and step-up.
  *
- * Every failed login answers the same `login_failed` after the same work — one argon2id
- * verification (against a decoy hash when there is no account, or it is locked) — and no sooner
- * than FAILURE_FLOOR_MS after it began, so neither the answer nor its timing tells an unknown
- * address from a wrong password or a locked account. The account holder learns of a lockout by
+ * Every failed login answers the same `login_failed`, no sooner than FAILURE_FLOOR_MS after it
+ * began, so neither the answer nor its timing tells an unknown address from a wrong password or a
+ * locked account: an unknown address costs one argon2id verification against a decoy hash, like a
+ * wrong password; a locked one costs none (the floor, far above one verification, hides that). The account holder learns of a lockout by
  * e-mail, and — on a browser they have signed in from before (trusted device) — in the answer.
  */
 export const FAILURE_FLOOR_MS = 350;
@@ -144,15 +144,16 @@ export async function login(
     throw new AppError('ip_not_allowed');
   }
   if (first.kind === 'device_locked') {
-    await verifyPassword(await decoyPasswordHash(), input.password);
     await padFrom(started);
     throw new AppError('account_locked', `Too many failed attempts from this browser. Try again after ${first.until.toISOString()}.`);
   }
   const sourceBlocked = first.trustedDeviceId ? false : (await deps.systemDb.takeSourceAttempt(input.sourceIp, now)).blocked;
-  const storedHash = !first.blocked && !sourceBlocked ? first.passwordHash : undefined;
-  const passwordOk = storedHash !== undefined
-    ? await verifyPassword(storedHash, input.password)
-    : (await verifyPassword(await decoyPasswordHash(), input.password)) && false;
+  // A refused attempt (locked account or network) checks no password at all, so an attacker cannot
+  // spend our CPU on locked accounts; its answer still waits for the floor like every failure.
+  const refused = first.blocked || sourceBlocked;
+  const storedHash = refused ? undefined : first.passwordHash;
+  const passwordOk =
+    storedHash !== undefined ? await verifyPassword(storedHash, input.password) : !refused && (await verifyPassword(await decoyPasswordHash(), input.password)) && false;
 
   if (!passwordOk || !first.userId) {
     const reason = !first.userId ? 'unknown_account' : first.blocked ? 'account_locked' : sourceBlocked ? 'source_locked' : 'wrong_password';
