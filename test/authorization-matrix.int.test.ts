@@ -48,6 +48,10 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
       into.roleId = role.id;
       into.tokenId = token.id;
       into.sessionId = session.id;
+      const passkey = await handle.transaction((trx) =>
+        trx.insertInto('webauthn_credentials').values({ user_id: tenant.agent.id, credential_id: `matrix-${tenant.slug}-credential`, public_key: Buffer.alloc(77, 1), name: 'key' }).returning('id').executeTakeFirstOrThrow(),
+      );
+      into.passkeyId = passkey.id;
     };
     await objects(a, own);
     await objects(b, other);

@@ -32,7 +32,7 @@ import { runEvery } from '../background-task.ts';
  * fails when a `*_ciphertext` column of the schema is missing from this list.
  */
 export type EncryptedColumn = {
-  table: 'users' | 'email_outbox';
+  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states';
   column: string;
   /** The field name bound into the ciphertext's associated data. */
   field: string;
@@ -55,6 +55,8 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: 'users', column: 'totp_pending_ciphertext', field: 'totp_pending' },
   { table: 'email_outbox', column: 'recipient_ciphertext', field: 'recipient' },
   { table: 'email_outbox', column: 'message_ciphertext', field: 'message' },
+  { table: 'oidc_providers', column: 'client_secret_ciphertext', field: 'client_secret' },
+  { table: 'oidc_login_states', column: 'code_verifier_ciphertext', field: 'code_verifier' },
 ];
 
 /**

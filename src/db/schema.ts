@@ -237,6 +237,65 @@ export type SchemaMigrationsTable = {
   applied_by: string;
 };
 
+export type WebauthnCredentialsTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  user_id: string;
+  credential_id: string;
+  public_key: Buffer;
+  counter: ColumnType<string, number | undefined, number>;
+  transports: ColumnType<string[], string[] | undefined, string[]>;
+  name: string;
+  backed_up: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  last_used_at: Date | null;
+};
+
+export type WebauthnChallengesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  challenge: string;
+  purpose: 'registration' | 'mfa' | 'login';
+  session_id: string | null;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+};
+
+export type RoleMapping = { group: string; role?: string; customRoleId?: string };
+
+export type OidcProvidersTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: Generated<string>;
+  issuer: string;
+  client_id: string;
+  client_secret_ciphertext: Buffer | null;
+  scopes: ColumnType<string, string | undefined, string>;
+  groups_claim: ColumnType<string, string | undefined, string>;
+  role_mappings: ColumnType<RoleMapping[], string, string>;
+  default_role: string | null;
+  enabled: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+};
+
+export type OidcLoginStatesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  id: ColumnType<string, string | undefined, never>;
+  state_hash: Buffer;
+  nonce: string;
+  code_verifier_ciphertext: Buffer;
+  expires_at: Timestamp;
+  created_at: Timestamp;
+};
+
+export type SsoIdentitiesTable = {
+  tenant_id: ColumnType<string, string | undefined, never>;
+  issuer: string;
+  subject: string;
+  user_id: string;
+  created_at: Timestamp;
+  last_login_at: Date | null;
+};
+
 /** Tables that belong to one tenant (row-level security on tenant_id). */
 export type TenantTables = {
   tenants: TenantsTable;
@@ -257,6 +316,11 @@ export type TenantTables = {
   trusted_devices: TrustedDevicesTable;
   account_throttle: AccountThrottleTable;
   email_outbox: EmailOutboxTable;
+  webauthn_credentials: WebauthnCredentialsTable;
+  webauthn_challenges: WebauthnChallengesTable;
+  oidc_providers: OidcProvidersTable;
+  oidc_login_states: OidcLoginStatesTable;
+  sso_identities: SsoIdentitiesTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

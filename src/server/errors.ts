@@ -15,6 +15,8 @@ export const errorCatalogue = {
   password_too_weak: { status: 400, title: 'The password does not meet the password policy' },
   proof_out_of_range: { status: 400, title: 'No proof exists for those positions of the audit tree' },
   mfa_code_invalid: { status: 400, title: 'The code is not valid' },
+  passkey_invalid: { status: 400, title: 'The passkey response is not valid' },
+  sso_failed: { status: 400, title: 'Single sign-on did not complete' },
   unauthenticated: { status: 401, title: 'Authentication is required' },
   login_failed: { status: 401, title: 'The organisation, e-mail address or password is not right' },
   forbidden: { status: 403, title: 'You do not have the permission this needs' },

@@ -42,6 +42,7 @@ export type UserAccess = {
   permissions: Permission[];
   mfaRequired: boolean;
   hasTotp: boolean;
+  hasPasskey: boolean;
 };
 
 export async function loadUserAccess(trx: TenantTransaction, userId: string, policy: SecurityPolicy): Promise<UserAccess | undefined> {
@@ -53,6 +54,7 @@ export async function loadUserAccess(trx: TenantTransaction, userId: string, pol
       'users.status',
       'users.custom_role_id',
       sql<boolean>`users.totp_secret_ciphertext IS NOT NULL`.as('has_totp'),
+      sql<boolean>`EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.tenant_id = users.tenant_id AND w.user_id = users.id)`.as('has_passkey'),
       'roles.permissions',
       'roles.requires_mfa',
     ])
@@ -68,12 +70,13 @@ export async function loadUserAccess(trx: TenantTransaction, userId: string, pol
     permissions,
     mfaRequired: roleNeedsMfa || policy.mfaRequiredForAll,
     hasTotp: row.has_totp,
+    hasPasskey: row.has_passkey,
   };
 }
 
 /** The stage a login reaches once the password (or single sign-on) is proven. */
 export function stageAfterFirstFactor(access: UserAccess): SessionStage {
-  if (access.hasTotp) return 'mfa';
+  if (access.hasTotp || access.hasPasskey) return 'mfa';
   return access.mfaRequired ? 'mfa_enrollment' : 'active';
 }
 
