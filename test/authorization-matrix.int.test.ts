@@ -55,6 +55,8 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     };
     await objects(a, own);
     await objects(b, other);
+    own.tenant = a.slug;
+    other.tenant = b.slug;
     app = await buildTestApp(db);
   });
   afterAll(async () => {

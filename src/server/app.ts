@@ -21,6 +21,7 @@ import { accessRoutes } from '../modules/access/access.routes.ts';
 import { apiTokensRoutes } from '../modules/api-tokens/api-tokens.routes.ts';
 import { authRoutes } from '../modules/auth/auth.routes.ts';
 import { passkeysRoutes } from '../modules/auth/passkeys.routes.ts';
+import { ssoRoutes } from '../modules/auth/sso.routes.ts';
 import { relyingPartyFor } from '../modules/auth/passkeys.ts';
 import { createMailer } from '../modules/mail/mailer.ts';
 import { AppError, errorCatalogue, handleError, PROBLEM_CONTENT_TYPE, problemBody, sendProblem } from './errors.ts';
@@ -199,6 +200,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   const authDeps = { systemDb: database.systemDb, forTenant: database.forTenant, cipher, mailer };
   await app.register(authRoutes, authDeps);
   await app.register(passkeysRoutes, { ...authDeps, relyingParty: relyingPartyFor(config.publicUrl) });
+  await app.register(ssoRoutes, { ...authDeps, publicUrl: config.publicUrl });
   await app.register(usersRoutes, { cipher, mailer, publicUrl: config.publicUrl });
   await app.register(accessRoutes);
   await app.register(apiTokensRoutes);
