@@ -32,7 +32,7 @@ export type Principal = {
   credential: Credential;
 };
 
-export type RouteEntry = { method: string; url: string; access: RouteAccess; stepUp: boolean; sessionOnly: boolean };
+export type RouteEntry = { method: string; url: string; access: RouteAccess; stepUp: boolean | 'sessions'; sessionOnly: boolean };
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -42,8 +42,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Required on every route: the permission it needs, or another access kind. */
     access?: RouteAccess;
-    /** The caller must have proved who they are within the last 5 minutes (session only). */
-    stepUp?: boolean;
+    /**
+     * The caller must have proved who they are within the last 5 minutes: `true` — a browser session
+     * only; `'sessions'` — a session must be that recent, while an API token (whose creation needed a
+     * step-up, and which a scope limits) may call it too (exports pulled by a SIEM).
+     */
+    stepUp?: boolean | 'sessions';
     /** API tokens are not accepted here: only a person in a browser session. */
     sessionOnly?: boolean;
   }
@@ -183,7 +187,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     if (route.url.startsWith(DOCS_PREFIX)) {
       route.config = { ...route.config, access: 'public' };
     }
-    const config = (route.config ?? {}) as { access?: unknown; stepUp?: boolean; sessionOnly?: boolean };
+    const config = (route.config ?? {}) as { access?: unknown; stepUp?: boolean | 'sessions'; sessionOnly?: boolean };
     if (!isRouteAccess(config.access)) {
       throw new Error(`Route ${String(route.method)} ${route.url} declares no valid access (config.access)`);
     }
@@ -191,7 +195,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
       throw new Error(`Route ${String(route.method)} ${route.url}: step-up needs an authenticated access`);
     }
     for (const method of [route.method].flat()) {
-      routeTable.push({ method, url: route.url, access: config.access, stepUp: Boolean(config.stepUp), sessionOnly: Boolean(config.sessionOnly || config.stepUp) });
+      routeTable.push({ method, url: route.url, access: config.access, stepUp: config.stepUp ?? false, sessionOnly: Boolean(config.sessionOnly || config.stepUp === true) });
     }
   });
 
@@ -254,7 +258,8 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     if (!cached) throw new AppError('unauthenticated');
     // Another node may have seen this session more recently, or stepped it up: check before refusing.
     const looksIdle = now - cached.lastSeenAt > cached.idleMs;
-    const needsStepUp = config.stepUp === true && now - cached.authenticatedAt > STEP_UP_MS;
+    const stepUp = config.stepUp === true || (config.stepUp === 'sessions' && cached.kind === 'session');
+    const needsStepUp = stepUp && now - cached.authenticatedAt > STEP_UP_MS;
     if (looksIdle || needsStepUp) {
       cached = await fresh();
       if (!cached) throw new AppError('unauthenticated');
@@ -306,7 +311,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     }
     if (cached.stage === 'mfa') throw new AppError('second_factor_required');
     if (cached.stage === 'mfa_enrollment') throw new AppError('mfa_enrollment_required');
-    if ((config.sessionOnly || config.stepUp) && cached.kind !== 'session') {
+    if ((config.sessionOnly || config.stepUp === true) && cached.kind !== 'session') {
       await deny(request, tenantDb, cached, 'session_only');
       throw new AppError('forbidden', 'This needs a signed-in browser session; API tokens cannot do it.');
     }
@@ -314,7 +319,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
       await deny(request, tenantDb, cached, 'permission', { permission: access });
       throw new AppError('forbidden');
     }
-    if (config.stepUp && now - cached.authenticatedAt > STEP_UP_MS) {
+    if (stepUp && now - cached.authenticatedAt > STEP_UP_MS) {
       await deny(request, tenantDb, cached, 'step_up');
       throw new AppError('reauthentication_required');
     }

@@ -42,7 +42,7 @@ export async function auditRoutes(app: App, options: { systemDb: SystemDb }): Pr
   app.get(
     '/api/v1/audit/events',
     {
-      config: { access: 'audit:read' },
+      config: { access: 'audit:read', stepUp: 'sessions' },
       schema: {
         summary: 'Export sealed audit events as JSON lines, in leaf order',
         description:
