@@ -2,7 +2,7 @@ import { hash } from '@node-rs/argon2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp } from './support/app.ts';
-import { newBrowser, send, sessionFor, setPassword } from './support/auth.ts';
+import { newBrowser, send, sessionFor } from './support/auth.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
