@@ -66,17 +66,31 @@ async function withIdentityServer(work: (context: Context) => Promise<BenchRow[]
   }
 }
 
-/** A session-checked request against the same handler open to anyone; rounds alternate. */
+/** A session-checked request against the same handler open to anyone; best of four alternating rounds each. */
 export const sessionCheckBench = () =>
   withIdentityServer(async ({ base, sessionToken }) => {
     const cookie = { cookie: `__Host-rv_session=${sessionToken}` };
     if ((await fetch(`${base}/bench/checked`, { headers: cookie })).status !== 200) throw new Error('the session was refused');
     const open: number[] = [];
     const checked: number[] = [];
-    for (let round = 0; round < 3; round += 1) {
-      open.push((await load({ url: `${base}/bench/open`, seconds: SECONDS, connections: 20 })).requestsPerSecond);
-      checked.push((await load({ url: `${base}/bench/checked`, headers: cookie, seconds: SECONDS, connections: 20 })).requestsPerSecond);
+    const openWithCookie: number[] = [];
+    // Both paths warmed up (JIT) first; then four rounds, the order flipped each time, so that
+    // drift in the machine favours neither side.
+    await load({ url: `${base}/bench/open`, seconds: 3, connections: 20 });
+    await load({ url: `${base}/bench/checked`, headers: cookie, seconds: 3, connections: 20 });
+    for (let round = 0; round < 4; round += 1) {
+      const runOpen = async () => open.push((await load({ url: `${base}/bench/open`, seconds: SECONDS, connections: 20 })).requestsPerSecond);
+      const runChecked = async () => checked.push((await load({ url: `${base}/bench/checked`, headers: cookie, seconds: SECONDS, connections: 20 })).requestsPerSecond);
+      if (round % 2 === 0) {
+        await runOpen();
+        await runChecked();
+      } else {
+        await runChecked();
+        await runOpen();
+      }
+      if (process.env.BENCH_DIAGNOSE) openWithCookie.push((await load({ url: `${base}/bench/open`, headers: cookie, seconds: SECONDS, connections: 20 })).requestsPerSecond);
     }
+    if (process.env.BENCH_DIAGNOSE) process.stderr.write(`open ${open.join(' ')} / checked ${checked.join(' ')} / open with the cookie ${openWithCookie.join(' ')}\n`);
     const openRate = Math.max(...open);
     const checkedRate = Math.max(...checked);
     const overhead = openRate / checkedRate - 1;

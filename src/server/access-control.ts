@@ -89,7 +89,8 @@ export type CachedPrincipal = {
   csrfToken: string;
   /** What the request sees; built once per lookup (nothing in it changes while the entry lives). */
   principal: Principal;
-  allowed: (address: string) => boolean;
+  /** The tenant's IP allow-list as a matcher; undefined when the list is empty (any address). */
+  allowed: ((address: string) => boolean) | undefined;
 };
 
 export type AccessControlOptions = {
@@ -120,7 +121,7 @@ function withPrincipal(found: Found): CachedPrincipal {
 async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', token: string, hash: Buffer): Promise<CachedPrincipal | undefined> {
   const found = await tenantDb.read(async (trx): Promise<Found | undefined> => {
     const policy = await loadSecurityPolicy(trx);
-    const allowed = createAllowListMatcher(policy.ipAllowList);
+    const allowed = policy.ipAllowList.length > 0 ? createAllowListMatcher(policy.ipAllowList) : undefined;
     if (kind === 'api_token') {
       const owner = await findTokenOwner(trx, hash);
       if (!owner) return undefined;
@@ -210,6 +211,14 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     },
   });
 
+  const lookUpAndCache = async (tenantDb: TenantDb, kind: 'api_token' | 'session', token: string, hash: Buffer, key: string) => {
+    options.credentials.delete(key);
+    const stamp = options.credentials.stamp(tenantDb.tenantId);
+    const found = await lookUp(tenantDb, kind, token, hash);
+    if (found) options.credentials.set(key, found, stamp);
+    return found;
+  };
+
   const deny = async (request: FastifyRequest, tenantDb: TenantDb, cached: CachedPrincipal, reason: string, details: Record<string, unknown> = {}) => {
     // A denial of an authenticated caller is recorded, in a transaction of its own.
     await recordAuditEventAlone(tenantDb, {
@@ -247,13 +256,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     const key = parsed.hash.toString('hex');
     const now = Date.now();
 
-    const fresh = async () => {
-      options.credentials.delete(key);
-      const stamp = options.credentials.stamp(parsed.tenantId);
-      const found = await lookUp(tenantDb, kind, token, parsed.hash);
-      if (found) options.credentials.set(key, found, stamp);
-      return found;
-    };
+    const fresh = () => lookUpAndCache(tenantDb, kind, token, parsed.hash, key);
     let cached = options.credentials.get(key) ?? (await fresh());
     if (!cached) throw new AppError('unauthenticated');
     // Another node may have seen this session more recently, or stepped it up: check before refusing.
@@ -274,7 +277,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     }
 
     request.scopedTenantDb = tenantDb;
-    if (!cached.allowed(request.ip)) {
+    if (cached.allowed && !cached.allowed(request.ip)) {
       await deny(request, tenantDb, cached, 'ip_not_allowed');
       throw new AppError('ip_not_allowed');
     }
