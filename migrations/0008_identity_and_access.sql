@@ -40,6 +40,9 @@ ALTER TABLE users ADD COLUMN totp_secret_ciphertext bytea CHECK (octet_length(to
 ALTER TABLE users ADD COLUMN totp_pending_ciphertext bytea CHECK (octet_length(totp_pending_ciphertext) <= 512);
 ALTER TABLE users ADD COLUMN totp_last_step bigint;
 ALTER TABLE users ADD COLUMN password_changed_at timestamptz;
+-- Failed second-factor codes, counted apart from passwords: a correct password never forgives them.
+ALTER TABLE users ADD COLUMN second_factor_failures integer NOT NULL DEFAULT 0 CHECK (second_factor_failures >= 0);
+ALTER TABLE users ADD COLUMN second_factor_locked_until timestamptz;
 
 -- A credential's power can change with these columns too: tell every process at commit.
 DROP TRIGGER users_auth_change ON users;

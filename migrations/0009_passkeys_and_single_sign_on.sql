@@ -58,6 +58,8 @@ CREATE TABLE oidc_providers (
   groups_claim text NOT NULL DEFAULT 'groups' CHECK (groups_claim ~ '^[A-Za-z0-9_:./-]{1,100}$'),
   role_mappings jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(role_mappings) = 'array'),
   default_role text CHECK (default_role IN ('admin', 'supervisor', 'agent', 'auditor', 'privacy_officer')),
+  -- Whether a second factor the provider reports (the ID token's amr) counts here; never for owners.
+  trust_provider_mfa boolean NOT NULL DEFAULT false,
   enabled boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
@@ -71,13 +73,15 @@ CREATE POLICY tenant_isolation ON oidc_providers
   WITH CHECK (tenant_id = current_tenant_id());
 
 -- A sign-in started at the provider: state (stored hashed), nonce and PKCE verifier (ciphertext),
--- spent on the callback, valid 10 minutes.
+-- and the hash of a cookie set in the browser that started it (the callback must come back with
+-- it, so a callback URL cannot be finished in another browser); spent on the callback, valid 10 minutes.
 CREATE TABLE oidc_login_states (
   tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
   id uuid NOT NULL DEFAULT gen_random_uuid(),
   state_hash bytea NOT NULL CHECK (octet_length(state_hash) = 32),
   nonce text NOT NULL CHECK (char_length(nonce) BETWEEN 16 AND 128),
   code_verifier_ciphertext bytea NOT NULL CHECK (octet_length(code_verifier_ciphertext) <= 1024),
+  browser_hash bytea NOT NULL CHECK (octet_length(browser_hash) = 32),
   expires_at timestamptz NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (tenant_id, id),

@@ -25,6 +25,7 @@ describe(`single sign-on with OpenID Connect (${serverLabel()} server)`, () => {
       { sub: 'sven-2', email: 'sven@sso-a.example', emailVerified: true, name: 'Sven Supervisor', groups: ['cc-supervisors', 'cc-agents'] },
       { sub: 'nina-3', email: 'nina@sso-a.example', emailVerified: true, name: 'Nina Nobody', groups: ['marketing'] },
       { sub: 'owner-4', email: a.owner.email, emailVerified: false, name: 'Impostor', groups: ['cc-supervisors'] },
+      { sub: 'owner-5', email: a.owner.email, emailVerified: true, name: 'Verified impostor', groups: ['cc-supervisors'] },
     ]) {
       idp.accounts.set(account.sub, account);
       registerPersonalData(account.email, account.name);
@@ -49,15 +50,16 @@ describe(`single sign-on with OpenID Connect (${serverLabel()} server)`, () => {
   });
 
   const signIn = async (account: string) => {
-    const start = await app.inject({ url: '/api/v1/auth/sso/sso-a/start' });
+    const browser = newBrowser();
+    const start = await send(app, browser, 'GET', '/api/v1/auth/sso/sso-a/start');
     expect(start.statusCode).toBe(302);
+    expect(String([start.headers['set-cookie']].flat()[0])).toMatch(/^__Host-rv_sso=.*HttpOnly; Secure; SameSite=Lax/);
     const location = new URL(String(start.headers.location));
     expect(location.origin).toBe(idp.issuer);
     expect(location.searchParams.get('code_challenge_method')).toBe('S256');
     expect(location.searchParams.get('state')).toMatch(/.{20,}/);
     expect(location.searchParams.get('nonce')).toMatch(/.{20,}/);
     const back = await idp.signIn(location.href, account, callback);
-    const browser = newBrowser();
     const response = await send(app, browser, 'GET', back.slice(PUBLIC_URL.length));
     return { browser, response, back };
   };
@@ -81,7 +83,7 @@ describe(`single sign-on with OpenID Connect (${serverLabel()} server)`, () => {
     idp.accounts.set('sven-2', { ...idp.accounts.get('sven-2')!, groups: ['cc-agents'] });
     const again = await signIn('sven-2');
     expect((await send(app, again.browser, 'GET', '/api/v1/auth/session')).json()).toMatchObject({ stage: 'active', role: 'agent' });
-    const changes = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'user.update' AND details::text LIKE '%sso%'`);
+    const changes = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'user.update' AND details->>'via' = 'sso' AND details ? 'to'`);
     expect(changes.rows[0]!.n).toBe(1);
   });
 
@@ -92,18 +94,30 @@ describe(`single sign-on with OpenID Connect (${serverLabel()} server)`, () => {
     // An unverified address that matches the owner's neither links to the owner nor creates anyone.
     const impostor = await signIn('owner-4');
     expect(impostor.response.statusCode).toBe(400);
+    // Nor does a verified one: a provider never takes over an account someone already uses.
+    const verifiedImpostor = await signIn('owner-5');
+    expect(verifiedImpostor.response.statusCode).toBe(400);
     const linked = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.sso_identities WHERE user_id = $1`, [a.owner.id]);
     expect(linked.rows[0]!.n).toBe(0);
+    // A callback finished in another browser (login CSRF) is refused, and spends the state.
+    const stranger = newBrowser();
+    const started = await send(app, stranger, 'GET', '/api/v1/auth/sso/sso-a/start');
+    const stolen = await idp.signIn(String(started.headers.location), 'alice-1', callback);
+    expect((await app.inject({ url: stolen.slice(PUBLIC_URL.length) })).statusCode).toBe(400);
+    expect((await send(app, stranger, 'GET', stolen.slice(PUBLIC_URL.length))).statusCode).toBe(400);
     // The same callback twice: its state is spent.
     const first = await signIn('alice-1');
     expect(first.response.statusCode).toBe(200);
-    const replay = await app.inject({ url: first.back.slice(PUBLIC_URL.length) });
+    const replay = await send(app, first.browser, 'GET', first.back.slice(PUBLIC_URL.length));
     expect(replay.statusCode).toBe(400);
     // A forged state never started here.
     const forged = await app.inject({ url: `/api/v1/auth/sso/sso-a/callback?code=abc&state=${'x'.repeat(43)}` });
     expect(forged.statusCode).toBe(400);
     const failures = await db.superQuery(`SELECT details->>'reason' AS reason FROM ringvakt.audit_events WHERE action = 'auth.login' AND outcome = 'failed' ORDER BY occurred_at`);
-    expect(failures.rows.map((row) => row.reason)).toEqual(expect.arrayContaining(['no_role_for_groups', 'no_verified_email', 'unknown_state']));
+    expect(failures.rows.map((row) => row.reason)).toEqual(expect.arrayContaining(['no_role_for_groups', 'no_verified_email', 'account_exists_not_linked', 'unknown_state_or_other_browser']));
+    // Taken out of every mapped group at the provider: the linked user's access ends too.
+    idp.accounts.set('alice-1', { ...idp.accounts.get('alice-1')!, groups: ['marketing'] });
+    expect((await signIn('alice-1')).response.statusCode).toBe(400);
   });
 
   it('shows the provider to security managers without its secret', async () => {

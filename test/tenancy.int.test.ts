@@ -50,7 +50,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('webauthn_credentials').values({ user_id: tenant.owner.id, credential_id: `cred-${tenant.slug}-0123456789`, public_key: Buffer.alloc(77, 1), name: 'key' }).execute();
         await trx.insertInto('webauthn_challenges').values({ challenge: `${tenant.slug.replace('-', '_')}_challenge_0123456789abcdef0123456789`, purpose: 'login', session_id: null, expires_at: new Date(Date.now() + 60_000) }).execute();
         await trx.insertInto('oidc_providers').values({ issuer: 'https://idp.example', client_id: 'ringvakt', role_mappings: '[]' }).execute();
-        await trx.insertInto('oidc_login_states').values({ state_hash: Buffer.alloc(32, 3), nonce: 'n'.repeat(20), code_verifier_ciphertext: Buffer.alloc(40, 2), expires_at: new Date(Date.now() + 60_000) }).execute();
+        await trx.insertInto('oidc_login_states').values({ state_hash: Buffer.alloc(32, 3), nonce: 'n'.repeat(20), code_verifier_ciphertext: Buffer.alloc(40, 2), browser_hash: Buffer.alloc(32, 4), expires_at: new Date(Date.now() + 60_000) }).execute();
         await trx.insertInto('sso_identities').values({ issuer: 'https://idp.example', subject: 'subject-1', user_id: tenant.owner.id }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));

@@ -34,6 +34,8 @@ export type UsersTable = {
   totp_pending_ciphertext: Buffer | null;
   totp_last_step: ColumnType<string | null, number | null | undefined, number | null>;
   password_changed_at: Date | null;
+  second_factor_failures: ColumnType<number, number | undefined, number>;
+  second_factor_locked_until: Date | null;
   created_at: Timestamp;
   updated_at: Timestamp;
 };
@@ -272,6 +274,7 @@ export type OidcProvidersTable = {
   groups_claim: ColumnType<string, string | undefined, string>;
   role_mappings: ColumnType<RoleMapping[], string, string>;
   default_role: string | null;
+  trust_provider_mfa: ColumnType<boolean, boolean | undefined, boolean>;
   enabled: ColumnType<boolean, boolean | undefined, boolean>;
   created_at: Timestamp;
   updated_at: Timestamp;
@@ -283,6 +286,7 @@ export type OidcLoginStatesTable = {
   state_hash: Buffer;
   nonce: string;
   code_verifier_ciphertext: Buffer;
+  browser_hash: Buffer;
   expires_at: Timestamp;
   created_at: Timestamp;
 };

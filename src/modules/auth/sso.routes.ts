@@ -6,7 +6,9 @@ import { principalOf } from '../../server/access-control.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import type { AuthDeps } from './login.service.ts';
 import { SESSION_COOKIE } from './sessions.ts';
-import { completeSsoLogin, loadSsoProvider, redirectUriFor, saveSsoProvider, startSsoLogin } from './sso.ts';
+import { completeSsoLogin, loadSsoProvider, redirectUriFor, saveSsoProvider, SSO_BROWSER_COOKIE, startSsoLogin } from './sso.ts';
+import { resolveRoleChoice } from '../users/users.service.ts';
+import { randomBytes } from 'node:crypto';
 
 const slug = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/);
 const assignable = z.enum(['admin', 'supervisor', 'agent', 'auditor', 'privacy_officer']);
@@ -23,6 +25,7 @@ const providerBody = z.strictObject({
   groupsClaim: z.string().regex(/^[A-Za-z0-9_:./-]{1,100}$/).default('groups'),
   roleMappings: z.array(mapping).max(100),
   defaultRole: assignable.nullable().default(null),
+  trustProviderMfa: z.boolean().default(false),
   enabled: z.boolean().default(true),
 });
 
@@ -34,6 +37,7 @@ const providerView = z.object({
   groupsClaim: z.string(),
   roleMappings: z.array(z.object({ group: z.string(), role: z.string().optional(), customRoleId: z.string().optional() })),
   defaultRole: z.string().nullable(),
+  trustProviderMfa: z.boolean(),
   enabled: z.boolean(),
   redirectUri: z.string(),
 });
@@ -60,6 +64,7 @@ export async function ssoRoutes(app: App, deps: AuthDeps & { publicUrl: string }
         groupsClaim: provider.groupsClaim,
         roleMappings: provider.roleMappings,
         defaultRole: provider.defaultRole,
+        trustProviderMfa: provider.trustProviderMfa,
         enabled: provider.enabled,
         redirectUri: redirectUriFor(deps.publicUrl, tenant.slug),
       };
@@ -74,17 +79,30 @@ export async function ssoRoutes(app: App, deps: AuthDeps & { publicUrl: string }
     },
     async (request, reply) => {
       const body = request.body;
+      const principal = principalOf(request);
       await request.tenantDb.transaction(async (trx) => {
+        // Whoever sets the provider can give through it only roles they could give themselves.
+        for (const wanted of [...body.roleMappings, ...(body.defaultRole ? [{ role: body.defaultRole }] : [])]) {
+          await resolveRoleChoice(trx, principal, 'customRoleId' in wanted ? { customRoleId: wanted.customRoleId } : { role: wanted.role });
+        }
         const before = await loadSsoProvider(trx, deps.cipher);
         await saveSsoProvider(trx, deps.cipher, { ...body, clientSecret: body.clientSecret ?? before?.clientSecret });
         await recordAuditEvent(trx, {
           action: 'security_policy.update',
           outcome: 'success',
-          actor: { type: 'user', id: principalOf(request).userId },
+          actor: { type: 'user', id: principal.userId },
           target: { type: 'sso_provider', id: trx.tenantId },
           sourceIp: request.ip,
           requestId: request.id,
-          details: { issuer: body.issuer, clientId: body.clientId, secretChanged: body.clientSecret !== undefined, mappings: body.roleMappings.length, defaultRole: body.defaultRole, enabled: body.enabled },
+          details: {
+            issuer: body.issuer,
+            clientId: body.clientId,
+            secretChanged: body.clientSecret !== undefined,
+            mappings: body.roleMappings.length,
+            defaultRole: body.defaultRole,
+            trustProviderMfa: body.trustProviderMfa,
+            enabled: body.enabled,
+          },
         });
       });
       return reply.code(204).send(null);
@@ -100,7 +118,10 @@ export async function ssoRoutes(app: App, deps: AuthDeps & { publicUrl: string }
     async (request, reply) => {
       const tenantId = await deps.systemDb.tenantIdBySlug(request.params.tenant);
       if (!tenantId) throw new AppError('not_found', 'This organisation has no single sign-on.');
-      const url = await startSsoLogin(deps.forTenant(tenantId), deps.cipher, { slug: request.params.tenant, publicUrl: deps.publicUrl });
+      const browserSecret = randomBytes(32).toString('base64url');
+      const url = await startSsoLogin(deps.forTenant(tenantId), deps.cipher, { slug: request.params.tenant, publicUrl: deps.publicUrl, browserSecret });
+      // Lax, not Strict: the provider sends the browser back with a cross-site top-level GET.
+      reply.setCookie(SSO_BROWSER_COOKIE, browserSecret, { httpOnly: true, secure: true, sameSite: 'lax', path: '/', maxAge: 600 });
       return reply.code(302).header('location', url.href).send(null);
     },
   );
@@ -132,10 +153,12 @@ export async function ssoRoutes(app: App, deps: AuthDeps & { publicUrl: string }
         publicUrl: deps.publicUrl,
         callbackUrl: new URL(request.url, deps.publicUrl),
         state: request.query.state,
+        browserSecret: request.cookies[SSO_BROWSER_COOKIE],
         sourceIp: request.ip,
         requestId: request.id,
         userAgent: typeof userAgent === 'string' ? userAgent : undefined,
       });
+      reply.clearCookie(SSO_BROWSER_COOKIE, { httpOnly: true, secure: true, sameSite: 'lax', path: '/' });
       reply.setCookie(SESSION_COOKIE, result.session.token, { httpOnly: true, secure: true, sameSite: 'strict', path: '/', expires: result.session.expiresAt });
       return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(continuePage);
     },

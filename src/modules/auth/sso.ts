@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { sql } from 'kysely';
 import * as oidc from 'openid-client';
 import type { BuiltInRole, RoleMapping, SessionStage } from '../../db/schema.ts';
 import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
@@ -14,13 +15,20 @@ import { createSession, loadUserAccess, revokeSessions, stageAfterFirstFactor, t
  * Single sign-on with OpenID Connect, one provider per tenant (openid-client): authorization code
  * flow with PKCE (S256), state and nonce; the ID token's signature, issuer, audience, expiry and
  * nonce are checked by the library. Users are provisioned just in time and their role follows the
- * provider's group claim on every sign-in (first matching mapping wins); an identity is its
- * issuer and subject, and an existing account is linked by e-mail only when the provider says the
- * address is verified. No mapping can give the owner role.
+ * provider's group claim on every sign-in (first matching mapping wins; no match ends a linked
+ * user's access too); an identity is its issuer and subject. An existing account is linked by
+ * e-mail only while it is an invitation nobody has taken up (no password, no second factor, not an
+ * owner) and only when the provider says the address is verified: a provider — which an
+ * administrator sets — can never take over an account someone already uses. No mapping can give
+ * the owner role, nor a role with permissions the administrator who set it lacks.
  *
- * A second factor done at the provider counts when the ID token's `amr` says so; otherwise the
- * role's MFA requirement applies here as after a password.
+ * The state, nonce and PKCE verifier are bound to the browser that started the sign-in by a
+ * cookie (`__Host-rv_sso`), so a callback URL cannot be finished in another browser (login CSRF).
+ *
+ * A second factor done at the provider counts only when the tenant trusts the provider's `amr`
+ * claim, and never for owners; otherwise the role's MFA requirement applies as after a password.
  */
+export const SSO_BROWSER_COOKIE = '__Host-rv_sso';
 export type SsoProvider = {
   issuer: string;
   clientId: string;
@@ -29,6 +37,8 @@ export type SsoProvider = {
   groupsClaim: string;
   roleMappings: RoleMapping[];
   defaultRole: BuiltInRole | null;
+  /** Count a second factor the provider reports (amr) as ours; never for owners. */
+  trustProviderMfa: boolean;
   enabled: boolean;
 };
 
@@ -57,6 +67,7 @@ export async function loadSsoProvider(trx: TenantTransaction, cipher: FieldCiphe
     groupsClaim: row.groups_claim,
     roleMappings: row.role_mappings,
     defaultRole: row.default_role as BuiltInRole | null,
+    trustProviderMfa: row.trust_provider_mfa,
     enabled: row.enabled,
   };
 }
@@ -76,6 +87,7 @@ export async function saveSsoProvider(trx: TenantTransaction, cipher: FieldCiphe
     groups_claim: provider.groupsClaim,
     role_mappings: JSON.stringify(provider.roleMappings),
     default_role: provider.defaultRole,
+    trust_provider_mfa: provider.trustProviderMfa,
     enabled: provider.enabled,
     updated_at: new Date(),
   };
@@ -112,7 +124,7 @@ export const redirectUriFor = (publicUrl: string, slug: string) => `${publicUrl}
 const stateHash = (state: string) => createHash('sha256').update(state).digest();
 
 /** Starts a sign-in: stores state, nonce and PKCE verifier; answers the provider URL to go to. */
-export async function startSsoLogin(tenantDb: TenantDb, cipher: FieldCipher, input: { slug: string; publicUrl: string }): Promise<URL> {
+export async function startSsoLogin(tenantDb: TenantDb, cipher: FieldCipher, input: { slug: string; publicUrl: string; browserSecret: string }): Promise<URL> {
   const provider = await tenantDb.read((trx) => loadSsoProvider(trx, cipher));
   if (!provider?.enabled) throw new AppError('not_found', 'This organisation has no single sign-on.');
   const configuration = await configurationFor(tenantDb.tenantId, provider).catch(() => {
@@ -126,7 +138,14 @@ export async function startSsoLogin(tenantDb: TenantDb, cipher: FieldCipher, inp
     await trx.deleteFrom('oidc_login_states').where('expires_at', '<', new Date()).execute();
     await trx
       .insertInto('oidc_login_states')
-      .values({ id, state_hash: stateHash(state), nonce, code_verifier_ciphertext: await cipher.encrypt(trx, verifierField(id), verifier), expires_at: new Date(Date.now() + STATE_MS) })
+      .values({
+        id,
+        state_hash: stateHash(state),
+        nonce,
+        code_verifier_ciphertext: await cipher.encrypt(trx, verifierField(id), verifier),
+        browser_hash: stateHash(input.browserSecret),
+        expires_at: new Date(Date.now() + STATE_MS),
+      })
       .execute();
   });
   return oidc.buildAuthorizationUrl(configuration, {
@@ -155,7 +174,7 @@ export type SsoResult = { userId: string; stage: SessionStage; session: NewSessi
 export async function completeSsoLogin(
   tenantDb: TenantDb,
   cipher: FieldCipher,
-  input: { slug: string; publicUrl: string; callbackUrl: URL; state: string; sourceIp: string; requestId: string; userAgent?: string | undefined },
+  input: { slug: string; publicUrl: string; callbackUrl: URL; state: string; browserSecret: string | undefined; sourceIp: string; requestId: string; userAgent?: string | undefined },
 ): Promise<SsoResult> {
   const fail = async (reason: string, userId?: string): Promise<never> => {
     await tenantDb.transaction((trx) =>
@@ -175,12 +194,13 @@ export async function completeSsoLogin(
       .deleteFrom('oidc_login_states')
       .where('state_hash', '=', stateHash(input.state))
       .where('expires_at', '>', new Date())
-      .returning(['id', 'nonce', 'code_verifier_ciphertext'])
+      .returning(['id', 'nonce', 'code_verifier_ciphertext', 'browser_hash'])
       .executeTakeFirst();
-    if (!row) return undefined;
+    // Spent either way; only the browser that started it may finish it.
+    if (!row || !input.browserSecret || !timingSafeEqual(row.browser_hash, stateHash(input.browserSecret))) return undefined;
     return { nonce: row.nonce, verifier: await cipher.decrypt(trx, verifierField(row.id), row.code_verifier_ciphertext) };
   });
-  if (!pending) return fail('unknown_state');
+  if (!pending) return fail('unknown_state_or_other_browser');
   const provider = await tenantDb.read((trx) => loadSsoProvider(trx, cipher));
   if (!provider?.enabled) return fail('provider_disabled');
   let claims: oidc.IDToken | undefined;
@@ -210,7 +230,20 @@ export async function completeSsoLogin(
     if (!createAllowListMatcher(policy.ipAllowList)(input.sourceIp)) return { refused: 'ip_not_allowed' };
     const linked = await trx.selectFrom('sso_identities').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', subject).executeTakeFirst();
     let userId = linked?.user_id;
-    if (!userId && email && emailVerified) userId = (await findUserByEmail(trx, cipher, email))?.id;
+    if (!userId && email && emailVerified) {
+      const existing = await findUserByEmail(trx, cipher, email);
+      if (existing) {
+        // Only an untaken invitation may be claimed through the provider.
+        const state = await trx
+          .selectFrom('users')
+          .select(['password_hash', 'totp_secret_ciphertext', sql<boolean>`EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.tenant_id = users.tenant_id AND w.user_id = users.id)`.as('has_passkey')])
+          .where('id', '=', existing.id)
+          .executeTakeFirstOrThrow();
+        const untaken = existing.status === 'invited' && existing.role !== 'owner' && !state.password_hash && !state.totp_secret_ciphertext && !state.has_passkey;
+        if (!untaken) return { refused: 'account_exists_not_linked', userId: existing.id };
+        userId = existing.id;
+      }
+    }
     if (!userId) {
       if (!mapped) return { refused: 'no_role_for_groups' };
       if (!email || !emailVerified) return { refused: 'no_verified_email' };
@@ -227,10 +260,15 @@ export async function completeSsoLogin(
       await recordAuditEvent(trx, { action: 'user.create', outcome: 'success', actor: { type: 'system' }, target: { type: 'user', id: created.id }, sourceIp: input.sourceIp, requestId: input.requestId, details: { via: 'sso', role: created.role } });
       userId = created.id;
     }
-    if (!linked) await trx.insertInto('sso_identities').values({ issuer: provider.issuer, subject, user_id: userId }).execute();
-    await trx.updateTable('sso_identities').set({ last_login_at: new Date() }).where('issuer', '=', provider.issuer).where('subject', '=', subject).execute();
     const user = await findUserById(trx, cipher, userId);
     if (!user || user.status === 'disabled') return { refused: 'user_disabled', userId };
+    // No matching group (and no default role): a linked user's access ends with the provider's say.
+    if (!mapped && user.role !== 'owner') return { refused: 'no_role_for_groups', userId };
+    if (!linked) {
+      await trx.insertInto('sso_identities').values({ issuer: provider.issuer, subject, user_id: userId }).execute();
+      await recordAuditEvent(trx, { action: 'user.update', outcome: 'success', actor: { type: 'system' }, target: { type: 'user', id: userId }, sourceIp: input.sourceIp, requestId: input.requestId, details: { via: 'sso', linked: true } });
+    }
+    await trx.updateTable('sso_identities').set({ last_login_at: new Date() }).where('issuer', '=', provider.issuer).where('subject', '=', subject).execute();
     if (user.status === 'invited') await trx.updateTable('users').set({ status: 'active' }).where('id', '=', userId).execute();
     // The provider's groups decide the role on every sign-in (owners excepted: only an owner changes an owner).
     if (mapped && user.role !== 'owner') {
@@ -256,7 +294,7 @@ export async function completeSsoLogin(
     }
     const access = await loadUserAccess(trx, userId, policy);
     if (!access || access.status !== 'active') return { refused: 'user_not_active', userId };
-    const mfaAtProvider = amr.some((method) => MFA_AMR.has(method));
+    const mfaAtProvider = provider.trustProviderMfa && user.role !== 'owner' && amr.some((method) => MFA_AMR.has(method));
     const stage: SessionStage = mfaAtProvider ? 'active' : stageAfterFirstFactor(access);
     const session = await createSession(trx, {
       userId,
