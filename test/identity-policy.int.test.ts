@@ -48,7 +48,10 @@ describe(`identity policy (${serverLabel()} server)`, () => {
 
   it('gives a custom role exactly its permissions, changes them at once, and refuses escalation', async () => {
     const owner = await sessionFor(db.handles, a.tenantId, a.owner.id);
-    const created = await send(app, owner, 'POST', '/api/v1/roles', { name: 'quality-reviewer', permissions: ['audit:read', 'tenant:read'], requiresMfa: false });
+    // More than an agent sees needs a second factor: such a role cannot opt out of MFA.
+    const lax = await send(app, owner, 'POST', '/api/v1/roles', { name: 'quality-reviewer', permissions: ['audit:read', 'tenant:read'], requiresMfa: false });
+    expect(lax.statusCode).toBe(400);
+    const created = await send(app, owner, 'POST', '/api/v1/roles', { name: 'quality-reviewer', permissions: ['audit:read', 'tenant:read'] });
     expect(created.statusCode, created.body).toBe(201);
     const roleId = (created.json() as { id: string }).id;
     expect((await send(app, owner, 'PATCH', `/api/v1/users/${a.agent.id}`, { customRoleId: roleId })).statusCode).toBe(200);
@@ -93,5 +96,51 @@ describe(`identity policy (${serverLabel()} server)`, () => {
     const stale = await send(app, owner, 'GET', '/api/v1/audit/events');
     expect(stale.statusCode).toBe(403);
     expect(stale.json()).toMatchObject({ code: 'reauthentication_required' });
+  });
+
+  it('lets users:manage act only on users who hold no more than the manager', async () => {
+    const owner = await sessionFor(db.handles, a.tenantId, a.owner.id);
+    const { cipher } = await db.handles.crypto();
+    const admin = await db.handles.forTenant(a.tenantId).transaction(async (trx) => {
+      const { createUser } = await import('../src/modules/users/users.repo.ts');
+      const user = await createUser(trx, cipher, { email: 'admin@policy-a.example', displayName: 'Admin of policy-a', role: 'admin' });
+      await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
+      return user;
+    });
+    const role = await send(app, owner, 'POST', '/api/v1/roles', { name: 'people-manager', permissions: ['users:manage', 'users:read', 'tenant:read'] });
+    expect(role.statusCode).toBe(201);
+    expect((await send(app, owner, 'PATCH', `/api/v1/users/${a.agent.id}`, { customRoleId: (role.json() as { id: string }).id })).statusCode).toBe(200);
+    const manager = await sessionFor(db.handles, a.tenantId, a.agent.id);
+    const demote = await send(app, manager, 'PATCH', `/api/v1/users/${admin.id}`, { role: 'agent' });
+    expect(demote.statusCode).toBe(403);
+    expect((await send(app, manager, 'POST', `/api/v1/users/${admin.id}/disable`)).statusCode).toBe(403);
+    expect((await send(app, manager, 'DELETE', `/api/v1/users/${admin.id}/sessions`)).statusCode).toBe(403);
+    await db.handles.forTenant(a.tenantId).transaction((trx) => trx.updateTable('users').set({ role: 'agent', custom_role_id: null }).where('id', '=', a.agent.id).execute());
+  });
+
+  it('locks the second factor after repeated wrong codes, and a correct password does not lift it', async () => {
+    const { cipher } = await db.handles.crypto();
+    const { startTotpEnrollment, confirmTotpEnrollment } = await import('../src/modules/auth/mfa.ts');
+    const { totpAt } = await import('./support/auth.ts');
+    const secret = await db.handles.forTenant(a.tenantId).transaction(async (trx) => {
+      const started = await startTotpEnrollment(trx, cipher, { id: a.agent.id, email: a.agent.email });
+      await confirmTotpEnrollment(trx, cipher, a.agent.id, await totpAt(started.secret, Math.floor(Date.now() / 1000) - 30));
+      return started.secret;
+    });
+    const statuses: number[] = [];
+    for (let round = 0; round < 3; round += 1) {
+      const browser = newBrowser();
+      expect((await send(app, browser, 'POST', '/api/v1/auth/login', { tenant: 'policy-a', email: a.agent.email, password: PASSWORD })).json()).toMatchObject({ stage: 'mfa' });
+      for (let guess = 0; guess < 3; guess += 1) {
+        statuses.push((await send(app, browser, 'POST', '/api/v1/auth/mfa/verify', { method: 'totp', code: String(100000 + round * 10 + guess) })).statusCode);
+      }
+    }
+    // Four wrong codes; the fifth locks (and says so); locked since — across three fresh password logins.
+    expect(statuses.slice(0, 4)).toEqual([400, 400, 400, 400]);
+    expect(statuses.slice(4)).toEqual([429, 429, 429, 429, 429]);
+    const browser = newBrowser();
+    await send(app, browser, 'POST', '/api/v1/auth/login', { tenant: 'policy-a', email: a.agent.email, password: PASSWORD });
+    const right = await send(app, browser, 'POST', '/api/v1/auth/mfa/verify', { method: 'totp', code: await totpAt(secret, Math.floor(Date.now() / 1000)) });
+    expect(right.statusCode).toBe(429);
   });
 });

@@ -8,7 +8,7 @@ import { isRouteAccess, type Permission, type RouteAccess } from '../modules/acc
 import { createAllowListMatcher, loadSecurityPolicy } from '../modules/access/security-policy.ts';
 import { csrfTokenFor, findSession, loadUserAccess, SESSION_COOKIE, STEP_UP_MS, TOUCH_INTERVAL_MS } from '../modules/auth/sessions.ts';
 import { AppError } from './errors.ts';
-import { recordAuditEventAlone } from '../audit/audit-event.ts';
+import { recordAuditEvent, recordAuditEventAlone } from '../audit/audit-event.ts';
 
 /**
  * Authentication and authorization of every request, before any handler runs.
@@ -269,9 +269,12 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     }
     if (now - cached.lastSeenAt > cached.idleMs) {
       const idle = cached;
-      await tenantDb.transaction((trx) =>
-        trx.updateTable('sessions').set({ revoked_at: new Date(), revoke_reason: 'idle' }).where('id', '=', idle.credentialId).where('revoked_at', 'is', null).execute(),
-      );
+      await tenantDb.transaction(async (trx) => {
+        const ended = await trx.updateTable('sessions').set({ revoked_at: new Date(), revoke_reason: 'idle' }).where('id', '=', idle.credentialId).where('revoked_at', 'is', null).executeTakeFirst();
+        if (Number(ended.numUpdatedRows) === 1) {
+          await recordAuditEvent(trx, { action: 'session.revoke', outcome: 'success', actor: { type: 'system' }, target: { type: 'session', id: idle.credentialId }, sourceIp: request.ip, requestId: request.id, details: { user: idle.userId, reason: 'idle' } });
+        }
+      });
       options.credentials.delete(key);
       throw new AppError('unauthenticated', 'The session ended after a period of inactivity. Sign in again.');
     }

@@ -31,6 +31,17 @@ const policySchema = z.object({
   ipAllowList: z.array(z.string().min(2).max(50)).max(200),
 });
 
+/** Only a role that sees no more than an agent may go without a second factor. */
+function assertMfaChoice(chosen: readonly string[], requiresMfa: boolean): void {
+  if (!requiresMfa && chosen.some((permission) => !(builtInRoles.agent as readonly string[]).includes(permission))) {
+    throw new AppError('validation_failed', 'A role with more than agent permissions must require a second factor.');
+  }
+}
+
+const assertNotBuiltInName = (name: string) => {
+  if ((builtInRoleNames as string[]).includes(name) || name === 'custom') throw new AppError('conflict', 'That name belongs to a built-in role.');
+};
+
 /** The permission catalogue, built-in and custom roles, and the tenant's security policy. */
 export async function accessRoutes(app: App): Promise<void> {
   const actor = (userId: string) => ({ type: 'user' as const, id: userId });
@@ -64,7 +75,8 @@ export async function accessRoutes(app: App): Promise<void> {
       const chosen = normalisePermissions(request.body.permissions);
       const beyond = chosen.filter((permission) => !principal.permissions.has(permission));
       if (beyond.length > 0) throw new AppError('forbidden', `You cannot give permissions you do not hold: ${beyond.join(', ')}.`);
-      if ((builtInRoleNames as string[]).includes(request.body.name) || request.body.name === 'custom') throw new AppError('conflict', 'That name belongs to a built-in role.');
+      assertNotBuiltInName(request.body.name);
+      assertMfaChoice(chosen, request.body.requiresMfa);
       const role = await request.tenantDb.transaction(async (trx) => {
         const existing = await trx.selectFrom('roles').select('id').where('name', '=', request.body.name).executeTakeFirst();
         if (existing) throw new AppError('conflict', 'A role with that name exists already.');
@@ -91,7 +103,11 @@ export async function accessRoutes(app: App): Promise<void> {
       const chosen = normalisePermissions(request.body.permissions);
       const beyond = chosen.filter((permission) => !principal.permissions.has(permission));
       if (beyond.length > 0) throw new AppError('forbidden', `You cannot give permissions you do not hold: ${beyond.join(', ')}.`);
+      assertNotBuiltInName(request.body.name);
+      assertMfaChoice(chosen, request.body.requiresMfa);
       const role = await request.tenantDb.transaction(async (trx) => {
+        const clash = await trx.selectFrom('roles').select('id').where('name', '=', request.body.name).where('id', '!=', request.params.roleId).executeTakeFirst();
+        if (clash) throw new AppError('conflict', 'A role with that name exists already.');
         const row = await trx
           .updateTable('roles')
           .set({ name: request.body.name, description: request.body.description, permissions: chosen, requires_mfa: request.body.requiresMfa, updated_at: new Date() })

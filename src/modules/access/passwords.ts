@@ -55,14 +55,41 @@ export function assertPasswordAcceptable(password: string, context: { email: str
   }
 }
 
+/**
+ * At most four hashes run at once (one per libuv worker thread), at most 1,000 wait: a flood of
+ * logins queues instead of taking every core and all memory (64 MiB each), and beyond the queue
+ * it is refused outright.
+ */
+const MAX_RUNNING = 4;
+const MAX_WAITING = 1_000;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function limited<T>(work: () => Promise<T>): Promise<T> {
+  if (running >= MAX_RUNNING) {
+    if (waiting.length >= MAX_WAITING) throw new AppError('rate_limited', 'Too many sign-ins at once. Try again in a moment.');
+    await new Promise<void>((resolve) => waiting.push(resolve));
+  } else {
+    running += 1;
+  }
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else running -= 1;
+  }
+}
+
 export function hashPassword(password: string): Promise<string> {
-  return hash(normalisePassword(password), ARGON2ID);
+  return limited(() => hash(normalisePassword(password), ARGON2ID));
 }
 
 export async function verifyPassword(passwordHash: string, password: string): Promise<boolean> {
   try {
-    return await verify(passwordHash, normalisePassword(password));
-  } catch {
+    return await limited(() => verify(passwordHash, normalisePassword(password)));
+  } catch (error) {
+    if (error instanceof AppError) throw error;
     return false; // a malformed stored hash never lets anyone in
   }
 }

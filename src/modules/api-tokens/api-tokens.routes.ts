@@ -79,7 +79,7 @@ export async function apiTokensRoutes(app: App): Promise<void> {
   app.get(
     '/api/v1/api-tokens',
     {
-      config: { access: 'authenticated' },
+      config: { access: 'authenticated', sessionOnly: true },
       schema: { summary: 'Your API tokens (never their secrets)', tags: ['api-tokens'], response: { 200: z.object({ items: z.array(tokenSchema) }), ...problemResponses(401, 403) } },
     },
     async (request) => {
@@ -109,7 +109,7 @@ export async function apiTokensRoutes(app: App): Promise<void> {
   app.delete(
     '/api/v1/api-tokens/:tokenId',
     {
-      config: { access: 'authenticated' },
+      config: { access: 'authenticated', sessionOnly: true },
       schema: { summary: 'Revoke an API token (your own; users:manage may revoke anyone’s)', tags: ['api-tokens'], params: z.strictObject({ tokenId: uuidSchema }), response: { 204: z.null(), ...problemResponses(400, 401, 403, 404) } },
     },
     async (request, reply) => {

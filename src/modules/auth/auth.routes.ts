@@ -154,8 +154,12 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
       const { principal, credential } = sessionOf(request);
       if (credential.stage === 'mfa') throw new AppError('second_factor_required');
       if (credential.stage === 'active' && Date.now() - credential.authenticatedAt > STEP_UP_MS) throw new AppError('reauthentication_required');
-      const { recoveryCodes, session } = await request.tenantDb.transaction(async (trx) => {
+      const confirmed = await request.tenantDb.transaction(async (trx) => {
         const recoveryCodes = await confirmTotpEnrollment(trx, deps.cipher, principal.userId, request.body.code);
+        if (!recoveryCodes) {
+          await recordAuditEvent(trx, { action: 'auth.mfa_enroll', outcome: 'failed', actor: { type: 'user', id: principal.userId }, target: { type: 'user', id: principal.userId }, sourceIp: request.ip, requestId: request.id, details: { method: 'totp', reason: 'wrong_code' } });
+          return undefined;
+        }
         const policy = await loadSecurityPolicy(trx);
         const session = await advanceSession(trx, { sessionId: credential.id, stage: 'active', method: 'totp', policy });
         // Other sessions of this user were made under the old factors: end them (rotation on MFA change).
@@ -171,8 +175,9 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
         });
         return { recoveryCodes, session };
       });
+      if (!confirmed) throw new AppError('mfa_code_invalid');
       reply.header('cache-control', 'no-store');
-      return { ...answer(reply, session, 'active'), recoveryCodes };
+      return { ...answer(reply, confirmed.session, 'active'), recoveryCodes: confirmed.recoveryCodes };
     },
   );
 

@@ -11,7 +11,8 @@ import { mintTenantToken, parseTenantToken } from '../api-tokens/api-tokens.serv
 import type { Mailer } from '../mail/mailer.ts';
 import { findUserByEmail, findUserById, normaliseEmail } from '../users/users.repo.ts';
 import { advanceSession, createSession, loadUserAccess, stageAfterFirstFactor, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
-import { useRecoveryCode, verifyTotp } from './mfa.ts';
+import { checkSecondFactorCode, useRecoveryCode, verifyTotp } from './mfa.ts';
+import { sql } from 'kysely';
 import { verifyPasskey, type RelyingParty } from './passkeys.ts';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { afterFailure, DEVICE_LIMITS, forgiveAccountAttempt, isLocked, takeAccountAttempt } from './throttle.ts';
@@ -63,8 +64,9 @@ export async function login(
   };
   const tenantId = await deps.systemDb.tenantIdBySlug(input.tenant);
   if (!tenantId) {
-    await deps.systemDb.takeSourceAttempt(input.sourceIp, now);
-    await verifyPassword(await decoyPasswordHash(), input.password);
+    // Like a wrong password (one decoy verification), unless this network is locked out already.
+    const source = await deps.systemDb.takeSourceAttempt(input.sourceIp, now);
+    if (!source.blocked) await verifyPassword(await decoyPasswordHash(), input.password);
     return fail();
   }
   const tenantDb = deps.forTenant(tenantId);
@@ -211,32 +213,26 @@ export async function proveSecondFactor(
   input: { sessionId: string; userId: string; method: 'totp' | 'recovery_code'; code: string; purpose: 'login' | 'step_up' } & RequestContext,
 ): Promise<NewSession> {
   const now = new Date();
-  const outcome = await tenantDb.transaction(async (trx) => {
-    const user = await findUserById(trx, deps.cipher, input.userId);
-    if (!user) throw new AppError('unauthenticated');
-    const subject = await throttleSubject(trx, deps.cipher, user.email);
-    const check = await takeAccountAttempt(trx, subject, now);
-    if (check.blocked) return { ok: false as const, subject, reason: 'account_locked' };
-    const ok = input.method === 'totp' ? await verifyTotp(trx, deps.cipher, input.userId, input.code) : await useRecoveryCode(trx, input.userId, input.code);
-    return { ok, subject, reason: ok ? 'ok' : 'wrong_code' };
-  });
   const action = input.purpose === 'login' ? 'auth.mfa_verify' : 'auth.reauthenticate';
-  if (!outcome.ok) {
-    await tenantDb.transaction((trx) =>
-      recordAuditEvent(trx, {
+  const outcome = await tenantDb.transaction(async (trx) => {
+    const checked = await checkSecondFactorCode(
+      trx,
+      input.userId,
+      () => (input.method === 'totp' ? verifyTotp(trx, deps.cipher, input.userId, input.code) : useRecoveryCode(trx, input.userId, input.code)),
+      now,
+    );
+    if (!checked.ok) {
+      await recordAuditEvent(trx, {
         action,
         outcome: 'failed',
         actor: { type: 'user', id: input.userId },
         target: { type: 'session', id: input.sessionId },
         sourceIp: input.sourceIp,
         requestId: input.requestId,
-        details: { method: input.method, reason: outcome.reason },
-      }),
-    );
-    throw new AppError('mfa_code_invalid');
-  }
-  return tenantDb.transaction(async (trx) => {
-    await forgiveAccountAttempt(trx, outcome.subject, now);
+        details: { method: input.method, reason: checked.lockedUntil ? 'second_factor_locked' : 'wrong_code' },
+      });
+      return checked;
+    }
     const policy = await loadSecurityPolicy(trx);
     const session = await advanceSession(trx, { sessionId: input.sessionId, stage: 'active', method: input.method, policy, now });
     await recordAuditEvent(trx, {
@@ -248,8 +244,14 @@ export async function proveSecondFactor(
       requestId: input.requestId,
       details: { method: input.method },
     });
-    return session;
+    return { ok: true as const, session };
   });
+  if (!outcome.ok) {
+    // The caller has proved the password already: telling them of the lock gives nothing away.
+    if (outcome.lockedUntil) throw new AppError('account_locked', `Too many wrong codes. Try again after ${outcome.lockedUntil.toISOString()}, or use a passkey.`);
+    throw new AppError('mfa_code_invalid');
+  }
+  return outcome.session;
 }
 
 /**
@@ -266,17 +268,34 @@ export async function reauthenticate(
   const first = await tenantDb.transaction(async (trx) => {
     const user = await findUserById(trx, deps.cipher, input.userId);
     if (!user) throw new AppError('unauthenticated');
+    const row = await trx
+      .selectFrom('users')
+      .select(['password_hash', 'totp_secret_ciphertext', sql<boolean>`EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.tenant_id = users.tenant_id AND w.user_id = users.id)`.as('has_passkey')])
+      .where('id', '=', input.userId)
+      .executeTakeFirstOrThrow();
+    const hasTotp = row.totp_secret_ciphertext !== null;
+    // Whoever has a second factor proves it again too: a passkey-only user steps up with the passkey.
+    if (row.has_passkey && !hasTotp) return { passkeyOnly: true as const };
     const subject = await throttleSubject(trx, deps.cipher, user.email);
     const check = await takeAccountAttempt(trx, subject, now);
-    const row = await trx.selectFrom('users').select(['password_hash', 'totp_secret_ciphertext']).where('id', '=', input.userId).executeTakeFirstOrThrow();
-    return { subject, blocked: check.blocked, passwordHash: row.password_hash, hasTotp: row.totp_secret_ciphertext !== null };
+    return { passkeyOnly: false as const, subject, blocked: check.blocked, passwordHash: row.password_hash, hasTotp };
   });
+  if (first.passkeyOnly) {
+    throw new AppError('reauthentication_required', 'Confirm with your passkey: POST /api/v1/auth/mfa/passkey-options, then /api/v1/auth/mfa/passkey.');
+  }
   const passwordOk =
     !first.blocked && first.passwordHash !== null
       ? await verifyPassword(first.passwordHash, input.password)
-      : (await verifyPassword(await decoyPasswordHash(), input.password)) && false;
+      : !first.blocked && (await verifyPassword(await decoyPasswordHash(), input.password)) && false;
   const result = await tenantDb.transaction(async (trx) => {
-    const codeOk = passwordOk && (!first.hasTotp || (input.code !== undefined && (await verifyTotp(trx, deps.cipher, input.userId, input.code))));
+    let codeOk = passwordOk && !first.hasTotp;
+    let locked: Date | null = null;
+    if (passwordOk && first.hasTotp) {
+      const code = input.code;
+      const checked = code === undefined ? { ok: false as const, lockedUntil: null } : await checkSecondFactorCode(trx, input.userId, () => verifyTotp(trx, deps.cipher, input.userId, code), now);
+      codeOk = checked.ok;
+      locked = checked.ok ? null : checked.lockedUntil;
+    }
     if (!codeOk) {
       await recordAuditEvent(trx, {
         action: 'auth.reauthenticate',
@@ -285,7 +304,7 @@ export async function reauthenticate(
         target: { type: 'session', id: input.sessionId },
         sourceIp: input.sourceIp,
         requestId: input.requestId,
-        details: { reason: first.blocked ? 'account_locked' : passwordOk ? 'wrong_code' : 'wrong_password' },
+        details: { reason: first.blocked ? 'account_locked' : !passwordOk ? 'wrong_password' : locked ? 'second_factor_locked' : 'wrong_code' },
       });
       return undefined;
     }

@@ -36,23 +36,32 @@ const TOTP_CODE = /^\d{6}$/;
 
 async function checkCode(secret: string, code: string, afterTimeStep: number | undefined, epoch?: number): Promise<number | undefined> {
   if (!TOTP_CODE.test(code)) return undefined;
-  const result = await verify({
-    secret,
-    token: code,
-    epochTolerance: TOLERANCE_SECONDS,
-    ...(afterTimeStep !== undefined ? { afterTimeStep } : {}),
-    ...(epoch !== undefined ? { epoch } : {}),
-  });
-  return result.valid && 'timeStep' in result ? result.timeStep : undefined;
+  try {
+    const result = await verify({
+      secret,
+      token: code,
+      epochTolerance: TOLERANCE_SECONDS,
+      ...(afterTimeStep !== undefined ? { afterTimeStep } : {}),
+      ...(epoch !== undefined ? { epoch } : {}),
+    });
+    return result.valid && 'timeStep' in result ? result.timeStep : undefined;
+  } catch {
+    // otplib refuses outright when every step in the window is at or before the last one used
+    // (clocks of two nodes apart): that is a code we will not accept, not a failure of ours.
+    return undefined;
+  }
 }
 
-/** Confirms enrolment with a code from the new secret; returns fresh recovery codes (shown once). */
-export async function confirmTotpEnrollment(trx: TenantTransaction, cipher: FieldCipher, userId: string, code: string): Promise<string[]> {
+/**
+ * Confirms enrolment with a code from the new secret; returns fresh recovery codes (shown once),
+ * or undefined for a wrong code (returned, not thrown, so the caller can record the failure).
+ */
+export async function confirmTotpEnrollment(trx: TenantTransaction, cipher: FieldCipher, userId: string, code: string): Promise<string[] | undefined> {
   const row = await trx.selectFrom('users').select(['totp_pending_ciphertext']).where('id', '=', userId).forUpdate().executeTakeFirst();
   if (!row?.totp_pending_ciphertext) throw new AppError('conflict', 'Start enrolment first: there is no pending authenticator.');
   const secret = await cipher.decrypt(trx, secretField(userId, 'totp_pending'), row.totp_pending_ciphertext);
   const step = await checkCode(secret, code, undefined);
-  if (step === undefined) throw new AppError('mfa_code_invalid');
+  if (step === undefined) return undefined;
   await trx
     .updateTable('users')
     .set({
@@ -88,7 +97,9 @@ export async function removeTotp(trx: TenantTransaction, userId: string): Promis
     .set({ totp_secret_ciphertext: null, totp_pending_ciphertext: null, totp_last_step: null, updated_at: new Date() })
     .where('id', '=', userId)
     .execute();
-  await trx.deleteFrom('recovery_codes').where('user_id', '=', userId).execute();
+  // Recovery codes stay while a passkey still needs them as its fallback.
+  const passkey = await trx.selectFrom('webauthn_credentials').select('id').where('user_id', '=', userId).executeTakeFirst();
+  if (!passkey) await trx.deleteFrom('recovery_codes').where('user_id', '=', userId).execute();
 }
 
 const RECOVERY_ALPHABET = 'abcdefghjkmnpqrstuvwxyz23456789'; // no 0/o, 1/l/i
@@ -141,4 +152,38 @@ export async function recoveryCodesLeft(trx: TenantTransaction, userId: string):
     .where('used_at', 'is', null)
     .executeTakeFirstOrThrow();
   return Number(row.left);
+}
+
+/**
+ * Failed second-factor codes are counted per user, apart from passwords, and a correct password
+ * never forgives them: five free, then growing locks (30 s, 1 min, 2 min, … up to a day). Someone
+ * who knows the password cannot cycle password logins to keep guessing six-digit codes.
+ */
+export const SECOND_FACTOR_FREE_FAILURES = 5;
+const SECOND_FACTOR_BASE_MS = 30_000;
+const SECOND_FACTOR_MAX_MS = 24 * 3600_000;
+
+export type CodeCheck = { ok: true } | { ok: false; lockedUntil: Date | null };
+
+/** Checks a code under the user's second-factor lock; the caller commits the result either way. */
+export async function checkSecondFactorCode(trx: TenantTransaction, userId: string, check: () => Promise<boolean>, now = new Date()): Promise<CodeCheck> {
+  const row = await trx
+    .selectFrom('users')
+    .select(['second_factor_failures', 'second_factor_locked_until'])
+    .where('id', '=', userId)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!row) return { ok: false, lockedUntil: null };
+  if (row.second_factor_locked_until && row.second_factor_locked_until > now) return { ok: false, lockedUntil: row.second_factor_locked_until };
+  if (await check()) {
+    if (row.second_factor_failures > 0) await trx.updateTable('users').set({ second_factor_failures: 0, second_factor_locked_until: null }).where('id', '=', userId).execute();
+    return { ok: true };
+  }
+  const failures = row.second_factor_failures + 1;
+  const lockedUntil =
+    failures >= SECOND_FACTOR_FREE_FAILURES
+      ? new Date(now.getTime() + Math.min(SECOND_FACTOR_MAX_MS, SECOND_FACTOR_BASE_MS * 2 ** Math.min(30, failures - SECOND_FACTOR_FREE_FAILURES)))
+      : null;
+  await trx.updateTable('users').set({ second_factor_failures: failures, second_factor_locked_until: lockedUntil }).where('id', '=', userId).execute();
+  return { ok: false, lockedUntil };
 }

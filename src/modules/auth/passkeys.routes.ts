@@ -1,4 +1,5 @@
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { App } from '../../server/types.ts';
@@ -228,7 +229,7 @@ export async function passkeysRoutes(app: App, deps: AuthDeps & { relyingParty: 
       reply.header('cache-control', 'no-store');
       const tenantId = await deps.systemDb.tenantIdBySlug(request.body.tenant);
       // An unknown organisation gets options too (that nothing will accept): the answer does not tell.
-      if (!tenantId) return { challenge: Buffer.alloc(32).toString('base64url'), rpId: rp.id, userVerification: 'required', allowCredentials: [], timeout: 60000 };
+      if (!tenantId) return { challenge: randomBytes(32).toString('base64url'), rpId: rp.id, userVerification: 'required', allowCredentials: [], timeout: 60000 };
       return { ...(await deps.forTenant(tenantId).transaction((trx) => authenticationOptions(trx, rp, { purpose: 'login' }))) };
     },
   );

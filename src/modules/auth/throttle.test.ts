@@ -68,11 +68,12 @@ describe('login throttle', () => {
     expect(play([0, 1, 2, 3, 4, 5, 6], new Set([3])).delaysGrew).toBe(true);
   });
 
-  it('counts IPv4 addresses alone and IPv6 by /64, IPv4-mapped IPv6 as IPv4', () => {
+  it('counts IPv4 addresses alone and IPv6 by /56, IPv4-mapped IPv6 as IPv4', () => {
     expect(sourceNetwork('192.0.2.7')).toBe('192.0.2.7/32');
     expect(sourceNetwork('::ffff:192.0.2.7')).toBe('192.0.2.7/32');
-    expect(sourceNetwork('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1:2::/64');
-    expect(sourceNetwork('2001:db8:1:2::1')).toBe(sourceNetwork('2001:db8:1:2:ffff::9'));
-    expect(sourceNetwork('2001:db8:1:3::1')).not.toBe(sourceNetwork('2001:db8:1:2::1'));
+    expect(sourceNetwork('2001:db8:1:2:aaaa:bbbb:cccc:dddd')).toBe('2001:db8:1::/56');
+    // Every /64 of one subscriber's /56 shares a budget; the next /56 has its own.
+    expect(sourceNetwork('2001:db8:1:ff::1')).toBe(sourceNetwork('2001:db8:1:2:ffff::9'));
+    expect(sourceNetwork('2001:db8:1:100::1')).not.toBe(sourceNetwork('2001:db8:1:2::1'));
   });
 });

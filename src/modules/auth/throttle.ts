@@ -11,7 +11,7 @@ import type { TenantTransaction } from '../../db/tenant-db.ts';
  *
  * Three subjects, each with its own limits:
  * - an account (per tenant, by keyed hash of the e-mail address: unknown addresses count alike);
- * - a source network (across tenants: an IPv4 address, or an IPv6 /64);
+ * - a source network (across tenants: an IPv4 address, or an IPv6 /56);
  * - a trusted device (a browser that has signed in as that user before: it is exempt from the two
  *   above, so an attack cannot lock real users out of their own browsers).
  */
@@ -51,12 +51,15 @@ export function afterSuccess(state: ThrottleState): ThrottleState {
 export const isLocked = (state: ThrottleState | undefined, now: Date): boolean =>
   Boolean(state?.lockedUntil && state.lockedUntil.getTime() > now.getTime());
 
-/** The network a source address is counted under: IPv4 alone, IPv6 by /64 (one host's usual share). */
+/**
+ * The network a source address is counted under: IPv4 alone; IPv6 by /56, since one subscriber is
+ * commonly given a /56 (or a /48): counting by /64 would hand such an attacker 256 budgets or more.
+ */
 export function sourceNetwork(address: string): string {
   try {
     const parsed = ipaddr.process(address);
     if (parsed.kind() === 'ipv4') return `${parsed.toString()}/32`;
-    return `${ipaddr.IPv6.networkAddressFromCIDR(`${parsed.toString()}/64`).toString()}/64`;
+    return `${ipaddr.IPv6.networkAddressFromCIDR(`${parsed.toString()}/56`).toString()}/56`;
   } catch {
     return '0.0.0.0/32';
   }
@@ -77,6 +80,10 @@ export type AccountCheck = { state: ThrottleState; blocked: boolean; justLocked:
  * provisional failure. Runs in the login's first transaction, which holds the row lock.
  */
 export async function takeAccountAttempt(trx: TenantTransaction, subject: Buffer, now: Date): Promise<AccountCheck> {
+  // Counters of addresses nobody has tried for a day are forgotten (a sweep every hundredth attempt).
+  if (now.getTime() % 100 === 0) {
+    await trx.deleteFrom('account_throttle').where('updated_at', '<', new Date(now.getTime() - 86_400_000)).where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)])).execute();
+  }
   await sql`INSERT INTO account_throttle (subject, window_started_at, failures, consecutive) VALUES (${subject}, ${now}, 0, 0)
             ON CONFLICT (tenant_id, subject) DO NOTHING`.execute(trx);
   const row = await trx

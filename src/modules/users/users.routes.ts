@@ -14,7 +14,7 @@ import { listSessions, revokeSessions } from '../auth/sessions.ts';
 import { presentSession, sessionSchema } from '../auth/auth.routes.ts';
 import { findUserById, listUsers, type UserView } from './users.repo.ts';
 import { inviteUserSchema, listUsersQuerySchema, updateUserSchema, userListSchema, userParamsSchema, userSchema } from './users.schemas.ts';
-import { inviteUser, isLastActiveOwner, resolveRoleChoice } from './users.service.ts';
+import { assertMayManage, inviteUser, isLastActiveOwner, resolveRoleChoice } from './users.service.ts';
 
 const present = (user: UserView) => ({ ...user, createdAt: user.createdAt.toISOString() });
 
@@ -126,9 +126,9 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
             .where('id', '=', user.id)
             .execute();
         }
+        await assertMayManage(trx, principalOf(request), user);
         if (role !== undefined || customRoleId !== undefined) {
           const choice = await resolveRoleChoice(trx, principalOf(request), { role, customRoleId });
-          if (user.role === 'owner' && principalOf(request).role !== 'owner') throw new AppError('forbidden', 'Only an owner can change an owner.');
           if (user.role === 'owner' && choice.role !== 'owner' && (await isLastActiveOwner(trx, user.id))) {
             throw new AppError('conflict', 'This is the last active owner: make another owner first.');
           }
@@ -168,9 +168,9 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
       async (request) => {
         const updated = await request.tenantDb.transaction(async (trx) => {
           const user = await requireUser(trx, cipher, request.params.userId);
+          await assertMayManage(trx, principalOf(request), user);
           if (action === 'disable') {
             if (user.id === principalOf(request).userId) throw new AppError('conflict', 'You cannot disable yourself.');
-            if (user.role === 'owner' && principalOf(request).role !== 'owner') throw new AppError('forbidden', 'Only an owner can disable an owner.');
             if (await isLastActiveOwner(trx, user.id)) throw new AppError('conflict', 'This is the last active owner.');
           } else if (user.status !== 'disabled') {
             throw new AppError('conflict', 'Only a disabled user can be enabled.');
@@ -226,6 +226,7 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
     async (request) => {
       const ended = await request.tenantDb.transaction(async (trx) => {
         const user = await requireUser(trx, cipher, request.params.userId);
+        await assertMayManage(trx, principalOf(request), user);
         const ended = await revokeSessions(trx, { userId: user.id }, 'revoked');
         await recordAuditEvent(trx, { action: 'session.revoke', outcome: 'success', actor: actorOf(request), target: { type: 'user', id: user.id }, sourceIp: request.ip, requestId: request.id, details: { user: user.id, ended } });
         return ended;

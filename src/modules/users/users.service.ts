@@ -1,4 +1,7 @@
+import { sql } from 'kysely';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
+import { loadSecurityPolicy } from '../access/security-policy.ts';
+import { loadUserAccess } from '../auth/sessions.ts';
 import type { BuiltInRole, UserRole } from '../../db/schema.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { AppError } from '../../server/errors.ts';
@@ -59,8 +62,21 @@ export async function inviteUser(
   return user;
 }
 
-/** True when the tenant would have no active owner left without this user. */
+/**
+ * A manager acts only on users who hold no more than they do: the target's permissions must be a
+ * subset of the actor's, and only an owner acts on an owner. (Otherwise a custom role holding
+ * users:manage could demote or lock out every administrator.)
+ */
+export async function assertMayManage(trx: TenantTransaction, actor: Principal, target: { id: string; role: UserRole }): Promise<void> {
+  if (target.role === 'owner' && actor.role !== 'owner') throw new AppError('forbidden', 'Only an owner can act on an owner.');
+  const access = await loadUserAccess(trx, target.id, await loadSecurityPolicy(trx));
+  const beyond = (access?.permissions ?? []).filter((permission) => !actor.permissions.has(permission));
+  if (beyond.length > 0) throw new AppError('forbidden', `This user holds permissions you do not: ${beyond.join(', ')}.`);
+}
+
+/** True when the tenant would have no active owner left without this user (owners serialised). */
 export async function isLastActiveOwner(trx: TenantTransaction, userId: string): Promise<boolean> {
-  const owners = await trx.selectFrom('users').select('id').where('role', '=', 'owner').where('status', '=', 'active').execute();
+  await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:owners:${trx.tenantId}`}, 0))`.execute(trx);
+  const owners = await trx.selectFrom('users').select('id').where('role', '=', 'owner').where('status', '=', 'active').forUpdate().execute();
   return owners.length === 1 && owners[0]?.id === userId;
 }
