@@ -1,4 +1,3 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { App } from '../../server/types.ts';
 import { AppError } from '../../server/errors.ts';
@@ -9,9 +8,10 @@ import { loadSecurityPolicy } from '../access/security-policy.ts';
 import { findUserById } from '../users/users.repo.ts';
 import { login, proveSecondFactor, reauthenticate, type AuthDeps } from './login.service.ts';
 import { confirmTotpEnrollment, removeTotp, replaceRecoveryCodes, startTotpEnrollment } from './mfa.ts';
-import { advanceSession, csrfTokenFor, DEVICE_COOKIE, listSessions, loadUserAccess, revokeSessions, SESSION_COOKIE, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S, type NewSession, type SessionView } from './sessions.ts';
+import { answerSession, requestContext, sessionAnswerSchema, sessionOf, tenantSlugSchema } from './http-session.ts';
+import { advanceSession, DEVICE_COOKIE, listSessions, loadUserAccess, revokeSessions, SESSION_COOKIE, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S, type SessionView } from './sessions.ts';
 
-const slug = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/);
+const slug = tenantSlugSchema;
 const password = z.string().min(1).max(PASSWORD_MAX_LENGTH * 4);
 /** A six-digit authenticator code; malformed ones are refused before they count as attempts. */
 const totpCode = z.string().regex(/^\d{6}$/, 'six digits');
@@ -21,11 +21,7 @@ const secondFactor = z.discriminatedUnion('method', [
   z.strictObject({ method: z.literal('recovery_code'), code: recoveryCode }),
 ]);
 
-const sessionAnswer = z.object({
-  stage: z.enum(['mfa', 'mfa_enrollment', 'active']),
-  csrfToken: z.string(),
-  expiresAt: z.string(),
-});
+const sessionAnswer = sessionAnswerSchema;
 
 const sessionSchema = z.object({
   id: uuidSchema,
@@ -50,26 +46,9 @@ export const presentSession = (session: SessionView, currentId?: string) => ({
 });
 export { sessionSchema };
 
-function setSessionCookie(reply: FastifyReply, session: NewSession): void {
-  reply.setCookie(SESSION_COOKIE, session.token, { httpOnly: true, secure: true, sameSite: 'strict', path: '/', expires: session.expiresAt });
-}
-
-function context(request: FastifyRequest) {
-  const userAgent = request.headers['user-agent'];
-  return { sourceIp: request.ip, requestId: request.id, userAgent: typeof userAgent === 'string' ? userAgent : undefined };
-}
-
-function sessionOf(request: FastifyRequest) {
-  const principal = request.principal;
-  if (!principal || principal.credential.kind !== 'session') throw new AppError('unauthenticated');
-  return { principal, credential: principal.credential };
-}
-
 export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
-  const answer = (reply: FastifyReply, session: NewSession, stage: 'mfa' | 'mfa_enrollment' | 'active') => {
-    setSessionCookie(reply, session);
-    return { stage, csrfToken: csrfTokenFor(session.token), expiresAt: session.expiresAt.toISOString() };
-  };
+  const answer = answerSession;
+  const context = requestContext;
 
   app.post(
     '/api/v1/auth/login',
@@ -208,8 +187,8 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
     async (request, reply) => {
       const { principal } = sessionOf(request);
       const recoveryCodes = await request.tenantDb.transaction(async (trx) => {
-        const row = await trx.selectFrom('users').select('totp_secret_ciphertext').where('id', '=', principal.userId).executeTakeFirst();
-        if (!row?.totp_secret_ciphertext) throw new AppError('conflict', 'Enrol an authenticator first.');
+        const access = await loadUserAccess(trx, principal.userId, await loadSecurityPolicy(trx));
+        if (!access?.hasTotp && !access?.hasPasskey) throw new AppError('conflict', 'Enrol an authenticator app or a passkey first.');
         const codes = await replaceRecoveryCodes(trx, principal.userId);
         await recordAuditEvent(trx, { action: 'auth.recovery_codes_replace', outcome: 'success', actor: { type: 'user', id: principal.userId }, target: { type: 'user', id: principal.userId }, sourceIp: request.ip, requestId: request.id });
         return codes;

@@ -40,6 +40,25 @@ export type RequestContext = { sourceIp: string; requestId: string; userAgent?: 
 
 export type LoginResult = { userId: string; stage: SessionStage; session: NewSession; deviceToken: string };
 
+/** An identity event about one session of one user (second factors, step-up). */
+function auditSession(
+  trx: TenantTransaction,
+  input: { userId: string; sessionId: string } & RequestContext,
+  action: 'auth.mfa_verify' | 'auth.reauthenticate',
+  outcome: 'success' | 'failed',
+  details?: Record<string, string | number | boolean | null>,
+): Promise<void> {
+  return recordAuditEvent(trx, {
+    action,
+    outcome,
+    actor: { type: 'user', id: input.userId },
+    target: { type: 'session', id: input.sessionId },
+    sourceIp: input.sourceIp,
+    requestId: input.requestId,
+    ...(details ? { details } : {}),
+  });
+}
+
 async function padFrom(started: number): Promise<void> {
   const left = FAILURE_FLOOR_MS - (performance.now() - started);
   if (left > 0) await sleep(left);
@@ -222,28 +241,12 @@ export async function proveSecondFactor(
       now,
     );
     if (!checked.ok) {
-      await recordAuditEvent(trx, {
-        action,
-        outcome: 'failed',
-        actor: { type: 'user', id: input.userId },
-        target: { type: 'session', id: input.sessionId },
-        sourceIp: input.sourceIp,
-        requestId: input.requestId,
-        details: { method: input.method, reason: checked.lockedUntil ? 'second_factor_locked' : 'wrong_code' },
-      });
+      await auditSession(trx, input, action, 'failed', { method: input.method, reason: checked.lockedUntil ? 'second_factor_locked' : 'wrong_code' });
       return checked;
     }
     const policy = await loadSecurityPolicy(trx);
     const session = await advanceSession(trx, { sessionId: input.sessionId, stage: 'active', method: input.method, policy, now });
-    await recordAuditEvent(trx, {
-      action,
-      outcome: 'success',
-      actor: { type: 'user', id: input.userId },
-      target: { type: 'session', id: input.sessionId },
-      sourceIp: input.sourceIp,
-      requestId: input.requestId,
-      details: { method: input.method },
-    });
+    await auditSession(trx, input, action, 'success', { method: input.method });
     return { ok: true as const, session };
   });
   if (!outcome.ok) {
@@ -297,28 +300,13 @@ export async function reauthenticate(
       locked = checked.ok ? null : checked.lockedUntil;
     }
     if (!codeOk) {
-      await recordAuditEvent(trx, {
-        action: 'auth.reauthenticate',
-        outcome: 'failed',
-        actor: { type: 'user', id: input.userId },
-        target: { type: 'session', id: input.sessionId },
-        sourceIp: input.sourceIp,
-        requestId: input.requestId,
-        details: { reason: first.blocked ? 'account_locked' : !passwordOk ? 'wrong_password' : locked ? 'second_factor_locked' : 'wrong_code' },
-      });
+      await auditSession(trx, input, 'auth.reauthenticate', 'failed', { reason: first.blocked ? 'account_locked' : !passwordOk ? 'wrong_password' : locked ? 'second_factor_locked' : 'wrong_code' });
       return undefined;
     }
     await forgiveAccountAttempt(trx, first.subject, now);
     const policy = await loadSecurityPolicy(trx);
     const session = await advanceSession(trx, { sessionId: input.sessionId, stage: 'active', method: first.hasTotp ? 'totp' : 'password', policy, now });
-    await recordAuditEvent(trx, {
-      action: 'auth.reauthenticate',
-      outcome: 'success',
-      actor: { type: 'user', id: input.userId },
-      target: { type: 'session', id: input.sessionId },
-      sourceIp: input.sourceIp,
-      requestId: input.requestId,
-    });
+    await auditSession(trx, input, 'auth.reauthenticate', 'success');
     return session;
   });
   if (!result) {
@@ -406,29 +394,11 @@ export async function provePasskeyFactor(
     if (!proven) return undefined;
     const policy = await loadSecurityPolicy(trx);
     const advanced = await advanceSession(trx, { sessionId: input.sessionId, stage: 'active', method: 'passkey', policy });
-    await recordAuditEvent(trx, {
-      action,
-      outcome: 'success',
-      actor: { type: 'user', id: input.userId },
-      target: { type: 'session', id: input.sessionId },
-      sourceIp: input.sourceIp,
-      requestId: input.requestId,
-      details: { method: 'passkey' },
-    });
+    await auditSession(trx, input, action, 'success', { method: 'passkey' });
     return advanced;
   });
   if (!session) {
-    await tenantDb.transaction((trx) =>
-      recordAuditEvent(trx, {
-        action,
-        outcome: 'failed',
-        actor: { type: 'user', id: input.userId },
-        target: { type: 'session', id: input.sessionId },
-        sourceIp: input.sourceIp,
-        requestId: input.requestId,
-        details: { method: 'passkey' },
-      }),
-    );
+    await tenantDb.transaction((trx) => auditSession(trx, input, action, 'failed', { method: 'passkey' }));
     throw new AppError('passkey_invalid');
   }
   return session;

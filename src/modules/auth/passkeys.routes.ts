@@ -5,7 +5,6 @@ import { z } from 'zod';
 import type { App } from '../../server/types.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';
-import { principalOf } from '../../server/access-control.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { announceAuthChange } from '../access/auth-changes.ts';
 import { loadSecurityPolicy } from '../access/security-policy.ts';
@@ -13,7 +12,8 @@ import { findUserById } from '../users/users.repo.ts';
 import { passkeyLogin, provePasskeyFactor, type AuthDeps } from './login.service.ts';
 import { recoveryCodesLeft, replaceRecoveryCodes } from './mfa.ts';
 import { authenticationOptions, listPasskeys, registerPasskey, registrationOptions, type RelyingParty } from './passkeys.ts';
-import { advanceSession, csrfTokenFor, DEVICE_COOKIE, loadUserAccess, revokeSessions, SESSION_COOKIE, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
+import { answerSession, requestContext, sessionAnswerSchema, sessionOf, tenantSlugSchema } from './http-session.ts';
+import { advanceSession, DEVICE_COOKIE, loadUserAccess, revokeSessions, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
 
 const b64url = (max: number) => z.string().regex(/^[A-Za-z0-9_-]*$/).max(max);
 const extensions = z.record(z.string(), z.unknown());
@@ -51,26 +51,13 @@ const authenticationResponse = z.strictObject({
 });
 
 const options = z.looseObject({ challenge: z.string() });
-const sessionAnswer = z.object({ stage: z.enum(['mfa', 'mfa_enrollment', 'active']), csrfToken: z.string(), expiresAt: z.string() });
-const slug = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/);
-
-function sessionOf(request: FastifyRequest) {
-  const principal = principalOf(request);
-  if (principal.credential.kind !== 'session') throw new AppError('unauthenticated');
-  return { principal, credential: principal.credential };
-}
-
-const context = (request: FastifyRequest) => {
-  const userAgent = request.headers['user-agent'];
-  return { sourceIp: request.ip, requestId: request.id, userAgent: typeof userAgent === 'string' ? userAgent : undefined };
-};
+const sessionAnswer = sessionAnswerSchema;
+const slug = tenantSlugSchema;
+const context = requestContext;
 
 export async function passkeysRoutes(app: App, deps: AuthDeps & { relyingParty: RelyingParty }): Promise<void> {
   const rp = deps.relyingParty;
-  const answer = (reply: FastifyReply, session: NewSession) => {
-    reply.setCookie(SESSION_COOKIE, session.token, { httpOnly: true, secure: true, sameSite: 'strict', path: '/', expires: session.expiresAt });
-    return { stage: 'active' as const, csrfToken: csrfTokenFor(session.token), expiresAt: session.expiresAt.toISOString() };
-  };
+  const answer = (reply: FastifyReply, session: NewSession) => answerSession(reply, session, 'active');
   /** Enrolment is open to a login at its enrolment stage, or to a full session after a step-up. */
   const mayEnrol = (request: FastifyRequest) => {
     const { principal, credential } = sessionOf(request);

@@ -6,11 +6,12 @@ import { principalOf } from '../../server/access-control.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import type { AuthDeps } from './login.service.ts';
 import { SESSION_COOKIE } from './sessions.ts';
+import { tenantSlugSchema } from './http-session.ts';
 import { completeSsoLogin, loadSsoProvider, redirectUriFor, saveSsoProvider, SSO_BROWSER_COOKIE, startSsoLogin } from './sso.ts';
 import { resolveRoleChoice } from '../users/users.service.ts';
 import { randomBytes } from 'node:crypto';
 
-const slug = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/);
+const slug = tenantSlugSchema;
 const assignable = z.enum(['admin', 'supervisor', 'agent', 'auditor', 'privacy_officer']);
 const mapping = z.union([
   z.strictObject({ group: z.string().min(1).max(200), role: assignable }),
