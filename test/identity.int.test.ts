@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import { FAILURE_FLOOR_MS } from '../src/modules/auth/login.service.ts';
-import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { bearer, buildTestApp, capturingLogger, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { keepCookies, newBrowser, send, sessionFor, setPassword, totpAt, type Browser } from './support/auth.ts';
@@ -10,13 +10,14 @@ const OWNER_PASSWORD = 'violet harbour lantern 42';
 const AGENT_PASSWORD = 'quiet meadow copper kettle';
 
 describe(`identity and access (${serverLabel()} server)`, () => {
+  const capture = capturingLogger('info');
   let db: TestDatabase;
   let app: App;
   let a: SeededTenant;
   let b: SeededTenant;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ logger: capture.logger });
     a = await seedTenant(db.handles, 'ident-a');
     b = await seedTenant(db.handles, 'ident-b');
     await setPassword(db.handles, a.tenantId, a.owner.id, OWNER_PASSWORD);
@@ -125,6 +126,10 @@ describe(`identity and access (${serverLabel()} server)`, () => {
     // A login form posted from another site is refused too (login CSRF).
     const loginElsewhere = await login(newBrowser(), a.owner.email, OWNER_PASSWORD, 'ident-a', { origin: 'https://evil.example' });
     expect(loginElsewhere.statusCode).toBe(403);
+    // Audited where a tenant is known (the session's), logged where none is (the login form).
+    const denials = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'auth.denied' AND details->>'reason' IN ('cross_origin', 'csrf_token')`);
+    expect(denials.rows[0]!.n).toBe(3);
+    expect(capture.lines.some((line) => line.includes('"event":"auth.refused"') && line.includes('"reason":"cross_origin"') && line.includes('POST /api/v1/auth/login'))).toBe(true);
     expect(await db.superQuery(`SELECT 1 FROM ringvakt.users WHERE tenant_id = $1 AND status = 'invited'`, [a.tenantId]).then((r) => r.rowCount)).toBe(0);
   });
 

@@ -100,6 +100,12 @@ export type AccessControlOptions = {
   publicOrigin: string;
 };
 
+/** Refusals that no tenant can be named for go to the security log (never a token or an address). */
+function refuse(request: FastifyRequest, reason: string, code: 'csrf_failed' | 'unauthenticated'): AppError {
+  request.log.warn({ event: 'auth.refused', reason, route: `${request.method} ${request.routeOptions.url ?? ''}` }, 'request refused');
+  return new AppError(code);
+}
+
 function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (typeof header !== 'string') return undefined;
@@ -241,9 +247,8 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     // that comes from a page of another origin, whatever the credential (login included).
     const unsafe = !SAFE_METHODS.has(request.method);
     const origin = request.headers.origin;
-    if (unsafe && origin !== undefined && origin !== options.publicOrigin) throw new AppError('csrf_failed');
-    const fetchSite = request.headers['sec-fetch-site'];
-    if (unsafe && fetchSite === 'cross-site') throw new AppError('csrf_failed');
+    const crossOrigin = unsafe && ((origin !== undefined && origin !== options.publicOrigin) || request.headers['sec-fetch-site'] === 'cross-site');
+    if (crossOrigin && access === 'public') throw refuse(request, 'cross_origin', 'csrf_failed');
     if (access === 'public') return;
 
     const bearer = bearerToken(request);
@@ -251,13 +256,13 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     const kind = bearer !== undefined ? 'api_token' : 'session';
     const token = bearer ?? cookie ?? '';
     const parsed = bearer !== undefined ? presentedToken('rvk', bearer) : cookie !== undefined ? presentedToken('rvc', cookie) : undefined;
-    if (!parsed) throw new AppError('unauthenticated');
+    if (!parsed) throw crossOrigin ? refuse(request, 'cross_origin', 'csrf_failed') : refuse(request, bearer !== undefined || cookie !== undefined ? 'malformed_credential' : 'no_credential', 'unauthenticated');
     const tenantDb = tenantHandle(parsed.tenantHex);
     const key = parsed.hashHex;
     const now = Date.now();
 
     let cached = options.credentials.get(key) ?? (await lookUpAndCache(tenantDb, kind, token, key));
-    if (!cached) throw new AppError('unauthenticated');
+    if (!cached) throw crossOrigin ? refuse(request, 'cross_origin', 'csrf_failed') : refuse(request, 'unknown_credential', 'unauthenticated');
     // Another node may have seen this session more recently, or stepped it up: check before refusing.
     const looksIdle = now - cached.lastSeenAt > cached.idleMs;
     const stepUp = config.stepUp === true || (config.stepUp === 'sessions' && cached.kind === 'session');
@@ -279,6 +284,11 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     }
 
     request.scopedTenantDb = tenantDb;
+    // A change from another origin carrying a real credential is an attack on that tenant: audited.
+    if (crossOrigin) {
+      await deny(request, tenantDb, cached, 'cross_origin');
+      throw new AppError('csrf_failed');
+    }
     if (cached.allowed && !cached.allowed(request.ip)) {
       await deny(request, tenantDb, cached, 'ip_not_allowed');
       throw new AppError('ip_not_allowed');
