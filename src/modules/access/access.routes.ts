@@ -5,7 +5,7 @@ import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { announceAuthChange } from './auth-changes.ts';
-import { builtInRoleNames, builtInRoles, mfaRequiredRoles, normalisePermissions, permissions } from './permissions.ts';
+import { assertGrantable, builtInRoleNames, builtInRoles, mfaRequiredRoles, normalisePermissions, permissions, type Permission } from './permissions.ts';
 import { canonicalCidr, createAllowListMatcher, loadSecurityPolicy, saveSecurityPolicy } from './security-policy.ts';
 
 const roleSchema = z.object({
@@ -38,9 +38,14 @@ function assertMfaChoice(chosen: readonly string[], requiresMfa: boolean): void 
   }
 }
 
-const assertNotBuiltInName = (name: string) => {
-  if ((builtInRoleNames as string[]).includes(name) || name === 'custom') throw new AppError('conflict', 'That name belongs to a built-in role.');
-};
+/** A role definition as given, checked: its permissions (grantable, MFA if beyond agent) and its name. */
+function checkedRole(held: ReadonlySet<Permission>, body: { name: string; permissions: readonly string[]; requiresMfa: boolean }): Permission[] {
+  const chosen = normalisePermissions(body.permissions);
+  assertGrantable(held, chosen);
+  if ((builtInRoleNames as string[]).includes(body.name) || body.name === 'custom') throw new AppError('conflict', 'That name belongs to a built-in role.');
+  assertMfaChoice(chosen, body.requiresMfa);
+  return chosen;
+}
 
 /** The permission catalogue, built-in and custom roles, and the tenant's security policy. */
 export async function accessRoutes(app: App): Promise<void> {
@@ -72,11 +77,7 @@ export async function accessRoutes(app: App): Promise<void> {
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const chosen = normalisePermissions(request.body.permissions);
-      const beyond = chosen.filter((permission) => !principal.permissions.has(permission));
-      if (beyond.length > 0) throw new AppError('forbidden', `You cannot give permissions you do not hold: ${beyond.join(', ')}.`);
-      assertNotBuiltInName(request.body.name);
-      assertMfaChoice(chosen, request.body.requiresMfa);
+      const chosen = checkedRole(principal.permissions, request.body);
       const role = await request.tenantDb.transaction(async (trx) => {
         const existing = await trx.selectFrom('roles').select('id').where('name', '=', request.body.name).executeTakeFirst();
         if (existing) throw new AppError('conflict', 'A role with that name exists already.');
@@ -100,11 +101,7 @@ export async function accessRoutes(app: App): Promise<void> {
     },
     async (request) => {
       const principal = principalOf(request);
-      const chosen = normalisePermissions(request.body.permissions);
-      const beyond = chosen.filter((permission) => !principal.permissions.has(permission));
-      if (beyond.length > 0) throw new AppError('forbidden', `You cannot give permissions you do not hold: ${beyond.join(', ')}.`);
-      assertNotBuiltInName(request.body.name);
-      assertMfaChoice(chosen, request.body.requiresMfa);
+      const chosen = checkedRole(principal.permissions, request.body);
       const role = await request.tenantDb.transaction(async (trx) => {
         const clash = await trx.selectFrom('roles').select('id').where('name', '=', request.body.name).where('id', '!=', request.params.roleId).executeTakeFirst();
         if (clash) throw new AppError('conflict', 'A role with that name exists already.');

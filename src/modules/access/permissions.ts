@@ -1,4 +1,5 @@
 import type { BuiltInRole } from '../../db/schema.ts';
+import { AppError } from '../../server/errors.ts';
 
 /**
  * The permission catalogue. Deny by default: every route declares the permission it needs (or one
@@ -60,4 +61,10 @@ export function isRouteAccess(value: unknown): value is RouteAccess {
 /** Only catalogue names, each once, in catalogue order. */
 export function normalisePermissions(names: readonly string[]): Permission[] {
   return permissions.filter((permission) => names.includes(permission));
+}
+
+/** Nobody gives (to a role, a token or a provider mapping) a permission they do not hold themselves. */
+export function assertGrantable(held: ReadonlySet<Permission>, wanted: readonly Permission[]): void {
+  const beyond = wanted.filter((permission) => !held.has(permission));
+  if (beyond.length > 0) throw new AppError('forbidden', `You cannot give permissions you do not hold: ${beyond.join(', ')}.`);
 }

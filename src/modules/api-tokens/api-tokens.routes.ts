@@ -4,7 +4,7 @@ import { principalOf } from '../../server/access-control.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
-import { normalisePermissions, permissions } from '../access/permissions.ts';
+import { assertGrantable, normalisePermissions, permissions } from '../access/permissions.ts';
 import { announceAuthChange } from '../access/auth-changes.ts';
 import { API_TOKEN_MAX_DAYS, issueApiToken } from './api-tokens.service.ts';
 
@@ -47,8 +47,7 @@ export async function apiTokensRoutes(app: App): Promise<void> {
         throw new AppError('validation_failed', `A token expires between one minute and ${API_TOKEN_MAX_DAYS} days from now.`);
       }
       const scopes = normalisePermissions(request.body.scopes);
-      const beyond = scopes.filter((scope) => !principal.permissions.has(scope));
-      if (beyond.length > 0) throw new AppError('forbidden', `You cannot give a token permissions you do not hold: ${beyond.join(', ')}.`);
+      assertGrantable(principal.permissions, scopes);
       const issued = await request.tenantDb.transaction(async (trx) => {
         const issued = await issueApiToken(trx, principal.tenantId, { userId: principal.userId, name: request.body.name, expiresAt, scopes });
         await recordAuditEvent(trx, {

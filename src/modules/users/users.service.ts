@@ -6,7 +6,7 @@ import type { BuiltInRole, UserRole } from '../../db/schema.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { AppError } from '../../server/errors.ts';
 import type { Principal } from '../../server/access-control.ts';
-import { builtInRoles, normalisePermissions, type Permission } from '../access/permissions.ts';
+import { assertGrantable, builtInRoles, normalisePermissions, type Permission } from '../access/permissions.ts';
 import { mintTenantToken } from '../api-tokens/api-tokens.service.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { createUser, type UserView } from './users.repo.ts';
@@ -36,8 +36,7 @@ export async function resolveRoleChoice(
     choice = { role: 'custom', customRoleId: custom.id, permissions: normalisePermissions(custom.permissions) };
   }
   if (choice.role === 'owner' && actor.role !== 'owner') throw new AppError('forbidden', 'Only an owner can make another owner.');
-  const beyond = choice.permissions.filter((permission) => !actor.permissions.has(permission));
-  if (beyond.length > 0) throw new AppError('forbidden', `You cannot give permissions you do not hold: ${beyond.join(', ')}.`);
+  assertGrantable(actor.permissions, choice.permissions);
   return choice;
 }
 
