@@ -8,8 +8,8 @@ import { loadSecurityPolicy } from '../access/security-policy.ts';
 import { findUserById } from '../users/users.repo.ts';
 import { login, proveSecondFactor, reauthenticate, type AuthDeps } from './login.service.ts';
 import { confirmTotpEnrollment, removeTotp, replaceRecoveryCodes, startTotpEnrollment } from './mfa.ts';
-import { answerSession, requestContext, sessionAnswerSchema, sessionOf, tenantSlugSchema } from './http-session.ts';
-import { advanceSession, DEVICE_COOKIE, listSessions, loadUserAccess, revokeSessions, SESSION_COOKIE, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S, type SessionView } from './sessions.ts';
+import { answerSession, presentSession, requestContext, sessionAnswerSchema, sessionOf, sessionSchema, tenantSlugSchema } from './http-session.ts';
+import { advanceSession, DEVICE_COOKIE, listSessions, loadUserAccess, revokeSessions, SESSION_COOKIE, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S } from './sessions.ts';
 
 const slug = tenantSlugSchema;
 const password = z.string().min(1).max(PASSWORD_MAX_LENGTH * 4);
@@ -23,28 +23,6 @@ const secondFactor = z.discriminatedUnion('method', [
 
 const sessionAnswer = sessionAnswerSchema;
 
-const sessionSchema = z.object({
-  id: uuidSchema,
-  current: z.boolean(),
-  createdAt: z.string(),
-  lastSeenAt: z.string(),
-  expiresAt: z.string(),
-  methods: z.array(z.string()),
-  sourceIp: z.string().nullable(),
-  userAgent: z.string().nullable(),
-});
-
-export const presentSession = (session: SessionView, currentId?: string) => ({
-  id: session.id,
-  current: session.id === currentId,
-  createdAt: session.createdAt.toISOString(),
-  lastSeenAt: session.lastSeenAt.toISOString(),
-  expiresAt: session.expiresAt.toISOString(),
-  methods: session.methods,
-  sourceIp: session.sourceIp,
-  userAgent: session.userAgent,
-});
-export { sessionSchema };
 
 export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
   const answer = answerSession;

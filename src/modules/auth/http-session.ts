@@ -2,7 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../server/errors.ts';
 import { principalOf } from '../../server/access-control.ts';
-import { csrfTokenFor, SESSION_COOKIE, type NewSession } from './sessions.ts';
+import { uuidSchema } from '../../server/schemas.ts';
+import { csrfTokenFor, SESSION_COOKIE, type NewSession, type SessionView } from './sessions.ts';
 
 /** What the identity routes share: the session cookie, the answer that carries a session, and the caller's context. */
 
@@ -34,3 +35,26 @@ export function requestContext(request: FastifyRequest) {
   const userAgent = request.headers['user-agent'];
   return { sourceIp: request.ip, requestId: request.id, userAgent: typeof userAgent === 'string' ? userAgent : undefined };
 }
+
+/** A session as its user (or a manager) sees it in a list. */
+export const sessionSchema = z.object({
+  id: uuidSchema,
+  current: z.boolean(),
+  createdAt: z.string(),
+  lastSeenAt: z.string(),
+  expiresAt: z.string(),
+  methods: z.array(z.string()),
+  sourceIp: z.string().nullable(),
+  userAgent: z.string().nullable(),
+});
+
+export const presentSession = (session: SessionView, currentId?: string) => ({
+  id: session.id,
+  current: session.id === currentId,
+  createdAt: session.createdAt.toISOString(),
+  lastSeenAt: session.lastSeenAt.toISOString(),
+  expiresAt: session.expiresAt.toISOString(),
+  methods: session.methods,
+  sourceIp: session.sourceIp,
+  userAgent: session.userAgent,
+});

@@ -11,7 +11,7 @@ import type { Mailer } from '../mail/mailer.ts';
 import { loadSecurityPolicy } from '../access/security-policy.ts';
 import { announceAuthChange } from '../access/auth-changes.ts';
 import { listSessions, revokeSessions } from '../auth/sessions.ts';
-import { presentSession, sessionSchema } from '../auth/auth.routes.ts';
+import { presentSession, sessionSchema } from '../auth/http-session.ts';
 import { findUserById, listUsers, type UserView } from './users.repo.ts';
 import { inviteUserSchema, listUsersQuerySchema, updateUserSchema, userListSchema, userParamsSchema, userSchema } from './users.schemas.ts';
 import { assertMayManage, inviteUser, isLastActiveOwner, resolveRoleChoice } from './users.service.ts';
