@@ -6,10 +6,10 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { PASSWORD_MAX_LENGTH } from '../access/passwords.ts';
 import { loadSecurityPolicy } from '../access/security-policy.ts';
 import { findUserById } from '../users/users.repo.ts';
-import { login, proveSecondFactor, reauthenticate, type AuthDeps } from './login.service.ts';
+import { finishEnrolment, login, proveSecondFactor, reauthenticate, type AuthDeps } from './login.service.ts';
 import { confirmTotpEnrollment, removeTotp, replaceRecoveryCodes, startTotpEnrollment } from './mfa.ts';
-import { answerSession, presentSession, requestContext, sessionAnswerSchema, sessionOf, sessionSchema, tenantSlugSchema } from './http-session.ts';
-import { advanceSession, DEVICE_COOKIE, listSessions, loadUserAccess, revokeSessions, SESSION_COOKIE, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S } from './sessions.ts';
+import { answerSession, enrollingSessionOf, presentSession, requestContext, sessionAnswerSchema, sessionOf, sessionSchema, tenantSlugSchema } from './http-session.ts';
+import { DEVICE_COOKIE, listSessions, loadUserAccess, revokeSessions, SESSION_COOKIE, TRUSTED_DEVICE_MAX_AGE_S } from './sessions.ts';
 
 const slug = tenantSlugSchema;
 const password = z.string().min(1).max(PASSWORD_MAX_LENGTH * 4);
@@ -83,9 +83,7 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
       },
     },
     async (request, reply) => {
-      const { principal, credential } = sessionOf(request);
-      if (credential.stage === 'mfa') throw new AppError('second_factor_required');
-      if (credential.stage === 'active' && Date.now() - credential.authenticatedAt > STEP_UP_MS) throw new AppError('reauthentication_required');
+      const { principal } = enrollingSessionOf(request);
       const enrollment = await request.tenantDb.transaction(async (trx) => {
         const user = await findUserById(trx, deps.cipher, principal.userId);
         if (!user) throw new AppError('unauthenticated');
@@ -108,28 +106,14 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
       },
     },
     async (request, reply) => {
-      const { principal, credential } = sessionOf(request);
-      if (credential.stage === 'mfa') throw new AppError('second_factor_required');
-      if (credential.stage === 'active' && Date.now() - credential.authenticatedAt > STEP_UP_MS) throw new AppError('reauthentication_required');
+      const { principal, credential } = enrollingSessionOf(request);
       const confirmed = await request.tenantDb.transaction(async (trx) => {
         const recoveryCodes = await confirmTotpEnrollment(trx, deps.cipher, principal.userId, request.body.code);
         if (!recoveryCodes) {
           await recordAuditEvent(trx, { action: 'auth.mfa_enroll', outcome: 'failed', actor: { type: 'user', id: principal.userId }, target: { type: 'user', id: principal.userId }, sourceIp: request.ip, requestId: request.id, details: { method: 'totp', reason: 'wrong_code' } });
           return undefined;
         }
-        const policy = await loadSecurityPolicy(trx);
-        const session = await advanceSession(trx, { sessionId: credential.id, stage: 'active', method: 'totp', policy });
-        // Other sessions of this user were made under the old factors: end them (rotation on MFA change).
-        await revokeSessions(trx, { userId: principal.userId, exceptSessionId: credential.id }, 'mfa_changed');
-        await recordAuditEvent(trx, {
-          action: 'auth.mfa_enroll',
-          outcome: 'success',
-          actor: { type: 'user', id: principal.userId },
-          target: { type: 'user', id: principal.userId },
-          sourceIp: request.ip,
-          requestId: request.id,
-          details: { method: 'totp' },
-        });
+        const session = await finishEnrolment(trx, { userId: principal.userId, sessionId: credential.id, method: 'totp', target: { type: 'user', id: principal.userId }, sourceIp: request.ip, requestId: request.id });
         return { recoveryCodes, session };
       });
       if (!confirmed) throw new AppError('mfa_code_invalid');

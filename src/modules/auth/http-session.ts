@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AppError } from '../../server/errors.ts';
 import { principalOf } from '../../server/access-control.ts';
 import { uuidSchema } from '../../server/schemas.ts';
-import { csrfTokenFor, SESSION_COOKIE, type NewSession, type SessionView } from './sessions.ts';
+import { csrfTokenFor, SESSION_COOKIE, STEP_UP_MS, type NewSession, type SessionView } from './sessions.ts';
 
 /** What the identity routes share: the session cookie, the answer that carries a session, and the caller's context. */
 
@@ -28,6 +28,17 @@ export function sessionOf(request: FastifyRequest) {
   const principal = principalOf(request);
   if (principal.credential.kind !== 'session') throw new AppError('unauthenticated');
   return { principal, credential: principal.credential };
+}
+
+/**
+ * The caller's session, if it may enrol a second factor: a login at its enrolment stage, or a full
+ * session that proved who it is within the step-up window (never a login still owing its factor).
+ */
+export function enrollingSessionOf(request: FastifyRequest) {
+  const session = sessionOf(request);
+  if (session.credential.stage === 'mfa') throw new AppError('second_factor_required');
+  if (session.credential.stage === 'active' && Date.now() - session.credential.authenticatedAt > STEP_UP_MS) throw new AppError('reauthentication_required');
+  return session;
 }
 
 /** Where a request came from, for audit events and the sessions list. */

@@ -10,7 +10,7 @@ import { createAllowListMatcher, loadSecurityPolicy, type SecurityPolicy } from 
 import { mintTenantToken, parseTenantToken } from '../api-tokens/api-tokens.service.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { findUserByEmail, findUserById, normaliseEmail } from '../users/users.repo.ts';
-import { advanceSession, createSession, loadUserAccess, stageAfterFirstFactor, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
+import { advanceSession, createSession, loadUserAccess, revokeSessions, stageAfterFirstFactor, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
 import { checkSecondFactorCode, useRecoveryCode, verifyTotp } from './mfa.ts';
 import { sql } from 'kysely';
 import { afterFailure, DEVICE_LIMITS, forgiveAccountAttempt, isLocked, takeAccountAttempt } from './throttle.ts';
@@ -312,4 +312,27 @@ export async function reauthenticate(
     throw new AppError('login_failed', first.hasTotp ? 'The password or the authenticator code is not right.' : undefined);
   }
   return result;
+}
+
+/**
+ * A newly enrolled second factor takes effect: the session becomes active under a new token, the
+ * user's other sessions (made under the old factors) end, and the enrolment is audited.
+ */
+export async function finishEnrolment(
+  trx: TenantTransaction,
+  input: { userId: string; sessionId: string; method: 'totp' | 'passkey'; target: { type: string; id: string }; sourceIp: string; requestId: string },
+): Promise<NewSession> {
+  const policy = await loadSecurityPolicy(trx);
+  const session = await advanceSession(trx, { sessionId: input.sessionId, stage: 'active', method: input.method, policy });
+  await revokeSessions(trx, { userId: input.userId, exceptSessionId: input.sessionId }, 'mfa_changed');
+  await recordAuditEvent(trx, {
+    action: 'auth.mfa_enroll',
+    outcome: 'success',
+    actor: { type: 'user', id: input.userId },
+    target: input.target,
+    sourceIp: input.sourceIp,
+    requestId: input.requestId,
+    details: { method: input.method },
+  });
+  return session;
 }

@@ -1,6 +1,6 @@
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { randomBytes } from 'node:crypto';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { App } from '../../server/types.ts';
 import { AppError } from '../../server/errors.ts';
@@ -9,12 +9,12 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { announceAuthChange } from '../access/auth-changes.ts';
 import { loadSecurityPolicy } from '../access/security-policy.ts';
 import { findUserById } from '../users/users.repo.ts';
-import type { AuthDeps } from './login.service.ts';
+import { finishEnrolment, type AuthDeps } from './login.service.ts';
 import { passkeyLogin, provePasskeyFactor } from './passkey-login.service.ts';
 import { recoveryCodesLeft, replaceRecoveryCodes } from './mfa.ts';
 import { authenticationOptions, listPasskeys, registerPasskey, registrationOptions, type RelyingParty } from './passkeys.ts';
-import { answerSession, requestContext, sessionAnswerSchema, sessionOf, tenantSlugSchema } from './http-session.ts';
-import { advanceSession, DEVICE_COOKIE, loadUserAccess, revokeSessions, STEP_UP_MS, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
+import { answerSession, enrollingSessionOf, requestContext, sessionAnswerSchema, sessionOf, tenantSlugSchema } from './http-session.ts';
+import { DEVICE_COOKIE, loadUserAccess, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
 
 const b64url = (max: number) => z.string().regex(/^[A-Za-z0-9_-]*$/).max(max);
 const extensions = z.record(z.string(), z.unknown());
@@ -59,13 +59,6 @@ const context = requestContext;
 export async function passkeysRoutes(app: App, deps: AuthDeps & { relyingParty: RelyingParty }): Promise<void> {
   const rp = deps.relyingParty;
   const answer = (reply: FastifyReply, session: NewSession) => answerSession(reply, session, 'active');
-  /** Enrolment is open to a login at its enrolment stage, or to a full session after a step-up. */
-  const mayEnrol = (request: FastifyRequest) => {
-    const { principal, credential } = sessionOf(request);
-    if (credential.stage === 'mfa') throw new AppError('second_factor_required');
-    if (credential.stage === 'active' && Date.now() - credential.authenticatedAt > STEP_UP_MS) throw new AppError('reauthentication_required');
-    return { principal, credential };
-  };
 
   app.post(
     '/api/v1/auth/passkeys/registration-options',
@@ -74,7 +67,7 @@ export async function passkeysRoutes(app: App, deps: AuthDeps & { relyingParty: 
       schema: { summary: 'Options for navigator.credentials.create(): register a passkey', tags: ['auth'], response: { 200: options, ...problemResponses(401, 403) } },
     },
     async (request, reply) => {
-      const { principal, credential } = mayEnrol(request);
+      const { principal, credential } = enrollingSessionOf(request);
       const result = await request.tenantDb.transaction(async (trx) => {
         const user = await findUserById(trx, deps.cipher, principal.userId);
         if (!user) throw new AppError('unauthenticated');
@@ -97,7 +90,7 @@ export async function passkeysRoutes(app: App, deps: AuthDeps & { relyingParty: 
       },
     },
     async (request, reply) => {
-      const { principal, credential } = mayEnrol(request);
+      const { principal, credential } = enrollingSessionOf(request);
       const outcome = await request.tenantDb.transaction(async (trx) => {
         const registered = await registerPasskey(trx, rp, { userId: principal.userId, sessionId: credential.id, name: request.body.name, response: request.body.response as RegistrationResponseJSON });
         if ('refused' in registered) {
@@ -106,18 +99,7 @@ export async function passkeysRoutes(app: App, deps: AuthDeps & { relyingParty: 
         }
         const { id } = registered;
         const recoveryCodes = (await recoveryCodesLeft(trx, principal.userId)) === 0 ? await replaceRecoveryCodes(trx, principal.userId) : [];
-        const policy = await loadSecurityPolicy(trx);
-        const session = await advanceSession(trx, { sessionId: credential.id, stage: 'active', method: 'passkey', policy });
-        await revokeSessions(trx, { userId: principal.userId, exceptSessionId: credential.id }, 'mfa_changed');
-        await recordAuditEvent(trx, {
-          action: 'auth.mfa_enroll',
-          outcome: 'success',
-          actor: { type: 'user', id: principal.userId },
-          target: { type: 'passkey', id },
-          sourceIp: request.ip,
-          requestId: request.id,
-          details: { method: 'passkey' },
-        });
+        const session = await finishEnrolment(trx, { userId: principal.userId, sessionId: credential.id, method: 'passkey', target: { type: 'passkey', id }, sourceIp: request.ip, requestId: request.id });
         return { id, session, recoveryCodes };
       });
       if ('refused' in outcome) throw outcome.refused;
