@@ -94,4 +94,18 @@ describe(`invitations through SMTP (${serverLabel()} server)`, () => {
       expect((row.message_ciphertext as Buffer).toString('latin1')).not.toContain('rvs_');
     }
   });
+
+  it('will not send in clear text to a server that is not on this host and offers no STARTTLS', async () => {
+    // 127.0.0.2 stands for a server elsewhere (it is not one of the loopback names the transport exempts).
+    const plain = new SMTPServer({ disabledCommands: ['STARTTLS', 'AUTH'], logger: false, onData: (_stream, _session, callback) => callback() });
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.2', resolve));
+    const plainPort = (plain.server.address() as AddressInfo).port;
+    const transport = smtpTransport(`smtp://127.0.0.2:${plainPort}`, 'ringvakt@invite-a.example');
+    try {
+      await expect(transport.send({ to: 'someone@invite-a.example', subject: 's', text: 't' })).rejects.toThrow();
+    } finally {
+      transport.close();
+      await new Promise<void>((resolve) => plain.close(() => resolve()));
+    }
+  });
 });

@@ -51,9 +51,16 @@ export type MailTransport = {
   close(): void;
 };
 
-/** SMTP through nodemailer. The URL may carry credentials (smtp://user:pass@host:587); it is a secret. */
+/**
+ * SMTP through nodemailer. The URL may carry credentials (smtp://user:pass@host:587); it is a
+ * secret. Messages carry one-time links, so a plain `smtp://` server elsewhere than on this host
+ * (127.0.0.1, ::1, localhost) must offer STARTTLS (requireTLS): nothing goes out in clear text
+ * over a network.
+ */
 export function smtpTransport(url: string, from: string): MailTransport {
-  const transport = nodemailer.createTransport(url);
+  const parsed = new URL(url);
+  const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(parsed.hostname);
+  const transport = nodemailer.createTransport({ url, requireTLS: parsed.protocol === 'smtp:' && !loopback } as Parameters<typeof nodemailer.createTransport>[0]);
   return {
     async send(message) {
       await transport.sendMail({ from, to: message.to, subject: message.subject, text: message.text });
