@@ -55,6 +55,13 @@ export type Keyring = {
   indexKey(trx: TenantTransaction): Promise<Buffer>;
   /** The subject's key, created when `create` is set and none exists. */
   subjectKey(trx: TenantTransaction, subjectId: string, options: { create: boolean }): Promise<Buffer | undefined>;
+  /**
+   * Keys for subjects that are new — ids this process just generated, so no other transaction can
+   * be creating them — wrapped and inserted in one statement (bulk imports).
+   */
+  createSubjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<Buffer[]>;
+  /** The keys of many subjects in one query: null for an erased subject, absent when none exists. */
+  subjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<Map<string, Buffer | null>>;
   destroySubjectKey(trx: TenantTransaction, subjectId: string): Promise<boolean>;
   /** Makes a new data key version active and retires the old one; returns the new version. */
   rotateDataKey(trx: TenantTransaction): Promise<number>;
@@ -252,6 +259,42 @@ export function createKeyring(root: RootKeyProvider): Keyring {
         .executeTakeFirst();
       // Lost a race with another transaction creating the same subject's key: use theirs.
       return inserted ? key : this.subjectKey(trx, subjectId, { create: false });
+    },
+    async createSubjectKeys(trx, subjectIds) {
+      if (subjectIds.length === 0) return [];
+      const keys: Buffer[] = [];
+      const versions: number[] = [];
+      const wrapped: Buffer[] = [];
+      for (const subjectId of subjectIds) {
+        const { version, key: wrappingKey } = await this.dataKeyForEncryption(trx);
+        const key = randomBytes(KEY_BYTES);
+        keys.push(key);
+        versions.push(version);
+        wrapped.push(seal(wrappingKey, key, subjectKeyContext(trx.tenantId, subjectId, version)));
+      }
+      await sql`INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
+                SELECT * FROM unnest(${subjectIds}::uuid[], ${versions}::integer[], ${wrapped}::bytea[])`.execute(trx);
+      return keys;
+    },
+    async subjectKeys(trx, subjectIds) {
+      const found = new Map<string, Buffer | null>();
+      if (subjectIds.length === 0) return found;
+      const rows = await sql<{ subject_id: string; tenant_key_version: number | null; wrapped_key: Buffer | null }>`
+        SELECT subject_id, tenant_key_version, wrapped_key FROM subject_keys WHERE subject_id = ANY(${subjectIds}::uuid[])`.execute(trx);
+      for (const row of rows.rows) {
+        if (!row.wrapped_key || row.tenant_key_version === null) {
+          found.set(row.subject_id, null);
+          continue;
+        }
+        const wrappingKey = await dataKey(trx, row.tenant_key_version);
+        try {
+          found.set(row.subject_id, open(wrappingKey, row.wrapped_key, subjectKeyContext(trx.tenantId, row.subject_id, row.tenant_key_version)));
+        } catch (error) {
+          if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
+          throw error;
+        }
+      }
+      return found;
     },
     async destroySubjectKey(trx, subjectId) {
       await lockSubject(trx, subjectId);

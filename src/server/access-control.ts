@@ -50,6 +50,8 @@ declare module 'fastify' {
     stepUp?: boolean | 'sessions';
     /** API tokens are not accepted here: only a person in a browser session. */
     sessionOnly?: boolean;
+    /** The route reads its body as a stream (file uploads), with no body schema; it checks what it reads. */
+    streamedBody?: boolean;
   }
   interface FastifyRequest {
     principal: Principal | undefined;

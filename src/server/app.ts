@@ -1,3 +1,6 @@
+import { contactsRoutes } from '../modules/contacts/contacts.routes.ts';
+import { listsRoutes } from '../modules/contacts/lists.routes.ts';
+import { suppressionRoutes } from '../modules/suppression/suppression.routes.ts';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -145,7 +148,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     if (route.url === undefined) return;
     const schema = route.schema ?? {};
     const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
-    if (hasBody && !schema.body) throw new AppError('bad_request', 'This request takes no body.');
+    if (hasBody && !schema.body && !route.config.streamedBody) throw new AppError('bad_request', 'This request takes no body.');
     if (request.url.includes('?') && !schema.querystring) {
       throw new AppError('validation_failed', 'This request takes no query parameters.');
     }
@@ -194,7 +197,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     metricsToken: config.metricsToken,
     isShuttingDown: deps.isShuttingDown ?? (() => false),
   });
-  const { cipher } = await database.crypto();
+  const { cipher, keyring } = await database.crypto();
   const mailer = createMailer(cipher, deps.logger);
   await app.register(tenantsRoutes);
   const authDeps = { systemDb: database.systemDb, forTenant: database.forTenant, cipher, mailer };
@@ -206,5 +209,8 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(apiTokensRoutes);
   await app.register(auditRoutes, { systemDb: database.systemDb });
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
+  await app.register(contactsRoutes, { cipher, keyring });
+  await app.register(listsRoutes, { cipher, keyring });
+  await app.register(suppressionRoutes, { cipher, keyring });
   return app;
 }

@@ -29,6 +29,8 @@ const policySchema = z.object({
   sessionIdleMinutes: z.number().int().min(5).max(720),
   sessionAbsoluteHours: z.number().int().min(1).max(72),
   ipAllowList: z.array(z.string().min(2).max(50)).max(200),
+  /** Full personal values one user may reveal per hour (contacts:reveal); 0 turns reveals off. */
+  revealsPerHour: z.number().int().min(0).max(10_000).default(50),
 });
 
 /** Only a role that sees no more than an agent may go without a second factor. */
@@ -174,6 +176,7 @@ export async function accessRoutes(app: App): Promise<void> {
             mfaRequiredForAll: policy.mfaRequiredForAll,
             sessionIdleMinutes: policy.sessionIdleMinutes,
             sessionAbsoluteHours: policy.sessionAbsoluteHours,
+            revealsPerHour: policy.revealsPerHour,
             ipAllowList: policy.ipAllowList.join(' '),
             previousIpAllowList: before.ipAllowList.join(' '),
           },

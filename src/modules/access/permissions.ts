@@ -14,6 +14,7 @@ export const permissions = [
   'security:manage',
   'audit:read',
   'contacts:read',
+  'contacts:manage',
   'contacts:reveal',
   'contacts:export',
   'campaigns:manage',
@@ -36,10 +37,10 @@ const everything: readonly Permission[] = permissions;
 export const builtInRoles: Record<BuiltInRole, readonly Permission[]> = {
   owner: everything,
   admin: everything.filter((permission) => permission !== 'privacy:manage'),
-  supervisor: ['tenant:read', 'users:read', 'contacts:read', 'contacts:reveal', 'campaigns:manage'],
+  supervisor: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'campaigns:manage'],
   agent: ['tenant:read', 'contacts:read'],
   auditor: ['tenant:read', 'users:read', 'audit:read'],
-  privacy_officer: ['tenant:read', 'users:read', 'contacts:read', 'contacts:reveal', 'contacts:export', 'privacy:manage', 'audit:read'],
+  privacy_officer: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'contacts:export', 'privacy:manage', 'audit:read'],
 };
 
 export const builtInRoleNames = Object.keys(builtInRoles) as BuiltInRole[];

@@ -11,6 +11,8 @@ export type SecurityPolicy = {
   sessionAbsoluteHours: number;
   /** CIDR networks, canonical text; empty means any address. */
   ipAllowList: string[];
+  /** Full personal values (contacts:reveal) one user may see per hour. */
+  revealsPerHour: number;
 };
 
 export const defaultSecurityPolicy: SecurityPolicy = {
@@ -18,12 +20,13 @@ export const defaultSecurityPolicy: SecurityPolicy = {
   sessionIdleMinutes: 30,
   sessionAbsoluteHours: 12,
   ipAllowList: [],
+  revealsPerHour: 50,
 };
 
 export async function loadSecurityPolicy(trx: TenantTransaction): Promise<SecurityPolicy> {
   const row = await trx
     .selectFrom('tenant_security_policies')
-    .select(['mfa_required_for_all', 'session_idle_minutes', 'session_absolute_hours', sql<string[]>`ip_allow_list::text[]`.as('allow')])
+    .select(['mfa_required_for_all', 'session_idle_minutes', 'session_absolute_hours', 'reveals_per_hour', sql<string[]>`ip_allow_list::text[]`.as('allow')])
     .executeTakeFirst();
   if (!row) return defaultSecurityPolicy;
   return {
@@ -31,6 +34,7 @@ export async function loadSecurityPolicy(trx: TenantTransaction): Promise<Securi
     sessionIdleMinutes: row.session_idle_minutes,
     sessionAbsoluteHours: row.session_absolute_hours,
     ipAllowList: row.allow,
+    revealsPerHour: row.reveals_per_hour,
   };
 }
 
@@ -39,6 +43,7 @@ export async function saveSecurityPolicy(trx: TenantTransaction, policy: Securit
     mfa_required_for_all: policy.mfaRequiredForAll,
     session_idle_minutes: policy.sessionIdleMinutes,
     session_absolute_hours: policy.sessionAbsoluteHours,
+    reveals_per_hour: policy.revealsPerHour,
     ip_allow_list: sql<string>`${policy.ipAllowList}::cidr[]` as unknown as string[],
     updated_at: new Date(),
   };

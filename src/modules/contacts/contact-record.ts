@@ -1,0 +1,293 @@
+import type { FieldCipher, FieldLocation } from '../../crypto/field-cipher.ts';
+import { BLIND_INDEX_BYTES } from '../../crypto/field-cipher.ts';
+import type { TenantTransaction } from '../../db/tenant-db.ts';
+import type { ContactStatus, PhoneKind, TimeZoneSource } from '../../db/schema.ts';
+import { AppError } from '../../server/errors.ts';
+import { isValidTimeZone, normaliseEmail, normalisePhone, timeZonesOfCountry, timeZonesOfNumber } from './phone.ts';
+
+/**
+ * A contact's personal data as the application holds it in memory, and its sealed form in the
+ * tables: every personal value encrypted under the contact's own data-subject key, phones and
+ * e-mail also as blind indexes. Sealing and opening are synchronous once the subject key is at hand,
+ * so a thousand-row import batch costs one key query, not thousands.
+ */
+export type Address = {
+  line1?: string | undefined;
+  line2?: string | undefined;
+  postalCode?: string | undefined;
+  city?: string | undefined;
+  region?: string | undefined;
+  /** ISO 3166 alpha-2. */
+  country?: string | undefined;
+};
+
+export type CustomValue = string | number | boolean;
+
+export type ContactData = {
+  externalId: string | null;
+  name: string | null;
+  phones: { kind: PhoneKind; e164: string }[];
+  email: string | null;
+  address: Address | null;
+  birthDate: string | null;
+  notes: string | null;
+  /** Custom fields flagged personal: encrypted. */
+  personalFields: Record<string, CustomValue>;
+  /** The other custom fields: plain JSON. */
+  fields: Record<string, CustomValue>;
+  timeZones: string[];
+  timeZoneSource: TimeZoneSource;
+};
+
+export type ContactFieldDefinition = { key: string; label: string; type: 'text' | 'number' | 'date' | 'boolean'; personal: boolean };
+
+/** Raw input as an API body or a CSV row gives it, before normalisation. */
+export type ContactInput = {
+  externalId?: string | null | undefined;
+  name?: string | null | undefined;
+  phones?: { kind: PhoneKind; number: string }[] | undefined;
+  email?: string | null | undefined;
+  address?: Address | null | undefined;
+  birthDate?: string | null | undefined;
+  notes?: string | null | undefined;
+  fields?: Record<string, CustomValue | null> | undefined;
+  timeZone?: string | null | undefined;
+};
+
+/** A value a row or a request got wrong: the code, and where (never the value). */
+export class ContactInputError extends Error {
+  constructor(
+    readonly code: 'phone_invalid' | 'email_invalid' | 'field_invalid' | 'validation_failed',
+    readonly where: string,
+    readonly reason: string,
+  ) {
+    super(`${where}: ${reason}`);
+    this.name = 'ContactInputError';
+  }
+
+  toAppError(): AppError {
+    return new AppError(this.code, `${this.where}: ${this.reason}`);
+  }
+}
+
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+
+export function isCalendarDate(text: string): boolean {
+  if (!DATE.test(text)) return false;
+  const date = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === text;
+}
+
+function checkCustomValue(definition: ContactFieldDefinition, value: CustomValue): CustomValue {
+  const bad = (reason: string) => new ContactInputError('field_invalid', `fields.${definition.key}`, reason);
+  switch (definition.type) {
+    case 'text':
+      if (typeof value !== 'string' || value.length > 1000) throw bad('must be text of at most 1,000 characters');
+      return value;
+    case 'number': {
+      const number = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+      if (typeof number !== 'number' || !Number.isFinite(number)) throw bad('must be a number');
+      return number;
+    }
+    case 'date':
+      if (typeof value !== 'string' || !isCalendarDate(value)) throw bad('must be a date, YYYY-MM-DD');
+      return value;
+    case 'boolean': {
+      if (typeof value === 'boolean') return value;
+      if (value === 'true' || value === 'yes' || value === '1') return true;
+      if (value === 'false' || value === 'no' || value === '0') return false;
+      throw bad('must be true or false');
+    }
+  }
+}
+
+/**
+ * Normalises input over what exists (`base`, for an update): numbers to E.164 with the list's or
+ * tenant's default region, e-mail lower-cased, custom fields checked against their definitions,
+ * and the callee's time zones derived — override, then a single-zone address country, then the
+ * number, then the address country, then the default region.
+ */
+export function normaliseContact(
+  input: ContactInput,
+  options: { defaultRegion: string; definitions: ReadonlyMap<string, ContactFieldDefinition>; base?: ContactData; timeZoneOverride?: boolean },
+): ContactData {
+  const base = options.base;
+  const phones =
+    input.phones === undefined
+      ? (base?.phones ?? [])
+      : input.phones.map((phone, position) => {
+          const normalised = normalisePhone(phone.number, options.defaultRegion);
+          if (typeof normalised === 'string') {
+            throw new ContactInputError('phone_invalid', `phones[${position}]`, normalised === 'phone_too_long' ? 'too long' : 'not a valid number for its country');
+          }
+          return { kind: phone.kind, e164: normalised.e164 };
+        });
+  const seen = new Set<string>();
+  for (const [position, phone] of phones.entries()) {
+    if (seen.has(phone.e164)) throw new ContactInputError('phone_invalid', `phones[${position}]`, 'the same number twice');
+    seen.add(phone.e164);
+  }
+  let email = base?.email ?? null;
+  if (input.email !== undefined) {
+    email = input.email === null || input.email.trim() === '' ? null : (normaliseEmail(input.email) ?? null);
+    if (input.email !== null && input.email.trim() !== '' && email === null) throw new ContactInputError('email_invalid', 'email', 'not an e-mail address');
+  }
+  const birthDate = input.birthDate === undefined ? (base?.birthDate ?? null) : input.birthDate;
+  if (birthDate !== null && !isCalendarDate(birthDate)) throw new ContactInputError('validation_failed', 'birthDate', 'must be a date, YYYY-MM-DD');
+  const address = input.address === undefined ? (base?.address ?? null) : input.address;
+  if (address?.country !== undefined && !/^[A-Z]{2}$/.test(address.country)) {
+    throw new ContactInputError('validation_failed', 'address.country', 'must be an ISO 3166 alpha-2 code');
+  }
+
+  const personalFields: Record<string, CustomValue> = { ...(base?.personalFields ?? {}) };
+  const fields: Record<string, CustomValue> = { ...(base?.fields ?? {}) };
+  for (const [key, value] of Object.entries(input.fields ?? {})) {
+    const definition = options.definitions.get(key);
+    if (!definition) throw new ContactInputError('field_invalid', `fields.${key}`, 'no such custom field');
+    const target = definition.personal ? personalFields : fields;
+    if (value === null || value === '') delete target[key];
+    else target[key] = checkCustomValue(definition, value);
+  }
+
+  let timeZones = base?.timeZones ?? [];
+  let timeZoneSource: TimeZoneSource = base?.timeZoneSource ?? 'unknown';
+  if (input.timeZone !== undefined && input.timeZone !== null) {
+    if (!isValidTimeZone(input.timeZone)) throw new ContactInputError('validation_failed', 'timeZone', 'not an IANA time zone');
+    timeZones = [input.timeZone];
+    timeZoneSource = 'override';
+  } else if (timeZoneSource !== 'override' || input.timeZone === null) {
+    ({ zones: timeZones, source: timeZoneSource } = deriveTimeZones(phones, address, options.defaultRegion));
+  }
+
+  return {
+    externalId: input.externalId === undefined ? (base?.externalId ?? null) : input.externalId,
+    name: input.name === undefined ? (base?.name ?? null) : input.name,
+    phones,
+    email,
+    address,
+    birthDate,
+    notes: input.notes === undefined ? (base?.notes ?? null) : input.notes,
+    personalFields,
+    fields,
+    timeZones,
+    timeZoneSource,
+  };
+}
+
+export function deriveTimeZones(
+  phones: readonly { e164: string }[],
+  address: Address | null,
+  defaultRegion: string,
+): { zones: string[]; source: TimeZoneSource } {
+  const addressZones = address?.country ? timeZonesOfCountry(address.country) : [];
+  if (addressZones.length === 1) return { zones: addressZones, source: 'address' };
+  const first = phones[0];
+  const numberZones = first ? timeZonesOfNumber(first.e164) : [];
+  if (numberZones.length > 0) return { zones: numberZones.slice(0, 64), source: 'number' };
+  if (addressZones.length > 0) return { zones: addressZones.slice(0, 64), source: 'address' };
+  const regionZones = timeZonesOfCountry(defaultRegion);
+  if (regionZones.length > 0) return { zones: regionZones.slice(0, 64), source: 'region' };
+  return { zones: [], source: 'unknown' };
+}
+
+const at = (recordId: string, field: string): FieldLocation => ({ table: 'contacts', recordId, field });
+
+export type SealedContact = {
+  row: {
+    id: string;
+    external_id: string | null;
+    name_ciphertext: Buffer | null;
+    email_ciphertext: Buffer | null;
+    email_index: Buffer | null;
+    address_ciphertext: Buffer | null;
+    birth_date_ciphertext: Buffer | null;
+    notes_ciphertext: Buffer | null;
+    personal_fields_ciphertext: Buffer | null;
+    fields: string;
+    time_zones: string[];
+    time_zone_source: TimeZoneSource;
+  };
+  phones: { position: number; kind: PhoneKind; number_ciphertext: Buffer; number_index: Buffer }[];
+};
+
+/** Blind indexes of a contact's values: tenant-keyed, the same in contacts and suppressions. */
+export const indexNames = { phone: 'contact-phone', email: 'contact-email' } as const;
+
+export const phoneIndex = (cipher: FieldCipher, trx: TenantTransaction, e164: string) => cipher.blindIndex(trx, indexNames.phone, e164, BLIND_INDEX_BYTES.contact);
+export const emailIndex = (cipher: FieldCipher, trx: TenantTransaction, email: string) => cipher.blindIndex(trx, indexNames.email, email, BLIND_INDEX_BYTES.contact);
+
+export async function sealContact(cipher: FieldCipher, trx: TenantTransaction, id: string, subjectKey: Buffer, data: ContactData): Promise<SealedContact> {
+  const tenantId = trx.tenantId;
+  const seal = (field: string, value: string | null) => (value === null ? null : cipher.encryptForSubject(tenantId, at(id, field), value, subjectKey));
+  const hasPersonal = Object.keys(data.personalFields).length > 0;
+  const phones = [];
+  for (const [position, phone] of data.phones.entries()) {
+    phones.push({
+      position,
+      kind: phone.kind,
+      number_ciphertext: cipher.encryptForSubject(tenantId, at(id, `phone.${position}`), phone.e164, subjectKey),
+      number_index: await phoneIndex(cipher, trx, phone.e164),
+    });
+  }
+  return {
+    row: {
+      id,
+      external_id: data.externalId,
+      name_ciphertext: seal('name', data.name),
+      email_ciphertext: seal('email', data.email),
+      email_index: data.email === null ? null : await emailIndex(cipher, trx, data.email),
+      address_ciphertext: seal('address', data.address === null ? null : JSON.stringify(data.address)),
+      birth_date_ciphertext: seal('birth_date', data.birthDate),
+      notes_ciphertext: seal('notes', data.notes),
+      personal_fields_ciphertext: hasPersonal ? seal('personal_fields', JSON.stringify(data.personalFields)) : null,
+      fields: JSON.stringify(data.fields),
+      time_zones: data.timeZones,
+      time_zone_source: data.timeZoneSource,
+    },
+    phones,
+  };
+}
+
+export type StoredContactRow = {
+  id: string;
+  external_id: string | null;
+  status: ContactStatus;
+  name_ciphertext: Buffer | null;
+  email_ciphertext: Buffer | null;
+  address_ciphertext: Buffer | null;
+  birth_date_ciphertext: Buffer | null;
+  notes_ciphertext: Buffer | null;
+  personal_fields_ciphertext: Buffer | null;
+  fields: Record<string, unknown>;
+  time_zones: string[];
+  time_zone_source: TimeZoneSource;
+  created_at: Date;
+  updated_at: Date;
+};
+
+export type StoredPhoneRow = { contact_id: string; position: number; kind: PhoneKind; number_ciphertext: Buffer };
+
+/** The stored contact opened with its subject key (null when the contact was erased). */
+export function openContact(cipher: FieldCipher, tenantId: string, row: StoredContactRow, phones: readonly StoredPhoneRow[], subjectKey: Buffer | null): ContactData {
+  const open = (field: string, value: Buffer | null) => (value === null || subjectKey === null ? null : cipher.decryptForSubject(tenantId, at(row.id, field), value, subjectKey));
+  const address = open('address', row.address_ciphertext);
+  const personal = open('personal_fields', row.personal_fields_ciphertext);
+  return {
+    externalId: row.external_id,
+    name: open('name', row.name_ciphertext),
+    phones:
+      subjectKey === null
+        ? []
+        : [...phones]
+            .sort((a, b) => a.position - b.position)
+            .map((phone) => ({ kind: phone.kind, e164: cipher.decryptForSubject(tenantId, at(row.id, `phone.${phone.position}`), phone.number_ciphertext, subjectKey) })),
+    email: open('email', row.email_ciphertext),
+    address: address === null ? null : (JSON.parse(address) as Address),
+    birthDate: open('birth_date', row.birth_date_ciphertext),
+    notes: open('notes', row.notes_ciphertext),
+    personalFields: personal === null ? {} : (JSON.parse(personal) as Record<string, CustomValue>),
+    fields: row.fields as Record<string, CustomValue>,
+    timeZones: row.time_zones,
+    timeZoneSource: row.time_zone_source,
+  };
+}

@@ -1,0 +1,424 @@
+import { z } from 'zod';
+import type { App } from '../../server/types.ts';
+import { AppError } from '../../server/errors.ts';
+import { problemResponses } from '../../server/schemas.ts';
+import { recordAuditEvent, recordAuditEventAlone } from '../../audit/audit-event.ts';
+import { principalOf } from '../../server/access-control.ts';
+import { actorLabel, requestAudit } from '../../server/request-audit.ts';
+import type { TenantTransaction } from '../../db/tenant-db.ts';
+import { addSuppression } from '../suppression/suppression.service.ts';
+import type { ContactData } from './contact-record.ts';
+import { maskEmail, maskPhone, normaliseEmail, normalisePhone, isSupportedRegion } from './phone.ts';
+import {
+  auditDigests,
+  createContact,
+  eraseContact,
+  loadContacts,
+  loadFieldDefinitions,
+  requireContact,
+  searchContactIds,
+  setContactStatus,
+  takeRevealBudget,
+  tenantDefaultRegion,
+  updateContact,
+  type ContactsCrypto,
+  type LoadedContact,
+} from './contacts.service.ts';
+import {
+  consentBodySchema,
+  consentStateSchema,
+  contactListSchema,
+  contactParamsSchema,
+  contactSchema,
+  createContactSchema,
+  createFieldSchema,
+  fieldDefinitionSchema,
+  revealedSchema,
+  revealSchema,
+  searchContactsQuerySchema,
+  statusBodySchema,
+  updateContactSchema,
+} from './contacts.schemas.ts';
+
+/** The view of contacts:read: masked numbers and e-mail, flags for the values it may not see. */
+export function presentContact(contact: LoadedContact) {
+  const { row, data } = contact;
+  return {
+    id: row.id,
+    externalId: data.externalId,
+    status: row.status,
+    name: data.name,
+    phones: data.phones.map((phone) => ({ kind: phone.kind, masked: maskPhone(phone.e164), region: normalisedRegion(phone.e164) })),
+    email: data.email === null ? null : { masked: maskEmail(data.email) },
+    hasAddress: data.address !== null,
+    hasBirthDate: data.birthDate !== null,
+    notes: data.notes,
+    fields: data.fields,
+    personalFieldsSet: Object.keys(data.personalFields).sort(),
+    timeZones: data.timeZones,
+    timeZoneSource: data.timeZoneSource,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+function normalisedRegion(e164: string): string | null {
+  const parsed = normalisePhone(e164, 'ZZ');
+  return typeof parsed === 'string' ? null : (parsed.region ?? null);
+}
+
+async function requireList(trx: TenantTransaction, listId: string) {
+  const list = await trx.selectFrom('contact_lists').select(['id', 'default_region']).where('id', '=', listId).executeTakeFirst();
+  if (!list) throw new AppError('not_found', 'No such list.');
+  return list;
+}
+
+export async function contactsRoutes(app: App, crypto: ContactsCrypto): Promise<void> {
+  const { cipher } = crypto;
+
+  app.post(
+    '/api/v1/contacts',
+    {
+      config: { access: 'contacts:manage' },
+      schema: {
+        summary: 'Create a contact (personal values are encrypted under its own key)',
+        tags: ['contacts'],
+        body: createContactSchema,
+        response: { 201: contactSchema, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { listId, defaultRegion, ...input } = request.body;
+      const contact = await request.tenantDb.transaction(async (trx) => {
+        const list = listId ? await requireList(trx, listId) : undefined;
+        const region = defaultRegion ?? list?.default_region ?? (await tenantDefaultRegion(trx));
+        const { id, data } = await createContact(trx, crypto, input, { defaultRegion: region });
+        if (list) await trx.insertInto('contact_list_members').values({ list_id: list.id, contact_id: id }).execute();
+        const fields = (Object.keys(data) as (keyof ContactData)[]).filter((key) => JSON.stringify(data[key]) !== 'null');
+        await recordAuditEvent(trx, {
+          ...requestAudit(request),
+          action: 'contact.create',
+          outcome: 'success',
+          target: { type: 'contact', id },
+          details: { list: list?.id ?? null, fields: fields.join(','), ...(await auditDigests(trx, cipher, data, fields)) },
+        });
+        return requireContact(trx, crypto, id);
+      });
+      return reply.code(201).send(presentContact(contact));
+    },
+  );
+
+  app.get(
+    '/api/v1/contacts',
+    {
+      config: { access: 'contacts:read' },
+      schema: {
+        summary: 'Search contacts by phone or e-mail (blind index), external id, list or status; cursor pagination',
+        tags: ['contacts'],
+        querystring: searchContactsQuerySchema,
+        response: { 200: contactListSchema, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const query = request.query;
+      if (query.region !== undefined && !isSupportedRegion(query.region)) throw new AppError('validation_failed', 'region: not a supported ISO 3166 region');
+      return request.tenantDb.read(async (trx) => {
+        let e164: string | undefined;
+        if (query.phone !== undefined) {
+          const parsed = normalisePhone(query.phone, query.region ?? (await tenantDefaultRegion(trx)));
+          if (typeof parsed === 'string') throw new AppError('phone_invalid', 'phone: not a valid number for its country');
+          e164 = parsed.e164;
+        }
+        let email: string | undefined;
+        if (query.email !== undefined) {
+          email = normaliseEmail(query.email);
+          if (email === undefined) throw new AppError('email_invalid', 'email: not an e-mail address');
+        }
+        const ids = await searchContactIds(trx, crypto, query, e164, email);
+        const contacts = await loadContacts(trx, crypto, ids);
+        const items = ids.flatMap((id) => {
+          const contact = contacts.get(id);
+          return contact ? [presentContact(contact)] : [];
+        });
+        const last = ids.at(-1);
+        return { items, nextAfter: ids.length === query.limit && last ? last : null };
+      });
+    },
+  );
+
+  app.get(
+    '/api/v1/contacts/:contactId',
+    {
+      config: { access: 'contacts:read' },
+      schema: {
+        summary: 'One contact, masked',
+        tags: ['contacts'],
+        params: contactParamsSchema,
+        response: { 200: contactSchema, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => presentContact(await request.tenantDb.read((trx) => requireContact(trx, crypto, request.params.contactId))),
+  );
+
+  app.patch(
+    '/api/v1/contacts/:contactId',
+    {
+      config: { access: 'contacts:manage' },
+      schema: {
+        summary: "Change a contact's values (each one given replaces the stored one; null clears it)",
+        tags: ['contacts'],
+        params: contactParamsSchema,
+        body: updateContactSchema,
+        response: { 200: contactSchema, ...problemResponses(400, 401, 403, 404, 409, 410) },
+      },
+    },
+    async (request) => {
+      const id = request.params.contactId;
+      const contact = await request.tenantDb.transaction(async (trx) => {
+        const { after, changed } = await updateContact(trx, crypto, id, request.body);
+        if (changed.length > 0) {
+          await recordAuditEvent(trx, {
+            ...requestAudit(request),
+            action: 'contact.update',
+            outcome: 'success',
+            target: { type: 'contact', id },
+            details: { changed: changed.join(','), ...(await auditDigests(trx, cipher, after, changed)) },
+          });
+        }
+        return requireContact(trx, crypto, id);
+      });
+      return presentContact(contact);
+    },
+  );
+
+  app.put(
+    '/api/v1/contacts/:contactId/status',
+    {
+      config: { access: 'contacts:manage' },
+      schema: {
+        summary: 'Set the lifecycle state: active, do_not_contact or restricted (erasure is DELETE)',
+        tags: ['contacts'],
+        params: contactParamsSchema,
+        body: statusBodySchema,
+        response: { 200: contactSchema, ...problemResponses(400, 401, 403, 404, 410) },
+      },
+    },
+    async (request) => {
+      const id = request.params.contactId;
+      const contact = await request.tenantDb.transaction(async (trx) => {
+        const before = await setContactStatus(trx, id, request.body.status);
+        await recordAuditEvent(trx, {
+          ...requestAudit(request),
+          action: 'contact.status',
+          outcome: 'success',
+          target: { type: 'contact', id },
+          details: { from: before, to: request.body.status },
+        });
+        return requireContact(trx, crypto, id);
+      });
+      return presentContact(contact);
+    },
+  );
+
+  app.delete(
+    '/api/v1/contacts/:contactId',
+    {
+      config: { access: 'privacy:manage', stepUp: 'sessions' },
+      schema: {
+        summary: "Erase a contact: its key is destroyed, so every copy of its personal data is unreadable",
+        tags: ['contacts'],
+        params: contactParamsSchema,
+        response: { 204: z.null(), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const id = request.params.contactId;
+      await request.tenantDb.transaction(async (trx) => {
+        await eraseContact(trx, crypto, id);
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.erase', outcome: 'success', target: { type: 'contact', id }, details: { method: 'crypto_shredding' } });
+      });
+      return reply.code(204).send(null);
+    },
+  );
+
+  app.post(
+    '/api/v1/contacts/:contactId/reveal',
+    {
+      config: { access: 'contacts:reveal' },
+      schema: {
+        summary: 'Reveal full personal values of one contact (audited, limited per user and hour)',
+        tags: ['contacts'],
+        params: contactParamsSchema,
+        body: revealSchema,
+        response: { 200: revealedSchema, ...problemResponses(400, 401, 403, 404, 410, 429) },
+      },
+    },
+    async (request) => {
+      const id = request.params.contactId;
+      const { fields, reason } = request.body;
+      const principal = principalOf(request);
+      try {
+        return await request.tenantDb.transaction(async (trx) => {
+          const contact = await requireContact(trx, crypto, id);
+          if (contact.row.status === 'erased') throw new AppError('contact_erased');
+          const { used, limit } = await takeRevealBudget(trx, principal.userId, fields.length);
+          // One event per field: who, which contact, which field (and why), never the value.
+          for (const field of fields) {
+            await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.reveal', outcome: 'success', target: { type: 'contact', id }, details: { field, reason } });
+          }
+          const { data } = contact;
+          return {
+            id,
+            ...(fields.includes('phones') ? { phones: data.phones.map((phone) => ({ kind: phone.kind, number: phone.e164 })) } : {}),
+            ...(fields.includes('email') ? { email: data.email } : {}),
+            ...(fields.includes('address') ? { address: data.address } : {}),
+            ...(fields.includes('birthDate') ? { birthDate: data.birthDate } : {}),
+            ...(fields.includes('personalFields') ? { personalFields: data.personalFields } : {}),
+            remainingThisHour: Math.max(0, limit - used),
+          };
+        });
+      } catch (error) {
+        if (error instanceof AppError && error.code === 'reveal_limit') {
+          await recordAuditEventAlone(request.tenantDb, { ...requestAudit(request), action: 'contact.reveal', outcome: 'denied', target: { type: 'contact', id }, details: { fields: fields.join(','), reason: 'reveal_limit' } });
+        }
+        throw error;
+      }
+    },
+  );
+
+  app.get(
+    '/api/v1/contacts/:contactId/consents',
+    {
+      config: { access: 'contacts:read' },
+      schema: {
+        summary: "A contact's consent and lawful basis per purpose, with the full history",
+        tags: ['contacts'],
+        params: contactParamsSchema,
+        response: { 200: consentStateSchema, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => request.tenantDb.read((trx) => consentState(trx, request.params.contactId)),
+  );
+
+  app.post(
+    '/api/v1/contacts/:contactId/consents',
+    {
+      config: { access: 'contacts:manage' },
+      schema: {
+        summary: 'Record a grant, withdrawal or objection (an objection to sales calls suppresses the contact at once)',
+        tags: ['contacts'],
+        params: contactParamsSchema,
+        body: consentBodySchema,
+        response: { 201: consentStateSchema, ...problemResponses(400, 401, 403, 404, 410) },
+      },
+    },
+    async (request, reply) => {
+      const id = request.params.contactId;
+      const body = request.body;
+      if ((body.action === 'grant') !== (body.basis !== undefined)) {
+        throw new AppError('validation_failed', 'basis: a grant names its lawful basis, a withdrawal or objection does not');
+      }
+      const state = await request.tenantDb.transaction(async (trx) => {
+        const contact = await requireContact(trx, crypto, id);
+        if (contact.row.status === 'erased') throw new AppError('contact_erased');
+        const recordedBy = actorLabel(request);
+        await trx
+          .insertInto('consent_events')
+          .values({
+            contact_id: id,
+            purpose: body.purpose,
+            action: body.action,
+            basis: body.basis ?? null,
+            source: body.source,
+            evidence_ref: body.evidenceRef ?? null,
+            occurred_at: body.occurredAt ? new Date(body.occurredAt) : new Date(),
+            recorded_by: recordedBy,
+          })
+          .execute();
+        let suppressed = 0;
+        // Art. 21(3) GDPR: after an objection to direct marketing, no more marketing — at once.
+        if (body.action === 'object' && body.purpose === 'sales') {
+          for (const phone of contact.data.phones) {
+            await addSuppression(trx, crypto, { channel: 'phone', value: phone.e164, scope: 'tenant', reason: 'objection', source: 'consent objection', contactId: id, createdBy: recordedBy });
+            suppressed += 1;
+          }
+          if (contact.data.email) {
+            await addSuppression(trx, crypto, { channel: 'email', value: contact.data.email, scope: 'tenant', reason: 'objection', source: 'consent objection', contactId: id, createdBy: recordedBy });
+            suppressed += 1;
+          }
+        }
+        await recordAuditEvent(trx, {
+          ...requestAudit(request),
+          action: 'contact.consent',
+          outcome: 'success',
+          target: { type: 'contact', id },
+          details: { purpose: body.purpose, consentAction: body.action, basis: body.basis ?? null, source: body.source, suppressionsAdded: suppressed },
+        });
+        return consentState(trx, id);
+      });
+      return reply.code(201).send(state);
+    },
+  );
+
+  app.get(
+    '/api/v1/contact-fields',
+    {
+      config: { access: 'contacts:read' },
+      schema: { summary: 'Custom contact fields of the tenant', tags: ['contacts'], response: { 200: z.object({ items: z.array(fieldDefinitionSchema) }), ...problemResponses(401, 403) } },
+    },
+    async (request) => ({ items: [...(await request.tenantDb.read((trx) => loadFieldDefinitions(trx))).values()] }),
+  );
+
+  app.post(
+    '/api/v1/contact-fields',
+    {
+      config: { access: 'contacts:manage' },
+      schema: {
+        summary: 'Define a custom contact field with a type and a personal-data flag',
+        tags: ['contacts'],
+        body: createFieldSchema,
+        response: { 201: fieldDefinitionSchema, ...problemResponses(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) => {
+      const field = request.body;
+      await request.tenantDb.transaction(async (trx) => {
+        const inserted = await trx.insertInto('contact_fields').values(field).onConflict((conflict) => conflict.columns(['tenant_id', 'key']).doNothing()).returning('key').executeTakeFirst();
+        if (!inserted) throw new AppError('conflict', 'A field with this key exists.');
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact_field.create', outcome: 'success', target: { type: 'contact_field', id: field.key }, details: { type: field.type, personal: field.personal } });
+      });
+      return reply.code(201).send(field);
+    },
+  );
+}
+
+async function consentState(trx: TenantTransaction, contactId: string) {
+  const contact = await trx.selectFrom('contacts').select('id').where('id', '=', contactId).executeTakeFirst();
+  if (!contact) throw new AppError('not_found');
+  const history = await trx
+    .selectFrom('consent_events')
+    .select(['id', 'purpose', 'action', 'basis', 'source', 'evidence_ref', 'occurred_at', 'recorded_at', 'recorded_by'])
+    .where('contact_id', '=', contactId)
+    .orderBy('recorded_at', 'desc')
+    .orderBy('id')
+    .limit(500)
+    .execute();
+  const current = (['sales', 'survey', 'service'] as const).map((purpose) => {
+    const newest = history.find((event) => event.purpose === purpose);
+    return { purpose, allowed: newest?.action === 'grant', basis: newest?.action === 'grant' ? newest.basis : null, since: newest ? newest.occurred_at.toISOString() : null };
+  });
+  return {
+    current,
+    history: history.map((event) => ({
+      id: event.id,
+      purpose: event.purpose,
+      action: event.action,
+      basis: event.basis,
+      source: event.source,
+      evidenceRef: event.evidence_ref,
+      occurredAt: event.occurred_at.toISOString(),
+      recordedAt: event.recorded_at.toISOString(),
+      recordedBy: event.recorded_by,
+    })),
+  };
+}

@@ -1,0 +1,268 @@
+import { z } from 'zod';
+import { stringify } from 'csv-stringify/sync';
+import type { App } from '../../server/types.ts';
+import { AppError } from '../../server/errors.ts';
+import { problemResponses, uuidSchema } from '../../server/schemas.ts';
+import { recordAuditEvent } from '../../audit/audit-event.ts';
+import { requestAudit } from '../../server/request-audit.ts';
+import type { TenantTransaction } from '../../db/tenant-db.ts';
+import { isSupportedRegion } from './phone.ts';
+import { loadContacts, loadFieldDefinitions, type ContactsCrypto } from './contacts.service.ts';
+import { neutraliseCell } from './csv-safety.ts';
+
+const listSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  defaultRegion: z.string(),
+  campaignId: z.string().nullable(),
+  members: z.number().int(),
+  createdAt: z.string(),
+});
+const listBody = z.strictObject({
+  name: z.string().trim().min(1).max(200),
+  defaultRegion: z.string().regex(/^[A-Z]{2}$/, 'an ISO 3166 alpha-2 code'),
+  campaignId: uuidSchema.nullable().optional(),
+});
+const listPatch = listBody.partial().strict();
+const listParams = z.strictObject({ listId: uuidSchema });
+const membersBody = z.strictObject({ add: z.array(uuidSchema).max(1000).default([]), remove: z.array(uuidSchema).max(1000).default([]) });
+
+const campaignSchema = z.object({ id: z.string(), name: z.string(), state: z.string(), purpose: z.enum(['sales', 'survey', 'service']), listIds: z.array(z.string()), createdAt: z.string() });
+const campaignBody = z.strictObject({ name: z.string().trim().min(1).max(200), purpose: z.enum(['sales', 'survey', 'service']).default('sales') });
+
+async function presentList(trx: TenantTransaction, listId: string) {
+  const list = await trx
+    .selectFrom('contact_lists')
+    .select(['id', 'name', 'default_region', 'campaign_id', 'created_at'])
+    .select((eb) => eb.selectFrom('contact_list_members').select((inner) => inner.fn.countAll<string>().as('n')).whereRef('contact_list_members.list_id', '=', 'contact_lists.id').as('members'))
+    .where('id', '=', listId)
+    .executeTakeFirst();
+  if (!list) throw new AppError('not_found');
+  return { id: list.id, name: list.name, defaultRegion: list.default_region, campaignId: list.campaign_id, members: Number(list.members ?? 0), createdAt: list.created_at.toISOString() };
+}
+
+async function assertCampaign(trx: TenantTransaction, campaignId: string | null | undefined): Promise<void> {
+  if (!campaignId) return;
+  const campaign = await trx.selectFrom('campaigns').select('id').where('id', '=', campaignId).executeTakeFirst();
+  if (!campaign) throw new AppError('not_found', 'No such campaign.');
+}
+
+function isUniqueName(error: unknown): boolean {
+  return (error as { code?: string }).code === '23505';
+}
+
+export async function listsRoutes(app: App, crypto: ContactsCrypto): Promise<void> {
+  app.get(
+    '/api/v1/lists',
+    {
+      config: { access: 'contacts:read' },
+      schema: { summary: 'Contact lists', tags: ['lists'], response: { 200: z.object({ items: z.array(listSchema) }), ...problemResponses(401, 403) } },
+    },
+    async (request) =>
+      request.tenantDb.read(async (trx) => {
+        const lists = await trx.selectFrom('contact_lists').select('id').orderBy('name').limit(1000).execute();
+        const items = [];
+        for (const list of lists) items.push(await presentList(trx, list.id));
+        return { items };
+      }),
+  );
+
+  app.post(
+    '/api/v1/lists',
+    {
+      config: { access: 'contacts:manage' },
+      schema: { summary: 'Create a contact list', tags: ['lists'], body: listBody, response: { 201: listSchema, ...problemResponses(400, 401, 403, 404, 409) } },
+    },
+    async (request, reply) => {
+      const { name, defaultRegion, campaignId } = request.body;
+      if (!isSupportedRegion(defaultRegion)) throw new AppError('validation_failed', 'defaultRegion: not a supported region');
+      const list = await request.tenantDb.transaction(async (trx) => {
+        await assertCampaign(trx, campaignId);
+        const created = await trx
+          .insertInto('contact_lists')
+          .values({ name, default_region: defaultRegion, campaign_id: campaignId ?? null })
+          .onConflict((conflict) => conflict.columns(['tenant_id', 'name']).doNothing())
+          .returning('id')
+          .executeTakeFirst();
+        if (!created) throw new AppError('conflict', 'A list with this name exists.');
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact_list.create', outcome: 'success', target: { type: 'contact_list', id: created.id }, details: { defaultRegion, campaign: campaignId ?? null } });
+        return presentList(trx, created.id);
+      });
+      return reply.code(201).send(list);
+    },
+  );
+
+  app.get(
+    '/api/v1/lists/:listId',
+    {
+      config: { access: 'contacts:read' },
+      schema: { summary: 'One contact list', tags: ['lists'], params: listParams, response: { 200: listSchema, ...problemResponses(400, 401, 403, 404) } },
+    },
+    async (request) => request.tenantDb.read((trx) => presentList(trx, request.params.listId)),
+  );
+
+  app.patch(
+    '/api/v1/lists/:listId',
+    {
+      config: { access: 'contacts:manage' },
+      schema: { summary: 'Rename a list, change its region, or assign it to a campaign', tags: ['lists'], params: listParams, body: listPatch, response: { 200: listSchema, ...problemResponses(400, 401, 403, 404, 409) } },
+    },
+    async (request) => {
+      const { name, defaultRegion, campaignId } = request.body;
+      if (defaultRegion !== undefined && !isSupportedRegion(defaultRegion)) throw new AppError('validation_failed', 'defaultRegion: not a supported region');
+      return request.tenantDb.transaction(async (trx) => {
+        await presentList(trx, request.params.listId);
+        await assertCampaign(trx, campaignId);
+        try {
+          await trx
+            .updateTable('contact_lists')
+            .set({
+              ...(name !== undefined ? { name } : {}),
+              ...(defaultRegion !== undefined ? { default_region: defaultRegion } : {}),
+              ...(campaignId !== undefined ? { campaign_id: campaignId } : {}),
+            })
+            .where('id', '=', request.params.listId)
+            .execute();
+        } catch (error) {
+          if (isUniqueName(error)) throw new AppError('conflict', 'A list with this name exists.');
+          throw error;
+        }
+        await recordAuditEvent(trx, {
+          ...requestAudit(request),
+          action: 'contact_list.update',
+          outcome: 'success',
+          target: { type: 'contact_list', id: request.params.listId },
+          details: { changed: Object.keys(request.body).join(','), campaign: campaignId ?? null },
+        });
+        return presentList(trx, request.params.listId);
+      });
+    },
+  );
+
+  app.post(
+    '/api/v1/lists/:listId/members',
+    {
+      config: { access: 'contacts:manage' },
+      schema: { summary: 'Add contacts to a list, or take them off', tags: ['lists'], params: listParams, body: membersBody, response: { 200: listSchema, ...problemResponses(400, 401, 403, 404) } },
+    },
+    async (request) => {
+      const { add, remove } = request.body;
+      const listId = request.params.listId;
+      return request.tenantDb.transaction(async (trx) => {
+        await presentList(trx, listId);
+        if (add.length > 0) {
+          const known = await trx.selectFrom('contacts').select('id').where('id', 'in', add).where('status', '<>', 'erased').execute();
+          if (known.length !== new Set(add).size) throw new AppError('not_found', 'Some of those contacts do not exist.');
+          await trx
+            .insertInto('contact_list_members')
+            .values(known.map((contact) => ({ list_id: listId, contact_id: contact.id })))
+            .onConflict((conflict) => conflict.columns(['tenant_id', 'list_id', 'contact_id']).doNothing())
+            .execute();
+        }
+        if (remove.length > 0) await trx.deleteFrom('contact_list_members').where('list_id', '=', listId).where('contact_id', 'in', remove).execute();
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact_list.members', outcome: 'success', target: { type: 'contact_list', id: listId }, details: { added: add.length, removed: remove.length } });
+        return presentList(trx, listId);
+      });
+    },
+  );
+
+  app.get(
+    '/api/v1/lists/:listId/export',
+    {
+      // Bulk personal data: its own permission, a fresh sign-in, and an audit event with the count.
+      config: { access: 'contacts:export', stepUp: 'sessions' },
+      schema: { summary: "Export a list's contacts with their full values as CSV (cells neutralised against formula injection)", tags: ['lists'], params: listParams, response: { 200: z.string().describe('text/csv'), ...problemResponses(400, 401, 403, 404, 413) } },
+    },
+    async (request, reply) => {
+      const listId = request.params.listId;
+      const rows: string[][] = [];
+      await request.tenantDb.transaction(async (trx) => {
+        await presentList(trx, listId);
+        const definitions = [...(await loadFieldDefinitions(trx)).values()];
+        rows.push(['id', 'external_id', 'status', 'name', 'phone_1', 'phone_2', 'phone_3', 'email', 'address', 'birth_date', 'notes', 'time_zone', ...definitions.map((field) => field.key)]);
+        let after = '00000000-0000-0000-0000-000000000000';
+        for (;;) {
+          const page = await trx.selectFrom('contact_list_members').select('contact_id').where('list_id', '=', listId).where('contact_id', '>', after).orderBy('contact_id').limit(500).execute();
+          if (page.length === 0) break;
+          const contacts = await loadContacts(trx, crypto, page.map((member) => member.contact_id));
+          for (const member of page) {
+            const contact = contacts.get(member.contact_id);
+            if (!contact) continue;
+            const { data, row } = contact;
+            const address = data.address ? [data.address.line1, data.address.line2, data.address.postalCode, data.address.city, data.address.region, data.address.country].filter(Boolean).join(', ') : '';
+            rows.push([
+              row.id,
+              data.externalId ?? '',
+              row.status,
+              data.name ?? '',
+              data.phones[0]?.e164 ?? '',
+              data.phones[1]?.e164 ?? '',
+              data.phones[2]?.e164 ?? '',
+              data.email ?? '',
+              address,
+              data.birthDate ?? '',
+              data.notes ?? '',
+              data.timeZones.join(' '),
+              ...definitions.map((field) => String((field.personal ? data.personalFields : data.fields)[field.key] ?? '')),
+            ]);
+          }
+          after = page.at(-1)?.contact_id ?? after;
+          if (rows.length > 1_000_000) throw new AppError('payload_too_large', 'A list this large is exported with the CLI.');
+        }
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact_list.export', outcome: 'success', target: { type: 'contact_list', id: listId }, details: { contacts: rows.length - 1 } });
+      });
+      const csv = stringify(rows.map((cells) => cells.map(neutraliseCell)));
+      return reply
+        .header('content-type', 'text/csv; charset=utf-8')
+        .header('content-disposition', 'attachment; filename="contacts.csv"')
+        .header('cache-control', 'no-store')
+        .send(csv);
+    },
+  );
+
+  app.get(
+    '/api/v1/campaigns',
+    {
+      config: { access: 'contacts:read' },
+      schema: { summary: 'Campaigns', tags: ['campaigns'], response: { 200: z.object({ items: z.array(campaignSchema) }), ...problemResponses(401, 403) } },
+    },
+    async (request) =>
+      request.tenantDb.read(async (trx) => {
+        const campaigns = await trx.selectFrom('campaigns').select(['id', 'name', 'state', 'purpose', 'created_at']).orderBy('name').limit(1000).execute();
+        const lists = await trx.selectFrom('contact_lists').select(['id', 'campaign_id']).where('campaign_id', 'is not', null).execute();
+        return {
+          items: campaigns.map((campaign) => ({
+            id: campaign.id,
+            name: campaign.name,
+            state: campaign.state,
+            purpose: campaign.purpose,
+            listIds: lists.filter((list) => list.campaign_id === campaign.id).map((list) => list.id),
+            createdAt: campaign.created_at.toISOString(),
+          })),
+        };
+      }),
+  );
+
+  app.post(
+    '/api/v1/campaigns',
+    {
+      config: { access: 'campaigns:manage' },
+      schema: { summary: 'Create a campaign (lists are assigned to it with PATCH /api/v1/lists/{id})', tags: ['campaigns'], body: campaignBody, response: { 201: campaignSchema, ...problemResponses(400, 401, 403, 409) } },
+    },
+    async (request, reply) => {
+      const { name, purpose } = request.body;
+      const campaign = await request.tenantDb.transaction(async (trx) => {
+        const created = await trx
+          .insertInto('campaigns')
+          .values({ name, purpose })
+          .onConflict((conflict) => conflict.columns(['tenant_id', 'name']).doNothing())
+          .returning(['id', 'name', 'state', 'purpose', 'created_at'])
+          .executeTakeFirst();
+        if (!created) throw new AppError('conflict', 'A campaign with this name exists.');
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'campaign.create', outcome: 'success', target: { type: 'campaign', id: created.id }, details: { purpose } });
+        return created;
+      });
+      return reply.code(201).send({ ...campaign, listIds: [], createdAt: campaign.created_at.toISOString() });
+    },
+  );
+}

