@@ -46,7 +46,9 @@ CREATE TABLE contacts (
   -- Candidate IANA zones for the callee; a calling window must hold in every one of them.
   time_zones text[] NOT NULL DEFAULT '{}' CHECK (cardinality(time_zones) <= 64),
   time_zone_source text NOT NULL DEFAULT 'unknown' CHECK (time_zone_source IN ('override', 'address', 'number', 'region', 'unknown')),
+  -- Which import created the contact, and from which row of its file (duplicates name that row).
   import_id uuid,
+  import_row integer CHECK (import_row > 0),
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   erased_at timestamptz,

@@ -67,6 +67,9 @@ export const BLIND_INDEX_BYTES = { default: 2, contact: 3 } as const;
 
 export type FieldCipher = {
   encrypt(trx: TenantTransaction, where: FieldLocation, plaintext: string, subjectId?: string): Promise<Buffer>;
+  /** The same format for bytes that are not text (file chunks); no subject key. */
+  encryptBytes(trx: TenantTransaction, where: FieldLocation, plaintext: Buffer): Promise<Buffer>;
+  decryptBytes(trx: TenantTransaction, where: FieldLocation, ciphertext: Buffer): Promise<Buffer>;
   decrypt(trx: TenantTransaction, where: FieldLocation, ciphertext: Buffer, subjectId?: string): Promise<string>;
   /** Encrypts under a data-subject key the caller already holds (Keyring.subjectKeys): no query. */
   encryptForSubject(tenantId: string, where: FieldLocation, plaintext: string, subjectKey: Buffer): Buffer;
@@ -113,6 +116,27 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
         key = dataKey.key;
       }
       return seal(key, Buffer.from(plaintext, 'utf8'), fieldContext(trx.tenantId, where, head), head);
+    },
+
+    async encryptBytes(trx, where, plaintext) {
+      const dataKey = keyring.reservedDataKey(trx.tenantId) ?? (await keyring.dataKeyForEncryption(trx));
+      const head = header(KIND_TENANT, dataKey.version);
+      return seal(dataKey.key, plaintext, fieldContext(trx.tenantId, where, head), head);
+    },
+
+    async decryptBytes(trx, where, ciphertext) {
+      checkHeader(ciphertext);
+      if (ciphertext[3] !== KIND_TENANT) throw new FieldCipherError('This ciphertext is not under a tenant data key');
+      const head = ciphertext.subarray(0, HEADER_BYTES);
+      const version = head.readUInt32BE(4);
+      if (version < 1 || version > 0x7fffffff) throw new FieldCipherError(`Unknown data key version ${version} in field ciphertext`);
+      const key = keyring.cachedDataKey(trx.tenantId, version) ?? (await keyring.dataKey(trx, version));
+      try {
+        return open(key, ciphertext, fieldContext(trx.tenantId, where, head), HEADER_BYTES);
+      } catch (error) {
+        if (error instanceof DecryptionError) throw new FieldCipherError('The field does not decrypt here: it was altered, or belongs to another record, field or tenant');
+        throw error;
+      }
     },
 
     encryptForSubject(tenantId, where, plaintext, subjectKey) {

@@ -336,6 +336,7 @@ export type ContactsTable = {
   time_zones: ColumnType<string[], string[] | undefined, string[]>;
   time_zone_source: ColumnType<TimeZoneSource, TimeZoneSource | undefined>;
   import_id: string | null;
+  import_row: ColumnType<number | null, number | undefined, never>;
   created_at: Timestamp;
   updated_at: Timestamp;
   erased_at: Date | null;

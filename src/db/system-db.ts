@@ -36,6 +36,8 @@ export type SystemDb = {
   forgiveSourceAttempt(address: string, now: Date): Promise<void>;
   /** Tenants with e-mail waiting in the outbox. */
   tenantsWithQueuedEmail(): Promise<string[]>;
+  /** Tenants with a contact import queued or running. */
+  tenantsWithPendingImports(): Promise<string[]>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -80,6 +82,10 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
     forgiveSourceAttempt: (address, now) => forgiveSourceAttempt(db, address, now),
     async tenantsWithQueuedEmail() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queued_email()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
+    async tenantsWithPendingImports() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_pending_imports()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
     },
     async tenantsNeedingReencryption() {

@@ -1,6 +1,7 @@
 import { contactsRoutes } from '../modules/contacts/contacts.routes.ts';
 import { listsRoutes } from '../modules/contacts/lists.routes.ts';
 import { suppressionRoutes } from '../modules/suppression/suppression.routes.ts';
+import { importsRoutes } from '../modules/imports/imports.routes.ts';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -212,5 +213,6 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(contactsRoutes, { cipher, keyring });
   await app.register(listsRoutes, { cipher, keyring });
   await app.register(suppressionRoutes, { cipher, keyring });
+  await app.register(importsRoutes, { cipher, keyring });
   return app;
 }

@@ -1,3 +1,5 @@
+import { runEvery } from '../background-task.ts';
+import { importWorkerTick } from '../modules/imports/import-worker.ts';
 import { smtpTransport, startEmailSender } from '../modules/mail/mailer.ts';
 import type { Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
@@ -23,6 +25,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let sealer: { stop(): Promise<void> } | undefined;
   let reencryption: { stop(): Promise<void> } | undefined;
   let mailSender: { stop(): Promise<void> } | undefined;
+  let importWorker: { stop(): Promise<void> } | undefined;
+  let stopImports = false;
   try {
     // The root key first: a wrong or unreadable one stops the start before anything is served.
     const { root: rootKeys } = await database.crypto();
@@ -38,12 +42,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       const transport = smtpTransport(config.mail.smtpUrl, config.mail.from);
       mailSender = startEmailSender({ systemDb: database.systemDb, changes: database.changes, cipher, transport, logger });
     }
+    const { cipher, keyring } = await database.crypto();
+    // Contact imports: claimed with a lease, so every node may run this and each import runs once.
+    importWorker = runEvery(2000, importWorkerTick(database.systemDb, { cipher, keyring }, logger, () => stopImports), (error) =>
+      logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'contact import worker failed'),
+    );
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await sealer?.stop();
     await reencryption?.stop();
     await mailSender?.stop();
+    stopImports = true;
+    await importWorker?.stop();
     await database.close();
     throw error;
   }
@@ -65,6 +76,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const stop = (reason: string) => {
     stopping ??= (async () => {
       shuttingDown = true;
+      stopImports = true;
       logger.info({ reason }, 'shutting down: draining requests');
       const timer = setTimeout(() => {
         logger.warn('shutdown timeout reached; closing remaining connections');
@@ -77,6 +89,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await sealer?.stop();
         await reencryption?.stop();
         await mailSender?.stop();
+        stopImports = true;
+        await importWorker?.stop();
         await database.close();
       }
       logger.info('stopped');

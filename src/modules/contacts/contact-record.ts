@@ -139,14 +139,14 @@ export function normaliseContact(
     throw new ContactInputError('validation_failed', 'address.country', 'must be an ISO 3166 alpha-2 code');
   }
 
-  const personalFields: Record<string, CustomValue> = { ...(base?.personalFields ?? {}) };
-  const fields: Record<string, CustomValue> = { ...(base?.fields ?? {}) };
+  const personalFields = new Map<string, CustomValue>(Object.entries(base?.personalFields ?? {}));
+  const fields = new Map<string, CustomValue>(Object.entries(base?.fields ?? {}));
   for (const [key, value] of Object.entries(input.fields ?? {})) {
     const definition = options.definitions.get(key);
     if (!definition) throw new ContactInputError('field_invalid', `fields.${key}`, 'no such custom field');
     const target = definition.personal ? personalFields : fields;
-    if (value === null || value === '') delete target[key];
-    else target[key] = checkCustomValue(definition, value);
+    if (value === null || value === '') target.delete(key);
+    else target.set(key, checkCustomValue(definition, value));
   }
 
   let timeZones = base?.timeZones ?? [];
@@ -167,8 +167,8 @@ export function normaliseContact(
     address,
     birthDate,
     notes: input.notes === undefined ? (base?.notes ?? null) : input.notes,
-    personalFields,
-    fields,
+    personalFields: Object.fromEntries(personalFields),
+    fields: Object.fromEntries(fields),
     timeZones,
     timeZoneSource,
   };

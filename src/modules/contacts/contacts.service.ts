@@ -59,7 +59,7 @@ export async function loadContacts(trx: TenantTransaction, crypto: ContactsCrypt
   if (ids.length === 0) return found;
   const [rows, phones, keys] = await Promise.all([
     trx.selectFrom('contacts').select(contactColumns).where('id', 'in', ids).execute(),
-    trx.selectFrom('contact_phones').select(['contact_id', 'position', 'kind', 'number_ciphertext']).where('contact_id', 'in', ids).execute(),
+    trx.selectFrom('contact_phones').select(['contact_id', 'position', 'kind', 'number_ciphertext']).where('contact_id', 'in', ids).orderBy('contact_id').orderBy('position').execute(),
     crypto.keyring.subjectKeys(trx, ids),
   ]);
   const phonesOf = new Map<string, StoredPhoneRow[]>();
@@ -87,7 +87,8 @@ async function writeSealed(trx: TenantTransaction, crypto: ContactsCrypto, id: s
         .values({ ...sealed.row, ...(create.importId ? { import_id: create.importId } : {}) })
         .execute();
     } else {
-      const { id: _id, ...columns } = sealed.row;
+      const { id: unchangedId, ...columns } = sealed.row;
+      if (unchangedId !== id) throw new Error('a sealed contact belongs to another record');
       await trx.updateTable('contacts').set(columns).where('id', '=', id).execute();
       await trx.deleteFrom('contact_phones').where('contact_id', '=', id).execute();
     }

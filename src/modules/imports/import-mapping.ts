@@ -1,0 +1,102 @@
+import { z } from 'zod';
+import type { PhoneKind } from '../../db/schema.ts';
+import type { Address, ContactInput, CustomValue } from '../contacts/contact-record.ts';
+
+/**
+ * A column mapping: CSV header → what the column holds. Targets:
+ *   externalId, name, email, birthDate, notes, timeZone,
+ *   phone (a mobile), phone:mobile | phone:home | phone:work | phone:other,
+ *   address.line1 | address.line2 | address.postalCode | address.city | address.region | address.country,
+ *   field:<custom field key>, ignore.
+ * Headers not in the mapping are ignored; a mapped header missing from the file is an error.
+ */
+const targetPattern = /^(externalId|name|email|birthDate|notes|timeZone|phone|phone:(mobile|home|work|other)|address\.(line1|line2|postalCode|city|region|country)|field:[a-z][a-z0-9_]{0,39}|ignore)$/;
+
+export const mappingSchema = z
+  .record(z.string().min(1).max(200), z.string().regex(targetPattern, 'an import target (see the API documentation)'))
+  .refine((mapping) => Object.keys(mapping).length >= 1 && Object.keys(mapping).length <= 100, 'map 1–100 columns')
+  .refine((mapping) => {
+    const singles = Object.values(mapping).filter((target) => !target.startsWith('phone') && target !== 'ignore');
+    return new Set(singles).size === singles.length;
+  }, 'each target other than phones is mapped from one column at most')
+  .refine((mapping) => Object.values(mapping).filter((target) => target.startsWith('phone')).length <= 10, 'at most 10 phone columns');
+
+export type Mapping = z.infer<typeof mappingSchema>;
+
+/** The mapping resolved against the header row: column positions per target. */
+export type ColumnPlan = {
+  columns: { index: number; header: string; target: string }[];
+};
+
+export function planColumns(headers: readonly string[], mapping: Mapping): ColumnPlan | { problem: string } {
+  const seen = new Set<string>();
+  for (const [position, header] of headers.entries()) {
+    if (header.trim() === '') return { problem: `Column ${position + 1} has no header.` };
+    if (seen.has(header)) return { problem: `The header "${truncate(header)}" appears more than once.` };
+    seen.add(header);
+  }
+  const columns = [];
+  for (const [header, target] of Object.entries(mapping)) {
+    const index = headers.indexOf(header);
+    if (index < 0) return { problem: `The mapped column "${truncate(header)}" is not in the header row.` };
+    if (target !== 'ignore') columns.push({ index, header, target });
+  }
+  // The file's column order, not the mapping's: a stored mapping (jsonb) keeps no key order, and
+  // phone numbers take their positions from the columns they came from.
+  columns.sort((left, right) => left.index - right.index);
+  return { columns };
+}
+
+function truncate(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 57)}…` : text;
+}
+
+/** One CSV record → contact input, by the plan. Empty cells are absent values. */
+export function rowToInput(record: readonly string[], plan: ColumnPlan): { input: ContactInput; columnOf: (where: string) => string | null } {
+  const input: ContactInput = {};
+  const phones: { kind: PhoneKind; number: string }[] = [];
+  const phoneColumns: string[] = [];
+  const address: Address = {};
+  const fields: Record<string, CustomValue> = {};
+  const headerOfTarget = new Map<string, string>();
+  for (const column of plan.columns) {
+    const cell = (record[column.index] ?? '').trim();
+    if (cell === '') continue;
+    const target = column.target;
+    if (target === 'phone' || target.startsWith('phone:')) {
+      phones.push({ kind: (target === 'phone' ? 'mobile' : target.slice(6)) as PhoneKind, number: cell });
+      phoneColumns.push(column.header);
+    } else if (target.startsWith('address.')) {
+      address[target.slice(8) as keyof Address] = cell;
+      headerOfTarget.set('address', column.header);
+    } else if (target.startsWith('field:')) {
+      fields[target.slice(6)] = cell;
+      headerOfTarget.set(`fields.${target.slice(6)}`, column.header);
+    } else {
+      (input as Record<string, string>)[target] = cell;
+      headerOfTarget.set(target, column.header);
+    }
+  }
+  if (phones.length > 0) input.phones = phones;
+  if (Object.keys(address).length > 0) input.address = address;
+  if (Object.keys(fields).length > 0) input.fields = fields;
+  const columnOf = (where: string) => {
+    const phone = /^phones\[(\d+)\]$/.exec(where);
+    if (phone) return phoneColumns[Number(phone[1])] ?? null;
+    return headerOfTarget.get(where) ?? headerOfTarget.get(where.split('.')[0] ?? '') ?? null;
+  };
+  return { input, columnOf };
+}
+
+/** Limits of what one cell may hold, checked before normalisation (the API schema's limits). */
+export function cellProblem(input: ContactInput): { where: string; reason: string } | undefined {
+  if (input.name && input.name.length > 200) return { where: 'name', reason: 'longer than 200 characters' };
+  if (input.externalId && input.externalId.length > 200) return { where: 'externalId', reason: 'longer than 200 characters' };
+  if (input.email && input.email.length > 254) return { where: 'email', reason: 'longer than 254 characters' };
+  if (input.notes && input.notes.length > 4000) return { where: 'notes', reason: 'longer than 4,000 characters' };
+  if (input.timeZone && input.timeZone.length > 64) return { where: 'timeZone', reason: 'not an IANA time zone' };
+  for (const [key, value] of Object.entries(input.address ?? {})) {
+    if (typeof value === 'string' && value.length > 200) return { where: `address.${key}`, reason: 'longer than 200 characters' };
+  }
+  return undefined;
+}

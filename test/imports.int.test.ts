@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/server/types.ts';
+import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { registerPersonalData } from './support/canary.ts';
+
+registerPersonalData('Ola Importsen', 'ola.importsen@import.example', 'Åse Ødegård', '+4741000001');
+
+describe(`contact import (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let app: App;
+  let a: SeededTenant;
+  let listId = '';
+
+  const call = (method: string, url: string, payload?: unknown) =>
+    app.inject({ method: method as 'GET', url, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+  const upload = (importId: string, body: string | Buffer) =>
+    app.inject({ method: 'PUT', url: `/api/v1/contact-imports/${importId}/file`, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' }, payload: body });
+  const mapping = { Navn: 'name', Mobil: 'phone', 'E-post': 'email', Kundenr: 'externalId', Tlf2: 'phone:home' };
+  const newImport = async (extra: Record<string, unknown> = {}) => {
+    const created = await call('POST', '/api/v1/contact-imports', { listId, mapping, ...extra });
+    expect(created.statusCode, created.body).toBe(201);
+    return created.json().id as string;
+  };
+  const runToEnd = async (importId: string, batchRows = 3) => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const { cipher, keyring } = await db.handles.crypto();
+    const claimed = await claimImport(tenantDb, 'test-worker', importId);
+    expect(claimed).toBe(importId);
+    return runImport(tenantDb, { cipher, keyring }, importId, 'test-worker', { batchRows });
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await seedTenant(db.handles, 'imports-a');
+    app = await buildTestApp(db);
+    listId = (await call('POST', '/api/v1/lists', { name: 'Import list', defaultRegion: 'NO' })).json().id;
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('imports a semicolon CSV with a BOM and quoted fields; rejects bad rows with row numbers and reasons; dedupes; skips suppressed numbers', async () => {
+    // An existing contact (matched by phone, linked) and a suppressed number.
+    const existing = (await call('POST', '/api/v1/contacts', { name: 'Existing Person', phones: [{ kind: 'mobile', number: '+4741000009' }] })).json().id;
+    await call('POST', '/api/v1/suppressions', { phone: '+4741000008', reason: 'request', source: 'test' });
+    const csv =
+      '\uFEFFKundenr;Navn;Mobil;E-post;Tlf2;Ekstra\r\n' +
+      'K1;"Ola Importsen";41000001;OLA.IMPORTSEN@import.example;;ignored\r\n' +
+      'K2;"Nordmann; Kari";+47 41 00 00 02;;22334455;x\r\n' +
+      'K3;Bad Number;12;;;x\r\n' +
+      'K4;"Åse Ødegård";0047 41000001;;;dup phone of row 2\r\n' +
+      'K5;Existing Again;41000009;;;links\r\n' +
+      'K6;Suppressed;41000008;;;skip\r\n' +
+      'K7;=cmd|calc!A1;41000007;bad-email;;x\r\n' +
+      'K8;Formula Name;41000006;;;"=HYPERLINK(""x"")"\r\n' +
+      ';No Identifier;;;;x\r\n';
+    const importId = await newImport();
+    const uploaded = await upload(importId, csv);
+    expect(uploaded.statusCode, uploaded.body).toBe(202);
+    expect(uploaded.json()).toMatchObject({ state: 'queued', fileRows: 9 });
+    expect(await runToEnd(importId)).toBe('done');
+
+    const view = (await call('GET', `/api/v1/contact-imports/${importId}`)).json();
+    expect(view).toMatchObject({ state: 'done', rowsDone: 9, created: 3, linked: 1, rejected: 5, suppressed: 1, etaSeconds: 0 });
+    expect(view.rowsPerSecond).toBeGreaterThan(0);
+
+    const rejects = await call('GET', `/api/v1/contact-imports/${importId}/rejects`);
+    expect(rejects.headers['content-type']).toContain('text/csv');
+    const lines = rejects.body.trim().split('\n');
+    expect(lines[0]).toBe('row,column,reason,detail');
+    expect(lines.slice(1)).toEqual([
+      '4,Mobil,phone_invalid,phones[0]: not a valid number for its country',
+      '5,,duplicate_in_file,the same contact as row 2',
+      '7,,suppressed,a number is on a do-not-call list',
+      '8,E-post,email_invalid,email: not an e-mail address',
+      '10,,no_identifier,"no phone number, e-mail or external id"',
+    ]);
+    expect(rejects.body).not.toContain('41000008');
+
+    const members = await call('GET', `/api/v1/contacts?listId=${listId}&limit=100`);
+    const items = members.json().items as { id: string; name: string; externalId: string; phones: { kind: string }[] }[];
+    expect(items.map((item) => item.externalId).sort()).toEqual([null, 'K1', 'K2', 'K8'].sort());
+    expect(items.map((item) => item.id)).toContain(existing);
+    expect(items.find((item) => item.externalId === 'K2')).toMatchObject({ name: 'Nordmann; Kari', phones: [{ kind: 'mobile' }, { kind: 'home' }] });
+    const email = await call('GET', `/api/v1/contacts?email=ola.importsen%40import.example`);
+    expect(email.json().items).toHaveLength(1);
+    // The stored file is gone once the import is done; the matches with the suppression are kept.
+    const chunks = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.contact_import_chunks WHERE import_id = $1`, [importId]);
+    expect(chunks.rows[0]!.n).toBe(0);
+    const matches = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.suppression_matches WHERE import_id = $1 AND context = 'import'`, [importId]);
+    expect(matches.rows[0]!.n).toBe(1);
+    const audit = await db.superQuery(`SELECT details FROM ringvakt.audit_events WHERE action = 'contact_import.finish' AND target_id = $1`, [importId]);
+    expect(audit.rows[0]!.details).toMatchObject({ created: 3, linked: 1, rejected: 5, suppressed: 1 });
+  });
+
+  it('refuses files it cannot read whole, with one clear error, and keeps nothing of them', async () => {
+    const cases: [string | Buffer, string, string?][] = [
+      [Buffer.from('Kundenr,Navn\nK1,\xd8ystein\n', 'latin1'), 'csv_encoding'],
+      // An .xlsx file is a ZIP archive: ASCII magic, then binary.
+      [Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x06, 0x00, 0x08, 0x00]), 'csv_invalid', 'binary'],
+      ['Kundenr,Navn,Navn\nK1,a,b\n', 'csv_headers', 'appears more than once'],
+      ['Kundenr,Name\nK1,a\n', 'csv_headers', 'not in the header row'],
+      ['Kundenr,Navn,Mobil,E-post,Tlf2\nK1,"never closed,41000001,,\n', 'csv_invalid', 'never closed'],
+      [`Kundenr,Navn,Mobil,E-post,Tlf2\nK1,${'x'.repeat(70_000)},41000001,,\n`, 'csv_invalid', 'longer than'],
+      ['Kundenr,Navn,Mobil,E-post,Tlf2\n', 'csv_invalid', 'no rows'],
+      ['', 'csv_invalid', 'empty'],
+    ];
+    for (const [body, code, detail] of cases) {
+      const importId = await newImport();
+      const response = await upload(importId, body);
+      expect(response.statusCode, `${code}: ${response.body}`).toBe(400);
+      expect(response.json().code).toBe(code);
+      if (detail) expect(response.json().detail).toContain(detail);
+      const state = await db.superQuery(`SELECT state, (SELECT count(*)::int FROM ringvakt.contact_import_chunks c WHERE c.import_id = i.id) AS chunks FROM ringvakt.contact_imports i WHERE id = $1`, [importId]);
+      expect(state.rows[0]).toMatchObject({ state: 'awaiting_file', chunks: 0 });
+    }
+    expect(JSON.stringify(await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.contacts WHERE external_id = 'K1' AND name_ciphertext IS NULL`))).toContain('"n":0');
+  });
+
+  it('resumes an import stopped between batches without duplicates, and lets only the lease holder write', async () => {
+    const rows = Array.from({ length: 25 }, (_, index) => `R${index},Person ${index},4120${String(index).padStart(4, '0')},,`);
+    const importId = await newImport();
+    expect((await upload(importId, `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`)).statusCode).toBe(202);
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const { cipher, keyring } = await db.handles.crypto();
+    expect(await claimImport(tenantDb, 'worker-1', importId)).toBe(importId);
+    // Another worker cannot take it while the lease holds.
+    expect(await claimImport(tenantDb, 'worker-2', importId)).toBeUndefined();
+    let batches = 0;
+    const first = await runImport(tenantDb, { cipher, keyring }, importId, 'worker-1', { batchRows: 10, stop: () => ++batches >= 2 });
+    expect(first).toBe('stopped');
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'running', rowsDone: 20, created: 20 });
+    // worker-1 "crashed"; worker-2 resumes after the last committed row.
+    expect(await claimImport(tenantDb, 'worker-2', importId)).toBe(importId);
+    // The old worker's next batch is refused: it no longer holds the lease.
+    expect(await runImport(tenantDb, { cipher, keyring }, importId, 'worker-1', { batchRows: 10 })).toBe('lease_lost');
+    expect(await runImport(tenantDb, { cipher, keyring }, importId, 'worker-2', { batchRows: 10 })).toBe('done');
+    const view = (await call('GET', `/api/v1/contact-imports/${importId}`)).json();
+    expect(view).toMatchObject({ state: 'done', rowsDone: 25, created: 25, rejected: 0 });
+    const counted = await db.superQuery(`SELECT count(*)::int AS n, count(DISTINCT external_id)::int AS d FROM ringvakt.contacts WHERE import_id = $1`, [importId]);
+    expect(counted.rows[0]).toMatchObject({ n: 25, d: 25 });
+    // Importing the same file again links every row to the existing contacts: nothing doubles.
+    const again = await newImport();
+    await upload(again, `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`);
+    expect(await runToEnd(again, 10)).toBe('done');
+    expect((await call('GET', `/api/v1/contact-imports/${again}`)).json()).toMatchObject({ created: 0, linked: 25 });
+  });
+});
