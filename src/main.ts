@@ -12,6 +12,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
 import { recordAuditEvent } from './audit/audit-event.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
+import { registerContactCommands } from './modules/imports/imports-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
 import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provider.ts';
 import { listRotationJobs, rotateTenantDataKey, runRotationBatch, type RotationJob } from './crypto/reencrypt.ts';
@@ -220,6 +221,7 @@ mail
   });
 
 registerAuditCommands(program, slug);
+registerContactCommands(program, slug);
 
 const keys = program.command('keys').description('the key hierarchy');
 keys

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,12 +27,13 @@ describe('ringvakt CLI', () => {
       [['audit', 'export'], '--after-leaf'],
       [['keys', 'rotate-tenant'], '--no-wait'],
       [['keys', 'status'], '--tenant'],
+      [['contacts', 'import'], '--on-suppressed'],
     ] as const) {
       const help = ringvakt([...command, '--help']);
       expect(help.code).toBe(0);
       expect(help.stdout).toContain(option);
     }
-  });
+  }, 90_000);
 
   it('exits non-zero with a clear message for unknown commands, bad arguments and bad configuration', () => {
     expect(ringvakt(['launch']).code).toBe(2);
@@ -133,6 +134,31 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     expect(future.code).toBe(1);
     expect(future.stderr).toContain('--before must not be in the future');
 
+  }, 120_000);
+
+  it('imports a CSV into a new call list with a progress report, a reject file by row number, and no personal data on the terminal', async () => {
+    const csv = path.join(dataDir, 'customers.csv');
+    const rejects = path.join(dataDir, 'rejects.csv');
+    writeFileSync(csv, 'Kundenr;Navn;Mobil\nC1;Kari Cliimport;41000001\nC2;"Per; Cliimport";+4741000002\nC3;Bad;12\nC4;Again;004741000001\n');
+    const args = ['contacts', 'import', csv, '--tenant', 'cli-co', '--list', 'Spring', '--region', 'no', '--map', 'Kundenr=externalId', '--map', 'Navn=name', '--map', 'Mobil=phone', '--rejects', rejects];
+    const imported = ringvakt(args, env);
+    expect(imported.stderr).toContain('file checked: 4 rows');
+    expect(imported.stderr).toMatch(/importing .*100% \| 4\/4 rows/);
+    expect(imported.stdout).toMatch(/^import [0-9a-f-]{36}: done — 4 of 4 rows, 2 created, 0 linked to existing contacts, 2 rejected, 0 suppressed\nreject file: /);
+    expect(imported.code).toBe(0);
+    expect(readFileSync(rejects, 'utf8')).toBe('row,column,reason,detail\n4,Mobil,phone_invalid,phones[0]: not a valid number for its country\n5,,duplicate_in_file,the same contact as row 2\n');
+    for (const output of [imported.stdout, imported.stderr]) expect(output).not.toMatch(/Cliimport|41000001/);
+    const stored = await adminQuery(`SELECT c.external_id, l.default_region FROM ringvakt.contacts c JOIN ringvakt.contact_list_members m ON m.contact_id = c.id JOIN ringvakt.contact_lists l ON l.id = m.list_id ORDER BY 1`, [], name);
+    expect(stored.rows).toEqual([{ external_id: 'C1', default_region: 'NO' }, { external_id: 'C2', default_region: 'NO' }]);
+    const audited = await adminQuery(`SELECT action, actor_type FROM ringvakt.audit_events WHERE action LIKE 'contact_%' ORDER BY id`, [], name);
+    expect(audited.rows.map((row) => `${row.action}:${row.actor_type}`)).toEqual(['contact_list.create:operator', 'contact_import.create:operator', 'contact_import.upload:operator', 'contact_import.finish:system']);
+
+    const badMapping = ringvakt(['contacts', 'import', csv, '--tenant', 'cli-co', '--list', 'Spring', '--map', 'Navn=fullName'], env);
+    expect(badMapping.code).toBe(1);
+    expect(badMapping.stderr).toContain('The mapping is not valid');
+    const noList = ringvakt(['contacts', 'import', csv, '--tenant', 'cli-co', '--list', 'Autumn', '--map', 'Navn=name'], env);
+    expect(noList.code).toBe(1);
+    expect(noList.stderr).toContain('No such list (give --region to create it)');
   }, 120_000);
 
   it('doctor fails, naming the file, when a secret file is readable by others', () => {

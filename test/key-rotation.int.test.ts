@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFieldCipher } from '../src/crypto/field-cipher.ts';
 import { createKeyring } from '../src/crypto/keyring.ts';
-import { encryptedColumns, listRotationJobs, rotateTenantDataKey, RotationInProgressError, runRotationBatch, startReencryptionWorker } from '../src/crypto/reencrypt.ts';
+import { encryptedColumns, subjectKeyedColumns, listRotationJobs, rotateTenantDataKey, RotationInProgressError, runRotationBatch, startReencryptionWorker } from '../src/crypto/reencrypt.ts';
 import type { CryptoHandles } from '../src/db/database.ts';
 import { createLogger } from '../src/logger.ts';
 import { createUser, findUserByEmail, listUsers } from '../src/modules/users/users.repo.ts';
@@ -35,7 +35,8 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
       `SELECT table_name || '.' || column_name AS name FROM information_schema.columns
         WHERE table_schema = 'ringvakt' AND column_name LIKE '%\\_ciphertext' ORDER BY 1`,
     );
-    expect(columns.rows.map((row) => row.name)).toEqual(encryptedColumns.map((spec) => `${spec.table}.${spec.column}`).sort());
+    const registered = [...encryptedColumns, ...subjectKeyedColumns].map((spec) => `${spec.table}.${spec.column}`);
+    expect(columns.rows.map((row) => row.name)).toEqual(registered.sort());
   });
 
   it('re-encrypts every value and rewraps every subject key under the new version, resumably, while others keep writing', async () => {

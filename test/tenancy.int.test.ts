@@ -13,6 +13,10 @@ import { createSession } from '../src/modules/auth/sessions.ts';
 import { replaceRecoveryCodes } from '../src/modules/auth/mfa.ts';
 import { takeAccountAttempt } from '../src/modules/auth/throttle.ts';
 import { createMailer } from '../src/modules/mail/mailer.ts';
+import { createContact, takeRevealBudget } from '../src/modules/contacts/contacts.service.ts';
+import { addSuppression, checkSuppressed, replaceRegistry } from '../src/modules/suppression/suppression.service.ts';
+import { createImport } from '../src/modules/imports/imports.routes.ts';
+import { chunkAt } from '../src/modules/imports/import-upload.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -31,7 +35,9 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
     b = await seedTenant(db.handles, 'tenant-b');
     // Rows in the key tables too, written the way the product writes them.
     const root = createLocalKeyProvider(path.join(db.config.dataDir, 'secrets', 'root-keys.json'));
-    const cipher = createFieldCipher(createKeyring(root));
+    const keyring = createKeyring(root);
+    const cipher = createFieldCipher(keyring);
+    const crypto = { cipher, keyring };
     const signingKey = await loadSigningKey(db.handles.systemDb, root);
     for (const tenant of [a, b]) {
       await db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
@@ -52,6 +58,22 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('oidc_providers').values({ issuer: 'https://idp.example', client_id: 'ringvakt', role_mappings: '[]' }).execute();
         await trx.insertInto('oidc_login_states').values({ state_hash: Buffer.alloc(32, 3), nonce: 'n'.repeat(20), code_verifier_ciphertext: Buffer.alloc(40, 2), browser_hash: Buffer.alloc(32, 4), expires_at: new Date(Date.now() + 60_000) }).execute();
         await trx.insertInto('sso_identities').values({ issuer: 'https://idp.example', subject: 'subject-1', user_id: tenant.owner.id }).execute();
+        // Contacts, lists, consent, suppression and imports.
+        await trx.insertInto('contact_fields').values({ key: 'segment', label: 'Segment', type: 'text', personal: false }).execute();
+        const contact = await createContact(trx, crypto, { name: 'Tenancy Person', phones: [{ kind: 'mobile', number: '+4790000001' }], fields: { segment: 'a' } }, { defaultRegion: 'NO' });
+        await takeRevealBudget(trx, tenant.owner.id, 1);
+        const campaign = await trx.insertInto('campaigns').values({ name: 'Spring' }).returning('id').executeTakeFirstOrThrow();
+        const list = await trx.insertInto('contact_lists').values({ name: 'List', default_region: 'NO', campaign_id: campaign.id }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('contact_list_members').values({ list_id: list.id, contact_id: contact.id }).execute();
+        await trx.insertInto('consent_events').values({ contact_id: contact.id, purpose: 'sales', action: 'object', source: 'call', occurred_at: new Date(), recorded_by: 'test' }).execute();
+        await addSuppression(trx, crypto, { channel: 'phone', value: '+4790000001', scope: 'tenant', reason: 'objection', source: 'test', createdBy: 'test' });
+        await replaceRegistry(trx, crypto, { format: 'e164_list', name: 'Registry', validUntil: null, createdBy: 'test' }, (async function* () {
+          yield ['+4790000002'];
+        })());
+        expect(await checkSuppressed(trx, crypto, 'phone', '+4790000001', { context: 'check' })).toHaveLength(1);
+        const importId = await createImport(trx, { listId: list.id, mapping: { Navn: 'name' }, onExisting: 'link', onSuppressed: 'skip' }, 'test');
+        await trx.insertInto('contact_import_chunks').values({ import_id: importId, seq: 0, ciphertext: await cipher.encryptBytes(trx, chunkAt(importId, 0), Buffer.from('Navn\nx\n')) }).execute();
+        await trx.insertInto('contact_import_rejects').values({ import_id: importId, row_number: 2, reason: 'no_identifier', column_name: null, detail: 'no phone number, e-mail or external id' }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });

@@ -32,7 +32,7 @@ import { runEvery } from '../background-task.ts';
  * fails when a `*_ciphertext` column of the schema is missing from this list.
  */
 export type EncryptedColumn = {
-  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states';
+  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states' | 'suppressions';
   column: string;
   /** The field name bound into the ciphertext's associated data. */
   field: string;
@@ -57,7 +57,29 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: 'email_outbox', column: 'message_ciphertext', field: 'message' },
   { table: 'oidc_providers', column: 'client_secret_ciphertext', field: 'client_secret' },
   { table: 'oidc_login_states', column: 'code_verifier_ciphertext', field: 'code_verifier' },
+  { table: 'suppressions', column: 'value_ciphertext', field: 'value' },
 ];
+
+/**
+ * Columns whose values are encrypted under a data subject's own key (a contact's), not under the
+ * tenant data key. Rotation rewraps each subject key under the new tenant key — the values
+ * themselves need no rewrite — and erasure destroys the subject key (crypto-shredding).
+ */
+export const subjectKeyedColumns: readonly { table: string; column: string }[] = [
+  { table: 'contacts', column: 'name_ciphertext' },
+  { table: 'contacts', column: 'email_ciphertext' },
+  { table: 'contacts', column: 'address_ciphertext' },
+  { table: 'contacts', column: 'birth_date_ciphertext' },
+  { table: 'contacts', column: 'notes_ciphertext' },
+  { table: 'contacts', column: 'personal_fields_ciphertext' },
+  { table: 'contact_phones', column: 'number_ciphertext' },
+];
+
+/**
+ * Not walked: contact_import_chunks.ciphertext, an uploaded import file, held only until its import
+ * ends (then deleted). A chunk stored before a rotation stays readable because retired key
+ * versions are kept; a rotation meant to retire a compromised key should cancel pending imports.
+ */
 
 /**
  * The steps of a job: walk each encrypted column; walk the subject keys; then, once writers can no

@@ -95,6 +95,15 @@ export async function createImport(
 
 export { createImportSchema };
 
+/**
+ * The reject file: row number, column header, reason code and a sentence — never a cell value.
+ * Headers come from the uploaded file, so every cell is neutralised against formula injection.
+ */
+export async function rejectsCsv(trx: TenantTransaction, importId: string): Promise<string> {
+  const rows = await trx.selectFrom('contact_import_rejects').select(['row_number', 'column_name', 'reason', 'detail']).where('import_id', '=', importId).orderBy('row_number').limit(1_000_000).execute();
+  return stringify([['row', 'column', 'reason', 'detail'], ...rows.map((row) => [String(row.row_number), row.column_name ?? '', row.reason, row.detail ?? ''].map(neutraliseCell))]);
+}
+
 export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<void> {
   app.addContentTypeParser(['text/csv', 'text/plain', 'application/octet-stream'], (_request, payload, done) => done(null, payload));
 
@@ -127,9 +136,11 @@ export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<v
       },
     },
     async (request, reply) => {
+      const importId = request.params.importId;
+      // Another tenant's import, or none: 404 before anything about the body.
+      await request.tenantDb.read((trx) => importView(trx, importId));
       const body = request.body as unknown;
       if (!body || typeof (body as Readable).pipe !== 'function') throw new AppError('unsupported_media_type', 'Send the file as text/csv.');
-      const importId = request.params.importId;
       const result = await storeUpload(request.tenantDb, crypto.cipher, importId, limited(body as Readable, MAX_FILE_BYTES));
       const view = await request.tenantDb.transaction(async (trx) => {
         await recordAuditEvent(trx, {
@@ -161,11 +172,10 @@ export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<v
       schema: { summary: 'The reject file: row number, column, reason (no cell values)', tags: ['imports'], params, response: { 200: z.string().describe('text/csv'), ...problemResponses(400, 401, 403, 404) } },
     },
     async (request, reply) => {
-      const rows = await request.tenantDb.read(async (trx) => {
+      const csv = await request.tenantDb.read(async (trx) => {
         await importView(trx, request.params.importId);
-        return trx.selectFrom('contact_import_rejects').select(['row_number', 'column_name', 'reason', 'detail']).where('import_id', '=', request.params.importId).orderBy('row_number').limit(1_000_000).execute();
+        return rejectsCsv(trx, request.params.importId);
       });
-      const csv = stringify([['row', 'column', 'reason', 'detail'], ...rows.map((row) => [String(row.row_number), row.column_name ?? '', row.reason, row.detail ?? ''].map(neutraliseCell))]);
       return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="rejects.csv"').header('cache-control', 'no-store').send(csv);
     },
   );
