@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark measures its own baseline in the same run and prints
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
 import { auditBench } from './audit.bench.ts';
+import { contactsImportBench } from './contacts-import.bench.ts';
 import { fieldEncryptionBench } from './field-encryption.bench.ts';
 import { loginBench, sessionCheckBench, stuffingBench } from './identity.bench.ts';
 import { startupBench } from './startup.bench.ts';
@@ -16,6 +17,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   'session-check': sessionCheckBench,
   login: loginBench,
   stuffing: stuffingBench,
+  'contacts-import': contactsImportBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {

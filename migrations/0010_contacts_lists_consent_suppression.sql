@@ -286,3 +286,16 @@ CREATE FUNCTION tenants_with_pending_imports() RETURNS TABLE (tenant_id uuid)
   AS $$
     SELECT DISTINCT tenant_id FROM contact_imports WHERE state IN ('queued', 'running')
   $$;
+
+-- A bulk import grows contacts from nothing to millions faster than autovacuum refreshes the
+-- planner's statistics; with stale ones, lookups by external id turn into scans. The import worker
+-- refreshes them as the tables double (the runtime role cannot ANALYZE tables it does not own).
+CREATE FUNCTION refresh_contact_statistics() RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = ringvakt, pg_temp
+  AS $$
+  BEGIN
+    ANALYZE contacts;
+    ANALYZE contact_phones;
+    ANALYZE contact_list_members;
+  END
+  $$;

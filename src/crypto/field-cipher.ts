@@ -100,6 +100,9 @@ function checkHeader(ciphertext: Buffer): void {
 
 export function createFieldCipher(keyring: Keyring): FieldCipher {
   const indexKeys = new Map<string, Buffer>();
+  // Index keys derived in a transaction not yet committed: reused within it (a bulk import derives
+  // thousands of indexes in one), shared with the process only once it commits.
+  const uncommittedIndexKeys = new WeakMap<TenantTransaction, Map<string, Buffer>>();
 
   return {
     async encrypt(trx, where, plaintext, subjectId) {
@@ -172,12 +175,15 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
     async blindIndex(trx, indexName, normalised, bytes = BLIND_INDEX_BYTES.default) {
       if (!Number.isInteger(bytes) || bytes < 1 || bytes > 32) throw new FieldCipherError('Blind index length must be 1–32 bytes');
       const cacheKey = `${trx.tenantId}/${indexName}`;
-      let indexKey = indexKeys.get(cacheKey);
+      let indexKey = indexKeys.get(cacheKey) ?? uncommittedIndexKeys.get(trx)?.get(indexName);
       if (!indexKey) {
         const tenantIndexKey = await keyring.indexKey(trx);
         // One key per index (HKDF), so equal values in two indexes do not match each other.
         const derived = Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32));
         indexKey = derived;
+        const inTransaction = uncommittedIndexKeys.get(trx) ?? new Map<string, Buffer>();
+        inTransaction.set(indexName, derived);
+        uncommittedIndexKeys.set(trx, inTransaction);
         // Cached once committed: an index key created by a transaction that rolls back is forgotten.
         onCommit(() => {
           if (indexKeys.size >= 20_000) indexKeys.delete(indexKeys.keys().next().value as string);

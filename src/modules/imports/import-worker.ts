@@ -25,6 +25,8 @@ export type ImportOptions = { onExisting: 'link' | 'reject'; onSuppressed: 'skip
 
 export const LEASE_SECONDS = 60;
 export const BATCH_ROWS = 2000;
+/** Rows after which the worker first refreshes the planner's statistics, and again each time they double. */
+const FIRST_STATISTICS_REFRESH = 10_000;
 
 class LeaseLost extends Error {}
 
@@ -125,6 +127,8 @@ export async function runImport(
   let job: Job | undefined;
   let definitions: Map<string, ContactFieldDefinition> | undefined;
   let batch: { rowNumber: number; record: string[] }[] = [];
+  let committedRows = 0;
+  let refreshStatisticsAt = FIRST_STATISTICS_REFRESH;
   try {
     for await (const item of parser as AsyncIterable<CsvRecord>) {
       const rowNumber = item.info.records;
@@ -141,7 +145,12 @@ export async function runImport(
       if (batch.length >= batchRows) {
         await commitBatch(tenantDb, crypto, job, definitions, batch, owner);
         job.rowsDone += batch.length;
+        committedRows += batch.length;
         batch = [];
+        if (committedRows >= refreshStatisticsAt) {
+          refreshStatisticsAt *= 2;
+          await tenantDb.transaction((trx) => sql`SELECT refresh_contact_statistics()`.execute(trx));
+        }
         options.onBatch?.();
         if (options.stop?.()) {
           // Hand the import back at once, so another process resumes it without waiting for the lease.

@@ -1,0 +1,155 @@
+import { createReadStream, createWriteStream, chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { loadConfig } from '../src/config.ts';
+import { openDatabase } from '../src/db/database.ts';
+import { createLogger } from '../src/logger.ts';
+import { searchContactIds, loadContacts } from '../src/modules/contacts/contacts.service.ts';
+import { storeUpload } from '../src/modules/imports/import-upload.ts';
+import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { createImport, importView } from '../src/modules/imports/imports.routes.ts';
+import { replaceRegistry } from '../src/modules/suppression/suppression.service.ts';
+import type { BenchRow } from './support.ts';
+
+const ROWS = Number(process.env.BENCH_IMPORT_ROWS ?? 1_000_000);
+const REGISTRY = 100_000;
+const LOOKUPS = Number(process.env.BENCH_LOOKUPS ?? 5_000);
+
+/** Row i of the file: a Norwegian mobile number, a name and an e-mail address; every 100th row repeats an earlier one. */
+const numberOf = (index: number) => `4${String(index).padStart(7, '0')}`;
+function rowOf(index: number): string {
+  const person = index % 100 === 99 ? index - 50 : index;
+  return `K${index};"Person ${person} Benchsen";${numberOf(person)};person${person}@bench.example`;
+}
+
+async function writeFile(file: string): Promise<number> {
+  const out = createWriteStream(file, { mode: 0o644 });
+  out.write('Kundenr;Navn;Mobil;E-post\n');
+  let lines: string[] = [];
+  for (let index = 0; index < ROWS; index += 1) {
+    lines.push(rowOf(index));
+    if (lines.length === 10_000) {
+      if (!out.write(`${lines.join('\n')}\n`)) await once(out, 'drain');
+      lines = [];
+    }
+  }
+  if (lines.length > 0) out.write(`${lines.join('\n')}\n`);
+  out.end();
+  await once(out, 'finish');
+  return out.bytesWritten;
+}
+
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((left, right) => left - right);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+};
+
+/**
+ * A CSV import of ROWS rows (name, phone and e-mail encrypted under per-contact keys; phone and
+ * e-mail blind indexes; dedupe against the file and the database; every number checked against a
+ * national registry of 100,000 numbers), end to end: the upload pass that stores the file
+ * encrypted and checks it whole, then the worker. Peak RSS of this process is sampled during it.
+ * Baseline: PostgreSQL COPY of the same file into a plaintext table (server-side, no client work).
+ * Then lookups by phone among the imported contacts, decrypted as the API shows them, against a
+ * plaintext indexed SELECT on the COPY table.
+ */
+export async function contactsImportBench(): Promise<BenchRow[]> {
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-bench-import-'));
+  chmodSync(folder, 0o711);
+  const database = await openDatabase(loadConfig({ RINGVAKT_DATA_DIR: folder }), createLogger('warn'), { applyMigrations: true });
+  const superuserUrl = new URL(database.embedded?.adminUrl ?? '');
+  superuserUrl.pathname = '/ringvakt';
+  const plain = new pg.Client({ connectionString: superuserUrl.toString() });
+  await plain.connect();
+  try {
+    const file = path.join(folder, 'contacts.csv');
+    const bytes = await writeFile(file);
+    process.stderr.write(`  file: ${ROWS} rows, ${(bytes / 1024 / 1024).toFixed(0)} MiB\n`);
+    const tenantId = await database.systemDb.createTenant('import-bench', 'Import bench');
+    const tenantDb = database.forTenant(tenantId);
+    const crypto = await database.crypto();
+
+    // A national registry: 1 % of the file's numbers among 100,000.
+    await tenantDb.transaction((trx) =>
+      replaceRegistry(trx, crypto, { format: 'e164_list', name: 'Registry', validUntil: null, createdBy: 'bench' }, (async function* () {
+        for (let start = 0; start < REGISTRY; start += 5_000) {
+          yield Array.from({ length: 5_000 }, (_, offset) => {
+            const index = start + offset;
+            return index % 2 === 0 && index / 2 < ROWS / 100 ? `+47${numberOf(index * 50 + 1)}` : `+479${String(index).padStart(7, '0')}`;
+          });
+        }
+      })()),
+    );
+    const listId = await tenantDb.transaction(async (trx) => (await trx.insertInto('contact_lists').values({ name: 'Bench', default_region: 'NO' }).returning('id').executeTakeFirstOrThrow()).id);
+    const importId = await tenantDb.transaction((trx) =>
+      createImport(trx, { listId, mapping: { Kundenr: 'externalId', Navn: 'name', Mobil: 'phone', 'E-post': 'email' }, onExisting: 'link', onSuppressed: 'skip' }, 'bench'),
+    );
+
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    let peakRss = rssBefore;
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    }, 50);
+    const started = performance.now();
+    await storeUpload(tenantDb, crypto.cipher, importId, createReadStream(file));
+    const uploaded = performance.now();
+    if ((await claimImport(tenantDb, 'bench', importId)) !== importId) throw new Error('could not claim the import');
+    const outcome = await runImport(tenantDb, crypto, importId, 'bench');
+    const finished = performance.now();
+    clearInterval(sampler);
+    if (outcome !== 'done') throw new Error(`the import ended ${outcome}`);
+    const view = await tenantDb.read((trx) => importView(trx, importId));
+    const ours = ROWS / ((finished - started) / 1000);
+    process.stderr.write(
+      `  import: upload ${((uploaded - started) / 1000).toFixed(1)} s, worker ${((finished - uploaded) / 1000).toFixed(1)} s; ${view.created} created, ` +
+        `${view.rejected} rejected (duplicates and suppressed), ${view.suppressed} with a suppressed number; peak RSS ${(peakRss / 1024 / 1024).toFixed(0)} MB (${(rssBefore / 1024 / 1024).toFixed(0)} MB before)\n`,
+    );
+
+    await plain.query(`CREATE TABLE bench_plain_contacts (external_id text, name text, phone text, email text)`);
+    const copyStarted = performance.now();
+    await plain.query(`COPY bench_plain_contacts FROM '${file.replaceAll("'", "''")}' WITH (FORMAT csv, HEADER true, DELIMITER ';')`);
+    const baseline = ROWS / ((performance.now() - copyStarted) / 1000);
+    await plain.query(`CREATE INDEX ON bench_plain_contacts (phone)`);
+    await plain.query(`ANALYZE bench_plain_contacts`);
+
+    // Lookups by phone: a random imported number each time; both sides warmed first.
+    const pick = () => `+47${numberOf(Math.floor(Math.random() * ROWS * 0.98))}`;
+    const lookup = async (e164: string) =>
+      tenantDb.read(async (trx) => {
+        const ids = await searchContactIds(trx, crypto, { limit: 50 }, e164);
+        const loaded = await loadContacts(trx, crypto, ids);
+        return loaded.size;
+      });
+    for (let index = 0; index < 200; index += 1) await lookup(pick());
+    const oursTimes: number[] = [];
+    let found = 0;
+    for (let index = 0; index < LOOKUPS; index += 1) {
+      const at = performance.now();
+      found += await lookup(pick());
+      oursTimes.push(performance.now() - at);
+    }
+    const plainTimes: number[] = [];
+    for (let index = 0; index < LOOKUPS + 200; index += 1) {
+      const at = performance.now();
+      await plain.query('BEGIN');
+      await plain.query('SELECT * FROM bench_plain_contacts WHERE phone = $1', [pick().slice(3)]);
+      await plain.query('COMMIT');
+      if (index >= 200) plainTimes.push(performance.now() - at);
+    }
+    process.stderr.write(`  lookups: ${found} contacts found in ${LOOKUPS} lookups; p50 ${percentile(oursTimes, 50).toFixed(2)} ms\n`);
+
+    const p99 = percentile(oursTimes, 99);
+    return [
+      { name: `contact import, ${ROWS} rows (rows/s)`, unit: 'rows/s', ours, baseline, higherIsBetter: true, target: '≥ 15,000 rows/s', met: ours >= 15_000 },
+      { name: 'contact import peak RSS (vs. before)', unit: 'MB', ours: peakRss / 1024 / 1024, baseline: rssBefore / 1024 / 1024, higherIsBetter: false, target: '< 400 MB', met: peakRss < 400 * 1024 * 1024 },
+      { name: `lookup by phone among ${ROWS} p99`, unit: 'ms', ours: p99, baseline: percentile(plainTimes, 99), higherIsBetter: false, target: '< 10 ms', met: p99 < 10 },
+    ];
+  } finally {
+    await plain.end();
+    await database.close();
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
