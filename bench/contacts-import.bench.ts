@@ -1,4 +1,5 @@
-import { createReadStream, createWriteStream, chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, createWriteStream, chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,6 @@ import { openDatabase } from '../src/db/database.ts';
 import { createLogger } from '../src/logger.ts';
 import { searchContactIds, loadContacts } from '../src/modules/contacts/contacts.service.ts';
 import { storeUpload } from '../src/modules/imports/import-upload.ts';
-import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
 import { createImport, importView } from '../src/modules/imports/imports.routes.ts';
 import { replaceRegistry } from '../src/modules/suppression/suppression.service.ts';
 import type { BenchRow } from './support.ts';
@@ -87,26 +87,45 @@ export async function contactsImportBench(): Promise<BenchRow[]> {
       createImport(trx, { listId, mapping: { Kundenr: 'externalId', Navn: 'name', Mobil: 'phone', 'E-post': 'email' }, onExisting: 'link', onSuppressed: 'skip' }, 'bench'),
     );
 
-    global.gc?.();
-    const rssBefore = process.memoryUsage().rss;
-    let peakRss = rssBefore;
-    const sampler = setInterval(() => {
-      peakRss = Math.max(peakRss, process.memoryUsage().rss);
-    }, 50);
+    // The upload pass runs here; the worker runs as `ringvakt contacts import --resume` in a
+    // process of its own, whose resident memory is sampled from /proc while it runs.
     const started = performance.now();
     await storeUpload(tenantDb, crypto.cipher, importId, createReadStream(file));
-    const uploaded = performance.now();
-    if ((await claimImport(tenantDb, 'bench', importId)) !== importId) throw new Error('could not claim the import');
-    const outcome = await runImport(tenantDb, crypto, importId, 'bench');
-    const finished = performance.now();
+    const uploadSeconds = (performance.now() - started) / 1000;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'contacts', 'import', '--tenant', 'import-bench', '--resume', importId, '--no-progress'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, RINGVAKT_DATA_DIR: folder, RINGVAKT_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    let peakRss = 0;
+    const sampler = setInterval(() => {
+      try {
+        const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        if (hwm) peakRss = Math.max(peakRss, Number(hwm[1]) * 1024);
+      } catch {
+        // The process has just exited.
+      }
+    }, 25);
+    const [code] = (await once(child, 'exit')) as [number | null];
     clearInterval(sampler);
-    if (outcome !== 'done') throw new Error(`the import ended ${outcome}`);
+    if (code !== 0) throw new Error(`the import process exited with ${code}: ${output}`);
     const view = await tenantDb.read((trx) => importView(trx, importId));
-    const ours = ROWS / ((finished - started) / 1000);
+    if (view.state !== 'done') throw new Error(`the import ended ${view.state}`);
+    const timing = await plain.query<{ seconds: number }>(`SELECT extract(epoch FROM finished_at - started_at)::float8 AS seconds FROM ringvakt.contact_imports WHERE id = $1`, [importId]);
+    const workerSeconds = Number(timing.rows[0]?.seconds);
+    const ours = ROWS / (uploadSeconds + workerSeconds);
     process.stderr.write(
-      `  import: upload ${((uploaded - started) / 1000).toFixed(1)} s, worker ${((finished - uploaded) / 1000).toFixed(1)} s; ${view.created} created, ` +
-        `${view.rejected} rejected (duplicates and suppressed), ${view.suppressed} with a suppressed number; peak RSS ${(peakRss / 1024 / 1024).toFixed(0)} MB (${(rssBefore / 1024 / 1024).toFixed(0)} MB before)\n`,
+      `  import: upload ${uploadSeconds.toFixed(1)} s, worker ${workerSeconds.toFixed(1)} s; ${view.created} created, ` +
+        `${view.rejected} rejected (duplicates and suppressed), ${view.suppressed} with a suppressed number; worker peak RSS ${(peakRss / 1024 / 1024).toFixed(0)} MB\n`,
     );
+
+    // The memory baseline: the same command with nothing to import (start-up, database, keys).
+    const idle = spawnSync(process.execPath, ['--import', 'tsx', 'bench/idle-cli-probe.ts'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, RINGVAKT_DATA_DIR: folder, RINGVAKT_LOG_LEVEL: 'warn' },
+      encoding: 'utf8',
+    });
+    const idleRss = Number(/rss=(\d+)/.exec(idle.stdout)?.[1] ?? NaN);
 
     await plain.query(`CREATE TABLE bench_plain_contacts (external_id text, name text, phone text, email text)`);
     const copyStarted = performance.now();
@@ -144,7 +163,7 @@ export async function contactsImportBench(): Promise<BenchRow[]> {
     const p99 = percentile(oursTimes, 99);
     return [
       { name: `contact import, ${ROWS} rows (rows/s)`, unit: 'rows/s', ours, baseline, higherIsBetter: true, target: '≥ 15,000 rows/s', met: ours >= 15_000 },
-      { name: 'contact import peak RSS (vs. before)', unit: 'MB', ours: peakRss / 1024 / 1024, baseline: rssBefore / 1024 / 1024, higherIsBetter: false, target: '< 400 MB', met: peakRss < 400 * 1024 * 1024 },
+      { name: 'import worker peak RSS (vs. idle CLI)', unit: 'MB', ours: peakRss / 1024 / 1024, baseline: idleRss / 1024 / 1024, higherIsBetter: false, target: '< 400 MB', met: peakRss > 0 && peakRss < 400 * 1024 * 1024 },
       { name: `lookup by phone among ${ROWS} p99`, unit: 'ms', ours: p99, baseline: percentile(plainTimes, 99), higherIsBetter: false, target: '< 10 ms', met: p99 < 10 },
     ];
   } finally {

@@ -33,6 +33,26 @@ function nextNonce(): Buffer {
   return nonce;
 }
 
+/**
+ * New 256-bit keys (data-subject keys, made by the thousand in a bulk import) from a pool of CSPRNG
+ * output refilled 4 KiB at a time, for the same reason. Each key is a copy: the caller keeps it.
+ */
+const KEY_POOL_BYTES = KEY_BYTES * 128;
+let keyPool = randomBytes(KEY_POOL_BYTES);
+let keyOffset = 0;
+export function newKey(): Buffer {
+  if (keyOffset + KEY_BYTES > KEY_POOL_BYTES) {
+    keyPool = randomBytes(KEY_POOL_BYTES);
+    keyOffset = 0;
+  }
+  const key = Buffer.alloc(KEY_BYTES);
+  keyPool.copy(key, 0, keyOffset, keyOffset + KEY_BYTES);
+  // The pool's copy of a handed-out key is wiped: a key exists in one place only.
+  keyPool.fill(0, keyOffset, keyOffset + KEY_BYTES);
+  keyOffset += KEY_BYTES;
+  return key;
+}
+
 function assertKey(key: Buffer): void {
   if (key.length !== KEY_BYTES) throw new Error('AES-256-GCM needs a 32-byte key');
 }

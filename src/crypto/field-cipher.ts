@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync } from 'node:crypto';
+import { createHmac, createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { onCommit } from '../db/tenant-driver.ts';
 import { contextWithSuffix, open, seal, DecryptionError } from './aead.ts';
@@ -99,10 +99,10 @@ function checkHeader(ciphertext: Buffer): void {
 }
 
 export function createFieldCipher(keyring: Keyring): FieldCipher {
-  const indexKeys = new Map<string, Buffer>();
+  const indexKeys = new Map<string, KeyObject>();
   // Index keys derived in a transaction not yet committed: reused within it (a bulk import derives
   // thousands of indexes in one), shared with the process only once it commits.
-  const uncommittedIndexKeys = new WeakMap<TenantTransaction, Map<string, Buffer>>();
+  const uncommittedIndexKeys = new WeakMap<TenantTransaction, Map<string, KeyObject>>();
 
   return {
     async encrypt(trx, where, plaintext, subjectId) {
@@ -179,9 +179,10 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
       if (!indexKey) {
         const tenantIndexKey = await keyring.indexKey(trx);
         // One key per index (HKDF), so equal values in two indexes do not match each other.
-        const derived = Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32));
+        // Held as a KeyObject: HMAC with it skips importing raw key bytes on every call.
+        const derived = createSecretKey(Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32)));
         indexKey = derived;
-        const inTransaction = uncommittedIndexKeys.get(trx) ?? new Map<string, Buffer>();
+        const inTransaction = uncommittedIndexKeys.get(trx) ?? new Map<string, KeyObject>();
         inTransaction.set(indexName, derived);
         uncommittedIndexKeys.set(trx, inTransaction);
         // Cached once committed: an index key created by a transaction that rolls back is forgotten.

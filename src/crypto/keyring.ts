@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { onCommit } from '../db/tenant-driver.ts';
-import { context, KEY_BYTES, open, seal, DecryptionError } from './aead.ts';
+import { context, KEY_BYTES, newKey, open, seal, DecryptionError } from './aead.ts';
 import type { RootKeyProvider } from './root-keys/root-key-provider.ts';
 
 /**
@@ -60,6 +60,14 @@ export type Keyring = {
    * be creating them — wrapped and inserted in one statement (bulk imports).
    */
   createSubjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<Buffer[]>;
+  /**
+   * The two halves of createSubjectKeys, for a bulk import that prepares a batch before it knows
+   * which rows it will keep: keys made and wrapped (each wrap counted against the data key's
+   * budget), then stored for the subjects kept. A key wrapped under a version that a rotation
+   * retires meanwhile is caught by the rotation's final sweep, like any reserved block.
+   */
+  wrapNewSubjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<NewSubjectKey[]>;
+  storeSubjectKeys(trx: TenantTransaction, keys: readonly NewSubjectKey[]): Promise<void>;
   /** The keys of many subjects in one query: null for an erased subject, absent when none exists. */
   subjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<Map<string, Buffer | null>>;
   destroySubjectKey(trx: TenantTransaction, subjectId: string): Promise<boolean>;
@@ -71,6 +79,8 @@ export type Keyring = {
    */
   rewrapSubjectKey(trx: TenantTransaction, subjectId: string, version: number): Promise<boolean>;
 };
+
+export type NewSubjectKey = { subjectId: string; key: Buffer; version: number; wrapped: Buffer };
 
 export const tenantKeyContext = (tenantId: string, purpose: string, version: number) =>
   context('ringvakt/tenant-key/v1', tenantId, purpose, version);
@@ -261,20 +271,24 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       return inserted ? key : this.subjectKey(trx, subjectId, { create: false });
     },
     async createSubjectKeys(trx, subjectIds) {
-      if (subjectIds.length === 0) return [];
-      const keys: Buffer[] = [];
-      const versions: number[] = [];
-      const wrapped: Buffer[] = [];
+      const made = await this.wrapNewSubjectKeys(trx, subjectIds);
+      await this.storeSubjectKeys(trx, made);
+      return made.map((entry) => entry.key);
+    },
+    async wrapNewSubjectKeys(trx, subjectIds) {
+      const made: NewSubjectKey[] = [];
       for (const subjectId of subjectIds) {
         const { version, key: wrappingKey } = await this.dataKeyForEncryption(trx);
-        const key = randomBytes(KEY_BYTES);
-        keys.push(key);
-        versions.push(version);
-        wrapped.push(seal(wrappingKey, key, subjectKeyContext(trx.tenantId, subjectId, version)));
+        const key = newKey();
+        made.push({ subjectId, key, version, wrapped: seal(wrappingKey, key, subjectKeyContext(trx.tenantId, subjectId, version)) });
       }
+      return made;
+    },
+    async storeSubjectKeys(trx, keys) {
+      if (keys.length === 0) return;
       await sql`INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
-                SELECT * FROM unnest(${subjectIds}::uuid[], ${versions}::integer[], ${wrapped}::bytea[])`.execute(trx);
-      return keys;
+                SELECT * FROM unnest(${keys.map((entry) => entry.subjectId)}::uuid[], ${keys.map((entry) => entry.version)}::integer[],
+                                     ${keys.map((entry) => entry.wrapped)}::bytea[])`.execute(trx);
     },
     async subjectKeys(trx, subjectIds) {
       const found = new Map<string, Buffer | null>();

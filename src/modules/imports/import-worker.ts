@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import type { Logger } from '../../logger.ts';
+import type { NewSubjectKey } from '../../crypto/keyring.ts';
 import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import type { SystemDb } from '../../db/system-db.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { ContactInputError, normaliseContact, sealContact, type ContactData, type ContactFieldDefinition, type SealedContact } from '../contacts/contact-record.ts';
-import { phoneIndex, emailIndex } from '../contacts/contact-record.ts';
 import { loadFieldDefinitions, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { matchPhonesInBulk, recordMatches } from '../suppression/suppression.service.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
@@ -103,9 +103,11 @@ function storedFile(tenantDb: TenantDb, crypto: ContactsCrypto, importId: string
   return Readable.from(chunks(), { objectMode: false });
 }
 
-type RowOutcome =
-  | { kind: 'new'; rowNumber: number; data: ContactData }
-  | { kind: 'reject'; rowNumber: number; reason: string; column: string | null; detail: string | null };
+type Reject = { kind: 'reject'; rowNumber: number; reason: string; column: string | null; detail: string | null };
+type ValidRow = { kind: 'valid'; rowNumber: number; data: ContactData };
+/** A valid row made ready to write: its contact id, its subject key (wrapped), its fields sealed. */
+type NewRow = { kind: 'new'; rowNumber: number; data: ContactData; sealed: SealedContact; subjectKey: NewSubjectKey };
+type RowOutcome = NewRow | Reject;
 
 export type BatchCounts = { created: number; linked: number; rejected: number; suppressed: number };
 
@@ -129,6 +131,33 @@ export async function runImport(
   let batch: { rowNumber: number; record: string[] }[] = [];
   let committedRows = 0;
   let refreshStatisticsAt = FIRST_STATISTICS_REFRESH;
+  // One batch commits while the next is read and prepared (parsing and normalising are CPU work
+  // in this process; committing is work in the database): at most two batches in memory.
+  let inFlight: Promise<void> | undefined;
+  const settle = async (): Promise<'stopped' | undefined> => {
+    if (!inFlight) return undefined;
+    const committing = inFlight;
+    inFlight = undefined;
+    await committing;
+    if (committedRows >= refreshStatisticsAt) {
+      refreshStatisticsAt *= 2;
+      await tenantDb.transaction((trx) => sql`SELECT refresh_contact_statistics()`.execute(trx));
+    }
+    options.onBatch?.();
+    if (!options.stop?.()) return undefined;
+    // Hand the import back at once, so another process resumes it without waiting for the lease.
+    await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
+    return 'stopped';
+  };
+  const startCommit = (current: Job, rows: readonly { rowNumber: number; record: string[] }[], prepared: RowOutcome[]) => {
+    const lastRow = rows.at(-1)?.rowNumber ?? 1;
+    inFlight = commitBatch(tenantDb, crypto, current, prepared, lastRow, owner).then(() => {
+      current.rowsDone += rows.length;
+      committedRows += rows.length;
+    });
+    // Its failure is taken up by the next settle(); until then it must not count as unhandled.
+    inFlight.catch(() => undefined);
+  };
   try {
     for await (const item of parser as AsyncIterable<CsvRecord>) {
       const rowNumber = item.info.records;
@@ -143,24 +172,19 @@ export async function runImport(
       if (rowNumber - 1 <= job.rowsDone) continue;
       batch.push({ rowNumber, record: item.record });
       if (batch.length >= batchRows) {
-        await commitBatch(tenantDb, crypto, job, definitions, batch, owner);
-        job.rowsDone += batch.length;
-        committedRows += batch.length;
+        const rows = batch;
         batch = [];
-        if (committedRows >= refreshStatisticsAt) {
-          refreshStatisticsAt *= 2;
-          await tenantDb.transaction((trx) => sql`SELECT refresh_contact_statistics()`.execute(trx));
-        }
-        options.onBatch?.();
-        if (options.stop?.()) {
-          // Hand the import back at once, so another process resumes it without waiting for the lease.
-          await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
-          return 'stopped';
-        }
+        const prepared = await prepareBatch(tenantDb, crypto, job, definitions, rows);
+        if ((await settle()) === 'stopped') return 'stopped';
+        startCommit(job, rows, prepared);
       }
     }
     if (!job || !definitions) throw new Error('an import file without a header row');
-    if (batch.length > 0) await commitBatch(tenantDb, crypto, job, definitions, batch, owner);
+    if ((await settle()) === 'stopped') return 'stopped';
+    if (batch.length > 0) {
+      startCommit(job, batch, await prepareBatch(tenantDb, crypto, job, definitions, batch));
+      await inFlight;
+    }
     const finished = job;
     const ended = await tenantDb.transaction(async (trx) => {
       const done = await trx
@@ -193,6 +217,7 @@ export async function runImport(
     });
     return ended ? 'done' : 'lease_lost';
   } catch (error) {
+    await inFlight?.catch(() => undefined);
     if (error instanceof LeaseLost) return 'lease_lost';
     options.logger?.error({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import failed');
     await tenantDb.transaction((trx) =>
@@ -205,18 +230,57 @@ export async function runImport(
     );
     return 'failed';
   } finally {
+    // A batch still committing when this run ends early: let it finish before the caller goes on.
+    await inFlight?.catch(() => undefined);
     parser.destroy();
   }
 }
 
-async function commitBatch(
+/** Each row on its own, before any database work: mapping, limits, normalisation. */
+function prepareRows(job: Job, definitions: ReadonlyMap<string, ContactFieldDefinition>, rows: readonly { rowNumber: number; record: string[] }[]): (ValidRow | Reject)[] {
+  return rows.map(({ rowNumber, record }) => {
+    const { input, columnOf } = rowToInput(record, job.plan);
+    const tooLong = cellProblem(input);
+    if (tooLong) return { kind: 'reject', rowNumber, reason: 'value_too_long', column: columnOf(tooLong.where), detail: `${tooLong.where}: ${tooLong.reason}` };
+    if (!input.phones?.length && !input.email && !input.externalId) return { kind: 'reject', rowNumber, reason: 'no_identifier', column: null, detail: 'no phone number, e-mail or external id' };
+    try {
+      return { kind: 'valid', rowNumber, data: normaliseContact(input, { defaultRegion: job.defaultRegion, definitions }) };
+    } catch (error) {
+      if (error instanceof ContactInputError) return { kind: 'reject', rowNumber, reason: error.code, column: columnOf(error.where), detail: `${error.where}: ${error.reason}` };
+      throw error;
+    }
+  });
+}
+
+/**
+ * A batch made ready to write, while the batch before it commits: every valid row gets its id and
+ * a new subject key, and its values are sealed and indexed. Rows that dedupe or suppression drop
+ * later are discarded with their keys unstored (their wraps still count against the key budget).
+ * Yields to the event loop every few hundred rows, so the commit in flight keeps moving.
+ */
+async function prepareBatch(
   tenantDb: TenantDb,
   crypto: ContactsCrypto,
   job: Job,
   definitions: ReadonlyMap<string, ContactFieldDefinition>,
   rows: readonly { rowNumber: number; record: string[] }[],
-  owner: string,
-): Promise<void> {
+): Promise<RowOutcome[]> {
+  const parsed = prepareRows(job, definitions, rows);
+  const valid = parsed.filter((row): row is ValidRow => row.kind === 'valid');
+  const ready = new Map<number, NewRow>();
+  await tenantDb.transaction(async (trx) => {
+    const keys = await crypto.keyring.wrapNewSubjectKeys(trx, valid.map(() => randomUUID()));
+    for (const [position, row] of valid.entries()) {
+      const subjectKey = keys[position];
+      if (!subjectKey) throw new Error('a subject key is missing');
+      ready.set(row.rowNumber, { kind: 'new', rowNumber: row.rowNumber, data: row.data, subjectKey, sealed: await sealContact(crypto.cipher, trx, subjectKey.subjectId, subjectKey.key, row.data) });
+      if (position % 250 === 249) await new Promise((resolve) => setImmediate(resolve));
+    }
+  });
+  return parsed.map((row) => (row.kind === 'valid' ? (ready.get(row.rowNumber) as NewRow) : row));
+}
+
+async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, outcomes: readonly RowOutcome[], lastRow: number, owner: string): Promise<void> {
   await tenantDb.transaction(async (trx) => {
     const lease = await trx
       .selectFrom('contact_imports')
@@ -227,24 +291,10 @@ async function commitBatch(
       .executeTakeFirst();
     if (!lease || lease.state !== 'running') throw new LeaseLost();
 
-    // 1. Each row on its own: mapping, limits, normalisation.
-    const outcomes: RowOutcome[] = rows.map(({ rowNumber, record }) => {
-      const { input, columnOf } = rowToInput(record, job.plan);
-      const tooLong = cellProblem(input);
-      if (tooLong) return { kind: 'reject', rowNumber, reason: 'value_too_long', column: columnOf(tooLong.where), detail: `${tooLong.where}: ${tooLong.reason}` };
-      if (!input.phones?.length && !input.email && !input.externalId) return { kind: 'reject', rowNumber, reason: 'no_identifier', column: null, detail: 'no phone number, e-mail or external id' };
-      try {
-        return { kind: 'new', rowNumber, data: normaliseContact(input, { defaultRegion: job.defaultRegion, definitions }) };
-      } catch (error) {
-        if (error instanceof ContactInputError) return { kind: 'reject', rowNumber, reason: error.code, column: columnOf(error.where), detail: `${error.where}: ${error.reason}` };
-        throw error;
-      }
-    });
-
     // 2. The same person twice: within the batch, and against existing contacts (rows of earlier
     //    batches of this import included) by external id, phone and e-mail blind indexes.
-    const fresh = outcomes.filter((outcome): outcome is Extract<RowOutcome, { kind: 'new' }> => outcome.kind === 'new');
-    const existing = await existingContacts(trx, crypto, fresh.map((outcome) => outcome.data));
+    const fresh = outcomes.filter((outcome): outcome is NewRow => outcome.kind === 'new');
+    const existing = await existingContacts(trx, crypto, fresh);
     const seenInBatch = new Map<string, number>();
     const links = new Set<string>();
     const linkedRows = new Set<number>();
@@ -278,10 +328,10 @@ async function commitBatch(
     }
 
     // 3. Suppression: every number of every new row, tenant-wide, registries, the list's campaign.
-    const toCreate = final.filter((outcome): outcome is Extract<RowOutcome, { kind: 'new' }> => outcome.kind === 'new');
+    const toCreate = final.filter((outcome): outcome is NewRow => outcome.kind === 'new');
     const suppressed = await matchPhonesInBulk(trx, crypto, toCreate.flatMap((outcome) => outcome.data.phones.map((phone) => phone.e164)), job.campaignId);
-    const created: Extract<RowOutcome, { kind: 'new' }>[] = [];
-    const rejects: Extract<RowOutcome, { kind: 'reject' }>[] = final.filter((outcome): outcome is Extract<RowOutcome, { kind: 'reject' }> => outcome.kind === 'reject');
+    const created: NewRow[] = [];
+    const rejects: Reject[] = final.filter((outcome): outcome is Reject => outcome.kind === 'reject');
     const matchedSuppressions: string[] = [];
     let suppressedRows = 0;
     for (const outcome of toCreate) {
@@ -299,15 +349,9 @@ async function commitBatch(
     await recordMatches(trx, [...new Set(matchedSuppressions)], { context: 'import', importId: job.id, ...(job.campaignId ? { campaignId: job.campaignId } : {}) });
 
     // 4. Write: subject keys, contacts, phones, list members, rejects, cursor — one transaction.
-    const ids = created.map(() => randomUUID());
-    const keys = await crypto.keyring.createSubjectKeys(trx, ids);
-    const sealed: SealedContact[] = [];
-    for (const [position, outcome] of created.entries()) {
-      const id = ids[position];
-      const key = keys[position];
-      if (!id || !key) throw new Error('a subject key is missing');
-      sealed.push(await sealContact(crypto.cipher, trx, id, key, outcome.data));
-    }
+    await crypto.keyring.storeSubjectKeys(trx, created.map((outcome) => outcome.subjectKey));
+    const sealed = created.map((outcome) => outcome.sealed);
+    const ids = sealed.map((entry) => entry.row.id);
     if (sealed.length > 0) {
       const column = <K extends keyof SealedContact['row']>(name: K) => sealed.map((entry) => entry.row[name]);
       await sql`
@@ -344,7 +388,6 @@ async function commitBatch(
                       ${rejects.map((reject) => reject.column?.slice(0, 200) ?? null)}::text[], ${rejects.map((reject) => reject.detail?.slice(0, 200) ?? null)}::text[])
                AS u(row_number, reason, column_name, detail)`.execute(trx);
     }
-    const lastRow = rows.at(-1)?.rowNumber ?? 1;
     await sql`
       UPDATE contact_imports
          SET rows_done = ${lastRow - 1}, rows_created = rows_created + ${created.length}, rows_linked = rows_linked + ${linkedRows.size},
@@ -365,25 +408,24 @@ function identityKeys(data: ContactData): string[] {
  */
 type ExistingContact = { id: string; importId: string | null; importRow: number | null };
 
-async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, rows: readonly ContactData[]): Promise<Map<string, ExistingContact>> {
+async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, rows: readonly NewRow[]): Promise<Map<string, ExistingContact>> {
   const found = new Map<string, ExistingContact>();
-  const externalIds = [...new Set(rows.flatMap((row) => (row.externalId ? [row.externalId] : [])))];
+  const externalIds = [...new Set(rows.flatMap((row) => (row.data.externalId ? [row.data.externalId] : [])))];
   if (externalIds.length > 0) {
     const byExternal = await trx.selectFrom('contacts').select(['id', 'external_id', 'import_id', 'import_row']).where('external_id', 'in', externalIds).execute();
     for (const row of byExternal) if (row.external_id) found.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
   }
+  // The blind indexes were computed when the rows were sealed.
   const phoneWanted = new Map<string, Set<string>>();
-  for (const row of rows) {
-    for (const phone of row.phones) {
-      const index = (await phoneIndex(crypto.cipher, trx, phone.e164)).toString('hex');
-      phoneWanted.set(index, (phoneWanted.get(index) ?? new Set()).add(phone.e164));
-    }
-  }
   const emailWanted = new Map<string, Set<string>>();
   for (const row of rows) {
-    if (!row.email) continue;
-    const index = (await emailIndex(crypto.cipher, trx, row.email)).toString('hex');
-    emailWanted.set(index, (emailWanted.get(index) ?? new Set()).add(row.email));
+    for (const [position, phone] of row.data.phones.entries()) {
+      const index = row.sealed.phones[position]?.number_index.toString('hex');
+      if (index) phoneWanted.set(index, (phoneWanted.get(index) ?? new Set()).add(phone.e164));
+    }
+    const email = row.data.email;
+    const index = row.sealed.row.email_index?.toString('hex');
+    if (email && index) emailWanted.set(index, (emailWanted.get(index) ?? new Set()).add(email));
   }
   const phoneCandidates =
     phoneWanted.size === 0
