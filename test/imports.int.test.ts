@@ -86,6 +86,16 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(items.map((item) => item.externalId).sort()).toEqual([null, 'K1', 'K2', 'K8'].sort());
     expect(items.map((item) => item.id)).toContain(existing);
     expect(items.find((item) => item.externalId === 'K2')).toMatchObject({ name: 'Nordmann; Kari', phones: [{ kind: 'mobile' }, { kind: 'home' }] });
+    // Cursor pagination over the list: pages in id order, no contact twice, none left out.
+    const pages: string[][] = [];
+    let after: string | null = null;
+    do {
+      const page = (await call('GET', `/api/v1/contacts?listId=${listId}&limit=3${after ? `&after=${after}` : ''}`)).json() as { items: { id: string }[]; nextAfter: string | null };
+      pages.push(page.items.map((item) => item.id));
+      after = page.nextAfter;
+    } while (after && pages.length < 10);
+    expect(pages.map((page) => page.length)).toEqual([3, 1]);
+    expect(pages.flat()).toEqual(items.map((item) => item.id).sort());
     const email = await call('GET', `/api/v1/contacts?email=ola.importsen%40import.example`);
     expect(email.json().items).toHaveLength(1);
     // The stored file is gone once the import is done; the matches with the suppression are kept.
