@@ -78,15 +78,19 @@ CREATE INDEX contact_phones_number_index ON contact_phones (tenant_id, number_in
 
 -- How many full personal values one user may reveal per hour (tenant security policy).
 ALTER TABLE tenant_security_policies ADD COLUMN reveals_per_hour integer NOT NULL DEFAULT 50 CHECK (reveals_per_hour BETWEEN 0 AND 10000);
+ALTER TABLE tenant_security_policies ADD COLUMN lookups_per_hour integer NOT NULL DEFAULT 600 CHECK (lookups_per_hour BETWEEN 0 AND 100000);
 
 -- Reveals of full personal values, counted per user in minute buckets; the limit applies to the
 -- sum over the last 60 minutes (a rolling hour, no burst at the turn of the hour).
+-- Per user and minute: reveals of full values, and lookups by phone or e-mail (each answer tells
+-- whether a number belongs to a contact, so lookups are budgeted too, or they would enumerate).
 CREATE TABLE reveal_counters (
   tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
   user_id uuid NOT NULL,
+  kind text NOT NULL DEFAULT 'reveal' CHECK (kind IN ('reveal', 'lookup')),
   minute timestamptz NOT NULL,
-  reveals integer NOT NULL CHECK (reveals >= 0),
-  PRIMARY KEY (tenant_id, user_id, minute)
+  uses integer NOT NULL CHECK (uses >= 0),
+  PRIMARY KEY (tenant_id, user_id, kind, minute)
 );
 
 -- Campaigns: the part that lists and suppressions refer to. The dialer issue adds mode, windows,
@@ -150,7 +154,7 @@ CREATE TABLE consent_events (
   FOREIGN KEY (tenant_id, contact_id) REFERENCES contacts (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX consent_events_contact ON consent_events (tenant_id, contact_id, purpose, recorded_at DESC);
-REVOKE UPDATE ON consent_events FROM {{runtime_role}};
+REVOKE UPDATE, DELETE ON consent_events FROM {{runtime_role}};
 
 -- National do-not-call registries, one row per imported file (the newest import of a registry
 -- replaces its entries).
@@ -186,7 +190,11 @@ CREATE TABLE suppressions (
   expires_at timestamptz,
   created_at timestamptz NOT NULL DEFAULT now(),
   created_by text NOT NULL CHECK (char_length(created_by) BETWEEN 1 AND 100),
+  -- Lifting keeps the entry (and its matches' meaning): it stops matching, and says who lifted it.
+  lifted_at timestamptz,
+  lifted_by text CHECK (char_length(lifted_by) BETWEEN 1 AND 100),
   PRIMARY KEY (tenant_id, id),
+  CHECK ((lifted_at IS NULL) = (lifted_by IS NULL)),
   CHECK ((scope = 'campaign') = (campaign_id IS NOT NULL)),
   CHECK ((scope = 'registry') = (registry_id IS NOT NULL)),
   FOREIGN KEY (tenant_id, campaign_id) REFERENCES campaigns (tenant_id, id),
@@ -208,7 +216,7 @@ CREATE TABLE suppression_matches (
   PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX suppression_matches_suppression ON suppression_matches (tenant_id, suppression_id);
-REVOKE UPDATE ON suppression_matches FROM {{runtime_role}};
+REVOKE UPDATE, DELETE ON suppression_matches FROM {{runtime_role}};
 
 -- CSV imports. The uploaded file is kept only as encrypted chunks (tenant data key) until the
 -- import ends; the worker commits each batch of rows together with the import's cursor, so an

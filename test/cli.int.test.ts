@@ -146,7 +146,7 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     expect(imported.stderr).toMatch(/importing .*100% \| 4\/4 rows/);
     expect(imported.stdout).toMatch(/^import [0-9a-f-]{36}: done — 4 of 4 rows, 2 created, 0 linked to existing contacts, 2 rejected, 0 suppressed\nreject file: /);
     expect(imported.code).toBe(0);
-    expect(readFileSync(rejects, 'utf8')).toBe('row,column,reason,detail\n4,Mobil,phone_invalid,phones[0]: not a valid number for its country\n5,,duplicate_in_file,the same contact as row 2\n');
+    expect(readFileSync(rejects, 'utf8')).toBe('"row","column","reason","detail"\n"4","Mobil","phone_invalid","phones[0]: not a valid number for its country"\n"5","","duplicate_in_file","the same contact as row 2"\n');
     for (const output of [imported.stdout, imported.stderr]) expect(output).not.toMatch(/Cliimport|41000001/);
     const stored = await adminQuery(`SELECT c.external_id, l.default_region FROM ringvakt.contacts c JOIN ringvakt.contact_list_members m ON m.contact_id = c.id JOIN ringvakt.contact_lists l ON l.id = m.list_id ORDER BY 1`, [], name);
     expect(stored.rows).toEqual([{ external_id: 'C1', default_region: 'NO' }, { external_id: 'C2', default_region: 'NO' }]);

@@ -82,18 +82,44 @@ describe(`contacts (${serverLabel()} server)`, () => {
   });
 
   it('finds a contact by any written form of its number and by e-mail, and never across tenants', async () => {
+    const search = (token: string, body: Record<string, unknown>) => call(token, 'POST', '/api/v1/contacts/search', body);
     for (const form of ['+47 912 34 512', '004791234512', '91234512']) {
-      const found = await call(a.agent.token, 'GET', `/api/v1/contacts?phone=${encodeURIComponent(form)}&region=NO`);
+      const found = await search(a.agent.token, { phone: form, region: 'NO' });
       expect(found.statusCode).toBe(200);
       expect(found.json().items.map((item: { id: string }) => item.id)).toEqual([contactId]);
     }
-    const byEmail = await call(a.agent.token, 'GET', `/api/v1/contacts?email=${encodeURIComponent(EMAIL)}`);
-    expect(byEmail.json().items).toHaveLength(1);
-    const byExternal = await call(a.agent.token, 'GET', '/api/v1/contacts?externalId=crm-1');
-    expect(byExternal.json().items).toHaveLength(1);
-    const other = await call(b.owner.token, 'GET', `/api/v1/contacts?phone=%2B4791234512`);
-    expect(other.json().items).toEqual([]);
+    expect((await search(a.agent.token, { email: EMAIL })).json().items).toHaveLength(1);
+    expect((await search(a.agent.token, { externalId: 'crm-1' })).json().items).toHaveLength(1);
+    expect((await search(b.owner.token, { phone: '+4791234512' })).json().items).toEqual([]);
     expect((await call(b.owner.token, 'GET', `/api/v1/contacts/${contactId}`)).statusCode).toBe(404);
+    // Personal data never travels in a URL: the list route takes no phone, e-mail or external id.
+    const inUrl = await call(a.agent.token, 'GET', '/api/v1/contacts?phone=%2B4791234512');
+    expect(inUrl.statusCode).toBe(400);
+    expect(inUrl.body).not.toContain('91234512');
+    // Every lookup is audited by kind and count, without the value.
+    const lookups = await db.superQuery<{ details: Record<string, unknown> }>(`SELECT details FROM ringvakt.audit_events WHERE action = 'contact.lookup' AND tenant_id = $1 ORDER BY id`, [a.tenantId]);
+    expect(lookups.rows.map((row) => row.details)).toEqual([
+      { by: 'phone', found: 1 },
+      { by: 'phone', found: 1 },
+      { by: 'phone', found: 1 },
+      { by: 'email', found: 1 },
+      { by: 'externalId', found: 1 },
+    ]);
+  });
+
+  it('stops a user who looks up more numbers than an hour allows, so the number space cannot be walked', async () => {
+    await db.handles.forTenant(b.tenantId).transaction((trx) =>
+      trx.insertInto('tenant_security_policies').values({ mfa_required_for_all: false, session_idle_minutes: 30, session_absolute_hours: 12, ip_allow_list: [], lookups_per_hour: 3 }).execute(),
+    );
+    const statuses: number[] = [];
+    for (let index = 0; index < 5; index += 1) {
+      statuses.push((await call(b.agent.token, 'POST', '/api/v1/contacts/search', { phone: `+479123450${index}` })).statusCode);
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    // Browsing a list is not a lookup: it still works.
+    expect((await call(b.agent.token, 'GET', '/api/v1/contacts?limit=5')).statusCode).toBe(200);
+    const denied = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'contact.lookup' AND outcome = 'denied' AND tenant_id = $1`, [b.tenantId]);
+    expect(denied.rows[0]!.n).toBe(2);
   });
 
   it('refuses a reveal to an agent, reveals to a holder of contacts:reveal, and audits who saw which field', async () => {
@@ -160,6 +186,9 @@ describe(`contacts (${serverLabel()} server)`, () => {
 
     const before = await call(a.agent.token, 'POST', '/api/v1/suppressions/check', { phone: '+4722334455' });
     expect(before.json().suppressed).toBe(false);
+    // An ordinary request suppression of one of the numbers exists before the objection.
+    const request = await call(a.owner.token, 'POST', '/api/v1/suppressions', { phone: '+4791234512', reason: 'request', source: 'agent' });
+    expect(request.statusCode).toBe(201);
     const objection = await call(a.owner.token, 'POST', `/api/v1/contacts/${contactId}/consents`, { purpose: 'sales', action: 'object', source: 'phone call' });
     expect(objection.statusCode).toBe(201);
     expect(objection.json().current.find((entry: { purpose: string }) => entry.purpose === 'sales')).toMatchObject({ allowed: false });
@@ -172,6 +201,14 @@ describe(`contacts (${serverLabel()} server)`, () => {
     expect(emailCheck.json().suppressed).toBe(true);
     const matches = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.suppression_matches WHERE tenant_id = $1 AND context = 'check'`, [a.tenantId]);
     expect(matches.rows[0]!.n).toBe(3);
+    // The objection took over the earlier request entry, so lifting that entry cannot undo it.
+    const lift = await call(a.owner.token, 'DELETE', `/api/v1/suppressions/${request.json().id}`);
+    expect(lift.statusCode).toBe(409);
+    expect((await call(a.agent.token, 'POST', '/api/v1/suppressions/check', { phone: '+4791234512' })).json().suppressed).toBe(true);
+    // Match history and consent history are append-only for the server's own database role.
+    for (const table of ['suppression_matches', 'consent_events']) {
+      await expect(db.handles.forTenant(a.tenantId).transaction((trx) => trx.deleteFrom(table as 'consent_events').execute())).rejects.toThrow(/permission denied/);
+    }
     // Another tenant's check knows nothing of it.
     expect((await call(b.owner.token, 'POST', '/api/v1/suppressions/check', { phone: '+4722334455' })).json().suppressed).toBe(false);
   });
@@ -213,6 +250,11 @@ describe(`contacts (${serverLabel()} server)`, () => {
     expect(exported.body).toContain(`'=HYPERLINK`);
     expect(exported.body).toContain(`'+4722334455`);
     expect(exported.body).not.toMatch(/(^|,)=HYPERLINK/m);
+    // Every cell is quoted: split on ';' (a Nordic spreadsheet's list separator), no cell starts a formula.
+    for (const line of exported.body.trim().split('\n')) {
+      expect(line.startsWith('"')).toBe(true);
+      for (const cell of line.split(';')) expect(cell).not.toMatch(/^[=+\-@]/);
+    }
   });
 
   it('erases a contact by destroying its key: the values are gone, the tombstone says erased', async () => {

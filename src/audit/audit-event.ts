@@ -40,6 +40,7 @@ export const auditActions = [
   'contact.status',
   'contact.erase',
   'contact.reveal',
+  'contact.lookup',
   'contact.consent',
   'contact_field.create',
   'contact_list.create',

@@ -68,6 +68,8 @@ export type Keyring = {
    */
   wrapNewSubjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<NewSubjectKey[]>;
   storeSubjectKeys(trx: TenantTransaction, keys: readonly NewSubjectKey[]): Promise<void>;
+  /** Opens a subject key the caller read with its row (a join), without another query. */
+  openSubjectKey(trx: TenantTransaction, subjectId: string, version: number, wrapped: Buffer): Promise<Buffer>;
   /** The keys of many subjects in one query: null for an erased subject, absent when none exists. */
   subjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<Map<string, Buffer | null>>;
   destroySubjectKey(trx: TenantTransaction, subjectId: string): Promise<boolean>;
@@ -289,6 +291,15 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       await sql`INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
                 SELECT * FROM unnest(${keys.map((entry) => entry.subjectId)}::uuid[], ${keys.map((entry) => entry.version)}::integer[],
                                      ${keys.map((entry) => entry.wrapped)}::bytea[])`.execute(trx);
+    },
+    async openSubjectKey(trx, subjectId, version, wrapped) {
+      const wrappingKey = await dataKey(trx, version);
+      try {
+        return open(wrappingKey, wrapped, subjectKeyContext(trx.tenantId, subjectId, version));
+      } catch (error) {
+        if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
+        throw error;
+      }
     },
     async subjectKeys(trx, subjectIds) {
       const found = new Map<string, Buffer | null>();

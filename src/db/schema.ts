@@ -66,6 +66,7 @@ export type TenantSecurityPoliciesTable = {
   session_idle_minutes: number;
   session_absolute_hours: number;
   reveals_per_hour: ColumnType<number, number | undefined, number>;
+  lookups_per_hour: ColumnType<number, number | undefined, number>;
   /** cidr[]; read it as text[] (`ip_allow_list::text[]`). */
   ip_allow_list: ColumnType<string, string[], string[]>;
   updated_at: Timestamp;
@@ -354,8 +355,9 @@ export type ContactPhonesTable = {
 export type RevealCountersTable = {
   tenant_id: TenantColumn;
   user_id: string;
+  kind: ColumnType<'reveal' | 'lookup', 'reveal' | 'lookup' | undefined, never>;
   minute: Date;
-  reveals: number;
+  uses: number;
 };
 
 export type CampaignsTable = {
@@ -431,6 +433,8 @@ export type SuppressionsTable = {
   expires_at: Date | null;
   created_at: Timestamp;
   created_by: string;
+  lifted_at: ColumnType<Date | null, never, Date>;
+  lifted_by: ColumnType<string | null, never, string>;
 };
 
 export type SuppressionMatchesTable = {

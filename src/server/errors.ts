@@ -41,6 +41,7 @@ export const errorCatalogue = {
   unsupported_media_type: { status: 415, title: 'The content type is not supported' },
   rate_limited: { status: 429, title: 'Too many requests' },
   reveal_limit: { status: 429, title: 'You have revealed as many personal values as one hour allows' },
+  lookup_limit: { status: 429, title: 'You have looked up as many numbers and addresses as one hour allows' },
   account_locked: { status: 429, title: 'Too many failed sign-ins: the account is locked for a while' },
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   internal_error: { status: 500, title: 'Something went wrong on our side' },

@@ -31,6 +31,7 @@ const policySchema = z.object({
   ipAllowList: z.array(z.string().min(2).max(50)).max(200),
   /** Full personal values one user may reveal per hour (contacts:reveal); 0 turns reveals off. */
   revealsPerHour: z.number().int().min(0).max(10_000).default(50),
+  lookupsPerHour: z.number().int().min(0).max(100_000).default(600),
 });
 
 /** Only a role that sees no more than an agent may go without a second factor. */
@@ -177,6 +178,7 @@ export async function accessRoutes(app: App): Promise<void> {
             sessionIdleMinutes: policy.sessionIdleMinutes,
             sessionAbsoluteHours: policy.sessionAbsoluteHours,
             revealsPerHour: policy.revealsPerHour,
+            lookupsPerHour: policy.lookupsPerHour,
             ipAllowList: policy.ipAllowList.join(' '),
             previousIpAllowList: before.ipAllowList.join(' '),
           },

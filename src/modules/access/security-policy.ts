@@ -13,6 +13,8 @@ export type SecurityPolicy = {
   ipAllowList: string[];
   /** Full personal values (contacts:reveal) one user may see per hour. */
   revealsPerHour: number;
+  /** Lookups by phone or e-mail per user and rolling hour (each tells whether a value is a contact's). */
+  lookupsPerHour: number;
 };
 
 export const defaultSecurityPolicy: SecurityPolicy = {
@@ -21,12 +23,13 @@ export const defaultSecurityPolicy: SecurityPolicy = {
   sessionAbsoluteHours: 12,
   ipAllowList: [],
   revealsPerHour: 50,
+  lookupsPerHour: 600,
 };
 
 export async function loadSecurityPolicy(trx: TenantTransaction): Promise<SecurityPolicy> {
   const row = await trx
     .selectFrom('tenant_security_policies')
-    .select(['mfa_required_for_all', 'session_idle_minutes', 'session_absolute_hours', 'reveals_per_hour', sql<string[]>`ip_allow_list::text[]`.as('allow')])
+    .select(['mfa_required_for_all', 'session_idle_minutes', 'session_absolute_hours', 'reveals_per_hour', 'lookups_per_hour', sql<string[]>`ip_allow_list::text[]`.as('allow')])
     .executeTakeFirst();
   if (!row) return defaultSecurityPolicy;
   return {
@@ -35,6 +38,7 @@ export async function loadSecurityPolicy(trx: TenantTransaction): Promise<Securi
     sessionAbsoluteHours: row.session_absolute_hours,
     ipAllowList: row.allow,
     revealsPerHour: row.reveals_per_hour,
+    lookupsPerHour: row.lookups_per_hour,
   };
 }
 
@@ -44,6 +48,7 @@ export async function saveSecurityPolicy(trx: TenantTransaction, policy: Securit
     session_idle_minutes: policy.sessionIdleMinutes,
     session_absolute_hours: policy.sessionAbsoluteHours,
     reveals_per_hour: policy.revealsPerHour,
+    lookups_per_hour: policy.lookupsPerHour,
     ip_allow_list: sql<string>`${policy.ipAllowList}::cidr[]` as unknown as string[],
     updated_at: new Date(),
   };

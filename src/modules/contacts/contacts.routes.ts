@@ -11,6 +11,7 @@ import type { ContactData } from './contact-record.ts';
 import { maskEmail, maskPhone, normaliseEmail, normalisePhone, isSupportedRegion } from './phone.ts';
 import {
   auditDigests,
+  beginLookup,
   createContact,
   eraseContact,
   loadContacts,
@@ -21,6 +22,7 @@ import {
   takeRevealBudget,
   tenantDefaultRegion,
   updateContact,
+  type ContactQuery,
   type ContactsCrypto,
   type LoadedContact,
 } from './contacts.service.ts';
@@ -35,7 +37,8 @@ import {
   fieldDefinitionSchema,
   revealedSchema,
   revealSchema,
-  searchContactsQuerySchema,
+  listContactsQuerySchema,
+  searchContactsBodySchema,
   statusBodySchema,
   updateContactSchema,
 } from './contacts.schemas.ts';
@@ -108,41 +111,76 @@ export async function contactsRoutes(app: App, crypto: ContactsCrypto): Promise<
     },
   );
 
+  /** One page of contacts for a search, masked, in id order after the cursor. */
+  const page = async (trx: TenantTransaction, query: ContactQuery, e164?: string, email?: string) => {
+    const ids = await searchContactIds(trx, crypto, query, e164, email);
+    const contacts = await loadContacts(trx, crypto, ids);
+    const items = ids.flatMap((id) => {
+      const contact = contacts.get(id);
+      return contact ? [presentContact(contact)] : [];
+    });
+    const last = ids.at(-1);
+    return { items, nextAfter: ids.length === query.limit && last ? last : null };
+  };
+
   app.get(
     '/api/v1/contacts',
     {
       config: { access: 'contacts:read' },
       schema: {
-        summary: 'Search contacts by phone or e-mail (blind index), external id, list or status; cursor pagination',
+        summary: 'Contacts of a list or with a status, masked; cursor pagination (lookups by phone, e-mail or external id: POST /api/v1/contacts/search)',
         tags: ['contacts'],
-        querystring: searchContactsQuerySchema,
+        querystring: listContactsQuerySchema,
         response: { 200: contactListSchema, ...problemResponses(400, 401, 403) },
       },
     },
+    async (request) => request.tenantDb.read((trx) => page(trx, request.query)),
+  );
+
+  app.post(
+    '/api/v1/contacts/search',
+    {
+      config: { access: 'contacts:read' },
+      schema: {
+        summary: 'Find contacts by phone or e-mail (blind index), external id, list or status; masked; each lookup by phone, e-mail or external id is audited and counts against an hourly budget',
+        tags: ['contacts'],
+        body: searchContactsBodySchema,
+        response: { 200: contactListSchema, ...problemResponses(400, 401, 403, 429) },
+      },
+    },
     async (request) => {
-      const query = request.query;
+      const query = request.body;
       if (query.region !== undefined && !isSupportedRegion(query.region)) throw new AppError('validation_failed', 'region: not a supported ISO 3166 region');
-      return request.tenantDb.read(async (trx) => {
-        let e164: string | undefined;
-        if (query.phone !== undefined) {
-          const parsed = normalisePhone(query.phone, query.region ?? (await tenantDefaultRegion(trx)));
-          if (typeof parsed === 'string') throw new AppError('phone_invalid', 'phone: not a valid number for its country');
-          e164 = parsed.e164;
-        }
-        let email: string | undefined;
-        if (query.email !== undefined) {
-          email = normaliseEmail(query.email);
-          if (email === undefined) throw new AppError('email_invalid', 'email: not an e-mail address');
-        }
-        const ids = await searchContactIds(trx, crypto, query, e164, email);
-        const contacts = await loadContacts(trx, crypto, ids);
-        const items = ids.flatMap((id) => {
-          const contact = contacts.get(id);
-          return contact ? [presentContact(contact)] : [];
+      const by = query.phone !== undefined ? 'phone' : query.email !== undefined ? 'email' : query.externalId !== undefined ? 'externalId' : null;
+      const principal = principalOf(request);
+      try {
+        return await request.tenantDb.transaction(async (trx) => {
+          let e164: string | undefined;
+          if (query.phone !== undefined) {
+            const parsed = normalisePhone(query.phone, query.region ?? (await tenantDefaultRegion(trx)));
+            if (typeof parsed === 'string') throw new AppError('phone_invalid', 'phone: not a valid number for its country');
+            e164 = parsed.e164;
+          }
+          let email: string | undefined;
+          if (query.email !== undefined) {
+            email = normaliseEmail(query.email);
+            if (email === undefined) throw new AppError('email_invalid', 'email: not an e-mail address');
+          }
+          // Each answer tells whether a value belongs to a contact: budgeted, so that nobody can
+          // walk the number space, and audited (which kind of lookup and how many found, no value).
+          if (by !== null) await beginLookup(trx, principal.userId);
+          const result = await page(trx, query, e164, email);
+          if (by !== null) {
+            await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.lookup', outcome: 'success', details: { by, found: result.items.length } });
+          }
+          return result;
         });
-        const last = ids.at(-1);
-        return { items, nextAfter: ids.length === query.limit && last ? last : null };
-      });
+      } catch (error) {
+        if (error instanceof AppError && error.code === 'lookup_limit') {
+          await recordAuditEventAlone(request.tenantDb, { ...requestAudit(request), action: 'contact.lookup', outcome: 'denied', details: { by: by ?? 'none', reason: 'lookup_limit' } });
+        }
+        throw error;
+      }
     },
   );
 

@@ -65,7 +65,19 @@ export const contactSchema = z.object({
 
 export const contactListSchema = z.object({ items: z.array(contactSchema), nextAfter: z.string().nullable() });
 
-export const searchContactsQuerySchema = z.strictObject({
+/** GET /api/v1/contacts: filters that carry no personal data (a URL is logged by proxies). */
+export const listContactsQuerySchema = z.strictObject({
+  listId: uuidSchema.optional(),
+  status: contactStatusSchema.optional(),
+  after: uuidSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+});
+
+/**
+ * POST /api/v1/contacts/search: a lookup by phone, e-mail or external id travels in the body, never
+ * in a URL, and counts against the user's hourly lookup budget.
+ */
+export const searchContactsBodySchema = z.strictObject({
   phone: z.string().min(1).max(40).optional(),
   /** Region for a phone number written without a country code. */
   region: z.string().regex(/^[A-Z]{2}$/).optional(),
@@ -74,7 +86,7 @@ export const searchContactsQuerySchema = z.strictObject({
   listId: uuidSchema.optional(),
   status: contactStatusSchema.optional(),
   after: uuidSchema.optional(),
-  limit: z.coerce.number().int().min(1).max(100).default(50),
+  limit: z.number().int().min(1).max(100).default(50),
 });
 
 export const revealSchema = z.strictObject({

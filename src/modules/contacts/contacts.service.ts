@@ -5,7 +5,7 @@ import type { Keyring } from '../../crypto/keyring.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
-import { loadSecurityPolicy } from '../access/security-policy.ts';
+import { defaultSecurityPolicy } from '../access/security-policy.ts';
 import {
   ContactInputError,
   emailIndex,
@@ -215,18 +215,16 @@ export async function eraseContact(trx: TenantTransaction, crypto: ContactsCrypt
 /** Contacts with this E.164 number: blind-index candidates, decrypted and compared. */
 export async function findContactIdsByPhone(trx: TenantTransaction, crypto: ContactsCrypto, e164: string, limit = 100): Promise<string[]> {
   const index = await phoneIndex(crypto.cipher, trx, e164);
-  const candidates = await trx
-    .selectFrom('contact_phones')
-    .select(['contact_id', 'position', 'number_ciphertext'])
-    .where('number_index', '=', index)
-    .limit(10_000)
-    .execute();
-  if (candidates.length === 0) return [];
-  const keys = await crypto.keyring.subjectKeys(trx, [...new Set(candidates.map((candidate) => candidate.contact_id))]);
+  // Candidates of the truncated index with their subject keys, in one round trip.
+  const candidates = await sql<{ contact_id: string; position: number; number_ciphertext: Buffer; tenant_key_version: number | null; wrapped_key: Buffer | null }>`
+    SELECT p.contact_id, p.position, p.number_ciphertext, k.tenant_key_version, k.wrapped_key
+      FROM contact_phones p LEFT JOIN subject_keys k ON k.tenant_id = p.tenant_id AND k.subject_id = p.contact_id
+     WHERE p.number_index = ${index}
+     LIMIT 10000`.execute(trx);
   const matches = new Set<string>();
-  for (const candidate of candidates) {
-    const key = keys.get(candidate.contact_id);
-    if (!key) continue;
+  for (const candidate of candidates.rows) {
+    if (!candidate.wrapped_key || candidate.tenant_key_version === null) continue;
+    const key = await crypto.keyring.openSubjectKey(trx, candidate.contact_id, candidate.tenant_key_version, candidate.wrapped_key);
     const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
     if (number === e164) matches.add(candidate.contact_id);
     if (matches.size >= limit) break;
@@ -260,6 +258,12 @@ export async function searchContactIds(trx: TenantTransaction, crypto: ContactsC
     candidates = candidates ? candidates.filter((id) => byEmail.includes(id)) : byEmail;
   }
   if (candidates?.length === 0) return [];
+  const otherFilters = query.externalId !== undefined || query.status !== undefined || query.listId !== undefined;
+  if (candidates && !otherFilters) {
+    // Found by blind index alone: the ids are known, sorted; the cursor and the page cut them.
+    const after = query.after?.toLowerCase();
+    return candidates.filter((id) => after === undefined || id > after).slice(0, query.limit);
+  }
   let select = trx.selectFrom('contacts').select('contacts.id').orderBy('contacts.id').limit(query.limit);
   if (candidates) select = select.where('contacts.id', 'in', candidates);
   if (query.externalId !== undefined) select = select.where('contacts.external_id', '=', query.externalId);
@@ -274,23 +278,49 @@ export async function searchContactIds(trx: TenantTransaction, crypto: ContactsC
   return (await select.execute()).map((row) => row.id);
 }
 
+/**
+ * Starts a lookup by phone, e-mail or external id in the caller's transaction: takes one lookup from
+ * the user's hourly budget. The transaction commits without waiting for the WAL flush
+ * (`synchronous_commit = off`): a lookup changes no data, and its audit event and budget count can
+ * be lost only if the database itself crashes within about half a second after it — the price of
+ * keeping an agent's caller lookup off the disk's fsync latency. Changes and reveals stay durable.
+ */
+export async function beginLookup(trx: TenantTransaction, userId: string): Promise<void> {
+  await sql`SET LOCAL synchronous_commit = off`.execute(trx);
+  await takeRevealBudget(trx, userId, 1, 'lookup');
+}
+
 export const revealableFields = ['phones', 'email', 'address', 'birthDate', 'personalFields'] as const;
 export type RevealableField = (typeof revealableFields)[number];
 
 /**
- * Takes `count` reveals from the user's budget: the sum over a rolling 60 minutes may not pass the
- * tenant's limit. The minute's counter row is locked by the upsert, so concurrent reveals of one
- * user count one after the other. Throws reveal_limit (the caller records the denial).
+ * Takes `count` reveals (or lookups) from the user's budget: the sum over a rolling 60 minutes may
+ * not pass the tenant's limit. The minute's counter row is locked by the upsert, so concurrent
+ * calls of one user count one after the other. Throws reveal_limit / lookup_limit (the caller
+ * records the denial).
  */
-export async function takeRevealBudget(trx: TenantTransaction, userId: string, count: number): Promise<{ used: number; limit: number }> {
-  const { revealsPerHour: limit } = await loadSecurityPolicy(trx);
-  await sql`INSERT INTO reveal_counters (user_id, minute, reveals) VALUES (${userId}, date_trunc('minute', now()), ${count})
-            ON CONFLICT (tenant_id, user_id, minute) DO UPDATE SET reveals = reveal_counters.reveals + EXCLUDED.reveals`.execute(trx);
-  const result = await sql<{ used: number }>`
-    SELECT coalesce(sum(reveals), 0)::int AS used FROM reveal_counters WHERE user_id = ${userId} AND minute > now() - interval '60 minutes'`.execute(trx);
-  const used = result.rows[0]?.used ?? count;
-  if (used > limit) throw new AppError('reveal_limit', `At most ${limit} reveals in any hour; try again later.`);
-  // Old buckets go as they age out (this user's only: cheap, and under the lock we already hold).
-  await sql`DELETE FROM reveal_counters WHERE user_id = ${userId} AND minute < now() - interval '2 hours'`.execute(trx);
+export async function takeRevealBudget(trx: TenantTransaction, userId: string, count: number, kind: 'reveal' | 'lookup' = 'reveal'): Promise<{ used: number; limit: number }> {
+  // One statement (a lookup is on an agent's hot path): count this minute, drop buckets older than
+  // two hours, and read the rolling sum and the tenant's limit. The CTE's own row is not visible to
+  // the outer query, so the sum takes the other minutes plus what the upsert returned.
+  const result = await sql<{ used: number; cap: number | null }>`
+    WITH bumped AS (
+      INSERT INTO reveal_counters (user_id, kind, minute, uses) VALUES (${userId}, ${kind}, date_trunc('minute', now()), ${count})
+      ON CONFLICT (tenant_id, user_id, kind, minute) DO UPDATE SET uses = reveal_counters.uses + EXCLUDED.uses
+      RETURNING uses),
+    dropped AS (
+      DELETE FROM reveal_counters WHERE user_id = ${userId} AND kind = ${kind} AND minute < now() - interval '2 hours')
+    SELECT ((SELECT uses FROM bumped) +
+            (SELECT coalesce(sum(uses), 0) FROM reveal_counters
+              WHERE user_id = ${userId} AND kind = ${kind} AND minute > now() - interval '60 minutes' AND minute <> date_trunc('minute', now())))::int AS used,
+           (SELECT ${sql.ref(kind === 'reveal' ? 'reveals_per_hour' : 'lookups_per_hour')} FROM tenant_security_policies) AS cap`.execute(trx);
+  const row = result.rows[0];
+  const limit = row?.cap ?? (kind === 'reveal' ? defaultSecurityPolicy.revealsPerHour : defaultSecurityPolicy.lookupsPerHour);
+  const used = row?.used ?? count;
+  if (used > limit) {
+    throw kind === 'reveal'
+      ? new AppError('reveal_limit', `At most ${limit} reveals in any hour; try again later.`)
+      : new AppError('lookup_limit', `At most ${limit} lookups by phone or e-mail in any hour; try again later.`);
+  }
   return { used, limit };
 }

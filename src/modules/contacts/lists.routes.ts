@@ -8,7 +8,7 @@ import { requestAudit } from '../../server/request-audit.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { isSupportedRegion } from './phone.ts';
 import { loadContacts, loadFieldDefinitions, type ContactsCrypto } from './contacts.service.ts';
-import { neutraliseCell } from './csv-safety.ts';
+import { CSV_OUT, neutraliseCell } from './csv-safety.ts';
 
 const listSchema = z.object({
   id: z.string(),
@@ -211,7 +211,7 @@ export async function listsRoutes(app: App, crypto: ContactsCrypto): Promise<voi
         }
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact_list.export', outcome: 'success', target: { type: 'contact_list', id: listId }, details: { contacts: rows.length - 1 } });
       });
-      const csv = stringify(rows.map((cells) => cells.map(neutraliseCell)));
+      const csv = stringify(rows.map((cells) => cells.map(neutraliseCell)), CSV_OUT);
       return reply
         .header('content-type', 'text/csv; charset=utf-8')
         .header('content-disposition', 'attachment; filename="contacts.csv"')

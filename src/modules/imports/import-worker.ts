@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { sql } from 'kysely';
 import type { Logger } from '../../logger.ts';
 import type { NewSubjectKey } from '../../crypto/keyring.ts';
@@ -125,7 +125,9 @@ export async function runImport(
   const batchRows = options.batchRows ?? BATCH_ROWS;
   const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done']).where('id', '=', importId).executeTakeFirst());
   if (!state || state.state !== 'running') return 'lease_lost';
-  const parser = storedFile(tenantDb, crypto, importId).pipe(csvParser(state.delimiter ?? ','));
+  // pipeline(), not pipe(): an error reading or decrypting a chunk must reach the loop below (and
+  // fail the import), not go unheard on the source stream — or crash the process.
+  const parser = pipeline(storedFile(tenantDb, crypto, importId), csvParser(state.delimiter ?? ','), () => undefined);
   let job: Job | undefined;
   let definitions: Map<string, ContactFieldDefinition> | undefined;
   let batch: { rowNumber: number; record: string[] }[] = [];
@@ -228,6 +230,11 @@ export async function runImport(
         .where('lease_owner', '=', owner)
         .execute(),
     );
+    // A failed import keeps no copy of its file: the rows not imported are not kept anywhere.
+    await tenantDb.transaction(async (trx) => {
+      const failed = await trx.selectFrom('contact_imports').select('state').where('id', '=', importId).executeTakeFirst();
+      if (failed?.state === 'failed') await trx.deleteFrom('contact_import_chunks').where('import_id', '=', importId).execute();
+    });
     return 'failed';
   } finally {
     // A batch still committing when this run ends early: let it finish before the caller goes on.
@@ -290,14 +297,16 @@ async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job,
       .forUpdate()
       .executeTakeFirst();
     if (!lease || lease.state !== 'running') throw new LeaseLost();
+    // Imports of one tenant commit one batch at a time: dedupe reads, then writes, and two imports
+    // (two nodes, or the CLI beside a server) must not both create the same person.
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.execute(trx);
 
     // 2. The same person twice: within the batch, and against existing contacts (rows of earlier
     //    batches of this import included) by external id, phone and e-mail blind indexes.
     const fresh = outcomes.filter((outcome): outcome is NewRow => outcome.kind === 'new');
     const existing = await existingContacts(trx, crypto, fresh);
     const seenInBatch = new Map<string, number>();
-    const links = new Set<string>();
-    const linkedRows = new Set<number>();
+    const linking: { row: NewRow; contactId: string }[] = [];
     const final: RowOutcome[] = [];
     for (const outcome of outcomes) {
       if (outcome.kind !== 'new') {
@@ -315,8 +324,7 @@ async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job,
         if (match.importId === job.id) {
           final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'duplicate_in_file', column: null, detail: match.importRow ? `the same contact as row ${match.importRow}` : 'the same contact as an earlier row' });
         } else if (job.options.onExisting === 'link') {
-          links.add(match.id);
-          linkedRows.add(outcome.rowNumber);
+          linking.push({ row: outcome, contactId: match.id });
         } else {
           final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'exists', column: null, detail: 'a contact with this phone, e-mail or external id exists' });
         }
@@ -327,24 +335,31 @@ async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job,
       final.push(outcome);
     }
 
-    // 3. Suppression: every number of every new row, tenant-wide, registries, the list's campaign.
+    // 3. Suppression: every number of every row to be created or linked — tenant-wide, registries,
+    //    the list's campaign. A suppressed existing contact is not linked into the list either.
     const toCreate = final.filter((outcome): outcome is NewRow => outcome.kind === 'new');
-    const suppressed = await matchPhonesInBulk(trx, crypto, toCreate.flatMap((outcome) => outcome.data.phones.map((phone) => phone.e164)), job.campaignId);
+    const numbersOf = (row: NewRow) => row.data.phones.map((phone) => phone.e164);
+    const suppressed = await matchPhonesInBulk(trx, crypto, [...toCreate, ...linking.map((entry) => entry.row)].flatMap(numbersOf), job.campaignId);
     const created: NewRow[] = [];
+    const links = new Set<string>();
+    let linkedRows = 0;
     const rejects: Reject[] = final.filter((outcome): outcome is Reject => outcome.kind === 'reject');
     const matchedSuppressions: string[] = [];
     let suppressedRows = 0;
-    for (const outcome of toCreate) {
-      const hits = outcome.data.phones.flatMap((phone) => suppressed.get(phone.e164) ?? []);
-      if (hits.length > 0) {
-        suppressedRows += 1;
-        matchedSuppressions.push(...hits);
-        if (job.options.onSuppressed === 'skip') {
-          rejects.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'suppressed', column: null, detail: 'a number is on a do-not-call list' });
-          continue;
-        }
-      }
-      created.push(outcome);
+    const passes = (row: NewRow) => {
+      const hits = numbersOf(row).flatMap((number) => suppressed.get(number) ?? []);
+      if (hits.length === 0) return true;
+      suppressedRows += 1;
+      matchedSuppressions.push(...hits);
+      if (job.options.onSuppressed === 'keep') return true;
+      rejects.push({ kind: 'reject', rowNumber: row.rowNumber, reason: 'suppressed', column: null, detail: 'a number is on a do-not-call list' });
+      return false;
+    };
+    for (const outcome of toCreate) if (passes(outcome)) created.push(outcome);
+    for (const entry of linking) {
+      if (!passes(entry.row)) continue;
+      links.add(entry.contactId);
+      linkedRows += 1;
     }
     await recordMatches(trx, [...new Set(matchedSuppressions)], { context: 'import', importId: job.id, ...(job.campaignId ? { campaignId: job.campaignId } : {}) });
 
@@ -390,7 +405,7 @@ async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job,
     }
     await sql`
       UPDATE contact_imports
-         SET rows_done = ${lastRow - 1}, rows_created = rows_created + ${created.length}, rows_linked = rows_linked + ${linkedRows.size},
+         SET rows_done = ${lastRow - 1}, rows_created = rows_created + ${created.length}, rows_linked = rows_linked + ${linkedRows},
              rows_rejected = rows_rejected + ${rejects.length}, rows_suppressed = rows_suppressed + ${suppressedRows},
              lease_until = now() + make_interval(secs => ${LEASE_SECONDS}), updated_at = now()
        WHERE id = ${job.id}`.execute(trx);

@@ -163,7 +163,7 @@ async function runWithProgress(tenantDb: TenantDb, crypto: ContactsCrypto, impor
   try {
     const owner = `cli:${hostname()}:${process.pid}`;
     if (await claimImport(tenantDb, owner, importId)) {
-      const outcome = await runImport(tenantDb, crypto, importId, owner, { stop: () => interrupted, onBatch: () => void show() });
+      const outcome = await runImport(tenantDb, crypto, importId, owner, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
       await show();
       return outcome;
     }

@@ -8,8 +8,8 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { actorLabel, requestAudit } from '../../server/request-audit.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
-import { neutraliseCell } from '../contacts/csv-safety.ts';
-import { limited } from '../suppression/suppression.routes.ts';
+import { CSV_OUT, neutraliseCell } from '../contacts/csv-safety.ts';
+import { limited, withUploadSlot } from '../suppression/suppression.routes.ts';
 import { mappingSchema } from './import-mapping.ts';
 import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
 
@@ -101,7 +101,7 @@ export { createImportSchema };
  */
 export async function rejectsCsv(trx: TenantTransaction, importId: string): Promise<string> {
   const rows = await trx.selectFrom('contact_import_rejects').select(['row_number', 'column_name', 'reason', 'detail']).where('import_id', '=', importId).orderBy('row_number').limit(1_000_000).execute();
-  return stringify([['row', 'column', 'reason', 'detail'], ...rows.map((row) => [String(row.row_number), row.column_name ?? '', row.reason, row.detail ?? ''].map(neutraliseCell))]);
+  return stringify([['row', 'column', 'reason', 'detail'], ...rows.map((row) => [String(row.row_number), row.column_name ?? '', row.reason, row.detail ?? ''].map(neutraliseCell))], CSV_OUT);
 }
 
 export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<void> {
@@ -141,7 +141,7 @@ export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<v
       await request.tenantDb.read((trx) => importView(trx, importId));
       const body = request.body as unknown;
       if (!body || typeof (body as Readable).pipe !== 'function') throw new AppError('unsupported_media_type', 'Send the file as text/csv.');
-      const result = await storeUpload(request.tenantDb, crypto.cipher, importId, limited(body as Readable, MAX_FILE_BYTES));
+      const result = await withUploadSlot(() => storeUpload(request.tenantDb, crypto.cipher, importId, limited(body as Readable, MAX_FILE_BYTES)));
       const view = await request.tenantDb.transaction(async (trx) => {
         await recordAuditEvent(trx, {
           ...requestAudit(request),

@@ -85,7 +85,32 @@ export function limited(source: Readable, limit: number, hash?: Hash): Readable 
   });
   source.on('end', () => out.end());
   source.on('error', (error) => out.destroy(error));
+  // The reader stopped early (a refused file): drain and drop the rest of the body, so the answer
+  // still reaches the client and the request does not hang paused.
+  out.on('close', () => {
+    if (source.readableEnded || source.destroyed) return;
+    source.removeAllListeners('data');
+    source.resume();
+  });
   return out;
+}
+
+/**
+ * Uploads (import files, registry files) each hold a database connection in one transaction while
+ * they stream: at most this many at once per process, so uploads cannot starve other requests of
+ * connections. More → 429 rate_limited. (Node's request timeout, 30 s, also bounds each upload:
+ * larger files go through `ringvakt contacts import`, which reads the file on the server.)
+ */
+const MAX_CONCURRENT_UPLOADS = 2;
+let uploadsRunning = 0;
+export async function withUploadSlot<T>(work: () => Promise<T>): Promise<T> {
+  if (uploadsRunning >= MAX_CONCURRENT_UPLOADS) throw new AppError('rate_limited', 'Other uploads are running; try again shortly.');
+  uploadsRunning += 1;
+  try {
+    return await work();
+  } finally {
+    uploadsRunning -= 1;
+  }
 }
 
 export const REGISTRY_MAX_BYTES = 2 * 1024 ** 3;
@@ -135,7 +160,7 @@ export async function suppressionRoutes(app: App, crypto: ContactsCrypto): Promi
     },
     async (request) =>
       request.tenantDb.read(async (trx) => {
-        let query = trx.selectFrom('suppressions').selectAll().where('scope', '<>', 'registry').orderBy('id').limit(request.query.limit);
+        let query = trx.selectFrom('suppressions').selectAll().where('scope', '<>', 'registry').where('lifted_at', 'is', null).orderBy('id').limit(request.query.limit);
         if (request.query.after) query = query.where('id', '>', request.query.after);
         const rows = await query.execute();
         const items = [];
@@ -154,12 +179,12 @@ export async function suppressionRoutes(app: App, crypto: ContactsCrypto): Promi
     async (request, reply) => {
       const id = request.params.suppressionId;
       await request.tenantDb.transaction(async (trx) => {
-        const row = await trx.selectFrom('suppressions').select(['scope', 'reason']).where('id', '=', id).executeTakeFirst();
+        const row = await trx.selectFrom('suppressions').select(['scope', 'reason']).where('id', '=', id).where('lifted_at', 'is', null).executeTakeFirst();
         if (!row) throw new AppError('not_found');
         if (row.scope === 'registry') throw new AppError('conflict', 'Registry entries change only with a new registry file.');
         if (row.reason === 'objection') throw new AppError('conflict', 'An objection is lifted by the person, as a new consent, not by removing the suppression.');
-        await trx.deleteFrom('suppression_matches').where('suppression_id', '=', id).execute();
-        await trx.deleteFrom('suppressions').where('id', '=', id).execute();
+        // Lifted, not deleted: the entry and every match recorded against it stay as history.
+        await trx.updateTable('suppressions').set({ lifted_at: new Date(), lifted_by: actorLabel(request) }).where('id', '=', id).execute();
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'suppression.remove', outcome: 'success', target: { type: 'suppression', id }, details: { scope: row.scope, reason: row.reason } });
       });
       return reply.code(204).send(null);
@@ -229,7 +254,7 @@ export async function suppressionRoutes(app: App, crypto: ContactsCrypto): Promi
       const source = limited(body as Readable, REGISTRY_MAX_BYTES, hash);
       const stats = { rejected: 0, lines: 0 };
       try {
-        return await request.tenantDb.transaction(async (trx) => {
+        return await withUploadSlot(() => request.tenantDb.transaction(async (trx) => {
           const name = request.query.name ?? registryFormats[format].label;
           const validUntil = request.query.validUntil ? new Date(request.query.validUntil) : null;
           const { id, entries } = await replaceRegistry(trx, crypto, { format, name, validUntil, createdBy: actorLabel(request) }, registryBatches(source, format, stats));
@@ -245,7 +270,7 @@ export async function suppressionRoutes(app: App, crypto: ContactsCrypto): Promi
           });
           const row = await trx.selectFrom('suppression_registries').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
           return { id, format, name: row.name, entries: Number(row.entries), rejected: Number(row.rejected), validUntil: row.valid_until ? row.valid_until.toISOString() : null, importedAt: row.imported_at.toISOString() };
-        });
+        }));
       } catch (error) {
         if (error instanceof RegistryFileError) throw new AppError('registry_invalid', error.message);
         throw error;

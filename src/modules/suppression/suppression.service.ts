@@ -46,6 +46,11 @@ export async function addSuppression(trx: TenantTransaction, crypto: ContactsCry
     if (same.expiresAt !== null && (expiresAt === null || expiresAt > same.expiresAt)) {
       await trx.updateTable('suppressions').set({ expires_at: expiresAt }).where('id', '=', same.id).execute();
     }
+    // An objection outranks any other reason: the entry becomes one, so it can no longer be lifted
+    // as if it were an ordinary request.
+    if (entry.reason === 'objection' && same.reason !== 'objection') {
+      await trx.updateTable('suppressions').set({ reason: 'objection', source: entry.source, contact_id: entry.contactId ?? null }).where('id', '=', same.id).execute();
+    }
     return same.id;
   }
   const id = randomUUID();
@@ -94,6 +99,7 @@ export async function findMatches(
     .select(['id', 'scope', 'campaign_id', 'registry_id', 'reason', 'expires_at', 'value_ciphertext'])
     .where('channel', '=', channel)
     .where('value_index', '=', index)
+    .where('lifted_at', 'is', null)
     .where((eb) => (options.campaignId ? eb.or([eb('scope', '<>', 'campaign'), eb('campaign_id', '=', options.campaignId)]) : eb('scope', '<>', 'campaign')));
   if (!options.includeExpired) query = query.where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', sql<Date>`now()`)]));
   const candidates = await query.limit(1000).execute();
@@ -157,7 +163,7 @@ export async function matchPhonesInBulk(
   const indexes = [...byIndex.keys()].map((hex) => Buffer.from(hex, 'hex'));
   const candidates = await sql<{ id: string; value_index: Buffer; value_ciphertext: Buffer }>`
     SELECT id, value_index, value_ciphertext FROM suppressions
-     WHERE channel = 'phone' AND value_index = ANY(${indexes}::bytea[])
+     WHERE channel = 'phone' AND value_index = ANY(${indexes}::bytea[]) AND lifted_at IS NULL
        AND (scope <> 'campaign' OR campaign_id = ${campaignId})
        AND (expires_at IS NULL OR expires_at > now())`.execute(trx);
   for (const candidate of candidates.rows) {
