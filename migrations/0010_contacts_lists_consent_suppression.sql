@@ -4,7 +4,9 @@
 --
 -- Every personal value is field ciphertext under the contact's own data-subject key
 -- (subject_keys.subject_id = contacts.id), so erasing one person destroys one key and every copy of
--- their data — replicas, exports, backups — becomes unreadable. Lookups go through truncated blind
+-- the contact's data — replicas, backups — becomes unreadable. Deliberately kept: suppression entries
+-- (a number or address that must not be contacted again, under the tenant key — honouring an
+-- objection outlives erasure) and the blind indexes in them. Lookups go through truncated blind
 -- indexes (src/crypto/field-cipher.ts): candidates are decrypted and compared.
 
 CREATE FUNCTION set_updated_at() RETURNS trigger
