@@ -1,4 +1,5 @@
 import { contactsRoutes } from '../modules/contacts/contacts.routes.ts';
+import { consentsRoutes } from '../modules/contacts/consents.routes.ts';
 import { listsRoutes } from '../modules/contacts/lists.routes.ts';
 import { suppressionRoutes } from '../modules/suppression/suppression.routes.ts';
 import { importsRoutes } from '../modules/imports/imports.routes.ts';
@@ -211,6 +212,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(auditRoutes, { systemDb: database.systemDb });
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   await app.register(contactsRoutes, { cipher, keyring });
+  await app.register(consentsRoutes, { cipher, keyring });
   await app.register(listsRoutes, { cipher, keyring });
   await app.register(suppressionRoutes, { cipher, keyring });
   await app.register(importsRoutes, { cipher, keyring });

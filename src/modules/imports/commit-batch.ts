@@ -1,0 +1,204 @@
+import { sql } from 'kysely';
+import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
+import type { ContactData, SealedContact } from '../contacts/contact-record.ts';
+import type { ContactsCrypto } from '../contacts/contacts.service.ts';
+import { matchPhonesInBulk, recordMatches } from '../suppression/suppression.service.ts';
+import { LEASE_SECONDS, type Job } from './load-import-job.ts';
+import type { NewRow, Reject, RowOutcome } from './prepare-batch.ts';
+
+/** The worker no longer holds the import's lease: another worker took it over. */
+export class LeaseLost extends Error {}
+
+/**
+ * One prepared batch into the database, in one transaction, only while this worker holds the
+ * lease: dedupe, suppression, the writes, and the import's cursor and counts.
+ */
+export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, outcomes: readonly RowOutcome[], lastRow: number, owner: string): Promise<void> {
+  await tenantDb.transaction(async (trx) => {
+    const lease = await trx
+      .selectFrom('contact_imports')
+      .select(['state'])
+      .where('id', '=', job.id)
+      .where('lease_owner', '=', owner)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!lease || lease.state !== 'running') throw new LeaseLost();
+    // Imports of one tenant commit one batch at a time: dedupe reads, then writes, and two imports
+    // (two nodes, or the CLI beside a server) must not both create the same person.
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.execute(trx);
+
+    // 2. The same person twice: within the batch, and against existing contacts (rows of earlier
+    //    batches of this import included) by external id, phone and e-mail blind indexes.
+    const fresh = outcomes.filter((outcome): outcome is NewRow => outcome.kind === 'new');
+    const existing = await existingContacts(trx, crypto, fresh);
+    const seenInBatch = new Map<string, number>();
+    const linking: { row: NewRow; contactId: string }[] = [];
+    const final: RowOutcome[] = [];
+    for (const outcome of outcomes) {
+      if (outcome.kind !== 'new') {
+        final.push(outcome);
+        continue;
+      }
+      const keys = identityKeys(outcome.data);
+      const earlier = keys.map((key) => seenInBatch.get(key)).find((row) => row !== undefined);
+      if (earlier !== undefined) {
+        final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'duplicate_in_file', column: null, detail: `the same contact as row ${earlier}` });
+        continue;
+      }
+      const match = keys.map((key) => existing.get(key)).find((found) => found !== undefined);
+      if (match) {
+        if (match.importId === job.id) {
+          final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'duplicate_in_file', column: null, detail: match.importRow ? `the same contact as row ${match.importRow}` : 'the same contact as an earlier row' });
+        } else if (job.options.onExisting === 'link') {
+          linking.push({ row: outcome, contactId: match.id });
+        } else {
+          final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'exists', column: null, detail: 'a contact with this phone, e-mail or external id exists' });
+        }
+        for (const key of keys) seenInBatch.set(key, outcome.rowNumber);
+        continue;
+      }
+      for (const key of keys) seenInBatch.set(key, outcome.rowNumber);
+      final.push(outcome);
+    }
+
+    // 3. Suppression: every number of every row to be created or linked — tenant-wide, registries,
+    //    the list's campaign. A suppressed existing contact is not linked into the list either.
+    const toCreate = final.filter((outcome): outcome is NewRow => outcome.kind === 'new');
+    const numbersOf = (row: NewRow) => row.data.phones.map((phone) => phone.e164);
+    const suppressed = await matchPhonesInBulk(trx, crypto, [...toCreate, ...linking.map((entry) => entry.row)].flatMap(numbersOf), job.campaignId);
+    const created: NewRow[] = [];
+    const links = new Set<string>();
+    let linkedRows = 0;
+    const rejects: Reject[] = final.filter((outcome): outcome is Reject => outcome.kind === 'reject');
+    const matchedSuppressions: string[] = [];
+    let suppressedRows = 0;
+    const passes = (row: NewRow) => {
+      const hits = numbersOf(row).flatMap((number) => suppressed.get(number) ?? []);
+      if (hits.length === 0) return true;
+      suppressedRows += 1;
+      matchedSuppressions.push(...hits);
+      if (job.options.onSuppressed === 'keep') return true;
+      rejects.push({ kind: 'reject', rowNumber: row.rowNumber, reason: 'suppressed', column: null, detail: 'a number is on a do-not-call list' });
+      return false;
+    };
+    for (const outcome of toCreate) if (passes(outcome)) created.push(outcome);
+    for (const entry of linking) {
+      if (!passes(entry.row)) continue;
+      links.add(entry.contactId);
+      linkedRows += 1;
+    }
+    await recordMatches(trx, [...new Set(matchedSuppressions)], { context: 'import', importId: job.id, ...(job.campaignId ? { campaignId: job.campaignId } : {}) });
+
+    // 4. Write: subject keys, contacts, phones, list members, rejects, cursor — one transaction.
+    await crypto.keyring.storeSubjectKeys(trx, created.map((outcome) => outcome.subjectKey));
+    const sealed = created.map((outcome) => outcome.sealed);
+    const ids = sealed.map((entry) => entry.row.id);
+    if (sealed.length > 0) {
+      const column = <K extends keyof SealedContact['row']>(name: K) => sealed.map((entry) => entry.row[name]);
+      await sql`
+        INSERT INTO contacts (id, external_id, name_ciphertext, email_ciphertext, email_index, address_ciphertext, birth_date_ciphertext,
+                              notes_ciphertext, personal_fields_ciphertext, fields, time_zones, time_zone_source, import_id, import_row)
+        SELECT u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
+               string_to_array(u.zones, ' '), u.zone_source, ${job.id}::uuid, u.row_number
+          FROM unnest(${column('id')}::uuid[], ${column('external_id')}::text[], ${column('name_ciphertext')}::bytea[], ${column('email_ciphertext')}::bytea[],
+                      ${column('email_index')}::bytea[], ${column('address_ciphertext')}::bytea[], ${column('birth_date_ciphertext')}::bytea[],
+                      ${column('notes_ciphertext')}::bytea[], ${column('personal_fields_ciphertext')}::bytea[], ${column('fields')}::text[],
+                      ${sealed.map((entry) => entry.row.time_zones.join(' '))}::text[], ${column('time_zone_source')}::text[],
+                      ${created.map((outcome) => outcome.rowNumber)}::int[])
+               AS u(id, external_id, name_ct, email_ct, email_idx, address_ct, birth_ct, notes_ct, personal_ct, fields, zones, zone_source, row_number)`.execute(trx);
+      const phones = sealed.flatMap((entry) => entry.phones.map((phone) => ({ ...phone, contactId: entry.row.id })));
+      if (phones.length > 0) {
+        await sql`
+          INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index)
+          SELECT * FROM unnest(${phones.map((phone) => phone.contactId)}::uuid[], ${phones.map((phone) => phone.position)}::smallint[],
+                               ${phones.map((phone) => phone.kind)}::text[], ${phones.map((phone) => phone.number_ciphertext)}::bytea[],
+                               ${phones.map((phone) => phone.number_index)}::bytea[])`.execute(trx);
+      }
+    }
+    const members = [...ids, ...links];
+    if (members.length > 0) {
+      await sql`INSERT INTO contact_list_members (list_id, contact_id)
+                SELECT ${job.listId}::uuid, u.id FROM unnest(${members}::uuid[]) AS u(id)
+                ON CONFLICT DO NOTHING`.execute(trx);
+    }
+    if (rejects.length > 0) {
+      await sql`
+        INSERT INTO contact_import_rejects (import_id, row_number, reason, column_name, detail)
+        SELECT ${job.id}::uuid, u.row_number, u.reason, u.column_name, u.detail
+          FROM unnest(${rejects.map((reject) => reject.rowNumber)}::bigint[], ${rejects.map((reject) => reject.reason)}::text[],
+                      ${rejects.map((reject) => reject.column?.slice(0, 200) ?? null)}::text[], ${rejects.map((reject) => reject.detail?.slice(0, 200) ?? null)}::text[])
+               AS u(row_number, reason, column_name, detail)`.execute(trx);
+    }
+    await sql`
+      UPDATE contact_imports
+         SET rows_done = ${lastRow - 1}, rows_created = rows_created + ${created.length}, rows_linked = rows_linked + ${linkedRows},
+             rows_rejected = rows_rejected + ${rejects.length}, rows_suppressed = rows_suppressed + ${suppressedRows},
+             lease_until = now() + make_interval(secs => ${LEASE_SECONDS}), updated_at = now()
+       WHERE id = ${job.id}`.execute(trx);
+  });
+}
+
+/** The keys a contact is known by: external id, each phone, e-mail. */
+function identityKeys(data: ContactData): string[] {
+  return [...(data.externalId ? [`x:${data.externalId}`] : []), ...data.phones.map((phone) => `p:${phone.e164}`), ...(data.email ? [`e:${data.email}`] : [])];
+}
+
+/**
+ * Existing contacts that share a key with any of these: one query per kind of key for the batch,
+ * blind-index candidates decrypted and compared.
+ */
+type ExistingContact = { id: string; importId: string | null; importRow: number | null };
+
+async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, rows: readonly NewRow[]): Promise<Map<string, ExistingContact>> {
+  const found = new Map<string, ExistingContact>();
+  const externalIds = [...new Set(rows.flatMap((row) => (row.data.externalId ? [row.data.externalId] : [])))];
+  if (externalIds.length > 0) {
+    const byExternal = await trx.selectFrom('contacts').select(['id', 'external_id', 'import_id', 'import_row']).where('external_id', 'in', externalIds).execute();
+    for (const row of byExternal) if (row.external_id) found.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
+  }
+  // The blind indexes were computed when the rows were sealed.
+  const phoneWanted = new Map<string, Set<string>>();
+  const emailWanted = new Map<string, Set<string>>();
+  for (const row of rows) {
+    for (const [position, phone] of row.data.phones.entries()) {
+      const index = row.sealed.phones[position]?.number_index.toString('hex');
+      if (index) phoneWanted.set(index, (phoneWanted.get(index) ?? new Set()).add(phone.e164));
+    }
+    const email = row.data.email;
+    const index = row.sealed.row.email_index?.toString('hex');
+    if (email && index) emailWanted.set(index, (emailWanted.get(index) ?? new Set()).add(email));
+  }
+  const phoneCandidates =
+    phoneWanted.size === 0
+      ? []
+      : (
+          await sql<{ contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null }>`
+            SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
+              FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
+             WHERE p.number_index = ANY(${[...phoneWanted.keys()].map((hex) => Buffer.from(hex, 'hex'))}::bytea[])`.execute(trx)
+        ).rows;
+  const emailCandidates =
+    emailWanted.size === 0
+      ? []
+      : (
+          await sql<{ id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null }>`
+            SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
+             WHERE email_index = ANY(${[...emailWanted.keys()].map((hex) => Buffer.from(hex, 'hex'))}::bytea[])`.execute(trx)
+        ).rows;
+  const subjects = [...new Set([...phoneCandidates.map((candidate) => candidate.contact_id), ...emailCandidates.map((candidate) => candidate.id)])];
+  if (subjects.length === 0) return found;
+  const keys = await crypto.keyring.subjectKeys(trx, subjects);
+  for (const candidate of phoneCandidates) {
+    const key = keys.get(candidate.contact_id);
+    if (!key) continue;
+    const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
+    if (phoneWanted.get(candidate.number_index.toString('hex'))?.has(number)) found.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
+  }
+  for (const candidate of emailCandidates) {
+    const key = keys.get(candidate.id);
+    if (!key) continue;
+    const email = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.id, field: 'email' }, candidate.email_ciphertext, key);
+    if (emailWanted.get(candidate.email_index.toString('hex'))?.has(email)) found.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
+  }
+  return found;
+}

@@ -1,0 +1,46 @@
+import type { TenantTransaction } from '../../db/tenant-db.ts';
+import { mappingSchema, planColumns, type ColumnPlan } from './import-mapping.ts';
+
+/** What an import was told to do, as stored with it. */
+export type ImportOptions = { onExisting: 'link' | 'reject'; onSuppressed: 'skip' | 'keep'; delimiter?: ',' | ';' };
+
+/** How long a worker holds an import without committing a batch before another may take it. */
+export const LEASE_SECONDS = 60;
+
+/** A claimed import, as the worker's batches need it. */
+export type Job = {
+  id: string;
+  listId: string;
+  campaignId: string | null;
+  defaultRegion: string;
+  plan: ColumnPlan;
+  options: ImportOptions;
+  delimiter: ',' | ';';
+  rowsDone: number;
+  createdBy: string;
+};
+
+/** The import with its list's region and campaign, its mapping resolved against the file's header row. */
+export async function loadJob(trx: TenantTransaction, importId: string, headers: readonly string[] | undefined): Promise<Job & { mapping: unknown }> {
+  const row = await trx
+    .selectFrom('contact_imports')
+    .innerJoin('contact_lists', 'contact_lists.id', 'contact_imports.list_id')
+    .select(['contact_imports.id', 'list_id', 'mapping', 'options', 'delimiter', 'rows_done', 'created_by', 'contact_lists.default_region', 'contact_lists.campaign_id'])
+    .where('contact_imports.id', '=', importId)
+    .executeTakeFirstOrThrow();
+  const options = row.options as ImportOptions;
+  const plan = headers ? planColumns(headers, mappingSchema.parse(row.mapping)) : { columns: [] };
+  if ('problem' in plan) throw new Error('the header row no longer matches the mapping');
+  return {
+    id: row.id,
+    listId: row.list_id,
+    campaignId: row.campaign_id,
+    defaultRegion: row.default_region,
+    plan,
+    options,
+    delimiter: row.delimiter ?? ',',
+    rowsDone: Number(row.rows_done),
+    createdBy: row.created_by,
+    mapping: row.mapping,
+  };
+}
