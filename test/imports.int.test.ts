@@ -152,6 +152,17 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(chunks.rows[0]!.n).toBe(0);
   });
 
+  it('streams a reject file longer than one page, every row once and in order', async () => {
+    const importId = await newImport();
+    const rows = Array.from({ length: 5_050 }, (_, index) => `,Nobody ${index},,,`);
+    expect((await upload(importId, `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`)).statusCode).toBe(202);
+    expect(await runToEnd(importId, 2_000)).toBe('done');
+    const lines = (await call('GET', `/api/v1/contact-imports/${importId}/rejects`)).body.trim().split('\n');
+    expect(lines).toHaveLength(5_051);
+    const numbers = lines.slice(1).map((line) => Number(line.split(',')[0]?.replaceAll('"', '')));
+    expect(numbers).toEqual(Array.from({ length: 5_050 }, (_, index) => index + 2));
+  });
+
   it('does not link an existing contact whose number is suppressed, when suppressed rows are skipped', async () => {
     const existing = (await call('POST', '/api/v1/contacts', { name: 'Suppressed Existing', phones: [{ kind: 'mobile', number: '+4741000077' }] })).json().id as string;
     await call('POST', '/api/v1/suppressions', { phone: '+4741000077', reason: 'request', source: 'test' });

@@ -1,4 +1,5 @@
-import { createReadStream, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, statSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { hostname } from 'node:os';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -83,7 +84,7 @@ export function registerContactCommands(program: Command, slug: (value: string) 
             `${view.rejected} rejected, ${view.suppressed} suppressed\n`,
         );
         if (options.rejects && view.rejected > 0) {
-          writeFileSync(options.rejects, await tenantDb.read((trx) => rejectsCsv(trx, importId)), { mode: 0o600 });
+          await pipeline(rejectsCsv(tenantDb, importId), createWriteStream(options.rejects, { mode: 0o600 }));
           process.stdout.write(`reject file: ${options.rejects}\n`);
         }
         if (outcome === 'stopped') process.stdout.write(`interrupted; continue with: ringvakt contacts import --tenant ${options.tenant} --resume ${importId}\n`);

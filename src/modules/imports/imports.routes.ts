@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { stringify } from 'csv-stringify/sync';
 import type { App } from '../../server/types.ts';
@@ -6,7 +6,7 @@ import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { actorLabel, requestAudit } from '../../server/request-audit.ts';
-import type { TenantTransaction } from '../../db/tenant-db.ts';
+import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { CSV_OUT, neutraliseCell } from '../contacts/csv-safety.ts';
 import { limited, withUploadSlot } from '../suppression/suppression.routes.ts';
@@ -98,10 +98,30 @@ export { createImportSchema };
 /**
  * The reject file: row number, column header, reason code and a sentence — never a cell value.
  * Headers come from the uploaded file, so every cell is neutralised against formula injection.
+ * Streamed a page at a time (keyset on the row number): memory stays flat however many rows failed.
  */
-export async function rejectsCsv(trx: TenantTransaction, importId: string): Promise<string> {
-  const rows = await trx.selectFrom('contact_import_rejects').select(['row_number', 'column_name', 'reason', 'detail']).where('import_id', '=', importId).orderBy('row_number').limit(1_000_000).execute();
-  return stringify([['row', 'column', 'reason', 'detail'], ...rows.map((row) => [String(row.row_number), row.column_name ?? '', row.reason, row.detail ?? ''].map(neutraliseCell))], CSV_OUT);
+export function rejectsCsv(tenantDb: TenantDb, importId: string): Readable {
+  const PAGE = 5_000;
+  async function* pages() {
+    yield stringify([['row', 'column', 'reason', 'detail']], CSV_OUT);
+    let after = 0;
+    for (;;) {
+      const rows = await tenantDb.read((trx) =>
+        trx
+          .selectFrom('contact_import_rejects')
+          .select(['row_number', 'column_name', 'reason', 'detail'])
+          .where('import_id', '=', importId)
+          .where('row_number', '>', String(after))
+          .orderBy('row_number')
+          .limit(PAGE)
+          .execute(),
+      );
+      if (rows.length > 0) yield stringify(rows.map((row) => [String(row.row_number), row.column_name ?? '', row.reason, row.detail ?? ''].map(neutraliseCell)), CSV_OUT);
+      if (rows.length < PAGE) return;
+      after = Number(rows.at(-1)?.row_number);
+    }
+  }
+  return Readable.from(pages(), { objectMode: false });
 }
 
 export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<void> {
@@ -172,11 +192,9 @@ export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<v
       schema: { summary: 'The reject file: row number, column, reason (no cell values)', tags: ['imports'], params, response: { 200: z.string().describe('text/csv'), ...problemResponses(400, 401, 403, 404) } },
     },
     async (request, reply) => {
-      const csv = await request.tenantDb.read(async (trx) => {
-        await importView(trx, request.params.importId);
-        return rejectsCsv(trx, request.params.importId);
-      });
-      return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="rejects.csv"').header('cache-control', 'no-store').send(csv);
+      await request.tenantDb.read((trx) => importView(trx, request.params.importId));
+      const csv = rejectsCsv(request.tenantDb, request.params.importId);
+      return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="rejects.csv"').header('cache-control', 'no-store').send(csv as unknown as string);
     },
   );
 
