@@ -163,6 +163,23 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(numbers).toEqual(Array.from({ length: 5_050 }, (_, index) => index + 2));
   });
 
+  it('exports a list larger than one page, every contact once', async () => {
+    const list = (await call('POST', '/api/v1/lists', { name: 'Export list', defaultRegion: 'NO' })).json().id as string;
+    const created = await call('POST', '/api/v1/contact-imports', { listId: list, mapping });
+    const importId = created.json().id as string;
+    const rows = Array.from({ length: 1_200 }, (_, index) => `X${index},Exported ${index},4150${String(index).padStart(4, '0')},,`);
+    await upload(importId, `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`);
+    expect(await runToEnd(importId, 2_000)).toBe('done');
+    const exported = await call('GET', `/api/v1/lists/${list}/export`);
+    expect(exported.statusCode).toBe(200);
+    const lines = exported.body.trim().split('\n');
+    expect(lines).toHaveLength(1_201);
+    const externalIds = new Set(lines.slice(1).map((line) => line.split('","')[1]));
+    expect(externalIds.size).toBe(1_200);
+    const audited = await db.superQuery(`SELECT details FROM ringvakt.audit_events WHERE action = 'contact_list.export' AND target_id = $1`, [list]);
+    expect(audited.rows.map((row) => row.details)).toEqual([{ contacts: 1_200 }]);
+  });
+
   it('does not link an existing contact whose number is suppressed, when suppressed rows are skipped', async () => {
     const existing = (await call('POST', '/api/v1/contacts', { name: 'Suppressed Existing', phones: [{ kind: 'mobile', number: '+4741000077' }] })).json().id as string;
     await call('POST', '/api/v1/suppressions', { phone: '+4741000077', reason: 'request', source: 'test' });
