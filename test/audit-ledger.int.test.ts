@@ -150,6 +150,7 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
     );
   });
 
+  // Slow, not timed: each worker thread loads the TypeScript sources itself (~27 s here alone).
   it('reaches the same verdicts when worker threads recompute the leaves (as for large ledgers)', async () => {
     const parallel = { connectionString: String(db.handles.pool.options.connectionString), workers: 3 };
     const inWorkers = (tenant: SeededTenant) =>
@@ -169,7 +170,7 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
       expect(verdict.ok, tamper.name).toBe(false);
       expect(verdict, tamper.name).toEqual(await verify(victim));
     }
-  });
+  }, 120_000);
 
   it('detects a checkpoint re-signed with a key that is not the audit signing key', async () => {
     const tenant = await seedTenant(db.handles, 'audit-resign');

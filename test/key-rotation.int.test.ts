@@ -158,4 +158,17 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
     // Reported in the walk and again in the sweep; never fatal.
     expect(new Set(unreadable)).toEqual(new Set([`display_name ${damaged.agent.id}`]));
   });
+  it('stores a subject key wrapped before a rotation (a prepared import batch) under the new version', async () => {
+    const other = await seedTenant(db.handles, 'prepared-keys');
+    const tenantDb = db.handles.forTenant(other.tenantId);
+    const subject = 'bbbbbbbb-0000-4000-8000-000000000001';
+    const [prepared] = await tenantDb.transaction((trx) => crypto.keyring.wrapNewSubjectKeys(trx, [subject]));
+    expect(prepared?.version).toBe(1);
+    await tenantDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
+    await tenantDb.transaction((trx) => crypto.keyring.storeSubjectKeys(trx, prepared ? [prepared] : []));
+    const stored = await db.superQuery<{ tenant_key_version: number }>(`SELECT tenant_key_version FROM ringvakt.subject_keys WHERE subject_id = $1`, [subject]);
+    expect(stored.rows).toEqual([{ tenant_key_version: 2 }]);
+    const opened = await tenantDb.read((trx) => crypto.keyring.subjectKeys(trx, [subject]));
+    expect(prepared && opened.get(subject)?.equals(prepared.key)).toBe(true);
+  });
 });

@@ -288,9 +288,21 @@ export function createKeyring(root: RootKeyProvider): Keyring {
     },
     async storeSubjectKeys(trx, keys) {
       if (keys.length === 0) return;
+      // A key wrapped a while ago (a prepared batch) under a version that a rotation has retired
+      // since is wrapped again now, so a rotation's sweep can never finish before it is stored.
+      const active = await activeKey(trx, 'data');
+      const current: NewSubjectKey[] = [];
+      for (const entry of keys) {
+        if (entry.version >= active.version) {
+          current.push(entry);
+          continue;
+        }
+        const { version, key: wrappingKey } = await this.dataKeyForEncryption(trx);
+        current.push({ ...entry, version, wrapped: seal(wrappingKey, entry.key, subjectKeyContext(trx.tenantId, entry.subjectId, version)) });
+      }
       await sql`INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
-                SELECT * FROM unnest(${keys.map((entry) => entry.subjectId)}::uuid[], ${keys.map((entry) => entry.version)}::integer[],
-                                     ${keys.map((entry) => entry.wrapped)}::bytea[])`.execute(trx);
+                SELECT * FROM unnest(${current.map((entry) => entry.subjectId)}::uuid[], ${current.map((entry) => entry.version)}::integer[],
+                                     ${current.map((entry) => entry.wrapped)}::bytea[])`.execute(trx);
     },
     async openSubjectKey(trx, subjectId, version, wrapped) {
       const wrappingKey = await dataKey(trx, version);
