@@ -74,7 +74,7 @@ export async function runImport(
   importId: string,
   owner: string,
   options: { logger?: Logger; stop?: () => boolean; batchRows?: number; onBatch?: () => void } = {},
-): Promise<'done' | 'failed' | 'lease_lost' | 'stopped' | 'cancelled'> {
+): Promise<'done' | 'failed' | 'lease_lost' | 'stopped'> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
   const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done']).where('id', '=', importId).executeTakeFirst());
   if (!state || state.state !== 'running') return 'lease_lost';

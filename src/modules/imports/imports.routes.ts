@@ -9,7 +9,7 @@ import { actorLabel, requestAudit } from '../../server/request-audit.ts';
 import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { CSV_OUT, neutraliseCell } from '../contacts/csv-safety.ts';
-import { limited, withUploadSlot } from '../suppression/suppression.routes.ts';
+import { limited, withUploadSlot } from '../../server/streamed-upload.ts';
 import { mappingSchema } from './import-mapping.ts';
 import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
 

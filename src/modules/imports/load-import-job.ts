@@ -21,7 +21,7 @@ export type Job = {
 };
 
 /** The import with its list's region and campaign, its mapping resolved against the file's header row. */
-export async function loadJob(trx: TenantTransaction, importId: string, headers: readonly string[] | undefined): Promise<Job & { mapping: unknown }> {
+export async function loadJob(trx: TenantTransaction, importId: string, headers: readonly string[]): Promise<Job> {
   const row = await trx
     .selectFrom('contact_imports')
     .innerJoin('contact_lists', 'contact_lists.id', 'contact_imports.list_id')
@@ -29,7 +29,7 @@ export async function loadJob(trx: TenantTransaction, importId: string, headers:
     .where('contact_imports.id', '=', importId)
     .executeTakeFirstOrThrow();
   const options = row.options as ImportOptions;
-  const plan = headers ? planColumns(headers, mappingSchema.parse(row.mapping)) : { columns: [] };
+  const plan = planColumns(headers, mappingSchema.parse(row.mapping));
   if ('problem' in plan) throw new Error('the header row no longer matches the mapping');
   return {
     id: row.id,
@@ -41,6 +41,5 @@ export async function loadJob(trx: TenantTransaction, importId: string, headers:
     delimiter: row.delimiter ?? ',',
     rowsDone: Number(row.rows_done),
     createdBy: row.created_by,
-    mapping: row.mapping,
   };
 }
