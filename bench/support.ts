@@ -4,9 +4,13 @@ import autocannon from 'autocannon';
 
 export type BenchRow = { name: string; unit: string; ours: number; baseline: number; higherIsBetter: boolean; target?: string; met?: boolean };
 
-/** Starts a TypeScript file in its own Node process and waits until it prints "listening". */
-export async function startProcess(file: string, env: NodeJS.ProcessEnv): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * Starts a TypeScript file in its own Node process and waits until it prints "listening".
+ * `profile`: a folder for a V8 CPU profile of the process (written when it exits).
+ */
+export async function startProcess(file: string, env: NodeJS.ProcessEnv, profile?: string): Promise<ChildProcess> {
+  const profiling = profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : [];
+  const child = spawn(process.execPath, [...profiling, '--import', 'tsx', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   child.stdout?.on('data', (chunk) => (output += chunk));
   const deadline = Date.now() + 60_000;

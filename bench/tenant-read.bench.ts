@@ -18,6 +18,7 @@ const ROUNDS = 2;
  * A tenant-scoped read through the whole stack (HTTP → API-token authentication → tenant handle
  * → one-row select under row-level security) against a bare Fastify route doing the same select
  * with plain pg. Rounds alternate between the two so that machine noise hits both alike.
+ * BENCH_CPU_PROFILE=<folder> writes a CPU profile of our server there.
  */
 export async function tenantReadBench(): Promise<BenchRow[]> {
   const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-bench-read-'));
@@ -46,9 +47,9 @@ export async function tenantReadBench(): Promise<BenchRow[]> {
       RINGVAKT_DATA_DIR: folder,
       RINGVAKT_PORT: String(OURS_PORT),
       RINGVAKT_LOG_LEVEL: 'warn',
-    });
+    }, process.env.BENCH_CPU_PROFILE);
     children.push(ours);
-    const bare = await startProcess('bench/servers/bare.ts', { BENCH_DATABASE_URL: superuserUrl.toString(), BENCH_PORT: String(BARE_PORT) });
+    const bare = await startProcess('bench/servers/bare.ts', { BENCH_DATABASE_URL: superuserUrl.toString(), BENCH_PORT: String(BARE_PORT) }, process.env.BENCH_CPU_PROFILE && `${process.env.BENCH_CPU_PROFILE}/bare`);
     children.push(bare);
 
     const oursTarget = { url: `http://127.0.0.1:${OURS_PORT}/api/v1/tenant`, headers: { authorization: `Bearer ${token}` } };

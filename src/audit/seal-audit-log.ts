@@ -4,7 +4,7 @@ import type { SystemDb } from '../db/system-db.ts';
 import type { Logger } from '../logger.ts';
 import { nodeHash, treeHash, type Hash, type SubtreeSource } from './merkle.ts';
 import { signTreeHead, type SigningKey } from './signing-key.ts';
-import { onCommit } from '../db/tenant-driver.ts';
+import { onCommit } from '../db/tenant-db.ts';
 import { closePublishers, type CheckpointPublisher } from './checkpoint-publishers.ts';
 import { runEvery } from '../background-task.ts';
 
@@ -136,7 +136,7 @@ export async function sealTenantLedger(
       signature: signature.toString('base64'),
     };
     // Published once the checkpoint is committed: a witness never holds a head the database lost.
-    onCommit(() => {
+    onCommit(trx, () => {
       for (const publisher of publishers) publisher.publish(checkpoint);
     });
   }

@@ -1,6 +1,6 @@
 import { createHmac, createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
 import type { TenantTransaction } from '../db/tenant-db.ts';
-import { onCommit } from '../db/tenant-driver.ts';
+import { onCommit } from '../db/tenant-db.ts';
 import { contextWithSuffix, open, seal, DecryptionError } from './aead.ts';
 import { SubjectErasedError, type Keyring } from './keyring.ts';
 
@@ -186,7 +186,7 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
         inTransaction.set(indexName, derived);
         uncommittedIndexKeys.set(trx, inTransaction);
         // Cached once committed: an index key created by a transaction that rolls back is forgotten.
-        onCommit(() => {
+        onCommit(trx, () => {
           if (indexKeys.size >= 20_000) indexKeys.delete(indexKeys.keys().next().value as string);
           indexKeys.set(cacheKey, derived);
         });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
-import { onCommit } from '../db/tenant-driver.ts';
+import { onCommit } from '../db/tenant-db.ts';
 import { context, KEY_BYTES, newKey, open, seal, DecryptionError } from './aead.ts';
 import type { RootKeyProvider } from './root-keys/root-key-provider.ts';
 
@@ -100,15 +100,15 @@ export function createKeyring(root: RootKeyProvider): Keyring {
   };
 
   const unwrapTenantKey = async (
-    tenantId: string,
+    trx: TenantTransaction,
     row: { purpose: 'data' | 'index'; version: number; root_key_id: string; wrapped_key: Buffer },
   ): Promise<Buffer> => {
-    const cacheKey = `${tenantId}/${row.purpose}/${row.version}`;
+    const cacheKey = `${trx.tenantId}/${row.purpose}/${row.version}`;
     const known = unwrapped.get(cacheKey);
     if (known) return known;
-    const key = await root.unwrap({ keyId: row.root_key_id, wrapped: row.wrapped_key }, tenantKeyContext(tenantId, row.purpose, row.version));
+    const key = await root.unwrap({ keyId: row.root_key_id, wrapped: row.wrapped_key }, tenantKeyContext(trx.tenantId, row.purpose, row.version));
     // The row may be this transaction's own, not yet committed: remember it only after commit.
-    onCommit(() => remember(cacheKey, key));
+    onCommit(trx, () => remember(cacheKey, key));
     return key;
   };
 
@@ -127,7 +127,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       .values({ purpose, version, root_key_id: wrapped.keyId, wrapped_key: wrapped.wrapped })
       .execute();
     // Remembered only once the row is committed: a rolled-back key must not live on in memory.
-    onCommit(() => remember(`${trx.tenantId}/${purpose}/${version}`, key));
+    onCommit(trx, () => remember(`${trx.tenantId}/${purpose}/${version}`, key));
     return key;
   };
 
@@ -145,7 +145,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       row = await find();
       if (!row) return { version: 1, key: await createTenantKey(trx, purpose, 1) };
     }
-    return { version: row.version, key: await unwrapTenantKey(trx.tenantId, row) };
+    return { version: row.version, key: await unwrapTenantKey(trx, row) };
   };
 
   const rotateDataKey = async (trx: TenantTransaction): Promise<number> => {
@@ -186,7 +186,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
     // many blocks), and the process keeps what is left only if the transaction commits.
     const block = { version, remaining: BLOCK - 1, until: Date.now() + BLOCK_MAX_AGE_MS };
     transactionBudgets.set(trx, block);
-    onCommit(() => budgets.set(trx.tenantId, block));
+    onCommit(trx, () => budgets.set(trx.tenantId, block));
     return version;
   };
 
@@ -200,7 +200,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       .where('version', '=', version)
       .executeTakeFirst();
     if (!row) throw new KeyringError(`This tenant has no data key version ${version}`);
-    return unwrapTenantKey(trx.tenantId, row);
+    return unwrapTenantKey(trx, row);
   };
 
   // Fast path: this process holds a reserved block for the tenant's active key (at most 60 s old,

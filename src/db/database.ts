@@ -11,7 +11,7 @@ import { loadMigrations, migrate, type Migration } from './migrate.ts';
 import { inspectProvisioning, provision, ProvisioningError, rolesFor, SCHEMA, type DatabaseRoles } from './provision.ts';
 import type { Database } from './schema.ts';
 import { createSystemDb, type SystemDb } from './system-db.ts';
-import { createTenantDb, type TenantDb } from './tenant-db.ts';
+import { tenantHandles, type TenantDb } from './tenant-db.ts';
 import { TenantAwarePostgresDialect } from './tenant-driver.ts';
 import { createFieldCipher, type FieldCipher } from '../crypto/field-cipher.ts';
 import { createKeyring, type Keyring } from '../crypto/keyring.ts';
@@ -192,7 +192,8 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       throw error;
     }
     const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });
-    const systemDb = createSystemDb(kysely);
+    const forTenant = tenantHandles(pool, logger);
+    const systemDb = createSystemDb(kysely, forTenant);
     let crypto: Promise<CryptoHandles> | undefined;
     const changes = await startChangeListener(runtimeUrl, logger);
     return {
@@ -201,7 +202,7 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       migrations,
       pool,
       systemDb,
-      forTenant: (tenantId) => createTenantDb(kysely, tenantId),
+      forTenant,
       embedded,
       crypto() {
         crypto ??= (async () => {

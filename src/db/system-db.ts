@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.ts';
 import { afterFailure, isLocked, SOURCE_LIMITS, sourceNetwork, toState, type StateRow } from '../modules/auth/throttle.ts';
-import { asTenantTransaction, createTenantDb, type TenantDb, type TenantTransaction } from './tenant-db.ts';
+import { asTenantTransaction, type TenantDb, type TenantTransaction } from './tenant-db.ts';
 
 /**
  * Cross-tenant work (CLI operators, background jobs). It connects as the same runtime role as
@@ -43,7 +43,7 @@ export type SystemDb = {
   appliedMigrationVersions(): Promise<number[]>;
 };
 
-export function createSystemDb(db: Kysely<Database>): SystemDb {
+export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: string) => TenantDb): SystemDb {
   return {
     async createTenant(slug, name) {
       const result = await sql<{ id: string }>`SELECT create_tenant(${slug}, ${name}) AS id`.execute(db);
@@ -51,14 +51,17 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
       if (!id) throw new Error('create_tenant returned no id');
       return id;
     },
-    createTenantWith(slug, name, work) {
-      return db.transaction().execute(async (trx) => {
+    async createTenantWith(slug, name, work) {
+      const afterCommit: (() => void)[] = [];
+      const result = await db.transaction().execute(async (trx) => {
         const created = await sql<{ id: string }>`SELECT create_tenant(${slug}, ${name}) AS id`.execute(trx);
         const tenantId = created.rows[0]?.id;
         if (!tenantId) throw new Error('create_tenant returned no id');
         await sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`.execute(trx);
-        return work(asTenantTransaction(trx, tenantId), tenantId);
+        return work(asTenantTransaction(trx, tenantId, afterCommit), tenantId);
       });
+      for (const action of afterCommit) action();
+      return result;
     },
     async tenantIdBySlug(slug) {
       const result = await sql<{ id: string | null }>`SELECT tenant_id_by_slug(${slug}) AS id`.execute(db);
@@ -69,7 +72,7 @@ export function createSystemDb(db: Kysely<Database>): SystemDb {
       return result.rows;
     },
     inTenant(tenantId) {
-      return createTenantDb(db, tenantId);
+      return forTenant(tenantId);
     },
     async rootKeyCheck(keyId) {
       const result = await sql<{ check_value: Buffer }>`SELECT check_value FROM root_key_checks WHERE key_id = ${keyId}`.execute(db);

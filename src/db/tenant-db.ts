@@ -1,6 +1,8 @@
-import type { Kysely, Transaction } from 'kysely';
+import { Kysely, Transaction } from 'kysely';
+import type pg from 'pg';
+import type { Logger } from '../logger.ts';
 import type { Database, TenantTables } from './schema.ts';
-import { tenantScope } from './tenant-driver.ts';
+import { TenantAwarePostgresDialect } from './tenant-driver.ts';
 
 declare const tenantBrand: unique symbol;
 
@@ -28,33 +30,77 @@ function isUuid(value: string): boolean {
   return UUID.test(value);
 }
 
+/**
+ * What runs once a tenant transaction has committed, by transaction; `now` for the read handle,
+ * whose every query commits on its own (what it read is committed).
+ */
+const commitActions = new WeakMap<object, (() => void)[] | 'now'>();
+
 /** Brands a transaction in which app.tenant_id is set, and records which tenant that is. */
-export function asTenantTransaction(trx: Transaction<Database>, tenantId: string): TenantTransaction {
+export function asTenantTransaction(trx: Transaction<Database>, tenantId: string, afterCommit: (() => void)[] | 'now'): TenantTransaction {
+  commitActions.set(trx, afterCommit);
   return Object.defineProperty(trx, 'tenantId', { value: tenantId, enumerable: false }) as unknown as TenantTransaction;
 }
 
 /**
- * Builds the tenant handle. Called in two places only: the authentication plugin (from the
- * caller's verified credential) and `systemDb.inTenant` (for jobs that loop over tenants).
+ * Runs `action` once `trx` has committed, and never if it rolls back: for in-process caches that
+ * must not remember what the database did not keep (a key created in a transaction that failed).
  */
-export function createTenantDb(db: Kysely<Database>, tenantId: string): TenantDb {
-  if (!isUuid(tenantId)) throw new Error('tenant id must be a lower-case UUID');
-  // The driver (tenant-driver.ts) opens each transaction with BEGIN and
-  // set_config('app.tenant_id', tenantId, true), reading the tenant from this scope.
-  const scoped = <T>(mode: 'write' | 'read' | 'snapshot', work: (trx: TenantTransaction) => Promise<T>) =>
-    tenantScope.run({ tenantId, afterCommit: [] }, () => {
-      const builder =
-        mode === 'write'
-          ? db.transaction()
-          : mode === 'read'
-            ? db.transaction().setAccessMode('read only')
-            : db.transaction().setAccessMode('read only').setIsolationLevel('repeatable read');
-      return builder.execute((trx) => work(asTenantTransaction(trx, tenantId)));
-    });
+export function onCommit(trx: TenantTransaction, action: () => void): void {
+  const actions = commitActions.get(trx);
+  if (!actions) throw new Error('onCommit needs a transaction opened by a tenant handle');
+  if (actions === 'now') action();
+  else actions.push(action);
+}
+
+/**
+ * Builds the tenant handle over a Kysely instance whose driver is bound to that tenant (see
+ * `tenantHandles`). Called in two places only: the authentication plugin (from the caller's
+ * verified credential) and `systemDb.inTenant` (for jobs that loop over tenants).
+ */
+function createTenantDb(db: Kysely<Database>, reads: TenantTransaction, tenantId: string): TenantDb {
+  const scoped = async <T>(mode: 'write' | 'snapshot', work: (trx: TenantTransaction) => Promise<T>) => {
+    const builder = mode === 'write' ? db.transaction() : db.transaction().setAccessMode('read only').setIsolationLevel('repeatable read');
+    // What the work asked to run once committed runs only when execute resolved, i.e. committed.
+    const afterCommit: (() => void)[] = [];
+    const result = await builder.execute((trx) => work(asTenantTransaction(trx, tenantId, afterCommit)));
+    for (const action of afterCommit) action();
+    return result;
+  };
   return {
     tenantId,
     transaction: (work) => scoped('write', work),
-    read: (work) => scoped('read', work),
+    // A read needs no transaction of its own: each of its queries is one scoped, read-only batch
+    // (tenant-driver.ts), so the same handle serves every read of this tenant.
+    read: (work) => work(reads),
     snapshot: (work) => scoped('snapshot', work),
+  };
+}
+
+/** Tenant handles kept per tenant; past this many the oldest are dropped (they are cheap to make). */
+const MAX_HANDLES = 10_000;
+
+/**
+ * The factory of tenant handles over one pool. Each tenant gets its own Kysely instance whose
+ * driver opens every transaction with that tenant's `app.tenant_id` (tenant-driver.ts): the
+ * tenant travels with the handle itself, not in an ambient async context, so no request pays for
+ * AsyncLocalStorage and no code path can run a query under a tenant it did not name.
+ */
+export function tenantHandles(pool: pg.Pool, logger: Logger): (tenantId: string) => TenantDb {
+  const handles = new Map<string, TenantDb>();
+  return (tenantId) => {
+    const known = handles.get(tenantId);
+    if (known) return known;
+    if (!isUuid(tenantId)) throw new Error('tenant id must be a lower-case UUID');
+    if (handles.size >= MAX_HANDLES) handles.delete(handles.keys().next().value as string);
+    const db = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger, tenantId) });
+    const readDialect = new TenantAwarePostgresDialect(pool, logger, tenantId, true);
+    const readDb = new Kysely<Database>({ dialect: readDialect });
+    // A Transaction (what services take) over the read instance's executor: every query acquires a
+    // connection, runs as one read-only batch in this tenant, and gives the connection back.
+    const reads = new Transaction<Database>({ config: { dialect: readDialect }, dialect: readDialect, driver: readDialect.createDriver(), executor: readDb.getExecutor() });
+    const handle = createTenantDb(db, asTenantTransaction(reads, tenantId, 'now'), tenantId);
+    handles.set(tenantId, handle);
+    return handle;
   };
 }

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import {
   PostgresAdapter,
@@ -37,23 +36,9 @@ import type { Logger } from '../logger.ts';
  * - **Prepared statements**: a query is named after its text and parsed once per connection
  *   (see statementName); the scoping statements are named too.
  *
- * The tenant comes from `tenantScope`, which only the tenant handle (tenant-db.ts) enters.
+ * The tenant is the driver's own: each tenant handle (tenant-db.ts) has a Kysely instance whose
+ * driver is bound to its tenant; the system handle's driver has none.
  */
-export type TenantScope = { tenantId: string; afterCommit: (() => void)[] };
-export const tenantScope = new AsyncLocalStorage<TenantScope>();
-
-/**
- * Runs `action` once the current tenant transaction has committed, and never if it rolls back:
- * for in-process caches that must not remember what the database did not keep (a key created in
- * a transaction that failed). Returns false, and does nothing, outside a tenant transaction.
- */
-export function onCommit(action: () => void): boolean {
-  const scope = tenantScope.getStore();
-  if (!scope) return false;
-  scope.afterCommit.push(action);
-  return true;
-}
-
 export class TransactionRolledBackError extends Error {
   constructor() {
     super('The transaction was rolled back by the database because one of its statements failed');
@@ -120,7 +105,14 @@ class ScopedQuery extends BaseQuery {
     private readonly statementName: string | undefined,
     callback: (error: Error | undefined, result: unknown) => void,
   ) {
-    super({ text: statementText, values, queryMode: 'extended', callback, ...(statementName ? { name: statementName } : {}) } as unknown as pg.QueryConfig);
+    // Text, values and callback as arguments, not as a config object: pg copies a config object
+    // property by property (descriptors and all), a measurable cost on every query.
+    super(statementText as unknown as pg.QueryConfig);
+    const query = this as unknown as { values: unknown[]; callback: typeof callback; queryMode: string; name: string | undefined };
+    query.values = values;
+    query.callback = callback;
+    query.queryMode = 'extended';
+    if (statementName) query.name = statementName;
   }
 
   /** Writes Close (if uncertain) and Parse for a named statement this session does not hold yet. */
@@ -223,7 +215,6 @@ type Mode =
 
 class PipelinedConnection implements DatabaseConnection {
   mode: Mode = { kind: 'plain' };
-  afterCommit: (() => void)[] = [];
   /** Set when the connection failed; it is then destroyed on release, never pooled again. */
   broken = false;
 
@@ -282,35 +273,45 @@ class PipelinedConnection implements DatabaseConnection {
   }
 }
 
+/** The statement in front of every query of a read: the tenant, and read-only, for that query alone. */
+function readPrefix(tenantId: string | undefined): Statement[] {
+  return [
+    tenantId === undefined
+      ? { text: `SELECT set_config('transaction_read_only', 'on', true)`, values: [] }
+      : { text: READ_SCOPE, values: [tenantId], name: 'rv_read_scope' },
+  ];
+}
+
 class TenantAwareDriver implements Driver {
+  private readonly readMode: Mode;
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly logger: Logger,
-  ) {}
+    private readonly tenantId: string | undefined,
+    /** Every query is a read of its own (see TenantAwarePostgresDialect), never in a transaction. */
+    private readonly readsOnly: boolean,
+  ) {
+    this.readMode = { kind: 'statements', prefix: readPrefix(tenantId) };
+  }
 
   async init(): Promise<void> {}
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    return new PipelinedConnection(await this.pool.connect(), this.logger);
+    const connection = new PipelinedConnection(await this.pool.connect(), this.logger);
+    if (this.readsOnly) connection.mode = this.readMode;
+    return connection;
   }
 
   async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    if (this.readsOnly) throw new Error('A read handle opens no transactions');
     const pipelined = connection as PipelinedConnection;
-    const scope = tenantScope.getStore();
-    const tenantId = scope?.tenantId;
-    pipelined.afterCommit = scope?.afterCommit ?? [];
+    const tenantId = this.tenantId;
     const readOnly = settings.accessMode === 'read only';
     // is_local = true: a setting ends with its transaction, so a pooled connection never carries
     // one tenant's context into the next request.
     if (readOnly && settings.isolationLevel === undefined) {
-      pipelined.mode = {
-        kind: 'statements',
-        prefix: [
-          tenantId === undefined
-            ? { text: `SELECT set_config('transaction_read_only', 'on', true)`, values: [] }
-            : { text: READ_SCOPE, values: [tenantId], name: 'rv_read_scope' },
-        ],
-      };
+      pipelined.mode = this.readMode;
       return;
     }
     const isolation = settings.isolationLevel ? ` ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '';
@@ -323,18 +324,12 @@ class TenantAwareDriver implements Driver {
     const pipelined = connection as PipelinedConnection;
     const mode = pipelined.mode;
     pipelined.mode = { kind: 'plain' };
-    const afterCommit = pipelined.afterCommit;
-    pipelined.afterCommit = [];
     // Reads ended with each query's Sync; a transaction that ran no query never began.
-    if (mode.kind !== 'transaction' || mode.opening) {
-      for (const action of afterCommit) action();
-      return;
-    }
+    if (mode.kind !== 'transaction' || mode.opening) return;
     // PostgreSQL answers COMMIT with ROLLBACK when a statement of the transaction failed (and the
     // caller carried on): that is a failed transaction, never a success.
     const commit = pipelined.client.query('COMMIT').then((result) => {
       if (result.command === 'ROLLBACK') throw new TransactionRolledBackError();
-      for (const action of afterCommit) action();
     });
     if (mode.readOnly) {
       // A read-only transaction has nothing to make durable: the answer may go out while COMMIT
@@ -349,7 +344,6 @@ class TenantAwareDriver implements Driver {
     const pipelined = connection as PipelinedConnection;
     const mode = pipelined.mode;
     pipelined.mode = { kind: 'plain' };
-    pipelined.afterCommit = [];
     if (mode.kind !== 'transaction' || mode.opening) return;
     try {
       await pipelined.client.query('ROLLBACK');
@@ -368,18 +362,26 @@ class TenantAwareDriver implements Driver {
   }
 
   async destroy(): Promise<void> {
-    await this.pool.end();
+    // The pool is shared by every tenant's instances; only the system instance (no tenant) ends it.
+    if (this.tenantId === undefined && !this.readsOnly) await this.pool.end();
   }
 }
 
 export class TenantAwarePostgresDialect implements Dialect {
+  /**
+   * `tenantId`: every transaction of this instance runs as that tenant; undefined for the system
+   * handle. `readsOnly`: each query is sent as a scoped read batch on a connection of its own
+   * checkout, with no transaction around it (the tenant handle's `read`).
+   */
   constructor(
     private readonly pool: pg.Pool,
     private readonly logger: Logger,
+    private readonly tenantId?: string,
+    private readonly readsOnly = false,
   ) {}
 
   createDriver(): Driver {
-    return new TenantAwareDriver(this.pool, this.logger);
+    return new TenantAwareDriver(this.pool, this.logger, this.tenantId, this.readsOnly);
   }
   createQueryCompiler(): QueryCompiler {
     return new PostgresQueryCompiler();

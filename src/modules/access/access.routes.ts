@@ -115,7 +115,7 @@ export async function accessRoutes(app: App): Promise<void> {
           .returning(['id', 'name', 'description', 'permissions', 'requires_mfa'])
           .executeTakeFirst();
         if (!row) throw new AppError('not_found');
-        announceAuthChange(trx.tenantId);
+        announceAuthChange(trx);
         await recordAuditEvent(trx, { action: 'role.update', outcome: 'success', actor: actor(principal.userId), target: { type: 'role', id: row.id }, sourceIp: request.ip, requestId: request.id, details: { permissions: chosen.join(' '), requiresMfa: row.requires_mfa } });
         return row;
       });

@@ -1,4 +1,4 @@
-import { onCommit } from '../../db/tenant-driver.ts';
+import { onCommit, type TenantTransaction } from '../../db/tenant-db.ts';
 
 /**
  * Credentials this process has just ended or changed (a session rotated or revoked, a user
@@ -14,9 +14,9 @@ export function onLocalAuthChange(listener: (tenantId: string) => void): () => v
 }
 
 /** Call inside the tenant transaction that makes the change. */
-export function announceAuthChange(tenantId: string): void {
-  const tell = () => {
+export function announceAuthChange(trx: TenantTransaction): void {
+  const tenantId = trx.tenantId;
+  onCommit(trx, () => {
     for (const listener of listeners) listener(tenantId);
-  };
-  if (!onCommit(tell)) tell();
+  });
 }

@@ -57,7 +57,7 @@ export async function saveSecurityPolicy(trx: TenantTransaction, policy: Securit
     .values(values)
     .onConflict((conflict) => conflict.column('tenant_id').doUpdateSet(values))
     .execute();
-  announceAuthChange(trx.tenantId);
+  announceAuthChange(trx);
 }
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];

@@ -118,7 +118,7 @@ export async function apiTokensRoutes(app: App): Promise<void> {
         if (!principal.permissions.has('users:manage')) query = query.where('user_id', '=', principal.userId);
         const revoked = await query.returning(['id', 'user_id']).executeTakeFirst();
         if (!revoked) throw new AppError('not_found');
-        announceAuthChange(trx.tenantId);
+        announceAuthChange(trx);
         await recordAuditEvent(trx, {
           action: 'api_token.revoke',
           outcome: 'success',

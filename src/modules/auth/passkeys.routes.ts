@@ -142,7 +142,7 @@ export async function passkeysRoutes(app: App, deps: AuthDeps & { relyingParty: 
           throw new AppError('conflict', 'This is your only second factor and your role requires one: add another first.');
         }
         await trx.deleteFrom('webauthn_credentials').where('id', '=', request.params.passkeyId).execute();
-        announceAuthChange(trx.tenantId);
+        announceAuthChange(trx);
         await recordAuditEvent(trx, { action: 'auth.mfa_remove', outcome: 'success', actor: { type: 'user', id: principal.userId }, target: { type: 'passkey', id: request.params.passkeyId }, sourceIp: request.ip, requestId: request.id, details: { method: 'passkey' } });
       });
       return reply.code(204).send(null);

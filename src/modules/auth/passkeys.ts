@@ -126,7 +126,7 @@ export async function registerPasskey(
     })
     .returning('id')
     .executeTakeFirstOrThrow();
-  announceAuthChange(trx.tenantId);
+  announceAuthChange(trx);
   return row;
 }
 

@@ -126,7 +126,7 @@ export async function advanceSession(
     .forUpdate()
     .executeTakeFirstOrThrow();
   const { token, hash } = mintTenantToken('rvc', trx.tenantId);
-  announceAuthChange(trx.tenantId);
+  announceAuthChange(trx);
   const expiresAt =
     current.stage !== 'active' && input.stage === 'active'
       ? new Date(now.getTime() + input.policy.sessionAbsoluteHours * 3600_000)
@@ -154,7 +154,7 @@ export async function revokeSessions(
     if (target.exceptSessionId) query = query.where('id', '!=', target.exceptSessionId);
   }
   const result = await query.executeTakeFirst();
-  announceAuthChange(trx.tenantId);
+  announceAuthChange(trx);
   return Number(result.numUpdatedRows);
 }
 

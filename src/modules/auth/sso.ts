@@ -279,7 +279,7 @@ export async function completeSsoLogin(
           if (!custom) return { refused: 'mapped_role_missing', userId };
         }
         await trx.updateTable('users').set({ ...target, updated_at: new Date() }).where('id', '=', userId).execute();
-        announceAuthChange(trx.tenantId);
+        announceAuthChange(trx);
         await revokeSessions(trx, { userId }, 'role_changed');
         await recordAuditEvent(trx, {
           action: 'user.update',

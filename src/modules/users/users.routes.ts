@@ -133,7 +133,7 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
             throw new AppError('conflict', 'This is the last active owner: make another owner first.');
           }
           await trx.updateTable('users').set({ role: choice.role, custom_role_id: choice.customRoleId, updated_at: new Date() }).where('id', '=', user.id).execute();
-          announceAuthChange(trx.tenantId);
+          announceAuthChange(trx);
           const ended = await revokeSessions(trx, { userId: user.id }, 'role_changed');
           await recordAuditEvent(trx, {
             action: 'user.update',
@@ -178,7 +178,7 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
           // Disabling ends everything at once, in this transaction: sessions, API tokens, and (through
           // the notification at commit) every cached credential on every node.
           await trx.updateTable('users').set({ status, updated_at: new Date() }).where('id', '=', user.id).execute();
-          announceAuthChange(trx.tenantId);
+          announceAuthChange(trx);
           let sessionsEnded = 0;
           let tokensRevoked = 0;
           if (action === 'disable') {
