@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import type { PacedOptions, PacedResult } from './servers/paced-load.ts';
 import autocannon from 'autocannon';
 
 export type BenchRow = { name: string; unit: string; ours: number; baseline: number; higherIsBetter: boolean; target?: string; met?: boolean };
@@ -31,14 +32,13 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
 
 export type LoadResult = { requestsPerSecond: number; p99Ms: number; p50Ms: number; errors: number; non2xx: number };
 
-/** A bounded autocannon run against loopback. */
-export async function load(options: { url: string; headers?: Record<string, string>; seconds: number; connections: number; overallRate?: number }): Promise<LoadResult> {
+/** A bounded, closed-loop autocannon run against loopback: as many requests as the server answers. */
+export async function load(options: { url: string; headers?: Record<string, string>; seconds: number; connections: number }): Promise<LoadResult> {
   const result = await autocannon({
     url: options.url,
     headers: options.headers ?? {},
     duration: options.seconds,
     connections: options.connections,
-    ...(options.overallRate ? { overallRate: options.overallRate } : {}),
   });
   return {
     requestsPerSecond: result.requests.average,
@@ -58,4 +58,17 @@ export function printTable(rows: BenchRow[]): void {
     lines.push([row.name, format(row.ours), format(row.baseline), `${(ratio * 100).toFixed(1)} %`, verdict].join(' | '));
   }
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** An open-loop run at a fixed rate, from a generator process of its own (servers/paced-load.ts). */
+export async function pacedLoad(options: PacedOptions): Promise<PacedResult> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/servers/paced-load.ts'], {
+    env: { ...process.env, BENCH_PACED_OPTIONS: JSON.stringify(options) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`the paced load generator exited with ${code}`);
+  return JSON.parse(output) as PacedResult;
 }
