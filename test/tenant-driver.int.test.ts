@@ -1,5 +1,7 @@
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordAuditEvent } from '../src/audit/audit-event.ts';
+import { deferWrite } from '../src/db/tenant-db.ts';
 import { TransactionRolledBackError } from '../src/db/tenant-driver.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -103,5 +105,60 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
       Array.from({ length: 40 }, (_, index) => handle.read((trx) => sql<{ n: number }>`SELECT ${index}::int + 1 AS n`.execute(trx)).then((result) => result.rows[0]!.n)),
     );
     expect(twins).toEqual(Array.from({ length: 40 }, (_, index) => index + 1));
+  });
+
+  it('sends a deferred write (an audit event) with the next query or the COMMIT; its failure fails the transaction with its own error', async () => {
+    const handle = db.handles.forTenant(tenant.tenantId);
+    const events = async () => (await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'role.update'`, [tenant.tenantId])).rows[0]!.n;
+    const event = { action: 'role.update', outcome: 'success', actor: { type: 'system' } } as const;
+    const start = await events();
+
+    // Alone in its transaction: it commits with the COMMIT.
+    await handle.transaction((trx) => recordAuditEvent(trx, event));
+    expect(await events()).toBe(start + 1);
+
+    // A later query of the same transaction sees it (it went out first, on the same connection).
+    const seenInside = await handle.transaction(async (trx) => {
+      await recordAuditEvent(trx, event);
+      const rows = await sql<{ n: number }>`SELECT count(*)::int AS n FROM audit_events WHERE action = 'role.update'`.execute(trx);
+      return rows.rows[0]!.n;
+    });
+    expect(seenInside).toBe(start + 2);
+
+    // Work that fails after deferring: nothing of the transaction is kept, the deferred write included.
+    await expect(
+      handle.transaction(async (trx) => {
+        await trx.updateTable('users').set({ updated_at: new Date() }).where('id', '=', tenant.owner.id).execute();
+        await recordAuditEvent(trx, event);
+        throw new Error('the handler failed');
+      }),
+    ).rejects.toThrow('the handler failed');
+    expect(await events()).toBe(start + 2);
+
+    // A deferred write that fails at COMMIT: the caller gets that statement's own error, the earlier
+    // change of the transaction is rolled back with it, and the connection serves the next request.
+    const { cipher } = await db.handles.crypto();
+    const usersBefore = (await db.superQuery<{ n: number }>('SELECT count(*)::int AS n FROM ringvakt.users')).rows[0]!.n;
+    for (let round = 0; round < 12; round += 1) {
+      await expect(
+        handle.transaction(async (trx) => {
+          await createUser(trx, cipher, { email: `deferred-${round}@driver.example`, displayName: 'Deferred', role: 'agent' });
+          await recordAuditEvent(trx, event);
+          await deferWrite(trx, CompiledQuery.raw(`SELECT 1 / (${round} - ${round})`));
+        }),
+      ).rejects.toThrow(/division by zero/);
+      // The same with nothing sent before the deferred write: the whole transaction is one batch.
+      await expect(handle.transaction((trx) => deferWrite(trx, CompiledQuery.raw('SELECT 1 / 0')))).rejects.toThrow(/division by zero/);
+    }
+    expect((await db.superQuery<{ n: number }>('SELECT count(*)::int AS n FROM ringvakt.users')).rows[0]!.n).toBe(usersBefore);
+    expect(await events()).toBe(start + 2);
+    const after = await Promise.all(Array.from({ length: 12 }, () => handle.transaction((trx) => recordAuditEvent(trx, event))));
+    expect(after).toHaveLength(12);
+    expect(await events()).toBe(start + 14);
+    // The next query of a failed deferred batch's connection is never inside the aborted transaction.
+    const probes = await Promise.all(
+      Array.from({ length: 20 }, () => db.handles.pool.query<{ status: string }>(`SELECT 'fine' AS status`).then((result) => result.rows[0]!.status)),
+    );
+    expect(new Set(probes)).toEqual(new Set(['fine']));
   });
 });

@@ -1,5 +1,5 @@
 import { CompiledQuery } from 'kysely';
-import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
+import { deferWrite, type TenantDb, type TenantTransaction } from '../db/tenant-db.ts';
 import { leafHashOfText } from './merkle.ts';
 
 /**
@@ -151,11 +151,16 @@ export function auditEventRow(tenantId: string, event: AuditEvent) {
   };
 }
 
-/** Appends an event in the caller's transaction: it commits, or rolls back, with the change it records. */
+/**
+ * Appends an event in the caller's transaction: it commits, or rolls back, with the change it
+ * records. The INSERT travels with the transaction's next statement or its COMMIT (deferWrite),
+ * so an audited change costs no extra round trip; should it fail, the transaction fails with it.
+ */
 export async function recordAuditEvent(trx: TenantTransaction, event: AuditEvent): Promise<void> {
   const row = auditEventRow(trx.tenantId, event);
   // The one statement every audited change runs: compiled once, not per event.
-  await trx.executeQuery(
+  await deferWrite(
+    trx,
     CompiledQuery.raw(INSERT_EVENT, [
       row.occurred_at,
       row.actor_type,

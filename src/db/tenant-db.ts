@@ -1,8 +1,8 @@
-import { Kysely, Transaction } from 'kysely';
+import { Kysely, Transaction, type CompiledQuery } from 'kysely';
 import type pg from 'pg';
 import type { Logger } from '../logger.ts';
 import type { Database, TenantTables } from './schema.ts';
-import { TenantAwarePostgresDialect } from './tenant-driver.ts';
+import { deferOnConnection, TenantAwarePostgresDialect } from './tenant-driver.ts';
 
 declare const tenantBrand: unique symbol;
 
@@ -51,6 +51,17 @@ export function onCommit(trx: TenantTransaction, action: () => void): void {
   if (!actions) throw new Error('onCommit needs a transaction opened by a tenant handle');
   if (actions === 'now') action();
   else actions.push(action);
+}
+
+/**
+ * Runs a write whose answer nobody needs (an audit event) in the same batch as the transaction's
+ * next query, or as its COMMIT: a transaction that ends with it costs one round trip less. Its
+ * failure fails that next query or the commit, with its own error, and the transaction rolls back.
+ * Outside a write transaction (the read handle) it simply runs now.
+ */
+export async function deferWrite(trx: TenantTransaction, query: CompiledQuery): Promise<void> {
+  const deferred = await trx.getExecutor().provideConnection(async (connection) => deferOnConnection(connection, query));
+  if (!deferred) await trx.executeQuery(query);
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   type QueryResult,
   type TransactionSettings,
 } from 'kysely';
+import { createRequire } from 'node:module';
 import type { Writable } from 'node:stream';
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
@@ -48,13 +49,19 @@ export class TransactionRolledBackError extends Error {
 
 type Statement = { text: string; values: unknown[]; name?: string };
 
+/**
+ * pg's own conversion of a parameter to its wire text (dates, buffers, arrays, JSON), which its
+ * Query applies to the query's values; the statements written in front of it need the same.
+ */
+const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue: (value: unknown) => unknown };
+
 /** The parts of pg's protocol connection that a batch writes to (pg-protocol's message writers). */
 type ProtocolConnection = {
   stream: Writable;
   /** pg's per-connection record of named statements already parsed (its Query.prepare reads it). */
   parsedStatements: Record<string, string>;
   parse(message: { text: string; name: string; types: number[] }): void;
-  bind(message: { portal: string; statement: string; values: unknown[] }): void;
+  bind(message: { portal: string; statement: string; values: unknown[]; valueMapper?: (value: unknown) => unknown }): void;
   describe(message: { type: 'P'; name: string }): void;
   execute(message: { portal: string; rows: number }): void;
   close(message: { type: 'S'; name: string }): void;
@@ -135,7 +142,7 @@ class ScopedQuery extends BaseQuery {
         const name = statement.name ?? '';
         if (name) this.prepareNamed(protocol, name, statement.text);
         else protocol.parse({ text: statement.text, name: '', types: [] });
-        protocol.bind({ portal: '', statement: name, values: statement.values });
+        protocol.bind({ portal: '', statement: name, values: statement.values, valueMapper: prepareValue });
         protocol.describe({ type: 'P', name: '' });
         protocol.execute({ portal: '', rows: 0 });
       }
@@ -211,7 +218,29 @@ const TENANT_SCOPE = `SELECT set_config('app.tenant_id', $1, true)`;
 type Mode =
   | { kind: 'plain' }
   | { kind: 'statements'; prefix: Statement[] }
-  | { kind: 'transaction'; opening: Statement[] | undefined; readOnly: boolean };
+  | {
+      kind: 'transaction';
+      /** BEGIN and the tenant setting, until the first batch of the transaction carries them. */
+      opening: Statement[] | undefined;
+      readOnly: boolean;
+      /** Writes whose answer nobody awaits: they ride in front of the next query, or the COMMIT. */
+      deferred: Statement[];
+      /**
+       * For a READ COMMITTED write transaction: the tenant setting alone. Should the transaction
+       * send nothing but deferred writes, they go as one implicit transaction (no BEGIN, no COMMIT).
+       */
+      implicitOpening: Statement[] | undefined;
+    };
+
+/**
+ * An error without an SQLSTATE (terminated, reset), a connection exception (class 08) or an
+ * operator intervention (57P0x) is the connection's, not the statement's: that connection must
+ * never go back to the pool.
+ */
+function isConnectionFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || code.startsWith('57P');
+}
 
 class PipelinedConnection implements DatabaseConnection {
   mode: Mode = { kind: 'plain' };
@@ -235,6 +264,27 @@ class PipelinedConnection implements DatabaseConnection {
     client.on('error', this.onError);
   }
 
+  /** The statements the transaction's next batch must carry in front of its own: opening, then deferred. */
+  takePending(mode: Extract<Mode, { kind: 'transaction' }>): Statement[] {
+    const pending = [...(mode.opening ?? []), ...mode.deferred];
+    mode.opening = undefined;
+    mode.deferred = [];
+    return pending;
+  }
+
+  /**
+   * Queues a write whose answer the caller does not need, to be sent in front of the
+   * transaction's next query or its COMMIT (one round trip instead of two). Only inside a write
+   * transaction; returns false elsewhere, and the caller then runs the statement itself.
+   */
+  defer(compiledQuery: CompiledQuery): boolean {
+    const mode = this.mode;
+    if (mode.kind !== 'transaction' || mode.readOnly) return false;
+    const name = statementName(compiledQuery.sql);
+    mode.deferred.push({ text: compiledQuery.sql, values: [...compiledQuery.parameters], ...(name ? { name } : {}) });
+    return true;
+  }
+
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
     const values = [...compiledQuery.parameters];
     let result: pg.QueryResult;
@@ -243,19 +293,13 @@ class PipelinedConnection implements DatabaseConnection {
       const name = statementName(compiledQuery.sql);
       if (mode.kind === 'statements') {
         result = await scopedQuery(this.client, mode.prefix, compiledQuery.sql, values, name);
-      } else if (mode.kind === 'transaction' && mode.opening) {
-        const opening = mode.opening;
-        mode.opening = undefined;
-        result = await scopedQuery(this.client, opening, compiledQuery.sql, values, name);
+      } else if (mode.kind === 'transaction' && (mode.opening || mode.deferred.length > 0)) {
+        result = await scopedQuery(this.client, this.takePending(mode), compiledQuery.sql, values, name);
       } else {
         result = name ? await scopedQuery(this.client, [], compiledQuery.sql, values, name) : await this.client.query(compiledQuery.sql, values);
       }
     } catch (error) {
-      // An error without an SQLSTATE (terminated, reset), a connection exception (class 08) or an
-      // operator intervention (57P0x) is the connection's, not the statement's: it must never go
-      // back to the pool.
-      const code = (error as { code?: unknown }).code;
-      if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || code.startsWith('57P')) this.broken = true;
+      if (isConnectionFailure(error)) this.broken = true;
       throw error;
     }
     const { command, rowCount } = result;
@@ -315,15 +359,27 @@ class TenantAwareDriver implements Driver {
       return;
     }
     const isolation = settings.isolationLevel ? ` ISOLATION LEVEL ${settings.isolationLevel.toUpperCase()}` : '';
-    const opening: Statement[] = [{ text: `BEGIN${isolation}${readOnly ? ' READ ONLY' : ''}`, values: [] }];
-    if (tenantId !== undefined) opening.push({ text: TENANT_SCOPE, values: [tenantId], name: 'rv_tenant_scope' });
-    pipelined.mode = { kind: 'transaction', opening, readOnly };
+    const scope: Statement[] = tenantId === undefined ? [] : [{ text: TENANT_SCOPE, values: [tenantId], name: 'rv_tenant_scope' }];
+    const opening: Statement[] = [{ text: `BEGIN${isolation}${readOnly ? ' READ ONLY' : ''}`, values: [] }, ...scope];
+    const implicitOpening = !readOnly && settings.isolationLevel === undefined ? scope : undefined;
+    pipelined.mode = { kind: 'transaction', opening, readOnly, deferred: [], implicitOpening };
   }
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
     const pipelined = connection as PipelinedConnection;
     const mode = pipelined.mode;
     pipelined.mode = { kind: 'plain' };
+    if (mode.kind === 'transaction' && mode.deferred.length > 0) {
+      if (mode.opening && mode.implicitOpening) {
+        // Nothing was sent yet and nothing but deferred writes is left: one implicit transaction,
+        // `set_config(tenant); write; …; Sync`. PostgreSQL runs a batch up to its Sync atomically
+        // (a failing statement rolls back the whole batch), so BEGIN and COMMIT add nothing.
+        await this.commitImplicitly(pipelined, [...mode.implicitOpening, ...mode.deferred]);
+        return;
+      }
+      await this.commitWithDeferred(pipelined, pipelined.takePending(mode));
+      return;
+    }
     // Reads ended with each query's Sync; a transaction that ran no query never began.
     if (mode.kind !== 'transaction' || mode.opening) return;
     // PostgreSQL answers COMMIT with ROLLBACK when a statement of the transaction failed (and the
@@ -338,6 +394,41 @@ class TenantAwareDriver implements Driver {
       return;
     }
     await commit;
+  }
+
+  private async commitImplicitly(pipelined: PipelinedConnection, statements: Statement[]): Promise<void> {
+    const last = statements.pop() as Statement;
+    try {
+      await scopedQuery(pipelined.client, statements, last.text, last.values, last.name);
+    } catch (error) {
+      if (isConnectionFailure(error)) pipelined.broken = true;
+      throw error;
+    }
+  }
+
+  /**
+   * Deferred writes (and the opening, if nothing was sent yet) and COMMIT in one batch. A failing
+   * statement makes PostgreSQL skip the rest, COMMIT included, and leaves the transaction block
+   * aborted: it is rolled back here and the statement's own error is what the caller sees.
+   */
+  private async commitWithDeferred(pipelined: PipelinedConnection, pending: Statement[]): Promise<void> {
+    let result: pg.QueryResult;
+    try {
+      result = await scopedQuery(pipelined.client, pending, 'COMMIT', [], undefined);
+    } catch (error) {
+      if (isConnectionFailure(error)) {
+        pipelined.broken = true;
+        throw error;
+      }
+      try {
+        await pipelined.client.query('ROLLBACK');
+      } catch (rollbackError) {
+        pipelined.broken = true;
+        this.logger.warn({ err: rollbackError }, 'ROLLBACK failed; discarding the connection');
+      }
+      throw error;
+    }
+    if (result.command === 'ROLLBACK') throw new TransactionRolledBackError();
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
@@ -392,4 +483,12 @@ export class TenantAwarePostgresDialect implements Dialect {
   createIntrospector(db: Kysely<unknown>): DatabaseIntrospector {
     return new PostgresIntrospector(db);
   }
+}
+
+/**
+ * Queues a write on the connection of a write transaction (see PipelinedConnection.defer);
+ * false when the connection is not in one.
+ */
+export function deferOnConnection(connection: DatabaseConnection, compiledQuery: CompiledQuery): boolean {
+  return connection instanceof PipelinedConnection && connection.defer(compiledQuery);
 }
