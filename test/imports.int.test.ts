@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/config.ts';
 import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { runImportInThread } from '../src/modules/imports/import-thread.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -161,6 +166,57 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(lines).toHaveLength(5_051);
     const numbers = lines.slice(1).map((line) => Number(line.split(',')[0]?.replaceAll('"', '')));
     expect(numbers).toEqual(Array.from({ length: 5_050 }, (_, index) => index + 2));
+  });
+
+  it('ends a batch early on wide rows, so two batches stay small whatever the file', async () => {
+    const importId = await newImport();
+    // 150 rows of ~60 KB each (an unmapped column): 9 MB, which the 4 MiB text bound cuts into 3 batches.
+    const pad = 'p'.repeat(60_000);
+    const rows = Array.from({ length: 150 }, (_, index) => `W${index},Wide ${index},4160${String(index).padStart(4, '0')},,,${pad}`);
+    expect((await upload(importId, `Kundenr,Navn,Mobil,E-post,Tlf2,Pad\n${rows.join('\n')}\n`)).statusCode).toBe(202);
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const { cipher, keyring } = await db.handles.crypto();
+    expect(await claimImport(tenantDb, 'wide-worker', importId)).toBe(importId);
+    let batches = 0;
+    expect(await runImport(tenantDb, { cipher, keyring }, importId, 'wide-worker', { onBatch: () => (batches += 1) })).toBe('done');
+    expect(batches).toBe(3);
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'done', created: 150 });
+  });
+
+  it('fails an import whose worker thread cannot do its work, and keeps nothing of its file', async () => {
+    const importId = await newImport();
+    expect((await upload(importId, 'Kundenr,Navn,Mobil,E-post,Tlf2\nT1,Threaded,41700001,,\n')).statusCode).toBe(202);
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    expect(await claimImport(tenantDb, 'thread-worker', importId)).toBe(importId);
+    const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-import-thread-'));
+    try {
+      // Nothing listens on port 1: the thread's first query fails.
+      const config = loadConfig({ RINGVAKT_DATA_DIR: folder });
+      const outcome = await runImportInThread(tenantDb, { connectionString: 'postgresql://nobody:none@127.0.0.1:1/none', config, importId, owner: 'thread-worker' });
+      expect(outcome).toBe('failed');
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'failed', created: 0 });
+    const chunks = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.contact_import_chunks WHERE import_id = $1`, [importId]);
+    expect(chunks.rows[0]!.n).toBe(0);
+  });
+
+  it('runs an import in a worker thread to its end, as the server and the CLI do', async () => {
+    const importId = await newImport();
+    const rows = Array.from({ length: 25 }, (_, index) => `H${index},Threaded ${index},4170${String(index + 100).padStart(4, '0')},,`);
+    expect((await upload(importId, `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`)).statusCode).toBe(202);
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    expect(await claimImport(tenantDb, 'thread-worker', importId)).toBe(importId);
+    let batches = 0;
+    const outcome = await runImportInThread(
+      tenantDb,
+      { connectionString: String(db.handles.pool.options.connectionString), config: db.config, importId, owner: 'thread-worker', batchRows: 10 },
+      { onBatch: () => (batches += 1) },
+    );
+    expect(outcome).toBe('done');
+    expect(batches).toBe(3);
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'done', created: 25 });
   });
 
   it('exports a list larger than one page, every contact once', async () => {

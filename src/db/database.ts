@@ -49,6 +49,55 @@ export type DatabaseHandles = {
 
 export type CryptoHandles = { root: RootKeyProvider; keyring: Keyring; cipher: FieldCipher };
 
+/** The runtime role's pool, as every part of Ringvakt uses it. */
+export function runtimePool(runtimeUrl: string, max: number, logger: Logger): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: runtimeUrl,
+    // Queries on a connection are written without waiting for earlier answers (see tenant-driver.ts).
+    pipeline: true,
+    max,
+    application_name: 'ringvakt',
+    // Bound every statement and every idle transaction: a stuck request cannot pin a connection.
+    options: `-c search_path=${SCHEMA} -c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000`,
+  });
+  pool.on('error', (error) => logger.error({ err: error }, 'idle database connection failed'));
+  return pool;
+}
+
+/**
+ * The tenant and system handles and the key hierarchy over a runtime pool: what the server and
+ * the CLI get from openDatabase, and what a worker thread (contact imports) builds for itself over
+ * a pool of its own.
+ */
+export function runtimeHandles(
+  pool: pg.Pool,
+  config: Config,
+  logger: Logger,
+): { kysely: Kysely<Database>; forTenant: (tenantId: string) => TenantDb; systemDb: SystemDb; crypto: () => Promise<CryptoHandles> } {
+  const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });
+  const forTenant = tenantHandles(pool, logger);
+  const systemDb = createSystemDb(kysely, forTenant);
+  let crypto: Promise<CryptoHandles> | undefined;
+  return {
+    kysely,
+    forTenant,
+    systemDb,
+    crypto() {
+      crypto ??= (async () => {
+        const root = await createRootKeyProvider(config);
+        await verifyRootKey(systemDb, root);
+        const keyring = createKeyring(root);
+        return { root, keyring, cipher: createFieldCipher(keyring) };
+      })();
+      // A failure (wrong key) is not remembered: the next call tries again.
+      crypto.catch(() => {
+        crypto = undefined;
+      });
+      return crypto;
+    },
+  };
+}
+
 /** Where the migrator connects: DATABASE_URL, or the embedded server (started here). */
 export async function resolveMigratorUrl(
   config: Config,
@@ -175,26 +224,14 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       await migrator.end();
     }
 
-    const pool = new pg.Pool({
-      connectionString: runtimeUrl,
-      // Queries on a connection are written without waiting for earlier answers (see tenant-driver.ts).
-      pipeline: true,
-      max: config.poolMax,
-      application_name: 'ringvakt',
-      // Bound every statement and every idle transaction: a stuck request cannot pin a connection.
-      options: `-c search_path=${SCHEMA} -c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000`,
-    });
-    pool.on('error', (error) => logger.error({ err: error }, 'idle database connection failed'));
+    const pool = runtimePool(runtimeUrl, config.poolMax, logger);
     try {
       await assertRuntimeRoleIsRestricted(pool, roles);
     } catch (error) {
       await pool.end();
       throw error;
     }
-    const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });
-    const forTenant = tenantHandles(pool, logger);
-    const systemDb = createSystemDb(kysely, forTenant);
-    let crypto: Promise<CryptoHandles> | undefined;
+    const { kysely, forTenant, systemDb, crypto } = runtimeHandles(pool, config, logger);
     const changes = await startChangeListener(runtimeUrl, logger);
     return {
       roles,
@@ -204,19 +241,7 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       systemDb,
       forTenant,
       embedded,
-      crypto() {
-        crypto ??= (async () => {
-          const root = await createRootKeyProvider(config);
-          await verifyRootKey(systemDb, root);
-          const keyring = createKeyring(root);
-          return { root, keyring, cipher: createFieldCipher(keyring) };
-        })();
-        // A failure (wrong key) is not remembered: the next call tries again.
-        crypto.catch(() => {
-          crypto = undefined;
-        });
-        return crypto;
-      },
+      crypto,
       async asOwner(work) {
         if (!options.ownerAccess) throw new Error('this database handle was opened without owner access');
         const client = new pg.Client({ connectionString: migratorUrl, application_name: 'ringvakt-owner' });

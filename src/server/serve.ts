@@ -1,5 +1,7 @@
 import { runEvery } from '../background-task.ts';
 import { importWorkerTick } from '../modules/imports/import-worker.ts';
+import { runImportInThread } from '../modules/imports/import-thread.ts';
+import type { TenantDb } from '../db/tenant-db.ts';
 import { smtpTransport, startEmailSender } from '../modules/mail/mailer.ts';
 import type { Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
@@ -42,9 +44,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       const transport = smtpTransport(config.mail.smtpUrl, config.mail.from);
       mailSender = startEmailSender({ systemDb: database.systemDb, changes: database.changes, cipher, transport, logger });
     }
-    const { cipher, keyring } = await database.crypto();
     // Contact imports: claimed with a lease, so every node may run this and each import runs once.
-    importWorker = runEvery(2000, importWorkerTick(database.systemDb, { cipher, keyring }, logger, () => stopImports), (error) =>
+    // Each import runs in a worker thread of its own (import-thread.ts), never on the event loop
+    // that serves requests.
+    const connectionString = String(database.pool.options.connectionString);
+    const runInThread = (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) =>
+      runImportInThread(tenantDb, { connectionString, config, importId, owner }, hooks);
+    importWorker = runEvery(2000, importWorkerTick(database.systemDb, runInThread, logger, () => stopImports), (error) =>
       logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'contact import worker failed'),
     );
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });

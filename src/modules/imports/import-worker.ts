@@ -24,6 +24,11 @@ import { prepareBatch, type RowOutcome, type SourceRow } from './prepare-batch.t
 
 /** Rows per batch: one transaction each, and what a resumed import may have to do again at most. */
 export const BATCH_ROWS = 2000;
+/**
+ * Text per batch, at most: a batch also ends here, so that files of wide rows (records reach
+ * 64 KiB) keep two batches within the import thread's bounded heap (import-thread.ts).
+ */
+const BATCH_CHARACTERS = 4 * 1024 * 1024;
 /** Rows after which the worker first refreshes the planner's statistics, and again each time they double. */
 const FIRST_STATISTICS_REFRESH = 10_000;
 
@@ -84,6 +89,7 @@ export async function runImport(
   let job: Job | undefined;
   let definitions: Map<string, ContactFieldDefinition> | undefined;
   let batch: SourceRow[] = [];
+  let batchCharacters = 0;
   let committedRows = 0;
   let refreshStatisticsAt = FIRST_STATISTICS_REFRESH;
   // One batch commits while the next is read and prepared (parsing and normalising are CPU work
@@ -126,9 +132,11 @@ export async function runImport(
       // Rows already committed by an earlier run (the data row n is record n + 1).
       if (rowNumber - 1 <= job.rowsDone) continue;
       batch.push({ rowNumber, record: item.record });
-      if (batch.length >= batchRows) {
+      for (const cell of item.record) batchCharacters += cell.length;
+      if (batch.length >= batchRows || batchCharacters >= BATCH_CHARACTERS) {
         const rows = batch;
         batch = [];
+        batchCharacters = 0;
         const prepared = await prepareBatch(tenantDb, crypto, job, definitions, rows);
         if ((await settle()) === 'stopped') return 'stopped';
         startCommit(job, rows, prepared);
@@ -139,6 +147,7 @@ export async function runImport(
     if (batch.length > 0) {
       startCommit(job, batch, await prepareBatch(tenantDb, crypto, job, definitions, batch));
       await inFlight;
+      options.onBatch?.();
     }
     const finished = job;
     const ended = await tenantDb.transaction(async (trx) => {
@@ -175,19 +184,7 @@ export async function runImport(
     await inFlight?.catch(() => undefined);
     if (error instanceof LeaseLost) return 'lease_lost';
     options.logger?.error({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import failed');
-    await tenantDb.transaction((trx) =>
-      trx
-        .updateTable('contact_imports')
-        .set({ state: 'failed', error_code: 'internal_error', error_detail: 'The import stopped on an internal error; the rows before it are imported.', lease_owner: null, lease_until: null, finished_at: new Date() })
-        .where('id', '=', importId)
-        .where('lease_owner', '=', owner)
-        .execute(),
-    );
-    // A failed import keeps no copy of its file: the rows not imported are not kept anywhere.
-    await tenantDb.transaction(async (trx) => {
-      const failed = await trx.selectFrom('contact_imports').select('state').where('id', '=', importId).executeTakeFirst();
-      if (failed?.state === 'failed') await trx.deleteFrom('contact_import_chunks').where('import_id', '=', importId).execute();
-    });
+    await failImport(tenantDb, importId, owner);
     return 'failed';
   } finally {
     // A batch still committing when this run ends early: let it finish before the caller goes on.
@@ -196,8 +193,29 @@ export async function runImport(
   }
 }
 
+/**
+ * Ends an import that stopped on an internal error, if `owner` still holds it: the rows committed
+ * so far stay imported; the stored file is deleted (the rows not imported are not kept anywhere).
+ */
+export async function failImport(tenantDb: TenantDb, importId: string, owner: string): Promise<void> {
+  await tenantDb.transaction(async (trx) => {
+    const failed = await trx
+      .updateTable('contact_imports')
+      .set({ state: 'failed', error_code: 'internal_error', error_detail: 'The import stopped on an internal error; the rows before it are imported.', lease_owner: null, lease_until: null, finished_at: new Date() })
+      .where('id', '=', importId)
+      .where('lease_owner', '=', owner)
+      .executeTakeFirst();
+    if (Number(failed.numUpdatedRows) === 1) await trx.deleteFrom('contact_import_chunks').where('import_id', '=', importId).execute();
+  });
+}
+
 /** The background worker of `ringvakt serve`: finds tenants with pending imports, runs them one by one. */
-export function importWorkerTick(systemDb: SystemDb, crypto: ContactsCrypto, logger: Logger, stop: () => boolean): () => Promise<void> {
+export function importWorkerTick(
+  systemDb: SystemDb,
+  run: (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) => Promise<'done' | 'failed' | 'lease_lost' | 'stopped'>,
+  logger: Logger,
+  stop: () => boolean,
+): () => Promise<void> {
   const owner = `worker:${randomUUID()}`;
   return async () => {
     for (const tenantId of await systemDb.tenantsWithPendingImports()) {
@@ -206,7 +224,7 @@ export function importWorkerTick(systemDb: SystemDb, crypto: ContactsCrypto, log
         if (stop()) return;
         const importId = await claimImport(tenantDb, owner);
         if (!importId) break;
-        const outcome = await runImport(tenantDb, crypto, importId, owner, { logger, stop });
+        const outcome = await run(tenantDb, importId, owner, { logger, stop });
         logger.info({ importId, outcome }, 'contact import run ended');
         if (outcome === 'stopped') return;
       }

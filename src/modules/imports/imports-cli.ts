@@ -10,7 +10,9 @@ import { AppError } from '../../server/errors.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { mappingSchema } from './import-mapping.ts';
 import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
-import { claimImport, runImport } from './import-worker.ts';
+import { claimImport } from './import-worker.ts';
+import { runImportInThread } from './import-thread.ts';
+import type { Config } from '../../config.ts';
 import { createImport, importView, rejectsCsv } from './imports.routes.ts';
 
 /**
@@ -72,12 +74,13 @@ export function registerContactCommands(program: Command, slug: (value: string) 
       if (options.resume) options.resume = uuid(options.resume);
       if (!options.resume && (!file || !options.list)) throw new AppError('validation_failed', 'Give the file and --list (or --resume <import-id>).');
 
-      await withCliDatabase(async (database) => {
+      await withCliDatabase(async (database, { config }) => {
         const tenantId = await requireTenantId(database, options.tenant);
         const crypto = await database.crypto();
         const tenantDb = database.forTenant(tenantId);
         const importId = options.resume ?? (await startImport(tenantDb, crypto, file ?? '', options));
-        const outcome = await runWithProgress(tenantDb, crypto, importId, options.progress);
+        // The import itself runs in a worker thread with a bounded heap (import-thread.ts).
+        const outcome = await runWithProgress(tenantDb, { connectionString: String(database.pool.options.connectionString), config }, importId, options.progress);
         const view = await tenantDb.read((trx) => importView(trx, importId));
         process.stdout.write(
           `import ${importId}: ${view.state} — ${view.rowsDone} of ${view.fileRows} rows, ${view.created} created, ${view.linked} linked to existing contacts, ` +
@@ -135,7 +138,7 @@ async function startImport(tenantDb: TenantDb, crypto: ContactsCrypto, file: str
  * Runs the import here when no other process holds it; otherwise (a running server took it first)
  * follows its progress until it ends.
  */
-async function runWithProgress(tenantDb: TenantDb, crypto: ContactsCrypto, importId: string, tty: boolean): Promise<string> {
+async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: string; config: Config }, importId: string, tty: boolean): Promise<string> {
   const initial = await tenantDb.read((trx) => importView(trx, importId));
   if (initial.state === 'done' || initial.state === 'failed' || initial.state === 'cancelled') return initial.state;
   const bar = new cliProgress.SingleBar(
@@ -164,7 +167,7 @@ async function runWithProgress(tenantDb: TenantDb, crypto: ContactsCrypto, impor
   try {
     const owner = `cli:${hostname()}:${process.pid}`;
     if (await claimImport(tenantDb, owner, importId)) {
-      const outcome = await runImport(tenantDb, crypto, importId, owner, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
+      const outcome = await runImportInThread(tenantDb, { ...thread, importId, owner }, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
       await show();
       return outcome;
     }

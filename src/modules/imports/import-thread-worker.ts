@@ -1,0 +1,41 @@
+// The worker thread of a contact import (see import-thread.ts): its own pool on the runtime
+// role, its own key hierarchy, runImport, and messages back to the thread that started it.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Config } from '../../config.ts';
+import { runtimeHandles, runtimePool } from '../../db/database.ts';
+import { createLogger } from '../../logger.ts';
+import { runImport } from './import-worker.ts';
+
+export type ImportThreadData = { connectionString: string; config: Config; tenantId: string; importId: string; owner: string; batchRows?: number };
+export type ImportThreadMessage = { kind: 'batch' } | { kind: 'outcome'; outcome: Awaited<ReturnType<typeof runImport>> } | { kind: 'error'; name: string };
+
+const job = workerData as ImportThreadData;
+const logger = createLogger(job.config.logLevel);
+let stopping = false;
+parentPort?.on('message', (message: unknown) => {
+  if (message === 'stop') stopping = true;
+});
+
+async function run(): Promise<ImportThreadMessage> {
+  // Two connections: one batch commits while the next is prepared.
+  const pool = runtimePool(job.connectionString, 2, logger);
+  try {
+    const { forTenant, crypto } = runtimeHandles(pool, job.config, logger);
+    const { cipher, keyring } = await crypto();
+    const outcome = await runImport(forTenant(job.tenantId), { cipher, keyring }, job.importId, job.owner, {
+      logger,
+      stop: () => stopping,
+      onBatch: () => parentPort?.postMessage({ kind: 'batch' } satisfies ImportThreadMessage),
+      ...(job.batchRows ? { batchRows: job.batchRows } : {}),
+    });
+    return { kind: 'outcome', outcome };
+  } finally {
+    await pool.end();
+  }
+}
+
+run().then(
+  (message) => parentPort?.postMessage(message),
+  // The error's name only: its message may quote a value from the file.
+  (error: unknown) => parentPort?.postMessage({ kind: 'error', name: error instanceof Error ? error.name : 'Error' } satisfies ImportThreadMessage),
+);
