@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
 import type { App } from '../src/server/types.ts';
+import { beginLookup } from '../src/modules/contacts/contacts.service.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -120,6 +122,21 @@ describe(`contacts (${serverLabel()} server)`, () => {
     expect((await call(b.agent.token, 'GET', '/api/v1/contacts?limit=5')).statusCode).toBe(200);
     const denied = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'contact.lookup' AND outcome = 'denied' AND tenant_id = $1`, [b.tenantId]);
     expect(denied.rows[0]!.n).toBe(2);
+  });
+
+  it('commits a lookup without waiting for the WAL flush, and nothing else', async () => {
+    const handle = db.handles.forTenant(a.tenantId);
+    const setting = (trx: Parameters<Parameters<typeof handle.transaction>[0]>[0]) =>
+      sql<{ s: string }>`SELECT current_setting('synchronous_commit') AS s`.execute(trx).then((result) => result.rows[0]!.s);
+    expect(
+      await handle.transaction(async (trx) => {
+        await beginLookup(trx, a.owner.id);
+        return setting(trx);
+      }),
+    ).toBe('off');
+    // Transaction-local: the next transaction on the pool is durable again.
+    const after = await Promise.all(Array.from({ length: 12 }, () => handle.transaction((trx) => setting(trx))));
+    expect(new Set(after)).toEqual(new Set(['on']));
   });
 
   it('refuses a reveal to an agent, reveals to a holder of contacts:reveal, and audits who saw which field', async () => {

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
-import type { TenantTransaction } from '../../db/tenant-db.ts';
+import { deferWrite, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
 import { defaultSecurityPolicy } from '../access/security-policy.ts';
@@ -286,9 +286,12 @@ export async function searchContactIds(trx: TenantTransaction, crypto: ContactsC
  * keeping an agent's caller lookup off the disk's fsync latency. Changes and reveals stay durable.
  */
 export async function beginLookup(trx: TenantTransaction, userId: string): Promise<void> {
-  await sql`SET LOCAL synchronous_commit = off`.execute(trx);
+  // Sent with the budget statement, in one round trip (an agent waits on every lookup).
+  await deferWrite(trx, SYNCHRONOUS_COMMIT_OFF);
   await takeRevealBudget(trx, userId, 1, 'lookup');
 }
+
+const SYNCHRONOUS_COMMIT_OFF = CompiledQuery.raw('SET LOCAL synchronous_commit = off');
 
 export const revealableFields = ['phones', 'email', 'address', 'birthDate', 'personalFields'] as const;
 export type RevealableField = (typeof revealableFields)[number];
