@@ -2,6 +2,7 @@
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
 import { auditBench } from './audit.bench.ts';
 import { contactsImportBench } from './contacts-import.bench.ts';
+import { dialerBench } from './dialer.bench.ts';
 import { fieldEncryptionBench } from './field-encryption.bench.ts';
 import { loginBench, sessionCheckBench, stuffingBench } from './identity.bench.ts';
 import { startupBench } from './startup.bench.ts';
@@ -18,6 +19,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   login: loginBench,
   stuffing: stuffingBench,
   'contacts-import': contactsImportBench,
+  dialer: dialerBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {

@@ -51,9 +51,10 @@ export const DEFAULT_CALLEE_MODEL: CalleeModel = {
   liveRingMs: { kind: 'uniform', minMs: 4_000, maxMs: 20_000 },
   machineRingMs: { kind: 'uniform', minMs: 8_000, maxMs: 20_000 },
   talkMs: { kind: 'lognormal', medianMs: 90_000, sigma: 0.6 },
-  patienceMs: { kind: 'exponential', meanMs: 6_000 },
+  // A person who said "hello" rarely hangs up within 3 s, and few wait past 20 s of silence.
+  patienceMs: { kind: 'lognormal', medianMs: 10_000, sigma: 0.5 },
   machineMs: { kind: 'uniform', minMs: 15_000, maxMs: 40_000 },
-  amd: { humanAsHuman: 0.97, machineAsMachine: 0.88, delayMs: { kind: 'uniform', minMs: 1_500, maxMs: 3_500 } },
+  amd: { humanAsHuman: 0.97, machineAsMachine: 0.88, delayMs: { kind: 'uniform', minMs: 1_000, maxMs: 2_500 } },
   playMs: { kind: 'fixed', ms: 6_000 },
 };
 

@@ -1,0 +1,143 @@
+/**
+ * What the dialer measures of its own calls, and nothing else: the pacer decides from these
+ * figures, never from the simulator's (or the network's) hidden truth.
+ */
+
+const SAMPLES = 2_000;
+
+/** Keeps the last `size` values, and a sorted copy on demand. */
+class Window {
+  private readonly values: number[] = [];
+  private next = 0;
+  private sorted: number[] | undefined;
+
+  constructor(private readonly size: number) {}
+
+  add(value: number): void {
+    if (this.values.length < this.size) this.values.push(value);
+    else this.values[this.next] = value;
+    this.next = (this.next + 1) % this.size;
+    this.sorted = undefined;
+  }
+
+  get count(): number {
+    return this.values.length;
+  }
+
+  ascending(): number[] {
+    this.sorted ??= [...this.values].sort((a, b) => a - b);
+    return this.sorted;
+  }
+
+  /** The share of values ≤ x (the empirical distribution function). */
+  cdf(x: number): number {
+    const sorted = this.ascending();
+    if (sorted.length === 0) return 0;
+    let low = 0;
+    let high = sorted.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if ((sorted[middle] as number) <= x) low = middle + 1;
+      else high = middle;
+    }
+    return low / sorted.length;
+  }
+
+  quantile(q: number): number | undefined {
+    const sorted = this.ascending();
+    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  }
+
+  all(): readonly number[] {
+    return this.values;
+  }
+}
+
+export type AbandonmentFigures = { liveAnswers: number; abandoned: number; rate: number };
+
+export class DialStats {
+  /** Dials whose outcome is known. */
+  resolved = 0;
+  /** Of those, answered by a person (as far as the dialer can tell). */
+  live = 0;
+  /** Time from dial to a person ready to be connected (answer, or the detector's "human"). */
+  readonly readyAfter = new Window(SAMPLES);
+  /** Connected talk times, for the handle-time model. */
+  readonly talks = new Window(SAMPLES);
+  /** Live answers and abandoned ones, by minute, for windowed rates. */
+  private readonly minutes = new Map<number, { live: number; abandoned: number }>();
+
+  constructor(
+    /** Priors until enough of the campaign's own figures exist. */
+    private readonly prior: { liveShare: number; readyAfterMs: number; talkMedianMs: number; talkSigma: number },
+  ) {}
+
+  dialResolved(live: boolean): void {
+    this.resolved += 1;
+    if (live) this.live += 1;
+  }
+
+  personReady(afterMs: number): void {
+    this.readyAfter.add(afterMs);
+  }
+
+  talked(ms: number): void {
+    if (ms > 0) this.talks.add(ms);
+  }
+
+  /** A person answered: connected (`abandoned` false) or not. */
+  liveAnswer(at: number, abandoned: boolean): void {
+    const minute = Math.floor(at / 60_000);
+    const bucket = this.minutes.get(minute) ?? { live: 0, abandoned: 0 };
+    bucket.live += 1;
+    if (abandoned) bucket.abandoned += 1;
+    this.minutes.set(minute, bucket);
+  }
+
+  /** Abandoned live answers over [from, to). */
+  abandonment(from: number, to: number): AbandonmentFigures {
+    let liveAnswers = 0;
+    let abandoned = 0;
+    for (let minute = Math.floor(from / 60_000); minute < Math.ceil(to / 60_000); minute += 1) {
+      const bucket = this.minutes.get(minute);
+      if (!bucket) continue;
+      liveAnswers += bucket.live;
+      abandoned += bucket.abandoned;
+    }
+    return { liveAnswers, abandoned, rate: liveAnswers === 0 ? 0 : abandoned / liveAnswers };
+  }
+
+  /** The chance a dial reaches a person, shrunk toward the prior while few dials are known. */
+  liveShare(): number {
+    const weight = 50;
+    return (this.live + this.prior.liveShare * weight) / (this.resolved + weight);
+  }
+
+  /** P(a person is ready within t of the dial | the dial reaches a person). */
+  readyWithin(ms: number): number {
+    if (this.readyAfter.count < 30) return ms >= this.prior.readyAfterMs ? 1 : 0;
+    return this.readyAfter.cdf(ms);
+  }
+
+  /** The q-quantile of the time from dial to a person ready. */
+  readyQuantileMs(q: number): number {
+    return this.readyAfter.count < 30 ? this.prior.readyAfterMs : (this.readyAfter.quantile(q) as number);
+  }
+
+  /** Lognormal talk-time parameters (μ of the log, σ), fitted from connected calls. */
+  talkModel(): { mu: number; sigma: number } {
+    if (this.talks.count < 30) return { mu: Math.log(this.prior.talkMedianMs), sigma: this.prior.talkSigma };
+    const logs = this.talks.all().map((value) => Math.log(value));
+    const mu = logs.reduce((sum, value) => sum + value, 0) / logs.length;
+    const variance = logs.reduce((sum, value) => sum + (value - mu) ** 2, 0) / (logs.length - 1);
+    return { mu, sigma: Math.max(0.05, Math.sqrt(variance)) };
+  }
+}
+
+/** The standard normal distribution function (Abramowitz–Stegun 7.1.26, error < 1.5e-7). */
+export function normalCdf(z: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(z) / Math.SQRT2);
+  const polynomial = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  const erf = 1 - polynomial * Math.exp(-(z * z) / 2);
+  return z >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
+}
