@@ -144,11 +144,22 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
         handle.transaction(async (trx) => {
           await createUser(trx, cipher, { email: `deferred-${round}@driver.example`, displayName: 'Deferred', role: 'agent' });
           await recordAuditEvent(trx, event);
-          await deferWrite(trx, CompiledQuery.raw(`SELECT 1 / (${round} - ${round})`));
+          // Deferred: nothing is sent yet, so the call itself succeeds; the failure comes at COMMIT.
+          await expect(deferWrite(trx, CompiledQuery.raw(`SELECT 1 / (${round} - ${round})`))).resolves.toBeUndefined();
         }),
       ).rejects.toThrow(/division by zero/);
       // The same with nothing sent before the deferred write: the whole transaction is one batch.
-      await expect(handle.transaction((trx) => deferWrite(trx, CompiledQuery.raw('SELECT 1 / 0')))).rejects.toThrow(/division by zero/);
+      await expect(
+        handle.transaction(async (trx) => {
+          await expect(deferWrite(trx, CompiledQuery.raw('SELECT 1 / 0'))).resolves.toBeUndefined();
+        }),
+      ).rejects.toThrow(/division by zero/);
+      // And a deferred INSERT that fails alone (the implicit transaction): a check constraint.
+      await expect(
+        handle.transaction(async (trx) => {
+          await expect(deferWrite(trx, CompiledQuery.raw(`INSERT INTO audit_events (occurred_at, actor_type, action, outcome, leaf_hash) VALUES (now(), 'nobody', 'role.update', 'success', '\\x00')`))).resolves.toBeUndefined();
+        }),
+      ).rejects.toThrow(/check constraint/);
     }
     expect((await db.superQuery<{ n: number }>('SELECT count(*)::int AS n FROM ringvakt.users')).rows[0]!.n).toBe(usersBefore);
     expect(await events()).toBe(start + 2);

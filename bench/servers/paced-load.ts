@@ -37,21 +37,25 @@ async function pacedLoad(options: PacedOptions): Promise<PacedResult> {
   const start = performance.now();
   const done = new Promise<void>((resolve) => {
     const send = (due: number) => {
-      const request = http.get(options.url, { agent, headers: options.headers ?? {}, timeout: 10_000 }, (response) => {
-        response.resume();
-        response.on('end', () => {
-          if (response.statusCode === undefined || response.statusCode < 200 || response.statusCode > 299) non2xx += 1;
-          else latencies.push(performance.now() - due);
-          finished += 1;
-          if (finished === total) resolve();
-        });
-      });
-      request.on('timeout', () => request.destroy(new Error('timeout')));
-      request.on('error', () => {
-        errors += 1;
+      // Each request counts once, however it ends (answered, failed, or cut off mid-answer).
+      let settled = false;
+      const settle = (outcome: 'ok' | 'non2xx' | 'error') => {
+        if (settled) return;
+        settled = true;
+        if (outcome === 'ok') latencies.push(performance.now() - due);
+        else if (outcome === 'non2xx') non2xx += 1;
+        else errors += 1;
         finished += 1;
         if (finished === total) resolve();
+      };
+      const request = http.get(options.url, { agent, headers: options.headers ?? {}, timeout: 10_000 }, (response) => {
+        response.resume();
+        response.on('end', () => settle(response.statusCode !== undefined && response.statusCode >= 200 && response.statusCode <= 299 ? 'ok' : 'non2xx'));
+        response.on('aborted', () => settle('error'));
+        response.on('error', () => settle('error'));
       });
+      request.on('timeout', () => request.destroy(new Error('timeout')));
+      request.on('error', () => settle('error'));
     };
     const tick = () => {
       const now = performance.now();

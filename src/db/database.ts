@@ -71,7 +71,7 @@ export function runtimePool(runtimeUrl: string, max: number, logger: Logger): pg
  */
 export function runtimeHandles(
   pool: pg.Pool,
-  config: Config,
+  config: Pick<Config, 'keys' | 'dataDir'>,
   logger: Logger,
 ): { kysely: Kysely<Database>; forTenant: (tenantId: string) => TenantDb; systemDb: SystemDb; crypto: () => Promise<CryptoHandles> } {
   const kysely = new Kysely<Database>({ dialect: new TenantAwarePostgresDialect(pool, logger) });

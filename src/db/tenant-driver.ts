@@ -370,9 +370,9 @@ class TenantAwareDriver implements Driver {
     const mode = pipelined.mode;
     pipelined.mode = { kind: 'plain' };
     if (mode.kind === 'transaction' && mode.deferred.length > 0) {
-      if (mode.opening && mode.implicitOpening) {
-        // Nothing was sent yet and nothing but deferred writes is left: one implicit transaction,
-        // `set_config(tenant); write; …; Sync`. PostgreSQL runs a batch up to its Sync atomically
+      if (mode.opening && mode.implicitOpening && mode.deferred.every((statement) => /^insert\s/i.test(statement.text))) {
+        // Nothing was sent yet and nothing but deferred INSERTs is left: one implicit transaction,
+        // `set_config(tenant); INSERT; …; Sync` (other statements, such as SET LOCAL, need BEGIN). PostgreSQL runs a batch up to its Sync atomically
         // (a failing statement rolls back the whole batch), so BEGIN and COMMIT add nothing.
         await this.commitImplicitly(pipelined, [...mode.implicitOpening, ...mode.deferred]);
         return;
@@ -426,6 +426,8 @@ class TenantAwareDriver implements Driver {
         pipelined.broken = true;
         this.logger.warn({ err: rollbackError }, 'ROLLBACK failed; discarding the connection');
       }
+      // An earlier statement failed and the caller carried on: the transaction was already lost.
+      if ((error as { code?: unknown }).code === '25P02') throw new TransactionRolledBackError();
       throw error;
     }
     if (result.command === 'ROLLBACK') throw new TransactionRolledBackError();

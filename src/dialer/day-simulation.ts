@@ -135,13 +135,17 @@ export function runDialerDay(options: DayOptions): DayResult {
     if (!call) return;
     switch (event.type) {
       case 'answered':
-        stats.dialResolved(true);
+        // With detection, whether a person answered is known at the verdict.
         if (amd) call.state = 'judging';
-        else ready(call);
+        else {
+          stats.dialResolved(true);
+          ready(call);
+        }
         return;
       case 'machine-detected':
         if (call.state !== 'judging') return;
         verdicts[event.result === 'machine' ? 'machine' : 'human'] += 1;
+        stats.dialResolved(event.result !== 'machine');
         if (event.result === 'machine') {
           call.state = 'ended';
           send({ kind: 'hangup', commandId: id(), legId: call.legId });
@@ -170,7 +174,9 @@ export function runDialerDay(options: DayOptions): DayResult {
           waiting.splice(waiting.indexOf(call), 1);
           abandon(call, false);
         } else if (call.state === 'judging') {
-          // Hung up while the detector listened: counted as abandoned (the conservative reading).
+          // Hung up while the detector listened: a person (machines do not hang up that fast),
+          // counted as abandoned (the conservative reading).
+          stats.dialResolved(true);
           abandon(call, false);
         }
         calls.delete(call.legId);

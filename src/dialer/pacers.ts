@@ -60,8 +60,10 @@ const GAIN_STEP = 0.08;
 
 export function predictivePacer(options: PredictiveOptions): Pacer {
   const target = options.cap - options.margin;
-  // Cautious until the campaign's own figures replace the priors.
-  let gain = 0.7;
+  // The forecast counts only the people due within the horizon, so it leans toward dialing too
+  // much: the gain lives below 1. It starts cautious until the campaign's own figures replace
+  // the priors.
+  let gain = 0.47;
   let lastTuned = Number.NEGATIVE_INFINITY;
   return {
     name: 'predictive',
@@ -74,7 +76,7 @@ export function predictivePacer(options: PredictiveOptions): Pacer {
         if (recent.liveAnswers >= 20) gain *= Math.exp(GAIN_STEP * Math.max(-2, Math.min(1, (target - recent.rate) / target)));
         // The legal window is what the law measures: once it nears the cap, pull back at once.
         if (legal.liveAnswers >= 50 && legal.rate > options.cap - options.margin / 2) gain *= 0.85;
-        gain = Math.min(3, Math.max(0.3, gain));
+        gain = Math.min(2, Math.max(0.2, gain));
       }
       // The horizon: the median time a new dial takes to bring a person.
       const horizon = stats.readyQuantileMs(0.5);
@@ -128,7 +130,7 @@ export type TaperedOptions = {
  * A re-implementation, from the published description of its behaviour (not from its code), of
  * VICIdial's adaptive dial level in its ADAPT_TAPERED mode — the incumbent to beat. Lines =
  * level × (idle + talking agents); each cycle dials lines − calls in progress. Once a minute the
- * level moves by the average of (ready agents − waiting calls) over the minute; a minute with
+ * level moves by the average of (ready agents − waiting calls) over the minute's one-second samples; a minute with
  * more than half its calls dropped halves it; a day over the drop limit scales it by the share of
  * the day left.
  */
@@ -142,7 +144,7 @@ export function vicidialTaperedPacer(options: TaperedOptions): Pacer {
     decide(floor) {
       dayStart ??= floor.now;
       samples.push({ ready: floor.agents.idle, waiting: floor.waiting, agents: floor.agents.idle + floor.agents.talkingElapsedMs.length });
-      if (samples.length > 15) samples.shift();
+      if (samples.length > 60) samples.shift();
       if (floor.now - lastAdapt >= 60_000) {
         lastAdapt = floor.now;
         const average = (pick: (sample: { ready: number; waiting: number; agents: number }) => number) => samples.reduce((sum, sample) => sum + pick(sample), 0) / samples.length;

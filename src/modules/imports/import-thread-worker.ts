@@ -1,16 +1,26 @@
 // The worker thread of a contact import (see import-thread.ts): its own pool on the runtime
 // role, its own key hierarchy, runImport, and messages back to the thread that started it.
 import { parentPort, workerData } from 'node:worker_threads';
+import pino from 'pino';
 import type { Config } from '../../config.ts';
 import { runtimeHandles, runtimePool } from '../../db/database.ts';
 import { createLogger } from '../../logger.ts';
 import { runImport } from './import-worker.ts';
 
-export type ImportThreadData = { connectionString: string; config: Config; tenantId: string; importId: string; owner: string; batchRows?: number };
+/** Only what the thread needs: the runtime role's connection, the root key provider's settings, the log level. */
+export type ImportThreadData = {
+  connectionString: string;
+  config: Pick<Config, 'keys' | 'dataDir' | 'logLevel'>;
+  tenantId: string;
+  importId: string;
+  owner: string;
+  batchRows?: number;
+};
 export type ImportThreadMessage = { kind: 'batch' } | { kind: 'outcome'; outcome: Awaited<ReturnType<typeof runImport>> } | { kind: 'error'; name: string };
 
 const job = workerData as ImportThreadData;
-const logger = createLogger(job.config.logLevel);
+// Logs go to stderr, as the CLI's and the server's do (stdout carries the CLI's results).
+const logger = createLogger(job.config.logLevel, pino.destination(2));
 let stopping = false;
 parentPort?.on('message', (message: unknown) => {
   if (message === 'stop') stopping = true;
@@ -30,7 +40,8 @@ async function run(): Promise<ImportThreadMessage> {
     });
     return { kind: 'outcome', outcome };
   } finally {
-    await pool.end();
+    // The import's outcome stands whatever closing the pool does.
+    await pool.end().catch(() => undefined);
   }
 }
 

@@ -6,7 +6,8 @@ import { failImport } from './import-worker.ts';
 import type { ImportThreadData, ImportThreadMessage } from './import-thread-worker.ts';
 
 /**
- * The heap of an import's worker thread. An import holds two batches of rows at a time (one
+ * The heap (V8's old generation; buffers and the young generation come on top) of an import's
+ * worker thread. An import holds two batches of rows at a time (one
  * prepared, one committing), a few megabytes; without a bound V8 lets garbage pile up to several
  * hundred megabytes before it collects. At this bound the import runs as fast (measured with
  * `npm run bench -- contacts-import`) and the process stays small.
@@ -32,7 +33,8 @@ export function runImportInThread(
   const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./import-thread-worker.ts', import.meta.url).href)}); })`;
   const data: ImportThreadData = {
     connectionString: options.connectionString,
-    config: options.config,
+    // Never the whole configuration: the owner's database URL, SMTP and webhook secrets stay here.
+    config: { keys: options.config.keys, dataDir: options.config.dataDir, logLevel: options.config.logLevel },
     tenantId: tenantDb.tenantId,
     importId: options.importId,
     owner: options.owner,
@@ -48,7 +50,9 @@ export function runImportInThread(
     const died = (reason: string) => {
       hooks.logger?.error({ importId: options.importId, reason }, 'contact import thread failed');
       outcome = 'failed';
-      failing ??= failImport(tenantDb, options.importId, options.owner).catch((error: unknown) =>
+      // Bounded: with the database gone, the lease runs out and another worker takes the import.
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, 30_000).unref());
+      failing ??= Promise.race([failImport(tenantDb, options.importId, options.owner), timeout]).catch((error: unknown) =>
         hooks.logger?.error({ importId: options.importId, err: error instanceof Error ? { name: error.name } : undefined }, 'contact import could not be marked failed'),
       );
     };
