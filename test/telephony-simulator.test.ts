@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../src/telephony/clock.ts';
 import type { TelephonyEvent } from '../src/telephony/provider.ts';
 import { meanOf, sample, seededRandom } from '../src/telephony/random.ts';
-import { createSimulator, DEFAULT_CALLEE_MODEL, scenarioOf } from '../src/telephony/simulator.ts';
+import { DEFAULT_CALLEE_MODEL, scenarioOf } from '../src/telephony/callee-model.ts';
+import { createSimulator } from '../src/telephony/simulator.ts';
 import { telephonyConformance } from './support/telephony-conformance.ts';
 
 telephonyConformance('simulator', () => {

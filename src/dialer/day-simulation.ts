@@ -1,7 +1,8 @@
 import { VirtualClock } from '../telephony/clock.ts';
 import type { TelephonyEvent } from '../telephony/provider.ts';
 import { seededRandom } from '../telephony/random.ts';
-import { createSimulator, DEFAULT_CALLEE_MODEL, type CalleeModel } from '../telephony/simulator.ts';
+import { DEFAULT_CALLEE_MODEL, type CalleeModel } from '../telephony/callee-model.ts';
+import { createSimulator } from '../telephony/simulator.ts';
 import { DialStats } from './dial-stats.ts';
 import type { Pacer } from './pacers.ts';
 
