@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startTypeScriptWorker } from '../typescript-worker.ts';
 import { canonicalEventText } from './audit-event.ts';
 import { leafHashOfText } from './merkle.ts';
 
@@ -83,9 +84,6 @@ export async function recomputeLeavesInWorkers(
   // Range widths are a power of two, so each worker's range holds whole subtrees it can hash.
   let width = 1;
   while (width * workers < to - from) width *= 2;
-  // The worker is TypeScript, like the rest of Ringvakt (run through tsx): a small bootstrap
-  // registers tsx's loader in the worker thread, then imports it.
-  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./verify-worker.ts', import.meta.url).href)}); })`;
   const ranges = Array.from({ length: workers }, (_, index) => [from + index * width, Math.min(to, from + (index + 1) * width)] as const).filter(([a, b]) => a < b);
   const started: Worker[] = [];
   let problems: (string | undefined)[];
@@ -94,8 +92,7 @@ export async function recomputeLeavesInWorkers(
       ranges.map(
         ([a, b]) =>
           new Promise<string | undefined>((resolve, reject) => {
-            const worker = new Worker(bootstrap, {
-              eval: true,
+            const worker = startTypeScriptWorker(new URL('./verify-worker.ts', import.meta.url), {
               workerData: { connectionString: options.connectionString, snapshot: options.snapshot, tenantId, from: a, to: b, levels },
             });
             started.push(worker);

@@ -5,7 +5,7 @@ import pino from 'pino';
 import type { Config } from '../../config.ts';
 import { runtimeHandles, runtimePool } from '../../db/database.ts';
 import { createLogger } from '../../logger.ts';
-import { runImport } from './import-worker.ts';
+import { runImport, type ImportOutcome } from './import-worker.ts';
 
 /** Only what the thread needs: the runtime role's connection, the root key provider's settings, the log level. */
 export type ImportThreadData = {
@@ -16,7 +16,7 @@ export type ImportThreadData = {
   owner: string;
   batchRows?: number;
 };
-export type ImportThreadMessage = { kind: 'batch' } | { kind: 'outcome'; outcome: Awaited<ReturnType<typeof runImport>> } | { kind: 'error'; name: string };
+export type ImportThreadMessage = { kind: 'batch' } | { kind: 'outcome'; outcome: ImportOutcome } | { kind: 'error'; name: string };
 
 const job = workerData as ImportThreadData;
 // Logs go to stderr, as the CLI's and the server's do (stdout carries the CLI's results).

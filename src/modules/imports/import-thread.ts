@@ -1,8 +1,8 @@
-import { Worker } from 'node:worker_threads';
 import type { Config } from '../../config.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import type { Logger } from '../../logger.ts';
-import { failImport } from './import-worker.ts';
+import { startTypeScriptWorker } from '../../typescript-worker.ts';
+import { failImport, type ImportOutcome } from './import-worker.ts';
 import type { ImportThreadData, ImportThreadMessage } from './import-thread-worker.ts';
 
 /**
@@ -13,8 +13,6 @@ import type { ImportThreadData, ImportThreadMessage } from './import-thread-work
  * `npm run bench -- contacts-import`) and the process stays small.
  */
 export const IMPORT_HEAP_MB = 128;
-
-export type ImportOutcome = 'done' | 'failed' | 'lease_lost' | 'stopped';
 
 /**
  * Runs a claimed import (runImport) in a worker thread of its own: the rows' parsing,
@@ -28,9 +26,6 @@ export function runImportInThread(
   options: { connectionString: string; config: Config; importId: string; owner: string; batchRows?: number },
   hooks: { logger?: Logger; stop?: () => boolean; onBatch?: () => void } = {},
 ): Promise<ImportOutcome> {
-  // The thread runs TypeScript like the rest of Ringvakt (through tsx): a small bootstrap registers
-  // tsx's loader in it, then imports the worker module.
-  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./import-thread-worker.ts', import.meta.url).href)}); })`;
   const data: ImportThreadData = {
     connectionString: options.connectionString,
     // Never the whole configuration: the owner's database URL, SMTP and webhook secrets stay here.
@@ -40,7 +35,7 @@ export function runImportInThread(
     owner: options.owner,
     ...(options.batchRows ? { batchRows: options.batchRows } : {}),
   };
-  const worker = new Worker(bootstrap, { eval: true, workerData: data, resourceLimits: { maxOldGenerationSizeMb: IMPORT_HEAP_MB } });
+  const worker = startTypeScriptWorker(new URL('./import-thread-worker.ts', import.meta.url), { workerData: data, resourceLimits: { maxOldGenerationSizeMb: IMPORT_HEAP_MB } });
   return new Promise<ImportOutcome>((resolve) => {
     let outcome: ImportOutcome | undefined;
     let failing: Promise<void> | undefined;

@@ -32,6 +32,9 @@ const BATCH_CHARACTERS = 4 * 1024 * 1024;
 /** Rows after which the worker first refreshes the planner's statistics, and again each time they double. */
 const FIRST_STATISTICS_REFRESH = 10_000;
 
+/** How a run of an import ended: finished, failed, another worker holds it now, or asked to stop. */
+export type ImportOutcome = 'done' | 'failed' | 'lease_lost' | 'stopped';
+
 /** Claims a queued import (or one whose worker's lease ran out); `importId` narrows it to one. */
 export async function claimImport(tenantDb: TenantDb, owner: string, importId?: string): Promise<string | undefined> {
   return tenantDb.transaction(async (trx) => {
@@ -79,7 +82,7 @@ export async function runImport(
   importId: string,
   owner: string,
   options: { logger?: Logger; stop?: () => boolean; batchRows?: number; onBatch?: () => void } = {},
-): Promise<'done' | 'failed' | 'lease_lost' | 'stopped'> {
+): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
   const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done']).where('id', '=', importId).executeTakeFirst());
   if (!state || state.state !== 'running') return 'lease_lost';
@@ -212,7 +215,7 @@ export async function failImport(tenantDb: TenantDb, importId: string, owner: st
 /** The background worker of `ringvakt serve`: finds tenants with pending imports, runs them one by one. */
 export function importWorkerTick(
   systemDb: SystemDb,
-  run: (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) => Promise<'done' | 'failed' | 'lease_lost' | 'stopped'>,
+  run: (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) => Promise<ImportOutcome>,
   logger: Logger,
   stop: () => boolean,
 ): () => Promise<void> {
