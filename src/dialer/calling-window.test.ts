@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isCallable, localClock, nextCallable, validateWindow } from './calling-window.ts';
+import { everOpens, isCallable, localClock, nextCallable, validateWindow } from './calling-window.ts';
 
 const TSR = { start: '08:00', end: '21:00' };
 
@@ -48,5 +48,17 @@ describe('callee-local calling windows', () => {
     expect(() => validateWindow(TSR)).not.toThrow();
     // Open 08–09 and 20–21: never both at once.
     expect(nextCallable(new Date('2026-06-10T00:00:00Z'), ['Europe/Oslo'], [{ start: '08:00', end: '09:00' }, { start: '20:00', end: '21:00' }], 2)).toBeUndefined();
+  });
+
+  it('treats a set of windows as alternatives (weekday or Saturday hours), every rule at once', () => {
+    const nordic = [{ start: '09:00', end: '20:00', days: [1, 2, 3, 4, 5] }, { start: '10:00', end: '16:00', days: [6] }];
+    // Saturday 13 June 2026: 11:00 in Oslo is inside the Saturday hours, 17:00 is not.
+    expect(isCallable(new Date('2026-06-13T09:00:00Z'), ['Europe/Oslo'], [nordic])).toBe(true);
+    expect(isCallable(new Date('2026-06-13T15:00:00Z'), ['Europe/Oslo'], [nordic])).toBe(false);
+    // Sunday: neither.
+    expect(isCallable(new Date('2026-06-14T09:00:00Z'), ['Europe/Oslo'], [nordic])).toBe(false);
+    expect(everOpens([nordic, TSR])).toBe(true);
+    expect(everOpens([TSR, { start: '06:00', end: '08:00' }])).toBe(false);
+    expect(everOpens([nordic, { start: '09:00', end: '17:00', days: [0] }])).toBe(false);
   });
 });

@@ -39,24 +39,49 @@ export function localClock(at: Date, zone: string): { minutes: number; weekday: 
   return { minutes: Number(parts.hour) * 60 + Number(parts.minute), weekday: WEEKDAYS[parts.weekday ?? ''] ?? -1 };
 }
 
-/** Whether every window is open at `at` in every one of the callee's zones (no zone: never). */
-export function isCallable(at: Date, zones: readonly string[], windows: readonly CallingWindow[]): boolean {
+/**
+ * A rule the callee's local time must satisfy: one window, or a set of windows of which any one
+ * will do (weekday hours and Saturday hours). Every rule must hold at once (legal hours and
+ * campaign hours).
+ */
+export type WindowRule = CallingWindow | readonly CallingWindow[];
+
+function opensAt(rule: WindowRule, minutes: number, weekday: number): boolean {
+  const windows: readonly CallingWindow[] = Array.isArray(rule) ? rule : [rule as CallingWindow];
+  return windows.some((window) => (window.days === undefined || window.days.includes(weekday)) && minutes >= minutesOf(window.start) && minutes < minutesOf(window.end));
+}
+
+/** Whether every rule holds at `at` in every one of the callee's zones (no zone: never). */
+export function isCallable(at: Date, zones: readonly string[], rules: readonly WindowRule[]): boolean {
   if (zones.length === 0) return false;
   return zones.every((zone) => {
     const { minutes, weekday } = localClock(at, zone);
-    return windows.every((window) => (window.days === undefined || window.days.includes(weekday)) && minutes >= minutesOf(window.start) && minutes < minutesOf(window.end));
+    return rules.every((rule) => opensAt(rule, minutes, weekday));
   });
+}
+
+/**
+ * Whether the rules ever hold together in a local week: the test a campaign's settings must pass
+ * before it is saved (legal hours 08–21 and campaign hours 06–08 never meet).
+ */
+export function everOpens(rules: readonly WindowRule[]): boolean {
+  for (let weekday = 0; weekday < 7; weekday += 1) {
+    for (let minutes = 0; minutes < 24 * 60; minutes += 1) {
+      if (rules.every((rule) => opensAt(rule, minutes, weekday))) return true;
+    }
+  }
+  return false;
 }
 
 /**
  * The first minute from `at` on at which the callee may be called, within `withinDays`; undefined
  * if the windows never open together in that time (the retry is then dropped, not looped).
  */
-export function nextCallable(at: Date, zones: readonly string[], windows: readonly CallingWindow[], withinDays = 8): Date | undefined {
+export function nextCallable(at: Date, zones: readonly string[], rules: readonly WindowRule[], withinDays = 8): Date | undefined {
   const first = Math.ceil(at.getTime() / 60_000) * 60_000;
   for (let minute = 0; minute <= withinDays * 24 * 60; minute += 1) {
     const candidate = new Date(first + minute * 60_000);
-    if (isCallable(candidate, zones, windows)) return candidate;
+    if (isCallable(candidate, zones, rules)) return candidate;
   }
   return undefined;
 }

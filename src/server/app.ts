@@ -1,6 +1,8 @@
 import { contactsRoutes } from '../modules/contacts/contacts.routes.ts';
 import { consentsRoutes } from '../modules/contacts/consents.routes.ts';
 import { listsRoutes } from '../modules/contacts/lists.routes.ts';
+import { campaignsRoutes } from '../modules/campaigns/campaigns.routes.ts';
+import { agentsRoutes } from '../modules/agents/agents.routes.ts';
 import { suppressionRoutes } from '../modules/suppression/suppression.routes.ts';
 import { importsRoutes } from '../modules/imports/imports.routes.ts';
 import { randomUUID } from 'node:crypto';
@@ -214,6 +216,8 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(contactsRoutes, { cipher, keyring });
   await app.register(consentsRoutes, { cipher, keyring });
   await app.register(listsRoutes, { cipher, keyring });
+  await app.register(campaignsRoutes);
+  await app.register(agentsRoutes, { cipher, keyring });
   await app.register(suppressionRoutes, { cipher, keyring });
   await app.register(importsRoutes, { cipher, keyring });
   return app;

@@ -18,6 +18,8 @@ export const permissions = [
   'contacts:reveal',
   'contacts:export',
   'campaigns:manage',
+  'calls:handle',
+  'agents:monitor',
   'privacy:manage',
 ] as const;
 
@@ -37,8 +39,8 @@ const everything: readonly Permission[] = permissions;
 export const builtInRoles: Record<BuiltInRole, readonly Permission[]> = {
   owner: everything,
   admin: everything.filter((permission) => permission !== 'privacy:manage'),
-  supervisor: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'campaigns:manage'],
-  agent: ['tenant:read', 'contacts:read'],
+  supervisor: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'campaigns:manage', 'calls:handle', 'agents:monitor'],
+  agent: ['tenant:read', 'contacts:read', 'calls:handle'],
   auditor: ['tenant:read', 'users:read', 'audit:read'],
   privacy_officer: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'contacts:export', 'privacy:manage', 'audit:read'],
 };

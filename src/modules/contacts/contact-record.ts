@@ -190,7 +190,9 @@ export function deriveTimeZones(
   return { zones: [], source: 'unknown' };
 }
 
-const at = (recordId: string, field: string): FieldLocation => ({ table: 'contacts', recordId, field });
+/** Where a contact field sits: the associated data its ciphertext is bound to. */
+export const contactFieldAt = (recordId: string, field: string): FieldLocation => ({ table: 'contacts', recordId, field });
+const at = contactFieldAt;
 
 export type SealedContact = {
   row: {

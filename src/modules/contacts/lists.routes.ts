@@ -29,8 +29,6 @@ const listPatch = listBody.partial().strict();
 const listParams = z.strictObject({ listId: uuidSchema });
 const membersBody = z.strictObject({ add: z.array(uuidSchema).max(1000).default([]), remove: z.array(uuidSchema).max(1000).default([]) });
 
-const campaignSchema = z.object({ id: z.string(), name: z.string(), state: z.string(), purpose: z.enum(['sales', 'survey', 'service']), listIds: z.array(z.string()), createdAt: z.string() });
-const campaignBody = z.strictObject({ name: z.string().trim().min(1).max(200), purpose: z.enum(['sales', 'survey', 'service']).default('sales') });
 
 async function presentList(trx: TenantTransaction, listId: string) {
   const list = await trx
@@ -210,52 +208,6 @@ export async function listsRoutes(app: App, crypto: ContactsCrypto): Promise<voi
         .header('content-disposition', 'attachment; filename="contacts.csv"')
         .header('cache-control', 'no-store')
         .send(Readable.from(pages(), { objectMode: false }) as unknown as string);
-    },
-  );
-
-  app.get(
-    '/api/v1/campaigns',
-    {
-      config: { access: 'contacts:read' },
-      schema: { summary: 'Campaigns', tags: ['campaigns'], response: { 200: z.object({ items: z.array(campaignSchema) }), ...problemResponses(401, 403) } },
-    },
-    async (request) =>
-      request.tenantDb.read(async (trx) => {
-        const campaigns = await trx.selectFrom('campaigns').select(['id', 'name', 'state', 'purpose', 'created_at']).orderBy('name').limit(1000).execute();
-        const lists = await trx.selectFrom('contact_lists').select(['id', 'campaign_id']).where('campaign_id', 'is not', null).execute();
-        return {
-          items: campaigns.map((campaign) => ({
-            id: campaign.id,
-            name: campaign.name,
-            state: campaign.state,
-            purpose: campaign.purpose,
-            listIds: lists.filter((list) => list.campaign_id === campaign.id).map((list) => list.id),
-            createdAt: campaign.created_at.toISOString(),
-          })),
-        };
-      }),
-  );
-
-  app.post(
-    '/api/v1/campaigns',
-    {
-      config: { access: 'campaigns:manage' },
-      schema: { summary: 'Create a campaign (lists are assigned to it with PATCH /api/v1/lists/{id})', tags: ['campaigns'], body: campaignBody, response: { 201: campaignSchema, ...problemResponses(400, 401, 403, 409) } },
-    },
-    async (request, reply) => {
-      const { name, purpose } = request.body;
-      const campaign = await request.tenantDb.transaction(async (trx) => {
-        const created = await trx
-          .insertInto('campaigns')
-          .values({ name, purpose })
-          .onConflict((conflict) => conflict.columns(['tenant_id', 'name']).doNothing())
-          .returning(['id', 'name', 'state', 'purpose', 'created_at'])
-          .executeTakeFirst();
-        if (!created) throw new AppError('conflict', 'A campaign with this name exists.');
-        await recordAuditEvent(trx, { ...requestAudit(request), action: 'campaign.create', outcome: 'success', target: { type: 'campaign', id: created.id }, details: { purpose } });
-        return created;
-      });
-      return reply.code(201).send({ ...campaign, listIds: [], createdAt: campaign.created_at.toISOString() });
     },
   );
 }

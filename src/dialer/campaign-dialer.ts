@@ -1,0 +1,479 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../logger.ts';
+import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
+import type { AttemptOutcome, ContactPurpose } from '../db/schema.ts';
+import { recordAuditEvent } from '../audit/audit-event.ts';
+import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
+import { addSuppression } from '../modules/suppression/suppression.service.ts';
+import { loadCampaign, loadProfiles, settingsOf, windowRules, type JurisdictionProfile, type RetryOutcome } from '../modules/campaigns/campaign-settings.ts';
+import { endExpiredWrapUps, floorAgents, reserveLongestIdle, setAgentState } from '../modules/agents/agent-states.ts';
+import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
+import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
+import { admitAttempt, type DialContext } from './dial-checks.ts';
+import { releaseContact, reserveDue } from './hopper.ts';
+import { DialStats } from './dial-stats.ts';
+import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
+
+/**
+ * One campaign's dialer: every tick it asks the pacer how many lines to dial, reserves that many
+ * due contacts from the hopper, runs the dial-time checks on each and dials those that pass. It
+ * follows every call through the provider's events: a person (as answered, or as the detector
+ * judged) goes to the longest-idle available agent; when none is free within the profile's
+ * connect limit the information message plays and the call is recorded as abandoned (and, where
+ * the law says so, the number is locked out). Each call ends with its compliance record in the
+ * audit ledger: when it was dialed, how long it rang, the detector's verdict, how long the person
+ * waited for an agent, whether the message played, and which checks it passed.
+ *
+ * Time is the clock's (real time in the product, virtual in tests and benchmarks); every stored
+ * timestamp comes from it, so an accelerated run writes the times its calls had.
+ */
+export type CampaignDialerOptions = {
+  tenantDb: TenantDb;
+  crypto: ContactsCrypto;
+  provider: TelephonyProvider;
+  clock: VirtualClock;
+  campaignId: string;
+  /** This process's name on its reservations. */
+  dialerId: string;
+  logger: Logger;
+  /** How often pacing runs (ms of the clock). */
+  tickMs?: number;
+  /** Overrides the campaign mode's pacer (benchmarks). */
+  pacer?: Pacer;
+};
+
+type Call = {
+  attemptId: string;
+  contactId: string;
+  number: string;
+  checks: string[];
+  dialedAt: number;
+  ringingAt?: number;
+  answeredAt?: number;
+  amd?: 'human' | 'machine' | 'unknown';
+  /** When the person became ready for an agent (answer, or the detector's "human"). */
+  readyAt?: number;
+  agentId?: string;
+  connectedAt?: number;
+  abandoned: boolean;
+  informationMessage: boolean;
+  connectLimit?: Scheduled;
+  lastSeq: number;
+  /** Events of one call are handled one after another. */
+  chain: Promise<void>;
+  ended: boolean;
+};
+
+export type DialerCounters = {
+  dialed: number;
+  skipped: number;
+  connected: number;
+  abandoned: number;
+  ended: number;
+  /** Events for calls this dialer does not know (another dialer's, or forgotten): ignored. */
+  unknownEvents: number;
+  /** Events seen twice (same leg, same sequence number): ignored. */
+  duplicateEvents: number;
+  errors: number;
+};
+
+export type CampaignDialer = {
+  /** Follows the provider's events and loads the campaign, without pacing on a timer (tests step it with tick). */
+  listen(): Promise<void>;
+  /** listen, then a pacing round every tickMs of the clock. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** One pacing round now (tests drive it; the product's timer calls it every tickMs). */
+  tick(): Promise<void>;
+  lastDecision(): (PacingDecision & { at: number }) | undefined;
+  counters(): DialerCounters;
+  callsInProgress(): number;
+  /** Resolves when every event received so far has been handled. */
+  settled(): Promise<void>;
+};
+
+const INFORMATION_MESSAGE = 'information-message';
+
+const outcomeFor: Partial<Record<TelephonyEvent['type'], AttemptOutcome>> = { busy: 'busy', 'no-answer': 'no_answer', failed: 'failed', cancelled: 'cancelled' };
+
+export function createCampaignDialer(options: CampaignDialerOptions): CampaignDialer {
+  const { tenantDb, crypto, provider, clock, campaignId, dialerId, logger } = options;
+  const tickMs = options.tickMs ?? 250;
+  const calls = new Map<string, Call>();
+  const waiting: Call[] = [];
+  const counters: DialerCounters = { dialed: 0, skipped: 0, connected: 0, abandoned: 0, ended: 0, unknownEvents: 0, duplicateEvents: 0, errors: 0 };
+  let decision: (PacingDecision & { at: number }) | undefined;
+  let unsubscribe: (() => void) | undefined;
+  let timer: Scheduled | undefined;
+  let ticking: Promise<void> | undefined;
+  let stopped = false;
+  let pacer: Pacer | undefined = options.pacer;
+  let profile: JurisdictionProfile | undefined;
+  let campaign: Awaited<ReturnType<typeof loadSetup>> | undefined;
+
+  const now = () => new Date(clock.now());
+  const inTenant = <T>(work: (trx: TenantTransaction) => Promise<T>) => tenantDb.transaction(work);
+
+  async function loadSetup() {
+    return tenantDb.read(async (trx) => {
+      const row = await loadCampaign(trx, campaignId);
+      const settings = settingsOf(row);
+      const [found] = settings.jurisdiction === null ? [] : await loadProfiles(trx, settings.jurisdiction);
+      return { row, settings, profile: found, startedAt: row.started_at?.getTime() ?? clock.now() };
+    });
+  }
+
+  const stats = new DialStats({ liveShare: 0.3, readyAfterMs: 12_000, talkMedianMs: 90_000, talkSigma: 0.6 });
+
+  function dialContext(): DialContext {
+    if (!campaign || !profile) throw new Error('the dialer has not loaded its campaign');
+    return {
+      campaignId,
+      purpose: campaign.row.purpose as ContactPurpose,
+      maxAttempts: campaign.settings.maxAttempts,
+      windows: windowRules(profile, campaign.settings),
+      requiresLawfulBasis: profile.requiresLawfulBasis,
+    };
+  }
+
+  /** The start of the legal measurement window the campaign is in now. */
+  function windowStart(): number {
+    if (!campaign || !profile) return clock.now();
+    const elapsed = clock.now() - campaign.startedAt;
+    return campaign.startedAt + Math.floor(Math.max(0, elapsed) / profile.abandonWindowMs) * profile.abandonWindowMs;
+  }
+
+  async function tick(): Promise<void> {
+    if (stopped) return;
+    campaign = await loadSetup();
+    profile = campaign.profile;
+    if (!profile) return;
+    pacer ??= campaign.settings.mode === 'predictive' ? predictivePacer({ cap: profile.abandonCap, margin: 0.01 }) : progressivePacer();
+    const at = now();
+    await inTenant((trx) => endExpiredWrapUps(trx, campaignId, at));
+    await offerWaitingCallers();
+    if (campaign.row.state !== 'active' || campaign.settings.mode === 'preview') return;
+    const agents = await tenantDb.read((trx) => floorAgents(trx, campaignId, clock.now()));
+    const outstanding: number[] = [];
+    for (const call of calls.values()) if (call.readyAt === undefined && !call.ended) outstanding.push(clock.now() - call.dialedAt);
+    const decided = pacer.decide({
+      now: clock.now(),
+      windowStart: windowStart(),
+      agents,
+      outstandingAgesMs: outstanding,
+      waiting: waiting.length,
+      wrapMs: campaign.settings.wrapUpMs,
+      stats,
+    });
+    decision = { ...decided, at: clock.now() };
+    if (decided.dial > 0) await dialSome(decided.dial);
+  }
+
+  async function dialSome(count: number): Promise<void> {
+    if (!campaign || !profile) return;
+    const context = dialContext();
+    const at = now();
+    const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at));
+    for (const attempt of reserved) {
+      const verdict = await inTenant(async (trx) => {
+        const result = await admitAttempt(trx, crypto, context, attempt, at);
+        if (!result.ok) {
+          await recordAuditEvent(trx, {
+            action: 'call.compliance',
+            outcome: 'denied',
+            actor: { type: 'system', id: `dialer:${dialerId}` },
+            target: { type: 'dial_attempt', id: attempt.id },
+            details: { campaign: campaignId, contact: attempt.contactId, attempt: attempt.attempt, skipped: result.reason, checksPassed: result.checks.join(','), retryAt: result.retryAt?.toISOString() ?? null },
+            occurredAt: at,
+          });
+        }
+        return result;
+      });
+      if (!verdict.ok) {
+        counters.skipped += 1;
+        continue;
+      }
+      const call: Call = { attemptId: attempt.id, contactId: attempt.contactId, number: verdict.number, checks: verdict.checks, dialedAt: clock.now(), abandoned: false, informationMessage: false, lastSeq: 0, chain: Promise.resolve(), ended: false };
+      calls.set(attempt.id, call);
+      try {
+        await provider.send({
+          kind: 'dial',
+          commandId: `dial:${attempt.id}`,
+          legId: attempt.id,
+          to: verdict.number,
+          from: campaign.settings.callerId ?? '',
+          ringTimeoutMs: Math.max(campaign.settings.ringTimeoutMs, profile.minRingMs),
+          amd: campaign.settings.amd ? 'detect' : 'off',
+        });
+        counters.dialed += 1;
+      } catch (error) {
+        // The provider refused the dial: no call exists; the attempt ends as failed, the contact
+        // returns to the hopper by the failed-call rule.
+        counters.errors += 1;
+        logger.warn({ err: error instanceof TelephonyError ? error.code : 'provider_error', attempt: attempt.id }, 'dial refused by the telephony provider');
+        call.ended = true;
+        calls.delete(attempt.id);
+        await finish(call, 'failed', { sipStatus: 0, q850: 0, reason: error instanceof TelephonyError ? error.code : 'provider_error' }, 0);
+      }
+    }
+  }
+
+  function onEvent(event: TelephonyEvent): void {
+    const call = calls.get(event.legId);
+    if (!call) {
+      counters.unknownEvents += 1;
+      return;
+    }
+    if (event.seq <= call.lastSeq) {
+      counters.duplicateEvents += 1;
+      return;
+    }
+    call.lastSeq = event.seq;
+    call.chain = call.chain.then(() => handle(call, event)).catch((error: unknown) => {
+      counters.errors += 1;
+      logger.error({ err: error, attempt: call.attemptId, event: event.type }, 'dialer failed to handle a call event');
+    });
+  }
+
+  async function handle(call: Call, event: TelephonyEvent): Promise<void> {
+    if (call.ended) return;
+    switch (event.type) {
+      case 'ringing':
+        call.ringingAt ??= event.at;
+        return;
+      case 'answered':
+        call.answeredAt = event.at;
+        if (!campaign?.settings.amd) await personReady(call, event.at);
+        return;
+      case 'machine-detected':
+        if (!event.final) return;
+        call.amd = event.result;
+        if (event.result === 'machine') {
+          stats.dialResolved(false);
+          await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
+        } else {
+          await personReady(call, event.at);
+        }
+        return;
+      case 'bridged':
+        call.connectedAt = event.at;
+        counters.connected += 1;
+        if (call.agentId) {
+          const agentId = call.agentId;
+          await inTenant(async (trx) => {
+            await setAgentState(trx, agentId, { state: 'on_call', attemptId: call.attemptId, now: new Date(event.at) });
+            await trx
+              .updateTable('dial_attempts')
+              .set({ state: 'connected', agent_id: agentId, connect_ms: Math.max(0, event.at - (call.readyAt ?? event.at)) })
+              .where('id', '=', call.attemptId)
+              .execute();
+          });
+        }
+        return;
+      case 'play-finished':
+        if (call.abandoned) await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
+        return;
+      default:
+        break;
+    }
+    if (!FINAL_EVENTS.has(event.type)) return;
+    call.ended = true;
+    call.connectLimit?.cancel();
+    const index = waiting.indexOf(call);
+    if (index >= 0) waiting.splice(index, 1);
+    calls.delete(call.attemptId);
+    const raw = 'raw' in event ? event.raw : { sipStatus: 0, q850: 0, reason: '' };
+    let outcome: AttemptOutcome = outcomeFor[event.type] ?? 'failed';
+    let talkMs = 0;
+    if (event.type === 'completed') {
+      if (call.abandoned) outcome = 'abandoned';
+      else if (call.amd === 'machine') outcome = 'machine';
+      else if (call.answeredAt !== undefined) outcome = 'live';
+      if (call.connectedAt !== undefined) talkMs = Math.max(0, event.at - call.connectedAt);
+    }
+    if (call.answeredAt === undefined) stats.dialResolved(false);
+    await finish(call, outcome, raw, talkMs, event.at);
+  }
+
+  /** A person is on the line: to the longest-idle agent now, or wait up to the connect limit. */
+  async function personReady(call: Call, at: number): Promise<void> {
+    call.readyAt = at;
+    stats.dialResolved(true);
+    stats.personReady(at - call.dialedAt);
+    if (await connect(call)) return;
+    waiting.push(call);
+    const limit = profile?.connectLimitMs ?? 2_000;
+    call.connectLimit = clock.schedule(limit - (clock.now() - at), () => {
+      call.chain = call.chain.then(() => abandon(call)).catch((error: unknown) => {
+        counters.errors += 1;
+        logger.error({ err: error, attempt: call.attemptId }, 'dialer failed to abandon a call');
+      });
+    });
+  }
+
+  async function connect(call: Call): Promise<boolean> {
+    const agentId = await inTenant((trx) => reserveLongestIdle(trx, campaignId, call.attemptId, now()));
+    if (!agentId) return false;
+    call.agentId = agentId;
+    call.connectLimit?.cancel();
+    stats.liveAnswer(clock.now(), false);
+    try {
+      await provider.send({ kind: 'connect-to-agent', commandId: `connect:${call.attemptId}`, legId: call.attemptId, agentEndpoint: `agent:${agentId}` });
+    } catch (error) {
+      // The person hung up in the meantime: the agent goes back to available.
+      if (!(error instanceof TelephonyError)) throw error;
+      await inTenant((trx) => setAgentState(trx, agentId, { state: 'available', now: now() }));
+      call.agentId = undefined;
+    }
+    return true;
+  }
+
+  /** Callers waiting for an agent get the agents that became free, oldest caller first. */
+  async function offerWaitingCallers(): Promise<void> {
+    while (waiting.length > 0) {
+      const call = waiting[0] as Call;
+      if (call.ended || call.abandoned) {
+        waiting.shift();
+        continue;
+      }
+      const taken = await connect(call);
+      if (!taken) return;
+      waiting.shift();
+    }
+  }
+
+  async function abandon(call: Call): Promise<void> {
+    if (call.ended || call.agentId !== undefined) return;
+    const index = waiting.indexOf(call);
+    if (index >= 0) waiting.splice(index, 1);
+    call.abandoned = true;
+    counters.abandoned += 1;
+    stats.liveAnswer(clock.now(), true);
+    if (profile?.informationMessageRequired) {
+      call.informationMessage = true;
+      await provider.send({ kind: 'play', commandId: `play:${call.attemptId}`, legId: call.attemptId, playbackId: randomUUID(), media: INFORMATION_MESSAGE }).catch(async () => {
+        call.informationMessage = false;
+        await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
+      });
+    } else {
+      await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
+    }
+  }
+
+  async function finish(call: Call, outcome: AttemptOutcome, raw: { sipStatus: number; q850: number; reason: string }, talkMs: number, endedAtMs = clock.now()): Promise<void> {
+    counters.ended += 1;
+    if (talkMs > 0) stats.talked(talkMs);
+    const endedAt = new Date(endedAtMs);
+    const settings = campaign?.settings;
+    const ringMs = Math.max(0, (call.answeredAt ?? endedAtMs) - (call.ringingAt ?? call.dialedAt));
+    const connectMs = call.connectedAt !== undefined && call.readyAt !== undefined ? call.connectedAt - call.readyAt : null;
+    await inTenant(async (trx) => {
+      await trx
+        .updateTable('dial_attempts')
+        .set({
+          state: 'ended',
+          outcome,
+          answered_at: call.answeredAt === undefined ? null : new Date(call.answeredAt),
+          ring_ms: ringMs,
+          amd_result: call.amd ?? null,
+          agent_id: call.connectedAt !== undefined ? (call.agentId ?? null) : null,
+          connect_ms: connectMs,
+          information_message: call.informationMessage,
+          raw_cause: JSON.stringify(raw),
+          ended_at: endedAt,
+          talk_ms: talkMs,
+        })
+        .where('id', '=', call.attemptId)
+        .execute();
+      // The agent who took the call wraps up; one reserved for a call that ended before it was
+      // bridged is free again.
+      if (call.agentId) {
+        if (call.connectedAt !== undefined) {
+          await setAgentState(trx, call.agentId, { state: 'wrap_up', attemptId: call.attemptId, wrapUpUntil: new Date(endedAtMs + (settings?.wrapUpMs ?? 0)), now: endedAt });
+        } else {
+          await setAgentState(trx, call.agentId, { state: 'available', now: endedAt });
+        }
+      }
+      // A live call waits for the agent's disposition to decide what comes next; the rest follow
+      // the campaign's retry rules.
+      const rule = outcome === 'live' || outcome === 'cancelled' ? undefined : settings?.retryRules[outcome as RetryOutcome];
+      const nextAt = rule?.retry ? new Date(endedAtMs + rule.afterMinutes * 60_000) : null;
+      await releaseContact(trx, campaignId, call.contactId, { nextAt, outcome, now: endedAt });
+      if (outcome === 'abandoned' && profile?.abandonLockoutMs) {
+        await addSuppression(trx, crypto, {
+          channel: 'phone',
+          value: call.number,
+          scope: 'tenant',
+          reason: 'abandoned',
+          source: `abandoned call ${call.attemptId}`,
+          contactId: call.contactId,
+          expiresAt: new Date(endedAtMs + profile.abandonLockoutMs),
+          createdBy: `dialer:${dialerId}`,
+        });
+      }
+      await recordAuditEvent(trx, {
+        action: 'call.compliance',
+        outcome: 'success',
+        actor: { type: 'system', id: `dialer:${dialerId}` },
+        target: { type: 'dial_attempt', id: call.attemptId },
+        occurredAt: endedAt,
+        details: {
+          campaign: campaignId,
+          contact: call.contactId,
+          jurisdiction: profile?.code ?? null,
+          dialedAt: new Date(call.dialedAt).toISOString(),
+          ringMs,
+          answered: call.answeredAt !== undefined,
+          amd: call.amd ?? null,
+          agentConnectMs: connectMs,
+          connectLimitMs: profile?.connectLimitMs ?? null,
+          abandoned: outcome === 'abandoned',
+          informationMessage: call.informationMessage,
+          outcome,
+          cause: `${raw.sipStatus}/${raw.q850}`,
+          checksPassed: call.checks.join(','),
+        },
+      });
+    });
+  }
+
+  const schedule = () => {
+    if (stopped) return;
+    timer = clock.schedule(tickMs, () => {
+      ticking = tick()
+        .catch((error: unknown) => {
+          counters.errors += 1;
+          logger.error({ err: error, campaign: campaignId }, 'dialer tick failed');
+        })
+        .finally(schedule);
+    });
+  };
+
+  async function listen(): Promise<void> {
+    unsubscribe ??= provider.onEvent(onEvent);
+    campaign = await loadSetup();
+    profile = campaign.profile;
+  }
+
+  return {
+    listen,
+    async start() {
+      await listen();
+      schedule();
+    },
+    async stop() {
+      stopped = true;
+      timer?.cancel();
+      await ticking;
+      unsubscribe?.();
+      await Promise.all([...calls.values()].map((call) => call.chain));
+    },
+    tick,
+    lastDecision: () => decision,
+    counters: () => ({ ...counters }),
+    callsInProgress: () => calls.size,
+    async settled() {
+      await Promise.all([...calls.values()].map((call) => call.chain));
+    },
+  };
+}

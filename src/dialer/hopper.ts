@@ -1,0 +1,52 @@
+import { sql } from 'kysely';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+
+/**
+ * The hopper: which contacts of a campaign are due, reserved exactly once. One statement picks due
+ * contacts with FOR UPDATE SKIP LOCKED (a contact another dialer is reserving is passed over, not
+ * waited for), marks them reserved, numbers the attempt and writes the attempt row. The attempt
+ * row's key (campaign, contact, attempt number) is unique, so even a reservation that slipped past
+ * the lock (a restored backup, a bug) could not produce a second attempt with the same number.
+ */
+export type ReservedAttempt = { id: string; contactId: string; attempt: number; dials: number };
+
+export async function reserveDue(trx: TenantTransaction, campaignId: string, count: number, dialer: string, now: Date): Promise<ReservedAttempt[]> {
+  if (count <= 0) return [];
+  const reserved = await sql<{ id: string; contact_id: string; attempt: number; dials: number }>`
+    WITH picked AS (
+      SELECT contact_id FROM campaign_contacts
+       WHERE campaign_id = ${campaignId} AND state = 'ready' AND next_at <= ${now}
+       ORDER BY next_at, contact_id
+       LIMIT ${count}
+       FOR UPDATE SKIP LOCKED),
+    claimed AS (
+      UPDATE campaign_contacts c SET state = 'reserved', attempts = c.attempts + 1, updated_at = ${now}
+        FROM picked
+       WHERE c.campaign_id = ${campaignId} AND c.contact_id = picked.contact_id
+      RETURNING c.contact_id, c.attempts, c.dials)
+    INSERT INTO dial_attempts (id, campaign_id, contact_id, attempt, dialer, reserved_at)
+    SELECT gen_random_uuid(), ${campaignId}, contact_id, attempts, ${dialer}, ${now} FROM claimed
+    RETURNING id, contact_id, attempt, (SELECT dials FROM claimed WHERE claimed.contact_id = dial_attempts.contact_id) AS dials`.execute(trx);
+  return reserved.rows.map((row) => ({ id: row.id, contactId: row.contact_id, attempt: row.attempt, dials: row.dials }));
+}
+
+/** A reservation ends: the contact is due again at `nextAt`, or done with (`nextAt` null). */
+export async function releaseContact(
+  trx: TenantTransaction,
+  campaignId: string,
+  contactId: string,
+  result: { nextAt: Date | null; outcome: string; now: Date; callbackAgentId?: string | null },
+): Promise<void> {
+  await trx
+    .updateTable('campaign_contacts')
+    .set({
+      state: result.nextAt === null ? 'done' : 'ready',
+      next_at: result.nextAt ?? result.now,
+      last_outcome: result.outcome,
+      callback_agent_id: result.callbackAgentId ?? null,
+      updated_at: result.now,
+    })
+    .where('campaign_id', '=', campaignId)
+    .where('contact_id', '=', contactId)
+    .execute();
+}

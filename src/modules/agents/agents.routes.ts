@@ -1,0 +1,178 @@
+import { z } from 'zod';
+import type { App } from '../../server/types.ts';
+import { AppError } from '../../server/errors.ts';
+import { problemResponses, uuidSchema } from '../../server/schemas.ts';
+import { recordAuditEvent } from '../../audit/audit-event.ts';
+import { actorLabel, requestAudit } from '../../server/request-audit.ts';
+import { principalOf } from '../../server/access-control.ts';
+import type { ContactsCrypto } from '../contacts/contacts.service.ts';
+import { addSuppression } from '../suppression/suppression.service.ts';
+import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';
+import { releaseContact } from '../../dialer/hopper.ts';
+import { agentStates, selfStates, setAgentState } from './agent-states.ts';
+
+const stateSchema = z.object({
+  userId: z.string(),
+  state: z.enum(agentStates),
+  reason: z.string().nullable(),
+  campaignId: z.string().nullable(),
+  attemptId: z.string().nullable(),
+  since: z.string(),
+  wrapUpUntil: z.string().nullable(),
+});
+const stateBody = z
+  .strictObject({
+    state: z.enum(selfStates),
+    reason: z.string().regex(/^[a-z][a-z0-9_]{0,39}$/, 'a reason code: lower-case letters, digits and _').optional(),
+    campaignId: uuidSchema.optional(),
+  })
+  .refine((body) => body.state !== 'paused' || body.reason !== undefined, { message: 'a pause needs a reason code', path: ['reason'] })
+  .refine((body) => body.state !== 'available' || body.campaignId !== undefined, { message: 'say which campaign to take calls from', path: ['campaignId'] });
+
+const dispositionBody = z.strictObject({
+  code: z.string().regex(/^[a-z][a-z0-9_]{0,39}$/),
+  notes: z.string().max(4000).optional(),
+  callbackAt: z.iso.datetime({ offset: true }).optional(),
+  callbackFor: z.enum(['me', 'anyone']).default('me'),
+});
+const attemptParams = z.strictObject({ attemptId: uuidSchema });
+
+type StateRow = { user_id: string; state: (typeof agentStates)[number]; reason: string | null; campaign_id: string | null; attempt_id: string | null; since: Date; wrap_up_until: Date | null };
+
+function presentState(row: StateRow) {
+  return {
+    userId: row.user_id,
+    state: row.state,
+    reason: row.reason,
+    campaignId: row.campaign_id,
+    attemptId: row.attempt_id,
+    since: row.since.toISOString(),
+    wrapUpUntil: row.wrap_up_until?.toISOString() ?? null,
+  };
+}
+
+const stateColumns = ['user_id', 'state', 'reason', 'campaign_id', 'attempt_id', 'since', 'wrap_up_until'] as const;
+const CALLBACK_HORIZON_MS = 90 * 86_400_000;
+
+export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<void> {
+  app.get(
+    '/api/v1/agent/state',
+    {
+      config: { access: 'calls:handle' },
+      schema: { summary: 'My agent state', tags: ['agents'], response: { 200: stateSchema, ...problemResponses(401, 403) } },
+    },
+    async (request) =>
+      request.tenantDb.read(async (trx) => {
+        const userId = principalOf(request).userId;
+        const row = await trx.selectFrom('agent_states').select(stateColumns).where('user_id', '=', userId).executeTakeFirst();
+        return presentState(row ?? { user_id: userId, state: 'offline', reason: null, campaign_id: null, attempt_id: null, since: new Date(0), wrap_up_until: null });
+      }),
+  );
+
+  app.put(
+    '/api/v1/agent/state',
+    {
+      config: { access: 'calls:handle' },
+      schema: {
+        summary: 'Become available for a campaign, pause with a reason, or go offline (not during a call)',
+        tags: ['agents'],
+        body: stateBody,
+        response: { 200: stateSchema, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) =>
+      request.tenantDb.transaction(async (trx) => {
+        const userId = principalOf(request).userId;
+        const { state, reason, campaignId } = request.body;
+        if (campaignId !== undefined) {
+          const campaign = await loadCampaign(trx, campaignId);
+          if (campaign.state === 'finished') throw new AppError('invalid_transition', 'The campaign has finished.');
+        }
+        await setAgentState(trx, userId, { state, reason: reason ?? null, ...(campaignId !== undefined ? { campaignId } : {}), now: new Date() });
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'agent.state', outcome: 'success', target: { type: 'user', id: userId }, details: { state, reason: reason ?? null, campaign: campaignId ?? null } });
+        return presentState(await trx.selectFrom('agent_states').select(stateColumns).where('user_id', '=', userId).executeTakeFirstOrThrow());
+      }),
+  );
+
+  app.get(
+    '/api/v1/agents',
+    {
+      config: { access: 'agents:monitor' },
+      schema: { summary: "Every agent's state", tags: ['agents'], response: { 200: z.object({ items: z.array(stateSchema) }), ...problemResponses(401, 403) } },
+    },
+    async (request) =>
+      request.tenantDb.read(async (trx) => ({
+        items: (await trx.selectFrom('agent_states').select(stateColumns).orderBy('state').orderBy('since').limit(5000).execute()).map(presentState),
+      })),
+  );
+
+  app.post(
+    '/api/v1/agent/calls/:attemptId/disposition',
+    {
+      config: { access: 'calls:handle' },
+      schema: {
+        summary: 'File the outcome of a call I handled: a disposition code, notes (stored encrypted) and a callback time where the code asks for one',
+        tags: ['agents'],
+        params: attemptParams,
+        body: dispositionBody,
+        response: { 200: z.object({ attemptId: z.string(), disposition: z.string(), nextAt: z.string().nullable() }), ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) =>
+      request.tenantDb.transaction(async (trx) => {
+        const userId = principalOf(request).userId;
+        const now = new Date();
+        // Another agent's call, or no call: the same answer, so ids cannot be probed.
+        const attempt = await trx
+          .selectFrom('dial_attempts')
+          .select(['id', 'campaign_id', 'contact_id', 'agent_id', 'state', 'disposition', 'phone_position'])
+          .where('id', '=', request.params.attemptId)
+          .forUpdate()
+          .executeTakeFirst();
+        if (!attempt || attempt.agent_id !== userId) throw new AppError('not_found', 'No call of yours with this id.');
+        if (attempt.state !== 'ended') throw new AppError('invalid_transition', 'The call has not ended yet.');
+        if (attempt.disposition !== null) throw new AppError('conflict', 'This call already has its disposition.');
+        const settings = settingsOf(await loadCampaign(trx, attempt.campaign_id));
+        const disposition = settings.dispositions.find((entry) => entry.code === request.body.code);
+        if (!disposition) throw new AppError('validation_failed', `The campaign has no disposition "${request.body.code}".`, [{ path: 'code', message: 'not one of the campaign dispositions' }]);
+        const { callbackAt, callbackFor, notes } = request.body;
+        let nextAt: Date | null = null;
+        if (disposition.kind === 'callback' || (disposition.kind === 'retry' && callbackAt)) {
+          if (!callbackAt) throw new AppError('validation_failed', 'A callback needs its time.', [{ path: 'callbackAt', message: 'required for this disposition' }]);
+          nextAt = new Date(callbackAt);
+          if (nextAt.getTime() <= now.getTime() || nextAt.getTime() > now.getTime() + CALLBACK_HORIZON_MS) {
+            throw new AppError('validation_failed', 'A callback is due in the future, within 90 days.', [{ path: 'callbackAt', message: 'in the future, within 90 days' }]);
+          }
+        } else if (disposition.kind === 'retry') {
+          nextAt = new Date(now.getTime() + settings.retryRules.no_answer.afterMinutes * 60_000);
+        }
+        const notesCiphertext = notes ? await crypto.cipher.encrypt(trx, { table: 'dial_attempts', recordId: attempt.id, field: 'notes' }, notes, attempt.contact_id) : null;
+        await trx.updateTable('dial_attempts').set({ disposition: disposition.code, notes_ciphertext: notesCiphertext, disposed_at: now }).where('id', '=', attempt.id).execute();
+        if (disposition.kind === 'do_not_call') {
+          // The number dialed goes on the tenant's do-not-call list at once; the contact is done.
+          const phone = await trx.selectFrom('contact_phones').select('number_ciphertext').where('contact_id', '=', attempt.contact_id).where('position', '=', attempt.phone_position ?? 0).executeTakeFirst();
+          if (phone) {
+            const number = await crypto.cipher.decrypt(trx, { table: 'contacts', recordId: attempt.contact_id, field: `phone.${attempt.phone_position ?? 0}` }, phone.number_ciphertext, attempt.contact_id);
+            await addSuppression(trx, crypto, { channel: 'phone', value: number, scope: 'tenant', reason: 'request', source: `disposition on call ${attempt.id}`, contactId: attempt.contact_id, createdBy: actorLabel(request) });
+          }
+        }
+        await releaseContact(trx, attempt.campaign_id, attempt.contact_id, {
+          nextAt,
+          outcome: `disposition:${disposition.code}`,
+          now,
+          callbackAgentId: disposition.kind === 'callback' && callbackFor === 'me' ? userId : null,
+        });
+        // Filing the disposition ends the agent's wrap-up for this call.
+        const agent = await trx.selectFrom('agent_states').select(['state', 'attempt_id']).where('user_id', '=', userId).executeTakeFirst();
+        if (agent?.state === 'wrap_up' && agent.attempt_id === attempt.id) await setAgentState(trx, userId, { state: 'available', now });
+        await recordAuditEvent(trx, {
+          ...requestAudit(request),
+          action: 'call.disposition',
+          outcome: 'success',
+          target: { type: 'dial_attempt', id: attempt.id },
+          details: { code: disposition.code, kind: disposition.kind, notes: notes !== undefined, callback: nextAt?.toISOString() ?? null },
+        });
+        return { attemptId: attempt.id, disposition: disposition.code, nextAt: nextAt?.toISOString() ?? null };
+      }),
+  );
+}
