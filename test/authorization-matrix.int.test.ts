@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuiltInRole } from '../src/db/schema.ts';
 import { builtInRoleNames, builtInRoles } from '../src/modules/access/permissions.ts';
@@ -61,6 +62,9 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.listId = (await trx.insertInto('contact_lists').values({ name: 'Matrix list', default_region: 'NO' }).returning('id').executeTakeFirstOrThrow()).id;
         into.importId = await createImport(trx, { listId: into.listId, mapping: { Navn: 'name' }, onExisting: 'link', onSuppressed: 'skip' }, 'matrix');
         into.suppressionId = await addSuppression(trx, crypto, { channel: 'phone', value: '+4790000011', scope: 'tenant', reason: 'request', source: 'matrix', createdBy: 'matrix' });
+        into.campaignId = (await trx.insertInto('campaigns').values({ name: 'Matrix campaign' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.attemptId = randomUUID();
+        await trx.insertInto('dial_attempts').values({ id: into.attemptId, campaign_id: into.campaignId, contact_id: into.contactId, attempt: 1, dialer: 'matrix', state: 'ended', outcome: 'busy' }).execute();
       });
       // Not an object: a registry format names the same registry slot in every tenant.
       into.format = 'e164_list';
@@ -86,6 +90,9 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/contacts/:contactId/consents': { purpose: 'survey', action: 'withdraw', source: 'matrix' },
     'PATCH /api/v1/lists/:listId': { name: 'Matrix renamed' },
     'POST /api/v1/lists/:listId/members': { add: [], remove: [] },
+    'PATCH /api/v1/campaigns/:campaignId': { script: 'Matrix script' },
+    'POST /api/v1/agent/calls/:attemptId/disposition': { code: 'sale' },
+    'PUT /api/v1/agent/state': { state: 'offline' },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
   const notObjects = new Set(['format']);

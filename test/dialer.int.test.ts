@@ -1,10 +1,13 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandles } from '../src/db/database.ts';
 import type { TenantDb } from '../src/db/tenant-db.ts';
 import { addSuppression } from '../src/modules/suppression/suppression.service.ts';
+import { createContact } from '../src/modules/contacts/contacts.service.ts';
+import type { TelephonyEvent } from '../src/telephony/provider.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
-import { ALL_BUSY, ALL_LIVE, availableAgents, createCallees, floorFor, openMinuteInOslo, startedCampaign } from './support/dialer-floor.ts';
+import { ALL_BUSY, ALL_LIVE, availableAgents, createCallees, floorFor, openMinuteInOslo, startedCampaign, steadyPacer } from './support/dialer-floor.ts';
 
 /**
  * The campaign dialer against PostgreSQL and the telephony simulator: calls go to the
@@ -160,5 +163,112 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     // Done with: a permanent suppression does not come back.
     const states = await tenantDb.read((trx) => trx.selectFrom('campaign_contacts').select(['contact_id', 'state']).where('campaign_id', '=', campaignId).where('contact_id', 'in', [callees.ids[1] as string, callees.ids[3] as string]).execute());
     expect(states.map((state) => state.state)).toEqual(['done', 'done']);
+  });
+
+  it('two dialer processes on one campaign never dial the same contact twice', async () => {
+    const start = openMinuteInOslo();
+    const callees = await createCallees(tenantDb, handles, 300, '+4794');
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Two processes', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    const runProcess = (dialerId: string, seed: number) =>
+      new Promise<{ dialed: string[]; counters: Record<string, number> }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/dialer-process.ts'], {
+          env: { ...process.env, DATABASE_URL: db.url, RINGVAKT_DATA_DIR: db.config.dataDir, TENANT_ID: tenant.tenantId, CAMPAIGN_ID: campaignId, START_MS: String(start), DIALER_ID: dialerId, SEED: String(seed) },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+        child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as { dialed: string[]; counters: Record<string, number> }) : reject(new Error(`dialer ${dialerId} exited ${code}: ${err.slice(0, 2000)}`))));
+      });
+    const [first, second] = await Promise.all([runProcess('dialer-1', 1), runProcess('dialer-2', 2)]);
+    // Both took part, together they dialed every number, and no number twice.
+    expect(first.dialed.length).toBeGreaterThan(0);
+    expect(second.dialed.length).toBeGreaterThan(0);
+    const all = [...first.dialed, ...second.dialed];
+    expect(all).toHaveLength(300);
+    expect(new Set(all).size).toBe(300);
+    expect(new Set(all)).toEqual(new Set(callees.numbers));
+    const rows = await attempts(campaignId);
+    expect(rows).toHaveLength(300);
+    expect(new Set(rows.map((row) => row.contact_id)).size).toBe(300);
+    expect(rows.every((row) => row.outcome === 'busy' && row.attempt === 1)).toBe(true);
+    expect([first.counters.errors, second.counters.errors]).toEqual([0, 0]);
+  }, 120_000);
+
+  it('dials only inside the callee-local window, across the New York daylight-saving change', async () => {
+    const crypto = await handles.crypto();
+    // A callee in New York (zone given explicitly), on the US profile: 08:00-21:00 local.
+    const contactId = await tenantDb.transaction(async (trx) => (await createContact(trx, crypto, { name: 'New York callee', phones: [{ kind: 'mobile', number: '+4795000001' }], timeZone: 'America/New_York' }, { defaultRegion: 'NO' })).id);
+    const campaignId = await startedCampaign(tenantDb, [contactId], { name: 'Window', jurisdiction: 'us_tsr', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    await tenantDb.transaction((trx) => trx.updateTable('campaign_contacts').set({ next_at: new Date('2026-03-01T00:00:00Z') }).where('campaign_id', '=', campaignId).execute());
+    // Saturday 7 March, 12:30 UTC = 07:30 EST: closed; the contact is due again at 08:00 EST.
+    const before = await floorFor({ tenantDb, handles, campaignId, model: ALL_BUSY, startMs: Date.parse('2026-03-07T12:30:00Z'), logger: db.logger, pacer: steadyPacer(5) });
+    await before.run(Date.parse('2026-03-07T12:30:05Z'));
+    expect(before.sent).toEqual([]);
+    const skipped = await attempts(campaignId);
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]).toMatchObject({ state: 'skipped', skip_reason: 'window', checks: ['status', 'attempts'] });
+    const due = await tenantDb.read((trx) => trx.selectFrom('campaign_contacts').select(['state', 'next_at', 'dials']).where('campaign_id', '=', campaignId).executeTakeFirstOrThrow());
+    expect(due).toMatchObject({ state: 'ready', dials: 0 });
+    expect(due.next_at.toISOString()).toBe('2026-03-07T13:00:00.000Z');
+
+    // Sunday 8 March (clocks went forward at 02:00), 12:30 UTC = 08:30 EDT: open — dialed.
+    await tenantDb.transaction((trx) => trx.updateTable('campaign_contacts').set({ next_at: new Date('2026-03-08T00:00:00Z') }).where('campaign_id', '=', campaignId).execute());
+    const after = await floorFor({ tenantDb, handles, campaignId, model: ALL_BUSY, startMs: Date.parse('2026-03-08T12:30:00Z'), logger: db.logger, pacer: steadyPacer(5) });
+    await after.run(Date.parse('2026-03-08T12:30:05Z'));
+    expect(after.sent).toEqual([{ to: '+4795000001', legId: expect.any(String) }]);
+    const rows = await attempts(campaignId);
+    expect(rows.map((row) => row.state)).toEqual(['skipped', 'ended']);
+    expect(rows[1]?.attempt).toBe(2);
+    expect(rows[1]?.dialed_at?.toISOString()).toBe('2026-03-08T12:30:00.000Z');
+  });
+
+  it('under a profile that requires a lawful basis, dials only contacts with one in force, and never after an objection', async () => {
+    const callees = await createCallees(tenantDb, handles, 3, '+4796');
+    const granted = callees.ids[0] as string;
+    const objected = callees.ids[1] as string;
+    await tenantDb.transaction(async (trx) => {
+      const occurredAt = new Date();
+      await trx.insertInto('consent_events').values({ contact_id: granted, purpose: 'sales', action: 'grant', basis: 'consent', source: 'web form', occurred_at: occurredAt, recorded_by: 'test' }).execute();
+      await trx.insertInto('consent_events').values({ contact_id: objected, purpose: 'sales', action: 'grant', basis: 'consent', source: 'web form', occurred_at: occurredAt, recorded_by: 'test', recorded_at: new Date(Date.now() - 60_000) }).execute();
+      await trx.insertInto('consent_events').values({ contact_id: objected, purpose: 'sales', action: 'object', source: 'phone call', occurred_at: occurredAt, recorded_by: 'test' }).execute();
+    });
+    const start = openMinuteInOslo([
+      [
+        { start: '09:00', end: '20:00', days: [1, 2, 3, 4, 5] },
+        { start: '10:00', end: '16:00', days: [6] },
+      ],
+    ]);
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Lawful basis', jurisdiction: 'nordic_eu', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    const floor = await floorFor({ tenantDb, handles, campaignId, model: ALL_BUSY, startMs: start, logger: db.logger, pacer: steadyPacer(5) });
+    await floor.run(start + 5_000);
+    expect(floor.sent.map((dial) => dial.to)).toEqual([callees.numbers[0]]);
+    const rows = await attempts(campaignId);
+    const reasons = Object.fromEntries(rows.map((row) => [row.contact_id, row.skip_reason]));
+    expect(reasons).toEqual({ [granted]: null, [objected]: 'consent', [callees.ids[2] as string]: 'consent' });
+  });
+
+  it('ignores and counts duplicate events and events for calls it does not know, losing no call record', async () => {
+    const start = openMinuteInOslo();
+    const callees = await createCallees(tenantDb, handles, 1, '+4797');
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Stray events', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    const floor = await floorFor({ tenantDb, handles, campaignId, model: ALL_LIVE, startMs: start, logger: db.logger, pacer: steadyPacer(1) });
+    const events: TelephonyEvent[] = [];
+    floor.simulator.onEvent((event) => events.push(event));
+    await floor.run(start + 1_000);
+    const legId = floor.sent[0]?.legId ?? '';
+    // The network repeats the ringing event, and sends events for a leg nobody dialed.
+    const ringing = events.find((event) => event.legId === legId && event.type === 'ringing');
+    expect(ringing).toBeDefined();
+    floor.inject(ringing as TelephonyEvent);
+    floor.inject({ legId: 'not-a-call-of-ours', at: start + 1_000, seq: 1, type: 'answered' });
+    floor.inject({ legId: 'not-a-call-of-ours', at: start + 1_000, seq: 2, type: 'completed', by: 'remote', talkMs: 0, raw: { sipStatus: 200, q850: 16, reason: 'NORMAL_CLEARING' } });
+    await floor.run(start + 120_000);
+    expect(floor.dialer.counters()).toMatchObject({ duplicateEvents: 1, unknownEvents: 2, errors: 0 });
+    // The real call went its way: answered, nobody free (no agents), abandoned with the message.
+    const rows = await attempts(campaignId);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ state: 'ended', outcome: 'abandoned', information_message: true });
   });
 });

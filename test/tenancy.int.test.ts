@@ -18,6 +18,8 @@ import { addSuppression, checkSuppressed, replaceRegistry } from '../src/modules
 import { createImport } from '../src/modules/imports/imports.routes.ts';
 import { chunkAt } from '../src/modules/imports/import-upload.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reserveDue } from '../src/dialer/hopper.ts';
+import { setAgentState } from '../src/modules/agents/agent-states.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
@@ -74,6 +76,10 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         const importId = await createImport(trx, { listId: list.id, mapping: { Navn: 'name' }, onExisting: 'link', onSuppressed: 'skip' }, 'test');
         await trx.insertInto('contact_import_chunks').values({ import_id: importId, seq: 0, ciphertext: await cipher.encryptBytes(trx, chunkAt(importId, 0), Buffer.from('Navn\nx\n')) }).execute();
         await trx.insertInto('contact_import_rejects').values({ import_id: importId, row_number: 2, reason: 'no_identifier', column_name: null, detail: 'no phone number, e-mail or external id' }).execute();
+        // The campaign engine: hopper, an attempt, an agent's state and its history.
+        await trx.insertInto('campaign_contacts').values({ campaign_id: campaign.id, contact_id: contact.id }).execute();
+        await reserveDue(trx, campaign.id, 1, 'tenancy', new Date(Date.now() + 1000));
+        await setAgentState(trx, tenant.agent.id, { state: 'available', campaignId: campaign.id, now: new Date() });
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });

@@ -11,7 +11,7 @@ import { VirtualClock } from '../../src/telephony/clock.ts';
 import { DEFAULT_CALLEE_MODEL, type CalleeModel } from '../../src/telephony/callee-model.ts';
 import { seededRandom } from '../../src/telephony/random.ts';
 import { createSimulator, type SimulatorProvider } from '../../src/telephony/simulator.ts';
-import type { TelephonyProvider } from '../../src/telephony/provider.ts';
+import type { TelephonyEvent, TelephonyProvider } from '../../src/telephony/provider.ts';
 import type { Logger } from '../../src/logger.ts';
 import { registerPersonalData } from './canary.ts';
 
@@ -101,6 +101,11 @@ export async function availableAgents(tenantDb: TenantDb, handles: DatabaseHandl
   return ids;
 }
 
+/** A pacer that asks for `lines` dials every round, whatever the floor (tests of what happens to a dial). */
+export function steadyPacer(lines: number): Pacer {
+  return { name: `steady-${lines}`, decide: () => ({ dial: lines, explanation: `dialing ${lines} lines (test pacing)` }) };
+}
+
 export type Floor = { clock: VirtualClock; simulator: SimulatorProvider; dialer: CampaignDialer; sent: { to: string; legId: string }[] };
 
 /** A dialer over the simulator on a virtual clock, listening; `run` steps pacing and the calls. */
@@ -114,10 +119,11 @@ export async function floorFor(options: {
   pacer?: Pacer;
   seed?: number;
   dialerId?: string;
-}): Promise<Floor & { run(untilMs: number, stepMs?: number): Promise<void> }> {
+}): Promise<Floor & { run(untilMs: number, stepMs?: number): Promise<void>; inject(event: TelephonyEvent): void }> {
   const clock = new VirtualClock(options.startMs);
   const simulator = createSimulator({ clock, random: seededRandom(options.seed ?? 11), model: options.model });
   const sent: { to: string; legId: string }[] = [];
+  const listeners = new Set<(event: TelephonyEvent) => void>();
   // The dialer sees the simulator through a recorder of every dial it sends.
   const provider: TelephonyProvider = {
     capabilities: () => simulator.capabilities(),
@@ -125,7 +131,14 @@ export async function floorFor(options: {
       if (command.kind === 'dial') sent.push({ to: command.to, legId: command.legId });
       return simulator.send(command);
     },
-    onEvent: (listener) => simulator.onEvent(listener),
+    onEvent: (listener) => {
+      listeners.add(listener);
+      const unsubscribe = simulator.onEvent(listener);
+      return () => {
+        listeners.delete(listener);
+        unsubscribe();
+      };
+    },
   };
   const crypto = await options.handles.crypto();
   const dialer = createCampaignDialer({
@@ -144,6 +157,10 @@ export async function floorFor(options: {
     simulator,
     dialer,
     sent,
+    /** An event as if the network sent it (duplicates, strays). */
+    inject(event) {
+      for (const listener of listeners) listener(event);
+    },
     async run(untilMs, stepMs = 250) {
       while (clock.now() < untilMs) {
         await dialer.tick();

@@ -134,14 +134,14 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
         if (attempt.disposition !== null) throw new AppError('conflict', 'This call already has its disposition.');
         const settings = settingsOf(await loadCampaign(trx, attempt.campaign_id));
         const disposition = settings.dispositions.find((entry) => entry.code === request.body.code);
-        if (!disposition) throw new AppError('validation_failed', `The campaign has no disposition "${request.body.code}".`, [{ path: 'code', message: 'not one of the campaign dispositions' }]);
+        if (!disposition) throw new AppError('validation_failed', `The campaign has no disposition "${request.body.code}".`, [{ path: 'body/code', message: 'not one of the campaign dispositions' }]);
         const { callbackAt, callbackFor, notes } = request.body;
         let nextAt: Date | null = null;
         if (disposition.kind === 'callback' || (disposition.kind === 'retry' && callbackAt)) {
-          if (!callbackAt) throw new AppError('validation_failed', 'A callback needs its time.', [{ path: 'callbackAt', message: 'required for this disposition' }]);
+          if (!callbackAt) throw new AppError('validation_failed', 'A callback needs its time.', [{ path: 'body/callbackAt', message: 'required for this disposition' }]);
           nextAt = new Date(callbackAt);
           if (nextAt.getTime() <= now.getTime() || nextAt.getTime() > now.getTime() + CALLBACK_HORIZON_MS) {
-            throw new AppError('validation_failed', 'A callback is due in the future, within 90 days.', [{ path: 'callbackAt', message: 'in the future, within 90 days' }]);
+            throw new AppError('validation_failed', 'A callback is due in the future, within 90 days.', [{ path: 'body/callbackAt', message: 'in the future, within 90 days' }]);
           }
         } else if (disposition.kind === 'retry') {
           nextAt = new Date(now.getTime() + settings.retryRules.no_answer.afterMinutes * 60_000);

@@ -134,21 +134,21 @@ export function settingsProblems(settings: CampaignSettings, profile: Jurisdicti
     try {
       validateWindow(window);
     } catch (error) {
-      problems.push({ path: `hours.${index}`, message: (error as Error).message });
+      problems.push({ path: `body/hours/${index}`, message: (error as Error).message });
     }
   });
   const codes = settings.dispositions.map((disposition) => disposition.code);
-  if (new Set(codes).size !== codes.length) problems.push({ path: 'dispositions', message: 'disposition codes must be unique' });
+  if (new Set(codes).size !== codes.length) problems.push({ path: 'body/dispositions', message: 'disposition codes must be unique' });
   if (problems.length > 0 || !profile) return problems;
   if (!everOpens(windowRules(profile, settings))) {
-    problems.push({ path: 'hours', message: `the campaign hours never meet the calling hours of ${profile.name}: the campaign could never dial` });
+    problems.push({ path: 'body/hours', message: `the campaign hours never meet the calling hours of ${profile.name}: the campaign could never dial` });
   }
   if (settings.ringTimeoutMs < profile.minRingMs) {
-    problems.push({ path: 'ringTimeoutMs', message: `${profile.name} requires unanswered calls to ring at least ${profile.minRingMs / 1000} s` });
+    problems.push({ path: 'body/ringTimeoutMs', message: `${profile.name} requires unanswered calls to ring at least ${profile.minRingMs / 1000} s` });
   }
   const abandoned = settings.retryRules.abandoned;
   if (abandoned?.retry && profile.abandonLockoutMs !== null && abandoned.afterMinutes * 60_000 < profile.abandonLockoutMs) {
-    problems.push({ path: 'retryRules.abandoned.afterMinutes', message: `${profile.name} forbids dialing a number again within ${profile.abandonLockoutMs / 3_600_000} h of an abandoned call` });
+    problems.push({ path: 'body/retryRules/abandoned/afterMinutes', message: `${profile.name} forbids dialing a number again within ${profile.abandonLockoutMs / 3_600_000} h of an abandoned call` });
   }
   return problems;
 }

@@ -101,7 +101,7 @@ async function checkedSettings(trx: TenantTransaction, base: CampaignSettings, c
   let profile;
   if (next.jurisdiction !== null) {
     [profile] = await loadProfiles(trx, next.jurisdiction);
-    if (!profile) throw new AppError('campaign_settings_invalid', `No jurisdiction profile "${next.jurisdiction}".`, [{ path: 'jurisdiction', message: 'unknown jurisdiction profile' }]);
+    if (!profile) throw new AppError('campaign_settings_invalid', `No jurisdiction profile "${next.jurisdiction}".`, [{ path: 'body/jurisdiction', message: 'unknown jurisdiction profile' }]);
   }
   assertValidSettings(next, profile);
   return next;
