@@ -59,7 +59,24 @@ ALTER TABLE campaigns
   ADD COLUMN amd boolean NOT NULL DEFAULT true,
   ADD COLUMN dispositions jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(dispositions) = 'array'),
   -- When the current legal measurement window began (a campaign's first start, then every window).
-  ADD COLUMN started_at timestamptz;
+  ADD COLUMN started_at timestamptz,
+  -- The server process that runs the campaign's dialer, while its lease lasts (every node may run
+  -- dialers; each campaign is paced by one at a time, and another takes over when a lease lapses).
+  ADD COLUMN dialer_owner text CHECK (char_length(dialer_owner) <= 100),
+  ADD COLUMN dialer_lease_until timestamptz;
+
+-- The dialers' last pacing decision per campaign, in words: what the supervisor and the API show.
+CREATE TABLE campaign_pacing (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
+  campaign_id uuid NOT NULL,
+  decided_at timestamptz NOT NULL,
+  dialer text NOT NULL CHECK (char_length(dialer) <= 100),
+  pacer text NOT NULL CHECK (char_length(pacer) <= 40),
+  lines integer NOT NULL CHECK (lines >= 0),
+  explanation text NOT NULL CHECK (char_length(explanation) <= 2000),
+  PRIMARY KEY (tenant_id, campaign_id),
+  FOREIGN KEY (tenant_id, campaign_id) REFERENCES campaigns (tenant_id, id) ON DELETE CASCADE
+);
 
 -- The hopper: each contact's progress through a campaign. 'ready' contacts whose next_at has come
 -- are reserved with FOR UPDATE SKIP LOCKED; 'reserved' while an attempt is in flight; 'done' when
@@ -160,10 +177,19 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['campaign_contacts', 'dial_attempts', 'agent_states', 'agent_state_changes'] LOOP
+  FOREACH t IN ARRAY ARRAY['campaign_contacts', 'dial_attempts', 'agent_states', 'agent_state_changes', 'campaign_pacing'] LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id())', t);
   END LOOP;
 END
 $$;
+
+-- Every node's dialer service finds the campaigns to run across tenants through this function alone.
+CREATE POLICY owner_maintenance ON campaigns FOR SELECT TO {{owner_role}} USING (true);
+CREATE FUNCTION campaigns_to_dial() RETURNS TABLE (tenant_id uuid, campaign_id uuid)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ringvakt, pg_temp
+  AS $$
+    SELECT tenant_id, id FROM campaigns WHERE state = 'active' OR dialer_owner IS NOT NULL
+  $$;
+

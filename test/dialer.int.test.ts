@@ -5,9 +5,15 @@ import type { TenantDb } from '../src/db/tenant-db.ts';
 import { addSuppression } from '../src/modules/suppression/suppression.service.ts';
 import { createContact } from '../src/modules/contacts/contacts.service.ts';
 import type { TelephonyEvent } from '../src/telephony/provider.ts';
+import { startDialerService } from '../src/dialer/dialer-service.ts';
+import { VirtualClock } from '../src/telephony/clock.ts';
+import { seededRandom } from '../src/telephony/random.ts';
+import { createSimulator } from '../src/telephony/simulator.ts';
+import { setAgentState } from '../src/modules/agents/agent-states.ts';
+import { until } from './support/until.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
-import { ALL_BUSY, ALL_LIVE, availableAgents, createCallees, floorFor, openMinuteInOslo, startedCampaign, steadyPacer } from './support/dialer-floor.ts';
+import { ALL_BUSY, ALL_LIVE, availableAgents, createCallees, floorFor, openMinuteInOslo, startedCampaign, steadyPacer, zoneOpenNow } from './support/dialer-floor.ts';
 
 /**
  * The campaign dialer against PostgreSQL and the telephony simulator: calls go to the
@@ -271,4 +277,51 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ state: 'ended', outcome: 'abandoned', information_message: true });
   });
+
+  it('takes over a campaign whose dialer died: settles its open attempts, frees its agent, then dials, and explains its pacing', async () => {
+    // Real time: the callees live where it is daytime now. Progressive pacing with one agent.
+    const callees = await createCallees(tenantDb, handles, 2, '+4799', zoneOpenNow());
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Takeover', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    const [agentId] = await availableAgents(tenantDb, handles, campaignId, 1, new Date(), 'takeover');
+    // A node that died mid-call: its lease has lapsed, its attempt is open, its agent on the call.
+    const orphan = '00000000-0000-4000-8000-0000000000aa';
+    await tenantDb.transaction(async (trx) => {
+      await trx.updateTable('campaigns').set({ dialer_owner: 'dead-node', dialer_lease_until: new Date(Date.now() - 1_000) }).where('id', '=', campaignId).execute();
+      await trx.updateTable('campaign_contacts').set({ state: 'reserved', attempts: 1, dials: 1 }).where('contact_id', '=', callees.ids[0] as string).execute();
+      await trx.insertInto('dial_attempts').values({ id: orphan, campaign_id: campaignId, contact_id: callees.ids[0] as string, attempt: 1, dialer: 'dead-node', state: 'connected', dialed_at: new Date(), agent_id: agentId ?? null }).execute();
+      await trx.updateTable('agent_states').set({ state: 'reserved', attempt_id: orphan }).where('user_id', '=', agentId as string).execute();
+      await setAgentState(trx, agentId as string, { state: 'on_call', attemptId: orphan, now: new Date() });
+    });
+    const open = (await tenantDb.read((trx) => trx.selectFrom('agent_states').select('state').where('user_id', '=', agentId as string).executeTakeFirstOrThrow())).state;
+    expect(open).toBe('on_call');
+
+    const clock = new VirtualClock(Date.now());
+    const stopClock = clock.followRealTime();
+    const simulator = createSimulator({ clock, random: seededRandom(5), model: ALL_BUSY });
+    const service = startDialerService({ systemDb: handles.systemDb, crypto: handles.crypto, provider: simulator, clock, nodeId: 'node-b', logger: db.logger, roundMs: 100 });
+    try {
+      await until(async () => (await attempts(campaignId)).filter((row) => row.state === 'ended').length === 3, 15_000);
+      const rows = await attempts(campaignId);
+      expect(rows.find((row) => row.id === orphan)).toMatchObject({ state: 'ended', outcome: 'cancelled', skip_reason: 'dialer_lost' });
+      // Both contacts dialed by the new owner: the orphan's contact again, as attempt 2.
+      const mine = rows.filter((row) => row.id !== orphan);
+      expect(mine.map((row) => row.outcome)).toEqual(['busy', 'busy']);
+      expect(mine.find((row) => row.contact_id === callees.ids[0])?.attempt).toBe(2);
+      const campaign = await tenantDb.read((trx) => trx.selectFrom('campaigns').select(['dialer_owner']).where('id', '=', campaignId).executeTakeFirstOrThrow());
+      expect(campaign.dialer_owner).toBe('node-b');
+      const pacing = await tenantDb.read((trx) => trx.selectFrom('campaign_pacing').select(['pacer', 'explanation', 'dialer']).where('campaign_id', '=', campaignId).executeTakeFirstOrThrow());
+      expect(pacing).toMatchObject({ pacer: 'progressive', dialer: 'node-b' });
+      expect(pacing.explanation).toMatch(/^dialing \d+ lines for 1 idle agents/);
+      const takeover = await db.superQuery<{ details: Record<string, unknown> }>(`SELECT details FROM ringvakt.audit_events WHERE action = 'campaign.dialer_takeover' AND target_id = $1`, [campaignId]);
+      expect(takeover.rows.map((row) => row.details)).toEqual([{ orphanedAttempts: 1, agentsFreed: 1 }]);
+
+      // Paused: the node winds the campaign down and gives up its lease.
+      await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '=', campaignId).execute());
+      await until(async () => (await tenantDb.read((trx) => trx.selectFrom('campaigns').select('dialer_owner').where('id', '=', campaignId).executeTakeFirstOrThrow())).dialer_owner === null, 10_000);
+      expect(service.running()).not.toContain(campaignId);
+    } finally {
+      await service.stop();
+      stopClock();
+    }
+  }, 60_000);
 });

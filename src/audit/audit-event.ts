@@ -52,6 +52,7 @@ export const auditActions = [
   'campaign.update',
   'campaign.start',
   'campaign.pause',
+  'campaign.dialer_takeover',
   'call.compliance',
   'call.disposition',
   'agent.state',

@@ -378,8 +378,20 @@ export type CampaignsTable = {
   amd: ColumnType<boolean, boolean | undefined>;
   dispositions: ColumnType<unknown, string | undefined, string>;
   started_at: Date | null;
+  dialer_owner: string | null;
+  dialer_lease_until: Date | null;
   created_at: Timestamp;
   updated_at: Timestamp;
+};
+
+export type CampaignPacingTable = {
+  tenant_id: TenantColumn;
+  campaign_id: string;
+  decided_at: Date;
+  dialer: string;
+  pacer: string;
+  lines: number;
+  explanation: string;
 };
 
 export type CampaignState = 'draft' | 'active' | 'paused' | 'finished';
@@ -637,6 +649,7 @@ export type TenantTables = {
   dial_attempts: DialAttemptsTable;
   agent_states: AgentStatesTable;
   agent_state_changes: AgentStateChangesTable;
+  campaign_pacing: CampaignPacingTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

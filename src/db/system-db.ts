@@ -38,6 +38,8 @@ export type SystemDb = {
   tenantsWithQueuedEmail(): Promise<string[]>;
   /** Tenants with a contact import queued or running. */
   tenantsWithPendingImports(): Promise<string[]>;
+  /** Campaigns a dialer should run (active) or wind down (still leased), across tenants. */
+  campaignsToDial(): Promise<{ tenantId: string; campaignId: string }[]>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -86,6 +88,10 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     async tenantsWithQueuedEmail() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queued_email()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
+    },
+    async campaignsToDial() {
+      const result = await sql<{ tenant_id: string; campaign_id: string }>`SELECT tenant_id, campaign_id FROM campaigns_to_dial()`.execute(db);
+      return result.rows.map((row) => ({ tenantId: row.tenant_id, campaignId: row.campaign_id }));
     },
     async tenantsWithPendingImports() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_pending_imports()`.execute(db);

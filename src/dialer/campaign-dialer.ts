@@ -82,6 +82,8 @@ export type CampaignDialer = {
   listen(): Promise<void>;
   /** listen, then a pacing round every tickMs of the clock. */
   start(): Promise<void>;
+  /** No more dials; calls in progress are still followed to their end (stop once none is left). */
+  pause(): void;
   stop(): Promise<void>;
   /** One pacing round now (tests drive it; the product's timer calls it every tickMs). */
   tick(): Promise<void>;
@@ -107,6 +109,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   let timer: Scheduled | undefined;
   let ticking: Promise<void> | undefined;
   let stopped = false;
+  let paused = false;
   let pacer: Pacer | undefined = options.pacer;
   let profile: JurisdictionProfile | undefined;
   let campaign: Awaited<ReturnType<typeof loadSetup>> | undefined;
@@ -152,7 +155,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const at = now();
     await inTenant((trx) => endExpiredWrapUps(trx, campaignId, at));
     await offerWaitingCallers();
-    if (campaign.row.state !== 'active' || campaign.settings.mode === 'preview') return;
+    if (paused || campaign.row.state !== 'active' || campaign.settings.mode === 'preview') return;
     const agents = await tenantDb.read((trx) => floorAgents(trx, campaignId, clock.now()));
     const outstanding: number[] = [];
     for (const call of calls.values()) if (call.readyAt === undefined && !call.ended) outstanding.push(clock.now() - call.dialedAt);
@@ -165,8 +168,23 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       wrapMs: campaign.settings.wrapUpMs,
       stats,
     });
+    const changed = decided.explanation !== decision?.explanation;
+    const previousAt = decision?.at ?? Number.NEGATIVE_INFINITY;
     decision = { ...decided, at: clock.now() };
+    // What the supervisor reads: the newest decision, written at most once a second.
+    if (changed && clock.now() - previousAt >= 1_000) await savePacing(pacer.name, decided);
     if (decided.dial > 0) await dialSome(decided.dial);
+  }
+
+  async function savePacing(pacerName: string, decided: PacingDecision): Promise<void> {
+    const row = { campaign_id: campaignId, decided_at: now(), dialer: dialerId, pacer: pacerName, lines: decided.dial, explanation: decided.explanation.slice(0, 2000) };
+    await inTenant((trx) =>
+      trx
+        .insertInto('campaign_pacing')
+        .values(row)
+        .onConflict((conflict) => conflict.columns(['tenant_id', 'campaign_id']).doUpdateSet({ decided_at: row.decided_at, dialer: row.dialer, pacer: row.pacer, lines: row.lines, explanation: row.explanation }))
+        .execute(),
+    );
   }
 
   async function dialSome(count: number): Promise<void> {
@@ -460,6 +478,9 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     async start() {
       await listen();
       schedule();
+    },
+    pause() {
+      paused = true;
     },
     async stop() {
       stopped = true;

@@ -11,6 +11,12 @@ import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
 import { createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
 import { startReencryptionWorker } from '../crypto/reencrypt.ts';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { startDialerService } from '../dialer/dialer-service.ts';
+import { VirtualClock } from '../telephony/clock.ts';
+import { seededRandom } from '../telephony/random.ts';
+import { createSimulator } from '../telephony/simulator.ts';
 
 export type RunningServer = { url: string; stop(reason: string): Promise<void> };
 
@@ -28,6 +34,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let reencryption: { stop(): Promise<void> } | undefined;
   let mailSender: { stop(): Promise<void> } | undefined;
   let importWorker: { stop(): Promise<void> } | undefined;
+  let dialers: { stop(): Promise<void> } | undefined;
+  let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
     // The root key first: a wrong or unreadable one stops the start before anything is served.
@@ -53,6 +61,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     importWorker = runEvery(2000, importWorkerTick(database.systemDb, runInThread, logger, () => stopImports), (error) =>
       logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'contact import worker failed'),
     );
+    // Campaign dialers. The telephony provider is the simulator (no real calls), in real time;
+    // a SIP or cloud provider plugs in here behind the same interface.
+    const telephonyClock = new VirtualClock(Date.now());
+    stopTelephonyClock = telephonyClock.followRealTime();
+    const simulator = createSimulator({ clock: telephonyClock, random: seededRandom(randomBytes(4).readUInt32BE(0)) });
+    dialers = startDialerService({
+      systemDb: database.systemDb,
+      crypto: database.crypto,
+      provider: simulator,
+      clock: telephonyClock,
+      nodeId: `${hostname().slice(0, 40)}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      logger,
+    });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -61,6 +82,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await mailSender?.stop();
     stopImports = true;
     await importWorker?.stop();
+    await dialers?.stop();
+    stopTelephonyClock?.();
     await database.close();
     throw error;
   }
@@ -97,6 +120,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await mailSender?.stop();
         stopImports = true;
         await importWorker?.stop();
+        await dialers?.stop();
+        stopTelephonyClock?.();
         await database.close();
       }
       logger.info('stopped');

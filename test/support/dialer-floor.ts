@@ -5,7 +5,7 @@ import { startCampaign } from '../../src/modules/campaigns/campaign-lifecycle.ts
 import { setAgentState } from '../../src/modules/agents/agent-states.ts';
 import { createUser } from '../../src/modules/users/users.repo.ts';
 import { createCampaignDialer, type CampaignDialer } from '../../src/dialer/campaign-dialer.ts';
-import { nextCallable, type WindowRule } from '../../src/dialer/calling-window.ts';
+import { isCallable, nextCallable, type WindowRule } from '../../src/dialer/calling-window.ts';
 import type { Pacer } from '../../src/dialer/pacers.ts';
 import { VirtualClock } from '../../src/telephony/clock.ts';
 import { DEFAULT_CALLEE_MODEL, type CalleeModel } from '../../src/telephony/callee-model.ts';
@@ -37,7 +37,19 @@ export function openMinuteInOslo(rules: readonly WindowRule[] = [{ start: '08:00
   return Math.max(at.getTime(), Date.now()) + 60_000;
 }
 
-export async function createCallees(tenantDb: TenantDb, handles: DatabaseHandles, count: number, prefix = '+4791'): Promise<{ ids: string[]; numbers: string[] }> {
+/**
+ * A zone whose local time is well inside 08:00–21:00 for the next quarter of an hour, for tests
+ * that dial in real time (whenever they run).
+ */
+export function zoneOpenNow(): string {
+  const zones = ['Europe/Oslo', 'America/New_York', 'America/Los_Angeles', 'Pacific/Honolulu', 'Pacific/Auckland', 'Asia/Tokyo', 'Asia/Kolkata', 'Asia/Dubai'];
+  const rule = [{ start: '08:00', end: '21:00' }];
+  const zone = zones.find((candidate) => isCallable(new Date(), [candidate], rule) && isCallable(new Date(Date.now() + 15 * 60_000), [candidate], rule));
+  if (!zone) throw new Error('no zone is inside its calling hours now');
+  return zone;
+}
+
+export async function createCallees(tenantDb: TenantDb, handles: DatabaseHandles, count: number, prefix = '+4791', timeZone?: string): Promise<{ ids: string[]; numbers: string[] }> {
   const crypto = await handles.crypto();
   const ids: string[] = [];
   const numbers: string[] = [];
@@ -46,7 +58,7 @@ export async function createCallees(tenantDb: TenantDb, handles: DatabaseHandles
       const number = `${prefix}${String(index).padStart(6, '0')}`;
       const name = `Callee ${prefix} ${index}`;
       registerPersonalData(name);
-      const created = await createContact(trx, crypto, { name, phones: [{ kind: 'mobile', number }] }, { defaultRegion: 'NO' });
+      const created = await createContact(trx, crypto, { name, phones: [{ kind: 'mobile', number }], ...(timeZone ? { timeZone } : {}) }, { defaultRegion: 'NO' });
       ids.push(created.id);
       numbers.push(number);
     }

@@ -307,4 +307,24 @@ export async function campaignsRoutes(app: App): Promise<void> {
         return { readyNow: Number(row?.ready_now ?? 0), readyLater: Number(row?.ready_later ?? 0), reserved: Number(row?.reserved ?? 0), done: Number(row?.done ?? 0) };
       }),
   );
+
+  app.get(
+    '/api/v1/campaigns/:campaignId/pacing',
+    {
+      config: { access: 'agents:monitor' },
+      schema: {
+        summary: "The dialer's latest pacing decision, in words: how many lines for how many agents, and why",
+        tags: ['campaigns'],
+        params: campaignParams,
+        response: { 200: z.object({ decidedAt: z.string(), dialer: z.string(), pacer: z.string(), lines: z.number().int(), explanation: z.string() }), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) =>
+      request.tenantDb.read(async (trx) => {
+        await loadCampaign(trx, request.params.campaignId);
+        const row = await trx.selectFrom('campaign_pacing').select(['decided_at', 'dialer', 'pacer', 'lines', 'explanation']).where('campaign_id', '=', request.params.campaignId).executeTakeFirst();
+        if (!row) throw new AppError('not_found', 'The campaign has not been paced yet.');
+        return { decidedAt: row.decided_at.toISOString(), dialer: row.dialer, pacer: row.pacer, lines: row.lines, explanation: row.explanation };
+      }),
+  );
 }

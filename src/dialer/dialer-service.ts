@@ -1,0 +1,164 @@
+import { sql } from 'kysely';
+import { runEvery } from '../background-task.ts';
+import type { Logger } from '../logger.ts';
+import type { SystemDb } from '../db/system-db.ts';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
+import { recordAuditEvent } from '../audit/audit-event.ts';
+import type { VirtualClock } from '../telephony/clock.ts';
+import type { TelephonyProvider } from '../telephony/provider.ts';
+import { createCampaignDialer, type CampaignDialer } from './campaign-dialer.ts';
+
+/**
+ * The dialers of one server process. Every node runs this service; each active campaign is paced
+ * by one node at a time, the holder of its lease (campaigns.dialer_owner / dialer_lease_until),
+ * renewed every round. A node that dies stops renewing; when the lease lapses another node takes
+ * the campaign over and first settles what the dead one left open: its attempts end as
+ * `cancelled` (the calls died with it), their contacts return to the hopper, and agents it had
+ * reserved are freed — no agent stays stuck and no attempt stays open. Even while two nodes
+ * overlap, the hopper reserves each contact once (hopper.ts).
+ */
+export type DialerServiceOptions = {
+  systemDb: SystemDb;
+  crypto: () => Promise<ContactsCrypto>;
+  provider: TelephonyProvider;
+  clock: VirtualClock;
+  nodeId: string;
+  logger: Logger;
+  roundMs?: number;
+  leaseMs?: number;
+};
+
+type Running = { tenantId: string; dialer: CampaignDialer; winding: boolean };
+
+/** Settles the attempts of another (dead) dialer of this campaign; returns how many. */
+export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId: string, dialerId: string, now: Date): Promise<number> {
+  const orphans = await trx
+    .updateTable('dial_attempts')
+    .set({ state: 'ended', outcome: 'cancelled', skip_reason: 'dialer_lost', ended_at: now })
+    .where('campaign_id', '=', campaignId)
+    .where('dialer', '<>', dialerId)
+    .where('state', 'in', ['reserved', 'dialing', 'answered', 'connected'])
+    .returning(['id', 'contact_id'])
+    .execute();
+  if (orphans.length === 0) return 0;
+  const contactIds = orphans.map((orphan) => orphan.contact_id);
+  await trx
+    .updateTable('campaign_contacts')
+    .set({ state: 'ready', next_at: now, last_outcome: 'cancelled:dialer_lost', updated_at: now })
+    .where('campaign_id', '=', campaignId)
+    .where('contact_id', 'in', contactIds)
+    .where('state', '=', 'reserved')
+    .execute();
+  const attemptIds = orphans.map((orphan) => orphan.id);
+  const freed = await trx
+    .updateTable('agent_states')
+    .set({ state: 'available', attempt_id: null, wrap_up_until: null, since: now })
+    .where('attempt_id', 'in', attemptIds)
+    .where('state', 'in', ['reserved', 'on_call'])
+    .returning('user_id')
+    .execute();
+  if (freed.length > 0) await trx.insertInto('agent_state_changes').values(freed.map((agent) => ({ user_id: agent.user_id, state: 'available' as const, reason: null, at: now }))).execute();
+  await recordAuditEvent(trx, {
+    action: 'campaign.dialer_takeover',
+    outcome: 'success',
+    actor: { type: 'system', id: `dialer:${dialerId}` },
+    target: { type: 'campaign', id: campaignId },
+    details: { orphanedAttempts: orphans.length, agentsFreed: freed.length },
+    occurredAt: now,
+  });
+  return orphans.length;
+}
+
+export function startDialerService(options: DialerServiceOptions): { stop(): Promise<void>; running(): string[] } {
+  const { systemDb, provider, clock, nodeId, logger } = options;
+  const leaseMs = options.leaseMs ?? 15_000;
+  const running = new Map<string, Running>();
+  let stopping = false;
+
+  const leaseFor = (tenantId: string, campaignId: string, claim: boolean) =>
+    systemDb.inTenant(tenantId).transaction(async (trx) => {
+      const leased = await trx
+        .updateTable('campaigns')
+        .set({ dialer_owner: nodeId, dialer_lease_until: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})` })
+        .where('id', '=', campaignId)
+        .where('state', '=', 'active')
+        .where((eb) => (claim ? eb.or([eb('dialer_owner', 'is', null), eb('dialer_owner', '=', nodeId), eb('dialer_lease_until', '<', sql<Date>`now()`)]) : eb('dialer_owner', '=', nodeId)))
+        .returning('id')
+        .executeTakeFirst();
+      if (leased && claim) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
+      return leased !== undefined;
+    });
+
+  const release = (tenantId: string, campaignId: string) =>
+    systemDb
+      .inTenant(tenantId)
+      .transaction((trx) => trx.updateTable('campaigns').set({ dialer_owner: null, dialer_lease_until: null }).where('id', '=', campaignId).where('dialer_owner', '=', nodeId).execute());
+
+  /** A lapsed lease on a campaign that is no longer active: settle what it left and clear it. */
+  const clearLapsed = (tenantId: string, campaignId: string) =>
+    systemDb.inTenant(tenantId).transaction(async (trx) => {
+      const cleared = await trx
+        .updateTable('campaigns')
+        .set({ dialer_owner: null, dialer_lease_until: null })
+        .where('id', '=', campaignId)
+        .where('state', '<>', 'active')
+        .where('dialer_lease_until', '<', sql<Date>`now()`)
+        .returning('id')
+        .executeTakeFirst();
+      if (cleared) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
+    });
+
+  async function round(): Promise<void> {
+    if (stopping) return;
+    const wanted = await systemDb.campaignsToDial();
+    const seen = new Set<string>();
+    for (const { tenantId, campaignId } of wanted) {
+      seen.add(campaignId);
+      const mine = running.get(campaignId);
+      if (mine) {
+        if (!mine.winding && !(await leaseFor(tenantId, campaignId, false))) {
+          // Paused, finished, or taken over: dial no more, but follow the calls in progress to their end.
+          mine.winding = true;
+          mine.dialer.pause();
+          logger.info({ campaign: campaignId }, 'campaign dialer winding down');
+        }
+        continue;
+      }
+      if (await leaseFor(tenantId, campaignId, true)) {
+        const dialer = createCampaignDialer({ tenantDb: systemDb.inTenant(tenantId), crypto: await options.crypto(), provider, clock, campaignId, dialerId: nodeId, logger });
+        running.set(campaignId, { tenantId, dialer, winding: false });
+        await dialer.start();
+        logger.info({ campaign: campaignId }, 'campaign dialer started');
+      } else {
+        await clearLapsed(tenantId, campaignId);
+      }
+    }
+    for (const [campaignId, entry] of running) {
+      if (!seen.has(campaignId) && !entry.winding) {
+        entry.winding = true;
+        entry.dialer.pause();
+      }
+      if (entry.winding && entry.dialer.callsInProgress() === 0) {
+        await entry.dialer.stop();
+        running.delete(campaignId);
+        await release(entry.tenantId, campaignId);
+        logger.info({ campaign: campaignId }, 'campaign dialer stopped');
+      }
+    }
+  }
+
+  const task = runEvery(options.roundMs ?? 2_000, round, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
+  return {
+    running: () => [...running.keys()],
+    async stop() {
+      stopping = true;
+      await task.stop();
+      for (const [campaignId, entry] of running) {
+        await entry.dialer.stop();
+        await release(entry.tenantId, campaignId).catch(() => undefined);
+      }
+      running.clear();
+    },
+  };
+}
