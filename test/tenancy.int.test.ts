@@ -80,6 +80,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('campaign_contacts').values({ campaign_id: campaign.id, contact_id: contact.id }).execute();
         await reserveDue(trx, campaign.id, 1, 'tenancy', new Date(Date.now() + 1000));
         await setAgentState(trx, tenant.agent.id, { state: 'available', campaignId: campaign.id, now: new Date() });
+        await trx.insertInto('campaign_pacing').values({ campaign_id: campaign.id, decided_at: new Date(), dialer: 'tenancy', pacer: 'progressive', lines: 1, explanation: 'test' }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });

@@ -3,6 +3,7 @@ import type { Logger } from '../logger.ts';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import type { AttemptOutcome, ContactPurpose } from '../db/schema.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
+import { publish } from '../realtime/realtime.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { addSuppression } from '../modules/suppression/suppression.service.ts';
 import { loadCampaign, loadProfiles, settingsOf, windowRules, type JurisdictionProfile, type RetryOutcome } from '../modules/campaigns/campaign-settings.ts';
@@ -178,13 +179,14 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
 
   async function savePacing(pacerName: string, decided: PacingDecision): Promise<void> {
     const row = { campaign_id: campaignId, decided_at: now(), dialer: dialerId, pacer: pacerName, lines: decided.dial, explanation: decided.explanation.slice(0, 2000) };
-    await inTenant((trx) =>
-      trx
+    await inTenant(async (trx) => {
+      await trx
         .insertInto('campaign_pacing')
         .values(row)
         .onConflict((conflict) => conflict.columns(['tenant_id', 'campaign_id']).doUpdateSet({ decided_at: row.decided_at, dialer: row.dialer, pacer: row.pacer, lines: row.lines, explanation: row.explanation }))
-        .execute(),
-    );
+        .execute();
+      await publish(trx, { topic: 'campaign.pacing', campaignId, lines: row.lines, explanation: row.explanation, at: row.decided_at.toISOString() });
+    });
   }
 
   async function dialSome(count: number): Promise<void> {
@@ -195,6 +197,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     for (const attempt of reserved) {
       const verdict = await inTenant(async (trx) => {
         const result = await admitAttempt(trx, crypto, context, attempt, at);
+        if (result.ok) await publish(trx, { topic: 'call', attemptId: attempt.id, campaignId, agentId: null, state: 'dialing', outcome: null, at: at.toISOString() });
         if (!result.ok) {
           await recordAuditEvent(trx, {
             action: 'call.compliance',
@@ -285,6 +288,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
               .set({ state: 'connected', agent_id: agentId, connect_ms: Math.max(0, event.at - (call.readyAt ?? event.at)) })
               .where('id', '=', call.attemptId)
               .execute();
+            await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId, state: 'connected', outcome: null, at: new Date(event.at).toISOString() });
           });
         }
         return;
@@ -429,6 +433,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
           createdBy: `dialer:${dialerId}`,
         });
       }
+      await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId: call.connectedAt !== undefined ? (call.agentId ?? null) : null, state: 'ended', outcome, at: endedAt.toISOString() });
       await recordAuditEvent(trx, {
         action: 'call.compliance',
         outcome: 'success',

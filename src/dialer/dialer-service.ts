@@ -5,6 +5,7 @@ import type { SystemDb } from '../db/system-db.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
+import { publish } from '../realtime/realtime.ts';
 import type { VirtualClock } from '../telephony/clock.ts';
 import type { TelephonyProvider } from '../telephony/provider.ts';
 import { createCampaignDialer, type CampaignDialer } from './campaign-dialer.ts';
@@ -59,6 +60,7 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
     .returning('user_id')
     .execute();
   if (freed.length > 0) await trx.insertInto('agent_state_changes').values(freed.map((agent) => ({ user_id: agent.user_id, state: 'available' as const, reason: null, at: now }))).execute();
+  for (const agent of freed) await publish(trx, { topic: 'agent.state', agentId: agent.user_id, state: 'available', reason: null, campaignId, at: now.toISOString() });
   await recordAuditEvent(trx, {
     action: 'campaign.dialer_takeover',
     outcome: 'success',

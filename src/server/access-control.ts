@@ -61,6 +61,11 @@ declare module 'fastify' {
     readonly tenantDb: TenantDb;
     /** Set by access control only; read through `tenantDb`. */
     scopedTenantDb: TenantDb | undefined;
+    /**
+     * Whether the credential of this request still holds (not revoked, expired, idle, or its user
+     * disabled): for connections that outlive their request (the realtime WebSocket).
+     */
+    credentialStillValid: (() => Promise<boolean>) | undefined;
   }
 }
 
@@ -211,6 +216,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
   app.decorateRequest('principal', undefined);
   app.decorateRequest('sessionToken', undefined);
   app.decorateRequest('scopedTenantDb', undefined);
+  app.decorateRequest('credentialStillValid', undefined);
   app.decorateRequest('tenantDb', {
     getter(this: FastifyRequest) {
       const tenantDb = this.scopedTenantDb;
@@ -321,6 +327,13 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
         );
       }
     }
+
+    const userId = cached.userId;
+    request.credentialStillValid = async () => {
+      const again = options.credentials.get(key) ?? (await lookUpAndCache(tenantDb, kind, token, key));
+      const at = Date.now();
+      return again !== undefined && again.userId === userId && again.stage === 'active' && again.expiresAt > at && at - again.lastSeenAt <= again.idleMs;
+    };
 
     if (access === 'login') {
       if (cached.kind !== 'session') throw new AppError('forbidden', 'This needs a signed-in browser session.');

@@ -3,6 +3,10 @@ import { consentsRoutes } from '../modules/contacts/consents.routes.ts';
 import { listsRoutes } from '../modules/contacts/lists.routes.ts';
 import { campaignsRoutes } from '../modules/campaigns/campaigns.routes.ts';
 import { agentsRoutes } from '../modules/agents/agents.routes.ts';
+import websocket from '@fastify/websocket';
+import { createRealtimeHub } from '../realtime/realtime.ts';
+import { realtimeRoutes } from '../realtime/realtime.routes.ts';
+import { onLocalAuthChange } from '../modules/access/auth-changes.ts';
 import { suppressionRoutes } from '../modules/suppression/suppression.routes.ts';
 import { importsRoutes } from '../modules/imports/imports.routes.ts';
 import { randomUUID } from 'node:crypto';
@@ -42,6 +46,8 @@ export type AppDependencies = {
   logger: Logger;
   database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes' | 'crypto'>;
   isShuttingDown?: () => boolean;
+  /** How often open realtime connections re-check their credential (default 15 s). */
+  realtimeRecheckMs?: number;
 };
 
 /** Longest URL we route; longer ones get 414 (Node's own header limit answers 431 beyond 16 KiB). */
@@ -218,6 +224,21 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(listsRoutes, { cipher, keyring });
   await app.register(campaignsRoutes);
   await app.register(agentsRoutes, { cipher, keyring });
+  // Realtime: one hub per process, fed by LISTEN on the shared change listener.
+  await app.register(websocket, { options: { maxPayload: 4096 } });
+  const hub = createRealtimeHub({ changes: database.changes, logger: deps.logger, ...(deps.realtimeRecheckMs !== undefined ? { recheckMs: deps.realtimeRecheckMs } : {}) });
+  const stopAuthWatch = onLocalAuthChange((tenantId) => void hub.recheck(tenantId));
+  app.addHook('onClose', async () => {
+    stopAuthWatch();
+    hub.stop();
+  });
+  // A refused WebSocket upgrade (no credential, no permission) ends with its connection: the
+  // upgrade socket is not an HTTP keep-alive connection, and left open it would let anyone hold
+  // sockets on the server without ever authenticating.
+  app.addHook('onResponse', async (request, reply) => {
+    if (reply.statusCode >= 400 && request.headers.upgrade !== undefined) request.raw.socket.destroy();
+  });
+  await app.register(realtimeRoutes, { hub, publicOrigin: new URL(config.publicUrl).origin });
   await app.register(suppressionRoutes, { cipher, keyring });
   await app.register(importsRoutes, { cipher, keyring });
   return app;

@@ -20,13 +20,14 @@ export function capturingLogger(level = 'info'): { logger: Logger; lines: string
 
 export async function buildTestApp(
   db: TestDatabase,
-  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string } = {},
+  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string; realtimeRecheckMs?: number } = {},
 ): Promise<App> {
   const app = await buildApp({
     config: { bodyLimitBytes: 64 * 1024, trustProxy: options.trustProxy ?? [], tls: options.tls, metricsToken: options.metricsToken, publicUrl: PUBLIC_URL },
     logger: options.logger ?? db.logger,
     database: db.handles,
     ...(options.isShuttingDown ? { isShuttingDown: options.isShuttingDown } : {}),
+    ...(options.realtimeRecheckMs !== undefined ? { realtimeRecheckMs: options.realtimeRecheckMs } : {}),
   });
   await app.ready();
   // Every problem body goes to the canary; on close, so does /metrics.

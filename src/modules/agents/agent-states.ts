@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { AgentState } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
+import { publish } from '../../realtime/realtime.ts';
 
 /**
  * Agents' states and the only transitions between them. Agents move themselves between offline,
@@ -63,7 +64,10 @@ export async function setAgentState(trx: TenantTransaction, userId: string, chan
       throw new AppError('invalid_transition', `The agent is ${current?.state ?? 'offline'}; it cannot become ${change.state} from there.`);
     }
   }
-  await trx.insertInto('agent_state_changes').values({ user_id: userId, state: change.state, reason: change.state === 'paused' ? (change.reason ?? null) : null, at: change.now }).execute();
+  const reason = change.state === 'paused' ? (change.reason ?? null) : null;
+  await trx.insertInto('agent_state_changes').values({ user_id: userId, state: change.state, reason, at: change.now }).execute();
+  const campaign = await trx.selectFrom('agent_states').select('campaign_id').where('user_id', '=', userId).executeTakeFirst();
+  await publish(trx, { topic: 'agent.state', agentId: userId, state: change.state, reason, campaignId: campaign?.campaign_id ?? null, at: change.now.toISOString() });
 }
 
 /**
@@ -79,7 +83,10 @@ export async function reserveLongestIdle(trx: TenantTransaction, campaignId: str
      WHERE a.user_id = picked.user_id
     RETURNING a.user_id`.execute(trx);
   const userId = reserved.rows[0]?.user_id;
-  if (userId) await trx.insertInto('agent_state_changes').values({ user_id: userId, state: 'reserved', reason: null, at: now }).execute();
+  if (userId) {
+    await trx.insertInto('agent_state_changes').values({ user_id: userId, state: 'reserved', reason: null, at: now }).execute();
+    await publish(trx, { topic: 'agent.state', agentId: userId, state: 'reserved', reason: null, campaignId, at: now.toISOString() });
+  }
   return userId;
 }
 
@@ -94,6 +101,7 @@ export async function endExpiredWrapUps(trx: TenantTransaction, campaignId: stri
     .returning('user_id')
     .execute();
   if (ended.length > 0) await trx.insertInto('agent_state_changes').values(ended.map((agent) => ({ user_id: agent.user_id, state: 'available' as const, reason: null, at: now }))).execute();
+  for (const agent of ended) await publish(trx, { topic: 'agent.state', agentId: agent.user_id, state: 'available', reason: null, campaignId, at: now.toISOString() });
   return ended.length;
 }
 

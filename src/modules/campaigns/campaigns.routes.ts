@@ -20,6 +20,7 @@ import {
   type CampaignSettings,
 } from './campaign-settings.ts';
 import { startCampaign } from './campaign-lifecycle.ts';
+import { publish } from '../../realtime/realtime.ts';
 
 const purpose = z.enum(['sales', 'survey', 'service']);
 
@@ -263,6 +264,7 @@ export async function campaignsRoutes(app: App): Promise<void> {
       request.tenantDb.transaction(async (trx) => {
         const { added } = await startCampaign(trx, request.params.campaignId);
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'campaign.start', outcome: 'success', target: { type: 'campaign', id: request.params.campaignId }, details: { hopperAdded: added } });
+        await publish(trx, { topic: 'campaign.state', campaignId: request.params.campaignId, state: 'active', at: new Date().toISOString() });
         return { ...(await present(trx, await loadCampaign(trx, request.params.campaignId))), hopperAdded: added };
       }),
   );
@@ -279,6 +281,7 @@ export async function campaignsRoutes(app: App): Promise<void> {
         if (row.state !== 'active') throw new AppError('invalid_transition', `The campaign is ${row.state}, not active.`);
         await trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '=', row.id).execute();
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'campaign.pause', outcome: 'success', target: { type: 'campaign', id: row.id } });
+        await publish(trx, { topic: 'campaign.state', campaignId: row.id, state: 'paused', at: new Date().toISOString() });
         return present(trx, await loadCampaign(trx, row.id));
       }),
   );
