@@ -11,6 +11,8 @@ import { seededRandom } from '../src/telephony/random.ts';
 import { createSimulator } from '../src/telephony/simulator.ts';
 import { setAgentState } from '../src/modules/agents/agent-states.ts';
 import { until } from './support/until.ts';
+import type { App } from '../src/server/types.ts';
+import { bearer, buildTestApp } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { ALL_BUSY, ALL_LIVE, availableAgents, createCallees, floorFor, openMinuteInOslo, startedCampaign, steadyPacer, zoneOpenNow } from './support/dialer-floor.ts';
@@ -32,7 +34,12 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     tenant = await seedTenant(handles, 'dialer-a');
     tenantDb = handles.forTenant(tenant.tenantId);
   });
-  afterAll(async () => db?.drop());
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+  let app: App | undefined;
+  const reported: Record<string, { campaignId: string; start: number; agents?: string[] }> = {};
 
   const attempts = (campaignId: string) =>
     tenantDb.read((trx) =>
@@ -55,6 +62,7 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     const callees = await createCallees(tenantDb, handles, 3, '+4791');
     const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Connect', wrapUpMs: 5_000 });
     const agents = await availableAgents(tenantDb, handles, campaignId, 3, new Date(start), 'connect');
+    reported.connect = { campaignId, start, agents };
     // One dial per pacing round, so the calls are answered one after another.
     let launched = 0;
     const oneByOne = { name: 'one-by-one', decide: () => (launched < 3 ? ((launched += 1), { dial: 1, explanation: 'one more' }) : { dial: 0, explanation: 'all dialed' }) };
@@ -106,6 +114,7 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     const start = openMinuteInOslo();
     const callees = await createCallees(tenantDb, handles, 2, '+4792');
     const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Abandon', retryRules: { abandoned: { retry: true, afterMinutes: 4320 } } });
+    reported.abandon = { campaignId, start };
     // One agent for two people: the second waits, and after 2 s hears the message.
     await availableAgents(tenantDb, handles, campaignId, 1, new Date(start), 'abandon');
     const floor = await floorFor({ tenantDb, handles, campaignId, model: ALL_LIVE, startMs: start, logger: db.logger, pacer: { name: 'two', decide: () => ({ dial: 2, explanation: 'two at once' }) } });
@@ -283,6 +292,8 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     const callees = await createCallees(tenantDb, handles, 2, '+4799', zoneOpenNow());
     const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Takeover', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
     const [agentId] = await availableAgents(tenantDb, handles, campaignId, 1, new Date(), 'takeover');
+    // The earlier tests' campaigns are done with; the service must find only this one to run.
+    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '<>', campaignId).execute());
     // A node that died mid-call: its lease has lapsed, its attempt is open, its agent on the call.
     const orphan = '00000000-0000-4000-8000-0000000000aa';
     await tenantDb.transaction(async (trx) => {
@@ -324,4 +335,46 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
       stopClock();
     }
   }, 60_000);
+
+  it('reports abandonment on both legal measures, handle time and outcomes per campaign, and time in state per agent (JSON and CSV)', async () => {
+    app = await buildTestApp(db);
+    const get = (url: string) => (app as App).inject({ method: 'GET', url, headers: bearer(tenant.owner.token) });
+    const around = (start: number) => `from=${encodeURIComponent(new Date(start - 3_600_000).toISOString())}&to=${encodeURIComponent(new Date(start + 86_400_000).toISOString())}`;
+    const abandon = reported.abandon as { campaignId: string; start: number };
+    let response = await get(`/api/v1/reports/campaigns/${abandon.campaignId}?${around(abandon.start)}`);
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toMatchObject({
+      jurisdiction: 'uk_ofcom',
+      dials: 2,
+      // The connected call is still talking when that test stopped its clock.
+      outcomes: { in_progress: 1, abandoned: 1 },
+      contactRate: 1,
+      informationMessages: 1,
+      cap: 0.03,
+      abandonment: { us: { rate: 0.5, abandoned: 1, liveAnswers: 2 }, uk: { rate: 0.5, estimatedAmdFalsePositives: 0 } },
+    });
+    const connect = reported.connect as { campaignId: string; start: number; agents: string[] };
+    response = await get(`/api/v1/reports/campaigns/${connect.campaignId}?${around(connect.start)}`);
+    const figures = response.json() as { averageTalkMs: number; averageHandleMs: number; abandonment: { us: { rate: number } } };
+    expect(figures.averageTalkMs).toBe(30_000);
+    // Handle = talk + the wrap-up measured from the agents' state changes (5 s, ended on a 250 ms pacing round).
+    expect(figures.averageHandleMs).toBeGreaterThanOrEqual(35_000);
+    expect(figures.averageHandleMs).toBeLessThanOrEqual(35_250);
+    expect(figures.abandonment.us.rate).toBe(0);
+    response = await get(`/api/v1/reports/campaigns/${connect.campaignId}?${around(connect.start)}&format=csv`);
+    expect(response.headers['content-type']).toContain('text/csv');
+    expect(response.body).toContain('"average_talk_ms","30000"');
+    expect(response.body).toContain('"outcome.live","3"');
+
+    response = await get(`/api/v1/reports/agents?${around(connect.start)}`);
+    const agents = (response.json() as { items: { userId: string; msInState: Record<string, number>; occupancy: number }[] }).items.filter((item) => connect.agents.includes(item.userId));
+    expect(agents).toHaveLength(3);
+    for (const agent of agents) {
+      expect(agent.msInState.on_call).toBe(30_000);
+      expect(agent.msInState.wrap_up).toBeGreaterThanOrEqual(5_000);
+      expect(agent.occupancy).toBeGreaterThan(0);
+      expect(agent.occupancy).toBeLessThan(1);
+    }
+    expect((await get(`/api/v1/reports/campaigns/${connect.campaignId}?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z`)).statusCode).toBe(400);
+  });
 });

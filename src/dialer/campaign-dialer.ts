@@ -262,10 +262,13 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       case 'ringing':
         call.ringingAt ??= event.at;
         return;
-      case 'answered':
+      case 'answered': {
         call.answeredAt = event.at;
+        const answeredAt = new Date(event.at);
+        await inTenant((trx) => trx.updateTable('dial_attempts').set({ state: 'answered', answered_at: answeredAt }).where('id', '=', call.attemptId).where('state', '=', 'dialing').execute());
         if (!campaign?.settings.amd) await personReady(call, event.at);
         return;
+      }
       case 'machine-detected':
         if (!event.final) return;
         call.amd = event.result;

@@ -3,7 +3,7 @@ import type { TelephonyEvent } from '../telephony/provider.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { DEFAULT_CALLEE_MODEL, type CalleeModel } from '../telephony/callee-model.ts';
 import { createSimulator } from '../telephony/simulator.ts';
-import { DialStats } from './dial-stats.ts';
+import { abandonmentMeasures, DialStats } from './dial-stats.ts';
 import type { Pacer } from './pacers.ts';
 
 /**
@@ -229,11 +229,7 @@ export function runDialerDay(options: DayOptions): DayResult {
   for (const agent of agents) account(agent);
 
   const liveAnswers = connected + abandoned;
-  // Of the detector's verdicts, how many machines were people (from its known accuracy): UK rules
-  // count them as abandoned.
-  const { humanAsHuman, machineAsMachine } = model.amd;
-  const people = (verdicts.human * machineAsMachine - verdicts.machine * (1 - machineAsMachine)) / (humanAsHuman + machineAsMachine - 1);
-  const mistaken = amd ? Math.max(0, people * (1 - humanAsHuman)) : 0;
+  const measures = abandonmentMeasures({ liveAnswers, abandoned, humanVerdicts: verdicts.human, machineVerdicts: verdicts.machine, accuracy: amd ? model.amd : null });
   let worstHour = 0;
   for (let from = start; from + 3_600_000 <= end; from += 60_000) {
     const hour = stats.abandonment(from, from + 3_600_000);
@@ -250,8 +246,8 @@ export function runDialerDay(options: DayOptions): DayResult {
     liveAnswers,
     connected,
     abandoned,
-    abandonmentUs: liveAnswers === 0 ? 0 : abandoned / liveAnswers,
-    abandonmentUk: liveAnswers + mistaken === 0 ? 0 : (abandoned + mistaken) / (liveAnswers + mistaken),
+    abandonmentUs: measures.us.rate,
+    abandonmentUk: measures.uk.rate,
     worstHourAbandonment: worstHour,
     occupancy: busy / loggedMs,
     talkMinutesPerAgentHour: talk / 60_000 / (loggedMs / 3_600_000),

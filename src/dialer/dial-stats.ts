@@ -141,3 +141,31 @@ export function normalCdf(z: number): number {
   const erf = 1 - polynomial * Math.exp(-(z * z) / 2);
   return z >= 0 ? (1 + erf) / 2 : (1 - erf) / 2;
 }
+
+/** How often a detector's verdicts are right: a person as a person, a machine as a machine. */
+export type AmdAccuracy = { humanAsHuman: number; machineAsMachine: number };
+
+/**
+ * Abandonment as both laws measure it. US TSR: abandoned ÷ live answers. UK Ofcom: the same with
+ * the people the detector took for machines (and hung up on) counted as abandoned; their number is
+ * estimated from the verdicts and the detector's accuracy — of V_h "human" and V_m "machine"
+ * verdicts, the people P solve V_h = P·a_h + (V_m + V_h − P)·(1 − a_m), and P·(1 − a_h) of them were
+ * judged machines.
+ */
+export function abandonmentMeasures(figures: { liveAnswers: number; abandoned: number; humanVerdicts: number; machineVerdicts: number; accuracy: AmdAccuracy | null }): {
+  us: { rate: number; abandoned: number; liveAnswers: number };
+  uk: { rate: number; abandoned: number; liveAnswers: number; estimatedAmdFalsePositives: number };
+} {
+  const { liveAnswers, abandoned, humanVerdicts, machineVerdicts, accuracy } = figures;
+  let mistaken = 0;
+  if (accuracy && humanVerdicts + machineVerdicts > 0) {
+    const { humanAsHuman, machineAsMachine } = accuracy;
+    const people = (humanVerdicts * machineAsMachine - machineVerdicts * (1 - machineAsMachine)) / (humanAsHuman + machineAsMachine - 1);
+    mistaken = Math.max(0, people * (1 - humanAsHuman));
+  }
+  return {
+    us: { rate: liveAnswers === 0 ? 0 : abandoned / liveAnswers, abandoned, liveAnswers },
+    uk: { rate: liveAnswers + mistaken === 0 ? 0 : (abandoned + mistaken) / (liveAnswers + mistaken), abandoned: abandoned + mistaken, liveAnswers: liveAnswers + mistaken, estimatedAmdFalsePositives: mistaken },
+  };
+}
+

@@ -3,6 +3,7 @@ import { consentsRoutes } from '../modules/contacts/consents.routes.ts';
 import { listsRoutes } from '../modules/contacts/lists.routes.ts';
 import { campaignsRoutes } from '../modules/campaigns/campaigns.routes.ts';
 import { agentsRoutes } from '../modules/agents/agents.routes.ts';
+import { reportsRoutes } from '../modules/reports/reports.routes.ts';
 import websocket from '@fastify/websocket';
 import { createRealtimeHub } from '../realtime/realtime.ts';
 import { realtimeRoutes } from '../realtime/realtime.routes.ts';
@@ -224,6 +225,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(listsRoutes, { cipher, keyring });
   await app.register(campaignsRoutes);
   await app.register(agentsRoutes, { cipher, keyring });
+  await app.register(reportsRoutes);
   // Realtime: one hub per process, fed by LISTEN on the shared change listener.
   await app.register(websocket, { options: { maxPayload: 4096 } });
   const hub = createRealtimeHub({ changes: database.changes, logger: deps.logger, ...(deps.realtimeRecheckMs !== undefined ? { recheckMs: deps.realtimeRecheckMs } : {}) });
