@@ -3,6 +3,7 @@
 import { auditBench } from './audit.bench.ts';
 import { contactsImportBench } from './contacts-import.bench.ts';
 import { dialerBench } from './dialer.bench.ts';
+import { floorScaleBench } from './floor-scale.bench.ts';
 import { fieldEncryptionBench } from './field-encryption.bench.ts';
 import { loginBench, sessionCheckBench, stuffingBench } from './identity.bench.ts';
 import { startupBench } from './startup.bench.ts';
@@ -20,6 +21,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   stuffing: stuffingBench,
   'contacts-import': contactsImportBench,
   dialer: dialerBench,
+  'floor-scale': floorScaleBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {

@@ -41,6 +41,8 @@ export type CampaignDialerOptions = {
   tickMs?: number;
   /** Overrides the campaign mode's pacer (benchmarks). */
   pacer?: Pacer;
+  /** Told after every pacing round: how long the decision took (floor read + pacer) and the whole round. */
+  onRound?: (round: { decisionMs: number; roundMs: number; dialed: number }) => void;
 };
 
 type Call = {
@@ -149,6 +151,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
 
   async function tick(): Promise<void> {
     if (stopped) return;
+    const began = performance.now();
     campaign = await loadSetup();
     profile = campaign.profile;
     if (!profile) return;
@@ -172,9 +175,12 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const changed = decided.explanation !== decision?.explanation;
     const previousAt = decision?.at ?? Number.NEGATIVE_INFINITY;
     decision = { ...decided, at: clock.now() };
+    const decidedAfter = performance.now() - began;
     // What the supervisor reads: the newest decision, written at most once a second.
     if (changed && clock.now() - previousAt >= 1_000) await savePacing(pacer.name, decided);
+    const dialedBefore = counters.dialed;
     if (decided.dial > 0) await dialSome(decided.dial);
+    options.onRound?.({ decisionMs: decidedAfter, roundMs: performance.now() - began, dialed: counters.dialed - dialedBefore });
   }
 
   async function savePacing(pacerName: string, decided: PacingDecision): Promise<void> {
