@@ -264,6 +264,20 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     expect(reasons).toEqual({ [granted]: null, [objected]: 'consent', [callees.ids[2] as string]: 'consent' });
   });
 
+  it('keeps the record of calls whose provider times carry fractions of a millisecond', async () => {
+    const start = openMinuteInOslo();
+    const callees = await createCallees(tenantDb, handles, 6, '+4790');
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Fractions', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    // Uniformly drawn set-up and ring times: never whole milliseconds.
+    const model = { ...ALL_BUSY, outcomes: { live: 0, machine: 0, busy: 0.5, noAnswer: 0.5, failed: 0 }, setupMs: { kind: 'uniform' as const, minMs: 100, maxMs: 400 } };
+    const floor = await floorFor({ tenantDb, handles, campaignId, model, startMs: start, logger: db.logger, pacer: steadyPacer(6) });
+    await floor.run(start + 60_000);
+    const rows = await attempts(campaignId);
+    expect(rows).toHaveLength(6);
+    expect(rows.every((row) => row.state === 'ended' && Number.isInteger(row.ring_ms))).toBe(true);
+    expect(floor.dialer.counters()).toMatchObject({ dialed: 6, ended: 6, errors: 0 });
+  });
+
   it('ignores and counts duplicate events and events for calls it does not know, losing no call record', async () => {
     const start = openMinuteInOslo();
     const callees = await createCallees(tenantDb, handles, 1, '+4797');

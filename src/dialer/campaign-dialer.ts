@@ -10,7 +10,7 @@ import { loadCampaign, loadProfiles, settingsOf, windowRules, type JurisdictionP
 import { endExpiredWrapUps, floorAgents, reserveLongestIdle, setAgentState } from '../modules/agents/agent-states.ts';
 import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
 import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
-import { admitAttempt, type DialContext } from './dial-checks.ts';
+import { admitAttempts, type DialContext } from './dial-checks.ts';
 import { releaseContact, reserveDue } from './hopper.ts';
 import { DialStats } from './dial-stats.ts';
 import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
@@ -200,23 +200,31 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const context = dialContext();
     const at = now();
     const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at));
-    for (const attempt of reserved) {
-      const verdict = await inTenant(async (trx) => {
-        const result = await admitAttempt(trx, crypto, context, attempt, at);
-        if (result.ok) await publish(trx, { topic: 'call', attemptId: attempt.id, campaignId, agentId: null, state: 'dialing', outcome: null, at: at.toISOString() });
-        if (!result.ok) {
-          await recordAuditEvent(trx, {
-            action: 'call.compliance',
-            outcome: 'denied',
-            actor: { type: 'system', id: `dialer:${dialerId}` },
-            target: { type: 'dial_attempt', id: attempt.id },
-            details: { campaign: campaignId, contact: attempt.contactId, attempt: attempt.attempt, skipped: result.reason, checksPassed: result.checks.join(','), retryAt: result.retryAt?.toISOString() ?? null },
-            occurredAt: at,
-          });
+    if (reserved.length === 0) return;
+    // The round's reservations are checked together, in one transaction.
+    const verdicts = await inTenant(async (trx) => {
+      const results = await admitAttempts(trx, crypto, context, reserved, at);
+      for (const attempt of reserved) {
+        const result = results.get(attempt.id);
+        if (!result) continue;
+        if (result.ok) {
+          await publish(trx, { topic: 'call', attemptId: attempt.id, campaignId, agentId: null, state: 'dialing', outcome: null, at: at.toISOString() });
+          continue;
         }
-        return result;
-      });
-      if (!verdict.ok) {
+        await recordAuditEvent(trx, {
+          action: 'call.compliance',
+          outcome: 'denied',
+          actor: { type: 'system', id: `dialer:${dialerId}` },
+          target: { type: 'dial_attempt', id: attempt.id },
+          details: { campaign: campaignId, contact: attempt.contactId, attempt: attempt.attempt, skipped: result.reason, checksPassed: result.checks.join(','), retryAt: result.retryAt?.toISOString() ?? null },
+          occurredAt: at,
+        });
+      }
+      return results;
+    });
+    for (const attempt of reserved) {
+      const verdict = verdicts.get(attempt.id);
+      if (!verdict?.ok) {
         counters.skipped += 1;
         continue;
       }
@@ -294,7 +302,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
             await setAgentState(trx, agentId, { state: 'on_call', attemptId: call.attemptId, now: new Date(event.at) });
             await trx
               .updateTable('dial_attempts')
-              .set({ state: 'connected', agent_id: agentId, connect_ms: Math.max(0, event.at - (call.readyAt ?? event.at)) })
+              .set({ state: 'connected', agent_id: agentId, connect_ms: Math.round(Math.max(0, event.at - (call.readyAt ?? event.at))) })
               .where('id', '=', call.attemptId)
               .execute();
             await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId, state: 'connected', outcome: null, at: new Date(event.at).toISOString() });
@@ -396,8 +404,9 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     if (talkMs > 0) stats.talked(talkMs);
     const endedAt = new Date(endedAtMs);
     const settings = campaign?.settings;
-    const ringMs = Math.max(0, (call.answeredAt ?? endedAtMs) - (call.ringingAt ?? call.dialedAt));
-    const connectMs = call.connectedAt !== undefined && call.readyAt !== undefined ? call.connectedAt - call.readyAt : null;
+    // Provider times may carry fractions of a millisecond; the record keeps whole milliseconds.
+    const ringMs = Math.round(Math.max(0, (call.answeredAt ?? endedAtMs) - (call.ringingAt ?? call.dialedAt)));
+    const connectMs = call.connectedAt !== undefined && call.readyAt !== undefined ? Math.round(call.connectedAt - call.readyAt) : null;
     await inTenant(async (trx) => {
       await trx
         .updateTable('dial_attempts')
@@ -412,7 +421,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
           information_message: call.informationMessage,
           raw_cause: JSON.stringify(raw),
           ended_at: endedAt,
-          talk_ms: talkMs,
+          talk_ms: Math.round(talkMs),
         })
         .where('id', '=', call.attemptId)
         .execute();

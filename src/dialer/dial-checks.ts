@@ -3,7 +3,7 @@ import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { ContactPurpose } from '../db/schema.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { contactFieldAt } from '../modules/contacts/contact-record.ts';
-import { findMatches, recordMatches } from '../modules/suppression/suppression.service.ts';
+import { matchPhonesInBulk, recordMatches } from '../modules/suppression/suppression.service.ts';
 import { isCallable, nextCallable, type WindowRule } from './calling-window.ts';
 import { releaseContact, type ReservedAttempt } from './hopper.ts';
 
@@ -13,6 +13,9 @@ import { releaseContact, type ReservedAttempt } from './hopper.ts';
  * second ago, a consent withdrawn, a contact restricted or a window closed since then stops the
  * dial. Each check that passed is written on the attempt (the compliance record lists them); the
  * one that failed names why the contact was not called and when, if ever, it may be.
+ *
+ * A pacing round's reservations are checked together: one query per kind of fact (contacts,
+ * numbers, subject keys, consent, suppressions) for the whole batch, then each attempt in memory.
  */
 export type DialCheck = 'status' | 'attempts' | 'window' | 'consent' | 'number' | 'suppression';
 
@@ -26,94 +29,142 @@ export type DialContext = {
 
 export type DialPermit = { ok: true; number: string; position: number; checks: DialCheck[] };
 export type DialRefusal = { ok: false; reason: DialCheck | 'window_never'; checks: DialCheck[]; retryAt: Date | null };
+export type DialVerdict = DialPermit | DialRefusal;
 
-/** The contact's numbers (decrypted) and what the checks need, nothing else of its record. */
-async function loadTarget(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string) {
-  const [contact, phones, keys, consent] = await Promise.all([
-    trx.selectFrom('contacts').select(['status', 'time_zones']).where('id', '=', contactId).executeTakeFirst(),
-    trx.selectFrom('contact_phones').select(['position', 'number_ciphertext']).where('contact_id', '=', contactId).orderBy('position').execute(),
-    crypto.keyring.subjectKeys(trx, [contactId]),
-    trx
-      .selectFrom('consent_events')
-      .select(['purpose', 'action'])
-      .where('contact_id', '=', contactId)
-      .orderBy('recorded_at', 'desc')
-      .limit(50)
-      .execute(),
+type Target = { status: string; zones: string[]; numbers: { position: number; e164: string }[]; consent: string | undefined };
+
+/** The contacts' numbers (decrypted) and what the checks need, nothing else of their records. */
+async function loadTargets(trx: TenantTransaction, crypto: ContactsCrypto, contactIds: readonly string[], purpose: ContactPurpose): Promise<Map<string, Target>> {
+  const [contacts, phones, keys, consent] = await Promise.all([
+    trx.selectFrom('contacts').select(['id', 'status', 'time_zones']).where('id', 'in', contactIds).execute(),
+    trx.selectFrom('contact_phones').select(['contact_id', 'position', 'number_ciphertext']).where('contact_id', 'in', contactIds).orderBy('contact_id').orderBy('position').execute(),
+    crypto.keyring.subjectKeys(trx, contactIds),
+    // The newest consent entry per contact for the campaign's purpose is the one in force.
+    sql<{ contact_id: string; action: string }>`
+      SELECT DISTINCT ON (contact_id) contact_id, action FROM consent_events
+       WHERE contact_id = ANY(${contactIds}::uuid[]) AND purpose = ${purpose}
+       ORDER BY contact_id, recorded_at DESC, id`.execute(trx),
   ]);
-  const key = keys.get(contactId) ?? null;
-  const numbers =
-    key === null ? [] : phones.map((phone) => ({ position: phone.position, e164: crypto.cipher.decryptForSubject(trx.tenantId, contactFieldAt(contactId, `phone.${phone.position}`), phone.number_ciphertext, key) }));
-  return { contact, numbers, consent };
+  const consentOf = new Map(consent.rows.map((row) => [row.contact_id, row.action]));
+  const targets = new Map<string, Target>();
+  for (const contact of contacts) targets.set(contact.id, { status: contact.status, zones: contact.time_zones, numbers: [], consent: consentOf.get(contact.id) });
+  for (const phone of phones) {
+    const key = keys.get(phone.contact_id) ?? null;
+    const target = targets.get(phone.contact_id);
+    if (key === null || !target) continue;
+    target.numbers.push({ position: phone.position, e164: crypto.cipher.decryptForSubject(trx.tenantId, contactFieldAt(phone.contact_id, `phone.${phone.position}`), phone.number_ciphertext, key) });
+  }
+  return targets;
 }
 
-export async function checkAtDialTime(trx: TenantTransaction, crypto: ContactsCrypto, context: DialContext, attempt: ReservedAttempt, now: Date): Promise<DialPermit | DialRefusal> {
-  const checks: DialCheck[] = [];
-  const refuse = (reason: DialRefusal['reason'], retryAt: Date | null = null): DialRefusal => ({ ok: false, reason, checks, retryAt });
-  const { contact, numbers, consent } = await loadTarget(trx, crypto, attempt.contactId);
-  if (!contact || contact.status !== 'active') return refuse('status');
-  checks.push('status');
-  if (attempt.dials >= context.maxAttempts) return refuse('attempts');
-  checks.push('attempts');
-  if (!isCallable(now, contact.time_zones, context.windows)) {
-    const next = nextCallable(now, contact.time_zones, context.windows);
-    return next ? refuse('window', next) : refuse('window_never');
-  }
-  checks.push('window');
-  // The newest entry for the campaign's purpose is in force: a withdrawal or an objection stops
-  // the dial; where the profile requires a lawful basis, a grant must be in force.
-  const inForce = consent.find((entry) => entry.purpose === context.purpose);
-  if (inForce && inForce.action !== 'grant') return refuse('consent');
-  if (context.requiresLawfulBasis && inForce?.action !== 'grant') return refuse('consent');
-  checks.push('consent');
-  if (numbers.length === 0) return refuse('number');
-  checks.push('number');
-  // Numbers in turn, from the one after the last dialed: the first that no suppression matches.
-  // A number held only by an expiring entry (recently abandoned: 72 h) comes back when it expires.
-  let comesBack: Date | null = null;
-  for (let offset = 0; offset < numbers.length; offset += 1) {
-    const candidate = numbers[(attempt.dials + offset) % numbers.length] as { position: number; e164: string };
-    const matches = await findMatches(trx, crypto, 'phone', candidate.e164, { campaignId: context.campaignId });
-    if (matches.length === 0) {
-      checks.push('suppression');
-      return { ok: true, number: candidate.e164, position: candidate.position, checks };
+/** Every check for every attempt of a batch; suppression matches are recorded as dial-time matches. */
+export async function checkAtDialTime(trx: TenantTransaction, crypto: ContactsCrypto, context: DialContext, attempts: readonly ReservedAttempt[], now: Date): Promise<Map<string, DialVerdict>> {
+  const verdicts = new Map<string, DialVerdict>();
+  if (attempts.length === 0) return verdicts;
+  const targets = await loadTargets(trx, crypto, [...new Set(attempts.map((attempt) => attempt.contactId))], context.purpose);
+  const pending: { attempt: ReservedAttempt; target: Target; checks: DialCheck[] }[] = [];
+  for (const attempt of attempts) {
+    const checks: DialCheck[] = [];
+    const refuse = (reason: DialRefusal['reason'], retryAt: Date | null = null) => verdicts.set(attempt.id, { ok: false, reason, checks, retryAt });
+    const target = targets.get(attempt.contactId);
+    if (!target || target.status !== 'active') {
+      refuse('status');
+      continue;
     }
-    await recordMatches(trx, matches.map((match) => match.id), { context: 'dial', contactId: attempt.contactId, campaignId: context.campaignId });
-    const expiries = matches.map((match) => match.expiresAt);
-    if (expiries.every((expiry): expiry is Date => expiry !== null)) {
-      const free = new Date(Math.max(...expiries.map((expiry) => expiry.getTime())));
-      if (comesBack === null || free < comesBack) comesBack = free;
+    checks.push('status');
+    if (attempt.dials >= context.maxAttempts) {
+      refuse('attempts');
+      continue;
     }
+    checks.push('attempts');
+    if (!isCallable(now, target.zones, context.windows)) {
+      const next = nextCallable(now, target.zones, context.windows);
+      if (next) refuse('window', next);
+      else refuse('window_never');
+      continue;
+    }
+    checks.push('window');
+    // A withdrawal or an objection stops the dial; where the profile requires a lawful basis, a
+    // grant must be in force.
+    if ((target.consent !== undefined && target.consent !== 'grant') || (context.requiresLawfulBasis && target.consent !== 'grant')) {
+      refuse('consent');
+      continue;
+    }
+    checks.push('consent');
+    if (target.numbers.length === 0) {
+      refuse('number');
+      continue;
+    }
+    checks.push('number');
+    pending.push({ attempt, target, checks });
   }
-  return refuse('suppression', comesBack);
+  if (pending.length === 0) return verdicts;
+
+  // Every number of the batch against every suppression in force, in one query.
+  const suppressed = await matchPhonesInBulk(trx, crypto, pending.flatMap((entry) => entry.target.numbers.map((number) => number.e164)), context.campaignId);
+  const matchedIds = [...new Set([...suppressed.values()].flat())];
+  const expiries = new Map<string, Date | null>();
+  if (matchedIds.length > 0) {
+    const rows = await trx.selectFrom('suppressions').select(['id', 'expires_at']).where('id', 'in', matchedIds).execute();
+    for (const row of rows) expiries.set(row.id, row.expires_at);
+  }
+  for (const { attempt, target, checks } of pending) {
+    // Numbers in turn, from the one after the last dialed: the first that no suppression matches.
+    // A number held only by expiring entries (recently abandoned: 72 h) comes back when they expire.
+    let comesBack: Date | null = null;
+    let permit: DialPermit | undefined;
+    const matchedHere: string[] = [];
+    for (let offset = 0; offset < target.numbers.length && !permit; offset += 1) {
+      const candidate = target.numbers[(attempt.dials + offset) % target.numbers.length] as { position: number; e164: string };
+      const matches = suppressed.get(candidate.e164) ?? [];
+      if (matches.length === 0) {
+        permit = { ok: true, number: candidate.e164, position: candidate.position, checks: [...checks, 'suppression'] };
+        break;
+      }
+      matchedHere.push(...matches);
+      const ends = matches.map((id) => expiries.get(id) ?? null);
+      if (ends.every((end): end is Date => end !== null)) {
+        const free = new Date(Math.max(...ends.map((end) => end.getTime())));
+        if (comesBack === null || free < comesBack) comesBack = free;
+      }
+    }
+    if (matchedHere.length > 0) await recordMatches(trx, [...new Set(matchedHere)], { context: 'dial', contactId: attempt.contactId, campaignId: context.campaignId });
+    verdicts.set(attempt.id, permit ?? { ok: false, reason: 'suppression', checks, retryAt: comesBack });
+  }
+  return verdicts;
 }
 
 /**
- * Runs the checks for a reserved attempt and records their result: the attempt becomes `dialing`
- * (the caller then sends the dial) or `skipped`, and a skipped contact returns to the hopper when a
- * retry can help (a window that opens later, an expiring suppression) or is done with.
+ * Runs the checks for a round's reserved attempts and records their results: each attempt becomes
+ * `dialing` (the caller then sends the dial) or `skipped`, and a skipped contact returns to the
+ * hopper when a retry can help (a window that opens later, an expiring suppression) or is done.
  */
-export async function admitAttempt(trx: TenantTransaction, crypto: ContactsCrypto, context: DialContext, attempt: ReservedAttempt, now: Date): Promise<DialPermit | DialRefusal> {
-  const verdict = await checkAtDialTime(trx, crypto, context, attempt, now);
-  if (verdict.ok) {
-    await trx
-      .updateTable('dial_attempts')
-      .set({ state: 'dialing', checks: verdict.checks, phone_position: verdict.position, dialed_at: now })
-      .where('id', '=', attempt.id)
-      .execute();
+export async function admitAttempts(trx: TenantTransaction, crypto: ContactsCrypto, context: DialContext, attempts: readonly ReservedAttempt[], now: Date): Promise<Map<string, DialVerdict>> {
+  const verdicts = await checkAtDialTime(trx, crypto, context, attempts, now);
+  const admitted = attempts.filter((attempt) => verdicts.get(attempt.id)?.ok);
+  if (admitted.length > 0) {
+    const positions = admitted.map((attempt) => (verdicts.get(attempt.id) as DialPermit).position);
+    const checks = (verdicts.get((admitted[0] as ReservedAttempt).id) as DialPermit).checks;
+    await sql`
+      UPDATE dial_attempts d SET state = 'dialing', checks = ${checks}::text[], phone_position = v.position, dialed_at = ${now}
+        FROM unnest(${admitted.map((attempt) => attempt.id)}::uuid[], ${positions}::smallint[]) AS v(id, position)
+       WHERE d.id = v.id`.execute(trx);
     await trx
       .updateTable('campaign_contacts')
       .set({ dials: sql<number>`dials + 1`, updated_at: now })
       .where('campaign_id', '=', context.campaignId)
-      .where('contact_id', '=', attempt.contactId)
+      .where('contact_id', 'in', admitted.map((attempt) => attempt.contactId))
       .execute();
-    return verdict;
   }
-  await trx
-    .updateTable('dial_attempts')
-    .set({ state: 'skipped', outcome: 'skipped', checks: verdict.checks, skip_reason: verdict.reason, ended_at: now })
-    .where('id', '=', attempt.id)
-    .execute();
-  await releaseContact(trx, context.campaignId, attempt.contactId, { nextAt: verdict.retryAt, outcome: `skipped:${verdict.reason}`, now });
-  return verdict;
+  for (const attempt of attempts) {
+    const verdict = verdicts.get(attempt.id);
+    if (!verdict || verdict.ok) continue;
+    await trx
+      .updateTable('dial_attempts')
+      .set({ state: 'skipped', outcome: 'skipped', checks: verdict.checks, skip_reason: verdict.reason, ended_at: now })
+      .where('id', '=', attempt.id)
+      .execute();
+    await releaseContact(trx, context.campaignId, attempt.contactId, { nextAt: verdict.retryAt, outcome: `skipped:${verdict.reason}`, now });
+  }
+  return verdicts;
 }
