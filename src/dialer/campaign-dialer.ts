@@ -41,7 +41,7 @@ export type CampaignDialerOptions = {
   tickMs?: number;
   /** Overrides the campaign mode's pacer (benchmarks). */
   pacer?: Pacer;
-  /** Told after every pacing round: how long the decision took (floor read + pacer) and the whole round. */
+  /** Told after every pacing round: how long the decision took (floor read + pacer) and the whole round (with wrap-ups, waiting callers and its dials). */
   onRound?: (round: { decisionMs: number; roundMs: number; dialed: number }) => void;
 };
 
@@ -160,6 +160,8 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     await inTenant((trx) => endExpiredWrapUps(trx, campaignId, at));
     await offerWaitingCallers();
     if (paused || campaign.row.state !== 'active' || campaign.settings.mode === 'preview') return;
+    // The decision proper: the floor as it is now, and the pacer.
+    const deciding = performance.now();
     const agents = await tenantDb.read((trx) => floorAgents(trx, campaignId, clock.now()));
     const outstanding: number[] = [];
     for (const call of calls.values()) if (call.readyAt === undefined && !call.ended) outstanding.push(clock.now() - call.dialedAt);
@@ -175,7 +177,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const changed = decided.explanation !== decision?.explanation;
     const previousAt = decision?.at ?? Number.NEGATIVE_INFINITY;
     decision = { ...decided, at: clock.now() };
-    const decidedAfter = performance.now() - began;
+    const decidedAfter = performance.now() - deciding;
     // What the supervisor reads: the newest decision, written at most once a second.
     if (changed && clock.now() - previousAt >= 1_000) await savePacing(pacer.name, decided);
     const dialedBefore = counters.dialed;
@@ -207,10 +209,9 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       for (const attempt of reserved) {
         const result = results.get(attempt.id);
         if (!result) continue;
-        if (result.ok) {
-          await publish(trx, { topic: 'call', attemptId: attempt.id, campaignId, agentId: null, state: 'dialing', outcome: null, at: at.toISOString() });
-          continue;
-        }
+        // A dial is not announced on its own (the pacing decision says how many are dialed); its
+        // connection and its end are.
+        if (result.ok) continue;
         await recordAuditEvent(trx, {
           action: 'call.compliance',
           outcome: 'denied',

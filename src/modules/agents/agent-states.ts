@@ -83,10 +83,9 @@ export async function reserveLongestIdle(trx: TenantTransaction, campaignId: str
      WHERE a.user_id = picked.user_id
     RETURNING a.user_id`.execute(trx);
   const userId = reserved.rows[0]?.user_id;
-  if (userId) {
-    await trx.insertInto('agent_state_changes').values({ user_id: userId, state: 'reserved', reason: null, at: now }).execute();
-    await publish(trx, { topic: 'agent.state', agentId: userId, state: 'reserved', reason: null, campaignId, at: now.toISOString() });
-  }
+  // Reserved lasts the moment it takes to connect the call: kept for reports, not announced (the
+  // on-call state that follows is).
+  if (userId) await trx.insertInto('agent_state_changes').values({ user_id: userId, state: 'reserved', reason: null, at: now }).execute();
   return userId;
 }
 
