@@ -57,6 +57,7 @@ ALTER TABLE campaigns
   ADD COLUMN ring_timeout_ms integer NOT NULL DEFAULT 25000 CHECK (ring_timeout_ms BETWEEN 5000 AND 120000),
   ADD COLUMN wrap_up_ms integer NOT NULL DEFAULT 15000 CHECK (wrap_up_ms BETWEEN 0 AND 600000),
   ADD COLUMN amd boolean NOT NULL DEFAULT true,
+  ADD COLUMN record_calls boolean NOT NULL DEFAULT true,
   ADD COLUMN dispositions jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(dispositions) = 'array'),
   -- When the current legal measurement window began (a campaign's first start, then every window).
   ADD COLUMN started_at timestamptz,
@@ -160,6 +161,25 @@ CREATE TABLE agent_states (
 );
 CREATE INDEX agent_states_available ON agent_states (tenant_id, campaign_id, since) WHERE state = 'available';
 
+-- Call recordings: the audio sealed under the contact's subject key (erasing the contact shreds
+-- it), with its pauses (card payments) counted. Played back only with recordings:play, audited.
+CREATE TABLE recordings (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
+  attempt_id uuid NOT NULL,
+  campaign_id uuid NOT NULL,
+  contact_id uuid NOT NULL,
+  state text NOT NULL DEFAULT 'recording' CHECK (state IN ('recording', 'paused', 'saved', 'failed')),
+  pauses smallint NOT NULL DEFAULT 0 CHECK (pauses >= 0),
+  started_at timestamptz NOT NULL,
+  saved_at timestamptz,
+  duration_ms integer CHECK (duration_ms >= 0),
+  audio_bytes integer CHECK (audio_bytes >= 0),
+  audio_ciphertext bytea,
+  PRIMARY KEY (tenant_id, attempt_id),
+  FOREIGN KEY (tenant_id, attempt_id) REFERENCES dial_attempts (tenant_id, id) ON DELETE CASCADE,
+  CHECK ((state = 'saved') = (audio_ciphertext IS NOT NULL))
+);
+
 -- Every change of an agent's state, for time-in-state reports.
 CREATE TABLE agent_state_changes (
   tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
@@ -177,7 +197,7 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['campaign_contacts', 'dial_attempts', 'agent_states', 'agent_state_changes', 'campaign_pacing'] LOOP
+  FOREACH t IN ARRAY ARRAY['campaign_contacts', 'dial_attempts', 'agent_states', 'agent_state_changes', 'campaign_pacing', 'recordings'] LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id())', t);

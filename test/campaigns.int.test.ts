@@ -140,10 +140,13 @@ describe(`campaigns and agents API (${serverLabel()} server)`, () => {
 
     // On a call, the agent cannot walk away from it.
     const tenantDb = db.handles.forTenant(a.tenantId);
-    await tenantDb.transaction(async (trx) => {
-      await trx.updateTable('agent_states').set({ state: 'reserved' }).where('user_id', '=', a.agent.id).execute();
-      await setAgentState(trx, a.agent.id, { state: 'on_call', now: new Date() });
-    });
+    await tenantDb.transaction((trx) => trx.updateTable('agent_states').set({ state: 'reserved' }).where('user_id', '=', a.agent.id).execute());
+    // Reserved for a call the dialer is connecting: the agent cannot slip away either.
+    for (const state of ['available', 'paused', 'offline']) {
+      response = await call(a.agent.token, 'PUT', '/api/v1/agent/state', { state, reason: 'break', campaignId });
+      expect(response.statusCode, `reserved → ${state}`).toBe(409);
+    }
+    await tenantDb.transaction((trx) => setAgentState(trx, a.agent.id, { state: 'on_call', now: new Date() }));
     for (const state of ['offline', 'paused', 'available']) {
       response = await call(a.agent.token, 'PUT', '/api/v1/agent/state', { state, reason: 'break', campaignId });
       expect(response.statusCode, state).toBe(409);

@@ -311,9 +311,9 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     // A node that died mid-call: its lease has lapsed, its attempt is open, its agent on the call.
     const orphan = '00000000-0000-4000-8000-0000000000aa';
     await tenantDb.transaction(async (trx) => {
-      await trx.updateTable('campaigns').set({ dialer_owner: 'dead-node', dialer_lease_until: new Date(Date.now() - 1_000) }).where('id', '=', campaignId).execute();
+      await trx.updateTable('campaigns').set({ dialer_owner: 'dead-node', dialer_lease_until: new Date(Date.now() - 60_000) }).where('id', '=', campaignId).execute();
       await trx.updateTable('campaign_contacts').set({ state: 'reserved', attempts: 1, dials: 1 }).where('contact_id', '=', callees.ids[0] as string).execute();
-      await trx.insertInto('dial_attempts').values({ id: orphan, campaign_id: campaignId, contact_id: callees.ids[0] as string, attempt: 1, dialer: 'dead-node', state: 'connected', dialed_at: new Date(), agent_id: agentId ?? null }).execute();
+      await trx.insertInto('dial_attempts').values({ id: orphan, campaign_id: campaignId, contact_id: callees.ids[0] as string, attempt: 1, dialer: 'dead-node', state: 'connected', dialed_at: new Date(), answered_at: new Date(), agent_id: agentId ?? null }).execute();
       await trx.updateTable('agent_states').set({ state: 'reserved', attempt_id: orphan }).where('user_id', '=', agentId as string).execute();
       await setAgentState(trx, agentId as string, { state: 'on_call', attemptId: orphan, now: new Date() });
     });
@@ -325,13 +325,18 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     const simulator = createSimulator({ clock, random: seededRandom(5), model: ALL_BUSY });
     const service = startDialerService({ systemDb: handles.systemDb, crypto: handles.crypto, provider: simulator, clock, nodeId: 'node-b', logger: db.logger, roundMs: 100 });
     try {
-      await until(async () => (await attempts(campaignId)).filter((row) => row.state === 'ended').length === 3, 15_000);
+      await until(async () => (await attempts(campaignId)).filter((row) => row.state === 'ended').length === 2, 15_000);
       const rows = await attempts(campaignId);
       expect(rows.find((row) => row.id === orphan)).toMatchObject({ state: 'ended', outcome: 'cancelled', skip_reason: 'dialer_lost' });
-      // Both contacts dialed by the new owner: the orphan's contact again, as attempt 2.
+      // The other contact is dialed by the new owner; the one who was on the line when the node
+      // died is not rung again at once, but in 4 hours.
       const mine = rows.filter((row) => row.id !== orphan);
-      expect(mine.map((row) => row.outcome)).toEqual(['busy', 'busy']);
-      expect(mine.find((row) => row.contact_id === callees.ids[0])?.attempt).toBe(2);
+      expect(mine.map((row) => [row.contact_id, row.outcome])).toEqual([[callees.ids[1], 'busy']]);
+      const due = await tenantDb.read((trx) => trx.selectFrom('campaign_contacts').select(['state', 'next_at']).where('contact_id', '=', callees.ids[0] as string).executeTakeFirstOrThrow());
+      expect(due.state).toBe('ready');
+      expect(due.next_at.getTime() - Date.now()).toBeGreaterThan(3.9 * 3_600_000);
+      const freed = await tenantDb.read((trx) => trx.selectFrom('agent_states').select(['state', 'attempt_id']).where('user_id', '=', agentId as string).executeTakeFirstOrThrow());
+      expect(freed.attempt_id).not.toBe(orphan);
       const campaign = await tenantDb.read((trx) => trx.selectFrom('campaigns').select(['dialer_owner']).where('id', '=', campaignId).executeTakeFirstOrThrow());
       expect(campaign.dialer_owner).toBe('node-b');
       const pacing = await tenantDb.read((trx) => trx.selectFrom('campaign_pacing').select(['pacer', 'explanation', 'dialer']).where('campaign_id', '=', campaignId).executeTakeFirstOrThrow());

@@ -146,4 +146,23 @@ describe(`realtime WebSocket (${serverLabel()} server)`, () => {
     await until(() => open.closed !== undefined, 5_000);
     expect(open.closed?.code).toBe(4401);
   });
+
+  it('cuts off a supervisor whose role no longer carries what the connection was opened with', async () => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const { cipher } = await db.handles.crypto();
+    registerPersonalData('demoted@realtime-a.example');
+    const demoted = await tenantDb.transaction(async (trx) => {
+      const user = await createUser(trx, cipher, { email: 'demoted@realtime-a.example', displayName: 'Demoted', role: 'supervisor' });
+      await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
+      return { user, token: (await issueApiToken(trx, a.tenantId, { userId: user.id, name: 'demoted token', expiresAt: new Date(Date.now() + 3_600_000), scopes: permissions })).token };
+    });
+    const open = await connect(demoted.token);
+    expect(open.closed).toBeUndefined();
+    // Demoted to agent by an administrator, through the other process.
+    const session = await sessionFor(db.handles, a.tenantId, a.owner.id);
+    const changed = await writer.inject({ method: 'PATCH', url: `/api/v1/users/${demoted.user.id}`, cookies: { '__Host-rv_session': session.cookies['__Host-rv_session'] as string }, headers: { origin: PUBLIC_URL, 'x-csrf-token': session.csrf }, payload: { role: 'agent' } });
+    expect(changed.statusCode).toBe(200);
+    await until(() => open.closed !== undefined, 5_000);
+    expect(open.closed?.code).toBe(4401);
+  });
 });

@@ -74,6 +74,9 @@ export type FieldCipher = {
   /** Encrypts under a data-subject key the caller already holds (Keyring.subjectKeys): no query. */
   encryptForSubject(tenantId: string, where: FieldLocation, plaintext: string, subjectKey: Buffer): Buffer;
   decryptForSubject(tenantId: string, where: FieldLocation, ciphertext: Buffer, subjectKey: Buffer): string;
+  /** Bytes (a call recording) under a data-subject key the caller holds. */
+  encryptBytesForSubject(tenantId: string, where: FieldLocation, plaintext: Buffer, subjectKey: Buffer): Buffer;
+  decryptBytesForSubject(tenantId: string, where: FieldLocation, ciphertext: Buffer, subjectKey: Buffer): Buffer;
   /** Keyed HMAC-SHA256 of an already normalised value (E.164 phone, lower-cased e-mail), truncated. */
   blindIndex(trx: TenantTransaction, indexName: string, normalised: string, bytes?: number): Promise<Buffer>;
 };
@@ -144,6 +147,21 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
 
     encryptForSubject(tenantId, where, plaintext, subjectKey) {
       return seal(subjectKey, Buffer.from(plaintext, 'utf8'), fieldContext(tenantId, where, subjectHeader), subjectHeader);
+    },
+
+    encryptBytesForSubject(tenantId, where, plaintext, subjectKey) {
+      return seal(subjectKey, plaintext, fieldContext(tenantId, where, subjectHeader), subjectHeader);
+    },
+
+    decryptBytesForSubject(tenantId, where, ciphertext, subjectKey) {
+      checkHeader(ciphertext);
+      if (ciphertext[3] !== KIND_SUBJECT) throw new FieldCipherError('This field is not encrypted under a data-subject key');
+      try {
+        return open(subjectKey, ciphertext, fieldContext(tenantId, where, subjectHeader), HEADER_BYTES);
+      } catch (error) {
+        if (error instanceof DecryptionError) throw new FieldCipherError('The field does not decrypt here: it was altered, or belongs to another record, field or tenant');
+        throw error;
+      }
     },
 
     decryptForSubject(tenantId, where, ciphertext, subjectKey) {

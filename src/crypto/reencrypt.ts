@@ -74,6 +74,7 @@ export const subjectKeyedColumns: readonly { table: string; column: string }[] =
   { table: 'contacts', column: 'personal_fields_ciphertext' },
   { table: 'contact_phones', column: 'number_ciphertext' },
   { table: 'dial_attempts', column: 'notes_ciphertext' },
+  { table: 'recordings', column: 'audio_ciphertext' },
 ];
 
 /**

@@ -376,6 +376,7 @@ export type CampaignsTable = {
   ring_timeout_ms: ColumnType<number, number | undefined>;
   wrap_up_ms: ColumnType<number, number | undefined>;
   amd: ColumnType<boolean, boolean | undefined>;
+  record_calls: ColumnType<boolean, boolean | undefined>;
   dispositions: ColumnType<unknown, string | undefined, string>;
   started_at: Date | null;
   dialer_owner: string | null;
@@ -392,6 +393,20 @@ export type CampaignPacingTable = {
   pacer: string;
   lines: number;
   explanation: string;
+};
+
+export type RecordingsTable = {
+  tenant_id: TenantColumn;
+  attempt_id: string;
+  campaign_id: string;
+  contact_id: string;
+  state: ColumnType<'recording' | 'paused' | 'saved' | 'failed', 'recording' | 'paused' | 'saved' | 'failed' | undefined>;
+  pauses: ColumnType<number, number | undefined>;
+  started_at: Date;
+  saved_at: Date | null;
+  duration_ms: number | null;
+  audio_bytes: number | null;
+  audio_ciphertext: Buffer | null;
 };
 
 export type CampaignState = 'draft' | 'active' | 'paused' | 'finished';
@@ -650,6 +665,7 @@ export type TenantTables = {
   agent_states: AgentStatesTable;
   agent_state_changes: AgentStateChangesTable;
   campaign_pacing: CampaignPacingTable;
+  recordings: RecordingsTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

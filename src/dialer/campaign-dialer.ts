@@ -7,7 +7,7 @@ import { publish } from '../realtime/realtime.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { addSuppression } from '../modules/suppression/suppression.service.ts';
 import { loadCampaign, loadProfiles, settingsOf, windowRules, type JurisdictionProfile, type RetryOutcome } from '../modules/campaigns/campaign-settings.ts';
-import { endExpiredWrapUps, floorAgents, reserveLongestIdle, setAgentState } from '../modules/agents/agent-states.ts';
+import { endExpiredWrapUps, floorAgents, moveAgentOfCall, reserveLongestIdle } from '../modules/agents/agent-states.ts';
 import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
 import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
 import { admitAttempts, type DialContext } from './dial-checks.ts';
@@ -41,6 +41,8 @@ export type CampaignDialerOptions = {
   tickMs?: number;
   /** Overrides the campaign mode's pacer (benchmarks). */
   pacer?: Pacer;
+  /** When the dialer runs under a campaign lease (the dialer service), it reserves only while it holds it. */
+  leaseOwner?: string;
   /** Told after every pacing round: how long the decision took (floor read + pacer) and the whole round (with wrap-ups, waiting callers and its dials). */
   onRound?: (round: { decisionMs: number; roundMs: number; dialed: number }) => void;
 };
@@ -57,6 +59,8 @@ type Call = {
   /** When the person became ready for an agent (answer, or the detector's "human"). */
   readyAt?: number;
   agentId?: string;
+  /** A personal callback's agent, offered the call first. */
+  preferredAgentId?: string;
   connectedAt?: number;
   abandoned: boolean;
   informationMessage: boolean;
@@ -201,7 +205,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     if (!campaign || !profile) return;
     const context = dialContext();
     const at = now();
-    const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at));
+    const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at, options.leaseOwner === undefined ? {} : { leaseOwner: options.leaseOwner }));
     if (reserved.length === 0) return;
     // The round's reservations are checked together, in one transaction.
     const verdicts = await inTenant(async (trx) => {
@@ -230,6 +234,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
         continue;
       }
       const call: Call = { attemptId: attempt.id, contactId: attempt.contactId, number: verdict.number, checks: verdict.checks, dialedAt: clock.now(), abandoned: false, informationMessage: false, lastSeq: 0, chain: Promise.resolve(), ended: false };
+      if (attempt.callbackAgentId) call.preferredAgentId = attempt.callbackAgentId;
       calls.set(attempt.id, call);
       try {
         await provider.send({
@@ -300,7 +305,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
         if (call.agentId) {
           const agentId = call.agentId;
           await inTenant(async (trx) => {
-            await setAgentState(trx, agentId, { state: 'on_call', attemptId: call.attemptId, now: new Date(event.at) });
+            await moveAgentOfCall(trx, agentId, call.attemptId, { state: 'on_call', now: new Date(event.at) });
             await trx
               .updateTable('dial_attempts')
               .set({ state: 'connected', agent_id: agentId, connect_ms: Math.round(Math.max(0, event.at - (call.readyAt ?? event.at))) })
@@ -341,6 +346,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     stats.dialResolved(true);
     stats.personReady(at - call.dialedAt);
     if (await connect(call)) return;
+    if (call.ended) return;
     waiting.push(call);
     const limit = profile?.connectLimitMs ?? 2_000;
     call.connectLimit = clock.schedule(limit - (clock.now() - at), () => {
@@ -351,34 +357,51 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     });
   }
 
+  /**
+   * Gives the person on `call` to the longest-idle available agent (a personal callback's agent
+   * first). Runs on the call's own chain only, so it never races the connect limit's abandonment.
+   */
   async function connect(call: Call): Promise<boolean> {
-    const agentId = await inTenant((trx) => reserveLongestIdle(trx, campaignId, call.attemptId, now()));
+    if (call.ended || call.abandoned || call.agentId !== undefined) return call.agentId !== undefined;
+    const agentId = await inTenant((trx) => reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId));
     if (!agentId) return false;
+    if (call.ended || call.abandoned) {
+      // The call ended (or was given up) while the agent was being reserved: free the agent.
+      await inTenant((trx) => moveAgentOfCall(trx, agentId, call.attemptId, { state: 'available', now: now() }));
+      return false;
+    }
     call.agentId = agentId;
-    call.connectLimit?.cancel();
-    stats.liveAnswer(clock.now(), false);
     try {
       await provider.send({ kind: 'connect-to-agent', commandId: `connect:${call.attemptId}`, legId: call.attemptId, agentEndpoint: `agent:${agentId}` });
     } catch (error) {
-      // The person hung up in the meantime: the agent goes back to available.
+      // The provider refused (the person hung up meanwhile, or a transient fault): the agent is
+      // free again and the person, if still there, keeps waiting within the connect limit.
       if (!(error instanceof TelephonyError)) throw error;
-      await inTenant((trx) => setAgentState(trx, agentId, { state: 'available', now: now() }));
+      await inTenant((trx) => moveAgentOfCall(trx, agentId, call.attemptId, { state: 'available', now: now() }));
       call.agentId = undefined;
+      return false;
     }
+    call.connectLimit?.cancel();
+    stats.liveAnswer(clock.now(), false);
+    const index = waiting.indexOf(call);
+    if (index >= 0) waiting.splice(index, 1);
     return true;
   }
 
-  /** Callers waiting for an agent get the agents that became free, oldest caller first. */
+  /** Callers waiting for an agent get the agents that became free, oldest caller first, each on its own chain. */
   async function offerWaitingCallers(): Promise<void> {
-    while (waiting.length > 0) {
-      const call = waiting[0] as Call;
+    for (const call of [...waiting]) {
       if (call.ended || call.abandoned) {
-        waiting.shift();
+        const index = waiting.indexOf(call);
+        if (index >= 0) waiting.splice(index, 1);
         continue;
       }
-      const taken = await connect(call);
+      let taken = false;
+      call.chain = call.chain.then(async () => {
+        taken = await connect(call);
+      });
+      await call.chain.catch(() => undefined);
       if (!taken) return;
-      waiting.shift();
     }
   }
 
@@ -409,7 +432,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const ringMs = Math.round(Math.max(0, (call.answeredAt ?? endedAtMs) - (call.ringingAt ?? call.dialedAt)));
     const connectMs = call.connectedAt !== undefined && call.readyAt !== undefined ? Math.round(call.connectedAt - call.readyAt) : null;
     await inTenant(async (trx) => {
-      await trx
+      const updated = await trx
         .updateTable('dial_attempts')
         .set({
           state: 'ended',
@@ -425,19 +448,30 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
           talk_ms: Math.round(talkMs),
         })
         .where('id', '=', call.attemptId)
-        .execute();
+        // Settled already (by the node that took the campaign over): that record stands.
+        .where('state', '<>', 'ended')
+        .returning('id')
+        .executeTakeFirst();
+      if (!updated) {
+        logger.warn({ attempt: call.attemptId }, 'a call ended after its attempt was settled elsewhere; its record was kept as settled');
+        return;
+      }
       // The agent who took the call wraps up; one reserved for a call that ended before it was
       // bridged is free again.
       if (call.agentId) {
         if (call.connectedAt !== undefined) {
-          await setAgentState(trx, call.agentId, { state: 'wrap_up', attemptId: call.attemptId, wrapUpUntil: new Date(endedAtMs + (settings?.wrapUpMs ?? 0)), now: endedAt });
+          await moveAgentOfCall(trx, call.agentId, call.attemptId, { state: 'wrap_up', wrapUpUntil: new Date(endedAtMs + (settings?.wrapUpMs ?? 0)), now: endedAt });
         } else {
-          await setAgentState(trx, call.agentId, { state: 'available', now: endedAt });
+          await moveAgentOfCall(trx, call.agentId, call.attemptId, { state: 'available', now: endedAt });
         }
       }
       // A live call waits for the agent's disposition to decide what comes next; the rest follow
       // the campaign's retry rules.
-      const rule = outcome === 'live' || outcome === 'cancelled' ? undefined : settings?.retryRules[outcome as RetryOutcome];
+      // A person who never reached an agent (hung up within the connect limit, a refused connect)
+      // is tried again like an unanswered call.
+      const reachedAgent = call.connectedAt !== undefined;
+      const ruleOutcome: RetryOutcome | undefined = outcome === 'live' ? (reachedAgent ? undefined : 'no_answer') : outcome === 'cancelled' ? undefined : (outcome as RetryOutcome);
+      const rule = ruleOutcome === undefined ? undefined : settings?.retryRules[ruleOutcome];
       const nextAt = rule?.retry ? new Date(endedAtMs + rule.afterMinutes * 60_000) : null;
       await releaseContact(trx, campaignId, call.contactId, { nextAt, outcome, now: endedAt });
       if (outcome === 'abandoned' && profile?.abandonLockoutMs) {

@@ -32,25 +32,43 @@ export type DialerServiceOptions = {
 
 type Running = { tenantId: string; dialer: CampaignDialer; winding: boolean };
 
-/** Settles the attempts of another (dead) dialer of this campaign; returns how many. */
+/** Once a lease has lapsed this long, its node is taken for dead and the campaign is taken over. */
+const TAKEOVER_GRACE_SECONDS = 30;
+/** How long after a takeover the contacts of calls that were already ringing, or answered, are due again. */
+const RINGING_CALL_RETRY_MS = 2 * 60_000;
+const ANSWERED_CALL_RETRY_MS = 4 * 3_600_000;
+
+/**
+ * Settles the attempts another (dead) dialer of this campaign left open; returns how many. A
+ * reservation never dialed returns its contact at once; a call that was ringing comes back in
+ * 2 minutes, one that was answered in 4 hours (the person may have been talking when the node
+ * died: never ring them again at once). Agents held for those calls are freed.
+ */
 export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId: string, dialerId: string, now: Date): Promise<number> {
   const orphans = await trx
     .updateTable('dial_attempts')
-    .set({ state: 'ended', outcome: 'cancelled', skip_reason: 'dialer_lost', ended_at: now })
+    .set((eb) => ({
+      state: 'ended',
+      outcome: eb.case().when('state', '=', 'reserved').then(sql<'skipped'>`'skipped'`).else(sql<'cancelled'>`'cancelled'`).end(),
+      skip_reason: 'dialer_lost',
+      ended_at: now,
+    }))
     .where('campaign_id', '=', campaignId)
     .where('dialer', '<>', dialerId)
     .where('state', 'in', ['reserved', 'dialing', 'answered', 'connected'])
-    .returning(['id', 'contact_id'])
+    .returning(['id', 'contact_id', 'answered_at', 'dialed_at'])
     .execute();
   if (orphans.length === 0) return 0;
-  const contactIds = orphans.map((orphan) => orphan.contact_id);
-  await trx
-    .updateTable('campaign_contacts')
-    .set({ state: 'ready', next_at: now, last_outcome: 'cancelled:dialer_lost', updated_at: now })
-    .where('campaign_id', '=', campaignId)
-    .where('contact_id', 'in', contactIds)
-    .where('state', '=', 'reserved')
-    .execute();
+  for (const orphan of orphans) {
+    const dueIn = orphan.answered_at !== null ? ANSWERED_CALL_RETRY_MS : orphan.dialed_at !== null ? RINGING_CALL_RETRY_MS : 0;
+    await trx
+      .updateTable('campaign_contacts')
+      .set({ state: 'ready', next_at: new Date(now.getTime() + dueIn), last_outcome: 'cancelled:dialer_lost', updated_at: now })
+      .where('campaign_id', '=', campaignId)
+      .where('contact_id', '=', orphan.contact_id)
+      .where('state', '=', 'reserved')
+      .execute();
+  }
   const attemptIds = orphans.map((orphan) => orphan.id);
   const freed = await trx
     .updateTable('agent_states')
@@ -78,18 +96,32 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
   const running = new Map<string, Running>();
   let stopping = false;
 
-  const leaseFor = (tenantId: string, campaignId: string, claim: boolean) =>
+  /** Takes the lease of an active campaign that is free, ours, or lapsed past the grace; settles a dead owner's calls. */
+  const claim = (tenantId: string, campaignId: string) =>
     systemDb.inTenant(tenantId).transaction(async (trx) => {
       const leased = await trx
         .updateTable('campaigns')
         .set({ dialer_owner: nodeId, dialer_lease_until: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})` })
         .where('id', '=', campaignId)
         .where('state', '=', 'active')
-        .where((eb) => (claim ? eb.or([eb('dialer_owner', 'is', null), eb('dialer_owner', '=', nodeId), eb('dialer_lease_until', '<', sql<Date>`now()`)]) : eb('dialer_owner', '=', nodeId)))
+        .where((eb) => eb.or([eb('dialer_owner', 'is', null), eb('dialer_owner', '=', nodeId), eb('dialer_lease_until', '<', sql<Date>`now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})`)]))
         .returning('id')
         .executeTakeFirst();
-      if (leased && claim) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
+      if (leased) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
       return leased !== undefined;
+    });
+
+  /** Renews our lease whatever the campaign's state (a paused campaign's calls still finish under it); its state, or undefined if the lease is lost. */
+  const renew = (tenantId: string, campaignId: string) =>
+    systemDb.inTenant(tenantId).transaction(async (trx) => {
+      const renewed = await trx
+        .updateTable('campaigns')
+        .set({ dialer_lease_until: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})` })
+        .where('id', '=', campaignId)
+        .where('dialer_owner', '=', nodeId)
+        .returning('state')
+        .executeTakeFirst();
+      return renewed?.state;
     });
 
   const release = (tenantId: string, campaignId: string) =>
@@ -105,7 +137,7 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
         .set({ dialer_owner: null, dialer_lease_until: null })
         .where('id', '=', campaignId)
         .where('state', '<>', 'active')
-        .where('dialer_lease_until', '<', sql<Date>`now()`)
+        .where('dialer_lease_until', '<', sql<Date>`now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})`)
         .returning('id')
         .executeTakeFirst();
       if (cleared) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
@@ -119,16 +151,18 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
       seen.add(campaignId);
       const mine = running.get(campaignId);
       if (mine) {
-        if (!mine.winding && !(await leaseFor(tenantId, campaignId, false))) {
-          // Paused, finished, or taken over: dial no more, but follow the calls in progress to their end.
+        const state = await renew(tenantId, campaignId);
+        if (state !== 'active' && !mine.winding) {
+          // Paused or finished (state), or taken over (no state): dial no more, but follow the
+          // calls in progress to their end.
           mine.winding = true;
           mine.dialer.pause();
-          logger.info({ campaign: campaignId }, 'campaign dialer winding down');
+          logger.info({ campaign: campaignId, leaseLost: state === undefined }, 'campaign dialer winding down');
         }
         continue;
       }
-      if (await leaseFor(tenantId, campaignId, true)) {
-        const dialer = createCampaignDialer({ tenantDb: systemDb.inTenant(tenantId), crypto: await options.crypto(), provider, clock, campaignId, dialerId: nodeId, logger });
+      if (await claim(tenantId, campaignId)) {
+        const dialer = createCampaignDialer({ tenantDb: systemDb.inTenant(tenantId), crypto: await options.crypto(), provider, clock, campaignId, dialerId: nodeId, leaseOwner: nodeId, logger });
         running.set(campaignId, { tenantId, dialer, winding: false });
         await dialer.start();
         logger.info({ campaign: campaignId }, 'campaign dialer started');

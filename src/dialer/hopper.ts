@@ -8,14 +8,19 @@ import type { TenantTransaction } from '../db/tenant-db.ts';
  * row's key (campaign, contact, attempt number) is unique, so even a reservation that slipped past
  * the lock (a restored backup, a bug) could not produce a second attempt with the same number.
  */
-export type ReservedAttempt = { id: string; contactId: string; attempt: number; dials: number };
+export type ReservedAttempt = { id: string; contactId: string; attempt: number; dials: number; callbackAgentId?: string | null };
 
-export async function reserveDue(trx: TenantTransaction, campaignId: string, count: number, dialer: string, now: Date): Promise<ReservedAttempt[]> {
+export async function reserveDue(trx: TenantTransaction, campaignId: string, count: number, dialer: string, now: Date, options: { leaseOwner?: string } = {}): Promise<ReservedAttempt[]> {
   if (count <= 0) return [];
-  const reserved = await sql<{ id: string; contact_id: string; attempt: number; dials: number }>`
+  // A dialer that runs under a lease reserves only while it holds it (with a margin): a node that
+  // lost its campaign to another stops dialing before the other starts.
+  const leased = options.leaseOwner === undefined
+    ? sql<boolean>`true`
+    : sql<boolean>`EXISTS (SELECT 1 FROM campaigns WHERE id = ${campaignId} AND dialer_owner = ${options.leaseOwner} AND dialer_lease_until > now() + interval '3 seconds')`;
+  const reserved = await sql<{ id: string; contact_id: string; attempt: number; dials: number; callback_agent_id: string | null }>`
     WITH picked AS (
       SELECT contact_id FROM campaign_contacts
-       WHERE campaign_id = ${campaignId} AND state = 'ready' AND next_at <= ${now}
+       WHERE campaign_id = ${campaignId} AND state = 'ready' AND next_at <= ${now} AND ${leased}
        ORDER BY next_at, contact_id
        LIMIT ${count}
        FOR UPDATE SKIP LOCKED),
@@ -23,11 +28,13 @@ export async function reserveDue(trx: TenantTransaction, campaignId: string, cou
       UPDATE campaign_contacts c SET state = 'reserved', attempts = c.attempts + 1, updated_at = ${now}
         FROM picked
        WHERE c.campaign_id = ${campaignId} AND c.contact_id = picked.contact_id
-      RETURNING c.contact_id, c.attempts, c.dials)
+      RETURNING c.contact_id, c.attempts, c.dials, c.callback_agent_id)
     INSERT INTO dial_attempts (id, campaign_id, contact_id, attempt, dialer, reserved_at)
     SELECT gen_random_uuid(), ${campaignId}, contact_id, attempts, ${dialer}, ${now} FROM claimed
-    RETURNING id, contact_id, attempt, (SELECT dials FROM claimed WHERE claimed.contact_id = dial_attempts.contact_id) AS dials`.execute(trx);
-  return reserved.rows.map((row) => ({ id: row.id, contactId: row.contact_id, attempt: row.attempt, dials: row.dials }));
+    RETURNING id, contact_id, attempt,
+      (SELECT dials FROM claimed WHERE claimed.contact_id = dial_attempts.contact_id) AS dials,
+      (SELECT callback_agent_id FROM claimed WHERE claimed.contact_id = dial_attempts.contact_id) AS callback_agent_id`.execute(trx);
+  return reserved.rows.map((row) => ({ id: row.id, contactId: row.contact_id, attempt: row.attempt, dials: row.dials, callbackAgentId: row.callback_agent_id }));
 }
 
 /** A reservation ends: the contact is due again at `nextAt`, or done with (`nextAt` null). */

@@ -329,10 +329,16 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     }
 
     const userId = cached.userId;
+    const granted = cached.permissions;
+    const address = request.ip;
+    // For connections that outlive the request: the credential must still hold, with the same
+    // permissions (a demoted supervisor loses the floor) and from an address the tenant allows.
     request.credentialStillValid = async () => {
       const again = options.credentials.get(key) ?? (await lookUpAndCache(tenantDb, kind, token, key));
       const at = Date.now();
-      return again !== undefined && again.userId === userId && again.stage === 'active' && again.expiresAt > at && at - again.lastSeenAt <= again.idleMs;
+      if (!again || again.userId !== userId || again.stage !== 'active' || again.expiresAt <= at || at - again.lastSeenAt > again.idleMs) return false;
+      if (again.permissions.size !== granted.size || [...granted].some((permission) => !again.permissions.has(permission))) return false;
+      return !again.allowed || again.allowed(address);
     };
 
     if (access === 'login') {

@@ -26,6 +26,16 @@ const from: Record<AgentState, readonly AgentState[]> = {
 /** States an agent may choose; the others only the dialer sets. */
 export const selfStates = ['offline', 'available', 'paused'] as const;
 
+/**
+ * What an agent may choose, from where: never away from a call the dialer has reserved them for
+ * or put them on (only the dialer ends those), so no call is left with an agent who walked off.
+ */
+const fromBySelf: Record<(typeof selfStates)[number], readonly AgentState[]> = {
+  offline: ['offline', 'available', 'paused', 'wrap_up'],
+  available: ['offline', 'paused', 'wrap_up', 'available'],
+  paused: ['available', 'wrap_up', 'paused', 'offline'],
+};
+
 export type StateChange = {
   state: AgentState;
   reason?: string | null;
@@ -35,10 +45,13 @@ export type StateChange = {
   now: Date;
 };
 
-/** Moves an agent to `change.state`, or fails with invalid_transition naming the current state. */
-export async function setAgentState(trx: TenantTransaction, userId: string, change: StateChange): Promise<void> {
+/**
+ * Moves an agent to `change.state`, or fails with invalid_transition naming the current state.
+ * `by: 'agent'` is the agent's own choice (the API), held to the agent's transitions.
+ */
+export async function setAgentState(trx: TenantTransaction, userId: string, change: StateChange, by: 'agent' | 'system' = 'system'): Promise<void> {
   if (change.state === 'paused' && !change.reason) throw new AppError('validation_failed', 'A pause needs a reason code.');
-  const allowed = from[change.state];
+  const allowed = by === 'agent' ? (fromBySelf[change.state as (typeof selfStates)[number]] ?? []) : from[change.state];
   const updated = await trx
     .updateTable('agent_states')
     .set({
@@ -71,15 +84,36 @@ export async function setAgentState(trx: TenantTransaction, userId: string, chan
 }
 
 /**
+ * Moves the agent of one call along it (on the call, then wrap-up, or free again when the call
+ * ended before it reached them) — only while the agent is still held for that very call. Returns
+ * whether the agent moved; a call's record never depends on it.
+ */
+export async function moveAgentOfCall(trx: TenantTransaction, userId: string, attemptId: string, change: { state: 'on_call' | 'wrap_up' | 'available'; wrapUpUntil?: Date | null; now: Date }): Promise<boolean> {
+  const moved = await trx
+    .updateTable('agent_states')
+    .set({ state: change.state, attempt_id: change.state === 'available' ? null : attemptId, wrap_up_until: change.wrapUpUntil ?? null, reason: null, since: change.now })
+    .where('user_id', '=', userId)
+    .where('attempt_id', '=', attemptId)
+    .where('state', 'in', change.state === 'on_call' ? ['reserved'] : ['reserved', 'on_call'])
+    .returning('campaign_id')
+    .executeTakeFirst();
+  if (!moved) return false;
+  await trx.insertInto('agent_state_changes').values({ user_id: userId, state: change.state, reason: null, at: change.now }).execute();
+  await publish(trx, { topic: 'agent.state', agentId: userId, state: change.state, reason: null, campaignId: moved.campaign_id, at: change.now.toISOString() });
+  return true;
+}
+
+/**
  * Reserves the longest-idle available agent of a campaign for a call (SKIP LOCKED: two dialers
  * never get the same agent). Returns the agent's user id, or undefined when none is free.
  */
-export async function reserveLongestIdle(trx: TenantTransaction, campaignId: string, attemptId: string, now: Date): Promise<string | undefined> {
+export async function reserveLongestIdle(trx: TenantTransaction, campaignId: string, attemptId: string, now: Date, preferredAgentId?: string): Promise<string | undefined> {
+  // A personal callback goes to its agent when that agent is available; otherwise to anyone.
   const reserved = await sql<{ user_id: string }>`
     UPDATE agent_states a SET state = 'reserved', attempt_id = ${attemptId}, since = ${now}
       FROM (SELECT user_id FROM agent_states
              WHERE campaign_id = ${campaignId} AND state = 'available'
-             ORDER BY since, user_id LIMIT 1 FOR UPDATE SKIP LOCKED) picked
+             ORDER BY (user_id = ${preferredAgentId ?? null}::uuid) IS TRUE DESC, since, user_id LIMIT 1 FOR UPDATE SKIP LOCKED) picked
      WHERE a.user_id = picked.user_id
     RETURNING a.user_id`.execute(trx);
   const userId = reserved.rows[0]?.user_id;

@@ -88,7 +88,7 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
           const campaign = await loadCampaign(trx, campaignId);
           if (campaign.state === 'finished') throw new AppError('invalid_transition', 'The campaign has finished.');
         }
-        await setAgentState(trx, userId, { state, reason: reason ?? null, ...(campaignId !== undefined ? { campaignId } : {}), now: new Date() });
+        await setAgentState(trx, userId, { state, reason: reason ?? null, ...(campaignId !== undefined ? { campaignId } : {}), now: new Date() }, 'agent');
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'agent.state', outcome: 'success', target: { type: 'user', id: userId }, details: { state, reason: reason ?? null, campaign: campaignId ?? null } });
         return presentState(await trx.selectFrom('agent_states').select(stateColumns).where('user_id', '=', userId).executeTakeFirstOrThrow());
       }),
