@@ -19,7 +19,7 @@ export async function dialerBench(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   let slowestDay = 0;
   for (const agents of [10, 50]) {
-    const runs: Record<string, DayResult[]> = { predictive: [], tapered: [], progressive: [] };
+    const runs: Record<string, DayResult[]> = { predictive: [], tapered: [], progressive: [], predictiveUk: [] };
     for (const seed of SEEDS) {
       const started = performance.now();
       runs.predictive?.push(runDialerDay({ agents, hours: HOURS, seed, pacer: predictivePacer({ cap: CAP, margin: 0.01 }) }));
@@ -27,15 +27,20 @@ export async function dialerBench(): Promise<BenchRow[]> {
       const dayEnd = Date.UTC(2026, 0, 5, 8) + HOURS * 3_600_000;
       runs.tapered?.push(runDialerDay({ agents, hours: HOURS, seed, pacer: vicidialTaperedPacer({ dropLimit: CAP, maxLevel: 4, diffTarget: 0, intensity: 0, dayEnd }) }));
       runs.progressive?.push(runDialerDay({ agents, hours: HOURS, seed, pacer: progressivePacer() }));
+      // The same campaign under the UK profile. The detector alone takes ~3 % of people for machines
+      // (97 % right on people), which the UK measure counts as abandoned: so it dials without
+      // detection, machines going to agents, and the pacer holds the UK measure.
+      runs.predictiveUk?.push(runDialerDay({ agents, hours: HOURS, seed, pacer: predictivePacer({ cap: CAP, margin: 0.01 }), measure: 'uk', amd: false }));
     }
     const ours = runs.predictive as DayResult[];
     const tapered = runs.tapered as DayResult[];
     const progressive = runs.progressive as DayResult[];
+    const oursUk = runs.predictiveUk as DayResult[];
     const mean = (results: DayResult[], pick: (result: DayResult) => number) => results.reduce((sum, result) => sum + pick(result), 0) / results.length;
     const worst = (results: DayResult[], pick: (result: DayResult) => number) => Math.max(...results.map(pick));
     const lowest = (results: DayResult[], pick: (result: DayResult) => number) => Math.min(...results.map(pick));
     const occupancyTarget = agents >= 50 ? 0.85 : 0.75;
-    for (const [name, results] of [['ours', ours], ['vicidial-tapered', tapered], ['progressive', progressive]] as const) {
+    for (const [name, results] of [['ours', ours], ['ours, UK profile (no AMD)', oursUk], ['vicidial-tapered', tapered], ['progressive', progressive]] as const) {
       process.stderr.write(
         `  ${agents} agents, ${name}: occupancy ${(mean(results, (r) => r.occupancy) * 100).toFixed(1)} % (lowest ${(lowest(results, (r) => r.occupancy) * 100).toFixed(1)} %), ` +
           `abandonment US ${(worst(results, (r) => r.abandonmentUs) * 100).toFixed(2)} % / UK ${(worst(results, (r) => r.abandonmentUk) * 100).toFixed(2)} % (worst seed), ` +
@@ -62,6 +67,22 @@ export async function dialerBench(): Promise<BenchRow[]> {
         higherIsBetter: false,
         target: '≤ 3 % in every seed, and ≤ the baseline',
         met: worst(ours, (r) => r.abandonmentUs) <= CAP && worst(ours, (r) => r.abandonmentUs) <= worst(tapered, (r) => r.abandonmentUs),
+      },
+      {
+        name: `dialer, ${agents} agents, UK profile without AMD: abandonment (UK measure), worst of ${SEEDS.length} seeds (baseline: VICIdial-style)`,
+        unit: '%',
+        ours: worst(oursUk, (r) => r.abandonmentUk) * 100,
+        baseline: worst(tapered, (r) => r.abandonmentUk) * 100,
+        higherIsBetter: false,
+        target: '≤ 3 % in every seed',
+        met: worst(oursUk, (r) => r.abandonmentUk) <= CAP,
+      },
+      {
+        name: `dialer, ${agents} agents, UK profile without AMD: occupancy, lowest of ${SEEDS.length} seeds (baseline: VICIdial-style)`,
+        unit: '%',
+        ours: lowest(oursUk, (r) => r.occupancy) * 100,
+        baseline: lowest(tapered, (r) => r.occupancy) * 100,
+        higherIsBetter: true,
       },
       {
         name: `dialer, ${agents} agents: talk minutes per agent-hour (baseline: progressive 1:1)`,

@@ -93,6 +93,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'PATCH /api/v1/campaigns/:campaignId': { script: 'Matrix script' },
     'POST /api/v1/agent/calls/:attemptId/disposition': { code: 'sale' },
     'PUT /api/v1/agent/state': { state: 'offline' },
+    'POST /api/v1/agent/calls/:attemptId/recording': { action: 'pause' },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
   const notObjects = new Set(['format']);

@@ -356,7 +356,7 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
   }, 60_000);
 
   it('reports abandonment on both legal measures, handle time and outcomes per campaign, and time in state per agent (JSON and CSV)', async () => {
-    app = await buildTestApp(db);
+    app ??= await buildTestApp(db);
     const get = (url: string) => (app as App).inject({ method: 'GET', url, headers: bearer(tenant.owner.token) });
     const around = (start: number) => `from=${encodeURIComponent(new Date(start - 3_600_000).toISOString())}&to=${encodeURIComponent(new Date(start + 86_400_000).toISOString())}`;
     const abandon = reported.abandon as { campaignId: string; start: number };
@@ -395,5 +395,66 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
       expect(agent.occupancy).toBeLessThan(1);
     }
     expect((await get(`/api/v1/reports/campaigns/${connect.campaignId}?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z`)).statusCode).toBe(400);
+  });
+
+  it('records connected calls under the contact\'s key; the agent pauses for a card payment; playback only with recordings:play, audited', async () => {
+    app ??= await buildTestApp(db);
+    const start = openMinuteInOslo();
+    const callees = await createCallees(tenantDb, handles, 1, '+4798');
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Recorded' });
+    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ record_calls: true }).where('id', '=', campaignId).execute());
+    // The seeded agent (who holds an API token) takes the call.
+    await tenantDb.transaction((trx) => setAgentState(trx, tenant.agent.id, { state: 'available', campaignId, now: new Date(start - 1000) }));
+    const floor = await floorFor({ tenantDb, handles, campaignId, model: ALL_LIVE, startMs: start, logger: db.logger, pacer: steadyPacer(1) });
+    await floor.run(start + 5_000);
+    const [call] = await attempts(campaignId);
+    expect(call).toMatchObject({ state: 'connected', agent_id: tenant.agent.id });
+    const attemptId = call?.id as string;
+    const recordingState = async () => (await tenantDb.read((trx) => trx.selectFrom('recordings').select(['state', 'pauses']).where('attempt_id', '=', attemptId).executeTakeFirstOrThrow())).state;
+    expect(await recordingState()).toBe('recording');
+
+    const control = (action: string, token = tenant.agent.token) =>
+      (app as App).inject({ method: 'POST', url: `/api/v1/agent/calls/${attemptId}/recording`, headers: { ...bearer(token), origin: 'http://127.0.0.1:8080' }, payload: { action } });
+    // Resuming what runs, and another agent's attempt, are refused.
+    expect((await control('resume')).statusCode).toBe(409);
+    expect((await control('pause', tenant.owner.token)).statusCode).toBe(404);
+    // Paused at 5 s of the call's clock (the command travels by NOTIFY to the dialer), resumed 10 s later.
+    expect((await control('pause')).statusCode).toBe(202);
+    await until(async () => {
+      await floor.run(floor.clock.now() + 1);
+      return (await recordingState()) === 'paused';
+    }, 5_000);
+    const pausedAt = floor.clock.now();
+    await floor.run(pausedAt + 10_000);
+    expect((await control('resume')).statusCode).toBe(202);
+    await until(async () => {
+      await floor.run(floor.clock.now() + 1);
+      return (await recordingState()) === 'recording';
+    }, 5_000);
+    await floor.run(start + 60_000);
+
+    const saved = await db.superQuery<{ state: string; pauses: number; duration_ms: number; audio_bytes: number; audio_ciphertext: Buffer }>(
+      'SELECT state, pauses, duration_ms, audio_bytes, audio_ciphertext FROM ringvakt.recordings WHERE attempt_id = $1',
+      [attemptId],
+    );
+    const recording = saved.rows[0];
+    expect(recording).toMatchObject({ state: 'saved', pauses: 1 });
+    // 30 s of talk, 10 s of it paused and left out (the payment is not in the file).
+    expect(recording?.duration_ms).toBeGreaterThanOrEqual(19_900);
+    expect(recording?.duration_ms).toBeLessThanOrEqual(20_100);
+    expect(recording?.audio_ciphertext.includes(Buffer.from('RIFF'))).toBe(false);
+
+    // An agent may not play it back; a supervisor (here the owner) may, and that is audited.
+    expect((await (app as App).inject({ method: 'GET', url: `/api/v1/recordings/${attemptId}/audio`, headers: bearer(tenant.agent.token) })).statusCode).toBe(403);
+    const played = await (app as App).inject({ method: 'GET', url: `/api/v1/recordings/${attemptId}/audio`, headers: bearer(tenant.owner.token) });
+    expect(played.statusCode).toBe(200);
+    expect(played.headers['content-type']).toBe('audio/wav');
+    expect(played.headers['cache-control']).toBe('no-store');
+    const wav = played.rawPayload;
+    expect(wav.subarray(0, 4).toString('ascii')).toBe('RIFF');
+    expect(wav.length).toBe(recording?.audio_bytes);
+    expect(wav.length).toBe(44 + Math.round(((recording?.duration_ms ?? 0) / 1000) * 8000) * 2);
+    const audited = await db.superQuery<{ action: string }>(`SELECT action FROM ringvakt.audit_events WHERE target_id = $1 AND action LIKE 'recording.%' ORDER BY id`, [attemptId]);
+    expect(audited.rows.map((row) => row.action)).toEqual(['recording.pause', 'recording.resume', 'recording.play']);
   });
 });

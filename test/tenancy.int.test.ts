@@ -78,7 +78,8 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('contact_import_rejects').values({ import_id: importId, row_number: 2, reason: 'no_identifier', column_name: null, detail: 'no phone number, e-mail or external id' }).execute();
         // The campaign engine: hopper, an attempt, an agent's state and its history.
         await trx.insertInto('campaign_contacts').values({ campaign_id: campaign.id, contact_id: contact.id }).execute();
-        await reserveDue(trx, campaign.id, 1, 'tenancy', new Date(Date.now() + 1000));
+        const [reserved] = await reserveDue(trx, campaign.id, 1, 'tenancy', new Date(Date.now() + 1000));
+        await trx.insertInto('recordings').values({ attempt_id: reserved?.id as string, campaign_id: campaign.id, contact_id: contact.id, started_at: new Date() }).execute();
         await setAgentState(trx, tenant.agent.id, { state: 'available', campaignId: campaign.id, now: new Date() });
         await trx.insertInto('campaign_pacing').values({ campaign_id: campaign.id, decided_at: new Date(), dialer: 'tenancy', pacer: 'progressive', lines: 1, explanation: 'test' }).execute();
       });

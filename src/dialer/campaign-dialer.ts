@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import type { Logger } from '../logger.ts';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import type { AttemptOutcome, ContactPurpose } from '../db/schema.ts';
@@ -11,6 +12,7 @@ import { endExpiredWrapUps, floorAgents, moveAgentOfCall, reserveLongestIdle } f
 import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
 import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
 import { admitAttempts, type DialContext } from './dial-checks.ts';
+import { registerCallController, type CallControl } from './call-control.ts';
 import { releaseContact, reserveDue } from './hopper.ts';
 import { DialStats } from './dial-stats.ts';
 import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
@@ -102,6 +104,9 @@ export type CampaignDialer = {
 };
 
 const INFORMATION_MESSAGE = 'information-message';
+
+/** Where a recording's audio sits: the associated data its ciphertext is bound to. */
+export const recordingAt = (attemptId: string) => ({ table: 'recordings', recordId: attemptId, field: 'audio' });
 
 const outcomeFor: Partial<Record<TelephonyEvent['type'], AttemptOutcome>> = { busy: 'busy', 'no-answer': 'no_answer', failed: 'failed', cancelled: 'cancelled' };
 
@@ -292,6 +297,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       case 'machine-detected':
         if (!event.final) return;
         call.amd = event.result;
+        stats.verdict(event.at, event.result);
         if (event.result === 'machine') {
           stats.dialResolved(false);
           await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
@@ -312,8 +318,19 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
               .where('id', '=', call.attemptId)
               .execute();
             await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId, state: 'connected', outcome: null, at: new Date(event.at).toISOString() });
+            if (campaign?.settings.recordCalls) {
+              await trx.insertInto('recordings').values({ attempt_id: call.attemptId, campaign_id: campaignId, contact_id: call.contactId, started_at: new Date(event.at) }).onConflict((conflict) => conflict.doNothing()).execute();
+            }
           });
+          if (campaign?.settings.recordCalls) {
+            await provider.send({ kind: 'record-start', commandId: `record:${call.attemptId}`, legId: call.attemptId, recordingId: call.attemptId }).catch((error: unknown) => {
+              logger.warn({ err: error instanceof TelephonyError ? error.code : 'provider_error', attempt: call.attemptId }, 'recording did not start');
+            });
+          }
         }
+        return;
+      case 'recording-state':
+        await onRecordingState(call, event);
         return;
       case 'play-finished':
         if (call.abandoned) await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
@@ -338,6 +355,48 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     }
     if (call.answeredAt === undefined) stats.dialResolved(false);
     await finish(call, outcome, raw, talkMs, event.at);
+  }
+
+  /** The recording's row follows the provider: paused and resumed (counted), then saved — sealed under the contact's key. */
+  async function onRecordingState(call: Call, event: Extract<TelephonyEvent, { type: 'recording-state' }>): Promise<void> {
+    if (event.state === 'paused' || event.state === 'resumed') {
+      const paused = event.state === 'paused';
+      await inTenant((trx) =>
+        trx
+          .updateTable('recordings')
+          .set((eb) => ({ state: paused ? 'paused' : 'recording', pauses: paused ? eb('pauses', '+', 1) : eb.ref('pauses') }))
+          .where('attempt_id', '=', call.attemptId)
+          .execute(),
+      );
+      return;
+    }
+    if (event.state !== 'saved') return;
+    const audio = await provider.fetchRecording(event.recordingId).catch(() => undefined);
+    await inTenant(async (trx) => {
+      const key = (await crypto.keyring.subjectKeys(trx, [call.contactId])).get(call.contactId) ?? null;
+      if (!audio || key === null) {
+        // No audio, or the contact was erased meanwhile: nothing is kept.
+        await trx.updateTable('recordings').set({ state: 'failed', saved_at: new Date(event.at) }).where('attempt_id', '=', call.attemptId).execute();
+        return;
+      }
+      const sealed = crypto.cipher.encryptBytesForSubject(trx.tenantId, recordingAt(call.attemptId), audio, key);
+      await trx
+        .updateTable('recordings')
+        .set({ state: 'saved', saved_at: new Date(event.at), duration_ms: event.durationMs ?? null, audio_bytes: audio.length, audio_ciphertext: sealed })
+        .where('attempt_id', '=', call.attemptId)
+        .execute();
+    });
+  }
+
+  /** A command on one of this dialer's calls (pause / resume the recording), from any process's API. */
+  async function control(command: CallControl): Promise<boolean> {
+    if (command.tenantId !== tenantDb.tenantId) return false;
+    const call = calls.get(command.attemptId);
+    if (!call || call.ended) return false;
+    const commandId = `${command.action}:${command.requestId}`;
+    if (command.action === 'pause') await provider.send({ kind: 'record-pause', commandId, recordingId: call.attemptId, behavior: 'skip' });
+    else await provider.send({ kind: 'record-resume', commandId, recordingId: call.attemptId });
+    return true;
   }
 
   /** A person is on the line: to the longest-idle agent now, or wait up to the connect limit. */
@@ -525,10 +584,32 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     });
   };
 
+  let seeded = false;
+  let unregister: (() => void) | undefined;
   async function listen(): Promise<void> {
     unsubscribe ??= provider.onEvent(onEvent);
+    unregister ??= registerCallController({ control });
     campaign = await loadSetup();
     profile = campaign.profile;
+    if (!seeded && profile) {
+      seeded = true;
+      // Under the UK measure, people the detector hung up on count as abandoned: the pacer holds
+      // the rate with them estimated in.
+      if (profile.abandonMeasure === 'live_answers_with_amd_estimate' && campaign.settings.amd) stats.countMistakenMachines(provider.capabilities().amdAccuracy ?? null);
+      // The legal window's history so far (this dialer may be a restart or a takeover).
+      const since = new Date(windowStart());
+      const history = await tenantDb.read((trx) =>
+        sql<{ minute: string; live: string; abandoned: string; human: string; machine: string }>`
+          SELECT floor(extract(epoch FROM dialed_at) / 60)::bigint AS minute,
+                 count(*) FILTER (WHERE outcome = 'abandoned' OR connect_ms IS NOT NULL) AS live,
+                 count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
+                 count(*) FILTER (WHERE amd_result IN ('human', 'unknown')) AS human,
+                 count(*) FILTER (WHERE amd_result = 'machine') AS machine
+            FROM dial_attempts WHERE campaign_id = ${campaignId} AND dialed_at >= ${since} AND state = 'ended'
+           GROUP BY 1`.execute(trx),
+      );
+      for (const row of history.rows) stats.seedMinute(Number(row.minute), { live: Number(row.live), abandoned: Number(row.abandoned), human: Number(row.human), machine: Number(row.machine) });
+    }
   }
 
   return {
@@ -542,6 +623,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     },
     async stop() {
       stopped = true;
+      unregister?.();
       timer?.cancel();
       await ticking;
       unsubscribe?.();

@@ -24,6 +24,8 @@ export type DayOptions = {
   amd?: boolean;
   /** A person must reach an agent within this long of being ready (US TSR: 2 s). */
   connectWithinMs?: number;
+  /** The legal measure the pacer holds: US (abandoned ÷ live answers) or UK (with the detector's mistaken machines estimated in). */
+  measure?: 'us' | 'uk';
 };
 
 export type DayResult = {
@@ -61,6 +63,7 @@ export function runDialerDay(options: DayOptions): DayResult {
   const start = clock.now();
   const end = start + options.hours * 3_600_000;
   const stats = new DialStats({ liveShare: 0.3, readyAfterMs: 12_000, talkMedianMs: 90_000, talkSigma: 0.6 });
+  if (options.measure === 'uk' && (options.amd ?? true)) stats.countMistakenMachines(simulator.capabilities().amdAccuracy ?? null);
   const agents: Agent[] = Array.from({ length: options.agents }, (_, id) => ({ id, state: 'idle', since: start, legId: undefined, busyMs: 0, talkMs: 0 }));
   const calls = new Map<string, Call>();
   const waiting: Call[] = [];
@@ -146,6 +149,7 @@ export function runDialerDay(options: DayOptions): DayResult {
       case 'machine-detected':
         if (call.state !== 'judging') return;
         verdicts[event.result === 'machine' ? 'machine' : 'human'] += 1;
+        stats.verdict(event.at, event.result);
         stats.dialResolved(event.result !== 'machine');
         if (event.result === 'machine') {
           call.state = 'ended';

@@ -64,13 +64,48 @@ export class DialStats {
   readonly readyAfter = new Window(SAMPLES);
   /** Connected talk times, for the handle-time model. */
   readonly talks = new Window(SAMPLES);
-  /** Live answers and abandoned ones, by minute, for windowed rates. */
-  private readonly minutes = new Map<number, { live: number; abandoned: number }>();
+  /** Live answers, abandoned ones and the detector's verdicts, by minute, for windowed rates. */
+  private readonly minutes = new Map<number, { live: number; abandoned: number; human: number; machine: number }>();
+  /**
+   * Under a measure that counts people the detector took for machines (UK Ofcom), the detector's
+   * accuracy: every windowed rate then includes the estimate of them (abandonmentMeasures).
+   */
+  private amdAccuracy: AmdAccuracy | null = null;
 
   constructor(
     /** Priors until enough of the campaign's own figures exist. */
     private readonly prior: { liveShare: number; readyAfterMs: number; talkMedianMs: number; talkSigma: number },
   ) {}
+
+  countMistakenMachines(accuracy: AmdAccuracy | null): void {
+    this.amdAccuracy = accuracy;
+  }
+
+  private bucket(at: number) {
+    const minute = Math.floor(at / 60_000);
+    let bucket = this.minutes.get(minute);
+    if (!bucket) {
+      bucket = { live: 0, abandoned: 0, human: 0, machine: 0 };
+      this.minutes.set(minute, bucket);
+    }
+    return bucket;
+  }
+
+  /** The detector's final verdict on an answered call. */
+  verdict(at: number, result: 'human' | 'machine' | 'unknown'): void {
+    const bucket = this.bucket(at);
+    if (result === 'machine') bucket.machine += 1;
+    else bucket.human += 1;
+  }
+
+  /** Figures of a minute from before this dialer started (the legal window's history, from the database). */
+  seedMinute(minute: number, figures: { live: number; abandoned: number; human: number; machine: number }): void {
+    const bucket = this.bucket(minute * 60_000);
+    bucket.live += figures.live;
+    bucket.abandoned += figures.abandoned;
+    bucket.human += figures.human;
+    bucket.machine += figures.machine;
+  }
 
   dialResolved(live: boolean): void {
     this.resolved += 1;
@@ -87,22 +122,31 @@ export class DialStats {
 
   /** A person answered: connected (`abandoned` false) or not. */
   liveAnswer(at: number, abandoned: boolean): void {
-    const minute = Math.floor(at / 60_000);
-    const bucket = this.minutes.get(minute) ?? { live: 0, abandoned: 0 };
+    const bucket = this.bucket(at);
     bucket.live += 1;
     if (abandoned) bucket.abandoned += 1;
-    this.minutes.set(minute, bucket);
   }
 
-  /** Abandoned live answers over [from, to). */
+  /**
+   * Abandoned live answers over [from, to), on the campaign's legal measure: with the people the
+   * detector took for machines estimated in when countMistakenMachines was given an accuracy.
+   */
   abandonment(from: number, to: number): AbandonmentFigures {
     let liveAnswers = 0;
     let abandoned = 0;
+    let human = 0;
+    let machine = 0;
     for (let minute = Math.floor(from / 60_000); minute < Math.ceil(to / 60_000); minute += 1) {
       const bucket = this.minutes.get(minute);
       if (!bucket) continue;
       liveAnswers += bucket.live;
       abandoned += bucket.abandoned;
+      human += bucket.human;
+      machine += bucket.machine;
+    }
+    if (this.amdAccuracy) {
+      const { uk } = abandonmentMeasures({ liveAnswers, abandoned, humanVerdicts: human, machineVerdicts: machine, accuracy: this.amdAccuracy });
+      return { liveAnswers: uk.liveAnswers, abandoned: uk.abandoned, rate: uk.rate };
     }
     return { liveAnswers, abandoned, rate: liveAnswers === 0 ? 0 : abandoned / liveAnswers };
   }

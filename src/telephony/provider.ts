@@ -82,6 +82,11 @@ export type Capabilities = {
   earlyMedia: boolean;
   /** Legs that may exist at once; a dial beyond it is refused. */
   maxConcurrentLegs: number;
+  /**
+   * How often the detector is right (a person as a person, a machine as a machine), as the
+   * provider measured or declares it: the UK measure estimates the people it took for machines.
+   */
+  amdAccuracy?: { humanAsHuman: number; machineAsMachine: number };
 };
 
 export type TelephonyErrorCode =
@@ -116,4 +121,6 @@ export type TelephonyProvider = {
   send(command: TelephonyCommand): Promise<void>;
   /** Every event of every leg, in order; returns the unsubscribe function. */
   onEvent(listener: (event: TelephonyEvent) => void): () => void;
+  /** The audio of a saved recording (after its `saved` event), for the engine to store encrypted. */
+  fetchRecording(recordingId: string): Promise<Buffer>;
 };

@@ -1,6 +1,7 @@
 import type { Scheduled, VirtualClock } from './clock.ts';
 import { CAUSES, DEFAULT_CALLEE_MODEL, scenarioOf, type CalleeModel, type Plan } from './callee-model.ts';
 import { pickWeighted, sample, type Random } from './random.ts';
+import { toneWav } from './tone-audio.ts';
 import {
   FINAL_EVENTS,
   TelephonyError,
@@ -66,7 +67,15 @@ export type SimulatorProvider = TelephonyProvider & {
 export function createSimulator(options: SimulatorOptions): SimulatorProvider {
   const { clock, random } = options;
   const model = options.model ?? DEFAULT_CALLEE_MODEL;
-  const capabilities: Capabilities = { amd: true, recordPause: true, bridge: 'native', earlyMedia: false, maxConcurrentLegs: 10_000, ...options.capabilities };
+  const capabilities: Capabilities = {
+    amd: true,
+    recordPause: true,
+    bridge: 'native',
+    earlyMedia: false,
+    maxConcurrentLegs: 10_000,
+    amdAccuracy: { humanAsHuman: model.amd.humanAsHuman, machineAsMachine: model.amd.machineAsMachine },
+    ...options.capabilities,
+  };
   const legs = new Map<LegId, Leg>();
   const recordings = new Map<string, Recording>();
   const commands = new Map<string, { fingerprint: string; outcome: Promise<void> }>();
@@ -333,6 +342,11 @@ export function createSimulator(options: SimulatorOptions): SimulatorProvider {
     onEvent(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    fetchRecording(recordingId) {
+      const recording = recordings.get(recordingId);
+      if (!recording || recording.state !== 'stopped') return Promise.reject(new TelephonyError('unknown_leg', 'No saved recording with this id.'));
+      return Promise.resolve(toneWav(recording.recordedMs));
     },
     offerInbound(call) {
       const leg = newLeg(call.legId, 'inbound');

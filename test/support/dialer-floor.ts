@@ -143,6 +143,7 @@ export async function floorFor(options: {
       if (command.kind === 'dial') sent.push({ to: command.to, legId: command.legId });
       return simulator.send(command);
     },
+    fetchRecording: (recordingId) => simulator.fetchRecording(recordingId),
     onEvent: (listener) => {
       listeners.add(listener);
       const unsubscribe = simulator.onEvent(listener);

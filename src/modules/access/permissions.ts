@@ -20,6 +20,7 @@ export const permissions = [
   'campaigns:manage',
   'calls:handle',
   'agents:monitor',
+  'recordings:play',
   'privacy:manage',
 ] as const;
 
@@ -39,10 +40,10 @@ const everything: readonly Permission[] = permissions;
 export const builtInRoles: Record<BuiltInRole, readonly Permission[]> = {
   owner: everything,
   admin: everything.filter((permission) => permission !== 'privacy:manage'),
-  supervisor: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'campaigns:manage', 'calls:handle', 'agents:monitor'],
+  supervisor: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'campaigns:manage', 'calls:handle', 'agents:monitor', 'recordings:play'],
   agent: ['tenant:read', 'contacts:read', 'calls:handle'],
   auditor: ['tenant:read', 'users:read', 'audit:read'],
-  privacy_officer: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'contacts:export', 'privacy:manage', 'audit:read'],
+  privacy_officer: ['tenant:read', 'users:read', 'contacts:read', 'contacts:manage', 'contacts:reveal', 'contacts:export', 'recordings:play', 'privacy:manage', 'audit:read'],
 };
 
 export const builtInRoleNames = Object.keys(builtInRoles) as BuiltInRole[];

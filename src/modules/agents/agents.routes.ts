@@ -10,6 +10,7 @@ import { addSuppression } from '../suppression/suppression.service.ts';
 import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';
 import { releaseContact } from '../../dialer/hopper.ts';
 import { agentStates, selfStates, setAgentState } from './agent-states.ts';
+import { requestRecordingControl } from '../../dialer/call-control.ts';
 
 const stateSchema = z.object({
   userId: z.string(),
@@ -174,5 +175,35 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
         });
         return { attemptId: attempt.id, disposition: disposition.code, nextAt: nextAt?.toISOString() ?? null };
       }),
+  );
+
+  app.post(
+    '/api/v1/agent/calls/:attemptId/recording',
+    {
+      config: { access: 'calls:handle' },
+      schema: {
+        summary: "Pause the recording of my call (a card payment) or resume it; audited",
+        tags: ['agents'],
+        params: attemptParams,
+        body: z.strictObject({ action: z.enum(['pause', 'resume']) }),
+        response: { 202: z.object({ attemptId: z.string(), action: z.enum(['pause', 'resume']) }), ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { action } = request.body;
+      await request.tenantDb.transaction(async (trx) => {
+        const userId = principalOf(request).userId;
+        const attempt = await trx.selectFrom('dial_attempts').select(['id', 'agent_id', 'state']).where('id', '=', request.params.attemptId).executeTakeFirst();
+        if (!attempt || attempt.agent_id !== userId) throw new AppError('not_found', 'No call of yours with this id.');
+        const recording = await trx.selectFrom('recordings').select('state').where('attempt_id', '=', attempt.id).executeTakeFirst();
+        if (attempt.state !== 'connected' || !recording) throw new AppError('invalid_transition', 'The call is not in progress with a recording.');
+        if ((action === 'pause' && recording.state !== 'recording') || (action === 'resume' && recording.state !== 'paused')) {
+          throw new AppError('invalid_transition', `The recording is ${recording.state}.`);
+        }
+        await requestRecordingControl(trx, attempt.id, action);
+        await recordAuditEvent(trx, { ...requestAudit(request), action: action === 'pause' ? 'recording.pause' : 'recording.resume', outcome: 'success', target: { type: 'dial_attempt', id: attempt.id } });
+      });
+      return reply.code(202).send({ attemptId: request.params.attemptId, action });
+    },
   );
 }

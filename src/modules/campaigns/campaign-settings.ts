@@ -67,6 +67,8 @@ export const settingsSchema = z.strictObject({
   ringTimeoutMs: z.number().int().min(5_000).max(120_000),
   wrapUpMs: z.number().int().min(0).max(600_000),
   amd: z.boolean(),
+  /** Record connected calls (stored encrypted under the contact's key; agents pause for card payments). */
+  recordCalls: z.boolean(),
   dispositions: z.array(dispositionSchema).max(50),
 });
 export type CampaignSettings = z.infer<typeof settingsSchema>;
@@ -173,6 +175,7 @@ export type CampaignRow = {
   ring_timeout_ms: number;
   wrap_up_ms: number;
   amd: boolean;
+  record_calls: boolean;
   dispositions: unknown;
 };
 
@@ -191,11 +194,12 @@ export function settingsOf(row: CampaignRow): CampaignSettings & { retryRules: R
     ringTimeoutMs: row.ring_timeout_ms,
     wrapUpMs: row.wrap_up_ms,
     amd: row.amd,
+    recordCalls: row.record_calls,
     dispositions: dispositions.length > 0 ? dispositions : DEFAULT_DISPOSITIONS,
   };
 }
 
-export const campaignColumns = ['id', 'name', 'state', 'purpose', 'mode', 'jurisdiction', 'caller_id', 'script', 'hours', 'retry_rules', 'max_attempts', 'ring_timeout_ms', 'wrap_up_ms', 'amd', 'dispositions'] as const;
+export const campaignColumns = ['id', 'name', 'state', 'purpose', 'mode', 'jurisdiction', 'caller_id', 'script', 'hours', 'retry_rules', 'max_attempts', 'ring_timeout_ms', 'wrap_up_ms', 'amd', 'record_calls', 'dispositions'] as const;
 
 export async function loadCampaign(trx: TenantTransaction, id: string, lock = false): Promise<CampaignRow & { started_at: Date | null; created_at: Date }> {
   let query = trx.selectFrom('campaigns').select([...campaignColumns, 'started_at', 'created_at']).where('id', '=', id);

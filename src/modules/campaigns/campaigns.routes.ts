@@ -40,6 +40,7 @@ const campaignSchema = z.object({
   ringTimeoutMs: z.number().int(),
   wrapUpMs: z.number().int(),
   amd: z.boolean(),
+  recordCalls: z.boolean(),
   dispositions: z.array(z.object({ code: z.string(), label: z.string(), kind: z.string() })),
   startedAt: z.string().nullable(),
   createdAt: z.string(),
@@ -78,6 +79,7 @@ const DEFAULT_SETTINGS: CampaignSettings = {
   ringTimeoutMs: 25_000,
   wrapUpMs: 15_000,
   amd: true,
+  recordCalls: true,
   dispositions: DEFAULT_DISPOSITIONS,
 };
 
@@ -120,6 +122,7 @@ function settingsColumns(settings: Partial<CampaignSettings>) {
     ...(settings.ringTimeoutMs !== undefined ? { ring_timeout_ms: settings.ringTimeoutMs } : {}),
     ...(settings.wrapUpMs !== undefined ? { wrap_up_ms: settings.wrapUpMs } : {}),
     ...(settings.amd !== undefined ? { amd: settings.amd } : {}),
+    ...(settings.recordCalls !== undefined ? { record_calls: settings.recordCalls } : {}),
     ...(settings.dispositions !== undefined ? { dispositions: JSON.stringify(settings.dispositions) } : {}),
   };
 }
