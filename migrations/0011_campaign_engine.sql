@@ -180,6 +180,56 @@ CREATE TABLE recordings (
   CHECK ((state = 'saved') = (audio_ciphertext IS NOT NULL))
 );
 
+-- Inbound queues: callers to a queue's number wait (ringing, with their patience) until an agent
+-- with every skill the queue needs is free; higher priority queues are served first, then the
+-- longest wait; past max_wait a caller moves to the overflow queue; outside the queue's hours
+-- (in its time zone) callers hear the closed message.
+CREATE TABLE queues (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id() REFERENCES tenants (id),
+  id uuid NOT NULL DEFAULT gen_random_uuid(),
+  name text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
+  number text NOT NULL CHECK (number ~ '^\+[1-9][0-9]{6,14}$'),
+  skills text[] NOT NULL DEFAULT '{}' CHECK (cardinality(skills) <= 20),
+  priority smallint NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 100),
+  service_level_seconds integer NOT NULL DEFAULT 20 CHECK (service_level_seconds BETWEEN 1 AND 3600),
+  short_abandon_seconds integer NOT NULL DEFAULT 5 CHECK (short_abandon_seconds BETWEEN 0 AND 60),
+  max_wait_seconds integer NOT NULL DEFAULT 300 CHECK (max_wait_seconds BETWEEN 5 AND 7200),
+  overflow_queue_id uuid,
+  hours jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(hours) = 'array'),
+  time_zone text NOT NULL DEFAULT 'Europe/Oslo' CHECK (char_length(time_zone) <= 64),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, id),
+  UNIQUE (tenant_id, number),
+  UNIQUE (tenant_id, name),
+  FOREIGN KEY (tenant_id, overflow_queue_id) REFERENCES queues (tenant_id, id),
+  CHECK (overflow_queue_id IS DISTINCT FROM id)
+);
+
+-- Inbound calls, one row per offered call: the caller's number only as its blind index.
+CREATE TABLE inbound_calls (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
+  id uuid NOT NULL,
+  queue_id uuid NOT NULL,
+  first_queue_id uuid NOT NULL,
+  caller_index bytea CHECK (octet_length(caller_index) BETWEEN 1 AND 32),
+  state text NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'connected', 'ended')),
+  outcome text CHECK (outcome IN ('answered', 'abandoned', 'closed', 'failed')),
+  offered_at timestamptz NOT NULL,
+  answered_at timestamptz,
+  agent_id uuid,
+  wait_ms integer CHECK (wait_ms >= 0),
+  talk_ms integer CHECK (talk_ms >= 0),
+  ended_at timestamptz,
+  PRIMARY KEY (tenant_id, id),
+  FOREIGN KEY (tenant_id, queue_id) REFERENCES queues (tenant_id, id)
+);
+CREATE INDEX inbound_calls_queue_time ON inbound_calls (tenant_id, first_queue_id, offered_at);
+
+ALTER TABLE agent_states
+  ADD COLUMN skills text[] NOT NULL DEFAULT '{}' CHECK (cardinality(skills) <= 20),
+  ADD COLUMN takes_inbound boolean NOT NULL DEFAULT true,
+  ADD COLUMN inbound_call_id uuid;
+
 -- Every change of an agent's state, for time-in-state reports.
 CREATE TABLE agent_state_changes (
   tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
@@ -197,7 +247,7 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['campaign_contacts', 'dial_attempts', 'agent_states', 'agent_state_changes', 'campaign_pacing', 'recordings'] LOOP
+  FOREACH t IN ARRAY ARRAY['campaign_contacts', 'dial_attempts', 'agent_states', 'agent_state_changes', 'campaign_pacing', 'recordings', 'queues', 'inbound_calls'] LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
     EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id())', t);

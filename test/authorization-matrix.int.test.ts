@@ -65,6 +65,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.campaignId = (await trx.insertInto('campaigns').values({ name: 'Matrix campaign' }).returning('id').executeTakeFirstOrThrow()).id;
         into.attemptId = randomUUID();
         await trx.insertInto('dial_attempts').values({ id: into.attemptId, campaign_id: into.campaignId, contact_id: into.contactId, attempt: 1, dialer: 'matrix', state: 'ended', outcome: 'busy' }).execute();
+        into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
       // Not an object: a registry format names the same registry slot in every tenant.
       into.format = 'e164_list';
@@ -94,6 +95,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/agent/calls/:attemptId/disposition': { code: 'sale' },
     'PUT /api/v1/agent/state': { state: 'offline' },
     'POST /api/v1/agent/calls/:attemptId/recording': { action: 'pause' },
+    'PUT /api/v1/agents/:userId/skills': { skills: ['norwegian'], takesInbound: true },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
   const notObjects = new Set(['format']);

@@ -81,6 +81,8 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         const [reserved] = await reserveDue(trx, campaign.id, 1, 'tenancy', new Date(Date.now() + 1000));
         await trx.insertInto('recordings').values({ attempt_id: reserved?.id as string, campaign_id: campaign.id, contact_id: contact.id, started_at: new Date() }).execute();
         await setAgentState(trx, tenant.agent.id, { state: 'available', campaignId: campaign.id, now: new Date() });
+        const queue = await trx.insertInto('queues').values({ name: 'Support', number: '+4722000001' }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('inbound_calls').values({ id: '00000000-0000-4000-8000-0000000000c1', queue_id: queue.id, first_queue_id: queue.id, offered_at: new Date() }).execute();
         await trx.insertInto('campaign_pacing').values({ campaign_id: campaign.id, decided_at: new Date(), dialer: 'tenancy', pacer: 'progressive', lines: 1, explanation: 'test' }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));

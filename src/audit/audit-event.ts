@@ -56,6 +56,8 @@ export const auditActions = [
   'call.compliance',
   'call.disposition',
   'agent.state',
+  'agent.skills',
+  'queue.create',
   'recording.pause',
   'recording.resume',
   'recording.play',

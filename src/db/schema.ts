@@ -486,6 +486,41 @@ export type AgentStatesTable = {
   attempt_id: string | null;
   since: Timestamp;
   wrap_up_until: Date | null;
+  skills: ColumnType<string[], string[] | undefined>;
+  takes_inbound: ColumnType<boolean, boolean | undefined>;
+  inbound_call_id: string | null;
+};
+
+export type QueuesTable = {
+  tenant_id: TenantColumn;
+  id: Uuid;
+  name: string;
+  number: string;
+  skills: ColumnType<string[], string[] | undefined>;
+  priority: ColumnType<number, number | undefined>;
+  service_level_seconds: ColumnType<number, number | undefined>;
+  short_abandon_seconds: ColumnType<number, number | undefined>;
+  max_wait_seconds: ColumnType<number, number | undefined>;
+  overflow_queue_id: string | null;
+  hours: ColumnType<unknown, string | undefined, string>;
+  time_zone: ColumnType<string, string | undefined>;
+  created_at: Timestamp;
+};
+
+export type InboundCallsTable = {
+  tenant_id: TenantColumn;
+  id: string;
+  queue_id: string;
+  first_queue_id: string;
+  caller_index: Buffer | null;
+  state: ColumnType<'queued' | 'connected' | 'ended', 'queued' | 'connected' | 'ended' | undefined>;
+  outcome: 'answered' | 'abandoned' | 'closed' | 'failed' | null;
+  offered_at: Date;
+  answered_at: Date | null;
+  agent_id: string | null;
+  wait_ms: number | null;
+  talk_ms: number | null;
+  ended_at: Date | null;
 };
 
 export type AgentStateChangesTable = {
@@ -666,6 +701,8 @@ export type TenantTables = {
   agent_state_changes: AgentStateChangesTable;
   campaign_pacing: CampaignPacingTable;
   recordings: RecordingsTable;
+  queues: QueuesTable;
+  inbound_calls: InboundCallsTable;
 };
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

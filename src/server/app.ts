@@ -4,6 +4,7 @@ import { listsRoutes } from '../modules/contacts/lists.routes.ts';
 import { campaignsRoutes } from '../modules/campaigns/campaigns.routes.ts';
 import { agentsRoutes } from '../modules/agents/agents.routes.ts';
 import { reportsRoutes } from '../modules/reports/reports.routes.ts';
+import { queuesRoutes } from '../inbound/queues.routes.ts';
 import { recordingsRoutes } from '../modules/agents/recordings.routes.ts';
 import { listenForCallControl } from '../dialer/call-control.ts';
 import websocket from '@fastify/websocket';
@@ -228,6 +229,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(campaignsRoutes);
   await app.register(agentsRoutes, { cipher, keyring });
   await app.register(reportsRoutes);
+  await app.register(queuesRoutes);
   await app.register(recordingsRoutes, { cipher, keyring });
   listenForCallControl(database.changes, deps.logger);
   // Realtime: one hub per process, fed by LISTEN on the shared change listener.
