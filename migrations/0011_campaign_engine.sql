@@ -263,3 +263,11 @@ CREATE FUNCTION campaigns_to_dial() RETURNS TABLE (tenant_id uuid, campaign_id u
     SELECT tenant_id, id FROM campaigns WHERE state = 'active' OR dialer_owner IS NOT NULL
   $$;
 
+-- Every node routes the inbound calls its own telephony connection receives, for every tenant
+-- with queues: found across tenants through this function alone.
+CREATE POLICY owner_maintenance ON queues FOR SELECT TO {{owner_role}} USING (true);
+CREATE FUNCTION tenants_with_queues() RETURNS TABLE (tenant_id uuid)
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ringvakt, pg_temp
+  AS $$
+    SELECT DISTINCT tenant_id FROM queues
+  $$;

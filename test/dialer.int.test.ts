@@ -406,6 +406,10 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     // The seeded agent (who holds an API token) takes the call.
     await tenantDb.transaction((trx) => setAgentState(trx, tenant.agent.id, { state: 'available', campaignId, now: new Date(start - 1000) }));
     const floor = await floorFor({ tenantDb, handles, campaignId, model: ALL_LIVE, startMs: start, logger: db.logger, pacer: steadyPacer(1) });
+    const recordingEvents: { state: string; at: number }[] = [];
+    floor.simulator.onEvent((event) => {
+      if (event.type === 'recording-state') recordingEvents.push({ state: event.state, at: event.at });
+    });
     await floor.run(start + 5_000);
     const [call] = await attempts(campaignId);
     expect(call).toMatchObject({ state: 'connected', agent_id: tenant.agent.id });
@@ -439,9 +443,12 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     );
     const recording = saved.rows[0];
     expect(recording).toMatchObject({ state: 'saved', pauses: 1 });
-    // 30 s of talk, 10 s of it paused and left out (the payment is not in the file).
-    expect(recording?.duration_ms).toBeGreaterThanOrEqual(19_900);
-    expect(recording?.duration_ms).toBeLessThanOrEqual(20_100);
+    // 30 s of talk, of which the paused stretch (at least the 10 s the agent waited) is left out:
+    // the payment is not in the file.
+    const pausedAtEvent = recordingEvents.find((event) => event.state === 'paused')?.at ?? Number.NaN;
+    const resumedAtEvent = recordingEvents.find((event) => event.state === 'resumed')?.at ?? Number.NaN;
+    expect(resumedAtEvent - pausedAtEvent).toBeGreaterThanOrEqual(10_000);
+    expect(Math.abs((recording?.duration_ms ?? 0) - (30_000 - (resumedAtEvent - pausedAtEvent)))).toBeLessThanOrEqual(1);
     expect(recording?.audio_ciphertext.includes(Buffer.from('RIFF'))).toBe(false);
 
     // An agent may not play it back; a supervisor (here the owner) may, and that is audited.

@@ -40,6 +40,8 @@ export type SystemDb = {
   tenantsWithPendingImports(): Promise<string[]>;
   /** Campaigns a dialer should run (active) or wind down (still leased), across tenants. */
   campaignsToDial(): Promise<{ tenantId: string; campaignId: string }[]>;
+  /** Tenants with inbound queues (each node routes the inbound calls it receives). */
+  tenantsWithQueues(): Promise<string[]>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -87,6 +89,10 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     forgiveSourceAttempt: (address, now) => forgiveSourceAttempt(db, address, now),
     async tenantsWithQueuedEmail() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queued_email()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
+    async tenantsWithQueues() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queues()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
     },
     async campaignsToDial() {

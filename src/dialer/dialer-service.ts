@@ -9,6 +9,7 @@ import { publish } from '../realtime/realtime.ts';
 import type { VirtualClock } from '../telephony/clock.ts';
 import type { TelephonyProvider } from '../telephony/provider.ts';
 import { createCampaignDialer, type CampaignDialer } from './campaign-dialer.ts';
+import { createInboundRouter, type InboundRouter } from '../inbound/inbound-router.ts';
 
 /**
  * The dialers of one server process. Every node runs this service; each active campaign is paced
@@ -94,6 +95,7 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
   const { systemDb, provider, clock, nodeId, logger } = options;
   const leaseMs = options.leaseMs ?? 15_000;
   const running = new Map<string, Running>();
+  const routers = new Map<string, InboundRouter>();
   let stopping = false;
 
   /** Takes the lease of an active campaign that is free, ours, or lapsed past the grace; settles a dead owner's calls. */
@@ -145,6 +147,13 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
 
   async function round(): Promise<void> {
     if (stopping) return;
+    // Inbound: a router per tenant with queues, for the calls this node's telephony receives.
+    for (const tenantId of await systemDb.tenantsWithQueues()) {
+      if (routers.has(tenantId)) continue;
+      const router = createInboundRouter({ tenantDb: systemDb.inTenant(tenantId), crypto: await options.crypto(), provider, clock, logger });
+      routers.set(tenantId, router);
+      await router.start();
+    }
     const wanted = await systemDb.campaignsToDial();
     const seen = new Set<string>();
     for (const { tenantId, campaignId } of wanted) {
@@ -190,6 +199,8 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
     async stop() {
       stopping = true;
       await task.stop();
+      for (const router of routers.values()) await router.stop();
+      routers.clear();
       for (const [campaignId, entry] of running) {
         await entry.dialer.stop();
         await release(entry.tenantId, campaignId).catch(() => undefined);
