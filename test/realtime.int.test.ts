@@ -56,7 +56,8 @@ describe(`realtime WebSocket (${serverLabel()} server)`, () => {
       const socket = new WebSocket(readerUrl, { headers: { ...bearer(token), ...headers } });
       sockets.push(socket);
       const received: Received = { messages: [], socket };
-      socket.on('message', (data: Buffer) => received.messages.push(JSON.parse(data.toString()) as Record<string, unknown>));
+      // Every message is a batch: a JSON array of events.
+      socket.on('message', (data: Buffer) => received.messages.push(...(JSON.parse(data.toString()) as Record<string, unknown>[])));
       socket.on('close', (code: number, reason: Buffer) => {
         received.closed = { code, reason: reason.toString() };
         resolve(received);

@@ -1,7 +1,8 @@
 // WebSocket clients for the floor-scale benchmark, in a process of their own so that receiving
 // does not compete with the server for its event loop. Connects CLIENTS sockets to URL (with
 // TOKEN as a bearer credential when given), prints "listening" once all are open, records from
-// "start" on stdin the latency of every message (receive time − its `at`), and on "stop" prints
+// "start" on stdin the latency of every event (receive time − its `at`; a message may carry an
+// array of events), and on "stop" prints
 // the latencies' summary as JSON and exits.
 import WebSocket from 'ws';
 
@@ -15,8 +16,11 @@ for (let index = 0; index < clients; index += 1) {
   const socket = new WebSocket(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   socket.on('message', (data: Buffer) => {
     if (!measuring) return;
-    const at = (JSON.parse(data.toString()) as { at?: string | number }).at;
-    if (at !== undefined) latencies.push(Date.now() - (typeof at === 'number' ? at : Date.parse(at)));
+    const parsed = JSON.parse(data.toString()) as { at?: string | number } | { at?: string | number }[];
+    const received = Date.now();
+    for (const event of Array.isArray(parsed) ? parsed : [parsed]) {
+      if (event.at !== undefined) latencies.push(received - (typeof event.at === 'number' ? event.at : Date.parse(event.at)));
+    }
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', () => resolve());

@@ -17,7 +17,7 @@ export async function realtimeRoutes(app: App, options: { hub: RealtimeHub; publ
     {
       websocket: true,
       config: { access: 'authenticated' },
-      schema: { summary: 'Realtime events (WebSocket): agent states, calls, pacing — the whole floor with agents:monitor, an agent its own', tags: ['realtime'] },
+      schema: { summary: 'Realtime events (WebSocket; each message a JSON array of events): agent states, calls, pacing — the whole floor with agents:monitor, an agent its own', tags: ['realtime'] },
     },
     (socket, request) => {
       const principal = principalOf(request);
@@ -47,7 +47,7 @@ export async function realtimeRoutes(app: App, options: { hub: RealtimeHub; publ
       });
       socket.on('close', remove);
       // Clients only listen; anything they send is ignored (and bounded by maxPayload).
-      socket.send(JSON.stringify({ topic: 'hello', userId: principal.userId }));
+      socket.send(JSON.stringify([{ topic: 'hello', userId: principal.userId }]));
     },
   );
 }

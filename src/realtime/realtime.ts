@@ -58,9 +58,36 @@ export type RealtimeHub = {
   stop(): void;
 };
 
-export function createRealtimeHub(options: { changes: ChangeListener; logger: Logger; recheckMs?: number }): RealtimeHub {
+/**
+ * Events are sent in batches: every message is a JSON array of the events of the last `batchMs`
+ * (25 ms) — under load a client gets one frame for several events, so the fan-out to hundreds of
+ * clients costs frames per batch, not per event; when quiet, an event waits at most `batchMs`.
+ */
+export function createRealtimeHub(options: { changes: ChangeListener; logger: Logger; recheckMs?: number; batchMs?: number }): RealtimeHub {
   const byTenant = new Map<string, Set<RealtimeClient>>();
   const { logger } = options;
+  const batchMs = options.batchMs ?? 25;
+  const pending = new Map<string, RealtimeEvent[]>();
+  let flushTimer: NodeJS.Timeout | undefined;
+
+  const flush = () => {
+    flushTimer = undefined;
+    for (const [tenantId, events] of pending) {
+      const clients = byTenant.get(tenantId);
+      if (!clients) continue;
+      let whole: string | undefined;
+      for (const client of clients) {
+        if (client.permissions.has('agents:monitor')) {
+          whole ??= JSON.stringify(events);
+          client.send(whole);
+          continue;
+        }
+        const own = events.filter((event) => mayReceive(client, event));
+        if (own.length > 0) client.send(JSON.stringify(own));
+      }
+    }
+    pending.clear();
+  };
 
   const deliver = (payload: string) => {
     let parsed: { tenantId: string; event: RealtimeEvent };
@@ -70,14 +97,15 @@ export function createRealtimeHub(options: { changes: ChangeListener; logger: Lo
       logger.warn('realtime: a notification that is not JSON was ignored');
       return;
     }
-    const clients = byTenant.get(parsed.tenantId);
-    if (!clients) return;
-    const message = JSON.stringify(parsed.event);
-    for (const client of clients) if (mayReceive(client, parsed.event)) client.send(message);
+    if (!byTenant.has(parsed.tenantId)) return;
+    const events = pending.get(parsed.tenantId) ?? [];
+    events.push(parsed.event);
+    pending.set(parsed.tenantId, events);
+    flushTimer ??= setTimeout(flush, batchMs);
   };
   // The listener lost its connection: events may have been missed; clients re-read what they show.
   const resync = () => {
-    const message = JSON.stringify({ topic: 'resync' });
+    const message = JSON.stringify([{ topic: 'resync' }]);
     for (const clients of byTenant.values()) for (const client of clients) client.send(message);
   };
   options.changes.subscribe(REALTIME_CHANNEL, deliver, resync);
@@ -111,6 +139,7 @@ export function createRealtimeHub(options: { changes: ChangeListener; logger: Lo
     clients: () => [...byTenant.values()].reduce((sum, clients) => sum + clients.size, 0),
     stop() {
       clearInterval(timer);
+      if (flushTimer) clearTimeout(flushTimer);
       for (const clients of byTenant.values()) for (const client of clients) client.close(1001, 'server stopping');
       byTenant.clear();
     },
