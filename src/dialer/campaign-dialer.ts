@@ -57,6 +57,7 @@ type Call = {
   dialedAt: number;
   ringingAt?: number;
   answeredAt?: number;
+  answerStored?: boolean;
   amd?: 'human' | 'machine' | 'unknown';
   /** When the person became ready for an agent (answer, or the detector's "human"). */
   readyAt?: number;
@@ -287,13 +288,11 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       case 'ringing':
         call.ringingAt ??= event.at;
         return;
-      case 'answered': {
+      case 'answered':
+        // Stored with the first connect attempt (personReady), or at the end for a machine.
         call.answeredAt = event.at;
-        const answeredAt = new Date(event.at);
-        await inTenant((trx) => trx.updateTable('dial_attempts').set({ state: 'answered', answered_at: answeredAt }).where('id', '=', call.attemptId).where('state', '=', 'dialing').execute());
         if (!campaign?.settings.amd) await personReady(call, event.at);
         return;
-      }
       case 'machine-detected':
         if (!event.final) return;
         call.amd = event.result;
@@ -422,7 +421,15 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
    */
   async function connect(call: Call): Promise<boolean> {
     if (call.ended || call.abandoned || call.agentId !== undefined) return call.agentId !== undefined;
-    const agentId = await inTenant((trx) => reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId));
+    const agentId = await inTenant(async (trx) => {
+      // The person is on the line: the answer is on the record from the first connect attempt on
+      // (reports count a call in progress as a live answer).
+      if (call.answeredAt !== undefined && !call.answerStored) {
+        call.answerStored = true;
+        await trx.updateTable('dial_attempts').set({ state: 'answered', answered_at: new Date(call.answeredAt) }).where('id', '=', call.attemptId).where('state', '=', 'dialing').execute();
+      }
+      return reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId);
+    });
     if (!agentId) return false;
     if (call.ended || call.abandoned) {
       // The call ended (or was given up) while the agent was being reserved: free the agent.
