@@ -60,13 +60,13 @@ export type RealtimeHub = {
 
 /**
  * Events are sent in batches: every message is a JSON array of the events of the last `batchMs`
- * (25 ms) — under load a client gets one frame for several events, so the fan-out to hundreds of
+ * (40 ms) — under load a client gets one frame for several events, so the fan-out to hundreds of
  * clients costs frames per batch, not per event; when quiet, an event waits at most `batchMs`.
  */
 export function createRealtimeHub(options: { changes: ChangeListener; logger: Logger; recheckMs?: number; batchMs?: number }): RealtimeHub {
   const byTenant = new Map<string, Set<RealtimeClient>>();
   const { logger } = options;
-  const batchMs = options.batchMs ?? 25;
+  const batchMs = options.batchMs ?? 40;
   const pending = new Map<string, RealtimeEvent[]>();
   let flushTimer: NodeJS.Timeout | undefined;
 

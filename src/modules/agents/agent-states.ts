@@ -64,7 +64,7 @@ export async function setAgentState(trx: TenantTransaction, userId: string, chan
     })
     .where('user_id', '=', userId)
     .where('state', 'in', allowed)
-    .returning('user_id')
+    .returning(['user_id', 'campaign_id'])
     .executeTakeFirst();
   if (!updated) {
     const current = await trx.selectFrom('agent_states').select('state').where('user_id', '=', userId).executeTakeFirst();
@@ -79,8 +79,7 @@ export async function setAgentState(trx: TenantTransaction, userId: string, chan
   }
   const reason = change.state === 'paused' ? (change.reason ?? null) : null;
   await trx.insertInto('agent_state_changes').values({ user_id: userId, state: change.state, reason, at: change.now }).execute();
-  const campaign = await trx.selectFrom('agent_states').select('campaign_id').where('user_id', '=', userId).executeTakeFirst();
-  await publish(trx, { topic: 'agent.state', agentId: userId, state: change.state, reason, campaignId: campaign?.campaign_id ?? null, at: change.now.toISOString() });
+  await publish(trx, { topic: 'agent.state', agentId: userId, state: change.state, reason, campaignId: updated?.campaign_id ?? change.campaignId ?? null, at: change.now.toISOString() });
 }
 
 /**
