@@ -448,7 +448,12 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
     const pausedAtEvent = recordingEvents.find((event) => event.state === 'paused')?.at ?? Number.NaN;
     const resumedAtEvent = recordingEvents.find((event) => event.state === 'resumed')?.at ?? Number.NaN;
     expect(resumedAtEvent - pausedAtEvent).toBeGreaterThanOrEqual(10_000);
-    expect(Math.abs((recording?.duration_ms ?? 0) - (30_000 - (resumedAtEvent - pausedAtEvent)))).toBeLessThanOrEqual(1);
+    const startedAtEvent = recordingEvents.find((event) => event.state === 'started')?.at ?? Number.NaN;
+    const savedAtEvent = recordingEvents.find((event) => event.state === 'saved')?.at ?? Number.NaN;
+    // Started as the call reached the agent (within one pacing step), saved as the call ended.
+    expect(savedAtEvent - startedAtEvent).toBeGreaterThan(29_500);
+    expect(savedAtEvent - startedAtEvent).toBeLessThanOrEqual(30_000);
+    expect(Math.abs((recording?.duration_ms ?? 0) - (savedAtEvent - startedAtEvent - (resumedAtEvent - pausedAtEvent)))).toBeLessThanOrEqual(1);
     expect(recording?.audio_ciphertext.includes(Buffer.from('RIFF'))).toBe(false);
 
     // An agent may not play it back; a supervisor (here the owner) may, and that is audited.

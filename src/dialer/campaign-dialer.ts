@@ -105,6 +105,8 @@ export type CampaignDialer = {
 };
 
 const INFORMATION_MESSAGE = 'information-message';
+/** Reservations checked and dialed together (one transaction each). */
+const DIAL_CHUNK = 25;
 
 /** Where a recording's audio sits: the associated data its ciphertext is bound to. */
 export const recordingAt = (attemptId: string) => ({ table: 'recordings', recordId: attemptId, field: 'audio' });
@@ -207,13 +209,26 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     });
   }
 
+  /**
+   * Dials `count` lines, in chunks of at most DIAL_CHUNK: each chunk is one reservation and one
+   * admission transaction, and between chunks the calls in progress get the event loop (a large
+   * round never holds up the people already on the line).
+   */
   async function dialSome(count: number): Promise<void> {
-    if (!campaign || !profile) return;
+    for (let left = count; left > 0 && !paused && !stopped; left -= DIAL_CHUNK) {
+      const dialed = await dialChunk(Math.min(DIAL_CHUNK, left));
+      if (dialed === 0) return;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  async function dialChunk(count: number): Promise<number> {
+    if (!campaign || !profile) return 0;
     const context = dialContext();
     const at = now();
     const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at, options.leaseOwner === undefined ? {} : { leaseOwner: options.leaseOwner }));
-    if (reserved.length === 0) return;
-    // The round's reservations are checked together, in one transaction.
+    if (reserved.length === 0) return 0;
+    // The chunk's reservations are checked together, in one transaction.
     const verdicts = await inTenant(async (trx) => {
       const results = await admitAttempts(trx, crypto, context, reserved, at);
       for (const attempt of reserved) {
@@ -263,6 +278,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
         await finish(call, 'failed', { sipStatus: 0, q850: 0, reason: error instanceof TelephonyError ? error.code : 'provider_error' }, 0);
       }
     }
+    return reserved.length;
   }
 
   function onEvent(event: TelephonyEvent): void {
@@ -309,6 +325,13 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
         counters.connected += 1;
         if (call.agentId) {
           const agentId = call.agentId;
+          // The recording starts with the conversation, before anything is written.
+          const recording = campaign?.settings.recordCalls === true;
+          if (recording) {
+            await provider.send({ kind: 'record-start', commandId: `record:${call.attemptId}`, legId: call.attemptId, recordingId: call.attemptId }).catch((error: unknown) => {
+              logger.warn({ err: error instanceof TelephonyError ? error.code : 'provider_error', attempt: call.attemptId }, 'recording did not start');
+            });
+          }
           await inTenant(async (trx) => {
             await moveAgentOfCall(trx, agentId, call.attemptId, { state: 'on_call', now: new Date(event.at) });
             await trx
@@ -317,15 +340,10 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
               .where('id', '=', call.attemptId)
               .execute();
             await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId, state: 'connected', outcome: null, at: new Date(event.at).toISOString() });
-            if (campaign?.settings.recordCalls) {
+            if (recording) {
               await trx.insertInto('recordings').values({ attempt_id: call.attemptId, campaign_id: campaignId, contact_id: call.contactId, started_at: new Date(event.at) }).onConflict((conflict) => conflict.doNothing()).execute();
             }
           });
-          if (campaign?.settings.recordCalls) {
-            await provider.send({ kind: 'record-start', commandId: `record:${call.attemptId}`, legId: call.attemptId, recordingId: call.attemptId }).catch((error: unknown) => {
-              logger.warn({ err: error instanceof TelephonyError ? error.code : 'provider_error', attempt: call.attemptId }, 'recording did not start');
-            });
-          }
         }
         return;
       case 'recording-state':
