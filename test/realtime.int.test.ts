@@ -72,6 +72,19 @@ describe(`realtime WebSocket (${serverLabel()} server)`, () => {
       socket.on('open', () => setTimeout(() => resolve(received), 50));
     });
   const topics = (received: Received, topic: string) => received.messages.filter((message) => message.topic === topic);
+  /** An active user of tenant A with the given role and an API token. */
+  const userWithToken = async (name: string, role: 'agent' | 'supervisor' | 'auditor') => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const { cipher } = await db.handles.crypto();
+    const email = `${name}@realtime-a.example`;
+    registerPersonalData(email);
+    return tenantDb.transaction(async (trx) => {
+      const user = await createUser(trx, cipher, { email, displayName: name, role });
+      await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
+      const { token } = await issueApiToken(trx, a.tenantId, { userId: user.id, name: `${name} token`, expiresAt: new Date(Date.now() + 3_600_000), scopes: permissions });
+      return { userId: user.id, token };
+    });
+  };
 
   it('delivers agent states across processes: the whole floor to a supervisor, only their own to an agent, nothing to another tenant', async () => {
     const supervisor = await connect(a.owner.token);
@@ -115,14 +128,7 @@ describe(`realtime WebSocket (${serverLabel()} server)`, () => {
     await until(() => foreign.closed !== undefined, 2_000);
     expect(foreign.closed?.code).toBe(4403);
     await expect(connect('rvk_not-a-token')).rejects.toThrow(/upgrade refused: 401, connection closed by the server/);
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const { cipher } = await db.handles.crypto();
-    registerPersonalData('auditor@realtime-a.example');
-    const auditor = await tenantDb.transaction(async (trx) => {
-      const user = await createUser(trx, cipher, { email: 'auditor@realtime-a.example', displayName: 'Auditor', role: 'auditor' });
-      await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
-      return issueApiToken(trx, a.tenantId, { userId: user.id, name: 'auditor token', expiresAt: new Date(Date.now() + 3_600_000), scopes: permissions });
-    });
+    const auditor = await userWithToken('auditor', 'auditor');
     const refused = await connect(auditor.token);
     await until(() => refused.closed !== undefined, 2_000);
     expect(refused.closed?.code).toBe(4403);
@@ -130,13 +136,7 @@ describe(`realtime WebSocket (${serverLabel()} server)`, () => {
 
   it('cuts off a connection whose credential is revoked', async () => {
     const tenantDb = db.handles.forTenant(a.tenantId);
-    const { cipher } = await db.handles.crypto();
-    registerPersonalData('leaver@realtime-a.example');
-    const leaver = await tenantDb.transaction(async (trx) => {
-      const user = await createUser(trx, cipher, { email: 'leaver@realtime-a.example', displayName: 'Leaver', role: 'agent' });
-      await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
-      return issueApiToken(trx, a.tenantId, { userId: user.id, name: 'leaver token', expiresAt: new Date(Date.now() + 3_600_000), scopes: permissions });
-    });
+    const leaver = await userWithToken('leaver', 'agent');
     const open = await connect(leaver.token);
     expect(open.closed).toBeUndefined();
     const tokenId = (await tenantDb.read((trx) => trx.selectFrom('api_tokens').select('id').where('name', '=', 'leaver token').executeTakeFirstOrThrow())).id;
@@ -149,19 +149,12 @@ describe(`realtime WebSocket (${serverLabel()} server)`, () => {
   });
 
   it('cuts off a supervisor whose role no longer carries what the connection was opened with', async () => {
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const { cipher } = await db.handles.crypto();
-    registerPersonalData('demoted@realtime-a.example');
-    const demoted = await tenantDb.transaction(async (trx) => {
-      const user = await createUser(trx, cipher, { email: 'demoted@realtime-a.example', displayName: 'Demoted', role: 'supervisor' });
-      await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
-      return { user, token: (await issueApiToken(trx, a.tenantId, { userId: user.id, name: 'demoted token', expiresAt: new Date(Date.now() + 3_600_000), scopes: permissions })).token };
-    });
+    const demoted = await userWithToken('demoted', 'supervisor');
     const open = await connect(demoted.token);
     expect(open.closed).toBeUndefined();
     // Demoted to agent by an administrator, through the other process.
     const session = await sessionFor(db.handles, a.tenantId, a.owner.id);
-    const changed = await writer.inject({ method: 'PATCH', url: `/api/v1/users/${demoted.user.id}`, cookies: { '__Host-rv_session': session.cookies['__Host-rv_session'] as string }, headers: { origin: PUBLIC_URL, 'x-csrf-token': session.csrf }, payload: { role: 'agent' } });
+    const changed = await writer.inject({ method: 'PATCH', url: `/api/v1/users/${demoted.userId}`, cookies: { '__Host-rv_session': session.cookies['__Host-rv_session'] as string }, headers: { origin: PUBLIC_URL, 'x-csrf-token': session.csrf }, payload: { role: 'agent' } });
     expect(changed.statusCode).toBe(200);
     await until(() => open.closed !== undefined, 5_000);
     expect(open.closed?.code).toBe(4401);
