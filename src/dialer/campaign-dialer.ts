@@ -6,14 +6,14 @@ import type { AttemptOutcome, ContactPurpose } from '../db/schema.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import { publish } from '../realtime/realtime.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
-import { addSuppression } from '../modules/suppression/suppression.service.ts';
-import { loadCampaign, loadProfiles, settingsOf, windowRules, type JurisdictionProfile, type RetryOutcome } from '../modules/campaigns/campaign-settings.ts';
+import { loadCampaign, loadProfiles, settingsOf, windowRules, type JurisdictionProfile } from '../modules/campaigns/campaign-settings.ts';
 import { endExpiredWrapUps, floorAgents, moveAgentOfCall, reserveLongestIdle } from '../modules/agents/agent-states.ts';
 import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
 import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
 import { admitAttempts, type DialContext } from './dial-checks.ts';
 import { registerCallController, type CallControl } from './call-control.ts';
-import { releaseContact, reserveDue } from './hopper.ts';
+import { reserveDue } from './hopper.ts';
+import { recordCallEnd } from './call-record.ts';
 import { DialStats } from './dial-stats.ts';
 import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
 
@@ -510,91 +510,10 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   async function finish(call: Call, outcome: AttemptOutcome, raw: { sipStatus: number; q850: number; reason: string }, talkMs: number, endedAtMs = clock.now()): Promise<void> {
     counters.ended += 1;
     if (talkMs > 0) stats.talked(talkMs);
-    const endedAt = new Date(endedAtMs);
-    const settings = campaign?.settings;
-    // Provider times may carry fractions of a millisecond; the record keeps whole milliseconds.
-    const ringMs = Math.round(Math.max(0, (call.answeredAt ?? endedAtMs) - (call.ringingAt ?? call.dialedAt)));
-    const connectMs = call.connectedAt !== undefined && call.readyAt !== undefined ? Math.round(call.connectedAt - call.readyAt) : null;
-    await inTenant(async (trx) => {
-      const updated = await trx
-        .updateTable('dial_attempts')
-        .set({
-          state: 'ended',
-          outcome,
-          answered_at: call.answeredAt === undefined ? null : new Date(call.answeredAt),
-          ring_ms: ringMs,
-          amd_result: call.amd ?? null,
-          agent_id: call.connectedAt !== undefined ? (call.agentId ?? null) : null,
-          connect_ms: connectMs,
-          information_message: call.informationMessage,
-          raw_cause: JSON.stringify(raw),
-          ended_at: endedAt,
-          talk_ms: Math.round(talkMs),
-        })
-        .where('id', '=', call.attemptId)
-        // Settled already (by the node that took the campaign over): that record stands.
-        .where('state', '<>', 'ended')
-        .returning('id')
-        .executeTakeFirst();
-      if (!updated) {
-        logger.warn({ attempt: call.attemptId }, 'a call ended after its attempt was settled elsewhere; its record was kept as settled');
-        return;
-      }
-      // The agent who took the call wraps up; one reserved for a call that ended before it was
-      // bridged is free again.
-      if (call.agentId) {
-        if (call.connectedAt !== undefined) {
-          await moveAgentOfCall(trx, call.agentId, call.attemptId, { state: 'wrap_up', wrapUpUntil: new Date(endedAtMs + (settings?.wrapUpMs ?? 0)), now: endedAt });
-        } else {
-          await moveAgentOfCall(trx, call.agentId, call.attemptId, { state: 'available', now: endedAt });
-        }
-      }
-      // A live call waits for the agent's disposition to decide what comes next; the rest follow
-      // the campaign's retry rules.
-      // A person who never reached an agent (hung up within the connect limit, a refused connect)
-      // is tried again like an unanswered call.
-      const reachedAgent = call.connectedAt !== undefined;
-      const ruleOutcome: RetryOutcome | undefined = outcome === 'live' ? (reachedAgent ? undefined : 'no_answer') : outcome === 'cancelled' ? undefined : (outcome as RetryOutcome);
-      const rule = ruleOutcome === undefined ? undefined : settings?.retryRules[ruleOutcome];
-      const nextAt = rule?.retry ? new Date(endedAtMs + rule.afterMinutes * 60_000) : null;
-      await releaseContact(trx, campaignId, call.contactId, { nextAt, outcome, now: endedAt });
-      if (outcome === 'abandoned' && profile?.abandonLockoutMs) {
-        await addSuppression(trx, crypto, {
-          channel: 'phone',
-          value: call.number,
-          scope: 'tenant',
-          reason: 'abandoned',
-          source: `abandoned call ${call.attemptId}`,
-          contactId: call.contactId,
-          expiresAt: new Date(endedAtMs + profile.abandonLockoutMs),
-          createdBy: `dialer:${dialerId}`,
-        });
-      }
-      await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId: call.connectedAt !== undefined ? (call.agentId ?? null) : null, state: 'ended', outcome, at: endedAt.toISOString() });
-      await recordAuditEvent(trx, {
-        action: 'call.compliance',
-        outcome: 'success',
-        actor: { type: 'system', id: `dialer:${dialerId}` },
-        target: { type: 'dial_attempt', id: call.attemptId },
-        occurredAt: endedAt,
-        details: {
-          campaign: campaignId,
-          contact: call.contactId,
-          jurisdiction: profile?.code ?? null,
-          dialedAt: new Date(call.dialedAt).toISOString(),
-          ringMs,
-          answered: call.answeredAt !== undefined,
-          amd: call.amd ?? null,
-          agentConnectMs: connectMs,
-          connectLimitMs: profile?.connectLimitMs ?? null,
-          abandoned: outcome === 'abandoned',
-          informationMessage: call.informationMessage,
-          outcome,
-          cause: `${raw.sipStatus}/${raw.q850}`,
-          checksPassed: call.checks.join(','),
-        },
-      });
-    });
+    const kept = await inTenant((trx) =>
+      recordCallEnd(trx, crypto, { call, outcome, raw, talkMs, endedAtMs, campaignId, dialerId, ...(campaign ? { settings: campaign.settings } : {}), ...(profile ? { profile } : {}) }),
+    );
+    if (!kept) logger.warn({ attempt: call.attemptId }, 'a call ended after its attempt was settled elsewhere; its record was kept as settled');
   }
 
   const schedule = () => {
