@@ -110,6 +110,10 @@ describe(`inbound queues (${serverLabel()} server)`, () => {
     expect(report.statusCode).toBe(200);
     // Offered 4 (s1–s4); answered 2, one within 20 s; one short abandon left out of the service level.
     expect(report.json()).toMatchObject({ offered: 4, answered: 2, abandoned: 1, shortAbandons: 1, closed: 0, serviceLevel: 1 / 3, abandonmentRate: 0.25, serviceLevelSeconds: 20 });
+    const csv = await call('GET', `/api/v1/reports/queues/${supportId}?from=${encodeURIComponent(new Date(start - 60_000).toISOString())}&to=${encodeURIComponent(new Date(start + 3_600_000).toISOString())}&format=csv`);
+    expect(csv.headers['content-type']).toContain('text/csv');
+    expect(csv.body).toContain('"offered","4"');
+    expect(csv.body).toContain('"shortAbandons","1"');
     const vip = await call('GET', `/api/v1/reports/queues/${vipId}?from=${encodeURIComponent(new Date(start - 60_000).toISOString())}&to=${encodeURIComponent(new Date(start + 3_600_000).toISOString())}`);
     expect(vip.json()).toMatchObject({ offered: 1, answered: 1, serviceLevel: 0 });
     await router.stop();

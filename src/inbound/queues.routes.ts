@@ -1,5 +1,7 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
+import { stringify } from 'csv-stringify/sync';
+import { CSV_OUT, neutraliseCell } from '../modules/contacts/csv-safety.ts';
 import type { App } from '../server/types.ts';
 import { AppError } from '../server/errors.ts';
 import { problemResponses, uuidSchema } from '../server/schemas.ts';
@@ -22,7 +24,7 @@ const queueBody = z.strictObject({
   timeZone: z.string().min(1).max(64).default('Europe/Oslo'),
 });
 const queueSchema = z.object({ id: z.string(), name: z.string(), number: z.string(), skills: z.array(z.string()), priority: z.number(), serviceLevelSeconds: z.number(), maxWaitSeconds: z.number(), overflowQueueId: z.string().nullable() });
-const period = z.strictObject({ from: z.iso.datetime({ offset: true }).optional(), to: z.iso.datetime({ offset: true }).optional() });
+const period = z.strictObject({ from: z.iso.datetime({ offset: true }).optional(), to: z.iso.datetime({ offset: true }).optional(), format: z.enum(['json', 'csv']).default('json') });
 
 /** Inbound queues, agents' skills, and each queue's service level. */
 export async function queuesRoutes(app: App): Promise<void> {
@@ -130,13 +132,13 @@ export async function queuesRoutes(app: App): Promise<void> {
             serviceLevelSeconds: z.number().int(),
             abandonmentRate: z.number().nullable(),
             averageSpeedOfAnswerMs: z.number().nullable(),
-          }),
+          }).or(z.string()),
           ...problemResponses(400, 401, 403, 404),
         },
       },
     },
-    async (request) =>
-      request.tenantDb.read(async (trx) => {
+    async (request, reply) => {
+      const report = await request.tenantDb.read(async (trx) => {
         const queue = await trx.selectFrom('queues').select(['id', 'service_level_seconds', 'short_abandon_seconds']).where('id', '=', request.params.queueId).executeTakeFirst();
         if (!queue) throw new AppError('not_found', 'No such queue.');
         const to = request.query.to ? new Date(request.query.to) : new Date();
@@ -174,6 +176,13 @@ export async function queuesRoutes(app: App): Promise<void> {
           abandonmentRate: offered > 0 ? abandoned / offered : null,
           averageSpeedOfAnswerMs: row?.asa ?? null,
         };
-      }),
+      });
+      if (request.query.format === 'json') return report;
+      const csv = stringify(
+        [['figure', 'value'], ...Object.entries(report).map(([figure, value]) => [figure, value === null ? '' : String(value)])].map((cells) => cells.map(neutraliseCell)),
+        CSV_OUT,
+      );
+      return reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="queue-report.csv"').header('cache-control', 'no-store').send(csv);
+    },
   );
 }
