@@ -112,6 +112,8 @@ describe(`campaigns and agents API (${serverLabel()} server)`, () => {
     response = await call(a.owner.token, 'PATCH', `/api/v1/campaigns/${campaignId}`, { jurisdiction: 'us_tsr' });
     expect(response.statusCode).toBe(409);
     expect(response.json().code).toBe('invalid_transition');
+    response = await call(a.owner.token, 'PATCH', `/api/v1/campaigns/${campaignId}`, { purpose: 'survey' });
+    expect(response.statusCode).toBe(409);
     expect((await call(a.owner.token, 'POST', `/api/v1/campaigns/${campaignId}/pause`)).json().state).toBe('paused');
     response = await call(a.owner.token, 'POST', `/api/v1/campaigns/${campaignId}/pause`);
     expect(response.statusCode).toBe(409);

@@ -14,6 +14,7 @@ import { admitAttempts, type DialContext } from './dial-checks.ts';
 import { registerCallController, type CallControl } from './call-control.ts';
 import { reserveDue } from './hopper.ts';
 import { recordCallEnd } from './call-record.ts';
+import { recordingPaused, recordingSaved, recordingStarted } from './call-recording.ts';
 import { DialStats } from './dial-stats.ts';
 import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
 
@@ -108,8 +109,6 @@ const INFORMATION_MESSAGE = 'information-message';
 /** Reservations checked and dialed together (one transaction each). */
 const DIAL_CHUNK = 25;
 
-/** Where a recording's audio sits: the associated data its ciphertext is bound to. */
-export const recordingAt = (attemptId: string) => ({ table: 'recordings', recordId: attemptId, field: 'audio' });
 
 const outcomeFor: Partial<Record<TelephonyEvent['type'], AttemptOutcome>> = { busy: 'busy', 'no-answer': 'no_answer', failed: 'failed', cancelled: 'cancelled' };
 
@@ -340,9 +339,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
               .where('id', '=', call.attemptId)
               .execute();
             await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId, state: 'connected', outcome: null, at: new Date(event.at).toISOString() });
-            if (recording) {
-              await trx.insertInto('recordings').values({ attempt_id: call.attemptId, campaign_id: campaignId, contact_id: call.contactId, started_at: new Date(event.at) }).onConflict((conflict) => conflict.doNothing()).execute();
-            }
+            if (recording) await recordingStarted(trx, { attemptId: call.attemptId, campaignId, contactId: call.contactId, at: new Date(event.at) });
           });
         }
         return;
@@ -377,32 +374,12 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   /** The recording's row follows the provider: paused and resumed (counted), then saved — sealed under the contact's key. */
   async function onRecordingState(call: Call, event: Extract<TelephonyEvent, { type: 'recording-state' }>): Promise<void> {
     if (event.state === 'paused' || event.state === 'resumed') {
-      const paused = event.state === 'paused';
-      await inTenant((trx) =>
-        trx
-          .updateTable('recordings')
-          .set((eb) => ({ state: paused ? 'paused' : 'recording', pauses: paused ? eb('pauses', '+', 1) : eb.ref('pauses') }))
-          .where('attempt_id', '=', call.attemptId)
-          .execute(),
-      );
+      await inTenant((trx) => recordingPaused(trx, call.attemptId, event.state === 'paused'));
       return;
     }
     if (event.state !== 'saved') return;
     const audio = await provider.fetchRecording(event.recordingId).catch(() => undefined);
-    await inTenant(async (trx) => {
-      const key = (await crypto.keyring.subjectKeys(trx, [call.contactId])).get(call.contactId) ?? null;
-      if (!audio || key === null) {
-        // No audio, or the contact was erased meanwhile: nothing is kept.
-        await trx.updateTable('recordings').set({ state: 'failed', saved_at: new Date(event.at) }).where('attempt_id', '=', call.attemptId).execute();
-        return;
-      }
-      const sealed = crypto.cipher.encryptBytesForSubject(trx.tenantId, recordingAt(call.attemptId), audio, key);
-      await trx
-        .updateTable('recordings')
-        .set({ state: 'saved', saved_at: new Date(event.at), duration_ms: event.durationMs ?? null, audio_bytes: audio.length, audio_ciphertext: sealed })
-        .where('attempt_id', '=', call.attemptId)
-        .execute();
-    });
+    await inTenant((trx) => recordingSaved(trx, crypto, { attemptId: call.attemptId, contactId: call.contactId, audio, at: new Date(event.at), durationMs: event.durationMs ?? null }));
   }
 
   /** A command on one of this dialer's calls (pause / resume the recording), from any process's API. */

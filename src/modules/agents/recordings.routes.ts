@@ -5,7 +5,7 @@ import { problemResponses, uuidSchema } from '../../server/schemas.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { requestAudit } from '../../server/request-audit.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
-import { recordingAt } from '../../dialer/campaign-dialer.ts';
+import { recordingAt } from '../../dialer/call-recording.ts';
 
 /**
  * Playback of call recordings: only with `recordings:play`, each playback audited (in the same

@@ -229,6 +229,10 @@ export async function campaignsRoutes(app: App): Promise<void> {
         if (row.state === 'active' && change.jurisdiction !== undefined && change.jurisdiction !== row.jurisdiction) {
           throw new AppError('invalid_transition', 'Pause the campaign before changing its jurisdiction.');
         }
+        // The purpose decides which consent applies at dial time: not changed under calls in flight either.
+        if (row.state === 'active' && campaignPurpose !== undefined && campaignPurpose !== row.purpose) {
+          throw new AppError('invalid_transition', 'Pause the campaign before changing its purpose.');
+        }
         await checkedSettings(trx, settingsOf(row), change);
         const updated = await trx
           .updateTable('campaigns')
