@@ -19,6 +19,7 @@ export type EndedCall = {
   ringingAt?: number;
   answeredAt?: number;
   amd?: 'human' | 'machine' | 'unknown';
+  /** When the person became ready for an agent (answer, or the detector's "human"). */
   readyAt?: number;
   agentId?: string;
   connectedAt?: number;

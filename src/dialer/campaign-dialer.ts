@@ -13,7 +13,7 @@ import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvid
 import { admitAttempts, type DialContext } from './dial-checks.ts';
 import { registerCallController, type CallControl } from './call-control.ts';
 import { reserveDue } from './hopper.ts';
-import { recordCallEnd } from './call-record.ts';
+import { recordCallEnd, type EndedCall } from './call-record.ts';
 import { recordingPaused, recordingSaved, recordingStarted } from './call-recording.ts';
 import { DialStats } from './dial-stats.ts';
 import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
@@ -50,30 +50,21 @@ export type CampaignDialerOptions = {
   onRound?: (round: { decisionMs: number; roundMs: number; dialed: number }) => void;
 };
 
-type Call = {
-  attemptId: string;
-  contactId: string;
-  number: string;
-  checks: string[];
-  dialedAt: number;
-  ringingAt?: number;
-  answeredAt?: number;
+/** A call in progress: what its record will hold (EndedCall), and the dialer's own bookkeeping. */
+type Call = EndedCall & {
   answerStored?: boolean;
-  amd?: 'human' | 'machine' | 'unknown';
-  /** When the person became ready for an agent (answer, or the detector's "human"). */
-  readyAt?: number;
-  agentId?: string;
   /** A personal callback's agent, offered the call first. */
   preferredAgentId?: string;
-  connectedAt?: number;
   abandoned: boolean;
-  informationMessage: boolean;
   connectLimit?: Scheduled;
   lastSeq: number;
   /** Events of one call are handled one after another. */
   chain: Promise<void>;
   ended: boolean;
 };
+
+/** The campaign's settings are re-read at most this often (a pause or a change takes effect within it). */
+const SETUP_TTL_MS = 1_000;
 
 export type DialerCounters = {
   dialed: number;
@@ -163,7 +154,10 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   async function tick(): Promise<void> {
     if (stopped) return;
     const began = performance.now();
-    campaign = await loadSetup();
+    if (!campaign || performance.now() - setupLoadedAt >= SETUP_TTL_MS) {
+      campaign = await loadSetup();
+      setupLoadedAt = performance.now();
+    }
     profile = campaign.profile;
     if (!profile) return;
     pacer ??= campaign.settings.mode === 'predictive' ? predictivePacer({ cap: profile.abandonCap, margin: 0.01 }) : progressivePacer();
@@ -506,6 +500,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   };
 
   let seeded = false;
+  let setupLoadedAt = Number.NEGATIVE_INFINITY;
   let unregister: (() => void) | undefined;
   async function listen(): Promise<void> {
     unsubscribe ??= provider.onEvent(onEvent);

@@ -44,6 +44,7 @@ type Waiting = { id: string; queueId: string; offeredAt: number; queuedAt: numbe
 export type InboundCounters = { offered: number; answered: number; abandoned: number; closed: number; overflowed: number; unknownNumber: number; errors: number };
 
 const CLOSED_MESSAGE = 'closed-message';
+const QUEUES_TTL_MS = 5_000;
 
 export function createInboundRouter(options: InboundRouterOptions) {
   const { tenantDb, crypto, provider, clock, logger } = options;
@@ -58,7 +59,9 @@ export function createInboundRouter(options: InboundRouterOptions) {
   const now = () => new Date(clock.now());
   const inTenant = <T>(work: (trx: TenantTransaction) => Promise<T>) => tenantDb.transaction(work);
 
+  let queuesLoadedAt = Number.NEGATIVE_INFINITY;
   async function loadQueues(): Promise<void> {
+    queuesLoadedAt = performance.now();
     const rows = await tenantDb.read((trx) =>
       trx.selectFrom('queues').select(['id', 'number', 'skills', 'priority', 'max_wait_seconds', 'overflow_queue_id', 'hours', 'time_zone']).execute(),
     );
@@ -200,7 +203,8 @@ export function createInboundRouter(options: InboundRouterOptions) {
 
   async function tick(): Promise<void> {
     if (stopped) return;
-    await loadQueues();
+    // Queues change rarely: re-read every few seconds, not every round.
+    if (performance.now() - queuesLoadedAt >= QUEUES_TTL_MS) await loadQueues();
     const at = now();
     // Wrap-ups of inbound calls that ran out.
     await inTenant(async (trx) => {
