@@ -40,7 +40,8 @@ export async function realtimeRoutes(app: App, options: { hub: RealtimeHub; publ
             socket.close(4008, 'too slow');
             return;
           }
-          socket.send(message);
+          // Text frames: the bytes are JSON, encoded once per batch by the hub.
+          socket.send(message, { binary: false });
         },
         close: (code, reason) => socket.close(code, reason),
         stillValid,

@@ -35,7 +35,8 @@ export type RealtimeClient = {
   tenantId: string;
   userId: string;
   permissions: ReadonlySet<Permission>;
-  send(message: string): void;
+  /** One message: a JSON array of events, as UTF-8 text (encoded once for every client that gets it). */
+  send(message: Buffer): void;
   close(code: number, reason: string): void;
   /** Whether the client's credential still holds. */
   stillValid(): Promise<boolean>;
@@ -75,15 +76,15 @@ export function createRealtimeHub(options: { changes: ChangeListener; logger: Lo
     for (const [tenantId, events] of pending) {
       const clients = byTenant.get(tenantId);
       if (!clients) continue;
-      let whole: string | undefined;
+      let whole: Buffer | undefined;
       for (const client of clients) {
         if (client.permissions.has('agents:monitor')) {
-          whole ??= JSON.stringify(events);
+          whole ??= Buffer.from(JSON.stringify(events));
           client.send(whole);
           continue;
         }
         const own = events.filter((event) => mayReceive(client, event));
-        if (own.length > 0) client.send(JSON.stringify(own));
+        if (own.length > 0) client.send(Buffer.from(JSON.stringify(own)));
       }
     }
     pending.clear();
@@ -105,7 +106,7 @@ export function createRealtimeHub(options: { changes: ChangeListener; logger: Lo
   };
   // The listener lost its connection: events may have been missed; clients re-read what they show.
   const resync = () => {
-    const message = JSON.stringify([{ topic: 'resync' }]);
+    const message = Buffer.from(JSON.stringify([{ topic: 'resync' }]));
     for (const clients of byTenant.values()) for (const client of clients) client.send(message);
   };
   options.changes.subscribe(REALTIME_CHANNEL, deliver, resync);
