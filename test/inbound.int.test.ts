@@ -11,6 +11,15 @@ import { createTestDatabase, serverLabel, type TestDatabase } from './support/da
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { registerPersonalData } from './support/canary.ts';
 import { ALL_LIVE } from './support/dialer-floor.ts';
+import { REALTIME_CHANNEL } from '../src/realtime/realtime.ts';
+
+async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 /**
  * Inbound queues on the telephony simulator: skills, longest-idle routing, priorities, overflow,
@@ -66,6 +75,12 @@ describe(`inbound queues (${serverLabel()} server)`, () => {
     const simulator = createSimulator({ clock, random: seededRandom(3), model: ALL_LIVE });
     const router = createInboundRouter({ tenantDb, crypto: await db.handles.crypto(), provider: simulator, clock, logger: db.logger });
     await router.listen();
+    // What a supervisor's realtime stream shows of each inbound call.
+    const inboundEvents: { callId: string; queueId: string; agentId: string | null; state: string; outcome: string | null }[] = [];
+    db.handles.changes.subscribe(REALTIME_CHANNEL, (payload) => {
+      const { event } = JSON.parse(payload) as { event: { topic: string; callId: string; queueId: string; agentId: string | null; state: string; outcome: string | null } };
+      if (event.topic === 'inbound.call') inboundEvents.push({ callId: event.callId, queueId: event.queueId, agentId: event.agentId, state: event.state, outcome: event.outcome });
+    }, () => undefined);
     const offer = (at: number, id: string, to: string, patienceMs: number) =>
       clock.schedule(at - clock.now(), () => simulator.offerInbound({ legId: id, from: '+4790000099', to, patienceMs }));
     const ids = {
@@ -105,6 +120,22 @@ describe(`inbound queues (${serverLabel()} server)`, () => {
     // The caller's number is kept only as a blind index.
     expect(rows.every((row) => row.caller_index !== null && row.caller_index.length <= 32)).toBe(true);
     expect(router.counters()).toMatchObject({ offered: 7, closed: 1, overflowed: 1, errors: 0 });
+    // The realtime stream: queued, connected (with the agent), ended — on the queue's own topic.
+    await until(() => inboundEvents.filter((event) => event.state === 'ended').length === 7);
+    expect(inboundEvents.filter((event) => event.callId === ids.s1)).toEqual([
+      { callId: ids.s1, queueId: supportId, agentId: null, state: 'queued', outcome: null },
+      { callId: ids.s1, queueId: supportId, agentId: agentA, state: 'connected', outcome: null },
+      { callId: ids.s1, queueId: supportId, agentId: agentA, state: 'ended', outcome: 'answered' },
+    ]);
+    expect(inboundEvents.filter((event) => event.callId === ids.s2).map((event) => [event.queueId, event.state])).toEqual([
+      [supportId, 'queued'],
+      [general.id, 'connected'],
+      [general.id, 'ended'],
+    ]);
+    expect(inboundEvents.filter((event) => event.callId === ids.s3).map((event) => [event.state, event.agentId, event.outcome])).toEqual([
+      ['queued', null, null],
+      ['ended', null, 'abandoned'],
+    ]);
 
     const report = await call('GET', `/api/v1/reports/queues/${supportId}?from=${encodeURIComponent(new Date(start - 60_000).toISOString())}&to=${encodeURIComponent(new Date(start + 3_600_000).toISOString())}`);
     expect(report.statusCode).toBe(200);

@@ -107,6 +107,7 @@ export function createInboundRouter(options: InboundRouterOptions) {
       // The caller's number is kept only as its blind index (to find their calls later), never in clear.
       const callerIndex = /^\+[1-9]\d{6,14}$/.test(from) ? await phoneIndex(crypto.cipher, trx, from) : null;
       await trx.insertInto('inbound_calls').values({ id: call.id, queue_id: queue.id, first_queue_id: queue.id, caller_index: callerIndex, offered_at: new Date(call.offeredAt) }).execute();
+      await publish(trx, { topic: 'inbound.call', callId: call.id, queueId: queue.id, agentId: null, state: 'queued', outcome: null, at: new Date(call.offeredAt).toISOString() });
     });
     if (open) return;
     call.closed = true;
@@ -155,6 +156,7 @@ export function createInboundRouter(options: InboundRouterOptions) {
         if (call.connectedAt !== undefined) await moveAgentOfCall(trx, call.agentId, call.id, { state: 'wrap_up', wrapUpUntil: new Date(event.at + 10_000), now: endedAt });
         else await moveAgentOfCall(trx, call.agentId, call.id, { state: 'available', now: endedAt });
       }
+      await publish(trx, { topic: 'inbound.call', callId: call.id, queueId: call.queueId, agentId: call.connectedAt === undefined ? null : (call.agentId ?? null), state: 'ended', outcome, at: endedAt.toISOString() });
     });
   }
 
@@ -197,7 +199,7 @@ export function createInboundRouter(options: InboundRouterOptions) {
     counters.answered += 1;
     await inTenant(async (trx) => {
       await trx.updateTable('inbound_calls').set({ answered_at: now(), agent_id: agentId }).where('id', '=', call.id).execute();
-      await publish(trx, { topic: 'call', attemptId: call.id, campaignId: call.queueId, agentId, state: 'connected', outcome: null, at: now().toISOString() });
+      await publish(trx, { topic: 'inbound.call', callId: call.id, queueId: call.queueId, agentId, state: 'connected', outcome: null, at: now().toISOString() });
     });
   }
 

@@ -16,6 +16,7 @@ export const REALTIME_CHANNEL = 'ringvakt_realtime';
 export type RealtimeEvent =
   | { topic: 'agent.state'; agentId: string; state: string; reason: string | null; campaignId: string | null; at: string }
   | { topic: 'call'; attemptId: string; campaignId: string; agentId: string | null; state: string; outcome: string | null; at: string }
+  | { topic: 'inbound.call'; callId: string; queueId: string; agentId: string | null; state: 'queued' | 'connected' | 'ended'; outcome: string | null; at: string }
   | { topic: 'campaign.pacing'; campaignId: string; lines: number; explanation: string; at: string }
   | { topic: 'campaign.state'; campaignId: string; state: string; at: string };
 
@@ -47,7 +48,7 @@ export function mayReceive(client: RealtimeClient, event: RealtimeEvent): boolea
   if (client.permissions.has('agents:monitor')) return true;
   if (!client.permissions.has('calls:handle')) return false;
   if (event.topic === 'agent.state') return event.agentId === client.userId;
-  if (event.topic === 'call') return event.agentId === client.userId;
+  if (event.topic === 'call' || event.topic === 'inbound.call') return event.agentId === client.userId;
   return false;
 }
 
