@@ -37,6 +37,11 @@ const settings = {
   publicUrl: { env: 'RINGVAKT_PUBLIC_URL', key: 'publicUrl', describe: 'an http(s) URL without a path' },
   tlsCertFile: { env: 'RINGVAKT_TLS_CERT_FILE', key: 'tlsCertFile', describe: 'a PEM certificate file' },
   tlsKeyFile: { env: 'RINGVAKT_TLS_KEY_FILE', key: 'tlsKeyFile', describe: 'a PEM private key file' },
+  erasureLedgerFile: {
+    env: 'RINGVAKT_ERASURE_LEDGER_FILE',
+    key: 'erasureLedgerFile',
+    describe: 'a file path (the erasure ledger mirror that a restore replays; keep it apart from the database)',
+  },
   trustProxy: {
     env: 'RINGVAKT_TRUST_PROXY',
     key: 'trustProxy',
@@ -139,6 +144,7 @@ const schemas = {
     .refine((value) => /^https?:\/\/[^/?#]+\/?$/.test(value) && URL.canParse(value))
     .optional(),
   tlsCertFile: z.string().min(1).optional(),
+  erasureLedgerFile: z.string().min(1).max(4096).optional(),
   tlsKeyFile: z.string().min(1).optional(),
   trustProxy: z
     .string()
@@ -190,6 +196,8 @@ const defaults: Partial<Record<SettingName, string>> = {
 
 export type Config = {
   dataDir: string;
+  /** The erasure ledger mirror (JSON lines); default `<dataDir>/erasure-ledger.jsonl`. */
+  erasureLedgerFile: string;
   databaseUrl: string | undefined;
   databaseAppUrl: string | undefined;
   host: string;
@@ -316,6 +324,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   return {
     dataDir: path.resolve(values.dataDir as string),
+    erasureLedgerFile: path.resolve((values.erasureLedgerFile as string | undefined) ?? path.join(values.dataDir as string, 'erasure-ledger.jsonl')),
     databaseUrl: values.databaseUrl as string | undefined,
     databaseAppUrl: values.databaseAppUrl as string | undefined,
     host,

@@ -13,6 +13,7 @@ import { registerPersonalData } from './support/canary.ts';
 import { createContact } from '../src/modules/contacts/contacts.service.ts';
 import { addSuppression } from '../src/modules/suppression/suppression.service.ts';
 import { createImport } from '../src/modules/imports/imports.routes.ts';
+import { createRequest } from '../src/privacy/requests.ts';
 
 /**
  * The authorization matrix, generated from the route table: every route × every built-in role ×
@@ -65,6 +66,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.campaignId = (await trx.insertInto('campaigns').values({ name: 'Matrix campaign' }).returning('id').executeTakeFirstOrThrow()).id;
         into.attemptId = randomUUID();
         await trx.insertInto('dial_attempts').values({ id: into.attemptId, campaign_id: into.campaignId, contact_id: into.contactId, attempt: 1, dialer: 'matrix', state: 'ended', outcome: 'busy' }).execute();
+        into.requestId = (await createRequest(trx, crypto, { kind: 'access', channel: 'email', requester: { name: 'Matrix requester' }, identifiers: { phone: '+4790000010' }, receivedAt: new Date() }, 'matrix')).id;
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
       // Not an object: a registry format names the same registry slot in every tenant.
@@ -96,6 +98,10 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'PUT /api/v1/agent/state': { state: 'offline' },
     'POST /api/v1/agent/calls/:attemptId/recording': { action: 'pause' },
     'PUT /api/v1/agents/:userId/skills': { skills: ['norwegian'], takesInbound: true },
+    'POST /api/v1/privacy/requests/:requestId/verify': { method: 'document' },
+    'POST /api/v1/privacy/requests/:requestId/extend': { months: 1, reason: 'Matrix: many systems to search' },
+    'POST /api/v1/privacy/requests/:requestId/assign': { officerId: '00000000-0000-4000-8000-000000000000' },
+    'POST /api/v1/privacy/requests/:requestId/close': { status: 'rejected', outcome: 'Matrix' },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
   const notObjects = new Set(['format']);

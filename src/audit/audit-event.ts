@@ -69,6 +69,21 @@ export const auditActions = [
   'contact_import.upload',
   'contact_import.finish',
   'contact_import.cancel',
+  'contact.objection',
+  'privacy.request.received',
+  'privacy.request.verified',
+  'privacy.request.extended',
+  'privacy.request.assigned',
+  'privacy.request.completed',
+  'privacy.request.rejected',
+  'privacy.export.created',
+  'privacy.export.downloaded',
+  'privacy.retention_policy',
+  'privacy.retention_sweep',
+  'privacy.legal_hold',
+  'privacy.processor',
+  'privacy.breach',
+  'privacy.profile',
 ] as const;
 export type AuditAction = (typeof auditActions)[number];
 

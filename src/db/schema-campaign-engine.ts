@@ -94,7 +94,8 @@ export type DialAttemptsTable = {
   tenant_id: TenantColumn;
   id: string;
   campaign_id: string;
-  contact_id: string;
+  /** Null once the interaction is anonymised by its retention policy. */
+  contact_id: string | null;
   attempt: number;
   state: ColumnType<AttemptState, AttemptState | undefined>;
   dialer: string;
@@ -116,6 +117,7 @@ export type DialAttemptsTable = {
   disposition: string | null;
   notes_ciphertext: Buffer | null;
   disposed_at: Date | null;
+  anonymised_at: Date | null;
 };
 
 export type AgentState = 'offline' | 'available' | 'reserved' | 'on_call' | 'wrap_up' | 'paused';
@@ -164,6 +166,7 @@ export type InboundCallsTable = {
   wait_ms: number | null;
   talk_ms: number | null;
   ended_at: Date | null;
+  anonymised_at: Date | null;
 };
 
 export type AgentStateChangesTable = {

@@ -12,7 +12,10 @@ import type {
   RecordingsTable,
 } from './schema-campaign-engine.ts';
 
+import type { PrivacyTables } from './schema-privacy.ts';
+
 export type * from './schema-campaign-engine.ts';
+export type * from './schema-privacy.ts';
 
 /** Kysely's view of the tables. Tenant tables are reached only through a TenantTransaction. */
 
@@ -545,6 +548,6 @@ export type TenantTables = {
   recordings: RecordingsTable;
   queues: QueuesTable;
   inbound_calls: InboundCallsTable;
-};
+} & PrivacyTables;
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable };

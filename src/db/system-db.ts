@@ -42,6 +42,10 @@ export type SystemDb = {
   campaignsToDial(): Promise<{ tenantId: string; campaignId: string }[]>;
   /** Tenants with inbound queues (each node routes the inbound calls it receives). */
   tenantsWithQueues(): Promise<string[]>;
+  /** Tenants with retention policies (the sweeper's work list). */
+  tenantsWithRetentionPolicies(): Promise<string[]>;
+  /** The tenant of a privacy export, by the SHA-256 of its download token (the token alone travels). */
+  privacyExportTenant(tokenSha256: Buffer): Promise<string | undefined>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -90,6 +94,14 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     async tenantsWithQueuedEmail() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queued_email()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
+    },
+    async tenantsWithRetentionPolicies() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_retention_policies()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
+    async privacyExportTenant(tokenSha256) {
+      const result = await sql<{ tenant_id: string | null }>`SELECT privacy_export_tenant(${tokenSha256}) AS tenant_id`.execute(db);
+      return result.rows[0]?.tenant_id ?? undefined;
     },
     async tenantsWithQueues() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queues()`.execute(db);

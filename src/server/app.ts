@@ -44,12 +44,16 @@ import { healthRoutes } from './health.routes.ts';
 import { securityHeaders } from './security-headers.ts';
 import { createMetrics } from './metrics.ts';
 import type { App } from './types.ts';
+import type { ErasureLedgerMirror } from '../privacy/erasure.ts';
+import { privacyRequestRoutes } from '../privacy/requests.routes.ts';
 
 export type AppDependencies = {
   config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls' | 'publicUrl'> & { metricsToken?: string | undefined };
   logger: Logger;
   database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes' | 'crypto'>;
   isShuttingDown?: () => boolean;
+  /** Where committed erasures are mirrored outside the database, for a restore to replay (src/privacy/erasure.ts). */
+  erasureMirror?: ErasureLedgerMirror | undefined;
   /** How often open realtime connections re-check their credential (default 15 s). */
   realtimeRecheckMs?: number;
 };
@@ -223,7 +227,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(apiTokensRoutes);
   await app.register(auditRoutes, { systemDb: database.systemDb });
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
-  await app.register(contactsRoutes, { cipher, keyring });
+  await app.register(contactsRoutes, { cipher, keyring, erasureMirror: deps.erasureMirror });
   await app.register(consentsRoutes, { cipher, keyring });
   await app.register(listsRoutes, { cipher, keyring });
   await app.register(campaignsRoutes);
@@ -249,5 +253,6 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(realtimeRoutes, { hub, publicOrigin: new URL(config.publicUrl).origin });
   await app.register(suppressionRoutes, { cipher, keyring });
   await app.register(importsRoutes, { cipher, keyring });
+  await app.register(privacyRequestRoutes, { crypto: { cipher, keyring }, systemDb: database.systemDb, mirror: deps.erasureMirror });
   return app;
 }

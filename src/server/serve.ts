@@ -6,6 +6,7 @@ import { smtpTransport, startEmailSender } from '../modules/mail/mailer.ts';
 import type { Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
+import { fileLedgerMirror } from '../privacy/erasure.ts';
 import { buildApp } from './app.ts';
 import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
@@ -74,7 +75,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       nodeId: `${hostname().slice(0, 40)}:${process.pid}:${randomBytes(3).toString('hex')}`,
       logger,
     });
-    app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown });
+    app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror: fileLedgerMirror(config.erasureLedgerFile) });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await sealer?.stop();

@@ -1,3 +1,4 @@
+import type { ErasureLedgerMirror } from '../../src/privacy/erasure.ts';
 import { Writable } from 'node:stream';
 import { buildApp } from '../../src/server/app.ts';
 import { createLogger, type Logger } from '../../src/logger.ts';
@@ -20,7 +21,7 @@ export function capturingLogger(level = 'info'): { logger: Logger; lines: string
 
 export async function buildTestApp(
   db: TestDatabase,
-  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string; realtimeRecheckMs?: number } = {},
+  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string; realtimeRecheckMs?: number; erasureMirror?: ErasureLedgerMirror } = {},
 ): Promise<App> {
   const app = await buildApp({
     config: { bodyLimitBytes: 64 * 1024, trustProxy: options.trustProxy ?? [], tls: options.tls, metricsToken: options.metricsToken, publicUrl: PUBLIC_URL },
@@ -28,6 +29,7 @@ export async function buildTestApp(
     database: db.handles,
     ...(options.isShuttingDown ? { isShuttingDown: options.isShuttingDown } : {}),
     ...(options.realtimeRecheckMs !== undefined ? { realtimeRecheckMs: options.realtimeRecheckMs } : {}),
+    ...(options.erasureMirror ? { erasureMirror: options.erasureMirror } : {}),
   });
   await app.ready();
   // Every problem body goes to the canary; on close, so does /metrics.

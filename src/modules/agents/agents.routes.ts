@@ -130,7 +130,9 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
           .where('id', '=', request.params.attemptId)
           .forUpdate()
           .executeTakeFirst();
-        if (!attempt || attempt.agent_id !== userId) throw new AppError('not_found', 'No call of yours with this id.');
+        // An anonymised interaction (retention) has no person left to file anything about.
+        if (!attempt || attempt.agent_id !== userId || attempt.contact_id === null) throw new AppError('not_found', 'No call of yours with this id.');
+        const contactId = attempt.contact_id;
         if (attempt.state !== 'ended') throw new AppError('invalid_transition', 'The call has not ended yet.');
         if (attempt.disposition !== null) throw new AppError('conflict', 'This call already has its disposition.');
         const settings = settingsOf(await loadCampaign(trx, attempt.campaign_id));
@@ -147,17 +149,17 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
         } else if (disposition.kind === 'retry') {
           nextAt = new Date(now.getTime() + settings.retryRules.no_answer.afterMinutes * 60_000);
         }
-        const notesCiphertext = notes ? await crypto.cipher.encrypt(trx, { table: 'dial_attempts', recordId: attempt.id, field: 'notes' }, notes, attempt.contact_id) : null;
+        const notesCiphertext = notes ? await crypto.cipher.encrypt(trx, { table: 'dial_attempts', recordId: attempt.id, field: 'notes' }, notes, contactId) : null;
         await trx.updateTable('dial_attempts').set({ disposition: disposition.code, notes_ciphertext: notesCiphertext, disposed_at: now }).where('id', '=', attempt.id).execute();
         if (disposition.kind === 'do_not_call') {
           // The number dialed goes on the tenant's do-not-call list at once; the contact is done.
-          const phone = await trx.selectFrom('contact_phones').select('number_ciphertext').where('contact_id', '=', attempt.contact_id).where('position', '=', attempt.phone_position ?? 0).executeTakeFirst();
+          const phone = await trx.selectFrom('contact_phones').select('number_ciphertext').where('contact_id', '=', contactId).where('position', '=', attempt.phone_position ?? 0).executeTakeFirst();
           if (phone) {
-            const number = await crypto.cipher.decrypt(trx, { table: 'contacts', recordId: attempt.contact_id, field: `phone.${attempt.phone_position ?? 0}` }, phone.number_ciphertext, attempt.contact_id);
-            await addSuppression(trx, crypto, { channel: 'phone', value: number, scope: 'tenant', reason: 'request', source: `disposition on call ${attempt.id}`, contactId: attempt.contact_id, createdBy: actorLabel(request) });
+            const number = await crypto.cipher.decrypt(trx, { table: 'contacts', recordId: contactId, field: `phone.${attempt.phone_position ?? 0}` }, phone.number_ciphertext, contactId);
+            await addSuppression(trx, crypto, { channel: 'phone', value: number, scope: 'tenant', reason: 'request', source: `disposition on call ${attempt.id}`, contactId: contactId, createdBy: actorLabel(request) });
           }
         }
-        await releaseContact(trx, attempt.campaign_id, attempt.contact_id, {
+        await releaseContact(trx, attempt.campaign_id, contactId, {
           nextAt,
           outcome: `disposition:${disposition.code}`,
           now,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { App } from '../../server/types.ts';
+import { eraseSubject, type ErasureLedgerMirror } from '../../privacy/erasure.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses } from '../../server/schemas.ts';
 import { recordAuditEvent, recordAuditEventAlone } from '../../audit/audit-event.ts';
@@ -12,7 +13,6 @@ import {
   auditDigests,
   beginLookup,
   createContact,
-  eraseContact,
   loadContacts,
   loadFieldDefinitions,
   requireContact,
@@ -73,7 +73,8 @@ async function requireList(trx: TenantTransaction, listId: string) {
   return list;
 }
 
-export async function contactsRoutes(app: App, crypto: ContactsCrypto): Promise<void> {
+export async function contactsRoutes(app: App, options: ContactsCrypto & { erasureMirror?: ErasureLedgerMirror | undefined }): Promise<void> {
+  const crypto: ContactsCrypto = { cipher: options.cipher, keyring: options.keyring };
   const { cipher } = crypto;
 
   app.post(
@@ -260,17 +261,17 @@ export async function contactsRoutes(app: App, crypto: ContactsCrypto): Promise<
     {
       config: { access: 'privacy:manage', stepUp: 'sessions' },
       schema: {
-        summary: "Erase a contact: its key is destroyed, so every copy of its personal data is unreadable",
+        summary: "Erase a contact: its key is destroyed, so every copy of its personal data is unreadable (refused under a legal hold or during a call)",
         tags: ['contacts'],
         params: contactParamsSchema,
-        response: { 204: z.null(), ...problemResponses(400, 401, 403, 404) },
+        response: { 204: z.null(), ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request, reply) => {
       const id = request.params.contactId;
       await request.tenantDb.transaction(async (trx) => {
-        await eraseContact(trx, crypto, id);
-        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.erase', outcome: 'success', target: { type: 'contact', id }, details: { method: 'crypto_shredding' } });
+        const outcome = await eraseSubject(trx, crypto, id, { reason: 'operator', mirror: options.erasureMirror });
+        if (outcome.erased) await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.erase', outcome: 'success', target: { type: 'contact', id }, details: { method: 'crypto_shredding', recordingsDeleted: outcome.recordingsDeleted } });
       });
       return reply.code(204).send(null);
     },

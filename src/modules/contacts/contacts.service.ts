@@ -182,36 +182,6 @@ export async function setContactStatus(trx: TenantTransaction, id: string, statu
   return row.status;
 }
 
-/**
- * Erasure by crypto-shredding: the subject key is destroyed (every copy of the ciphertext, backups
- * included, is unreadable from then on), the ciphertext and indexes are dropped, and a tombstone row
- * keeps list memberships and history pointing at "erased".
- */
-export async function eraseContact(trx: TenantTransaction, crypto: ContactsCrypto, id: string): Promise<void> {
-  const row = await trx.selectFrom('contacts').select('status').where('id', '=', id).forUpdate().executeTakeFirst();
-  if (!row) throw new AppError('not_found');
-  if (row.status === 'erased') return;
-  await crypto.keyring.destroySubjectKey(trx, id);
-  await trx.deleteFrom('contact_phones').where('contact_id', '=', id).execute();
-  await trx
-    .updateTable('contacts')
-    .set({
-      status: 'erased',
-      erased_at: new Date(),
-      external_id: null,
-      name_ciphertext: null,
-      email_ciphertext: null,
-      email_index: null,
-      address_ciphertext: null,
-      birth_date_ciphertext: null,
-      notes_ciphertext: null,
-      personal_fields_ciphertext: null,
-      fields: '{}',
-    })
-    .where('id', '=', id)
-    .execute();
-}
-
 /** Contacts with this E.164 number: blind-index candidates, decrypted and compared. */
 export async function findContactIdsByPhone(trx: TenantTransaction, crypto: ContactsCrypto, e164: string, limit = 100): Promise<string[]> {
   const index = await phoneIndex(crypto.cipher, trx, e164);

@@ -1,0 +1,237 @@
+import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
+import { sql } from 'kysely';
+import { onCommit, type TenantDb, type TenantTransaction } from '../db/tenant-db.ts';
+import { AppError } from '../server/errors.ts';
+import { loadContacts, type ContactsCrypto } from '../modules/contacts/contacts.service.ts';
+import { normaliseEmail } from '../modules/contacts/phone.ts';
+import { holdsOver } from './legal-holds.ts';
+
+/**
+ * Erasure (Art. 17) by crypto-shredding, and the erasure ledger.
+ *
+ * Erasing a subject destroys its per-subject key — every ciphertext under it (name, phones,
+ * e-mail, notes, call notes, recordings), in this database, its replicas and its backups, is
+ * unreadable from then on — drops what ciphertext and blind indexes the live rows hold, deletes
+ * the recordings and the hopper rows, and keeps a tombstone so lists and call statistics still
+ * add up. Suppressions stay (an objection must outlive the person's data; they hold the number
+ * under the tenant key, with no link to the tombstone).
+ *
+ * Each erasure appends an entry to the erasure ledger: the subject id and keyed hashes of the
+ * identifiers it had — no personal data. The same entry goes, once committed, to the ledger
+ * mirror (a file kept apart from the database). A restore from a backup taken before the
+ * erasure brings the subject's key and rows back; replaying the ledger (`replayErasures`)
+ * erases them again before the restored database serves anything.
+ */
+
+export type ErasureReason = 'request' | 'retention' | 'operator';
+
+export type ErasureLedgerEntry = {
+  v: 1;
+  tenantId: string;
+  subjectId: string;
+  identifierHashes: string[];
+  method: 'crypto_shredding';
+  reason: ErasureReason;
+  requestId: string | null;
+  erasedAt: string;
+};
+
+/** Where committed ledger entries are mirrored, outside the database (see `fileLedgerMirror`). */
+export type ErasureLedgerMirror = { append(entry: ErasureLedgerEntry): void };
+
+/** The keyed hash the ledger keeps of one identifier (HMAC-SHA256 under the tenant's ledger key). */
+export async function identifierHash(trx: TenantTransaction, crypto: ContactsCrypto, kind: 'phone' | 'email' | 'external', normalised: string): Promise<Buffer> {
+  return crypto.cipher.blindIndex(trx, 'erasure-ledger', `${kind}:${normalised}`, 32);
+}
+
+export type EraseOptions = { reason: ErasureReason; requestId?: string; mirror?: ErasureLedgerMirror | undefined; now?: Date };
+
+export type EraseOutcome = { erased: boolean; recordingsDeleted: number; interactions: number };
+
+/**
+ * Erases one contact. Refused with `legal_hold` while a hold covers it, and with `subject_in_call`
+ * while one of its calls is in progress (the call's record would be written after the erasure).
+ * Erasing an erased contact does nothing.
+ */
+export async function eraseSubject(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string, options: EraseOptions): Promise<EraseOutcome> {
+  const row = await trx.selectFrom('contacts').select(['status']).where('id', '=', contactId).forUpdate().executeTakeFirst();
+  if (!row) throw new AppError('not_found');
+  if (row.status === 'erased') return { erased: false, recordingsDeleted: 0, interactions: 0 };
+  const holds = await holdsOver(trx, contactId);
+  if (holds.length > 0) throw new AppError('legal_hold', `A legal hold (${holds.map((hold) => hold.scope).join(', ')}) keeps this subject's data; release it first.`);
+  const live = await trx
+    .selectFrom('dial_attempts')
+    .select('id')
+    .where('contact_id', '=', contactId)
+    .where('state', 'in', ['reserved', 'dialing', 'answered', 'connected'])
+    .executeTakeFirst();
+  if (live) throw new AppError('subject_in_call', 'A call with this subject is in progress; erase it when the call has ended.');
+
+  // The identifiers, hashed for the ledger, while they can still be read.
+  const contact = (await loadContacts(trx, crypto, [contactId])).get(contactId);
+  const hashes: Buffer[] = [];
+  if (contact) {
+    for (const phone of contact.data.phones) hashes.push(await identifierHash(trx, crypto, 'phone', phone.e164));
+    const email = contact.data.email === null ? undefined : normaliseEmail(contact.data.email);
+    if (email) hashes.push(await identifierHash(trx, crypto, 'email', email));
+    if (contact.data.externalId) hashes.push(await identifierHash(trx, crypto, 'external', contact.data.externalId));
+  }
+  const outcome = await shred(trx, crypto, contactId, options.now ?? new Date());
+  const entry = await trx
+    .insertInto('erasure_ledger')
+    .values({ subject_id: contactId, identifier_hashes: hashes, method: 'crypto_shredding', reason: options.reason, request_id: options.requestId ?? null, erased_at: options.now ?? new Date() })
+    .returning(['erased_at'])
+    .executeTakeFirstOrThrow();
+  const mirror = options.mirror;
+  if (mirror) {
+    const mirrored: ErasureLedgerEntry = {
+      v: 1,
+      tenantId: trx.tenantId,
+      subjectId: contactId,
+      identifierHashes: hashes.map((hash) => hash.toString('hex')),
+      method: 'crypto_shredding',
+      reason: options.reason,
+      requestId: options.requestId ?? null,
+      erasedAt: entry.erased_at.toISOString(),
+    };
+    onCommit(trx, () => mirror.append(mirrored));
+  }
+  return { erased: true, ...outcome };
+}
+
+/** The destruction itself, shared by erasure and ledger replay. */
+async function shred(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string, now: Date): Promise<{ recordingsDeleted: number; interactions: number }> {
+  await crypto.keyring.destroySubjectKey(trx, contactId);
+  await trx.deleteFrom('contact_phones').where('contact_id', '=', contactId).execute();
+  await trx.deleteFrom('campaign_contacts').where('contact_id', '=', contactId).execute();
+  const recordings = await trx.deleteFrom('recordings').where('contact_id', '=', contactId).executeTakeFirst();
+  const interactions = await trx.updateTable('dial_attempts').set({ notes_ciphertext: null }).where('contact_id', '=', contactId).executeTakeFirst();
+  await trx.updateTable('suppressions').set({ contact_id: null }).where('contact_id', '=', contactId).execute();
+  await trx
+    .updateTable('contacts')
+    .set({
+      status: 'erased',
+      erased_at: now,
+      external_id: null,
+      name_ciphertext: null,
+      email_ciphertext: null,
+      email_index: null,
+      address_ciphertext: null,
+      birth_date_ciphertext: null,
+      notes_ciphertext: null,
+      personal_fields_ciphertext: null,
+      fields: '{}',
+    })
+    .where('id', '=', contactId)
+    .execute();
+  return { recordingsDeleted: Number(recordings.numDeletedRows), interactions: Number(interactions.numUpdatedRows) };
+}
+
+/**
+ * Replays ledger entries (from the mirror) on a restored database, before it serves traffic:
+ * every subject the ledger names is erased again if the restore brought it back, and the entry is
+ * added to the database's own ledger if the backup predates it. Idempotent.
+ */
+export async function replayErasures(
+  forTenant: (tenantId: string) => TenantDb,
+  crypto: ContactsCrypto,
+  entries: readonly ErasureLedgerEntry[],
+): Promise<{ entries: number; reErased: number; ledgerRestored: number; unknownSubjects: number }> {
+  let reErased = 0;
+  let ledgerRestored = 0;
+  let unknownSubjects = 0;
+  for (const entry of entries) {
+    await forTenant(entry.tenantId).transaction(async (trx) => {
+      const row = await trx.selectFrom('contacts').select('status').where('id', '=', entry.subjectId).forUpdate().executeTakeFirst();
+      if (!row) unknownSubjects += 1;
+      else if (row.status !== 'erased') {
+        await shred(trx, crypto, entry.subjectId, new Date(entry.erasedAt));
+        reErased += 1;
+      } else {
+        // An erased tombstone whose key the backup still holds (the key was destroyed after it).
+        await crypto.keyring.destroySubjectKey(trx, entry.subjectId);
+      }
+      const known = await trx.selectFrom('erasure_ledger').select('seq').where('subject_id', '=', entry.subjectId).executeTakeFirst();
+      if (!known) {
+        await trx
+          .insertInto('erasure_ledger')
+          .values({
+            subject_id: entry.subjectId,
+            identifier_hashes: entry.identifierHashes.map((hash) => Buffer.from(hash, 'hex')),
+            method: entry.method,
+            reason: entry.reason,
+            request_id: entry.requestId,
+            erased_at: new Date(entry.erasedAt),
+          })
+          .execute();
+        ledgerRestored += 1;
+      }
+    });
+  }
+  return { entries: entries.length, reErased, ledgerRestored, unknownSubjects };
+}
+
+/** Whether some erased subject had this identifier (the answer to "was this person erased?"). */
+export async function wasErased(trx: TenantTransaction, crypto: ContactsCrypto, kind: 'phone' | 'email' | 'external', normalised: string): Promise<boolean> {
+  const hash = await identifierHash(trx, crypto, kind, normalised);
+  const found = await sql<{ one: number }>`SELECT 1 AS one FROM erasure_ledger WHERE ${hash} = ANY (identifier_hashes) LIMIT 1`.execute(trx);
+  return found.rows.length > 0;
+}
+
+const ENTRY_KEYS = ['v', 'tenantId', 'subjectId', 'identifierHashes', 'method', 'reason', 'requestId', 'erasedAt'] as const;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** One mirror line, checked: a damaged line is an error naming its number, never skipped. */
+export function parseLedgerLine(line: string, lineNumber: number): ErasureLedgerEntry {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new Error(`erasure ledger line ${lineNumber} is not JSON`);
+  }
+  const entry = value as Partial<ErasureLedgerEntry>;
+  const ok =
+    typeof value === 'object' &&
+    value !== null &&
+    Object.keys(value).every((key) => (ENTRY_KEYS as readonly string[]).includes(key)) &&
+    entry.v === 1 &&
+    UUID.test(entry.tenantId ?? '') &&
+    UUID.test(entry.subjectId ?? '') &&
+    Array.isArray(entry.identifierHashes) &&
+    entry.identifierHashes.every((hash) => typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash)) &&
+    entry.method === 'crypto_shredding' &&
+    (entry.reason === 'request' || entry.reason === 'retention' || entry.reason === 'operator') &&
+    (entry.requestId === null || UUID.test(entry.requestId ?? '')) &&
+    typeof entry.erasedAt === 'string' &&
+    !Number.isNaN(Date.parse(entry.erasedAt));
+  if (!ok) throw new Error(`erasure ledger line ${lineNumber} is not a ledger entry`);
+  return entry as ErasureLedgerEntry;
+}
+
+export function readLedgerFile(file: string): ErasureLedgerEntry[] {
+  const text = readFileSync(file, 'utf8');
+  return text
+    .split('\n')
+    .map((line, index) => ({ line, number: index + 1 }))
+    .filter(({ line }) => line.trim() !== '')
+    .map(({ line, number }) => parseLedgerLine(line, number));
+}
+
+/**
+ * The ledger mirror as an append-only JSON-lines file (mode 0600), each entry written and
+ * flushed to disk once its erasure committed. Keep it on storage apart from the database and its
+ * backups: it is what a restore replays.
+ */
+export function fileLedgerMirror(file: string): ErasureLedgerMirror {
+  return {
+    append(entry) {
+      const fd = openSync(file, 'a', 0o600);
+      try {
+        appendFileSync(fd, `${JSON.stringify(entry)}\n`);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
+}
