@@ -67,10 +67,14 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.attemptId = randomUUID();
         await trx.insertInto('dial_attempts').values({ id: into.attemptId, campaign_id: into.campaignId, contact_id: into.contactId, attempt: 1, dialer: 'matrix', state: 'ended', outcome: 'busy' }).execute();
         into.requestId = (await createRequest(trx, crypto, { kind: 'access', channel: 'email', requester: { name: 'Matrix requester' }, identifiers: { phone: '+4790000010' }, receivedAt: new Date() }, 'matrix')).id;
+        into.holdId = (await trx.insertInto('legal_holds').values({ scope: 'campaign', campaign_id: into.campaignId, reason: 'matrix', created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.sweepId = (await trx.insertInto('retention_sweeps').values({ dry_run: true, node: 'matrix', requested_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        await trx.updateTable('retention_sweeps').set({ state: 'done', finished_at: new Date() }).where('id', '=', into.sweepId).execute();
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
       // Not an object: a registry format names the same registry slot in every tenant.
       into.format = 'e164_list';
+      into.category = 'recordings';
     };
     await objects(a, own);
     await objects(b, other);
@@ -99,12 +103,13 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/agent/calls/:attemptId/recording': { action: 'pause' },
     'PUT /api/v1/agents/:userId/skills': { skills: ['norwegian'], takesInbound: true },
     'POST /api/v1/privacy/requests/:requestId/verify': { method: 'document' },
+    'PUT /api/v1/privacy/retention-policies/:category': { retainDays: 30, action: 'delete' },
     'POST /api/v1/privacy/requests/:requestId/extend': { months: 1, reason: 'Matrix: many systems to search' },
     'POST /api/v1/privacy/requests/:requestId/assign': { officerId: '00000000-0000-4000-8000-000000000000' },
     'POST /api/v1/privacy/requests/:requestId/close': { status: 'rejected', outcome: 'Matrix' },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
-  const notObjects = new Set(['format']);
+  const notObjects = new Set(['format', 'category']);
 
   const routes = (): RouteEntry[] => app.routeTable.filter((route) => route.method !== 'HEAD' && !route.url.startsWith('/api/docs'));
   const fill = (url: string, values: Record<string, string>) =>

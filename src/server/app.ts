@@ -46,6 +46,7 @@ import { createMetrics } from './metrics.ts';
 import type { App } from './types.ts';
 import type { ErasureLedgerMirror } from '../privacy/erasure.ts';
 import { privacyRequestRoutes } from '../privacy/requests.routes.ts';
+import { retentionRoutes } from '../privacy/retention.routes.ts';
 
 export type AppDependencies = {
   config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls' | 'publicUrl'> & { metricsToken?: string | undefined };
@@ -254,5 +255,6 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(suppressionRoutes, { cipher, keyring });
   await app.register(importsRoutes, { cipher, keyring });
   await app.register(privacyRequestRoutes, { crypto: { cipher, keyring }, systemDb: database.systemDb, mirror: deps.erasureMirror });
+  await app.register(retentionRoutes, { crypto: { cipher, keyring }, mirror: deps.erasureMirror, logger: deps.logger });
   return app;
 }

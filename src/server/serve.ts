@@ -7,6 +7,7 @@ import type { Config } from '../config.ts';
 import { openDatabase } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { fileLedgerMirror } from '../privacy/erasure.ts';
+import { startRetentionService } from '../privacy/retention.routes.ts';
 import { buildApp } from './app.ts';
 import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
@@ -36,6 +37,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let mailSender: { stop(): Promise<void> } | undefined;
   let importWorker: { stop(): Promise<void> } | undefined;
   let dialers: { stop(): Promise<void> } | undefined;
+  let retention: { stop(): Promise<void> } | undefined;
   let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
@@ -75,7 +77,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       nodeId: `${hostname().slice(0, 40)}:${process.pid}:${randomBytes(3).toString('hex')}`,
       logger,
     });
-    app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror: fileLedgerMirror(config.erasureLedgerFile) });
+    const erasureMirror = fileLedgerMirror(config.erasureLedgerFile);
+    retention = startRetentionService({ systemDb: database.systemDb, crypto: database.crypto, mirror: erasureMirror, logger });
+    app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await sealer?.stop();
@@ -84,6 +88,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     stopImports = true;
     await importWorker?.stop();
     await dialers?.stop();
+    await retention?.stop();
     stopTelephonyClock?.();
     await database.close();
     throw error;
@@ -122,6 +127,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         stopImports = true;
         await importWorker?.stop();
         await dialers?.stop();
+        await retention?.stop();
         stopTelephonyClock?.();
         await database.close();
       }

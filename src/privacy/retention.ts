@@ -1,0 +1,242 @@
+import { sql } from 'kysely';
+import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
+import type { RetentionAction, RetentionCategory } from '../db/schema.ts';
+import { AppError } from '../server/errors.ts';
+import { recordAuditEvent } from '../audit/audit-event.ts';
+import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
+import { eraseSubject, type ErasureLedgerMirror } from './erasure.ts';
+
+/**
+ * Retention (Art. 5(1)(e)): per data category a period and an action, applied by a sweep that
+ * runs on one node at a time per tenant, in batches (each its own transaction, so a sweep of
+ * millions never holds locks for long and a node that dies mid-sweep loses nothing), skipping
+ * whatever a legal hold keeps. A dry run counts what is due and what is held, and changes nothing.
+ * Every sweep is recorded with its counts, and audited.
+ */
+
+export const RETENTION_CATEGORIES = ['contacts_inactive', 'interactions', 'notes', 'recordings', 'audit_events', 'import_rejects', 'exports'] as const satisfies readonly RetentionCategory[];
+
+/**
+ * The shortest periods the product allows. The audit ledger is evidence of the controls
+ * themselves: kept at least a year (SOC 2 examines a period of up to twelve months; PCI DSS
+ * 10.5.1 asks for twelve months of audit history), and a shorter policy is refused.
+ */
+export const MINIMUM_RETAIN_DAYS: Partial<Record<RetentionCategory, number>> = { audit_events: 365 };
+
+/** Categories whose rows have no anonymous remainder: their one action is deletion. */
+const DELETE_ONLY: ReadonlySet<RetentionCategory> = new Set(['notes', 'recordings', 'audit_events', 'import_rejects', 'exports']);
+
+export function checkPolicy(category: RetentionCategory, retainDays: number, action: RetentionAction): void {
+  const minimum = MINIMUM_RETAIN_DAYS[category];
+  if (minimum !== undefined && retainDays < minimum) {
+    throw new AppError('retention_below_minimum', `${category} must be kept at least ${minimum} days.`, [{ path: 'body/retainDays', message: `at least ${minimum}` }]);
+  }
+  if (action === 'anonymise' && DELETE_ONLY.has(category)) {
+    throw new AppError('validation_failed', `${category} can only be deleted: nothing anonymous remains of it.`, [{ path: 'body/action', message: 'must be delete' }]);
+  }
+}
+
+export type CategoryReport = { action: RetentionAction; cutoff: string; due: number; done: number; held: number; note?: string };
+export type SweepReport = Partial<Record<RetentionCategory, CategoryReport>>;
+
+const BATCH = 5_000;
+const CONTACT_BATCH = 200;
+
+/** Rows whose contact or campaign a legal hold in force covers. */
+const interactionHeld = sql<boolean>`EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND (h.campaign_id = a.campaign_id OR h.contact_id = a.contact_id))`;
+
+const contactHeld = sql<boolean>`EXISTS (
+  SELECT 1 FROM legal_holds h
+   WHERE h.released_at IS NULL
+     AND (h.contact_id = c.id
+          OR h.campaign_id IN (SELECT l.campaign_id FROM contact_list_members m JOIN contact_lists l ON l.tenant_id = m.tenant_id AND l.id = m.list_id WHERE m.contact_id = c.id)
+          OR h.campaign_id IN (SELECT a.campaign_id FROM dial_attempts a WHERE a.contact_id = c.id)))`;
+
+/** Contacts with no change, call or consent event since the cut-off, and no call in progress. */
+const inactiveContact = (cutoff: Date) => sql<boolean>`c.status <> 'erased' AND c.updated_at < ${cutoff}
+  AND NOT EXISTS (SELECT 1 FROM dial_attempts a WHERE a.contact_id = c.id AND (a.reserved_at >= ${cutoff} OR a.state IN ('reserved', 'dialing', 'answered', 'connected')))
+  AND NOT EXISTS (SELECT 1 FROM consent_events e WHERE e.contact_id = c.id AND e.recorded_at >= ${cutoff})`;
+
+async function count(trx: TenantTransaction, query: ReturnType<typeof sql<{ n: string }>>): Promise<number> {
+  const result = await query.execute(trx);
+  return Number(result.rows[0]?.n ?? 0);
+}
+
+type Sweeper = {
+  tenantDb: TenantDb;
+  crypto: ContactsCrypto;
+  mirror?: ErasureLedgerMirror | undefined;
+  /** Called between batches: keeps the sweep's lease alive, and stops it when it returns false. */
+  heartbeat: () => Promise<boolean>;
+};
+
+/** Counts (and, unless dry, applies) one category. */
+async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, retainDays: number, action: RetentionAction, dryRun: boolean, now: Date): Promise<CategoryReport> {
+  const cutoff = new Date(now.getTime() - retainDays * 86_400_000);
+  const report: CategoryReport = { action, cutoff: cutoff.toISOString(), due: 0, done: 0, held: 0 };
+  const { tenantDb } = sweeper;
+  const read = <T>(work: (trx: TenantTransaction) => Promise<T>) => tenantDb.read(work);
+  /** Runs `batch` until it acts on fewer rows than asked (or the lease is lost). */
+  const repeat = async (batch: (trx: TenantTransaction) => Promise<number>, size: number) => {
+    for (;;) {
+      const acted = await tenantDb.transaction(batch);
+      report.done += acted;
+      if (acted < size || !(await sweeper.heartbeat())) return;
+    }
+  };
+
+  switch (category) {
+    case 'interactions': {
+      const due = sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.state IN ('ended', 'skipped') AND coalesce(a.ended_at, a.reserved_at) < ${cutoff}`;
+      const held = sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.state IN ('ended', 'skipped') AND coalesce(a.ended_at, a.reserved_at) < ${cutoff} AND ${interactionHeld}`;
+      const inbound = sql<{ n: string }>`SELECT count(*) AS n FROM inbound_calls i WHERE i.caller_index IS NOT NULL AND i.state = 'ended' AND i.ended_at < ${cutoff}`;
+      const [dueOut, heldOut, dueIn] = await read(async (trx) => [await count(trx, due), await count(trx, held), await count(trx, inbound)]);
+      report.due = dueOut + dueIn;
+      report.held = heldOut;
+      if (dryRun) return report;
+      const pick = sql`SELECT a.id FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.state IN ('ended', 'skipped') AND coalesce(a.ended_at, a.reserved_at) < ${cutoff} AND NOT ${interactionHeld} LIMIT ${BATCH}`;
+      if (action === 'delete') {
+        await repeat(async (trx) => Number((await sql`DELETE FROM dial_attempts WHERE id IN (${pick})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+        await repeat(async (trx) => Number((await sql`DELETE FROM inbound_calls WHERE id IN (SELECT id FROM inbound_calls WHERE caller_index IS NOT NULL AND state = 'ended' AND ended_at < ${cutoff} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      } else {
+        // Kept for the statistics, with nothing left that points to the person.
+        await repeat(async (trx) => {
+          const ids = (await sql<{ id: string }>`${pick} FOR UPDATE OF a SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
+          if (ids.length === 0) return 0;
+          await sql`DELETE FROM recordings WHERE attempt_id = ANY (${ids}::uuid[])`.execute(trx);
+          await sql`UPDATE dial_attempts SET contact_id = NULL, notes_ciphertext = NULL, raw_cause = NULL, phone_position = NULL, anonymised_at = ${now} WHERE id = ANY (${ids}::uuid[])`.execute(trx);
+          return ids.length;
+        }, BATCH);
+        await repeat(async (trx) => Number((await sql`UPDATE inbound_calls SET caller_index = NULL, anonymised_at = ${now} WHERE id IN (SELECT id FROM inbound_calls WHERE caller_index IS NOT NULL AND state = 'ended' AND ended_at < ${cutoff} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      }
+      return report;
+    }
+    case 'notes': {
+      const where = sql`a.notes_ciphertext IS NOT NULL AND coalesce(a.disposed_at, a.ended_at, a.reserved_at) < ${cutoff}`;
+      const [due, held] = await read(async (trx) => [
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE ${where}`),
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE ${where} AND ${interactionHeld}`),
+      ]);
+      Object.assign(report, { due, held });
+      if (!dryRun) await repeat(async (trx) => Number((await sql`UPDATE dial_attempts SET notes_ciphertext = NULL WHERE id IN (SELECT a.id FROM dial_attempts a WHERE ${where} AND NOT ${interactionHeld} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      return report;
+    }
+    case 'recordings': {
+      const where = sql`r.started_at < ${cutoff} AND r.state IN ('saved', 'failed')`;
+      const heldRecording = sql`EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND (h.campaign_id = r.campaign_id OR h.contact_id = r.contact_id))`;
+      const [due, held] = await read(async (trx) => [
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM recordings r WHERE ${where}`),
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM recordings r WHERE ${where} AND ${heldRecording}`),
+      ]);
+      Object.assign(report, { due, held });
+      if (!dryRun) await repeat(async (trx) => Number((await sql`DELETE FROM recordings WHERE attempt_id IN (SELECT r.attempt_id FROM recordings r WHERE ${where} AND NOT ${heldRecording} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      return report;
+    }
+    case 'contacts_inactive': {
+      const [due, held] = await read(async (trx) => [
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM contacts c WHERE ${inactiveContact(cutoff)}`),
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM contacts c WHERE ${inactiveContact(cutoff)} AND ${contactHeld}`),
+      ]);
+      Object.assign(report, { due, held });
+      if (dryRun) return report;
+      // Each contact is erased like on request (crypto-shredding, in the erasure ledger); with
+      // "delete" its tombstone goes too, where no legal-hold record names it.
+      await repeat(async (trx) => {
+        const ids = (await sql<{ id: string }>`SELECT c.id FROM contacts c WHERE ${inactiveContact(cutoff)} AND NOT ${contactHeld} ORDER BY c.id LIMIT ${CONTACT_BATCH} FOR UPDATE OF c SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
+        for (const id of ids) await eraseSubject(trx, sweeper.crypto, id, { reason: 'retention', mirror: sweeper.mirror, now });
+        if (action === 'delete' && ids.length > 0) {
+          await sql`DELETE FROM contacts c WHERE c.id = ANY (${ids}::uuid[]) AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.contact_id = c.id)`.execute(trx);
+        }
+        return ids.length;
+      }, CONTACT_BATCH);
+      return report;
+    }
+    case 'import_rejects': {
+      const where = sql`r.import_id IN (SELECT i.id FROM contact_imports i WHERE i.finished_at < ${cutoff})`;
+      report.due = await read((trx) => count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM contact_import_rejects r WHERE ${where}`));
+      if (!dryRun) await repeat(async (trx) => Number((await sql`DELETE FROM contact_import_rejects WHERE (import_id, row_number) IN (SELECT r.import_id, r.row_number FROM contact_import_rejects r WHERE ${where} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      return report;
+    }
+    case 'exports': {
+      const where = sql`e.bundle_ciphertext IS NOT NULL AND e.created_at < ${cutoff}`;
+      report.due = await read((trx) => count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM privacy_exports e WHERE ${where}`));
+      if (!dryRun) await repeat(async (trx) => Number((await sql`UPDATE privacy_exports SET bundle_ciphertext = NULL WHERE id IN (SELECT e.id FROM privacy_exports e WHERE ${where} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      return report;
+    }
+    case 'audit_events': {
+      // The ledger is pruned only by its owner-signed procedure (`ringvakt audit prune`, which
+      // keeps every proof verifiable); the sweep reports what is due.
+      report.due = await read((trx) => count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM audit_events WHERE occurred_at < ${cutoff}`));
+      report.note = 'pruned by the operator command `ringvakt audit prune`, which signs a retention record';
+      return report;
+    }
+  }
+}
+
+export type SweepOptions = { dryRun: boolean; requestedBy: string; node: string; now?: Date; mirror?: ErasureLedgerMirror | undefined };
+
+/** A sweep whose heartbeat is older than this is taken to have died with its node. */
+export const SWEEP_STALE_MS = 5 * 60_000;
+
+/**
+ * Starts a sweep of one tenant: returns its id, or undefined when another node's sweep is
+ * running (one at a time per tenant). `run` then does the work and records the report.
+ */
+export async function beginSweep(tenantDb: TenantDb, options: SweepOptions): Promise<string | undefined> {
+  return tenantDb.transaction(async (trx) => {
+    await trx
+      .updateTable('retention_sweeps')
+      .set({ state: 'abandoned', finished_at: new Date(), error_code: 'node_lost' })
+      .where('state', '=', 'running')
+      .where('heartbeat_at', '<', new Date(Date.now() - SWEEP_STALE_MS))
+      .execute();
+    const row = await trx
+      .insertInto('retention_sweeps')
+      .values({ dry_run: options.dryRun, node: options.node, requested_by: options.requestedBy })
+      .onConflict((conflict) => conflict.column('tenant_id').where(sql<boolean>`state = 'running'`).doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    return row?.id;
+  });
+}
+
+export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweepId: string, options: SweepOptions): Promise<SweepReport> {
+  const now = options.now ?? new Date();
+  const report: SweepReport = {};
+  const heartbeat = async () => {
+    const alive = await tenantDb.transaction((trx) => trx.updateTable('retention_sweeps').set({ heartbeat_at: new Date(), report: JSON.stringify(report) }).where('id', '=', sweepId).where('state', '=', 'running').returning('id').executeTakeFirst());
+    return alive !== undefined;
+  };
+  try {
+    const policies = await tenantDb.read((trx) => trx.selectFrom('retention_policies').select(['category', 'retain_days', 'action']).execute());
+    for (const category of RETENTION_CATEGORIES) {
+      const policy = policies.find((entry) => entry.category === category);
+      if (!policy) continue;
+      report[category] = await sweepCategory({ tenantDb, crypto, mirror: options.mirror, heartbeat }, category, policy.retain_days, policy.action, options.dryRun, now);
+      if (!(await heartbeat())) throw new Error('sweep_lease_lost');
+    }
+    await tenantDb.transaction(async (trx) => {
+      await trx.updateTable('retention_sweeps').set({ state: 'done', finished_at: new Date(), report: JSON.stringify(report) }).where('id', '=', sweepId).execute();
+      await recordAuditEvent(trx, { action: 'privacy.retention_sweep', outcome: 'success', actor: { type: 'system', id: `retention:${options.node}` }, target: { type: 'retention_sweep', id: sweepId }, details: { dryRun: options.dryRun, requestedBy: options.requestedBy, ...countsOf(report) } });
+    });
+    return report;
+  } catch (error) {
+    const code = error instanceof Error && error.message === 'sweep_lease_lost' ? 'lease_lost' : 'sweep_failed';
+    await tenantDb.transaction(async (trx) => {
+      await trx.updateTable('retention_sweeps').set({ state: 'failed', finished_at: new Date(), error_code: code, report: JSON.stringify(report) }).where('id', '=', sweepId).where('state', '=', 'running').execute();
+      await recordAuditEvent(trx, { action: 'privacy.retention_sweep', outcome: 'failed', actor: { type: 'system', id: `retention:${options.node}` }, target: { type: 'retention_sweep', id: sweepId }, details: { dryRun: options.dryRun, error: code, ...countsOf(report) } });
+    });
+    throw error;
+  }
+}
+
+/** Flat counts for the audit event: `<category>Due`, `<category>Done`, `<category>Held`. */
+function countsOf(report: SweepReport): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const [category, entry] of Object.entries(report)) {
+    counts[`${category}Due`] = entry.due;
+    counts[`${category}Done`] = entry.done;
+    counts[`${category}Held`] = entry.held;
+  }
+  return counts;
+}
