@@ -70,6 +70,8 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.holdId = (await trx.insertInto('legal_holds').values({ scope: 'campaign', campaign_id: into.campaignId, reason: 'matrix', created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.sweepId = (await trx.insertInto('retention_sweeps').values({ dry_run: true, node: 'matrix', requested_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         await trx.updateTable('retention_sweeps').set({ state: 'done', finished_at: new Date() }).where('id', '=', into.sweepId).execute();
+        into.processorId = (await trx.insertInto('processors').values({ name: 'Matrix carrier', service: 'telephony', location: 'EU' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.breachId = (await trx.insertInto('breaches').values({ reference: 'BR-2026-001', title: 'Matrix', description: 'Matrix breach', detected_at: new Date(), aware_at: new Date(), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
       // Not an object: a registry format names the same registry slot in every tenant.
@@ -104,6 +106,11 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'PUT /api/v1/agents/:userId/skills': { skills: ['norwegian'], takesInbound: true },
     'POST /api/v1/privacy/requests/:requestId/verify': { method: 'document' },
     'PUT /api/v1/privacy/retention-policies/:category': { retainDays: 30, action: 'delete' },
+    'PUT /api/v1/privacy/processors/:processorId': { name: 'Matrix carrier', service: 'telephony', location: 'EU' },
+    'PATCH /api/v1/privacy/breaches/:breachId': { title: 'Matrix renamed' },
+    'POST /api/v1/privacy/breaches/:breachId/decisions': { authority: { decision: 'notify', reason: 'Matrix: a reason long enough' } },
+    'POST /api/v1/privacy/breaches/:breachId/notified': { to: 'authority', at: new Date().toISOString() },
+    'POST /api/v1/privacy/breaches/:breachId/timeline': { entry: 'Matrix entry' },
     'POST /api/v1/privacy/requests/:requestId/extend': { months: 1, reason: 'Matrix: many systems to search' },
     'POST /api/v1/privacy/requests/:requestId/assign': { officerId: '00000000-0000-4000-8000-000000000000' },
     'POST /api/v1/privacy/requests/:requestId/close': { status: 'rejected', outcome: 'Matrix' },

@@ -126,8 +126,9 @@ export type ProcessorsTable = {
   data_categories: ColumnType<string[], string[] | undefined>;
   location: string;
   transfer_safeguard: string | null;
-  dpa_signed_on: ColumnType<string | null, string | null | undefined>;
-  dpa_expires_on: ColumnType<string | null, string | null | undefined>;
+  /** SQL dates: node-postgres reads them as local midnight (see `dateText`). */
+  dpa_signed_on: ColumnType<Date | null, string | null | undefined, string | null>;
+  dpa_expires_on: ColumnType<Date | null, string | null | undefined, string | null>;
   certifications: Json<ProcessorCertification[]>;
   created_at: Timestamp;
   updated_at: Timestamp;

@@ -47,6 +47,7 @@ import type { App } from './types.ts';
 import type { ErasureLedgerMirror } from '../privacy/erasure.ts';
 import { privacyRequestRoutes } from '../privacy/requests.routes.ts';
 import { retentionRoutes } from '../privacy/retention.routes.ts';
+import { privacyRegisterRoutes, ropaRoutes } from '../privacy/registers.routes.ts';
 
 export type AppDependencies = {
   config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'tls' | 'publicUrl'> & { metricsToken?: string | undefined };
@@ -256,5 +257,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(importsRoutes, { cipher, keyring });
   await app.register(privacyRequestRoutes, { crypto: { cipher, keyring }, systemDb: database.systemDb, mirror: deps.erasureMirror });
   await app.register(retentionRoutes, { crypto: { cipher, keyring }, mirror: deps.erasureMirror, logger: deps.logger });
+  await app.register(privacyRegisterRoutes);
+  await app.register(ropaRoutes);
   return app;
 }
