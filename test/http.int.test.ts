@@ -108,7 +108,7 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
         expect(response.statusCode, `${route.method} ${route.url}`).toBe(401);
       }
       const open = app.routeTable.filter((route) => route.access === 'public').map((route) => route.url);
-      expect(open.every((url) => /^\/(livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete|api\/v1\/auth\/login$|api\/v1\/auth\/passkey-login(\/options)?$|api\/v1\/auth\/sso\/)/.test(url)), open.join(' ')).toBe(true);
+      expect(open.every((url) => /^\/(livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete|api\/v1\/auth\/login$|api\/v1\/auth\/passkey-login(\/options)?$|api\/v1\/auth\/sso\/|api\/v1\/privacy\/downloads$)/.test(url)), open.join(' ')).toBe(true);
     });
 
     it('a route without declared access stops the app from building', async () => {
