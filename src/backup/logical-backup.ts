@@ -1,0 +1,238 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
+
+/**
+ * A logical backup of Ringvakt's schema that needs no PostgreSQL client binaries (the embedded
+ * server ships none, and a distribution's pg_dump refuses a newer server): every table is copied
+ * in PostgreSQL's binary COPY format, all within one repeatable-read snapshot, and written as a
+ * sequence of AES-256-GCM frames under a fresh backup key that the root key provider wraps.
+ *
+ * File: "RVBK1\n", a 4-byte length and a JSON header (format, time, root key id, wrapped backup
+ * key, migrations), then frames — [4-byte length][12-byte nonce][ciphertext][16-byte tag], each
+ * bound by its associated data to the backup and its position, so frames cannot be reordered,
+ * dropped or spliced from another backup; the last frame is the manifest (tables, row counts,
+ * SHA-256 of each table's data), and a file without it is refused as truncated.
+ *
+ * Restore fills a migrated, empty database (same migrations), with triggers and foreign-key
+ * checks off while loading (session_replication_role = replica: needs a superuser), checks every
+ * table's row count and checksum against the manifest, and resets identity sequences. What a
+ * restore must do next, before serving: replay the erasure ledger (src/privacy/erasure.ts).
+ */
+
+const MAGIC = Buffer.from('RVBK1\n');
+const FORMAT = 'ringvakt-backup/v1';
+const SCHEMA = 'ringvakt';
+const FRAME_TARGET = 1 << 20;
+const KEY_CONTEXT = Buffer.from(FORMAT);
+
+type Header = { format: typeof FORMAT; backupId: string; createdAt: string; rootKeyId: string; wrappedKey: string; migrations: number[] };
+export type TableManifest = { table: string; rows: number; sha256: string };
+export type BackupManifest = { tables: TableManifest[] };
+
+const enum Frame {
+  TableStart = 1,
+  Data = 2,
+  TableEnd = 3,
+  Manifest = 4,
+}
+
+export class BackupError extends Error {}
+
+const aad = (backupId: string, index: number) => Buffer.from(`${FORMAT}|${backupId}|${index}`);
+
+async function tablesOf(client: pg.ClientBase): Promise<string[]> {
+  const result = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations' AND NOT c.relispartition
+      ORDER BY c.relname`,
+    [SCHEMA],
+  );
+  return result.rows.map((row) => row.name);
+}
+
+const quoted = (table: string) => `${SCHEMA}."${table.replace(/"/g, '""')}"`;
+
+/** Writes a backup of the database at `url` (a superuser or a role that bypasses row-level security) to `file`. */
+export async function writeBackup(url: string, file: string, root: RootKeyProvider): Promise<{ backupId: string; manifest: BackupManifest; bytes: number }> {
+  const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-backup' });
+  await client.connect();
+  const handle = await open(file, 'wx', 0o600);
+  let bytes = 0;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const migrations = (await client.query<{ version: number }>(`SELECT version FROM ${SCHEMA}.schema_migrations ORDER BY version`)).rows.map((row) => Number(row.version));
+    const key = randomBytes(32);
+    const wrapped = await root.wrap(key, KEY_CONTEXT);
+    const backupId = randomBytes(16).toString('hex');
+    const header: Header = { format: FORMAT, backupId, createdAt: new Date().toISOString(), rootKeyId: wrapped.keyId, wrappedKey: wrapped.wrapped.toString('base64'), migrations };
+    const headerBytes = Buffer.from(JSON.stringify(header));
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(headerBytes.length);
+    await handle.write(Buffer.concat([MAGIC, length, headerBytes]));
+    bytes += MAGIC.length + 4 + headerBytes.length;
+    let index = 0;
+    const frame = async (type: Frame, payload: Buffer) => {
+      const nonce = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', key, nonce);
+      cipher.setAAD(aad(backupId, index));
+      index += 1;
+      const body = Buffer.concat([cipher.update(Buffer.concat([Buffer.from([type]), payload])), cipher.final()]);
+      const prefix = Buffer.alloc(4);
+      prefix.writeUInt32BE(body.length + 28);
+      await handle.write(Buffer.concat([prefix, nonce, body, cipher.getAuthTag()]));
+      bytes += 4 + body.length + 28;
+    };
+    const manifest: BackupManifest = { tables: [] };
+    for (const table of await tablesOf(client)) {
+      await frame(Frame.TableStart, Buffer.from(table));
+      const hash = createHash('sha256');
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      const stream = client.query(copyTo(`COPY ${quoted(table)} TO STDOUT (FORMAT binary)`));
+      await pipeline(
+        stream,
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            hash.update(chunk);
+            pending.push(chunk);
+            pendingBytes += chunk.length;
+            if (pendingBytes < FRAME_TARGET) return done();
+            const data = Buffer.concat(pending);
+            pending = [];
+            pendingBytes = 0;
+            frame(Frame.Data, data).then(() => done(), done);
+          },
+          final(done) {
+            if (pendingBytes === 0) return done();
+            frame(Frame.Data, Buffer.concat(pending)).then(() => done(), done);
+          },
+        }),
+      );
+      const entry = { table, rows: stream.rowCount, sha256: hash.digest('hex') };
+      manifest.tables.push(entry);
+      await frame(Frame.TableEnd, Buffer.from(JSON.stringify(entry)));
+    }
+    await frame(Frame.Manifest, Buffer.from(JSON.stringify(manifest)));
+    await client.query('COMMIT');
+    await handle.sync();
+    return { backupId, manifest, bytes };
+  } finally {
+    await handle.close();
+    await client.end();
+  }
+}
+
+async function readExactly(handle: FileHandle, length: number, position: number): Promise<Buffer | undefined> {
+  const buffer = Buffer.alloc(length);
+  const { bytesRead } = await handle.read(buffer, 0, length, position);
+  if (bytesRead === 0) return undefined;
+  if (bytesRead < length) throw new BackupError('The backup file is truncated.');
+  return buffer;
+}
+
+/** The frames of a backup, decrypted and checked, in order; throws on any tampering or truncation. */
+async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerator<{ type: Frame; payload: Buffer; header: Header }> {
+  const start = await readExactly(handle, MAGIC.length + 4, 0);
+  if (!start || !start.subarray(0, MAGIC.length).equals(MAGIC)) throw new BackupError('Not a Ringvakt backup file.');
+  const headerLength = start.readUInt32BE(MAGIC.length);
+  const headerBytes = await readExactly(handle, headerLength, MAGIC.length + 4);
+  if (!headerBytes) throw new BackupError('The backup file is truncated.');
+  const header = JSON.parse(headerBytes.toString('utf8')) as Header;
+  if (header.format !== FORMAT) throw new BackupError(`Unsupported backup format ${String(header.format)}.`);
+  const key = await root.unwrap({ keyId: header.rootKeyId, wrapped: Buffer.from(header.wrappedKey, 'base64') }, KEY_CONTEXT);
+  let position = MAGIC.length + 4 + headerLength;
+  for (let index = 0; ; index += 1) {
+    const prefix = await readExactly(handle, 4, position);
+    if (!prefix) throw new BackupError('The backup file ends before its manifest: it is truncated.');
+    const length = prefix.readUInt32BE(0);
+    const body = await readExactly(handle, length, position + 4);
+    if (!body || length < 29) throw new BackupError('The backup file is truncated.');
+    position += 4 + length;
+    const decipher = createDecipheriv('aes-256-gcm', key, body.subarray(0, 12));
+    decipher.setAAD(aad(header.backupId, index));
+    decipher.setAuthTag(body.subarray(length - 16));
+    let plain: Buffer;
+    try {
+      plain = Buffer.concat([decipher.update(body.subarray(12, length - 16)), decipher.final()]);
+    } catch {
+      throw new BackupError(`Frame ${index} of the backup does not authenticate: the file was altered.`);
+    }
+    const type = plain[0] as Frame;
+    yield { type, payload: plain.subarray(1), header };
+    if (type === Frame.Manifest) return;
+  }
+}
+
+/**
+ * Restores a backup into the database at `url` (a superuser): it must be migrated to the
+ * backup's migrations and hold no tenant. All in one transaction: nothing is left half-restored.
+ */
+export async function restoreBackup(url: string, file: string, root: RootKeyProvider): Promise<{ manifest: BackupManifest; rows: number }> {
+  const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-restore' });
+  await client.connect();
+  const handle = await open(file, 'r');
+  try {
+    await client.query('BEGIN');
+    await client.query("SET LOCAL session_replication_role = 'replica'");
+    const tenants = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${SCHEMA}.tenants`);
+    if (Number(tenants.rows[0]?.n) > 0) throw new BackupError('The target database holds data: a backup is restored only into an empty database.');
+    const migrations = (await client.query<{ version: number }>(`SELECT version FROM ${SCHEMA}.schema_migrations ORDER BY version`)).rows.map((row) => Number(row.version));
+    const tables = await tablesOf(client);
+    // What the migrations seeded (jurisdiction profiles…) is replaced by the backup's rows.
+    await client.query(`TRUNCATE ${tables.map(quoted).join(', ')}`);
+    const loaded: TableManifest[] = [];
+    let current: { table: string; stream: ReturnType<typeof copyFrom>; hash: ReturnType<typeof createHash>; done: Promise<void> } | undefined;
+    let manifest: BackupManifest | undefined;
+    for await (const { type, payload, header } of frames(handle, root)) {
+      if (JSON.stringify(header.migrations) !== JSON.stringify(migrations)) throw new BackupError(`The backup was taken at migrations ${header.migrations.join(',')}; this database has ${migrations.join(',')}.`);
+      if (type === Frame.TableStart) {
+        const table = payload.toString('utf8');
+        if (!tables.includes(table)) throw new BackupError(`The backup has a table this schema does not: ${table}.`);
+        const stream = client.query(copyFrom(`COPY ${quoted(table)} FROM STDIN (FORMAT binary)`));
+        const done = new Promise<void>((resolve, reject) => {
+          stream.on('finish', resolve);
+          stream.on('error', reject);
+        });
+        current = { table, stream, hash: createHash('sha256'), done };
+      } else if (type === Frame.Data) {
+        if (!current) throw new BackupError('Backup data outside a table.');
+        current.hash.update(payload);
+        if (!current.stream.write(payload)) await new Promise((resolve) => current?.stream.once('drain', resolve));
+      } else if (type === Frame.TableEnd) {
+        if (!current) throw new BackupError('A table ends that never began.');
+        current.stream.end();
+        await current.done;
+        const expected = JSON.parse(payload.toString('utf8')) as TableManifest;
+        const got = { table: current.table, rows: current.stream.rowCount, sha256: current.hash.digest('hex') };
+        if (got.table !== expected.table || got.rows !== expected.rows || got.sha256 !== expected.sha256) throw new BackupError(`Table ${current.table} does not match its manifest entry.`);
+        loaded.push(got);
+        current = undefined;
+      } else if (type === Frame.Manifest) {
+        manifest = JSON.parse(payload.toString('utf8')) as BackupManifest;
+      }
+    }
+    if (!manifest || JSON.stringify(manifest.tables) !== JSON.stringify(loaded)) throw new BackupError('The tables loaded do not match the backup manifest.');
+    // Identity columns continue after the restored rows.
+    const identities = await client.query<{ table_name: string; column_name: string }>(
+      `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $1 AND is_identity = 'YES'`,
+      [SCHEMA],
+    );
+    for (const { table_name: table, column_name: column } of identities.rows) {
+      if (table === 'schema_migrations') continue;
+      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), coalesce((SELECT max("${column.replace(/"/g, '""')}") FROM ${quoted(table)}), 0) + 1, false)`, [quoted(table), column]);
+    }
+    await client.query('COMMIT');
+    return { manifest, rows: loaded.reduce((sum, table) => sum + table.rows, 0) };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    await handle.close();
+    await client.end();
+  }
+}
