@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { permissions } from './modules/access/permissions.ts';
 import { readOutbox } from './modules/mail/mailer.ts';
 import { Command, InvalidArgumentError } from 'commander';
@@ -11,6 +12,8 @@ import { runDoctor } from './doctor.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
 import { recordAuditEvent } from './audit/audit-event.ts';
+import { restoreBackup, writeBackup } from './backup/logical-backup.ts';
+import { readLedgerFile, replayErasures } from './privacy/erasure.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
 import { registerContactCommands } from './modules/imports/imports-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
@@ -286,6 +289,44 @@ keys
         );
       }
     });
+  });
+
+const backup = program.command('backup').description('logical backups (no client binaries needed), restore, and the erasure ledger');
+backup
+  .command('create')
+  .description('write an encrypted backup of the whole database to a new file (mode 0600)')
+  .requiredOption('--file <path>', 'the backup file to create')
+  .action(async (options: { file: string }) => {
+    await withCliDatabase(
+      async (database) => {
+        const crypto = await database.crypto();
+        const written = await writeBackup(database.migratorUrl(), options.file, crypto.root);
+        const rows = written.manifest.tables.reduce((sum, table) => sum + table.rows, 0);
+        process.stdout.write(`backup ${written.backupId}: ${written.manifest.tables.length} tables, ${rows} rows, ${written.bytes} bytes\n`);
+      },
+      { ownerAccess: true },
+    );
+  });
+
+backup
+  .command('restore')
+  .description('restore a backup into this (empty, migrated) database, then replay the erasure ledger before anything is served')
+  .requiredOption('--file <path>', 'the backup file')
+  .option('--erasure-ledger <path>', 'the erasure ledger mirror to replay (default: RINGVAKT_ERASURE_LEDGER_FILE)')
+  .action(async (options: { file: string; erasureLedger?: string }) => {
+    await withCliDatabase(
+      async (database, { config }) => {
+        const ledgerFile = options.erasureLedger ?? config.erasureLedgerFile;
+        // Read (and check) the ledger before touching the database: a damaged ledger stops the restore.
+        const entries = existsSync(ledgerFile) ? readLedgerFile(ledgerFile) : [];
+        const root = await createRootKeyProvider(config);
+        const restored = await restoreBackup(database.migratorUrl(), options.file, root);
+        const crypto = await database.crypto();
+        const replay = await replayErasures(database.forTenant, crypto, entries);
+        process.stdout.write(`restored ${restored.manifest.tables.length} tables, ${restored.rows} rows; erasure ledger: ${replay.entries} entries, ${replay.reErased} subjects erased again, ${replay.ledgerRestored} entries restored\n`);
+      },
+      { ownerAccess: true },
+    );
   });
 
 program

@@ -38,6 +38,8 @@ export type DatabaseHandles = {
    * the database with `ownerAccess`, and then this throws.
    */
   asOwner<T>(work: (client: pg.ClientBase) => Promise<T>): Promise<T>;
+  /** The migrator's connection string (a superuser with the embedded server), for backup and restore; only with `ownerAccess`. */
+  migratorUrl(): string;
   /**
    * The key hierarchy (root key provider, keyring, field cipher), made on first use — after the
    * configured root key has been checked against this database (a wrong key fails here, before
@@ -242,6 +244,10 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       forTenant,
       embedded,
       crypto,
+      migratorUrl() {
+        if (!options.ownerAccess) throw new Error('this database handle was opened without owner access');
+        return migratorUrl;
+      },
       async asOwner(work) {
         if (!options.ownerAccess) throw new Error('this database handle was opened without owner access');
         const client = new pg.Client({ connectionString: migratorUrl, application_name: 'ringvakt-owner' });
