@@ -36,7 +36,7 @@ const quantile = (values: number[], q: number) => {
 };
 
 /** A zone inside 08:00–21:00 now and for the next hours of the run. */
-function zoneOpenNow(): string {
+export function zoneOpenNow(): string {
   const zones = ['Europe/Oslo', 'America/New_York', 'America/Los_Angeles', 'Pacific/Honolulu', 'Pacific/Auckland', 'Asia/Tokyo', 'Asia/Kolkata', 'Asia/Dubai'];
   const rule = [{ start: '08:00', end: '21:00' }];
   const zone = zones.find((candidate) => isCallable(new Date(), [candidate], rule) && isCallable(new Date(Date.now() + 30 * 60_000), [candidate], rule));

@@ -4,6 +4,7 @@ import { auditBench } from './audit.bench.ts';
 import { contactsImportBench } from './contacts-import.bench.ts';
 import { dialerBench } from './dialer.bench.ts';
 import { floorScaleBench } from './floor-scale.bench.ts';
+import { privacyBench } from './privacy.bench.ts';
 import { fieldEncryptionBench } from './field-encryption.bench.ts';
 import { loginBench, sessionCheckBench, stuffingBench } from './identity.bench.ts';
 import { startupBench } from './startup.bench.ts';
@@ -22,6 +23,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   'contacts-import': contactsImportBench,
   dialer: dialerBench,
   'floor-scale': floorScaleBench,
+  privacy: privacyBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {
