@@ -36,7 +36,7 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     app = await buildTestApp(db, { erasureMirror: fileLedgerMirror(ledgerFile) });
     const crypto = await db.handles.crypto();
     const tenantDb = db.handles.forTenant(tenant.tenantId);
-    registerPersonalData('dpo@privacy-a.example', 'Kari Nordmann', 'kari@example.no', 'Storgata 1', 'Ringte om forsikring', 'Ola Requester');
+    registerPersonalData('admin@privacy-a.example', 'dpo@privacy-a.example', 'Kari Nordmann', 'kari@example.no', 'Storgata 1', 'Ringte om forsikring', 'Ola Requester');
     officer = await tenantDb.transaction(async (trx) => {
       const user = await createUser(trx, crypto.cipher, { email: 'dpo@privacy-a.example', displayName: 'The DPO', role: 'privacy_officer' });
       await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
@@ -165,6 +165,16 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     expect((await dpo('POST', `/api/v1/privacy/requests/${restriction.id}/restrict`)).json()).toEqual({ restricted: 1 });
     const contact = await as(tenant.owner.token)('GET', `/api/v1/contacts/${contactId}`);
     expect(contact.json()).toMatchObject({ status: 'restricted' });
+    // Kept, not used: an administrator can no longer reveal its values; the privacy officer still can.
+    const admin = await db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
+      const user = await createUser(trx, (await db.handles.crypto()).cipher, { email: 'admin@privacy-a.example', displayName: 'Admin', role: 'admin' });
+      await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
+      return (await issueApiToken(trx, tenant.tenantId, { userId: user.id, name: 'admin', expiresAt: new Date(Date.now() + 3_600_000), scopes: permissions })).token;
+    });
+    const refused = await as(admin)('POST', `/api/v1/contacts/${contactId}/reveal`, { fields: ['phones'], reason: 'checking a restricted contact' });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ code: 'contact_restricted' });
+    expect((await dpo('POST', `/api/v1/contacts/${contactId}/reveal`, { fields: ['phones'], reason: 'answering the request' })).statusCode).toBe(200);
     expect((await dpo('POST', `/api/v1/privacy/requests/${restriction.id}/erase`)).json()).toMatchObject({ code: 'invalid_transition' });
     const objection = (await dpo('POST', '/api/v1/privacy/requests', intake('objection', { phone: '+4791234567' }))).json() as { id: string };
     await dpo('POST', `/api/v1/privacy/requests/${objection.id}/verify`, { method: 'callback' });

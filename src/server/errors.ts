@@ -40,6 +40,7 @@ export const errorCatalogue = {
   campaign_not_ready: { status: 409, title: 'The campaign cannot start yet' },
   invalid_transition: { status: 409, title: 'That change is not allowed from the current state' },
   legal_hold: { status: 409, title: 'A legal hold keeps this data' },
+  contact_restricted: { status: 409, title: "This contact's processing is restricted: the data is kept, not used" },
   subject_in_call: { status: 409, title: 'A call with this person is in progress' },
   request_duplicate: { status: 409, title: 'An open request already asks for this' },
   request_not_verified: { status: 409, title: "The requester's identity has not been verified yet" },

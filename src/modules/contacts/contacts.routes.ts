@@ -286,7 +286,7 @@ export async function contactsRoutes(app: App, options: ContactsCrypto & { erasu
         tags: ['contacts'],
         params: contactParamsSchema,
         body: revealSchema,
-        response: { 200: revealedSchema, ...problemResponses(400, 401, 403, 404, 410, 429) },
+        response: { 200: revealedSchema, ...problemResponses(400, 401, 403, 404, 409, 410, 429) },
       },
     },
     async (request) => {
@@ -297,6 +297,8 @@ export async function contactsRoutes(app: App, options: ContactsCrypto & { erasu
         return await request.tenantDb.transaction(async (trx) => {
           const contact = await requireContact(trx, crypto, id);
           if (contact.row.status === 'erased') throw new AppError('contact_erased');
+          // Restricted processing (Art. 18): kept, not used — only the privacy officer still sees it.
+          if (contact.row.status === 'restricted' && !principal.permissions.has('privacy:manage')) throw new AppError('contact_restricted');
           const { used, limit } = await takeRevealBudget(trx, principal.userId, fields.length);
           // One event per field: who, which contact, which field (and why), never the value.
           for (const field of fields) {

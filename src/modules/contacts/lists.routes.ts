@@ -215,6 +215,8 @@ export async function listsRoutes(app: App, crypto: ContactsCrypto): Promise<voi
 /** One contact as a row of the list export: full values, the way the CSV header names them. */
 function exportRow(contact: LoadedContact, definitions: readonly ContactFieldDefinition[]): string[] {
   const { data, row } = contact;
+  // Restricted processing (Art. 18): kept, never exported — the row says so and carries no values.
+  if (row.status === 'restricted') return [row.id, '', row.status, ...Array.from({ length: 9 + definitions.length }, () => '')];
   const address = data.address ? [data.address.line1, data.address.line2, data.address.postalCode, data.address.city, data.address.region, data.address.country].filter(Boolean).join(', ') : '';
   return [
     row.id,
