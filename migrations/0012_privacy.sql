@@ -252,6 +252,40 @@ BEGIN
 END
 $$;
 
+-- What an erasure destroys or clears, written once: used by an erasure (as the runtime role,
+-- under row-level security, after the keyring has destroyed the key under its lock) and by a
+-- restore's replay of the erasure ledger (as the restoring superuser, in the restore's own
+-- transaction). Returns whether the contact was still there to erase, and what went with it.
+CREATE FUNCTION erase_subject_rows(p_tenant uuid, p_subject uuid, p_at timestamptz)
+  RETURNS TABLE (contact_erased boolean, recordings_deleted bigint, notes_cleared bigint)
+  LANGUAGE plpgsql SECURITY INVOKER SET search_path = ringvakt, pg_temp
+  AS $$
+DECLARE
+  erased bigint;
+  recordings bigint;
+  notes bigint;
+BEGIN
+  UPDATE subject_keys SET wrapped_key = NULL, tenant_key_version = NULL, destroyed_at = p_at
+   WHERE tenant_id = p_tenant AND subject_id = p_subject AND destroyed_at IS NULL;
+  INSERT INTO subject_keys (tenant_id, subject_id, tenant_key_version, wrapped_key, destroyed_at)
+    VALUES (p_tenant, p_subject, NULL, NULL, p_at) ON CONFLICT DO NOTHING;
+  DELETE FROM contact_phones WHERE tenant_id = p_tenant AND contact_id = p_subject;
+  DELETE FROM campaign_contacts WHERE tenant_id = p_tenant AND contact_id = p_subject;
+  DELETE FROM recordings WHERE tenant_id = p_tenant AND contact_id = p_subject;
+  GET DIAGNOSTICS recordings = ROW_COUNT;
+  UPDATE dial_attempts SET notes_ciphertext = NULL WHERE tenant_id = p_tenant AND contact_id = p_subject AND notes_ciphertext IS NOT NULL;
+  GET DIAGNOSTICS notes = ROW_COUNT;
+  UPDATE suppressions SET contact_id = NULL WHERE tenant_id = p_tenant AND contact_id = p_subject;
+  UPDATE contacts
+     SET status = 'erased', erased_at = p_at, external_id = NULL, name_ciphertext = NULL, email_ciphertext = NULL,
+         email_index = NULL, address_ciphertext = NULL, birth_date_ciphertext = NULL, notes_ciphertext = NULL,
+         personal_fields_ciphertext = NULL, fields = '{}'
+   WHERE tenant_id = p_tenant AND id = p_subject AND status <> 'erased';
+  GET DIAGNOSTICS erased = ROW_COUNT;
+  RETURN QUERY SELECT erased > 0, recordings, notes;
+END
+$$;
+
 -- The sweeper on every node finds the tenants with retention policies through this alone.
 CREATE POLICY owner_maintenance ON retention_policies FOR SELECT TO {{owner_role}} USING (true);
 CREATE FUNCTION tenants_with_retention_policies() RETURNS TABLE (tenant_id uuid)

@@ -13,7 +13,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
 import { recordAuditEvent } from './audit/audit-event.ts';
 import { restoreBackup, writeBackup } from './backup/logical-backup.ts';
-import { readLedgerFile, replayErasures } from './privacy/erasure.ts';
+import { readLedgerFile, type ErasureLedgerEntry } from './privacy/erasure.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
 import { registerContactCommands } from './modules/imports/imports-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
@@ -313,17 +313,24 @@ backup
   .description('restore a backup into this (empty, migrated) database, then replay the erasure ledger before anything is served')
   .requiredOption('--file <path>', 'the backup file')
   .option('--erasure-ledger <path>', 'the erasure ledger mirror to replay (default: RINGVAKT_ERASURE_LEDGER_FILE)')
-  .action(async (options: { file: string; erasureLedger?: string }) => {
+  .option('--no-erasure-ledger', 'restore without replaying erasures (only for a deployment that never erased anyone)')
+  .action(async (options: { file: string; erasureLedger?: string | false }) => {
     await withCliDatabase(
       async (database, { config }) => {
-        const ledgerFile = options.erasureLedger ?? config.erasureLedgerFile;
-        // Read (and check) the ledger before touching the database: a damaged ledger stops the restore.
-        const entries = existsSync(ledgerFile) ? readLedgerFile(ledgerFile) : [];
+        let entries: ErasureLedgerEntry[] = [];
+        if (options.erasureLedger !== false) {
+          const ledgerFile = options.erasureLedger ?? config.erasureLedgerFile;
+          // Without its ledger a restore would bring erased people back: no ledger, no restore.
+          if (!existsSync(ledgerFile)) throw new ConfigError([`the erasure ledger ${ledgerFile} does not exist: name it with --erasure-ledger, or pass --no-erasure-ledger if nobody was ever erased`]);
+          entries = readLedgerFile(ledgerFile);
+        }
         const root = await createRootKeyProvider(config);
-        const restored = await restoreBackup(database.migratorUrl(), options.file, root);
-        const crypto = await database.crypto();
-        const replay = await replayErasures(database.forTenant, crypto, entries);
-        process.stdout.write(`restored ${restored.manifest.tables.length} tables, ${restored.rows} rows; erasure ledger: ${replay.entries} entries, ${replay.reErased} subjects erased again, ${replay.ledgerRestored} entries restored\n`);
+        const restored = await restoreBackup(database.migratorUrl(), options.file, root, entries);
+        const { replay } = restored;
+        process.stdout.write(
+          `restored ${restored.manifest.tables.length} tables, ${restored.rows} rows; erasure ledger: ${replay.entries} entries, ${replay.reErased} subjects erased again, ` +
+            `${replay.ledgerRestored} entries restored, ${replay.otherTenants} of tenants not in this backup\n`,
+        );
       },
       { ownerAccess: true },
     );

@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
+import type { ErasureLedgerEntry } from '../privacy/erasure.ts';
 
 /**
  * A logical backup of Ringvakt's schema that needs no PostgreSQL client binaries (the embedded
@@ -20,8 +21,8 @@ import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
  *
  * Restore fills a migrated, empty database (same migrations), with triggers and foreign-key
  * checks off while loading (session_replication_role = replica: needs a superuser), checks every
- * table's row count and checksum against the manifest, and resets identity sequences. What a
- * restore must do next, before serving: replay the erasure ledger (src/privacy/erasure.ts).
+ * table's row count and checksum against the manifest, resets identity sequences, and replays
+ * the erasure ledger (src/privacy/erasure.ts) — all in one transaction.
  */
 
 const MAGIC = Buffer.from('RVBK1\n');
@@ -61,10 +62,20 @@ const quoted = (table: string) => `${SCHEMA}."${table.replace(/"/g, '""')}"`;
 export async function writeBackup(url: string, file: string, root: RootKeyProvider): Promise<{ backupId: string; manifest: BackupManifest; bytes: number }> {
   const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-backup' });
   await client.connect();
+  // Row-level security would silently hand a restricted role only some rows: refuse instead.
+  const role = await client.query<{ ok: boolean }>('SELECT rolsuper OR rolbypassrls AS ok FROM pg_roles WHERE rolname = current_user').catch(async (error: unknown) => {
+    await client.end();
+    throw error;
+  });
+  if (!role.rows[0]?.ok) {
+    await client.end();
+    throw new BackupError('A backup needs a role that sees every row (a superuser or BYPASSRLS): row-level security would leave rows out.');
+  }
   const handle = await open(file, 'wx', 0o600);
   let bytes = 0;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query('SET LOCAL row_security = off');
     const migrations = (await client.query<{ version: number }>(`SELECT version FROM ${SCHEMA}.schema_migrations ORDER BY version`)).rows.map((row) => Number(row.version));
     const key = randomBytes(32);
     const wrapped = await root.wrap(key, KEY_CONTEXT);
@@ -127,6 +138,32 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
   }
 }
 
+/**
+ * Every subject the ledger names is erased again if the backup brought it back (the same
+ * `erase_subject_rows` an erasure runs), and its entry restored where the backup predates it.
+ * Entries of tenants the backup does not hold are counted and left alone.
+ */
+async function replayLedger(client: pg.ClientBase, erasures: readonly ErasureLedgerEntry[]): Promise<ReplayOutcome> {
+  const outcome: ReplayOutcome = { entries: erasures.length, reErased: 0, ledgerRestored: 0, otherTenants: 0 };
+  const tenants = new Set((await client.query<{ id: string }>(`SELECT id FROM ${SCHEMA}.tenants`)).rows.map((row) => row.id));
+  for (const entry of erasures) {
+    if (!tenants.has(entry.tenantId)) {
+      outcome.otherTenants += 1;
+      continue;
+    }
+    const erased = await client.query<{ contact_erased: boolean }>(`SELECT contact_erased FROM ${SCHEMA}.erase_subject_rows($1, $2, $3)`, [entry.tenantId, entry.subjectId, entry.erasedAt]);
+    if (erased.rows[0]?.contact_erased) outcome.reErased += 1;
+    const restored = await client.query(
+      `INSERT INTO ${SCHEMA}.erasure_ledger (tenant_id, subject_id, identifier_hashes, method, reason, request_id, erased_at)
+       SELECT $1, $2, $3, $4, $5, $6, $7
+        WHERE NOT EXISTS (SELECT 1 FROM ${SCHEMA}.erasure_ledger WHERE tenant_id = $1 AND subject_id = $2)`,
+      [entry.tenantId, entry.subjectId, entry.identifierHashes.map((hash) => Buffer.from(hash, 'hex')), entry.method, entry.reason, entry.requestId, entry.erasedAt],
+    );
+    outcome.ledgerRestored += restored.rowCount ?? 0;
+  }
+  return outcome;
+}
+
 async function readExactly(handle: FileHandle, length: number, position: number): Promise<Buffer | undefined> {
   const buffer = Buffer.alloc(length);
   const { bytesRead } = await handle.read(buffer, 0, length, position);
@@ -172,7 +209,9 @@ async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerato
  * Restores a backup into the database at `url` (a superuser): it must be migrated to the
  * backup's migrations and hold no tenant. All in one transaction: nothing is left half-restored.
  */
-export async function restoreBackup(url: string, file: string, root: RootKeyProvider): Promise<{ manifest: BackupManifest; rows: number }> {
+export type ReplayOutcome = { entries: number; reErased: number; ledgerRestored: number; otherTenants: number };
+
+export async function restoreBackup(url: string, file: string, root: RootKeyProvider, erasures: readonly ErasureLedgerEntry[]): Promise<{ manifest: BackupManifest; rows: number; replay: ReplayOutcome }> {
   const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-restore' });
   await client.connect();
   const handle = await open(file, 'r');
@@ -226,8 +265,11 @@ export async function restoreBackup(url: string, file: string, root: RootKeyProv
       if (table === 'schema_migrations') continue;
       await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), coalesce((SELECT max("${column.replace(/"/g, '""')}") FROM ${quoted(table)}), 0) + 1, false)`, [quoted(table), column]);
     }
+    // The erasure ledger, replayed before the restore commits: a restored database never exists
+    // without the erasures made since its backup.
+    const replay = await replayLedger(client, erasures);
     await client.query('COMMIT');
-    return { manifest, rows: loaded.reduce((sum, table) => sum + table.rows, 0) };
+    return { manifest, rows: loaded.reduce((sum, table) => sum + table.rows, 0), replay };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;

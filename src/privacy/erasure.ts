@@ -1,9 +1,10 @@
 import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
 import { sql } from 'kysely';
-import { onCommit, type TenantDb, type TenantTransaction } from '../db/tenant-db.ts';
+import { onCommit, type TenantTransaction } from '../db/tenant-db.ts';
 import { AppError } from '../server/errors.ts';
 import { loadContacts, type ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { normaliseEmail } from '../modules/contacts/phone.ts';
+import { phoneIndex } from '../modules/contacts/contact-record.ts';
 import { holdsOver } from './legal-holds.ts';
 
 /**
@@ -20,7 +21,8 @@ import { holdsOver } from './legal-holds.ts';
  * identifiers it had — no personal data. The same entry goes, once committed, to the ledger
  * mirror (a file kept apart from the database). A restore from a backup taken before the
  * erasure brings the subject's key and rows back; replaying the ledger (`replayErasures`)
- * erases them again before the restored database serves anything.
+ * erases them again — in the restore's own transaction (src/backup/logical-backup.ts), so a
+ * restored database is never there without its erasures.
  */
 
 export type ErasureReason = 'request' | 'retention' | 'operator';
@@ -46,7 +48,7 @@ export async function identifierHash(trx: TenantTransaction, crypto: ContactsCry
 
 export type EraseOptions = { reason: ErasureReason; requestId?: string; mirror?: ErasureLedgerMirror | undefined; now?: Date };
 
-export type EraseOutcome = { erased: boolean; recordingsDeleted: number; interactions: number };
+export type EraseOutcome = { erased: boolean; recordingsDeleted: number; notesCleared: number };
 
 /**
  * Erases one contact. Refused with `legal_hold` while a hold covers it, and with `subject_in_call`
@@ -56,7 +58,7 @@ export type EraseOutcome = { erased: boolean; recordingsDeleted: number; interac
 export async function eraseSubject(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string, options: EraseOptions): Promise<EraseOutcome> {
   const row = await trx.selectFrom('contacts').select(['status']).where('id', '=', contactId).forUpdate().executeTakeFirst();
   if (!row) throw new AppError('not_found');
-  if (row.status === 'erased') return { erased: false, recordingsDeleted: 0, interactions: 0 };
+  if (row.status === 'erased') return { erased: false, recordingsDeleted: 0, notesCleared: 0 };
   const holds = await holdsOver(trx, contactId);
   if (holds.length > 0) throw new AppError('legal_hold', `A legal hold (${holds.map((hold) => hold.scope).join(', ')}) keeps this subject's data; release it first.`);
   const live = await trx
@@ -76,10 +78,18 @@ export async function eraseSubject(trx: TenantTransaction, crypto: ContactsCrypt
     if (email) hashes.push(await identifierHash(trx, crypto, 'email', email));
     if (contact.data.externalId) hashes.push(await identifierHash(trx, crypto, 'external', contact.data.externalId));
   }
-  const outcome = await shred(trx, crypto, contactId, options.now ?? new Date());
+  const now = options.now ?? new Date();
+  const outcome = await shred(trx, crypto, contactId, now);
+  // Inbound calls keep the caller only as the number's (truncated) blind index: those of the
+  // subject's numbers go too (with the few other callers whose index collides: kept too little
+  // rather than too much).
+  if (contact && contact.data.phones.length > 0) {
+    const indexes = await Promise.all(contact.data.phones.map((phone) => phoneIndex(crypto.cipher, trx, phone.e164)));
+    await trx.updateTable('inbound_calls').set({ caller_index: null, anonymised_at: now }).where('caller_index', 'in', indexes).execute();
+  }
   const entry = await trx
     .insertInto('erasure_ledger')
-    .values({ subject_id: contactId, identifier_hashes: hashes, method: 'crypto_shredding', reason: options.reason, request_id: options.requestId ?? null, erased_at: options.now ?? new Date() })
+    .values({ subject_id: contactId, identifier_hashes: hashes, method: 'crypto_shredding', reason: options.reason, request_id: options.requestId ?? null, erased_at: now })
     .returning(['erased_at'])
     .executeTakeFirstOrThrow();
   const mirror = options.mirror;
@@ -99,76 +109,15 @@ export async function eraseSubject(trx: TenantTransaction, crypto: ContactsCrypt
   return { erased: true, ...outcome };
 }
 
-/** The destruction itself, shared by erasure and ledger replay. */
-async function shred(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string, now: Date): Promise<{ recordingsDeleted: number; interactions: number }> {
-  await crypto.keyring.destroySubjectKey(trx, contactId);
-  await trx.deleteFrom('contact_phones').where('contact_id', '=', contactId).execute();
-  await trx.deleteFrom('campaign_contacts').where('contact_id', '=', contactId).execute();
-  const recordings = await trx.deleteFrom('recordings').where('contact_id', '=', contactId).executeTakeFirst();
-  const interactions = await trx.updateTable('dial_attempts').set({ notes_ciphertext: null }).where('contact_id', '=', contactId).executeTakeFirst();
-  await trx.updateTable('suppressions').set({ contact_id: null }).where('contact_id', '=', contactId).execute();
-  await trx
-    .updateTable('contacts')
-    .set({
-      status: 'erased',
-      erased_at: now,
-      external_id: null,
-      name_ciphertext: null,
-      email_ciphertext: null,
-      email_index: null,
-      address_ciphertext: null,
-      birth_date_ciphertext: null,
-      notes_ciphertext: null,
-      personal_fields_ciphertext: null,
-      fields: '{}',
-    })
-    .where('id', '=', contactId)
-    .execute();
-  return { recordingsDeleted: Number(recordings.numDeletedRows), interactions: Number(interactions.numUpdatedRows) };
-}
-
 /**
- * Replays ledger entries (from the mirror) on a restored database, before it serves traffic:
- * every subject the ledger names is erased again if the restore brought it back, and the entry is
- * added to the database's own ledger if the backup predates it. Idempotent.
+ * The destruction itself: the key under the keyring's lock, then every row through the
+ * `erase_subject_rows` function (migration 0012) that a restore's ledger replay runs too.
  */
-export async function replayErasures(
-  forTenant: (tenantId: string) => TenantDb,
-  crypto: ContactsCrypto,
-  entries: readonly ErasureLedgerEntry[],
-): Promise<{ entries: number; reErased: number; ledgerRestored: number; unknownSubjects: number }> {
-  let reErased = 0;
-  let ledgerRestored = 0;
-  let unknownSubjects = 0;
-  for (const entry of entries) {
-    await forTenant(entry.tenantId).transaction(async (trx) => {
-      const row = await trx.selectFrom('contacts').select('status').where('id', '=', entry.subjectId).forUpdate().executeTakeFirst();
-      if (!row) unknownSubjects += 1;
-      else if (row.status !== 'erased') {
-        await shred(trx, crypto, entry.subjectId, new Date(entry.erasedAt));
-        reErased += 1;
-      } else {
-        // An erased tombstone whose key the backup still holds (the key was destroyed after it).
-        await crypto.keyring.destroySubjectKey(trx, entry.subjectId);
-      }
-      const known = await trx.selectFrom('erasure_ledger').select('seq').where('subject_id', '=', entry.subjectId).executeTakeFirst();
-      if (!known) {
-        await trx
-          .insertInto('erasure_ledger')
-          .values({
-            subject_id: entry.subjectId,
-            identifier_hashes: entry.identifierHashes.map((hash) => Buffer.from(hash, 'hex')),
-            method: entry.method,
-            reason: entry.reason,
-            request_id: entry.requestId,
-            erased_at: new Date(entry.erasedAt),
-          })
-          .execute();
-        ledgerRestored += 1;
-      }
-    });
-  }
-  return { entries: entries.length, reErased, ledgerRestored, unknownSubjects };
+async function shred(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string, now: Date): Promise<{ recordingsDeleted: number; notesCleared: number }> {
+  await crypto.keyring.destroySubjectKey(trx, contactId);
+  const result = await sql<{ recordings_deleted: string; notes_cleared: string }>`SELECT recordings_deleted, notes_cleared FROM erase_subject_rows(${trx.tenantId}::uuid, ${contactId}::uuid, ${now})`.execute(trx);
+  const row = result.rows[0];
+  return { recordingsDeleted: Number(row?.recordings_deleted ?? 0), notesCleared: Number(row?.notes_cleared ?? 0) };
 }
 
 /** Whether some erased subject had this identifier (the answer to "was this person erased?"). */
