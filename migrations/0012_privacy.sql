@@ -230,6 +230,16 @@ CREATE TABLE breach_events (
 CREATE INDEX breach_events_breach ON breach_events (tenant_id, breach_id, id);
 REVOKE UPDATE, DELETE ON breach_events FROM {{runtime_role}};
 
+-- A contact's last call, kept when its calls are anonymised or deleted by retention: an
+-- anonymised call still counts as activity when deciding whether the contact is inactive.
+CREATE TABLE contact_activity (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
+  contact_id uuid NOT NULL,
+  last_at timestamptz NOT NULL,
+  PRIMARY KEY (tenant_id, contact_id),
+  FOREIGN KEY (tenant_id, contact_id) REFERENCES contacts (tenant_id, id) ON DELETE CASCADE
+);
+
 -- An interaction kept past its retention as anonymous statistics loses its link to the person.
 ALTER TABLE dial_attempts ALTER COLUMN contact_id DROP NOT NULL;
 ALTER TABLE dial_attempts ADD COLUMN anonymised_at timestamptz;
@@ -243,7 +253,7 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['privacy_profiles', 'retention_policies', 'legal_holds', 'retention_sweeps', 'privacy_requests',
+  FOREACH t IN ARRAY ARRAY['contact_activity', 'privacy_profiles', 'retention_policies', 'legal_holds', 'retention_sweeps', 'privacy_requests',
     'privacy_request_events', 'erasure_ledger', 'privacy_exports', 'processors', 'breaches', 'breach_events'] LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);

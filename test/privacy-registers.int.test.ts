@@ -3,6 +3,7 @@ import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, capturingLogger, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { registerPersonalData } from './support/canary.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -17,6 +18,8 @@ describe(`processor and breach registers, records of processing (${serverLabel()
   beforeAll(async () => {
     db = await createTestDatabase();
     tenant = await seedTenant(db.handles, 'registers-a');
+    // Free text of the breach timeline never reaches the audit ledger (checked when the database is dropped).
+    registerPersonalData('Police report filed');
     const captured = capturingLogger('error');
     logLines = captured.lines;
     app = await buildTestApp(db, { logger: captured.logger });
@@ -79,6 +82,8 @@ describe(`processor and breach registers, records of processing (${serverLabel()
     // Bad input: awareness before detection, detection in the future.
     expect((await call('POST', '/api/v1/privacy/breaches', { title: 'x', description: 'y', detectedAt: new Date().toISOString(), awareAt: new Date(Date.now() - DAY).toISOString() })).statusCode).toBe(400);
     expect((await call('POST', '/api/v1/privacy/breaches', { title: 'x', description: 'y', detectedAt: new Date(Date.now() + DAY).toISOString() })).statusCode).toBe(400);
+    // Awareness cannot be put off into the future (the 72 hours run from it).
+    expect((await call('POST', '/api/v1/privacy/breaches', { title: 'x', description: 'y', detectedAt: new Date().toISOString(), awareAt: new Date(Date.now() + DAY).toISOString() })).json()).toMatchObject({ code: 'validation_failed', errors: [{ path: 'body/awareAt' }] });
 
     const url = `/api/v1/privacy/breaches/${breach.id}`;
     // The encryption exemption does not apply to data that was not encrypted.

@@ -175,6 +175,9 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     expect(refused.statusCode).toBe(409);
     expect(refused.json()).toMatchObject({ code: 'contact_restricted' });
     expect((await dpo('POST', `/api/v1/contacts/${contactId}/reveal`, { fields: ['phones'], reason: 'answering the request' })).statusCode).toBe(200);
+    // Nor can the administrator lift the restriction, or act on requests at all.
+    expect((await as(admin)('PUT', `/api/v1/contacts/${contactId}/status`, { status: 'active' })).statusCode).toBe(403);
+    expect((await as(admin)('GET', '/api/v1/privacy/requests')).statusCode).toBe(403);
     expect((await dpo('POST', `/api/v1/privacy/requests/${restriction.id}/erase`)).json()).toMatchObject({ code: 'invalid_transition' });
     const objection = (await dpo('POST', '/api/v1/privacy/requests', intake('objection', { phone: '+4791234567' }))).json() as { id: string };
     await dpo('POST', `/api/v1/privacy/requests/${objection.id}/verify`, { method: 'callback' });

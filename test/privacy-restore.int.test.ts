@@ -107,8 +107,11 @@ describe(`backup, erasure, restore: the subject stays gone (${serverLabel()} ser
     altered[altered.length - 40] = (altered[altered.length - 40] ?? 0) ^ 1;
     writeFileSync(path.join(folder, 'altered.rvbk'), altered);
     await expect(restoreBackup(target.url, path.join(folder, 'altered.rvbk'), crypto.root, [])).rejects.toThrow(BackupError);
-    writeFileSync(path.join(folder, 'cut.rvbk'), bytes.subarray(0, Math.floor(bytes.length / 2)));
-    await expect(restoreBackup(target.url, path.join(folder, 'cut.rvbk'), crypto.root, [])).rejects.toThrow(/truncated|altered/);
+    // Cut anywhere — inside a table's data, between frames, before the manifest: refused, nothing kept.
+    for (const share of [0.3, 0.5, 0.9, 0.999]) {
+      writeFileSync(path.join(folder, 'cut.rvbk'), bytes.subarray(0, Math.floor(bytes.length * share)));
+      await expect(restoreBackup(target.url, path.join(folder, 'cut.rvbk'), crypto.root, [])).rejects.toThrow(/truncated|altered/);
+    }
     const tenants = await target.superQuery<{ n: string }>('SELECT count(*) AS n FROM ringvakt.tenants');
     expect(Number(tenants.rows[0]?.n)).toBe(0);
     // The intact file still restores into the same, untouched database.

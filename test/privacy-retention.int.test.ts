@@ -37,6 +37,8 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
     expect((await call('PUT', '/api/v1/privacy/retention-policies/recordings', { retainDays: 30, action: 'anonymise' })).json()).toMatchObject({ code: 'validation_failed' });
     expect((await call('PUT', '/api/v1/privacy/retention-policies/nonsense', { retainDays: 30, action: 'delete' })).statusCode).toBe(400);
     expect((await call('PUT', '/api/v1/privacy/retention-policies/recordings', { retainDays: 0, action: 'delete' })).statusCode).toBe(400);
+    // Contacts are erased, never deleted (their calls and consent records stay as anonymous evidence).
+    expect((await call('PUT', '/api/v1/privacy/retention-policies/contacts_inactive', { retainDays: 365, action: 'delete' })).json()).toMatchObject({ code: 'validation_failed', errors: [{ path: 'body/action' }] });
     expect((await call('GET', '/api/v1/privacy/retention-policies')).json()).toEqual({ items: [] });
     expect((await call('PUT', '/api/v1/privacy/retention-policies/audit_events', { retainDays: 400, action: 'delete' })).statusCode).toBe(200);
     expect((await call('DELETE', '/api/v1/privacy/retention-policies/audit_events')).statusCode).toBe(204);
@@ -56,6 +58,7 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
       const c2 = await contact(2);
       const c3 = await contact(3);
       const c4 = await contact(4);
+      const c5 = await contact(5);
       const open = (await trx.insertInto('campaigns').values({ name: 'Open' }).returning('id').executeTakeFirstOrThrow()).id;
       const heldCampaign = (await trx.insertInto('campaigns').values({ name: 'Held' }).returning('id').executeTakeFirstOrThrow()).id;
       const attempt = async (contactId: string, campaignId: string, at: number, notes?: string) => {
@@ -67,11 +70,15 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
       const a1 = await attempt(c1, open, now, 'Notes one');
       const a2 = await attempt(c2, open, now + 100 * DAY);
       const a3 = await attempt(c4, heldCampaign, now, 'Notes held');
+      // C5 is on the held campaign's list (never called for it): its call for the open campaign is held too.
+      const heldList = (await trx.insertInto('contact_lists').values({ name: 'Held list', default_region: 'NO', campaign_id: heldCampaign }).returning('id').executeTakeFirstOrThrow()).id;
+      await trx.insertInto('contact_list_members').values({ list_id: heldList, contact_id: c5 }).execute();
+      const a5 = await attempt(c5, open, now);
       await recordingStarted(trx, { attemptId: a1, campaignId: open, contactId: c1, at: new Date(now) });
       await recordingSaved(trx, crypto, { attemptId: a1, contactId: c1, audio: Buffer.alloc(100, 1), at: new Date(now), durationMs: 1000 });
       const queue = (await trx.insertInto('queues').values({ name: 'Q', number: '+4722000031' }).returning('id').executeTakeFirstOrThrow()).id;
       await trx.insertInto('inbound_calls').values({ id: randomUUID(), queue_id: queue, first_queue_id: queue, caller_index: Buffer.from([1, 2, 3]), state: 'ended', outcome: 'answered', offered_at: new Date(now), ended_at: new Date(now) }).execute();
-      return { c1, c2, c3, c4, open, heldCampaign, a1, a2, a3 };
+      return { c1, c2, c3, c4, c5, open, heldCampaign, a1, a2, a3, a5 };
     });
     // Holds through the API: C3 itself, and the campaign C4 was called for.
     expect((await call('POST', '/api/v1/privacy/legal-holds', { contactId: ids.c3, reason: 'Dispute' })).statusCode).toBe(201);
@@ -100,8 +107,8 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
     expect(await beginSweep(tenantDb, options)).toBeUndefined();
     const preview = await runSweep(tenantDb, crypto, dryId ?? '', options);
     expect(preview).toMatchObject({
-      contacts_inactive: { due: 3, held: 2, done: 0 },
-      interactions: { due: 4, held: 1, done: 0 },
+      contacts_inactive: { due: 4, held: 3, done: 0 },
+      interactions: { due: 5, held: 2, done: 0 },
       notes: { due: 2, held: 1, done: 0 },
       recordings: { due: 1, held: 0, done: 0 },
     });
@@ -123,7 +130,7 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
       audit: await trx.selectFrom('audit_events').select(['details', 'outcome']).where('action', '=', 'privacy.retention_sweep').orderBy('id').execute(),
     }));
     // C1 erased through the erasure ledger; C2 active; C3 and C4 kept by their holds.
-    expect(state.contacts).toMatchObject({ [ids.c1]: 'erased', [ids.c2]: 'active', [ids.c3]: 'active', [ids.c4]: 'active' });
+    expect(state.contacts).toMatchObject({ [ids.c1]: 'erased', [ids.c2]: 'active', [ids.c3]: 'active', [ids.c4]: 'active', [ids.c5]: 'active' });
     expect(state.ledger).toEqual([{ subject_id: ids.c1, reason: 'retention' }]);
     // Interactions kept as statistics without the person; the held campaign's untouched.
     expect(state.attempts[ids.a1]).toMatchObject({ contact_id: null, notes_ciphertext: null, outcome: 'live' });
@@ -131,11 +138,19 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
     expect(state.attempts[ids.a2]).toMatchObject({ contact_id: null });
     expect(state.attempts[ids.a3]).toMatchObject({ contact_id: ids.c4, anonymised_at: null });
     expect(state.attempts[ids.a3]?.notes_ciphertext).not.toBeNull();
+    expect(state.attempts[ids.a5]).toMatchObject({ contact_id: ids.c5, anonymised_at: null });
     expect(state.recordings).toEqual([]);
     expect(state.inbound).toEqual([expect.objectContaining({ caller_index: null })]);
     expect(state.sweep).toMatchObject({ state: 'done', dry_run: false });
     expect(state.audit).toHaveLength(2);
-    expect(state.audit[1]?.details).toMatchObject({ dryRun: false, contacts_inactiveDone: 1, contacts_inactiveHeld: 2, interactionsDone: 3 });
+    expect(state.audit[1]?.details).toMatchObject({ dryRun: false, contacts_inactiveDone: 1, contacts_inactiveHeld: 3, interactionsDone: 3 });
+
+    // A second sweep: C2's call is anonymised now, but it still counts as C2's activity.
+    const againId = await beginSweep(tenantDb, realOptions);
+    const again = await runSweep(tenantDb, crypto, againId ?? '', realOptions);
+    expect(again).toMatchObject({ contacts_inactive: { due: 3, held: 3, done: 0 }, interactions: { due: 2, held: 2, done: 0 } });
+    const c2 = await tenantDb.read((trx) => trx.selectFrom('contacts').select('status').where('id', '=', ids.c2).executeTakeFirstOrThrow());
+    expect(c2.status).toBe('active');
 
     // A sweep whose node died (stale heartbeat) is ended by the next one, which then runs.
     const stuck = await beginSweep(tenantDb, options);

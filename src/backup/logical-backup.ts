@@ -215,6 +215,7 @@ export async function restoreBackup(url: string, file: string, root: RootKeyProv
   const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-restore' });
   await client.connect();
   const handle = await open(file, 'r');
+  let current: { table: string; stream: ReturnType<typeof copyFrom>; hash: ReturnType<typeof createHash>; done: Promise<void> } | undefined;
   try {
     await client.query('BEGIN');
     await client.query("SET LOCAL session_replication_role = 'replica'");
@@ -225,7 +226,6 @@ export async function restoreBackup(url: string, file: string, root: RootKeyProv
     // What the migrations seeded (jurisdiction profiles…) is replaced by the backup's rows.
     await client.query(`TRUNCATE ${tables.map(quoted).join(', ')}`);
     const loaded: TableManifest[] = [];
-    let current: { table: string; stream: ReturnType<typeof copyFrom>; hash: ReturnType<typeof createHash>; done: Promise<void> } | undefined;
     let manifest: BackupManifest | undefined;
     for await (const { type, payload, header } of frames(handle, root)) {
       if (JSON.stringify(header.migrations) !== JSON.stringify(migrations)) throw new BackupError(`The backup was taken at migrations ${header.migrations.join(',')}; this database has ${migrations.join(',')}.`);
@@ -271,6 +271,11 @@ export async function restoreBackup(url: string, file: string, root: RootKeyProv
     await client.query('COMMIT');
     return { manifest, rows: loaded.reduce((sum, table) => sum + table.rows, 0), replay };
   } catch (error) {
+    // A COPY still open is failed first (CopyFail), or the ROLLBACK would wait behind it.
+    if (current) {
+      current.stream.destroy(error instanceof Error ? error : new Error('restore failed'));
+      await current.done.catch(() => undefined);
+    }
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {

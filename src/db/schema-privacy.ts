@@ -172,7 +172,14 @@ export type BreachEventsTable = {
   entry: string;
 };
 
+export type ContactActivityTable = {
+  tenant_id: TenantColumn;
+  contact_id: string;
+  last_at: Date;
+};
+
 export type PrivacyTables = {
+  contact_activity: ContactActivityTable;
   privacy_profiles: PrivacyProfilesTable;
   retention_policies: RetentionPoliciesTable;
   legal_holds: LegalHoldsTable;

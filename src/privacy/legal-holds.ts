@@ -1,36 +1,35 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 
 /**
  * Legal holds: a contact, or a whole campaign (its lists' members and its calls), kept whatever
- * the retention policies or an erasure request say, until the hold is released.
+ * the retention policies or an erasure request say, until the hold is released. One definition of
+ * what a hold covers, used by erasure and by every retention category alike.
  */
 export type HoldReason = { holdId: string; scope: 'contact' | 'campaign' };
 
-/** The holds in force over a contact: its own, and those of campaigns it is on or was called for. */
+/** True for a hold `h` in force that covers the contact `contact`: itself, or a campaign it is on or was called for. */
+export function holdCoversContact(contact: RawBuilder<unknown>) {
+  return sql<boolean>`(h.released_at IS NULL AND (
+    h.contact_id = ${contact}
+    OR h.campaign_id IN (SELECT l.campaign_id FROM contact_list_members m JOIN contact_lists l ON l.tenant_id = m.tenant_id AND l.id = m.list_id
+                          WHERE m.contact_id = ${contact} AND l.campaign_id IS NOT NULL)
+    OR h.campaign_id IN (SELECT x.campaign_id FROM dial_attempts x WHERE x.contact_id = ${contact})))`;
+}
+
+/** True when a hold in force covers the contact `contact`. */
+export function contactHeld(contact: RawBuilder<unknown>) {
+  return sql<boolean>`EXISTS (SELECT 1 FROM legal_holds h WHERE ${holdCoversContact(contact)})`;
+}
+
+/** True when a hold in force covers a row of `campaign` about `contact` (a call, its notes, its recording). */
+export function rowHeld(campaign: RawBuilder<unknown>, contact: RawBuilder<unknown>) {
+  return sql<boolean>`EXISTS (SELECT 1 FROM legal_holds h WHERE (h.released_at IS NULL AND h.campaign_id = ${campaign}) OR ${holdCoversContact(contact)})`;
+}
+
+/** The holds in force over a contact. */
 export async function holdsOver(trx: TenantTransaction, contactId: string): Promise<HoldReason[]> {
   const rows = await sql<{ id: string; scope: 'contact' | 'campaign' }>`
-    SELECT h.id, h.scope FROM legal_holds h
-     WHERE h.released_at IS NULL
-       AND (h.contact_id = ${contactId}
-            OR h.campaign_id IN (SELECT l.campaign_id FROM contact_list_members m JOIN contact_lists l ON l.tenant_id = m.tenant_id AND l.id = m.list_id
-                                  WHERE m.contact_id = ${contactId} AND l.campaign_id IS NOT NULL)
-            OR h.campaign_id IN (SELECT a.campaign_id FROM dial_attempts a WHERE a.contact_id = ${contactId}))
-     ORDER BY h.created_at`.execute(trx);
+    SELECT h.id, h.scope FROM legal_holds h WHERE ${holdCoversContact(sql`${contactId}::uuid`)} ORDER BY h.created_at`.execute(trx);
   return rows.rows.map((row) => ({ holdId: row.id, scope: row.scope }));
-}
-
-/** SQL that is true for a contact id (`contactColumn`) some hold in force covers: for bulk sweeps. */
-export function heldContactCondition(contactColumn: ReturnType<typeof sql.ref>) {
-  return sql<boolean>`EXISTS (
-    SELECT 1 FROM legal_holds h
-     WHERE h.released_at IS NULL
-       AND (h.contact_id = ${contactColumn}
-            OR h.campaign_id IN (SELECT l.campaign_id FROM contact_list_members m JOIN contact_lists l ON l.tenant_id = m.tenant_id AND l.id = m.list_id
-                                  WHERE m.contact_id = ${contactColumn} AND l.campaign_id IS NOT NULL)))`;
-}
-
-/** SQL that is true for a campaign id some hold in force covers. */
-export function heldCampaignCondition(campaignColumn: ReturnType<typeof sql.ref>) {
-  return sql<boolean>`EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.campaign_id = ${campaignColumn})`;
 }

@@ -180,6 +180,8 @@ export async function privacyRegisterRoutes(app: App): Promise<void> {
     const awareAt = body.awareAt ? new Date(body.awareAt) : detectedAt;
     if (awareAt.getTime() < detectedAt.getTime()) throw new AppError('validation_failed', 'Awareness cannot come before detection.', [{ path: 'body/awareAt', message: 'on or after detectedAt' }]);
     if (detectedAt.getTime() > Date.now() + 60_000) throw new AppError('validation_failed', 'A breach is detected in the past.', [{ path: 'body/detectedAt', message: 'not in the future' }]);
+    // The 72 hours run from awareness: it cannot be put off into the future.
+    if (awareAt.getTime() > Date.now() + 60_000) throw new AppError('validation_failed', 'Awareness lies in the past or now.', [{ path: 'body/awareAt', message: 'not in the future' }]);
     const row = await request.tenantDb.transaction(async (trx) => {
       const created = await trx
         .insertInto('breaches')
@@ -225,7 +227,7 @@ export async function privacyRegisterRoutes(app: App): Promise<void> {
   );
 
   /** Loads an open breach for a change, records the timeline entry and audit event, returns the row. */
-  const change = async (request: FastifyRequest, step: string, update: (row: BreachRow) => Partial<Omit<BreachRow, 'id' | 'tenant_id'>>): Promise<BreachRow> =>
+  const change = async (request: FastifyRequest, step: string, code: string, update: (row: BreachRow) => Partial<Omit<BreachRow, 'id' | 'tenant_id'>>): Promise<BreachRow> =>
     request.tenantDb.transaction(async (trx) => {
       const { breachId } = request.params as { breachId: string };
       const row = await trx.selectFrom('breaches').selectAll().where('id', '=', breachId).forUpdate().executeTakeFirst();
@@ -234,13 +236,13 @@ export async function privacyRegisterRoutes(app: App): Promise<void> {
       const values = update(row);
       const updated = Object.keys(values).length === 0 ? row : await trx.updateTable('breaches').set(values).where('id', '=', breachId).returningAll().executeTakeFirstOrThrow();
       await trx.insertInto('breach_events').values({ breach_id: breachId, actor: actorLabel(request), entry: step }).execute();
-      await recordAuditEvent(trx, { ...requestAudit(request), action: 'privacy.breach', outcome: 'success', target: { type: 'breach', id: breachId }, details: { step: step.slice(0, 100) } });
+      await recordAuditEvent(trx, { ...requestAudit(request), action: 'privacy.breach', outcome: 'success', target: { type: 'breach', id: breachId }, details: { step: code } });
       return updated;
     });
 
   app.patch('/api/v1/privacy/breaches/:breachId', { config: access, schema: { summary: 'Update what is known (in phases)', tags: ['privacy'], params: breachParams, body: breachPatch, response: { 200: breachSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => {
     const body = request.body;
-    const row = await change(request, `Updated: ${Object.keys(body).join(', ') || 'nothing'}`, () => ({
+    const row = await change(request, `Updated: ${Object.keys(body).join(', ') || 'nothing'}`, 'updated', () => ({
       ...(body.title !== undefined ? { title: body.title } : {}),
       ...(body.description !== undefined ? { description: body.description } : {}),
       ...(body.occurredAt !== undefined ? { occurred_at: new Date(body.occurredAt) } : {}),
@@ -271,7 +273,7 @@ export async function privacyRegisterRoutes(app: App): Promise<void> {
   }, async (request) => {
     const { authority, subjects } = request.body;
     if (!authority && !subjects) throw new AppError('validation_failed', 'Give the authority decision, the subjects decision, or both.');
-    const row = await change(request, `Decided: ${[authority ? `authority ${authority.decision}` : '', subjects ? `subjects ${subjects.decision}` : ''].filter(Boolean).join('; ')}`, (current) => {
+    const row = await change(request, `Decided: ${[authority ? `authority ${authority.decision}` : '', subjects ? `subjects ${subjects.decision}` : ''].filter(Boolean).join('; ')}`, 'decided', (current) => {
       if (subjects) checkDecisions(current, subjects.decision);
       return {
         ...(authority ? { authority_decision: authority.decision, authority_reason: authority.reason } : {}),
@@ -284,7 +286,7 @@ export async function privacyRegisterRoutes(app: App): Promise<void> {
   app.post('/api/v1/privacy/breaches/:breachId/notified', { config: access, schema: { summary: 'Record that the authority or the people were notified (after 72 hours: with the reasons for the delay)', tags: ['privacy'], params: breachParams, body: z.strictObject({ to: z.enum(['authority', 'subjects']), at: timestamp, lateReason: z.string().trim().min(10).max(2000).optional() }), response: { 200: breachSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => {
     const { to, lateReason } = request.body;
     const at = new Date(request.body.at);
-    const row = await change(request, `Notified the ${to === 'authority' ? 'supervisory authority' : 'people affected'}`, (current) => {
+    const row = await change(request, `Notified the ${to === 'authority' ? 'supervisory authority' : 'people affected'}`, `notified_${to}`, (current) => {
       const decided = to === 'authority' ? current.authority_decision : current.subjects_decision;
       if (decided !== 'notify' && !(to === 'subjects' && decided === 'public_communication')) throw new AppError('invalid_transition', `Decide to notify the ${to} first.`);
       if (at.getTime() < current.aware_at.getTime() || at.getTime() > Date.now() + 60_000) throw new AppError('validation_failed', 'The notification time lies between awareness and now.', [{ path: 'body/at', message: 'between awareAt and now' }]);
@@ -294,10 +296,10 @@ export async function privacyRegisterRoutes(app: App): Promise<void> {
     return presentBreach(row);
   });
 
-  app.post('/api/v1/privacy/breaches/:breachId/timeline', { config: access, schema: { summary: 'Add an entry to the timeline', tags: ['privacy'], params: breachParams, body: z.strictObject({ entry: z.string().trim().min(1).max(2000) }), response: { 200: breachSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => presentBreach(await change(request, request.body.entry, () => ({}))));
+  app.post('/api/v1/privacy/breaches/:breachId/timeline', { config: access, schema: { summary: 'Add an entry to the timeline', tags: ['privacy'], params: breachParams, body: z.strictObject({ entry: z.string().trim().min(1).max(2000) }), response: { 200: breachSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => presentBreach(await change(request, request.body.entry, 'timeline_entry', () => ({}))));
 
   app.post('/api/v1/privacy/breaches/:breachId/close', { config: access, schema: { summary: 'Close a breach once both decisions are made and carried out', tags: ['privacy'], params: breachParams, response: { 200: breachSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => {
-    const row = await change(request, 'Closed', (current) => {
+    const row = await change(request, 'Closed', 'closed', (current) => {
       if (!current.authority_decision || !current.subjects_decision) throw new AppError('invalid_transition', 'Both decisions, with their reasons, come before closing.');
       if (current.authority_decision === 'notify' && !current.authority_notified_at) throw new AppError('invalid_transition', 'The authority is to be notified first.');
       if (current.subjects_decision === 'notify' && !current.subjects_notified_at) throw new AppError('invalid_transition', 'The people affected are to be notified first.');

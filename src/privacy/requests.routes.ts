@@ -93,8 +93,11 @@ export async function privacyRequestRoutes(app: App, options: { crypto: Contacts
   const { crypto } = options;
 
   app.post('/api/v1/privacy/requests', { config: access, schema: { summary: 'Record a data-subject request (the answer says nothing of whether the subject exists)', tags: ['privacy'], body: createBody, response: { 201: requestSchema, ...problemResponses(400, 401, 403, 409) } } }, async (request, reply) => {
+    const receivedAt = request.body.receivedAt ? new Date(request.body.receivedAt) : new Date();
+    // The month runs from receipt: a request cannot be received in the future.
+    if (receivedAt.getTime() > Date.now() + 60_000) throw new AppError('validation_failed', 'A request is received in the past or now.', [{ path: 'body/receivedAt', message: 'not in the future' }]);
     const row = await request.tenantDb.transaction(async (trx) => {
-      const created = await createRequest(trx, crypto, { ...request.body, receivedAt: request.body.receivedAt ? new Date(request.body.receivedAt) : new Date() }, actorLabel(request));
+      const created = await createRequest(trx, crypto, { ...request.body, receivedAt }, actorLabel(request));
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'privacy.request.received', outcome: 'success', target: { type: 'privacy_request', id: created.id }, details: { reference: created.reference, kind: created.kind, channel: created.channel } });
       return created;
     });
@@ -215,7 +218,7 @@ export async function privacyRequestRoutes(app: App, options: { crypto: Contacts
         const outcome = await eraseSubject(trx, crypto, subjectId, { reason: 'request', requestId: row.id, mirror: options.mirror });
         if (outcome.erased) erased += 1;
         recordingsDeleted += outcome.recordingsDeleted;
-        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.erase', outcome: 'success', target: { type: 'contact', id: subjectId }, details: { method: 'crypto_shredding', request: row.reference, recordingsDeleted: outcome.recordingsDeleted } });
+        if (outcome.erased) await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.erase', outcome: 'success', target: { type: 'contact', id: subjectId }, details: { method: 'crypto_shredding', request: row.reference, recordingsDeleted: outcome.recordingsDeleted } });
       }
       await addRequestEvent(trx, row.id, actorLabel(request), 'erased', { subjects: erased, recordingsDeleted });
       return { erased, recordingsDeleted };

@@ -31,7 +31,7 @@ export async function retentionRoutes(app: App, options: { crypto: ContactsCrypt
     return { items: rows.map((row) => ({ category: row.category, retainDays: row.retain_days, action: row.action, updatedAt: row.updated_at.toISOString(), updatedBy: row.updated_by })) };
   });
 
-  app.put('/api/v1/privacy/retention-policies/:category', { config: access, schema: { summary: 'Set how long a category is kept and what happens after (audit events: at least 365 days)', tags: ['privacy'], params: z.strictObject({ category: categorySchema }), body: z.strictObject({ retainDays: z.number().int().min(1).max(36_500), action: z.enum(['delete', 'anonymise']) }), response: { 200: policySchema, ...problemResponses(400, 401, 403) } } }, async (request) => {
+  app.put('/api/v1/privacy/retention-policies/:category', { config: { ...access, stepUp: 'sessions' }, schema: { summary: 'Set how long a category is kept and what happens after (audit events: at least 365 days)', tags: ['privacy'], params: z.strictObject({ category: categorySchema }), body: z.strictObject({ retainDays: z.number().int().min(1).max(36_500), action: z.enum(['delete', 'anonymise']) }), response: { 200: policySchema, ...problemResponses(400, 401, 403) } } }, async (request) => {
     const { category } = request.params;
     const { retainDays, action } = request.body;
     checkPolicy(category, retainDays, action);
@@ -48,7 +48,7 @@ export async function retentionRoutes(app: App, options: { crypto: ContactsCrypt
     return { category: row.category, retainDays: row.retain_days, action: row.action, updatedAt: row.updated_at.toISOString(), updatedBy: row.updated_by };
   });
 
-  app.delete('/api/v1/privacy/retention-policies/:category', { config: access, schema: { summary: 'Remove a retention policy (the category is then kept until one is set)', tags: ['privacy'], params: z.strictObject({ category: categorySchema }), response: { 204: z.null(), ...problemResponses(400, 401, 403, 404) } } }, async (request, reply) => {
+  app.delete('/api/v1/privacy/retention-policies/:category', { config: { ...access, stepUp: 'sessions' }, schema: { summary: 'Remove a retention policy (the category is then kept until one is set)', tags: ['privacy'], params: z.strictObject({ category: categorySchema }), response: { 204: z.null(), ...problemResponses(400, 401, 403, 404) } } }, async (request, reply) => {
     await request.tenantDb.transaction(async (trx) => {
       const removed = await trx.deleteFrom('retention_policies').where('category', '=', request.params.category).executeTakeFirst();
       if (Number(removed.numDeletedRows) === 0) throw new AppError('not_found');
@@ -93,7 +93,7 @@ export async function retentionRoutes(app: App, options: { crypto: ContactsCrypt
     return { items: rows.map(presentHold) };
   });
 
-  app.post('/api/v1/privacy/legal-holds/:holdId/release', { config: access, schema: { summary: 'Release a legal hold (it stays on record)', tags: ['privacy'], params: z.strictObject({ holdId: uuidSchema }), response: { 200: holdSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => {
+  app.post('/api/v1/privacy/legal-holds/:holdId/release', { config: { ...access, stepUp: 'sessions' }, schema: { summary: 'Release a legal hold (it stays on record)', tags: ['privacy'], params: z.strictObject({ holdId: uuidSchema }), response: { 200: holdSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => {
     const row = await request.tenantDb.transaction(async (trx) => {
       const released = await trx.updateTable('legal_holds').set({ released_at: new Date(), released_by: actorLabel(request) }).where('id', '=', request.params.holdId).where('released_at', 'is', null).returningAll().executeTakeFirst();
       if (!released) {
@@ -151,12 +151,17 @@ export function startRetentionService(options: { systemDb: SystemDb; crypto: () 
     async () => {
       const crypto = await options.crypto();
       for (const tenantId of await options.systemDb.tenantsWithRetentionPolicies()) {
-        const tenantDb = options.systemDb.inTenant(tenantId);
-        const last = await tenantDb.read((trx) => trx.selectFrom('retention_sweeps').select('started_at').where('dry_run', '=', false).orderBy('started_at', 'desc').executeTakeFirst());
-        if (last && Date.now() - last.started_at.getTime() < intervalMs) continue;
-        const sweepOptions = { dryRun: false, requestedBy: 'schedule', node: NODE_NAME, mirror: options.mirror };
-        const id = await beginSweep(tenantDb, sweepOptions);
-        if (id) await runSweep(tenantDb, crypto, id, sweepOptions);
+        // One tenant's failure (recorded on its sweep) does not hold up the others.
+        try {
+          const tenantDb = options.systemDb.inTenant(tenantId);
+          const last = await tenantDb.read((trx) => trx.selectFrom('retention_sweeps').select('started_at').where('dry_run', '=', false).orderBy('started_at', 'desc').executeTakeFirst());
+          if (last && Date.now() - last.started_at.getTime() < intervalMs) continue;
+          const sweepOptions = { dryRun: false, requestedBy: 'schedule', node: NODE_NAME, mirror: options.mirror };
+          const id = await beginSweep(tenantDb, sweepOptions);
+          if (id) await runSweep(tenantDb, crypto, id, sweepOptions);
+        } catch (error) {
+          options.logger.error({ err: error instanceof Error ? { name: error.name } : undefined, tenant: tenantId }, 'scheduled retention sweep failed for a tenant');
+        }
       }
     },
     (error) => options.logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'scheduled retention sweep failed'),

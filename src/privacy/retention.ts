@@ -5,6 +5,7 @@ import { AppError } from '../server/errors.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { eraseSubject, type ErasureLedgerMirror } from './erasure.ts';
+import { contactHeld, rowHeld } from './legal-holds.ts';
 
 /**
  * Retention (Art. 5(1)(e)): per data category a period and an action, applied by a sweep that
@@ -25,6 +26,12 @@ export const MINIMUM_RETAIN_DAYS: Partial<Record<RetentionCategory, number>> = {
 
 /** Categories whose rows have no anonymous remainder: their one action is deletion. */
 const DELETE_ONLY: ReadonlySet<RetentionCategory> = new Set(['notes', 'recordings', 'audit_events', 'import_rejects', 'exports']);
+/**
+ * Contacts are only ever erased (the tombstone keeps lists and call statistics adding up, and the
+ * consent and objection records stay); deleting the row would take the calls and that evidence
+ * with it.
+ */
+const ANONYMISE_ONLY: ReadonlySet<RetentionCategory> = new Set(['contacts_inactive']);
 
 export function checkPolicy(category: RetentionCategory, retainDays: number, action: RetentionAction): void {
   const minimum = MINIMUM_RETAIN_DAYS[category];
@@ -34,28 +41,35 @@ export function checkPolicy(category: RetentionCategory, retainDays: number, act
   if (action === 'anonymise' && DELETE_ONLY.has(category)) {
     throw new AppError('validation_failed', `${category} can only be deleted: nothing anonymous remains of it.`, [{ path: 'body/action', message: 'must be delete' }]);
   }
+  if (action === 'delete' && ANONYMISE_ONLY.has(category)) {
+    throw new AppError('validation_failed', `${category} are erased (anonymised), never deleted: their calls and consent records stay as anonymous evidence.`, [{ path: 'body/action', message: 'must be anonymise' }]);
+  }
 }
 
 export type CategoryReport = { action: RetentionAction; cutoff: string; due: number; done: number; held: number; note?: string };
 export type SweepReport = Partial<Record<RetentionCategory, CategoryReport>>;
 
-const BATCH = 5_000;
+const BATCH = 10_000;
 const CONTACT_BATCH = 200;
 
-/** Rows whose contact or campaign a legal hold in force covers. */
-const interactionHeld = sql<boolean>`EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND (h.campaign_id = a.campaign_id OR h.contact_id = a.contact_id))`;
-
-const contactHeld = sql<boolean>`EXISTS (
-  SELECT 1 FROM legal_holds h
-   WHERE h.released_at IS NULL
-     AND (h.contact_id = c.id
-          OR h.campaign_id IN (SELECT l.campaign_id FROM contact_list_members m JOIN contact_lists l ON l.tenant_id = m.tenant_id AND l.id = m.list_id WHERE m.contact_id = c.id)
-          OR h.campaign_id IN (SELECT a.campaign_id FROM dial_attempts a WHERE a.contact_id = c.id)))`;
+const interactionHeld = rowHeld(sql.ref('a.campaign_id'), sql.ref('a.contact_id'));
+const recordingHeld = rowHeld(sql.ref('r.campaign_id'), sql.ref('r.contact_id'));
+const inactiveHeld = contactHeld(sql.ref('c.id'));
 
 /** Contacts with no change, call or consent event since the cut-off, and no call in progress. */
 const inactiveContact = (cutoff: Date) => sql<boolean>`c.status <> 'erased' AND c.updated_at < ${cutoff}
   AND NOT EXISTS (SELECT 1 FROM dial_attempts a WHERE a.contact_id = c.id AND (a.reserved_at >= ${cutoff} OR a.state IN ('reserved', 'dialing', 'answered', 'connected')))
+  AND NOT EXISTS (SELECT 1 FROM contact_activity v WHERE v.contact_id = c.id AND v.last_at >= ${cutoff})
   AND NOT EXISTS (SELECT 1 FROM consent_events e WHERE e.contact_id = c.id AND e.recorded_at >= ${cutoff})`;
+
+/**
+ * Before calls lose their link to the person, the person's last call is kept (as a date, per
+ * contact): an anonymised call still counts as activity when deciding who is inactive.
+ */
+const keepActivity = (ids: string[]) => sql`
+  INSERT INTO contact_activity (contact_id, last_at)
+  SELECT contact_id, max(coalesce(ended_at, reserved_at)) FROM dial_attempts WHERE id = ANY (${ids}::uuid[]) AND contact_id IS NOT NULL GROUP BY contact_id
+  ON CONFLICT (tenant_id, contact_id) DO UPDATE SET last_at = greatest(contact_activity.last_at, excluded.last_at)`;
 
 async function count(trx: TenantTransaction, query: ReturnType<typeof sql<{ n: string }>>): Promise<number> {
   const result = await query.execute(trx);
@@ -87,28 +101,34 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
 
   switch (category) {
     case 'interactions': {
-      const due = sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.state IN ('ended', 'skipped') AND coalesce(a.ended_at, a.reserved_at) < ${cutoff}`;
-      const held = sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.state IN ('ended', 'skipped') AND coalesce(a.ended_at, a.reserved_at) < ${cutoff} AND ${interactionHeld}`;
-      const inbound = sql<{ n: string }>`SELECT count(*) AS n FROM inbound_calls i WHERE i.caller_index IS NOT NULL AND i.state = 'ended' AND i.ended_at < ${cutoff}`;
-      const [dueOut, heldOut, dueIn] = await read(async (trx) => [await count(trx, due), await count(trx, held), await count(trx, inbound)]);
+      // Every ended or skipped call has ended_at: the partial index on it finds the expired ones.
+      const expired = sql`a.contact_id IS NOT NULL AND a.ended_at < ${cutoff}`;
+      const [dueOut, heldOut, dueIn] = await read(async (trx) => [
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE ${expired}`),
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE ${expired} AND ${interactionHeld}`),
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM inbound_calls i WHERE i.caller_index IS NOT NULL AND i.ended_at < ${cutoff}`),
+      ]);
       report.due = dueOut + dueIn;
       report.held = heldOut;
       if (dryRun) return report;
-      const pick = sql`SELECT a.id FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.state IN ('ended', 'skipped') AND coalesce(a.ended_at, a.reserved_at) < ${cutoff} AND NOT ${interactionHeld} LIMIT ${BATCH}`;
-      if (action === 'delete') {
-        await repeat(async (trx) => Number((await sql`DELETE FROM dial_attempts WHERE id IN (${pick})`.execute(trx)).numAffectedRows ?? 0), BATCH);
-        await repeat(async (trx) => Number((await sql`DELETE FROM inbound_calls WHERE id IN (SELECT id FROM inbound_calls WHERE caller_index IS NOT NULL AND state = 'ended' AND ended_at < ${cutoff} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
-      } else {
-        // Kept for the statistics, with nothing left that points to the person.
-        await repeat(async (trx) => {
-          const ids = (await sql<{ id: string }>`${pick} FOR UPDATE OF a SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
-          if (ids.length === 0) return 0;
+      await repeat(async (trx) => {
+        const ids = (await sql<{ id: string }>`SELECT a.id FROM dial_attempts a WHERE ${expired} AND NOT ${interactionHeld} LIMIT ${BATCH} FOR UPDATE OF a SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
+        if (ids.length === 0) return 0;
+        await keepActivity(ids).execute(trx);
+        if (action === 'delete') {
+          await sql`DELETE FROM dial_attempts WHERE id = ANY (${ids}::uuid[])`.execute(trx);
+        } else {
+          // Kept for the statistics, with nothing left that points to the person.
           await sql`DELETE FROM recordings WHERE attempt_id = ANY (${ids}::uuid[])`.execute(trx);
           await sql`UPDATE dial_attempts SET contact_id = NULL, notes_ciphertext = NULL, raw_cause = NULL, phone_position = NULL, anonymised_at = ${now} WHERE id = ANY (${ids}::uuid[])`.execute(trx);
-          return ids.length;
-        }, BATCH);
-        await repeat(async (trx) => Number((await sql`UPDATE inbound_calls SET caller_index = NULL, anonymised_at = ${now} WHERE id IN (SELECT id FROM inbound_calls WHERE caller_index IS NOT NULL AND state = 'ended' AND ended_at < ${cutoff} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
-      }
+        }
+        return ids.length;
+      }, BATCH);
+      // Inbound calls: the caller is only a blind index; no legal hold names an inbound caller.
+      const inbound = action === 'delete'
+        ? (trx: TenantTransaction) => sql`DELETE FROM inbound_calls WHERE id IN (SELECT id FROM inbound_calls WHERE caller_index IS NOT NULL AND ended_at < ${cutoff} LIMIT ${BATCH})`.execute(trx)
+        : (trx: TenantTransaction) => sql`UPDATE inbound_calls SET caller_index = NULL, anonymised_at = ${now} WHERE id IN (SELECT id FROM inbound_calls WHERE caller_index IS NOT NULL AND ended_at < ${cutoff} LIMIT ${BATCH})`.execute(trx);
+      await repeat(async (trx) => Number((await inbound(trx)).numAffectedRows ?? 0), BATCH);
       return report;
     }
     case 'notes': {
@@ -123,30 +143,38 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
     }
     case 'recordings': {
       const where = sql`r.started_at < ${cutoff} AND r.state IN ('saved', 'failed')`;
-      const heldRecording = sql`EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND (h.campaign_id = r.campaign_id OR h.contact_id = r.contact_id))`;
       const [due, held] = await read(async (trx) => [
         await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM recordings r WHERE ${where}`),
-        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM recordings r WHERE ${where} AND ${heldRecording}`),
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM recordings r WHERE ${where} AND ${recordingHeld}`),
       ]);
       Object.assign(report, { due, held });
-      if (!dryRun) await repeat(async (trx) => Number((await sql`DELETE FROM recordings WHERE attempt_id IN (SELECT r.attempt_id FROM recordings r WHERE ${where} AND NOT ${heldRecording} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      if (!dryRun) await repeat(async (trx) => Number((await sql`DELETE FROM recordings WHERE attempt_id IN (SELECT r.attempt_id FROM recordings r WHERE ${where} AND NOT ${recordingHeld} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
       return report;
     }
     case 'contacts_inactive': {
       const [due, held] = await read(async (trx) => [
         await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM contacts c WHERE ${inactiveContact(cutoff)}`),
-        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM contacts c WHERE ${inactiveContact(cutoff)} AND ${contactHeld}`),
+        await count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM contacts c WHERE ${inactiveContact(cutoff)} AND ${inactiveHeld}`),
       ]);
       Object.assign(report, { due, held });
       if (dryRun) return report;
-      // Each contact is erased like on request (crypto-shredding, in the erasure ledger); with
-      // "delete" its tombstone goes too, where no legal-hold record names it.
+      // Each contact is erased like on request (crypto-shredding, in the erasure ledger). One that
+      // a hold or a call reached since it was picked is skipped and counted as held.
+      const skipped: string[] = [];
       await repeat(async (trx) => {
-        const ids = (await sql<{ id: string }>`SELECT c.id FROM contacts c WHERE ${inactiveContact(cutoff)} AND NOT ${contactHeld} ORDER BY c.id LIMIT ${CONTACT_BATCH} FOR UPDATE OF c SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
-        for (const id of ids) await eraseSubject(trx, sweeper.crypto, id, { reason: 'retention', mirror: sweeper.mirror, now });
-        if (action === 'delete' && ids.length > 0) {
-          await sql`DELETE FROM contacts c WHERE c.id = ANY (${ids}::uuid[]) AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.contact_id = c.id)`.execute(trx);
+        const ids = (await sql<{ id: string }>`SELECT c.id FROM contacts c WHERE ${inactiveContact(cutoff)} AND NOT ${inactiveHeld} AND c.id <> ALL (${skipped}::uuid[]) ORDER BY c.id LIMIT ${CONTACT_BATCH} FOR UPDATE OF c SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
+        let erased = 0;
+        for (const id of ids) {
+          try {
+            await eraseSubject(trx, sweeper.crypto, id, { reason: 'retention', mirror: sweeper.mirror, now });
+            erased += 1;
+          } catch (error) {
+            if (!(error instanceof AppError) || (error.code !== 'legal_hold' && error.code !== 'subject_in_call')) throw error;
+            skipped.push(id);
+            report.held += 1;
+          }
         }
+        report.done += erased - ids.length; // `repeat` adds the batch size; count only the erased
         return ids.length;
       }, CONTACT_BATCH);
       return report;
@@ -209,6 +237,10 @@ export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweep
   };
   try {
     const policies = await tenantDb.read((trx) => trx.selectFrom('retention_policies').select(['category', 'retain_days', 'action']).execute());
+    // Export bundles past their link's expiry are of no use to anyone: dropped in every sweep.
+    if (!options.dryRun) {
+      await tenantDb.transaction((trx) => trx.updateTable('privacy_exports').set({ bundle_ciphertext: null }).where('bundle_ciphertext', 'is not', null).where('expires_at', '<', now).execute());
+    }
     for (const category of RETENTION_CATEGORIES) {
       const policy = policies.find((entry) => entry.category === category);
       if (!policy) continue;
@@ -216,7 +248,8 @@ export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweep
       if (!(await heartbeat())) throw new Error('sweep_lease_lost');
     }
     await tenantDb.transaction(async (trx) => {
-      await trx.updateTable('retention_sweeps').set({ state: 'done', finished_at: new Date(), report: JSON.stringify(report) }).where('id', '=', sweepId).execute();
+      const finished = await trx.updateTable('retention_sweeps').set({ state: 'done', finished_at: new Date(), report: JSON.stringify(report) }).where('id', '=', sweepId).where('state', '=', 'running').returning('id').executeTakeFirst();
+      if (!finished) throw new Error('sweep_lease_lost');
       await recordAuditEvent(trx, { action: 'privacy.retention_sweep', outcome: 'success', actor: { type: 'system', id: `retention:${options.node}` }, target: { type: 'retention_sweep', id: sweepId }, details: { dryRun: options.dryRun, requestedBy: options.requestedBy, ...countsOf(report) } });
     });
     return report;

@@ -241,7 +241,13 @@ export async function contactsRoutes(app: App, options: ContactsCrypto & { erasu
     },
     async (request) => {
       const id = request.params.contactId;
+      const mayRestrict = principalOf(request).permissions.has('privacy:manage');
       const contact = await request.tenantDb.transaction(async (trx) => {
+        // Restriction (Art. 18) is the privacy officer's: neither set nor lifted by anyone else.
+        if (!mayRestrict) {
+          const current = await trx.selectFrom('contacts').select('status').where('id', '=', id).executeTakeFirst();
+          if (request.body.status === 'restricted' || current?.status === 'restricted') throw new AppError('forbidden', 'Only a privacy officer restricts a contact or lifts a restriction.');
+        }
         const before = await setContactStatus(trx, id, request.body.status);
         await recordAuditEvent(trx, {
           ...requestAudit(request),
