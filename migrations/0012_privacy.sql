@@ -148,7 +148,7 @@ CREATE TABLE privacy_exports (
   id uuid NOT NULL DEFAULT gen_random_uuid(),
   request_id uuid NOT NULL,
   token_sha256 bytea NOT NULL CHECK (octet_length(token_sha256) = 32),
-  bundle_ciphertext bytea,
+  bundle_sealed bytea,
   bundle_bytes integer NOT NULL CHECK (bundle_bytes >= 0),
   files integer NOT NULL CHECK (files >= 0),
   created_by text NOT NULL CHECK (char_length(created_by) BETWEEN 1 AND 100),
@@ -157,7 +157,7 @@ CREATE TABLE privacy_exports (
   downloaded_at timestamptz,
   PRIMARY KEY (tenant_id, id),
   UNIQUE (token_sha256),
-  CHECK (downloaded_at IS NULL OR bundle_ciphertext IS NULL),
+  CHECK (downloaded_at IS NULL OR bundle_sealed IS NULL),
   FOREIGN KEY (tenant_id, request_id) REFERENCES privacy_requests (tenant_id, id)
 );
 

@@ -94,7 +94,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'PATCH /api/v1/users/:userId': { displayName: 'Renamed' },
     'PUT /api/v1/roles/:roleId': { name: 'matrix-role', permissions: ['tenant:read'] },
     'PATCH /api/v1/contacts/:contactId': { notes: 'Matrix note' },
-    'PUT /api/v1/contacts/:contactId/status': { status: 'restricted' },
+    'PUT /api/v1/contacts/:contactId/status': { status: 'do_not_contact' },
     'POST /api/v1/contacts/:contactId/reveal': { fields: ['phones'], reason: 'matrix check' },
     'POST /api/v1/contacts/:contactId/consents': { purpose: 'survey', action: 'withdraw', source: 'matrix' },
     'PATCH /api/v1/lists/:listId': { name: 'Matrix renamed' },

@@ -151,7 +151,7 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
     await damagedDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
     const unreadable: string[] = [];
     let job = await runRotationBatch(damagedDb, crypto, { settleMs: 0, onUnreadable: (where) => unreadable.push(`${where.field} ${where.recordId}`) });
-    for (let round = 0; round < 20 && job?.state === 'running'; round += 1) {
+    for (let round = 0; round < 2 * encryptedColumns.length + 4 && job?.state === 'running'; round += 1) {
       job = await runRotationBatch(damagedDb, crypto, { settleMs: 0, onUnreadable: (where) => unreadable.push(`${where.field} ${where.recordId}`) });
     }
     expect(job).toMatchObject({ state: 'done', reencrypted: 3 }); // two e-mails and the owner's name

@@ -108,8 +108,8 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     const { token, exportId, files } = exported.json() as { token: string; exportId: string; files: number };
     expect(files).toBe(6); // README, request, profile, calls, consents, one recording
     // The stored bundle is sealed with the token's key: the database holds no readable copy.
-    const stored = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('privacy_exports').select(['bundle_ciphertext', 'token_sha256']).where('id', '=', exportId).executeTakeFirstOrThrow());
-    expect(stored.bundle_ciphertext?.includes(Buffer.from('Kari'))).toBe(false);
+    const stored = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('privacy_exports').select(['bundle_sealed', 'token_sha256']).where('id', '=', exportId).executeTakeFirstOrThrow());
+    expect(stored.bundle_sealed?.includes(Buffer.from('Kari'))).toBe(false);
     expect(stored.token_sha256.toString('base64url')).not.toBe(token);
 
     const download = await app.inject({ method: 'POST', url: '/api/v1/privacy/downloads', headers: { origin: PUBLIC_URL }, payload: { token } });
@@ -131,8 +131,8 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     expect(second.json()).toMatchObject({ code: 'download_link_invalid' });
     const madeUp = await app.inject({ method: 'POST', url: '/api/v1/privacy/downloads', headers: { origin: PUBLIC_URL }, payload: { token: 'A'.repeat(43) } });
     expect(madeUp.json()).toEqual({ ...(second.json() as object), requestId: madeUp.json().requestId });
-    const after = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('privacy_exports').select(['bundle_ciphertext', 'downloaded_at']).where('id', '=', exportId).executeTakeFirstOrThrow());
-    expect(after.bundle_ciphertext).toBeNull();
+    const after = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('privacy_exports').select(['bundle_sealed', 'downloaded_at']).where('id', '=', exportId).executeTakeFirstOrThrow());
+    expect(after.bundle_sealed).toBeNull();
     expect(after.downloaded_at).not.toBeNull();
     // An expired link is refused too.
     const next = (await dpo('POST', `/api/v1/privacy/requests/${created.id}/export`)).json() as { token: string; exportId: string };

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type pg from 'pg';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
@@ -15,6 +16,7 @@ import { takeAccountAttempt } from '../src/modules/auth/throttle.ts';
 import { createMailer } from '../src/modules/mail/mailer.ts';
 import { createContact, takeRevealBudget } from '../src/modules/contacts/contacts.service.ts';
 import { addSuppression, checkSuppressed, replaceRegistry } from '../src/modules/suppression/suppression.service.ts';
+import { createRequest } from '../src/privacy/requests.ts';
 import { createImport } from '../src/modules/imports/imports.routes.ts';
 import { chunkAt } from '../src/modules/imports/import-upload.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +86,18 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         const queue = await trx.insertInto('queues').values({ name: 'Support', number: '+4722000001' }).returning('id').executeTakeFirstOrThrow();
         await trx.insertInto('inbound_calls').values({ id: '00000000-0000-4000-8000-0000000000c1', queue_id: queue.id, first_queue_id: queue.id, offered_at: new Date() }).execute();
         await trx.insertInto('campaign_pacing').values({ campaign_id: campaign.id, decided_at: new Date(), dialer: 'tenancy', pacer: 'progressive', lines: 1, explanation: 'test' }).execute();
+        // Privacy: requests with their timeline and an export, erasure ledger, retention, holds, registers.
+        const request = await createRequest(trx, crypto, { kind: 'access', channel: 'email', requester: { name: 'Tenancy Requester' }, identifiers: { phone: '+4790000001' }, receivedAt: new Date() }, 'test');
+        await trx.insertInto('privacy_exports').values({ request_id: request.id, token_sha256: randomBytes(32), bundle_sealed: Buffer.alloc(40, 1), bundle_bytes: 40, files: 1, created_by: 'test', expires_at: new Date(Date.now() + 60_000) }).execute();
+        await trx.insertInto('erasure_ledger').values({ subject_id: contact.id, method: 'crypto_shredding', reason: 'operator' }).execute();
+        await trx.insertInto('contact_activity').values({ contact_id: contact.id, last_at: new Date() }).execute();
+        await trx.insertInto('privacy_profiles').values({ controller_name: 'Tenancy AS' }).execute();
+        await trx.insertInto('retention_policies').values({ category: 'recordings', retain_days: 30, action: 'delete', updated_by: 'test' }).execute();
+        await trx.insertInto('legal_holds').values({ scope: 'campaign', campaign_id: campaign.id, reason: 'test', created_by: 'test' }).execute();
+        await trx.insertInto('retention_sweeps').values({ dry_run: true, node: 'test', requested_by: 'test' }).execute();
+        await trx.insertInto('processors').values({ name: 'Carrier', service: 'telephony', location: 'EU' }).execute();
+        const breach = await trx.insertInto('breaches').values({ reference: 'BR-2026-001', title: 'T', description: 'D', detected_at: new Date(), aware_at: new Date(), created_by: 'test' }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('breach_events').values({ breach_id: breach.id, actor: 'test', entry: 'recorded' }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });

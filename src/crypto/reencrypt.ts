@@ -32,7 +32,7 @@ import { runEvery } from '../background-task.ts';
  * fails when a `*_ciphertext` column of the schema is missing from this list.
  */
 export type EncryptedColumn = {
-  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states' | 'suppressions';
+  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states' | 'suppressions' | 'privacy_requests';
   column: string;
   /** The field name bound into the ciphertext's associated data. */
   field: string;
@@ -58,6 +58,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: 'oidc_providers', column: 'client_secret_ciphertext', field: 'client_secret' },
   { table: 'oidc_login_states', column: 'code_verifier_ciphertext', field: 'code_verifier' },
   { table: 'suppressions', column: 'value_ciphertext', field: 'value' },
+  { table: 'privacy_requests', column: 'requester_ciphertext', field: 'requester' },
 ];
 
 /**
@@ -78,6 +79,9 @@ export const subjectKeyedColumns: readonly { table: string; column: string }[] =
 ];
 
 /**
+ * Not under the key hierarchy at all: privacy_exports.bundle_sealed, sealed with the key its
+ * single-use download token carries (src/privacy/export-bundle.ts).
+ *
  * Not walked: contact_import_chunks.ciphertext, an uploaded import file, held only until its import
  * ends (then deleted). A chunk stored before a rotation stays readable because retired key
  * versions are kept; a rotation meant to retire a compromised key should cancel pending imports.

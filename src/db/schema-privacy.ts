@@ -107,7 +107,7 @@ export type PrivacyExportsTable = {
   id: Uuid;
   request_id: string;
   token_sha256: Buffer;
-  bundle_ciphertext: Buffer | null;
+  bundle_sealed: Buffer | null;
   bundle_bytes: number;
   files: number;
   created_by: string;

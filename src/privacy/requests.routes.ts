@@ -170,7 +170,7 @@ export async function privacyRequestRoutes(app: App, options: { crypto: Contacts
       const expiresAt = new Date(Date.now() + EXPORT_LIFETIME_MS);
       await trx
         .insertInto('privacy_exports')
-        .values({ id: exportId, request_id: row.id, token_sha256: tokenSha256, bundle_ciphertext: sealBundle(key, zip, trx.tenantId, exportId), bundle_bytes: zip.length, files, created_by: actorLabel(request), expires_at: expiresAt })
+        .values({ id: exportId, request_id: row.id, token_sha256: tokenSha256, bundle_sealed: sealBundle(key, zip, trx.tenantId, exportId), bundle_bytes: zip.length, files, created_by: actorLabel(request), expires_at: expiresAt })
         .execute();
       await addRequestEvent(trx, row.id, actorLabel(request), 'exported', { exportId, files, bytes: zip.length });
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'privacy.export.created', outcome: 'success', target: { type: 'privacy_request', id: row.id }, details: { exportId, subjects: row.subject_ids.length, files, bytes: zip.length } });
@@ -187,13 +187,13 @@ export async function privacyRequestRoutes(app: App, options: { crypto: Contacts
     if (!tenantId) throw new AppError('download_link_invalid');
     const bundle = await options.systemDb.inTenant(tenantId).transaction(async (trx) => {
       const row = await trx.selectFrom('privacy_exports').selectAll().where('token_sha256', '=', hash).forUpdate().executeTakeFirst();
-      const fresh = row && row.bundle_ciphertext && row.downloaded_at === null && row.expires_at.getTime() > Date.now();
-      if (!row || !fresh || !row.bundle_ciphertext) {
+      const fresh = row && row.bundle_sealed && row.downloaded_at === null && row.expires_at.getTime() > Date.now();
+      if (!row || !fresh || !row.bundle_sealed) {
         if (row) await recordAuditEvent(trx, { actor: { type: 'anonymous', id: 'download' }, sourceIp: request.ip, requestId: request.id, action: 'privacy.export.downloaded', outcome: 'denied', target: { type: 'privacy_export', id: row.id }, details: { reason: row.downloaded_at ? 'used' : 'expired' } });
         return undefined;
       }
-      const zip = openBundle(request.body.token, row.bundle_ciphertext, tenantId, row.id);
-      await trx.updateTable('privacy_exports').set({ downloaded_at: new Date(), bundle_ciphertext: null }).where('id', '=', row.id).execute();
+      const zip = openBundle(request.body.token, row.bundle_sealed, tenantId, row.id);
+      await trx.updateTable('privacy_exports').set({ downloaded_at: new Date(), bundle_sealed: null }).where('id', '=', row.id).execute();
       await addRequestEvent(trx, row.request_id, 'requester', 'downloaded', { exportId: row.id });
       await recordAuditEvent(trx, { actor: { type: 'anonymous', id: 'download' }, sourceIp: request.ip, requestId: request.id, action: 'privacy.export.downloaded', outcome: 'success', target: { type: 'privacy_export', id: row.id }, details: { bytes: zip.length } });
       return zip;

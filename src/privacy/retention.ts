@@ -186,9 +186,9 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
       return report;
     }
     case 'exports': {
-      const where = sql`e.bundle_ciphertext IS NOT NULL AND e.created_at < ${cutoff}`;
+      const where = sql`e.bundle_sealed IS NOT NULL AND e.created_at < ${cutoff}`;
       report.due = await read((trx) => count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM privacy_exports e WHERE ${where}`));
-      if (!dryRun) await repeat(async (trx) => Number((await sql`UPDATE privacy_exports SET bundle_ciphertext = NULL WHERE id IN (SELECT e.id FROM privacy_exports e WHERE ${where} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
+      if (!dryRun) await repeat(async (trx) => Number((await sql`UPDATE privacy_exports SET bundle_sealed = NULL WHERE id IN (SELECT e.id FROM privacy_exports e WHERE ${where} LIMIT ${BATCH})`.execute(trx)).numAffectedRows ?? 0), BATCH);
       return report;
     }
     case 'audit_events': {
@@ -239,7 +239,7 @@ export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweep
     const policies = await tenantDb.read((trx) => trx.selectFrom('retention_policies').select(['category', 'retain_days', 'action']).execute());
     // Export bundles past their link's expiry are of no use to anyone: dropped in every sweep.
     if (!options.dryRun) {
-      await tenantDb.transaction((trx) => trx.updateTable('privacy_exports').set({ bundle_ciphertext: null }).where('bundle_ciphertext', 'is not', null).where('expires_at', '<', now).execute());
+      await tenantDb.transaction((trx) => trx.updateTable('privacy_exports').set({ bundle_sealed: null }).where('bundle_sealed', 'is not', null).where('expires_at', '<', now).execute());
     }
     for (const category of RETENTION_CATEGORIES) {
       const policy = policies.find((entry) => entry.category === category);
