@@ -173,4 +173,43 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
     expect(sweep.state).toBe('done');
     expect(Object.keys(sweep.report).sort()).toEqual(['audit_events', 'contacts_inactive', 'interactions', 'notes', 'recordings']);
   });
+
+  it('anonymises and deletes expired calls in single statements when no hold is in force', async () => {
+    const other = await seedTenant(db.handles, 'retention-b');
+    const tenantDb = db.handles.forTenant(other.tenantId);
+    const crypto = await db.handles.crypto();
+    const now = Date.now();
+    const ids = await tenantDb.transaction(async (trx) => {
+      const contact = (await createContact(trx, crypto, { name: 'Plain', phones: [{ kind: 'mobile', number: '+4790000201' }] }, { defaultRegion: 'NO' })).id;
+      const campaign = (await trx.insertInto('campaigns').values({ name: 'Plain' }).returning('id').executeTakeFirstOrThrow()).id;
+      const attempts: string[] = [];
+      for (let attempt = 1; attempt <= 3; attempt += 1) {
+        const id = randomUUID();
+        const at = new Date(now - (attempt === 3 ? 1 : 100) * DAY);
+        await trx.insertInto('dial_attempts').values({ id, campaign_id: campaign, contact_id: contact, attempt, dialer: 'test', state: 'ended', outcome: 'live', reserved_at: at, ended_at: at }).execute();
+        attempts.push(id);
+      }
+      await recordingStarted(trx, { attemptId: attempts[0] ?? '', campaignId: campaign, contactId: contact, at: new Date(now - 100 * DAY) });
+      await recordingSaved(trx, crypto, { attemptId: attempts[0] ?? '', contactId: contact, audio: Buffer.alloc(10, 1), at: new Date(now - 100 * DAY), durationMs: 10 });
+      await trx.insertInto('retention_policies').values({ category: 'interactions', retain_days: 30, action: 'anonymise', updated_by: 'test' }).execute();
+      return { contact, attempts };
+    });
+    const options = { dryRun: false, requestedBy: 'test', node: 'test-node' };
+    const report = await runSweep(tenantDb, crypto, (await beginSweep(tenantDb, options)) ?? '', options);
+    expect(report.interactions).toMatchObject({ due: 2, held: 0, done: 2 });
+    const rows = await tenantDb.read(async (trx) => ({
+      attempts: await trx.selectFrom('dial_attempts').select(['id', 'contact_id']).orderBy('attempt').execute(),
+      recordings: await trx.selectFrom('recordings').select('attempt_id').execute(),
+      activity: await trx.selectFrom('contact_activity').select('contact_id').execute(),
+    }));
+    expect(rows.attempts.map((row) => row.contact_id)).toEqual([null, null, ids.contact]);
+    expect(rows.recordings).toEqual([]);
+    expect(rows.activity).toEqual([]); // no contacts policy: no call date needs keeping
+    // Then a one-day policy that deletes: the day-old call goes; the anonymised ones are no one's and stay.
+    await tenantDb.transaction((trx) => trx.updateTable('retention_policies').set({ action: 'delete', retain_days: 1 }).execute());
+    const deleted = await runSweep(tenantDb, crypto, (await beginSweep(tenantDb, options)) ?? '', options);
+    expect(deleted.interactions).toMatchObject({ due: 1, done: 1 });
+    const left = await tenantDb.read((trx) => trx.selectFrom('dial_attempts').select('id').execute());
+    expect(left.map((row) => row.id).sort()).toEqual([ids.attempts[0], ids.attempts[1]].sort());
+  });
 });

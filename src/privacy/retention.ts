@@ -52,9 +52,15 @@ export type SweepReport = Partial<Record<RetentionCategory, CategoryReport>>;
 const BATCH = 10_000;
 const CONTACT_BATCH = 200;
 
-const interactionHeld = rowHeld(sql.ref('a.campaign_id'), sql.ref('a.contact_id'));
-const recordingHeld = rowHeld(sql.ref('r.campaign_id'), sql.ref('r.contact_id'));
-const inactiveHeld = contactHeld(sql.ref('c.id'));
+/** The hold conditions of each category; plain `false` when no hold is in force (most sweeps). */
+function holdConditions(anyHold: boolean) {
+  const none = sql<boolean>`false`;
+  return {
+    interactionHeld: anyHold ? rowHeld(sql.ref('a.campaign_id'), sql.ref('a.contact_id')) : none,
+    recordingHeld: anyHold ? rowHeld(sql.ref('r.campaign_id'), sql.ref('r.contact_id')) : none,
+    inactiveHeld: anyHold ? contactHeld(sql.ref('c.id')) : none,
+  };
+}
 
 /** Contacts with no change, call or consent event since the cut-off, and no call in progress. */
 const inactiveContact = (cutoff: Date) => sql<boolean>`c.status <> 'erased' AND c.updated_at < ${cutoff}
@@ -66,9 +72,11 @@ const inactiveContact = (cutoff: Date) => sql<boolean>`c.status <> 'erased' AND 
  * Before calls lose their link to the person, the person's last call is kept (as a date, per
  * contact): an anonymised call still counts as activity when deciding who is inactive.
  */
-const keepActivity = (ids: string[]) => sql`
+const keepActivity = (ids: string[], since: Date) => sql`
   INSERT INTO contact_activity (contact_id, last_at)
-  SELECT contact_id, max(coalesce(ended_at, reserved_at)) FROM dial_attempts WHERE id = ANY (${ids}::uuid[]) AND contact_id IS NOT NULL GROUP BY contact_id
+  SELECT contact_id, max(coalesce(ended_at, reserved_at)) FROM dial_attempts
+   WHERE id = ANY (${ids}::uuid[]) AND contact_id IS NOT NULL AND coalesce(ended_at, reserved_at) >= ${since}
+   GROUP BY contact_id
   ON CONFLICT (tenant_id, contact_id) DO UPDATE SET last_at = greatest(contact_activity.last_at, excluded.last_at)`;
 
 async function count(trx: TenantTransaction, query: ReturnType<typeof sql<{ n: string }>>): Promise<number> {
@@ -82,6 +90,13 @@ type Sweeper = {
   mirror?: ErasureLedgerMirror | undefined;
   /** Called between batches: keeps the sweep's lease alive, and stops it when it returns false. */
   heartbeat: () => Promise<boolean>;
+  /** Whether any legal hold is in force (if none, no row is checked against holds). */
+  anyHold: boolean;
+  /**
+   * The contacts policy's cut-off: calls anonymised that are newer than it still make their
+   * contact active, so their date is kept. Undefined without a contacts policy (nothing to keep).
+   */
+  activitySince: Date | undefined;
 };
 
 /** Counts (and, unless dry, applies) one category. */
@@ -89,6 +104,7 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
   const cutoff = new Date(now.getTime() - retainDays * 86_400_000);
   const report: CategoryReport = { action, cutoff: cutoff.toISOString(), due: 0, done: 0, held: 0 };
   const { tenantDb } = sweeper;
+  const { interactionHeld, recordingHeld, inactiveHeld } = holdConditions(sweeper.anyHold);
   const read = <T>(work: (trx: TenantTransaction) => Promise<T>) => tenantDb.read(work);
   /** Runs `batch` until it acts on fewer rows than asked (or the lease is lost). */
   const repeat = async (batch: (trx: TenantTransaction) => Promise<number>, size: number) => {
@@ -111,10 +127,21 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
       report.due = dueOut + dueIn;
       report.held = heldOut;
       if (dryRun) return report;
+      const pick = sql`SELECT a.id FROM dial_attempts a WHERE ${expired} AND NOT ${interactionHeld} LIMIT ${BATCH} FOR UPDATE OF a SKIP LOCKED`;
+      const since = sweeper.activitySince;
       await repeat(async (trx) => {
-        const ids = (await sql<{ id: string }>`SELECT a.id FROM dial_attempts a WHERE ${expired} AND NOT ${interactionHeld} LIMIT ${BATCH} FOR UPDATE OF a SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
+        if (since === undefined) {
+          // One statement picks and changes the batch; its recordings go by the ids it returns.
+          const changed = action === 'delete'
+            ? await sql<{ id: string }>`DELETE FROM dial_attempts WHERE id IN (${pick}) RETURNING id`.execute(trx)
+            : await sql<{ id: string }>`UPDATE dial_attempts SET contact_id = NULL, notes_ciphertext = NULL, raw_cause = NULL, phone_position = NULL, anonymised_at = ${now} WHERE id IN (${pick}) RETURNING id`.execute(trx);
+          const ids = changed.rows.map((row) => row.id);
+          if (action === 'anonymise' && ids.length > 0) await sql`DELETE FROM recordings WHERE attempt_id = ANY (${ids}::uuid[])`.execute(trx);
+          return ids.length;
+        }
+        const ids = (await sql<{ id: string }>`${pick}`.execute(trx)).rows.map((row) => row.id);
         if (ids.length === 0) return 0;
-        await keepActivity(ids).execute(trx);
+        await keepActivity(ids, since).execute(trx);
         if (action === 'delete') {
           await sql`DELETE FROM dial_attempts WHERE id = ANY (${ids}::uuid[])`.execute(trx);
         } else {
@@ -241,10 +268,13 @@ export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweep
     if (!options.dryRun) {
       await tenantDb.transaction((trx) => trx.updateTable('privacy_exports').set({ bundle_sealed: null }).where('bundle_sealed', 'is not', null).where('expires_at', '<', now).execute());
     }
+    const anyHold = (await tenantDb.read((trx) => trx.selectFrom('legal_holds').select('id').where('released_at', 'is', null).limit(1).execute())).length > 0;
+    const contactsPolicy = policies.find((entry) => entry.category === 'contacts_inactive');
+    const activitySince = contactsPolicy ? new Date(now.getTime() - contactsPolicy.retain_days * 86_400_000) : undefined;
     for (const category of RETENTION_CATEGORIES) {
       const policy = policies.find((entry) => entry.category === category);
       if (!policy) continue;
-      report[category] = await sweepCategory({ tenantDb, crypto, mirror: options.mirror, heartbeat }, category, policy.retain_days, policy.action, options.dryRun, now);
+      report[category] = await sweepCategory({ tenantDb, crypto, mirror: options.mirror, heartbeat, anyHold, activitySince }, category, policy.retain_days, policy.action, options.dryRun, now);
       if (!(await heartbeat())) throw new Error('sweep_lease_lost');
     }
     await tenantDb.transaction(async (trx) => {
