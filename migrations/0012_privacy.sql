@@ -93,6 +93,8 @@ CREATE TABLE privacy_requests (
   verified_at timestamptz,
   verified_by text CHECK (char_length(verified_by) <= 100),
   verification_method text CHECK (verification_method IN ('known_channel', 'document', 'callback', 'signed_letter', 'account_login', 'other')),
+  -- How the identity was proved, in the officer's words: sealed under the tenant data key.
+  verification_note_ciphertext bytea CHECK (octet_length(verification_note_ciphertext) <= 4096),
   closed_at timestamptz,
   outcome text CHECK (char_length(outcome) <= 1000),
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -180,6 +182,16 @@ CREATE TABLE processors (
   UNIQUE (tenant_id, name, service)
 );
 
+-- Reminders e-mailed to the privacy officers: each item once per due date.
+CREATE TABLE privacy_reminders_sent (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id() REFERENCES tenants (id),
+  kind text NOT NULL CHECK (char_length(kind) BETWEEN 1 AND 60),
+  item_id uuid NOT NULL,
+  due_at timestamptz NOT NULL,
+  sent_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, kind, item_id, due_at)
+);
+
 -- Personal-data breaches: awareness starts the 72-hour clock of Art. 33.
 CREATE TABLE breaches (
   tenant_id uuid NOT NULL DEFAULT current_tenant_id() REFERENCES tenants (id),
@@ -253,7 +265,7 @@ DO $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['contact_activity', 'privacy_profiles', 'retention_policies', 'legal_holds', 'retention_sweeps', 'privacy_requests',
+  FOREACH t IN ARRAY ARRAY['contact_activity', 'privacy_reminders_sent', 'privacy_profiles', 'retention_policies', 'legal_holds', 'retention_sweeps', 'privacy_requests',
     'privacy_request_events', 'erasure_ledger', 'privacy_exports', 'processors', 'breaches', 'breach_events'] LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
     EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);

@@ -4,6 +4,9 @@ import { bearer, buildTestApp, capturingLogger, PUBLIC_URL } from './support/app
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { registerPersonalData } from './support/canary.ts';
+import { createUser } from '../src/modules/users/users.repo.ts';
+import { readOutbox } from '../src/modules/mail/mailer.ts';
+import { sendReminders } from '../src/privacy/reminders.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -19,7 +22,7 @@ describe(`processor and breach registers, records of processing (${serverLabel()
     db = await createTestDatabase();
     tenant = await seedTenant(db.handles, 'registers-a');
     // Free text of the breach timeline never reaches the audit ledger (checked when the database is dropped).
-    registerPersonalData('Police report filed');
+    registerPersonalData('Police report filed', 'dpo1@registers-a.example', 'dpo2@registers-a.example');
     const captured = capturingLogger('error');
     logLines = captured.lines;
     app = await buildTestApp(db, { logger: captured.logger });
@@ -57,6 +60,22 @@ describe(`processor and breach registers, records of processing (${serverLabel()
       ['processor.dpa', false],
     ]);
     expect((await app.inject({ method: 'GET', url: '/api/v1/privacy/processors', headers: bearer(tenant.agent.token) })).statusCode).toBe(403);
+
+    // The daily job e-mails each reminder once to every active privacy officer (through the encrypted outbox).
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    const { cipher } = await db.handles.crypto();
+    await tenantDb.transaction(async (trx) => {
+      for (const index of [1, 2]) {
+        const user = await createUser(trx, cipher, { email: `dpo${index}@registers-a.example`, displayName: `DPO ${index}`, role: 'privacy_officer' });
+        await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
+      }
+    });
+    expect(await tenantDb.transaction((trx) => sendReminders(trx, cipher, db.logger))).toBe(2);
+    expect(await tenantDb.transaction((trx) => sendReminders(trx, cipher, db.logger))).toBe(0);
+    const outbox = await readOutbox(tenantDb, cipher, 50);
+    const mailed = outbox.filter((entry) => entry.template === 'privacy_reminder');
+    expect(mailed.map((entry) => entry.to).sort()).toEqual(['dpo1@registers-a.example', 'dpo1@registers-a.example', 'dpo2@registers-a.example', 'dpo2@registers-a.example']);
+    expect(mailed.map((entry) => entry.subject)).toEqual(expect.arrayContaining(['Ringvakt privacy: Cloudy: soc2 SOC2-T2 expires']));
   });
 
   it('runs the 72-hour clock from awareness, wants reasons for every decision and for lateness, and fills the notification', async () => {

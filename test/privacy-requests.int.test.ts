@@ -36,7 +36,7 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     app = await buildTestApp(db, { erasureMirror: fileLedgerMirror(ledgerFile) });
     const crypto = await db.handles.crypto();
     const tenantDb = db.handles.forTenant(tenant.tenantId);
-    registerPersonalData('admin@privacy-a.example', 'dpo@privacy-a.example', 'Kari Nordmann', 'kari@example.no', 'Storgata 1', 'Ringte om forsikring', 'Ola Requester');
+    registerPersonalData('Replied from the address on file', 'admin@privacy-a.example', 'dpo@privacy-a.example', 'Kari Nordmann', 'kari@example.no', 'Storgata 1', 'Ringte om forsikring', 'Ola Requester');
     officer = await tenantDb.transaction(async (trx) => {
       const user = await createUser(trx, crypto.cipher, { email: 'dpo@privacy-a.example', displayName: 'The DPO', role: 'privacy_officer' });
       await trx.updateTable('users').set({ status: 'active' }).where('id', '=', user.id).execute();
@@ -101,7 +101,7 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     const dpo = as(officer.token);
     const created = (await dpo('POST', '/api/v1/privacy/requests', intake('portability', { email: 'KARI@example.no' }))).json() as { id: string };
     expect((await dpo('POST', `/api/v1/privacy/requests/${created.id}/export`)).json()).toMatchObject({ code: 'request_not_verified' });
-    const verified = await dpo('POST', `/api/v1/privacy/requests/${created.id}/verify`, { method: 'known_channel' });
+    const verified = await dpo('POST', `/api/v1/privacy/requests/${created.id}/verify`, { method: 'known_channel', note: 'Replied from the address on file' });
     expect(verified.json()).toMatchObject({ status: 'verified', subjectsFound: 1, verificationMethod: 'known_channel' });
     const exported = await dpo('POST', `/api/v1/privacy/requests/${created.id}/export`);
     expect(exported.statusCode).toBe(201);
@@ -139,7 +139,11 @@ describe(`data-subject requests (${serverLabel()} server)`, () => {
     await db.handles.forTenant(tenant.tenantId).transaction((trx) => trx.updateTable('privacy_exports').set({ expires_at: new Date(Date.now() - 1000) }).where('id', '=', next.exportId).execute());
     expect((await app.inject({ method: 'POST', url: '/api/v1/privacy/downloads', headers: { origin: PUBLIC_URL }, payload: { token: next.token } })).statusCode).toBe(410);
     // The timeline and the ledger tell the story, with ids and counts only.
-    const detail = (await dpo('GET', `/api/v1/privacy/requests/${created.id}`)).json() as { timeline: { step: string }[] };
+    const detail = (await dpo('GET', `/api/v1/privacy/requests/${created.id}`)).json() as { timeline: { step: string }[]; verificationNote: string };
+    // The officer's note of how the identity was proved: kept (sealed), shown on the case.
+    expect(detail.verificationNote).toBe('Replied from the address on file');
+    const sealedNote = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('privacy_requests').select('verification_note_ciphertext').where('id', '=', created.id).executeTakeFirstOrThrow());
+    expect(sealedNote.verification_note_ciphertext?.includes(Buffer.from('address on file'))).toBe(false);
     expect(detail.timeline.map((entry) => entry.step)).toEqual(['received', 'verified', 'exported', 'downloaded', 'exported']);
     const audit = await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('audit_events').select(['action', 'outcome']).where('action', 'like', 'privacy.export%').orderBy('id').execute());
     expect(audit.map((event) => `${event.action}:${event.outcome}`)).toEqual(['privacy.export.created:success', 'privacy.export.downloaded:success', 'privacy.export.downloaded:denied', 'privacy.export.created:success', 'privacy.export.downloaded:denied']);

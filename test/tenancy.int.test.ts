@@ -91,6 +91,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('privacy_exports').values({ request_id: request.id, token_sha256: randomBytes(32), bundle_sealed: Buffer.alloc(40, 1), bundle_bytes: 40, files: 1, created_by: 'test', expires_at: new Date(Date.now() + 60_000) }).execute();
         await trx.insertInto('erasure_ledger').values({ subject_id: contact.id, method: 'crypto_shredding', reason: 'operator' }).execute();
         await trx.insertInto('contact_activity').values({ contact_id: contact.id, last_at: new Date() }).execute();
+        await trx.insertInto('privacy_reminders_sent').values({ kind: 'processor.dpa', item_id: contact.id, due_at: new Date() }).execute();
         await trx.insertInto('privacy_profiles').values({ controller_name: 'Tenancy AS' }).execute();
         await trx.insertInto('retention_policies').values({ category: 'recordings', retain_days: 30, action: 'delete', updated_by: 'test' }).execute();
         await trx.insertInto('legal_holds').values({ scope: 'campaign', campaign_id: campaign.id, reason: 'test', created_by: 'test' }).execute();

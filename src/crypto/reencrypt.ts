@@ -59,6 +59,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: 'oidc_login_states', column: 'code_verifier_ciphertext', field: 'code_verifier' },
   { table: 'suppressions', column: 'value_ciphertext', field: 'value' },
   { table: 'privacy_requests', column: 'requester_ciphertext', field: 'requester' },
+  { table: 'privacy_requests', column: 'verification_note_ciphertext', field: 'verification_note' },
 ];
 
 /**

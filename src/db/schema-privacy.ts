@@ -76,6 +76,7 @@ export type PrivacyRequestsTable = {
   verified_at: Date | null;
   verified_by: string | null;
   verification_method: VerificationMethod | null;
+  verification_note_ciphertext: Buffer | null;
   closed_at: Date | null;
   outcome: string | null;
   created_at: Timestamp;
@@ -178,8 +179,17 @@ export type ContactActivityTable = {
   last_at: Date;
 };
 
+export type PrivacyRemindersSentTable = {
+  tenant_id: TenantColumn;
+  kind: string;
+  item_id: string;
+  due_at: Date;
+  sent_at: Timestamp;
+};
+
 export type PrivacyTables = {
   contact_activity: ContactActivityTable;
+  privacy_reminders_sent: PrivacyRemindersSentTable;
   privacy_profiles: PrivacyProfilesTable;
   retention_policies: RetentionPoliciesTable;
   legal_holds: LegalHoldsTable;

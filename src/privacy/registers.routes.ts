@@ -10,6 +10,7 @@ import type { ProcessorsTable } from '../db/schema.ts';
 import { nextBreachReference } from './requests.ts';
 import { buildRopa, ropaPdf } from './ropa.ts';
 import { dateText } from './dates.ts';
+import { dueReminders, REMINDER_DAYS } from './reminders.ts';
 import { checkDecisions, deadlineOfBreach, isLate, notificationText, type BreachRow } from './breaches.ts';
 
 const access = { access: 'privacy:manage' } as const;
@@ -111,8 +112,6 @@ const presentBreach = (row: BreachRow) => ({
   lateReason: row.late_reason,
 });
 
-/** Days before an agreement or certification ends that the reminder shows. */
-export const REMINDER_DAYS = 60;
 
 /**
  * /api/v1/privacy/profile, /processors, /breaches and /reminders: who the controller is, the
@@ -318,29 +317,9 @@ export async function privacyRegisterRoutes(app: App): Promise<void> {
     return reply.header('content-type', 'text/plain; charset=utf-8').send(text);
   });
 
-  app.get('/api/v1/privacy/reminders', { config: access, schema: { summary: `What needs the privacy officer: agreements and certifications ending within ${REMINDER_DAYS} days, requests and breaches near their deadlines`, tags: ['privacy'], response: { 200: z.object({ items: z.array(z.object({ kind: z.string(), id: z.string(), label: z.string(), dueAt: z.string(), overdue: z.boolean() })) }), ...problemResponses(401, 403) } } }, async (request) =>
-    request.tenantDb.read(async (trx) => {
-      const now = Date.now();
-      const horizon = now + REMINDER_DAYS * 86_400_000;
-      const items: { kind: string; id: string; label: string; dueAt: string; overdue: boolean }[] = [];
-      const due = (kind: string, id: string, label: string, at: number) => {
-        if (at <= horizon) items.push({ kind, id, label, dueAt: new Date(at).toISOString(), overdue: at < now });
-      };
-      for (const processor of await trx.selectFrom('processors').selectAll().execute()) {
-        const dpaEnds = dateText(processor.dpa_expires_on);
-        if (dpaEnds) due('processor.dpa', processor.id, `Data processing agreement with ${processor.name} (${processor.service}) ends`, Date.parse(`${dpaEnds}T00:00:00Z`));
-        for (const cert of processor.certifications) if (cert.expiresOn) due(`processor.${cert.kind}`, processor.id, `${processor.name}: ${cert.kind} ${cert.reference} expires`, Date.parse(`${cert.expiresOn}T00:00:00Z`));
-      }
-      for (const row of await trx.selectFrom('privacy_requests').select(['id', 'reference', 'due_at']).where('status', 'in', ['received', 'verified']).where('due_at', '<', new Date(now + 7 * 86_400_000)).execute()) {
-        due('privacy_request', row.id, `Request ${row.reference} is due`, row.due_at.getTime());
-      }
-      for (const row of await trx.selectFrom('breaches').selectAll().where('status', '=', 'open').execute()) {
-        if (!row.authority_decision || (row.authority_decision === 'notify' && !row.authority_notified_at)) due('breach.authority', row.id, `Breach ${row.reference}: notify the authority or record why not`, Date.parse(deadlineOfBreach(row).authorityDueAt));
-      }
-      items.sort((a, b) => a.dueAt.localeCompare(b.dueAt));
-      return { items };
-    }),
-  );
+  app.get('/api/v1/privacy/reminders', { config: access, schema: { summary: `What needs the privacy officer: agreements and certifications ending within ${REMINDER_DAYS} days, requests and breaches near their deadlines`, tags: ['privacy'], response: { 200: z.object({ items: z.array(z.object({ kind: z.string(), id: z.string(), label: z.string(), dueAt: z.string(), overdue: z.boolean() })) }), ...problemResponses(401, 403) } } }, async (request) => ({
+    items: await request.tenantDb.read((trx) => dueReminders(trx)),
+  }));
 }
 
 /** GET /api/v1/privacy/records-of-processing: the Art. 30 record, generated, as JSON or PDF. */

@@ -11,7 +11,7 @@ import { normaliseEmail } from '../modules/contacts/phone.ts';
 import { addSuppression } from '../modules/suppression/suppression.service.ts';
 import { eraseSubject, type ErasureLedgerMirror } from './erasure.ts';
 import { buildBundle, EXPORT_LIFETIME_MS, newDownloadToken, openBundle, requireExportable, sealBundle, tokenHash } from './export-bundle.ts';
-import { addRequestEvent, assignRequest, closeRequest, createRequest, deadlineOf, extendRequest, loadRequest, requireVerified, verifyRequest, type RequestRow } from './requests.ts';
+import { addRequestEvent, assignRequest, closeRequest, createRequest, deadlineOf, extendRequest, loadRequest, openVerificationNote, requireVerified, verifyRequest, type RequestRow } from './requests.ts';
 
 const kinds = ['access', 'portability', 'rectification', 'restriction', 'objection', 'erasure'] as const;
 const channels = ['email', 'phone', 'letter', 'web', 'in_person', 'other'] as const;
@@ -114,11 +114,11 @@ export async function privacyRequestRoutes(app: App, options: { crypto: Contacts
     return { items: rows.map(present) };
   });
 
-  app.get('/api/v1/privacy/requests/:requestId', { config: access, schema: { summary: 'One request with its timeline', tags: ['privacy'], params, response: { 200: requestSchema.extend({ timeline: z.array(z.object({ at: z.string(), actor: z.string(), step: z.string(), details: z.record(z.string(), z.unknown()) })) }), ...problemResponses(400, 401, 403, 404) } } }, async (request) =>
+  app.get('/api/v1/privacy/requests/:requestId', { config: access, schema: { summary: 'One request with its timeline', tags: ['privacy'], params, response: { 200: requestSchema.extend({ verificationNote: z.string().nullable(), timeline: z.array(z.object({ at: z.string(), actor: z.string(), step: z.string(), details: z.record(z.string(), z.unknown()) })) }), ...problemResponses(400, 401, 403, 404) } } }, async (request) =>
     request.tenantDb.read(async (trx) => {
       const row = await loadRequest(trx, request.params.requestId);
       const events = await trx.selectFrom('privacy_request_events').select(['at', 'actor', 'step', 'details']).where('request_id', '=', row.id).orderBy('id').execute();
-      return { ...present(row), timeline: events.map((event) => ({ at: event.at.toISOString(), actor: event.actor, step: event.step, details: event.details })) };
+      return { ...present(row), verificationNote: await openVerificationNote(trx, crypto, row), timeline: events.map((event) => ({ at: event.at.toISOString(), actor: event.actor, step: event.step, details: event.details })) };
     }),
   );
 

@@ -127,6 +127,12 @@ export async function loadRequest(trx: TenantTransaction, id: string, options: {
   return row;
 }
 
+/** The officer's note of how the identity was proved, if one was given. */
+export async function openVerificationNote(trx: TenantTransaction, crypto: ContactsCrypto, row: RequestRow): Promise<string | null> {
+  if (!row.verification_note_ciphertext) return null;
+  return crypto.cipher.decrypt(trx, { table: 'privacy_requests', recordId: row.id, field: 'verification_note' }, row.verification_note_ciphertext);
+}
+
 export async function openRequester(trx: TenantTransaction, crypto: ContactsCrypto, row: RequestRow): Promise<Sealed> {
   return JSON.parse(await crypto.cipher.decrypt(trx, requesterAt(row.id), row.requester_ciphertext)) as Sealed;
 }
@@ -160,9 +166,10 @@ export async function verifyRequest(trx: TenantTransaction, crypto: ContactsCryp
     if (byExternal) found.add(byExternal.id);
   }
   const subjects = [...found].sort();
+  const note = check.note === undefined ? null : await crypto.cipher.encrypt(trx, { table: 'privacy_requests', recordId: id, field: 'verification_note' }, check.note);
   const updated = await trx
     .updateTable('privacy_requests')
-    .set({ status: 'verified', verified_at: new Date(), verified_by: actor, verification_method: check.method, subject_ids: subjects })
+    .set({ status: 'verified', verified_at: new Date(), verified_by: actor, verification_method: check.method, verification_note_ciphertext: note, subject_ids: subjects })
     .where('id', '=', id)
     .returningAll()
     .executeTakeFirstOrThrow();

@@ -8,6 +8,7 @@ import { openDatabase } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { fileLedgerMirror } from '../privacy/erasure.ts';
 import { startRetentionService } from '../privacy/retention.routes.ts';
+import { startReminderService } from '../privacy/reminders.ts';
 import { buildApp } from './app.ts';
 import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
@@ -38,6 +39,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let importWorker: { stop(): Promise<void> } | undefined;
   let dialers: { stop(): Promise<void> } | undefined;
   let retention: { stop(): Promise<void> } | undefined;
+  let reminders: { stop(): Promise<void> } | undefined;
   let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
@@ -79,6 +81,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     });
     const erasureMirror = fileLedgerMirror(config.erasureLedgerFile);
     retention = startRetentionService({ systemDb: database.systemDb, crypto: database.crypto, mirror: erasureMirror, logger });
+    reminders = startReminderService({ systemDb: database.systemDb, cipher: async () => (await database.crypto()).cipher, logger });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -89,6 +92,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await importWorker?.stop();
     await dialers?.stop();
     await retention?.stop();
+    await reminders?.stop();
     stopTelephonyClock?.();
     await database.close();
     throw error;
@@ -128,6 +132,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await importWorker?.stop();
         await dialers?.stop();
         await retention?.stop();
+        await reminders?.stop();
         stopTelephonyClock?.();
         await database.close();
       }
