@@ -15,6 +15,7 @@ import { recordAuditEvent } from './audit/audit-event.ts';
 import { restoreBackup, writeBackup } from './backup/logical-backup.ts';
 import { readLedgerFile, type ErasureLedgerEntry } from './privacy/erasure.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
+import { registerPrivacyCommands } from './privacy/privacy-cli.ts';
 import { registerContactCommands } from './modules/imports/imports-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
 import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provider.ts';
@@ -224,6 +225,7 @@ mail
   });
 
 registerAuditCommands(program, slug);
+registerPrivacyCommands(program, slug);
 registerContactCommands(program, slug);
 
 const keys = program.command('keys').description('the key hierarchy');

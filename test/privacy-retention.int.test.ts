@@ -4,6 +4,9 @@ import type { App } from '../src/server/types.ts';
 import { createContact } from '../src/modules/contacts/contacts.service.ts';
 import { recordingSaved, recordingStarted } from '../src/dialer/call-recording.ts';
 import { beginSweep, runSweep } from '../src/privacy/retention.ts';
+import { pruneAuditLedger } from '../src/audit/retention.ts';
+import { loadSigningKey } from '../src/audit/signing-key.ts';
+import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
 import { bearer, buildTestApp, capturingLogger, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -211,5 +214,33 @@ describe(`retention policies, legal holds and sweeps (${serverLabel()} server)`,
     expect(deleted.interactions).toMatchObject({ due: 1, done: 1 });
     const left = await tenantDb.read((trx) => trx.selectFrom('dial_attempts').select('id').execute());
     expect(left.map((row) => row.id).sort()).toEqual([ids.attempts[0], ids.attempts[1]].sort());
+  });
+
+  it('prunes the audit ledger by its policy only through the owner-signed procedure', async () => {
+    const owned = await createTestDatabase({ ownerAccess: true });
+    try {
+      const audited = await seedTenant(owned.handles, 'retention-audit');
+      const tenantDb = owned.handles.forTenant(audited.tenantId);
+      const crypto = await owned.handles.crypto();
+      const signingKey = await loadSigningKey(owned.handles.systemDb, crypto.root);
+      await tenantDb.transaction((trx) => sealTenantLedger(trx, signingKey));
+      await tenantDb.transaction((trx) => trx.insertInto('retention_policies').values({ category: 'audit_events', retain_days: 365, action: 'delete', updated_by: 'test' }).execute());
+      const sealed = Number((await owned.superQuery<{ n: string }>('SELECT count(*) AS n FROM ringvakt.audit_events WHERE tenant_id = $1', [audited.tenantId])).rows[0]?.n);
+      expect(sealed).toBeGreaterThan(0);
+      // 800 days on, every sealed event is past the 365-day policy.
+      const later = new Date(Date.now() + 800 * DAY);
+      // The server's sweep (no owner rights) only reports them due.
+      const serverOptions = { dryRun: false, requestedBy: 'test', node: 'server', now: later };
+      const reported = await runSweep(tenantDb, crypto, (await beginSweep(tenantDb, serverOptions)) ?? '', serverOptions);
+      expect(reported.audit_events).toMatchObject({ due: sealed, done: 0, note: expect.stringContaining('ringvakt privacy sweep') });
+      // The operator's sweep prunes them under a signed retention record, as `ringvakt privacy sweep` does.
+      const operatorOptions = { ...serverOptions, node: 'operator', pruneAudit: async (cutoff: Date) => (await pruneAuditLedger(owned.handles, signingKey, { tenantId: audited.tenantId, cutoff, reason: 'retention policy for audit events', executedBy: 'test' })).removed };
+      const pruned = await runSweep(tenantDb, crypto, (await beginSweep(tenantDb, operatorOptions)) ?? '', operatorOptions);
+      expect(pruned.audit_events?.done).toBeGreaterThanOrEqual(sealed);
+      const records = await owned.superQuery<{ n: string }>('SELECT count(*) AS n FROM ringvakt.audit_retention_records WHERE tenant_id = $1', [audited.tenantId]);
+      expect(Number(records.rows[0]?.n)).toBe(1);
+    } finally {
+      await owned.drop();
+    }
   });
 });

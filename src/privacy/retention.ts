@@ -97,6 +97,8 @@ type Sweeper = {
    * contact active, so their date is kept. Undefined without a contacts policy (nothing to keep).
    */
   activitySince: Date | undefined;
+  /** Prunes the audit ledger up to a cut-off through the owner-signed procedure; only where the owner's rights are (the CLI). */
+  pruneAudit?: ((cutoff: Date) => Promise<number>) | undefined;
 };
 
 /** Counts (and, unless dry, applies) one category. */
@@ -219,16 +221,18 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
       return report;
     }
     case 'audit_events': {
-      // The ledger is pruned only by its owner-signed procedure (`ringvakt audit prune`, which
-      // keeps every proof verifiable); the sweep reports what is due.
+      // The ledger is pruned only by its owner-signed procedure, which keeps every proof
+      // verifiable: `ringvakt privacy sweep` (with the owner's rights) applies it; the server's
+      // sweep, which never holds those rights, reports what is due.
       report.due = await read((trx) => count(trx, sql<{ n: string }>`SELECT count(*) AS n FROM audit_events WHERE occurred_at < ${cutoff}`));
-      report.note = 'pruned by the operator command `ringvakt audit prune`, which signs a retention record';
+      if (!dryRun && sweeper.pruneAudit) report.done = await sweeper.pruneAudit(cutoff);
+      else report.note = 'pruned by `ringvakt privacy sweep` or `ringvakt audit prune`, which sign a retention record';
       return report;
     }
   }
 }
 
-export type SweepOptions = { dryRun: boolean; requestedBy: string; node: string; now?: Date; mirror?: ErasureLedgerMirror | undefined };
+export type SweepOptions = { dryRun: boolean; requestedBy: string; node: string; now?: Date; mirror?: ErasureLedgerMirror | undefined; pruneAudit?: ((cutoff: Date) => Promise<number>) | undefined };
 
 /** A sweep whose heartbeat is older than this is taken to have died with its node. */
 export const SWEEP_STALE_MS = 5 * 60_000;
@@ -274,7 +278,7 @@ export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweep
     for (const category of RETENTION_CATEGORIES) {
       const policy = policies.find((entry) => entry.category === category);
       if (!policy) continue;
-      report[category] = await sweepCategory({ tenantDb, crypto, mirror: options.mirror, heartbeat, anyHold, activitySince }, category, policy.retain_days, policy.action, options.dryRun, now);
+      report[category] = await sweepCategory({ tenantDb, crypto, mirror: options.mirror, heartbeat, anyHold, activitySince, pruneAudit: options.pruneAudit }, category, policy.retain_days, policy.action, options.dryRun, now);
       if (!(await heartbeat())) throw new Error('sweep_lease_lost');
     }
     await tenantDb.transaction(async (trx) => {
