@@ -107,6 +107,12 @@ describe(`backup, erasure, restore: the subject stays gone (${serverLabel()} ser
     altered[altered.length - 40] = (altered[altered.length - 40] ?? 0) ^ 1;
     writeFileSync(path.join(folder, 'altered.rvbk'), altered);
     await expect(restoreBackup(target.url, path.join(folder, 'altered.rvbk'), crypto.root, [])).rejects.toThrow(BackupError);
+    // The header is bound too: a changed creation time (same length) breaks the first frame.
+    const header = Buffer.from(bytes);
+    const at = header.indexOf(Buffer.from('"createdAt":"')) + '"createdAt":"'.length;
+    header[at + 3] = header[at + 3] === 0x30 ? 0x31 : 0x30;
+    writeFileSync(path.join(folder, 'header.rvbk'), header);
+    await expect(restoreBackup(target.url, path.join(folder, 'header.rvbk'), crypto.root, [])).rejects.toThrow(/altered/);
     // Cut anywhere — inside a table's data, between frames, before the manifest: refused, nothing kept.
     for (const share of [0.3, 0.5, 0.9, 0.999]) {
       writeFileSync(path.join(folder, 'cut.rvbk'), bytes.subarray(0, Math.floor(bytes.length * share)));

@@ -15,9 +15,10 @@ import type { ErasureLedgerEntry } from '../privacy/erasure.ts';
  *
  * File: "RVBK1\n", a 4-byte length and a JSON header (format, time, root key id, wrapped backup
  * key, migrations), then frames — [4-byte length][12-byte nonce][ciphertext][16-byte tag], each
- * bound by its associated data to the backup and its position, so frames cannot be reordered,
- * dropped or spliced from another backup; the last frame is the manifest (tables, row counts,
- * SHA-256 of each table's data), and a file without it is refused as truncated.
+ * bound by its associated data to the header's SHA-256 and its position, so neither the header
+ * nor the frames can be altered, reordered, dropped or spliced from another backup; the last
+ * frame is the manifest (tables, row counts, SHA-256 of each table's data), and a file without
+ * it is refused as truncated.
  *
  * Restore fills a migrated, empty database (same migrations), with triggers and foreign-key
  * checks off while loading (session_replication_role = replica: needs a superuser), checks every
@@ -44,7 +45,8 @@ const enum Frame {
 
 export class BackupError extends Error {}
 
-const aad = (backupId: string, index: number) => Buffer.from(`${FORMAT}|${backupId}|${index}`);
+/** Each frame is bound to the whole header (so its migrations, time and key cannot be swapped) and to its position. */
+const aad = (headerBytes: Buffer, index: number) => Buffer.concat([createHash('sha256').update(headerBytes).digest(), Buffer.from(`|${FORMAT}|${index}`)]);
 
 async function tablesOf(client: pg.ClientBase): Promise<string[]> {
   const result = await client.query<{ name: string }>(
@@ -90,7 +92,7 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     const frame = async (type: Frame, payload: Buffer) => {
       const nonce = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, nonce);
-      cipher.setAAD(aad(backupId, index));
+      cipher.setAAD(aad(headerBytes, index));
       index += 1;
       const body = Buffer.concat([cipher.update(Buffer.concat([Buffer.from([type]), payload])), cipher.final()]);
       const prefix = Buffer.alloc(4);
@@ -191,7 +193,7 @@ async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerato
     if (!body || length < 29) throw new BackupError('The backup file is truncated.');
     position += 4 + length;
     const decipher = createDecipheriv('aes-256-gcm', key, body.subarray(0, 12));
-    decipher.setAAD(aad(header.backupId, index));
+    decipher.setAAD(aad(headerBytes, index));
     decipher.setAuthTag(body.subarray(length - 16));
     let plain: Buffer;
     try {
