@@ -15,6 +15,8 @@ import { recordAuditEvent } from './audit/audit-event.ts';
 import { restoreBackup, writeBackup } from './backup/logical-backup.ts';
 import { readLedgerFile, type ErasureLedgerEntry } from './privacy/erasure.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
+import { publicKeys } from './audit/signing-key.ts';
+import { verifyTenantLedger } from './audit/verify-audit-log.ts';
 import { registerPrivacyCommands } from './privacy/privacy-cli.ts';
 import { registerContactCommands } from './modules/imports/imports-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
@@ -333,6 +335,15 @@ backup
           `restored ${restored.manifest.tables.length} tables, ${restored.rows} rows; erasure ledger: ${replay.entries} entries, ${replay.reErased} subjects erased again, ` +
             `${replay.ledgerRestored} entries restored, ${replay.otherTenants} of tenants not in this backup\n`,
         );
+        // The restored audit ledger must verify before the restore is called a success.
+        const keys = await publicKeys(database.systemDb);
+        let failed = 0;
+        for (const tenant of await database.systemDb.listTenants()) {
+          const verdict = await database.systemDb.inTenant(tenant.id).snapshot((trx) => verifyTenantLedger(trx, keys));
+          if (!verdict.ok) failed += 1;
+          process.stdout.write(verdict.ok ? `audit ledger ok    ${tenant.slug}: ${verdict.sealed} sealed events\n` : `audit ledger FAIL  ${tenant.slug}: ${verdict.problem}\n`);
+        }
+        if (failed > 0) process.exitCode = 1;
       },
       { ownerAccess: true },
     );
