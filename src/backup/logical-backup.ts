@@ -1,10 +1,11 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
+import { DecryptionError, newKey, open as openSealed, seal } from '../crypto/aead.ts';
 import type { ErasureLedgerEntry } from '../privacy/erasure.ts';
 
 /**
@@ -79,7 +80,7 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query('SET LOCAL row_security = off');
     const migrations = (await client.query<{ version: number }>(`SELECT version FROM ${SCHEMA}.schema_migrations ORDER BY version`)).rows.map((row) => Number(row.version));
-    const key = randomBytes(32);
+    const key = newKey();
     const wrapped = await root.wrap(key, KEY_CONTEXT);
     const backupId = randomBytes(16).toString('hex');
     const header: Header = { format: FORMAT, backupId, createdAt: new Date().toISOString(), rootKeyId: wrapped.keyId, wrappedKey: wrapped.wrapped.toString('base64'), migrations };
@@ -90,15 +91,12 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     bytes += MAGIC.length + 4 + headerBytes.length;
     let index = 0;
     const frame = async (type: Frame, payload: Buffer) => {
-      const nonce = randomBytes(12);
-      const cipher = createCipheriv('aes-256-gcm', key, nonce);
-      cipher.setAAD(aad(headerBytes, index));
+      const body = seal(key, Buffer.concat([Buffer.from([type]), payload]), aad(headerBytes, index));
       index += 1;
-      const body = Buffer.concat([cipher.update(Buffer.concat([Buffer.from([type]), payload])), cipher.final()]);
       const prefix = Buffer.alloc(4);
-      prefix.writeUInt32BE(body.length + 28);
-      await handle.write(Buffer.concat([prefix, nonce, body, cipher.getAuthTag()]));
-      bytes += 4 + body.length + 28;
+      prefix.writeUInt32BE(body.length);
+      await handle.write(Buffer.concat([prefix, body]));
+      bytes += 4 + body.length;
     };
     const manifest: BackupManifest = { tables: [] };
     for (const table of await tablesOf(client)) {
@@ -192,14 +190,12 @@ async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerato
     const body = await readExactly(handle, length, position + 4);
     if (!body || length < 29) throw new BackupError('The backup file is truncated.');
     position += 4 + length;
-    const decipher = createDecipheriv('aes-256-gcm', key, body.subarray(0, 12));
-    decipher.setAAD(aad(headerBytes, index));
-    decipher.setAuthTag(body.subarray(length - 16));
     let plain: Buffer;
     try {
-      plain = Buffer.concat([decipher.update(body.subarray(12, length - 16)), decipher.final()]);
-    } catch {
-      throw new BackupError(`Frame ${index} of the backup does not authenticate: the file was altered.`);
+      plain = openSealed(key, body, aad(headerBytes, index));
+    } catch (error) {
+      if (error instanceof DecryptionError) throw new BackupError(`Frame ${index} of the backup does not authenticate: the file was altered.`);
+      throw error;
     }
     const type = plain[0] as Frame;
     yield { type, payload: plain.subarray(1), header };

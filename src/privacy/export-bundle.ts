@@ -1,7 +1,8 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { stringify } from 'csv-stringify/sync';
 import { strToU8, zipSync, type Zippable } from 'fflate';
 import type { TenantTransaction } from '../db/tenant-db.ts';
+import { DecryptionError, newKey, open, seal } from '../crypto/aead.ts';
 import { AppError } from '../server/errors.ts';
 import { loadContacts, type ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { CSV_OUT, neutraliseCell } from '../modules/contacts/csv-safety.ts';
@@ -169,34 +170,31 @@ function countFiles(files: Zippable): number {
 
 /** A new download token: 32 random bytes, base64url. It is the bundle's key; only its hash is stored. */
 export function newDownloadToken(): { token: string; key: Buffer; tokenSha256: Buffer } {
-  const key = randomBytes(32);
+  const key = newKey();
   const token = key.toString('base64url');
-  return { token, key, tokenSha256: createHash('sha256').update(token).digest() };
+  return { token, key, tokenSha256: tokenHash(token) };
 }
 
 export function tokenHash(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
 
-/** Seals the bundle under the token's key; the associated data binds it to its tenant and export id. */
+/** The associated data binding a bundle to its tenant and export id. */
+const bundleAad = (tenantId: string, exportId: string) => Buffer.from(`${EXPORT_SCHEMA}|${tenantId}|${exportId}`);
+
+/** Seals the bundle under the token's key (the project's AES-256-GCM, src/crypto/aead.ts). */
 export function sealBundle(key: Buffer, zip: Uint8Array, tenantId: string, exportId: string): Buffer {
-  const nonce = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce);
-  cipher.setAAD(Buffer.from(`${EXPORT_SCHEMA}|${tenantId}|${exportId}`));
-  const body = Buffer.concat([cipher.update(zip), cipher.final()]);
-  return Buffer.concat([nonce, body, cipher.getAuthTag()]);
+  return seal(key, Buffer.from(zip.buffer, zip.byteOffset, zip.byteLength), bundleAad(tenantId, exportId));
 }
 
 export function openBundle(token: string, sealed: Buffer, tenantId: string, exportId: string): Buffer {
   const key = Buffer.from(token, 'base64url');
   if (key.length !== 32) throw new AppError('download_link_invalid');
-  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
-  decipher.setAAD(Buffer.from(`${EXPORT_SCHEMA}|${tenantId}|${exportId}`));
-  decipher.setAuthTag(sealed.subarray(sealed.length - 16));
   try {
-    return Buffer.concat([decipher.update(sealed.subarray(12, sealed.length - 16)), decipher.final()]);
-  } catch {
-    throw new AppError('download_link_invalid');
+    return open(key, sealed, bundleAad(tenantId, exportId));
+  } catch (error) {
+    if (error instanceof DecryptionError) throw new AppError('download_link_invalid');
+    throw error;
   }
 }
 
