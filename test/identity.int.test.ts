@@ -41,6 +41,8 @@ describe(`identity and access (${serverLabel()} server)`, () => {
   };
 
   let ownerSecret = '';
+  /** The moment whose TOTP code confirmed the enrolment: that code, and every earlier one, is spent. */
+  let spentAt = 0;
   let recoveryCodes: string[] = [];
   let owner: Browser;
 
@@ -70,7 +72,8 @@ describe(`identity and access (${serverLabel()} server)`, () => {
     const wrong = await send(app, owner, 'POST', '/api/v1/auth/mfa/totp/confirm', { code: '000000' });
     expect(wrong.statusCode).toBe(400);
     const now = Math.floor(Date.now() / 1000);
-    const confirmed = await send(app, owner, 'POST', '/api/v1/auth/mfa/totp/confirm', { code: await totpAt(secret, now - 30) });
+    spentAt = now - 30;
+    const confirmed = await send(app, owner, 'POST', '/api/v1/auth/mfa/totp/confirm', { code: await totpAt(secret, spentAt) });
     expect(confirmed.statusCode).toBe(200);
     const body = confirmed.json() as { stage: string; recoveryCodes: string[] };
     expect(body.stage).toBe('active');
@@ -91,8 +94,10 @@ describe(`identity and access (${serverLabel()} server)`, () => {
     const first = await login(browser, a.owner.email, OWNER_PASSWORD);
     expect(first.json()).toMatchObject({ stage: 'mfa' });
     const now = Math.floor(Date.now() / 1000);
-    // The code confirmed at enrolment (this step or the previous one) cannot be replayed.
-    for (const replay of [await totpAt(ownerSecret, now - 30), await totpAt(ownerSecret, now - 60)]) {
+    // The code confirmed at enrolment, and the one before it, cannot be replayed. (Codes are named by the
+    // moment they were spent, not by "now": a test that crosses a 30 s boundary would otherwise offer a
+    // fresh, never-used code and call its acceptance a replay.)
+    for (const replay of [await totpAt(ownerSecret, spentAt), await totpAt(ownerSecret, spentAt - 30)]) {
       const again = await send(app, browser, 'POST', '/api/v1/auth/mfa/verify', { method: 'totp', code: replay });
       if (again.statusCode === 200) throw new Error('a used TOTP code was accepted');
     }
