@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'coverage/', 'scratch/', 'src/modules/setup/page/'] },
+  { ignores: ['node_modules/', 'data/', 'coverage/', 'scratch/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {
@@ -36,6 +36,19 @@ export default tseslint.config(
     // Module augmentation of Fastify's types needs `interface`.
     files: ['src/server/access-control.ts', 'test/support/global-setup.ts'],
     rules: { '@typescript-eslint/consistent-type-definitions': 'off' },
+  },
+  {
+    // The web application runs in the browser.
+    files: ['web/src/**/*.{ts,tsx}'],
+    languageOptions: {
+      globals: {
+        window: 'readonly', document: 'readonly', location: 'readonly', history: 'readonly', navigator: 'readonly', localStorage: 'readonly',
+        fetch: 'readonly', Response: 'readonly', FormData: 'readonly', URLSearchParams: 'readonly', WebSocket: 'readonly', DOMException: 'readonly',
+        AbortController: 'readonly', AbortSignal: 'readonly', Event: 'readonly', File: 'readonly', Blob: 'readonly', BodyInit: 'readonly',
+        HTMLDivElement: 'readonly', HTMLDialogElement: 'readonly', HTMLFormElement: 'readonly', addEventListener: 'readonly', removeEventListener: 'readonly',
+        dispatchEvent: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', queueMicrotask: 'readonly', confirm: 'readonly',
+      },
+    },
   },
   {
     files: ['test/**/*.ts', 'bench/**/*.ts', '**/*.test.ts'],

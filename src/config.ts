@@ -107,6 +107,11 @@ const settings = {
     key: 'shutdownTimeoutMs',
     describe: 'an integer number of milliseconds between 100 and 600000',
   },
+  simulatorShiftMs: {
+    env: 'RINGVAKT_SIMULATOR_SHIFT_MS',
+    key: 'simulatorShiftMs',
+    describe: 'an integer number of milliseconds within ±30 days (the simulated telephony runs that far ahead of, or behind, the wall clock)',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 type SettingName = keyof typeof settings;
@@ -127,7 +132,7 @@ const ipOrCidr = (value: string): boolean => {
 
 const integerText = (min: number, max: number) =>
   z
-    .union([z.number(), z.string().regex(/^\d+$/)])
+    .union([z.number(), z.string().regex(min < 0 ? /^-?\d+$/ : /^\d+$/)])
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
 
@@ -159,6 +164,7 @@ const schemas = {
   bodyLimitBytes: integerText(1024, 64 * 1024 * 1024),
   poolMax: integerText(1, 200),
   shutdownTimeoutMs: integerText(100, 600_000),
+  simulatorShiftMs: integerText(-30 * 86_400_000, 30 * 86_400_000),
   keyProvider: z.enum(['local', 'env', 'vault-transit']),
   auditWitnessFile: z.string().min(1).max(4096).optional(),
   auditWitnessSyslog: z
@@ -188,6 +194,7 @@ const defaults: Partial<Record<SettingName, string>> = {
   bodyLimitBytes: String(1024 * 1024),
   poolMax: '10',
   shutdownTimeoutMs: '10000',
+  simulatorShiftMs: '0',
   keyProvider: 'local',
   vaultMount: 'transit',
   vaultKeyName: 'ringvakt-root',
@@ -211,6 +218,13 @@ export type Config = {
   bodyLimitBytes: number;
   poolMax: number;
   shutdownTimeoutMs: number;
+  /**
+   * How far the simulated telephony's clock runs from the wall clock. Calls obey calling hours in
+   * the callee's time zone: a demonstration or a browser test at night shifts the simulator into
+   * the working day. Only the simulator's clock moves; sessions, audit and everything else keep
+   * real time.
+   */
+  simulatorShiftMs: number;
   auditWitnesses: {
     file: string | undefined;
     syslog: string | undefined;
@@ -337,6 +351,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: values.bodyLimitBytes as number,
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
+    simulatorShiftMs: values.simulatorShiftMs as number,
     auditWitnesses: {
       file: values.auditWitnessFile ? path.resolve(values.auditWitnessFile as string) : undefined,
       syslog: values.auditWitnessSyslog as string | undefined,

@@ -17,6 +17,8 @@ export const auditActions = [
   'keys.rotate_root',
   'keys.rotate_tenant',
   'audit.export',
+  'audit.verify',
+  'call.hangup',
   'audit.retention',
   'auth.login',
   'auth.logout',

@@ -5,7 +5,8 @@ import { deferWrite, type TenantTransaction } from '../db/tenant-db.ts';
 import type { Logger } from '../logger.ts';
 
 /**
- * Commands on a live call from the API (an agent pausing the recording for a card payment) reach
+ * Commands on a live call from the API (an agent pausing the recording for a card payment, or
+ * hanging up) reach
  * the dialer that runs the call, on whichever server process that is: the request publishes them
  * with NOTIFY in its transaction (so only a committed, audited request acts), and every process
  * offers them to its own dialers; the one that has the call acts, the others ignore it.
@@ -13,7 +14,9 @@ import type { Logger } from '../logger.ts';
 export const CALL_CONTROL_CHANNEL = 'ringvakt_call_control';
 
 export type RecordingAction = 'pause' | 'resume';
-export type CallControl = { tenantId: string; attemptId: string; action: RecordingAction; requestId: string };
+/** Recording control, or the agent ending the call. */
+export type CallAction = RecordingAction | 'hangup';
+export type CallControl = { tenantId: string; attemptId: string; action: CallAction; requestId: string };
 export type CallController = { control(command: CallControl): Promise<boolean> };
 
 const controllers = new Set<CallController>();
@@ -23,7 +26,7 @@ export function registerCallController(controller: CallController): () => void {
   return () => controllers.delete(controller);
 }
 
-export async function requestRecordingControl(trx: TenantTransaction, attemptId: string, action: RecordingAction): Promise<void> {
+export async function requestCallControl(trx: TenantTransaction, attemptId: string, action: CallAction): Promise<void> {
   const command: CallControl = { tenantId: trx.tenantId, attemptId, action, requestId: randomUUID() };
   await deferWrite(trx, CompiledQuery.raw('SELECT pg_notify($1, $2)', [CALL_CONTROL_CHANNEL, JSON.stringify(command)]));
 }

@@ -382,7 +382,8 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const call = calls.get(command.attemptId);
     if (!call || call.ended) return false;
     const commandId = `${command.action}:${command.requestId}`;
-    if (command.action === 'pause') await provider.send({ kind: 'record-pause', commandId, recordingId: call.attemptId, behavior: 'skip' });
+    if (command.action === 'hangup') await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId });
+    else if (command.action === 'pause') await provider.send({ kind: 'record-pause', commandId, recordingId: call.attemptId, behavior: 'skip' });
     else await provider.send({ kind: 'record-resume', commandId, recordingId: call.attemptId });
     return true;
   }

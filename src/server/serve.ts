@@ -68,7 +68,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     );
     // Campaign dialers. The telephony provider is the simulator (no real calls), in real time;
     // a SIP or cloud provider plugs in here behind the same interface.
-    const telephonyClock = new VirtualClock(Date.now());
+    const telephonyClock = new VirtualClock(Date.now() + config.simulatorShiftMs);
     stopTelephonyClock = telephonyClock.followRealTime();
     const simulator = createSimulator({ clock: telephonyClock, random: seededRandom(randomBytes(4).readUInt32BE(0)) });
     dialers = startDialerService({

@@ -10,7 +10,7 @@ import { addSuppression } from '../suppression/suppression.service.ts';
 import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';
 import { releaseContact } from '../../dialer/hopper.ts';
 import { agentStates, selfStates, setAgentState } from './agent-states.ts';
-import { requestRecordingControl } from '../../dialer/call-control.ts';
+import { requestCallControl } from '../../dialer/call-control.ts';
 
 const stateSchema = z.object({
   userId: z.string(),
@@ -202,7 +202,7 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
         if ((action === 'pause' && recording.state !== 'recording') || (action === 'resume' && recording.state !== 'paused')) {
           throw new AppError('invalid_transition', `The recording is ${recording.state}.`);
         }
-        await requestRecordingControl(trx, attempt.id, action);
+        await requestCallControl(trx, attempt.id, action);
         await recordAuditEvent(trx, { ...requestAudit(request), action: action === 'pause' ? 'recording.pause' : 'recording.resume', outcome: 'success', target: { type: 'dial_attempt', id: attempt.id } });
       });
       return reply.code(202).send({ attemptId: request.params.attemptId, action });

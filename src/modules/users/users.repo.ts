@@ -19,6 +19,8 @@ export type UserView = {
   customRoleId: string | null;
   status: UserStatus;
   createdAt: Date;
+  /** Second factors in place (never the factors themselves). */
+  mfa: { authenticator: boolean; passkeys: number };
 };
 
 export const EMAIL_INDEX = 'users.email';
@@ -28,7 +30,19 @@ export function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
-const columns = ['id', 'email', 'display_name', 'email_ciphertext', 'display_name_ciphertext', 'role', 'custom_role_id', 'status', 'created_at'] as const;
+const columns = [
+  'id',
+  'email',
+  'display_name',
+  'email_ciphertext',
+  'display_name_ciphertext',
+  'role',
+  'custom_role_id',
+  'status',
+  'created_at',
+  sql<boolean>`totp_secret_ciphertext IS NOT NULL`.as('has_authenticator'),
+  sql<number>`(SELECT count(*)::int FROM webauthn_credentials AS credential WHERE credential.user_id = users.id)`.as('passkeys'),
+] as const;
 
 type UserRow = {
   id: string;
@@ -40,6 +54,8 @@ type UserRow = {
   custom_role_id: string | null;
   status: UserStatus;
   created_at: Date;
+  has_authenticator: boolean;
+  passkeys: number;
 };
 
 async function present(trx: TenantTransaction, cipher: FieldCipher, row: UserRow): Promise<UserView> {
@@ -48,7 +64,7 @@ async function present(trx: TenantTransaction, cipher: FieldCipher, row: UserRow
   const displayName = row.display_name_ciphertext
     ? await cipher.decrypt(trx, { table: 'users', recordId: row.id, field: 'display_name' }, row.display_name_ciphertext)
     : row.display_name;
-  return { id: row.id, email: email ?? '', displayName: displayName ?? '', role: row.role, customRoleId: row.custom_role_id, status: row.status, createdAt: row.created_at };
+  return { id: row.id, email: email ?? '', displayName: displayName ?? '', role: row.role, customRoleId: row.custom_role_id, status: row.status, createdAt: row.created_at, mfa: { authenticator: row.has_authenticator, passkeys: row.passkeys } };
 }
 
 export async function findUserById(trx: TenantTransaction, cipher: FieldCipher, userId: string): Promise<UserView | undefined> {

@@ -9,6 +9,7 @@ export const userSchema = z.object({
   customRoleId: z.string().nullable(),
   status: z.enum(['invited', 'active', 'disabled']),
   createdAt: z.string(),
+  mfa: z.object({ authenticator: z.boolean(), passkeys: z.number().int() }),
 });
 
 export const userParamsSchema = z.strictObject({ userId: uuidSchema });

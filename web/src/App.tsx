@@ -1,0 +1,218 @@
+import { createContext, lazy, Suspense, useCallback, useContext, useEffect, useRef, useState, type FormEvent, type ReactNode } from 'react';
+import { useTranslation } from 'react-i18next';
+import { ApiProblem, api, get, post, setCsrfToken, setRecovery } from './api.ts';
+import { Dialog, Field, ProblemNote } from './components/ui.tsx';
+import { navigate, usePath } from './router.ts';
+import { rememberedTenant, SetupPage, SignInForm } from './pages/SignIn.tsx';
+import { AgentDesktop } from './pages/AgentDesktop.tsx';
+
+const Wallboard = lazy(() => import('./pages/Wallboard.tsx'));
+const Admin = lazy(() => import('./pages/Admin.tsx'));
+const Privacy = lazy(() => import('./pages/Privacy.tsx'));
+const Security = lazy(() => import('./pages/Security.tsx'));
+const Account = lazy(() => import('./pages/Account.tsx'));
+
+export type Session = { userId: string; tenantId: string; role: string; permissions: string[]; stage: string; csrfToken: string; authenticatedAt: string };
+
+const SessionContext = createContext<{ session: Session; can: (permission: string) => boolean; tenant: { slug: string; name: string } } | null>(null);
+
+export function useSession() {
+  const value = useContext(SessionContext);
+  if (!value) throw new Error('useSession outside a signed-in page');
+  return value;
+}
+
+type Area = { path: string; key: string; permission: string };
+const AREAS: Area[] = [
+  { path: '/agent', key: 'nav.agent', permission: 'calls:handle' },
+  { path: '/wallboard', key: 'nav.wallboard', permission: 'agents:monitor' },
+  { path: '/admin', key: 'nav.admin', permission: 'users:read' },
+  { path: '/privacy', key: 'nav.privacy', permission: 'privacy:manage' },
+  { path: '/security', key: 'nav.security', permission: 'audit:read' },
+];
+
+export function App() {
+  const { t } = useTranslation();
+  const path = usePath();
+  const [session, setSession] = useState<Session | null | undefined>(undefined);
+  const [tenant, setTenant] = useState<{ slug: string; name: string }>({ slug: '', name: '' });
+  const [recovering, setRecovering] = useState<'signin' | 'stepup' | null>(null);
+  const pending = useRef<{ resolve: () => void; reject: (error: unknown) => void } | null>(null);
+
+  const loadSession = useCallback(async () => {
+    try {
+      const current = await api<Session>('GET', '/api/v1/auth/session', { noRecovery: true });
+      setCsrfToken(current.csrfToken);
+      if (current.stage !== 'active') {
+        setSession(null);
+        return;
+      }
+      setSession(current);
+      const info = await get<{ slug: string; name: string }>('/api/v1/tenant');
+      setTenant(info);
+    } catch (error) {
+      if (error instanceof ApiProblem && error.status === 401) setSession(null);
+      else throw error;
+    }
+  }, []);
+
+  useEffect(() => {
+    void loadSession();
+    // Ask the person, keep the page (and whatever they typed) as it is, and carry on after.
+    setRecovery({
+      signInAgain: () => new Promise<void>((resolve, reject) => ((pending.current = { resolve, reject }), setRecovering('signin'))),
+      stepUp: () => new Promise<void>((resolve, reject) => ((pending.current = { resolve, reject }), setRecovering('stepup'))),
+    });
+  }, [loadSession]);
+
+  const finishRecovery = (ok: boolean) => {
+    setRecovering(null);
+    if (ok) pending.current?.resolve();
+    else pending.current?.reject(new ApiProblem(401, { code: 'unauthenticated' }));
+    pending.current = null;
+  };
+
+  if (path === '/setup') return <Shell>{<SetupPage onDone={() => navigate('/signin')} />}</Shell>;
+  if (session === undefined) return <Shell><p className="loading">{t('common.loading')}</p></Shell>;
+  if (session === null) {
+    return (
+      <Shell>
+        <main className="narrow">
+          <h1>{t('signin.title')}</h1>
+          <SignInForm
+            onSignedIn={() => {
+              void loadSession().then(() => navigate(path === '/signin' || path === '/' ? '/' : path));
+            }}
+          />
+        </main>
+      </Shell>
+    );
+  }
+
+  const can = (permission: string) => session.permissions.includes(permission);
+  const areas = AREAS.filter((area) => can(area.permission));
+  const home = areas[0]?.path ?? '/account';
+  const current = path === '/' || path === '/signin' ? home : path;
+  if (current !== path) queueMicrotask(() => navigate(current));
+
+  const signOut = async () => {
+    await post('/api/v1/auth/logout').catch(() => undefined);
+    setCsrfToken('');
+    setSession(null);
+    navigate('/signin');
+  };
+
+  return (
+    <SessionContext.Provider value={{ session, can, tenant }}>
+      <Shell
+        nav={
+          <nav aria-label={t('nav.label')}>
+            <ul>
+              {areas.map((area) => (
+                <li key={area.path}>
+                  <a href={area.path} aria-current={current.startsWith(area.path) ? 'page' : undefined} onClick={(event) => (event.preventDefault(), navigate(area.path))}>
+                    {t(area.key)}
+                  </a>
+                </li>
+              ))}
+              <li>
+                <a href="/account" aria-current={current === '/account' ? 'page' : undefined} onClick={(event) => (event.preventDefault(), navigate('/account'))}>
+                  {t('nav.account')}
+                </a>
+              </li>
+            </ul>
+            <span className="tenant">{tenant.name}</span>
+            <button type="button" onClick={() => void signOut()}>
+              {t('nav.signOut')}
+            </button>
+          </nav>
+        }
+      >
+        <Suspense fallback={<p className="loading">{t('common.loading')}</p>}>
+          <Page path={current} can={can} />
+        </Suspense>
+        <Dialog open={recovering === 'signin'} title={t('recover.signinTitle')} onClose={() => finishRecovery(false)}>
+          <p>{t('recover.signinExplain')}</p>
+          <SignInForm lockedTenant={tenant.slug || rememberedTenant()} onSignedIn={() => finishRecovery(true)} />
+        </Dialog>
+        <Dialog open={recovering === 'stepup'} title={t('recover.stepUpTitle')} onClose={() => finishRecovery(false)}>
+          <StepUp onDone={finishRecovery} />
+        </Dialog>
+      </Shell>
+    </SessionContext.Provider>
+  );
+}
+
+function Page({ path, can }: { path: string; can: (permission: string) => boolean }) {
+  const { t } = useTranslation();
+  const denied = <main><p role="alert">{t('common.noAccess')}</p></main>;
+  if (path.startsWith('/agent')) return can('calls:handle') ? <AgentDesktop /> : denied;
+  if (path.startsWith('/wallboard')) return can('agents:monitor') ? <Wallboard /> : denied;
+  if (path.startsWith('/admin')) return can('users:read') ? <Admin /> : denied;
+  if (path.startsWith('/privacy')) return can('privacy:manage') ? <Privacy /> : denied;
+  if (path.startsWith('/security')) return can('audit:read') ? <Security /> : denied;
+  return <Account />;
+}
+
+function StepUp({ onDone }: { onDone: (ok: boolean) => void }) {
+  const { t } = useTranslation();
+  const [problem, setProblem] = useState<ApiProblem>();
+  const submit = async (event: FormEvent<HTMLFormElement>) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    const code = String(form.get('code') ?? '').trim();
+    try {
+      const answer = await api<{ csrfToken: string }>('POST', '/api/v1/auth/reauthenticate', { body: { password: String(form.get('password')), ...(code ? { code } : {}) }, noRecovery: true });
+      setCsrfToken(answer.csrfToken);
+      onDone(true);
+    } catch (error) {
+      if (error instanceof ApiProblem) setProblem(error);
+    }
+  };
+  return (
+    <form className="stack" onSubmit={(event) => void submit(event)}>
+      <p>{t('recover.stepUpExplain')}</p>
+      <Field label={t('signin.password')} name="password" problem={problem}>
+        {(attributes) => <input {...attributes} type="password" autoComplete="current-password" required />}
+      </Field>
+      <Field label={t('signin.code')} name="code" problem={problem}>
+        {(attributes) => <input {...attributes} inputMode="numeric" autoComplete="one-time-code" />}
+      </Field>
+      <ProblemNote problem={problem} />
+      <div className="row">
+        <button type="submit" className="primary">
+          {t('recover.confirm')}
+        </button>
+        <button type="button" onClick={() => onDone(false)}>
+          {t('common.cancel')}
+        </button>
+      </div>
+    </form>
+  );
+}
+
+function Shell({ nav, children }: { nav?: ReactNode; children: ReactNode }) {
+  const { t, i18n } = useTranslation();
+  useEffect(() => {
+    document.documentElement.lang = i18n.language;
+  }, [i18n.language]);
+  return (
+    <>
+      <a className="skip" href="#content">
+        {t('common.skip')}
+      </a>
+      <header className="top">
+        <span className="brand">Ringvakt</span>
+        {nav}
+        <label className="language">
+          <span className="visually-hidden">{t('common.language')}</span>
+          <select value={i18n.language} onChange={(event) => void i18n.changeLanguage(event.target.value).then(() => localStorage.setItem('ringvakt.language', event.target.value))}>
+            <option value="en">English</option>
+            <option value="nb">Norsk bokmål</option>
+          </select>
+        </label>
+      </header>
+      <div id="content">{children}</div>
+    </>
+  );
+}
