@@ -177,4 +177,26 @@ describe('the telephony simulator', () => {
       stop();
     }
   });
+
+  it('in real time, an event caused by a command carries the moment of the command, not of the last timer', async () => {
+    const shift = 5 * 3_600_000;
+    const clock = new VirtualClock(Date.now() + shift);
+    const simulator = createSimulator({ clock, random: seededRandom(12), model: { ...DEFAULT_CALLEE_MODEL, setupMs: { kind: 'fixed', ms: 20 }, talkMs: { kind: 'fixed', ms: 600_000 } } });
+    const stop = clock.followRealTime();
+    try {
+      const events: { type: string; at: number }[] = [];
+      simulator.onEvent((event) => events.push({ type: event.type, at: event.at }));
+      await simulator.send({ kind: 'dial', commandId: 'hang', legId: 'hang', to: 'answer-50', from: '+4721000000', ringTimeoutMs: 30_000, amd: 'off' });
+      await new Promise((resolve) => setTimeout(resolve, 600)); // answered after ~70 ms; then nothing is due for ten minutes
+      const before = Date.now();
+      await simulator.send({ kind: 'hangup', commandId: 'hang-up', legId: 'hang' });
+      const ended = events.find((event) => event.type === 'completed');
+      expect(ended, JSON.stringify(events)).toBeDefined();
+      // The wall clock's moment (shifted), not the answer's ~500 ms earlier.
+      expect(ended!.at - shift).toBeGreaterThanOrEqual(before - 5);
+      expect(ended!.at - shift).toBeLessThanOrEqual(Date.now() + 5);
+    } finally {
+      stop();
+    }
+  });
 });

@@ -15,19 +15,27 @@ export class VirtualClock {
   /** Ties at one moment run in the order they were scheduled: the run is deterministic. */
   private nextOrder = 0;
   private waiting: (() => void) | undefined;
+  /** Set while the clock follows the wall clock: virtual = wall + offset. */
+  private followOffset: number | undefined;
 
   constructor(startMs = Date.UTC(2026, 0, 5, 8, 0, 0)) {
     this.current = startMs;
   }
 
   now(): number {
-    return this.current;
+    if (this.followOffset === undefined) return this.current;
+    // Following the wall clock, the time between wakes is the wall clock's: a call ended by a
+    // command (an agent hanging up) gets the moment it ended, not the last timer's. Never past an
+    // action still due, so actions keep their order.
+    this.dropCancelled();
+    const due = this.heap[0]?.at ?? Number.POSITIVE_INFINITY;
+    return Math.max(this.current, Math.min(Date.now() + this.followOffset, due));
   }
 
   /** Runs `action` `delayMs` from now (never in the past: a negative delay means now). */
   schedule(delayMs: number, action: () => void): Scheduled {
     if (!Number.isFinite(delayMs)) throw new RangeError('a delay must be a finite number of milliseconds');
-    const entry: Entry = { at: this.current + Math.max(0, delayMs), order: this.nextOrder++, action, cancelled: false };
+    const entry: Entry = { at: this.now() + Math.max(0, delayMs), order: this.nextOrder++, action, cancelled: false };
     this.push(entry);
     this.waiting?.();
     return {
@@ -71,6 +79,7 @@ export class VirtualClock {
    */
   followRealTime(): () => void {
     const offset = this.current - Date.now();
+    this.followOffset = offset;
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
     const wake = () => {
@@ -86,6 +95,7 @@ export class VirtualClock {
     return () => {
       stopped = true;
       this.waiting = undefined;
+      this.followOffset = undefined;
       if (timer) clearTimeout(timer);
     };
   }

@@ -24,11 +24,17 @@ type InboundCall = { callId: string; queueId: string; state: string; at: string 
 
 export const PAUSE_REASONS = ['break', 'lunch', 'training', 'meeting', 'coaching', 'technical'] as const;
 
-/** What the browser tests read: how long each call event took from the server's clock to this screen. */
-const recordLatency = (at: string) => {
-  const metrics = ((window as unknown as { ringvaktMetrics?: { callEventLatencyMs: number[] } }).ringvaktMetrics ??= { callEventLatencyMs: [] });
-  metrics.callEventLatencyMs.push(Date.now() - Date.parse(at));
+/**
+ * What the browser tests read: how long each call event took from the server's clock to this
+ * screen (the call's new state shown), and how long until the contact's details were shown too.
+ */
+const recordLatency = (kind: 'callEventLatencyMs' | 'contactDetailsLatencyMs', at: string) => {
+  const metrics = ((window as unknown as { ringvaktMetrics?: Record<string, number[]> }).ringvaktMetrics ??= {});
+  (metrics[kind] ??= []).push(Date.now() - Date.parse(at));
 };
+
+/** A call the feed announced, shown at once; its details (contact, script) follow from the API. */
+type Announced = { attemptId: string; state: string; at: string };
 
 /**
  * The agent desktop: state control with pause reasons, the call in hand (masked number, script,
@@ -51,7 +57,8 @@ export function AgentDesktop() {
   const [problem, setProblem] = useState<ApiProblem>();
   // Confirmation of the last outcome filed: kept here, since the next call may replace the call panel at once.
   const [lastFiled, setLastFiled] = useState<{ contact: string; disposition: string } | null>(null);
-  const lastCallEvent = useRef<string | null>(null);
+  const [announced, setAnnounced] = useState<Announced | null>(null);
+  const shown = useRef<{ event: Announced | null; details: Announced | null }>({ event: null, details: null });
 
   const refresh = useCallback(async () => {
     try {
@@ -76,11 +83,15 @@ export function AgentDesktop() {
             if (event.state === 'available' || event.state === 'offline') setInbound(null);
           }
           if (event.topic === 'call' && event.agentId === session.userId) {
-            lastCallEvent.current = event.at;
+            const news = { attemptId: event.attemptId, state: event.state, at: event.at };
+            shown.current = { event: news, details: news };
+            // The state changes on screen now; the details (a new call's contact) come after.
+            setAnnounced(news);
+            setCall((previous) => (previous && previous.attemptId === event.attemptId ? { ...previous, state: event.state } : previous));
             void get<{ call: Call | null }>('/api/v1/agent/call').then((answer) => setCall(answer.call));
           }
           if (event.topic === 'inbound.call' && event.agentId === session.userId) {
-            lastCallEvent.current = event.at;
+            shown.current = { event: { attemptId: event.callId, state: event.state, at: event.at }, details: null };
             setInbound(event.state === 'ended' ? null : { callId: event.callId, queueId: event.queueId, state: event.state, at: event.at });
           }
         }
@@ -89,13 +100,18 @@ export function AgentDesktop() {
     return () => connection.close();
   }, [refresh, session.userId]);
 
-  // The moment the screen shows the call the event announced.
+  // The moments the screen shows what the event announced: its state, then the contact's details.
   useEffect(() => {
-    if (lastCallEvent.current && (call || inbound)) {
-      recordLatency(lastCallEvent.current);
-      lastCallEvent.current = null;
+    const { event, details } = shown.current;
+    if (event && ((announced?.attemptId === event.attemptId && announced.state === event.state) || inbound?.callId === event.attemptId)) {
+      recordLatency('callEventLatencyMs', event.at);
+      shown.current.event = null;
     }
-  }, [call, inbound]);
+    if (details && call?.attemptId === details.attemptId && call.state === details.state) {
+      recordLatency('contactDetailsLatencyMs', details.at);
+      shown.current.details = null;
+    }
+  }, [announced, call, inbound]);
 
   const change = useAction(async (body: { state: 'available' | 'paused' | 'offline'; campaignId?: string; reason?: string }) => {
     setState(await put<AgentState>('/api/v1/agent/state', body));
@@ -172,7 +188,14 @@ export function AgentDesktop() {
           {t('agent.filedFor', lastFiled)}
         </p>
       ) : null}
-      {call ? (
+      {announced && announced.state !== 'ended' && call?.attemptId !== announced.attemptId ? (
+        <section className="panel call" aria-live="polite" aria-labelledby="announced-heading">
+          <h2 id="announced-heading">
+            {t('agent.call')} · <span data-testid="call-state">{t('agent.callConnected')}</span>
+          </h2>
+          <p className="hint">{t('common.loading')}</p>
+        </section>
+      ) : call ? (
         <CallPanel
           key={call.attemptId}
           call={call}
