@@ -77,6 +77,8 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
       // Not an object: a registry format names the same registry slot in every tenant.
       into.format = 'e164_list';
       into.category = 'recordings';
+      // The web application's assets are public files; a name that is not one answers 404.
+      into.name = 'no-such-asset.js';
     };
     await objects(a, own);
     await objects(b, other);

@@ -1,3 +1,4 @@
+import { gunzipSync } from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -108,7 +109,8 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
         expect(response.statusCode, `${route.method} ${route.url}`).toBe(401);
       }
       const open = app.routeTable.filter((route) => route.access === 'public').map((route) => route.url);
-      expect(open.every((url) => /^\/(livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete|api\/v1\/auth\/login$|api\/v1\/auth\/passkey-login(\/options)?$|api\/v1\/auth\/sso\/|api\/v1\/privacy\/downloads$)/.test(url)), open.join(' ')).toBe(true);
+      // The web application's pages and its hashed assets are public (src/server/web-app.ts); the data they show is not.
+      expect(open.every((url) => /^\/($|signin$|account$|agent$|wallboard$|(admin|privacy|security)(\/[a-z]+)?$|assets\/:name$|livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete|api\/v1\/auth\/login$|api\/v1\/auth\/passkey-login(\/options)?$|api\/v1\/auth\/sso\/|api\/v1\/privacy\/downloads$)/.test(url)), open.join(' ')).toBe(true);
     });
 
     it('a route without declared access stops the app from building', async () => {
@@ -251,13 +253,25 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
       expect(response.json()).toMatchObject({ code: 'setup_link_invalid' });
     });
 
-    it('serves the setup page, whose script reads the token from the fragment', async () => {
+    it('serves the setup page of the web application, whose script reads the token from the fragment', async () => {
       const page = await app.inject({ url: '/setup' });
       expect(page.statusCode).toBe(200);
       expect(page.headers['content-type']).toMatch(/text\/html/);
-      expect(page.body).toContain('<script src="/setup/setup.js"');
-      const script = await app.inject({ url: '/setup/setup.js' });
-      expect(script.body).toContain('location.hash');
+      expect(page.headers['cache-control']).toBe('no-store');
+      expect(page.headers['content-security-policy']).toContain("script-src 'self'");
+      // No inline script: the only scripts are files from /assets (the CSP would refuse anything else).
+      expect(page.body).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+      const src = /<script type="module" crossorigin src="(\/assets\/[^"]+\.js)"/.exec(page.body)?.[1];
+      expect(src).toBeDefined();
+      const script = await app.inject({ url: src!, headers: { 'accept-encoding': 'gzip, deflate' } });
+      expect(script.statusCode).toBe(200);
+      expect(script.headers['content-encoding']).toBe('gzip');
+      expect(script.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+      expect(gunzipSync(script.rawPayload).toString('utf8')).toContain('location.hash');
+      // Only files of the build are served; nothing else of the file system is reachable.
+      for (const url of ['/assets/..%2F..%2Fpackage.json', '/assets/no-such.js', '/admin/..%2F..%2Fetc%2Fpasswd', '/admin/nonsense']) {
+        expect((await app.inject({ url })).statusCode, url).toBe(404);
+      }
     });
   });
 });

@@ -7,8 +7,25 @@ import type { App } from './types.ts';
 /** Where `npm run build` writes the web application (web/vite.config.ts). */
 export const WEB_DIST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'web');
 
-/** The application's pages: each answers index.html, and the browser-side router shows the page. */
-const PAGES = ['/', '/signin', '/setup', '/account', '/agent', '/wallboard', '/admin', '/admin/*', '/privacy', '/privacy/*', '/security', '/security/*'];
+/**
+ * The application's pages, each by name (no wildcard: an unknown path is a 404 problem, like any
+ * other): each answers index.html, and the browser-side router shows the page. The tabs match
+ * web/src/pages (Admin, Privacy, Security).
+ */
+const TABS = {
+  admin: ['users', 'campaigns', 'lists', 'suppressions', 'policy'],
+  privacy: ['requests', 'retention', 'records', 'processors', 'breaches'],
+  security: ['audit', 'ledger', 'signins', 'sessions', 'tokens'],
+} as const;
+export const PAGES = [
+  '/',
+  '/signin',
+  '/setup',
+  '/account',
+  '/agent',
+  '/wallboard',
+  ...Object.entries(TABS).flatMap(([area, tabs]) => [`/${area}`, ...tabs.map((tab) => `/${area}/${tab}`)]),
+];
 
 const TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
