@@ -265,11 +265,25 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await form.getByLabel('Caller ID').fill('+442079460000');
     await form.getByLabel('Script').fill('Good morning! I am calling from Acme about our winter offer.');
     await form.getByLabel('Answering-machine detection').uncheck();
+    // Retry rules and outcomes are the campaign's own: no retry after a failed call, and one outcome more.
+    await form.getByLabel('Call again after Busy').uncheck();
+    await form.getByLabel('Call again after Busy').check();
+    await form.getByLabel('Minutes to wait after Busy').fill('45');
+    await form.getByRole('button', { name: 'Add an outcome' }).click();
+    await form.getByLabel('Code of outcome 7').fill('Bad Code!');
+    await form.getByLabel('Label of outcome 7').fill('Wants a brochure');
+    await form.getByRole('button', { name: 'Create campaign' }).click();
+    // The server's verdict on the bad code shows beside the outcomes; nothing is created.
+    await form.getByText(/^6\/code:/).waitFor();
+    expect((await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.campaigns`)).rows[0]!.n).toBe(0);
+    await form.getByLabel('Code of outcome 7').fill('brochure');
     await form.getByRole('button', { name: 'Create campaign' }).click();
     await owner.getByRole('cell', { name: 'Winter offer', exact: true }).waitFor();
     await check(owner, 'admin-campaigns');
-    const campaign = await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.campaigns WHERE name = 'Winter offer'`);
+    const campaign = await db.superQuery<{ id: string; retry_rules: { busy: { afterMinutes: number } }; dispositions: { code: string }[] }>(`SELECT id, retry_rules, dispositions FROM ringvakt.campaigns WHERE name = 'Winter offer'`);
     campaignId = campaign.rows[0]!.id;
+    expect(campaign.rows[0]!.retry_rules.busy).toEqual({ retry: true, afterMinutes: 45 });
+    expect(campaign.rows[0]!.dispositions.map((item) => item.code)).toContain('brochure');
 
     await owner.getByRole('tab', { name: 'Lists and import' }).click();
     const listForm = owner.getByRole('form', { name: 'New list' });

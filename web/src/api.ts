@@ -26,9 +26,12 @@ export class ApiProblem extends Error {
     this.requestId = body.requestId;
   }
 
-  /** The message for one form field (paths look like "body/email"). */
+  /** The message for one form field (paths look like "body/email", or "body/dispositions/2/code" inside a list). */
   fieldMessage(field: string): string | undefined {
-    return this.errors.find((problem) => problem.path === `body/${field}` || problem.path === field || problem.path.endsWith(`/${field}`))?.message;
+    const problem = this.errors.find((item) => item.path === `body/${field}` || item.path === field || item.path.startsWith(`body/${field}/`));
+    if (!problem) return undefined;
+    const inner = problem.path.slice(`body/${field}/`.length);
+    return problem.path.startsWith(`body/${field}/`) && inner ? `${inner}: ${problem.message}` : problem.message;
   }
 }
 

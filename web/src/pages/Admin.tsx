@@ -5,6 +5,7 @@ import { api, get, patch, post, put } from '../api.ts';
 import { Badge, Field, ProblemNote, Tabs, useAction, useFormat, useLoad } from '../components/ui.tsx';
 import { useSession } from '../App.tsx';
 import { navigate, usePath } from '../router.ts';
+import { CampaignForm, type CampaignSettings } from './CampaignForm.tsx';
 
 type User = { id: string; email: string; displayName: string; role: string; status: string; createdAt: string; mfa: { authenticator: boolean; passkeys: number } };
 type Campaign = { id: string; name: string; state: string; purpose: string; mode: string; jurisdiction: string | null; listIds: string[]; recordCalls: boolean };
@@ -128,34 +129,14 @@ function Users() {
 function Campaigns() {
   const { t } = useTranslation();
   const { can } = useSession();
-  const campaigns = useLoad<{ items: Campaign[] }>('/api/v1/campaigns');
+  const campaigns = useLoad<{ items: (Campaign & CampaignSettings)[] }>('/api/v1/campaigns');
   const jurisdictions = useLoad<{ items: Jurisdiction[] }>('/api/v1/jurisdictions');
-  const create = useAction(async (body: Record<string, unknown>) => {
-    await post('/api/v1/campaigns', body);
-    campaigns.reload();
-  });
+  const [editing, setEditing] = useState<CampaignSettings | undefined>();
+  const [created, setCreated] = useState(0);
   const control = useAction(async (campaign: Campaign, action: 'start' | 'pause') => {
     await post(`/api/v1/campaigns/${campaign.id}/${action}`);
     campaigns.reload();
   });
-  const submit = (event: FormEvent<HTMLFormElement>) => {
-    event.preventDefault();
-    const form = new FormData(event.currentTarget);
-    const text = (name: string) => String(form.get(name) ?? '').trim();
-    const body: Record<string, unknown> = {
-      name: text('name'),
-      purpose: text('purpose'),
-      mode: text('mode'),
-      jurisdiction: text('jurisdiction') || null,
-      callerId: text('callerId') || null,
-      script: text('script') || null,
-      maxAttempts: Number(text('maxAttempts')),
-      amd: form.get('amd') === 'on',
-      recordCalls: form.get('recordCalls') === 'on',
-    };
-    if (text('start') && text('end')) body.hours = [{ start: text('start'), end: text('end'), days: [1, 2, 3, 4, 5] }];
-    void create.run(body);
-  };
   const manage = can('campaigns:manage');
   return (
     <section className="panel">
@@ -193,6 +174,9 @@ function Campaigns() {
                       {t('admin.startCampaign')}
                     </button>
                   ) : null}
+                  <button type="button" className="small" onClick={() => setEditing(campaign)}>
+                    {t('campaign.editButton')}
+                  </button>
                 </td>
               ) : null}
             </tr>
@@ -200,71 +184,23 @@ function Campaigns() {
         </tbody>
       </table>
       {manage ? (
-        <form className="grid-form" onSubmit={submit} aria-label={t('admin.newCampaign')} noValidate>
-          <h3>{t('admin.newCampaign')}</h3>
-          <Field label={t('admin.name')} name="name" problem={create.problem}>
-            {(attributes) => <input {...attributes} required maxLength={200} />}
-          </Field>
-          <Field label={t('admin.purpose')} name="purpose" problem={create.problem}>
-            {(attributes) => (
-              <select {...attributes} defaultValue="sales">
-                {['sales', 'survey', 'service'].map((purpose) => (
-                  <option key={purpose} value={purpose}>
-                    {t(`purpose.${purpose}`)}
-                  </option>
-                ))}
-              </select>
-            )}
-          </Field>
-          <Field label={t('admin.mode')} name="mode" problem={create.problem}>
-            {(attributes) => (
-              <select {...attributes} defaultValue="progressive">
-                {['preview', 'progressive', 'predictive'].map((mode) => (
-                  <option key={mode} value={mode}>
-                    {t(`mode.${mode}`)}
-                  </option>
-                ))}
-              </select>
-            )}
-          </Field>
-          <Field label={t('admin.jurisdiction')} name="jurisdiction" problem={create.problem}>
-            {(attributes) => (
-              <select {...attributes} defaultValue="">
-                <option value="">{t('admin.noJurisdiction')}</option>
-                {(jurisdictions.data?.items ?? []).map((item) => (
-                  <option key={item.code} value={item.code}>
-                    {item.name}
-                  </option>
-                ))}
-              </select>
-            )}
-          </Field>
-          <Field label={t('admin.callerId')} name="callerId" problem={create.problem} hint="+4722123456">
-            {(attributes) => <input {...attributes} inputMode="tel" />}
-          </Field>
-          <Field label={t('admin.maxAttempts')} name="maxAttempts" problem={create.problem}>
-            {(attributes) => <input {...attributes} type="number" min={1} max={20} defaultValue={3} />}
-          </Field>
-          <Field label={t('admin.windowStart')} name="start" problem={create.problem}>
-            {(attributes) => <input {...attributes} type="time" defaultValue="09:00" />}
-          </Field>
-          <Field label={t('admin.windowEnd')} name="end" problem={create.problem}>
-            {(attributes) => <input {...attributes} type="time" defaultValue="20:00" />}
-          </Field>
-          <Field label={t('agent.script')} name="script" problem={create.problem}>
-            {(attributes) => <textarea {...attributes} rows={4} maxLength={20000} />}
-          </Field>
-          <label className="check">
-            <input type="checkbox" name="amd" defaultChecked /> {t('admin.amd')}
-          </label>
-          <label className="check">
-            <input type="checkbox" name="recordCalls" /> {t('admin.recordCalls')}
-          </label>
-          <button type="submit" className="primary" disabled={create.busy}>
-            {t('admin.createCampaign')}
-          </button>
-          <ProblemNote problem={create.problem} />
-        </form>
+        <>
+          {editing ? (
+            <button type="button" onClick={() => setEditing(undefined)}>
+              {t('admin.newCampaign')}
+            </button>
+          ) : null}
+          <CampaignForm
+            key={editing?.id ?? `new-${created}`}
+            jurisdictions={jurisdictions.data?.items ?? []}
+            editing={editing}
+            onSaved={() => {
+              campaigns.reload();
+              // A new campaign: the form empties for the next one.
+              if (!editing) setCreated((count) => count + 1);
+            }}
+          />
+        </>
       ) : null}
     </section>
   );
