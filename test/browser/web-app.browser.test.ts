@@ -62,7 +62,7 @@ type Violation = { id: string; impact: string | null; nodes: unknown[] };
 async function networkBetween(listenPort: number, serverPort: number) {
   const sockets = new Set<net.Socket>();
   let down = false;
-  const relay = net.createServer((client) => {
+  const relay = (client: net.Socket) => {
     if (down) {
       client.destroy();
       return;
@@ -74,8 +74,11 @@ async function networkBetween(listenPort: number, serverPort: number) {
       socket.on('error', () => undefined);
     }
     client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => relay.listen(listenPort, '127.0.0.1', resolve));
+  };
+  // "localhost" (a WebAuthn relying party cannot be an IP address) is 127.0.0.1 or ::1 to a browser: both loopbacks.
+  const listeners = [net.createServer(relay), net.createServer(relay)];
+  await new Promise<void>((resolve) => listeners[0]!.listen(listenPort, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => listeners[1]!.once('error', reject).listen(listenPort, '::1', resolve)).catch(() => undefined);
   return {
     drop() {
       down = true;
@@ -86,7 +89,7 @@ async function networkBetween(listenPort: number, serverPort: number) {
     },
     close() {
       for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => relay.close(() => resolve()));
+      return Promise.all(listeners.map((listener) => new Promise<void>((resolve) => (listener.listening ? listener.close(() => resolve()) : resolve())))).then(() => undefined);
     },
   };
 }
@@ -107,6 +110,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
   const contexts: BrowserContext[] = [];
   let agentSecret = '';
   let campaignId = '';
+  let ownerSecret = '';
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
@@ -127,7 +131,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
 
     const port = await freePort();
     const browserPort = await freePort();
-    origin = `http://127.0.0.1:${browserPort}`;
+    origin = `http://localhost:${browserPort}`;
     shiftMs = shiftIntoCallingHours();
     ledgerDir = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-web-'));
     const config = loadConfig({
@@ -232,7 +236,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await signIn(owner, tenant.owner.email, 'not the password at all');
     await owner.getByRole('alert').waitFor();
     await signIn(owner, tenant.owner.email, PASSWORDS.owner);
-    await enrol(owner);
+    ownerSecret = await enrol(owner);
     await owner.getByRole('navigation', { name: 'Main' }).waitFor();
 
     await owner.getByRole('link', { name: 'Administration' }).click();
@@ -465,6 +469,32 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await owner.getByRole('link', { name: 'My account' }).click();
     await owner.getByText('Where you are signed in').waitFor();
     await check(owner, 'account');
+
+    // A passkey (Chromium's virtual authenticator stands in for the device): registered here, then
+    // it signs the owner in on its own, with no password.
+    const cdp = await owner.context().newCDPSession(owner);
+    await cdp.send('WebAuthn.enable');
+    await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    });
+    await owner.getByRole('button', { name: 'Add a passkey' }).click();
+    const stepUp = owner.getByRole('dialog', { name: 'Confirm it is you' });
+    await Promise.race([stepUp.waitFor({ timeout: 5_000 }).catch(() => undefined), owner.getByRole('button', { name: 'Remove' }).waitFor({ timeout: 5_000 }).catch(() => undefined)]);
+    if (await stepUp.isVisible()) {
+      // A sensitive change long after sign-in asks for proof again, then goes on.
+      await stepUp.getByLabel('Password').fill(PASSWORDS.owner);
+      await stepUp.getByLabel('Code').fill(await totpAt(ownerSecret, Math.floor(Date.now() / 1000) + 30));
+      await stepUp.getByRole('button', { name: 'Confirm' }).click();
+    }
+    await expect.poll(() => owner.getByRole('button', { name: 'Remove' }).count(), { timeout: 15_000 }).toBe(1);
+    await owner.getByRole('button', { name: 'Sign out' }).click();
+    await owner.getByLabel('Organisation').fill(tenant.slug);
+    await owner.getByRole('button', { name: 'Sign in with a passkey' }).click();
+    await owner.getByRole('navigation', { name: 'Main' }).waitFor({ timeout: 15_000 });
+    const methods = await db.superQuery<{ methods: string[] }>(`SELECT methods FROM ringvakt.sessions WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1`, [tenant.owner.id]);
+    expect(methods.rows[0]?.methods).toContain('passkey');
+    await owner.getByRole('link', { name: 'My account' }).click();
+    await owner.getByText('Where you are signed in').waitFor();
     // Norwegian bokmål: the same page, in the other language.
     await owner.getByLabel('Language').selectOption('nb');
     await owner.getByText('Hvor du er logget inn').waitFor();
