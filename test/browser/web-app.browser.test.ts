@@ -240,6 +240,9 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await owner.getByRole('navigation', { name: 'Main' }).waitFor();
 
     await owner.getByRole('link', { name: 'Administration' }).click();
+    await owner.getByRole('cell', { name: 'Petra Personvern' }).waitFor();
+    await owner.getByRole('heading', { name: 'Roles' }).waitFor();
+    await check(owner, 'admin-users');
     await owner.getByRole('tab', { name: 'Security policy' }).click();
     await check(owner, 'admin-policy');
     // An invalid value: the field says why, from the server's problem+json.

@@ -29,7 +29,12 @@ export default function Admin() {
       <h1>{t('nav.admin')}</h1>
       <Tabs label={t('nav.admin')} tabs={TABS.map((key) => ({ key, label: t(`admin.tab.${key}`) }))} current={tab} onChange={(key) => navigate(`/admin/${key}`)} />
       <div role="tabpanel">
-        {tab === 'users' ? <Users /> : tab === 'campaigns' ? <Campaigns /> : tab === 'lists' ? <Lists /> : tab === 'suppressions' ? <Suppressions /> : <PolicyForm />}
+        {tab === 'users' ? (
+          <>
+            <Users />
+            <Roles />
+          </>
+        ) : tab === 'campaigns' ? <Campaigns /> : tab === 'lists' ? <Lists /> : tab === 'suppressions' ? <Suppressions /> : <PolicyForm />}
       </div>
     </main>
   );
@@ -120,6 +125,83 @@ function Users() {
             {t('admin.sendInvite')}
           </button>
           <ProblemNote problem={invite.problem} />
+        </form>
+      ) : null}
+    </section>
+  );
+}
+
+type Role = { id: string | null; name: string; builtIn: boolean; description: string; permissions: string[]; requiresMfa: boolean };
+
+/** Roles and what each may do; custom roles are made here from the permissions the server lists. */
+function Roles() {
+  const { t } = useTranslation();
+  const { can } = useSession();
+  const roles = useLoad<{ items: Role[]; permissions: string[] }>('/api/v1/roles');
+  const [chosen, setChosen] = useState<string[]>([]);
+  const create = useAction(async (body: Record<string, unknown>) => {
+    await post('/api/v1/roles', body);
+    setChosen([]);
+    roles.reload();
+  });
+  return (
+    <section className="panel">
+      <h2>{t('roles.title')}</h2>
+      <ProblemNote problem={roles.problem} />
+      <table>
+        <thead>
+          <tr>
+            <th scope="col">{t('roles.role')}</th>
+            <th scope="col">{t('roles.mfa')}</th>
+            <th scope="col">{t('roles.permissions')}</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(roles.data?.items ?? []).map((role) => (
+            <tr key={role.id ?? role.name}>
+              <td>
+                {role.builtIn ? t(`role.${role.name}`, { defaultValue: role.name }) : role.name} {role.builtIn ? null : <Badge tone="info">{t('roles.custom')}</Badge>}
+              </td>
+              <td>{role.requiresMfa ? t('roles.required') : t('roles.optional')}</td>
+              <td className="hint">{role.permissions.join(', ')}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {can('roles:manage') ? (
+        <form
+          className="inline-form"
+          aria-label={t('roles.new')}
+          onSubmit={(event) => {
+            event.preventDefault();
+            const form = new FormData(event.currentTarget);
+            void create.run({ name: String(form.get('name')).trim(), description: String(form.get('description') ?? ''), permissions: chosen, requiresMfa: form.get('requiresMfa') === 'on' });
+          }}
+          noValidate
+        >
+          <h3>{t('roles.new')}</h3>
+          <Field label={t('admin.name')} name="name" problem={create.problem} hint="team-lead">
+            {(attributes) => <input {...attributes} required />}
+          </Field>
+          <Field label={t('roles.description')} name="description" problem={create.problem}>
+            {(attributes) => <input {...attributes} />}
+          </Field>
+          <label className="check">
+            <input type="checkbox" name="requiresMfa" defaultChecked /> {t('roles.mfaRequired')}
+          </label>
+          <fieldset className="days">
+            <legend>{t('roles.permissions')}</legend>
+            {(roles.data?.permissions ?? []).map((permission) => (
+              <label key={permission} className="check">
+                <input type="checkbox" checked={chosen.includes(permission)} onChange={(event) => setChosen(event.target.checked ? [...chosen, permission] : chosen.filter((item) => item !== permission))} />
+                {permission}
+              </label>
+            ))}
+          </fieldset>
+          <button type="submit" className="primary" disabled={create.busy}>
+            {t('roles.create')}
+          </button>
+          <ProblemNote problem={create.problem} />
         </form>
       ) : null}
     </section>
