@@ -56,6 +56,10 @@ describe(`inbound queues (${serverLabel()} server)`, () => {
     expect((await call('POST', '/api/v1/queues', { name: 'Never', number: '+4722000005', hours: [{ start: '10:00', end: '09:00' }] })).statusCode).toBe(400);
     expect((await call('POST', '/api/v1/queues', { name: 'Lost', number: '+4722000006', overflowQueueId: '00000000-0000-4000-8000-000000000000' })).statusCode).toBe(404);
     expect((await call('POST', '/api/v1/queues', { name: 'Twin', number: '+4722000001' })).statusCode).toBe(409);
+    // Agents list the queues too (the desktop names the queue of an inbound call).
+    const listed = await app.inject({ url: '/api/v1/queues', headers: bearer(tenant.agent.token) });
+    expect(listed.statusCode).toBe(200);
+    expect((listed.json() as { items: { name: string }[] }).items.map((queue) => queue.name)).toEqual(['General', 'Night', 'Support', 'VIP']);
 
     // Agents: A speaks Norwegian, B does not; A has been idle longer.
     const tenantDb = db.handles.forTenant(tenant.tenantId);

@@ -28,6 +28,32 @@ const period = z.strictObject({ from: z.iso.datetime({ offset: true }).optional(
 
 /** Inbound queues, agents' skills, and each queue's service level. */
 export async function queuesRoutes(app: App): Promise<void> {
+  // Agents read the queues too: an inbound call on the desktop names the queue it came through.
+  app.get(
+    '/api/v1/queues',
+    {
+      config: { access: 'calls:handle' },
+      schema: { summary: 'Inbound queues', tags: ['queues'], response: { 200: z.object({ items: z.array(queueSchema) }), ...problemResponses(401, 403) } },
+    },
+    async (request) => {
+      const rows = await request.tenantDb.read((trx) =>
+        trx.selectFrom('queues').select(['id', 'name', 'number', 'skills', 'priority', 'service_level_seconds', 'max_wait_seconds', 'overflow_queue_id']).orderBy('name').execute(),
+      );
+      return {
+        items: rows.map((queue) => ({
+          id: queue.id,
+          name: queue.name,
+          number: queue.number,
+          skills: queue.skills,
+          priority: queue.priority,
+          serviceLevelSeconds: queue.service_level_seconds,
+          maxWaitSeconds: queue.max_wait_seconds,
+          overflowQueueId: queue.overflow_queue_id,
+        })),
+      };
+    },
+  );
+
   app.post(
     '/api/v1/queues',
     {

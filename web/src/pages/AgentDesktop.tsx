@@ -48,6 +48,7 @@ export function AgentDesktop() {
   const format = useFormat();
   const now = useNow();
   const campaigns = useLoad<{ items: Campaign[] }>('/api/v1/campaigns');
+  const queues = useLoad<{ items: { id: string; name: string }[] }>('/api/v1/queues');
   const [state, setState] = useState<AgentState>();
   const [call, setCall] = useState<Call | null>(null);
   const [inbound, setInbound] = useState<InboundCall | null>(null);
@@ -178,7 +179,7 @@ export function AgentDesktop() {
         <section className="panel inbound" aria-live="polite" aria-labelledby="inbound-heading">
           <h2 id="inbound-heading">{t('agent.inbound')}</h2>
           <p data-testid="inbound-call">
-            {t('agent.inboundFromQueue', { queue: inbound.queueId.slice(0, 8) })} · {t(`inboundState.${inbound.state}`)}
+            {t('agent.inboundFromQueue', { queue: queues.data?.items.find((queue) => queue.id === inbound.queueId)?.name ?? '…' })} · {t(`inboundState.${inbound.state}`)}
           </p>
         </section>
       ) : null}
