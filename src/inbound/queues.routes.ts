@@ -26,6 +26,19 @@ const queueBody = z.strictObject({
 const queueSchema = z.object({ id: z.string(), name: z.string(), number: z.string(), skills: z.array(z.string()), priority: z.number(), serviceLevelSeconds: z.number(), maxWaitSeconds: z.number(), overflowQueueId: z.string().nullable() });
 const period = z.strictObject({ from: z.iso.datetime({ offset: true }).optional(), to: z.iso.datetime({ offset: true }).optional(), format: z.enum(['json', 'csv']).default('json') });
 
+const queueColumns = ['id', 'name', 'number', 'skills', 'priority', 'service_level_seconds', 'max_wait_seconds', 'overflow_queue_id'] as const;
+type QueueRow = { id: string; name: string; number: string; skills: string[]; priority: number; service_level_seconds: number; max_wait_seconds: number; overflow_queue_id: string | null };
+const presentQueue = (queue: QueueRow) => ({
+  id: queue.id,
+  name: queue.name,
+  number: queue.number,
+  skills: queue.skills,
+  priority: queue.priority,
+  serviceLevelSeconds: queue.service_level_seconds,
+  maxWaitSeconds: queue.max_wait_seconds,
+  overflowQueueId: queue.overflow_queue_id,
+});
+
 /** Inbound queues, agents' skills, and each queue's service level. */
 export async function queuesRoutes(app: App): Promise<void> {
   // Agents read the queues too: an inbound call on the desktop names the queue it came through.
@@ -36,21 +49,8 @@ export async function queuesRoutes(app: App): Promise<void> {
       schema: { summary: 'Inbound queues', tags: ['queues'], response: { 200: z.object({ items: z.array(queueSchema) }), ...problemResponses(401, 403) } },
     },
     async (request) => {
-      const rows = await request.tenantDb.read((trx) =>
-        trx.selectFrom('queues').select(['id', 'name', 'number', 'skills', 'priority', 'service_level_seconds', 'max_wait_seconds', 'overflow_queue_id']).orderBy('name').execute(),
-      );
-      return {
-        items: rows.map((queue) => ({
-          id: queue.id,
-          name: queue.name,
-          number: queue.number,
-          skills: queue.skills,
-          priority: queue.priority,
-          serviceLevelSeconds: queue.service_level_seconds,
-          maxWaitSeconds: queue.max_wait_seconds,
-          overflowQueueId: queue.overflow_queue_id,
-        })),
-      };
+      const rows = await request.tenantDb.read((trx) => trx.selectFrom('queues').select(queueColumns).orderBy('name').execute());
+      return { items: rows.map(presentQueue) };
     },
   );
 
@@ -90,22 +90,13 @@ export async function queuesRoutes(app: App): Promise<void> {
             time_zone: body.timeZone,
           })
           .onConflict((conflict) => conflict.doNothing())
-          .returning(['id', 'name', 'number', 'skills', 'priority', 'service_level_seconds', 'max_wait_seconds', 'overflow_queue_id'])
+          .returning(queueColumns)
           .executeTakeFirst();
         if (!created) throw new AppError('conflict', 'A queue with this name or number exists.');
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'queue.create', outcome: 'success', target: { type: 'queue', id: created.id } });
         return created;
       });
-      return reply.code(201).send({
-        id: queue.id,
-        name: queue.name,
-        number: queue.number,
-        skills: queue.skills,
-        priority: queue.priority,
-        serviceLevelSeconds: queue.service_level_seconds,
-        maxWaitSeconds: queue.max_wait_seconds,
-        overflowQueueId: queue.overflow_queue_id,
-      });
+      return reply.code(201).send(presentQueue(queue));
     },
   );
 

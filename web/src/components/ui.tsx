@@ -111,6 +111,21 @@ export function Tabs<K extends string>(props: { tabs: { key: K; label: string }[
   );
 }
 
+/** A table's header row: one column header per cell. */
+export function Head({ cells }: { cells: ReactNode[] }) {
+  return (
+    <thead>
+      <tr>
+        {cells.map((cell, index) => (
+          <th key={index} scope="col">
+            {cell}
+          </th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
+
 export function Badge({ tone, children }: { tone: 'ok' | 'warn' | 'bad' | 'info' | 'muted'; children: ReactNode }) {
   return <span className={`badge badge-${tone}`}>{children}</span>;
 }

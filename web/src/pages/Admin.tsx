@@ -2,7 +2,7 @@ import { useEffect, useState, type FormEvent } from 'react';
 import { useTranslation } from 'react-i18next';
 import Papa from 'papaparse';
 import { api, get, patch, post, put } from '../api.ts';
-import { Badge, Field, ProblemNote, Tabs, useAction, useFormat, useLoad } from '../components/ui.tsx';
+import { Badge, Field, Head, ProblemNote, Tabs, useAction, useFormat, useLoad } from '../components/ui.tsx';
 import { useSession } from '../App.tsx';
 import { navigate, usePath } from '../router.ts';
 import { CampaignForm, type CampaignSettings } from './CampaignForm.tsx';
@@ -149,13 +149,7 @@ function Roles() {
       <h2>{t('roles.title')}</h2>
       <ProblemNote problem={roles.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('roles.role')}</th>
-            <th scope="col">{t('roles.mfa')}</th>
-            <th scope="col">{t('roles.permissions')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('roles.role'), t('roles.mfa'), t('roles.permissions')]} />
         <tbody>
           {(roles.data?.items ?? []).map((role) => (
             <tr key={role.id ?? role.name}>
@@ -372,14 +366,7 @@ function Lists() {
       <h2>{t('admin.lists')}</h2>
       <ProblemNote problem={lists.problem ?? assign.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('admin.name')}</th>
-            <th scope="col">{t('admin.region')}</th>
-            <th scope="col">{t('admin.members')}</th>
-            <th scope="col">{t('agent.campaign')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('admin.name'), t('admin.region'), t('admin.members'), t('agent.campaign')]} />
         <tbody>
           {(lists.data?.items ?? []).map((list) => (
             <tr key={list.id}>
@@ -457,12 +444,7 @@ function Lists() {
             {headers.length > 0 ? (
               <table className="mapping">
                 <caption>{t('import.mapping')}</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">{t('import.column')}</th>
-                    <th scope="col">{t('import.holds')}</th>
-                  </tr>
-                </thead>
+                <Head cells={[t('import.column'), t('import.holds')]} />
                 <tbody>
                   {headers.map((header, index) => (
                     <tr key={`${header}-${index}`}>
@@ -531,14 +513,7 @@ function Suppressions() {
       <h2>{t('admin.suppressions')}</h2>
       <ProblemNote problem={list.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('suppression.value')}</th>
-            <th scope="col">{t('suppression.scope')}</th>
-            <th scope="col">{t('suppression.reason')}</th>
-            <th scope="col">{t('common.when')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('suppression.value'), t('suppression.scope'), t('suppression.reason'), t('common.when')]} />
         <tbody>
           {(list.data?.items ?? []).map((item) => (
             <tr key={item.id}>
@@ -582,13 +557,7 @@ function Suppressions() {
       </form>
       <h3>{t('suppression.registries')}</h3>
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('suppression.registry')}</th>
-            <th scope="col">{t('suppression.entries')}</th>
-            <th scope="col">{t('suppression.imported')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('suppression.registry'), t('suppression.entries'), t('suppression.imported')]} />
         <tbody>
           {(registries.data?.items ?? []).map((registry) => (
             <tr key={registry.id}>

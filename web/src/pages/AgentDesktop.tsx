@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { ApiProblem, get, post, put } from '../api.ts';
-import { Badge, Field, ProblemNote, useAction, useFormat, useLoad, useNow } from '../components/ui.tsx';
+import { Badge, Field, Head, ProblemNote, useAction, useFormat, useLoad, useNow } from '../components/ui.tsx';
 import { connectRealtime, type RealtimeEvent } from '../realtime.ts';
 import { useSession } from '../App.tsx';
 
@@ -331,14 +331,7 @@ function CallPanel({ call, canReveal, onFiled }: { call: Call; canReveal: boolea
         <p className="hint">{t('agent.noHistory')}</p>
       ) : (
         <table>
-          <thead>
-            <tr>
-              <th scope="col">{t('common.when')}</th>
-              <th scope="col">{t('agent.outcome')}</th>
-              <th scope="col">{t('agent.disposition')}</th>
-              <th scope="col">{t('agent.notes')}</th>
-            </tr>
-          </thead>
+          <Head cells={[t('common.when'), t('agent.outcome'), t('agent.disposition'), t('agent.notes')]} />
           <tbody>
             {call.history.map((item) => (
               <tr key={item.attemptId}>

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { useTranslation } from 'react-i18next';
 import { patch, post } from '../api.ts';
-import { Field, ProblemNote, useAction } from '../components/ui.tsx';
+import { Field, Head, ProblemNote, useAction } from '../components/ui.tsx';
 
 export type Disposition = { code: string; label: string; kind: string };
 type RetryRule = { retry: boolean; afterMinutes: number };
@@ -171,13 +171,7 @@ export function CampaignForm({ jurisdictions, editing, onSaved }: { jurisdiction
       <fieldset className="wide">
         <legend>{t('campaign.retries')}</legend>
         <table>
-          <thead>
-            <tr>
-              <th scope="col">{t('campaign.outcome')}</th>
-              <th scope="col">{t('campaign.retry')}</th>
-              <th scope="col">{t('campaign.afterMinutes')}</th>
-            </tr>
-          </thead>
+          <Head cells={[t('campaign.outcome'), t('campaign.retry'), t('campaign.afterMinutes')]} />
           <tbody>
             {OUTCOMES.map((outcome) => (
               <tr key={outcome}>
@@ -202,14 +196,7 @@ export function CampaignForm({ jurisdictions, editing, onSaved }: { jurisdiction
       <fieldset className="wide">
         <legend>{t('campaign.dispositions')}</legend>
         <table>
-          <thead>
-            <tr>
-              <th scope="col">{t('campaign.code')}</th>
-              <th scope="col">{t('campaign.label')}</th>
-              <th scope="col">{t('campaign.kind')}</th>
-              <th scope="col">{t('common.actions')}</th>
-            </tr>
-          </thead>
+          <Head cells={[t('campaign.code'), t('campaign.label'), t('campaign.kind'), t('common.actions')]} />
           <tbody>
             {dispositions.map((item, index) => (
               <tr key={index}>

@@ -1,7 +1,7 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { useTranslation } from 'react-i18next';
 import { fetchFile, get, post, put } from '../api.ts';
-import { Badge, Field, ProblemNote, Tabs, useAction, useFormat, useLoad, useNow } from '../components/ui.tsx';
+import { Badge, Field, Head, ProblemNote, Tabs, useAction, useFormat, useLoad, useNow } from '../components/ui.tsx';
 import { navigate, usePath } from '../router.ts';
 
 type Request = { id: string; reference: string; kind: string; status: string; channel: string; receivedAt: string; dueAt: string; overdue: boolean; daysLeft: number; verifiedAt?: string | null; subjectsFound?: number; outcome?: string | null };
@@ -54,16 +54,7 @@ function Requests() {
       <h2>{t('privacy.requests')}</h2>
       <ProblemNote problem={list.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('privacy.reference')}</th>
-            <th scope="col">{t('privacy.kind')}</th>
-            <th scope="col">{t('admin.status')}</th>
-            <th scope="col">{t('privacy.received')}</th>
-            <th scope="col">{t('privacy.due')}</th>
-            <th scope="col">{t('common.actions')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('privacy.reference'), t('privacy.kind'), t('admin.status'), t('privacy.received'), t('privacy.due'), t('common.actions')]} />
         <tbody>
           {(list.data?.items ?? []).map((request) => (
             <tr key={request.id}>
@@ -271,14 +262,7 @@ function Retention() {
       <h2>{t('privacy.retention')}</h2>
       <ProblemNote problem={policies.problem ?? save.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('privacy.category')}</th>
-            <th scope="col">{t('privacy.retainDays')}</th>
-            <th scope="col">{t('privacy.action')}</th>
-            <th scope="col">{t('common.actions')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('privacy.category'), t('privacy.retainDays'), t('privacy.action'), t('common.actions')]} />
         <tbody>
           {CATEGORIES.map((category) => {
             const policy = byCategory.get(category);
@@ -375,14 +359,7 @@ function Processors() {
       <h2>{t('privacy.processors')}</h2>
       <ProblemNote problem={list.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('admin.name')}</th>
-            <th scope="col">{t('privacy.service')}</th>
-            <th scope="col">{t('privacy.location')}</th>
-            <th scope="col">{t('privacy.dpaExpires')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('admin.name'), t('privacy.service'), t('privacy.location'), t('privacy.dpaExpires')]} />
         <tbody>
           {(list.data?.items ?? []).map((processor) => (
             <tr key={processor.id}>
@@ -436,14 +413,7 @@ function Breaches() {
       <h2>{t('privacy.breaches')}</h2>
       <ProblemNote problem={list.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('privacy.reference')}</th>
-            <th scope="col">{t('privacy.title')}</th>
-            <th scope="col">{t('admin.status')}</th>
-            <th scope="col">{t('privacy.authorityDue')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('privacy.reference'), t('privacy.title'), t('admin.status'), t('privacy.authorityDue')]} />
         <tbody>
           {(list.data?.items ?? []).map((breach) => {
             const msLeft = Date.parse(breach.authorityDueAt) - now;

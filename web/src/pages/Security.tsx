@@ -3,7 +3,7 @@ import { useTranslation } from 'react-i18next';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { del, post, query } from '../api.ts';
-import { Badge, Field, ProblemNote, Tabs, useAction, useFormat, useLoad } from '../components/ui.tsx';
+import { Badge, Field, Head, ProblemNote, Tabs, useAction, useFormat, useLoad } from '../components/ui.tsx';
 import { useSession } from '../App.tsx';
 import { navigate, usePath } from '../router.ts';
 
@@ -87,16 +87,7 @@ function AuditLog() {
       </form>
       <ProblemNote problem={events.problem} />
       <table data-testid="audit-table">
-        <thead>
-          <tr>
-            <th scope="col">{t('common.when')}</th>
-            <th scope="col">{t('security.action')}</th>
-            <th scope="col">{t('security.outcome')}</th>
-            <th scope="col">{t('security.actor')}</th>
-            <th scope="col">{t('security.target')}</th>
-            <th scope="col">{t('security.leaf')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('common.when'), t('security.action'), t('security.outcome'), t('security.actor'), t('security.target'), t('security.leaf')]} />
         <tbody>
           {(events.data?.items ?? []).map((event) => (
             <tr key={event.id}>
@@ -297,15 +288,7 @@ function Tokens() {
       <h2>{t('security.tokens')}</h2>
       <ProblemNote problem={tokens.problem ?? revoke.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('admin.name')}</th>
-            <th scope="col">{t('security.scopes')}</th>
-            <th scope="col">{t('security.expires')}</th>
-            <th scope="col">{t('security.lastUsed')}</th>
-            <th scope="col">{t('common.actions')}</th>
-          </tr>
-        </thead>
+        <Head cells={[t('admin.name'), t('security.scopes'), t('security.expires'), t('security.lastUsed'), t('common.actions')]} />
         <tbody>
           {(tokens.data?.items ?? []).map((token) => (
             <tr key={token.id}>

@@ -3,7 +3,7 @@ import { useTranslation } from 'react-i18next';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { get } from '../api.ts';
-import { Badge, useFormat, useNow } from '../components/ui.tsx';
+import { Badge, Head, useFormat, useNow } from '../components/ui.tsx';
 import { connectRealtime } from '../realtime.ts';
 
 type Agent = { userId: string; state: string; reason: string | null; campaignId: string | null; since: string };
@@ -130,14 +130,7 @@ export default function Wallboard() {
         <section className="panel" aria-labelledby="agents-heading">
           <h2 id="agents-heading">{t('wall.agents')}</h2>
           <table data-testid="agents-table">
-            <thead>
-              <tr>
-                <th scope="col">{t('wall.agent')}</th>
-                <th scope="col">{t('wall.state')}</th>
-                <th scope="col">{t('wall.since')}</th>
-                <th scope="col">{t('agent.campaign')}</th>
-              </tr>
-            </thead>
+            <Head cells={[t('wall.agent'), t('wall.state'), t('wall.since'), t('agent.campaign')]} />
             <tbody>
               {agentList.map((agent) => (
                 <tr key={agent.userId}>
@@ -160,14 +153,7 @@ export default function Wallboard() {
             <p className="hint">{t('wall.noQueues')}</p>
           ) : (
             <table>
-              <thead>
-                <tr>
-                  <th scope="col">{t('wall.queue')}</th>
-                  <th scope="col">{t('wall.waiting')}</th>
-                  <th scope="col">{t('wall.connected')}</th>
-                  <th scope="col">{t('wall.longestWait')}</th>
-                </tr>
-              </thead>
+              <Head cells={[t('wall.queue'), t('wall.waiting'), t('wall.connected'), t('wall.longestWait')]} />
               <tbody>
                 {floor.queues.map((queue) => (
                   <tr key={queue.id}>
