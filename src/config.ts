@@ -221,8 +221,10 @@ export type Config = {
   /**
    * How far the simulated telephony's clock runs from the wall clock. Calls obey calling hours in
    * the callee's time zone: a demonstration or a browser test at night shifts the simulator into
-   * the working day. Only the simulator's clock moves; sessions, audit and everything else keep
-   * real time.
+   * the working day. The dialer runs on the telephony clock, so the times it writes (attempts,
+   * agent states, recordings, pacing, calling-window checks) are shifted too; sessions, the audit
+   * ledger's own times and every other part keep real time. Never set it in production: the
+   * product's telephony is the simulator only until a real provider is configured.
    */
   simulatorShiftMs: number;
   auditWitnesses: {

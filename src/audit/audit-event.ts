@@ -18,6 +18,7 @@ export const auditActions = [
   'keys.rotate_tenant',
   'audit.export',
   'audit.verify',
+  'audit.search',
   'call.hangup',
   'audit.retention',
   'auth.login',

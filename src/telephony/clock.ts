@@ -17,13 +17,15 @@ export class VirtualClock {
   private waiting: (() => void) | undefined;
   /** Set while the clock follows the wall clock: virtual = wall + offset. */
   private followOffset: number | undefined;
+  /** True while runUntil runs actions: each sees exactly its own moment. */
+  private running = false;
 
   constructor(startMs = Date.UTC(2026, 0, 5, 8, 0, 0)) {
     this.current = startMs;
   }
 
   now(): number {
-    if (this.followOffset === undefined) return this.current;
+    if (this.followOffset === undefined || this.running) return this.current;
     // Following the wall clock, the time between wakes is the wall clock's: a call ended by a
     // command (an agent hanging up) gets the moment it ended, not the last timer's. Never past an
     // action still due, so actions keep their order.
@@ -55,14 +57,20 @@ export class VirtualClock {
   /** Runs every action due up to and including `untilMs`, then stands at `untilMs`. Returns how many ran. */
   runUntil(untilMs: number): number {
     let ran = 0;
-    for (;;) {
-      this.dropCancelled();
-      const next = this.heap[0];
-      if (!next || next.at > untilMs) break;
-      this.pop();
-      this.current = next.at;
-      next.action();
-      ran += 1;
+    const outer = this.running;
+    this.running = true;
+    try {
+      for (;;) {
+        this.dropCancelled();
+        const next = this.heap[0];
+        if (!next || next.at > untilMs) break;
+        this.pop();
+        this.current = next.at;
+        next.action();
+        ran += 1;
+      }
+    } finally {
+      this.running = outer;
     }
     this.current = Math.max(this.current, untilMs);
     return ran;

@@ -95,7 +95,7 @@ async function networkBetween(listenPort: number, serverPort: number) {
 }
 
 describe(`the web application in Chromium (${serverLabel()} server)`, () => {
-  const capture = capturingLogger('warn');
+  const capture = capturingLogger('info');
   let db: TestDatabase;
   let tenant: SeededTenant;
   let server: RunningServer;
@@ -181,6 +181,8 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
       if (/Content Security Policy|Refused to/i.test(message.text())) cspViolations.push(message.text());
     });
     page.on('dialog', (dialog) => void dialog.accept());
+    // The browser's own report of anything the CSP refused, besides its console messages.
+    await page.addInitScript(`document.addEventListener('securitypolicyviolation', (event) => (window.__csp ||= []).push(event.violatedDirective + ' ' + event.blockedURI))`);
     return page;
   }
 
@@ -194,6 +196,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     const serious = violations.filter((violation) => violation.impact === 'serious' || violation.impact === 'critical');
     expect(serious, `${name}: ${JSON.stringify(serious)}`).toEqual([]);
     pagesChecked.add(name);
+    cspViolations.push(...((await page.evaluate('window.__csp ?? []')) as string[]));
     await page.screenshot({ path: path.join(SHOTS, `${serverLabel()}-${name}.png`), fullPage: true });
   }
 

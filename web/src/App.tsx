@@ -37,7 +37,9 @@ export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [tenant, setTenant] = useState<{ slug: string; name: string }>({ slug: '', name: '' });
   const [recovering, setRecovering] = useState<'signin' | 'stepup' | null>(null);
-  const pending = useRef<{ resolve: () => void; reject: (error: unknown) => void } | null>(null);
+  // One recovery at a time, shared: every request that failed meanwhile waits for the same answer.
+  const pending = useRef<{ promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | null>(null);
+  const signedInAs = useRef<string | null>(null);
 
   const loadSession = useCallback(async () => {
     try {
@@ -47,6 +49,12 @@ export function App() {
         setSession(null);
         return;
       }
+      // Someone else signed in over the dialog: nothing of the previous person's page may stay.
+      if (signedInAs.current !== null && signedInAs.current !== current.userId) {
+        location.reload();
+        return;
+      }
+      signedInAs.current = current.userId;
       setSession(current);
       const info = await get<{ slug: string; name: string }>('/api/v1/tenant');
       setTenant(info);
@@ -59,17 +67,30 @@ export function App() {
   useEffect(() => {
     void loadSession();
     // Ask the person, keep the page (and whatever they typed) as it is, and carry on after.
-    setRecovery({
-      signInAgain: () => new Promise<void>((resolve, reject) => ((pending.current = { resolve, reject }), setRecovering('signin'))),
-      stepUp: () => new Promise<void>((resolve, reject) => ((pending.current = { resolve, reject }), setRecovering('stepup'))),
-    });
+    const ask = (kind: 'signin' | 'stepup') => {
+      if (pending.current) return pending.current.promise;
+      const handlers: { resolve: () => void; reject: (error: unknown) => void } = { resolve: () => undefined, reject: () => undefined };
+      const promise = new Promise<void>((resolve, reject) => {
+        handlers.resolve = resolve;
+        handlers.reject = reject;
+      });
+      pending.current = { promise, ...handlers };
+      setRecovering(kind);
+      return promise;
+    };
+    setRecovery({ signInAgain: () => ask('signin'), stepUp: () => ask('stepup') });
   }, [loadSession]);
 
   const finishRecovery = (ok: boolean) => {
-    setRecovering(null);
-    if (ok) pending.current?.resolve();
-    else pending.current?.reject(new ApiProblem(401, { code: 'unauthenticated' }));
+    const waiting = pending.current;
     pending.current = null;
+    setRecovering(null);
+    if (!ok) {
+      waiting?.reject(new ApiProblem(401, { code: 'unauthenticated' }));
+      return;
+    }
+    // Who is signed in now (and their permissions) comes from the server before anything goes on.
+    void loadSession().then(() => waiting?.resolve(), (error: unknown) => waiting?.reject(error));
   };
 
   if (path === '/setup') return <Shell>{<SetupPage onDone={() => navigate('/signin')} />}</Shell>;
@@ -98,6 +119,7 @@ export function App() {
   const signOut = async () => {
     await post('/api/v1/auth/logout').catch(() => undefined);
     setCsrfToken('');
+    signedInAs.current = null;
     setSession(null);
     navigate('/signin');
   };

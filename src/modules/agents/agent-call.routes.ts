@@ -22,6 +22,8 @@ const callSchema = z.object({
   connectedAt: z.string().nullable(),
   endedAt: z.string().nullable(),
   recording: z.boolean(),
+  /** The recording's state while the call is on the line: the desktop's pause button starts from it. */
+  recordingState: z.enum(['recording', 'paused']).nullable(),
   campaign: z.object({
     id: z.string(),
     name: z.string(),
@@ -53,7 +55,9 @@ export async function agentCallRoutes(app: App, crypto: ContactsCrypto): Promise
     async (request) =>
       request.tenantDb.transaction(async (trx) => {
         const userId = principalOf(request).userId;
-        const agent = await trx.selectFrom('agent_states').select(['attempt_id']).where('user_id', '=', userId).executeTakeFirst();
+        const agent = await trx.selectFrom('agent_states').select(['attempt_id', 'inbound_call_id']).where('user_id', '=', userId).executeTakeFirst();
+        // On an inbound call: that is the call in hand (the desktop shows it from the realtime feed).
+        if (agent?.inbound_call_id) return { call: null };
         let attempt = agent?.attempt_id
           ? await trx.selectFrom('dial_attempts').selectAll().where('id', '=', agent.attempt_id).where('agent_id', '=', userId).executeTakeFirst()
           : undefined;
@@ -100,6 +104,7 @@ export async function agentCallRoutes(app: App, crypto: ContactsCrypto): Promise
             connectedAt: attempt.answered_at?.toISOString() ?? null,
             endedAt: attempt.ended_at?.toISOString() ?? null,
             recording: recording !== undefined && attempt.state === 'connected',
+            recordingState: attempt.state === 'connected' && (recording?.state === 'recording' || recording?.state === 'paused') ? recording.state : null,
             campaign: {
               id: campaignRow.id,
               name: campaignRow.name,

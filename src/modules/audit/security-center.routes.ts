@@ -17,7 +17,7 @@ const searchQuery = z.strictObject({
   from: z.iso.datetime({ offset: true }).optional(),
   to: z.iso.datetime({ offset: true }).optional(),
   /** Keyset pagination: events older than this id (the last one of the previous page). */
-  before: z.string().regex(/^\d{1,19}$/).optional(),
+  before: z.string().regex(/^\d{1,18}$/, 'an event id from a previous page').optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
 });
 
@@ -43,7 +43,7 @@ const HOUR_MS = 3_600_000;
  * no personal data by construction (audit-event.ts), so they are shown as stored.
  */
 export async function securityCenterRoutes(app: App, options: { systemDb: SystemDb }): Promise<void> {
-  /** Tenants whose ledger is being verified right now: one run per tenant at a time (a full recompute is heavy). */
+  /** Tenants whose ledger this process is verifying now: one run per tenant per process at a time (a full recompute is heavy). */
   const verifying = new Set<string>();
 
   app.get(
@@ -73,6 +73,13 @@ export async function securityCenterRoutes(app: App, options: { systemDb: System
         if (before !== undefined) query = query.where(sql<boolean>`id < ${before}::bigint`);
         const rows = await query.execute();
         const page = rows.slice(0, limit);
+        // Reading the log is itself on the record (the rows carry actor ids and addresses).
+        await recordAuditEvent(trx, {
+          ...requestAudit(request),
+          action: 'audit.search',
+          outcome: 'success',
+          details: { action: action ?? null, outcome: outcome ?? null, actorId: actorId ?? null, from: from ?? null, to: to ?? null, returned: page.length },
+        });
         return {
           items: page.map((row) => ({
             id: String(row.id),
@@ -112,7 +119,8 @@ export async function securityCenterRoutes(app: App, options: { systemDb: System
         trx
           .selectFrom('audit_events')
           .select([
-            sql<Date>`date_trunc('hour', occurred_at)`.as('hour'),
+            // Hours of UTC, whatever the session's time zone (a half-hour zone would misalign date_trunc).
+            sql<Date>`date_bin('1 hour', occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')`.as('hour'),
             sql<number>`count(*) FILTER (WHERE action IN ('auth.login', 'auth.mfa_verify', 'auth.reauthenticate') AND outcome <> 'success')::int`.as('failed'),
             sql<number>`count(*) FILTER (WHERE action = 'auth.lockout')::int`.as('lockouts'),
           ])

@@ -16,6 +16,7 @@ type Call = {
   connectedAt: string | null;
   endedAt: string | null;
   recording: boolean;
+  recordingState: 'recording' | 'paused' | null;
   campaign: { id: string; name: string; mode: string; script: string | null; dispositions: Disposition[] };
   contact: { id: string; name: string | null; phones: { kind: string; masked: string }[]; status: string };
   history: { attemptId: string; at: string; outcome: string | null; disposition: string | null; notes: string | null }[];
@@ -30,8 +31,24 @@ export const PAUSE_REASONS = ['break', 'lunch', 'training', 'meeting', 'coaching
  */
 const recordLatency = (kind: 'callEventLatencyMs' | 'contactDetailsLatencyMs', at: string) => {
   const metrics = ((window as unknown as { ringvaktMetrics?: Record<string, number[]> }).ringvaktMetrics ??= {});
-  (metrics[kind] ??= []).push(Date.now() - Date.parse(at));
+  const values = (metrics[kind] ??= []);
+  values.push(Date.now() - Date.parse(at));
+  if (values.length > 500) values.shift();
 };
+
+/**
+ * The calls on screen, given the call the server now says is in hand: that one (new or updated),
+ * plus every earlier call still waiting for its outcome — a call whose wrap-up ran out before it
+ * was filed stays, with the notes typed into it, until it is filed.
+ */
+function withCallInHand(shown: Call[], next: Call | null): Call[] {
+  const kept = shown
+    .filter((call) => call.attemptId !== next?.attemptId)
+    // A call the server no longer names as in hand has ended, whatever the last event said.
+    .map((call) => (call.state === 'ended' ? call : { ...call, state: 'ended' }))
+    .filter((call) => call.disposition === null);
+  return next ? [...kept, next] : kept;
+}
 
 /** A call the feed announced, shown at once; its details (contact, script) follow from the API. */
 type Announced = { attemptId: string; state: string; at: string };
@@ -50,7 +67,8 @@ export function AgentDesktop() {
   const campaigns = useLoad<{ items: Campaign[] }>('/api/v1/campaigns');
   const queues = useLoad<{ items: { id: string; name: string }[] }>('/api/v1/queues');
   const [state, setState] = useState<AgentState>();
-  const [call, setCall] = useState<Call | null>(null);
+  const [shown, setShown] = useState<Call[]>([]);
+  const callRequest = useRef(0);
   const [inbound, setInbound] = useState<InboundCall | null>(null);
   const [link, setLink] = useState<'connecting' | 'open' | 'closed'>('connecting');
   const [campaignId, setCampaignId] = useState('');
@@ -59,19 +77,31 @@ export function AgentDesktop() {
   // Confirmation of the last outcome filed: kept here, since the next call may replace the call panel at once.
   const [lastFiled, setLastFiled] = useState<{ contact: string; disposition: string } | null>(null);
   const [announced, setAnnounced] = useState<Announced | null>(null);
-  const shown = useRef<{ event: Announced | null; details: Announced | null }>({ event: null, details: null });
+  const shownEvent = useRef<{ event: Announced | null; details: Announced | null }>({ event: null, details: null });
+
+  /** The call in hand from the server; an answer overtaken by a later request is dropped. */
+  const loadCall = useCallback(async () => {
+    const ticket = ++callRequest.current;
+    try {
+      const answer = await get<{ call: Call | null }>('/api/v1/agent/call');
+      if (ticket === callRequest.current) setShown((previous) => withCallInHand(previous, answer.call));
+    } catch (error) {
+      if (error instanceof ApiProblem) setProblem(error);
+    }
+  }, []);
 
   const refresh = useCallback(async () => {
     try {
-      const [current, inHand] = await Promise.all([get<AgentState>('/api/v1/agent/state'), get<{ call: Call | null }>('/api/v1/agent/call')]);
+      const [current] = await Promise.all([get<AgentState>('/api/v1/agent/state'), loadCall()]);
       setState(current);
-      setCall(inHand.call);
+      // Whatever the feed announced before a resync is superseded by what the server says now.
+      setAnnounced(null);
       const campaign = current.campaignId;
       if (campaign) setCampaignId((selected) => selected || campaign);
     } catch (error) {
       if (error instanceof ApiProblem) setProblem(error);
     }
-  }, []);
+  }, [loadCall]);
 
   useEffect(() => {
     const connection = connectRealtime({
@@ -85,34 +115,35 @@ export function AgentDesktop() {
           }
           if (event.topic === 'call' && event.agentId === session.userId) {
             const news = { attemptId: event.attemptId, state: event.state, at: event.at };
-            shown.current = { event: news, details: news };
+            shownEvent.current = { event: news, details: news };
             // The state changes on screen now; the details (a new call's contact) come after.
             setAnnounced(news);
-            setCall((previous) => (previous && previous.attemptId === event.attemptId ? { ...previous, state: event.state } : previous));
-            void get<{ call: Call | null }>('/api/v1/agent/call').then((answer) => setCall(answer.call));
+            setShown((previous) => previous.map((call) => (call.attemptId === event.attemptId ? { ...call, state: event.state } : call)));
+            void loadCall();
           }
           if (event.topic === 'inbound.call' && event.agentId === session.userId) {
-            shown.current = { event: { attemptId: event.callId, state: event.state, at: event.at }, details: null };
+            shownEvent.current = { event: { attemptId: event.callId, state: event.state, at: event.at }, details: null };
             setInbound(event.state === 'ended' ? null : { callId: event.callId, queueId: event.queueId, state: event.state, at: event.at });
           }
         }
       },
     });
     return () => connection.close();
-  }, [refresh, session.userId]);
+  }, [refresh, loadCall, session.userId]);
 
+  const calls = shown;
   // The moments the screen shows what the event announced: its state, then the contact's details.
   useEffect(() => {
-    const { event, details } = shown.current;
+    const { event, details } = shownEvent.current;
     if (event && ((announced?.attemptId === event.attemptId && announced.state === event.state) || inbound?.callId === event.attemptId)) {
       recordLatency('callEventLatencyMs', event.at);
-      shown.current.event = null;
+      shownEvent.current.event = null;
     }
-    if (details && call?.attemptId === details.attemptId && call.state === details.state) {
+    if (details && calls.some((call) => call.attemptId === details.attemptId && call.state === details.state)) {
       recordLatency('contactDetailsLatencyMs', details.at);
-      shown.current.details = null;
+      shownEvent.current.details = null;
     }
-  }, [announced, call, inbound]);
+  }, [announced, calls, inbound]);
 
   const change = useAction(async (body: { state: 'available' | 'paused' | 'offline'; campaignId?: string; reason?: string }) => {
     setState(await put<AgentState>('/api/v1/agent/state', body));
@@ -189,24 +220,27 @@ export function AgentDesktop() {
           {t('agent.filedFor', lastFiled)}
         </p>
       ) : null}
-      {announced && announced.state !== 'ended' && call?.attemptId !== announced.attemptId ? (
+      {announced && announced.state !== 'ended' && !calls.some((call) => call.attemptId === announced.attemptId) ? (
         <section className="panel call" aria-live="polite" aria-labelledby="announced-heading">
           <h2 id="announced-heading">
             {t('agent.call')} · <span data-testid="call-state">{t('agent.callConnected')}</span>
           </h2>
           <p className="hint">{t('common.loading')}</p>
         </section>
-      ) : call ? (
+      ) : null}
+      {calls.map((call) => (
         <CallPanel
           key={call.attemptId}
           call={call}
           canReveal={can('contacts:reveal')}
           onFiled={(disposition) => {
             setLastFiled({ contact: call.contact.name ?? t('common.unnamed'), disposition });
+            setShown((previous) => previous.filter((item) => item.attemptId !== call.attemptId));
             void refresh();
           }}
         />
-      ) : (
+      ))}
+      {calls.length > 0 || (announced && announced.state !== 'ended') ? null : (
         <section className="panel waiting" aria-live="polite">
           <p>{state?.state === 'available' ? t('agent.waiting') : t('agent.notAvailable')}</p>
         </section>
@@ -230,7 +264,7 @@ function CallPanel({ call, canReveal, onFiled }: { call: Call; canReveal: boolea
   const [notes, setNotes] = useState('');
   const [callbackAt, setCallbackAt] = useState('');
   const [revealed, setRevealed] = useState<string[] | null>(null);
-  const [recordingPaused, setRecordingPaused] = useState(false);
+  const [recordingPaused, setRecordingPaused] = useState(call.recordingState === 'paused');
   const [filed, setFiled] = useState<string | null>(call.disposition);
 
   const file = useAction(async (disposition: Disposition) => {

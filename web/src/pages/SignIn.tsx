@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { useTranslation } from 'react-i18next';
 import { startAuthentication } from '@simplewebauthn/browser';
-import { ApiProblem, api, post, setCsrfToken } from '../api.ts';
+import { ApiProblem, api, setCsrfToken } from '../api.ts';
 import { Field, ProblemNote } from '../components/ui.tsx';
 
 type Stage = 'mfa' | 'mfa_enrollment' | 'active';
@@ -105,7 +105,7 @@ function SecondFactor({ onAnswer, attempt, problem, busy }: StepProps & { onAnsw
   };
   const passkey = () =>
     attempt(async () => {
-      const options = await post<Record<string, unknown>>('/api/v1/auth/mfa/passkey-options');
+      const options = await api<Record<string, unknown>>('POST', '/api/v1/auth/mfa/passkey-options', { noRecovery: true });
       const response = await startAuthentication({ optionsJSON: options as never });
       onAnswer(await api<Answer>('POST', '/api/v1/auth/mfa/passkey', { body: { response }, noRecovery: true }));
     });
@@ -136,7 +136,7 @@ export function Enrolment({ onDone, attempt, problem, busy }: StepProps & { onDo
   const { t } = useTranslation();
   const [secret, setSecret] = useState<{ secret: string; qrSvg: string }>();
   const [codes, setCodes] = useState<string[]>();
-  const start = () => attempt(async () => setSecret(await post<{ secret: string; qrSvg: string }>('/api/v1/auth/mfa/totp/enrollment')));
+  const start = () => attempt(async () => setSecret(await api<{ secret: string; qrSvg: string }>('POST', '/api/v1/auth/mfa/totp/enrollment', { noRecovery: true })));
   const confirm = (event: FormEvent<HTMLFormElement>) => {
     event.preventDefault();
     const code = String(new FormData(event.currentTarget).get('code')).replace(/\s+/g, '');

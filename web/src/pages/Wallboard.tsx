@@ -32,7 +32,14 @@ export default function Wallboard() {
   const [pacing, setPacing] = useState(new Map<string, Pacing>());
   const [reports, setReports] = useState(new Map<string, Report>());
   const [link, setLink] = useState<'connecting' | 'open' | 'closed'>('connecting');
-  const live = useRef(new Map<string, string>()); // attemptId → state, from the feed, between resyncs
+  // Calls in progress are counted by the server: a burst of call events asks for the floor once.
+  const floorTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const refetchFloor = useCallback(() => {
+    floorTimer.current ??= setTimeout(() => {
+      floorTimer.current = undefined;
+      void get<Floor>('/api/v1/floor').then(setFloor, () => undefined);
+    }, 250);
+  }, []);
 
   const resync = useCallback(async () => {
     const [agentList, users, campaignList, floorNow] = await Promise.all([
@@ -45,7 +52,6 @@ export default function Wallboard() {
     setNames(new Map(users.items.map((user) => [user.id, user.displayName])));
     setCampaigns(campaignList.items);
     setFloor(floorNow);
-    live.current.clear();
     const active = campaignList.items.filter((campaign) => campaign.state === 'active');
     const decisions = await Promise.all(active.map((campaign) => get<Pacing>(`/api/v1/campaigns/${campaign.id}/pacing`).then((value) => [campaign.id, value] as const).catch(() => null)));
     setPacing(new Map(decisions.filter((entry) => entry !== null)));
@@ -76,32 +82,14 @@ export default function Wallboard() {
             setPacing((previous) => new Map(previous).set(event.campaignId, { lines: event.lines, explanation: event.explanation, decidedAt: event.at }));
           } else if (event.topic === 'campaign.state') {
             setCampaigns((previous) => previous.map((campaign) => (campaign.id === event.campaignId ? { ...campaign, state: event.state } : campaign)));
-          } else if (event.topic === 'call') {
-            const before = live.current.get(event.attemptId);
-            const counts = (state: string | undefined) => ({ dialing: state === 'dialing' || state === 'answered' ? 1 : 0, connected: state === 'connected' ? 1 : 0 });
-            const was = counts(before);
-            const is = counts(event.state);
-            if (event.state === 'ended' || event.state === 'skipped') live.current.delete(event.attemptId);
-            else live.current.set(event.attemptId, event.state);
-            setFloor((previous) => {
-              const rows = previous.campaigns.some((row) => row.campaignId === event.campaignId) ? previous.campaigns : [...previous.campaigns, { campaignId: event.campaignId, dialing: 0, connected: 0 }];
-              return {
-                ...previous,
-                campaigns: rows.map((row) =>
-                  row.campaignId === event.campaignId
-                    ? { ...row, dialing: Math.max(0, row.dialing + is.dialing - (before === undefined ? 0 : was.dialing)), connected: Math.max(0, row.connected + is.connected - (before === undefined ? 0 : was.connected)) }
-                    : row,
-                ),
-              };
-            });
-          } else if (event.topic === 'inbound.call') {
-            void get<Floor>('/api/v1/floor').then(setFloor);
+          } else if (event.topic === 'call' || event.topic === 'inbound.call') {
+            refetchFloor();
           }
         }
       },
     });
     return () => connection.close();
-  }, [resync]);
+  }, [resync, refetchFloor]);
 
   const agentList = [...agents.values()].filter((agent) => agent.state !== 'offline').sort((a, b) => (names.get(a.userId) ?? '').localeCompare(names.get(b.userId) ?? ''));
   const byState = (state: string) => agentList.filter((agent) => agent.state === state).length;
