@@ -368,7 +368,11 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
         expect(await agent.getByTestId('call-state').count()).toBe(0);
         network!.restore();
       }
-      await expect.poll(() => agent.getByTestId('call-state').textContent().catch(() => null), { timeout: 120_000, interval: 250 }).toBe('Connected');
+      const offlineRound = round === ROUNDS - 1;
+      // (The call missed while offline may have ended on its own by the time the desktop is back.)
+      await expect
+        .poll(() => agent.getByTestId('call-state').textContent().catch(() => null), { timeout: 120_000, interval: 250 })
+        .toMatch(offlineRound ? /^(Connected|Ended)/ : /^Connected$/);
       await agent.getByTestId('contact-name').waitFor({ timeout: 10_000 });
       const name = (await agent.getByTestId('contact-name').textContent()) ?? '';
       expect(CONTACTS.map(([contact]) => contact)).toContain(name);
@@ -377,13 +381,13 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
       expect(shown).toMatch(/^\+44 .*•/);
       expect(shown.replace(/\D/g, '').length).toBeLessThanOrEqual(5);
       expect(await agent.getByRole('button', { name: 'Show full number' }).count()).toBe(0);
-      await expect.poll(() => supervisor.getByTestId('tile-on-call').textContent(), { timeout: 10_000 }).toBe('1');
+      if (!offlineRound) await expect.poll(() => supervisor.getByTestId('tile-on-call').textContent(), { timeout: 10_000 }).toBe('1');
       if (round === 0) {
         await check(agent, 'agent-on-call');
         await check(supervisor, 'wallboard');
       }
       await agent.getByLabel('Notes').fill(`Round ${round}: wants the winter offer by e-mail`);
-      await agent.getByRole('button', { name: 'Hang up' }).click();
+      if ((await agent.getByTestId('call-state').textContent()) === 'Connected') await agent.getByRole('button', { name: 'Hang up' }).click();
       await expect.poll(() => agent.getByTestId('call-state').textContent(), { timeout: 15_000 }).toMatch(/^Ended/);
       if (round === 1) {
         // The session ends mid-shift: the next click asks for sign-in, then goes through with the notes intact.
@@ -456,6 +460,30 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
       await officer.getByRole('tab', { name: tab }).click();
       await check(officer, `privacy-${tab.toLowerCase().replaceAll(' ', '-')}`);
     }
+    // A breach: registered, the 72-hour clock running, the decision with its reason, the authority notified.
+    const breachForm = officer.getByRole('form', { name: 'Register a breach' });
+    await breachForm.getByLabel('Title').fill('Laptop with an export left on a train');
+    await breachForm.getByLabel('What happened').fill('An unencrypted export of one campaign was on a laptop that was lost.');
+    await breachForm.getByRole('button', { name: 'Register a breach' }).click();
+    await expect.poll(() => officer.getByTestId('breach-countdown').textContent()).toMatch(/^7[012] h \d+ min left$/);
+    const decision = officer.getByRole('form', { name: 'Decision on notifying the authority' });
+    await decision.getByLabel('Reason').fill('short');
+    await decision.getByRole('button', { name: 'Record the decision' }).click();
+    await expect.poll(() => decision.getByLabel('Reason').getAttribute('aria-invalid')).toBe('true');
+    await decision.getByLabel('Reason').fill('Names and phone numbers of about 40 people, unencrypted.');
+    await decision.getByRole('button', { name: 'Record the decision' }).click();
+    await officer.getByRole('button', { name: 'Authority notified now' }).click();
+    await officer.getByText(/^Authority notified /).waitFor();
+    await expect.poll(() => officer.getByRole('row', { name: /Laptop with an export/ }).getByText('notified').count()).toBe(1);
+    await check(officer, 'privacy-breach-case');
+    // A legal hold on the campaign, then released.
+    await officer.getByRole('tab', { name: 'Retention' }).click();
+    const holdForm = officer.getByRole('form', { name: 'Place a hold' });
+    await holdForm.getByLabel('Reason').fill('Complaint to the authority about this campaign');
+    await holdForm.getByRole('button', { name: 'Place a hold' }).click();
+    await officer.getByRole('cell', { name: 'Campaign Winter offer' }).waitFor();
+    await officer.getByRole('button', { name: 'Release' }).click();
+    await officer.getByText(/^released /).waitFor();
 
     // The owner's security center: the ledger verified on demand, with the erasure in the log.
     await owner.getByRole('link', { name: 'Security' }).click();

@@ -43,8 +43,9 @@ export function connectRealtime(handlers: {
       handlers.onStatus('closed');
       if (closed || event.code === 4403) return;
       attempt += 1;
-      // 0.5 s, 1 s, 2 s … up to 15 s, with jitter so a restarted server is not hit by every desk at once.
-      const delay = Math.min(15_000, 500 * 2 ** Math.min(attempt - 1, 5)) * (0.75 + Math.random() * 0.5);
+      // 0.5 s, 1 s, 2 s, 4 s, then every 5 s (an agent must not sit unaware for long), with jitter
+      // so a restarted server is not hit by every desk at once.
+      const delay = Math.min(5_000, 500 * 2 ** Math.min(attempt - 1, 4)) * (0.75 + Math.random() * 0.5);
       timer = setTimeout(open, delay);
     };
   };

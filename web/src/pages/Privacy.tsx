@@ -24,7 +24,14 @@ export default function Privacy() {
       <h1>{t('nav.privacy')}</h1>
       <Tabs label={t('nav.privacy')} tabs={TABS.map((key) => ({ key, label: t(`privacy.tab.${key}`) }))} current={tab} onChange={(key) => navigate(`/privacy/${key}`)} />
       <div role="tabpanel">
-        {tab === 'requests' ? <Requests /> : tab === 'retention' ? <Retention /> : tab === 'records' ? <Records /> : tab === 'processors' ? <Processors /> : <Breaches />}
+        {tab === 'requests' ? (
+          <Requests />
+        ) : tab === 'retention' ? (
+          <>
+            <Retention />
+            <LegalHolds />
+          </>
+        ) : tab === 'records' ? <Records /> : tab === 'processors' ? <Processors /> : <Breaches />}
       </div>
     </main>
   );
@@ -234,6 +241,83 @@ function RequestCase({ id, onChange }: { id: string; onChange: () => void }) {
   );
 }
 
+type Hold = { id: string; scope: string; contactId: string | null; campaignId: string | null; reason: string; createdAt: string; releasedAt: string | null };
+
+/** Legal holds: what they cover is kept from retention and erasure until released. */
+function LegalHolds() {
+  const { t } = useTranslation();
+  const format = useFormat();
+  const holds = useLoad<{ items: Hold[] }>('/api/v1/privacy/legal-holds');
+  const campaigns = useLoad<{ items: { id: string; name: string }[] }>('/api/v1/campaigns');
+  const place = useAction(async (body: Record<string, unknown>) => {
+    await post('/api/v1/privacy/legal-holds', body);
+    holds.reload();
+  });
+  const release = useAction(async (id: string) => {
+    await post(`/api/v1/privacy/legal-holds/${id}/release`);
+    holds.reload();
+  });
+  const campaignName = (id: string | null) => campaigns.data?.items.find((campaign) => campaign.id === id)?.name ?? id ?? '—';
+  return (
+    <section className="panel">
+      <h2>{t('holds.title')}</h2>
+      <p className="hint">{t('holds.explain')}</p>
+      <ProblemNote problem={holds.problem ?? release.problem} />
+      <table>
+        <Head cells={[t('holds.covers'), t('holds.reason'), t('holds.placed'), t('admin.status')]} />
+        <tbody>
+          {(holds.data?.items ?? []).map((hold) => (
+            <tr key={hold.id}>
+              <td>{hold.campaignId ? t('holds.campaign', { name: campaignName(hold.campaignId) }) : t('holds.contact')}</td>
+              <td>{hold.reason}</td>
+              <td>{format.time(hold.createdAt)}</td>
+              <td>
+                {hold.releasedAt ? (
+                  t('holds.released', { at: format.time(hold.releasedAt) })
+                ) : (
+                  <button type="button" className="small" onClick={() => void release.run(hold.id)} disabled={release.busy}>
+                    {t('holds.release')}
+                  </button>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <form
+        className="inline-form"
+        aria-label={t('holds.place')}
+        onSubmit={(event) => {
+          event.preventDefault();
+          const form = new FormData(event.currentTarget);
+          void place.run({ campaignId: String(form.get('campaignId')), reason: String(form.get('reason')) });
+        }}
+        noValidate
+      >
+        <h3>{t('holds.place')}</h3>
+        <Field label={t('agent.campaign')} name="campaignId" problem={place.problem}>
+          {(attributes) => (
+            <select {...attributes} required>
+              {(campaigns.data?.items ?? []).map((campaign) => (
+                <option key={campaign.id} value={campaign.id}>
+                  {campaign.name}
+                </option>
+              ))}
+            </select>
+          )}
+        </Field>
+        <Field label={t('holds.reason')} name="reason" problem={place.problem}>
+          {(attributes) => <input {...attributes} required />}
+        </Field>
+        <button type="submit" className="primary" disabled={place.busy}>
+          {t('holds.place')}
+        </button>
+        <ProblemNote problem={place.problem} />
+      </form>
+    </section>
+  );
+}
+
 function Retention() {
   const { t } = useTranslation();
   const format = useFormat();
@@ -399,21 +483,87 @@ function Processors() {
   );
 }
 
+/** One breach: the decisions on notifying the authority and the people, each with its reason; notified; closed. */
+function BreachCase({ id, onChange }: { id: string; onChange: () => void }) {
+  const { t } = useTranslation();
+  const format = useFormat();
+  const breach = useLoad<Breach & { description: string; timeline?: { at: string; entry?: string; step?: string }[]; status: string }>(`/api/v1/privacy/breaches/${id}`);
+  const act = useAction(async (path: string, body?: unknown) => {
+    await post(`/api/v1/privacy/breaches/${id}/${path}`, body);
+    breach.reload();
+    onChange();
+  });
+  const data = breach.data;
+  if (!data) return <ProblemNote problem={breach.problem} />;
+  return (
+    <article className="case" aria-label={t('breach.case', { reference: data.reference })}>
+      <h3>
+        {data.reference} · {data.title} · <span data-testid="breach-status">{data.status}</span>
+      </h3>
+      <p>{data.description}</p>
+      <form
+        className="inline-form"
+        aria-label={t('breach.decide')}
+        onSubmit={(event) => {
+          event.preventDefault();
+          const form = new FormData(event.currentTarget);
+          void act.run('decisions', { authority: { decision: String(form.get('decision')), reason: String(form.get('reason')) } });
+        }}
+        noValidate
+      >
+        <Field label={t('breach.authorityDecision')} name="decision" problem={act.problem}>
+          {(attributes) => (
+            <select {...attributes} name="decision" defaultValue={data.authorityDecision ?? 'notify'}>
+              <option value="notify">{t('breach.notify')}</option>
+              <option value="not_required">{t('breach.notRequired')}</option>
+            </select>
+          )}
+        </Field>
+        <Field label={t('breach.reason')} name="authority" problem={act.problem} hint={t('breach.reasonHint')}>
+          {(attributes) => <input {...attributes} name="reason" required minLength={10} />}
+        </Field>
+        <button type="submit" disabled={act.busy}>
+          {t('breach.record')}
+        </button>
+      </form>
+      <div className="row wrap">
+        {data.authorityDecision === 'notify' && !data.authorityNotifiedAt ? (
+          <button type="button" className="primary" onClick={() => void act.run('notified', { to: 'authority', at: new Date().toISOString() })} disabled={act.busy}>
+            {t('breach.markNotified')}
+          </button>
+        ) : null}
+        {data.authorityNotifiedAt ? <p>{t('breach.notifiedAt', { at: format.time(data.authorityNotifiedAt) })}</p> : null}
+        <a className="button" href={`/api/v1/privacy/breaches/${id}/notification?to=authority`}>
+          {t('breach.notificationText')}
+        </a>
+        {data.status !== 'closed' ? (
+          <button type="button" onClick={() => void act.run('close')} disabled={act.busy}>
+            {t('breach.close')}
+          </button>
+        ) : null}
+      </div>
+      <ProblemNote problem={act.problem} />
+    </article>
+  );
+}
+
 function Breaches() {
   const { t } = useTranslation();
   const format = useFormat();
   const now = useNow(30_000);
   const list = useLoad<{ items: Breach[] }>('/api/v1/privacy/breaches');
+  const [open, setOpen] = useState<string | null>(null);
   const report = useAction(async (body: Record<string, unknown>) => {
-    await post('/api/v1/privacy/breaches', body);
+    const created = await post<Breach>('/api/v1/privacy/breaches', body);
     list.reload();
+    setOpen(created.id);
   });
   return (
     <section className="panel">
       <h2>{t('privacy.breaches')}</h2>
       <ProblemNote problem={list.problem} />
       <table>
-        <Head cells={[t('privacy.reference'), t('privacy.title'), t('admin.status'), t('privacy.authorityDue')]} />
+        <Head cells={[t('privacy.reference'), t('privacy.title'), t('admin.status'), t('privacy.authorityDue'), t('common.actions')]} />
         <tbody>
           {(list.data?.items ?? []).map((breach) => {
             const msLeft = Date.parse(breach.authorityDueAt) - now;
@@ -433,11 +583,17 @@ function Breaches() {
                     </Badge>
                   )}
                 </td>
+                <td>
+                  <button type="button" className="small" onClick={() => setOpen(open === breach.id ? null : breach.id)} aria-expanded={open === breach.id}>
+                    {t('privacy.open')}
+                  </button>
+                </td>
               </tr>
             );
           })}
         </tbody>
       </table>
+      {open ? <BreachCase key={open} id={open} onChange={list.reload} /> : null}
       <form
         className="grid-form"
         aria-label={t('privacy.reportBreach')}
