@@ -10,6 +10,7 @@ import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { registerPersonalData } from './support/canary.ts';
 
 /** What the web application's security center and wallboard read: audit search, sign-in failures, ledger verification, the floor. */
 describe(`security center and floor API (${serverLabel()} server)`, () => {
@@ -104,10 +105,37 @@ describe(`security center and floor API (${serverLabel()} server)`, () => {
     expect(response.body).not.toMatch(/totp|secret|ciphertext/i);
   });
 
-  it('answers the agent’s call in hand: none while not on a call; hang-up refuses a call that is not the agent’s', async () => {
+  it('answers the agent’s call in hand, and only the agent’s: another agent’s call cannot be read or hung up', async () => {
     expect((await get(a.agent.token, '/api/v1/agent/call')).json()).toEqual({ call: null });
-    const hangup = await app.inject({ method: 'POST', url: `/api/v1/agent/calls/00000000-0000-4000-8000-000000000000/hangup`, headers: { ...bearer(a.agent.token), origin: PUBLIC_URL } });
-    expect(hangup.statusCode).toBe(404);
-    expect(hangup.json()).toMatchObject({ code: 'not_found' });
+    const send = (token: string, method: string, url: string, payload?: Record<string, unknown>) =>
+      app.inject({ method: method as 'POST', url, headers: { ...bearer(token), origin: PUBLIC_URL }, ...(payload ? { payload } : {}) });
+    // The owner (who may take calls too) is on a call with a contact of a campaign.
+    const list = (await send(a.owner.token, 'POST', '/api/v1/lists', { name: 'Calls', defaultRegion: 'NO' })).json() as { id: string };
+    const contact = (await send(a.owner.token, 'POST', '/api/v1/contacts', { listId: list.id, name: 'Kari Nordmann', phones: [{ kind: 'mobile', number: '+4741000077' }] })).json() as { id: string };
+    const campaign = (await send(a.owner.token, 'POST', '/api/v1/campaigns', { name: 'Calls', jurisdiction: 'nordic_eu', script: 'Hello from Acme.' })).json() as { id: string };
+    const attemptId = '6f1c1f4e-2a5b-4c1e-9d51-8a4d2b7c9e10';
+    await db.superQuery(
+      `INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, agent_id, answered_at) VALUES ($1, $2, $3, $4, 1, 'connected', 'test', $5, now())`,
+      [a.tenantId, attemptId, campaign.id, contact.id, a.owner.id],
+    );
+    await db.superQuery(`INSERT INTO ringvakt.agent_states (tenant_id, user_id, state, attempt_id) VALUES ($1, $2, 'on_call', $3)`, [a.tenantId, a.owner.id, attemptId]);
+    registerPersonalData('Kari Nordmann', '+4741000077');
+
+    const mine = (await get(a.owner.token, '/api/v1/agent/call')).json() as { call: { attemptId: string; contact: { name: string; phones: { masked: string }[] }; campaign: { script: string } } };
+    expect(mine.call).toMatchObject({ attemptId, contact: { name: 'Kari Nordmann' }, campaign: { script: 'Hello from Acme.' } });
+    expect(mine.call.contact.phones[0]!.masked).not.toContain('41000077');
+    // The agent sees none of it, and cannot end it: the same 404 as for an id that does not exist.
+    expect((await get(a.agent.token, '/api/v1/agent/call')).json()).toEqual({ call: null });
+    for (const id of [attemptId, '00000000-0000-4000-8000-000000000000']) {
+      const hangup = await send(a.agent.token, 'POST', `/api/v1/agent/calls/${id}/hangup`);
+      expect(hangup.statusCode, id).toBe(404);
+      expect(hangup.json()).toMatchObject({ code: 'not_found' });
+    }
+    // Nor can anyone in another tenant.
+    expect((await send(b.owner.token, 'POST', `/api/v1/agent/calls/${attemptId}/hangup`)).statusCode).toBe(404);
+    // The owner can: accepted, and audited.
+    expect((await send(a.owner.token, 'POST', `/api/v1/agent/calls/${attemptId}/hangup`)).statusCode).toBe(202);
+    const audited = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'call.hangup' AND target_id = $1`, [attemptId]);
+    expect(audited.rows[0]!.n).toBe(1);
   });
 });
