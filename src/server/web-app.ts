@@ -3,20 +3,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import type { App } from './types.ts';
+import { PAGE_TABS } from '../../web/src/pages.ts';
 
 /** Where `npm run build` writes the web application (web/vite.config.ts). */
 export const WEB_DIST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'web');
 
 /**
  * The application's pages, each by name (no wildcard: an unknown path is a 404 problem, like any
- * other): each answers index.html, and the browser-side router shows the page. The tabs match
- * web/src/pages (Admin, Privacy, Security).
+ * other): each answers index.html, and the browser-side router shows the page. The tabbed pages
+ * come from the list the browser's router uses (web/src/pages.ts).
  */
-const TABS = {
-  admin: ['users', 'campaigns', 'lists', 'suppressions', 'policy'],
-  privacy: ['requests', 'retention', 'records', 'processors', 'breaches'],
-  security: ['audit', 'ledger', 'signins', 'sessions', 'tokens'],
-} as const;
 export const PAGES = [
   '/',
   '/signin',
@@ -24,7 +20,7 @@ export const PAGES = [
   '/account',
   '/agent',
   '/wallboard',
-  ...Object.entries(TABS).flatMap(([area, tabs]) => [`/${area}`, ...tabs.map((tab) => `/${area}/${tab}`)]),
+  ...Object.entries(PAGE_TABS).flatMap(([area, tabs]) => [`/${area}`, ...tabs.map((tab) => `/${area}/${tab}`)]),
 ];
 
 const TYPES: Record<string, string> = {

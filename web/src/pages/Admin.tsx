@@ -1,9 +1,9 @@
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { post } from '../api.ts';
-import { Badge, ProblemNote, Tabs, useAction, useLoad } from '../components/ui.tsx';
+import { Badge, ProblemNote, useAction, useLoad } from '../components/ui.tsx';
 import { useSession } from '../App.tsx';
-import { navigate, usePath } from '../router.ts';
+import { TabbedPage } from '../components/TabbedPage.tsx';
 import { CampaignForm, type CampaignSettings } from './CampaignForm.tsx';
 import { Users, Roles } from './AdminUsers.tsx';
 import { Lists } from './AdminLists.tsx';
@@ -12,27 +12,25 @@ import { PolicyForm } from './AdminPolicy.tsx';
 
 type Campaign = { id: string; name: string; state: string; purpose: string; mode: string; jurisdiction: string | null; listIds: string[]; recordCalls: boolean };
 type Jurisdiction = { code: string; name: string };
-const TABS = ['users', 'campaigns', 'lists', 'suppressions', 'policy'] as const;
-type Tab = (typeof TABS)[number];
 
 /** Administration: users and invitations, campaigns, lists and CSV import, suppression, the security policy. */
 export default function Admin() {
-  const { t } = useTranslation();
-  const path = usePath();
-  const tab = (TABS.find((key) => path === `/admin/${key}`) ?? 'users') as Tab;
   return (
-    <main>
-      <h1>{t('nav.admin')}</h1>
-      <Tabs label={t('nav.admin')} tabs={TABS.map((key) => ({ key, label: t(`admin.tab.${key}`) }))} current={tab} onChange={(key) => navigate(`/admin/${key}`)} />
-      <div role="tabpanel">
-        {tab === 'users' ? (
+    <TabbedPage
+      area="admin"
+      panels={{
+        users: () => (
           <>
             <Users />
             <Roles />
           </>
-        ) : tab === 'campaigns' ? <Campaigns /> : tab === 'lists' ? <Lists /> : tab === 'suppressions' ? <Suppressions /> : <PolicyForm />}
-      </div>
-    </main>
+        ),
+        campaigns: () => <Campaigns />,
+        lists: () => <Lists />,
+        suppressions: () => <Suppressions />,
+        policy: () => <PolicyForm />,
+      }}
+    />
   );
 }
 

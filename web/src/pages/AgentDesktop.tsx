@@ -131,7 +131,6 @@ export function AgentDesktop() {
     return () => connection.close();
   }, [refresh, loadCall, session.userId]);
 
-  const calls = shown;
   // The moments the screen shows what the event announced: its state, then the contact's details.
   useEffect(() => {
     const { event, details } = shownEvent.current;
@@ -139,11 +138,11 @@ export function AgentDesktop() {
       recordLatency('callEventLatencyMs', event.at);
       shownEvent.current.event = null;
     }
-    if (details && calls.some((call) => call.attemptId === details.attemptId && call.state === details.state)) {
+    if (details && shown.some((call) => call.attemptId === details.attemptId && call.state === details.state)) {
       recordLatency('contactDetailsLatencyMs', details.at);
       shownEvent.current.details = null;
     }
-  }, [announced, calls, inbound]);
+  }, [announced, shown, inbound]);
 
   const change = useAction(async (body: { state: 'available' | 'paused' | 'offline'; campaignId?: string; reason?: string }) => {
     setState(await put<AgentState>('/api/v1/agent/state', body));
@@ -220,7 +219,7 @@ export function AgentDesktop() {
           {t('agent.filedFor', lastFiled)}
         </p>
       ) : null}
-      {announced && announced.state !== 'ended' && !calls.some((call) => call.attemptId === announced.attemptId) ? (
+      {announced && announced.state !== 'ended' && !shown.some((call) => call.attemptId === announced.attemptId) ? (
         <section className="panel call" aria-live="polite" aria-labelledby="announced-heading">
           <h2 id="announced-heading">
             {t('agent.call')} · <span data-testid="call-state">{t('agent.callConnected')}</span>
@@ -228,7 +227,7 @@ export function AgentDesktop() {
           <p className="hint">{t('common.loading')}</p>
         </section>
       ) : null}
-      {calls.map((call) => (
+      {shown.map((call) => (
         <CallPanel
           key={call.attemptId}
           call={call}
@@ -240,7 +239,7 @@ export function AgentDesktop() {
           }}
         />
       ))}
-      {calls.length > 0 || (announced && announced.state !== 'ended') ? null : (
+      {shown.length > 0 || (announced && announced.state !== 'ended') ? null : (
         <section className="panel waiting" aria-live="polite">
           <p>{state?.state === 'available' ? t('agent.waiting') : t('agent.notAvailable')}</p>
         </section>

@@ -1,34 +1,30 @@
 import { useTranslation } from 'react-i18next';
 import { post } from '../api.ts';
-import { Field, Head, ProblemNote, Tabs, useAction, useFormat, useLoad } from '../components/ui.tsx';
-import { navigate, usePath } from '../router.ts';
+import { Field, Head, ProblemNote, useAction, useFormat, useLoad } from '../components/ui.tsx';
+import { TabbedPage } from '../components/TabbedPage.tsx';
 import { Requests } from './PrivacyRequests.tsx';
 import { LegalHolds, Retention } from './PrivacyRetention.tsx';
 import { Breaches } from './PrivacyBreaches.tsx';
 
 type Processor = { id: string; name: string; service: string; location: string; transferSafeguard: string | null; dpaExpiresOn: string | null };
-const TABS = ['requests', 'retention', 'records', 'processors', 'breaches'] as const;
-type Tab = (typeof TABS)[number];
 /** The privacy center: data-subject cases, retention with dry-run, records of processing, processors, breaches. */
 export default function Privacy() {
-  const { t } = useTranslation();
-  const path = usePath();
-  const tab = (TABS.find((key) => path === `/privacy/${key}`) ?? 'requests') as Tab;
   return (
-    <main>
-      <h1>{t('nav.privacy')}</h1>
-      <Tabs label={t('nav.privacy')} tabs={TABS.map((key) => ({ key, label: t(`privacy.tab.${key}`) }))} current={tab} onChange={(key) => navigate(`/privacy/${key}`)} />
-      <div role="tabpanel">
-        {tab === 'requests' ? (
-          <Requests />
-        ) : tab === 'retention' ? (
+    <TabbedPage
+      area="privacy"
+      panels={{
+        requests: () => <Requests />,
+        retention: () => (
           <>
             <Retention />
             <LegalHolds />
           </>
-        ) : tab === 'records' ? <Records /> : tab === 'processors' ? <Processors /> : <Breaches />}
-      </div>
-    </main>
+        ),
+        records: () => <Records />,
+        processors: () => <Processors />,
+        breaches: () => <Breaches />,
+      }}
+    />
   );
 }
 

@@ -3,9 +3,9 @@ import { useTranslation } from 'react-i18next';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { del, post, query } from '../api.ts';
-import { Badge, Field, Head, ProblemNote, Tabs, useAction, useFormat, useLoad } from '../components/ui.tsx';
+import { Badge, Field, Head, ProblemNote, useAction, useFormat, useLoad } from '../components/ui.tsx';
 import { useSession } from '../App.tsx';
-import { navigate, usePath } from '../router.ts';
+import { TabbedPage } from '../components/TabbedPage.tsx';
 
 type AuditEvent = { id: string; leafIndex: number | null; occurredAt: string; actorType: string; actorId: string | null; action: string; targetType: string | null; targetId: string | null; outcome: string; sourceIp: string | null; details: Record<string, unknown> };
 type Checkpoint = { treeSize: number; rootHash: string; signedAt: string; signingKeyId: string };
@@ -14,22 +14,14 @@ type Token = { id: string; name: string; scopes: string[]; createdAt: string; ex
 type User = { id: string; displayName: string; status: string };
 type SessionRow = { id: string; current: boolean; createdAt: string; lastSeenAt: string; methods: string[]; sourceIp: string | null; userAgent: string | null };
 
-const TABS = ['audit', 'ledger', 'signins', 'sessions', 'tokens'] as const;
-type Tab = (typeof TABS)[number];
 
 /** The security center: the audit log and the ledger's proof of integrity, sign-in failures, sessions, API tokens. */
 export default function Security() {
-  const { t } = useTranslation();
-  const path = usePath();
-  const tab = (TABS.find((key) => path === `/security/${key}`) ?? 'audit') as Tab;
   return (
-    <main>
-      <h1>{t('nav.security')}</h1>
-      <Tabs label={t('nav.security')} tabs={TABS.map((key) => ({ key, label: t(`security.tab.${key}`) }))} current={tab} onChange={(key) => navigate(`/security/${key}`)} />
-      <div role="tabpanel">
-        {tab === 'audit' ? <AuditLog /> : tab === 'ledger' ? <Ledger /> : tab === 'signins' ? <SignInFailures /> : tab === 'sessions' ? <Sessions /> : <Tokens />}
-      </div>
-    </main>
+    <TabbedPage
+      area="security"
+      panels={{ audit: () => <AuditLog />, ledger: () => <Ledger />, signins: () => <SignInFailures />, sessions: () => <Sessions />, tokens: () => <Tokens /> }}
+    />
   );
 }
 
