@@ -112,6 +112,11 @@ const settings = {
     key: 'simulatorShiftMs',
     describe: 'an integer number of milliseconds within ±30 days (the simulated telephony runs that far ahead of, or behind, the wall clock)',
   },
+  simulatorCallees: {
+    env: 'RINGVAKT_SIMULATOR_CALLEES',
+    key: 'simulatorCallees',
+    describe: '"mixed" (answers, machines, busy and unanswered lines in realistic shares) or "answering" (everyone answers in person: training and demonstrations)',
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 type SettingName = keyof typeof settings;
@@ -165,6 +170,7 @@ const schemas = {
   poolMax: integerText(1, 200),
   shutdownTimeoutMs: integerText(100, 600_000),
   simulatorShiftMs: integerText(-30 * 86_400_000, 30 * 86_400_000),
+  simulatorCallees: z.enum(['mixed', 'answering']),
   keyProvider: z.enum(['local', 'env', 'vault-transit']),
   auditWitnessFile: z.string().min(1).max(4096).optional(),
   auditWitnessSyslog: z
@@ -195,6 +201,7 @@ const defaults: Partial<Record<SettingName, string>> = {
   poolMax: '10',
   shutdownTimeoutMs: '10000',
   simulatorShiftMs: '0',
+  simulatorCallees: 'mixed',
   keyProvider: 'local',
   vaultMount: 'transit',
   vaultKeyName: 'ringvakt-root',
@@ -227,6 +234,8 @@ export type Config = {
    * product's telephony is the simulator only until a real provider is configured.
    */
   simulatorShiftMs: number;
+  /** The simulated callees: realistic shares of outcomes, or everyone answering (training, demonstrations). */
+  simulatorCallees: 'mixed' | 'answering';
   auditWitnesses: {
     file: string | undefined;
     syslog: string | undefined;
@@ -354,6 +363,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
     simulatorShiftMs: values.simulatorShiftMs as number,
+    simulatorCallees: values.simulatorCallees as Config['simulatorCallees'],
     auditWitnesses: {
       file: values.auditWitnessFile ? path.resolve(values.auditWitnessFile as string) : undefined,
       syslog: values.auditWitnessSyslog as string | undefined,

@@ -84,6 +84,10 @@ export type CampaignContactsTable = {
   next_at: Timestamp;
   last_outcome: string | null;
   callback_agent_id: string | null;
+  /** Preview: the agent the contact is shown to, until preview_until; dial_requested_at once they chose to call. */
+  preview_agent_id: ColumnType<string | null, string | null | undefined>;
+  preview_until: ColumnType<Date | null, Date | null | undefined>;
+  dial_requested_at: ColumnType<Date | null, Date | null | undefined>;
   updated_at: Timestamp;
 };
 
@@ -118,6 +122,8 @@ export type DialAttemptsTable = {
   notes_ciphertext: Buffer | null;
   disposed_at: Date | null;
   anonymised_at: Date | null;
+  /** Preview: the agent who chose to dial. */
+  requested_by: ColumnType<string | null, string | null | undefined>;
 };
 
 export type AgentState = 'offline' | 'available' | 'reserved' | 'on_call' | 'wrap_up' | 'paused';

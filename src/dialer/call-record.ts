@@ -22,6 +22,8 @@ export type EndedCall = {
   /** When the person became ready for an agent (answer, or the detector's "human"). */
   readyAt?: number;
   agentId?: string;
+  /** Preview: the agent who chose to dial, held for the call from the dial on. */
+  requestedBy?: string;
   connectedAt?: number;
   informationMessage: boolean;
 };
@@ -73,9 +75,10 @@ export async function recordCallEnd(trx: TenantTransaction, crypto: ContactsCryp
   if (!updated) return false;
   // The agent who took the call wraps up; one reserved for a call that ended before it was
   // bridged is free again.
-  if (call.agentId) {
-    if (reachedAgent) await moveAgentOfCall(trx, call.agentId, call.attemptId, { state: 'wrap_up', wrapUpUntil: new Date(endedAtMs + (settings?.wrapUpMs ?? 0)), now: endedAt });
-    else await moveAgentOfCall(trx, call.agentId, call.attemptId, { state: 'available', now: endedAt });
+  const heldAgent = call.agentId ?? call.requestedBy;
+  if (heldAgent) {
+    if (reachedAgent) await moveAgentOfCall(trx, heldAgent, call.attemptId, { state: 'wrap_up', wrapUpUntil: new Date(endedAtMs + (settings?.wrapUpMs ?? 0)), now: endedAt });
+    else await moveAgentOfCall(trx, heldAgent, call.attemptId, { state: 'available', now: endedAt });
   }
   // A live call waits for the agent's disposition to decide what comes next; the rest follow the
   // campaign's retry rules. A person who never reached an agent (hung up within the connect limit,
@@ -96,7 +99,8 @@ export async function recordCallEnd(trx: TenantTransaction, crypto: ContactsCryp
       createdBy: `dialer:${dialerId}`,
     });
   }
-  await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId: reachedAgent ? (call.agentId ?? null) : null, state: 'ended', outcome, at: endedAt.toISOString() });
+  // The agent who talked, or (preview) the one who chose the call, hears how it ended.
+  await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId: reachedAgent ? (call.agentId ?? null) : (call.requestedBy ?? null), state: 'ended', outcome, at: endedAt.toISOString() });
   await recordAuditEvent(trx, {
     action: 'call.compliance',
     outcome: 'success',

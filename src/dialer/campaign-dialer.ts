@@ -13,6 +13,7 @@ import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvid
 import { admitAttempts, type DialContext } from './dial-checks.ts';
 import { registerCallController, type CallControl } from './call-control.ts';
 import { reserveDue } from './hopper.ts';
+import { announceRequestedDials, bindRequestingAgents } from './preview.ts';
 import { recordCallEnd, type EndedCall } from './call-record.ts';
 import { recordingPaused, recordingSaved, recordingStarted } from './call-recording.ts';
 import { DialStats } from './dial-stats.ts';
@@ -99,6 +100,8 @@ export type CampaignDialer = {
 const INFORMATION_MESSAGE = 'information-message';
 /** Reservations checked and dialed together (one transaction each). */
 const DIAL_CHUNK = 25;
+/** A preview campaign's round places every call its agents asked for, up to this many. */
+const PREVIEW_ROUND = 200;
 
 
 const outcomeFor: Partial<Record<TelephonyEvent['type'], AttemptOutcome>> = { busy: 'busy', 'no-answer': 'no_answer', failed: 'failed', cancelled: 'cancelled' };
@@ -164,7 +167,12 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const at = now();
     await inTenant((trx) => endExpiredWrapUps(trx, campaignId, at));
     await offerWaitingCallers();
-    if (paused || campaign.row.state !== 'active' || campaign.settings.mode === 'preview') return;
+    if (paused || campaign.row.state !== 'active') return;
+    // Preview: no pacing; the calls are those the agents chose, each for its agent.
+    if (campaign.settings.mode === 'preview') {
+      await dialSome(PREVIEW_ROUND, true);
+      return;
+    }
     // The decision proper: the floor as it is now, and the pacer.
     const deciding = performance.now();
     const agents = await tenantDb.read((trx) => floorAgents(trx, campaignId, clock.now()));
@@ -207,24 +215,26 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
    * admission transaction, and between chunks the calls in progress get the event loop (a large
    * round never holds up the people already on the line).
    */
-  async function dialSome(count: number): Promise<void> {
+  async function dialSome(count: number, requestedOnly = false): Promise<void> {
     for (let left = count; left > 0 && !paused && !stopped; left -= DIAL_CHUNK) {
-      const dialed = await dialChunk(Math.min(DIAL_CHUNK, left));
+      const dialed = await dialChunk(Math.min(DIAL_CHUNK, left), requestedOnly);
       if (dialed === 0) return;
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
-  async function dialChunk(count: number): Promise<number> {
+  async function dialChunk(count: number, requestedOnly: boolean): Promise<number> {
     if (!campaign || !profile) return 0;
     const context = dialContext();
     const at = now();
-    const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at, options.leaseOwner === undefined ? {} : { leaseOwner: options.leaseOwner }));
+    const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at, { requestedOnly, ...(options.leaseOwner === undefined ? {} : { leaseOwner: options.leaseOwner }) }));
     if (reserved.length === 0) return 0;
     // The chunk's reservations are checked together, in one transaction.
     const verdicts = await inTenant(async (trx) => {
-      const results = await admitAttempts(trx, crypto, context, reserved, at);
-      for (const attempt of reserved) {
+      const admissible = await bindRequestingAgents(trx, campaignId, reserved, at);
+      const results = await admitAttempts(trx, crypto, context, admissible, at);
+      await announceRequestedDials(trx, campaignId, admissible, results, at);
+      for (const attempt of admissible) {
         const result = results.get(attempt.id);
         if (!result) continue;
         // A dial is not announced on its own (the pacing decision says how many are dialed); its
@@ -249,6 +259,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       }
       const call: Call = { attemptId: attempt.id, contactId: attempt.contactId, number: verdict.number, checks: verdict.checks, dialedAt: clock.now(), abandoned: false, informationMessage: false, lastSeq: 0, chain: Promise.resolve(), ended: false };
       if (attempt.callbackAgentId) call.preferredAgentId = attempt.callbackAgentId;
+      if (attempt.requestedBy) call.requestedBy = attempt.requestedBy;
       calls.set(attempt.id, call);
       try {
         await provider.send({
@@ -418,7 +429,8 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
         call.answerStored = true;
         await trx.updateTable('dial_attempts').set({ state: 'answered', answered_at: new Date(call.answeredAt) }).where('id', '=', call.attemptId).where('state', '=', 'dialing').execute();
       }
-      return reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId);
+      // Preview: the agent who chose the call has been held for it since the dial.
+      return call.requestedBy ?? reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId);
     });
     if (!agentId) return false;
     if (call.ended || call.abandoned) {
@@ -433,7 +445,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       // The provider refused (the person hung up meanwhile, or a transient fault): the agent is
       // free again and the person, if still there, keeps waiting within the connect limit.
       if (!(error instanceof TelephonyError)) throw error;
-      await inTenant((trx) => moveAgentOfCall(trx, agentId, call.attemptId, { state: 'available', now: now() }));
+      if (!call.requestedBy) await inTenant((trx) => moveAgentOfCall(trx, agentId, call.attemptId, { state: 'available', now: now() }));
       call.agentId = undefined;
       return false;
     }

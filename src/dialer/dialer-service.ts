@@ -64,7 +64,7 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
     const dueIn = orphan.answered_at !== null ? ANSWERED_CALL_RETRY_MS : orphan.dialed_at !== null ? RINGING_CALL_RETRY_MS : 0;
     await trx
       .updateTable('campaign_contacts')
-      .set({ state: 'ready', next_at: new Date(now.getTime() + dueIn), last_outcome: 'cancelled:dialer_lost', updated_at: now })
+      .set({ state: 'ready', next_at: new Date(now.getTime() + dueIn), last_outcome: 'cancelled:dialer_lost', preview_agent_id: null, preview_until: null, dial_requested_at: null, updated_at: now })
       .where('campaign_id', '=', campaignId)
       .where('contact_id', '=', orphan.contact_id)
       .where('state', '=', 'reserved')

@@ -32,6 +32,7 @@ import { auditRoutes } from '../modules/audit/audit.routes.ts';
 import { floorRoutes } from '../modules/reports/floor.routes.ts';
 import { securityCenterRoutes } from '../modules/audit/security-center.routes.ts';
 import { agentCallRoutes } from '../modules/agents/agent-call.routes.ts';
+import { agentPreviewRoutes } from '../modules/agents/agent-preview.routes.ts';
 import cookie from '@fastify/cookie';
 import { accessControlPlugin, type CachedPrincipal } from './access-control.ts';
 import { createCredentialCache } from '../modules/access/credential-cache.ts';
@@ -241,6 +242,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(campaignsRoutes);
   await app.register(agentsRoutes, { cipher, keyring });
   await app.register(agentCallRoutes, { cipher, keyring });
+  await app.register(agentPreviewRoutes, { cipher, keyring });
   await app.register(reportsRoutes);
   await app.register(floorRoutes);
   await app.register(queuesRoutes);

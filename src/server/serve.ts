@@ -20,6 +20,7 @@ import { startDialerService } from '../dialer/dialer-service.ts';
 import { VirtualClock } from '../telephony/clock.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { createSimulator } from '../telephony/simulator.ts';
+import { ANSWERING_CALLEE_MODEL, DEFAULT_CALLEE_MODEL } from '../telephony/callee-model.ts';
 
 export type RunningServer = { url: string; stop(reason: string): Promise<void> };
 
@@ -70,7 +71,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // a SIP or cloud provider plugs in here behind the same interface.
     const telephonyClock = new VirtualClock(Date.now() + config.simulatorShiftMs);
     stopTelephonyClock = telephonyClock.followRealTime();
-    const simulator = createSimulator({ clock: telephonyClock, random: seededRandom(randomBytes(4).readUInt32BE(0)) });
+    const simulator = createSimulator({
+      clock: telephonyClock,
+      random: seededRandom(randomBytes(4).readUInt32BE(0)),
+      model: config.simulatorCallees === 'answering' ? ANSWERING_CALLEE_MODEL : DEFAULT_CALLEE_MODEL,
+    });
     dialers = startDialerService({
       systemDb: database.systemDb,
       crypto: database.crypto,

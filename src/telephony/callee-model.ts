@@ -40,6 +40,14 @@ export const DEFAULT_CALLEE_MODEL: CalleeModel = {
   playMs: { kind: 'fixed', ms: 6_000 },
 };
 
+/** Everyone answers in person after a few seconds and waits for an agent (training floors and demonstrations). */
+export const ANSWERING_CALLEE_MODEL: CalleeModel = {
+  ...DEFAULT_CALLEE_MODEL,
+  outcomes: { live: 1, machine: 0, busy: 0, noAnswer: 0, failed: 0 },
+  liveRingMs: { kind: 'uniform', minMs: 2_000, maxMs: 5_000 },
+  patienceMs: { kind: 'lognormal', medianMs: 20_000, sigma: 0.3 },
+};
+
 /** The standard pairs of SIP status and Q.850 cause. */
 export const CAUSES = {
   normalClearing: { sipStatus: 200, q850: 16, reason: 'NORMAL_CLEARING' },

@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config.ts';
 import { startServer, type RunningServer } from '../../src/server/serve.ts';
 import { createUser } from '../../src/modules/users/users.repo.ts';
 import { revokeSessions } from '../../src/modules/auth/sessions.ts';
+import { createContact } from '../../src/modules/contacts/contacts.service.ts';
 import { WEB_DIST } from '../../src/server/web-app.ts';
 import { capturingLogger } from '../support/app.ts';
 import { setPassword, totpAt } from '../support/auth.ts';
@@ -111,6 +112,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
   let agentSecret = '';
   let campaignId = '';
   let ownerSecret = '';
+  let agent: Page;
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
@@ -142,6 +144,8 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
       RINGVAKT_PUBLIC_URL: origin,
       RINGVAKT_LOG_LEVEL: 'warn',
       RINGVAKT_SIMULATOR_SHIFT_MS: String(shiftMs),
+      // Every simulated callee answers: the preview call below must reach the agent.
+      RINGVAKT_SIMULATOR_CALLEES: 'answering',
       RINGVAKT_ERASURE_LEDGER_FILE: path.join(ledgerDir, 'erasure-ledger.jsonl'),
     });
     server = await startServer(config, capture.logger);
@@ -332,7 +336,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await supervisor.goto(`${origin}/wallboard`);
     await supervisor.getByRole('heading', { name: /Wallboard/ }).waitFor();
 
-    const agent = await newPage();
+    agent = await newPage();
     await agent.goto(origin);
     await signIn(agent, tenant.agent.email, PASSWORDS.agent);
     // The policy now asks every user for a second factor.
@@ -436,6 +440,76 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await check(supervisor, 'wallboard-after');
   }, 420_000);
 
+  it('in a preview campaign the agent sees each contact before the call, skips one and calls another; a number on the TPS is refused at dial time', async () => {
+    const form = owner.getByRole('form', { name: 'New campaign' });
+    await form.getByLabel('Name').fill('Spring survey');
+    await form.getByLabel('Mode').selectOption('preview');
+    await form.getByLabel('Jurisdiction').selectOption('uk_ofcom');
+    await form.getByLabel('Caller ID').fill('+442079460000');
+    await form.getByLabel('Script').fill('Hello, this is Acme with a two-minute survey about our service.');
+    await form.getByRole('button', { name: 'Create campaign' }).click();
+    await owner.getByRole('cell', { name: 'Spring survey', exact: true }).waitFor();
+    const created = await db.superQuery<{ id: string; mode: string }>(`SELECT id, mode FROM ringvakt.campaigns WHERE name = 'Spring survey'`);
+    expect(created.rows[0]?.mode).toBe('preview');
+    const surveyId = created.rows[0]!.id;
+    // Three people, due in this order; the first one's number is on the TPS loaded earlier.
+    const people = [['Nora Vik', '02079460999'], ['Tor Lunde', '02079460901'], ['Eva Strand', '02079460902']] as const;
+    registerPersonalData(...people.flatMap(([name, phone]) => [name, `+44${phone.slice(1)}`]));
+    const crypto = await db.handles.crypto();
+    const ids = await db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
+      const list = await trx.insertInto('contact_lists').values({ name: 'Survey panel', default_region: 'GB', campaign_id: surveyId }).returning('id').executeTakeFirstOrThrow();
+      const made: string[] = [];
+      for (const [name, number] of people) made.push((await createContact(trx, crypto, { name, phones: [{ kind: 'work', number }] }, { defaultRegion: 'GB' })).id);
+      await trx.insertInto('contact_list_members').values(made.map((contactId) => ({ list_id: list.id, contact_id: contactId }))).execute();
+      return made;
+    });
+    await owner.getByRole('row', { name: /Spring survey/ }).getByRole('button', { name: 'Start' }).click();
+    await owner.getByRole('row', { name: /Spring survey/ }).getByText('Active').waitFor();
+    for (const [index, id] of ids.entries()) await db.superQuery(`UPDATE ringvakt.campaign_contacts SET next_at = now() - make_interval(mins => $2) WHERE contact_id = $1`, [id, 10 - index]);
+
+    await agent.reload();
+    await agent.getByLabel('Campaign').selectOption({ label: 'Spring survey' });
+    await agent.getByRole('button', { name: 'Go available' }).click();
+    await expect.poll(() => agent.getByTestId('preview-name').textContent(), { timeout: 15_000 }).toBe('Nora Vik');
+    expect(await agent.getByTestId('preview-number').textContent()).toMatch(/^\+44 .*•/);
+    await agent.getByText('Hello, this is Acme with a two-minute survey').waitFor();
+    await check(agent, 'agent-preview');
+    // Nora's number is on the TPS: the dialer refuses the call, the agent is told why and sees the next person.
+    await agent.getByRole('button', { name: 'Call', exact: true }).click();
+    await expect.poll(() => agent.getByTestId('last-dial').textContent(), { timeout: 15_000 }).toBe('Nora Vik: not called — the number is on a do-not-call list');
+    await expect.poll(() => agent.getByTestId('preview-name').textContent(), { timeout: 15_000 }).toBe('Tor Lunde');
+    await agent.getByRole('button', { name: 'Skip' }).click();
+    await expect.poll(() => agent.getByTestId('preview-name').textContent(), { timeout: 15_000 }).toBe('Eva Strand');
+    await agent.getByRole('button', { name: 'Call', exact: true }).click();
+    // Eva answers (a few seconds of ringing) and comes to this agent.
+    await expect.poll(() => agent.getByTestId('call-state').textContent().catch(() => null), { timeout: 30_000, interval: 100 }).toBe('Connected');
+    expect(await agent.getByTestId('contact-name').textContent()).toBe('Eva Strand');
+    await agent.getByRole('button', { name: 'Hang up' }).click();
+    await expect.poll(() => agent.getByTestId('call-state').textContent(), { timeout: 15_000 }).toMatch(/^Ended/);
+    await agent.getByRole('button', { name: 'Sale' }).click();
+    await expect.poll(() => agent.getByTestId('disposition-filed').textContent(), { timeout: 15_000 }).toBe('Filed Sale for Eva Strand.');
+    // Nobody else is due (Tor comes back in 30 minutes): the agent is told so.
+    await agent.getByText('No contact is due now').waitFor({ timeout: 15_000 });
+
+    const attempts = await db.superQuery<{ contact_id: string; state: string; outcome: string; skip_reason: string | null; requested_by: string; agent_id: string | null; disposition: string | null }>(
+      `SELECT contact_id, state, outcome, skip_reason, requested_by, agent_id, disposition FROM ringvakt.dial_attempts WHERE campaign_id = $1 ORDER BY reserved_at`,
+      [surveyId],
+    );
+    expect(attempts.rows).toEqual([
+      { contact_id: ids[0], state: 'skipped', outcome: 'skipped', skip_reason: 'suppression', requested_by: tenant.agent.id, agent_id: null, disposition: null },
+      { contact_id: ids[2], state: 'ended', outcome: 'live', skip_reason: null, requested_by: tenant.agent.id, agent_id: tenant.agent.id, disposition: 'sale' },
+    ]);
+    const skipped = await db.superQuery<{ last_outcome: string; attempts: number }>(`SELECT last_outcome, attempts FROM ringvakt.campaign_contacts WHERE contact_id = $1`, [ids[1]]);
+    expect(skipped.rows[0]).toEqual({ last_outcome: 'preview_skipped', attempts: 0 });
+    const choices = await db.superQuery<{ action: string; n: number }>(`SELECT action, count(*)::int AS n FROM ringvakt.audit_events WHERE action LIKE 'call.preview%' GROUP BY action ORDER BY action`);
+    expect(choices.rows).toEqual([
+      { action: 'call.preview_dial', n: 2 },
+      { action: 'call.preview_skip', n: 1 },
+    ]);
+    await agent.getByRole('button', { name: 'Pause', exact: true }).click();
+    await expect.poll(() => agent.getByTestId('agent-state').textContent(), { timeout: 15_000 }).toBe('Paused');
+  }, 180_000);
+
   it('a privacy officer erases a subject on request; the security center shows the ledger holds', async () => {
     const officer = await newPage();
     await officer.goto(`${origin}/privacy`);
@@ -452,6 +526,11 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await officer.getByRole('button', { name: 'Mark verified' }).click();
     await expect.poll(() => officer.getByTestId('request-status').textContent()).toBe('Verified');
     await officer.getByText('1 matching contact').waitFor();
+    // Erasure waits for the end of any call with the person (the last progressive call dialed as the
+    // agent paused may still be playing its information message): refused until then, by design.
+    await expect
+      .poll(async () => (await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.dial_attempts WHERE state IN ('reserved', 'dialing', 'answered', 'connected')`)).rows[0]!.n, { timeout: 60_000 })
+      .toBe(0);
     await officer.getByRole('button', { name: 'Erase' }).click();
     await expect.poll(() => officer.getByTestId('case-message').textContent(), { timeout: 15_000 }).toBe('1 contact erased.');
     const statuses = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.contacts WHERE status = 'erased'`);
@@ -479,6 +558,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     // A legal hold on the campaign, then released.
     await officer.getByRole('tab', { name: 'Retention' }).click();
     const holdForm = officer.getByRole('form', { name: 'Place a hold' });
+    await holdForm.getByLabel('Campaign').selectOption({ label: 'Winter offer' });
     await holdForm.getByLabel('Reason').fill('Complaint to the authority about this campaign');
     await holdForm.getByRole('button', { name: 'Place a hold' }).click();
     await officer.getByRole('cell', { name: 'Campaign Winter offer' }).waitFor();

@@ -70,7 +70,7 @@ export async function createCallees(tenantDb: TenantDb, handles: DatabaseHandles
 export async function startedCampaign(
   tenantDb: TenantDb,
   contactIds: readonly string[],
-  settings: { name: string; jurisdiction?: string; mode?: 'progressive' | 'predictive'; retryRules?: Record<string, unknown>; amd?: boolean; wrapUpMs?: number; maxAttempts?: number } = { name: 'Floor' },
+  settings: { name: string; jurisdiction?: string; mode?: 'preview' | 'progressive' | 'predictive'; retryRules?: Record<string, unknown>; amd?: boolean; wrapUpMs?: number; maxAttempts?: number } = { name: 'Floor' },
 ): Promise<string> {
   return tenantDb.transaction(async (trx) => {
     const campaign = await trx

@@ -3,16 +3,13 @@ import type { App } from '../../server/types.ts';
 import { problemResponses } from '../../server/schemas.ts';
 import { principalOf } from '../../server/access-control.ts';
 import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';
-import { requireContact, type ContactsCrypto } from '../contacts/contacts.service.ts';
-import { presentContact } from '../contacts/contacts.routes.ts';
+import type { ContactsCrypto } from '../contacts/contacts.service.ts';
+import { contactCard } from './contact-card.ts';
 import { AppError } from '../../server/errors.ts';
 import { uuidSchema } from '../../server/schemas.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { requestAudit } from '../../server/request-audit.ts';
 import { requestCallControl } from '../../dialer/call-control.ts';
-
-/** Earlier calls of the same contact shown beside the current one (newest first). */
-const HISTORY_LIMIT = 10;
 
 const callSchema = z.object({
   attemptId: z.string(),
@@ -59,7 +56,13 @@ export async function agentCallRoutes(app: App, crypto: ContactsCrypto): Promise
         // On an inbound call: that is the call in hand (the desktop shows it from the realtime feed).
         if (agent?.inbound_call_id) return { call: null };
         let attempt = agent?.attempt_id
-          ? await trx.selectFrom('dial_attempts').selectAll().where('id', '=', agent.attempt_id).where('agent_id', '=', userId).executeTakeFirst()
+          ? await trx
+              .selectFrom('dial_attempts')
+              .selectAll()
+              .where('id', '=', agent.attempt_id)
+              // Mine: the call I am on, or (preview) the one I chose to dial, still ringing.
+              .where((eb) => eb.or([eb('agent_id', '=', userId), eb('requested_by', '=', userId)]))
+              .executeTakeFirst()
           : undefined;
         // Wrap-up can outlive the agent state (a forced state change): the newest undisposed call still waits.
         attempt ??= await trx
@@ -78,23 +81,8 @@ export async function agentCallRoutes(app: App, crypto: ContactsCrypto): Promise
         const contactId = attempt.contact_id;
         const campaignRow = await loadCampaign(trx, attempt.campaign_id);
         const settings = settingsOf(campaignRow);
-        const contact = presentContact(await requireContact(trx, crypto, contactId));
+        const card = await contactCard(trx, crypto, contactId, attempt.id);
         const recording = await trx.selectFrom('recordings').select('state').where('attempt_id', '=', attempt.id).executeTakeFirst();
-        const earlier = await trx
-          .selectFrom('dial_attempts')
-          .select(['id', 'reserved_at', 'ended_at', 'outcome', 'disposition', 'notes_ciphertext'])
-          .where('contact_id', '=', contactId)
-          .where('id', '!=', attempt.id)
-          .orderBy('reserved_at', 'desc')
-          .limit(HISTORY_LIMIT)
-          .execute();
-        const history = [];
-        for (const row of earlier) {
-          const notes = row.notes_ciphertext
-            ? await crypto.cipher.decrypt(trx, { table: 'dial_attempts', recordId: row.id, field: 'notes' }, row.notes_ciphertext, contactId)
-            : null;
-          history.push({ attemptId: row.id, at: (row.ended_at ?? row.reserved_at).toISOString(), outcome: row.outcome, disposition: row.disposition, notes });
-        }
         return {
           call: {
             attemptId: attempt.id,
@@ -112,8 +100,7 @@ export async function agentCallRoutes(app: App, crypto: ContactsCrypto): Promise
               script: settings.script,
               dispositions: settings.dispositions.map(({ code, label, kind }) => ({ code, label, kind })),
             },
-            contact: { id: contact.id, name: contact.name, phones: contact.phones.map(({ kind, masked }) => ({ kind, masked })), status: contact.status },
-            history,
+            ...card,
           },
         };
       }),
@@ -133,10 +120,12 @@ export async function agentCallRoutes(app: App, crypto: ContactsCrypto): Promise
     async (request, reply) => {
       await request.tenantDb.transaction(async (trx) => {
         const userId = principalOf(request).userId;
-        const attempt = await trx.selectFrom('dial_attempts').select(['id', 'agent_id', 'state']).where('id', '=', request.params.attemptId).executeTakeFirst();
+        const attempt = await trx.selectFrom('dial_attempts').select(['id', 'agent_id', 'requested_by', 'state']).where('id', '=', request.params.attemptId).executeTakeFirst();
         // Another agent's call, or no call: the same answer, so ids cannot be probed.
-        if (!attempt || attempt.agent_id !== userId) throw new AppError('not_found', 'No call of yours with this id.');
-        if (attempt.state !== 'connected') throw new AppError('invalid_transition', 'The call is not in progress.');
+        if (!attempt || (attempt.agent_id !== userId && attempt.requested_by !== userId)) throw new AppError('not_found', 'No call of yours with this id.');
+        // A call I chose to dial (preview) I may also end while it rings.
+        const inProgress = attempt.state === 'connected' || (attempt.requested_by === userId && (attempt.state === 'dialing' || attempt.state === 'answered'));
+        if (!inProgress) throw new AppError('invalid_transition', 'The call is not in progress.');
         // The dialer that runs the call (on whichever process) hangs up when this commits.
         await requestCallControl(trx, attempt.id, 'hangup');
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'call.hangup', outcome: 'success', target: { type: 'dial_attempt', id: attempt.id } });

@@ -108,11 +108,15 @@ export async function moveAgentOfCall(trx: TenantTransaction, userId: string, at
  */
 export async function reserveLongestIdle(trx: TenantTransaction, campaignId: string, attemptId: string, now: Date, preferredAgentId?: string): Promise<string | undefined> {
   // A personal callback goes to its agent when that agent is available; otherwise to anyone.
+  // A materialised CTE: the pick runs once (a LIMIT subquery joined in the UPDATE may be rescanned,
+  // and with SKIP LOCKED a rescan would pass over the agent just reserved to a second one).
   const reserved = await sql<{ user_id: string }>`
+    WITH picked AS MATERIALIZED (
+      SELECT user_id FROM agent_states
+       WHERE campaign_id = ${campaignId} AND state = 'available'
+       ORDER BY (user_id = ${preferredAgentId ?? null}::uuid) IS TRUE DESC, since, user_id LIMIT 1 FOR UPDATE SKIP LOCKED)
     UPDATE agent_states a SET state = 'reserved', attempt_id = ${attemptId}, since = ${now}
-      FROM (SELECT user_id FROM agent_states
-             WHERE campaign_id = ${campaignId} AND state = 'available'
-             ORDER BY (user_id = ${preferredAgentId ?? null}::uuid) IS TRUE DESC, since, user_id LIMIT 1 FOR UPDATE SKIP LOCKED) picked
+      FROM picked
      WHERE a.user_id = picked.user_id
     RETURNING a.user_id`.execute(trx);
   const userId = reserved.rows[0]?.user_id;

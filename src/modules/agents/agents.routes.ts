@@ -9,6 +9,7 @@ import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { addSuppression } from '../suppression/suppression.service.ts';
 import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';
 import { releaseContact } from '../../dialer/hopper.ts';
+import { releaseHolds } from './preview.service.ts';
 import { agentStates, selfStates, setAgentState } from './agent-states.ts';
 import { requestCallControl } from '../../dialer/call-control.ts';
 
@@ -89,7 +90,10 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
           const campaign = await loadCampaign(trx, campaignId);
           if (campaign.state === 'finished') throw new AppError('invalid_transition', 'The campaign has finished.');
         }
-        await setAgentState(trx, userId, { state, reason: reason ?? null, ...(campaignId !== undefined ? { campaignId } : {}), now: new Date() }, 'agent');
+        const now = new Date();
+        await setAgentState(trx, userId, { state, reason: reason ?? null, ...(campaignId !== undefined ? { campaignId } : {}), now }, 'agent');
+        // A contact shown to me (preview) is shown to others again once I step away.
+        if (state !== 'available') await releaseHolds(trx, userId, now);
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'agent.state', outcome: 'success', target: { type: 'user', id: userId }, details: { state, reason: reason ?? null, campaign: campaignId ?? null } });
         return presentState(await trx.selectFrom('agent_states').select(stateColumns).where('user_id', '=', userId).executeTakeFirstOrThrow());
       }),

@@ -4,6 +4,7 @@ import { ApiProblem, get, post, put } from '../api.ts';
 import { Badge, Field, Head, ProblemNote, useAction, useFormat, useLoad, useNow } from '../components/ui.tsx';
 import { connectRealtime, type RealtimeEvent } from '../realtime.ts';
 import { useSession } from '../App.tsx';
+import { PreviewPanel } from './PreviewPanel.tsx';
 
 type AgentState = { userId: string; state: 'offline' | 'available' | 'reserved' | 'on_call' | 'wrap_up' | 'paused'; reason: string | null; campaignId: string | null; attemptId: string | null; since: string; wrapUpUntil: string | null };
 type Campaign = { id: string; name: string; state: string; mode: string };
@@ -46,12 +47,15 @@ function withCallInHand(shown: Call[], next: Call | null): Call[] {
     .filter((call) => call.attemptId !== next?.attemptId)
     // A call the server no longer names as in hand has ended, whatever the last event said.
     .map((call) => (call.state === 'ended' ? call : { ...call, state: 'ended' }))
-    .filter((call) => call.disposition === null);
+    // One that never reached the agent (a preview call unanswered) has no outcome to file.
+    .filter((call) => call.disposition === null && call.connectedAt !== null);
   return next ? [...kept, next] : kept;
 }
 
 /** A call the feed announced, shown at once; its details (contact, script) follow from the API. */
 type Announced = { attemptId: string; state: string; at: string };
+/** A call state after which nothing more happens on the line (a preview call refused at dial time is `skipped`). */
+const isOver = (state: string) => state === 'ended' || state === 'skipped';
 
 /**
  * The agent desktop: state control with pause reasons, the call in hand (masked number, script,
@@ -150,6 +154,14 @@ export function AgentDesktop() {
 
   const activeCampaigns = (campaigns.data?.items ?? []).filter((campaign) => campaign.state === 'active');
   const onCall = state?.state === 'on_call' || state?.state === 'reserved' || state?.state === 'wrap_up';
+  const announcing = announced !== null && !isOver(announced.state) && !shown.some((call) => call.attemptId === announced.attemptId);
+  // Preview campaigns: the next contact is shown before anything is dialed, while no call is in hand.
+  const previewing =
+    shown.length === 0 &&
+    !announcing &&
+    inbound === null &&
+    (state?.state === 'available' || state?.state === 'reserved') &&
+    campaigns.data?.items.find((campaign) => campaign.id === state.campaignId)?.mode === 'preview';
 
   return (
     <main className="desk">
@@ -219,10 +231,10 @@ export function AgentDesktop() {
           {t('agent.filedFor', lastFiled)}
         </p>
       ) : null}
-      {announced && announced.state !== 'ended' && !shown.some((call) => call.attemptId === announced.attemptId) ? (
+      {announcing ? (
         <section className="panel call" aria-live="polite" aria-labelledby="announced-heading">
           <h2 id="announced-heading">
-            {t('agent.call')} · <span data-testid="call-state">{t('agent.callConnected')}</span>
+            {t('agent.call')} · <span data-testid="call-state">{announced.state === 'connected' ? t('agent.callConnected') : t('agent.callDialing')}</span>
           </h2>
           <p className="hint">{t('common.loading')}</p>
         </section>
@@ -239,7 +251,8 @@ export function AgentDesktop() {
           }}
         />
       ))}
-      {shown.length > 0 || (announced && announced.state !== 'ended') ? null : (
+      {previewing && (state.state === 'available' || state.state === 'reserved') ? <PreviewPanel agentState={state.state} /> : null}
+      {shown.length > 0 || announcing || previewing ? null : (
         <section className="panel waiting" aria-live="polite">
           <p>{state?.state === 'available' ? t('agent.waiting') : t('agent.notAvailable')}</p>
         </section>
@@ -293,7 +306,7 @@ function CallPanel({ call, canReveal, onFiled }: { call: Call; canReveal: boolea
   return (
     <section className="panel call" aria-labelledby="call-heading">
       <h2 id="call-heading">
-        {t('agent.call')} · <span data-testid="call-state">{ended ? t('agent.callEnded') : t('agent.callConnected')}</span>
+        {t('agent.call')} · <span data-testid="call-state">{ended ? t('agent.callEnded') : call.state === 'connected' ? t('agent.callConnected') : t('agent.callDialing')}</span>
         {call.connectedAt && !ended ? <span className="timer"> {format.duration(now - Date.parse(call.connectedAt))}</span> : null}
       </h2>
       <div className="call-grid">
@@ -323,7 +336,7 @@ function CallPanel({ call, canReveal, onFiled }: { call: Call; canReveal: boolea
             </p>
           ) : null}
           <ProblemNote problem={recording.problem} />
-          {call.state === 'connected' ? (
+          {call.state === 'connected' || call.state === 'dialing' || call.state === 'answered' ? (
             <p>
               <button type="button" className="danger" onClick={() => void hangUp.run()} disabled={hangUp.busy}>
                 {t('agent.hangUp')}

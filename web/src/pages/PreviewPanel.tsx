@@ -1,0 +1,147 @@
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { useTranslation } from 'react-i18next';
+import { ApiProblem, get, post } from '../api.ts';
+import { Badge, Head, ProblemNote, useAction, useFormat } from '../components/ui.tsx';
+
+type Preview = {
+  holdUntil: string;
+  requestedAt: string | null;
+  callback: boolean;
+  campaign: { id: string; name: string; script: string | null };
+  contact: { id: string; name: string | null; phones: { kind: string; masked: string }[]; status: string };
+  history: { attemptId: string; at: string; outcome: string | null; disposition: string | null; notes: string | null }[];
+};
+type LastDial = { attemptId: string; contactName: string | null; outcome: string | null; reason: string | null; at: string };
+
+/**
+ * Preview dialing: the next contact, shown before anything is dialed (masked number, script, this
+ * person's earlier calls), with the agent's choice — call or skip — and, once a call is asked for,
+ * taking it back until the dialer places it. What became of the last call that did not reach the
+ * agent (refused at dial time and why, or unanswered) is said above it. The panel loads again when
+ * the agent's state changes (the server moves the agent: reserved for the call, free again).
+ */
+export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserved' }) {
+  const { t } = useTranslation();
+  const format = useFormat();
+  const [preview, setPreview] = useState<Preview | null>();
+  const [lastDial, setLastDial] = useState<LastDial | null>(null);
+  const [problem, setProblem] = useState<ApiProblem>();
+  const loading = useRef(0);
+
+  /** The contact I hold; when none and I am free, the next one is claimed for me. */
+  const load = useCallback(async () => {
+    const ticket = ++loading.current;
+    try {
+      const current = await get<{ preview: Preview | null; lastDial: LastDial | null }>('/api/v1/agent/preview');
+      let shown = current.preview;
+      if (!shown && agentState === 'available') shown = (await post<{ preview: Preview | null }>('/api/v1/agent/preview')).preview;
+      if (ticket !== loading.current) return;
+      setLastDial(current.lastDial);
+      setPreview(shown);
+      setProblem(undefined);
+    } catch (error) {
+      if (error instanceof ApiProblem && ticket === loading.current) setProblem(error);
+    }
+  }, [agentState]);
+
+  useEffect(() => {
+    void load();
+  }, [load]);
+
+  const choose = useAction(async (choice: 'call' | 'skip' | 'cancel') => {
+    if (!preview) return;
+    try {
+      await post(`/api/v1/agent/preview/${preview.contact.id}/${choice}`);
+    } finally {
+      // Whatever the answer, show what the server holds now (a hold that ran out shows the next contact).
+      await load();
+    }
+  });
+
+  const requested = preview?.requestedAt !== null && preview?.requestedAt !== undefined;
+  const phone = preview?.contact.phones[0];
+  const lastWhat = lastDial
+    ? lastDial.outcome === 'skipped'
+      ? t('agent.preview.notCalled', { reason: t(`agent.preview.reasons.${lastDial.reason ?? 'status'}`, { defaultValue: lastDial.reason ?? '' }) })
+      : t(`agent.preview.outcomes.${lastDial.outcome ?? 'failed'}`, { defaultValue: lastDial.outcome ?? '' })
+    : '';
+  return (
+    <section className="panel call" aria-labelledby="preview-heading">
+      <h2 id="preview-heading">{t('agent.preview.title')}</h2>
+      {lastDial ? (
+        <p className="hint" role="status" data-testid="last-dial">
+          {t('agent.preview.last', { name: lastDial.contactName ?? t('common.unnamed'), what: lastWhat })}
+        </p>
+      ) : null}
+      <ProblemNote problem={problem ?? choose.problem} />
+      {preview === undefined ? <p className="hint">{t('common.loading')}</p> : null}
+      {preview === null ? (
+        <p>
+          {t('agent.preview.none')}{' '}
+          <button type="button" className="small" onClick={() => void load()}>
+            {t('agent.preview.again')}
+          </button>
+        </p>
+      ) : null}
+      {preview ? (
+        <div className="call-grid">
+          <div>
+            <dl className="facts">
+              <dt>{t('agent.contact')}</dt>
+              <dd>
+                <span data-testid="preview-name">{preview.contact.name ?? t('common.unnamed')}</span>
+                {preview.callback ? <Badge tone="info">{t('agent.preview.callback')}</Badge> : null}
+              </dd>
+              <dt>{t('agent.number')}</dt>
+              <dd data-testid="preview-number">{phone?.masked ?? '—'}</dd>
+              <dt>{t('agent.campaign')}</dt>
+              <dd>{preview.campaign.name}</dd>
+            </dl>
+            <p className="hint">{t('agent.preview.holdUntil', { time: format.time(preview.holdUntil) })}</p>
+            {requested ? (
+              <>
+                <p role="status" data-testid="preview-requested">
+                  {t('agent.preview.requested')}
+                </p>
+                <button type="button" onClick={() => void choose.run('cancel')} disabled={choose.busy}>
+                  {t('agent.preview.cancel')}
+                </button>
+              </>
+            ) : (
+              <div className="row">
+                <button type="button" className="primary" onClick={() => void choose.run('call')} disabled={choose.busy || agentState !== 'available'}>
+                  {t('agent.preview.call')}
+                </button>
+                <button type="button" onClick={() => void choose.run('skip')} disabled={choose.busy || agentState !== 'available'}>
+                  {t('agent.preview.skip')}
+                </button>
+              </div>
+            )}
+            <h3>{t('agent.script')}</h3>
+            <div className="script">{preview.campaign.script ?? t('agent.noScript')}</div>
+          </div>
+          <div>
+            <h3>{t('agent.history')}</h3>
+            {preview.history.length === 0 ? (
+              <p className="hint">{t('agent.noHistory')}</p>
+            ) : (
+              <table>
+                <Head cells={[t('common.when'), t('agent.outcome'), t('agent.disposition'), t('agent.notes')]} />
+                <tbody>
+                  {preview.history.map((item) => (
+                    <tr key={item.attemptId}>
+                      <td>{format.time(item.at)}</td>
+                      <td>{item.outcome ?? '—'}</td>
+                      <td>{item.disposition ?? '—'}</td>
+                      <td>{item.notes ?? ''}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </div>
+        </div>
+      ) : null}
+    </section>
+  );
+}
