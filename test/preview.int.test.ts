@@ -133,7 +133,7 @@ describe(`preview dialing (${serverLabel()} server)`, () => {
     expect(ended.rows[0]?.outcome).toBe('live');
     const filed = await call(tenant.agent.token, 'POST', `/api/v1/agent/calls/${ended.rows[0]!.id}/disposition`, { code: 'callback', callbackAt: new Date(Date.now() + 3_600_000).toISOString() });
     expect(filed.statusCode, filed.body).toBe(200);
-    await db.superQuery(`UPDATE ringvakt.campaign_contacts SET next_at = now() - interval '20 minutes' WHERE contact_id = $1`, [callees.ids[2]]);
+    await db.superQuery(`UPDATE ringvakt.campaign_contacts SET next_at = now() - interval '5 minutes' WHERE contact_id = $1`, [callees.ids[2]]);
     expect((await next(second.token))?.contact.id).toBe(callees.ids[3]);
     const mine = await next(tenant.agent.token);
     expect(mine).toMatchObject({ contact: { id: callees.ids[2] }, callback: true });
@@ -145,20 +145,65 @@ describe(`preview dialing (${serverLabel()} server)`, () => {
     expect(await agentState(second.id)).toMatchObject({ state: 'available' });
     await floor.run(start + 42_000);
     expect(floor.sent).toHaveLength(1);
-    // A hold that ran out cannot be called on: the contact may be shown to another agent by now.
+    // A hold that ran out stays mine until another agent is shown the contact; then it is theirs.
     await db.superQuery(`UPDATE ringvakt.campaign_contacts SET preview_until = now() - interval '1 second' WHERE contact_id = $1`, [callees.ids[3]]);
+    expect((await call(tenant.agent.token, 'POST', `/api/v1/agent/preview/${callees.ids[2]}/skip`)).statusCode).toBe(200);
+    expect((await next(tenant.agent.token))?.contact.id).toBe(callees.ids[3]);
     const late = await call(second.token, 'POST', `/api/v1/agent/preview/${callees.ids[3]}/call`);
-    expect(late.statusCode).toBe(409);
-    expect(late.json()).toMatchObject({ code: 'preview_expired' });
+    expect(late.statusCode).toBe(404);
+    expect(await agentState(second.id)).toMatchObject({ state: 'available' });
+
+    // A call asked for on a campaign that is then paused is not placed: the agent is free again, the contact still shown.
+    expect((await call(tenant.agent.token, 'POST', `/api/v1/agent/preview/${callees.ids[3]}/call`)).statusCode).toBe(200);
+    expect(await agentState(tenant.agent.id)).toMatchObject({ state: 'reserved' });
+    expect((await call(tenant.owner.token, 'POST', `/api/v1/campaigns/${campaignId}/pause`)).statusCode).toBe(200);
+    expect(await agentState(tenant.agent.id)).toMatchObject({ state: 'available', attempt_id: null });
+    await floor.run(start + 44_000);
+    expect(floor.sent).toHaveLength(1);
+    const shown = (await call(tenant.agent.token, 'GET', '/api/v1/agent/preview')).json() as { preview: Preview | null };
+    expect(shown.preview).toMatchObject({ requestedAt: null, contact: { id: callees.ids[3] } });
+    // Asking again on the paused campaign is refused, and holds no one.
+    const refused = await call(tenant.agent.token, 'POST', `/api/v1/agent/preview/${callees.ids[3]}/call`);
+    expect(refused.statusCode).toBe(409);
+    expect(await agentState(tenant.agent.id)).toMatchObject({ state: 'available' });
     // A pause hands the contact back.
-    expect((await call(second.token, 'PUT', '/api/v1/agent/state', { state: 'paused', reason: 'break' })).statusCode).toBe(200);
+    expect((await call(tenant.agent.token, 'PUT', '/api/v1/agent/state', { state: 'paused', reason: 'break' })).statusCode).toBe(200);
     const held = await db.superQuery<{ preview_agent_id: string | null }>(`SELECT preview_agent_id FROM ringvakt.campaign_contacts WHERE contact_id = $1`, [callees.ids[3]]);
     expect(held.rows[0]?.preview_agent_id).toBeNull();
 
-    // Every choice is in the ledger, once: three calls asked for (the double click counted once), one skip, one cancel.
-    expect(await audited('call.preview_dial')).toBe(3);
-    expect(await audited('call.preview_skip')).toBe(1);
+    // Every choice is in the ledger, once: four calls asked for (the double click counted once), two skips, one cancel.
+    expect(await audited('call.preview_dial')).toBe(4);
+    expect(await audited('call.preview_skip')).toBe(2);
     expect(await audited('call.preview_cancel')).toBe(1);
+    await floor.dialer.stop();
+  }, 60_000);
+
+  it('lets the agent end a preview call while it rings: recorded as cancelled, the person tried again later, the agent free', async () => {
+    // After the first test's simulated minute (the same agents' calls follow one another in time).
+    const start = openMinuteInOslo() + 120_000;
+    const callees = await createCallees(tenantDb, db.handles, 1, '+4792');
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Preview hang-up', mode: 'preview' });
+    // A slow answer: 20 s of ringing, so the agent gives up first.
+    const floor = await floorFor({ tenantDb, handles: db.handles, campaignId, model: { ...ALL_LIVE, liveRingMs: { kind: 'fixed', ms: 20_000 } }, startMs: start, logger: db.logger });
+    expect((await call(second.token, 'PUT', '/api/v1/agent/state', { state: 'available', campaignId })).statusCode).toBe(200);
+    expect((await next(second.token))?.contact.id).toBe(callees.ids[0]);
+    expect((await call(second.token, 'POST', `/api/v1/agent/preview/${callees.ids[0]}/call`)).statusCode).toBe(200);
+    await floor.run(start + 3_000);
+    const ringing = (await call(second.token, 'GET', '/api/v1/agent/call')).json() as { call: { attemptId: string; state: string } | null };
+    expect(ringing.call?.state).toBe('dialing');
+    // The first agent cannot end it: only the one who chose the call.
+    expect((await call(tenant.agent.token, 'POST', `/api/v1/agent/calls/${ringing.call!.attemptId}/hangup`)).statusCode).toBe(404);
+    expect((await call(second.token, 'POST', `/api/v1/agent/calls/${ringing.call!.attemptId}/hangup`)).statusCode).toBe(202);
+    await floor.run(start + 6_000);
+    const attempt = await db.superQuery<{ state: string; outcome: string; answered_at: Date | null }>(`SELECT state, outcome, answered_at FROM ringvakt.dial_attempts WHERE id = $1`, [ringing.call!.attemptId]);
+    expect(attempt.rows[0]).toMatchObject({ state: 'ended', outcome: 'cancelled', answered_at: null });
+    // Tried again by the unanswered rule (4 h), not dropped from the campaign; the hold is over.
+    const contact = await db.superQuery<{ state: string; next_at: Date; preview_agent_id: string | null }>(`SELECT state, next_at, preview_agent_id FROM ringvakt.campaign_contacts WHERE contact_id = $1`, [callees.ids[0]]);
+    expect(contact.rows[0]).toMatchObject({ state: 'ready', preview_agent_id: null });
+    expect(contact.rows[0]!.next_at.getTime()).toBeGreaterThan(start + 3 * 3_600_000);
+    expect(await agentState(second.id)).toMatchObject({ state: 'available', attempt_id: null });
+    const told = (await call(second.token, 'GET', '/api/v1/agent/preview')).json() as { lastDial: { outcome: string } | null };
+    expect(told.lastDial).toMatchObject({ outcome: 'cancelled' });
     await floor.dialer.stop();
   }, 60_000);
 });

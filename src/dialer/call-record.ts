@@ -83,7 +83,9 @@ export async function recordCallEnd(trx: TenantTransaction, crypto: ContactsCryp
   // A live call waits for the agent's disposition to decide what comes next; the rest follow the
   // campaign's retry rules. A person who never reached an agent (hung up within the connect limit,
   // a refused connect) is tried again like an unanswered call.
-  const ruleOutcome: RetryOutcome | undefined = outcome === 'live' ? (reachedAgent ? undefined : 'no_answer') : outcome === 'cancelled' ? undefined : (outcome as RetryOutcome);
+  // A preview call its agent ended while it rang is retried as unanswered (the person never picked up).
+  const ruleOutcome: RetryOutcome | undefined =
+    outcome === 'live' ? (reachedAgent ? undefined : 'no_answer') : outcome === 'cancelled' ? (call.requestedBy ? 'no_answer' : undefined) : (outcome as RetryOutcome);
   const rule = ruleOutcome === undefined ? undefined : settings?.retryRules[ruleOutcome];
   const nextAt = rule?.retry ? new Date(endedAtMs + rule.afterMinutes * 60_000) : null;
   await releaseContact(trx, campaignId, call.contactId, { nextAt, outcome, now: endedAt });

@@ -12,7 +12,7 @@ import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
 import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
 import { admitAttempts, type DialContext } from './dial-checks.ts';
 import { registerCallController, type CallControl } from './call-control.ts';
-import { reserveDue } from './hopper.ts';
+import { reserveDue, type ReservedAttempt } from './hopper.ts';
 import { announceRequestedDials, bindRequestingAgents } from './preview.ts';
 import { recordCallEnd, type EndedCall } from './call-record.ts';
 import { recordingPaused, recordingSaved, recordingStarted } from './call-recording.ts';
@@ -227,11 +227,17 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     if (!campaign || !profile) return 0;
     const context = dialContext();
     const at = now();
-    const reserved = await inTenant((trx) => reserveDue(trx, campaignId, count, dialerId, at, { requestedOnly, ...(options.leaseOwner === undefined ? {} : { leaseOwner: options.leaseOwner }) }));
+    // A preview call's agent is bound to its attempt in the reservation's own transaction: from
+    // then on a takeover that settles the attempt frees the agent too.
+    let admissible: ReservedAttempt[] = [];
+    const reserved = await inTenant(async (trx) => {
+      const taken = await reserveDue(trx, campaignId, count, dialerId, at, { requestedOnly, ...(options.leaseOwner === undefined ? {} : { leaseOwner: options.leaseOwner }) });
+      admissible = requestedOnly ? await bindRequestingAgents(trx, campaignId, taken, at) : taken;
+      return taken;
+    });
     if (reserved.length === 0) return 0;
     // The chunk's reservations are checked together, in one transaction.
     const verdicts = await inTenant(async (trx) => {
-      const admissible = await bindRequestingAgents(trx, campaignId, reserved, at);
       const results = await admitAttempts(trx, crypto, context, admissible, at);
       await announceRequestedDials(trx, campaignId, admissible, results, at);
       for (const attempt of admissible) {
@@ -393,7 +399,13 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const call = calls.get(command.attemptId);
     if (!call || call.ended) return false;
     const commandId = `${command.action}:${command.requestId}`;
-    if (command.action === 'hangup') await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId });
+    // A person who answered and has not reached the agent yet is not simply hung up on: that is an
+    // abandoned call (information message, lockout, counted against the cap).
+    if (command.action === 'hangup' && call.answeredAt !== undefined && call.agentId === undefined) {
+      call.connectLimit?.cancel();
+      call.chain = call.chain.then(() => abandon(call));
+      await call.chain;
+    } else if (command.action === 'hangup') await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId });
     else if (command.action === 'pause') await provider.send({ kind: 'record-pause', commandId, recordingId: call.attemptId, behavior: 'skip' });
     else await provider.send({ kind: 'record-resume', commandId, recordingId: call.attemptId });
     return true;
@@ -429,8 +441,13 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
         call.answerStored = true;
         await trx.updateTable('dial_attempts').set({ state: 'answered', answered_at: new Date(call.answeredAt) }).where('id', '=', call.attemptId).where('state', '=', 'dialing').execute();
       }
-      // Preview: the agent who chose the call has been held for it since the dial.
-      return call.requestedBy ?? reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId);
+      // Preview: the agent who chose the call, held for it since the dial — if still held for it
+      // (a takeover that settled the attempt freed them).
+      if (call.requestedBy) {
+        const held = await trx.selectFrom('agent_states').select('user_id').where('user_id', '=', call.requestedBy).where('attempt_id', '=', call.attemptId).where('state', '=', 'reserved').executeTakeFirst();
+        return held?.user_id;
+      }
+      return reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId);
     });
     if (!agentId) return false;
     if (call.ended || call.abandoned) {
@@ -474,7 +491,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   }
 
   async function abandon(call: Call): Promise<void> {
-    if (call.ended || call.agentId !== undefined) return;
+    if (call.ended || call.abandoned || call.agentId !== undefined) return;
     const index = waiting.indexOf(call);
     if (index >= 0) waiting.splice(index, 1);
     call.abandoned = true;

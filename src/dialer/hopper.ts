@@ -29,11 +29,12 @@ export async function reserveDue(trx: TenantTransaction, campaignId: string, cou
   const leased = options.leaseOwner === undefined
     ? sql<boolean>`true`
     : sql<boolean>`EXISTS (SELECT 1 FROM campaigns WHERE id = ${campaignId} AND dialer_owner = ${options.leaseOwner} AND dialer_lease_until > now() + interval '3 seconds')`;
-  const requested = options.requestedOnly === true ? sql<boolean>`dial_requested_at IS NOT NULL` : sql<boolean>`true`;
+  // Due: by its time, or (preview) because an agent asked for the call now.
+  const due = options.requestedOnly === true ? sql<boolean>`dial_requested_at IS NOT NULL` : sql<boolean>`next_at <= ${now}`;
   const reserved = await sql<{ id: string; contact_id: string; attempt: number; dials: number; callback_agent_id: string | null; requested_by: string | null }>`
     WITH picked AS (
       SELECT contact_id FROM campaign_contacts
-       WHERE campaign_id = ${campaignId} AND state = 'ready' AND next_at <= ${now} AND ${requested} AND ${leased}
+       WHERE campaign_id = ${campaignId} AND state = 'ready' AND ${due} AND ${leased}
        ORDER BY next_at, contact_id
        LIMIT ${count}
        FOR UPDATE SKIP LOCKED),

@@ -7,12 +7,12 @@ import { releaseContact, type ReservedAttempt } from './hopper.ts';
 
 /**
  * The dialer's side of preview dialing. An agent saw a contact and chose to call it (that agent is
- * then `reserved`, held for this one call, with no attempt yet); the campaign's dialer reserved the
- * contact like any other. Before the dial-time checks run, each attempt is bound to its agent (the
- * agent's row names the attempt, so every later step of the call — connect, wrap-up, release, a
- * takeover by another node — finds the agent exactly as for a dialer-chosen agent). An agent no
- * longer waiting (a supervisor logged them off meanwhile) is not dialed for: that attempt is
- * settled as skipped and its contact is due again at once.
+ * then `reserved`, held for this one call, with no attempt yet); the campaign's dialer reserves the
+ * contact like any other and, in the same transaction, binds each attempt to its agent (the agent's
+ * row names the attempt, so every later step of the call — connect, wrap-up, release, a takeover
+ * by another node that settles the attempt — finds the agent as for a dialer-chosen one). An agent
+ * no longer waiting for it (the request was taken back as the dialer reserved) is not dialed for:
+ * that attempt is settled as skipped and its contact is due again at once.
  */
 export async function bindRequestingAgents(trx: TenantTransaction, campaignId: string, attempts: readonly ReservedAttempt[], now: Date): Promise<ReservedAttempt[]> {
   const requested = attempts.filter((attempt) => attempt.requestedBy);

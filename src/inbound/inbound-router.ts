@@ -163,10 +163,12 @@ export function createInboundRouter(options: InboundRouterOptions) {
   /** Reserves the longest-idle available agent who takes inbound calls and has every skill. */
   async function reserveAgent(trx: TenantTransaction, call: Waiting, skills: string[]): Promise<string | undefined> {
     const reserved = await sql<{ user_id: string; campaign_id: string | null }>`
+      WITH picked AS MATERIALIZED (
+        SELECT user_id FROM agent_states
+         WHERE state = 'available' AND takes_inbound AND skills @> ${skills}::text[]
+         ORDER BY since, user_id LIMIT 1 FOR UPDATE SKIP LOCKED)
       UPDATE agent_states a SET state = 'reserved', attempt_id = ${call.id}, inbound_call_id = ${call.id}, since = ${now()}
-        FROM (SELECT user_id FROM agent_states
-               WHERE state = 'available' AND takes_inbound AND skills @> ${skills}::text[]
-               ORDER BY since, user_id LIMIT 1 FOR UPDATE SKIP LOCKED) picked
+        FROM picked
        WHERE a.user_id = picked.user_id
       RETURNING a.user_id, a.campaign_id`.execute(trx);
     const agent = reserved.rows[0];

@@ -67,7 +67,9 @@ export async function eraseSubject(trx: TenantTransaction, crypto: ContactsCrypt
     .where('contact_id', '=', contactId)
     .where('state', 'in', ['reserved', 'dialing', 'answered', 'connected'])
     .executeTakeFirst();
-  if (live) throw new AppError('subject_in_call', 'A call with this subject is in progress; erase it when the call has ended.');
+  // A call an agent has asked for (preview) is about to be placed: the same as a call in progress.
+  const requested = live ? undefined : await trx.selectFrom('campaign_contacts').select('campaign_id').where('contact_id', '=', contactId).where('dial_requested_at', 'is not', null).executeTakeFirst();
+  if (live || requested) throw new AppError('subject_in_call', 'A call with this subject is in progress; erase it when the call has ended.');
 
   // The identifiers, hashed for the ledger, while they can still be read.
   const contact = (await loadContacts(trx, crypto, [contactId])).get(contactId);

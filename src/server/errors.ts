@@ -42,7 +42,6 @@ export const errorCatalogue = {
   legal_hold: { status: 409, title: 'A legal hold keeps this data' },
   contact_restricted: { status: 409, title: "This contact's processing is restricted: the data is kept, not used" },
   subject_in_call: { status: 409, title: 'A call with this person is in progress' },
-  preview_expired: { status: 409, title: 'Your hold on this contact ran out; it may be shown to another agent' },
   request_duplicate: { status: 409, title: 'An open request already asks for this' },
   request_not_verified: { status: 409, title: "The requester's identity has not been verified yet" },
   download_link_invalid: { status: 410, title: 'The download link is invalid, expired or already used' },

@@ -46,6 +46,8 @@ export const ANSWERING_CALLEE_MODEL: CalleeModel = {
   outcomes: { live: 1, machine: 0, busy: 0, noAnswer: 0, failed: 0 },
   liveRingMs: { kind: 'uniform', minMs: 2_000, maxMs: 5_000 },
   patienceMs: { kind: 'lognormal', medianMs: 20_000, sigma: 0.3 },
+  // The detector, where a campaign uses it, knows them for people.
+  amd: { ...DEFAULT_CALLEE_MODEL.amd, humanAsHuman: 1 },
 };
 
 /** The standard pairs of SIP status and Q.850 cause. */

@@ -447,6 +447,8 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await form.getByLabel('Jurisdiction').selectOption('uk_ofcom');
     await form.getByLabel('Caller ID').fill('+442079460000');
     await form.getByLabel('Script').fill('Hello, this is Acme with a two-minute survey about our service.');
+    // The agent is on the line from the first ring: no answering-machine detection.
+    await form.getByLabel('Answering-machine detection').uncheck();
     await form.getByRole('button', { name: 'Create campaign' }).click();
     await owner.getByRole('cell', { name: 'Spring survey', exact: true }).waitFor();
     const created = await db.superQuery<{ id: string; mode: string }>(`SELECT id, mode FROM ringvakt.campaigns WHERE name = 'Spring survey'`);

@@ -59,6 +59,8 @@ export async function setAgentState(trx: TenantTransaction, userId: string, chan
       reason: change.state === 'paused' ? (change.reason ?? null) : null,
       ...(change.campaignId !== undefined ? { campaign_id: change.campaignId } : {}),
       attempt_id: change.attemptId ?? null,
+      // Away from a call, no inbound call is in hand either.
+      ...(change.state === 'available' || change.state === 'paused' || change.state === 'offline' ? { inbound_call_id: null } : {}),
       wrap_up_until: change.wrapUpUntil ?? null,
       since: change.now,
     })

@@ -94,6 +94,7 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
         await setAgentState(trx, userId, { state, reason: reason ?? null, ...(campaignId !== undefined ? { campaignId } : {}), now }, 'agent');
         // A contact shown to me (preview) is shown to others again once I step away.
         if (state !== 'available') await releaseHolds(trx, userId, now);
+        else if (campaignId !== undefined) await releaseHolds(trx, userId, now, campaignId);
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'agent.state', outcome: 'success', target: { type: 'user', id: userId }, details: { state, reason: reason ?? null, campaign: campaignId ?? null } });
         return presentState(await trx.selectFrom('agent_states').select(stateColumns).where('user_id', '=', userId).executeTakeFirstOrThrow());
       }),

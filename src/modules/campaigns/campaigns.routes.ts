@@ -20,6 +20,7 @@ import {
   type CampaignSettings,
 } from './campaign-settings.ts';
 import { startCampaign } from './campaign-lifecycle.ts';
+import { dropRequests } from '../agents/preview.service.ts';
 import { publish } from '../../realtime/realtime.ts';
 
 const purpose = z.enum(['sales', 'survey', 'service']);
@@ -287,6 +288,8 @@ export async function campaignsRoutes(app: App): Promise<void> {
         const row = await loadCampaign(trx, request.params.campaignId, true);
         if (row.state !== 'active') throw new AppError('invalid_transition', `The campaign is ${row.state}, not active.`);
         await trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '=', row.id).execute();
+        // Preview calls asked for and not yet placed are not placed; their agents are free again.
+        await dropRequests(trx, row.id, new Date());
         await recordAuditEvent(trx, { ...requestAudit(request), action: 'campaign.pause', outcome: 'success', target: { type: 'campaign', id: row.id } });
         await publish(trx, { topic: 'campaign.state', campaignId: row.id, state: 'paused', at: new Date().toISOString() });
         return present(trx, await loadCampaign(trx, row.id));

@@ -64,7 +64,6 @@ export const en = {
     confirm: 'Confirm',
   },
   problem: {
-    preview_expired: 'Your hold on this contact ran out. Look again for the next one.',
     unknown: 'Something went wrong. Try again.',
     network: 'The server could not be reached. Check the connection and try again.',
     invalid_credentials: 'The organisation, e-mail or password is not right.',

@@ -66,7 +66,6 @@ export const nb: Translation = {
     confirm: 'Bekreft',
   },
   problem: {
-    preview_expired: 'Du holdt ikke lenger av denne kontakten. Se igjen for den neste.',
     unknown: 'Noe gikk galt. Prøv igjen.',
     network: 'Fikk ikke kontakt med serveren. Sjekk forbindelsen og prøv igjen.',
     invalid_credentials: 'Organisasjon, e-post eller passord er feil.',

@@ -13,6 +13,9 @@ type Preview = {
 };
 type LastDial = { attemptId: string; contactName: string | null; outcome: string | null; reason: string | null; at: string };
 
+/** How often an empty preview looks for a contact that fell due. */
+const LOOK_AGAIN_MS = 15_000;
+
 /**
  * Preview dialing: the next contact, shown before anything is dialed (masked number, script, this
  * person's earlier calls), with the agent's choice — call or skip — and, once a call is asked for,
@@ -28,25 +31,41 @@ export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserv
   const [problem, setProblem] = useState<ApiProblem>();
   const loading = useRef(0);
 
-  /** The contact I hold; when none and I am free, the next one is claimed for me. */
+  /**
+   * What the server holds for me; when I am free, the contact I hold (its hold renewed) or the next
+   * one due is claimed for me. A call asked for keeps me `reserved`: then nothing is claimed.
+   */
   const load = useCallback(async () => {
     const ticket = ++loading.current;
     try {
       const current = await get<{ preview: Preview | null; lastDial: LastDial | null }>('/api/v1/agent/preview');
-      let shown = current.preview;
-      if (!shown && agentState === 'available') shown = (await post<{ preview: Preview | null }>('/api/v1/agent/preview')).preview;
       if (ticket !== loading.current) return;
       setLastDial(current.lastDial);
+      let shown = current.preview;
+      if (agentState === 'available') shown = (await post<{ preview: Preview | null }>('/api/v1/agent/preview')).preview;
+      if (ticket !== loading.current) return;
       setPreview(shown);
       setProblem(undefined);
     } catch (error) {
-      if (error instanceof ApiProblem && ticket === loading.current) setProblem(error);
+      if (error instanceof ApiProblem && ticket === loading.current) {
+        setProblem(error);
+        setPreview((previous) => previous ?? null);
+      }
     }
   }, [agentState]);
 
   useEffect(() => {
     void load();
   }, [load]);
+
+  // While nothing is shown (none due, or the campaign paused), look again every so often: callbacks
+  // and skipped contacts fall due on their own.
+  const idle = preview === null || problem !== undefined;
+  useEffect(() => {
+    if (!idle) return;
+    const timer = setInterval(() => void load(), LOOK_AGAIN_MS);
+    return () => clearInterval(timer);
+  }, [idle, load]);
 
   const choose = useAction(async (choice: 'call' | 'skip' | 'cancel') => {
     if (!preview) return;
@@ -66,7 +85,7 @@ export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserv
       : t(`agent.preview.outcomes.${lastDial.outcome ?? 'failed'}`, { defaultValue: lastDial.outcome ?? '' })
     : '';
   return (
-    <section className="panel call" aria-labelledby="preview-heading">
+    <section className="panel call" aria-labelledby="preview-heading" aria-live="polite">
       <h2 id="preview-heading">{t('agent.preview.title')}</h2>
       {lastDial ? (
         <p className="hint" role="status" data-testid="last-dial">
