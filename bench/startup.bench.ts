@@ -52,6 +52,8 @@ async function timeBarePostgres(dataDir: string): Promise<number> {
   return ms;
 }
 
+const RESTARTS = 3;
+
 export async function startupBench(): Promise<BenchRow[]> {
   const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-bench-start-'));
   chmodSync(folder, 0o711);
@@ -59,13 +61,24 @@ export async function startupBench(): Promise<BenchRow[]> {
     const port = await freePort();
     const fresh = await timeNpmStart(path.join(folder, 'ours'), port);
     await fresh.stop();
-    const restart = await timeNpmStart(path.join(folder, 'ours'), port);
-    await restart.stop();
     const bareFresh = await timeBarePostgres(path.join(folder, 'bare'));
-    const bareRestart = await timeBarePostgres(path.join(folder, 'bare'));
+    // Restarts: three of each, alternating, the median counts (one stall of this shared machine
+    // moves a single start by a few hundred milliseconds; every figure is printed).
+    const ours: number[] = [];
+    const bare: number[] = [];
+    for (let round = 0; round < RESTARTS; round += 1) {
+      const restarted = await timeNpmStart(path.join(folder, 'ours'), port);
+      await restarted.stop();
+      ours.push(restarted.ms);
+      bare.push(await timeBarePostgres(path.join(folder, 'bare')));
+    }
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+    process.stdout.write(`restarts, ours: ${ours.map((ms) => Math.round(ms)).join(', ')} ms; bare PostgreSQL: ${bare.map((ms) => Math.round(ms)).join(', ')} ms\n`);
+    const restart = { ms: median(ours) };
+    const bareRestart = median(bare);
     return [
       { name: 'npm start → /readyz, empty data dir (baseline: bare embedded PostgreSQL initdb+start)', unit: 'ms', ours: fresh.ms, baseline: bareFresh, higherIsBetter: false, target: '≤ 5000 ms', met: fresh.ms <= 5000 },
-      { name: 'npm start → /readyz, restart (baseline: bare embedded PostgreSQL start)', unit: 'ms', ours: restart.ms, baseline: bareRestart, higherIsBetter: false, target: '≤ 2000 ms', met: restart.ms <= 2000 },
+      { name: 'npm start → /readyz, restart, median of 3 (baseline: bare embedded PostgreSQL start)', unit: 'ms', ours: restart.ms, baseline: bareRestart, higherIsBetter: false, target: '≤ 2000 ms', met: restart.ms <= 2000 },
     ];
   } finally {
     rmSync(folder, { recursive: true, force: true });

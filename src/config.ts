@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { z } from 'zod';
+import { z } from './zod.ts';
 
 /**
  * The one configuration loader. Every setting has an environment variable and a key in the

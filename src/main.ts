@@ -5,9 +5,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import { ConfigError, type Config } from './config.ts';
 import { databaseNameOf } from './db/database.ts';
-import { EmbeddedPostgresError } from './db/embedded-postgres.ts';
 import { loadMigrations, MigrationError, pendingMigrations, readApplied, renderMigration } from './db/migrate.ts';
-import { provisioningStatements, ProvisioningError, rolesFor, SCHEMA } from './db/provision.ts';
+import { provisioningStatements, rolesFor, SCHEMA } from './db/provision.ts';
 import { runDoctor } from './doctor.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
@@ -24,26 +23,11 @@ import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provid
 import { listRotationJobs, rotateTenantDataKey, runRotationBatch, type RotationJob } from './crypto/reencrypt.ts';
 import { createTenantWithOwner } from './modules/setup/setup.service.ts';
 import { findUserByEmail } from './modules/users/users.repo.ts';
-import { SecretFileError } from './secret-files.ts';
 import { cliContext, requireTenantId, withCliDatabase } from './cli-support.ts';
-import { RootKeyError } from './crypto/root-keys/root-key-provider.ts';
+import { fail } from './cli-fail.ts';
 import { AppError } from './server/errors.ts';
 import { startServer } from './server/serve.ts';
-
-/** Errors whose message is written for the operator; anything else is reported without internals. */
-const explained = [ConfigError, EmbeddedPostgresError, MigrationError, ProvisioningError, SecretFileError, RootKeyError];
-
-function fail(error: unknown): never {
-  if (explained.some((type) => error instanceof type)) {
-    process.stderr.write(`ringvakt: ${(error as Error).message}\n`);
-  } else if (error instanceof AppError) {
-    process.stderr.write(`ringvakt: ${error.detail ?? error.message}\n`);
-  } else {
-    const code = (error as { code?: string }).code;
-    process.stderr.write(`ringvakt: failed: ${(error as Error).name ?? 'error'}${code ? ` (${code})` : ''}: ${(error as Error).message ?? ''}\n`);
-  }
-  process.exit(1);
-}
+import { stopOnSignals } from './server/stop-on-signals.ts';
 
 const slug = (value: string) => {
   if (!/^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$/.test(value)) {
@@ -74,27 +58,7 @@ program
   .description('run the server (HTTP API, web pages, background work); what `npm start` runs')
   .action(async () => {
     const { config, logger } = cliContext();
-    const server = await startServer(config, logger);
-    let firstSignalAt: number | undefined;
-    const onSignal = (signal: NodeJS.Signals) => {
-      // Ctrl-C reaches npm, tsx and this process at once, and npm and tsx forward it too: copies
-      // arriving together are one request to stop. A signal a second or more later forces the exit.
-      if (firstSignalAt !== undefined) {
-        if (Date.now() - firstSignalAt < 1000) return;
-        logger.warn({ signal }, 'second signal: exiting without waiting for the drain');
-        process.exit(130);
-      }
-      firstSignalAt = Date.now();
-      server.stop(signal).then(
-        () => process.exit(0),
-        (error: unknown) => {
-          logger.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    stopOnSignals(await startServer(config, logger), logger);
   });
 
 program

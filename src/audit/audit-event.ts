@@ -1,4 +1,4 @@
-import { CompiledQuery } from 'kysely';
+import { CompiledQuery } from '../db/kysely.ts';
 import { deferWrite, type TenantDb, type TenantTransaction } from '../db/tenant-db.ts';
 import { leafHashOfText } from './merkle.ts';
 

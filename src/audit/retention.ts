@@ -1,5 +1,5 @@
 import { sign, verify, type KeyObject } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql } from '../db/kysely.ts';
 import type { DatabaseHandles } from '../db/database.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { auditEventRow } from './audit-event.ts';

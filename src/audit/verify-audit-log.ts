@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { canonicalEventText } from './audit-event.ts';
 import { fillSubtrees, leafHashOfText, packedHash, packedSource, packedSubtrees, sharedLevels, subtreeWithin, treeHash } from './merkle.ts';

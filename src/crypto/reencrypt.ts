@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql } from '../db/kysely.ts';
 import type { SystemDb } from '../db/system-db.ts';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import type { Logger } from '../logger.ts';

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Kysely } from 'kysely';
+import { Kysely } from './kysely.ts';
 import pg from 'pg';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { readSecretFile, writeSecretFile } from '../secret-files.ts';
-import { attachToRunningEmbedded, startEmbeddedPostgres, type EmbeddedCluster } from './embedded-postgres.ts';
+import type { EmbeddedCluster } from './embedded-postgres.ts';
 import { loadMigrations, migrate, type Migration } from './migrate.ts';
 import { inspectProvisioning, provision, ProvisioningError, rolesFor, SCHEMA, type DatabaseRoles } from './provision.ts';
 import type { Database } from './schema.ts';
@@ -20,7 +20,8 @@ import { createRootKeyProvider } from '../crypto/root-keys/create-root-key-provi
 import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
 import { startChangeListener, type ChangeListener } from './change-listener.ts';
 
-export const EMBEDDED_DATABASE = 'ringvakt';
+export { EMBEDDED_DATABASE, resolveMigratorUrl, type MigratorTarget } from './embedded-database.ts';
+import { resolveMigratorUrl, type MigratorTarget } from './embedded-database.ts';
 
 export type DatabaseHandles = {
   roles: DatabaseRoles;
@@ -100,34 +101,6 @@ export function runtimeHandles(
   };
 }
 
-/** Where the migrator connects: DATABASE_URL, or the embedded server (started here). */
-export async function resolveMigratorUrl(
-  config: Config,
-  logger: Logger,
-  attach: boolean,
-): Promise<{ migratorUrl: string; embedded: EmbeddedCluster | undefined }> {
-  if (config.databaseUrl) return { migratorUrl: config.databaseUrl, embedded: undefined };
-  const embedded =
-    (attach ? attachToRunningEmbedded(config.dataDir) : undefined) ??
-    (await startEmbeddedPostgres({ dataDir: config.dataDir, logger }));
-  try {
-    const admin = new pg.Client({ connectionString: embedded.adminUrl });
-    await admin.connect();
-    try {
-      const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
-      if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`);
-    } finally {
-      await admin.end();
-    }
-  } catch (error) {
-    await embedded.stop();
-    throw error;
-  }
-  const url = new URL(embedded.adminUrl);
-  url.pathname = `/${EMBEDDED_DATABASE}`;
-  return { migratorUrl: url.toString(), embedded };
-}
-
 export function databaseNameOf(connectionString: string): string {
   return decodeURIComponent(new URL(connectionString).pathname.replace(/^\//, '')) || 'postgres';
 }
@@ -173,6 +146,8 @@ export type OpenOptions = {
   attachToRunning?: boolean;
   /** Operator commands that need the owner's rights (see DatabaseHandles.asOwner). */
   ownerAccess?: boolean;
+  /** The embedded server already starting (src/serve-main.ts), instead of starting it here. */
+  target?: Promise<MigratorTarget>;
 };
 
 /**
@@ -180,7 +155,7 @@ export type OpenOptions = {
  * of the runtime role. The server never holds a connection with more rights than that.
  */
 export async function openDatabase(config: Config, logger: Logger, options: OpenOptions): Promise<DatabaseHandles> {
-  const { migratorUrl, embedded } = await resolveMigratorUrl(config, logger, options.attachToRunning ?? false);
+  const { migratorUrl, embedded } = await (options.target ?? resolveMigratorUrl(config, logger, options.attachToRunning ?? false));
   try {
     const roles = rolesFor(databaseNameOf(migratorUrl));
     const migrations = loadMigrations();

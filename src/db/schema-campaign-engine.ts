@@ -1,4 +1,4 @@
-import type { ColumnType } from 'kysely';
+import type { ColumnType } from './kysely.ts';
 import type { ContactPurpose, TenantColumn, Timestamp, Uuid } from './schema.ts';
 
 /** The campaign engine's tables (migration 0011): campaigns, the hopper, attempts, agents, queues, recordings. */

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated } from 'kysely';
+import type { ColumnType, Generated } from './kysely.ts';
 import type { Uuid, TenantColumn, Timestamp } from './schema.ts';
 
 /** The contacts tables (migration 0010): contacts, phones, lists, consent, suppression, imports. */

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated } from 'kysely';
+import type { ColumnType, Generated } from './kysely.ts';
 import type { TenantColumn, Timestamp, Uuid } from './schema.ts';
 
 /** The privacy tables (migration 0012): retention, legal holds, requests, erasure ledger, exports, processors, breaches. */

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, RawBuilder } from 'kysely';
+import type { ColumnType, Generated, RawBuilder } from './kysely.ts';
 import type {
   AgentStateChangesTable,
   AgentStatesTable,

@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely } from './kysely.ts';
 import type { Database } from './schema.ts';
 import { afterFailure, isLocked, SOURCE_LIMITS, sourceNetwork, toState, type StateRow } from '../modules/auth/throttle.ts';
 import { asTenantTransaction, type TenantDb, type TenantTransaction } from './tenant-db.ts';

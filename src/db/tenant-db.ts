@@ -1,4 +1,4 @@
-import { Kysely, Transaction, type CompiledQuery } from 'kysely';
+import { Kysely, Transaction, type CompiledQuery } from './kysely.ts';
 import type pg from 'pg';
 import type { Logger } from '../logger.ts';
 import type { Database, TenantTables } from './schema.ts';

@@ -12,7 +12,7 @@ import {
   type QueryCompiler,
   type QueryResult,
   type TransactionSettings,
-} from 'kysely';
+} from './kysely.ts';
 import type pg from 'pg';
 import type { Logger } from '../logger.ts';
 import { scopedQuery, statementName, type Statement } from './scoped-query.ts';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { CompiledQuery } from 'kysely';
+import { CompiledQuery } from '../db/kysely.ts';
 import type { ChangeListener } from '../db/change-listener.ts';
 import { deferWrite, type TenantTransaction } from '../db/tenant-db.ts';
 import type { Logger } from '../logger.ts';

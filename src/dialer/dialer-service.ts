@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql } from '../db/kysely.ts';
 import { runEvery } from '../background-task.ts';
 import type { Logger } from '../logger.ts';
 import type { SystemDb } from '../db/system-db.ts';

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { moveAgentOfCall } from '../modules/agents/agent-states.ts';
 import { publish } from '../realtime/realtime.ts';

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql } from '../db/kysely.ts';
 import type { Logger } from '../logger.ts';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';

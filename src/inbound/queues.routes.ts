@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
-import { z } from 'zod';
-import { stringify } from 'csv-stringify/sync';
+import { sql } from '../db/kysely.ts';
+import { z } from '../zod.ts';
+import { stringify } from '../csv.ts';
 import { CSV_OUT, neutraliseCell } from '../modules/contacts/csv-safety.ts';
 import type { App } from '../server/types.ts';
 import { AppError } from '../server/errors.ts';

@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely';
+import type { Selectable } from '../db/kysely.ts';
 import type { BreachesTable, PrivacyProfilesTable } from '../db/schema.ts';
 import { AppError } from '../server/errors.ts';
 

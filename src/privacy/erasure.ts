@@ -1,5 +1,5 @@
 import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
-import { sql } from 'kysely';
+import { sql } from '../db/kysely.ts';
 import { onCommit, type TenantTransaction } from '../db/tenant-db.ts';
 import { AppError } from '../server/errors.ts';
 import { loadContacts, type ContactsCrypto } from '../modules/contacts/contacts.service.ts';

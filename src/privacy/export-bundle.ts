@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { stringify } from 'csv-stringify/sync';
+import { stringify } from '../csv.ts';
 import { strToU8, zipSync, type Zippable } from 'fflate';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { DecryptionError, newKey, open, seal } from '../crypto/aead.ts';

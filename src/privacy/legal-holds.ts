@@ -1,4 +1,4 @@
-import { sql, type RawBuilder } from 'kysely';
+import { sql, type RawBuilder } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 
 /**

@@ -1,11 +1,11 @@
 import type { FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import { z } from '../zod.ts';
 import type { App } from '../server/types.ts';
 import { AppError } from '../server/errors.ts';
 import { problemResponses, uuidSchema } from '../server/schemas.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import { actorLabel, requestAudit } from '../server/request-audit.ts';
-import type { Selectable } from 'kysely';
+import type { Selectable } from '../db/kysely.ts';
 import type { ProcessorsTable } from '../db/schema.ts';
 import { nextBreachReference } from './requests.ts';
 import { buildRopa, ropaPdf } from './ropa.ts';

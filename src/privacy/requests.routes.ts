@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import { z } from '../zod.ts';
 import type { App } from '../server/types.ts';
 import { AppError } from '../server/errors.ts';
 import { problemResponses, uuidSchema } from '../server/schemas.ts';

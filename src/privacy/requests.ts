@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Selectable } from 'kysely';
+import { sql, type Selectable } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { PrivacyRequestKind, PrivacyRequestsTable, RequestChannel, VerificationMethod } from '../db/schema.ts';
 import { AppError } from '../server/errors.ts';

@@ -1,4 +1,3 @@
-import PDFDocument from 'pdfkit';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { dateText } from './dates.ts';
 
@@ -137,7 +136,9 @@ export async function buildRopa(trx: TenantTransaction): Promise<Ropa> {
 }
 
 /** The same record as a PDF document. */
-export function ropaPdf(ropa: Ropa): Promise<Buffer> {
+export async function ropaPdf(ropa: Ropa): Promise<Buffer> {
+  // Loaded when a PDF is asked for, not at start-up.
+  const { default: PDFDocument } = await import('pdfkit');
   const doc = new PDFDocument({ size: 'A4', margin: 50, info: { Title: 'Records of processing activities', Creator: 'Ringvakt' } });
   const chunks: Buffer[] = [];
   doc.on('data', (chunk: Buffer) => chunks.push(chunk));

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { z } from 'zod';
+import { z } from '../zod.ts';
 import type { Registry } from 'prom-client';
 import type { SystemDb } from '../db/system-db.ts';
 import type { App } from './types.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '../zod.ts';
 import { errorCatalogue, type ErrorCode } from './errors.ts';
 
 /** Shared schema pieces: ids, and the problem+json shape used in every route's responses. */

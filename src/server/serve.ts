@@ -4,7 +4,7 @@ import { runImportInThread } from '../modules/imports/import-thread.ts';
 import type { TenantDb } from '../db/tenant-db.ts';
 import { smtpTransport, startEmailSender } from '../modules/mail/mailer.ts';
 import type { Config } from '../config.ts';
-import { openDatabase } from '../db/database.ts';
+import { openDatabase, type MigratorTarget } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
 import { fileLedgerMirror } from '../privacy/erasure.ts';
 import { startRetentionService } from '../privacy/retention.routes.ts';
@@ -29,9 +29,9 @@ export type RunningServer = { url: string; stop(reason: string): Promise<void> }
  * 503), let in-flight requests finish within the shutdown timeout, close the pool, stop the
  * embedded PostgreSQL.
  */
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+export async function startServer(config: Config, logger: Logger, options: { target?: Promise<MigratorTarget> } = {}): Promise<RunningServer> {
   const startedAt = performance.now();
-  const database = await openDatabase(config, logger, { applyMigrations: true });
+  const database = await openDatabase(config, logger, { applyMigrations: true, ...(options.target ? { target: options.target } : {}) });
   let shuttingDown = false;
   let app;
   let sealer: { stop(): Promise<void> } | undefined;

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { ZodTypeProvider } from './zod-provider.ts';
 
 /** The Fastify instance every routes file receives: zod schemas type requests and replies. */
 export type App = FastifyInstance<

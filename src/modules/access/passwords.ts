@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hash, verify } from '@node-rs/argon2';
-import { dictionary } from '@zxcvbn-ts/language-common';
+import { createRequire } from 'node:module';
 import { AppError } from '../../server/errors.ts';
 
 /**
@@ -23,7 +23,15 @@ export const PASSWORD_MAX_LENGTH = 256;
  * them, or one of them with digits and symbols around it ("Password2024!"), or a single character
  * or short pattern repeated.
  */
-const common = new Set(dictionary['passwords-common'].map((word) => word.toLowerCase()));
+let common: Set<string> | undefined;
+/** Read with the first password checked (not at start-up: it is ~49,000 words). */
+function commonPasswords(): Set<string> {
+  if (!common) {
+    const { dictionary } = createRequire(import.meta.url)('@zxcvbn-ts/language-common') as { dictionary: { 'passwords-common': string[] } };
+    common = new Set(dictionary['passwords-common'].map((word) => word.toLowerCase()));
+  }
+  return common;
+}
 
 /** The form a password is checked and hashed in: Unicode NFKC, so visually equal input matches. */
 export function normalisePassword(password: string): string {
@@ -31,9 +39,10 @@ export function normalisePassword(password: string): string {
 }
 
 function isCommon(lowered: string): boolean {
-  if (common.has(lowered)) return true;
+  const known = commonPasswords();
+  if (known.has(lowered)) return true;
   const core = lowered.replace(/^[\d\W_]+|[\d\W_]+$/gu, '');
-  if (core.length >= 4 && core !== lowered && common.has(core)) return true;
+  if (core.length >= 4 && core !== lowered && known.has(core)) return true;
   // A short pattern repeated ("abcabcabcabc", "aaaaaaaaaaaa").
   return /^(.{1,4})\1+$/su.test(lowered);
 }

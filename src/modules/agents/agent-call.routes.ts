@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '../../zod.ts';
 import type { App } from '../../server/types.ts';
 import { problemResponses } from '../../server/schemas.ts';
 import { principalOf } from '../../server/access-control.ts';

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { AgentState } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { z } from 'zod';
+import { z } from '../../zod.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { exportSealedEvents, latestSignedTreeHead, proveConsistency, proveInclusion, prunedBeforeLeaf } from '../../audit/audit-reader.ts';
 import type { SystemDb } from '../../db/system-db.ts';

@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import { z } from 'zod';
+import { sql } from '../../db/kysely.ts';
+import { z } from '../../zod.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { publicKeys } from '../../audit/signing-key.ts';
 import { verifyTenantLedger } from '../../audit/verify-audit-log.ts';

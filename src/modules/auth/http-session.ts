@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import { z } from '../../zod.ts';
 import { AppError } from '../../server/errors.ts';
 import { principalOf } from '../../server/access-control.ts';
 import { uuidSchema } from '../../server/schemas.ts';

@@ -12,7 +12,7 @@ import type { Mailer } from '../mail/mailer.ts';
 import { findUserByEmail, findUserById, normaliseEmail } from '../users/users.repo.ts';
 import { advanceSession, createSession, loadUserAccess, revokeSessions, stageAfterFirstFactor, TRUSTED_DEVICE_MAX_AGE_S, type NewSession } from './sessions.ts';
 import { checkSecondFactorCode, useRecoveryCode, verifyTotp } from './mfa.ts';
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import { afterFailure, DEVICE_LIMITS, forgiveAccountAttempt, isLocked, takeAccountAttempt } from './throttle.ts';
 
 /**

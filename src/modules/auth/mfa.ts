@@ -1,6 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { generateSecret, generateURI, verify } from 'otplib';
-import QRCode from 'qrcode';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { AppError } from '../../server/errors.ts';
@@ -12,6 +10,10 @@ import { AppError } from '../../server/errors.ts';
  * again. One step of clock drift is tolerated either way.
  */
 export const TOTP_ISSUER = 'Ringvakt';
+/** TOTP and QR code libraries, loaded on first use, not at start-up. */
+const otplib = () => import('otplib');
+const qrcode = () => import('qrcode');
+
 const TOLERANCE_SECONDS = 30;
 export const RECOVERY_CODE_COUNT = 10;
 
@@ -21,6 +23,7 @@ export type TotpEnrollment = { secret: string; uri: string; qrSvg: string };
 
 /** Starts (or restarts) enrolment: a new secret, not yet in force until a code from it is confirmed. */
 export async function startTotpEnrollment(trx: TenantTransaction, cipher: FieldCipher, user: { id: string; email: string }): Promise<TotpEnrollment> {
+  const { generateSecret, generateURI } = await otplib();
   const secret = generateSecret({ length: 20 });
   const uri = generateURI({ issuer: TOTP_ISSUER, label: user.email, secret });
   await trx
@@ -28,6 +31,7 @@ export async function startTotpEnrollment(trx: TenantTransaction, cipher: FieldC
     .set({ totp_pending_ciphertext: await cipher.encrypt(trx, secretField(user.id, 'totp_pending'), secret) })
     .where('id', '=', user.id)
     .execute();
+  const { default: QRCode } = await qrcode();
   const qrSvg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
   return { secret, uri, qrSvg };
 }
@@ -36,6 +40,7 @@ const TOTP_CODE = /^\d{6}$/;
 
 async function checkCode(secret: string, code: string, afterTimeStep: number | undefined, epoch?: number): Promise<number | undefined> {
   if (!TOTP_CODE.test(code)) return undefined;
+  const { verify } = await otplib();
   try {
     const result = await verify({
       secret,

@@ -1,17 +1,16 @@
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { randomBytes } from 'node:crypto';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { AppError } from '../../server/errors.ts';
 import { announceAuthChange } from '../access/auth-changes.ts';
+
+/** The WebAuthn library, loaded on the first passkey ceremony (it is the heaviest import at start-up). */
+const webauthn = () => import('@simplewebauthn/server');
 
 /**
  * WebAuthn passkeys (@simplewebauthn/server): as a second factor after the password, and as a
@@ -74,6 +73,7 @@ export async function registrationOptions(
   sessionId: string,
 ): Promise<PublicKeyCredentialCreationOptionsJSON> {
   const existing = await trx.selectFrom('webauthn_credentials').select(['credential_id', 'transports']).where('user_id', '=', user.id).execute();
+  const { generateRegistrationOptions } = await webauthn();
   return generateRegistrationOptions({
     rpName: rp.name,
     rpID: rp.id,
@@ -99,6 +99,7 @@ export async function registerPasskey(
   }
   let verified;
   try {
+    const { verifyRegistrationResponse } = await webauthn();
     verified = await verifyRegistrationResponse({
       response: input.response,
       expectedChallenge: challenge ?? '',
@@ -141,6 +142,7 @@ export async function authenticationOptions(
       ? await trx.selectFrom('webauthn_credentials').select(['credential_id', 'transports']).where('user_id', '=', input.userId).execute()
       : [];
   if (input.purpose === 'mfa' && allow.length === 0) throw new AppError('conflict', 'You have no passkey.');
+  const { generateAuthenticationOptions } = await webauthn();
   return generateAuthenticationOptions({
     rpID: rp.id,
     challenge: await newChallenge(trx, input.purpose, input.purpose === 'mfa' ? input.sessionId : null),
@@ -170,6 +172,7 @@ export async function verifyPasskey(
   if (!stored || (input.purpose === 'mfa' && stored.user_id !== input.userId)) return undefined;
   let verified;
   try {
+    const { verifyAuthenticationResponse } = await webauthn();
     verified = await verifyAuthenticationResponse({
       response: input.response,
       expectedChallenge: challenge ?? '',

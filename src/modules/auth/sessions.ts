@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import type { SessionRevokeReason, SessionStage, UserRole } from '../../db/schema.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { builtInRoles, mfaRequiredRoles, normalisePermissions, type Permission } from '../access/permissions.ts';

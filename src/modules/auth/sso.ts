@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { sql } from 'kysely';
-import * as oidc from 'openid-client';
+import { sql } from '../../db/kysely.ts';
+import type * as Oidc from 'openid-client';
 import type { BuiltInRole, RoleMapping, SessionStage } from '../../db/schema.ts';
 import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
@@ -97,23 +97,28 @@ export async function saveSsoProvider(trx: TenantTransaction, cipher: FieldCiphe
 }
 
 /** Discovered provider metadata, per tenant, for an hour (or until the provider is changed). */
-const configurations = new Map<string, { key: string; at: number; configuration: Promise<oidc.Configuration> }>();
+/** The OpenID Connect library, loaded with the first single sign-on, not at start-up. */
+const openidClient = () => import('openid-client');
+
+const configurations = new Map<string, { key: string; at: number; configuration: Promise<Oidc.Configuration> }>();
 
 function forgetConfiguration(tenantId: string): void {
   configurations.delete(tenantId);
 }
 
-function configurationFor(tenantId: string, provider: SsoProvider): Promise<oidc.Configuration> {
+function configurationFor(tenantId: string, provider: SsoProvider): Promise<Oidc.Configuration> {
   const key = `${provider.issuer}\u0000${provider.clientId}\u0000${provider.clientSecret ?? ''}`;
   const known = configurations.get(tenantId);
   if (known && known.key === key && Date.now() - known.at < 3600_000) return known.configuration;
   const insecure = new URL(provider.issuer).protocol === 'http:';
-  const configuration = oidc.discovery(
-    new URL(provider.issuer),
-    provider.clientId,
-    provider.clientSecret ? { client_secret: provider.clientSecret } : {},
-    provider.clientSecret ? oidc.ClientSecretBasic(provider.clientSecret) : oidc.None(),
-    { timeout: 10, ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}) },
+  const configuration = openidClient().then((oidc) =>
+    oidc.discovery(
+      new URL(provider.issuer),
+      provider.clientId,
+      provider.clientSecret ? { client_secret: provider.clientSecret } : {},
+      provider.clientSecret ? oidc.ClientSecretBasic(provider.clientSecret) : oidc.None(),
+      { timeout: 10, ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}) },
+    ),
   );
   configuration.catch(() => configurations.delete(tenantId));
   configurations.set(tenantId, { key, at: Date.now(), configuration });
@@ -130,6 +135,7 @@ export async function startSsoLogin(tenantDb: TenantDb, cipher: FieldCipher, inp
   const configuration = await configurationFor(tenantDb.tenantId, provider).catch(() => {
     throw new AppError('service_unavailable', 'The identity provider cannot be reached.');
   });
+  const oidc = await openidClient();
   const state = oidc.randomState();
   const nonce = oidc.randomNonce();
   const verifier = oidc.randomPKCECodeVerifier();
@@ -203,8 +209,9 @@ export async function completeSsoLogin(
   if (!pending) return fail('unknown_state_or_other_browser');
   const provider = await tenantDb.read((trx) => loadSsoProvider(trx, cipher));
   if (!provider?.enabled) return fail('provider_disabled');
-  let claims: oidc.IDToken | undefined;
+  let claims: Oidc.IDToken | undefined;
   try {
+    const oidc = await openidClient();
     const configuration = await configurationFor(tenantDb.tenantId, provider);
     const tokens = await oidc.authorizationCodeGrant(configuration, input.callbackUrl, {
       pkceCodeVerifier: pending.verifier,

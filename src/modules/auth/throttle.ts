@@ -1,5 +1,5 @@
 import ipaddr from 'ipaddr.js';
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 
 /**

@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import { z } from 'zod';
+import { sql } from '../../db/kysely.ts';
+import { z } from '../../zod.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { DialMode } from '../../db/schema.ts';
 import { everOpens, validateWindow, type CallingWindow, type WindowRule } from '../../dialer/calling-window.ts';

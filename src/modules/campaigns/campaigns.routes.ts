@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import { z } from 'zod';
+import { sql } from '../../db/kysely.ts';
+import { z } from '../../zod.ts';
 import type { App } from '../../server/types.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '../../zod.ts';
 import type { App } from '../../server/types.ts';
 import { eraseSubject, type ErasureLedgerMirror } from '../../privacy/erasure.ts';
 import { AppError } from '../../server/errors.ts';

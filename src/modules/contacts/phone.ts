@@ -3,7 +3,12 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { deserialize } from 'bson';
 import { getTimezonesForCountry } from 'countries-and-timezones';
-import { parsePhoneNumberFromString, isSupportedCountry, type CountryCode, type PhoneNumber } from 'libphonenumber-js/max';
+import type * as Libphonenumber from 'libphonenumber-js/max';
+import type { CountryCode, PhoneNumber } from 'libphonenumber-js/max';
+
+// libphonenumber through its CommonJS build: its ES modules (~90 files) cost a loader round trip
+// each at start-up (see src/db/kysely.ts).
+const { parsePhoneNumberFromString, isSupportedCountry } = createRequire(import.meta.url)('libphonenumber-js/max') as typeof Libphonenumber;
 
 /**
  * Phone numbers and e-mail addresses as the blind indexes see them: one normal form per value, so

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactData, SealedContact } from '../contacts/contact-record.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';

@@ -1,4 +1,4 @@
-import { parse, type Parser } from 'csv-parse';
+import { parse, type Parser } from '../../csv.ts';
 
 /**
  * How imports read CSV: UTF-8 with or without a byte-order mark, `,` or `;` (detected from the

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '../../zod.ts';
 import type { PhoneKind } from '../../db/schema.ts';
 import type { Address, ContactInput, CustomValue } from '../contacts/contact-record.ts';
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import type { Logger } from '../../logger.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import type { SystemDb } from '../../db/system-db.ts';

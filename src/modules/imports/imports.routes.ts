@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
-import { z } from 'zod';
-import { stringify } from 'csv-stringify/sync';
+import { z } from '../../zod.ts';
+import { stringify } from '../../csv.ts';
 import type { App } from '../../server/types.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';

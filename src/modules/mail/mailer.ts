@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { ChangeListener } from '../../db/change-listener.ts';
 import type { SystemDb } from '../../db/system-db.ts';
 import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
@@ -60,12 +60,17 @@ export type MailTransport = {
 export function smtpTransport(url: string, from: string): MailTransport {
   const parsed = new URL(url);
   const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(parsed.hostname);
-  const transport = nodemailer.createTransport({ url, requireTLS: parsed.protocol === 'smtp:' && !loopback } as Parameters<typeof nodemailer.createTransport>[0]);
+  // nodemailer is loaded with the first message, not at start-up.
+  let transport: Promise<Transporter> | undefined;
+  const open = () =>
+    (transport ??= import('nodemailer').then(({ default: nodemailer }) =>
+      nodemailer.createTransport({ url, requireTLS: parsed.protocol === 'smtp:' && !loopback } as Parameters<typeof nodemailer.createTransport>[0]),
+    ));
   return {
     async send(message) {
-      await transport.sendMail({ from, to: message.to, subject: message.subject, text: message.text });
+      await (await open()).sendMail({ from, to: message.to, subject: message.subject, text: message.text });
     },
-    close: () => transport.close(),
+    close: () => void transport?.then((opened) => opened.close()),
   };
 }
 

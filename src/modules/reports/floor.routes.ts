@@ -1,5 +1,5 @@
-import { sql } from 'kysely';
-import { z } from 'zod';
+import { sql } from '../../db/kysely.ts';
+import { z } from '../../zod.ts';
 import { problemResponses } from '../../server/schemas.ts';
 import type { App } from '../../server/types.ts';
 

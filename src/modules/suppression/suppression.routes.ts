@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { limited, withUploadSlot } from '../../server/streamed-upload.ts';
-import { z } from 'zod';
+import { z } from '../../zod.ts';
 import type { App } from '../../server/types.ts';
 import { AppError } from '../../server/errors.ts';
 import { problemResponses, uuidSchema } from '../../server/schemas.ts';

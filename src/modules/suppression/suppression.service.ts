@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { RegistryFormat, SuppressionReason, SuppressionScope } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';

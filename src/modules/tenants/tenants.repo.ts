@@ -1,4 +1,4 @@
-import { sql, type CompiledQuery } from 'kysely';
+import { sql, type CompiledQuery } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 
 type CurrentTenant = { id: string; slug: string; name: string; status: 'active' | 'suspended'; createdAt: Date };

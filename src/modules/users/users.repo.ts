@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql } from '../../db/kysely.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { UserRole, UserStatus } from '../../db/schema.ts';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { z } from '../../zod.ts';
 import { uuidSchema } from '../../server/schemas.ts';
 
 export const userSchema = z.object({
