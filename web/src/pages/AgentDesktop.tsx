@@ -1,10 +1,11 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { ApiProblem, get, post, put } from '../api.ts';
-import { Badge, Field, Head, ProblemNote, useAction, useFormat, useLoad, useNow } from '../components/ui.tsx';
+import { Badge, Field, ProblemNote, useAction, useFormat, useLoad, useNow } from '../components/ui.tsx';
 import { connectRealtime, type RealtimeEvent } from '../realtime.ts';
 import { useSession } from '../App.tsx';
 import { PreviewPanel } from './PreviewPanel.tsx';
+import { ContactHistory, type HistoryItem } from '../components/ContactHistory.tsx';
 
 type AgentState = { userId: string; state: 'offline' | 'available' | 'reserved' | 'on_call' | 'wrap_up' | 'paused'; reason: string | null; campaignId: string | null; attemptId: string | null; since: string; wrapUpUntil: string | null };
 type Campaign = { id: string; name: string; state: string; mode: string };
@@ -20,7 +21,7 @@ type Call = {
   recordingState: 'recording' | 'paused' | null;
   campaign: { id: string; name: string; mode: string; script: string | null; dispositions: Disposition[] };
   contact: { id: string; name: string | null; phones: { kind: string; masked: string }[]; status: string };
-  history: { attemptId: string; at: string; outcome: string | null; disposition: string | null; notes: string | null }[];
+  history: HistoryItem[];
 };
 type InboundCall = { callId: string; queueId: string; state: string; at: string };
 
@@ -372,24 +373,7 @@ function CallPanel({ call, canReveal, onFiled }: { call: Call; canReveal: boolea
           <ProblemNote problem={file.problem} />
         </div>
       </div>
-      <h3>{t('agent.history')}</h3>
-      {call.history.length === 0 ? (
-        <p className="hint">{t('agent.noHistory')}</p>
-      ) : (
-        <table>
-          <Head cells={[t('common.when'), t('agent.outcome'), t('agent.disposition'), t('agent.notes')]} />
-          <tbody>
-            {call.history.map((item) => (
-              <tr key={item.attemptId}>
-                <td>{format.time(item.at)}</td>
-                <td>{item.outcome ?? '—'}</td>
-                <td>{item.disposition ?? '—'}</td>
-                <td>{item.notes ?? ''}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
+      <ContactHistory items={call.history} />
     </section>
   );
 }

@@ -1,7 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { ApiProblem, get, post } from '../api.ts';
-import { Badge, Head, ProblemNote, useAction, useFormat } from '../components/ui.tsx';
+import { Badge, ProblemNote, useAction, useFormat } from '../components/ui.tsx';
+import { ContactHistory, type HistoryItem } from '../components/ContactHistory.tsx';
 
 type Preview = {
   holdUntil: string;
@@ -9,7 +10,7 @@ type Preview = {
   callback: boolean;
   campaign: { id: string; name: string; script: string | null };
   contact: { id: string; name: string | null; phones: { kind: string; masked: string }[]; status: string };
-  history: { attemptId: string; at: string; outcome: string | null; disposition: string | null; notes: string | null }[];
+  history: HistoryItem[];
 };
 type LastDial = { attemptId: string; contactName: string | null; outcome: string | null; reason: string | null; at: string };
 
@@ -140,24 +141,7 @@ export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserv
             <div className="script">{preview.campaign.script ?? t('agent.noScript')}</div>
           </div>
           <div>
-            <h3>{t('agent.history')}</h3>
-            {preview.history.length === 0 ? (
-              <p className="hint">{t('agent.noHistory')}</p>
-            ) : (
-              <table>
-                <Head cells={[t('common.when'), t('agent.outcome'), t('agent.disposition'), t('agent.notes')]} />
-                <tbody>
-                  {preview.history.map((item) => (
-                    <tr key={item.attemptId}>
-                      <td>{format.time(item.at)}</td>
-                      <td>{item.outcome ?? '—'}</td>
-                      <td>{item.disposition ?? '—'}</td>
-                      <td>{item.notes ?? ''}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            )}
+            <ContactHistory items={preview.history} />
           </div>
         </div>
       ) : null}
