@@ -111,16 +111,18 @@ export function Tabs<K extends string>(props: { tabs: { key: K; label: string }[
   );
 }
 
-/** A table's header row: one column header per cell. */
+/** A table's header row: one column header per cell (a `null` cell is a column not shown). */
 export function Head({ cells }: { cells: ReactNode[] }) {
   return (
     <thead>
       <tr>
-        {cells.map((cell, index) => (
-          <th key={index} scope="col">
-            {cell}
-          </th>
-        ))}
+        {cells.map((cell, index) =>
+          cell === null ? null : (
+            <th key={index} scope="col">
+              {cell}
+            </th>
+          ),
+        )}
       </tr>
     </thead>
   );

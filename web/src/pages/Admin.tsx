@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
 import { post } from '../api.ts';
-import { Badge, ProblemNote, useAction, useLoad } from '../components/ui.tsx';
+import { Badge, Head, ProblemNote, useAction, useLoad } from '../components/ui.tsx';
 import { useSession } from '../App.tsx';
 import { TabbedPage } from '../components/TabbedPage.tsx';
 import { CampaignForm, type CampaignSettings } from './CampaignForm.tsx';
@@ -51,16 +51,7 @@ function Campaigns() {
       <h2>{t('admin.campaigns')}</h2>
       <ProblemNote problem={campaigns.problem ?? control.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('admin.name')}</th>
-            <th scope="col">{t('admin.mode')}</th>
-            <th scope="col">{t('admin.jurisdiction')}</th>
-            <th scope="col">{t('admin.status')}</th>
-            <th scope="col">{t('admin.lists')}</th>
-            {manage ? <th scope="col">{t('common.actions')}</th> : null}
-          </tr>
-        </thead>
+        <Head cells={[t('admin.name'), t('admin.mode'), t('admin.jurisdiction'), t('admin.status'), t('admin.lists'), manage ? t('common.actions') : null]} />
         <tbody>
           {(campaigns.data?.items ?? []).map((campaign) => (
             <tr key={campaign.id}>

@@ -32,16 +32,7 @@ export function Users() {
       <h2>{t('admin.users')}</h2>
       <ProblemNote problem={users.problem ?? toggle.problem} />
       <table>
-        <thead>
-          <tr>
-            <th scope="col">{t('admin.name')}</th>
-            <th scope="col">{t('signin.email')}</th>
-            <th scope="col">{t('admin.role')}</th>
-            <th scope="col">{t('admin.status')}</th>
-            <th scope="col">{t('admin.mfa')}</th>
-            {can('users:manage') ? <th scope="col">{t('common.actions')}</th> : null}
-          </tr>
-        </thead>
+        <Head cells={[t('admin.name'), t('signin.email'), t('admin.role'), t('admin.status'), t('admin.mfa'), can('users:manage') ? t('common.actions') : null]} />
         <tbody>
           {(users.data?.items ?? []).map((user) => (
             <tr key={user.id}>

@@ -225,15 +225,7 @@ export function SessionTable({ rows, format, onEnd }: { rows: SessionRow[]; form
   const { t } = useTranslation();
   return (
     <table>
-      <thead>
-        <tr>
-          <th scope="col">{t('security.started')}</th>
-          <th scope="col">{t('security.lastSeen')}</th>
-          <th scope="col">{t('security.methods')}</th>
-          <th scope="col">{t('security.source')}</th>
-          {onEnd ? <th scope="col">{t('common.actions')}</th> : null}
-        </tr>
-      </thead>
+      <Head cells={[t('security.started'), t('security.lastSeen'), t('security.methods'), t('security.source'), onEnd ? t('common.actions') : null]} />
       <tbody>
         {rows.map((row) => (
           <tr key={row.id}>
