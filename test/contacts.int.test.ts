@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from 'kysely';
+import { sql } from '../src/db/kysely.ts';
 import type { App } from '../src/server/types.ts';
 import { beginLookup } from '../src/modules/contacts/contacts.service.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';

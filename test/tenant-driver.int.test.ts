@@ -1,4 +1,4 @@
-import { CompiledQuery, sql } from 'kysely';
+import { CompiledQuery, sql } from '../src/db/kysely.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { deferWrite } from '../src/db/tenant-db.ts';
