@@ -7,7 +7,7 @@ import { requestAudit } from '../../server/request-audit.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';
-import { contactCard } from './contact-card.ts';
+import { contactCard, contactName } from './contact-card.ts';
 import { cancelDial, claimNext, heldBy, lastUnconnectedDial, requestDial, skipContact, type Held } from './preview.service.ts';
 
 const previewSchema = z.object({
@@ -57,11 +57,10 @@ export async function agentPreviewRoutes(app: App, crypto: ContactsCrypto): Prom
         const userId = principalOf(request).userId;
         const held = await heldBy(trx, userId);
         const last = await lastUnconnectedDial(trx, userId, new Date());
-        let contactName: string | null = null;
-        if (last?.contactId) contactName = (await contactCard(trx, crypto, last.contactId).catch(() => undefined))?.contact.name ?? null;
+        const name = last?.contactId ? await contactName(trx, crypto, last.contactId) : null;
         return {
           preview: held ? await present(trx, held) : null,
-          lastDial: last ? { attemptId: last.attemptId, contactName, outcome: last.outcome, reason: last.reason, at: last.at.toISOString() } : null,
+          lastDial: last ? { attemptId: last.attemptId, contactName: name, outcome: last.outcome, reason: last.reason, at: last.at.toISOString() } : null,
         };
       }),
   );

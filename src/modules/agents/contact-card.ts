@@ -1,6 +1,7 @@
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { requireContact, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { presentContact } from '../contacts/contacts.routes.ts';
+import { AppError } from '../../server/errors.ts';
 
 /** Earlier calls of the same contact shown beside the current one (newest first). */
 const HISTORY_LIMIT = 10;
@@ -9,6 +10,16 @@ export type ContactCard = {
   contact: { id: string; name: string | null; phones: { kind: string; masked: string }[]; status: string };
   history: { attemptId: string; at: string; outcome: string | null; disposition: string | null; notes: string | null }[];
 };
+
+/** A contact's name as an agent sees it; null once the person is erased (the call record stays). */
+export async function contactName(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string): Promise<string | null> {
+  try {
+    return presentContact(await requireContact(trx, crypto, contactId)).name;
+  } catch (error) {
+    if (error instanceof AppError && (error.code === 'contact_erased' || error.code === 'not_found')) return null;
+    throw error;
+  }
+}
 
 /**
  * What an agent sees of the person they are calling or about to call: the name, the numbers
