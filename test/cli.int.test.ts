@@ -159,6 +159,17 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     const noList = ringvakt(['contacts', 'import', csv, '--tenant', 'cli-co', '--list', 'Autumn', '--map', 'Navn=name'], env);
     expect(noList.code).toBe(1);
     expect(noList.stderr).toContain('No such list (give --region to create it)');
+    // A lawful basis for the file: it must say where it comes from; then each new contact has it.
+    const later = path.join(dataDir, 'later.csv');
+    writeFileSync(later, 'Kundenr;Navn;Mobil\nC9;Liv Cliimport;41000009\n');
+    const basisArgs = ['contacts', 'import', later, '--tenant', 'cli-co', '--list', 'Spring', '--map', 'Kundenr=externalId', '--map', 'Navn=name', '--map', 'Mobil=phone', '--lawful-basis', 'survey:legitimate_interest'];
+    const unsourced = ringvakt(basisArgs, env);
+    expect(unsourced.code).toBe(1);
+    expect(unsourced.stderr).toContain('--lawful-basis is purpose:basis');
+    const withBasis = ringvakt([...basisArgs, '--basis-source', 'customer register'], env);
+    expect(withBasis.code, withBasis.stderr).toBe(0);
+    const basis = await adminQuery(`SELECT c.external_id, e.purpose, e.basis, e.source FROM ringvakt.consent_events e JOIN ringvakt.contacts c ON c.id = e.contact_id`, [], name);
+    expect(basis.rows).toEqual([{ external_id: 'C9', purpose: 'survey', basis: 'legitimate_interest', source: 'customer register' }]);
   }, 120_000);
 
   it('doctor fails, naming the file, when a secret file is readable by others', () => {

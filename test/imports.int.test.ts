@@ -249,6 +249,34 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(members.map((member) => member.id)).not.toContain(existing);
   });
 
+  it('records the lawful basis the file came with for each contact it creates, never over an existing contact’s own history', async () => {
+    // The basis must say where it comes from.
+    const unsourced = await call('POST', '/api/v1/contact-imports', { listId, mapping, lawfulBasis: { purpose: 'sales', basis: 'consent', source: ' ' } });
+    expect(unsourced.statusCode).toBe(400);
+    expect(unsourced.json()).toMatchObject({ code: 'validation_failed' });
+    // An existing person who objected to sales calls.
+    const objector = (await call('POST', '/api/v1/contacts', { name: 'Objecting Person', phones: [{ kind: 'mobile', number: '+4741000301' }] })).json().id as string;
+    expect((await call('POST', `/api/v1/contacts/${objector}/consents`, { purpose: 'sales', action: 'object', source: 'phone call' })).statusCode).toBe(201);
+    // (The objection also suppressed the number: `keep` imports and links such rows all the same.)
+    const importId = await newImport({ onSuppressed: 'keep', lawfulBasis: { purpose: 'sales', basis: 'consent', source: 'web form, newsletter sign-up', evidenceRef: 'CRM export 2026-11' } });
+    await upload(importId, 'Kundenr,Navn,Mobil,E-post,Tlf2\nL1,Basis One,41000302,,\nL2,Basis Two,41000303,,\nL3,Objecting Again,41000301,,\n');
+    expect(await runToEnd(importId)).toBe('done');
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ created: 2, linked: 1 });
+    const grants = await db.superQuery<{ name_rows: number; purpose: string; action: string; basis: string; source: string; evidence_ref: string; recorded_by: string }>(
+      `SELECT count(*)::int AS name_rows, purpose, action, basis, source, evidence_ref, recorded_by FROM ringvakt.consent_events
+        WHERE recorded_by = $1 GROUP BY purpose, action, basis, source, evidence_ref, recorded_by`,
+      [`import:${importId}`],
+    );
+    expect(grants.rows).toEqual([{ name_rows: 2, purpose: 'sales', action: 'grant', basis: 'consent', source: 'web form, newsletter sign-up', evidence_ref: 'CRM export 2026-11', recorded_by: `import:${importId}` }]);
+    // What the contact's page shows: allowed for sales calls, on consent.
+    const created = (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.contacts WHERE import_id = $1 ORDER BY import_row`, [importId])).rows;
+    const consent = (await call('GET', `/api/v1/contacts/${created[0]!.id}/consents`)).json() as { current: { purpose: string; allowed: boolean; basis: string | null }[] };
+    expect(consent.current.find((entry) => entry.purpose === 'sales')).toMatchObject({ allowed: true, basis: 'consent' });
+    // The person who objected still has objected: the import did not grant over it.
+    const kept = (await call('GET', `/api/v1/contacts/${objector}/consents`)).json() as { current: { purpose: string; allowed: boolean }[] };
+    expect(kept.current.find((entry) => entry.purpose === 'sales')?.allowed).toBe(false);
+  });
+
   it('resumes an import stopped between batches without duplicates, and lets only the lease holder write', async () => {
     const rows = Array.from({ length: 25 }, (_, index) => `R${index},Person ${index},4120${String(index).padStart(4, '0')},,`);
     const importId = await newImport();

@@ -312,13 +312,22 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await expect.poll(() => owner.getByLabel('What column navn holds').inputValue()).toBe('name');
     await expect.poll(() => owner.getByLabel('What column telefon holds').inputValue()).toBe('phone');
     await owner.getByLabel('What column kundenr holds').selectOption('externalId');
+    // The lawful basis the organisation holds for everyone in the file: it must say where it comes from.
+    await owner.getByLabel('Basis', { exact: true }).selectOption('consent');
+    await owner.getByLabel('Purpose', { exact: true }).selectOption('sales');
     await check(owner, 'admin-import-mapping');
+    await owner.getByRole('button', { name: 'Start import' }).click();
+    await expect.poll(() => owner.getByLabel('Where it comes from').getAttribute('aria-invalid')).toBe('true');
+    expect((await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.contact_imports`)).rows[0]!.n).toBe(0);
+    await owner.getByLabel('Where it comes from').fill('Web form, winter offer sign-up');
     await owner.getByRole('button', { name: 'Start import' }).click();
     await expect.poll(() => owner.getByTestId('import-status').textContent(), { timeout: 60_000 }).toMatch(/^Done/);
     expect(await owner.getByTestId('import-status').textContent()).toContain(`${CONTACTS.length} new`);
     expect(await owner.getByTestId('import-status').textContent()).toContain('1 rejected');
     await owner.getByRole('link', { name: 'Download the reject file' }).waitFor();
     await expect.poll(() => owner.getByTestId('members-London leads').textContent()).toBe(String(CONTACTS.length));
+    const grants = await db.superQuery<{ n: number; source: string }>(`SELECT count(*)::int AS n, min(source) AS source FROM ringvakt.consent_events WHERE action = 'grant' AND purpose = 'sales' AND basis = 'consent'`);
+    expect(grants.rows[0]).toEqual({ n: CONTACTS.length, source: 'Web form, winter offer sign-up' });
     await owner.getByLabel('Campaign for London leads').selectOption({ label: 'Winter offer' });
     await expect.poll(async () => (await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.contact_lists WHERE campaign_id = $1`, [campaignId])).rows[0]!.n).toBe(1);
     await check(owner, 'admin-lists');

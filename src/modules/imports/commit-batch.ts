@@ -115,6 +115,14 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
                                ${phones.map((phone) => phone.number_index)}::bytea[])`.execute(trx);
       }
     }
+    // The lawful basis the file came with, for the people it created (never for existing ones).
+    const lawful = job.options.lawfulBasis;
+    if (lawful && ids.length > 0) {
+      await sql`
+        INSERT INTO consent_events (contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
+        SELECT u.id, ${lawful.purpose}, 'grant', ${lawful.basis}, ${lawful.source}, ${lawful.evidenceRef ?? null}, now(), ${`import:${job.id}`}
+          FROM unnest(${ids}::uuid[]) AS u(id)`.execute(trx);
+    }
     const members = [...ids, ...links];
     if (members.length > 0) {
       await sql`INSERT INTO contact_list_members (list_id, contact_id)

@@ -13,7 +13,8 @@ import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
 import { claimImport } from './import-worker.ts';
 import { runImportInThread } from './import-thread.ts';
 import type { Config } from '../../config.ts';
-import { createImport, importView, rejectsCsv } from './imports.routes.ts';
+import { createImport, createImportSchema, importView, rejectsCsv } from './imports.routes.ts';
+import type { z } from '../../zod.ts';
 
 /**
  * `ringvakt contacts import`: the same import the API runs (file stored encrypted and checked whole
@@ -32,6 +33,9 @@ type ImportOptions = {
   onExisting: 'link' | 'reject';
   onSuppressed: 'skip' | 'keep';
   delimiter?: ',' | ';';
+  lawfulBasis?: string;
+  basisSource?: string;
+  basisEvidence?: string;
   rejects?: string;
   resume?: string;
   progress: boolean;
@@ -64,6 +68,9 @@ export function registerContactCommands(program: Command, slug: (value: string) 
     .option('--on-existing <link|reject>', 'a row matching an existing contact: add that contact to the list, or reject the row', 'link')
     .option('--on-suppressed <skip|keep>', 'a row with a number on a do-not-call list: leave it out, or import it', 'skip')
     .option('--delimiter <char>', '"," or ";" (detected from the header row when left out)')
+    .option('--lawful-basis <purpose:basis>', 'the lawful basis held for everyone in the file, recorded for each new contact: sales|survey|service : consent|legitimate_interest|contract')
+    .option('--basis-source <text>', 'with --lawful-basis: where the basis comes from (required)')
+    .option('--basis-evidence <ref>', 'with --lawful-basis: a reference to the evidence')
     .option('--rejects <file>', 'write the reject file (row, column, reason) here when the import ends')
     .option('--resume <import-id>', 'continue an import that was interrupted')
     .option('--no-progress', 'no progress bar (a line every few seconds instead)')
@@ -103,6 +110,13 @@ async function startImport(tenantDb: TenantDb, crypto: ContactsCrypto, file: str
   const mapping = mappingSchema.safeParse(options.map);
   if (!mapping.success) throw new AppError('validation_failed', `The mapping is not valid: ${mapping.error.issues.map((issue) => issue.message).join('; ')} (see --help for targets).`);
   const listName = options.list ?? '';
+  let lawfulBasis: z.infer<typeof createImportSchema>['lawfulBasis'];
+  if (options.lawfulBasis !== undefined) {
+    const [purpose, basis] = options.lawfulBasis.split(':');
+    const parsed = createImportSchema.shape.lawfulBasis.safeParse({ purpose, basis, source: options.basisSource ?? '', ...(options.basisEvidence ? { evidenceRef: options.basisEvidence } : {}) });
+    if (!parsed.success) throw new AppError('validation_failed', `--lawful-basis is purpose:basis (e.g. sales:consent), with --basis-source saying where it comes from: ${parsed.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`).join('; ')}.`);
+    lawfulBasis = parsed.data;
+  }
 
   const importId = await tenantDb.transaction(async (trx) => {
     const isId = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(listName);
@@ -114,10 +128,10 @@ async function startImport(tenantDb: TenantDb, crypto: ContactsCrypto, file: str
     }
     const id = await createImport(
       trx,
-      { listId: list.id, mapping: mapping.data, onExisting: options.onExisting, onSuppressed: options.onSuppressed, ...(options.delimiter ? { delimiter: options.delimiter } : {}) },
+      { listId: list.id, mapping: mapping.data, onExisting: options.onExisting, onSuppressed: options.onSuppressed, ...(options.delimiter ? { delimiter: options.delimiter } : {}), ...(lawfulBasis ? { lawfulBasis } : {}) },
       OPERATOR,
     );
-    await recordAuditEvent(trx, { action: 'contact_import.create', outcome: 'success', actor: { type: OPERATOR }, target: { type: 'contact_import', id }, details: { list: list.id, columns: Object.keys(mapping.data).length } });
+    await recordAuditEvent(trx, { action: 'contact_import.create', outcome: 'success', actor: { type: OPERATOR }, target: { type: 'contact_import', id }, details: { list: list.id, columns: Object.keys(mapping.data).length, lawfulBasis: lawfulBasis ? `${lawfulBasis.purpose}:${lawfulBasis.basis}` : null } });
     return id;
   });
   const stored = await storeUpload(tenantDb, crypto.cipher, importId, createReadStream(file));

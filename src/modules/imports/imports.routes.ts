@@ -22,6 +22,21 @@ const createImportSchema = z.strictObject({
   /** skip: a row with a suppressed number is not imported (data minimisation); keep: imported, counted. */
   onSuppressed: z.enum(['skip', 'keep']).default('skip'),
   delimiter: z.enum([',', ';']).optional(),
+  /**
+   * The lawful basis the organisation holds for every person in the file (where the campaign's
+   * jurisdiction requires one, as the Nordic/EU profile does): a grant is recorded for each contact
+   * the import creates. An existing contact keeps its own history: an import never overrides a
+   * withdrawal or an objection.
+   */
+  lawfulBasis: z
+    .strictObject({
+      purpose: z.enum(['sales', 'survey', 'service']),
+      basis: z.enum(['consent', 'legitimate_interest', 'contract']),
+      /** Where the basis comes from, e.g. "web form, newsletter sign-up 2026". */
+      source: z.string().trim().min(1).max(200),
+      evidenceRef: z.string().trim().min(1).max(500).optional(),
+    })
+    .optional(),
 });
 
 export const importSchema = z.object({
@@ -85,7 +100,12 @@ export async function createImport(
     .values({
       list_id: body.listId,
       mapping: JSON.stringify(body.mapping),
-      options: JSON.stringify({ onExisting: body.onExisting, onSuppressed: body.onSuppressed, ...(body.delimiter ? { delimiter: body.delimiter } : {}) }),
+      options: JSON.stringify({
+        onExisting: body.onExisting,
+        onSuppressed: body.onSuppressed,
+        ...(body.delimiter ? { delimiter: body.delimiter } : {}),
+        ...(body.lawfulBasis ? { lawfulBasis: body.lawfulBasis } : {}),
+      }),
       created_by: createdBy,
     })
     .returning('id')
@@ -136,7 +156,7 @@ export async function importsRoutes(app: App, crypto: ContactsCrypto): Promise<v
     async (request, reply) => {
       const view = await request.tenantDb.transaction(async (trx) => {
         const id = await createImport(trx, request.body, actorLabel(request));
-        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact_import.create', outcome: 'success', target: { type: 'contact_import', id }, details: { list: request.body.listId, columns: Object.keys(request.body.mapping).length } });
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact_import.create', outcome: 'success', target: { type: 'contact_import', id }, details: { list: request.body.listId, columns: Object.keys(request.body.mapping).length, lawfulBasis: request.body.lawfulBasis ? `${request.body.lawfulBasis.purpose}:${request.body.lawfulBasis.basis}` : null } });
         return importView(trx, id);
       });
       return reply.code(201).send(view);

@@ -2,7 +2,15 @@ import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { mappingSchema, planColumns, type ColumnPlan } from './import-mapping.ts';
 
 /** What an import was told to do, as stored with it. */
-export type ImportOptions = { onExisting: 'link' | 'reject'; onSuppressed: 'skip' | 'keep'; delimiter?: ',' | ';' };
+export type ImportOptions = {
+  onExisting: 'link' | 'reject';
+  onSuppressed: 'skip' | 'keep';
+  delimiter?: ',' | ';';
+  /** The lawful basis the organisation holds for everyone in the file: recorded for each contact the import creates. */
+  lawfulBasis?: LawfulBasis;
+};
+
+export type LawfulBasis = { purpose: 'sales' | 'survey' | 'service'; basis: 'consent' | 'legitimate_interest' | 'contract'; source: string; evidenceRef?: string };
 
 /** How long a worker holds an import without committing a batch before another may take it. */
 export const LEASE_SECONDS = 60;

@@ -37,6 +37,10 @@ export function Lists() {
   const [listId, setListId] = useState('');
   const [job, setJob] = useState<Import>();
   const [readProblem, setReadProblem] = useState<string>();
+  // The lawful basis the organisation holds for everyone in the file (none: record nothing).
+  const [basis, setBasis] = useState<'' | 'consent' | 'legitimate_interest' | 'contract'>('');
+  const [purpose, setPurpose] = useState<'sales' | 'survey' | 'service'>('sales');
+  const [basisSource, setBasisSource] = useState('');
 
   const createList = useAction(async (body: Record<string, unknown>) => {
     await post('/api/v1/lists', body);
@@ -71,7 +75,8 @@ export function Lists() {
 
   const start = useAction(async () => {
     if (!file) return;
-    const created = await post<Import>('/api/v1/contact-imports', { listId, mapping, delimiter });
+    const lawfulBasis = basis === '' ? undefined : { purpose, basis, source: basisSource };
+    const created = await post<Import>('/api/v1/contact-imports', { listId, mapping, delimiter, ...(lawfulBasis ? { lawfulBasis } : {}) });
     setJob(created);
     await api('PUT', `/api/v1/contact-imports/${created.id}/file`, { raw: file, contentType: 'text/csv' });
     setJob(await get<Import>(`/api/v1/contact-imports/${created.id}`));
@@ -194,6 +199,39 @@ export function Lists() {
                 </tbody>
               </table>
             ) : null}
+            <fieldset className="row wrap">
+              <legend>{t('import.lawfulBasis')}</legend>
+              <Field label={t('import.basis')} name="lawfulBasis/basis" problem={start.problem} hint={t('import.basisHint')}>
+                {(attributes) => (
+                  <select {...attributes} value={basis} onChange={(event) => setBasis(event.target.value as typeof basis)}>
+                    <option value="">{t('import.noBasis')}</option>
+                    {(['consent', 'legitimate_interest', 'contract'] as const).map((code) => (
+                      <option key={code} value={code}>
+                        {t(`basis.${code}`)}
+                      </option>
+                    ))}
+                  </select>
+                )}
+              </Field>
+              {basis === '' ? null : (
+                <>
+                  <Field label={t('admin.purpose')} name="lawfulBasis/purpose" problem={start.problem}>
+                    {(attributes) => (
+                      <select {...attributes} value={purpose} onChange={(event) => setPurpose(event.target.value as typeof purpose)}>
+                        {(['sales', 'survey', 'service'] as const).map((code) => (
+                          <option key={code} value={code}>
+                            {t(`purpose.${code}`)}
+                          </option>
+                        ))}
+                      </select>
+                    )}
+                  </Field>
+                  <Field label={t('import.basisSource')} name="lawfulBasis/source" problem={start.problem}>
+                    {(attributes) => <input {...attributes} value={basisSource} maxLength={200} onChange={(event) => setBasisSource(event.target.value)} />}
+                  </Field>
+                </>
+              )}
+            </fieldset>
             <button type="submit" className="primary" disabled={start.busy || !file || headers.length === 0 || listId === ''}>
               {t('import.start')}
             </button>
