@@ -1,27 +1,26 @@
-import { randomUUID } from 'node:crypto';
 import { sql } from '../db/kysely.ts';
 import type { Logger } from '../logger.ts';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
-import type { AttemptOutcome, ContactPurpose } from '../db/schema.ts';
+import type { ContactPurpose } from '../db/schema.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import { publish } from '../realtime/realtime.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { loadCampaign, loadProfiles, settingsOf, windowRules, type JurisdictionProfile } from '../modules/campaigns/campaign-settings.ts';
-import { endExpiredWrapUps, floorAgents, moveAgentOfCall, reserveLongestIdle } from '../modules/agents/agent-states.ts';
+import { endExpiredWrapUps, floorAgents } from '../modules/agents/agent-states.ts';
 import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
-import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
+import { TelephonyError, type TelephonyProvider } from '../telephony/provider.ts';
 import { admitAttempts, type DialContext } from './dial-checks.ts';
-import { registerCallController, type CallControl } from './call-control.ts';
+import { registerCallController } from './call-control.ts';
 import { reserveDue, type ReservedAttempt } from './hopper.ts';
 import { announceRequestedDials, bindRequestingAgents } from './preview.ts';
-import { recordCallEnd, type EndedCall } from './call-record.ts';
-import { recordingPaused, recordingSaved, recordingStarted } from './call-recording.ts';
+import { createCallFollower, type Call, type DialerCounters } from './call-follower.ts';
 import { DialStats } from './dial-stats.ts';
 import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
 
 /**
  * One campaign's dialer: every tick it asks the pacer how many lines to dial, reserves that many
- * due contacts from the hopper, runs the dial-time checks on each and dials those that pass. It
+ * due contacts from the hopper, runs the dial-time checks on each and dials those that pass (a
+ * preview campaign: exactly the calls its agents chose). Its call follower (call-follower.ts)
  * follows every call through the provider's events: a person (as answered, or as the detector
  * judged) goes to the longest-idle available agent; when none is free within the profile's
  * connect limit the information message plays and the call is recorded as abandoned (and, where
@@ -32,6 +31,8 @@ import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } fr
  * Time is the clock's (real time in the product, virtual in tests and benchmarks); every stored
  * timestamp comes from it, so an accelerated run writes the times its calls had.
  */
+export type { DialerCounters } from './call-follower.ts';
+
 export type CampaignDialerOptions = {
   tenantDb: TenantDb;
   crypto: ContactsCrypto;
@@ -51,34 +52,9 @@ export type CampaignDialerOptions = {
   onRound?: (round: { decisionMs: number; roundMs: number; dialed: number }) => void;
 };
 
-/** A call in progress: what its record will hold (EndedCall), and the dialer's own bookkeeping. */
-type Call = EndedCall & {
-  answerStored?: boolean;
-  /** A personal callback's agent, offered the call first. */
-  preferredAgentId?: string;
-  abandoned: boolean;
-  connectLimit?: Scheduled;
-  lastSeq: number;
-  /** Events of one call are handled one after another. */
-  chain: Promise<void>;
-  ended: boolean;
-};
-
 /** The campaign's settings are re-read at most this often (a pause or a change takes effect within it). */
 const SETUP_TTL_MS = 1_000;
 
-export type DialerCounters = {
-  dialed: number;
-  skipped: number;
-  connected: number;
-  abandoned: number;
-  ended: number;
-  /** Events for calls this dialer does not know (another dialer's, or forgotten): ignored. */
-  unknownEvents: number;
-  /** Events seen twice (same leg, same sequence number): ignored. */
-  duplicateEvents: number;
-  errors: number;
-};
 
 export type CampaignDialer = {
   /** Follows the provider's events and loads the campaign, without pacing on a timer (tests step it with tick). */
@@ -97,20 +73,16 @@ export type CampaignDialer = {
   settled(): Promise<void>;
 };
 
-const INFORMATION_MESSAGE = 'information-message';
 /** Reservations checked and dialed together (one transaction each). */
 const DIAL_CHUNK = 25;
 /** A preview campaign's round places every call its agents asked for, up to this many. */
 const PREVIEW_ROUND = 200;
 
 
-const outcomeFor: Partial<Record<TelephonyEvent['type'], AttemptOutcome>> = { busy: 'busy', 'no-answer': 'no_answer', failed: 'failed', cancelled: 'cancelled' };
 
 export function createCampaignDialer(options: CampaignDialerOptions): CampaignDialer {
   const { tenantDb, crypto, provider, clock, campaignId, dialerId, logger } = options;
   const tickMs = options.tickMs ?? 250;
-  const calls = new Map<string, Call>();
-  const waiting: Call[] = [];
   const counters: DialerCounters = { dialed: 0, skipped: 0, connected: 0, abandoned: 0, ended: 0, unknownEvents: 0, duplicateEvents: 0, errors: 0 };
   let decision: (PacingDecision & { at: number }) | undefined;
   let unsubscribe: (() => void) | undefined;
@@ -135,6 +107,18 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   }
 
   const stats = new DialStats({ liveShare: 0.3, readyAfterMs: 12_000, talkMedianMs: 90_000, talkSigma: 0.6 });
+  const follower = createCallFollower({
+    tenantDb,
+    crypto,
+    provider,
+    clock,
+    campaignId,
+    dialerId,
+    logger,
+    stats,
+    counters,
+    setup: () => ({ ...(campaign ? { settings: campaign.settings } : {}), ...(profile ? { profile } : {}) }),
+  });
 
   function dialContext(): DialContext {
     if (!campaign || !profile) throw new Error('the dialer has not loaded its campaign');
@@ -166,7 +150,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     pacer ??= campaign.settings.mode === 'predictive' ? predictivePacer({ cap: profile.abandonCap, margin: 0.01 }) : progressivePacer();
     const at = now();
     await inTenant((trx) => endExpiredWrapUps(trx, campaignId, at));
-    await offerWaitingCallers();
+    await follower.offerWaitingCallers();
     if (paused || campaign.row.state !== 'active') return;
     // Preview: no pacing; the calls are those the agents chose, each for its agent.
     if (campaign.settings.mode === 'preview') {
@@ -176,14 +160,13 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     // The decision proper: the floor as it is now, and the pacer.
     const deciding = performance.now();
     const agents = await tenantDb.read((trx) => floorAgents(trx, campaignId, clock.now()));
-    const outstanding: number[] = [];
-    for (const call of calls.values()) if (call.readyAt === undefined && !call.ended) outstanding.push(clock.now() - call.dialedAt);
+    const outstanding = follower.outstandingAgesMs();
     const decided = pacer.decide({
       now: clock.now(),
       windowStart: windowStart(),
       agents,
       outstandingAgesMs: outstanding,
-      waiting: waiting.length,
+      waiting: follower.waitingCount(),
       wrapMs: campaign.settings.wrapUpMs,
       stats,
     });
@@ -266,7 +249,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       const call: Call = { attemptId: attempt.id, contactId: attempt.contactId, number: verdict.number, checks: verdict.checks, dialedAt: clock.now(), abandoned: false, informationMessage: false, lastSeq: 0, chain: Promise.resolve(), ended: false };
       if (attempt.callbackAgentId) call.preferredAgentId = attempt.callbackAgentId;
       if (attempt.requestedBy) call.requestedBy = attempt.requestedBy;
-      calls.set(attempt.id, call);
+      follower.follow(call);
       try {
         await provider.send({
           kind: 'dial',
@@ -283,238 +266,10 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
         // returns to the hopper by the failed-call rule.
         counters.errors += 1;
         logger.warn({ err: error instanceof TelephonyError ? error.code : 'provider_error', attempt: attempt.id }, 'dial refused by the telephony provider');
-        call.ended = true;
-        calls.delete(attempt.id);
-        await finish(call, 'failed', { sipStatus: 0, q850: 0, reason: error instanceof TelephonyError ? error.code : 'provider_error' }, 0);
+        await follower.refused(call, error instanceof TelephonyError ? error.code : 'provider_error');
       }
     }
     return reserved.length;
-  }
-
-  function onEvent(event: TelephonyEvent): void {
-    const call = calls.get(event.legId);
-    if (!call) {
-      counters.unknownEvents += 1;
-      return;
-    }
-    if (event.seq <= call.lastSeq) {
-      counters.duplicateEvents += 1;
-      return;
-    }
-    call.lastSeq = event.seq;
-    call.chain = call.chain.then(() => handle(call, event)).catch((error: unknown) => {
-      counters.errors += 1;
-      logger.error({ err: error, attempt: call.attemptId, event: event.type }, 'dialer failed to handle a call event');
-    });
-  }
-
-  async function handle(call: Call, event: TelephonyEvent): Promise<void> {
-    if (call.ended) return;
-    switch (event.type) {
-      case 'ringing':
-        call.ringingAt ??= event.at;
-        return;
-      case 'answered':
-        // Stored with the first connect attempt (personReady), or at the end for a machine.
-        call.answeredAt = event.at;
-        if (!campaign?.settings.amd) await personReady(call, event.at);
-        return;
-      case 'machine-detected':
-        if (!event.final) return;
-        call.amd = event.result;
-        stats.verdict(event.at, event.result);
-        if (event.result === 'machine') {
-          stats.dialResolved(false);
-          await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
-        } else {
-          await personReady(call, event.at);
-        }
-        return;
-      case 'bridged':
-        call.connectedAt = event.at;
-        counters.connected += 1;
-        if (call.agentId) {
-          const agentId = call.agentId;
-          // The recording starts with the conversation, before anything is written.
-          const recording = campaign?.settings.recordCalls === true;
-          if (recording) {
-            await provider.send({ kind: 'record-start', commandId: `record:${call.attemptId}`, legId: call.attemptId, recordingId: call.attemptId }).catch((error: unknown) => {
-              logger.warn({ err: error instanceof TelephonyError ? error.code : 'provider_error', attempt: call.attemptId }, 'recording did not start');
-            });
-          }
-          await inTenant(async (trx) => {
-            await moveAgentOfCall(trx, agentId, call.attemptId, { state: 'on_call', now: new Date(event.at) });
-            await trx
-              .updateTable('dial_attempts')
-              .set({ state: 'connected', agent_id: agentId, connect_ms: Math.round(Math.max(0, event.at - (call.readyAt ?? event.at))) })
-              .where('id', '=', call.attemptId)
-              .execute();
-            await publish(trx, { topic: 'call', attemptId: call.attemptId, campaignId, agentId, state: 'connected', outcome: null, at: new Date(event.at).toISOString() });
-            if (recording) await recordingStarted(trx, { attemptId: call.attemptId, campaignId, contactId: call.contactId, at: new Date(event.at) });
-          });
-        }
-        return;
-      case 'recording-state':
-        await onRecordingState(call, event);
-        return;
-      case 'play-finished':
-        if (call.abandoned) await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
-        return;
-      default:
-        break;
-    }
-    if (!FINAL_EVENTS.has(event.type)) return;
-    call.ended = true;
-    call.connectLimit?.cancel();
-    const index = waiting.indexOf(call);
-    if (index >= 0) waiting.splice(index, 1);
-    calls.delete(call.attemptId);
-    const raw = 'raw' in event ? event.raw : { sipStatus: 0, q850: 0, reason: '' };
-    let outcome: AttemptOutcome = outcomeFor[event.type] ?? 'failed';
-    let talkMs = 0;
-    if (event.type === 'completed') {
-      if (call.abandoned) outcome = 'abandoned';
-      else if (call.amd === 'machine') outcome = 'machine';
-      else if (call.answeredAt !== undefined) outcome = 'live';
-      if (call.connectedAt !== undefined) talkMs = Math.max(0, event.at - call.connectedAt);
-    }
-    if (call.answeredAt === undefined) stats.dialResolved(false);
-    await finish(call, outcome, raw, talkMs, event.at);
-  }
-
-  /** The recording's row follows the provider: paused and resumed (counted), then saved — sealed under the contact's key. */
-  async function onRecordingState(call: Call, event: Extract<TelephonyEvent, { type: 'recording-state' }>): Promise<void> {
-    if (event.state === 'paused' || event.state === 'resumed') {
-      await inTenant((trx) => recordingPaused(trx, call.attemptId, event.state === 'paused'));
-      return;
-    }
-    if (event.state !== 'saved') return;
-    const audio = await provider.fetchRecording(event.recordingId).catch(() => undefined);
-    await inTenant((trx) => recordingSaved(trx, crypto, { attemptId: call.attemptId, contactId: call.contactId, audio, at: new Date(event.at), durationMs: event.durationMs ?? null }));
-  }
-
-  /** A command on one of this dialer's calls (pause / resume the recording), from any process's API. */
-  async function control(command: CallControl): Promise<boolean> {
-    if (command.tenantId !== tenantDb.tenantId) return false;
-    const call = calls.get(command.attemptId);
-    if (!call || call.ended) return false;
-    const commandId = `${command.action}:${command.requestId}`;
-    // A person who answered and has not reached the agent yet is not simply hung up on: that is an
-    // abandoned call (information message, lockout, counted against the cap).
-    if (command.action === 'hangup' && call.answeredAt !== undefined && call.agentId === undefined) {
-      call.connectLimit?.cancel();
-      call.chain = call.chain.then(() => abandon(call));
-      await call.chain;
-    } else if (command.action === 'hangup') await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId });
-    else if (command.action === 'pause') await provider.send({ kind: 'record-pause', commandId, recordingId: call.attemptId, behavior: 'skip' });
-    else await provider.send({ kind: 'record-resume', commandId, recordingId: call.attemptId });
-    return true;
-  }
-
-  /** A person is on the line: to the longest-idle agent now, or wait up to the connect limit. */
-  async function personReady(call: Call, at: number): Promise<void> {
-    call.readyAt = at;
-    stats.dialResolved(true);
-    stats.personReady(at - call.dialedAt);
-    if (await connect(call)) return;
-    if (call.ended) return;
-    waiting.push(call);
-    const limit = profile?.connectLimitMs ?? 2_000;
-    call.connectLimit = clock.schedule(limit - (clock.now() - at), () => {
-      call.chain = call.chain.then(() => abandon(call)).catch((error: unknown) => {
-        counters.errors += 1;
-        logger.error({ err: error, attempt: call.attemptId }, 'dialer failed to abandon a call');
-      });
-    });
-  }
-
-  /**
-   * Gives the person on `call` to the longest-idle available agent (a personal callback's agent
-   * first). Runs on the call's own chain only, so it never races the connect limit's abandonment.
-   */
-  async function connect(call: Call): Promise<boolean> {
-    if (call.ended || call.abandoned || call.agentId !== undefined) return call.agentId !== undefined;
-    const agentId = await inTenant(async (trx) => {
-      // The person is on the line: the answer is on the record from the first connect attempt on
-      // (reports count a call in progress as a live answer).
-      if (call.answeredAt !== undefined && !call.answerStored) {
-        call.answerStored = true;
-        await trx.updateTable('dial_attempts').set({ state: 'answered', answered_at: new Date(call.answeredAt) }).where('id', '=', call.attemptId).where('state', '=', 'dialing').execute();
-      }
-      // Preview: the agent who chose the call, held for it since the dial — if still held for it
-      // (a takeover that settled the attempt freed them).
-      if (call.requestedBy) {
-        const held = await trx.selectFrom('agent_states').select('user_id').where('user_id', '=', call.requestedBy).where('attempt_id', '=', call.attemptId).where('state', '=', 'reserved').executeTakeFirst();
-        return held?.user_id;
-      }
-      return reserveLongestIdle(trx, campaignId, call.attemptId, now(), call.preferredAgentId);
-    });
-    if (!agentId) return false;
-    if (call.ended || call.abandoned) {
-      // The call ended (or was given up) while the agent was being reserved: free the agent.
-      await inTenant((trx) => moveAgentOfCall(trx, agentId, call.attemptId, { state: 'available', now: now() }));
-      return false;
-    }
-    call.agentId = agentId;
-    try {
-      await provider.send({ kind: 'connect-to-agent', commandId: `connect:${call.attemptId}`, legId: call.attemptId, agentEndpoint: `agent:${agentId}` });
-    } catch (error) {
-      // The provider refused (the person hung up meanwhile, or a transient fault): the agent is
-      // free again and the person, if still there, keeps waiting within the connect limit.
-      if (!(error instanceof TelephonyError)) throw error;
-      if (!call.requestedBy) await inTenant((trx) => moveAgentOfCall(trx, agentId, call.attemptId, { state: 'available', now: now() }));
-      call.agentId = undefined;
-      return false;
-    }
-    call.connectLimit?.cancel();
-    stats.liveAnswer(clock.now(), false);
-    const index = waiting.indexOf(call);
-    if (index >= 0) waiting.splice(index, 1);
-    return true;
-  }
-
-  /** Callers waiting for an agent get the agents that became free, oldest caller first, each on its own chain. */
-  async function offerWaitingCallers(): Promise<void> {
-    for (const call of [...waiting]) {
-      if (call.ended || call.abandoned) {
-        const index = waiting.indexOf(call);
-        if (index >= 0) waiting.splice(index, 1);
-        continue;
-      }
-      let taken = false;
-      call.chain = call.chain.then(async () => {
-        taken = await connect(call);
-      });
-      await call.chain.catch(() => undefined);
-      if (!taken) return;
-    }
-  }
-
-  async function abandon(call: Call): Promise<void> {
-    if (call.ended || call.abandoned || call.agentId !== undefined) return;
-    const index = waiting.indexOf(call);
-    if (index >= 0) waiting.splice(index, 1);
-    call.abandoned = true;
-    counters.abandoned += 1;
-    stats.liveAnswer(clock.now(), true);
-    if (profile?.informationMessageRequired) {
-      call.informationMessage = true;
-      await provider.send({ kind: 'play', commandId: `play:${call.attemptId}`, legId: call.attemptId, playbackId: randomUUID(), media: INFORMATION_MESSAGE }).catch(async () => {
-        call.informationMessage = false;
-        await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
-      });
-    } else {
-      await provider.send({ kind: 'hangup', commandId: `hangup:${call.attemptId}`, legId: call.attemptId }).catch(() => undefined);
-    }
-  }
-
-  async function finish(call: Call, outcome: AttemptOutcome, raw: { sipStatus: number; q850: number; reason: string }, talkMs: number, endedAtMs = clock.now()): Promise<void> {
-    counters.ended += 1;
-    if (talkMs > 0) stats.talked(talkMs);
-    const kept = await inTenant((trx) =>
-      recordCallEnd(trx, crypto, { call, outcome, raw, talkMs, endedAtMs, campaignId, dialerId, ...(campaign ? { settings: campaign.settings } : {}), ...(profile ? { profile } : {}) }),
-    );
-    if (!kept) logger.warn({ attempt: call.attemptId }, 'a call ended after its attempt was settled elsewhere; its record was kept as settled');
   }
 
   const schedule = () => {
@@ -533,8 +288,8 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
   let setupLoadedAt = Number.NEGATIVE_INFINITY;
   let unregister: (() => void) | undefined;
   async function listen(): Promise<void> {
-    unsubscribe ??= provider.onEvent(onEvent);
-    unregister ??= registerCallController({ control });
+    unsubscribe ??= provider.onEvent(follower.onEvent);
+    unregister ??= registerCallController({ control: follower.control });
     campaign = await loadSetup();
     profile = campaign.profile;
     if (!seeded && profile) {
@@ -573,14 +328,12 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
       timer?.cancel();
       await ticking;
       unsubscribe?.();
-      await Promise.all([...calls.values()].map((call) => call.chain));
+      await follower.settled();
     },
     tick,
     lastDecision: () => decision,
     counters: () => ({ ...counters }),
-    callsInProgress: () => calls.size,
-    async settled() {
-      await Promise.all([...calls.values()].map((call) => call.chain));
-    },
+    callsInProgress: follower.size,
+    settled: follower.settled,
   };
 }
