@@ -26,7 +26,6 @@ import { findUserByEmail } from './modules/users/users.repo.ts';
 import { cliContext, requireTenantId, withCliDatabase } from './cli-support.ts';
 import { fail } from './cli-fail.ts';
 import { AppError } from './server/errors.ts';
-import { startServer } from './server/serve.ts';
 import { stopOnSignals } from './server/stop-on-signals.ts';
 
 const slug = (value: string) => {
@@ -58,6 +57,8 @@ program
   .description('run the server (HTTP API, web pages, background work); what `npm start` runs')
   .action(async () => {
     const { config, logger } = cliContext();
+    // The server's modules load only for this command: every other command starts without them.
+    const { startServer } = await import('./server/serve.ts');
     stopOnSignals(await startServer(config, logger), logger);
   });
 

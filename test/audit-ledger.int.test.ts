@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canonicalEvent, recordAuditEvent } from '../src/audit/audit-event.ts';
+import { recordAuditEvent } from '../src/audit/audit-event.ts';
+import { canonicalEvent } from '../src/audit/canonical-event.ts';
 import { checkWitnessSignatures, readWitness } from '../src/audit/witness.ts';
 import { fileWitness } from '../src/audit/checkpoint-publishers.ts';
 import { inclusionProof, leafHash, packedSource, packedSubtrees, rootFromInclusionProof, treeHash } from '../src/audit/merkle.ts';
@@ -45,10 +46,12 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
           action: 'user.create',
           outcome: index % 7 === 0 ? 'denied' : 'success',
           actor: { type: 'api_token', id: tenant.owner.id },
-          target: { type: 'user', id: `target-${index}` },
+          // What COPY's text format escapes (tab, newline, carriage return, backslash), quotes and
+          // non-ASCII text: the worker threads read events that way.
+          target: { type: 'user', id: index % 5 === 0 ? `target\t${index}\\x` : `target-${index}` },
           requestId: `req-${index}-abcdef`,
           sourceIp: index % 2 ? '203.0.113.7' : '2001:db8::1',
-          details: { index, role: 'agent', flag: index % 2 === 0 },
+          details: { index, role: 'agent', flag: index % 2 === 0, note: index % 3 === 0 ? 'tab\there\nline\r\\ "quoted" Ærøy 😀' : null },
         });
       }
     });
@@ -121,6 +124,8 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
   type Tamper = { name: string; sql: (tenantId: string, leaf: number) => string };
   const tampers: Tamper[] = [
     { name: 'alter details', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET details = jsonb_set(details, '{role}', '"tampered"') WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
+    { name: 'shift a time by microseconds', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET occurred_at = occurred_at + interval '7 microseconds' WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
+    { name: 'alter a value holding tabs, newlines and backslashes', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET details = jsonb_set(details, '{note}', to_jsonb(E'a\\tb\\nc\\\\d'::text)) WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
     { name: 'alter outcome and recompute nothing', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET outcome = 'success' WHERE tenant_id = '${t}' AND leaf_index = ${leaf} AND outcome <> 'success'; UPDATE ringvakt.audit_events SET outcome = 'failed' WHERE tenant_id = '${t}' AND leaf_index = ${leaf} AND outcome = 'success'` },
     { name: 'delete an event', sql: (t, leaf) => `DELETE FROM ringvakt.audit_events WHERE tenant_id = '${t}' AND leaf_index = ${leaf}` },
     { name: 'swap two events', sql: (t, leaf) => `UPDATE ringvakt.audit_events SET leaf_index = 1000000 WHERE tenant_id = '${t}' AND leaf_index = ${leaf}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf} WHERE tenant_id = '${t}' AND leaf_index = ${leaf === 0 ? 1 : leaf - 1}; UPDATE ringvakt.audit_events SET leaf_index = ${leaf === 0 ? 1 : leaf - 1} WHERE tenant_id = '${t}' AND leaf_index = 1000000` },

@@ -1,5 +1,6 @@
 import { CompiledQuery } from '../db/kysely.ts';
 import { deferWrite, type TenantDb, type TenantTransaction } from '../db/tenant-db.ts';
+import { canonicalEventText, type StoredAuditEvent } from './canonical-event.ts';
 import { leafHashOfText } from './merkle.ts';
 
 /**
@@ -103,49 +104,6 @@ export type AuditEvent = {
   details?: Record<string, string | number | boolean | null>;
   occurredAt?: Date;
 };
-
-/** Sorted-key JSON of flat details: one byte string per set of values, whatever the key order. */
-function canonicalDetails(details: Record<string, unknown>): string {
-  return JSON.stringify(Object.keys(details).sort().map((key) => [key, details[key] ?? null]));
-}
-
-export type StoredAuditEvent = {
-  tenantId: string;
-  /** A Date, or its ISO 8601 text in UTC with milliseconds (as verify reads it, unparsed). */
-  occurredAt: Date | string;
-  actorType: string;
-  actorId: string | null;
-  action: string;
-  targetType: string | null;
-  targetId: string | null;
-  outcome: string;
-  sourceIp: string | null;
-  requestId: string | null;
-  details: Record<string, unknown>;
-};
-
-/** The canonical bytes of an event: what its leaf hash commits to, and what verify recomputes. */
-export function canonicalEvent(event: StoredAuditEvent): Buffer {
-  return Buffer.from(canonicalEventText(event), 'utf8');
-}
-
-/** The canonical event as text; its UTF-8 encoding is canonicalEvent. */
-export function canonicalEventText(event: StoredAuditEvent): string {
-  return JSON.stringify([
-    'ringvakt-audit-event/v1',
-    event.tenantId,
-    typeof event.occurredAt === 'string' ? event.occurredAt : event.occurredAt.toISOString(),
-    event.actorType,
-    event.actorId,
-    event.action,
-    event.targetType,
-    event.targetId,
-    event.outcome,
-    event.sourceIp,
-    event.requestId,
-    canonicalDetails(event.details),
-  ]);
-}
 
 function toStored(tenantId: string, event: AuditEvent): StoredAuditEvent {
   // Milliseconds: what both JavaScript and the database round-trip exactly.

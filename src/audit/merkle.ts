@@ -27,6 +27,11 @@ export function leafHashOfText(text: string): Hash {
   return hash('sha256', `\u0000${text}`, 'buffer') as unknown as Hash;
 }
 
+/** leafHashOfText as 64 hex digits: the cheapest form of a one-shot hash (no Buffer made). */
+export function leafHashHexOfText(text: string): string {
+  return hash('sha256', `\u0000${text}`, 'hex');
+}
+
 export function nodeHash(left: Hash, right: Hash): Hash {
   return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
 }
@@ -166,7 +171,7 @@ export function packedSubtrees(leaves: Buffer, count: number): PackedLevels {
     pair[0] = 0x01;
     for (let index = 0; index < pairs; index += 1) {
       below.copy(pair, 1, index * 64, index * 64 + 64);
-      (hash('sha256', pair, 'buffer') as unknown as Buffer).copy(above, index * 32);
+      above.write(hash('sha256', pair, 'hex'), index * 32, 32, 'hex');
     }
     levels.push(above);
     below = above;
@@ -200,7 +205,7 @@ export function fillSubtrees(levels: Buffer[], include: (level: number, index: n
     for (let index = 0; index < width; index += 1) {
       if (!include(level, index)) continue;
       below.copy(pair, 1, index * 64, index * 64 + 64);
-      (hash('sha256', pair, 'buffer') as unknown as Buffer).copy(above, index * 32);
+      above.write(hash('sha256', pair, 'hex'), index * 32, 32, 'hex');
     }
   }
 }

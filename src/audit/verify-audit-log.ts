@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
-import { canonicalEventText } from './audit-event.ts';
+import { canonicalEventText, isoTimeFromPostgres } from './canonical-event.ts';
 import { fillSubtrees, leafHashOfText, packedHash, packedSource, packedSubtrees, sharedLevels, subtreeWithin, treeHash } from './merkle.ts';
 import { verifyRetentionRecord } from './retention.ts';
 import { PARALLEL_FROM, recomputeLeavesInWorkers, type ParallelLeaves } from './verify-leaves.ts';
@@ -21,9 +21,10 @@ const PAGE = 20_000;
 const columns = [
   'id',
   'leaf_index',
-  // As text, exactly as Date.toISOString() writes it: no Date parsing per row. A stored time
-  // with more than millisecond precision (never written by Ringvakt) reads as altered.
-  sql<string>`to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('occurred_at'),
+  // As text in UTC (verifyTenantLedger sets the zone and style for its transaction), turned into
+  // Date.toISOString()'s form by isoTimeFromPostgres: no Date per row, and a stored time with
+  // more than millisecond precision (never written by Ringvakt) reads as altered.
+  sql<string>`occurred_at::text`.as('occurred_at'),
   'actor_type',
   'actor_id',
   'action',
@@ -118,6 +119,8 @@ export async function verifyTenantLedger(
   witness: WitnessedCheckpoint[] = [],
   options: { parallel?: Omit<ParallelLeaves, 'snapshot'>; witnessedRetentions?: WitnessedRetention[] } = {},
 ): Promise<LedgerVerdict> {
+  // Event times are read as text in UTC, ISO style (isoTimeFromPostgres), for this transaction only.
+  await sql`SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true)`.execute(trx);
   // Leaf hashes packed into one growing buffer (see packedSubtrees).
   let packed: Buffer = Buffer.allocUnsafe(32 * 1024);
   let sealed = 0;
@@ -231,7 +234,7 @@ export async function verifyTenantLedger(
       const recomputed = leafHashOfText(
         canonicalEventText({
           tenantId: trx.tenantId,
-          occurredAt: row.occurred_at,
+          occurredAt: isoTimeFromPostgres(row.occurred_at),
           actorType: row.actor_type,
           actorId: row.actor_id,
           action: row.action,

@@ -1,8 +1,10 @@
 import { availableParallelism } from 'node:os';
+import type { Readable } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
+import { copyField, forEachCopyRow } from '../db/copy-text.ts';
 import { startTypeScriptWorker } from '../typescript-worker.ts';
-import { canonicalEventText } from './audit-event.ts';
-import { leafHashOfText } from './merkle.ts';
+import { canonicalEventText, isoTimeFromPostgres } from './canonical-event.ts';
+import { leafHashHexOfText } from './merkle.ts';
 
 /**
  * The heavy half of `audit verify`: recomputing every sealed event's leaf hash from its columns.
@@ -12,59 +14,69 @@ import { leafHashOfText } from './merkle.ts';
  * straight into one shared buffer, in leaf order.
  */
 
-/** The columns of a sealed event, in this order, read with rowMode 'array'. */
-export const LEAF_COLUMNS_SQL = `leaf_index::text,
-  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-  actor_type, actor_id, action, target_type, target_id, outcome, source_ip, request_id, details, encode(leaf_hash, 'hex')`;
+/**
+ * The columns of a sealed event, in this order: its id, what the leaf hash commits to, the stored
+ * hash as hex. occurred_at as the session writes it: the worker's connection sets TimeZone UTC
+ * and DateStyle ISO (VERIFY_SESSION_OPTIONS).
+ */
+const LEAF_COLUMNS_SQL = `id, leaf_index, occurred_at, actor_type, actor_id, action, target_type, target_id, outcome, source_ip, request_id, details, encode(leaf_hash, 'hex')`;
 
-/** As read: the stored leaf hash as hex text (compared as text: no Buffer per row). */
-export type LeafRow = [string, string, string, string | null, string, string | null, string | null, string, string | null, string | null, Record<string, unknown>, string];
+/** The settings of a worker's connection; occurred_at is read in UTC, ISO style (isoTimeFromPostgres). */
+export const VERIFY_SESSION_OPTIONS = '-c search_path=ringvakt -c TimeZone=UTC -c DateStyle=ISO,YMD';
 
-export type LeafQuery = (text: string, values: unknown[]) => Promise<unknown[][]>;
-
-const PAGE = 20_000;
+/** Starts `COPY (query) TO STDOUT` on the worker's connection (pg-copy-streams). */
+export type CopyOut = (sql: string) => Readable;
 
 /**
  * Recomputes leaves [from, to) — which must all exist, contiguously — into `packed` at their own
  * offsets. Returns the first divergence in the range, or undefined.
+ *
+ * The range is read as one `COPY … TO STDOUT` in leaf order (forEachCopyRow): the database
+ * writes rows while this thread hashes them, and no field costs a Buffer of its own. A leaf hash
+ * is computed as hex text and compared with the stored hash read as hex.
  */
-export async function recomputeLeafRange(query: LeafQuery, tenantId: string, from: number, to: number, packed: Buffer): Promise<string | undefined> {
-  for (let start = from; start < to; start += PAGE) {
-    const end = Math.min(start + PAGE, to);
-    const rows = (await query(
-      `SELECT ${LEAF_COLUMNS_SQL} FROM audit_events WHERE leaf_index >= $1 AND leaf_index < $2 ORDER BY audit_events.leaf_index`,
-      [String(start), String(end)],
-    )) as LeafRow[];
-    let expected = start;
-    for (const row of rows) {
-      const leafIndex = Number(row[0]);
-      if (leafIndex !== expected) return `leaf ${expected} is missing (next is leaf ${leafIndex}): an event was removed or moved`;
-      const recomputed = leafHashOfText(
-        canonicalEventText({
-          tenantId,
-          occurredAt: row[1],
-          actorType: row[2],
-          actorId: row[3],
-          action: row[4],
-          targetType: row[5],
-          targetId: row[6],
-          outcome: row[7],
-          sourceIp: row[8],
-          requestId: row[9],
-          details: row[10],
-        }),
-      );
-      if (recomputed.toString('hex') !== row[11]) {
-        // The event id only for the report (not read for the million rows that match).
-        const id = await query(`SELECT id::text FROM audit_events WHERE leaf_index = $1`, [String(leafIndex)]);
-        return `leaf ${leafIndex} (event id ${String(id[0]?.[0])}) does not match its recorded hash: the event was altered`;
-      }
-      recomputed.copy(packed, leafIndex * 32);
-      expected += 1;
+export async function recomputeLeafRange(copyOut: CopyOut, tenantId: string, from: number, to: number, packed: Buffer): Promise<string | undefined> {
+  if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to)) throw new Error('leaf range must be integers');
+  // COPY takes no parameters: the bounds are integers checked above, the tenant is the session's.
+  const rows = copyOut(
+    `COPY (SELECT ${LEAF_COLUMNS_SQL} FROM audit_events WHERE tenant_id = current_tenant_id() AND leaf_index >= ${from} AND leaf_index < ${to} ` +
+      `ORDER BY audit_events.leaf_index) TO STDOUT`,
+  );
+  let expected = from;
+  let problem: string | undefined;
+  await forEachCopyRow(rows, (fields) => {
+    // After the first divergence the rest of the range is only drained (COPY cannot be cut short).
+    if (problem !== undefined) return;
+    if (fields.length !== 13) throw new Error('unexpected COPY row');
+    const leafIndex = Number(fields[1]);
+    if (leafIndex !== expected) {
+      problem = `leaf ${expected} is missing (next is leaf ${leafIndex}): an event was removed or moved`;
+      return;
     }
-    if (expected !== end) return `leaf ${expected} is missing: an event was removed or moved`;
-  }
-  return undefined;
+    const recomputed = leafHashHexOfText(
+      canonicalEventText({
+        tenantId,
+        occurredAt: isoTimeFromPostgres(fields[2] as string),
+        actorType: copyField(fields[3] as string) as string,
+        actorId: copyField(fields[4] as string),
+        action: copyField(fields[5] as string) as string,
+        targetType: copyField(fields[6] as string),
+        targetId: copyField(fields[7] as string),
+        outcome: copyField(fields[8] as string) as string,
+        sourceIp: copyField(fields[9] as string),
+        requestId: copyField(fields[10] as string),
+        details: JSON.parse(copyField(fields[11] as string) as string) as Record<string, unknown>,
+      }),
+    );
+    if (recomputed !== fields[12]) {
+      problem = `leaf ${leafIndex} (event id ${fields[0]}) does not match its recorded hash: the event was altered`;
+      return;
+    }
+    packed.write(recomputed, leafIndex * 32, 32, 'hex');
+    expected += 1;
+  });
+  if (problem === undefined && expected !== to) problem = `leaf ${expected} is missing: an event was removed or moved`;
+  return problem;
 }
 
 export type ParallelLeaves = { connectionString: string; snapshot: string; workers?: number };
