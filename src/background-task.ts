@@ -1,13 +1,19 @@
+import { backgroundFailures } from './operations/telemetry.ts';
+
 /**
  * A background task of `ringvakt serve`: `tick` runs every `intervalMs`, never two at once (a slow
- * tick delays the next instead of piling up); a failed tick is reported, never thrown. The timer
- * does not keep the process alive; `stop` waits for a tick in progress.
+ * tick delays the next instead of piling up); a failed tick is reported (and counted, by the
+ * task's name, in ringvakt_background_task_failures_total), never thrown. The timer does not keep
+ * the process alive; `stop` waits for a tick in progress.
  */
-export function runEvery(intervalMs: number, tick: () => Promise<void>, onError: (error: unknown) => void): { stop(): Promise<void> } {
+export function runEvery(task: string, intervalMs: number, tick: () => Promise<void>, onError: (error: unknown) => void): { stop(): Promise<void> } {
   let running: Promise<void> | undefined;
   const timer = setInterval(() => {
     running ??= tick()
-      .catch(onError)
+      .catch((error: unknown) => {
+        backgroundFailures.inc({ task });
+        onError(error);
+      })
       .finally(() => {
         running = undefined;
       });

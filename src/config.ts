@@ -107,6 +107,21 @@ const settings = {
     key: 'shutdownTimeoutMs',
     describe: 'an integer number of milliseconds between 100 and 600000',
   },
+  backupDir: {
+    env: 'RINGVAKT_BACKUP_DIR',
+    key: 'backupDir',
+    describe: 'a folder path for scheduled encrypted backups (default <data dir>/backups; copy them off-site)',
+  },
+  backupIntervalHours: {
+    env: 'RINGVAKT_BACKUP_INTERVAL_HOURS',
+    key: 'backupIntervalHours',
+    describe: 'hours between scheduled backups, 1-168, or 0 for none',
+  },
+  backupKeep: {
+    env: 'RINGVAKT_BACKUP_KEEP',
+    key: 'backupKeep',
+    describe: 'how many scheduled backups to keep in the backup folder, 1-1000',
+  },
   simulatorShiftMs: {
     env: 'RINGVAKT_SIMULATOR_SHIFT_MS',
     key: 'simulatorShiftMs',
@@ -169,6 +184,9 @@ const schemas = {
   bodyLimitBytes: integerText(1024, 64 * 1024 * 1024),
   poolMax: integerText(1, 200),
   shutdownTimeoutMs: integerText(100, 600_000),
+  backupDir: z.string().min(1).max(4096).optional(),
+  backupIntervalHours: integerText(0, 168),
+  backupKeep: integerText(1, 1000),
   simulatorShiftMs: integerText(-30 * 86_400_000, 30 * 86_400_000),
   simulatorCallees: z.enum(['mixed', 'answering']),
   keyProvider: z.enum(['local', 'env', 'vault-transit']),
@@ -200,6 +218,8 @@ const defaults: Partial<Record<SettingName, string>> = {
   bodyLimitBytes: String(1024 * 1024),
   poolMax: '10',
   shutdownTimeoutMs: '10000',
+  backupIntervalHours: '24',
+  backupKeep: '7',
   simulatorShiftMs: '0',
   simulatorCallees: 'mixed',
   keyProvider: 'local',
@@ -225,6 +245,8 @@ export type Config = {
   bodyLimitBytes: number;
   poolMax: number;
   shutdownTimeoutMs: number;
+  /** Scheduled backups (one node at a time takes them): where, how often (hours; 0 = none), how many kept. */
+  backups: { dir: string; intervalHours: number; keep: number };
   /**
    * How far the simulated telephony's clock runs from the wall clock. Calls obey calling hours in
    * the callee's time zone: a demonstration or a browser test at night shifts the simulator into
@@ -362,6 +384,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: values.bodyLimitBytes as number,
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
+    backups: {
+      dir: path.resolve((values.backupDir as string | undefined) ?? path.join(values.dataDir as string, 'backups')),
+      intervalHours: values.backupIntervalHours as number,
+      keep: values.backupKeep as number,
+    },
     simulatorShiftMs: values.simulatorShiftMs as number,
     simulatorCallees: values.simulatorCallees as Config['simulatorCallees'],
     auditWitnesses: {

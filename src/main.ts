@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { permissions } from './modules/access/permissions.ts';
 import { readOutbox } from './modules/mail/mailer.ts';
 import { Command, InvalidArgumentError } from 'commander';
@@ -11,7 +12,9 @@ import { runDoctor } from './doctor.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { issueApiToken } from './modules/api-tokens/api-tokens.service.ts';
 import { recordAuditEvent } from './audit/audit-event.ts';
-import { restoreBackup, writeBackup } from './backup/logical-backup.ts';
+import { restoreBackup } from './backup/logical-backup.ts';
+import { takeBackup } from './operations/backups.ts';
+import { runRestoreDrill } from './operations/drill.ts';
 import { readLedgerFile, type ErasureLedgerEntry } from './privacy/erasure.ts';
 import { registerAuditCommands } from './audit/audit-cli.ts';
 import { publicKeys } from './audit/signing-key.ts';
@@ -46,6 +49,9 @@ const days = (value: string) => {
   if (!/^\d{1,3}$/.test(value) || Number(value) < 1 || Number(value) > 365) throw new InvalidArgumentError('use 1–365');
   return Number(value);
 };
+
+/** How a CLI run names itself in the records it writes (backup runs). */
+const cliNode = () => `cli:${hostname().slice(0, 40)}:${process.pid}`;
 
 const program = new Command('ringvakt')
   .description('Ringvakt: a security-first, self-hostable contact center')
@@ -263,15 +269,55 @@ keys
 const backup = program.command('backup').description('logical backups (no client binaries needed), restore, and the erasure ledger');
 backup
   .command('create')
-  .description('write an encrypted backup of the whole database to a new file (mode 0600)')
+  .description('write an encrypted backup of the whole database to a new file (mode 0600), and record it')
   .requiredOption('--file <path>', 'the backup file to create')
   .action(async (options: { file: string }) => {
     await withCliDatabase(
       async (database) => {
         const crypto = await database.crypto();
-        const written = await writeBackup(database.migratorUrl(), options.file, crypto.root);
-        const rows = written.manifest.tables.reduce((sum, table) => sum + table.rows, 0);
-        process.stdout.write(`backup ${written.backupId}: ${written.manifest.tables.length} tables, ${rows} rows, ${written.bytes} bytes\n`);
+        const taken = await takeBackup({ systemDb: database.systemDb, ownerUrl: database.migratorUrl(), root: crypto.root, file: options.file, trigger: 'operator', node: cliNode() });
+        process.stdout.write(`backup ${taken.backupId}: ${taken.tables} tables, ${taken.rows} rows, ${taken.bytes} bytes\n`);
+      },
+      { ownerAccess: true },
+    );
+  });
+
+backup
+  .command('drill')
+  .description('restore a backup into a scratch database, replay the erasure ledger, verify every audit ledger, report recovery time and point, and drop the scratch database')
+  .requiredOption('--file <path>', 'the backup file')
+  .option('--erasure-ledger <path>', 'the erasure ledger mirror to replay (default: RINGVAKT_ERASURE_LEDGER_FILE, when it exists)')
+  .action(async (options: { file: string; erasureLedger?: string }) => {
+    await withCliDatabase(
+      async (database, { config, logger }) => {
+        const ledgerFile = options.erasureLedger ?? config.erasureLedgerFile;
+        if (options.erasureLedger && !existsSync(ledgerFile)) throw new ConfigError([`the erasure ledger ${ledgerFile} does not exist`]);
+        const erasures = existsSync(ledgerFile) ? readLedgerFile(ledgerFile) : [];
+        const report = await runRestoreDrill({
+          config,
+          logger,
+          systemDb: database.systemDb,
+          ownerUrl: database.migratorUrl(),
+          root: (await database.crypto()).root,
+          file: options.file,
+          erasures,
+          trigger: 'operator',
+          node: cliNode(),
+        });
+        for (const ledger of report.ledgers) {
+          process.stdout.write(ledger.ok ? `audit ledger ok    ${ledger.tenant}: ${ledger.sealed} sealed events\n` : `audit ledger FAIL  ${ledger.tenant}: ${ledger.problem ?? ''}\n`);
+        }
+        if (report.ok) {
+          const point = report.recoveryPoint as Date;
+          process.stdout.write(
+            `drill passed: backup ${report.backupId ?? ''} restored and verified in ${report.recoverySeconds.toFixed(1)} s (recovery time); ` +
+              `${report.tables} tables, ${report.rows} rows, ${report.erasuresReplayed} erasures replayed; ` +
+              `recovery point ${point.toISOString()} (${((Date.now() - point.getTime()) / 3_600_000).toFixed(1)} h ago)\n`,
+          );
+        } else {
+          process.stdout.write(`drill FAILED: ${report.problem ?? 'unknown'}\n`);
+          process.exitCode = 1;
+        }
       },
       { ownerAccess: true },
     );

@@ -1,5 +1,6 @@
 import { CompiledQuery } from '../db/kysely.ts';
-import { deferWrite, type TenantDb, type TenantTransaction } from '../db/tenant-db.ts';
+import { deferWrite, onCommit, type TenantDb, type TenantTransaction } from '../db/tenant-db.ts';
+import { auditEvents } from '../operations/telemetry.ts';
 import { canonicalEventText, type StoredAuditEvent } from './canonical-event.ts';
 import { leafHashOfText } from './merkle.ts';
 
@@ -165,6 +166,8 @@ export async function recordAuditEvent(trx: TenantTransaction, event: AuditEvent
       row.leaf_hash,
     ]),
   );
+  // Counted once committed (ringvakt_audit_events_total): sign-ins, denials and failures by action.
+  onCommit(trx, () => auditEvents.inc({ action: event.action, outcome: event.outcome }));
 }
 
 const INSERT_EVENT =

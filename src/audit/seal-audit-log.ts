@@ -164,7 +164,7 @@ export function startAuditSealer(options: {
       }
     }
   };
-  const task = runEvery(options.intervalMs ?? 2_000, runOnce, (error) => options.logger.error({ err: error }, 'audit sealing failed'));
+  const task = runEvery('audit_sealer', options.intervalMs ?? 2_000, runOnce, (error) => options.logger.error({ err: error }, 'audit sealing failed'));
   return {
     runOnce,
     async stop() {

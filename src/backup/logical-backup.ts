@@ -74,7 +74,13 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     await client.end();
     throw new BackupError('A backup needs a role that sees every row (a superuser or BYPASSRLS): row-level security would leave rows out.');
   }
-  const handle = await open(file, 'wx', 0o600);
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'wx', 0o600);
+  } catch (error) {
+    await client.end();
+    throw error;
+  }
   let bytes = 0;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -209,7 +215,12 @@ async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerato
  */
 export type ReplayOutcome = { entries: number; reErased: number; ledgerRestored: number; otherTenants: number };
 
-export async function restoreBackup(url: string, file: string, root: RootKeyProvider, erasures: readonly ErasureLedgerEntry[]): Promise<{ manifest: BackupManifest; rows: number; replay: ReplayOutcome }> {
+export async function restoreBackup(
+  url: string,
+  file: string,
+  root: RootKeyProvider,
+  erasures: readonly ErasureLedgerEntry[],
+): Promise<{ backupId: string; createdAt: Date; manifest: BackupManifest; rows: number; replay: ReplayOutcome }> {
   const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-restore' });
   await client.connect();
   const handle = await open(file, 'r');
@@ -225,7 +236,9 @@ export async function restoreBackup(url: string, file: string, root: RootKeyProv
     await client.query(`TRUNCATE ${tables.map(quoted).join(', ')}`);
     const loaded: TableManifest[] = [];
     let manifest: BackupManifest | undefined;
+    let taken: Header | undefined;
     for await (const { type, payload, header } of frames(handle, root)) {
+      taken = header;
       if (JSON.stringify(header.migrations) !== JSON.stringify(migrations)) throw new BackupError(`The backup was taken at migrations ${header.migrations.join(',')}; this database has ${migrations.join(',')}.`);
       if (type === Frame.TableStart) {
         const table = payload.toString('utf8');
@@ -253,7 +266,7 @@ export async function restoreBackup(url: string, file: string, root: RootKeyProv
         manifest = JSON.parse(payload.toString('utf8')) as BackupManifest;
       }
     }
-    if (!manifest || JSON.stringify(manifest.tables) !== JSON.stringify(loaded)) throw new BackupError('The tables loaded do not match the backup manifest.');
+    if (!manifest || !taken || JSON.stringify(manifest.tables) !== JSON.stringify(loaded)) throw new BackupError('The tables loaded do not match the backup manifest.');
     // Identity columns continue after the restored rows.
     const identities = await client.query<{ table_name: string; column_name: string }>(
       `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $1 AND is_identity = 'YES'`,
@@ -267,7 +280,7 @@ export async function restoreBackup(url: string, file: string, root: RootKeyProv
     // without the erasures made since its backup.
     const replay = await replayLedger(client, erasures);
     await client.query('COMMIT');
-    return { manifest, rows: loaded.reduce((sum, table) => sum + table.rows, 0), replay };
+    return { backupId: taken.backupId, createdAt: new Date(taken.createdAt), manifest, rows: loaded.reduce((sum, table) => sum + table.rows, 0), replay };
   } catch (error) {
     // A COPY still open is failed first (CopyFail), or the ROLLBACK would wait behind it.
     if (current) {

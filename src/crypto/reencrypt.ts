@@ -354,7 +354,7 @@ export function startReencryptionWorker(options: {
       }
     }
   };
-  const task = runEvery(options.intervalMs ?? 5_000, runOnce, (error) => options.logger.error({ err: error }, 're-encryption worker failed'));
+  const task = runEvery('reencryption', options.intervalMs ?? 5_000, runOnce, (error) => options.logger.error({ err: error }, 're-encryption worker failed'));
   return {
     runOnce,
     async stop() {

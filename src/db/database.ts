@@ -245,6 +245,9 @@ export async function openDatabase(config: Config, logger: Logger, options: Open
       async close() {
         await changes.close();
         await kysely.destroy();
+        // Kysely ends the pool only if a query went through it: a handle opened and closed unused
+        // would otherwise leave the pool's connections open.
+        if (!pool.ending) await pool.end();
         await embedded?.stop();
       },
     };

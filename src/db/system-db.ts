@@ -48,7 +48,46 @@ export type SystemDb = {
   privacyExportTenant(tokenSha256: Buffer): Promise<string | undefined>;
   /** Liveness of the pool, for /readyz. */
   ping(): Promise<void>;
+  /** Records a finished backup or restore drill (src/operations/backups.ts). */
+  recordBackupRun(run: BackupRun): Promise<void>;
+  /** The newest successful backup, or undefined. */
+  lastBackup(): Promise<{ finishedAt: Date; file: string | null } | undefined>;
+  /** The installation at a glance, for /metrics: counts and times, never a tenant's data. */
+  operationsStatus(): Promise<OperationsStatus>;
   appliedMigrationVersions(): Promise<number[]>;
+};
+
+export type BackupRun = {
+  kind: 'backup' | 'drill';
+  trigger: 'operator' | 'schedule';
+  outcome: 'success' | 'failed';
+  startedAt: Date;
+  finishedAt: Date;
+  backupId?: string;
+  file?: string;
+  bytes?: number;
+  rows?: number;
+  backupTakenAt?: Date;
+  recoverySeconds?: number;
+  /** A short description of what failed; never a key, a secret or personal data. */
+  error?: string;
+  node: string;
+};
+
+export type OperationsStatus = {
+  unsealedEvents: number;
+  oldestUnsealedAt: Date | null;
+  newestCheckpointAt: Date | null;
+  callsInProgress: number;
+  callsQueued: number;
+  agentsAvailable: number;
+  agentsBusy: number;
+  agentsPaused: number;
+  campaignsActive: number;
+  importsRunning: number;
+  lastBackupAt: Date | null;
+  lastDrillAt: Date | null;
+  lastDrillRecoverySeconds: number | null;
 };
 
 export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: string) => TenantDb): SystemDb {
@@ -138,6 +177,58 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     },
     async ping() {
       await sql`SELECT 1`.execute(db);
+    },
+    async recordBackupRun(run) {
+      await db
+        .insertInto('backup_runs')
+        .values({
+          kind: run.kind,
+          trigger: run.trigger,
+          outcome: run.outcome,
+          started_at: run.startedAt,
+          finished_at: run.finishedAt,
+          backup_id: run.backupId ?? null,
+          file: run.file ?? null,
+          bytes: run.bytes ?? null,
+          rows: run.rows ?? null,
+          backup_taken_at: run.backupTakenAt ?? null,
+          recovery_seconds: run.recoverySeconds ?? null,
+          error: run.error?.slice(0, 500) ?? null,
+          node: run.node.slice(0, 200),
+        })
+        .execute();
+    },
+    async lastBackup() {
+      const row = await db
+        .selectFrom('backup_runs')
+        .select(['finished_at', 'file'])
+        .where('kind', '=', 'backup')
+        .where('outcome', '=', 'success')
+        .orderBy('finished_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      return row ? { finishedAt: row.finished_at, file: row.file } : undefined;
+    },
+    async operationsStatus() {
+      const result = await sql<Record<string, string | number | Date | null>>`SELECT * FROM operations_status()`.execute(db);
+      const row = result.rows[0] ?? {};
+      const count = (name: string) => Number(row[name] ?? 0);
+      const time = (name: string) => (row[name] instanceof Date ? (row[name] as Date) : null);
+      return {
+        unsealedEvents: count('unsealed_events'),
+        oldestUnsealedAt: time('oldest_unsealed_at'),
+        newestCheckpointAt: time('newest_checkpoint_at'),
+        callsInProgress: count('calls_in_progress'),
+        callsQueued: count('calls_queued'),
+        agentsAvailable: count('agents_available'),
+        agentsBusy: count('agents_busy'),
+        agentsPaused: count('agents_paused'),
+        campaignsActive: count('campaigns_active'),
+        importsRunning: count('imports_running'),
+        lastBackupAt: time('last_backup_at'),
+        lastDrillAt: time('last_drill_at'),
+        lastDrillRecoverySeconds: row.last_drill_recovery_seconds === null || row.last_drill_recovery_seconds === undefined ? null : Number(row.last_drill_recovery_seconds),
+      };
     },
     async appliedMigrationVersions() {
       const rows = await db.selectFrom('schema_migrations').select('version').orderBy('version').execute();

@@ -12,6 +12,7 @@ import type { CallControl } from './call-control.ts';
 import { recordCallEnd, type EndedCall } from './call-record.ts';
 import { recordingPaused, recordingSaved, recordingStarted } from './call-recording.ts';
 import type { DialStats } from './dial-stats.ts';
+import { dialerCalls } from '../operations/telemetry.ts';
 
 /**
  * Following a campaign's calls once they are dialed: each call's provider events, in order and
@@ -47,6 +48,15 @@ export type DialerCounters = {
   duplicateEvents: number;
   errors: number;
 };
+
+/**
+ * Counts a call event on this dialer's own counters and on the process's metric
+ * (ringvakt_dialer_calls_total), which outlives any one dialer.
+ */
+export function countCall(counters: DialerCounters, event: 'dialed' | 'skipped' | 'connected' | 'abandoned' | 'ended' | 'errors'): void {
+  counters[event] += 1;
+  dialerCalls.inc({ event: event === 'errors' ? 'error' : event });
+}
 
 /** What the follower reads of the campaign as the dialer last loaded it. */
 export type CallSetup = { settings?: ReturnType<typeof settingsOf>; profile?: JurisdictionProfile };
@@ -89,7 +99,7 @@ export function createCallFollower(options: CallFollowerOptions) {
     }
     call.lastSeq = event.seq;
     call.chain = call.chain.then(() => handle(call, event)).catch((error: unknown) => {
-      counters.errors += 1;
+      countCall(counters, 'errors');
       logger.error({ err: error, attempt: call.attemptId, event: event.type }, 'dialer failed to handle a call event');
     });
   }
@@ -118,7 +128,7 @@ export function createCallFollower(options: CallFollowerOptions) {
         return;
       case 'bridged':
         call.connectedAt = event.at;
-        counters.connected += 1;
+        countCall(counters, 'connected');
         if (call.agentId) {
           const agentId = call.agentId;
           // The recording starts with the conversation, before anything is written.
@@ -208,7 +218,7 @@ export function createCallFollower(options: CallFollowerOptions) {
     const limit = setup().profile?.connectLimitMs ?? 2_000;
     call.connectLimit = clock.schedule(limit - (clock.now() - at), () => {
       call.chain = call.chain.then(() => abandon(call)).catch((error: unknown) => {
-        counters.errors += 1;
+        countCall(counters, 'errors');
         logger.error({ err: error, attempt: call.attemptId }, 'dialer failed to abandon a call');
       });
     });
@@ -281,7 +291,7 @@ export function createCallFollower(options: CallFollowerOptions) {
     const index = waiting.indexOf(call);
     if (index >= 0) waiting.splice(index, 1);
     call.abandoned = true;
-    counters.abandoned += 1;
+    countCall(counters, 'abandoned');
     stats.liveAnswer(clock.now(), true);
     if (setup().profile?.informationMessageRequired) {
       call.informationMessage = true;
@@ -295,7 +305,7 @@ export function createCallFollower(options: CallFollowerOptions) {
   }
 
   async function finish(call: Call, outcome: AttemptOutcome, raw: { sipStatus: number; q850: number; reason: string }, talkMs: number, endedAtMs = clock.now()): Promise<void> {
-    counters.ended += 1;
+    countCall(counters, 'ended');
     if (talkMs > 0) stats.talked(talkMs);
     const kept = await inTenant((trx) =>
       recordCallEnd(trx, crypto, { call, outcome, raw, talkMs, endedAtMs, campaignId, dialerId, ...setup() }),

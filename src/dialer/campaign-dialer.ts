@@ -13,7 +13,8 @@ import { admitAttempts, type DialContext } from './dial-checks.ts';
 import { registerCallController } from './call-control.ts';
 import { reserveDue, type ReservedAttempt } from './hopper.ts';
 import { announceRequestedDials, bindRequestingAgents } from './preview.ts';
-import { createCallFollower, type Call, type DialerCounters } from './call-follower.ts';
+import { countCall, createCallFollower, type Call, type DialerCounters } from './call-follower.ts';
+import { dialerDecisions } from '../operations/telemetry.ts';
 import { DialStats } from './dial-stats.ts';
 import { predictivePacer, progressivePacer, type Pacer, type PacingDecision } from './pacers.ts';
 
@@ -174,6 +175,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     const previousAt = decision?.at ?? Number.NEGATIVE_INFINITY;
     decision = { ...decided, at: clock.now() };
     const decidedAfter = performance.now() - deciding;
+    dialerDecisions.observe(decidedAfter / 1000);
     // What the supervisor reads: the newest decision, written at most once a second.
     if (changed && clock.now() - previousAt >= 1_000) await savePacing(pacer.name, decided);
     const dialedBefore = counters.dialed;
@@ -243,7 +245,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     for (const attempt of reserved) {
       const verdict = verdicts.get(attempt.id);
       if (!verdict?.ok) {
-        counters.skipped += 1;
+        countCall(counters, 'skipped');
         continue;
       }
       const call: Call = { attemptId: attempt.id, contactId: attempt.contactId, number: verdict.number, checks: verdict.checks, dialedAt: clock.now(), abandoned: false, informationMessage: false, lastSeq: 0, chain: Promise.resolve(), ended: false };
@@ -260,11 +262,11 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
           ringTimeoutMs: Math.max(campaign.settings.ringTimeoutMs, profile.minRingMs),
           amd: campaign.settings.amd ? 'detect' : 'off',
         });
-        counters.dialed += 1;
+        countCall(counters, 'dialed');
       } catch (error) {
         // The provider refused the dial: no call exists; the attempt ends as failed, the contact
         // returns to the hopper by the failed-call rule.
-        counters.errors += 1;
+        countCall(counters, 'errors');
         logger.warn({ err: error instanceof TelephonyError ? error.code : 'provider_error', attempt: attempt.id }, 'dial refused by the telephony provider');
         await follower.refused(call, error instanceof TelephonyError ? error.code : 'provider_error');
       }
@@ -277,7 +279,7 @@ export function createCampaignDialer(options: CampaignDialerOptions): CampaignDi
     timer = clock.schedule(tickMs, () => {
       ticking = tick()
         .catch((error: unknown) => {
-          counters.errors += 1;
+          countCall(counters, 'errors');
           logger.error({ err: error, campaign: campaignId }, 'dialer tick failed');
         })
         .finally(schedule);

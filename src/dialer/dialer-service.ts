@@ -193,7 +193,7 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
     }
   }
 
-  const task = runEvery(options.roundMs ?? 2_000, round, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
+  const task = runEvery('dialer_service', options.roundMs ?? 2_000, round, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
   return {
     running: () => [...running.keys()],
     async stop() {

@@ -69,6 +69,7 @@ export async function sendReminders(trx: TenantTransaction, cipher: FieldCipher,
 
 export function startReminderService(options: { systemDb: SystemDb; cipher: () => Promise<FieldCipher>; logger: Logger; intervalMs?: number }) {
   return runEvery(
+    'privacy_reminders',
     options.intervalMs ?? 6 * 3_600_000,
     async () => {
       const cipher = await options.cipher();

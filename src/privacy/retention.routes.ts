@@ -147,6 +147,7 @@ export async function retentionRoutes(app: App, options: { crypto: ContactsCrypt
 export function startRetentionService(options: { systemDb: SystemDb; crypto: () => Promise<ContactsCrypto>; mirror?: ErasureLedgerMirror | undefined; logger: Logger; intervalMs?: number }) {
   const intervalMs = options.intervalMs ?? 3_600_000;
   return runEvery(
+    'retention_sweeper',
     Math.min(intervalMs, 60_000),
     async () => {
       const crypto = await options.crypto();

@@ -48,6 +48,7 @@ import { healthRoutes } from './health.routes.ts';
 import { securityHeaders } from './security-headers.ts';
 import { webAppRoutes } from './web-app.ts';
 import { createMetrics } from './metrics.ts';
+import { probeRootKeys } from '../crypto/root-keys/root-key-provider.ts';
 import type { App } from './types.ts';
 import type { ErasureLedgerMirror } from '../privacy/erasure.ts';
 import { privacyRequestRoutes } from '../privacy/requests.routes.ts';
@@ -59,6 +60,8 @@ export type AppDependencies = {
   logger: Logger;
   database: Pick<DatabaseHandles, 'pool' | 'systemDb' | 'forTenant' | 'migrations' | 'changes' | 'crypto'>;
   isShuttingDown?: () => boolean;
+  /** For /readyz: throws when the root key provider is not working (default: probeRootKeys on the database's provider). */
+  checkKeyProvider?: () => Promise<void>;
   /** Where committed erasures are mirrored outside the database, for a restore to replay (src/privacy/erasure.ts). */
   erasureMirror?: ErasureLedgerMirror | undefined;
   /** How often open realtime connections re-check their credential (default 15 s). */
@@ -179,7 +182,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     }
   });
 
-  const metrics = createMetrics(database.pool);
+  const metrics = createMetrics(database.pool, database.systemDb);
   await app.register(metrics.plugin);
   await app.register(cookie);
   await app.register(accessControlPlugin, {
@@ -221,6 +224,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
     registry: metrics.registry,
     metricsToken: config.metricsToken,
     isShuttingDown: deps.isShuttingDown ?? (() => false),
+    checkKeyProvider: deps.checkKeyProvider ?? (async () => probeRootKeys((await database.crypto()).root)),
   });
   const { cipher, keyring } = await database.crypto();
   const mailer = createMailer(cipher, deps.logger);

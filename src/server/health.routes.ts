@@ -12,7 +12,13 @@ export type HealthOptions = {
   expectedMigrations: number[];
   registry: Registry;
   isShuttingDown(): boolean;
+  /** Throws when the root key provider cannot wrap and unwrap now (probeRootKeys). */
+  checkKeyProvider(): Promise<void>;
 };
+
+/** A key provider's answer serves readiness checks this long (a load balancer may ask every second). */
+const KEY_CHECK_CACHE_MS = 10_000;
+const KEY_CHECK_TIMEOUT_MS = 3_000;
 
 const isLoopback = (address: string | undefined) =>
   address !== undefined && (address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.'));
@@ -20,6 +26,25 @@ const isLoopback = (address: string | undefined) =>
 const readySchema = z.object({ status: z.literal('ready'), migrations: z.number().int() });
 
 export async function healthRoutes(app: App, options: HealthOptions): Promise<void> {
+  let keyCheck: { at: number; ok: Promise<boolean> } | undefined;
+  const keyProviderWorks = () => {
+    if (!keyCheck || Date.now() - keyCheck.at > KEY_CHECK_CACHE_MS) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), KEY_CHECK_TIMEOUT_MS);
+      });
+      const check = options.checkKeyProvider().then(
+        () => true,
+        (error: unknown) => {
+          app.log.warn({ err: { name: (error as Error).name, message: (error as Error).message } }, 'readiness: the root key provider failed');
+          return false;
+        },
+      );
+      keyCheck = { at: Date.now(), ok: Promise.race([check, timeout]).finally(() => clearTimeout(timer)) };
+    }
+    return keyCheck.ok;
+  };
+
   app.get(
     '/livez',
     { config: { access: 'public' }, schema: { tags: ['operations'], response: { 200: z.object({ status: z.literal('live') }) } } },
@@ -43,6 +68,8 @@ export async function healthRoutes(app: App, options: HealthOptions): Promise<vo
       }
       const missing = options.expectedMigrations.filter((version) => !applied.includes(version));
       if (missing.length > 0) throw new AppError('service_unavailable', 'Database migrations are pending.');
+      // Without the root key nothing personal can be read or written: not ready either.
+      if (!(await keyProviderWorks())) throw new AppError('service_unavailable', 'The root key provider is unreachable or failing.');
       return { status: 'ready' as const, migrations: applied.length };
     },
   );

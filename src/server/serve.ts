@@ -17,6 +17,7 @@ import { startReencryptionWorker } from '../crypto/reencrypt.ts';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { startDialerService } from '../dialer/dialer-service.ts';
+import { startBackupSchedule } from '../operations/backups.ts';
 import { VirtualClock } from '../telephony/clock.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { createSimulator } from '../telephony/simulator.ts';
@@ -31,7 +32,10 @@ export type RunningServer = { url: string; stop(reason: string): Promise<void> }
  */
 export async function startServer(config: Config, logger: Logger, options: { target?: Promise<MigratorTarget> } = {}): Promise<RunningServer> {
   const startedAt = performance.now();
-  const database = await openDatabase(config, logger, { applyMigrations: true, ...(options.target ? { target: options.target } : {}) });
+  // Owner access only for scheduled backups: they must see every row (see src/operations/backups.ts).
+  const ownerAccess = config.backups.intervalHours > 0;
+  const database = await openDatabase(config, logger, { applyMigrations: true, ownerAccess, ...(options.target ? { target: options.target } : {}) });
+  const nodeId = `${hostname().slice(0, 40)}:${process.pid}:${randomBytes(3).toString('hex')}`;
   let shuttingDown = false;
   let app;
   let sealer: { stop(): Promise<void> } | undefined;
@@ -41,6 +45,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   let dialers: { stop(): Promise<void> } | undefined;
   let retention: { stop(): Promise<void> } | undefined;
   let reminders: { stop(): Promise<void> } | undefined;
+  let backups: { stop(): Promise<void> } | undefined;
   let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
@@ -64,7 +69,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     const connectionString = String(database.pool.options.connectionString);
     const runInThread = (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) =>
       runImportInThread(tenantDb, { connectionString, config, importId, owner }, hooks);
-    importWorker = runEvery(2000, importWorkerTick(database.systemDb, runInThread, logger, () => stopImports), (error) =>
+    importWorker = runEvery('contact_import', 2000, importWorkerTick(database.systemDb, runInThread, logger, () => stopImports), (error) =>
       logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'contact import worker failed'),
     );
     // Campaign dialers. The telephony provider is the simulator (no real calls), in real time;
@@ -81,12 +86,21 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       crypto: database.crypto,
       provider: simulator,
       clock: telephonyClock,
-      nodeId: `${hostname().slice(0, 40)}:${process.pid}:${randomBytes(3).toString('hex')}`,
+      nodeId,
       logger,
     });
     const erasureMirror = fileLedgerMirror(config.erasureLedgerFile);
     retention = startRetentionService({ systemDb: database.systemDb, crypto: database.crypto, mirror: erasureMirror, logger });
     reminders = startReminderService({ systemDb: database.systemDb, cipher: async () => (await database.crypto()).cipher, logger });
+    backups = startBackupSchedule({
+      systemDb: database.systemDb,
+      pool: database.pool,
+      ownerUrl: () => database.migratorUrl(),
+      root: async () => (await database.crypto()).root,
+      backups: config.backups,
+      node: nodeId,
+      logger,
+    });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -98,6 +112,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     await dialers?.stop();
     await retention?.stop();
     await reminders?.stop();
+    await backups?.stop();
     stopTelephonyClock?.();
     await database.close();
     throw error;
@@ -138,6 +153,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
         await dialers?.stop();
         await retention?.stop();
         await reminders?.stop();
+        await backups?.stop();
         stopTelephonyClock?.();
         await database.close();
       }

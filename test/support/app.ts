@@ -21,7 +21,7 @@ export function capturingLogger(level = 'info'): { logger: Logger; lines: string
 
 export async function buildTestApp(
   db: TestDatabase,
-  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string; realtimeRecheckMs?: number; erasureMirror?: ErasureLedgerMirror } = {},
+  options: { logger?: Logger; tls?: { certFile: string; keyFile: string }; isShuttingDown?: () => boolean; trustProxy?: string[]; metricsToken?: string; realtimeRecheckMs?: number; erasureMirror?: ErasureLedgerMirror; checkKeyProvider?: () => Promise<void> } = {},
 ): Promise<App> {
   const app = await buildApp({
     config: { bodyLimitBytes: 64 * 1024, trustProxy: options.trustProxy ?? [], tls: options.tls, metricsToken: options.metricsToken, publicUrl: PUBLIC_URL },
@@ -30,6 +30,7 @@ export async function buildTestApp(
     ...(options.isShuttingDown ? { isShuttingDown: options.isShuttingDown } : {}),
     ...(options.realtimeRecheckMs !== undefined ? { realtimeRecheckMs: options.realtimeRecheckMs } : {}),
     ...(options.erasureMirror ? { erasureMirror: options.erasureMirror } : {}),
+    ...(options.checkKeyProvider ? { checkKeyProvider: options.checkKeyProvider } : {}),
   });
   await app.ready();
   // Every problem body goes to the canary; on close, so does /metrics.

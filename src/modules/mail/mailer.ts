@@ -177,7 +177,7 @@ export function startEmailSender(deps: {
       sweep = true;
     },
   );
-  const timer = runEvery(deps.intervalMs ?? 30_000, async () => {
+  const timer = runEvery('email', deps.intervalMs ?? 30_000, async () => {
     sweep = true;
     await tick();
   }, onError);
