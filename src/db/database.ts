@@ -152,7 +152,8 @@ export type OpenOptions = {
 
 /**
  * Starts (or reaches) PostgreSQL, provisions the roles, applies migrations, and opens the pool
- * of the runtime role. The server never holds a connection with more rights than that.
+ * of the runtime role. The server holds no connection with more rights than that, except the
+ * short-lived one of a scheduled backup (src/operations/backups.ts), opened only with ownerAccess.
  */
 export async function openDatabase(config: Config, logger: Logger, options: OpenOptions): Promise<DatabaseHandles> {
   const { migratorUrl, embedded } = await (options.target ?? resolveMigratorUrl(config, logger, options.attachToRunning ?? false));
