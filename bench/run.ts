@@ -3,6 +3,7 @@
 import { auditBench } from './audit.bench.ts';
 import { contactsImportBench } from './contacts-import.bench.ts';
 import { dialerBench } from './dialer.bench.ts';
+import { failoverBench } from './failover.bench.ts';
 import { floorScaleBench } from './floor-scale.bench.ts';
 import { privacyBench } from './privacy.bench.ts';
 import { fieldEncryptionBench } from './field-encryption.bench.ts';
@@ -24,6 +25,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   dialer: dialerBench,
   'floor-scale': floorScaleBench,
   privacy: privacyBench,
+  failover: failoverBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {

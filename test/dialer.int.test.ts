@@ -343,7 +343,7 @@ describe(`campaign dialer (${serverLabel()} server)`, () => {
       expect(pacing).toMatchObject({ pacer: 'progressive', dialer: 'node-b' });
       expect(pacing.explanation).toMatch(/^dialing \d+ lines for 1 idle agents/);
       const takeover = await db.superQuery<{ details: Record<string, unknown> }>(`SELECT details FROM ringvakt.audit_events WHERE action = 'campaign.dialer_takeover' AND target_id = $1`, [campaignId]);
-      expect(takeover.rows.map((row) => row.details)).toEqual([{ orphanedAttempts: 1, agentsFreed: 1 }]);
+      expect(takeover.rows.map((row) => row.details)).toEqual([{ orphanedAttempts: 1, agentsFreed: 1, previousDialer: 'dead-node' }]);
 
       // Paused: the node winds the campaign down and gives up its lease.
       await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '=', campaignId).execute());

@@ -10,12 +10,14 @@ import type { VirtualClock } from '../telephony/clock.ts';
 import type { TelephonyProvider } from '../telephony/provider.ts';
 import { createCampaignDialer, type CampaignDialer } from './campaign-dialer.ts';
 import { createInboundRouter, type InboundRouter } from '../inbound/inbound-router.ts';
+import { ownerIsGone } from '../operations/node-presence.ts';
 
 /**
  * The dialers of one server process. Every node runs this service; each active campaign is paced
  * by one node at a time, the holder of its lease (campaigns.dialer_owner / dialer_lease_until),
- * renewed every round. A node that dies stops renewing; when the lease lapses another node takes
- * the campaign over and first settles what the dead one left open: its attempts end as
+ * renewed every round. A node that dies stops renewing and loses its presence lock
+ * (src/operations/node-presence.ts); once the lease lapses another node takes the campaign over
+ * (at once if the node is gone, after a long grace if it is alive but slow) and first settles what the dead one left open: its attempts end as
  * `cancelled` (the calls died with it), their contacts return to the hopper, and agents it had
  * reserved are freed — no agent stays stuck and no attempt stays open. Even while two nodes
  * overlap, the hopper reserves each contact once (hopper.ts).
@@ -33,7 +35,17 @@ export type DialerServiceOptions = {
 
 type Running = { tenantId: string; dialer: CampaignDialer; winding: boolean };
 
-/** Once a lease has lapsed this long, its node is taken for dead and the campaign is taken over. */
+/**
+ * A campaign's lease: renewed every round (1 s), it lapses this long after its node's last round.
+ * A lapsed lease whose node is gone — its presence lock free (src/operations/node-presence.ts) —
+ * is taken over at once: a dead node's campaigns move within about LEASE_MS + one round.
+ */
+const LEASE_MS = 3_000;
+const ROUND_MS = 1_000;
+/**
+ * A lapsed lease whose node still holds its presence lock belongs to a node that is alive but
+ * slow (or cut off from its calls): taken over only after this much longer grace.
+ */
 const TAKEOVER_GRACE_SECONDS = 30;
 /** How long after a takeover the contacts of calls that were already ringing, or answered, are due again. */
 const RINGING_CALL_RETRY_MS = 2 * 60_000;
@@ -45,7 +57,7 @@ const ANSWERED_CALL_RETRY_MS = 4 * 3_600_000;
  * 2 minutes, one that was answered in 4 hours (the person may have been talking when the node
  * died: never ring them again at once). Agents held for those calls are freed.
  */
-export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId: string, dialerId: string, now: Date): Promise<number> {
+export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId: string, dialerId: string, now: Date, takenFrom?: string): Promise<number> {
   const orphans = await trx
     .updateTable('dial_attempts')
     .set((eb) => ({
@@ -59,7 +71,8 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
     .where('state', 'in', ['reserved', 'dialing', 'answered', 'connected'])
     .returning(['id', 'contact_id', 'answered_at', 'dialed_at'])
     .execute();
-  if (orphans.length === 0) return 0;
+  // A campaign taken from another node is always recorded; settling leftovers of a finished one only when there were any.
+  if (orphans.length === 0 && takenFrom === undefined) return 0;
   for (const orphan of orphans) {
     const dueIn = orphan.answered_at !== null ? ANSWERED_CALL_RETRY_MS : orphan.dialed_at !== null ? RINGING_CALL_RETRY_MS : 0;
     await trx
@@ -71,7 +84,7 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
       .execute();
   }
   const attemptIds = orphans.map((orphan) => orphan.id);
-  const freed = await trx
+  const freed = attemptIds.length === 0 ? [] : await trx
     .updateTable('agent_states')
     .set({ state: 'available', attempt_id: null, wrap_up_until: null, since: now })
     .where('attempt_id', 'in', attemptIds)
@@ -85,7 +98,7 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
     outcome: 'success',
     actor: { type: 'system', id: `dialer:${dialerId}` },
     target: { type: 'campaign', id: campaignId },
-    details: { orphanedAttempts: orphans.length, agentsFreed: freed.length },
+    details: { orphanedAttempts: orphans.length, agentsFreed: freed.length, ...(takenFrom === undefined ? {} : { previousDialer: takenFrom.slice(0, 100) }) },
     occurredAt: now,
   });
   return orphans.length;
@@ -93,24 +106,33 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
 
 export function startDialerService(options: DialerServiceOptions): { stop(): Promise<void>; running(): string[] } {
   const { systemDb, provider, clock, nodeId, logger } = options;
-  const leaseMs = options.leaseMs ?? 15_000;
+  const leaseMs = options.leaseMs ?? LEASE_MS;
   const running = new Map<string, Running>();
   const routers = new Map<string, InboundRouter>();
   let stopping = false;
 
-  /** Takes the lease of an active campaign that is free, ours, or lapsed past the grace; settles a dead owner's calls. */
+  /**
+   * Takes the lease of an active campaign that is free, ours, lapsed with its node gone, or lapsed
+   * past the grace; settles what the previous owner left and records the takeover.
+   */
   const claim = (tenantId: string, campaignId: string) =>
     systemDb.inTenant(tenantId).transaction(async (trx) => {
-      const leased = await trx
-        .updateTable('campaigns')
-        .set({ dialer_owner: nodeId, dialer_lease_until: sql<Date>`now() + make_interval(secs => ${leaseMs / 1000})` })
-        .where('id', '=', campaignId)
-        .where('state', '=', 'active')
-        .where((eb) => eb.or([eb('dialer_owner', 'is', null), eb('dialer_owner', '=', nodeId), eb('dialer_lease_until', '<', sql<Date>`now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})`)]))
-        .returning('id')
-        .executeTakeFirst();
-      if (leased) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
-      return leased !== undefined;
+      // The previous owner is read in the same statement (the FROM subquery sees the row as it was).
+      const result = await sql<{ previous: string | null }>`
+        UPDATE campaigns AS c
+           SET dialer_owner = ${nodeId}, dialer_lease_until = now() + make_interval(secs => ${leaseMs / 1000})
+          FROM (SELECT dialer_owner AS previous FROM campaigns WHERE id = ${campaignId}) AS p
+         WHERE c.id = ${campaignId} AND c.state = 'active'
+           AND (c.dialer_owner IS NULL OR c.dialer_owner = ${nodeId}
+                OR c.dialer_lease_until < now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})
+                -- A lapsed lease whose node is gone (its presence lock is free): no grace to wait out.
+                OR (c.dialer_lease_until < now() AND ${ownerIsGone(sql.ref('c.dialer_owner'))}))
+        RETURNING p.previous`.execute(trx);
+      const leased = result.rows[0];
+      if (!leased) return false;
+      const takenFrom = leased.previous !== null && leased.previous !== nodeId ? leased.previous : undefined;
+      await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()), takenFrom);
+      return true;
     });
 
   /** Renews our lease whatever the campaign's state (a paused campaign's calls still finish under it); its state, or undefined if the lease is lost. */
@@ -139,7 +161,12 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
         .set({ dialer_owner: null, dialer_lease_until: null })
         .where('id', '=', campaignId)
         .where('state', '<>', 'active')
-        .where('dialer_lease_until', '<', sql<Date>`now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})`)
+        .where((eb) =>
+          eb.or([
+            eb('dialer_lease_until', '<', sql<Date>`now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})`),
+            eb.and([eb('dialer_lease_until', '<', sql<Date>`now()`), ownerIsGone(sql.ref('dialer_owner'))]),
+          ]),
+        )
         .returning('id')
         .executeTakeFirst();
       if (cleared) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
@@ -193,7 +220,7 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
     }
   }
 
-  const task = runEvery('dialer_service', options.roundMs ?? 2_000, round, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
+  const task = runEvery('dialer_service', options.roundMs ?? ROUND_MS, round, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
   return {
     running: () => [...running.keys()],
     async stop() {

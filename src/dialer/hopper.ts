@@ -24,11 +24,12 @@ export type ReservedAttempt = {
  */
 export async function reserveDue(trx: TenantTransaction, campaignId: string, count: number, dialer: string, now: Date, options: { leaseOwner?: string; requestedOnly?: boolean } = {}): Promise<ReservedAttempt[]> {
   if (count <= 0) return [];
-  // A dialer that runs under a lease reserves only while it holds it (with a margin): a node that
-  // lost its campaign to another stops dialing before the other starts.
+  // A dialer that runs under a lease reserves only while it holds it, with a second to spare (the
+  // lease is renewed every second for three): a node that lost its campaign, or is about to,
+  // stops dialing before another starts.
   const leased = options.leaseOwner === undefined
     ? sql<boolean>`true`
-    : sql<boolean>`EXISTS (SELECT 1 FROM campaigns WHERE id = ${campaignId} AND dialer_owner = ${options.leaseOwner} AND dialer_lease_until > now() + interval '3 seconds')`;
+    : sql<boolean>`EXISTS (SELECT 1 FROM campaigns WHERE id = ${campaignId} AND dialer_owner = ${options.leaseOwner} AND dialer_lease_until > now() + interval '1 second')`;
   // Due: by its time, or (preview) because an agent asked for the call now.
   const due = options.requestedOnly === true ? sql<boolean>`dial_requested_at IS NOT NULL` : sql<boolean>`next_at <= ${now}`;
   const reserved = await sql<{ id: string; contact_id: string; attempt: number; dials: number; callback_agent_id: string | null; requested_by: string | null }>`

@@ -86,9 +86,9 @@ const SCHEDULE_LOCK = 'ringvakt:backup-schedule';
 
 /**
  * Takes a backup whenever the newest good one (by any node, or by an operator) is older than the
- * interval. Every node runs this; a session advisory lock lets one at a time take the backup, and
- * if that node dies mid-way its session ends, the lock with it, and another node takes over on
- * its next tick.
+ * interval. Every node runs this (a tick every 5 s: one small query); a session advisory lock lets
+ * one at a time take the backup, and if that node dies mid-way its session ends, the lock with
+ * it, and another node takes over on its next tick.
  */
 export function startBackupSchedule(options: {
   systemDb: SystemDb;
@@ -131,5 +131,5 @@ export function startBackupSchedule(options: {
     }
   };
   if (intervalMs === 0) return { stop: async () => undefined };
-  return runEvery('backup_schedule', options.tickMs ?? 60_000, tick, (error) => logger.error({ err: { name: (error as Error).name, message: failureText(error) } }, 'scheduled backup failed'));
+  return runEvery('backup_schedule', options.tickMs ?? 5_000, tick, (error) => logger.error({ err: { name: (error as Error).name, message: failureText(error) } }, 'scheduled backup failed'));
 }

@@ -18,6 +18,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { startDialerService } from '../dialer/dialer-service.ts';
 import { startBackupSchedule } from '../operations/backups.ts';
+import { startNodePresence } from '../operations/node-presence.ts';
 import { VirtualClock } from '../telephony/clock.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { createSimulator } from '../telephony/simulator.ts';
@@ -46,6 +47,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   let retention: { stop(): Promise<void> } | undefined;
   let reminders: { stop(): Promise<void> } | undefined;
   let backups: { stop(): Promise<void> } | undefined;
+  let presence: { stop(): Promise<void> } | undefined;
   let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
@@ -72,6 +74,9 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     importWorker = runEvery('contact_import', 2000, importWorkerTick(database.systemDb, runInThread, logger, () => stopImports), (error) =>
       logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'contact import worker failed'),
     );
+    // This node's presence lock: while it is held, nobody takes over this node's singleton work
+    // before its long grace; once the process is gone, others take it over within seconds.
+    presence = startNodePresence({ connectionString, nodeId, logger });
     // Campaign dialers. The telephony provider is the simulator (no real calls), in real time;
     // a SIP or cloud provider plugs in here behind the same interface.
     const telephonyClock = new VirtualClock(Date.now() + config.simulatorShiftMs);
@@ -113,6 +118,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     await retention?.stop();
     await reminders?.stop();
     await backups?.stop();
+    await presence?.stop();
     stopTelephonyClock?.();
     await database.close();
     throw error;
@@ -154,6 +160,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
         await retention?.stop();
         await reminders?.stop();
         await backups?.stop();
+        await presence?.stop();
         stopTelephonyClock?.();
         await database.close();
       }

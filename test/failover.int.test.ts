@@ -1,0 +1,104 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDialerService } from '../src/dialer/dialer-service.ts';
+import { startNodePresence } from '../src/operations/node-presence.ts';
+import { VirtualClock } from '../src/telephony/clock.ts';
+import { seededRandom } from '../src/telephony/random.ts';
+import { createSimulator } from '../src/telephony/simulator.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { ALL_BUSY, createCallees, startedCampaign, zoneOpenNow } from './support/dialer-floor.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { until } from './support/until.ts';
+
+/**
+ * Failover of singleton work between real processes: a node owning a campaign's dialer is killed
+ * (SIGKILL: no shutdown, no release) and another node takes the campaign over; a node that is
+ * frozen (SIGSTOP: alive, its sessions open) is not taken over early. The takeover time is
+ * measured by `npm run bench -- failover`; here it only has to happen.
+ */
+describe(`failover of a campaign's dialer between nodes (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let tenant: SeededTenant;
+  const children: ChildProcess[] = [];
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    tenant = await seedTenant(db.handles, 'failover');
+  });
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await db?.drop();
+  });
+
+  /** Starts node A in its own process; resolves once it owns `campaignId`. */
+  const startNodeA = (campaignId: string) =>
+    new Promise<ChildProcess>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/dialer-node.ts'], {
+        env: { ...process.env, DATABASE_URL: db.url, RINGVAKT_DATA_DIR: db.config.dataDir, NODE_ID: 'node-a' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(child);
+      let err = '';
+      child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes(`running ${campaignId}`)) resolve(child);
+      });
+      child.on('exit', (code) => reject(new Error(`node A exited (${code}) before owning the campaign: ${err.slice(0, 2000)}`)));
+    });
+  const owner = async (campaignId: string) =>
+    (await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('campaigns').select('dialer_owner').where('id', '=', campaignId).executeTakeFirstOrThrow())).dialer_owner;
+
+  const startNodeB = () => {
+    const clock = new VirtualClock(Date.now());
+    const stopClock = clock.followRealTime();
+    const presence = startNodePresence({ connectionString: String(db.handles.pool.options.connectionString), nodeId: 'node-b', logger: db.logger });
+    const service = startDialerService({ systemDb: db.handles.systemDb, crypto: db.handles.crypto, provider: createSimulator({ clock, random: seededRandom(4), model: ALL_BUSY }), clock, nodeId: 'node-b', logger: db.logger });
+    return {
+      async stop() {
+        await service.stop();
+        await presence.stop();
+        stopClock();
+      },
+    };
+  };
+
+  it('a killed node’s campaign moves to a live node, its open attempts settled and the takeover audited', async () => {
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    const callees = await createCallees(tenantDb, db.handles, 50, '+4798', zoneOpenNow());
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Failover', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    const nodeA = await startNodeA(campaignId);
+    const nodeB = startNodeB();
+    try {
+      // While A lives, B leaves its campaign alone.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
+      expect(await owner(campaignId)).toBe('node-a');
+      nodeA.kill('SIGKILL');
+      await until(async () => (await owner(campaignId)) === 'node-b', 20_000);
+      const takeover = await db.superQuery(`SELECT 1 FROM ringvakt.audit_events WHERE action = 'campaign.dialer_takeover' AND target_id = $1`, [campaignId]);
+      expect(takeover.rowCount).toBe(1);
+      // No attempt is left open by the dead node; nothing was dialed twice.
+      await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state <> 'ended'`, [campaignId])).rowCount === 0, 10_000);
+      const twice = await db.superQuery(`SELECT contact_id FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialed_at IS NOT NULL GROUP BY contact_id, attempt HAVING count(*) > 1`, [campaignId]);
+      expect(twice.rowCount).toBe(0);
+    } finally {
+      await nodeB.stop();
+    }
+  }, 60_000);
+
+  it('a frozen node (alive, sessions open) keeps its campaign past its lease: no early takeover', async () => {
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused', dialer_owner: null, dialer_lease_until: null }).execute());
+    const callees = await createCallees(tenantDb, db.handles, 20, '+4797', zoneOpenNow());
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Frozen', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    const nodeA = await startNodeA(campaignId);
+    const nodeB = startNodeB();
+    try {
+      nodeA.kill('SIGSTOP');
+      // Three times its lease, and more than enough for a takeover of a dead node.
+      await new Promise((resolve) => setTimeout(resolve, 9_000));
+      expect(await owner(campaignId)).toBe('node-a');
+    } finally {
+      nodeA.kill('SIGKILL');
+      await nodeB.stop();
+    }
+  }, 60_000);
+});
