@@ -107,6 +107,11 @@ const settings = {
     key: 'shutdownTimeoutMs',
     describe: 'an integer number of milliseconds between 100 and 600000',
   },
+  shutdownDrainMs: {
+    env: 'RINGVAKT_SHUTDOWN_DRAIN_MS',
+    key: 'shutdownDrainMs',
+    describe: 'milliseconds between /readyz turning 503 and closing the listener, 0-60000 (at least the proxy health check interval times its fall count)',
+  },
   backupDir: {
     env: 'RINGVAKT_BACKUP_DIR',
     key: 'backupDir',
@@ -184,6 +189,7 @@ const schemas = {
   bodyLimitBytes: integerText(1024, 64 * 1024 * 1024),
   poolMax: integerText(1, 200),
   shutdownTimeoutMs: integerText(100, 600_000),
+  shutdownDrainMs: integerText(0, 60_000),
   backupDir: z.string().min(1).max(4096).optional(),
   backupIntervalHours: integerText(0, 168),
   backupKeep: integerText(1, 1000),
@@ -218,6 +224,7 @@ const defaults: Partial<Record<SettingName, string>> = {
   bodyLimitBytes: String(1024 * 1024),
   poolMax: '10',
   shutdownTimeoutMs: '10000',
+  shutdownDrainMs: '0',
   backupIntervalHours: '24',
   backupKeep: '7',
   simulatorShiftMs: '0',
@@ -245,6 +252,12 @@ export type Config = {
   bodyLimitBytes: number;
   poolMax: number;
   shutdownTimeoutMs: number;
+  /**
+   * On SIGTERM, how long the server goes on serving with /readyz at 503 before it stops accepting
+   * connections: long enough for a load balancer's health check to take it out of rotation, so
+   * that no request (not only the idempotent ones a proxy may retry) meets a closing node.
+   */
+  shutdownDrainMs: number;
   /** Scheduled backups (one node at a time takes them): where, how often (hours; 0 = none), how many kept. */
   backups: { dir: string; intervalHours: number; keep: number };
   /**
@@ -384,6 +397,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bodyLimitBytes: values.bodyLimitBytes as number,
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
+    shutdownDrainMs: values.shutdownDrainMs as number,
     backups: {
       dir: path.resolve((values.backupDir as string | undefined) ?? path.join(values.dataDir as string, 'backups')),
       intervalHours: values.backupIntervalHours as number,

@@ -154,7 +154,11 @@ export function sendProblem(reply: FastifyReply, error: AppError): FastifyReply 
 /** Fastify error handler: logs server faults (without request data) and answers problem+json. */
 export function handleError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const appError = toAppError(error);
-  if (appError.status >= 500) {
+  // A deliberate 503 (draining for a shutdown, /readyz saying the database is away) is a state the
+  // server reports, not a fault in it: logged, without a stack, below error level.
+  if (appError.code === 'service_unavailable') {
+    request.log.info({ code: appError.code }, 'request refused: not available');
+  } else if (appError.status >= 500) {
     request.log.error({ err: error }, 'request failed');
   } else {
     request.log.info({ code: appError.code }, 'request rejected');

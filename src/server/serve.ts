@@ -142,6 +142,11 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     stopping ??= (async () => {
       shuttingDown = true;
       stopImports = true;
+      // /readyz says 503 from now on; a load balancer takes this node out before it closes.
+      if (config.shutdownDrainMs > 0) {
+        logger.info({ reason, drainMs: config.shutdownDrainMs }, 'shutting down: leaving the load balancer');
+        await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
+      }
       logger.info({ reason }, 'shutting down: draining requests');
       const timer = setTimeout(() => {
         logger.warn('shutdown timeout reached; closing remaining connections');
