@@ -114,9 +114,21 @@ const fastifyCodes: Record<string, ErrorCode> = {
 
 const clip = (text: string, length: number) => (text.length > length ? `${text.slice(0, length)}…` : text);
 
+/**
+ * The database could not be reached or dropped the connection (it is restarting, failing over, or
+ * gone): PostgreSQL's connection-exception and operator-intervention classes, and the socket
+ * errors and messages of the pg driver. The request may be repeated once it is back.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code) || ['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT'].includes(code))) return true;
+  return typeof message === 'string' && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(message);
+}
+
 /** Turns anything thrown into an AppError; unknown errors become internal_error. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (isDatabaseUnavailable(error)) return new AppError('service_unavailable', 'The database is unreachable; try again shortly.');
   if (hasZodFastifySchemaValidationErrors(error)) {
     const where = (error as FastifyError).validationContext ?? 'body';
     const problems = error.validation.slice(0, 20).map((issue) => ({
@@ -157,7 +169,8 @@ export function handleError(error: unknown, request: FastifyRequest, reply: Fast
   // A deliberate 503 (draining for a shutdown, /readyz saying the database is away) is a state the
   // server reports, not a fault in it: logged, without a stack, below error level.
   if (appError.code === 'service_unavailable') {
-    request.log.info({ code: appError.code }, 'request refused: not available');
+    if (error instanceof AppError) request.log.info({ code: appError.code }, 'request refused: not available');
+    else request.log.warn({ code: appError.code, cause: (error as { code?: unknown }).code ?? (error as Error).name }, 'request failed: the database is unreachable');
   } else if (appError.status >= 500) {
     request.log.error({ err: error }, 'request failed');
   } else {
