@@ -1,4 +1,4 @@
-import { appendFileSync, closeSync, fsyncSync, openSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync } from 'node:fs';
 import { sql } from '../db/kysely.ts';
 import { onCommit, type TenantTransaction } from '../db/tenant-db.ts';
 import { AppError } from '../server/errors.ts';
@@ -6,6 +6,7 @@ import { loadContacts, type ContactsCrypto } from '../modules/contacts/contacts.
 import { normaliseEmail } from '../modules/contacts/phone.ts';
 import { phoneIndex } from '../modules/contacts/contact-record.ts';
 import { holdsOver } from './legal-holds.ts';
+import type { SystemDb } from '../db/system-db.ts';
 
 /**
  * Erasure (Art. 17) by crypto-shredding, and the erasure ledger.
@@ -185,4 +186,40 @@ export function fileLedgerMirror(file: string): ErasureLedgerMirror {
       }
     },
   };
+}
+
+/**
+ * Brings the mirror file up to the database's erasure ledger: every committed entry of every
+ * tenant that the file lacks is appended (and flushed). An erasure's own append runs after its
+ * commit, so a process killed between the two leaves the file one entry short; and each node's
+ * file holds only the erasures it made. Run at start and then periodically (`serve` does), every
+ * node's mirror becomes a complete copy, and no crash leaves an erasure that a restore would undo.
+ * Returns how many entries were appended.
+ */
+export async function catchUpLedgerMirror(systemDb: SystemDb, file: string, mirror: ErasureLedgerMirror = fileLedgerMirror(file)): Promise<number> {
+  const key = (entry: { tenantId: string; subjectId: string; erasedAt: string }) => `${entry.tenantId}|${entry.subjectId}|${entry.erasedAt}`;
+  const known = new Set(existsSync(file) ? readLedgerFile(file).map(key) : []);
+  let appended = 0;
+  for (const tenant of await systemDb.listTenants()) {
+    const rows = await systemDb
+      .inTenant(tenant.id)
+      .read((trx) => trx.selectFrom('erasure_ledger').select(['subject_id', 'identifier_hashes', 'method', 'reason', 'request_id', 'erased_at']).orderBy('seq').execute());
+    for (const row of rows) {
+      const entry: ErasureLedgerEntry = {
+        v: 1,
+        tenantId: tenant.id,
+        subjectId: row.subject_id,
+        identifierHashes: row.identifier_hashes.map((hash) => hash.toString('hex')),
+        method: row.method,
+        reason: row.reason,
+        requestId: row.request_id,
+        erasedAt: row.erased_at.toISOString(),
+      };
+      if (known.has(key(entry))) continue;
+      mirror.append(entry);
+      known.add(key(entry));
+      appended += 1;
+    }
+  }
+  return appended;
 }

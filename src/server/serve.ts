@@ -6,7 +6,7 @@ import { smtpTransport, startEmailSender } from '../modules/mail/mailer.ts';
 import type { Config } from '../config.ts';
 import { openDatabase, type MigratorTarget } from '../db/database.ts';
 import type { Logger } from '../logger.ts';
-import { fileLedgerMirror } from '../privacy/erasure.ts';
+import { catchUpLedgerMirror, fileLedgerMirror } from '../privacy/erasure.ts';
 import { startRetentionService } from '../privacy/retention.routes.ts';
 import { startReminderService } from '../privacy/reminders.ts';
 import { buildApp } from './app.ts';
@@ -48,6 +48,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   let reminders: { stop(): Promise<void> } | undefined;
   let backups: { stop(): Promise<void> } | undefined;
   let presence: { stop(): Promise<void> } | undefined;
+  let mirrorCatchUp: { stop(): Promise<void> } | undefined;
   let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
@@ -95,6 +96,14 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       logger,
     });
     const erasureMirror = fileLedgerMirror(config.erasureLedgerFile);
+    // The mirror file catches up with the database's erasure ledger: now (a crash may have left
+    // it short) and every 10 minutes (the other nodes' erasures).
+    const catchUp = async () => {
+      const appended = await catchUpLedgerMirror(database.systemDb, config.erasureLedgerFile, erasureMirror);
+      if (appended > 0) logger.info({ appended }, 'erasure ledger mirror caught up with the database');
+    };
+    await catchUp();
+    mirrorCatchUp = runEvery('erasure_mirror', 10 * 60_000, catchUp, (error) => logger.error({ err: { name: (error as Error).name } }, 'erasure ledger mirror catch-up failed'));
     retention = startRetentionService({ systemDb: database.systemDb, crypto: database.crypto, mirror: erasureMirror, logger });
     reminders = startReminderService({ systemDb: database.systemDb, cipher: async () => (await database.crypto()).cipher, logger });
     backups = startBackupSchedule({
@@ -119,6 +128,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     await reminders?.stop();
     await backups?.stop();
     await presence?.stop();
+    await mirrorCatchUp?.stop();
     stopTelephonyClock?.();
     await database.close();
     throw error;
@@ -166,6 +176,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
         await reminders?.stop();
         await backups?.stop();
         await presence?.stop();
+        await mirrorCatchUp?.stop();
         stopTelephonyClock?.();
         await database.close();
       }

@@ -14,7 +14,12 @@ import { createSimulator } from '../../src/telephony/simulator.ts';
 import { ALL_BUSY } from './dialer-floor.ts';
 
 const env = process.env;
-const config = loadConfig({ DATABASE_URL: env.DATABASE_URL, RINGVAKT_DATA_DIR: env.RINGVAKT_DATA_DIR, RINGVAKT_LOG_LEVEL: 'silent' });
+const config = loadConfig({
+  DATABASE_URL: env.DATABASE_URL,
+  RINGVAKT_DATA_DIR: env.RINGVAKT_DATA_DIR,
+  RINGVAKT_LOG_LEVEL: 'silent',
+  ...(env.RINGVAKT_ROOT_KEY ? { RINGVAKT_KEY_PROVIDER: 'env', RINGVAKT_ROOT_KEY: env.RINGVAKT_ROOT_KEY } : {}),
+});
 const logger = createLogger('silent');
 const handles = await openDatabase(config, logger, { applyMigrations: false, ownerAccess: false });
 const nodeId = env.NODE_ID ?? 'node-a';
