@@ -1,5 +1,6 @@
 // `npm run bench`: every benchmark measures its own baseline in the same run and prints
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
+import { agentLoadBench } from './agent-load.bench.ts';
 import { auditBench } from './audit.bench.ts';
 import { contactsImportBench } from './contacts-import.bench.ts';
 import { dialerBench } from './dialer.bench.ts';
@@ -26,6 +27,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   'floor-scale': floorScaleBench,
   privacy: privacyBench,
   failover: failoverBench,
+  'agent-load': agentLoadBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {
