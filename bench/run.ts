@@ -2,6 +2,7 @@
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
 import { agentLoadBench } from './agent-load.bench.ts';
 import { auditBench } from './audit.bench.ts';
+import { backupBench } from './backup.bench.ts';
 import { contactsImportBench } from './contacts-import.bench.ts';
 import { dialerBench } from './dialer.bench.ts';
 import { failoverBench } from './failover.bench.ts';
@@ -28,6 +29,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   privacy: privacyBench,
   failover: failoverBench,
   'agent-load': agentLoadBench,
+  backup: backupBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {
