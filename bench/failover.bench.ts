@@ -58,9 +58,10 @@ export async function failoverBench(): Promise<BenchRow[]> {
     const clock = new VirtualClock(Date.now());
     const stopClock = clock.followRealTime();
     const presence = startNodePresence({ connectionString: String(handles.pool.options.connectionString), nodeId: 'node-b', logger });
-    const nodeB = startDialerService({ systemDb: handles.systemDb, crypto: handles.crypto, provider: createSimulator({ clock, random: seededRandom(9), model: ALL_BUSY }), clock, nodeId: 'node-b', logger });
+    const nodeB = startDialerService({ systemDb: handles.systemDb, crypto: handles.crypto, provider: createSimulator({ clock, random: seededRandom(9), model: ALL_BUSY }), clock, nodeId: 'node-b', logger, presence });
     try {
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      // B has been up a while, as a cluster's nodes are (its presence settles in 5 s).
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
       if ((await owner(campaignId)) === 'node-b') throw new Error('node B took a live node’s campaign');
       const killedAt = performance.now();
       child.kill(signal);

@@ -32,6 +32,10 @@ CREATE POLICY owner_maintenance ON audit_checkpoints FOR SELECT TO {{owner_role}
 CREATE POLICY owner_maintenance ON dial_attempts FOR SELECT TO {{owner_role}} USING (true);
 CREATE POLICY owner_maintenance ON inbound_calls FOR SELECT TO {{owner_role}} USING (true);
 CREATE POLICY owner_maintenance ON agent_states FOR SELECT TO {{owner_role}} USING (true);
+-- Read on every scrape (every 5 s per node): these keep it to a few index pages at any size.
+CREATE INDEX inbound_calls_queued ON inbound_calls (tenant_id) WHERE state = 'queued';
+CREATE INDEX dial_attempts_in_progress ON dial_attempts (tenant_id) WHERE state IN ('dialing', 'answered', 'connected');
+CREATE INDEX audit_checkpoints_signed_at ON audit_checkpoints (signed_at);
 CREATE FUNCTION operations_status() RETURNS TABLE (
   unsealed_events bigint,
   oldest_unsealed_at timestamptz,

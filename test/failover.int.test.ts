@@ -51,7 +51,7 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
     const clock = new VirtualClock(Date.now());
     const stopClock = clock.followRealTime();
     const presence = startNodePresence({ connectionString: String(db.handles.pool.options.connectionString), nodeId: 'node-b', logger: db.logger });
-    const service = startDialerService({ systemDb: db.handles.systemDb, crypto: db.handles.crypto, provider: createSimulator({ clock, random: seededRandom(4), model: ALL_BUSY }), clock, nodeId: 'node-b', logger: db.logger });
+    const service = startDialerService({ systemDb: db.handles.systemDb, crypto: db.handles.crypto, provider: createSimulator({ clock, random: seededRandom(4), model: ALL_BUSY }), clock, nodeId: 'node-b', logger: db.logger, presence });
     return {
       async stop() {
         await service.stop();
@@ -98,6 +98,31 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
       expect(await owner(campaignId)).toBe('node-a');
     } finally {
       nodeA.kill('SIGKILL');
+      await nodeB.stop();
+    }
+  }, 60_000);
+
+  it('after a database restart (every presence lock briefly free), a node back first does not take a live node\'s campaign', async () => {
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused', dialer_owner: null, dialer_lease_until: null }).execute());
+    const callees = await createCallees(tenantDb, db.handles, 5, '+4793', zoneOpenNow());
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Restart', retryRules: { busy: { retry: false, afterMinutes: 30 } } });
+    // Node X is alive, but the restart cost it its lock and let its lease lapse; it is back a moment later.
+    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ dialer_owner: 'node-x', dialer_lease_until: new Date(Date.now() - 2_000) }).where('id', '=', campaignId).execute());
+    const nodeB = startNodeB();
+    let presenceX: ReturnType<typeof startNodePresence> | undefined;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      presenceX = startNodePresence({ connectionString: String(db.handles.pool.options.connectionString), nodeId: 'node-x', logger: db.logger });
+      await until(() => presenceX?.held() === true, 5_000);
+      // X renews its lease every round, as a live owner does.
+      for (let round = 0; round < 8; round += 1) {
+        await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ dialer_lease_until: new Date(Date.now() + 3_000) }).where('id', '=', campaignId).where('dialer_owner', '=', 'node-x').execute());
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+      expect(await owner(campaignId)).toBe('node-x');
+    } finally {
+      await presenceX?.stop();
       await nodeB.stop();
     }
   }, 60_000);

@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { link, open, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import pg from 'pg';
@@ -64,6 +66,8 @@ const quoted = (table: string) => `${SCHEMA}."${table.replace(/"/g, '""')}"`;
 /** Writes a backup of the database at `url` (a superuser or a role that bypasses row-level security) to `file`. */
 export async function writeBackup(url: string, file: string, root: RootKeyProvider): Promise<{ backupId: string; manifest: BackupManifest; bytes: number }> {
   const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-backup' });
+  // A lost connection fails the query in flight; without a listener it would end the process.
+  client.on('error', () => undefined);
   await client.connect();
   // Row-level security would silently hand a restricted role only some rows: refuse instead.
   const role = await client.query<{ ok: boolean }>('SELECT rolsuper OR rolbypassrls AS ok FROM pg_roles WHERE rolname = current_user').catch(async (error: unknown) => {
@@ -74,9 +78,13 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     await client.end();
     throw new BackupError('A backup needs a role that sees every row (a superuser or BYPASSRLS): row-level security would leave rows out.');
   }
+  // Written under a temporary name and linked to `file` only once complete (link never replaces
+  // an existing file): a backup cut short — a crash, a kill — never sits under a backup's name.
+  const partial = `${file}.partial`;
   let handle: FileHandle;
   try {
-    handle = await open(file, 'wx', 0o600);
+    if (existsSync(file)) throw Object.assign(new Error(`EEXIST: ${path.basename(file)} exists`), { code: 'EEXIST' });
+    handle = await open(partial, 'wx', 0o600);
   } catch (error) {
     await client.end();
     throw error;
@@ -137,10 +145,14 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     await frame(Frame.Manifest, Buffer.from(JSON.stringify(manifest)));
     await client.query('COMMIT');
     await handle.sync();
+    await handle.close();
+    await link(partial, file);
     return { backupId, manifest, bytes };
   } finally {
-    await handle.close();
-    await client.end();
+    await handle.close().catch(() => undefined);
+    // Only our own partial file is removed, complete or not (the backup now has its own name).
+    await rm(partial, { force: true }).catch(() => undefined);
+    await client.end().catch(() => undefined);
   }
 }
 

@@ -35,8 +35,9 @@ export type DatabaseHandles = {
   embedded: EmbeddedCluster | undefined;
   /**
    * Runs `work` in one transaction as the owner role, on a connection of its own. Only for
-   * operator commands that the owner alone may run (audit retention); the server never opens
-   * the database with `ownerAccess`, and then this throws.
+   * operator commands that the owner alone may run (audit retention). The server opens the
+   * database with `ownerAccess` only for its scheduled backups (and never calls this); without
+   * it, this throws.
    */
   asOwner<T>(work: (client: pg.ClientBase) => Promise<T>): Promise<T>;
   /** The migrator's connection string (a superuser with the embedded server), for backup and restore; only with `ownerAccess`. */

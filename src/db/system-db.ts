@@ -52,6 +52,8 @@ export type SystemDb = {
   recordBackupRun(run: BackupRun): Promise<void>;
   /** The newest successful backup, or undefined. */
   lastBackup(): Promise<{ finishedAt: Date; file: string | null } | undefined>;
+  /** When the newest failed backup finished, or undefined. */
+  lastFailedBackup(): Promise<Date | undefined>;
   /** The installation at a glance, for /metrics: counts and times, never a tenant's data. */
   operationsStatus(): Promise<OperationsStatus>;
   appliedMigrationVersions(): Promise<number[]>;
@@ -208,6 +210,10 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
         .limit(1)
         .executeTakeFirst();
       return row ? { finishedAt: row.finished_at, file: row.file } : undefined;
+    },
+    async lastFailedBackup() {
+      const row = await db.selectFrom('backup_runs').select('finished_at').where('kind', '=', 'backup').where('outcome', '=', 'failed').orderBy('finished_at', 'desc').limit(1).executeTakeFirst();
+      return row?.finished_at;
     },
     async operationsStatus() {
       const result = await sql<Record<string, string | number | Date | null>>`SELECT * FROM operations_status()`.execute(db);

@@ -10,7 +10,7 @@ import type { VirtualClock } from '../telephony/clock.ts';
 import type { TelephonyProvider } from '../telephony/provider.ts';
 import { createCampaignDialer, type CampaignDialer } from './campaign-dialer.ts';
 import { createInboundRouter, type InboundRouter } from '../inbound/inbound-router.ts';
-import { ownerIsGone } from '../operations/node-presence.ts';
+import { ownerIsGone, type NodePresence } from '../operations/node-presence.ts';
 
 /**
  * The dialers of one server process. Every node runs this service; each active campaign is paced
@@ -31,6 +31,12 @@ export type DialerServiceOptions = {
   logger: Logger;
   roundMs?: number;
   leaseMs?: number;
+  /**
+   * This node's presence (node-presence.ts). Without it, or until it has settled, a lapsed lease
+   * is taken over only after the long grace: a node that cannot trust its view of the others'
+   * locks never takes a campaign early.
+   */
+  presence?: Pick<NodePresence, 'settled'>;
 };
 
 type Running = { tenantId: string; dialer: CampaignDialer; winding: boolean };
@@ -107,6 +113,7 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
 export function startDialerService(options: DialerServiceOptions): { stop(): Promise<void>; running(): string[] } {
   const { systemDb, provider, clock, nodeId, logger } = options;
   const leaseMs = options.leaseMs ?? LEASE_MS;
+  const presenceSettled = () => options.presence?.settled() === true;
   const running = new Map<string, Running>();
   const routers = new Map<string, InboundRouter>();
   let stopping = false;
@@ -125,8 +132,9 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
          WHERE c.id = ${campaignId} AND c.state = 'active'
            AND (c.dialer_owner IS NULL OR c.dialer_owner = ${nodeId}
                 OR c.dialer_lease_until < now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})
-                -- A lapsed lease whose node is gone (its presence lock is free): no grace to wait out.
-                OR (c.dialer_lease_until < now() AND ${ownerIsGone(sql.ref('c.dialer_owner'))}))
+                -- A lapsed lease whose node is gone (its presence lock is free): no grace to wait out
+                -- — judged only by a node whose own presence has settled.
+                OR (${presenceSettled()} AND c.dialer_lease_until < now() AND ${ownerIsGone(sql.ref('c.dialer_owner'))}))
         RETURNING p.previous`.execute(trx);
       const leased = result.rows[0];
       if (!leased) return false;
@@ -164,7 +172,7 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
         .where((eb) =>
           eb.or([
             eb('dialer_lease_until', '<', sql<Date>`now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})`),
-            eb.and([eb('dialer_lease_until', '<', sql<Date>`now()`), ownerIsGone(sql.ref('dialer_owner'))]),
+            eb.and([sql<boolean>`${presenceSettled()}`, eb('dialer_lease_until', '<', sql<Date>`now()`), ownerIsGone(sql.ref('dialer_owner'))]),
           ]),
         )
         .returning('id')

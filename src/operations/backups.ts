@@ -14,12 +14,18 @@ import { backupFailures } from './telemetry.ts';
  * and, on a schedule, taken by one node at a time and pruned to the newest few.
  */
 
-/** What a failure is recorded as: our own backup errors say what went wrong; anything else only its kind. */
-function failureText(error: unknown): string {
-  if (error instanceof BackupError) return error.message;
+/**
+ * What a failure is recorded as: our own backup and drill errors say what went wrong; anything
+ * else only its kind (a driver's message may quote values).
+ */
+export function failureText(error: unknown): string {
+  if (error instanceof BackupError || error instanceof DrillError) return error.message;
   const code = (error as { code?: unknown }).code;
   return `${error instanceof Error ? error.name : 'error'}${typeof code === 'string' ? ` (${code})` : ''}`;
 }
+
+/** A restore drill's own refusals (src/operations/drill.ts): their messages name the problem only. */
+export class DrillError extends Error {}
 
 export type BackupTaken = { backupId: string; file: string; bytes: number; rows: number; tables: number };
 
@@ -53,8 +59,7 @@ export async function takeBackup(options: {
     });
     return { backupId: written.backupId, file: options.file, bytes: written.bytes, rows, tables: written.manifest.tables.length };
   } catch (error) {
-    // 'wx' refused an existing file: that file is not ours to remove.
-    if ((error as { code?: unknown }).code !== 'EEXIST') rmSync(options.file, { force: true });
+    // writeBackup removes what it wrote itself; an existing file is never touched.
     backupFailures.inc({ kind: 'backup' });
     await options.systemDb
       .recordBackupRun({ kind: 'backup', trigger: options.trigger, outcome: 'failed', startedAt, finishedAt: new Date(), file: options.file, error: failureText(error), node: options.node })
@@ -64,6 +69,8 @@ export async function takeBackup(options: {
 }
 
 const SCHEDULED = /^ringvakt-(\d{8}T\d{6}Z)\.rvbk$/;
+/** What a scheduled backup cut short by a crash leaves (writeBackup writes under this name first). */
+const SCHEDULED_PARTIAL = /^ringvakt-(\d{8}T\d{6}Z)\.rvbk\.partial$/;
 
 /** The file name of a scheduled backup taken at `at`: sortable, and recognisable by pruning. */
 export function scheduledBackupName(at: Date): string {
@@ -77,9 +84,15 @@ export function pruneBackups(dir: string, keep: number): string[] {
     .sort()
     .reverse();
   const removed = scheduled.slice(keep);
-  for (const name of removed) rmSync(path.join(dir, name), { force: true });
+  // Leftovers of scheduled backups a crash cut short: no backup is being written meanwhile (the
+  // caller holds the schedule's lock).
+  const partials = readdirSync(dir).filter((name) => SCHEDULED_PARTIAL.test(name));
+  for (const name of [...removed, ...partials]) rmSync(path.join(dir, name), { force: true });
   return removed;
 }
+
+/** How long the schedule waits after a failed backup before it tries again (at most the interval). */
+const FAILURE_BACKOFF_MS = 3_600_000;
 
 /** The advisory lock that makes one node at a time the scheduled backup taker. */
 const SCHEDULE_LOCK = 'ringvakt:backup-schedule';
@@ -105,7 +118,14 @@ export function startBackupSchedule(options: {
   const tick = async () => {
     const last = await options.systemDb.lastBackup();
     if (last && Date.now() - last.finishedAt.getTime() < intervalMs) return;
+    // After a failure, wait before the next attempt (a missing right or a full disk does not mend
+    // in seconds; each attempt reads the whole database and leaves a record).
+    const failed = await options.systemDb.lastFailedBackup();
+    if (failed && (!last || failed > last.finishedAt) && Date.now() - failed.getTime() < Math.min(intervalMs, FAILURE_BACKOFF_MS)) return;
     const client = await options.pool.connect();
+    // Checked out for the whole backup: a lost connection must not end the process.
+    const onError = () => undefined;
+    client.on('error', onError);
     let release: Error | undefined;
     try {
       const locked = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [SCHEDULE_LOCK]);
@@ -127,6 +147,7 @@ export function startBackupSchedule(options: {
       release = error instanceof Error ? error : new Error('backup schedule failed');
       throw error;
     } finally {
+      client.off('error', onError);
       client.release(release);
     }
   };

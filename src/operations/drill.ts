@@ -12,6 +12,7 @@ import { rolesFor } from '../db/provision.ts';
 import type { SystemDb } from '../db/system-db.ts';
 import type { Logger } from '../logger.ts';
 import type { ErasureLedgerEntry } from '../privacy/erasure.ts';
+import { DrillError, failureText } from './backups.ts';
 import { backupFailures } from './telemetry.ts';
 
 export type DrillReport = {
@@ -51,7 +52,13 @@ export async function runRestoreDrill(options: {
   const admin = new pg.Client({ connectionString: options.ownerUrl, application_name: 'ringvakt-drill' });
   const secrets = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-drill-'));
   const report: DrillReport = { ok: false, backupId: undefined, recoveryPoint: undefined, recoverySeconds: 0, tables: 0, rows: 0, erasuresReplayed: 0, ledgers: [] };
+  /** The scratch database carries this comment; nothing without it is ever dropped. */
+  const MARK = 'ringvakt restore drill scratch database';
   const dropScratch = async () => {
+    const existing = await admin.query<{ mark: string | null }>('SELECT shobj_description(oid, $2) AS mark FROM pg_database WHERE datname = $1', [scratch.database, 'pg_database']);
+    if (existing.rowCount !== 0 && existing.rows[0]?.mark !== MARK) {
+      throw new DrillError(`a database named ${scratch.database} exists and is not a drill's scratch database: it is left alone, and no drill runs`);
+    }
     // Our own connections to it are closing (their Terminate may still be in flight): let them
     // finish rather than have the server kill them under a client that is no longer listening.
     for (let wait = 0; wait < 50; wait += 1) {
@@ -62,11 +69,17 @@ export async function runRestoreDrill(options: {
     await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(scratch.database)} WITH (FORCE)`);
     for (const role of [scratch.runtime, scratch.owner]) await admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`);
   };
-  await admin.connect();
+  admin.on('error', () => undefined);
+  let locked = false;
   try {
+    await admin.connect();
+    // One drill at a time on this server (two would drop each other's scratch database).
+    locked = (await admin.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [`ringvakt:drill:${scratch.database}`])).rows[0]?.locked === true;
+    if (!locked) throw new DrillError('another restore drill is running on this server');
     // What a drill that died half-way left behind goes first.
     await dropScratch();
     await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(scratch.database)}`);
+    await admin.query(`COMMENT ON DATABASE ${pg.escapeIdentifier(scratch.database)} IS ${pg.escapeLiteral(MARK)}`);
     const scratchUrl = new URL(options.ownerUrl);
     scratchUrl.pathname = `/${scratch.database}`;
     const database = await openDatabase(
@@ -96,10 +109,10 @@ export async function runRestoreDrill(options: {
     }
   } catch (error) {
     report.ok = false;
-    report.problem = error instanceof Error ? error.message.slice(0, 400) : 'the drill failed';
+    report.problem = failureText(error);
   } finally {
-    await dropScratch().catch((error: unknown) => options.logger.warn({ err: { name: (error as Error).name } }, 'the drill could not drop its scratch database'));
-    await admin.end();
+    if (locked) await dropScratch().catch((error: unknown) => options.logger.warn({ err: { name: (error as Error).name } }, 'the drill could not drop its scratch database'));
+    await admin.end().catch(() => undefined);
     rmSync(secrets, { recursive: true, force: true });
   }
   if (!report.ok) backupFailures.inc({ kind: 'drill' });

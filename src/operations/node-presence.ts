@@ -19,7 +19,19 @@ export function ownerIsGone(owner: RawBuilder<unknown> | string): RawBuilder<boo
   return sql<boolean>`pg_try_advisory_xact_lock(hashtextextended(${sql.lit('ringvakt:node:')} || ${owner}, 0))`;
 }
 
-export type NodePresence = { held(): boolean; stop(): Promise<void> };
+export type NodePresence = {
+  held(): boolean;
+  /**
+   * Whether this node may judge others by their presence locks: its own has been held, without a
+   * break, for SETTLE_MS. After a database restart every lock is gone at once; a live node takes
+   * its own back within a second or two, so until then a free lock proves nothing.
+   */
+  settled(): boolean;
+  stop(): Promise<void>;
+};
+
+/** How long this node's own lock must have been held before others' free locks count as "gone". */
+export const SETTLE_MS = 5_000;
 
 /**
  * Holds this node's presence lock on a connection of its own, and takes it again after the
@@ -29,8 +41,11 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
   let stopped = false;
   let client: pg.Client | undefined;
   let held = false;
+  let heldSince = 0;
   let retry: NodeJS.Timeout | undefined;
-  let delayMs = 200;
+  let connecting: pg.Client | undefined;
+  // Retried quickly: a live node must hold its lock again well within SETTLE_MS of the database's return.
+  let delayMs = 100;
 
   const connect = async () => {
     if (stopped) return;
@@ -44,6 +59,7 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
       held = false;
       if (!stopped) schedule();
     });
+    connecting = next;
     try {
       await next.connect();
       // The server notices a vanished client within seconds too (not the system's two hours).
@@ -55,11 +71,14 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
       }
       client = next;
       held = true;
-      delayMs = 200;
+      heldSince = Date.now();
+      delayMs = 100;
     } catch (error) {
-      options.logger.warn({ err: { name: (error as Error).name } }, 'node presence lock not taken; retrying');
+      if (!stopped) options.logger.warn({ err: { name: (error as Error).name } }, 'node presence lock not taken; retrying');
       await next.end().catch(() => undefined);
       schedule();
+    } finally {
+      if (connecting === next) connecting = undefined;
     }
   };
   const schedule = () => {
@@ -68,16 +87,18 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
       retry = undefined;
       void connect();
     }, delayMs);
-    delayMs = Math.min(delayMs * 2, 2_000);
+    delayMs = Math.min(delayMs * 2, 1_000);
   };
   void connect();
   return {
     held: () => held,
+    settled: () => held && Date.now() - heldSince >= SETTLE_MS,
     async stop() {
       stopped = true;
       if (retry) clearTimeout(retry);
       held = false;
-      await client?.end().catch(() => undefined);
+      // Also a connection still waiting for the lock (another process of this node id holds it).
+      await Promise.all([client?.end().catch(() => undefined), connecting?.end().catch(() => undefined)]);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, truncateSync } from 'node:fs';
 import { sql } from '../db/kysely.ts';
 import { onCommit, type TenantTransaction } from '../db/tenant-db.ts';
 import { AppError } from '../server/errors.ts';
@@ -194,10 +194,17 @@ export function fileLedgerMirror(file: string): ErasureLedgerMirror {
  * commit, so a process killed between the two leaves the file one entry short; and each node's
  * file holds only the erasures it made. Run at start and then periodically (`serve` does), every
  * node's mirror becomes a complete copy, and no crash leaves an erasure that a restore would undo.
- * Returns how many entries were appended.
+ * An erasure committing while this runs may be appended twice (by itself and here): replaying a
+ * ledger erases a subject once, whatever the number of its lines. Returns how many were appended.
  */
 export async function catchUpLedgerMirror(systemDb: SystemDb, file: string, mirror: ErasureLedgerMirror = fileLedgerMirror(file)): Promise<number> {
   const key = (entry: { tenantId: string; subjectId: string; erasedAt: string }) => `${entry.tenantId}|${entry.subjectId}|${entry.erasedAt}`;
+  // A line cut short by a crash mid-write (no newline after it) is dropped: if its erasure
+  // committed, the database's ledger holds it and it is written again whole below.
+  if (existsSync(file)) {
+    const text = readFileSync(file, 'utf8');
+    if (text.length > 0 && !text.endsWith('\n')) truncateSync(file, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
+  }
   const known = new Set(existsSync(file) ? readLedgerFile(file).map(key) : []);
   let appended = 0;
   for (const tenant of await systemDb.listTenants()) {

@@ -80,7 +80,7 @@ export function createMetrics(pool: pg.Pool, systemDb: SystemDb): { registry: Re
     });
   new Gauge({
     name: 'ringvakt_operations_status_up',
-    help: '1 when this scrape could read the installation state from the database, 0 when not (the state gauges are then absent)',
+    help: '1 when this scrape could read the installation state from the database, 0 when not (the state gauges are then NaN)',
     registers: [registry],
     async collect() {
       this.set((await readStatus()) ? 1 : 0);

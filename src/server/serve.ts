@@ -77,7 +77,8 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     );
     // This node's presence lock: while it is held, nobody takes over this node's singleton work
     // before its long grace; once the process is gone, others take it over within seconds.
-    presence = startNodePresence({ connectionString, nodeId, logger });
+    const nodePresence = startNodePresence({ connectionString, nodeId, logger });
+    presence = nodePresence;
     // Campaign dialers. The telephony provider is the simulator (no real calls), in real time;
     // a SIP or cloud provider plugs in here behind the same interface.
     const telephonyClock = new VirtualClock(Date.now() + config.simulatorShiftMs);
@@ -94,6 +95,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       clock: telephonyClock,
       nodeId,
       logger,
+      presence: nodePresence,
     });
     const erasureMirror = fileLedgerMirror(config.erasureLedgerFile);
     // The mirror file catches up with the database's erasure ledger: now (a crash may have left

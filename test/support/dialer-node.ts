@@ -26,7 +26,7 @@ const nodeId = env.NODE_ID ?? 'node-a';
 const presence = startNodePresence({ connectionString: String(handles.pool.options.connectionString), nodeId, logger });
 const clock = new VirtualClock(Date.now());
 clock.followRealTime();
-const service = startDialerService({ systemDb: handles.systemDb, crypto: handles.crypto, provider: createSimulator({ clock, random: seededRandom(3), model: ALL_BUSY }), clock, nodeId, logger });
+const service = startDialerService({ systemDb: handles.systemDb, crypto: handles.crypto, provider: createSimulator({ clock, random: seededRandom(3), model: ALL_BUSY }), clock, nodeId, logger, presence });
 const said = new Set<string>();
 setInterval(() => {
   for (const campaignId of service.running()) {
