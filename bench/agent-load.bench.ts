@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../src/config.ts';
@@ -12,20 +11,12 @@ import { permissions } from '../src/modules/access/permissions.ts';
 import { createTenantWithOwner } from '../src/modules/setup/setup.service.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import type { BenchRow } from './support.ts';
+import { freePort } from '../test/support/ports.ts';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1_000);
 const NODES = 2;
 /** 60 s by default; `BENCH_LOAD_SECONDS=1800 npm run bench -- agent-load` is the 30-minute soak (not in CI). */
 const SECONDS = Number(process.env.BENCH_LOAD_SECONDS ?? 60);
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 
 /** Resident memory of a process (kB), from /proc. */
 const rssKb = (pid: number | undefined) => {

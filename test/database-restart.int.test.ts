@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -12,15 +11,7 @@ import { startEmbeddedPostgres, type EmbeddedCluster } from '../src/db/embedded-
 import { createLogger } from '../src/logger.ts';
 import { seedTenant } from './support/seed.ts';
 import { until } from './support/until.ts';
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
+import { freePort } from './support/ports.ts';
 
 /**
  * PostgreSQL restarted under a running Ringvakt: a PostgreSQL server of this test's own (the
