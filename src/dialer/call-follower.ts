@@ -1,17 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '../logger.ts';
-import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
+import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { AttemptOutcome } from '../db/schema.ts';
 import { publish } from '../realtime/realtime.ts';
-import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import type { JurisdictionProfile, settingsOf } from '../modules/campaigns/campaign-settings.ts';
 import { moveAgentOfCall, reserveLongestIdle } from '../modules/agents/agent-states.ts';
-import type { VirtualClock, Scheduled } from '../telephony/clock.ts';
-import { FINAL_EVENTS, TelephonyError, type TelephonyEvent, type TelephonyProvider } from '../telephony/provider.ts';
+import type { Scheduled } from '../telephony/clock.ts';
+import { FINAL_EVENTS, TelephonyError, type TelephonyEvent } from '../telephony/provider.ts';
 import type { CallControl } from './call-control.ts';
 import { recordCallEnd, type EndedCall } from './call-record.ts';
 import { recordingPaused, recordingSaved, recordingStarted } from './call-recording.ts';
 import type { DialStats } from './dial-stats.ts';
+import type { CampaignDialerOptions } from './campaign-dialer.ts';
 import { dialerCalls } from '../operations/telemetry.ts';
 
 /**
@@ -61,14 +60,8 @@ export function countCall(counters: DialerCounters, event: 'dialed' | 'skipped' 
 /** What the follower reads of the campaign as the dialer last loaded it. */
 export type CallSetup = { settings?: ReturnType<typeof settingsOf>; profile?: JurisdictionProfile };
 
-export type CallFollowerOptions = {
-  tenantDb: TenantDb;
-  crypto: ContactsCrypto;
-  provider: TelephonyProvider;
-  clock: VirtualClock;
-  campaignId: string;
-  dialerId: string;
-  logger: Logger;
+/** What the campaign's dialer shares with its follower, and the follower's own parts. */
+export type CallFollowerOptions = Pick<CampaignDialerOptions, 'tenantDb' | 'crypto' | 'provider' | 'clock' | 'campaignId' | 'dialerId' | 'logger'> & {
   stats: DialStats;
   counters: DialerCounters;
   setup: () => CallSetup;
