@@ -1,4 +1,5 @@
 import type { ColumnType, Generated, RawBuilder } from './kysely.ts';
+import type { BackupRunsTable } from './schema-operations.ts';
 import type {
   AgentStateChangesTable,
   AgentStatesTable,
@@ -386,23 +387,5 @@ export type TenantTables = {
   queues: QueuesTable;
   inbound_calls: InboundCallsTable;
 } & PrivacyTables;
-
-/** Finished backups and restore drills (no tenant: the installation's own record). */
-export type BackupRunsTable = {
-  id: Generated<string>;
-  kind: 'backup' | 'drill';
-  trigger: 'operator' | 'schedule';
-  outcome: 'success' | 'failed';
-  started_at: Date;
-  finished_at: Date;
-  backup_id: string | null;
-  file: string | null;
-  bytes: string | number | null;
-  rows: string | number | null;
-  backup_taken_at: Date | null;
-  recovery_seconds: number | null;
-  error: string | null;
-  node: string;
-};
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable; backup_runs: BackupRunsTable };
