@@ -4,12 +4,15 @@ import { backgroundFailures } from './operations/telemetry.ts';
  * A background task of `ringvakt serve`: `tick` runs every `intervalMs`, never two at once (a slow
  * tick delays the next instead of piling up); a failed tick is reported (and counted, by the
  * task's name, in ringvakt_background_task_failures_total), never thrown. The timer does not keep
- * the process alive; `stop` waits for a tick in progress.
+ * the process alive; `stop` waits for a tick in progress — which may ask `stopping()` between steps
+ * of long work and hand the rest over (a retention sweep of millions does).
  */
-export function runEvery(task: string, intervalMs: number, tick: () => Promise<void>, onError: (error: unknown) => void): { stop(): Promise<void> } {
+export function runEvery(task: string, intervalMs: number, tick: (stopping: () => boolean) => Promise<void>, onError: (error: unknown) => void): { stop(): Promise<void> } {
   let running: Promise<void> | undefined;
+  let stopped = false;
+  const stopping = () => stopped;
   const timer = setInterval(() => {
-    running ??= tick()
+    running ??= tick(stopping)
       .catch((error: unknown) => {
         backgroundFailures.inc({ task });
         onError(error);
@@ -21,6 +24,7 @@ export function runEvery(task: string, intervalMs: number, tick: () => Promise<v
   timer.unref();
   return {
     async stop() {
+      stopped = true;
       clearInterval(timer);
       await running;
     },

@@ -2,6 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDialerService } from '../src/dialer/dialer-service.ts';
 import { startNodePresence } from '../src/operations/node-presence.ts';
+import { createContact } from '../src/modules/contacts/contacts.service.ts';
+import { startRetentionService } from '../src/privacy/retention.routes.ts';
+import { beginSweep, runSweep } from '../src/privacy/retention.ts';
 import { VirtualClock } from '../src/telephony/clock.ts';
 import { seededRandom } from '../src/telephony/random.ts';
 import { createSimulator } from '../src/telephony/simulator.ts';
@@ -126,4 +129,104 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
       await nodeB.stop();
     }
   }, 60_000);
+
+  describe('the retention sweeper', () => {
+    let sweeper: { tenantId: string };
+    const contactsIn = async (status: string) =>
+      Number((await db.superQuery<{ n: string }>(`SELECT count(*) AS n FROM ringvakt.contacts WHERE tenant_id = $1 AND status = $2`, [sweeper.tenantId, status])).rows[0]?.n);
+    /** Node B: a server's sweeper (its schedule an hour: only resumes happen here), with its presence settled. */
+    const startSweeperB = async () => {
+      const presence = startNodePresence({ connectionString: String(db.handles.pool.options.connectionString), nodeId: 'sweep-b', logger: db.logger });
+      await until(() => presence.settled(), 10_000);
+      const service = startRetentionService({ systemDb: db.handles.systemDb, crypto: db.handles.crypto, logger: db.logger, node: 'sweep-b', presence });
+      return {
+        async stop() {
+          await service.stop();
+          await presence.stop();
+        },
+      };
+    };
+    /** Inactive contacts (untouched for 400 days) under a policy that erases them after 365. */
+    const inactiveContacts = async (count: number, prefix: string) => {
+      const tenantDb = db.handles.forTenant(sweeper.tenantId);
+      const crypto = await db.handles.crypto();
+      await tenantDb.transaction(async (trx) => {
+        for (let index = 0; index < count; index += 1) {
+          await createContact(trx, crypto, { name: `Gammel ${index}`, phones: [{ kind: 'mobile', number: `${prefix}${String(index).padStart(5, '0')}` }] }, { defaultRegion: 'NO' });
+        }
+      });
+      // Back-dated past the trigger that stamps every update (replica mode skips triggers).
+      await db.superQuery(`BEGIN; SET LOCAL session_replication_role = replica;
+        UPDATE ringvakt.contacts SET updated_at = now() - interval '400 days' WHERE tenant_id = '${sweeper.tenantId}' AND status = 'active'; COMMIT`);
+    };
+    beforeAll(async () => {
+      sweeper = await seedTenant(db.handles, 'failover-sweeps');
+      await db.handles.forTenant(sweeper.tenantId).transaction(async (trx) => {
+        await trx.insertInto('retention_policies').values({ category: 'contacts_inactive', retain_days: 365, action: 'anonymise', updated_by: 'test' }).execute();
+      });
+      // Swept a moment ago: node B's schedule has nothing due; only resumes happen.
+      await db.superQuery(`INSERT INTO ringvakt.retention_sweeps (tenant_id, dry_run, state, node, requested_by, finished_at) VALUES ($1, false, 'done', 'earlier', 'test', now())`, [sweeper.tenantId]);
+    });
+
+    it('a sweep whose node is killed part-way is resumed by another node within seconds, and finishes the work once', async () => {
+      await inactiveContacts(2_000, '+47950');
+      const nodeB = await startSweeperB();
+      try {
+        const nodeA = spawn(process.execPath, ['--import', 'tsx', 'test/support/retention-node.ts'], {
+          env: { ...process.env, DATABASE_URL: db.url, RINGVAKT_DATA_DIR: db.config.dataDir, NODE_ID: 'sweep-a', TENANT_ID: sweeper.tenantId },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        children.push(nodeA);
+        let out = '';
+        nodeA.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+        await until(() => out.includes('sweeping '), 30_000);
+        const sweepA = /sweeping (\S+)/.exec(out)?.[1];
+        // Killed once it has erased some and not all.
+        await until(async () => (await contactsIn('erased')) >= 200, 30_000);
+        nodeA.kill('SIGKILL');
+        const killedAt = Date.now();
+        expect(out).not.toContain('done');
+        expect(await contactsIn('active')).toBeGreaterThan(0);
+        await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.retention_sweeps WHERE tenant_id = $1 AND node = 'sweep-b'`, [sweeper.tenantId])).rowCount === 1, 15_000);
+        const resumedAfterMs = Date.now() - killedAt;
+        await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.retention_sweeps WHERE tenant_id = $1 AND node = 'sweep-b' AND state = 'done'`, [sweeper.tenantId])).rowCount === 1, 60_000);
+        // A's sweep is on the record as lost, found by B; B finished the work, every subject erased once.
+        const sweeps = await db.superQuery<{ id: string; state: string; error_code: string | null }>(`SELECT id, state, error_code FROM ringvakt.retention_sweeps WHERE tenant_id = $1 AND node = 'sweep-a'`, [sweeper.tenantId]);
+        expect(sweeps.rows).toEqual([{ id: sweepA, state: 'abandoned', error_code: 'node_lost' }]);
+        const lost = await db.superQuery<{ details: Record<string, unknown> }>(`SELECT details FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'privacy.retention_sweep' AND target_id = $2 AND outcome = 'failed'`, [sweeper.tenantId, sweepA]);
+        expect(lost.rows.map((row) => row.details)).toEqual([expect.objectContaining({ error: 'node_lost', previousNode: 'sweep-a' })]);
+        expect(await contactsIn('active')).toBe(0);
+        const ledger = await db.superQuery<{ n: string; distinct: string }>(`SELECT count(*) AS n, count(DISTINCT subject_id) AS distinct FROM ringvakt.erasure_ledger WHERE tenant_id = $1`, [sweeper.tenantId]);
+        expect(ledger.rows[0]).toEqual({ n: '2000', distinct: '2000' });
+        // Within the 5 s resume check, plus a round of slack on a loaded machine.
+        expect(resumedAfterMs).toBeLessThan(8_000);
+      } finally {
+        await nodeB.stop();
+      }
+    }, 120_000);
+
+    it('a sweep given up by a stopping node is resumed by another at once', async () => {
+      await inactiveContacts(600, '+47951');
+      const nodeB = await startSweeperB();
+      const presenceC = startNodePresence({ connectionString: String(db.handles.pool.options.connectionString), nodeId: 'sweep-c', logger: db.logger });
+      try {
+        await presenceC.ready();
+        const tenantDb = db.handles.forTenant(sweeper.tenantId);
+        // Node C is asked to stop after its first batches (SIGTERM while sweeping).
+        let asked = 0;
+        const options = { dryRun: false, requestedBy: 'schedule', node: 'sweep-c', stopping: () => (asked += 1) > 1 };
+        const id = await beginSweep(tenantDb, options);
+        await expect(runSweep(tenantDb, await db.handles.crypto(), id ?? '', options)).rejects.toThrow('sweep_stopped');
+        const given = await db.superQuery<{ state: string; error_code: string }>(`SELECT state, error_code FROM ringvakt.retention_sweeps WHERE id = $1`, [id]);
+        expect(given.rows[0]).toEqual({ state: 'abandoned', error_code: 'node_stopped' });
+        const stoppedAt = Date.now();
+        expect(await contactsIn('active')).toBeGreaterThan(0);
+        await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.retention_sweeps WHERE tenant_id = $1 AND node = 'sweep-b' AND started_at > $2 AND state = 'done'`, [sweeper.tenantId, new Date(stoppedAt)])).rowCount === 1, 30_000);
+        expect(await contactsIn('active')).toBe(0);
+      } finally {
+        await presenceC.stop();
+        await nodeB.stop();
+      }
+    }, 120_000);
+  });
 });

@@ -44,6 +44,8 @@ export type SystemDb = {
   tenantsWithQueues(): Promise<string[]>;
   /** Tenants with retention policies (the sweeper's work list). */
   tenantsWithRetentionPolicies(): Promise<string[]>;
+  /** Tenants whose retention sweep lost its node, or was given up by a stopping node: to be resumed now. */
+  tenantsWithSweepsToResume(): Promise<string[]>;
   /** The tenant of a privacy export, by the SHA-256 of its download token (the token alone travels). */
   privacyExportTenant(tokenSha256: Buffer): Promise<string | undefined>;
   /** Liveness of the pool, for /readyz. */
@@ -138,6 +140,10 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     },
     async tenantsWithRetentionPolicies() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_retention_policies()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
+    async tenantsWithSweepsToResume() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_sweeps_to_resume()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
     },
     async privacyExportTenant(tokenSha256) {

@@ -27,6 +27,8 @@ export type NodePresence = {
    * its own back within a second or two, so until then a free lock proves nothing.
    */
   settled(): boolean;
+  /** Resolves once the lock is first held (a short-lived process, such as the CLI, waits for it before it starts work). */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -46,6 +48,8 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
   let connecting: pg.Client | undefined;
   // Retried quickly: a live node must hold its lock again well within SETTLE_MS of the database's return.
   let delayMs = 100;
+  let becameReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (becameReady = resolve));
 
   const connect = async () => {
     if (stopped) return;
@@ -73,6 +77,7 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
       held = true;
       heldSince = Date.now();
       delayMs = 100;
+      becameReady();
     } catch (error) {
       if (!stopped) options.logger.warn({ err: { name: (error as Error).name } }, 'node presence lock not taken; retrying');
       await next.end().catch(() => undefined);
@@ -93,6 +98,7 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
   return {
     held: () => held,
     settled: () => held && Date.now() - heldSince >= SETTLE_MS,
+    ready: () => ready,
     async stop() {
       stopped = true;
       if (retry) clearTimeout(retry);

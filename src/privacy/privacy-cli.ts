@@ -5,7 +5,8 @@ import { loadSigningKey } from '../audit/signing-key.ts';
 import { closePublishers, createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
 import { fileLedgerMirror } from './erasure.ts';
 import { beginSweep, runSweep } from './retention.ts';
-import { NODE_NAME } from './retention.routes.ts';
+import { NODE_ID } from '../operations/node-id.ts';
+import { startNodePresence } from '../operations/node-presence.ts';
 
 /**
  * `ringvakt privacy sweep`: a retention sweep of every tenant with policies (or one), run by an
@@ -27,13 +28,17 @@ export function registerPrivacyCommands(program: Command, slug: (value: string) 
           const publishers = createCheckpointPublishers(config.auditWitnesses, logger);
           const tenants = options.tenant ? [await requireTenantId(database, options.tenant)] : await database.systemDb.tenantsWithRetentionPolicies();
           if (tenants.length === 0) process.stdout.write('no tenant has a retention policy\n');
+          // This run's presence: while it lives, no server resumes its sweep as a dead node's.
+          const node = `cli:${NODE_ID}`;
+          const presence = startNodePresence({ connectionString: String(database.pool.options.connectionString), nodeId: node, logger });
           try {
+            await Promise.race([presence.ready(), new Promise((_, reject) => setTimeout(() => reject(new Error('the presence lock was not taken within 10 s')), 10_000).unref())]);
             for (const tenantId of tenants) {
               const tenantDb = database.forTenant(tenantId);
               const sweepOptions = {
                 dryRun: options.dryRun ?? false,
                 requestedBy: 'operator',
-                node: NODE_NAME,
+                node,
                 mirror: fileLedgerMirror(config.erasureLedgerFile),
                 pruneAudit: async (cutoff: Date) =>
                   (await pruneAuditLedger(database, signingKey, { tenantId, cutoff, reason: 'retention policy for audit events', executedBy: 'ringvakt privacy sweep', publishers })).removed,
@@ -50,6 +55,7 @@ export function registerPrivacyCommands(program: Command, slug: (value: string) 
               }
             }
           } finally {
+            await presence.stop();
             await closePublishers(publishers);
           }
         },

@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import { z } from '../zod.ts';
 import type { App } from '../server/types.ts';
 import { AppError } from '../server/errors.ts';
@@ -10,7 +9,9 @@ import type { Logger } from '../logger.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { runEvery } from '../background-task.ts';
 import type { ErasureLedgerMirror } from './erasure.ts';
-import { beginSweep, checkPolicy, RETENTION_CATEGORIES, runSweep } from './retention.ts';
+import { abandonLostSweep, beginSweep, checkPolicy, RETENTION_CATEGORIES, runSweep } from './retention.ts';
+import { NODE_ID } from '../operations/node-id.ts';
+import type { NodePresence } from '../operations/node-presence.ts';
 
 const categorySchema = z.enum(RETENTION_CATEGORIES);
 const policySchema = z.object({ category: categorySchema, retainDays: z.number().int(), action: z.enum(['delete', 'anonymise']), updatedAt: z.string(), updatedBy: z.string() });
@@ -18,7 +19,6 @@ const holdSchema = z.object({ id: z.string(), scope: z.enum(['contact', 'campaig
 const sweepSchema = z.object({ id: z.string(), dryRun: z.boolean(), state: z.string(), node: z.string(), requestedBy: z.string(), startedAt: z.string(), finishedAt: z.string().nullable(), report: z.record(z.string(), z.unknown()), errorCode: z.string().nullable() });
 
 const access = { access: 'privacy:manage' } as const;
-export const NODE_NAME = `${hostname().slice(0, 60)}:${process.pid}`;
 
 /**
  * /api/v1/privacy/retention-policies, /legal-holds and /retention-sweeps: the tenant's retention
@@ -119,7 +119,7 @@ export async function retentionRoutes(app: App, options: { crypto: ContactsCrypt
   });
 
   app.post('/api/v1/privacy/retention-sweeps', { config: { ...access, stepUp: 'sessions' }, schema: { summary: 'Start a sweep now (dryRun: count only); one runs at a time per organisation', tags: ['privacy'], body: z.strictObject({ dryRun: z.boolean() }), response: { 202: z.object({ id: z.string() }), ...problemResponses(400, 401, 403, 409) } } }, async (request, reply) => {
-    const sweepOptions = { dryRun: request.body.dryRun, requestedBy: actorLabel(request), node: NODE_NAME, mirror: options.mirror };
+    const sweepOptions = { dryRun: request.body.dryRun, requestedBy: actorLabel(request), node: NODE_ID, mirror: options.mirror };
     const id = await beginSweep(request.tenantDb, sweepOptions);
     if (!id) throw new AppError('conflict', 'A sweep is running already; wait for its report.');
     const tenantDb = request.tenantDb;
@@ -140,27 +140,50 @@ export async function retentionRoutes(app: App, options: { crypto: ContactsCrypt
 }
 
 /**
- * The scheduled sweeper of `ringvakt serve`: every `intervalMs` each node looks for tenants with
- * retention policies whose last real sweep is older than the interval, and sweeps them — one
- * node at a time per tenant (the running sweep's row is the lease).
+ * The scheduled sweeper of `ringvakt serve`. Every `intervalMs` each node looks for tenants with
+ * retention policies whose last real sweep is older than the interval, and sweeps them — one node
+ * at a time per tenant (the running sweep's row is the lease). Every 5 s it also looks for sweeps
+ * to resume: one whose node is gone (its presence lock is free) or that a stopping node gave up,
+ * so that a sweep cut short by a node's death or a deploy goes on elsewhere within seconds.
  */
-export function startRetentionService(options: { systemDb: SystemDb; crypto: () => Promise<ContactsCrypto>; mirror?: ErasureLedgerMirror | undefined; logger: Logger; intervalMs?: number }) {
+export function startRetentionService(options: {
+  systemDb: SystemDb;
+  crypto: () => Promise<ContactsCrypto>;
+  mirror?: ErasureLedgerMirror | undefined;
+  logger: Logger;
+  intervalMs?: number;
+  node?: string;
+  presence?: Pick<NodePresence, 'settled'> | undefined;
+}) {
   const intervalMs = options.intervalMs ?? 3_600_000;
+  const node = options.node ?? NODE_ID;
+  const dueCheckMs = Math.min(intervalMs, 60_000);
+  let lastDueCheck = 0;
   return runEvery(
     'retention_sweeper',
-    Math.min(intervalMs, 60_000),
-    async () => {
+    Math.min(dueCheckMs, RESUME_CHECK_MS),
+    async (stopping) => {
+      const presenceSettled = options.presence?.settled() === true;
+      const resume = presenceSettled ? await options.systemDb.tenantsWithSweepsToResume() : [];
+      const dueCheck = Date.now() - lastDueCheck >= dueCheckMs;
+      if (resume.length === 0 && !dueCheck) return;
+      if (dueCheck) lastDueCheck = Date.now();
+      const tenants = new Set([...resume, ...(dueCheck ? await options.systemDb.tenantsWithRetentionPolicies() : [])]);
       const crypto = await options.crypto();
-      for (const tenantId of await options.systemDb.tenantsWithRetentionPolicies()) {
+      for (const tenantId of tenants) {
+        if (stopping()) return;
         // One tenant's failure (recorded on its sweep) does not hold up the others.
         try {
           const tenantDb = options.systemDb.inTenant(tenantId);
-          const last = await tenantDb.read((trx) => trx.selectFrom('retention_sweeps').select('started_at').where('dry_run', '=', false).orderBy('started_at', 'desc').executeTakeFirst());
-          if (last && Date.now() - last.started_at.getTime() < intervalMs) continue;
-          const sweepOptions = { dryRun: false, requestedBy: 'schedule', node: NODE_NAME, mirror: options.mirror };
+          await abandonLostSweep(tenantDb, { node, presenceSettled });
+          const last = await tenantDb.read((trx) => trx.selectFrom('retention_sweeps').select(['started_at', 'state', 'error_code']).where('dry_run', '=', false).orderBy('started_at', 'desc').executeTakeFirst());
+          const cutShort = last?.state === 'abandoned' && (last.error_code === 'node_lost' || last.error_code === 'node_stopped');
+          if (last && !cutShort && Date.now() - last.started_at.getTime() < intervalMs) continue;
+          const sweepOptions = { dryRun: false, requestedBy: 'schedule', node, mirror: options.mirror, stopping };
           const id = await beginSweep(tenantDb, sweepOptions);
           if (id) await runSweep(tenantDb, crypto, id, sweepOptions);
         } catch (error) {
+          if (error instanceof Error && error.message === 'sweep_stopped') return;
           options.logger.error({ err: error instanceof Error ? { name: error.name } : undefined, tenant: tenantId }, 'scheduled retention sweep failed for a tenant');
         }
       }
@@ -168,3 +191,6 @@ export function startRetentionService(options: { systemDb: SystemDb; crypto: () 
     (error) => options.logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'scheduled retention sweep failed'),
   );
 }
+
+/** How often every node looks for a sweep to resume (a dead node's, or a stopped one's). */
+const RESUME_CHECK_MS = 5_000;

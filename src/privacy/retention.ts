@@ -6,6 +6,7 @@ import { recordAuditEvent } from '../audit/audit-event.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { eraseSubject, type ErasureLedgerMirror } from './erasure.ts';
 import { contactHeld, rowHeld } from './legal-holds.ts';
+import { ownerIsGone } from '../operations/node-presence.ts';
 
 /**
  * Retention (Art. 5(1)(e)): per data category a period and an action, applied by a sweep that
@@ -232,23 +233,57 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
   }
 }
 
-export type SweepOptions = { dryRun: boolean; requestedBy: string; node: string; now?: Date; mirror?: ErasureLedgerMirror | undefined; pruneAudit?: ((cutoff: Date) => Promise<number>) | undefined };
+export type SweepOptions = {
+  dryRun: boolean;
+  requestedBy: string;
+  /** The node running the sweep: its presence lock (src/operations/node-presence.ts) is the sweep's liveness. */
+  node: string;
+  now?: Date;
+  mirror?: ErasureLedgerMirror | undefined;
+  pruneAudit?: ((cutoff: Date) => Promise<number>) | undefined;
+  /** Asked between batches: true when the node is stopping — the sweep is then given up, for another node to resume at once. */
+  stopping?: (() => boolean) | undefined;
+};
 
-/** A sweep whose heartbeat is older than this is taken to have died with its node. */
+/**
+ * A sweep whose heartbeat is older than this is taken to have died with its node (the fallback
+ * for a node that is alive but frozen; a dead node's sweep is found at once by its presence lock).
+ */
 export const SWEEP_STALE_MS = 5 * 60_000;
+
+/**
+ * Gives up the tenant's running sweep if its node is gone — its presence lock is free, judged
+ * only by a node whose own presence has settled — or its heartbeat is stale. Recorded and audited
+ * with the node that found it; returns whether a sweep was given up.
+ */
+export async function abandonLostSweep(tenantDb: TenantDb, options: { node: string; presenceSettled: boolean }): Promise<boolean> {
+  return tenantDb.transaction(async (trx) => {
+    const lost = await trx
+      .updateTable('retention_sweeps')
+      .set({ state: 'abandoned', finished_at: new Date(), error_code: 'node_lost' })
+      .where('state', '=', 'running')
+      .where((eb) => eb.or([eb('heartbeat_at', '<', new Date(Date.now() - SWEEP_STALE_MS)), eb.and([sql<boolean>`${options.presenceSettled}`, ownerIsGone(sql.ref('node'))])]))
+      .returning(['id', 'node', 'dry_run'])
+      .executeTakeFirst();
+    if (!lost) return false;
+    await recordAuditEvent(trx, {
+      action: 'privacy.retention_sweep',
+      outcome: 'failed',
+      actor: { type: 'system', id: `retention:${options.node}`.slice(0, 200) },
+      target: { type: 'retention_sweep', id: lost.id },
+      details: { error: 'node_lost', dryRun: lost.dry_run, previousNode: lost.node.slice(0, 100) },
+    });
+    return true;
+  });
+}
 
 /**
  * Starts a sweep of one tenant: returns its id, or undefined when another node's sweep is
  * running (one at a time per tenant). `run` then does the work and records the report.
  */
 export async function beginSweep(tenantDb: TenantDb, options: SweepOptions): Promise<string | undefined> {
+  await abandonLostSweep(tenantDb, { node: options.node, presenceSettled: false });
   return tenantDb.transaction(async (trx) => {
-    await trx
-      .updateTable('retention_sweeps')
-      .set({ state: 'abandoned', finished_at: new Date(), error_code: 'node_lost' })
-      .where('state', '=', 'running')
-      .where('heartbeat_at', '<', new Date(Date.now() - SWEEP_STALE_MS))
-      .execute();
     const row = await trx
       .insertInto('retention_sweeps')
       .values({ dry_run: options.dryRun, node: options.node, requested_by: options.requestedBy })
@@ -263,6 +298,7 @@ export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweep
   const now = options.now ?? new Date();
   const report: SweepReport = {};
   const heartbeat = async () => {
+    if (options.stopping?.()) throw new Error('sweep_stopped');
     const alive = await tenantDb.transaction((trx) => trx.updateTable('retention_sweeps').set({ heartbeat_at: new Date(), report: JSON.stringify(report) }).where('id', '=', sweepId).where('state', '=', 'running').returning('id').executeTakeFirst());
     return alive !== undefined;
   };
@@ -288,9 +324,11 @@ export async function runSweep(tenantDb: TenantDb, crypto: ContactsCrypto, sweep
     });
     return report;
   } catch (error) {
-    const code = error instanceof Error && error.message === 'sweep_lease_lost' ? 'lease_lost' : 'sweep_failed';
+    const message = error instanceof Error ? error.message : '';
+    // A stopping node gives its sweep up; another node resumes it at once (each batch committed stays done).
+    const code = message === 'sweep_lease_lost' ? 'lease_lost' : message === 'sweep_stopped' ? 'node_stopped' : 'sweep_failed';
     await tenantDb.transaction(async (trx) => {
-      await trx.updateTable('retention_sweeps').set({ state: 'failed', finished_at: new Date(), error_code: code, report: JSON.stringify(report) }).where('id', '=', sweepId).where('state', '=', 'running').execute();
+      await trx.updateTable('retention_sweeps').set({ state: code === 'node_stopped' ? 'abandoned' : 'failed', finished_at: new Date(), error_code: code, report: JSON.stringify(report) }).where('id', '=', sweepId).where('state', '=', 'running').execute();
       await recordAuditEvent(trx, { action: 'privacy.retention_sweep', outcome: 'failed', actor: { type: 'system', id: `retention:${options.node}` }, target: { type: 'retention_sweep', id: sweepId }, details: { dryRun: options.dryRun, error: code, ...countsOf(report) } });
     });
     throw error;

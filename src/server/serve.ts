@@ -14,11 +14,11 @@ import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
 import { createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
 import { startReencryptionWorker } from '../crypto/reencrypt.ts';
-import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { startDialerService } from '../dialer/dialer-service.ts';
 import { startBackupSchedule } from '../operations/backups.ts';
 import { startNodePresence } from '../operations/node-presence.ts';
+import { NODE_ID } from '../operations/node-id.ts';
 import { VirtualClock } from '../telephony/clock.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { createSimulator } from '../telephony/simulator.ts';
@@ -36,7 +36,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   // Owner access only for scheduled backups: they must see every row (see src/operations/backups.ts).
   const ownerAccess = config.backups.intervalHours > 0;
   const database = await openDatabase(config, logger, { applyMigrations: true, ownerAccess, ...(options.target ? { target: options.target } : {}) });
-  const nodeId = `${hostname().slice(0, 40)}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const nodeId = NODE_ID;
   let shuttingDown = false;
   let app;
   let sealer: { stop(): Promise<void> } | undefined;
@@ -106,7 +106,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     };
     await catchUp();
     mirrorCatchUp = runEvery('erasure_mirror', 10 * 60_000, catchUp, (error) => logger.error({ err: { name: (error as Error).name } }, 'erasure ledger mirror catch-up failed'));
-    retention = startRetentionService({ systemDb: database.systemDb, crypto: database.crypto, mirror: erasureMirror, logger });
+    retention = startRetentionService({ systemDb: database.systemDb, crypto: database.crypto, mirror: erasureMirror, logger, node: nodeId, presence: nodePresence });
     reminders = startReminderService({ systemDb: database.systemDb, cipher: async () => (await database.crypto()).cipher, logger });
     backups = startBackupSchedule({
       systemDb: database.systemDb,
