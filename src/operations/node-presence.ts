@@ -27,8 +27,11 @@ export type NodePresence = {
    * its own back within a second or two, so until then a free lock proves nothing.
    */
   settled(): boolean;
-  /** Resolves once the lock is first held (a short-lived process, such as the CLI, waits for it before it starts work). */
-  ready(): Promise<void>;
+  /**
+   * Resolves once the lock is first held (a short-lived process, such as the CLI, waits for it
+   * before it starts work); rejects after `timeoutMs` without it.
+   */
+  ready(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -98,7 +101,11 @@ export function startNodePresence(options: { connectionString: string; nodeId: s
   return {
     held: () => held,
     settled: () => held && Date.now() - heldSince >= SETTLE_MS,
-    ready: () => ready,
+    ready: (timeoutMs = 10_000) =>
+      Promise.race([
+        ready,
+        new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`the presence lock was not taken within ${timeoutMs} ms`)), timeoutMs).unref()),
+      ]),
     async stop() {
       stopped = true;
       if (retry) clearTimeout(retry);

@@ -70,15 +70,15 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     // Each import runs in a worker thread of its own (import-thread.ts), never on the event loop
     // that serves requests.
     const connectionString = String(database.pool.options.connectionString);
-    const runInThread = (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) =>
-      runImportInThread(tenantDb, { connectionString, config, importId, owner }, hooks);
-    importWorker = runEvery('contact_import', 2000, importWorkerTick(database.systemDb, runInThread, logger, () => stopImports), (error) =>
-      logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'contact import worker failed'),
-    );
     // This node's presence lock: while it is held, nobody takes over this node's singleton work
     // before its long grace; once the process is gone, others take it over within seconds.
     const nodePresence = startNodePresence({ connectionString, nodeId, logger });
     presence = nodePresence;
+    const runInThread = (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) =>
+      runImportInThread(tenantDb, { connectionString, config, importId, owner }, hooks);
+    importWorker = runEvery('contact_import', 2000, importWorkerTick(database.systemDb, runInThread, logger, () => stopImports, { owner: nodeId, presence: nodePresence }), (error) =>
+      logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'contact import worker failed'),
+    );
     // Campaign dialers. The telephony provider is the simulator (no real calls), in real time;
     // a SIP or cloud provider plugs in here behind the same interface.
     const telephonyClock = new VirtualClock(Date.now() + config.simulatorShiftMs);

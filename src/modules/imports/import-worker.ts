@@ -11,6 +11,7 @@ import { commitBatch, LeaseLost } from './commit-batch.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
 import { chunkAt } from './import-upload.ts';
 import { LEASE_SECONDS, loadJob, type Job } from './load-import-job.ts';
+import { ownerIsGone, type NodePresence } from '../../operations/node-presence.ts';
 import { prepareBatch, type RowOutcome, type SourceRow } from './prepare-batch.ts';
 
 /**
@@ -35,14 +36,20 @@ const FIRST_STATISTICS_REFRESH = 10_000;
 /** How a run of an import ended: finished, failed, another worker holds it now, or asked to stop. */
 export type ImportOutcome = 'done' | 'failed' | 'lease_lost' | 'stopped';
 
-/** Claims a queued import (or one whose worker's lease ran out); `importId` narrows it to one. */
-export async function claimImport(tenantDb: TenantDb, owner: string, importId?: string): Promise<string | undefined> {
+/**
+ * Claims a queued import, or one whose worker's lease ran out — or whose worker is gone: its
+ * node's presence lock is free (src/operations/node-presence.ts), judged only by a node whose own
+ * presence has settled — so a dead node's import goes on elsewhere within seconds, not after the
+ * lease. `importId` narrows it to one.
+ */
+export async function claimImport(tenantDb: TenantDb, owner: string, importId?: string, options: { presenceSettled?: boolean } = {}): Promise<string | undefined> {
   return tenantDb.transaction(async (trx) => {
     const claimed = await sql<{ id: string }>`
       UPDATE contact_imports SET state = 'running', lease_owner = ${owner}, lease_until = now() + make_interval(secs => ${LEASE_SECONDS}),
              started_at = coalesce(started_at, now()), updated_at = now()
        WHERE id = (SELECT id FROM contact_imports
-                    WHERE state IN ('queued', 'running') AND (lease_until IS NULL OR lease_until < now())
+                    WHERE state IN ('queued', 'running')
+                      AND (lease_until IS NULL OR lease_until < now() OR (${options.presenceSettled === true} AND ${ownerIsGone(sql.ref('lease_owner'))}))
                       ${importId ? sql`AND id = ${importId}` : sql``}
                     ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
        RETURNING id`.execute(trx);
@@ -218,14 +225,15 @@ export function importWorkerTick(
   run: (tenantDb: TenantDb, importId: string, owner: string, hooks: { logger: Logger; stop: () => boolean }) => Promise<ImportOutcome>,
   logger: Logger,
   stop: () => boolean,
+  node: { owner: string; presence?: Pick<NodePresence, 'settled'> | undefined } = { owner: `worker:${randomUUID()}` },
 ): () => Promise<void> {
-  const owner = `worker:${randomUUID()}`;
+  const { owner } = node;
   return async () => {
     for (const tenantId of await systemDb.tenantsWithPendingImports()) {
       const tenantDb = systemDb.inTenant(tenantId);
       for (;;) {
         if (stop()) return;
-        const importId = await claimImport(tenantDb, owner);
+        const importId = await claimImport(tenantDb, owner, undefined, { presenceSettled: node.presence?.settled() === true });
         if (!importId) break;
         const outcome = await run(tenantDb, importId, owner, { logger, stop });
         logger.info({ importId, outcome }, 'contact import run ended');

@@ -1,6 +1,5 @@
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { hostname } from 'node:os';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
@@ -13,6 +12,9 @@ import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
 import { claimImport } from './import-worker.ts';
 import { runImportInThread } from './import-thread.ts';
 import type { Config } from '../../config.ts';
+import { createLogger } from '../../logger.ts';
+import { NODE_ID } from '../../operations/node-id.ts';
+import { startNodePresence } from '../../operations/node-presence.ts';
 import { createImport, createImportSchema, importView, rejectsCsv } from './imports.routes.ts';
 import type { z } from '../../zod.ts';
 
@@ -178,8 +180,11 @@ async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: s
   };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
+  // This run's presence: while it lives, no server takes its import over as a dead node's.
+  const owner = `cli:${NODE_ID}`;
+  const presence = startNodePresence({ connectionString: thread.connectionString, nodeId: owner, logger: createLogger('silent') });
   try {
-    const owner = `cli:${hostname()}:${process.pid}`;
+    await presence.ready();
     if (await claimImport(tenantDb, owner, importId)) {
       const outcome = await runImportInThread(tenantDb, { ...thread, importId, owner }, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
       await show();
@@ -193,6 +198,7 @@ async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: s
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   } finally {
+    await presence.stop();
     bar.stop();
     process.off('SIGINT', interrupt);
     process.off('SIGTERM', interrupt);
