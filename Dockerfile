@@ -29,6 +29,8 @@ ENV NODE_ENV=production \
 USER ringvakt
 VOLUME ["/var/lib/ringvakt"]
 EXPOSE 8080
+# Give `docker stop` a --time (or Kubernetes terminationGracePeriodSeconds) above the drains:
+# calls in progress are followed for RINGVAKT_SHUTDOWN_CALL_DRAIN_MS (60 s by default).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]

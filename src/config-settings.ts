@@ -107,6 +107,11 @@ export const settings = {
     key: 'shutdownDrainMs',
     describe: 'milliseconds between /readyz turning 503 and closing the listener, 0-60000 (at least the proxy health check interval times its fall count)',
   },
+  shutdownCallDrainMs: {
+    env: 'RINGVAKT_SHUTDOWN_CALL_DRAIN_MS',
+    key: 'shutdownCallDrainMs',
+    describe: 'milliseconds a stopping node waits for its calls in progress to end, 0-3600000 (its campaigns move to another node at once)',
+  },
   backupDir: {
     env: 'RINGVAKT_BACKUP_DIR',
     key: 'backupDir',

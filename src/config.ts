@@ -61,6 +61,7 @@ const schemas = {
   poolMax: integerText(1, 200),
   shutdownTimeoutMs: integerText(100, 600_000),
   shutdownDrainMs: integerText(0, 60_000),
+  shutdownCallDrainMs: integerText(0, 3_600_000),
   backupDir: z.string().min(1).max(4096).optional(),
   backupIntervalHours: integerText(0, 168),
   backupKeep: integerText(1, 1000),
@@ -96,6 +97,7 @@ const defaults: Partial<Record<SettingName, string>> = {
   poolMax: '10',
   shutdownTimeoutMs: '10000',
   shutdownDrainMs: '0',
+  shutdownCallDrainMs: '60000',
   backupIntervalHours: '24',
   backupKeep: '7',
   simulatorShiftMs: '0',
@@ -129,6 +131,8 @@ export type Config = {
    * that no request (not only the idempotent ones a proxy may retry) meets a closing node.
    */
   shutdownDrainMs: number;
+  /** How long a stopping node follows its calls in progress before it exits (RINGVAKT_SHUTDOWN_CALL_DRAIN_MS). */
+  shutdownCallDrainMs: number;
   /** Scheduled backups (one node at a time takes them): where, how often (hours; 0 = none), how many kept. */
   backups: { dir: string; intervalHours: number; keep: number };
   /**
@@ -269,6 +273,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     poolMax: values.poolMax as number,
     shutdownTimeoutMs: values.shutdownTimeoutMs as number,
     shutdownDrainMs: values.shutdownDrainMs as number,
+    shutdownCallDrainMs: values.shutdownCallDrainMs as number,
     backups: {
       dir: path.resolve((values.backupDir as string | undefined) ?? path.join(values.dataDir as string, 'backups')),
       intervalHours: values.backupIntervalHours as number,

@@ -9,7 +9,7 @@ import { VirtualClock } from '../src/telephony/clock.ts';
 import { seededRandom } from '../src/telephony/random.ts';
 import { createSimulator } from '../src/telephony/simulator.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
-import { ALL_BUSY, createCallees, startedCampaign, zoneOpenNow } from './support/dialer-floor.ts';
+import { ALL_BUSY, ALL_LIVE, availableAgents, createCallees, startedCampaign, zoneOpenNow } from './support/dialer-floor.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { until } from './support/until.ts';
 
@@ -33,10 +33,10 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
   });
 
   /** Starts node A in its own process; resolves once it owns `campaignId`. */
-  const startNodeA = (campaignId: string) =>
+  const startNodeA = (campaignId: string, env: Record<string, string> = {}) =>
     new Promise<ChildProcess>((resolve, reject) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/dialer-node.ts'], {
-        env: { ...process.env, DATABASE_URL: db.url, RINGVAKT_DATA_DIR: db.config.dataDir, NODE_ID: 'node-a' },
+        env: { ...process.env, DATABASE_URL: db.url, RINGVAKT_DATA_DIR: db.config.dataDir, NODE_ID: 'node-a', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       children.push(child);
@@ -50,11 +50,11 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
   const owner = async (campaignId: string) =>
     (await db.handles.forTenant(tenant.tenantId).read((trx) => trx.selectFrom('campaigns').select('dialer_owner').where('id', '=', campaignId).executeTakeFirstOrThrow())).dialer_owner;
 
-  const startNodeB = () => {
+  const startNodeB = (model = ALL_BUSY) => {
     const clock = new VirtualClock(Date.now());
     const stopClock = clock.followRealTime();
     const presence = startNodePresence({ connectionString: String(db.handles.pool.options.connectionString), nodeId: 'node-b', logger: db.logger });
-    const service = startDialerService({ systemDb: db.handles.systemDb, crypto: db.handles.crypto, provider: createSimulator({ clock, random: seededRandom(4), model: ALL_BUSY }), clock, nodeId: 'node-b', logger: db.logger, presence });
+    const service = startDialerService({ systemDb: db.handles.systemDb, crypto: db.handles.crypto, provider: createSimulator({ clock, random: seededRandom(4), model }), clock, nodeId: 'node-b', logger: db.logger, presence });
     return {
       async stop() {
         await service.stop();
@@ -129,6 +129,77 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
       await nodeB.stop();
     }
   }, 60_000);
+
+  it('a node stopped with SIGTERM mid-call hands its campaign over at once and finishes its calls: none cut, none dialed twice', async () => {
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused', dialer_owner: null, dialer_lease_until: null }).execute());
+    const callees = await createCallees(tenantDb, db.handles, 40, '+4792', zoneOpenNow());
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Handover', wrapUpMs: 500 });
+    await availableAgents(tenantDb, db.handles, campaignId, 3, new Date(), 'handover');
+    // Everyone answers after 3 s and talks 5 s.
+    const nodeA = await startNodeA(campaignId, { MODEL: 'live', TALK_MS: '5000' });
+    let out = '';
+    nodeA.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => nodeA.once('exit', (code) => resolve(code)));
+    const nodeB = startNodeB({ ...ALL_LIVE, talkMs: { kind: 'fixed', ms: 5_000 } });
+    try {
+      const openOfA = async () => (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state = 'connected'`, [campaignId])).rows.map((row) => row.id);
+      await until(async () => (await openOfA()).length > 0, 20_000);
+      const talking = await openOfA();
+      nodeA.kill('SIGTERM');
+      const stoppedAt = Date.now();
+      // The campaign is B's within a round or two; A has not exited yet (its calls go on).
+      await until(async () => (await owner(campaignId)) === 'node-b', 5_000);
+      const handedOverAfterMs = Date.now() - stoppedAt;
+      expect(out).toMatch(/handed over with [1-9]\d* calls/);
+      expect(out).not.toContain('stopped');
+      expect(await exited).toBe(0);
+      expect(out).toContain('stopped');
+      // A's calls ended as calls do (talked to their end), not cancelled as a lost node's are.
+      const ended = await db.superQuery<{ id: string; state: string; outcome: string; skip_reason: string | null }>(`SELECT id, state, outcome, skip_reason FROM ringvakt.dial_attempts WHERE id = ANY ($1::uuid[])`, [talking]);
+      expect(ended.rows.map((row) => [row.state, row.outcome, row.skip_reason])).toEqual(talking.map(() => ['ended', 'live', null]));
+      const lost = await db.superQuery(`SELECT 1 FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND skip_reason = 'dialer_lost'`, [campaignId]);
+      expect(lost.rowCount).toBe(0);
+      // B goes on dialing; nobody is dialed twice.
+      await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-b' AND dialed_at IS NOT NULL`, [campaignId])).rowCount! > 0, 15_000);
+      const twice = await db.superQuery(`SELECT contact_id FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialed_at IS NOT NULL GROUP BY contact_id HAVING count(*) > 1`, [campaignId]);
+      expect(twice.rowCount).toBe(0);
+      expect(handedOverAfterMs).toBeLessThan(3_000);
+    } finally {
+      nodeA.kill('SIGKILL');
+      await nodeB.stop();
+    }
+  }, 90_000);
+
+  it('a node killed while it finishes its calls after a handover: the campaign\'s new node settles those calls', async () => {
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused', dialer_owner: null, dialer_lease_until: null }).execute());
+    const callees = await createCallees(tenantDb, db.handles, 40, '+4794', zoneOpenNow());
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Handover killed', wrapUpMs: 500 });
+    await availableAgents(tenantDb, db.handles, campaignId, 3, new Date(), 'handover-killed');
+    // Long calls: A is still following them when it is killed.
+    const nodeA = await startNodeA(campaignId, { MODEL: 'live', TALK_MS: '60000' });
+    let out = '';
+    nodeA.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const nodeB = startNodeB({ ...ALL_LIVE, talkMs: { kind: 'fixed', ms: 60_000 } });
+    try {
+      const openOfA = async () => (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state <> 'ended'`, [campaignId])).rows.map((row) => row.id);
+      await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state = 'connected'`, [campaignId])).rowCount! > 0, 20_000);
+      nodeA.kill('SIGTERM');
+      await until(() => out.includes('handed over'), 5_000);
+      await until(async () => (await owner(campaignId)) === 'node-b', 5_000);
+      const open = await openOfA();
+      expect(open.length).toBeGreaterThan(0);
+      nodeA.kill('SIGKILL');
+      // Settled by B once A's presence lock is free (B looks every few rounds).
+      await until(async () => (await openOfA()).length === 0, 20_000);
+      const settled = await db.superQuery<{ outcome: string; skip_reason: string }>(`SELECT outcome, skip_reason FROM ringvakt.dial_attempts WHERE id = ANY ($1::uuid[])`, [open]);
+      expect(settled.rows.map((row) => [row.outcome, row.skip_reason])).toEqual(open.map(() => ['cancelled', 'dialer_lost']));
+    } finally {
+      nodeA.kill('SIGKILL');
+      await nodeB.stop();
+    }
+  }, 90_000);
 
   describe('the retention sweeper', () => {
     let sweeper: { tenantId: string };

@@ -10,6 +10,7 @@ import { probeRootKeys } from '../src/crypto/root-keys/root-key-provider.ts';
 import { createVaultTransitProvider } from '../src/crypto/root-keys/vault-transit-provider.ts';
 import { pruneBackups, scheduledBackupName, startBackupSchedule, takeBackup } from '../src/operations/backups.ts';
 import { runRestoreDrill } from '../src/operations/drill.ts';
+import { BackupStopped } from '../src/backup/logical-backup.ts';
 import type { App } from '../src/server/types.ts';
 import { buildTestApp } from './support/app.ts';
 import { adminQuery, createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -78,6 +79,19 @@ describe(`operations: backups, restore drills, metrics, readiness (${serverLabel
     } finally {
       await fresh.close();
     }
+  });
+
+  it('a backup stopped part-way (its node shuts down) leaves no file and no failure on the record', async () => {
+    const { root } = await db.handles.crypto();
+    const file = path.join(folder, 'stopped.rvbk');
+    const before = await db.superQuery(`SELECT 1 FROM ringvakt.backup_runs`);
+    // Stopped at its third look: after the first tables are written, before the end.
+    let looks = 0;
+    const signal = { get aborted() { looks += 1; return looks > 2; } } as AbortSignal;
+    await expect(takeBackup({ systemDb: db.handles.systemDb, ownerUrl: db.handles.migratorUrl(), root, file, trigger: 'schedule', node: 'test-node', signal })).rejects.toThrow(BackupStopped);
+    expect(looks).toBe(3);
+    expect(readdirSync(folder).filter((name) => name.startsWith('stopped'))).toEqual([]);
+    expect((await db.superQuery(`SELECT 1 FROM ringvakt.backup_runs`)).rowCount).toBe(before.rowCount);
   });
 
   it('a restore drill restores into a scratch database, verifies the ledgers, reports recovery time and point, and cleans up', async () => {

@@ -47,6 +47,12 @@ const enum Frame {
 }
 
 export class BackupError extends Error {}
+/** A backup stopped on purpose, by its caller's signal (the node shuts down): not a failure. */
+export class BackupStopped extends BackupError {
+  constructor() {
+    super('The backup was stopped: the node is shutting down.');
+  }
+}
 
 /** Each frame is bound to the whole header (so its migrations, time and key cannot be swapped) and to its position. */
 const aad = (headerBytes: Buffer, index: number) => Buffer.concat([createHash('sha256').update(headerBytes).digest(), Buffer.from(`|${FORMAT}|${index}`)]);
@@ -64,7 +70,9 @@ async function tablesOf(client: pg.ClientBase): Promise<string[]> {
 const quoted = (table: string) => `${SCHEMA}."${table.replace(/"/g, '""')}"`;
 
 /** Writes a backup of the database at `url` (a superuser or a role that bypasses row-level security) to `file`. */
-export async function writeBackup(url: string, file: string, root: RootKeyProvider): Promise<{ backupId: string; manifest: BackupManifest; bytes: number }> {
+export async function writeBackup(url: string, file: string, root: RootKeyProvider, signal?: AbortSignal): Promise<{ backupId: string; manifest: BackupManifest; bytes: number }> {
+  /** A backup stopped on purpose (the node shuts down) ends at the next chunk, and leaves nothing. */
+  const stopped = () => (signal?.aborted ? new BackupStopped() : undefined);
   const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-backup' });
   // A lost connection fails the query in flight; without a listener it would end the process.
   client.on('error', () => undefined);
@@ -114,6 +122,8 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     };
     const manifest: BackupManifest = { tables: [] };
     for (const table of await tablesOf(client)) {
+      const halt = stopped();
+      if (halt) throw halt;
       await frame(Frame.TableStart, Buffer.from(table));
       const hash = createHash('sha256');
       let pending: Buffer[] = [];
@@ -123,6 +133,8 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
         stream,
         new Writable({
           write(chunk: Buffer, _encoding, done) {
+            const halt = stopped();
+            if (halt) return done(halt);
             hash.update(chunk);
             pending.push(chunk);
             pendingBytes += chunk.length;

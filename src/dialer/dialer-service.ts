@@ -53,17 +53,20 @@ const ROUND_MS = 1_000;
  * slow (or cut off from its calls): taken over only after this much longer grace.
  */
 const TAKEOVER_GRACE_SECONDS = 30;
+/** Rounds between looks for attempts left open by a dead node that had handed its campaign over. */
+const SETTLE_LOST_EVERY_ROUNDS = 5;
 /** How long after a takeover the contacts of calls that were already ringing, or answered, are due again. */
 const RINGING_CALL_RETRY_MS = 2 * 60_000;
 const ANSWERED_CALL_RETRY_MS = 4 * 3_600_000;
 
 /**
- * Settles the attempts another (dead) dialer of this campaign left open; returns how many. A
+ * Settles the attempts another (dead) dialer of this campaign left open — the previous lease
+ * holder's (`takenFrom`), and those of any dialer whose node is gone — and returns how many. A
  * reservation never dialed returns its contact at once; a call that was ringing comes back in
  * 2 minutes, one that was answered in 4 hours (the person may have been talking when the node
  * died: never ring them again at once). Agents held for those calls are freed.
  */
-export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId: string, dialerId: string, now: Date, takenFrom?: string): Promise<number> {
+export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId: string, dialerId: string, now: Date, takenFrom?: string, options: { presenceSettled?: boolean } = {}): Promise<number> {
   const orphans = await trx
     .updateTable('dial_attempts')
     .set((eb) => ({
@@ -75,6 +78,9 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
     .where('campaign_id', '=', campaignId)
     .where('dialer', '<>', dialerId)
     .where('state', 'in', ['reserved', 'dialing', 'answered', 'connected'])
+    // The previous owner's, and any other dialer's whose node is gone. A live node's calls are its
+    // own to finish: one that handed its campaign over while stopping follows them to their end.
+    .where((eb) => eb.or([eb('dialer', '=', takenFrom ?? null), eb.and([sql<boolean>`${options.presenceSettled === true}`, ownerIsGone(sql.ref('dialer'))])]))
     .returning(['id', 'contact_id', 'answered_at', 'dialed_at'])
     .execute();
   // A campaign taken from another node is always recorded; settling leftovers of a finished one only when there were any.
@@ -110,13 +116,31 @@ export async function recoverOrphanedAttempts(trx: TenantTransaction, campaignId
   return orphans.length;
 }
 
-export function startDialerService(options: DialerServiceOptions): { stop(): Promise<void>; running(): string[] } {
+export type DialerService = {
+  running(): string[];
+  /** Calls this node is following now. */
+  callsInProgress(): number;
+  /**
+   * The first step of a graceful stop: no more dials, every campaign's lease given up at once (so
+   * another node goes on dialing it within a round), and this node's calls followed to their end.
+   */
+  handOver(): Promise<void>;
+  /**
+   * Stops. After handOver, waits up to `callDrainMs` for this node's calls to end; calls still in
+   * progress then are settled by their campaign's next owner once this process is gone.
+   */
+  stop(options?: { callDrainMs?: number }): Promise<void>;
+};
+
+export function startDialerService(options: DialerServiceOptions): DialerService {
   const { systemDb, provider, clock, nodeId, logger } = options;
   const leaseMs = options.leaseMs ?? LEASE_MS;
   const presenceSettled = () => options.presence?.settled() === true;
   const running = new Map<string, Running>();
   const routers = new Map<string, InboundRouter>();
   let stopping = false;
+  let handingOver = false;
+  let rounds = 0;
 
   /**
    * Takes the lease of an active campaign that is free, ours, lapsed with its node gone, or lapsed
@@ -139,7 +163,7 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
       const leased = result.rows[0];
       if (!leased) return false;
       const takenFrom = leased.previous !== null && leased.previous !== nodeId ? leased.previous : undefined;
-      await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()), takenFrom);
+      await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()), takenFrom, { presenceSettled: presenceSettled() });
       return true;
     });
 
@@ -164,24 +188,36 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
   /** A lapsed lease on a campaign that is no longer active: settle what it left and clear it. */
   const clearLapsed = (tenantId: string, campaignId: string) =>
     systemDb.inTenant(tenantId).transaction(async (trx) => {
-      const cleared = await trx
-        .updateTable('campaigns')
-        .set({ dialer_owner: null, dialer_lease_until: null })
-        .where('id', '=', campaignId)
-        .where('state', '<>', 'active')
-        .where((eb) =>
-          eb.or([
-            eb('dialer_lease_until', '<', sql<Date>`now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})`),
-            eb.and([sql<boolean>`${presenceSettled()}`, eb('dialer_lease_until', '<', sql<Date>`now()`), ownerIsGone(sql.ref('dialer_owner'))]),
-          ]),
-        )
-        .returning('id')
-        .executeTakeFirst();
-      if (cleared) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()));
+      const cleared = await sql<{ previous: string | null }>`
+        UPDATE campaigns AS c SET dialer_owner = NULL, dialer_lease_until = NULL
+          FROM (SELECT dialer_owner AS previous FROM campaigns WHERE id = ${campaignId}) AS p
+         WHERE c.id = ${campaignId} AND c.state <> 'active'
+           AND (c.dialer_lease_until < now() - make_interval(secs => ${TAKEOVER_GRACE_SECONDS})
+                OR (${presenceSettled()} AND c.dialer_lease_until < now() AND ${ownerIsGone(sql.ref('c.dialer_owner'))}))
+        RETURNING p.previous`.execute(trx);
+      const row = cleared.rows[0];
+      if (row) await recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()), row.previous ?? undefined, { presenceSettled: presenceSettled() });
     });
+
+  /**
+   * Every few rounds, on the campaigns this node runs: settles the attempts of another dialer
+   * whose node died after it had handed the campaign over (killed while finishing its calls).
+   */
+  const settleLost = (tenantId: string, campaignId: string) =>
+    systemDb.inTenant(tenantId).transaction((trx) => recoverOrphanedAttempts(trx, campaignId, nodeId, new Date(clock.now()), undefined, { presenceSettled: true }));
 
   async function round(): Promise<void> {
     if (stopping) return;
+    rounds += 1;
+    if (handingOver) {
+      // Stopping: follow this node's calls to their end; the campaigns are another node's now.
+      for (const [campaignId, entry] of running) {
+        if (entry.dialer.callsInProgress() > 0) continue;
+        await entry.dialer.stop();
+        running.delete(campaignId);
+      }
+      return;
+    }
     // Inbound: a router per tenant with queues, for the calls this node's telephony receives.
     for (const tenantId of await systemDb.tenantsWithQueues()) {
       if (routers.has(tenantId)) continue;
@@ -196,6 +232,7 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
       const mine = running.get(campaignId);
       if (mine) {
         const state = await renew(tenantId, campaignId);
+        if (state === 'active' && rounds % SETTLE_LOST_EVERY_ROUNDS === 0 && presenceSettled()) await settleLost(tenantId, campaignId);
         if (state !== 'active' && !mine.winding) {
           // Paused or finished (state), or taken over (no state): dial no more, but follow the
           // calls in progress to their end.
@@ -229,16 +266,33 @@ export function startDialerService(options: DialerServiceOptions): { stop(): Pro
   }
 
   const task = runEvery('dialer_service', options.roundMs ?? ROUND_MS, round, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
+
+  const callsInProgress = () => [...running.values()].reduce((sum, entry) => sum + entry.dialer.callsInProgress(), 0);
   return {
     running: () => [...running.keys()],
-    async stop() {
+    callsInProgress,
+    async handOver() {
+      if (handingOver || stopping) return;
+      handingOver = true;
+      for (const [campaignId, entry] of running) {
+        entry.winding = true;
+        entry.dialer.pause();
+        await release(entry.tenantId, campaignId).catch((error: unknown) => logger.warn({ err: error instanceof Error ? { name: error.name } : undefined, campaign: campaignId }, 'campaign not released; another node takes it when its lease lapses'));
+      }
+      logger.info({ campaigns: running.size, calls: callsInProgress() }, 'stopping: campaigns handed over; following the calls in progress to their end');
+    },
+    async stop(options: { callDrainMs?: number } = {}) {
+      const deadline = Date.now() + (options.callDrainMs ?? 0);
+      while (handingOver && callsInProgress() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      const left = callsInProgress();
+      if (left > 0) logger.warn({ calls: left }, 'stopping with calls in progress; the next owner of their campaigns settles them');
       stopping = true;
       await task.stop();
       for (const router of routers.values()) await router.stop();
       routers.clear();
       for (const [campaignId, entry] of running) {
         await entry.dialer.stop();
-        await release(entry.tenantId, campaignId).catch(() => undefined);
+        if (!handingOver) await release(entry.tenantId, campaignId).catch(() => undefined);
       }
       running.clear();
     },

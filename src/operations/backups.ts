@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type pg from 'pg';
 import { runEvery } from '../background-task.ts';
-import { BackupError, writeBackup } from '../backup/logical-backup.ts';
+import { BackupError, BackupStopped, writeBackup } from '../backup/logical-backup.ts';
 import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
 import type { SystemDb } from '../db/system-db.ts';
 import type { Logger } from '../logger.ts';
@@ -40,10 +40,12 @@ export async function takeBackup(options: {
   file: string;
   trigger: 'operator' | 'schedule';
   node: string;
+  /** Stops the backup (the node shuts down): it ends at the next chunk, leaves no file, and is not recorded as a failure. */
+  signal?: AbortSignal;
 }): Promise<BackupTaken> {
   const startedAt = new Date();
   try {
-    const written = await writeBackup(options.ownerUrl, options.file, options.root);
+    const written = await writeBackup(options.ownerUrl, options.file, options.root, options.signal);
     const rows = written.manifest.tables.reduce((sum, table) => sum + table.rows, 0);
     await options.systemDb.recordBackupRun({
       kind: 'backup',
@@ -60,6 +62,7 @@ export async function takeBackup(options: {
     return { backupId: written.backupId, file: options.file, bytes: written.bytes, rows, tables: written.manifest.tables.length };
   } catch (error) {
     // writeBackup removes what it wrote itself; an existing file is never touched.
+    if (error instanceof BackupStopped) throw error;
     backupFailures.inc({ kind: 'backup' });
     await options.systemDb
       .recordBackupRun({ kind: 'backup', trigger: options.trigger, outcome: 'failed', startedAt, finishedAt: new Date(), file: options.file, error: failureText(error), node: options.node })
@@ -101,7 +104,8 @@ const SCHEDULE_LOCK = 'ringvakt:backup-schedule';
  * Takes a backup whenever the newest good one (by any node, or by an operator) is older than the
  * interval. Every node runs this (a tick every 5 s: one small query); a session advisory lock lets
  * one at a time take the backup, and if that node dies mid-way its session ends, the lock with
- * it, and another node takes over on its next tick.
+ * it, and another node takes over on its next tick. A node that stops cuts its backup short
+ * (nothing is kept of it) rather than make the shutdown wait for a whole database.
  */
 export function startBackupSchedule(options: {
   systemDb: SystemDb;
@@ -115,7 +119,7 @@ export function startBackupSchedule(options: {
 }): { stop(): Promise<void> } {
   const { backups, logger } = options;
   const intervalMs = backups.intervalHours * 3_600_000;
-  const tick = async () => {
+  const tick = async (_stopping: () => boolean, signal: AbortSignal) => {
     const last = await options.systemDb.lastBackup();
     if (last && Date.now() - last.finishedAt.getTime() < intervalMs) return;
     // After a failure, wait before the next attempt (a missing right or a full disk does not mend
@@ -136,7 +140,16 @@ export function startBackupSchedule(options: {
         if (newest && Date.now() - newest.finishedAt.getTime() < intervalMs) return;
         mkdirSync(backups.dir, { recursive: true, mode: 0o700 });
         const file = path.join(backups.dir, scheduledBackupName(new Date()));
-        const taken = await takeBackup({ systemDb: options.systemDb, ownerUrl: options.ownerUrl(), root: await options.root(), file, trigger: 'schedule', node: options.node });
+        let taken: BackupTaken;
+        try {
+          taken = await takeBackup({ systemDb: options.systemDb, ownerUrl: options.ownerUrl(), root: await options.root(), file, trigger: 'schedule', node: options.node, signal });
+        } catch (error) {
+          // A shutdown does not wait for a backup of the whole database: another node (or this
+          // one after its restart) takes the next on its schedule.
+          if (!(error instanceof BackupStopped)) throw error;
+          logger.info('scheduled backup stopped: the node is shutting down');
+          return;
+        }
         const removed = pruneBackups(backups.dir, backups.keep);
         logger.info({ backup: taken.backupId, bytes: taken.bytes, rows: taken.rows, pruned: removed.length }, 'scheduled backup written');
       } finally {

@@ -15,7 +15,7 @@ import { loadSigningKey } from '../audit/signing-key.ts';
 import { createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
 import { startReencryptionWorker } from '../crypto/reencrypt.ts';
 import { randomBytes } from 'node:crypto';
-import { startDialerService } from '../dialer/dialer-service.ts';
+import { startDialerService, type DialerService } from '../dialer/dialer-service.ts';
 import { startBackupSchedule } from '../operations/backups.ts';
 import { startNodePresence } from '../operations/node-presence.ts';
 import { NODE_ID } from '../operations/node-id.ts';
@@ -43,7 +43,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   let reencryption: { stop(): Promise<void> } | undefined;
   let mailSender: { stop(): Promise<void> } | undefined;
   let importWorker: { stop(): Promise<void> } | undefined;
-  let dialers: { stop(): Promise<void> } | undefined;
+  let dialers: DialerService | undefined;
   let retention: { stop(): Promise<void> } | undefined;
   let reminders: { stop(): Promise<void> } | undefined;
   let backups: { stop(): Promise<void> } | undefined;
@@ -154,6 +154,9 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     stopping ??= (async () => {
       shuttingDown = true;
       stopImports = true;
+      // No more dials; this node's campaigns move to another node within a round, while this one
+      // follows its calls in progress to their end (agents' commands still reach them by NOTIFY).
+      await dialers?.handOver();
       // /readyz says 503 from now on; a load balancer takes this node out before it closes.
       if (config.shutdownDrainMs > 0) {
         logger.info({ reason, drainMs: config.shutdownDrainMs }, 'shutting down: leaving the load balancer');
@@ -173,7 +176,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
         await mailSender?.stop();
         stopImports = true;
         await importWorker?.stop();
-        await dialers?.stop();
+        await dialers?.stop({ callDrainMs: config.shutdownCallDrainMs });
         await retention?.stop();
         await reminders?.stop();
         await backups?.stop();
