@@ -127,6 +127,11 @@ export const settings = {
     key: 'backupKeep',
     describe: 'how many scheduled backups to keep in the backup folder, 1-1000',
   },
+  backupFormat: {
+    env: 'RINGVAKT_BACKUP_FORMAT',
+    key: 'backupFormat',
+    describe: 'ringvakt (default: no client tools needed) or pg_dump (a pg_dump custom-format archive inside the same encryption; needs pg_dump of the server\'s version or newer)',
+  },
   simulatorShiftMs: {
     env: 'RINGVAKT_SIMULATOR_SHIFT_MS',
     key: 'simulatorShiftMs',

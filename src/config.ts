@@ -65,6 +65,7 @@ const schemas = {
   backupDir: z.string().min(1).max(4096).optional(),
   backupIntervalHours: integerText(0, 168),
   backupKeep: integerText(1, 1000),
+  backupFormat: z.enum(['ringvakt', 'pg_dump']),
   simulatorShiftMs: integerText(-30 * 86_400_000, 30 * 86_400_000),
   simulatorCallees: z.enum(['mixed', 'answering']),
   keyProvider: z.enum(['local', 'env', 'vault-transit']),
@@ -100,6 +101,7 @@ const defaults: Partial<Record<SettingName, string>> = {
   shutdownCallDrainMs: '60000',
   backupIntervalHours: '24',
   backupKeep: '7',
+  backupFormat: 'ringvakt',
   simulatorShiftMs: '0',
   simulatorCallees: 'mixed',
   keyProvider: 'local',
@@ -107,6 +109,9 @@ const defaults: Partial<Record<SettingName, string>> = {
   vaultKeyName: 'ringvakt-root',
   mailFrom: 'ringvakt@localhost',
 };
+
+/** `ringvakt`: our binary COPY tables; `pg_dump`: a pg_dump custom-format archive (needs the client tools). Both encrypted alike. */
+export type BackupFormat = 'ringvakt' | 'pg_dump';
 
 export type Config = {
   dataDir: string;
@@ -133,8 +138,8 @@ export type Config = {
   shutdownDrainMs: number;
   /** How long a stopping node follows its calls in progress before it exits (RINGVAKT_SHUTDOWN_CALL_DRAIN_MS). */
   shutdownCallDrainMs: number;
-  /** Scheduled backups (one node at a time takes them): where, how often (hours; 0 = none), how many kept. */
-  backups: { dir: string; intervalHours: number; keep: number };
+  /** Scheduled backups (one node at a time takes them): where, how often (hours; 0 = none), how many kept, in which format. */
+  backups: { dir: string; intervalHours: number; keep: number; format: BackupFormat };
   /**
    * How far the simulated telephony's clock runs from the wall clock. Calls obey calling hours in
    * the callee's time zone: a demonstration or a browser test at night shifts the simulator into
@@ -278,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       dir: path.resolve((values.backupDir as string | undefined) ?? path.join(values.dataDir as string, 'backups')),
       intervalHours: values.backupIntervalHours as number,
       keep: values.backupKeep as number,
+      format: values.backupFormat as BackupFormat,
     },
     simulatorShiftMs: values.simulatorShiftMs as number,
     simulatorCallees: values.simulatorCallees as Config['simulatorCallees'],

@@ -2,9 +2,9 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { permissions } from './modules/access/permissions.ts';
 import { readOutbox } from './modules/mail/mailer.ts';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import pg from 'pg';
-import { ConfigError, type Config } from './config.ts';
+import { ConfigError, type BackupFormat, type Config } from './config.ts';
 import { databaseNameOf } from './db/database.ts';
 import { loadMigrations, MigrationError, pendingMigrations, readApplied, renderMigration } from './db/migrate.ts';
 import { provisioningStatements, rolesFor, SCHEMA } from './db/provision.ts';
@@ -266,16 +266,18 @@ keys
     });
   });
 
-const backup = program.command('backup').description('logical backups (no client binaries needed), restore, and the erasure ledger');
+const backup = program.command('backup').description('encrypted logical backups (our format needs no client tools; or a pg_dump archive), restore, drills, and the erasure ledger');
 backup
   .command('create')
   .description('write an encrypted backup of the whole database to a new file (mode 0600), and record it')
   .requiredOption('--file <path>', 'the backup file to create')
-  .action(async (options: { file: string }) => {
+  .addOption(new Option('--format <format>', 'ringvakt (no client tools needed) or pg_dump (a pg_dump custom-format archive inside the same encryption)').choices(['ringvakt', 'pg_dump']))
+  .action(async (options: { file: string; format?: BackupFormat }) => {
     await withCliDatabase(
-      async (database) => {
+      async (database, { config }) => {
         const crypto = await database.crypto();
-        const taken = await takeBackup({ systemDb: database.systemDb, ownerUrl: database.migratorUrl(), root: crypto.root, file: options.file, trigger: 'operator', node: cliNode() });
+        const format = options.format ?? config.backups.format;
+        const taken = await takeBackup({ systemDb: database.systemDb, ownerUrl: database.migratorUrl(), root: crypto.root, file: options.file, trigger: 'operator', node: cliNode(), format });
         process.stdout.write(`backup ${taken.backupId}: ${taken.tables} tables, ${taken.rows} rows, ${taken.bytes} bytes\n`);
       },
       { ownerAccess: true },

@@ -31,20 +31,21 @@ import type { ErasureLedgerEntry } from '../privacy/erasure.ts';
 
 const MAGIC = Buffer.from('RVBK1\n');
 const FORMAT = 'ringvakt-backup/v1';
-const SCHEMA = 'ringvakt';
+export const SCHEMA = 'ringvakt';
 const FRAME_TARGET = 1 << 20;
 const KEY_CONTEXT = Buffer.from(FORMAT);
 
-type Header = { format: typeof FORMAT; backupId: string; createdAt: string; rootKeyId: string; wrappedKey: string; migrations: number[] };
+/**
+ * `contents`: absent for binary COPY tables; `pg_dump-custom` for one pg_dump custom-format
+ * archive (src/backup/pg-dump-backup.ts) in the same encrypted frames.
+ */
+export type Header = { format: typeof FORMAT; backupId: string; createdAt: string; rootKeyId: string; wrappedKey: string; migrations: number[]; contents?: 'pg_dump-custom' };
 export type TableManifest = { table: string; rows: number; sha256: string };
-export type BackupManifest = { tables: TableManifest[] };
+/** `archive`: a pg_dump backup's archive, its size and SHA-256 (its tables carry row counts, and no checksum of their own). */
+export type BackupManifest = { tables: TableManifest[]; archive?: { bytes: number; sha256: string } };
 
-const enum Frame {
-  TableStart = 1,
-  Data = 2,
-  TableEnd = 3,
-  Manifest = 4,
-}
+export const Frame = { TableStart: 1, Data: 2, TableEnd: 3, Manifest: 4 } as const;
+export type Frame = (typeof Frame)[keyof typeof Frame];
 
 export class BackupError extends Error {}
 /** A backup stopped on purpose, by its caller's signal (the node shuts down): not a failure. */
@@ -57,7 +58,33 @@ export class BackupStopped extends BackupError {
 /** Each frame is bound to the whole header (so its migrations, time and key cannot be swapped) and to its position. */
 const aad = (headerBytes: Buffer, index: number) => Buffer.concat([createHash('sha256').update(headerBytes).digest(), Buffer.from(`|${FORMAT}|${index}`)]);
 
-async function tablesOf(client: pg.ClientBase): Promise<string[]> {
+/**
+ * Writes a backup's header — a fresh backup key, wrapped by the root key provider — and returns
+ * the writer of its frames: each sealed under that key, bound to the header and its position.
+ */
+export async function startFrames(handle: FileHandle, root: RootKeyProvider, migrations: number[], contents?: Header['contents']) {
+  const key = newKey();
+  const wrapped = await root.wrap(key, KEY_CONTEXT);
+  const backupId = randomBytes(16).toString('hex');
+  const header: Header = { format: FORMAT, backupId, createdAt: new Date().toISOString(), rootKeyId: wrapped.keyId, wrappedKey: wrapped.wrapped.toString('base64'), migrations, ...(contents ? { contents } : {}) };
+  const headerBytes = Buffer.from(JSON.stringify(header));
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(headerBytes.length);
+  await handle.write(Buffer.concat([MAGIC, length, headerBytes]));
+  let bytes = MAGIC.length + 4 + headerBytes.length;
+  let index = 0;
+  const frame = async (type: Frame, payload: Buffer) => {
+    const body = seal(key, Buffer.concat([Buffer.from([type]), payload]), aad(headerBytes, index));
+    index += 1;
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(body.length);
+    await handle.write(Buffer.concat([prefix, body]));
+    bytes += 4 + body.length;
+  };
+  return { backupId, frame, bytes: () => bytes };
+}
+
+export async function tablesOf(client: pg.ClientBase): Promise<string[]> {
   const result = await client.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations' AND NOT c.relispartition
@@ -67,7 +94,7 @@ async function tablesOf(client: pg.ClientBase): Promise<string[]> {
   return result.rows.map((row) => row.name);
 }
 
-const quoted = (table: string) => `${SCHEMA}."${table.replace(/"/g, '""')}"`;
+export const quoted = (table: string) => `${SCHEMA}."${table.replace(/"/g, '""')}"`;
 
 /** Writes a backup of the database at `url` (a superuser or a role that bypasses row-level security) to `file`. */
 export async function writeBackup(url: string, file: string, root: RootKeyProvider, signal?: AbortSignal): Promise<{ backupId: string; manifest: BackupManifest; bytes: number }> {
@@ -97,29 +124,12 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     await client.end();
     throw error;
   }
-  let bytes = 0;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query('SET LOCAL row_security = off');
     const migrations = (await client.query<{ version: number }>(`SELECT version FROM ${SCHEMA}.schema_migrations ORDER BY version`)).rows.map((row) => Number(row.version));
-    const key = newKey();
-    const wrapped = await root.wrap(key, KEY_CONTEXT);
-    const backupId = randomBytes(16).toString('hex');
-    const header: Header = { format: FORMAT, backupId, createdAt: new Date().toISOString(), rootKeyId: wrapped.keyId, wrappedKey: wrapped.wrapped.toString('base64'), migrations };
-    const headerBytes = Buffer.from(JSON.stringify(header));
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(headerBytes.length);
-    await handle.write(Buffer.concat([MAGIC, length, headerBytes]));
-    bytes += MAGIC.length + 4 + headerBytes.length;
-    let index = 0;
-    const frame = async (type: Frame, payload: Buffer) => {
-      const body = seal(key, Buffer.concat([Buffer.from([type]), payload]), aad(headerBytes, index));
-      index += 1;
-      const prefix = Buffer.alloc(4);
-      prefix.writeUInt32BE(body.length);
-      await handle.write(Buffer.concat([prefix, body]));
-      bytes += 4 + body.length;
-    };
+    const writer = await startFrames(handle, root, migrations);
+    const { backupId, frame } = writer;
     const manifest: BackupManifest = { tables: [] };
     for (const table of await tablesOf(client)) {
       const halt = stopped();
@@ -159,7 +169,7 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
     await handle.sync();
     await handle.close();
     await link(partial, file);
-    return { backupId, manifest, bytes };
+    return { backupId, manifest, bytes: writer.bytes() };
   } finally {
     await handle.close().catch(() => undefined);
     // Only our own partial file is removed, complete or not (the backup now has its own name).
@@ -173,7 +183,7 @@ export async function writeBackup(url: string, file: string, root: RootKeyProvid
  * `erase_subject_rows` an erasure runs), and its entry restored where the backup predates it.
  * Entries of tenants the backup does not hold are counted and left alone.
  */
-async function replayLedger(client: pg.ClientBase, erasures: readonly ErasureLedgerEntry[]): Promise<ReplayOutcome> {
+export async function replayLedger(client: pg.ClientBase, erasures: readonly ErasureLedgerEntry[]): Promise<ReplayOutcome> {
   const outcome: ReplayOutcome = { entries: erasures.length, reErased: 0, ledgerRestored: 0, otherTenants: 0 };
   const tenants = new Set((await client.query<{ id: string }>(`SELECT id FROM ${SCHEMA}.tenants`)).rows.map((row) => row.id));
   for (const entry of erasures) {
@@ -202,8 +212,26 @@ async function readExactly(handle: FileHandle, length: number, position: number)
   return buffer;
 }
 
+/** A backup's header, unchecked (its frames are what authenticate it): which kind of backup the file holds. */
+async function readHeader(file: string): Promise<Header> {
+  const handle = await open(file, 'r');
+  try {
+    const start = await readExactly(handle, MAGIC.length + 4, 0);
+    if (!start || !start.subarray(0, MAGIC.length).equals(MAGIC)) throw new BackupError('Not a Ringvakt backup file.');
+    const headerBytes = await readExactly(handle, start.readUInt32BE(MAGIC.length), MAGIC.length + 4);
+    if (!headerBytes) throw new BackupError('The backup file is truncated.');
+    try {
+      return JSON.parse(headerBytes.toString('utf8')) as Header;
+    } catch {
+      throw new BackupError('The backup file\'s header is not readable.');
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The frames of a backup, decrypted and checked, in order; throws on any tampering or truncation. */
-async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerator<{ type: Frame; payload: Buffer; header: Header }> {
+export async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerator<{ type: Frame; payload: Buffer; header: Header }> {
   const start = await readExactly(handle, MAGIC.length + 4, 0);
   if (!start || !start.subarray(0, MAGIC.length).equals(MAGIC)) throw new BackupError('Not a Ringvakt backup file.');
   const headerLength = start.readUInt32BE(MAGIC.length);
@@ -233,6 +261,18 @@ async function* frames(handle: FileHandle, root: RootKeyProvider): AsyncGenerato
   }
 }
 
+/** Identity columns continue after the restored rows. */
+export async function resetIdentities(client: pg.ClientBase): Promise<void> {
+  const identities = await client.query<{ table_name: string; column_name: string }>(
+    `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $1 AND is_identity = 'YES'`,
+    [SCHEMA],
+  );
+  for (const { table_name: table, column_name: column } of identities.rows) {
+    if (table === 'schema_migrations') continue;
+    await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), coalesce((SELECT max("${column.replace(/"/g, '""')}") FROM ${quoted(table)}), 0) + 1, false)`, [quoted(table), column]);
+  }
+}
+
 /**
  * Restores a backup into the database at `url` (a superuser): it must be migrated to the
  * backup's migrations and hold no tenant. All in one transaction: nothing is left half-restored.
@@ -245,6 +285,10 @@ export async function restoreBackup(
   root: RootKeyProvider,
   erasures: readonly ErasureLedgerEntry[],
 ): Promise<{ backupId: string; createdAt: Date; manifest: BackupManifest; rows: number; replay: ReplayOutcome }> {
+  if ((await readHeader(file)).contents === 'pg_dump-custom') {
+    const { restorePgDumpBackup } = await import('./pg-dump-backup.ts');
+    return restorePgDumpBackup(url, file, root, erasures);
+  }
   const client = new pg.Client({ connectionString: url, application_name: 'ringvakt-restore' });
   await client.connect();
   const handle = await open(file, 'r');
@@ -291,15 +335,7 @@ export async function restoreBackup(
       }
     }
     if (!manifest || !taken || JSON.stringify(manifest.tables) !== JSON.stringify(loaded)) throw new BackupError('The tables loaded do not match the backup manifest.');
-    // Identity columns continue after the restored rows.
-    const identities = await client.query<{ table_name: string; column_name: string }>(
-      `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = $1 AND is_identity = 'YES'`,
-      [SCHEMA],
-    );
-    for (const { table_name: table, column_name: column } of identities.rows) {
-      if (table === 'schema_migrations') continue;
-      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), coalesce((SELECT max("${column.replace(/"/g, '""')}") FROM ${quoted(table)}), 0) + 1, false)`, [quoted(table), column]);
-    }
+    await resetIdentities(client);
     // The erasure ledger, replayed before the restore commits: a restored database never exists
     // without the erasures made since its backup.
     const replay = await replayLedger(client, erasures);

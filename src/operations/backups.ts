@@ -6,6 +6,7 @@ import { BackupError, BackupStopped, writeBackup } from '../backup/logical-backu
 import type { RootKeyProvider } from '../crypto/root-keys/root-key-provider.ts';
 import type { SystemDb } from '../db/system-db.ts';
 import type { Logger } from '../logger.ts';
+import type { BackupFormat } from '../config.ts';
 import { backupFailures } from './telemetry.ts';
 
 /**
@@ -42,10 +43,14 @@ export async function takeBackup(options: {
   node: string;
   /** Stops the backup (the node shuts down): it ends at the next chunk, leaves no file, and is not recorded as a failure. */
   signal?: AbortSignal;
+  format?: BackupFormat;
 }): Promise<BackupTaken> {
   const startedAt = new Date();
   try {
-    const written = await writeBackup(options.ownerUrl, options.file, options.root, options.signal);
+    const written =
+      options.format === 'pg_dump'
+        ? await (await import('../backup/pg-dump-backup.ts')).writePgDumpBackup(options.ownerUrl, options.file, options.root, options.signal)
+        : await writeBackup(options.ownerUrl, options.file, options.root, options.signal);
     const rows = written.manifest.tables.reduce((sum, table) => sum + table.rows, 0);
     await options.systemDb.recordBackupRun({
       kind: 'backup',
@@ -112,7 +117,7 @@ export function startBackupSchedule(options: {
   pool: pg.Pool;
   ownerUrl: () => string;
   root: () => Promise<RootKeyProvider>;
-  backups: { dir: string; intervalHours: number; keep: number };
+  backups: { dir: string; intervalHours: number; keep: number; format?: BackupFormat };
   node: string;
   logger: Logger;
   tickMs?: number;
@@ -142,7 +147,7 @@ export function startBackupSchedule(options: {
         const file = path.join(backups.dir, scheduledBackupName(new Date()));
         let taken: BackupTaken;
         try {
-          taken = await takeBackup({ systemDb: options.systemDb, ownerUrl: options.ownerUrl(), root: await options.root(), file, trigger: 'schedule', node: options.node, signal });
+          taken = await takeBackup({ systemDb: options.systemDb, ownerUrl: options.ownerUrl(), root: await options.root(), file, trigger: 'schedule', node: options.node, signal, format: backups.format ?? 'ringvakt' });
         } catch (error) {
           // A shutdown does not wait for a backup of the whole database: another node (or this
           // one after its restart) takes the next on its schedule.
