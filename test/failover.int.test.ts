@@ -290,9 +290,9 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
         await expect(runSweep(tenantDb, await db.handles.crypto(), id ?? '', options)).rejects.toThrow('sweep_stopped');
         const given = await db.superQuery<{ state: string; error_code: string }>(`SELECT state, error_code FROM ringvakt.retention_sweeps WHERE id = $1`, [id]);
         expect(given.rows[0]).toEqual({ state: 'abandoned', error_code: 'node_stopped' });
-        const stoppedAt = Date.now();
         expect(await contactsIn('active')).toBeGreaterThan(0);
-        await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.retention_sweeps WHERE tenant_id = $1 AND node = 'sweep-b' AND started_at > $2 AND state = 'done'`, [sweeper.tenantId, new Date(stoppedAt)])).rowCount === 1, 30_000);
+        const earlier = await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.retention_sweeps WHERE tenant_id = $1 AND node = 'sweep-b' AND id <> $2`, [sweeper.tenantId, id]);
+        await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.retention_sweeps WHERE tenant_id = $1 AND node = 'sweep-b' AND state = 'done' AND NOT (id = ANY ($2::uuid[]))`, [sweeper.tenantId, earlier.rows.map((row) => row.id)])).rowCount === 1, 30_000);
         expect(await contactsIn('active')).toBe(0);
       } finally {
         await presenceC.stop();

@@ -40,7 +40,10 @@ import {
  * --disable-triggers --single-transaction` fed from the decrypted frames; a frame that does not
  * authenticate kills pg_restore before it commits. Then, in one transaction, every table's row
  * count is checked against the manifest, identity sequences are reset and the erasure ledger is
- * replayed; if any of that fails, every table is emptied again: nothing is left half-restored.
+ * replayed; if any of that fails, every table is emptied again. These are separate commits
+ * (pg_restore's own, then ours): a restore process killed between them leaves a database that
+ * holds the backup without the replayed erasures — it reported no success, and must be dropped
+ * and restored again, never served (the default format restores in one transaction).
  * The database password travels to the tools in their environment, never on a command line.
  */
 
@@ -128,6 +131,12 @@ export async function writePgDumpBackup(url: string, file: string, root: RootKey
       { env: connection.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const done = exited(dump, 'pg_dump');
+    // Awaited below; a loop that throws first (stopped, a full disk) must not leave it unhandled.
+    done.catch(() => undefined);
+    // Stopped also while pg_dump sends nothing (waiting on a lock).
+    const child = dump;
+    const stop = () => child.kill('SIGKILL');
+    signal?.addEventListener('abort', stop, { once: true });
     const hash = createHash('sha256');
     let archiveBytes = 0;
     let pending: Buffer[] = [];
@@ -146,6 +155,8 @@ export async function writePgDumpBackup(url: string, file: string, root: RootKey
         pendingBytes = 0;
       }
     }
+    signal?.removeEventListener('abort', stop);
+    if (signal?.aborted) throw new BackupStopped();
     if (pendingBytes > 0) await writer.frame(Frame.Data, Buffer.concat(pending));
     await done;
     const archive = { bytes: archiveBytes, sha256: hash.digest('hex') };
@@ -208,14 +219,17 @@ export async function restorePgDumpBackup(
           stdio: ['pipe', 'ignore', 'pipe'],
         });
         done = exited(restore, 'pg_restore');
-        // A pg_restore that ends early must not leave an unhandled rejection while frames are read.
+        // A pg_restore that ends early must not leave an unhandled rejection while frames are read,
+        // nor an EPIPE on its input.
         done.catch(() => undefined);
+        restore.stdin?.on('error', () => undefined);
       } else if (frame.type === Frame.Data) {
         const stdin = restore?.stdin;
         if (!stdin) throw new BackupError('Backup data outside the archive.');
         hash.update(frame.payload);
         archiveBytes += frame.payload.length;
-        if (!stdin.write(frame.payload)) await new Promise((resolve) => stdin.once('drain', resolve));
+        // Waits for room in its input, or for pg_restore's end (it stopped on an error: said by `done`).
+        if (!stdin.write(frame.payload)) await Promise.race([new Promise((resolve) => stdin.once('drain', resolve)), done]);
       } else if (frame.type === Frame.TableEnd) {
         // The archive is complete: pg_restore commits once its input ends.
         restore?.stdin?.end();

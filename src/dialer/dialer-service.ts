@@ -265,7 +265,17 @@ export function startDialerService(options: DialerServiceOptions): DialerService
     }
   }
 
-  const task = runEvery('dialer_service', options.roundMs ?? ROUND_MS, round, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
+  // The round in progress, if any: a hand-over waits for it (it may be claiming a campaign).
+  let inFlight: Promise<void> | undefined;
+  const tracked = async () => {
+    inFlight = round();
+    try {
+      await inFlight;
+    } finally {
+      inFlight = undefined;
+    }
+  };
+  const task = runEvery('dialer_service', options.roundMs ?? ROUND_MS, tracked, (error) => logger.error({ err: error instanceof Error ? { name: error.name, message: error.message } : undefined }, 'dialer service round failed'));
 
   const callsInProgress = () => [...running.values()].reduce((sum, entry) => sum + entry.dialer.callsInProgress(), 0);
   return {
@@ -274,6 +284,8 @@ export function startDialerService(options: DialerServiceOptions): DialerService
     async handOver() {
       if (handingOver || stopping) return;
       handingOver = true;
+      // A round already running may claim a campaign after this point: let it finish first.
+      await inFlight?.catch(() => undefined);
       for (const [campaignId, entry] of running) {
         entry.winding = true;
         entry.dialer.pause();

@@ -177,7 +177,12 @@ export function startRetentionService(options: {
           const tenantDb = options.systemDb.inTenant(tenantId);
           await abandonLostSweep(tenantDb, { node, presenceSettled });
           const last = await tenantDb.read((trx) => trx.selectFrom('retention_sweeps').select(['started_at', 'state', 'error_code']).where('dry_run', '=', false).orderBy('started_at', 'desc').executeTakeFirst());
-          const cutShort = last?.state === 'abandoned' && (last.error_code === 'node_lost' || last.error_code === 'node_stopped');
+          let cutShort = last?.state === 'abandoned' && (last.error_code === 'node_lost' || last.error_code === 'node_stopped');
+          // A sweep that keeps losing its node (it may be what brings nodes down) waits for the schedule.
+          if (cutShort) {
+            const lost = await tenantDb.read((trx) => trx.selectFrom('retention_sweeps').select((eb) => eb.fn.countAll<string>().as('n')).where('error_code', '=', 'node_lost').where('started_at', '>', new Date(Date.now() - 3_600_000)).executeTakeFirstOrThrow());
+            if (Number(lost.n) >= MAX_LOST_PER_HOUR) cutShort = false;
+          }
           if (last && !cutShort && Date.now() - last.started_at.getTime() < intervalMs) continue;
           const sweepOptions = { dryRun: false, requestedBy: 'schedule', node, mirror: options.mirror, stopping };
           const id = await beginSweep(tenantDb, sweepOptions);
@@ -194,3 +199,5 @@ export function startRetentionService(options: {
 
 /** How often every node looks for a sweep to resume (a dead node's, or a stopped one's). */
 const RESUME_CHECK_MS = 5_000;
+/** Sweeps of one tenant lost with their node within an hour, after which no more are resumed at once. */
+const MAX_LOST_PER_HOUR = 3;

@@ -157,6 +157,9 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       // No more dials; this node's campaigns move to another node within a round, while this one
       // follows its calls in progress to their end (agents' commands still reach them by NOTIFY).
       await dialers?.handOver();
+      // Long background work is told at once (a sweep gives up its tenant for another node, a
+      // scheduled backup stops): it must not hold the shutdown past the drains.
+      const backgroundStopped = Promise.all([retention?.stop(), backups?.stop()]);
       // /readyz says 503 from now on; a load balancer takes this node out before it closes.
       if (config.shutdownDrainMs > 0) {
         logger.info({ reason, drainMs: config.shutdownDrainMs }, 'shutting down: leaving the load balancer');
@@ -177,9 +180,8 @@ export async function startServer(config: Config, logger: Logger, options: { tar
         stopImports = true;
         await importWorker?.stop();
         await dialers?.stop({ callDrainMs: config.shutdownCallDrainMs });
-        await retention?.stop();
+        await backgroundStopped;
         await reminders?.stop();
-        await backups?.stop();
         await presence?.stop();
         await mirrorCatchUp?.stop();
         stopTelephonyClock?.();
