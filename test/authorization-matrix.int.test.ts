@@ -72,11 +72,14 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         await trx.updateTable('retention_sweeps').set({ state: 'done', finished_at: new Date() }).where('id', '=', into.sweepId).execute();
         into.processorId = (await trx.insertInto('processors').values({ name: 'Matrix carrier', service: 'telephony', location: 'EU' }).returning('id').executeTakeFirstOrThrow()).id;
         into.breachId = (await trx.insertInto('breaches').values({ reference: 'BR-2026-001', title: 'Matrix', description: 'Matrix breach', detected_at: new Date(), aware_at: new Date(), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.alertId = (await trx.insertInto('security_alerts').values({ rule_id: 'privilege.mfa_removed', severity: 'high', subject: 'user:matrix', summary: 'Matrix', first_seen: new Date(), last_seen: new Date() }).returning('id').executeTakeFirstOrThrow()).id;
+        into.webhookId = (await trx.insertInto('alert_webhooks').values({ url: 'https://siem.example/hook', secret_ciphertext: Buffer.alloc(40, 5), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
       // Not an object: a registry format names the same registry slot in every tenant.
       into.format = 'e164_list';
       into.category = 'recordings';
+      into.ruleId = 'suppression.shrink';
       // The web application's assets are public files; a name that is not one answers 404.
       into.name = 'no-such-asset.js';
     };
@@ -108,6 +111,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'PUT /api/v1/agents/:userId/skills': { skills: ['norwegian'], takesInbound: true },
     'POST /api/v1/privacy/requests/:requestId/verify': { method: 'document' },
     'PUT /api/v1/privacy/retention-policies/:category': { retainDays: 30, action: 'delete' },
+    'PUT /api/v1/security/detection-rules/:ruleId': { enabled: true, threshold: 30, windowSeconds: 3600, severity: 'high' },
     'PUT /api/v1/privacy/processors/:processorId': { name: 'Matrix carrier', service: 'telephony', location: 'EU' },
     'PATCH /api/v1/privacy/breaches/:breachId': { title: 'Matrix renamed' },
     'POST /api/v1/privacy/breaches/:breachId/decisions': { authority: { decision: 'notify', reason: 'Matrix: a reason long enough' } },
@@ -118,7 +122,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/privacy/requests/:requestId/close': { status: 'rejected', outcome: 'Matrix' },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
-  const notObjects = new Set(['format', 'category']);
+  const notObjects = new Set(['format', 'category', 'ruleId']);
 
   const routes = (): RouteEntry[] => app.routeTable.filter((route) => route.method !== 'HEAD' && !route.url.startsWith('/api/docs'));
   const fill = (url: string, values: Record<string, string>) =>

@@ -95,6 +95,12 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('privacy_profiles').values({ controller_name: 'Tenancy AS' }).execute();
         await trx.insertInto('retention_policies').values({ category: 'recordings', retain_days: 30, action: 'delete', updated_by: 'test' }).execute();
         await trx.insertInto('legal_holds').values({ scope: 'campaign', campaign_id: campaign.id, reason: 'test', created_by: 'test' }).execute();
+        // Security monitoring: a tuned rule, an alert, the detector's cursor, a webhook and a delivery.
+        await trx.insertInto('detection_rule_settings').values({ rule_id: 'auth.credential_stuffing', enabled: true, threshold: 30, window_seconds: 300, severity: 'high', updated_by: 'test' }).execute();
+        const alert = await trx.insertInto('security_alerts').values({ rule_id: 'privilege.mfa_removed', severity: 'high', subject: 'user:x', summary: 'test', first_seen: new Date(), last_seen: new Date() }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('detection_cursors').values({ last_leaf: -1 }).execute();
+        const hook = await trx.insertInto('alert_webhooks').values({ url: 'https://siem.example/hook', secret_ciphertext: Buffer.alloc(40, 5), created_by: 'test' }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('alert_deliveries').values({ alert_id: alert.id, webhook_id: hook.id, hits: 1 }).execute();
         await trx.insertInto('retention_sweeps').values({ dry_run: true, node: 'test', requested_by: 'test' }).execute();
         await trx.insertInto('processors').values({ name: 'Carrier', service: 'telephony', location: 'EU' }).execute();
         const breach = await trx.insertInto('breaches').values({ reference: 'BR-2026-001', title: 'T', description: 'D', detected_at: new Date(), aware_at: new Date(), created_by: 'test' }).returning('id').executeTakeFirstOrThrow();

@@ -29,9 +29,11 @@ import type {
   SuppressionsTable,
 } from './schema-contacts.ts';
 import type { PrivacyTables } from './schema-privacy.ts';
+import type { SecurityTables } from './schema-security.ts';
 
 export type * from './schema-campaign-engine.ts';
 export type * from './schema-privacy.ts';
+export type * from './schema-security.ts';
 export type * from './schema-contacts.ts';
 
 /** Kysely's view of the tables. Tenant tables are reached only through a TenantTransaction. */
@@ -386,6 +388,7 @@ export type TenantTables = {
   recordings: RecordingsTable;
   queues: QueuesTable;
   inbound_calls: InboundCallsTable;
-} & PrivacyTables;
+} & PrivacyTables &
+  SecurityTables;
 
 export type Database = TenantTables & { schema_migrations: SchemaMigrationsTable; backup_runs: BackupRunsTable };

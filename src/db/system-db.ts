@@ -46,6 +46,10 @@ export type SystemDb = {
   tenantsWithRetentionPolicies(): Promise<string[]>;
   /** Tenants whose retention sweep lost its node, or was given up by a stopping node: to be resumed now. */
   tenantsWithSweepsToResume(): Promise<string[]>;
+  /** Tenants with sealed audit events the security monitor has not read yet. */
+  tenantsWithEventsToEvaluate(): Promise<string[]>;
+  /** Tenants with alert webhook deliveries due. */
+  tenantsWithAlertDeliveriesDue(): Promise<string[]>;
   /** The tenant of a privacy export, by the SHA-256 of its download token (the token alone travels). */
   privacyExportTenant(tokenSha256: Buffer): Promise<string | undefined>;
   /** Liveness of the pool, for /readyz. */
@@ -144,6 +148,14 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     },
     async tenantsWithSweepsToResume() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_sweeps_to_resume()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
+    async tenantsWithEventsToEvaluate() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_events_to_evaluate()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
+    async tenantsWithAlertDeliveriesDue() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_alert_deliveries_due()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
     },
     async privacyExportTenant(tokenSha256) {

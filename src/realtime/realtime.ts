@@ -18,7 +18,8 @@ export type RealtimeEvent =
   | { topic: 'call'; attemptId: string; campaignId: string; agentId: string | null; state: string; outcome: string | null; at: string }
   | { topic: 'inbound.call'; callId: string; queueId: string; agentId: string | null; state: 'queued' | 'connected' | 'ended'; outcome: string | null; at: string }
   | { topic: 'campaign.pacing'; campaignId: string; lines: number; explanation: string; at: string }
-  | { topic: 'campaign.state'; campaignId: string; state: string; at: string };
+  | { topic: 'campaign.state'; campaignId: string; state: string; at: string }
+  | { topic: 'security.alert'; alertId: string; ruleId: string; severity: string; at: string };
 
 /** NOTIFY's payload limit is 8000 bytes; events are far smaller, and an explanation is clipped. */
 const MAX_PAYLOAD = 7_900;
@@ -43,8 +44,10 @@ export type RealtimeClient = {
   stillValid(): Promise<boolean>;
 };
 
-/** What a client may see: supervisors the whole floor, agents their own state and calls. */
+/** What a client may see: supervisors the whole floor, agents their own state and calls, security managers the alerts. */
 export function mayReceive(client: RealtimeClient, event: RealtimeEvent): boolean {
+  // Security alerts: to those who handle security only (a supervisor does not see them).
+  if (event.topic === 'security.alert') return client.permissions.has('security:manage');
   if (client.permissions.has('agents:monitor')) return true;
   if (!client.permissions.has('calls:handle')) return false;
   if (event.topic === 'agent.state') return event.agentId === client.userId;

@@ -53,6 +53,7 @@ import type { App } from './types.ts';
 import type { ErasureLedgerMirror } from '../privacy/erasure.ts';
 import { privacyRequestRoutes } from '../privacy/requests.routes.ts';
 import { retentionRoutes } from '../privacy/retention.routes.ts';
+import { securityMonitoringRoutes } from '../security/security.routes.ts';
 import { privacyRegisterRoutes, ropaRoutes } from '../privacy/registers.routes.ts';
 
 export type AppDependencies = {
@@ -238,6 +239,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(apiTokensRoutes);
   await app.register(auditRoutes, { systemDb: database.systemDb });
   await app.register(securityCenterRoutes, { systemDb: database.systemDb });
+  await app.register(securityMonitoringRoutes, { cipher });
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   await app.register(webAppRoutes);
   await app.register(contactsRoutes, { cipher, keyring, erasureMirror: deps.erasureMirror });

@@ -56,6 +56,8 @@ export const errorCatalogue = {
   headers_too_large: { status: 431, title: 'The request headers are too large' },
   internal_error: { status: 500, title: 'Something went wrong on our side' },
   service_unavailable: { status: 503, title: 'The service is not ready' },
+  webhook_forbidden_address: { status: 400, title: 'The webhook points at an address that is not public' },
+  rule_impossible: { status: 400, title: 'The rule could never fire, or would fire on everything' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

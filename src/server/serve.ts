@@ -19,6 +19,7 @@ import { startDialerService, type DialerService } from '../dialer/dialer-service
 import { startBackupSchedule } from '../operations/backups.ts';
 import { startNodePresence } from '../operations/node-presence.ts';
 import { NODE_ID } from '../operations/node-id.ts';
+import { startSecurityMonitor } from '../security/monitor-service.ts';
 import { VirtualClock } from '../telephony/clock.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { createSimulator } from '../telephony/simulator.ts';
@@ -49,6 +50,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   let backups: { stop(): Promise<void> } | undefined;
   let presence: { stop(): Promise<void> } | undefined;
   let mirrorCatchUp: { stop(): Promise<void> } | undefined;
+  let securityMonitor: { stop(): Promise<void> } | undefined;
   let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
@@ -117,6 +119,8 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       node: nodeId,
       logger,
     });
+    // Detection rules over the sealed audit ledger, alerts and their webhooks (one node at a time).
+    securityMonitor = startSecurityMonitor({ systemDb: database.systemDb, connectionString, cipher: async () => (await database.crypto()).cipher, logger });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -131,6 +135,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     await backups?.stop();
     await presence?.stop();
     await mirrorCatchUp?.stop();
+    await securityMonitor?.stop();
     stopTelephonyClock?.();
     await database.close();
     throw error;
@@ -184,6 +189,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
         await reminders?.stop();
         await presence?.stop();
         await mirrorCatchUp?.stop();
+        await securityMonitor?.stop();
         stopTelephonyClock?.();
         await database.close();
       }

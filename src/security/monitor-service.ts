@@ -1,0 +1,238 @@
+import pg from 'pg';
+import type { SystemDb } from '../db/system-db.ts';
+import type { TenantDb } from '../db/tenant-db.ts';
+import type { FieldCipher } from '../crypto/field-cipher.ts';
+import type { Logger } from '../logger.ts';
+import { runEvery } from '../background-task.ts';
+import { publicKeys } from '../audit/signing-key.ts';
+import { verifyTenantLedger } from '../audit/verify-audit-log.ts';
+import { DETECTION_RULES, effectiveSettings, LEDGER_RULE_ID, RULES_BY_ID, type RuleSettings } from './detection-rules.ts';
+import { createTenantDetector, type Hit, type LedgerEvent, type TenantDetector } from './detector.ts';
+import { recordHits } from './alerts.ts';
+import { deliverDue } from './webhooks.ts';
+
+/**
+ * The security monitor of `ringvakt serve`. One node at a time runs it — the holder of a session
+ * advisory lock on a connection of its own (it dies with its node; another node takes it on its
+ * next tick, about a second later, and rebuilds the detectors' windows from the ledger). Every
+ * tick it reads each tenant's newly sealed audit events in leaf order (gap-free: none missed,
+ * none read twice), feeds them to the tenant's detector, and saves the alerts together with the
+ * new cursor in one transaction. It also sends due webhook deliveries, and verifies each tenant's
+ * ledger every `ledgerCheckMs` (a ledger altered in SQL raises a critical alert).
+ */
+
+const LOCK = 'ringvakt:security-monitor';
+const BATCH = 5_000;
+/** Every action any rule counts: the only events read back when windows are rebuilt. */
+const WATCHED_ACTIONS = [...new Set(DETECTION_RULES.flatMap((rule) => rule.match.flatMap((match) => match.actions)))];
+
+export type SecurityMonitor = { stop(): Promise<void>; owner(): boolean; runOnce(): Promise<void> };
+
+type EventRow = { id: string; leaf_index: string; occurred_at: Date; actor_type: string; actor_id: string | null; action: string; target_type: string | null; target_id: string | null; outcome: string; source_ip: string | null; details: Record<string, unknown> };
+
+const toEvent = (row: EventRow): LedgerEvent => ({
+  id: String(row.id),
+  occurredAt: row.occurred_at,
+  actorType: row.actor_type,
+  actorId: row.actor_id,
+  action: row.action,
+  targetType: row.target_type,
+  targetId: row.target_id,
+  outcome: row.outcome,
+  sourceIp: row.source_ip,
+  details: row.details,
+});
+
+async function loadSettings(tenantDb: TenantDb): Promise<Map<string, RuleSettings>> {
+  return effectiveSettings(await tenantDb.read((trx) => trx.selectFrom('detection_rule_settings').selectAll().execute()));
+}
+
+/**
+ * Keeps the hits that are far above their subject's own baseline where the rule asks for one:
+ * the subject's count in the window against its average count per window over the rule's days.
+ */
+async function aboveBaseline(tenantDb: TenantDb, hits: Hit[], settings: ReadonlyMap<string, RuleSettings>): Promise<Hit[]> {
+  const kept: Hit[] = [];
+  for (const hit of hits) {
+    const rule = RULES_BY_ID.get(hit.ruleId);
+    const setting = settings.get(hit.ruleId);
+    if (!rule?.baseline || !setting || rule.subject !== 'actor') {
+      kept.push(hit);
+      continue;
+    }
+    const [actorType, ...rest] = hit.subject.split(':');
+    const actorId = rest.join(':');
+    const windowMs = setting.windowSeconds * 1000;
+    const to = new Date(hit.firstSeen.getTime());
+    const from = new Date(to.getTime() - rule.baseline.days * 86_400_000);
+    const actions = rule.match.flatMap((match) => match.actions);
+    const past = await tenantDb.read((trx) =>
+      trx
+        .selectFrom('audit_events')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('action', 'in', actions)
+        .where('actor_type', '=', actorType ?? '')
+        .where('actor_id', '=', actorId)
+        .where('occurred_at', '>=', from)
+        .where('occurred_at', '<', to)
+        .executeTakeFirstOrThrow(),
+    );
+    const perWindow = (Number(past.n) * windowMs) / (rule.baseline.days * 86_400_000);
+    if (hit.windowCount >= rule.baseline.multiplier * perWindow) kept.push(hit);
+  }
+  return kept;
+}
+
+export function startSecurityMonitor(options: {
+  systemDb: SystemDb;
+  connectionString: string;
+  cipher: () => Promise<FieldCipher>;
+  logger: Logger;
+  tickMs?: number;
+  ledgerCheckMs?: number;
+}): SecurityMonitor {
+  const { systemDb, logger } = options;
+  const ledgerCheckMs = options.ledgerCheckMs ?? 3_600_000;
+  const detectors = new Map<string, TenantDetector>();
+  let client: pg.Client | undefined;
+  let held = false;
+
+  const release = async () => {
+    held = false;
+    detectors.clear();
+    const was = client;
+    client = undefined;
+    await was?.end().catch(() => undefined);
+  };
+
+  const acquire = async (): Promise<boolean> => {
+    if (held) return true;
+    const next = new pg.Client({ connectionString: options.connectionString, application_name: 'ringvakt-security-monitor', keepAlive: true });
+    next.on('error', () => void release());
+    try {
+      await next.connect();
+      const locked = await next.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked', [LOCK]);
+      if (!locked.rows[0]?.locked) {
+        await next.end();
+        return false;
+      }
+      client = next;
+      held = true;
+      // Windows are rebuilt from the ledger: another node may have moved the cursors meanwhile.
+      detectors.clear();
+      logger.info('security monitor: this node evaluates the detection rules');
+      return true;
+    } catch {
+      await next.end().catch(() => undefined);
+      return false;
+    }
+  };
+
+  /** The tenant's detector, its windows rebuilt from the ledger up to its cursor. */
+  const detectorFor = async (tenantDb: TenantDb, cursor: number, settings: ReadonlyMap<string, RuleSettings>): Promise<TenantDetector> => {
+    const existing = detectors.get(tenantDb.tenantId);
+    if (existing) return existing;
+    const detector = createTenantDetector();
+    const longest = Math.max(...[...settings.values()].filter((setting) => setting.enabled).map((setting) => setting.windowSeconds), 60);
+    const past = await tenantDb.read((trx) =>
+      trx
+        .selectFrom('audit_events')
+        .select(['id', 'leaf_index', 'occurred_at', 'actor_type', 'actor_id', 'action', 'target_type', 'target_id', 'outcome', 'source_ip', 'details'])
+        .where('action', 'in', WATCHED_ACTIONS)
+        .where('occurred_at', '>', new Date(Date.now() - longest * 1000))
+        .where('leaf_index', '<=', String(cursor))
+        .orderBy('leaf_index')
+        .execute(),
+    );
+    detector.feed((past as unknown as EventRow[]).map(toEvent), settings, { replay: true });
+    detectors.set(tenantDb.tenantId, detector);
+    return detector;
+  };
+
+  const evaluate = async (tenantId: string) => {
+    const tenantDb = systemDb.inTenant(tenantId);
+    const settings = await loadSettings(tenantDb);
+    for (let round = 0; round < 20; round += 1) {
+      const cursorRow = await tenantDb.read((trx) => trx.selectFrom('detection_cursors').select('last_leaf').executeTakeFirst());
+      const cursor = cursorRow ? Number(cursorRow.last_leaf) : -1;
+      const detector = await detectorFor(tenantDb, cursor, settings);
+      const rows = (await tenantDb.read((trx) =>
+        trx
+          .selectFrom('audit_events')
+          .select(['id', 'leaf_index', 'occurred_at', 'actor_type', 'actor_id', 'action', 'target_type', 'target_id', 'outcome', 'source_ip', 'details'])
+          .where('leaf_index', '>', String(cursor))
+          .orderBy('leaf_index')
+          .limit(BATCH)
+          .execute(),
+      )) as unknown as EventRow[];
+      if (rows.length === 0) return;
+      const hits = await aboveBaseline(tenantDb, detector.feed(rows.map(toEvent), settings), settings);
+      const last = Number((rows[rows.length - 1] as EventRow).leaf_index);
+      const moved = await tenantDb.transaction(async (trx) => {
+        // Compare and set: a cursor moved by another node means this one's windows are stale.
+        const now = await trx.selectFrom('detection_cursors').select('last_leaf').forUpdate().executeTakeFirst();
+        if ((now ? Number(now.last_leaf) : -1) !== cursor) return true;
+        await recordHits(trx, hits, settings, new Date());
+        if (now) await trx.updateTable('detection_cursors').set({ last_leaf: last, updated_at: new Date() }).execute();
+        else await trx.insertInto('detection_cursors').values({ last_leaf: last }).execute();
+        return false;
+      });
+      if (moved) {
+        detectors.delete(tenantId);
+        return;
+      }
+      if (rows.length < BATCH) return;
+    }
+  };
+
+  const checkLedgers = async () => {
+    const keys = await publicKeys(systemDb);
+    for (const tenant of await systemDb.listTenants()) {
+      const tenantDb = systemDb.inTenant(tenant.id);
+      const cursor = await tenantDb.read((trx) => trx.selectFrom('detection_cursors').select('ledger_checked_at').executeTakeFirst());
+      if (cursor?.ledger_checked_at && Date.now() - cursor.ledger_checked_at.getTime() < ledgerCheckMs) continue;
+      const verdict = await tenantDb.snapshot((trx) => verifyTenantLedger(trx, keys));
+      const settings = await loadSettings(tenantDb);
+      await tenantDb.transaction(async (trx) => {
+        if (!verdict.ok && settings.get(LEDGER_RULE_ID)?.enabled) {
+          const now = new Date();
+          await recordHits(trx, [{ ruleId: LEDGER_RULE_ID, subject: 'tenant', windowCount: 1, newEvents: 1, firstSeen: now, lastSeen: now, evidence: [] }], settings, now);
+        }
+        const updated = await trx.updateTable('detection_cursors').set({ ledger_checked_at: new Date() }).executeTakeFirst();
+        if (Number(updated.numUpdatedRows) === 0) await trx.insertInto('detection_cursors').values({ last_leaf: -1, ledger_checked_at: new Date() }).execute();
+      });
+      if (!verdict.ok) logger.error({ tenant: tenant.slug }, 'security monitor: the audit ledger does not verify');
+    }
+  };
+
+  let lastLedgerCheck = 0;
+  const runOnce = async () => {
+    if (!(await acquire())) return;
+    for (const tenantId of await systemDb.tenantsWithEventsToEvaluate()) {
+      try {
+        await evaluate(tenantId);
+      } catch (error) {
+        detectors.delete(tenantId);
+        logger.error({ err: error instanceof Error ? { name: error.name } : undefined, tenant: tenantId }, 'security monitor: evaluation failed for a tenant');
+      }
+    }
+    const cipher = await options.cipher();
+    for (const tenantId of await systemDb.tenantsWithAlertDeliveriesDue()) {
+      await deliverDue(systemDb.inTenant(tenantId), cipher).catch((error: unknown) => logger.warn({ err: error instanceof Error ? { name: error.name } : undefined }, 'security monitor: webhook deliveries failed for a tenant'));
+    }
+    if (Date.now() - lastLedgerCheck >= Math.min(ledgerCheckMs, 60_000)) {
+      lastLedgerCheck = Date.now();
+      await checkLedgers();
+    }
+  };
+
+  const task = runEvery('security_monitor', options.tickMs ?? 1_000, runOnce, (error) => logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'security monitor tick failed'));
+  return {
+    owner: () => held,
+    runOnce,
+    async stop() {
+      await task.stop();
+      await release();
+    },
+  };
+}
