@@ -12,6 +12,7 @@ import { fieldEncryptionBench } from './field-encryption.bench.ts';
 import { loginBench, sessionCheckBench, stuffingBench } from './identity.bench.ts';
 import { startupBench } from './startup.bench.ts';
 import { tenantReadBench } from './tenant-read.bench.ts';
+import { securityMonitorBench } from './security-monitor.bench.ts';
 import { printTable, type BenchRow } from './support.ts';
 
 const only = process.argv[2];
@@ -30,6 +31,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   failover: failoverBench,
   'agent-load': agentLoadBench,
   backup: backupBench,
+  'security-monitor': securityMonitorBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {

@@ -138,6 +138,7 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     expect(listed).not.toContain(body.secret);
     const stored = await db.superQuery<{ secret_ciphertext: Buffer }>(`SELECT secret_ciphertext FROM ringvakt.alert_webhooks WHERE id = $1`, [body.id]);
     expect(stored.rows[0]?.secret_ciphertext.includes(webhookSecret)).toBe(false);
+    expect(stored.rows[0]?.secret_ciphertext.includes(Buffer.from(body.secret))).toBe(false);
   });
 
   it('refuses rule settings that could never fire, or would fire on everything', async () => {

@@ -32,7 +32,7 @@ import { runEvery } from '../background-task.ts';
  * fails when a `*_ciphertext` column of the schema is missing from this list.
  */
 export type EncryptedColumn = {
-  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states' | 'suppressions' | 'privacy_requests';
+  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states' | 'suppressions' | 'privacy_requests' | 'alert_webhooks';
   column: string;
   /** The field name bound into the ciphertext's associated data. */
   field: string;
@@ -60,6 +60,7 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: 'suppressions', column: 'value_ciphertext', field: 'value' },
   { table: 'privacy_requests', column: 'requester_ciphertext', field: 'requester' },
   { table: 'privacy_requests', column: 'verification_note_ciphertext', field: 'verification_note' },
+  { table: 'alert_webhooks', column: 'secret_ciphertext', field: 'secret' },
 ];
 
 /**

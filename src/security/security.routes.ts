@@ -133,7 +133,8 @@ export async function securityMonitoringRoutes(app: App, options: { cipher: Fiel
         .values({ url: url.toString(), secret_ciphertext: Buffer.alloc(0), min_severity: request.body.minSeverity, created_by: actorLabel(request) })
         .returning(['id', 'url', 'min_severity', 'enabled', 'created_at', 'created_by'])
         .executeTakeFirstOrThrow();
-      const sealed = await options.cipher.encryptBytes(trx, { table: 'alert_webhooks', recordId: created.id, field: 'secret' }, secret);
+      // Sealed as text (base64url) like every field the key rotation walks.
+      const sealed = await options.cipher.encrypt(trx, { table: 'alert_webhooks', recordId: created.id, field: 'secret' }, secret.toString('base64url'));
       await trx.updateTable('alert_webhooks').set({ secret_ciphertext: sealed }).where('id', '=', created.id).execute();
       // The URL's host only: a path or query may carry a token of the receiver's.
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'security.webhook_create', outcome: 'success', target: { type: 'alert_webhook', id: created.id }, details: { host: url.host, minSeverity: request.body.minSeverity } });

@@ -122,7 +122,7 @@ export async function deliverDue(tenantDb: TenantDb, cipher: FieldCipher, option
       .skipLocked()
       .execute();
     if (due.length > 0) await trx.updateTable('alert_deliveries').set({ next_at: sql<Date>`now() + interval '1 minute'` }).where('id', 'in', due.map((row) => row.id)).execute();
-    const secrets = await Promise.all(due.map((row) => cipher.decryptBytes(trx, { table: 'alert_webhooks', recordId: row.webhookId, field: 'secret' }, row.secret_ciphertext)));
+    const secrets = await Promise.all(due.map(async (row) => Buffer.from(await cipher.decrypt(trx, { table: 'alert_webhooks', recordId: row.webhookId, field: 'secret' }, row.secret_ciphertext), 'base64url')));
     return due.map((row, index) => ({ ...row, secret: secrets[index] as Buffer }));
   });
   const result = { delivered: 0, failed: 0, retried: 0 };
