@@ -144,6 +144,12 @@ export async function sealTenantLedger(
 }
 
 /** The background sealer: every `intervalMs`, seals every tenant's new events. */
+/**
+ * How often the sealer looks for unsealed events: the security monitor reads sealed events only
+ * (src/security/monitor-service.ts), so this bounds how soon an alert can follow its event.
+ */
+export const SEAL_EVERY_MS = 1_000;
+
 export function startAuditSealer(options: {
   systemDb: SystemDb;
   signingKey: SigningKey;
@@ -164,7 +170,7 @@ export function startAuditSealer(options: {
       }
     }
   };
-  const task = runEvery('audit_sealer', options.intervalMs ?? 2_000, runOnce, (error) => options.logger.error({ err: error }, 'audit sealing failed'));
+  const task = runEvery('audit_sealer', options.intervalMs ?? SEAL_EVERY_MS, runOnce, (error) => options.logger.error({ err: error }, 'audit sealing failed'));
   return {
     runOnce,
     async stop() {

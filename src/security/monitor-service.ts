@@ -22,7 +22,8 @@ import { deliverDue } from './webhooks.ts';
  */
 
 const LOCK = 'ringvakt:security-monitor';
-const BATCH = 5_000;
+/** Sealed leaves taken per round (only the events a rule counts are read of them). */
+const SPAN = 20_000;
 /** Every action any rule counts: the only events read back when windows are rebuilt. */
 const WATCHED_ACTIONS = [...new Set(DETECTION_RULES.flatMap((rule) => rule.match.flatMap((match) => match.actions)))];
 
@@ -156,18 +157,22 @@ export function startSecurityMonitor(options: {
       const cursorRow = await tenantDb.read((trx) => trx.selectFrom('detection_cursors').select('last_leaf').executeTakeFirst());
       const cursor = cursorRow ? Number(cursorRow.last_leaf) : -1;
       const detector = await detectorFor(tenantDb, cursor, settings);
+      // The sealed leaves up to the newest are all there (a seal commits its leaves together);
+      // of a span of them only the events some rule counts are read.
+      const newest = await tenantDb.read((trx) => trx.selectFrom('audit_events').select((eb) => eb.fn.max('leaf_index').as('leaf')).executeTakeFirst());
+      if (newest?.leaf === null || newest?.leaf === undefined || Number(newest.leaf) <= cursor) return;
+      const last = Math.min(Number(newest.leaf), cursor + SPAN);
       const rows = (await tenantDb.read((trx) =>
         trx
           .selectFrom('audit_events')
           .select(['id', 'leaf_index', 'occurred_at', 'actor_type', 'actor_id', 'action', 'target_type', 'target_id', 'outcome', 'source_ip', 'details'])
           .where('leaf_index', '>', String(cursor))
+          .where('leaf_index', '<=', String(last))
+          .where('action', 'in', WATCHED_ACTIONS)
           .orderBy('leaf_index')
-          .limit(BATCH)
           .execute(),
       )) as unknown as EventRow[];
-      if (rows.length === 0) return;
       const hits = await aboveBaseline(tenantDb, detector.feed(rows.map(toEvent), settings), settings);
-      const last = Number((rows[rows.length - 1] as EventRow).leaf_index);
       const moved = await tenantDb.transaction(async (trx) => {
         // Compare and set: a cursor moved by another node means this one's windows are stale.
         const now = await trx.selectFrom('detection_cursors').select('last_leaf').forUpdate().executeTakeFirst();
@@ -181,7 +186,8 @@ export function startSecurityMonitor(options: {
         detectors.delete(tenantId);
         return;
       }
-      if (rows.length < BATCH) return;
+      if (last < Number(newest.leaf)) continue;
+      return;
     }
   };
 
@@ -226,7 +232,7 @@ export function startSecurityMonitor(options: {
     }
   };
 
-  const task = runEvery('security_monitor', options.tickMs ?? 1_000, runOnce, (error) => logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'security monitor tick failed'));
+  const task = runEvery('security_monitor', options.tickMs ?? 500, runOnce, (error) => logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'security monitor tick failed'));
   return {
     owner: () => held,
     runOnce,
