@@ -25,3 +25,20 @@ CREATE FUNCTION tenants_with_sweeps_to_resume() RETURNS TABLE (tenant_id uuid)
   $$;
 REVOKE ALL ON FUNCTION tenants_with_sweeps_to_resume() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenants_with_sweeps_to_resume() TO {{runtime_role}};
+
+-- Campaigns nobody dials any more (paused or finished, no lease) with calls still open whose
+-- node is gone — it stopped and handed its campaign over, then died while finishing its calls.
+-- Any settled node settles them (src/dialer/dialer-service.ts); an active campaign's owner does
+-- so for its own. Served by dial_attempts_open (tenant_id, dialer) WHERE state is open.
+CREATE FUNCTION campaigns_with_lost_attempts() RETURNS TABLE (tenant_id uuid, campaign_id uuid)
+  LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = ringvakt, pg_temp
+  AS $$
+    SELECT DISTINCT a.tenant_id, a.campaign_id
+      FROM dial_attempts a
+      JOIN campaigns c ON c.tenant_id = a.tenant_id AND c.id = a.campaign_id
+     WHERE a.state IN ('reserved', 'dialing', 'answered', 'connected')
+       AND c.state <> 'active' AND c.dialer_owner IS NULL
+       AND pg_try_advisory_xact_lock(hashtextextended('ringvakt:node:' || a.dialer, 0))
+  $$;
+REVOKE ALL ON FUNCTION campaigns_with_lost_attempts() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION campaigns_with_lost_attempts() TO {{runtime_role}};

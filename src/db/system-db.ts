@@ -40,6 +40,8 @@ export type SystemDb = {
   tenantsWithPendingImports(): Promise<string[]>;
   /** Campaigns a dialer should run (active) or wind down (still leased), across tenants. */
   campaignsToDial(): Promise<{ tenantId: string; campaignId: string }[]>;
+  /** Campaigns nobody dials with calls left open by a node that is gone (src/dialer/dialer-service.ts settles them). */
+  campaignsWithLostAttempts(): Promise<{ tenantId: string; campaignId: string }[]>;
   /** Tenants with inbound queues (each node routes the inbound calls it receives). */
   tenantsWithQueues(): Promise<string[]>;
   /** Tenants with retention policies (the sweeper's work list). */
@@ -165,6 +167,10 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     async tenantsWithQueues() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_queues()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
+    },
+    async campaignsWithLostAttempts() {
+      const result = await sql<{ tenant_id: string; campaign_id: string }>`SELECT tenant_id, campaign_id FROM campaigns_with_lost_attempts()`.execute(db);
+      return result.rows.map((row) => ({ tenantId: row.tenant_id, campaignId: row.campaign_id }));
     },
     async campaignsToDial() {
       const result = await sql<{ tenant_id: string; campaign_id: string }>`SELECT tenant_id, campaign_id FROM campaigns_to_dial()`.execute(db);

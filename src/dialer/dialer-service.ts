@@ -225,6 +225,13 @@ export function startDialerService(options: DialerServiceOptions): DialerService
       routers.set(tenantId, router);
       await router.start();
     }
+    // Calls a dead node left open on campaigns nobody dials any more (it handed the campaign over,
+    // then died while finishing them): settled by any node that can judge.
+    if (rounds % SETTLE_LOST_EVERY_ROUNDS === 0 && presenceSettled()) {
+      for (const lost of await systemDb.campaignsWithLostAttempts()) {
+        await systemDb.inTenant(lost.tenantId).transaction((trx) => recoverOrphanedAttempts(trx, lost.campaignId, nodeId, new Date(clock.now()), undefined, { presenceSettled: true }));
+      }
+    }
     const wanted = await systemDb.campaignsToDial();
     const seen = new Set<string>();
     for (const { tenantId, campaignId } of wanted) {
