@@ -8,6 +8,8 @@ import { createContact } from '../src/modules/contacts/contacts.service.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import { startSecurityMonitor, type SecurityMonitor } from '../src/security/monitor-service.ts';
 import { deliverDue, MAX_ATTEMPTS } from '../src/security/webhooks.ts';
+import { recordHits } from '../src/security/alerts.ts';
+import { effectiveSettings } from '../src/security/detection-rules.ts';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { sessionFor, setPassword } from './support/auth.ts';
@@ -18,7 +20,8 @@ type Received = { id: string; alert: { rule: string; severity: string; hits: num
 
 /**
  * A webhook receiver as our documentation tells one to be written: it checks the signature over
- * "<timestamp>.<body>", refuses a timestamp more than 5 minutes off and a delivery id it has seen.
+ * "<timestamp>.<body>", refuses a timestamp more than 5 minutes off and a delivery id (in the
+ * signed body) it has seen.
  */
 function startReceiver(secret: () => Buffer | undefined, behaviour: { failFirst: number; silent: boolean }) {
   const seen = new Set<string>();
@@ -30,7 +33,7 @@ function startReceiver(secret: () => Buffer | undefined, behaviour: { failFirst:
     request.on('data', (chunk: Buffer) => (body += chunk.toString()));
     request.on('end', () => {
       if (behaviour.silent) return; // never answers: the sender must time out
-      const headers = { 'ringvakt-signature': String(request.headers['ringvakt-signature'] ?? ''), 'ringvakt-delivery': String(request.headers['ringvakt-delivery'] ?? ''), 'content-type': 'application/json' };
+      const headers = { 'ringvakt-signature': String(request.headers['ringvakt-signature'] ?? ''), 'idempotency-key': String(request.headers['idempotency-key'] ?? ''), 'content-type': 'application/json' };
       captured.push({ headers, body });
       const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(headers['ringvakt-signature']);
       const key = secret();
@@ -38,13 +41,15 @@ function startReceiver(secret: () => Buffer | undefined, behaviour: { failFirst:
       const expected = createHmac('sha256', key).update(`${match[1]}.${body}`).digest('hex');
       if (expected !== match[2]) return response.writeHead(401).end();
       if (Math.abs(Date.now() / 1000 - Number(match[1])) > 300) return response.writeHead(401).end();
-      if (seen.has(headers['ringvakt-delivery'])) return response.writeHead(409).end();
+      // The delivery id is read from the signed body, never from a header an attacker could change.
+      const deliveryId = (JSON.parse(body) as { deliveryId: string }).deliveryId;
+      if (seen.has(deliveryId)) return response.writeHead(409).end();
       if (failures < behaviour.failFirst) {
         failures += 1;
         return response.writeHead(503).end();
       }
-      seen.add(headers['ringvakt-delivery']);
-      received.push({ id: headers['ringvakt-delivery'], alert: (JSON.parse(body) as { alert: Received['alert'] }).alert });
+      seen.add(deliveryId);
+      received.push({ id: deliveryId, alert: (JSON.parse(body) as { alert: Received['alert'] }).alert });
       response.writeHead(204).end();
     });
   });
@@ -79,6 +84,11 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
 
   const send = (token: string | undefined, method: string, url: string, body?: unknown) =>
     fetch(`${base}${url}`, { method, headers: { ...(token ? bearer(token) : {}), origin: PUBLIC_URL, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  /** A change to monitoring itself, as an owner signed in moments ago makes it (API tokens may not). */
+  const asSession = async (tenant: SeededTenant, method: string, url: string, body?: unknown) => {
+    const browser = await sessionFor(db.handles, tenant.tenantId, tenant.owner.id);
+    return fetch(`${base}${url}`, { method, headers: { cookie: `__Host-rv_session=${browser.cookies['__Host-rv_session']}`, 'x-csrf-token': browser.csrf, origin: PUBLIC_URL, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  };
   /** A role change, as an owner signed in moments ago does it (role changes need a recent sign-in, not an API token). */
   const changeRole = async (tenant: SeededTenant, userId: string, role: string) => {
     const browser = await sessionFor(db.handles, tenant.tenantId, tenant.owner.id);
@@ -103,7 +113,7 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     await app.listen({ host: '127.0.0.1', port: 0 });
     base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     // Timers off: each test drives the monitor itself.
-    monitor = startSecurityMonitor({ systemDb: db.handles.systemDb, connectionString: String(db.handles.pool.options.connectionString), cipher: async () => (await db.handles.crypto()).cipher, logger: db.logger, tickMs: 3_600_000 });
+    monitor = startSecurityMonitor({ systemDb: db.handles.systemDb, connectionString: String(db.handles.pool.options.connectionString), cipher: async () => (await db.handles.crypto()).cipher, logger: db.logger, tickMs: 0 });
     await evaluate();
   });
   afterAll(async () => {
@@ -117,18 +127,18 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     const previous = process.env.NODE_ENV;
     process.env.NODE_ENV = 'production';
     try {
-      const plain = await send(attacked.owner.token, 'POST', '/api/v1/security/alert-webhooks', { url: 'http://siem.example/hook' });
+      const plain = await asSession(attacked, 'POST', '/api/v1/security/alert-webhooks', { url: 'http://siem.example/hook' });
       expect(plain.status).toBe(400);
       expect(await plain.json()).toMatchObject({ code: 'validation_failed', errors: [{ path: 'body/url' }] });
       for (const url of ['https://127.0.0.1:9/hook', 'https://[::1]/hook', 'https://10.1.2.3/hook', 'https://169.254.169.254/latest', 'https://localhost/hook']) {
-        const inward = await send(attacked.owner.token, 'POST', '/api/v1/security/alert-webhooks', { url });
+        const inward = await asSession(attacked, 'POST', '/api/v1/security/alert-webhooks', { url });
         expect(inward.status, url).toBe(400);
         expect((await inward.json()) as { code: string }, url).toMatchObject({ code: 'webhook_forbidden_address' });
       }
     } finally {
       process.env.NODE_ENV = previous;
     }
-    const created = await send(attacked.owner.token, 'POST', '/api/v1/security/alert-webhooks', { url: await receiver.listen(), minSeverity: 'medium' });
+    const created = await asSession(attacked, 'POST', '/api/v1/security/alert-webhooks', { url: await receiver.listen(), minSeverity: 'medium' });
     expect(created.status).toBe(201);
     const body = (await created.json()) as { id: string; secret: string };
     webhookSecret = Buffer.from(body.secret, 'base64url');
@@ -142,14 +152,14 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
   });
 
   it('refuses rule settings that could never fire, or would fire on everything', async () => {
-    const never = await send(attacked.owner.token, 'PUT', '/api/v1/security/detection-rules/auth.credential_stuffing', { enabled: true, threshold: 100_000, windowSeconds: 60, severity: 'high' });
+    const never = await asSession(attacked, 'PUT', '/api/v1/security/detection-rules/auth.credential_stuffing', { enabled: true, threshold: 100_000, windowSeconds: 60, severity: 'high' });
     expect(never.status).toBe(400);
     expect(await never.json()).toMatchObject({ code: 'rule_impossible', errors: [{ path: 'body/threshold' }] });
-    const always = await send(attacked.owner.token, 'PUT', '/api/v1/security/detection-rules/auth.failed_signins_account', { enabled: true, threshold: 1, windowSeconds: 300, severity: 'medium' });
+    const always = await asSession(attacked, 'PUT', '/api/v1/security/detection-rules/auth.failed_signins_account', { enabled: true, threshold: 1, windowSeconds: 300, severity: 'medium' });
     expect(await always.json()).toMatchObject({ code: 'rule_impossible' });
-    const unknown = await send(attacked.owner.token, 'PUT', '/api/v1/security/detection-rules/no.such_rule', { enabled: true, threshold: 5, windowSeconds: 300, severity: 'medium' });
+    const unknown = await asSession(attacked, 'PUT', '/api/v1/security/detection-rules/no.such_rule', { enabled: true, threshold: 5, windowSeconds: 300, severity: 'medium' });
     expect(unknown.status).toBe(404);
-    const tuned = await send(attacked.owner.token, 'PUT', '/api/v1/security/detection-rules/suppression.shrink', { enabled: true, threshold: 30, windowSeconds: 3600, severity: 'critical' });
+    const tuned = await asSession(attacked, 'PUT', '/api/v1/security/detection-rules/suppression.shrink', { enabled: true, threshold: 30, windowSeconds: 3600, severity: 'critical' });
     expect(tuned.status).toBe(200);
     const rules = (await (await send(attacked.owner.token, 'GET', '/api/v1/security/detection-rules')).json()) as { items: { id: string; threshold: number; severity: string }[] };
     expect(rules.items.find((rule) => rule.id === 'suppression.shrink')).toMatchObject({ threshold: 30, severity: 'critical' });
@@ -195,10 +205,12 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     await evaluate();
     const raised = await alertsOf(attacked);
     expect(await alertsOf(calm)).toEqual([]);
+    // (The rule tuned in the test before is itself on the record: monitoring changed.)
     expect(raised.map((alert) => [alert.rule_id, alert.severity]), JSON.stringify(raised)).toEqual([
       ['auth.credential_stuffing', 'high'],
       ['data.reveal_burst', 'high'],
       ['privilege.admin_granted', 'high'],
+      ['security.monitoring_changed', 'medium'],
     ]);
     // One alert with a count, not one per event; its evidence is the events.
     expect(raised[0]!.hits).toBeGreaterThanOrEqual(20);
@@ -209,16 +221,16 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     for (let index = 0; index < 10; index += 1) await send(undefined, 'POST', '/api/v1/auth/login', { tenant: 'sec-attacked', email: `victim${20 + index}@stuffed.example`, password: 'again' });
     await evaluate();
     const after = await alertsOf(attacked);
-    expect(after).toHaveLength(3);
+    expect(after).toHaveLength(4);
     expect(after[0]!.hits).toBe(raised[0]!.hits + 10);
     // Every alert is in the ledger.
     const audited = await db.superQuery(`SELECT 1 FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'security.alert_raised'`, [attacked.tenantId]);
-    expect(audited.rowCount).toBe(3);
+    expect(audited.rowCount).toBe(4);
   });
 
   it('a ledger altered in SQL raises one critical alert at the next verification', async () => {
     await monitor.stop();
-    monitor = startSecurityMonitor({ systemDb: db.handles.systemDb, connectionString: String(db.handles.pool.options.connectionString), cipher: async () => (await db.handles.crypto()).cipher, logger: db.logger, tickMs: 3_600_000, ledgerCheckMs: 0 });
+    monitor = startSecurityMonitor({ systemDb: db.handles.systemDb, connectionString: String(db.handles.pool.options.connectionString), cipher: async () => (await db.handles.crypto()).cipher, logger: db.logger, tickMs: 0, ledgerCheckMs: 0 });
     await db.superQuery(`BEGIN; SET LOCAL session_replication_role = replica;
       UPDATE ringvakt.audit_events SET details = '{"field": "forged"}' WHERE tenant_id = '${attacked.tenantId}' AND action = 'user.update'; COMMIT`);
     await evaluate();
@@ -234,11 +246,11 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     // The receiver fails twice first; each retry comes after its backoff.
     let clock = Date.now();
     const now = () => new Date(clock);
-    for (let round = 0; round < 6 && receiver.received.length < 4; round += 1) {
+    for (let round = 0; round < 6 && receiver.received.length < 5; round += 1) {
       await deliverDue(tenantDb, cipher, { now });
       clock += 10 * 60_000;
     }
-    expect(receiver.received.map((entry) => entry.alert.rule).sort()).toEqual(['audit.ledger_failed', 'auth.credential_stuffing', 'data.reveal_burst', 'privilege.admin_granted']);
+    expect(receiver.received.map((entry) => entry.alert.rule).sort()).toEqual(['audit.ledger_failed', 'auth.credential_stuffing', 'data.reveal_burst', 'privilege.admin_granted', 'security.monitoring_changed']);
     const deliveries = await db.superQuery<{ state: string; attempts: number }>(`SELECT state, attempts FROM ringvakt.alert_deliveries WHERE tenant_id = $1 ORDER BY created_at`, [attacked.tenantId]);
     expect(deliveries.rows.every((row) => row.state === 'delivered')).toBe(true);
     expect(deliveries.rows.reduce((sum, row) => sum + row.attempts, 0)).toBe(deliveries.rowCount! + 2);
@@ -247,12 +259,40 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     const hookUrl = (await db.superQuery<{ url: string }>(`SELECT url FROM ringvakt.alert_webhooks WHERE tenant_id = $1`, [attacked.tenantId])).rows[0]!.url;
     const replay = await fetch(hookUrl, { method: 'POST', headers: delivered.headers, body: delivered.body });
     expect(replay.status).toBe(409);
+    // Also with another idempotency key: the id that counts is in the signed body.
+    const disguised = await fetch(hookUrl, { method: 'POST', headers: { ...delivered.headers, 'idempotency-key': '00000000-0000-4000-8000-000000000001' }, body: delivered.body });
+    expect(disguised.status).toBe(409);
     // Acknowledged by the security manager: recorded, and audited.
     const open = (await (await send(attacked.owner.token, 'GET', '/api/v1/security/alerts?state=open')).json()) as { items: { id: string }[] };
     const ack = await send(attacked.owner.token, 'POST', `/api/v1/security/alerts/${open.items[0]!.id}/acknowledge`);
     expect(ack.status).toBe(200);
     expect(await ack.json()).toMatchObject({ state: 'acknowledged', acknowledgedBy: expect.any(String) });
     expect((await send(attacked.owner.token, 'POST', `/api/v1/security/alerts/${open.items[0]!.id}/acknowledge`)).status).toBe(409);
+    // Nobody handles the alert about themselves: the owner tuned a rule, that alert is another's to close.
+    const aboutOwner = (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.security_alerts WHERE tenant_id = $1 AND rule_id = 'security.monitoring_changed'`, [attacked.tenantId])).rows[0]!;
+    const self = await send(attacked.owner.token, 'POST', `/api/v1/security/alerts/${aboutOwner.id}/resolve`);
+    expect(self.status).toBe(403);
+  });
+
+  it('an alert storm: past 20 new alerts a minute the lesser ones fold into one storm alert with a count; a high one still raises its own', async () => {
+    const tenant = await seedTenant(db.handles, 'sec-storm');
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    const settings = effectiveSettings([]);
+    const now = new Date();
+    const hit = (ruleId: string, subject: string, id: number) => ({ ruleId, subject, windowCount: 10, newEvents: 1, firstSeen: now, lastSeen: now, evidence: [String(id)] });
+    const flood = Array.from({ length: 60 }, (_, index) => hit('auth.failed_signins_account', `account:${index}`, index + 1));
+    const outcome = await tenantDb.transaction((trx) => recordHits(trx, [...flood, hit('privilege.mfa_removed', 'user:victim', 999)], settings, now));
+    expect(outcome.stormed).toBe(41);
+    const alerts = await db.superQuery<{ rule_id: string; hits: number }>(`SELECT rule_id, hits FROM ringvakt.security_alerts WHERE tenant_id = $1`, [tenant.tenantId]);
+    const byRule = (rule: string) => alerts.rows.filter((row) => row.rule_id === rule);
+    // The high one first: it takes one of the 20, and is never folded.
+    expect(byRule('privilege.mfa_removed')).toHaveLength(1);
+    expect(byRule('auth.failed_signins_account')).toHaveLength(19);
+    expect(byRule('monitor.alert_storm').map((row) => row.hits)).toEqual([41]);
+    // The next wave in the same minute adds to the storm; no new lesser alert.
+    await tenantDb.transaction((trx) => recordHits(trx, Array.from({ length: 5 }, (_, index) => hit('auth.failed_signins_account', `account:new-${index}`, 2000 + index)), settings, now));
+    const storm = await db.superQuery<{ hits: number }>(`SELECT hits FROM ringvakt.security_alerts WHERE tenant_id = $1 AND rule_id = 'monitor.alert_storm'`, [tenant.tenantId]);
+    expect(storm.rows.map((row) => row.hits)).toEqual([46]);
   });
 
   it('a receiver that never answers: each attempt ends at its timeout, and the delivery is given up after its last attempt', async () => {
@@ -261,7 +301,7 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     const tenantDb = db.handles.forTenant(calm.tenantId);
     const { cipher } = await db.handles.crypto();
     try {
-      const hook = (await (await send(calm.owner.token, 'POST', '/api/v1/security/alert-webhooks', { url, minSeverity: 'low' })).json()) as { id: string };
+      const hook = (await (await asSession(calm, 'POST', '/api/v1/security/alert-webhooks', { url, minSeverity: 'low' })).json()) as { id: string };
       const alert = await db.superQuery<{ id: string }>(`INSERT INTO ringvakt.security_alerts (tenant_id, rule_id, severity, subject, summary, first_seen, last_seen) VALUES ($1, 'privilege.mfa_removed', 'high', 'user:x', 'test', now(), now()) RETURNING id`, [calm.tenantId]);
       await db.superQuery(`INSERT INTO ringvakt.alert_deliveries (tenant_id, alert_id, webhook_id, hits, attempts) VALUES ($1, $2, $3, 1, $4)`, [calm.tenantId, alert.rows[0]!.id, hook.id, MAX_ATTEMPTS - 1]);
       const started = Date.now();

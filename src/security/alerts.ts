@@ -1,4 +1,3 @@
-import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { Severity } from '../db/schema.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
@@ -10,8 +9,9 @@ import type { Hit } from './detector.ts';
  * The alert store. A hit on a rule and subject that has an open (or acknowledged) alert seen
  * within the rule's window adds to that alert's count and evidence; otherwise it raises a new
  * alert — audited, published to the tenant's security console, and queued for its webhooks. New
- * alerts are rate-limited per tenant: beyond MAX_NEW_PER_MINUTE, hits fold into one
- * `monitor.alert_storm` alert with a count, so a flood never becomes thousands of alerts.
+ * alerts are rate-limited per tenant: beyond MAX_NEW_PER_MINUTE, low and medium hits fold into
+ * one `monitor.alert_storm` alert with a count, so a flood never becomes thousands of alerts;
+ * high and critical ones always raise their own (a flood must not hide an escalation).
  * Repeats are sent to webhooks at most every REPEAT_DELIVERY_MS per alert.
  */
 
@@ -38,7 +38,11 @@ export async function recordHits(trx: TenantTransaction, hits: readonly Hit[], s
   if (hits.length === 0) return outcome;
   const recent = await trx.selectFrom('security_alerts').select((eb) => eb.fn.countAll<string>().as('n')).where('raised_at', '>', new Date(now.getTime() - 60_000)).where('rule_id', '<>', STORM_RULE_ID).executeTakeFirstOrThrow();
   let budget = MAX_NEW_PER_MINUTE - Number(recent.n);
-  for (const hit of hits) {
+  const stormEvidence: string[] = [];
+  // Most severe first; high and critical alerts are never held back by the limit, so a flood of
+  // lesser alerts cannot hide an escalation in the storm.
+  const ordered = [...hits].sort((a, b) => SEVERITY_RANK[settings.get(b.ruleId)?.severity ?? 'low'] - SEVERITY_RANK[settings.get(a.ruleId)?.severity ?? 'low']);
+  for (const hit of ordered) {
     const setting = settings.get(hit.ruleId);
     if (!setting) continue;
     const open = await trx
@@ -59,8 +63,9 @@ export async function recordHits(trx: TenantTransaction, hits: readonly Hit[], s
       if (!lastSent?.at || now.getTime() - new Date(lastSent.at).getTime() >= REPEAT_DELIVERY_MS) await enqueueDeliveries(trx, open.id, open.severity, open.hits + hit.newEvents);
       continue;
     }
-    if (budget <= 0) {
+    if (budget <= 0 && SEVERITY_RANK[setting.severity] < SEVERITY_RANK.high) {
       outcome.stormed += 1;
+      stormEvidence.push(...hit.evidence.slice(-5));
       continue;
     }
     budget -= 1;
@@ -75,19 +80,30 @@ export async function recordHits(trx: TenantTransaction, hits: readonly Hit[], s
     outcome.raised.push(raised.id);
   }
   if (outcome.stormed > 0) {
-    // The storm itself: one open alert per tenant, counting what the limit held back.
-    const storm = await trx.selectFrom('security_alerts').select(['id', 'hits']).where('rule_id', '=', STORM_RULE_ID).where('state', '<>', 'resolved').forUpdate().executeTakeFirst();
+    // The storm itself: one open alert per tenant, counting what the limit held back, with some
+    // of their events as evidence; raised and updated like any other alert.
+    const storm = await trx.selectFrom('security_alerts').select(['id', 'hits', 'evidence']).where('rule_id', '=', STORM_RULE_ID).where('state', '<>', 'resolved').forUpdate().executeTakeFirst();
+    let stormId: string;
+    let stormHits: number;
     if (storm) {
-      await trx.updateTable('security_alerts').set({ hits: sql<number>`hits + ${outcome.stormed}`, last_seen: now, summary: summaryOf(STORM_RULE_ID, 'tenant', storm.hits + outcome.stormed, 60) }).where('id', '=', storm.id).execute();
+      stormId = storm.id;
+      stormHits = storm.hits + outcome.stormed;
+      await trx.updateTable('security_alerts').set({ hits: stormHits, last_seen: now, evidence: [...storm.evidence, ...stormEvidence].slice(-100), summary: summaryOf(STORM_RULE_ID, 'tenant', stormHits, 60) }).where('id', '=', storm.id).execute();
+      const lastSent = await trx.selectFrom('alert_deliveries').select((eb) => eb.fn.max('created_at').as('at')).where('alert_id', '=', storm.id).executeTakeFirst();
+      if (!lastSent?.at || now.getTime() - new Date(lastSent.at).getTime() >= REPEAT_DELIVERY_MS) await enqueueDeliveries(trx, storm.id, 'high', stormHits);
     } else {
+      stormHits = outcome.stormed;
       const raised = await trx
         .insertInto('security_alerts')
-        .values({ rule_id: STORM_RULE_ID, severity: 'high', subject: 'tenant', summary: summaryOf(STORM_RULE_ID, 'tenant', outcome.stormed, 60), hits: outcome.stormed, first_seen: now, last_seen: now })
+        .values({ rule_id: STORM_RULE_ID, severity: 'high', subject: 'tenant', summary: summaryOf(STORM_RULE_ID, 'tenant', stormHits, 60), hits: stormHits, first_seen: now, last_seen: now, evidence: stormEvidence.slice(-100) })
         .returning('id')
         .executeTakeFirstOrThrow();
-      await recordAuditEvent(trx, { action: 'security.alert_raised', outcome: 'success', actor: { type: 'system', id: 'security-monitor' }, target: { type: 'security_alert', id: raised.id }, details: { rule: STORM_RULE_ID, severity: 'high', hits: outcome.stormed } });
-      await enqueueDeliveries(trx, raised.id, 'high', outcome.stormed);
+      stormId = raised.id;
+      await recordAuditEvent(trx, { action: 'security.alert_raised', outcome: 'success', actor: { type: 'system', id: 'security-monitor' }, target: { type: 'security_alert', id: raised.id }, details: { rule: STORM_RULE_ID, severity: 'high', hits: stormHits } });
+      await enqueueDeliveries(trx, raised.id, 'high', stormHits);
+      outcome.raised.push(raised.id);
     }
+    await publish(trx, { topic: 'security.alert', alertId: stormId, ruleId: STORM_RULE_ID, severity: 'high', at: now.toISOString() });
   }
   return outcome;
 }

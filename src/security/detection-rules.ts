@@ -124,6 +124,13 @@ export const DETECTION_RULES: readonly RuleDefinition[] = [
     defaults: { threshold: 25, windowSeconds: 3600, severity: 'high' },
   },
   {
+    id: 'security.monitoring_changed',
+    title: 'Monitoring itself changed: a rule tuned or a webhook removed',
+    match: [{ actions: ['security.rule_update', 'security.webhook_delete'], outcomes: ['success'] }],
+    subject: 'actor',
+    defaults: { threshold: 1, windowSeconds: 3600, severity: 'medium' },
+  },
+  {
     id: 'audit.ledger_failed',
     title: 'The audit ledger does not verify',
     match: [{ actions: ['audit.verify'], outcomes: ['failed'] }],

@@ -90,10 +90,32 @@ export type TenantDetector = {
   size(): number;
 };
 
-export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTION_RULES): TenantDetector {
-  const windows = new Map<string, Map<string, Entry[]>>(rules.map((rule) => [rule.id, new Map()]));
+/** Subjects tracked per rule at most: a flood of new accounts or actors cannot grow memory without bound (the oldest window goes first). */
+const MAX_SUBJECTS = 50_000;
 
-  const countOf = (entries: readonly Entry[], rule: RuleDefinition) => (rule.distinct ? new Set(entries.map((entry) => entry.distinct)).size : entries.length);
+type Window = { entries: Entry[]; head: number; distinct: Map<string, number> };
+
+export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTION_RULES): TenantDetector {
+  const windows = new Map<string, Map<string, Window>>(rules.map((rule) => [rule.id, new Map()]));
+
+  /** Drops entries at or before `from`; the distinct values they carried are counted down. */
+  const slide = (window: Window, from: number) => {
+    while (window.head < window.entries.length && (window.entries[window.head] as Entry).at <= from) {
+      const gone = window.entries[window.head] as Entry;
+      if (gone.distinct !== undefined) {
+        const left = (window.distinct.get(gone.distinct) ?? 1) - 1;
+        if (left === 0) window.distinct.delete(gone.distinct);
+        else window.distinct.set(gone.distinct, left);
+      }
+      window.head += 1;
+    }
+    // Compacted now and then, not on every event.
+    if (window.head > 1_024 && window.head * 2 > window.entries.length) {
+      window.entries = window.entries.slice(window.head);
+      window.head = 0;
+    }
+  };
+  const live = (window: Window) => window.entries.length - window.head;
 
   return {
     feed(events, settings, options = {}) {
@@ -107,19 +129,18 @@ export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTIO
           if (subject === undefined) continue;
           const distinct = rule.distinct ? field(event, rule.distinct) : undefined;
           if (rule.distinct && distinct === undefined) continue;
-          const bySubject = windows.get(rule.id) as Map<string, Entry[]>;
-          let entries = bySubject.get(subject);
-          if (!entries) {
-            entries = [];
-            bySubject.set(subject, entries);
+          const bySubject = windows.get(rule.id) as Map<string, Window>;
+          let window = bySubject.get(subject);
+          if (!window) {
+            if (bySubject.size >= MAX_SUBJECTS) bySubject.delete(bySubject.keys().next().value as string);
+            window = { entries: [], head: 0, distinct: new Map() };
+            bySubject.set(subject, window);
           }
-          entries.push({ at, id: event.id, distinct });
-          const from = at - setting.windowSeconds * 1000;
-          let drop = 0;
-          while (drop < entries.length && (entries[drop] as Entry).at <= from) drop += 1;
-          if (drop > 0) entries.splice(0, drop);
+          window.entries.push({ at, id: event.id, distinct });
+          if (distinct !== undefined) window.distinct.set(distinct, (window.distinct.get(distinct) ?? 0) + 1);
+          slide(window, at - setting.windowSeconds * 1000);
           if (options.replay) continue;
-          const count = countOf(entries, rule);
+          const count = rule.distinct ? window.distinct.size : live(window);
           const key = `${rule.id}\u0000${subject}`;
           const earlier = hits.get(key);
           if (count < setting.threshold && !earlier) continue;
@@ -128,9 +149,9 @@ export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTIO
             subject,
             windowCount: Math.max(count, earlier?.windowCount ?? 0),
             newEvents: (earlier?.newEvents ?? 0) + 1,
-            firstSeen: new Date((entries[0] as Entry).at),
+            firstSeen: new Date((window.entries[window.head] as Entry).at),
             lastSeen: event.occurredAt,
-            evidence: entries.slice(-100).map((entry) => entry.id),
+            evidence: window.entries.slice(Math.max(window.head, window.entries.length - 100)).map((entry) => entry.id),
           });
         }
       }
@@ -138,8 +159,9 @@ export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTIO
       const now = events.length > 0 ? (events[events.length - 1] as LedgerEvent).occurredAt.getTime() : Date.now();
       for (const rule of rules) {
         const windowMs = (settings.get(rule.id)?.windowSeconds ?? rule.defaults.windowSeconds) * 1000;
-        for (const [subject, entries] of windows.get(rule.id) as Map<string, Entry[]>) {
-          if (entries.length === 0 || (entries[entries.length - 1] as Entry).at <= now - windowMs) (windows.get(rule.id) as Map<string, Entry[]>).delete(subject);
+        const bySubject = windows.get(rule.id) as Map<string, Window>;
+        for (const [subject, window] of bySubject) {
+          if (live(window) === 0 || (window.entries[window.entries.length - 1] as Entry).at <= now - windowMs) bySubject.delete(subject);
         }
       }
       return [...hits.values()];

@@ -17,11 +17,14 @@ import { deliverDue } from './webhooks.ts';
  * next tick, about a second later, and rebuilds the detectors' windows from the ledger). Every
  * tick it reads each tenant's newly sealed audit events in leaf order (gap-free: none missed,
  * none read twice), feeds them to the tenant's detector, and saves the alerts together with the
- * new cursor in one transaction. It also sends due webhook deliveries, and verifies each tenant's
- * ledger every `ledgerCheckMs` (a ledger altered in SQL raises a critical alert).
+ * new cursor in one transaction. In tasks of their own it verifies each tenant's ledger every
+ * `ledgerCheckMs` (a ledger altered in SQL raises a critical alert), and every node sends due
+ * webhook deliveries. `tickMs: 0` runs no timers (tests call runOnce).
  */
 
 const LOCK = 'ringvakt:security-monitor';
+/** How often a node without the monitor's lock tries to take it. */
+const RETRY_LOCK_MS = 3_000;
 /** Sealed leaves taken per round (only the events a rule counts are read of them). */
 const SPAN = 20_000;
 /** Every action any rule counts: the only events read back when windows are rebuilt. */
@@ -106,8 +109,21 @@ export function startSecurityMonitor(options: {
     await was?.end().catch(() => undefined);
   };
 
+  let nextTry = 0;
   const acquire = async (): Promise<boolean> => {
-    if (held) return true;
+    if (held && client) {
+      // The lock lives with its connection: one that died quietly must be noticed, not trusted.
+      try {
+        await client.query('SELECT 1');
+        return true;
+      } catch {
+        await release();
+        return false;
+      }
+    }
+    // Nodes without the lock try again every few seconds (not a new connection every tick).
+    if (Date.now() < nextTry) return false;
+    nextTry = Date.now() + RETRY_LOCK_MS;
     const next = new pg.Client({ connectionString: options.connectionString, application_name: 'ringvakt-security-monitor', keepAlive: true });
     next.on('error', () => void release());
     try {
@@ -134,7 +150,8 @@ export function startSecurityMonitor(options: {
     const existing = detectors.get(tenantDb.tenantId);
     if (existing) return existing;
     const detector = createTenantDetector();
-    const longest = Math.max(...[...settings.values()].filter((setting) => setting.enabled).map((setting) => setting.windowSeconds), 60);
+    // The longest window of the rules counted from events (the ledger rule is raised by verification, not by counting).
+    const longest = Math.max(...[...settings].filter(([id, setting]) => setting.enabled && id !== LEDGER_RULE_ID).map(([, setting]) => setting.windowSeconds), 60);
     const past = await tenantDb.read((trx) =>
       trx
         .selectFrom('audit_events')
@@ -211,8 +228,7 @@ export function startSecurityMonitor(options: {
     }
   };
 
-  let lastLedgerCheck = 0;
-  const runOnce = async () => {
+  const evaluateAll = async () => {
     if (!(await acquire())) return;
     for (const tenantId of await systemDb.tenantsWithEventsToEvaluate()) {
       try {
@@ -222,22 +238,38 @@ export function startSecurityMonitor(options: {
         logger.error({ err: error instanceof Error ? { name: error.name } : undefined, tenant: tenantId }, 'security monitor: evaluation failed for a tenant');
       }
     }
+  };
+  /** Due webhook deliveries, on every node (each is claimed first); never in the detector's way. */
+  const deliverAll = async () => {
     const cipher = await options.cipher();
     for (const tenantId of await systemDb.tenantsWithAlertDeliveriesDue()) {
       await deliverDue(systemDb.inTenant(tenantId), cipher).catch((error: unknown) => logger.warn({ err: error instanceof Error ? { name: error.name } : undefined }, 'security monitor: webhook deliveries failed for a tenant'));
     }
-    if (Date.now() - lastLedgerCheck >= Math.min(ledgerCheckMs, 60_000)) {
-      lastLedgerCheck = Date.now();
-      await checkLedgers();
-    }
+  };
+  const checkAll = async () => {
+    if (held) await checkLedgers();
+  };
+  const runOnce = async () => {
+    await evaluateAll();
+    await checkAll();
+    await deliverAll();
   };
 
-  const task = runEvery('security_monitor', options.tickMs ?? 500, runOnce, (error) => logger.error({ err: error instanceof Error ? { name: error.name } : undefined }, 'security monitor tick failed'));
+  const onError = (task: string) => (error: unknown) => logger.error({ err: error instanceof Error ? { name: error.name } : undefined, task }, 'security monitor task failed');
+  const tasks =
+    options.tickMs === 0
+      ? []
+      : [
+          runEvery('security_monitor', options.tickMs ?? 500, evaluateAll, onError('detection')),
+          runEvery('security_alert_delivery', 1_000, deliverAll, onError('delivery')),
+          // Ledger verification (long for a large ledger) in a task of its own: alerts do not wait for it.
+          runEvery('security_ledger_check', Math.min(ledgerCheckMs, 60_000) || 60_000, checkAll, onError('ledger check')),
+        ];
   return {
     owner: () => held,
     runOnce,
     async stop() {
-      await task.stop();
+      for (const task of tasks) await task.stop();
       await release();
     },
   };

@@ -6,12 +6,14 @@ import { AppError } from '../server/errors.ts';
 import { actorLabel, requestAudit } from '../server/request-audit.ts';
 import { problemResponses, uuidSchema } from '../server/schemas.ts';
 import type { App } from '../server/types.ts';
-import { DETECTION_RULES, effectiveSettings, RULES_BY_ID } from './detection-rules.ts';
-import { checkWebhookUrl } from './webhooks.ts';
+import { DETECTION_RULES, effectiveSettings, LEDGER_RULE_ID, RULES_BY_ID } from './detection-rules.ts';
+import { principalOf } from '../server/access-control.ts';
+import { checkWebhookUrl, MAX_WEBHOOKS } from './webhooks.ts';
 
 const severitySchema = z.enum(['low', 'medium', 'high', 'critical']);
 const access = { access: 'security:manage' } as const;
-const changes = { access: 'security:manage', stepUp: 'sessions' } as const;
+/** Changes to monitoring itself: a person signed in moments ago, never an API token (a stolen token must not turn monitoring off). */
+const changes = { access: 'security:manage', stepUp: true } as const;
 
 const alertSchema = z.object({
   id: z.string(),
@@ -39,6 +41,9 @@ const webhookSchema = z.object({ id: z.string(), url: z.string(), minSeverity: s
 const MAX_EVENTS_PER_SECOND = 500;
 
 /** The least threshold of rules that count everyday events: below it a rule fires on every typo or lookup. */
+/** Rules that watch the ledger and the monitoring themselves: tunable, never off. */
+const ALWAYS_ON: ReadonlySet<string> = new Set([LEDGER_RULE_ID, 'security.monitoring_changed']);
+
 const MIN_THRESHOLD: Readonly<Record<string, number>> = { 'auth.failed_signins_account': 3, 'auth.credential_stuffing': 5, 'data.reveal_burst': 5, 'privilege.denied_burst': 3 };
 
 type AlertRow = { id: string; rule_id: string; severity: 'low' | 'medium' | 'high' | 'critical'; subject: string; summary: string; state: 'open' | 'acknowledged' | 'resolved'; hits: number; first_seen: Date; last_seen: Date; raised_at: Date; evidence: string[]; acknowledged_by: string | null; acknowledged_at: Date | null; resolved_at: Date | null };
@@ -76,8 +81,11 @@ export async function securityMonitoringRoutes(app: App, options: { cipher: Fiel
   for (const [verb, state] of [['acknowledge', 'acknowledged'], ['resolve', 'resolved']] as const) {
     app.post(`/api/v1/security/alerts/:alertId/${verb}`, { config: access, schema: { summary: `${verb === 'acknowledge' ? 'Acknowledge' : 'Resolve'} an alert`, tags: ['security'], params: z.strictObject({ alertId: uuidSchema }), response: { 200: alertSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) => {
       const row = await request.tenantDb.transaction(async (trx) => {
-        const current = await trx.selectFrom('security_alerts').select('state').where('id', '=', request.params.alertId).forUpdate().executeTakeFirst();
+        const current = await trx.selectFrom('security_alerts').select(['state', 'subject']).where('id', '=', request.params.alertId).forUpdate().executeTakeFirst();
         if (!current) throw new AppError('not_found');
+        // Nobody closes the alert about themselves (an administrator just made, for one).
+        const caller = principalOf(request);
+        if (caller.userId && current.subject === `user:${caller.userId}`) throw new AppError('forbidden', 'This alert is about you: another security manager must handle it.');
         if (current.state === 'resolved' || current.state === state) throw new AppError('invalid_transition', `The alert is ${current.state} already.`);
         const now = new Date();
         const updated = await trx
@@ -102,6 +110,7 @@ export async function securityMonitoringRoutes(app: App, options: { cipher: Fiel
     const rule = RULES_BY_ID.get(request.params.ruleId);
     if (!rule) throw new AppError('not_found', 'No such rule.');
     const { enabled, threshold, windowSeconds, severity } = request.body;
+    if (!enabled && ALWAYS_ON.has(rule.id)) throw new AppError('rule_impossible', 'This rule watches the monitoring and the ledger themselves; it cannot be turned off.', [{ path: 'body/enabled', message: 'must be true' }]);
     if (threshold > windowSeconds * MAX_EVENTS_PER_SECOND) {
       throw new AppError('rule_impossible', `${threshold} events within ${windowSeconds} s is more than ${MAX_EVENTS_PER_SECOND} a second: the rule could never fire.`, [{ path: 'body/threshold', message: `at most ${windowSeconds * MAX_EVENTS_PER_SECOND} for this window` }]);
     }
@@ -128,6 +137,8 @@ export async function securityMonitoringRoutes(app: App, options: { cipher: Fiel
     const url = await checkWebhookUrl(request.body.url);
     const secret = randomBytes(32);
     const row = await request.tenantDb.transaction(async (trx) => {
+      const count = await trx.selectFrom('alert_webhooks').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+      if (Number(count.n) >= MAX_WEBHOOKS) throw new AppError('conflict', `At most ${MAX_WEBHOOKS} webhooks: remove one first.`);
       const created = await trx
         .insertInto('alert_webhooks')
         .values({ url: url.toString(), secret_ciphertext: Buffer.alloc(0), min_severity: request.body.minSeverity, created_by: actorLabel(request) })
@@ -140,7 +151,8 @@ export async function securityMonitoringRoutes(app: App, options: { cipher: Fiel
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'security.webhook_create', outcome: 'success', target: { type: 'alert_webhook', id: created.id }, details: { host: url.host, minSeverity: request.body.minSeverity } });
       return created;
     });
-    return reply.code(201).send({ id: row.id, url: row.url, minSeverity: row.min_severity, enabled: row.enabled, createdAt: row.created_at.toISOString(), createdBy: row.created_by, secret: secret.toString('base64url') });
+    // The secret is in this answer only: no cache may keep it.
+    return reply.code(201).header('cache-control', 'no-store').send({ id: row.id, url: row.url, minSeverity: row.min_severity, enabled: row.enabled, createdAt: row.created_at.toISOString(), createdBy: row.created_by, secret: secret.toString('base64url') });
   });
 
   app.delete('/api/v1/security/alert-webhooks/:webhookId', { config: changes, schema: { summary: 'Stop sending alerts to a webhook', tags: ['security'], params: z.strictObject({ webhookId: uuidSchema }), response: { 204: z.null(), ...problemResponses(400, 401, 403, 404) } } }, async (request, reply) => {

@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
@@ -12,10 +12,12 @@ import { AppError } from '../server/errors.ts';
 /**
  * Alert webhooks: every delivery is a POST of the alert as JSON, signed with the webhook's own
  * secret — `Ringvakt-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` — and
- * carries `Ringvakt-Delivery: <id>`. A receiver checks the signature, refuses a timestamp more
- * than 5 minutes off, and refuses a delivery id it has seen: a captured request cannot be
- * replayed. Failures are retried with exponential backoff (2 s doubling, at most 10 minutes
- * apart) up to MAX_ATTEMPTS, each attempt bounded by a 5 s timeout; the detector never waits.
+ * the body carries its delivery id (`deliveryId`, so it is signed; also sent as
+ * `Idempotency-Key`). A receiver checks the signature, refuses a timestamp more than 5 minutes
+ * off, and refuses a delivery id it has seen: a captured request cannot be replayed, not even
+ * with other headers. A receiver answering 409 to a repeat has it, and it counts as delivered. Failures are retried with exponential backoff (2 s doubling, at most 30 minutes
+ * apart) up to MAX_ATTEMPTS, each attempt bounded by 5 s in all; deliveries run in a task of
+ * their own, so the detector never waits for a receiver.
  *
  * Server-side request forgery: in production (NODE_ENV=production) a webhook must be https and
  * its host must resolve only to public unicast addresses — checked when it is registered and
@@ -23,7 +25,10 @@ import { AppError } from '../server/errors.ts';
  * changed in between cannot point it inward).
  */
 
-export const MAX_ATTEMPTS = 8;
+/** Attempts over about seven hours (2 s doubling, then every 30 minutes): a receiver down for a while still gets the alert. */
+export const MAX_ATTEMPTS = 20;
+/** Webhooks a tenant may register (each alert is sent to every one of them). */
+export const MAX_WEBHOOKS = 10;
 const ATTEMPT_TIMEOUT_MS = 5_000;
 const RESPONSE_LIMIT = 64 * 1024;
 
@@ -32,8 +37,13 @@ const production = () => process.env.NODE_ENV === 'production';
 /** Why an address may not be a webhook's in production; undefined when it may. */
 function forbiddenAddress(address: string): string | undefined {
   if (!ipaddr.isValid(address)) return 'not an address';
-  const range = ipaddr.process(address).range();
-  return range === 'unicast' ? undefined : range;
+  // IPv4-mapped addresses are judged as the IPv4 address they are.
+  const parsed = ipaddr.process(address);
+  const range = parsed.range();
+  if (range !== 'unicast') return range;
+  // IPv6: only global unicast (2000::/3); the rest (IPv4-compatible ::/96 among them) is not public.
+  if (parsed.kind() === 'ipv6' && !parsed.match(ipaddr.IPv6.parse('2000::'), 3)) return 'non-global';
+  return undefined;
 }
 
 /** Checks a webhook URL as given (scheme, credentials, host); in production also what its host resolves to. */
@@ -75,30 +85,49 @@ export function signPayload(secret: Buffer, timestamp: number, body: string): st
   return `t=${timestamp},v1=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
-/** One POST; resolves with the status, or rejects on a network error or the timeout. */
+/**
+ * One POST; resolves with the status, or rejects on a network error or when the attempt's whole
+ * time (connect, send, answer) passes ATTEMPT_TIMEOUT_MS — a receiver that trickles its answer
+ * byte by byte is cut off like one that never answers. Settles exactly once, whatever happens.
+ */
 function post(url: URL, headers: Record<string, string>, body: string): Promise<number> {
   return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      outcome();
+    };
     const client = url.protocol === 'https:' ? https : http;
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (production() && ipaddr.isValid(host) && forbiddenAddress(host)) return reject(Object.assign(new Error('forbidden address'), { code: 'EFORBIDDEN' }));
-    const request = client.request(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: guardedLookup, timeout: ATTEMPT_TIMEOUT_MS }, (response) => {
+    const request = client.request(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: guardedLookup }, (response) => {
+      const status = response.statusCode ?? 0;
       // The body is read (bounded) and dropped: only the status matters.
       let seen = 0;
       response.on('data', (chunk: Buffer) => {
         seen += chunk.length;
-        if (seen > RESPONSE_LIMIT) response.destroy();
+        if (seen > RESPONSE_LIMIT) {
+          response.destroy();
+          finish(() => resolve(status));
+        }
       });
-      response.on('end', () => resolve(response.statusCode ?? 0));
-      response.on('error', () => resolve(response.statusCode ?? 0));
+      response.on('end', () => finish(() => resolve(status)));
+      response.on('close', () => finish(() => resolve(status)));
+      response.on('error', () => finish(() => resolve(status)));
     });
-    request.on('timeout', () => request.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
-    request.on('error', reject);
+    const deadline = setTimeout(() => {
+      request.destroy();
+      finish(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    }, ATTEMPT_TIMEOUT_MS);
+    request.on('error', (error) => finish(() => reject(error)));
     request.end(body);
   });
 }
 
 /** Backoff before attempt n+1: 2 s doubling, at most 10 minutes. */
-export const retryDelayMs = (attempts: number) => Math.min(2_000 * 2 ** Math.max(0, attempts - 1), 600_000);
+export const retryDelayMs = (attempts: number) => Math.min(2_000 * 2 ** Math.max(0, attempts - 1), 1_800_000);
 
 /**
  * Sends a tenant's due deliveries (at most `limit`). Each is claimed first (its next attempt
@@ -122,13 +151,22 @@ export async function deliverDue(tenantDb: TenantDb, cipher: FieldCipher, option
       .skipLocked()
       .execute();
     if (due.length > 0) await trx.updateTable('alert_deliveries').set({ next_at: sql<Date>`now() + interval '1 minute'` }).where('id', 'in', due.map((row) => row.id)).execute();
-    const secrets = await Promise.all(due.map(async (row) => Buffer.from(await cipher.decrypt(trx, { table: 'alert_webhooks', recordId: row.webhookId, field: 'secret' }, row.secret_ciphertext), 'base64url')));
-    return due.map((row, index) => ({ ...row, secret: secrets[index] as Buffer }));
+    // A secret that does not decrypt fails its own deliveries, not the others'.
+    const ready: ((typeof due)[number] & { secret: Buffer })[] = [];
+    for (const row of due) {
+      try {
+        ready.push({ ...row, secret: Buffer.from(await cipher.decrypt(trx, { table: 'alert_webhooks', recordId: row.webhookId, field: 'secret' }, row.secret_ciphertext), 'base64url') });
+      } catch {
+        await trx.updateTable('alert_deliveries').set({ state: 'failed', last_error: 'secret_unreadable' }).where('id', '=', row.id).execute();
+      }
+    }
+    return ready;
   });
   const result = { delivered: 0, failed: 0, retried: 0 };
   for (const delivery of claimed) {
     const body = JSON.stringify({
       type: 'security.alert',
+      deliveryId: delivery.id,
       tenantId: tenantDb.tenantId,
       alert: { id: delivery.alertId, rule: delivery.rule_id, severity: delivery.severity, subject: delivery.subject, summary: delivery.summary, state: delivery.state, hits: delivery.hits, firstSeen: delivery.first_seen.toISOString(), lastSeen: delivery.last_seen.toISOString(), raisedAt: delivery.raised_at.toISOString() },
     });
@@ -137,8 +175,9 @@ export async function deliverDue(tenantDb: TenantDb, cipher: FieldCipher, option
     let status = 0;
     let error: string | null = null;
     try {
-      status = await post(new URL(delivery.url), { 'content-type': 'application/json', 'user-agent': 'Ringvakt-Webhooks/1', 'ringvakt-delivery': delivery.id, 'ringvakt-signature': signPayload(delivery.secret, timestamp, body), 'idempotency-key': randomUUID() }, body);
-      if (status < 200 || status >= 300) error = `status ${status}`;
+      status = await post(new URL(delivery.url), { 'content-type': 'application/json', 'user-agent': 'Ringvakt-Webhooks/1', 'idempotency-key': delivery.id, 'ringvakt-signature': signPayload(delivery.secret, timestamp, body) }, body);
+      // 409: the receiver has this delivery already (an earlier attempt's answer was lost).
+      if ((status < 200 || status >= 300) && status !== 409) error = `status ${status}`;
     } catch (failure) {
       const code = (failure as { code?: unknown }).code;
       error = typeof code === 'string' ? code.slice(0, 40) : 'network error';
