@@ -214,7 +214,8 @@ export function startSecurityMonitor(options: {
       const tenantDb = systemDb.inTenant(tenant.id);
       const cursor = await tenantDb.read((trx) => trx.selectFrom('detection_cursors').select('ledger_checked_at').executeTakeFirst());
       if (cursor?.ledger_checked_at && Date.now() - cursor.ledger_checked_at.getTime() < ledgerCheckMs) continue;
-      const verdict = await tenantDb.snapshot((trx) => verifyTenantLedger(trx, keys));
+      // Hashed in worker threads (verify-worker.ts): the detector's event loop stays free meanwhile.
+      const verdict = await tenantDb.snapshot((trx) => verifyTenantLedger(trx, keys, [], { parallel: { connectionString: options.connectionString } }));
       const settings = await loadSettings(tenantDb);
       await tenantDb.transaction(async (trx) => {
         if (!verdict.ok && settings.get(LEDGER_RULE_ID)?.enabled) {
