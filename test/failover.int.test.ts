@@ -171,30 +171,41 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
     }
   }, 90_000);
 
-  it('a node killed while it finishes its calls after a handover: the campaign\'s new node settles those calls', async () => {
+  /**
+   * Node A dials a campaign of long calls (a minute), is stopped with SIGTERM mid-call, hands the
+   * campaign over to B and follows its calls; the test then kills A during that drain.
+   */
+  const handOverMidCall = async (name: string, prefix: string, modelOfB: Parameters<typeof startNodeB>[0]) => {
     const tenantDb = db.handles.forTenant(tenant.tenantId);
     await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused', dialer_owner: null, dialer_lease_until: null }).execute());
-    const callees = await createCallees(tenantDb, db.handles, 40, '+4794', zoneOpenNow());
-    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Handover killed', wrapUpMs: 500 });
-    await availableAgents(tenantDb, db.handles, campaignId, 3, new Date(), 'handover-killed');
-    // Long calls: A is still following them when it is killed.
+    const callees = await createCallees(tenantDb, db.handles, 40, prefix, zoneOpenNow());
+    const campaignId = await startedCampaign(tenantDb, callees.ids, { name, wrapUpMs: 500 });
+    await availableAgents(tenantDb, db.handles, campaignId, 3, new Date(), name.toLowerCase().replace(/\W+/g, '-'));
     const nodeA = await startNodeA(campaignId, { MODEL: 'live', TALK_MS: '60000' });
     let out = '';
     nodeA.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    const nodeB = startNodeB({ ...ALL_LIVE, talkMs: { kind: 'fixed', ms: 60_000 } });
+    const nodeB = startNodeB(modelOfB);
+    const openOfA = async () => (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state <> 'ended'`, [campaignId])).rows.map((row) => row.id);
+    const settledAsLost = async (open: string[]) => {
+      // Settled once A's presence lock is free (a live node looks every few rounds).
+      await until(async () => (await openOfA()).length === 0, 20_000);
+      const settled = await db.superQuery<{ outcome: string; skip_reason: string }>(`SELECT outcome, skip_reason FROM ringvakt.dial_attempts WHERE id = ANY ($1::uuid[])`, [open]);
+      expect(settled.rows.map((row) => [row.outcome, row.skip_reason])).toEqual(open.map(() => ['cancelled', 'dialer_lost']));
+    };
+    await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state = 'connected'`, [campaignId])).rowCount! > 0, 20_000);
+    nodeA.kill('SIGTERM');
+    await until(() => out.includes('handed over'), 5_000);
+    return { tenantDb, campaignId, nodeA, nodeB, openOfA, settledAsLost };
+  };
+
+  it('a node killed while it finishes its calls after a handover: the campaign\'s new node settles those calls', async () => {
+    const { campaignId, nodeA, nodeB, openOfA, settledAsLost } = await handOverMidCall('Handover killed', '+4794', { ...ALL_LIVE, talkMs: { kind: 'fixed', ms: 60_000 } });
     try {
-      const openOfA = async () => (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state <> 'ended'`, [campaignId])).rows.map((row) => row.id);
-      await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state = 'connected'`, [campaignId])).rowCount! > 0, 20_000);
-      nodeA.kill('SIGTERM');
-      await until(() => out.includes('handed over'), 5_000);
       await until(async () => (await owner(campaignId)) === 'node-b', 5_000);
       const open = await openOfA();
       expect(open.length).toBeGreaterThan(0);
       nodeA.kill('SIGKILL');
-      // Settled by B once A's presence lock is free (B looks every few rounds).
-      await until(async () => (await openOfA()).length === 0, 20_000);
-      const settled = await db.superQuery<{ outcome: string; skip_reason: string }>(`SELECT outcome, skip_reason FROM ringvakt.dial_attempts WHERE id = ANY ($1::uuid[])`, [open]);
-      expect(settled.rows.map((row) => [row.outcome, row.skip_reason])).toEqual(open.map(() => ['cancelled', 'dialer_lost']));
+      await settledAsLost(open);
     } finally {
       nodeA.kill('SIGKILL');
       await nodeB.stop();
@@ -202,29 +213,15 @@ describe(`failover of a campaign's dialer between nodes (${serverLabel()} server
   }, 90_000);
 
   it('the same on a campaign paused meanwhile, that nobody dials any more: a live node settles the dead one\'s calls', async () => {
-    const tenantDb = db.handles.forTenant(tenant.tenantId);
-    await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused', dialer_owner: null, dialer_lease_until: null }).execute());
-    const callees = await createCallees(tenantDb, db.handles, 40, '+4795', zoneOpenNow());
-    const campaignId = await startedCampaign(tenantDb, callees.ids, { name: 'Handover paused', wrapUpMs: 500 });
-    await availableAgents(tenantDb, db.handles, campaignId, 3, new Date(), 'handover-paused');
-    const nodeA = await startNodeA(campaignId, { MODEL: 'live', TALK_MS: '60000' });
-    let out = '';
-    nodeA.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
     // B's own calls end at once (busy): once the campaign is paused, nobody holds its lease.
-    const nodeB = startNodeB(ALL_BUSY);
+    const { tenantDb, campaignId, nodeA, nodeB, openOfA, settledAsLost } = await handOverMidCall('Handover paused', '+4795', ALL_BUSY);
     try {
-      const openOfA = async () => (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state <> 'ended'`, [campaignId])).rows.map((row) => row.id);
-      await until(async () => (await db.superQuery(`SELECT 1 FROM ringvakt.dial_attempts WHERE campaign_id = $1 AND dialer = 'node-a' AND state = 'connected'`, [campaignId])).rowCount! > 0, 20_000);
-      nodeA.kill('SIGTERM');
-      await until(() => out.includes('handed over'), 5_000);
       await tenantDb.transaction((trx) => trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '=', campaignId).execute());
       await until(async () => (await owner(campaignId)) === null, 10_000);
       const open = await openOfA();
       expect(open.length).toBeGreaterThan(0);
       nodeA.kill('SIGKILL');
-      await until(async () => (await openOfA()).length === 0, 20_000);
-      const settled = await db.superQuery<{ outcome: string; skip_reason: string }>(`SELECT outcome, skip_reason FROM ringvakt.dial_attempts WHERE id = ANY ($1::uuid[])`, [open]);
-      expect(settled.rows.map((row) => [row.outcome, row.skip_reason])).toEqual(open.map(() => ['cancelled', 'dialer_lost']));
+      await settledAsLost(open);
       // Its agents are free again.
       const stuck = await db.superQuery(`SELECT 1 FROM ringvakt.agent_states WHERE attempt_id = ANY ($1::uuid[]) AND state IN ('reserved', 'on_call')`, [open]);
       expect(stuck.rowCount).toBe(0);

@@ -1,3 +1,4 @@
+import type { StoredAuditEvent } from '../audit/canonical-event.ts';
 import { DETECTION_RULES, type EventField, type Match, type RuleDefinition, type RuleSettings } from './detection-rules.ts';
 
 /**
@@ -11,18 +12,8 @@ import { DETECTION_RULES, type EventField, type Match, type RuleDefinition, type
  * (`replay`: counted, no hits), so a node taking over sees the same counts as the one before.
  */
 
-export type LedgerEvent = {
-  id: string;
-  occurredAt: Date;
-  actorType: string;
-  actorId: string | null;
-  action: string;
-  targetType: string | null;
-  targetId: string | null;
-  outcome: string;
-  sourceIp: string | null;
-  details: Record<string, unknown>;
-};
+/** A sealed audit event as the detector sees it: the stored event, with its id and a parsed time. */
+export type LedgerEvent = Omit<StoredAuditEvent, 'tenantId' | 'requestId' | 'occurredAt'> & { id: string; occurredAt: Date };
 
 export type Hit = {
   ruleId: string;
