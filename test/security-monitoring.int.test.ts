@@ -226,6 +226,12 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     // Every alert is in the ledger.
     const audited = await db.superQuery(`SELECT 1 FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'security.alert_raised'`, [attacked.tenantId]);
     expect(audited.rowCount).toBe(4);
+    // The high ones were e-mailed to the security contacts (the active owner: the new admin has not
+    // set up their account yet), sealed in the outbox like every e-mail; the calm tenant got none.
+    const mails = await db.superQuery<{ tenant_id: string; recipient_ciphertext: Buffer }>(`SELECT tenant_id, recipient_ciphertext FROM ringvakt.email_outbox WHERE template = 'security_alert'`);
+    expect(mails.rows.filter((row) => row.tenant_id === attacked.tenantId)).toHaveLength(3);
+    expect(mails.rows.filter((row) => row.tenant_id === calm.tenantId)).toHaveLength(0);
+    expect(mails.rows.every((row) => !row.recipient_ciphertext.includes(Buffer.from('owner@sec-attacked.example')))).toBe(true);
   });
 
   it('a ledger altered in SQL raises one critical alert at the next verification', async () => {

@@ -19,6 +19,9 @@ export const MAX_NEW_PER_MINUTE = 20;
 const REPEAT_DELIVERY_MS = 5 * 60_000;
 
 export type AlertOutcome = { raised: string[]; updated: string[]; stormed: number };
+export type RaisedAlert = { id: string; ruleId: string; severity: Severity; summary: string };
+/** Told of every new alert in its transaction (the monitor e-mails the security contacts). */
+export type OnRaised = (trx: TenantTransaction, alert: RaisedAlert) => Promise<void>;
 
 async function enqueueDeliveries(trx: TenantTransaction, alertId: string, severity: Severity, hits: number): Promise<void> {
   const hooks = await trx.selectFrom('alert_webhooks').select(['id', 'min_severity']).where('enabled', '=', true).execute();
@@ -33,7 +36,7 @@ function summaryOf(ruleId: string, subject: string, count: number, windowSeconds
 }
 
 /** Saves the hits of one batch, in the transaction that also advances the detector's cursor. */
-export async function recordHits(trx: TenantTransaction, hits: readonly Hit[], settings: ReadonlyMap<string, RuleSettings>, now: Date): Promise<AlertOutcome> {
+export async function recordHits(trx: TenantTransaction, hits: readonly Hit[], settings: ReadonlyMap<string, RuleSettings>, now: Date, onRaised?: OnRaised): Promise<AlertOutcome> {
   const outcome: AlertOutcome = { raised: [], updated: [], stormed: 0 };
   if (hits.length === 0) return outcome;
   const recent = await trx.selectFrom('security_alerts').select((eb) => eb.fn.countAll<string>().as('n')).where('raised_at', '>', new Date(now.getTime() - 60_000)).where('rule_id', '<>', STORM_RULE_ID).executeTakeFirstOrThrow();
@@ -77,6 +80,7 @@ export async function recordHits(trx: TenantTransaction, hits: readonly Hit[], s
     await recordAuditEvent(trx, { action: 'security.alert_raised', outcome: 'success', actor: { type: 'system', id: 'security-monitor' }, target: { type: 'security_alert', id: raised.id }, details: { rule: hit.ruleId, severity: setting.severity, hits: hit.windowCount } });
     await publish(trx, { topic: 'security.alert', alertId: raised.id, ruleId: hit.ruleId, severity: setting.severity, at: now.toISOString() });
     await enqueueDeliveries(trx, raised.id, setting.severity, hit.windowCount);
+    await onRaised?.(trx, { id: raised.id, ruleId: hit.ruleId, severity: setting.severity, summary: summaryOf(hit.ruleId, hit.subject, hit.windowCount, setting.windowSeconds) });
     outcome.raised.push(raised.id);
   }
   if (outcome.stormed > 0) {
@@ -101,6 +105,7 @@ export async function recordHits(trx: TenantTransaction, hits: readonly Hit[], s
       stormId = raised.id;
       await recordAuditEvent(trx, { action: 'security.alert_raised', outcome: 'success', actor: { type: 'system', id: 'security-monitor' }, target: { type: 'security_alert', id: raised.id }, details: { rule: STORM_RULE_ID, severity: 'high', hits: stormHits } });
       await enqueueDeliveries(trx, raised.id, 'high', stormHits);
+      await onRaised?.(trx, { id: raised.id, ruleId: STORM_RULE_ID, severity: 'high', summary: summaryOf(STORM_RULE_ID, 'tenant', stormHits, 60) });
       outcome.raised.push(raised.id);
     }
     await publish(trx, { topic: 'security.alert', alertId: stormId, ruleId: STORM_RULE_ID, severity: 'high', at: now.toISOString() });

@@ -6,9 +6,12 @@ import type { Logger } from '../logger.ts';
 import { runEvery } from '../background-task.ts';
 import { publicKeys } from '../audit/signing-key.ts';
 import { verifyTenantLedger } from '../audit/verify-audit-log.ts';
-import { DETECTION_RULES, effectiveSettings, LEDGER_RULE_ID, RULES_BY_ID, type RuleSettings } from './detection-rules.ts';
+import { DETECTION_RULES, effectiveSettings, LEDGER_RULE_ID, RULES_BY_ID, SEVERITY_RANK, type RuleSettings } from './detection-rules.ts';
 import { createTenantDetector, type Hit, type LedgerEvent, type TenantDetector } from './detector.ts';
-import { recordHits } from './alerts.ts';
+import { recordHits, type OnRaised } from './alerts.ts';
+import { createMailer } from '../modules/mail/mailer.ts';
+import { listUsers } from '../modules/users/users.repo.ts';
+import { builtInRoles } from '../modules/access/permissions.ts';
 import { deliverDue } from './webhooks.ts';
 
 /**
@@ -145,6 +148,21 @@ export function startSecurityMonitor(options: {
     }
   };
 
+  /**
+   * A new high or critical alert is e-mailed (through the encrypted outbox) to the tenant's
+   * security contacts: its active owners and administrators. The text names the rule and the
+   * subject's id, never personal data; lesser alerts are seen in the product and by webhooks.
+   */
+  const emailContacts: OnRaised = async (trx, alert) => {
+    if (SEVERITY_RANK[alert.severity] < SEVERITY_RANK.high) return;
+    const cipher = await options.cipher();
+    const contacts = (await listUsers(trx, cipher, { limit: 1000 })).filter((user) => user.status === 'active' && user.role !== 'custom' && (builtInRoles[user.role] as readonly string[]).includes('security:manage'));
+    const mailer = createMailer(cipher, logger);
+    for (const contact of contacts) {
+      await mailer.queue(trx, 'security_alert', { to: contact.email, subject: `Ringvakt security alert (${alert.severity}): ${RULES_BY_ID.get(alert.ruleId)?.title ?? alert.ruleId}`, text: `${alert.summary}\n\nAlert ${alert.id}. Open the security alerts in Ringvakt to acknowledge it.` });
+    }
+  };
+
   /** The tenant's detector, its windows rebuilt from the ledger up to its cursor. */
   const detectorFor = async (tenantDb: TenantDb, cursor: number, settings: ReadonlyMap<string, RuleSettings>): Promise<TenantDetector> => {
     const existing = detectors.get(tenantDb.tenantId);
@@ -194,7 +212,7 @@ export function startSecurityMonitor(options: {
         // Compare and set: a cursor moved by another node means this one's windows are stale.
         const now = await trx.selectFrom('detection_cursors').select('last_leaf').forUpdate().executeTakeFirst();
         if ((now ? Number(now.last_leaf) : -1) !== cursor) return true;
-        await recordHits(trx, hits, settings, new Date());
+        await recordHits(trx, hits, settings, new Date(), emailContacts);
         if (now) await trx.updateTable('detection_cursors').set({ last_leaf: last, updated_at: new Date() }).execute();
         else await trx.insertInto('detection_cursors').values({ last_leaf: last }).execute();
         return false;
@@ -220,7 +238,7 @@ export function startSecurityMonitor(options: {
       await tenantDb.transaction(async (trx) => {
         if (!verdict.ok && settings.get(LEDGER_RULE_ID)?.enabled) {
           const now = new Date();
-          await recordHits(trx, [{ ruleId: LEDGER_RULE_ID, subject: 'tenant', windowCount: 1, newEvents: 1, firstSeen: now, lastSeen: now, evidence: [] }], settings, now);
+          await recordHits(trx, [{ ruleId: LEDGER_RULE_ID, subject: 'tenant', windowCount: 1, newEvents: 1, firstSeen: now, lastSeen: now, evidence: [] }], settings, now, emailContacts);
         }
         const updated = await trx.updateTable('detection_cursors').set({ ledger_checked_at: new Date() }).executeTakeFirst();
         if (Number(updated.numUpdatedRows) === 0) await trx.insertInto('detection_cursors').values({ last_leaf: -1, ledger_checked_at: new Date() }).execute();
