@@ -10,6 +10,8 @@ import { startSecurityMonitor, type SecurityMonitor } from '../src/security/moni
 import { deliverDue, MAX_ATTEMPTS } from '../src/security/webhooks.ts';
 import { recordHits } from '../src/security/alerts.ts';
 import { effectiveSettings } from '../src/security/detection-rules.ts';
+import { networkOf } from '../src/security/detector.ts';
+import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { sessionFor, setPassword } from './support/auth.ts';
@@ -96,7 +98,7 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
   };
   const sealAll = async () => {
     const key = await loadSigningKey(db.handles.systemDb, (await db.handles.crypto()).root);
-    for (const tenant of [attacked, calm]) await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, key));
+    for (const tenant of await db.handles.systemDb.listTenants()) await db.handles.forTenant(tenant.id).transaction((trx) => sealTenantLedger(trx, key));
   };
   const alertsOf = async (tenant: SeededTenant) =>
     (await db.superQuery<{ rule_id: string; severity: string; hits: number; state: string; evidence: string[] }>(`SELECT rule_id, severity, hits, state, evidence FROM ringvakt.security_alerts WHERE tenant_id = $1 ORDER BY raised_at, rule_id`, [tenant.tenantId])).rows;
@@ -319,4 +321,28 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
       await silent.close();
     }
   }, 20_000);
+
+  it('a sign-in from a network the organisation never signed in from raises one alert, also after a takeover rebuilt what the detector knows', async () => {
+    expect(networkOf('::ffff:198.51.100.7')).toBe('198.51.100.0/24');
+    expect(networkOf('2001:db8:1:2::5')).toBe('2001:db8:1::/48');
+    const tenant = await seedTenant(db.handles, 'sec-novel');
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    const signIn = (sourceIp: string, occurredAt = new Date()) =>
+      tenantDb.transaction((trx) => recordAuditEvent(trx, { action: 'auth.login', outcome: 'success', actor: { type: 'user', id: tenant.owner.id }, target: { type: 'user', id: tenant.owner.id }, sourceIp, occurredAt }));
+    const novel = async () => (await db.superQuery<{ subject: string; severity: string }>(`SELECT subject, severity FROM ringvakt.security_alerts WHERE tenant_id = $1 AND rule_id = 'auth.signin_new_network' ORDER BY raised_at`, [tenant.tenantId])).rows;
+    // A history of 25 sign-ins from the office network, two days ago: learned, nothing raised.
+    for (let index = 0; index < 25; index += 1) await signIn(`198.51.100.${index + 1}`, new Date(Date.now() - 2 * 86_400_000));
+    await evaluate();
+    expect(await novel()).toEqual([]);
+    // Another node takes over: it learns the office network back from the ledger's past.
+    await monitor.stop();
+    monitor = startSecurityMonitor({ systemDb: db.handles.systemDb, connectionString: String(db.handles.pool.options.connectionString), cipher: async () => (await db.handles.crypto()).cipher, logger: db.logger, tickMs: 0 });
+    await signIn('198.51.100.200');
+    await evaluate();
+    expect(await novel()).toEqual([]);
+    await signIn('203.0.113.9');
+    await signIn('203.0.113.50');
+    await evaluate();
+    expect(await novel()).toEqual([{ subject: 'network:203.0.113.0/24', severity: 'medium' }]);
+  });
 });

@@ -38,6 +38,12 @@ export type RuleDefinition = {
    * usual count per window over the past `days` (an agent far above their own baseline).
    */
   baseline?: { multiplier: number; days: number };
+  /**
+   * Instead of counting: a hit for each event from a network (IPv4 /24, IPv6 /48 of its source)
+   * that none of the past `learnDays` of matching events came from — once at least `minHistory`
+   * of them are known (before that everything would be new). The subject is the network.
+   */
+  novelty?: { learnDays: number; minHistory: number };
   defaults: { threshold: number; windowSeconds: number; severity: Severity };
 };
 
@@ -62,6 +68,14 @@ export const DETECTION_RULES: readonly RuleDefinition[] = [
     subject: 'tenant',
     distinct: 'target',
     defaults: { threshold: 20, windowSeconds: 300, severity: 'high' },
+  },
+  {
+    id: 'auth.signin_new_network',
+    title: 'A sign-in from a network this organisation has not signed in from',
+    match: [{ actions: ['auth.login'], outcomes: ['success'] }],
+    subject: 'tenant',
+    novelty: { learnDays: 30, minHistory: 20 },
+    defaults: { threshold: 1, windowSeconds: 3600, severity: 'medium' },
   },
   {
     id: 'data.reveal_burst',

@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import type { StoredAuditEvent } from '../audit/canonical-event.ts';
 import { DETECTION_RULES, type EventField, type Match, type RuleDefinition, type RuleSettings } from './detection-rules.ts';
 
@@ -74,7 +75,17 @@ export function matches(match: Match, event: LedgerEvent): boolean {
   return true;
 }
 
+/** The network an address belongs to, as the novelty rules know networks: IPv4 /24, IPv6 /48. */
+export function networkOf(address: string | null): string | undefined {
+  if (!address || !ipaddr.isValid(address)) return undefined;
+  const parsed = ipaddr.process(address);
+  if (parsed.kind() === 'ipv4') return `${parsed.toByteArray().slice(0, 3).join('.')}.0/24`;
+  return `${ipaddr.IPv6.networkAddressFromCIDR(`${parsed.toString()}/48`).toString()}/48`;
+}
+
 export type TenantDetector = {
+  /** Networks the novelty rules already know (learned from the ledger's past, after a takeover). */
+  learn(ruleId: string, networks: readonly { network: string; events: number }[]): void;
   /** Counts the events (ledger order); returns the batch's hits, one per rule and subject. */
   feed(events: readonly LedgerEvent[], settings: ReadonlyMap<string, RuleSettings>, options?: { replay?: boolean }): Hit[];
   /** Subjects tracked (a bound on memory: windows are pruned as they slide). */
@@ -88,6 +99,8 @@ type Window = { entries: Entry[]; head: number; distinct: Map<string, number> };
 
 export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTION_RULES): TenantDetector {
   const windows = new Map<string, Map<string, Window>>(rules.map((rule) => [rule.id, new Map()]));
+  /** Per novelty rule: the networks known, and how many events they were learned from. */
+  const known = new Map<string, { networks: Set<string>; events: number }>(rules.filter((rule) => rule.novelty).map((rule) => [rule.id, { networks: new Set(), events: 0 }]));
 
   /** Drops entries at or before `from`; the distinct values they carried are counted down. */
   const slide = (window: Window, from: number) => {
@@ -109,6 +122,14 @@ export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTIO
   const live = (window: Window) => window.entries.length - window.head;
 
   return {
+    learn(ruleId, networks) {
+      const learned = known.get(ruleId);
+      if (!learned) return;
+      for (const entry of networks) {
+        learned.networks.add(entry.network);
+        learned.events += entry.events;
+      }
+    },
     feed(events, settings, options = {}) {
       const hits = new Map<string, Hit>();
       for (const event of events) {
@@ -116,6 +137,17 @@ export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTIO
         for (const rule of rules) {
           const setting = settings.get(rule.id);
           if (!setting?.enabled || !rule.match.some((match) => matches(match, event))) continue;
+          const learned = known.get(rule.id);
+          if (rule.novelty && learned) {
+            const network = networkOf(event.sourceIp);
+            if (network === undefined) continue;
+            const isNew = !learned.networks.has(network);
+            learned.networks.add(network);
+            learned.events += 1;
+            if (options.replay || !isNew || learned.events <= rule.novelty.minHistory) continue;
+            hits.set(`${rule.id}\u0000${network}`, { ruleId: rule.id, subject: `network:${network}`, windowCount: 1, newEvents: 1, firstSeen: event.occurredAt, lastSeen: event.occurredAt, evidence: [event.id] });
+            continue;
+          }
           const subject = field(event, rule.subject);
           if (subject === undefined) continue;
           const distinct = rule.distinct ? field(event, rule.distinct) : undefined;

@@ -7,7 +7,7 @@ import { runEvery } from '../background-task.ts';
 import { publicKeys } from '../audit/signing-key.ts';
 import { verifyTenantLedger } from '../audit/verify-audit-log.ts';
 import { DETECTION_RULES, effectiveSettings, LEDGER_RULE_ID, RULES_BY_ID, SEVERITY_RANK, type RuleSettings } from './detection-rules.ts';
-import { createTenantDetector, type Hit, type LedgerEvent, type TenantDetector } from './detector.ts';
+import { createTenantDetector, networkOf, type Hit, type LedgerEvent, type TenantDetector } from './detector.ts';
 import { recordHits, type OnRaised } from './alerts.ts';
 import { createMailer } from '../modules/mail/mailer.ts';
 import { listUsers } from '../modules/users/users.repo.ts';
@@ -181,6 +181,27 @@ export function startSecurityMonitor(options: {
         .execute(),
     );
     detector.feed((past as unknown as EventRow[]).map(toEvent), settings, { replay: true });
+    // Novelty rules know the networks of their longer past (grouped by address: a small answer).
+    for (const rule of DETECTION_RULES) {
+      if (!rule.novelty || rule.match.length !== 1) continue;
+      const match = rule.match[0] as (typeof rule.match)[number];
+      const addresses = await tenantDb.read((trx) =>
+        trx
+          .selectFrom('audit_events')
+          .select((eb) => ['source_ip', eb.fn.countAll<string>().as('n')])
+          .where('action', 'in', match.actions)
+          .$if(match.outcomes !== undefined, (query) => query.where('outcome', 'in', match.outcomes ?? []))
+          .where('occurred_at', '>', new Date(Date.now() - (rule.novelty?.learnDays ?? 30) * 86_400_000))
+          .where('occurred_at', '<=', new Date(Date.now() - longest * 1000))
+          .where('leaf_index', '<=', String(cursor))
+          .groupBy('source_ip')
+          .execute(),
+      );
+      detector.learn(rule.id, addresses.flatMap((row) => {
+        const network = networkOf(row.source_ip);
+        return network ? [{ network, events: Number(row.n) }] : [];
+      }));
+    }
     detectors.set(tenantDb.tenantId, detector);
     return detector;
   };
