@@ -18,8 +18,10 @@ CREATE FUNCTION tenants_with_sweeps_to_resume() RETURNS TABLE (tenant_id uuid)
      WHERE s.state = 'running' AND pg_try_advisory_xact_lock(hashtextextended('ringvakt:node:' || s.node, 0))
     UNION
     SELECT latest.tenant_id FROM (
+      -- Recent sweeps only: this runs every 5 s on every node, and an older one cut short is
+      -- taken up by the hourly schedule anyway.
       SELECT DISTINCT ON (tenant_id) tenant_id, state, error_code FROM retention_sweeps
-       WHERE NOT dry_run ORDER BY tenant_id, started_at DESC
+       WHERE NOT dry_run AND started_at > now() - interval '1 day' ORDER BY tenant_id, started_at DESC
     ) AS latest
      WHERE latest.state = 'abandoned' AND latest.error_code IN ('node_lost', 'node_stopped')
   $$;

@@ -88,8 +88,6 @@ export type TenantDetector = {
   learn(ruleId: string, networks: readonly { network: string; events: number }[]): void;
   /** Counts the events (ledger order); returns the batch's hits, one per rule and subject. */
   feed(events: readonly LedgerEvent[], settings: ReadonlyMap<string, RuleSettings>, options?: { replay?: boolean }): Hit[];
-  /** Subjects tracked (a bound on memory: windows are pruned as they slide). */
-  size(): number;
 };
 
 /** Subjects tracked per rule at most: a flood of new accounts or actors cannot grow memory without bound (the oldest window goes first). */
@@ -189,6 +187,5 @@ export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTIO
       }
       return [...hits.values()];
     },
-    size: () => [...windows.values()].reduce((sum, bySubject) => sum + bySubject.size, 0),
   };
 }
