@@ -97,6 +97,16 @@ export const settings = {
     secret: true,
     describe: 'a bearer token of at least 24 characters sent to the checkpoint webhook',
   },
+  alertSyslog: {
+    env: 'RINGVAKT_ALERT_SYSLOG',
+    key: 'alertSyslog',
+    describe: "udp://host:port or tcp://host:port of the installation's syslog/SIEM receiver for every tenant's security alerts (RFC 5424)",
+  },
+  alertWebhookTargets: {
+    env: 'RINGVAKT_ALERT_WEBHOOK_TARGETS',
+    key: 'alertWebhookTargets',
+    describe: '"public" (alert webhooks only over https to public addresses; the default) or "any" (also http, private and loopback addresses: development and tests only, refused with NODE_ENV=production)',
+  },
   shutdownTimeoutMs: {
     env: 'RINGVAKT_SHUTDOWN_TIMEOUT_MS',
     key: 'shutdownTimeoutMs',

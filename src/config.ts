@@ -74,6 +74,11 @@ const schemas = {
     .string()
     .refine((value) => /^(udp|tcp):\/\/[^/?#@]+:\d{1,5}\/?$/.test(value) && URL.canParse(value))
     .optional(),
+  alertSyslog: z
+    .string()
+    .refine((value) => /^(udp|tcp):\/\/[^/?#@]+:\d{1,5}\/?$/.test(value) && URL.canParse(value))
+    .optional(),
+  alertWebhookTargets: z.enum(['public', 'any']),
   auditWitnessWebhook: z
     .string()
     .refine((value) => /^https?:\/\//.test(value) && URL.canParse(value))
@@ -104,6 +109,7 @@ const defaults: Partial<Record<SettingName, string>> = {
   backupFormat: 'ringvakt',
   simulatorShiftMs: '0',
   simulatorCallees: 'mixed',
+  alertWebhookTargets: 'public',
   keyProvider: 'local',
   vaultMount: 'transit',
   vaultKeyName: 'ringvakt-root',
@@ -157,6 +163,10 @@ export type Config = {
     webhook: { url: string; token: string | undefined } | undefined;
   };
   metricsToken: string | undefined;
+  /** The installation's syslog/SIEM receiver of every tenant's security alerts. */
+  alertSyslog: string | undefined;
+  /** Where alert webhooks may point: public https addresses only, or anywhere (development and tests). */
+  alertWebhookTargets: 'public' | 'any';
   keys:
     | { provider: 'local' }
     | { provider: 'env'; rootKey: string | undefined; previous: string | undefined }
@@ -236,6 +246,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push('RINGVAKT_AUDIT_WITNESS_WEBHOOK must use https (plain http only to this host)');
     }
   }
+  if (values.alertWebhookTargets === 'any' && env.NODE_ENV === 'production') {
+    problems.push('RINGVAKT_ALERT_WEBHOOK_TARGETS=any lets alert webhooks reach private and loopback addresses: never with NODE_ENV=production');
+  }
   if (values.auditWitnessWebhookToken !== undefined && values.auditWitnessWebhook === undefined) {
     problems.push('RINGVAKT_AUDIT_WITNESS_WEBHOOK_TOKEN needs RINGVAKT_AUDIT_WITNESS_WEBHOOK');
   }
@@ -295,6 +308,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : undefined,
     },
     metricsToken: values.metricsToken as string | undefined,
+    alertSyslog: values.alertSyslog as string | undefined,
+    alertWebhookTargets: values.alertWebhookTargets as 'public' | 'any',
     keys,
   };
 }

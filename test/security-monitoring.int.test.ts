@@ -7,7 +7,7 @@ import { loadSigningKey } from '../src/audit/signing-key.ts';
 import { createContact } from '../src/modules/contacts/contacts.service.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import { startSecurityMonitor, type SecurityMonitor } from '../src/security/monitor-service.ts';
-import { deliverDue, MAX_ATTEMPTS } from '../src/security/webhooks.ts';
+import { deliverDue, MAX_ATTEMPTS, setWebhookTargets } from '../src/security/webhooks.ts';
 import { recordHits } from '../src/security/alerts.ts';
 import { effectiveSettings } from '../src/security/detection-rules.ts';
 import { networkOf } from '../src/security/detector.ts';
@@ -108,6 +108,8 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
   };
 
   beforeAll(async () => {
+    // The receiver is on loopback: allowed here as RINGVAKT_ALERT_WEBHOOK_TARGETS=any allows it.
+    setWebhookTargets('any');
     db = await createTestDatabase();
     attacked = await seedTenant(db.handles, 'sec-attacked');
     calm = await seedTenant(db.handles, 'sec-calm');
@@ -125,9 +127,8 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     await db?.drop();
   });
 
-  it('refuses webhooks that point inward in production, and registers a signed one', async () => {
-    const previous = process.env.NODE_ENV;
-    process.env.NODE_ENV = 'production';
+  it('refuses webhooks that point inward (the default outside development), and registers a signed one', async () => {
+    setWebhookTargets('public');
     try {
       const plain = await asSession(attacked, 'POST', '/api/v1/security/alert-webhooks', { url: 'http://siem.example/hook' });
       expect(plain.status).toBe(400);
@@ -138,7 +139,7 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
         expect((await inward.json()) as { code: string }, url).toMatchObject({ code: 'webhook_forbidden_address' });
       }
     } finally {
-      process.env.NODE_ENV = previous;
+      setWebhookTargets('any');
     }
     const created = await asSession(attacked, 'POST', '/api/v1/security/alert-webhooks', { url: await receiver.listen(), minSeverity: 'medium' });
     expect(created.status).toBe(201);

@@ -137,35 +137,41 @@ const SEND_TIMEOUT_MS = 5_000;
  * octet-counting framing (RFC 6587), over UDP one datagram each.
  */
 export function syslogSender(target: string): Sender {
+  const send = syslogTransport(target);
+  return (entries) => send(entries.map((entry) => syslogLine(110, isRetention(entry) ? 'audit-retention' : 'audit-checkpoint', message(entry))));
+}
+
+const origin = () => hostname().replace(/[^!-~]/g, '').slice(0, 255) || '-';
+
+/** One RFC 5424 message: `pri` is facility × 8 + severity; the message is JSON. */
+export function syslogLine(pri: number, msgId: string, body: unknown): Buffer {
+  return Buffer.from(`<${pri}>1 ${new Date().toISOString()} ${origin()} ringvakt ${process.pid} ${msgId} - ${JSON.stringify(body)}`);
+}
+
+/** Sends syslog lines to udp://host:port (a datagram each) or tcp://host:port (octet-counted frames, RFC 6587), bounded by 5 s. */
+export function syslogTransport(target: string): (lines: Buffer[]) => Promise<void> {
   const url = new URL(target);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port);
-  const origin = hostname().replace(/[^!-~]/g, '').slice(0, 255) || '-';
-  const format = (entry: WitnessEntry) =>
-    Buffer.from(`<110>1 ${new Date().toISOString()} ${origin} ringvakt ${process.pid} ${isRetention(entry) ? 'audit-retention' : 'audit-checkpoint'} - ${JSON.stringify(message(entry))}`);
-
   if (url.protocol === 'udp:') {
-    return async (entries) => {
+    return async (lines) => {
       const socket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
       try {
-        for (const entry of entries) {
-          await new Promise<void>((resolve, reject) => socket.send(format(entry), port, host, (error) => (error ? reject(error) : resolve())));
+        for (const line of lines) {
+          await new Promise<void>((resolve, reject) => socket.send(line, port, host, (error) => (error ? reject(error) : resolve())));
         }
       } finally {
         socket.close();
       }
     };
   }
-  return (entries) =>
+  return (lines) =>
     new Promise<void>((resolve, reject) => {
       const socket = connect({ host, port });
       socket.setTimeout(SEND_TIMEOUT_MS, () => socket.destroy(new Error('syslog receiver timed out')));
       socket.once('error', reject);
       socket.once('connect', () => {
-        const frames = entries.map((entry) => {
-          const line = format(entry);
-          return Buffer.concat([Buffer.from(`${line.length} `), line]);
-        });
+        const frames = lines.map((line) => Buffer.concat([Buffer.from(`${line.length} `), line]));
         socket.end(Buffer.concat(frames), () => resolve());
       });
     });

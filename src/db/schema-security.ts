@@ -34,6 +34,9 @@ export type SecurityAlertsTable = {
   acknowledged_by: string | null;
   acknowledged_at: Date | null;
   resolved_at: Date | null;
+  /** What the installation's syslog receiver was told of (migration 0017). */
+  syslog_hits: ColumnType<number, number | undefined, number>;
+  syslog_at: Date | null;
 };
 
 export type DetectionCursorsTable = {
@@ -69,7 +72,86 @@ export type AlertDeliveriesTable = {
   delivered_at: Date | null;
 };
 
+/** Incident response and security awareness (migration 0017). */
+export type SecurityContactsTable = { tenant_id: TenantColumn; user_id: string; created_by: string; created_at: Timestamp };
+
+export type SecurityOnCallTable = { tenant_id: TenantColumn; id: Uuid; user_id: string; starts_at: Date; ends_at: Date; created_by: string; created_at: Timestamp };
+
+export type IncidentState = 'open' | 'contained' | 'resolved';
+export type IncidentsTable = {
+  tenant_id: TenantColumn;
+  id: Uuid;
+  reference: string;
+  title: string;
+  description: ColumnType<string, string | undefined, string>;
+  severity: Severity;
+  state: ColumnType<IncidentState, IncidentState | undefined, IncidentState>;
+  owner_id: string | null;
+  personal_data: ColumnType<boolean, boolean | undefined, boolean>;
+  breach_id: string | null;
+  detected_at: Date;
+  opened_at: Timestamp;
+  opened_by: string;
+  contained_at: Date | null;
+  resolved_at: Date | null;
+  resolution: string | null;
+};
+
+export type IncidentEventKind = 'opened' | 'note' | 'severity' | 'owner' | 'alert_linked' | 'events_linked' | 'containment' | 'contained' | 'resolved' | 'breach_opened';
+export type IncidentEventsTable = {
+  tenant_id: TenantColumn;
+  id: ColumnType<string, never, never>;
+  incident_id: string;
+  at: Timestamp;
+  actor: string;
+  kind: IncidentEventKind;
+  entry: string;
+  details: ColumnType<Record<string, unknown>, string | undefined, never>;
+};
+
+export type IncidentAlertsTable = { tenant_id: TenantColumn; incident_id: string; alert_id: string; linked_at: Timestamp };
+export type IncidentAuditEventsTable = { tenant_id: TenantColumn; incident_id: string; audit_event_id: ColumnType<string, string | number, never> };
+
+export type BlockedNetworksTable = {
+  tenant_id: TenantColumn;
+  id: Uuid;
+  network: string;
+  reason: string;
+  incident_id: string | null;
+  created_by: string;
+  created_at: Timestamp;
+  expires_at: Date | null;
+  lifted_at: Date | null;
+  lifted_by: string | null;
+};
+
+export type SecurityDocumentKind = 'policy' | 'training';
+export type SecurityDocumentsTable = {
+  tenant_id: TenantColumn;
+  id: Uuid;
+  kind: SecurityDocumentKind;
+  title: string;
+  version: string;
+  url: string | null;
+  content: string | null;
+  content_sha256: Buffer;
+  published_by: string;
+  published_at: Timestamp;
+  superseded_at: Date | null;
+};
+
+export type SecurityAttestationsTable = { tenant_id: TenantColumn; id: Uuid; user_id: string; document_id: string; acknowledged_at: Timestamp };
+
 export type SecurityTables = {
+  security_contacts: SecurityContactsTable;
+  security_on_call: SecurityOnCallTable;
+  incidents: IncidentsTable;
+  incident_events: IncidentEventsTable;
+  incident_alerts: IncidentAlertsTable;
+  incident_audit_events: IncidentAuditEventsTable;
+  blocked_networks: BlockedNetworksTable;
+  security_documents: SecurityDocumentsTable;
+  security_attestations: SecurityAttestationsTable;
   detection_rule_settings: DetectionRuleSettingsTable;
   security_alerts: SecurityAlertsTable;
   detection_cursors: DetectionCursorsTable;

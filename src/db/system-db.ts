@@ -52,6 +52,10 @@ export type SystemDb = {
   tenantsWithEventsToEvaluate(): Promise<string[]>;
   /** Tenants with alert webhook deliveries due. */
   tenantsWithAlertDeliveriesDue(): Promise<string[]>;
+  /** Tenants with alerts the syslog receiver has not been told of (or not of their latest hits). */
+  tenantsWithAlertsForSyslog(): Promise<string[]>;
+  /** Per tenant: open alerts and incidents, times to acknowledge and contain since `since` (counts and times only). */
+  securityStatus(since: Date): Promise<TenantSecurityStatus[]>;
   /** The tenant of a privacy export, by the SHA-256 of its download token (the token alone travels). */
   privacyExportTenant(tokenSha256: Buffer): Promise<string | undefined>;
   /** Liveness of the pool, for /readyz. */
@@ -65,6 +69,21 @@ export type SystemDb = {
   /** The installation at a glance, for /metrics: counts and times, never a tenant's data. */
   operationsStatus(): Promise<OperationsStatus>;
   appliedMigrationVersions(): Promise<number[]>;
+};
+
+export type TenantSecurityStatus = {
+  tenantId: string;
+  slug: string;
+  openAlerts: number;
+  unacknowledgedHigh: number;
+  openIncidents: number;
+  medianAckSeconds: number | null;
+  maxAckSeconds: number | null;
+  medianContainSeconds: number | null;
+  maxContainSeconds: number | null;
+  oldestUnacknowledged: Date | null;
+  /** Whether anyone is named for security (a standing contact, or an on-call shift now). */
+  securityContact: boolean;
 };
 
 export type BackupRun = {
@@ -155,6 +174,27 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     async tenantsWithEventsToEvaluate() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_events_to_evaluate()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
+    },
+    async tenantsWithAlertsForSyslog() {
+      const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_alerts_for_syslog()`.execute(db);
+      return result.rows.map((row) => row.tenant_id);
+    },
+    async securityStatus(since) {
+      const result = await sql<{ tenant_id: string; slug: string; open_alerts: string; unacknowledged_high: string; open_incidents: string; median_ack_seconds: number | null; max_ack_seconds: number | null; median_contain_seconds: number | null; max_contain_seconds: number | null; oldest_unacknowledged: Date | null; on_call: boolean }>`
+        SELECT * FROM security_status_by_tenant(${since})`.execute(db);
+      return result.rows.map((row) => ({
+        tenantId: row.tenant_id,
+        slug: row.slug,
+        openAlerts: Number(row.open_alerts),
+        unacknowledgedHigh: Number(row.unacknowledged_high),
+        openIncidents: Number(row.open_incidents),
+        medianAckSeconds: row.median_ack_seconds,
+        maxAckSeconds: row.max_ack_seconds,
+        medianContainSeconds: row.median_contain_seconds,
+        maxContainSeconds: row.max_contain_seconds,
+        oldestUnacknowledged: row.oldest_unacknowledged,
+        securityContact: row.on_call,
+      }));
     },
     async tenantsWithAlertDeliveriesDue() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_alert_deliveries_due()`.execute(db);

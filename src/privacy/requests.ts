@@ -60,7 +60,7 @@ async function normaliseIdentifiers(trx: TenantTransaction, identifiers: Identif
   return out;
 }
 
-async function nextReference(trx: TenantTransaction, prefix: 'DSR' | 'BR', table: 'privacy_requests' | 'breaches', at: Date): Promise<string> {
+async function nextReference(trx: TenantTransaction, prefix: 'DSR' | 'BR' | 'INC', table: 'privacy_requests' | 'breaches' | 'incidents', at: Date): Promise<string> {
   const year = at.getUTCFullYear();
   // One writer at a time per tenant and register, so two intakes never take the same number.
   await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:${table}`}))`.execute(trx);
@@ -72,6 +72,11 @@ async function nextReference(trx: TenantTransaction, prefix: 'DSR' | 'BR', table
 
 export async function nextBreachReference(trx: TenantTransaction, at: Date): Promise<string> {
   return nextReference(trx, 'BR', 'breaches', at);
+}
+
+/** The next security incident reference of the year (INC-2026-001). */
+export async function nextIncidentReference(trx: TenantTransaction, at: Date): Promise<string> {
+  return nextReference(trx, 'INC', 'incidents', at);
 }
 
 export async function addRequestEvent(trx: TenantTransaction, requestId: string, actor: string, step: string, details: Record<string, unknown> = {}): Promise<void> {

@@ -19,7 +19,8 @@ export type RealtimeEvent =
   | { topic: 'inbound.call'; callId: string; queueId: string; agentId: string | null; state: 'queued' | 'connected' | 'ended'; outcome: string | null; at: string }
   | { topic: 'campaign.pacing'; campaignId: string; lines: number; explanation: string; at: string }
   | { topic: 'campaign.state'; campaignId: string; state: string; at: string }
-  | { topic: 'security.alert'; alertId: string; ruleId: string; severity: string; at: string };
+  | { topic: 'security.alert'; alertId: string; ruleId: string; severity: string; at: string }
+  | { topic: 'security.incident'; incidentId: string; severity: string; at: string };
 
 /** NOTIFY's payload limit is 8000 bytes; events are far smaller, and an explanation is clipped. */
 const MAX_PAYLOAD = 7_900;
@@ -47,7 +48,7 @@ export type RealtimeClient = {
 /** What a client may see: supervisors the whole floor, agents their own state and calls, security managers the alerts. */
 export function mayReceive(client: RealtimeClient, event: RealtimeEvent): boolean {
   // Security alerts: to those who handle security only (a supervisor does not see them).
-  if (event.topic === 'security.alert') return client.permissions.has('security:manage');
+  if (event.topic === 'security.alert' || event.topic === 'security.incident') return client.permissions.has('security:manage');
   if (client.permissions.has('agents:monitor')) return true;
   if (!client.permissions.has('calls:handle')) return false;
   if (event.topic === 'agent.state') return event.agentId === client.userId;

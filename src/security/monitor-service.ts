@@ -6,13 +6,14 @@ import type { Logger } from '../logger.ts';
 import { runEvery } from '../background-task.ts';
 import { publicKeys } from '../audit/signing-key.ts';
 import { verifyTenantLedger } from '../audit/verify-audit-log.ts';
-import { DETECTION_RULES, effectiveSettings, LEDGER_RULE_ID, RULES_BY_ID, SEVERITY_RANK, type RuleSettings } from './detection-rules.ts';
+import { DETECTION_RULES, effectiveSettings, LEDGER_RULE_ID, RULES_BY_ID, type RuleSettings } from './detection-rules.ts';
 import { createTenantDetector, networkOf, type Hit, type LedgerEvent, type TenantDetector } from './detector.ts';
 import { recordHits, type OnRaised } from './alerts.ts';
 import { createMailer } from '../modules/mail/mailer.ts';
-import { listUsers } from '../modules/users/users.repo.ts';
-import { builtInRoles } from '../modules/access/permissions.ts';
+import { findUserById } from '../modules/users/users.repo.ts';
+import { syslogLine, syslogTransport } from '../audit/checkpoint-publishers.ts';
 import { deliverDue } from './webhooks.ts';
+import { alertRecipients } from './contacts.ts';
 
 /**
  * The security monitor of `ringvakt serve`. One node at a time runs it — the holder of a session
@@ -97,6 +98,8 @@ export function startSecurityMonitor(options: {
   logger: Logger;
   tickMs?: number;
   ledgerCheckMs?: number;
+  /** The installation's syslog/SIEM receiver of every tenant's alerts (RINGVAKT_ALERT_SYSLOG). */
+  alertSyslog?: string | undefined;
 }): SecurityMonitor {
   const { systemDb, logger } = options;
   const ledgerCheckMs = options.ledgerCheckMs ?? 3_600_000;
@@ -149,17 +152,50 @@ export function startSecurityMonitor(options: {
   };
 
   /**
-   * A new high or critical alert is e-mailed (through the encrypted outbox) to the tenant's
-   * security contacts: its active owners and administrators. The text names the rule and the
-   * subject's id, never personal data; lesser alerts are seen in the product and by webhooks.
+   * A new alert of medium severity or more is e-mailed (through the encrypted outbox) to whoever
+   * is named for it (contacts.ts: the on-call person, the standing contacts for high and critical;
+   * else the owners and administrators). The text names the rule and the subject's id, never
+   * personal data; everything else is seen in the product and by webhooks and syslog.
    */
   const emailContacts: OnRaised = async (trx, alert) => {
-    if (SEVERITY_RANK[alert.severity] < SEVERITY_RANK.high) return;
+    const recipients = await alertRecipients(trx, alert.severity);
+    if (recipients.length === 0) return;
     const cipher = await options.cipher();
-    const contacts = (await listUsers(trx, cipher, { limit: 1000 })).filter((user) => user.status === 'active' && user.role !== 'custom' && (builtInRoles[user.role] as readonly string[]).includes('security:manage'));
     const mailer = createMailer(cipher, logger);
-    for (const contact of contacts) {
-      await mailer.queue(trx, 'security_alert', { to: contact.email, subject: `Ringvakt security alert (${alert.severity}): ${RULES_BY_ID.get(alert.ruleId)?.title ?? alert.ruleId}`, text: `${alert.summary}\n\nAlert ${alert.id}. Open the security alerts in Ringvakt to acknowledge it.` });
+    for (const userId of recipients) {
+      const user = await findUserById(trx, cipher, userId);
+      if (!user) continue;
+      await mailer.queue(trx, 'security_alert', { to: user.email, subject: `Ringvakt security alert (${alert.severity}): ${RULES_BY_ID.get(alert.ruleId)?.title ?? alert.ruleId}`, text: `${alert.summary}\n\nAlert ${alert.id}. Open the security alerts in Ringvakt to acknowledge it.` });
+    }
+  };
+
+  /**
+   * Copies alerts to the installation's syslog/SIEM receiver: new ones, and a repeat's growing
+   * count at most every 5 minutes. What was sent is recorded after it was sent, so a crash sends
+   * again rather than never (a receiver deduplicates by alert id and hits).
+   */
+  const sendSyslog = options.alertSyslog ? syslogTransport(options.alertSyslog) : undefined;
+  const SYSLOG_PRI: Record<string, number> = { critical: 34, high: 35, medium: 36, low: 37 }; // facility 4 (security), severity 2–5
+  const syslogAll = async () => {
+    if (!held || !sendSyslog) return;
+    for (const tenantId of await systemDb.tenantsWithAlertsForSyslog()) {
+      const tenantDb = systemDb.inTenant(tenantId);
+      const alerts = await tenantDb.read((trx) =>
+        trx
+          .selectFrom('security_alerts')
+          .select(['id', 'rule_id', 'severity', 'subject', 'summary', 'state', 'hits', 'first_seen', 'last_seen'])
+          .whereRef('hits', '>', 'syslog_hits')
+          .where('raised_at', '>', new Date(Date.now() - 86_400_000))
+          .where((eb) => eb.or([eb('syslog_at', 'is', null), eb('syslog_at', '<', new Date(Date.now() - 5 * 60_000))]))
+          .orderBy('raised_at')
+          .limit(200)
+          .execute(),
+      );
+      if (alerts.length === 0) continue;
+      await sendSyslog(alerts.map((alert) => syslogLine(SYSLOG_PRI[alert.severity] ?? 37, 'security-alert', { type: 'ringvakt.security.alert', tenantId, alertId: alert.id, rule: alert.rule_id, severity: alert.severity, subject: alert.subject, summary: alert.summary, state: alert.state, hits: alert.hits, firstSeen: alert.first_seen.toISOString(), lastSeen: alert.last_seen.toISOString() })));
+      await tenantDb.transaction(async (trx) => {
+        for (const alert of alerts) await trx.updateTable('security_alerts').set({ syslog_hits: alert.hits, syslog_at: new Date() }).where('id', '=', alert.id).execute();
+      });
     }
   };
 
@@ -293,6 +329,7 @@ export function startSecurityMonitor(options: {
     await evaluateAll();
     await checkAll();
     await deliverAll();
+    await syslogAll();
   };
 
   const onError = (task: string) => (error: unknown) => logger.error({ err: error instanceof Error ? { name: error.name } : undefined, task }, 'security monitor task failed');
@@ -302,6 +339,7 @@ export function startSecurityMonitor(options: {
       : [
           runEvery('security_monitor', options.tickMs ?? 500, evaluateAll, onError('detection')),
           runEvery('security_alert_delivery', 1_000, deliverAll, onError('delivery')),
+          ...(sendSyslog ? [runEvery('security_alert_syslog', 2_000, syslogAll, onError('syslog'))] : []),
           // Ledger verification (long for a large ledger) in a task of its own: alerts do not wait for it.
           runEvery('security_ledger_check', Math.min(ledgerCheckMs, 60_000) || 60_000, checkAll, onError('ledger check')),
         ];

@@ -19,7 +19,8 @@ import { AppError } from '../server/errors.ts';
  * apart) up to MAX_ATTEMPTS, each attempt bounded by 5 s in all; deliveries run in a task of
  * their own, so the detector never waits for a receiver.
  *
- * Server-side request forgery: in production (NODE_ENV=production) a webhook must be https and
+ * Server-side request forgery: unless the operator configured RINGVAKT_ALERT_WEBHOOK_TARGETS=any
+ * (development and tests; refused with NODE_ENV=production), a webhook must be https and
  * its host must resolve only to public unicast addresses — checked when it is registered and
  * again at every connection (the address connected to is the address checked, so a DNS answer
  * changed in between cannot point it inward).
@@ -32,9 +33,14 @@ export const MAX_WEBHOOKS = 10;
 const ATTEMPT_TIMEOUT_MS = 5_000;
 const RESPONSE_LIMIT = 64 * 1024;
 
-const production = () => process.env.NODE_ENV === 'production';
+let targets: 'public' | 'any' = 'public';
+/** Set once at start from the configuration (RINGVAKT_ALERT_WEBHOOK_TARGETS); public-only until then. */
+export function setWebhookTargets(value: 'public' | 'any'): void {
+  targets = value;
+}
+const guarded = () => targets === 'public';
 
-/** Why an address may not be a webhook's in production; undefined when it may. */
+/** Why an address may not be a webhook's while guarded; undefined when it may. */
 function forbiddenAddress(address: string): string | undefined {
   if (!ipaddr.isValid(address)) return 'not an address';
   // IPv4-mapped addresses are judged as the IPv4 address they are.
@@ -46,7 +52,7 @@ function forbiddenAddress(address: string): string | undefined {
   return undefined;
 }
 
-/** Checks a webhook URL as given (scheme, credentials, host); in production also what its host resolves to. */
+/** Checks a webhook URL as given (scheme, credentials, host); while guarded also what its host resolves to. */
 export async function checkWebhookUrl(text: string): Promise<URL> {
   let url: URL;
   try {
@@ -54,11 +60,11 @@ export async function checkWebhookUrl(text: string): Promise<URL> {
   } catch {
     throw new AppError('validation_failed', 'The webhook URL is not a URL.', [{ path: 'body/url', message: 'not a URL' }]);
   }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && !production())) {
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && !guarded())) {
     throw new AppError('validation_failed', 'A webhook URL must use https.', [{ path: 'body/url', message: 'must be https' }]);
   }
   if (url.username || url.password) throw new AppError('validation_failed', 'A webhook URL must not carry credentials; the payloads are signed instead.', [{ path: 'body/url', message: 'no credentials' }]);
-  if (production()) {
+  if (guarded()) {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const addresses = ipaddr.isValid(host) ? [host] : await new Promise<string[]>((resolve) => dnsLookup(host, { all: true }, (error, found) => resolve(error ? [] : found.map((entry) => entry.address))));
     if (addresses.length === 0) throw new AppError('validation_failed', 'The webhook host does not resolve.', [{ path: 'body/url', message: 'host does not resolve' }]);
@@ -68,12 +74,12 @@ export async function checkWebhookUrl(text: string): Promise<URL> {
   return url;
 }
 
-/** A DNS lookup that refuses non-public answers in production (used for every connection). */
+/** A DNS lookup that refuses non-public answers while guarded (used for every connection). */
 const guardedLookup: LookupFunction = (hostname, options, callback) => {
   dnsLookup(hostname, { ...options, all: true }, (error, found) => {
     if (error) return callback(error, '', 0);
     const addresses = found as unknown as LookupAddress[];
-    const allowed = production() ? addresses.filter((entry) => forbiddenAddress(entry.address) === undefined) : addresses;
+    const allowed = guarded() ? addresses.filter((entry) => forbiddenAddress(entry.address) === undefined) : addresses;
     const first = allowed[0];
     if (!first) return callback(Object.assign(new Error('webhook host resolves to no allowed address'), { code: 'EFORBIDDEN' }), '', 0);
     if ((options as { all?: boolean }).all) return (callback as unknown as (error: null, addresses: LookupAddress[]) => void)(null, allowed);
@@ -101,7 +107,7 @@ function post(url: URL, headers: Record<string, string>, body: string): Promise<
     };
     const client = url.protocol === 'https:' ? https : http;
     const host = url.hostname.replace(/^\[|\]$/g, '');
-    if (production() && ipaddr.isValid(host) && forbiddenAddress(host)) return reject(Object.assign(new Error('forbidden address'), { code: 'EFORBIDDEN' }));
+    if (guarded() && ipaddr.isValid(host) && forbiddenAddress(host)) return reject(Object.assign(new Error('forbidden address'), { code: 'EFORBIDDEN' }));
     const request = client.request(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup: guardedLookup }, (response) => {
       const status = response.statusCode ?? 0;
       // The body is read (bounded) and dropped: only the status matters.

@@ -5,7 +5,8 @@ import type { TenantDb } from '../db/tenant-db.ts';
 import { findTokenOwner, presentedToken, uuidFromHex } from '../modules/api-tokens/api-tokens.service.ts';
 import type { CredentialCache } from '../modules/access/credential-cache.ts';
 import { isRouteAccess, type Permission, type RouteAccess } from '../modules/access/permissions.ts';
-import { createAllowListMatcher, loadSecurityPolicy } from '../modules/access/security-policy.ts';
+import { createAddressGate, loadSecurityPolicy, type AddressRefusal } from '../modules/access/security-policy.ts';
+import { attestationDueAt } from '../security/attestations.ts';
 import { csrfTokenFor, findSession, loadUserAccess, SESSION_COOKIE, STEP_UP_MS, TOUCH_INTERVAL_MS } from '../modules/auth/sessions.ts';
 import { AppError } from './errors.ts';
 import { recordAuditEvent, recordAuditEventAlone } from '../audit/audit-event.ts';
@@ -22,7 +23,7 @@ import { recordAuditEvent, recordAuditEventAlone } from '../audit/audit-event.ts
 
 export type Credential =
   | { kind: 'api_token'; id: string }
-  | { kind: 'session'; id: string; stage: SessionStage; authenticatedAt: number; csrfToken: string };
+  | { kind: 'session'; id: string; stage: SessionStage; authenticatedAt: number; csrfToken: string; attestationDueAt: number };
 
 export type Principal = {
   tenantId: string;
@@ -50,6 +51,8 @@ declare module 'fastify' {
     stepUp?: boolean | 'sessions';
     /** API tokens are not accepted here: only a person in a browser session. */
     sessionOnly?: boolean;
+    /** Reachable by a person who owes an acknowledgement of the security policy or training (src/security/attestations.ts). */
+    beforeAttestation?: boolean;
     /** The route reads its body as a stream (file uploads), with no body schema; it checks what it reads. */
     streamedBody?: boolean;
   }
@@ -96,8 +99,10 @@ export type CachedPrincipal = {
   csrfToken: string;
   /** What the request sees; built once per lookup (nothing in it changes while the entry lives). */
   principal: Principal;
-  /** The tenant's IP allow-list as a matcher; undefined when the list is empty (any address). */
-  allowed: ((address: string) => boolean) | undefined;
+  /** The tenant's IP allow-list and blocked ranges as one check; undefined when it restricts nothing. */
+  gate: ((address: string) => AddressRefusal | undefined) | undefined;
+  /** When the user's acknowledgement of the security policy or training runs out (0: owed now; sessions only). */
+  attestationDueAt: number;
 };
 
 export type AccessControlOptions = {
@@ -126,7 +131,7 @@ type Found = Omit<CachedPrincipal, 'principal'>;
 function withPrincipal(found: Found): CachedPrincipal {
   const credential: Credential =
     found.kind === 'session'
-      ? { kind: 'session', id: found.credentialId, stage: found.stage, authenticatedAt: found.authenticatedAt, csrfToken: found.csrfToken }
+      ? { kind: 'session', id: found.credentialId, stage: found.stage, authenticatedAt: found.authenticatedAt, csrfToken: found.csrfToken, attestationDueAt: found.attestationDueAt }
       : { kind: 'api_token', id: found.credentialId };
   return { ...found, principal: { tenantId: found.tenantId, userId: found.userId, role: found.role, permissions: found.permissions, credential } };
 }
@@ -134,7 +139,7 @@ function withPrincipal(found: Found): CachedPrincipal {
 async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', token: string, hash: Buffer): Promise<CachedPrincipal | undefined> {
   const found = await tenantDb.read(async (trx): Promise<Found | undefined> => {
     const policy = await loadSecurityPolicy(trx);
-    const allowed = policy.ipAllowList.length > 0 ? createAllowListMatcher(policy.ipAllowList) : undefined;
+    const gate = createAddressGate(policy);
     if (kind === 'api_token') {
       const owner = await findTokenOwner(trx, hash);
       if (!owner) return undefined;
@@ -155,7 +160,8 @@ async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', token: 
         idleMs: Number.POSITIVE_INFINITY,
         expiresAt: owner.expiresAt.getTime(),
         csrfToken: '',
-        allowed,
+        gate,
+        attestationDueAt: Number.POSITIVE_INFINITY,
       };
     }
     const session = await findSession(trx, hash);
@@ -175,7 +181,8 @@ async function lookUp(tenantDb: TenantDb, kind: 'api_token' | 'session', token: 
       idleMs: policy.sessionIdleMinutes * 60_000,
       expiresAt: session.expiresAt.getTime(),
       csrfToken: csrfTokenFor(token),
-      allowed,
+      gate,
+      attestationDueAt: session.stage === 'active' ? await attestationDueAt(trx, session.userId) : Number.POSITIVE_INFINITY,
     };
   });
   return found && withPrincipal(found);
@@ -297,8 +304,9 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
       await deny(request, tenantDb, cached, 'cross_origin');
       throw new AppError('csrf_failed');
     }
-    if (cached.allowed && !cached.allowed(request.ip)) {
-      await deny(request, tenantDb, cached, 'ip_not_allowed');
+    const refusal = cached.gate?.(request.ip);
+    if (refusal) {
+      await deny(request, tenantDb, cached, refusal);
       throw new AppError('ip_not_allowed');
     }
     if (cached.kind === 'session') {
@@ -338,7 +346,7 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
       const at = Date.now();
       if (!again || again.userId !== userId || again.stage !== 'active' || again.expiresAt <= at || at - again.lastSeenAt > again.idleMs) return false;
       if (again.permissions.size !== granted.size || [...granted].some((permission) => !again.permissions.has(permission))) return false;
-      return !again.allowed || again.allowed(address);
+      return !again.gate?.(address);
     };
 
     if (access === 'login') {
@@ -347,6 +355,8 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
     }
     if (cached.stage === 'mfa') throw new AppError('second_factor_required');
     if (cached.stage === 'mfa_enrollment') throw new AppError('mfa_enrollment_required');
+    // A person who owes an acknowledgement of the security policy or training reads and acknowledges it first.
+    if (cached.kind === 'session' && now >= cached.attestationDueAt && !config.beforeAttestation) throw new AppError('attestation_required');
     if ((config.sessionOnly || config.stepUp === true) && cached.kind !== 'session') {
       await deny(request, tenantDb, cached, 'session_only');
       throw new AppError('forbidden', 'This needs a signed-in browser session; API tokens cannot do it.');

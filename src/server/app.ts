@@ -54,6 +54,9 @@ import type { ErasureLedgerMirror } from '../privacy/erasure.ts';
 import { privacyRequestRoutes } from '../privacy/requests.routes.ts';
 import { retentionRoutes } from '../privacy/retention.routes.ts';
 import { securityMonitoringRoutes } from '../security/security.routes.ts';
+import { incidentRoutes } from '../security/incidents.ts';
+import { attestationRoutes } from '../security/attestations.ts';
+import { securityContactRoutes } from '../security/contacts.ts';
 import { privacyRegisterRoutes, ropaRoutes } from '../privacy/registers.routes.ts';
 
 export type AppDependencies = {
@@ -240,6 +243,9 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(auditRoutes, { systemDb: database.systemDb });
   await app.register(securityCenterRoutes, { systemDb: database.systemDb });
   await app.register(securityMonitoringRoutes, { cipher });
+  await app.register(incidentRoutes);
+  await app.register(attestationRoutes);
+  await app.register(securityContactRoutes);
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   await app.register(webAppRoutes);
   await app.register(contactsRoutes, { cipher, keyring, erasureMirror: deps.erasureMirror });

@@ -31,6 +31,7 @@ export const errorCatalogue = {
   forbidden: { status: 403, title: 'You do not have the permission this needs' },
   second_factor_required: { status: 403, title: 'Finish signing in with your second factor' },
   mfa_enrollment_required: { status: 403, title: 'Set up a second factor before you continue' },
+  attestation_required: { status: 403, title: 'Read and acknowledge the current security policy and training before you continue' },
   reauthentication_required: { status: 403, title: 'Confirm it is you: sign in again to do this' },
   csrf_failed: { status: 403, title: 'The request did not come from this application' },
   ip_not_allowed: { status: 403, title: 'Your network address is not allowed for this organisation' },

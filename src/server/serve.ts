@@ -20,6 +20,7 @@ import { startBackupSchedule } from '../operations/backups.ts';
 import { startNodePresence } from '../operations/node-presence.ts';
 import { NODE_ID } from '../operations/node-id.ts';
 import { startSecurityMonitor } from '../security/monitor-service.ts';
+import { setWebhookTargets } from '../security/webhooks.ts';
 import { VirtualClock } from '../telephony/clock.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { createSimulator } from '../telephony/simulator.ts';
@@ -120,7 +121,8 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       logger,
     });
     // Detection rules over the sealed audit ledger, alerts and their webhooks (one node at a time).
-    securityMonitor = startSecurityMonitor({ systemDb: database.systemDb, connectionString, cipher: async () => (await database.crypto()).cipher, logger });
+    setWebhookTargets(config.alertWebhookTargets);
+    securityMonitor = startSecurityMonitor({ systemDb: database.systemDb, connectionString, cipher: async () => (await database.crypto()).cipher, logger, alertSyslog: config.alertSyslog });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {

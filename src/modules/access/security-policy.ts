@@ -26,13 +26,28 @@ export const defaultSecurityPolicy: SecurityPolicy = {
   lookupsPerHour: 600,
 };
 
-export async function loadSecurityPolicy(trx: TenantTransaction): Promise<SecurityPolicy> {
+/** An address range blocked by the security team (a containment action), until it expires or is lifted. */
+export type BlockedNetwork = { network: string; expiresAt: number | null };
+
+/** The policy with the ranges blocked now: what every sign-in and request is checked against. */
+export type EnforcedPolicy = SecurityPolicy & { blockedNetworks: BlockedNetwork[] };
+
+export async function loadSecurityPolicy(trx: TenantTransaction): Promise<EnforcedPolicy> {
   const row = await trx
     .selectFrom('tenant_security_policies')
     .select(['mfa_required_for_all', 'session_idle_minutes', 'session_absolute_hours', 'reveals_per_hour', 'lookups_per_hour', sql<string[]>`ip_allow_list::text[]`.as('allow')])
     .executeTakeFirst();
-  if (!row) return defaultSecurityPolicy;
+  const blocked = await trx
+    .selectFrom('blocked_networks')
+    .select([sql<string>`network::text`.as('network'), 'expires_at'])
+    .where('lifted_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', new Date())]))
+    .limit(MAX_BLOCKED_NETWORKS)
+    .execute();
+  const blockedNetworks = blocked.map((entry) => ({ network: entry.network, expiresAt: entry.expires_at?.getTime() ?? null }));
+  if (!row) return { ...defaultSecurityPolicy, blockedNetworks };
   return {
+    blockedNetworks,
     mfaRequiredForAll: row.mfa_required_for_all,
     sessionIdleMinutes: row.session_idle_minutes,
     sessionAbsoluteHours: row.session_absolute_hours,
@@ -61,6 +76,38 @@ export async function saveSecurityPolicy(trx: TenantTransaction, policy: Securit
 }
 
 type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+/** The most ranges a tenant may block at once: every request is checked against them all. */
+export const MAX_BLOCKED_NETWORKS = 500;
+
+export type AddressRefusal = 'ip_not_allowed' | 'ip_blocked';
+
+/**
+ * The address check of every sign-in and request: outside the allow-list, or inside a blocked
+ * range that has not expired yet. Undefined when the tenant restricts nothing.
+ */
+export function createAddressGate(policy: EnforcedPolicy): ((address: string) => AddressRefusal | undefined) | undefined {
+  if (policy.ipAllowList.length === 0 && policy.blockedNetworks.length === 0) return undefined;
+  const allowed = createAllowListMatcher(policy.ipAllowList);
+  const blocks = policy.blockedNetworks.map((entry) => ({ range: ipaddr.parseCIDR(entry.network) as Range, expiresAt: entry.expiresAt ?? Number.POSITIVE_INFINITY }));
+  return (address) => {
+    if (!allowed(address)) return 'ip_not_allowed';
+    if (blocks.length === 0) return undefined;
+    let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+    try {
+      parsed = ipaddr.process(address);
+    } catch {
+      return 'ip_blocked';
+    }
+    const now = Date.now();
+    return blocks.some(({ range: [network, bits], expiresAt }) => expiresAt > now && network.kind() === parsed.kind() && parsed.match([network, bits] as never)) ? 'ip_blocked' : undefined;
+  };
+}
+
+/** The refusal for one address, for a sign-in (which has no cached gate). */
+export function addressRefusal(policy: EnforcedPolicy, address: string): AddressRefusal | undefined {
+  return createAddressGate(policy)?.(address);
+}
 
 /** Parses CIDR text ("10.0.0.0/8", "2001:db8::/32", or a single address) into its canonical form. */
 export function canonicalCidr(text: string): string {

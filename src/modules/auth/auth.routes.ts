@@ -200,6 +200,8 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
             stage: z.enum(['mfa', 'mfa_enrollment', 'active']),
             csrfToken: z.string(),
             authenticatedAt: z.string(),
+            /** The person must acknowledge the current security policy or training before anything else. */
+            attestationRequired: z.boolean(),
           }),
           ...problemResponses(401),
         },
@@ -215,6 +217,7 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
         stage: credential.stage,
         csrfToken: credential.csrfToken,
         authenticatedAt: new Date(credential.authenticatedAt).toISOString(),
+        attestationRequired: credential.stage === 'active' && Date.now() >= credential.attestationDueAt,
       };
     },
   );

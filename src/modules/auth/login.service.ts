@@ -6,7 +6,7 @@ import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { AppError } from '../../server/errors.ts';
 import { decoyPasswordHash, hashPassword, needsRehash, verifyPassword } from '../access/passwords.ts';
-import { createAllowListMatcher, loadSecurityPolicy, type SecurityPolicy } from '../access/security-policy.ts';
+import { addressRefusal, loadSecurityPolicy, type SecurityPolicy } from '../access/security-policy.ts';
 import { mintTenantToken, parseTenantToken } from '../api-tokens/api-tokens.service.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { findUserByEmail, findUserById, normaliseEmail } from '../users/users.repo.ts';
@@ -103,8 +103,9 @@ export async function login(
   const first: FirstStep = await tenantDb.transaction(async (trx) => {
     const policy = await loadSecurityPolicy(trx);
     const subject = await throttleSubject(trx, deps.cipher, input.email);
-    if (!createAllowListMatcher(policy.ipAllowList)(input.sourceIp)) {
-      await audit(trx, 'denied', undefined, subject, { reason: 'ip_not_allowed' });
+    const refusal = addressRefusal(policy, input.sourceIp);
+    if (refusal) {
+      await audit(trx, 'denied', undefined, subject, { reason: refusal });
       return { kind: 'ip_denied' };
     }
     const user = await findUserByEmail(trx, deps.cipher, input.email);

@@ -2,7 +2,7 @@ import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { AppError } from '../../server/errors.ts';
-import { createAllowListMatcher, loadSecurityPolicy } from '../access/security-policy.ts';
+import { addressRefusal, loadSecurityPolicy } from '../access/security-policy.ts';
 import { mintTenantToken } from '../api-tokens/api-tokens.service.ts';
 import { auditSession, padFrom, type AuthDeps, type LoginResult, type RequestContext } from './login.service.ts';
 import { verifyPasskey, type RelyingParty } from './passkeys.ts';
@@ -28,7 +28,7 @@ export async function passkeyLogin(
   const now = new Date();
   const result = await tenantDb.transaction(async (trx) => {
     const policy = await loadSecurityPolicy(trx);
-    if (!createAllowListMatcher(policy.ipAllowList)(input.sourceIp)) return 'ip_denied' as const;
+    if (addressRefusal(policy, input.sourceIp)) return 'ip_denied' as const;
     const proven = await verifyPasskey(trx, deps.relyingParty, { purpose: 'login', response: input.response });
     const access = proven ? await loadUserAccess(trx, proven.userId, policy) : undefined;
     if (!proven || !access || access.status !== 'active') {

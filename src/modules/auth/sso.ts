@@ -7,7 +7,7 @@ import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { AppError } from '../../server/errors.ts';
 import { announceAuthChange } from '../access/auth-changes.ts';
-import { createAllowListMatcher, loadSecurityPolicy } from '../access/security-policy.ts';
+import { addressRefusal, loadSecurityPolicy } from '../access/security-policy.ts';
 import { createUser, findUserByEmail, findUserById } from '../users/users.repo.ts';
 import { createSession, loadUserAccess, revokeSessions, stageAfterFirstFactor, type NewSession } from './sessions.ts';
 
@@ -234,7 +234,7 @@ export async function completeSsoLogin(
 
   const outcome = await tenantDb.transaction(async (trx): Promise<SsoResult | { refused: string; userId?: string }> => {
     const policy = await loadSecurityPolicy(trx);
-    if (!createAllowListMatcher(policy.ipAllowList)(input.sourceIp)) return { refused: 'ip_not_allowed' };
+    if (addressRefusal(policy, input.sourceIp)) return { refused: 'ip_not_allowed' };
     const linked = await trx.selectFrom('sso_identities').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', subject).executeTakeFirst();
     let userId = linked?.user_id;
     if (!userId && email && emailVerified) {

@@ -1,6 +1,8 @@
 import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { AppError } from '../../server/errors.ts';
+import { dropRequests } from '../agents/preview.service.ts';
+import { publish } from '../../realtime/realtime.ts';
 import { assertValidSettings, loadCampaign, loadProfiles, settingsOf } from './campaign-settings.ts';
 
 /**
@@ -51,4 +53,17 @@ export async function startCampaign(trx: TenantTransaction, campaignId: string):
     .where('id', '=', campaignId)
     .execute();
   return { added: Number(added.rows[0]?.n ?? 0) };
+}
+
+/**
+ * Pausing a campaign: no new dials from the next round on (calls in progress finish), and preview
+ * calls asked for but not yet placed are dropped, their agents free again. Used by the campaign's
+ * own pause and by an incident's containment.
+ */
+export async function pauseCampaign(trx: TenantTransaction, campaignId: string): Promise<void> {
+  const row = await loadCampaign(trx, campaignId, true);
+  if (row.state !== 'active') throw new AppError('invalid_transition', `The campaign is ${row.state}, not active.`);
+  await trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '=', row.id).execute();
+  await dropRequests(trx, row.id, new Date());
+  await publish(trx, { topic: 'campaign.state', campaignId: row.id, state: 'paused', at: new Date().toISOString() });
 }

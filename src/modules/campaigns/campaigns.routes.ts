@@ -19,8 +19,7 @@ import {
   type CampaignRow,
   type CampaignSettings,
 } from './campaign-settings.ts';
-import { startCampaign } from './campaign-lifecycle.ts';
-import { dropRequests } from '../agents/preview.service.ts';
+import { pauseCampaign, startCampaign } from './campaign-lifecycle.ts';
 import { publish } from '../../realtime/realtime.ts';
 
 const purpose = z.enum(['sales', 'survey', 'service']);
@@ -285,14 +284,9 @@ export async function campaignsRoutes(app: App): Promise<void> {
     },
     async (request) =>
       request.tenantDb.transaction(async (trx) => {
-        const row = await loadCampaign(trx, request.params.campaignId, true);
-        if (row.state !== 'active') throw new AppError('invalid_transition', `The campaign is ${row.state}, not active.`);
-        await trx.updateTable('campaigns').set({ state: 'paused' }).where('id', '=', row.id).execute();
-        // Preview calls asked for and not yet placed are not placed; their agents are free again.
-        await dropRequests(trx, row.id, new Date());
-        await recordAuditEvent(trx, { ...requestAudit(request), action: 'campaign.pause', outcome: 'success', target: { type: 'campaign', id: row.id } });
-        await publish(trx, { topic: 'campaign.state', campaignId: row.id, state: 'paused', at: new Date().toISOString() });
-        return present(trx, await loadCampaign(trx, row.id));
+        await pauseCampaign(trx, request.params.campaignId);
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'campaign.pause', outcome: 'success', target: { type: 'campaign', id: request.params.campaignId } });
+        return present(trx, await loadCampaign(trx, request.params.campaignId));
       }),
   );
 
