@@ -74,6 +74,10 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.breachId = (await trx.insertInto('breaches').values({ reference: 'BR-2026-001', title: 'Matrix', description: 'Matrix breach', detected_at: new Date(), aware_at: new Date(), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.alertId = (await trx.insertInto('security_alerts').values({ rule_id: 'privilege.mfa_removed', severity: 'high', subject: 'user:matrix', summary: 'Matrix', first_seen: new Date(), last_seen: new Date() }).returning('id').executeTakeFirstOrThrow()).id;
         into.webhookId = (await trx.insertInto('alert_webhooks').values({ url: 'https://siem.example/hook', secret_ciphertext: Buffer.alloc(40, 5), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.incidentId = (await trx.insertInto('incidents').values({ reference: 'INC-2026-001', title: 'Matrix', severity: 'low', detected_at: new Date(Date.now() - 1000), opened_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.blockId = (await trx.insertInto('blocked_networks').values({ network: '192.0.2.0/24', reason: 'matrix', created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.shiftId = (await trx.insertInto('security_on_call').values({ user_id: tenant.owner.id, starts_at: new Date(Date.now() + 86_400_000), ends_at: new Date(Date.now() + 2 * 86_400_000), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.documentId = randomUUID();
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
       // Not an object: a registry format names the same registry slot in every tenant.
@@ -120,6 +124,15 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/privacy/requests/:requestId/extend': { months: 1, reason: 'Matrix: many systems to search' },
     'POST /api/v1/privacy/requests/:requestId/assign': { officerId: '00000000-0000-4000-8000-000000000000' },
     'POST /api/v1/privacy/requests/:requestId/close': { status: 'rejected', outcome: 'Matrix' },
+    'PATCH /api/v1/security/incidents/:incidentId': { severity: 'high' },
+    'POST /api/v1/security/incidents/:incidentId/notes': { entry: 'Matrix note' },
+    'POST /api/v1/security/incidents/:incidentId/alerts': { alertIds: ['00000000-0000-4000-8000-000000000000'] },
+    'POST /api/v1/security/incidents/:incidentId/audit-events': { eventIds: ['1'] },
+    'POST /api/v1/security/incidents/:incidentId/containment': { action: 'block_network', network: '203.0.113.0/24', reason: 'Matrix block' },
+    'POST /api/v1/security/incidents/:incidentId/contain': { entry: 'Matrix contained' },
+    'POST /api/v1/security/incidents/:incidentId/resolve': { resolution: 'Matrix resolved' },
+    'POST /api/v1/security/incidents/:incidentId/breach': {},
+    'POST /api/v1/me/security-documents/:documentId/acknowledge': { sha256: '0'.repeat(64) },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
   const notObjects = new Set(['format', 'category', 'ruleId']);

@@ -105,6 +105,16 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('processors').values({ name: 'Carrier', service: 'telephony', location: 'EU' }).execute();
         const breach = await trx.insertInto('breaches').values({ reference: 'BR-2026-001', title: 'T', description: 'D', detected_at: new Date(), aware_at: new Date(), created_by: 'test' }).returning('id').executeTakeFirstOrThrow();
         await trx.insertInto('breach_events').values({ breach_id: breach.id, actor: 'test', entry: 'recorded' }).execute();
+        // Incident response and security awareness.
+        await trx.insertInto('security_contacts').values({ user_id: tenant.owner.id, created_by: 'test' }).execute();
+        await trx.insertInto('security_on_call').values({ user_id: tenant.owner.id, starts_at: new Date(), ends_at: new Date(Date.now() + 3_600_000), created_by: 'test' }).execute();
+        const incident = await trx.insertInto('incidents').values({ reference: 'INC-2026-001', title: 'T', severity: 'high', detected_at: new Date(Date.now() - 1000), opened_by: 'test', breach_id: breach.id }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('incident_events').values({ incident_id: incident.id, actor: 'test', kind: 'opened', entry: 'opened' }).execute();
+        await trx.insertInto('incident_alerts').values({ incident_id: incident.id, alert_id: alert.id }).execute();
+        await trx.insertInto('incident_audit_events').values({ incident_id: incident.id, audit_event_id: 1 }).execute();
+        await trx.insertInto('blocked_networks').values({ network: '198.51.100.0/24', reason: 'test', incident_id: incident.id, created_by: 'test' }).execute();
+        const document = await trx.insertInto('security_documents').values({ kind: 'policy', title: 'Policy', version: '1', url: 'https://policy.example', content_sha256: Buffer.alloc(32, 1), published_by: 'test' }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('security_attestations').values({ user_id: tenant.owner.id, document_id: document.id }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });
