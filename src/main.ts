@@ -21,6 +21,7 @@ import { publicKeys } from './audit/signing-key.ts';
 import { verifyTenantLedger } from './audit/verify-audit-log.ts';
 import { registerPrivacyCommands } from './privacy/privacy-cli.ts';
 import { registerContactCommands } from './modules/imports/imports-cli.ts';
+import { registerSecurityCommands } from './security/security-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
 import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provider.ts';
 import { listRotationJobs, rotateTenantDataKey, runRotationBatch, type RotationJob } from './crypto/reencrypt.ts';
@@ -200,6 +201,7 @@ mail
 registerAuditCommands(program, slug);
 registerPrivacyCommands(program, slug);
 registerContactCommands(program, slug);
+registerSecurityCommands(program);
 
 const keys = program.command('keys').description('the key hierarchy');
 keys

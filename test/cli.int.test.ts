@@ -28,6 +28,7 @@ describe('ringvakt CLI', () => {
       [['keys', 'rotate-tenant'], '--no-wait'],
       [['keys', 'status'], '--tenant'],
       [['contacts', 'import'], '--on-suppressed'],
+      [['security', 'status'], '--days'],
     ] as const) {
       const help = ringvakt([...command, '--help']);
       expect(help.code).toBe(0);
@@ -171,6 +172,27 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     const basis = await adminQuery(`SELECT c.external_id, e.purpose, e.basis, e.source FROM ringvakt.consent_events e JOIN ringvakt.contacts c ON c.id = e.contact_id`, [], name);
     expect(basis.rows).toEqual([{ external_id: 'C9', purpose: 'survey', basis: 'legitimate_interest', source: 'customer register' }]);
   }, 120_000);
+
+  it("security status: every organisation's open alerts and response times, non-zero while a high alert waits over an hour", async () => {
+    const quiet = ringvakt(['security', 'status'], env);
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stdout).toMatch(/^tenant +open-alerts +unacked-high +open-incidents +ack-median/);
+    expect(quiet.stdout).toMatch(/\ncli-co +0 +0 +0 +- +- +- +- +- +none\n/);
+    const tenant = (await adminQuery<{ id: string }>(`SELECT id FROM ringvakt.tenants WHERE slug = 'cli-co'`, [], name)).rows[0]!.id;
+    const raised = await adminQuery<{ id: string }>(
+      `INSERT INTO ringvakt.security_alerts (tenant_id, rule_id, severity, subject, summary, first_seen, last_seen, raised_at) VALUES ($1, 'privilege.admin_granted', 'high', 'user:x', 'An administrator was made', now() - interval '2 hours', now() - interval '2 hours', now() - interval '2 hours') RETURNING id`,
+      [tenant],
+      name,
+    );
+    const waiting = ringvakt(['security', 'status'], env);
+    expect(waiting.code).toBe(3);
+    expect(waiting.stdout).toMatch(/\ncli-co +1 +1 +0 +- +- +- +- +2\.0h +none\n/);
+    expect(waiting.stderr).toContain('unacknowledged for more than an hour: cli-co');
+    await adminQuery(`UPDATE ringvakt.security_alerts SET state = 'acknowledged', acknowledged_at = raised_at + interval '4 minutes', acknowledged_by = 'user:y' WHERE id = $1`, [raised.rows[0]!.id], name);
+    const handled = ringvakt(['security', 'status', '--json'], env);
+    expect(handled.code).toBe(0);
+    expect((JSON.parse(handled.stdout) as { tenants: { slug: string; medianAckSeconds: number; unacknowledgedHigh: number }[] }).tenants.find((row) => row.slug === 'cli-co')).toMatchObject({ medianAckSeconds: 240, unacknowledgedHigh: 0 });
+  });
 
   it('doctor fails, naming the file, when a secret file is readable by others', () => {
     const secret = path.join(dataDir, 'secrets', `${name}_app.password`);

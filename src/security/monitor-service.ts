@@ -56,8 +56,11 @@ async function loadSettings(tenantDb: TenantDb): Promise<Map<string, RuleSetting
 }
 
 /**
- * Keeps the hits that are far above their subject's own baseline where the rule asks for one:
- * the subject's count in the window against its average count per window over the rule's days.
+ * Keeps the hits that are far above what is usual, where the rule asks for a baseline: the
+ * subject's count in the window against the larger of two averages per window over the rule's
+ * days — the subject's own, and the team's (every actor of the kind who did it, per actor). So a
+ * new agent is judged by what the team does, and a heavy user by their own habit; an alert means
+ * far above both.
  */
 async function aboveBaseline(tenantDb: TenantDb, hits: Hit[], settings: ReadonlyMap<string, RuleSettings>): Promise<Hit[]> {
   const kept: Hit[] = [];
@@ -77,16 +80,21 @@ async function aboveBaseline(tenantDb: TenantDb, hits: Hit[], settings: Readonly
     const past = await tenantDb.read((trx) =>
       trx
         .selectFrom('audit_events')
-        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .select((eb) => [
+          eb.fn.countAll<string>().as('all'),
+          eb.fn.count<string>(eb.case().when('actor_id', '=', actorId).then(1).end()).as('own'),
+          eb.fn.count<string>('actor_id').distinct().as('actors'),
+        ])
         .where('action', 'in', actions)
         .where('actor_type', '=', actorType ?? '')
-        .where('actor_id', '=', actorId)
         .where('occurred_at', '>=', from)
         .where('occurred_at', '<', to)
         .executeTakeFirstOrThrow(),
     );
-    const perWindow = (Number(past.n) * windowMs) / (rule.baseline.days * 86_400_000);
-    if (hit.windowCount >= rule.baseline.multiplier * perWindow) kept.push(hit);
+    const windows = (rule.baseline.days * 86_400_000) / windowMs;
+    const own = Number(past.own) / windows;
+    const team = Number(past.actors) === 0 ? 0 : Number(past.all) / Number(past.actors) / windows;
+    if (hit.windowCount >= rule.baseline.multiplier * Math.max(own, team)) kept.push(hit);
   }
   return kept;
 }

@@ -11,7 +11,7 @@ import { revokeSessions } from '../../src/modules/auth/sessions.ts';
 import { createContact } from '../../src/modules/contacts/contacts.service.ts';
 import { WEB_DIST } from '../../src/server/web-app.ts';
 import { capturingLogger } from '../support/app.ts';
-import { setPassword, totpAt } from '../support/auth.ts';
+import { sessionFor, setPassword, totpAt } from '../support/auth.ts';
 import { registerPersonalData } from '../support/canary.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from '../support/database.ts';
 import { seedTenant, type SeededTenant } from '../support/seed.ts';
@@ -584,6 +584,45 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await owner.getByRole('button', { name: 'Verify the ledger now' }).click();
     await expect.poll(() => owner.getByTestId('verify-result').textContent(), { timeout: 60_000 }).toMatch(/^The ledger holds/);
     await check(owner, 'security-ledger');
+    // An incident opened by hand, contained from its case: an address range blocked.
+    await owner.getByRole('tab', { name: 'Alerts and incidents' }).click();
+    await owner.getByTestId('response-status').waitFor();
+    await check(owner, 'security-alerts');
+    const newIncident = owner.getByRole('form', { name: 'Open an incident by hand' });
+    await newIncident.getByLabel('Title').fill('Sign-in attempts from one network');
+    await newIncident.getByRole('button', { name: 'Open' }).click();
+    await owner.getByRole('heading', { name: /^INC-\d{4}-001: Sign-in attempts/ }).waitFor();
+    const containment = owner.getByRole('form', { name: 'Containment' });
+    await containment.getByLabel('Action').selectOption('block_network');
+    await containment.getByLabel('Address range (CIDR)').fill('203.0.113.0/24');
+    await containment.getByLabel('Reason').fill('Password spraying from this range');
+    await containment.getByRole('button', { name: 'Carry out' }).click();
+    const confirm = owner.getByRole('dialog', { name: 'Confirm it is you' });
+    await Promise.race([confirm.waitFor({ timeout: 5_000 }).catch(() => undefined), owner.getByText(/^Blocked 203\.0\.113\.0\/24/).waitFor({ timeout: 5_000 }).catch(() => undefined)]);
+    if (await confirm.isVisible()) {
+      await confirm.getByLabel('Password').fill(PASSWORDS.owner);
+      await confirm.getByLabel('Code').fill(await totpAt(ownerSecret, Math.floor(Date.now() / 1000) + 30));
+      await confirm.getByRole('button', { name: 'Confirm' }).click();
+    }
+    await owner.getByText(/^Blocked 203\.0\.113\.0\/24/).waitFor({ timeout: 15_000 });
+    await check(owner, 'security-incident');
+    // A security policy published meanwhile: the owner's next step asks for it to be read and acknowledged first, then goes on.
+    const publisher = await sessionFor(db.handles, tenant.tenantId, tenant.owner.id);
+    const published = await fetch(`${origin}/api/v1/security/documents`, {
+      method: 'POST',
+      headers: { cookie: `__Host-rv_session=${publisher.cookies['__Host-rv_session']}`, 'x-csrf-token': publisher.csrf, origin, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'policy', title: 'Information security policy', version: '2026.1', content: 'Lock your screen when you leave your desk.\nNever share your password or your authenticator.\nReport anything odd to the security contact at once.' }),
+    });
+    expect(published.status).toBe(201);
+    await owner.getByRole('button', { name: 'Back to the list' }).click();
+    const attest = owner.getByRole('dialog', { name: 'Before you continue' });
+    await attest.getByText('Never share your password or your authenticator.', { exact: false }).waitFor({ timeout: 15_000 });
+    await check(owner, 'attestation');
+    await attest.getByLabel('I have read and understood the security policy.').check();
+    await attest.getByRole('button', { name: 'Acknowledge' }).click();
+    await owner.getByTestId('incidents-table').getByText(/^INC-\d{4}-001$/).waitFor({ timeout: 15_000 });
+    const acknowledged = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.security_attestations WHERE user_id = $1`, [tenant.owner.id]);
+    expect(acknowledged.rows[0]?.n).toBe(1);
     // The wrong password at the start is on the chart.
     await owner.getByRole('tab', { name: 'Sign-in failures' }).click();
     await expect.poll(() => owner.getByTestId('failed-total').textContent()).toMatch(/^[1-9]\d* failed sign-ins? in the last 48 hours/);

@@ -5,6 +5,7 @@ import { Dialog, Field, ProblemNote } from './components/ui.tsx';
 import { navigate, usePath } from './router.ts';
 import { rememberedTenant, SetupPage, SignInForm } from './pages/SignIn.tsx';
 import { AgentDesktop } from './pages/AgentDesktop.tsx';
+import { Attestation } from './pages/Attestation.tsx';
 
 const Wallboard = lazy(() => import('./pages/Wallboard.tsx'));
 const Admin = lazy(() => import('./pages/Admin.tsx'));
@@ -12,7 +13,7 @@ const Privacy = lazy(() => import('./pages/Privacy.tsx'));
 const Security = lazy(() => import('./pages/Security.tsx'));
 const Account = lazy(() => import('./pages/Account.tsx'));
 
-export type Session = { userId: string; tenantId: string; role: string; permissions: string[]; stage: string; csrfToken: string; authenticatedAt: string };
+export type Session = { userId: string; tenantId: string; role: string; permissions: string[]; stage: string; csrfToken: string; authenticatedAt: string; attestationRequired: boolean };
 
 const SessionContext = createContext<{ session: Session; can: (permission: string) => boolean; tenant: { slug: string; name: string } } | null>(null);
 
@@ -36,7 +37,7 @@ export function App() {
   const path = usePath();
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [tenant, setTenant] = useState<{ slug: string; name: string }>({ slug: '', name: '' });
-  const [recovering, setRecovering] = useState<'signin' | 'stepup' | null>(null);
+  const [recovering, setRecovering] = useState<'signin' | 'stepup' | 'attest' | null>(null);
   // One recovery at a time, shared: every request that failed meanwhile waits for the same answer.
   const pending = useRef<{ promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | null>(null);
   const signedInAs = useRef<string | null>(null);
@@ -56,6 +57,8 @@ export function App() {
       }
       signedInAs.current = current.userId;
       setSession(current);
+      // The security policy or training is owed: nothing else loads until it is acknowledged.
+      if (current.attestationRequired) return;
       const info = await get<{ slug: string; name: string }>('/api/v1/tenant');
       setTenant(info);
     } catch (error) {
@@ -67,7 +70,7 @@ export function App() {
   useEffect(() => {
     void loadSession();
     // Ask the person, keep the page (and whatever they typed) as it is, and carry on after.
-    const ask = (kind: 'signin' | 'stepup') => {
+    const ask = (kind: 'signin' | 'stepup' | 'attest') => {
       if (pending.current) return pending.current.promise;
       const handlers: { resolve: () => void; reject: (error: unknown) => void } = { resolve: () => undefined, reject: () => undefined };
       const promise = new Promise<void>((resolve, reject) => {
@@ -78,7 +81,7 @@ export function App() {
       setRecovering(kind);
       return promise;
     };
-    setRecovery({ signInAgain: () => ask('signin'), stepUp: () => ask('stepup') });
+    setRecovery({ signInAgain: () => ask('signin'), stepUp: () => ask('stepup'), attest: () => ask('attest') });
   }, [loadSession]);
 
   const finishRecovery = (ok: boolean) => {
@@ -105,6 +108,19 @@ export function App() {
               void loadSession().then(() => navigate(path === '/signin' || path === '/' ? '/' : path));
             }}
           />
+        </main>
+      </Shell>
+    );
+  }
+
+  if (session.attestationRequired) {
+    return (
+      <Shell>
+        <main className="narrow">
+          <Attestation onDone={() => void loadSession()} />
+          <button type="button" onClick={() => void post('/api/v1/auth/logout').catch(() => undefined).then(() => (setCsrfToken(''), (signedInAs.current = null), setSession(null)))}>
+            {t('nav.signOut')}
+          </button>
         </main>
       </Shell>
     );
@@ -159,6 +175,9 @@ export function App() {
         </Dialog>
         <Dialog open={recovering === 'stepup'} title={t('recover.stepUpTitle')} onClose={() => finishRecovery(false)}>
           <StepUp onDone={finishRecovery} />
+        </Dialog>
+        <Dialog open={recovering === 'attest'} title={t('attest.title')} onClose={() => finishRecovery(false)}>
+          <Attestation onDone={() => finishRecovery(true)} />
         </Dialog>
       </Shell>
     </SessionContext.Provider>

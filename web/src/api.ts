@@ -40,6 +40,8 @@ type Recovery = {
   signInAgain(): Promise<void>;
   /** Prove identity again for a sensitive change. */
   stepUp(): Promise<void>;
+  /** Read and acknowledge the security policy or training published meanwhile. */
+  attest(): Promise<void>;
 };
 
 let csrfToken = '';
@@ -91,6 +93,9 @@ export async function api<T>(method: string, url: string, options: Options = {})
       response = await once(method, url, options);
     } else if (problem.status === 403 && problem.code === 'reauthentication_required') {
       await recovery.stepUp();
+      response = await once(method, url, options);
+    } else if (problem.status === 403 && problem.code === 'attestation_required') {
+      await recovery.attest();
       response = await once(method, url, options);
     }
   }

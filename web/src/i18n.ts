@@ -2,6 +2,7 @@ import i18n from 'i18next';
 import { initReactI18next } from 'react-i18next';
 import { en } from './locales/en.ts';
 import { nb } from './locales/nb.ts';
+import { securityResponseEn, securityResponseNb } from './locales/security-response.ts';
 
 /** English and Norwegian bokmål; the person's choice is kept on this browser, else the browser's language decides. */
 function initialLanguage(): 'en' | 'nb' {
@@ -11,7 +12,7 @@ function initialLanguage(): 'en' | 'nb' {
 }
 
 void i18n.use(initReactI18next).init({
-  resources: { en: { translation: en }, nb: { translation: nb } },
+  resources: { en: { translation: { ...en, ...securityResponseEn } }, nb: { translation: { ...nb, ...securityResponseNb } } },
   lng: initialLanguage(),
   fallbackLng: 'en',
   interpolation: { escapeValue: false }, // React escapes what it renders

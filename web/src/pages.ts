@@ -5,7 +5,7 @@
 export const PAGE_TABS = {
   admin: ['users', 'campaigns', 'lists', 'suppressions', 'policy'],
   privacy: ['requests', 'retention', 'records', 'processors', 'breaches'],
-  security: ['audit', 'ledger', 'signins', 'sessions', 'tokens'],
+  security: ['audit', 'alerts', 'ledger', 'signins', 'sessions', 'tokens'],
 } as const;
 
 export type Area = keyof typeof PAGE_TABS;

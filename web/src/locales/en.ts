@@ -425,7 +425,7 @@ export const en = {
   category: { contacts_inactive: 'Inactive contacts', interactions: 'Call records', notes: 'Call notes', recordings: 'Recordings', audit_events: 'Audit events', import_rejects: 'Import reject files', exports: 'Export bundles' },
   outcome: { success: 'success', denied: 'denied', failed: 'failed' },
   security: {
-    tab: { audit: 'Audit log', ledger: 'Ledger', signins: 'Sign-in failures', sessions: 'Sessions', tokens: 'API tokens' },
+    tab: { audit: 'Audit log', alerts: 'Alerts and incidents', ledger: 'Ledger', signins: 'Sign-in failures', sessions: 'Sessions', tokens: 'API tokens' },
     audit: 'Audit log',
     filters: 'Filters',
     action: 'Action',

@@ -427,7 +427,7 @@ export const nb: Translation = {
   category: { contacts_inactive: 'Inaktive kontakter', interactions: 'Samtalelogg', notes: 'Samtalenotater', recordings: 'Opptak', audit_events: 'Revisjonslogg', import_rejects: 'Avvisningsfiler fra import', exports: 'Eksportpakker' },
   outcome: { success: 'vellykket', denied: 'avvist', failed: 'feilet' },
   security: {
-    tab: { audit: 'Revisjonslogg', ledger: 'Hovedbok', signins: 'Mislykkede innlogginger', sessions: 'Økter', tokens: 'API-nøkler' },
+    tab: { audit: 'Revisjonslogg', alerts: 'Varsler og hendelser', ledger: 'Hovedbok', signins: 'Mislykkede innlogginger', sessions: 'Økter', tokens: 'API-nøkler' },
     audit: 'Revisjonslogg',
     filters: 'Filtre',
     action: 'Handling',

@@ -6,6 +6,7 @@ import { del, post, query } from '../api.ts';
 import { Badge, Field, Head, ProblemNote, useAction, useFormat, useLoad } from '../components/ui.tsx';
 import { useSession } from '../App.tsx';
 import { TabbedPage } from '../components/TabbedPage.tsx';
+import { AlertsAndIncidents } from './SecurityIncidents.tsx';
 
 type AuditEvent = { id: string; leafIndex: number | null; occurredAt: string; actorType: string; actorId: string | null; action: string; targetType: string | null; targetId: string | null; outcome: string; sourceIp: string | null; details: Record<string, unknown> };
 type Checkpoint = { treeSize: number; rootHash: string; signedAt: string; signingKeyId: string };
@@ -15,12 +16,12 @@ type User = { id: string; displayName: string; status: string };
 type SessionRow = { id: string; current: boolean; createdAt: string; lastSeenAt: string; methods: string[]; sourceIp: string | null; userAgent: string | null };
 
 
-/** The security center: the audit log and the ledger's proof of integrity, sign-in failures, sessions, API tokens. */
+/** The security center: the audit log, alerts and incidents, the ledger's proof of integrity, sign-in failures, sessions, API tokens. */
 export default function Security() {
   return (
     <TabbedPage
       area="security"
-      panels={{ audit: () => <AuditLog />, ledger: () => <Ledger />, signins: () => <SignInFailures />, sessions: () => <Sessions />, tokens: () => <Tokens /> }}
+      panels={{ audit: () => <AuditLog />, alerts: () => <AlertsAndIncidents />, ledger: () => <Ledger />, signins: () => <SignInFailures />, sessions: () => <Sessions />, tokens: () => <Tokens /> }}
     />
   );
 }
