@@ -186,7 +186,7 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     );
     const waiting = ringvakt(['security', 'status'], env);
     expect(waiting.code).toBe(3);
-    expect(waiting.stdout).toMatch(/\ncli-co +1 +1 +0 +- +- +- +- +2\.0h +none\n/);
+    expect(waiting.stdout).toMatch(/\ncli-co +1 +1 +0 +- +- +- +- +2h +none\n/);
     expect(waiting.stderr).toContain('unacknowledged for more than an hour: cli-co');
     await adminQuery(`UPDATE ringvakt.security_alerts SET state = 'acknowledged', acknowledged_at = raised_at + interval '4 minutes', acknowledged_by = 'user:y' WHERE id = $1`, [raised.rows[0]!.id], name);
     const handled = ringvakt(['security', 'status', '--json'], env);

@@ -5,7 +5,8 @@ import { createUser } from '../src/modules/users/users.repo.ts';
 import { recordHits } from '../src/security/alerts.ts';
 import { effectiveSettings } from '../src/security/detection-rules.ts';
 import { alertRecipients } from '../src/security/contacts.ts';
-import { startSecurityMonitor } from '../src/security/monitor-service.ts';
+import { aboveBaseline, startSecurityMonitor } from '../src/security/monitor-service.ts';
+import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
@@ -201,6 +202,31 @@ describe(`incident response and security attestations (${serverLabel()} server)`
       await monitor.stop();
       receiver.close();
     }
+  });
+
+  it("a reveal burst is judged against the larger of the user's own habit and the team's: a new agent by the team, a heavy user by their own", async () => {
+    const team = await seedTenant(db.handles, 'baseline-team');
+    const tenantDb = db.handles.forTenant(team.tenantId);
+    // Day-long windows: the past week is seven of them.
+    const settings = effectiveSettings([{ rule_id: 'data.reveal_burst', enabled: true, threshold: 5, window_seconds: 86_400, severity: 'high' }]);
+    const now = Date.now();
+    await tenantDb.transaction(async (trx) => {
+      // Four agents reveal 70 values a week each (10 a day); a heavy user 700 (100 a day).
+      for (const [actor, count] of [['agent-1', 70], ['agent-2', 70], ['agent-3', 70], ['agent-4', 70], ['heavy', 700]] as const) {
+        for (let index = 0; index < count; index += 1) {
+          await recordAuditEvent(trx, { action: 'contact.reveal', outcome: 'success', actor: { type: 'user', id: actor }, occurredAt: new Date(now - 86_400_000 - ((index * 6 * 86_400_000) / count)) });
+        }
+      }
+    });
+    const hit = (actor: string, windowCount: number) => ({ ruleId: 'data.reveal_burst', subject: `user:${actor}`, windowCount, newEvents: windowCount, firstSeen: new Date(now), lastSeen: new Date(now), evidence: [] });
+    const kept = async (actor: string, windowCount: number) => (await aboveBaseline(tenantDb, [hit(actor, windowCount)], settings)).length === 1;
+    // The team's usual day per user: (4 × 70 + 700) / 5 / 7 = 28; three times that is 84.
+    expect(await kept('newcomer', 80)).toBe(false);
+    expect(await kept('newcomer', 90)).toBe(true);
+    expect(await kept('agent-1', 90)).toBe(true);
+    // The heavy user's own day is 100: only past 300 is far above it.
+    expect(await kept('heavy', 250)).toBe(false);
+    expect(await kept('heavy', 310)).toBe(true);
   });
 
   it('a published security policy must be acknowledged before anything else, again for a new version and after a year; completion is evidence', async () => {

@@ -62,7 +62,7 @@ async function loadSettings(tenantDb: TenantDb): Promise<Map<string, RuleSetting
  * new agent is judged by what the team does, and a heavy user by their own habit; an alert means
  * far above both.
  */
-async function aboveBaseline(tenantDb: TenantDb, hits: Hit[], settings: ReadonlyMap<string, RuleSettings>): Promise<Hit[]> {
+export async function aboveBaseline(tenantDb: TenantDb, hits: Hit[], settings: ReadonlyMap<string, RuleSettings>): Promise<Hit[]> {
   const kept: Hit[] = [];
   for (const hit of hits) {
     const rule = RULES_BY_ID.get(hit.ruleId);
