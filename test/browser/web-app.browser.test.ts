@@ -598,13 +598,13 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await containment.getByLabel('Reason').fill('Password spraying from this range');
     await containment.getByRole('button', { name: 'Carry out' }).click();
     const confirm = owner.getByRole('dialog', { name: 'Confirm it is you' });
-    await Promise.race([confirm.waitFor({ timeout: 5_000 }).catch(() => undefined), owner.getByText(/^Blocked 203\.0\.113\.0\/24/).waitFor({ timeout: 5_000 }).catch(() => undefined)]);
+    await Promise.race([confirm.waitFor({ timeout: 5_000 }).catch(() => undefined), owner.getByTestId('incident-timeline').getByText(/Blocked 203\.0\.113\.0\/24/).waitFor({ timeout: 5_000 }).catch(() => undefined)]);
     if (await confirm.isVisible()) {
       await confirm.getByLabel('Password').fill(PASSWORDS.owner);
       await confirm.getByLabel('Code').fill(await totpAt(ownerSecret, Math.floor(Date.now() / 1000) + 30));
       await confirm.getByRole('button', { name: 'Confirm' }).click();
     }
-    await owner.getByText(/^Blocked 203\.0\.113\.0\/24/).waitFor({ timeout: 15_000 });
+    await owner.getByTestId('incident-timeline').getByText(/Blocked 203\.0\.113\.0\/24/).waitFor({ timeout: 15_000 });
     await check(owner, 'security-incident');
     // A security policy published meanwhile: the owner's next step asks for it to be read and acknowledged first, then goes on.
     const publisher = await sessionFor(db.handles, tenant.tenantId, tenant.owner.id);

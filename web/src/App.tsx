@@ -177,7 +177,7 @@ export function App() {
           <StepUp onDone={finishRecovery} />
         </Dialog>
         <Dialog open={recovering === 'attest'} title={t('attest.title')} onClose={() => finishRecovery(false)}>
-          <Attestation onDone={() => finishRecovery(true)} />
+          <Attestation titled={false} onDone={() => finishRecovery(true)} />
         </Dialog>
       </Shell>
     </SessionContext.Provider>

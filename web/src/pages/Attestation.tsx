@@ -11,7 +11,7 @@ type Owed = { id: string; kind: 'policy' | 'training'; title: string; version: s
  * shown (its digest goes with the acknowledgement, so a document changed meanwhile is not
  * acknowledged unseen).
  */
-export function Attestation({ onDone }: { onDone: () => void }) {
+export function Attestation({ onDone, titled = true }: { onDone: () => void; titled?: boolean }) {
   const { t } = useTranslation();
   const format = useFormat();
   const documents = useLoad<{ items: Owed[] }>('/api/v1/me/security-documents');
@@ -24,8 +24,8 @@ export function Attestation({ onDone }: { onDone: () => void }) {
   });
   const owed = (documents.data?.items ?? []).filter((item) => item.due);
   return (
-    <section className="panel" aria-labelledby="attest-title">
-      <h2 id="attest-title">{t('attest.title')}</h2>
+    <section className={titled ? 'panel' : 'stack'} aria-label={t('attest.title')}>
+      {titled ? <h2>{t('attest.title')}</h2> : null}
       <p>{t('attest.explain')}</p>
       <ProblemNote problem={documents.problem ?? acknowledge.problem} />
       {owed.map((document) => (
@@ -34,7 +34,7 @@ export function Attestation({ onDone }: { onDone: () => void }) {
             {t(`attest.kind.${document.kind}`)}: {document.title} <span className="hint">{t('attest.version', { version: document.version })}</span>
           </h3>
           {document.acknowledgedAt ? <p className="hint">{t('attest.lastTime', { when: format.time(document.acknowledgedAt) })}</p> : null}
-          {document.content ? <pre className="document">{document.content}</pre> : null}
+          {document.content ? <div className="document" tabIndex={0}>{document.content}</div> : null}
           {document.url ? (
             <p>
               <a href={document.url} target="_blank" rel="noreferrer noopener">
