@@ -221,3 +221,30 @@ CREATE FUNCTION tenants_with_alerts_for_syslog() RETURNS TABLE (tenant_id uuid)
   $$;
 REVOKE ALL ON FUNCTION tenants_with_alerts_for_syslog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION tenants_with_alerts_for_syslog() TO {{runtime_role}};
+
+-- Alerts of the installation itself, with no tenant to hold them: an error flood against one
+-- route (4xx), key provider errors, the audit sealer falling behind. Raised by the node that saw
+-- it (one open alert per rule and subject; repeats add to its count), read and handled by the
+-- operator (`ringvakt security status`, `… acknowledge`, `… resolve`) and copied to syslog.
+-- Subjects are routes and component names, never a person or an address.
+CREATE TABLE installation_alerts (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  rule_id text NOT NULL CHECK (rule_id ~ '^installation\.[a-z0-9_]+$'),
+  severity text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+  subject text NOT NULL CHECK (char_length(subject) BETWEEN 1 AND 200),
+  summary text NOT NULL CHECK (char_length(summary) BETWEEN 1 AND 500),
+  state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'acknowledged', 'resolved')),
+  hits integer NOT NULL CHECK (hits >= 1),
+  first_seen timestamptz NOT NULL,
+  last_seen timestamptz NOT NULL,
+  raised_at timestamptz NOT NULL DEFAULT now(),
+  node text NOT NULL CHECK (char_length(node) BETWEEN 1 AND 200),
+  acknowledged_by text CHECK (char_length(acknowledged_by) <= 100),
+  acknowledged_at timestamptz,
+  resolved_at timestamptz,
+  syslog_hits integer NOT NULL DEFAULT 0 CHECK (syslog_hits >= 0),
+  syslog_at timestamptz
+);
+CREATE INDEX installation_alerts_live ON installation_alerts (rule_id, subject, last_seen DESC) WHERE state <> 'resolved';
+CREATE INDEX installation_alerts_recent ON installation_alerts (raised_at DESC);
+REVOKE DELETE, TRUNCATE ON installation_alerts FROM {{runtime_role}};

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +7,8 @@ import { recordHits } from '../src/security/alerts.ts';
 import { effectiveSettings } from '../src/security/detection-rules.ts';
 import { alertRecipients } from '../src/security/contacts.ts';
 import { aboveBaseline, startSecurityMonitor } from '../src/security/monitor-service.ts';
+import { resetSignals } from '../src/security/installation-alerts.ts';
+import { createRootKeyProvider } from '../src/crypto/root-keys/create-root-key-provider.ts';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
@@ -180,6 +183,48 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     expect(operator?.maxContainSeconds).toBeGreaterThanOrEqual(90);
   });
 
+  it('the installation’s own alerts: a 4xx flood against one route, a failing key provider, audit sealing lag — one alert each, counted once', async () => {
+    resetSignals();
+    const monitor = startSecurityMonitor({ systemDb: db.handles.systemDb, connectionString: String(db.handles.pool.options.connectionString), cipher: async () => (await db.handles.crypto()).cipher, logger: db.logger, tickMs: 0 });
+    const installation = async () => (await db.superQuery<{ rule_id: string; subject: string; hits: number; severity: string }>(`SELECT rule_id, subject, hits, severity FROM ringvakt.installation_alerts ORDER BY raised_at`)).rows;
+    try {
+      // A scanner tries stolen tokens against one route: 320 answers of 401 within the minute.
+      const badToken = `rvk_${'0'.repeat(32)}_${'x'.repeat(40)}`;
+      for (let index = 0; index < 320; index += 1) await app.inject({ method: 'GET', url: '/api/v1/contacts', headers: bearer(badToken) });
+      // Everyday traffic on other routes stays below the line.
+      for (let index = 0; index < 50; index += 1) await app.inject({ method: 'GET', url: '/api/v1/tenant', headers: bearer(badToken) });
+      await monitor.runOnce();
+      const flood = (await installation()).filter((row) => row.rule_id === 'installation.route_4xx_flood');
+      expect(flood).toEqual([{ rule_id: 'installation.route_4xx_flood', subject: 'route:GET /api/v1/contacts', hits: 320, severity: 'medium' }]);
+      // Counted once: a second look at the same minute adds nothing; more of the flood adds to the one alert.
+      await monitor.runOnce();
+      expect((await installation()).filter((row) => row.rule_id === 'installation.route_4xx_flood').map((row) => row.hits)).toEqual([320]);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      for (let index = 0; index < 40; index += 1) await app.inject({ method: 'GET', url: '/api/v1/contacts', headers: bearer(badToken) });
+      await monitor.runOnce();
+      expect((await installation()).filter((row) => row.rule_id === 'installation.route_4xx_flood').map((row) => row.hits)).toEqual([360]);
+
+      // The root key provider failing three times (here: keys it never wrapped).
+      const provider = await createRootKeyProvider({ keys: { provider: 'env', rootKey: randomBytes(32).toString('base64'), previous: undefined }, dataDir: '/nonexistent' });
+      for (let index = 0; index < 3; index += 1) await expect(provider.unwrap({ keyId: provider.currentKeyId(), wrapped: randomBytes(60) }, Buffer.from('context'))).rejects.toThrow();
+      // An audit event waiting two minutes to be sealed.
+      await db.handles.forTenant(tenant.tenantId).transaction((trx) => recordAuditEvent(trx, { action: 'audit.search', outcome: 'success', actor: { type: 'system' }, occurredAt: new Date(Date.now() - 120_000) }));
+      await monitor.runOnce();
+      const rows = await installation();
+      expect(rows.filter((row) => row.rule_id === 'installation.key_provider_errors')).toMatchObject([{ subject: 'key-provider', hits: 3, severity: 'critical' }]);
+      expect(rows.filter((row) => row.rule_id === 'installation.sealing_lag')).toMatchObject([{ subject: 'audit-sealer', severity: 'critical' }]);
+      const status = await db.handles.systemDb.installationAlerts();
+      expect(status.map((alert) => alert.rule_id).sort()).toEqual(['installation.key_provider_errors', 'installation.route_4xx_flood', 'installation.sealing_lag']);
+      // Handled by the operator: acknowledged once, then resolved.
+      const flooded = status.find((alert) => alert.rule_id === 'installation.route_4xx_flood')!;
+      expect(await db.handles.systemDb.setInstallationAlertState(flooded.id, 'acknowledged', 'operator:test')).toBe(true);
+      expect(await db.handles.systemDb.setInstallationAlertState(flooded.id, 'acknowledged', 'operator:test')).toBe(false);
+      expect(await db.handles.systemDb.setInstallationAlertState(flooded.id, 'resolved', 'operator:test')).toBe(true);
+    } finally {
+      await monitor.stop();
+    }
+  });
+
   it('alerts are copied to the installation’s syslog receiver once, with their severity', async () => {
     const receiver = createSocket('udp4');
     const lines: string[] = [];
@@ -192,6 +237,9 @@ describe(`incident response and security attestations (${serverLabel()} server)`
       await new Promise((resolve) => setTimeout(resolve, 200));
       const mine = lines.filter((line) => line.includes(alertId));
       expect(mine).toHaveLength(1);
+      // The installation's own alerts go the same way, as critical ones where they are.
+      expect(lines.filter((line) => line.includes('"type":"ringvakt.installation.alert"') && line.includes('installation.key_provider_errors'))).toHaveLength(1);
+      expect(lines.find((line) => line.includes('installation.key_provider_errors'))).toMatch(/^<34>1 /);
       // Facility 4 (security), severity 3 (error) for a high alert; RFC 5424 with the alert as JSON.
       expect(mine[0]).toMatch(/^<35>1 \S+ \S+ ringvakt \d+ security-alert - \{/);
       expect(JSON.parse(mine[0]!.slice(mine[0]!.indexOf('{')))).toMatchObject({ type: 'ringvakt.security.alert', tenantId: tenant.tenantId, alertId, rule: 'privilege.mfa_removed', severity: 'high' });

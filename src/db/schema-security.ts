@@ -142,7 +142,28 @@ export type SecurityDocumentsTable = {
 
 export type SecurityAttestationsTable = { tenant_id: TenantColumn; id: Uuid; user_id: string; document_id: string; acknowledged_at: Timestamp };
 
+/** Alerts of the installation itself (no tenant): error floods, key provider errors, sealing lag. */
+export type InstallationAlertsTable = {
+  id: Uuid;
+  rule_id: string;
+  severity: Severity;
+  subject: string;
+  summary: string;
+  state: ColumnType<AlertState, AlertState | undefined, AlertState>;
+  hits: number;
+  first_seen: Date;
+  last_seen: Date;
+  raised_at: Timestamp;
+  node: string;
+  acknowledged_by: string | null;
+  acknowledged_at: Date | null;
+  resolved_at: Date | null;
+  syslog_hits: ColumnType<number, number | undefined, number>;
+  syslog_at: Date | null;
+};
+
 export type SecurityTables = {
+  installation_alerts: InstallationAlertsTable;
   security_contacts: SecurityContactsTable;
   security_on_call: SecurityOnCallTable;
   incidents: IncidentsTable;

@@ -1,4 +1,6 @@
-import { sql, type Kysely } from './kysely.ts';
+import { sql, type Kysely, type Selectable } from './kysely.ts';
+import type { InstallationAlertsTable } from './schema-security.ts';
+import { windowText, type Signal } from '../security/installation-alerts.ts';
 import type { Database } from './schema.ts';
 import { afterFailure, isLocked, SOURCE_LIMITS, sourceNetwork, toState, type StateRow } from '../modules/auth/throttle.ts';
 import { asTenantTransaction, type TenantDb, type TenantTransaction } from './tenant-db.ts';
@@ -54,6 +56,15 @@ export type SystemDb = {
   tenantsWithAlertDeliveriesDue(): Promise<string[]>;
   /** Tenants with alerts the syslog receiver has not been told of (or not of their latest hits). */
   tenantsWithAlertsForSyslog(): Promise<string[]>;
+  /** Records a signal of the installation itself (src/security/installation-alerts.ts). */
+  raiseInstallationAlert(signal: Signal, node: string, recordedUpTo: Date | undefined): Promise<{ id: string; raised: boolean }>;
+  /** The installation's alerts not resolved, or (with `recent`) also those resolved in the last week. */
+  installationAlerts(options?: { recent?: boolean }): Promise<Selectable<InstallationAlertsTable>[]>;
+  /** Acknowledges or resolves an installation alert; false when there is none in a state that allows it. */
+  setInstallationAlertState(id: string, state: 'acknowledged' | 'resolved', by: string): Promise<boolean>;
+  /** Installation alerts the syslog receiver has not been told of (or not of their latest hits), and marking them told. */
+  installationAlertsForSyslog(): Promise<Selectable<InstallationAlertsTable>[]>;
+  markInstallationAlertsSent(alerts: readonly { id: string; hits: number }[]): Promise<void>;
   /** Per tenant: open alerts and incidents, times to acknowledge and contain since `since` (counts and times only). */
   securityStatus(since: Date): Promise<TenantSecurityStatus[]>;
   /** The tenant of a privacy export, by the SHA-256 of its download token (the token alone travels). */
@@ -174,6 +185,36 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
     async tenantsWithEventsToEvaluate() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_events_to_evaluate()`.execute(db);
       return result.rows.map((row) => row.tenant_id);
+    },
+    raiseInstallationAlert: (signal, node, recordedUpTo) => raiseInstallationAlert(db, signal, node, recordedUpTo),
+    async installationAlerts(options = {}) {
+      let query = db.selectFrom('installation_alerts').selectAll().orderBy('raised_at', 'desc').limit(500);
+      query = options.recent ? query.where((eb) => eb.or([eb('state', '<>', 'resolved'), eb('resolved_at', '>', new Date(Date.now() - 7 * 86_400_000))])) : query.where('state', '<>', 'resolved');
+      return query.execute();
+    },
+    async setInstallationAlertState(id, state, by) {
+      const now = new Date();
+      const result = await db
+        .updateTable('installation_alerts')
+        .set(state === 'acknowledged' ? { state, acknowledged_by: by, acknowledged_at: now } : { state, resolved_at: now, acknowledged_by: sql<string>`coalesce(acknowledged_by, ${by})`, acknowledged_at: sql<Date>`coalesce(acknowledged_at, ${now})` })
+        .where('id', '=', id)
+        .where('state', 'in', state === 'acknowledged' ? ['open'] : ['open', 'acknowledged'])
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+    async installationAlertsForSyslog() {
+      return db
+        .selectFrom('installation_alerts')
+        .selectAll()
+        .whereRef('hits', '>', 'syslog_hits')
+        .where('raised_at', '>', new Date(Date.now() - 86_400_000))
+        .where((eb) => eb.or([eb('syslog_at', 'is', null), eb('syslog_at', '<', new Date(Date.now() - 5 * 60_000))]))
+        .orderBy('raised_at')
+        .limit(200)
+        .execute();
+    },
+    async markInstallationAlertsSent(alerts) {
+      for (const alert of alerts) await db.updateTable('installation_alerts').set({ syslog_hits: alert.hits, syslog_at: new Date() }).where('id', '=', alert.id).execute();
     },
     async tenantsWithAlertsForSyslog() {
       const result = await sql<{ tenant_id: string }>`SELECT tenant_id FROM tenants_with_alerts_for_syslog()`.execute(db);
@@ -332,4 +373,37 @@ function takeSourceAttempt(db: Kysely<Database>, address: string, now: Date): Pr
 async function forgiveSourceAttempt(db: Kysely<Database>, address: string, now: Date): Promise<void> {
   await sql`UPDATE source_throttle SET failures = greatest(failures - 1, 0), updated_at = ${now}
              WHERE source = ${sourceNetwork(address)}::cidr AND (locked_until IS NULL OR locked_until <= ${now})`.execute(db);
+}
+
+/**
+ * Records a signal: a new alert, or more hits on the open one of its rule and subject seen within
+ * the window (what was counted since it was last recorded, so a node recording every few seconds
+ * does not count the same responses twice). Answers the alert's id and whether it is new.
+ */
+async function raiseInstallationAlert(db: Kysely<Database>, signal: Signal, node: string, recordedUpTo: Date | undefined): Promise<{ id: string; raised: boolean }> {
+  return db.transaction().execute(async (trx) => {
+    const open = await trx
+      .selectFrom('installation_alerts')
+      .select(['id', 'hits', 'last_seen'])
+      .where('rule_id', '=', signal.rule.id)
+      .where('subject', '=', signal.subject)
+      .where('state', '<>', 'resolved')
+      .where('last_seen', '>', new Date(signal.firstSeen.getTime() - signal.rule.windowMs))
+      .orderBy('last_seen', 'desc')
+      .forUpdate()
+      .executeTakeFirst();
+    const summary = (count: number) => `${signal.rule.title}: ${count} within ${windowText(signal.rule.windowMs)} (${signal.subject})`.slice(0, 500);
+    if (open) {
+      // Only what is new since this node last recorded it (its own window overlaps the last one).
+      const hits = open.hits + (recordedUpTo ? signal.countAfter(recordedUpTo) : signal.count);
+      await trx.updateTable('installation_alerts').set({ hits, last_seen: signal.lastSeen > open.last_seen ? signal.lastSeen : open.last_seen, summary: summary(hits) }).where('id', '=', open.id).execute();
+      return { id: open.id, raised: false };
+    }
+    const created = await trx
+      .insertInto('installation_alerts')
+      .values({ rule_id: signal.rule.id, severity: signal.rule.severity, subject: signal.subject, summary: summary(signal.count), hits: signal.count, first_seen: signal.firstSeen, last_seen: signal.lastSeen, node })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    return { id: created.id, raised: true };
+  });
 }

@@ -35,6 +35,13 @@ export const backgroundFailures = new Counter({
   registers: [],
 });
 
+export const keyProviderErrors = new Counter({
+  name: 'ringvakt_key_provider_errors_total',
+  help: 'Failed wraps and unwraps of the root key provider (key file, environment, Vault transit)',
+  labelNames: ['operation'] as const,
+  registers: [],
+});
+
 export const backupFailures = new Counter({
   name: 'ringvakt_backup_failures_total',
   help: 'Backups and restore drills that failed, by kind',
@@ -42,4 +49,4 @@ export const backupFailures = new Counter({
   registers: [],
 });
 
-export const processMetrics: Metric[] = [auditEvents, dialerCalls, dialerDecisions, backgroundFailures, backupFailures];
+export const processMetrics: Metric[] = [auditEvents, dialerCalls, dialerDecisions, backgroundFailures, backupFailures, keyProviderErrors];

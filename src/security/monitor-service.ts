@@ -14,6 +14,8 @@ import { findUserById } from '../modules/users/users.repo.ts';
 import { syslogLine, syslogTransport } from '../audit/checkpoint-publishers.ts';
 import { deliverDue } from './webhooks.ts';
 import { alertRecipients } from './contacts.ts';
+import { currentSignals, INSTALLATION_RULES, type Signal } from './installation-alerts.ts';
+import { NODE_ID } from '../operations/node-id.ts';
 
 /**
  * The security monitor of `ringvakt serve`. One node at a time runs it — the holder of a session
@@ -186,6 +188,11 @@ export function startSecurityMonitor(options: {
   const SYSLOG_PRI: Record<string, number> = { critical: 34, high: 35, medium: 36, low: 37 }; // facility 4 (security), severity 2–5
   const syslogAll = async () => {
     if (!held || !sendSyslog) return;
+    const installation = await systemDb.installationAlertsForSyslog();
+    if (installation.length > 0) {
+      await sendSyslog(installation.map((alert) => syslogLine(SYSLOG_PRI[alert.severity] ?? 37, 'installation-alert', { type: 'ringvakt.installation.alert', alertId: alert.id, rule: alert.rule_id, severity: alert.severity, subject: alert.subject, summary: alert.summary, state: alert.state, hits: alert.hits, node: alert.node, firstSeen: alert.first_seen.toISOString(), lastSeen: alert.last_seen.toISOString() })));
+      await systemDb.markInstallationAlertsSent(installation);
+    }
     for (const tenantId of await systemDb.tenantsWithAlertsForSyslog()) {
       const tenantDb = systemDb.inTenant(tenantId);
       const alerts = await tenantDb.read((trx) =>
@@ -337,7 +344,37 @@ export function startSecurityMonitor(options: {
     await evaluateAll();
     await checkAll();
     await deliverAll();
+    await installationAll();
     await syslogAll();
+  };
+
+  /**
+   * The installation's own detections, on every node: what this node counted (4xx floods per
+   * route, key provider errors) and, on the monitor's node, the sealing lag. New alerts are logged
+   * at once (the operator's log store sees them before anyone runs `ringvakt security status`).
+   */
+  const recorded = new Map<string, Date>();
+  const installationAll = async () => {
+    const signals = currentSignals();
+    if (held) {
+      const status = await systemDb.operationsStatus();
+      const lagSeconds = status.oldestUnsealedAt ? (Date.now() - status.oldestUnsealedAt.getTime()) / 1000 : 0;
+      if (lagSeconds >= INSTALLATION_RULES.sealingLag.threshold) {
+        const now = new Date();
+        signals.push({ rule: INSTALLATION_RULES.sealingLag, subject: 'audit-sealer', count: 1, firstSeen: now, lastSeen: now, countAfter: () => 1 } satisfies Signal);
+      }
+    }
+    for (const signal of signals) {
+      const key = `${signal.rule.id}|${signal.subject}`;
+      const outcome = await systemDb.raiseInstallationAlert(signal, NODE_ID, recorded.get(key));
+      if (recorded.size >= 1000) recorded.clear();
+      recorded.set(key, signal.lastSeen);
+      if (outcome.raised) {
+        const line = { event: 'security.installation_alert', alertId: outcome.id, rule: signal.rule.id, severity: signal.rule.severity, subject: signal.subject, count: signal.count };
+        if (signal.rule.severity === 'critical' || signal.rule.severity === 'high') logger.error(line, 'installation security alert');
+        else logger.warn(line, 'installation security alert');
+      }
+    }
   };
 
   const onError = (task: string) => (error: unknown) => logger.error({ err: error instanceof Error ? { name: error.name } : undefined, task }, 'security monitor task failed');
@@ -348,6 +385,7 @@ export function startSecurityMonitor(options: {
           runEvery('security_monitor', options.tickMs ?? 500, evaluateAll, onError('detection')),
           runEvery('security_alert_delivery', 1_000, deliverAll, onError('delivery')),
           ...(sendSyslog ? [runEvery('security_alert_syslog', 2_000, syslogAll, onError('syslog'))] : []),
+          runEvery('security_installation_signals', 5_000, installationAll, onError('installation signals')),
           // Ledger verification (long for a large ledger) in a task of its own: alerts do not wait for it.
           runEvery('security_ledger_check', Math.min(ledgerCheckMs, 60_000) || 60_000, checkAll, onError('ledger check')),
         ];

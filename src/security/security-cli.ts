@@ -40,12 +40,36 @@ export function registerSecurityCommands(program: Command): void {
       if (!Number.isInteger(days) || days < 1 || days > 366) throw new Error('--days is a whole number of days between 1 and 366');
       await withCliDatabase(async (database) => {
         const rows = await database.systemDb.securityStatus(new Date(Date.now() - days * 86_400_000));
+        const installation = await database.systemDb.installationAlerts();
         const { text, overdue } = formatSecurityStatus(rows);
-        process.stdout.write(options.json ? `${JSON.stringify({ windowDays: days, tenants: rows }, null, 2)}\n` : text);
-        if (overdue.length > 0) {
-          process.stderr.write(`high or critical alerts unacknowledged for more than an hour: ${overdue.join(', ')}\n`);
+        const waiting = installation.filter((alert) => alert.state === 'open' && (alert.severity === 'high' || alert.severity === 'critical') && Date.now() - alert.raised_at.getTime() > OVERDUE_MS);
+        if (options.json) {
+          const alerts = installation.map((alert) => ({ id: alert.id, rule: alert.rule_id, severity: alert.severity, subject: alert.subject, summary: alert.summary, state: alert.state, hits: alert.hits, node: alert.node, raisedAt: alert.raised_at.toISOString(), lastSeen: alert.last_seen.toISOString() }));
+          process.stdout.write(`${JSON.stringify({ windowDays: days, tenants: rows, installation: alerts }, null, 2)}\n`);
+        } else {
+          process.stdout.write(text);
+          process.stdout.write(installation.length === 0 ? '\ninstallation: no open alerts\n' : `\ninstallation alerts:\n${installation.map((alert) => `${alert.id}  ${alert.severity.padEnd(8)}  ${alert.state.padEnd(12)}  ${alert.summary}`).join('\n')}\n`);
+        }
+        if (overdue.length > 0 || waiting.length > 0) {
+          if (overdue.length > 0) process.stderr.write(`high or critical alerts unacknowledged for more than an hour: ${overdue.join(', ')}\n`);
+          if (waiting.length > 0) process.stderr.write(`installation alerts unacknowledged for more than an hour: ${waiting.length}\n`);
           process.exitCode = 3;
         }
       });
     });
+
+  for (const [verb, state] of [['acknowledge', 'acknowledged'], ['resolve', 'resolved']] as const) {
+    security
+      .command(`${verb} <alertId>`)
+      .description(`${verb} an alert of the installation itself (shown by security status)`)
+      .requiredOption('--by <name>', 'who is handling it (recorded with the alert)')
+      .action(async (alertId: string, options: { by: string }) => {
+        if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(alertId)) throw new Error('the alert id is a UUID (see ringvakt security status)');
+        if (!/^[\p{L}\p{N} ._@-]{1,100}$/u.test(options.by)) throw new Error('--by is a name of at most 100 letters, digits, spaces or . _ @ -');
+        await withCliDatabase(async (database) => {
+          if (!(await database.systemDb.setInstallationAlertState(alertId, state, `operator:${options.by}`))) throw new Error(`no installation alert ${alertId} that can be ${state}`);
+          process.stdout.write(`${alertId}: ${state}\n`);
+        });
+      });
+  }
 }

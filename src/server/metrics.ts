@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { noteResponse } from '../security/installation-alerts.ts';
 import fp from 'fastify-plugin';
 import type pg from 'pg';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -123,6 +124,7 @@ export function createMetrics(pool: pg.Pool, systemDb: SystemDb): { registry: Re
       app.addHook('onResponse', async (request, reply) => {
         const route = request.routeOptions.url ?? '(unmatched)';
         requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+        noteResponse(request.method, route, reply.statusCode);
         duration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
       });
     },
