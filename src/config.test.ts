@@ -53,6 +53,15 @@ describe('configuration', () => {
     expect(config.auditWitnesses).toEqual({ file: undefined, syslog: 'tcp://[::1]:6514', webhook: { url: 'https://hooks.example/a', token: undefined } });
   });
 
+  it('holds alert webhooks to public https receivers unless told otherwise, and never in production; checks the alert syslog target', () => {
+    expect(loadConfig({}).alertWebhookTargets).toBe('public');
+    expect(loadConfig({ RINGVAKT_ALERT_WEBHOOK_TARGETS: 'any' }).alertWebhookTargets).toBe('any');
+    expect(problemsOf({ RINGVAKT_ALERT_WEBHOOK_TARGETS: 'any', NODE_ENV: 'production' })).toEqual(['RINGVAKT_ALERT_WEBHOOK_TARGETS=any lets alert webhooks reach private and loopback addresses: never with NODE_ENV=production']);
+    expect(problemsOf({ RINGVAKT_ALERT_WEBHOOK_TARGETS: 'private' })[0]).toMatch(/^RINGVAKT_ALERT_WEBHOOK_TARGETS /);
+    expect(problemsOf({ RINGVAKT_ALERT_SYSLOG: 'siem.example:514' })[0]).toMatch(/^RINGVAKT_ALERT_SYSLOG .* udp:\/\/host:port or tcp:\/\/host:port/);
+    expect(loadConfig({ RINGVAKT_ALERT_SYSLOG: 'tcp://siem.example:6514' }).alertSyslog).toBe('tcp://siem.example:6514');
+  });
+
   it('reads a JSON file, lets the environment win, and rejects keys it does not know', () => {
     const folder = mkdtempSync(path.join(os.tmpdir(), 'rv-config-'));
     const file = path.join(folder, 'ringvakt.json');
