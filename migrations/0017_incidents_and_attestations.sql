@@ -248,3 +248,21 @@ CREATE TABLE installation_alerts (
 CREATE INDEX installation_alerts_live ON installation_alerts (rule_id, subject, last_seen DESC) WHERE state <> 'resolved';
 CREATE INDEX installation_alerts_recent ON installation_alerts (raised_at DESC);
 REVOKE DELETE, TRUNCATE ON installation_alerts FROM {{runtime_role}};
+
+-- When the organisation works (the "exports outside working hours" rule): local hours [from, to)
+-- on its working days (ISO 1 Monday … 7 Sunday) in its time zone. Without a row: 07–19, Monday to
+-- Friday, Europe/Oslo.
+CREATE TABLE security_working_hours (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id() REFERENCES tenants (id),
+  time_zone text NOT NULL CHECK (char_length(time_zone) BETWEEN 1 AND 64),
+  work_from smallint NOT NULL CHECK (work_from BETWEEN 0 AND 23),
+  work_to smallint NOT NULL CHECK (work_to BETWEEN 1 AND 24),
+  work_days smallint[] NOT NULL CHECK (cardinality(work_days) BETWEEN 1 AND 7 AND work_days <@ ARRAY[1, 2, 3, 4, 5, 6, 7]::smallint[]),
+  updated_by text NOT NULL CHECK (char_length(updated_by) BETWEEN 1 AND 100),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id),
+  CHECK (work_from < work_to)
+);
+ALTER TABLE security_working_hours ENABLE ROW LEVEL SECURITY;
+ALTER TABLE security_working_hours FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON security_working_hours USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id());

@@ -8,20 +8,32 @@ import { backgroundFailures } from './operations/telemetry.ts';
  * of long work and hand the rest over (a retention sweep of millions does), or pass `signal` to
  * work that can be cut short (a scheduled backup).
  */
-export function runEvery(task: string, intervalMs: number, tick: (stopping: () => boolean, signal: AbortSignal) => Promise<void>, onError: (error: unknown) => void): { stop(): Promise<void> } {
+export function runEvery(
+  task: string,
+  intervalMs: number,
+  tick: (stopping: () => boolean, signal: AbortSignal) => Promise<void>,
+  onError: (error: unknown) => void,
+  options: { catchUp?: boolean } = {},
+): { stop(): Promise<void> } {
   let running: Promise<void> | undefined;
   const stopped = new AbortController();
   const stopping = () => stopped.signal.aborted;
-  const timer = setInterval(() => {
-    running ??= tick(stopping, stopped.signal)
+  const trigger = () => {
+    if (running || stopped.signal.aborted) return;
+    const startedAt = Date.now();
+    running = tick(stopping, stopped.signal)
       .catch((error: unknown) => {
         backgroundFailures.inc({ task });
         onError(error);
       })
       .finally(() => {
         running = undefined;
+        // A tick that outlasted its interval skipped the next: with catchUp the next starts at
+        // once instead of up to a whole interval later (work that keeps up with a backlog).
+        if (options.catchUp && !stopped.signal.aborted && Date.now() - startedAt >= intervalMs) setImmediate(trigger);
       });
-  }, intervalMs);
+  };
+  const timer = setInterval(trigger, intervalMs);
   timer.unref();
   return {
     async stop() {

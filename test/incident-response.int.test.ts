@@ -7,6 +7,8 @@ import { recordHits } from '../src/security/alerts.ts';
 import { effectiveSettings } from '../src/security/detection-rules.ts';
 import { alertRecipients } from '../src/security/contacts.ts';
 import { aboveBaseline, startSecurityMonitor } from '../src/security/monitor-service.ts';
+import { createTenantDetector } from '../src/security/detector.ts';
+import { loadWorkingHours } from '../src/security/working-hours.ts';
 import { resetSignals } from '../src/security/installation-alerts.ts';
 import { createRootKeyProvider } from '../src/crypto/root-keys/create-root-key-provider.ts';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
@@ -275,6 +277,26 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     // The heavy user's own day is 100: only past 300 is far above it.
     expect(await kept('heavy', 250)).toBe(false);
     expect(await kept('heavy', 310)).toBe(true);
+  });
+
+  it('exports outside the organisation’s own working hours, days and time zone raise the alert; bad settings are refused', async () => {
+    expect((await send(app, owner, 'PUT', '/api/v1/security/working-hours', { timeZone: 'Mars/Olympus', from: 9, to: 17, days: [1, 2, 3, 4, 5] })).statusCode).toBe(400);
+    const backwards = await send(app, owner, 'PUT', '/api/v1/security/working-hours', { timeZone: 'America/New_York', from: 17, to: 9, days: [1] });
+    expect(backwards.statusCode).toBe(400);
+    expect((backwards.json() as { code: string }).code).toBe('rule_impossible');
+    const export_ = (at: string) => ({ id: at, occurredAt: new Date(at), actorType: 'user', actorId: 'exporter', action: 'contact_list.export', targetType: 'contact_list', targetId: 'l', outcome: 'success', sourceIp: null, details: {} });
+    const offHours = (events: ReturnType<typeof export_>[], hours?: Awaited<ReturnType<typeof loadWorkingHours>>) => createTenantDetector().feed(events, effectiveSettings([]), hours ? { hours } : {}).filter((hit) => hit.ruleId === 'data.export_off_hours').length;
+    // Wednesday 08:00 UTC: 09:00 in Oslo (working), 03:00 in New York (not); Saturday noon in Oslo: a weekend.
+    const wednesdayMorning = export_('2026-12-02T08:00:00.000Z');
+    const saturdayNoon = export_('2026-12-05T11:00:00.000Z');
+    expect(offHours([wednesdayMorning])).toBe(0);
+    expect(offHours([saturdayNoon])).toBe(1);
+    const saved = await send(app, owner, 'PUT', '/api/v1/security/working-hours', { timeZone: 'America/New_York', from: 9, to: 17, days: [5, 1, 2, 3, 4, 1] });
+    expect(saved.statusCode, saved.body).toBe(200);
+    expect(saved.json()).toEqual({ timeZone: 'America/New_York', from: 9, to: 17, days: [1, 2, 3, 4, 5] });
+    const hours = await db.handles.forTenant(tenant.tenantId).read(loadWorkingHours);
+    expect(offHours([wednesdayMorning], hours)).toBe(1);
+    expect(offHours([export_('2026-12-02T15:00:00.000Z')], hours)).toBe(0);
   });
 
   it('a published security policy must be acknowledged before anything else, again for a new version and after a year; completion is evidence', async () => {

@@ -115,6 +115,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('blocked_networks').values({ network: '198.51.100.0/24', reason: 'test', incident_id: incident.id, created_by: 'test' }).execute();
         const document = await trx.insertInto('security_documents').values({ kind: 'policy', title: 'Policy', version: '1', url: 'https://policy.example', content_sha256: Buffer.alloc(32, 1), published_by: 'test' }).returning('id').executeTakeFirstOrThrow();
         await trx.insertInto('security_attestations').values({ user_id: tenant.owner.id, document_id: document.id }).execute();
+        await trx.insertInto('security_working_hours').values({ time_zone: 'Europe/Oslo', work_from: 8, work_to: 16, work_days: [1, 2, 3, 4, 5], updated_by: 'test' }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));
       await pruneAuditLedger(db.handles, signingKey, { tenantId: tenant.tenantId, cutoff: new Date(), reason: 'test', executedBy: 'test' });

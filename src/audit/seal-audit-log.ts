@@ -143,7 +143,6 @@ export async function sealTenantLedger(
   return { sealed: pending.length, treeSize: newSize };
 }
 
-/** The background sealer: every `intervalMs`, seals every tenant's new events. */
 /**
  * How often the sealer looks for unsealed events: the security monitor reads sealed events only
  * (src/security/monitor-service.ts), so this bounds how soon an alert can follow its event.
@@ -170,7 +169,8 @@ export function startAuditSealer(options: {
       }
     }
   };
-  const task = runEvery('audit_sealer', options.intervalMs ?? SEAL_EVERY_MS, runOnce, (error) => options.logger.error({ err: error }, 'audit sealing failed'));
+  // Under load a round can outlast the interval: the next then starts at once (catchUp), so events wait for one round, not two.
+  const task = runEvery('audit_sealer', options.intervalMs ?? SEAL_EVERY_MS, runOnce, (error) => options.logger.error({ err: error }, 'audit sealing failed'), { catchUp: true });
   return {
     runOnce,
     async stop() {

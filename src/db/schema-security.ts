@@ -162,8 +162,11 @@ export type InstallationAlertsTable = {
   syslog_at: Date | null;
 };
 
+export type SecurityWorkingHoursTable = { tenant_id: TenantColumn; time_zone: string; work_from: number; work_to: number; work_days: number[]; updated_by: string; updated_at: Timestamp };
+
 export type SecurityTables = {
   installation_alerts: InstallationAlertsTable;
+  security_working_hours: SecurityWorkingHoursTable;
   security_contacts: SecurityContactsTable;
   security_on_call: SecurityOnCallTable;
   incidents: IncidentsTable;

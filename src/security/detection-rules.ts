@@ -21,9 +21,13 @@ export type Match = {
   detailsIn?: Readonly<Record<string, readonly string[]>>;
   /** The named detail (space-separated words) must contain one of the values. */
   detailsHasWord?: Readonly<Record<string, readonly string[]>>;
-  /** Only events outside these local working hours [from, to) in this time zone. */
-  outsideHours?: { from: number; to: number; timeZone: string };
+  /** Only events outside the tenant's working hours (WorkingHours; these when it has set none). */
+  outsideHours?: WorkingHours;
 };
+
+/** When an organisation works: local hours [from, to) on its working days (ISO: 1 Monday … 7 Sunday), in its time zone. */
+export type WorkingHours = { from: number; to: number; days: readonly number[]; timeZone: string };
+export const DEFAULT_WORKING_HOURS: WorkingHours = { from: 7, to: 19, days: [1, 2, 3, 4, 5], timeZone: 'Europe/Oslo' };
 
 export type RuleDefinition = {
   id: string;
@@ -95,7 +99,7 @@ export const DETECTION_RULES: readonly RuleDefinition[] = [
   {
     id: 'data.export_off_hours',
     title: 'Personal data exported outside working hours',
-    match: [{ actions: ['contact_list.export', 'privacy.export.created'], outcomes: ['success'], outsideHours: { from: 7, to: 19, timeZone: 'Europe/Oslo' } }],
+    match: [{ actions: ['contact_list.export', 'privacy.export.created'], outcomes: ['success'], outsideHours: DEFAULT_WORKING_HOURS }],
     subject: 'actor',
     defaults: { threshold: 1, windowSeconds: 3600, severity: 'medium' },
   },

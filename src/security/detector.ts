@@ -1,6 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import type { StoredAuditEvent } from '../audit/canonical-event.ts';
-import { DETECTION_RULES, type EventField, type Match, type RuleDefinition, type RuleSettings } from './detection-rules.ts';
+import { DETECTION_RULES, type EventField, type Match, type RuleDefinition, type RuleSettings, type WorkingHours } from './detection-rules.ts';
 
 /**
  * The detector of one tenant: sliding windows over the audit events it is fed, per rule and
@@ -31,14 +31,22 @@ export type Hit = {
 
 type Entry = { at: number; id: string; distinct: string | undefined };
 
-const hourFormatters = new Map<string, Intl.DateTimeFormat>();
-function localHour(at: Date, timeZone: string): number {
-  let format = hourFormatters.get(timeZone);
+const localFormatters = new Map<string, Intl.DateTimeFormat>();
+const WEEKDAYS: Record<string, number> = { Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6, Sun: 7 };
+/** The local hour (0–23) and ISO weekday (1–7) of a moment in a time zone. */
+export function localTime(at: Date, timeZone: string): { hour: number; day: number } {
+  let format = localFormatters.get(timeZone);
   if (!format) {
-    format = new Intl.DateTimeFormat('en-GB', { hour: 'numeric', hourCycle: 'h23', timeZone });
-    hourFormatters.set(timeZone, format);
+    format = new Intl.DateTimeFormat('en-GB', { hour: 'numeric', hourCycle: 'h23', weekday: 'short', timeZone });
+    localFormatters.set(timeZone, format);
   }
-  return Number(format.format(at));
+  let hour = 0;
+  let day = 1;
+  for (const part of format.formatToParts(at)) {
+    if (part.type === 'hour') hour = Number(part.value);
+    if (part.type === 'weekday') day = WEEKDAYS[part.value] ?? 1;
+  }
+  return { hour, day };
 }
 
 function field(event: LedgerEvent, which: EventField): string | undefined {
@@ -54,7 +62,7 @@ function field(event: LedgerEvent, which: EventField): string | undefined {
   }
 }
 
-export function matches(match: Match, event: LedgerEvent): boolean {
+export function matches(match: Match, event: LedgerEvent, hours?: WorkingHours): boolean {
   if (!(match.actions as readonly string[]).includes(event.action)) return false;
   if (match.outcomes && !(match.outcomes as readonly string[]).includes(event.outcome)) return false;
   if (match.actorTypes && !(match.actorTypes as readonly string[]).includes(event.actorType)) return false;
@@ -69,8 +77,9 @@ export function matches(match: Match, event: LedgerEvent): boolean {
     if (!values.some((wanted) => words.includes(wanted))) return false;
   }
   if (match.outsideHours) {
-    const hour = localHour(event.occurredAt, match.outsideHours.timeZone);
-    if (hour >= match.outsideHours.from && hour < match.outsideHours.to) return false;
+    const working = hours ?? match.outsideHours;
+    const local = localTime(event.occurredAt, working.timeZone);
+    if (working.days.includes(local.day) && local.hour >= working.from && local.hour < working.to) return false;
   }
   return true;
 }
@@ -87,7 +96,7 @@ export type TenantDetector = {
   /** Networks the novelty rules already know (learned from the ledger's past, after a takeover). */
   learn(ruleId: string, networks: readonly { network: string; events: number }[]): void;
   /** Counts the events (ledger order); returns the batch's hits, one per rule and subject. */
-  feed(events: readonly LedgerEvent[], settings: ReadonlyMap<string, RuleSettings>, options?: { replay?: boolean }): Hit[];
+  feed(events: readonly LedgerEvent[], settings: ReadonlyMap<string, RuleSettings>, options?: { replay?: boolean; hours?: WorkingHours }): Hit[];
 };
 
 /** Subjects tracked per rule at most: a flood of new accounts or actors cannot grow memory without bound (the oldest window goes first). */
@@ -134,7 +143,7 @@ export function createTenantDetector(rules: readonly RuleDefinition[] = DETECTIO
         const at = event.occurredAt.getTime();
         for (const rule of rules) {
           const setting = settings.get(rule.id);
-          if (!setting?.enabled || !rule.match.some((match) => matches(match, event))) continue;
+          if (!setting?.enabled || !rule.match.some((match) => matches(match, event, options.hours))) continue;
           const learned = known.get(rule.id);
           if (rule.novelty && learned) {
             const network = networkOf(event.sourceIp);

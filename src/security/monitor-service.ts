@@ -14,6 +14,8 @@ import { findUserById } from '../modules/users/users.repo.ts';
 import { syslogLine, syslogTransport } from '../audit/checkpoint-publishers.ts';
 import { deliverDue } from './webhooks.ts';
 import { alertRecipients } from './contacts.ts';
+import { loadWorkingHours } from './working-hours.ts';
+import type { WorkingHours } from './detection-rules.ts';
 import { currentSignals, INSTALLATION_RULES, type Signal } from './installation-alerts.ts';
 import { NODE_ID } from '../operations/node-id.ts';
 
@@ -215,7 +217,7 @@ export function startSecurityMonitor(options: {
   };
 
   /** The tenant's detector, its windows rebuilt from the ledger up to its cursor. */
-  const detectorFor = async (tenantDb: TenantDb, cursor: number, settings: ReadonlyMap<string, RuleSettings>): Promise<TenantDetector> => {
+  const detectorFor = async (tenantDb: TenantDb, cursor: number, settings: ReadonlyMap<string, RuleSettings>, hours: WorkingHours): Promise<TenantDetector> => {
     const existing = detectors.get(tenantDb.tenantId);
     if (existing) return existing;
     const detector = createTenantDetector();
@@ -231,7 +233,7 @@ export function startSecurityMonitor(options: {
         .orderBy('leaf_index')
         .execute(),
     );
-    detector.feed((past as unknown as EventRow[]).map(toEvent), settings, { replay: true });
+    detector.feed((past as unknown as EventRow[]).map(toEvent), settings, { replay: true, hours });
     // Novelty rules know the networks of their longer past (grouped by address: a small answer).
     for (const rule of DETECTION_RULES) {
       if (!rule.novelty || rule.match.length !== 1) continue;
@@ -260,10 +262,11 @@ export function startSecurityMonitor(options: {
   const evaluate = async (tenantId: string) => {
     const tenantDb = systemDb.inTenant(tenantId);
     const settings = await loadSettings(tenantDb);
+    const hours = await tenantDb.read(loadWorkingHours);
     for (let round = 0; round < 20; round += 1) {
       const cursorRow = await tenantDb.read((trx) => trx.selectFrom('detection_cursors').select('last_leaf').executeTakeFirst());
       const cursor = cursorRow ? Number(cursorRow.last_leaf) : -1;
-      const detector = await detectorFor(tenantDb, cursor, settings);
+      const detector = await detectorFor(tenantDb, cursor, settings, hours);
       // The sealed leaves up to the newest are all there (a seal commits its leaves together);
       // of a span of them only the events some rule counts are read.
       const newest = await tenantDb.read((trx) => trx.selectFrom('audit_events').select((eb) => eb.fn.max('leaf_index').as('leaf')).executeTakeFirst());
@@ -279,7 +282,7 @@ export function startSecurityMonitor(options: {
           .orderBy('leaf_index')
           .execute(),
       )) as unknown as EventRow[];
-      const hits = await aboveBaseline(tenantDb, detector.feed(rows.map(toEvent), settings), settings);
+      const hits = await aboveBaseline(tenantDb, detector.feed(rows.map(toEvent), settings, { hours }), settings);
       const moved = await tenantDb.transaction(async (trx) => {
         // Compare and set: a cursor moved by another node means this one's windows are stale.
         const now = await trx.selectFrom('detection_cursors').select('last_leaf').forUpdate().executeTakeFirst();
@@ -382,7 +385,7 @@ export function startSecurityMonitor(options: {
     options.tickMs === 0
       ? []
       : [
-          runEvery('security_monitor', options.tickMs ?? 500, evaluateAll, onError('detection')),
+          runEvery('security_monitor', options.tickMs ?? 500, evaluateAll, onError('detection'), { catchUp: true }),
           runEvery('security_alert_delivery', 1_000, deliverAll, onError('delivery')),
           ...(sendSyslog ? [runEvery('security_alert_syslog', 2_000, syslogAll, onError('syslog'))] : []),
           runEvery('security_installation_signals', 5_000, installationAll, onError('installation signals')),
