@@ -185,7 +185,7 @@ CREATE FUNCTION security_status_by_tenant(since timestamptz)
   RETURNS TABLE (tenant_id uuid, slug text, open_alerts bigint, unacknowledged_high bigint, open_incidents bigint,
                  median_ack_seconds double precision, max_ack_seconds double precision,
                  median_contain_seconds double precision, max_contain_seconds double precision,
-                 oldest_unacknowledged timestamptz, on_call boolean)
+                 oldest_unacknowledged_high timestamptz, on_call boolean)
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ringvakt, pg_temp
   AS $$
     SELECT t.id, t.slug,
@@ -196,7 +196,7 @@ CREATE FUNCTION security_status_by_tenant(since timestamptz)
            (SELECT max(extract(epoch FROM a.acknowledged_at - a.raised_at)) FROM security_alerts a WHERE a.tenant_id = t.id AND a.raised_at >= since AND a.acknowledged_at IS NOT NULL),
            (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i.contained_at - i.detected_at)) FROM incidents i WHERE i.tenant_id = t.id AND i.opened_at >= since AND i.contained_at IS NOT NULL),
            (SELECT max(extract(epoch FROM i.contained_at - i.detected_at)) FROM incidents i WHERE i.tenant_id = t.id AND i.opened_at >= since AND i.contained_at IS NOT NULL),
-           (SELECT min(a.raised_at) FROM security_alerts a WHERE a.tenant_id = t.id AND a.state = 'open'),
+           (SELECT min(a.raised_at) FROM security_alerts a WHERE a.tenant_id = t.id AND a.state = 'open' AND a.severity IN ('high', 'critical')),
            EXISTS (SELECT 1 FROM security_on_call s WHERE s.tenant_id = t.id AND now() >= s.starts_at AND now() < s.ends_at)
              OR EXISTS (SELECT 1 FROM security_contacts c WHERE c.tenant_id = t.id)
       FROM tenants t
@@ -266,3 +266,15 @@ CREATE TABLE security_working_hours (
 ALTER TABLE security_working_hours ENABLE ROW LEVEL SECURITY;
 ALTER TABLE security_working_hours FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON security_working_hours USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id());
+
+-- Every node drops its cached credentials when a block, a published document or an
+-- acknowledgement changes what a credential may do (the payload is the tenant id only).
+CREATE TRIGGER blocked_networks_auth_change
+  AFTER INSERT OR UPDATE ON blocked_networks
+  FOR EACH ROW EXECUTE FUNCTION notify_auth_change_new();
+CREATE TRIGGER security_documents_auth_change
+  AFTER INSERT OR UPDATE ON security_documents
+  FOR EACH ROW EXECUTE FUNCTION notify_auth_change_new();
+CREATE TRIGGER security_attestations_auth_change
+  AFTER INSERT ON security_attestations
+  FOR EACH ROW EXECUTE FUNCTION notify_auth_change_new();

@@ -189,6 +189,10 @@ describe(`ringvakt CLI against a database (${serverLabel()} server)`, () => {
     expect(waiting.stdout).toMatch(/\ncli-co +1 +1 +0 +- +- +- +- +2h +none\n/);
     expect(waiting.stderr).toContain('unacknowledged for more than an hour: cli-co');
     await adminQuery(`UPDATE ringvakt.security_alerts SET state = 'acknowledged', acknowledged_at = raised_at + interval '4 minutes', acknowledged_by = 'user:y' WHERE id = $1`, [raised.rows[0]!.id], name);
+    // Recovery from a block that locked out those who could lift it.
+    await adminQuery(`INSERT INTO ringvakt.blocked_networks (tenant_id, network, reason, created_by) VALUES ($1, '198.51.100.0/24', 'test', 'user:x')`, [tenant], name);
+    const unblocked = ringvakt(['security', 'unblock', '--tenant', 'cli-co', '--by', 'ops on call'], env);
+    expect(unblocked.stdout, unblocked.stderr).toBe('cli-co: 1 block(s) lifted\n');
     const handled = ringvakt(['security', 'status', '--json'], env);
     expect(handled.code).toBe(0);
     expect((JSON.parse(handled.stdout) as { tenants: { slug: string; medianAckSeconds: number; unacknowledgedHigh: number }[] }).tenants.find((row) => row.slug === 'cli-co')).toMatchObject({ medianAckSeconds: 240, unacknowledgedHigh: 0 });

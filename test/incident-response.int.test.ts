@@ -65,6 +65,9 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     expect(alert.rows[0]?.state).toBe('acknowledged');
     // An alert belongs to one case.
     expect((await send(app, owner, 'POST', '/api/v1/security/incidents', { title: 'Again', severity: 'low', alertIds: [alertId] })).statusCode).toBe(409);
+    // Nobody takes an alert about themselves into a case (they would own its investigation).
+    const aboutOwner = await raise('privilege.admin_granted', `user:${tenant.owner.id}`, new Date());
+    expect((await send(app, owner, 'POST', '/api/v1/security/incidents', { title: 'Mine', severity: 'high', alertIds: [aboutOwner] })).statusCode).toBe(403);
 
     // The agent's API token works until containment ends it.
     expect((await asToken(tenant.agent.token, 'GET', '/api/v1/tenant')).statusCode).toBe(200);
@@ -146,6 +149,17 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     expect((await asToken(token, 'GET', '/api/v1/tenant', undefined, '198.51.100.77')).statusCode).toBe(200);
     expect((await send(app, owner, 'POST', `/api/v1/security/blocked-networks/${block.id}/lift`)).statusCode).toBe(409);
 
+    // Nobody blocks those above them: an administrator may not block the network the owner signs in from.
+    const ownerSession = await sessionFor(db.handles, tenant.tenantId, tenant.owner.id);
+    await db.superQuery(`UPDATE ringvakt.sessions SET source_ip = '192.0.2.10' WHERE tenant_id = $1 AND user_id = $2`, [tenant.tenantId, tenant.owner.id]);
+    const admin = await sessionFor(db.handles, tenant.tenantId, analyst.id);
+    const aboveMe = await send(app, admin, 'POST', `/api/v1/security/incidents/${incident.id}/containment`, { action: 'block_network', network: '192.0.2.0/24', reason: 'the owner’s office' });
+    expect(aboveMe.statusCode, aboveMe.body).toBe(403);
+    expect(ownerSession.cookies['__Host-rv_session']).toBeDefined();
+    // An IPv4 range mapped into IPv6 would never match (requests are matched as IPv4): refused.
+    const mapped = await send(app, owner, 'POST', `/api/v1/security/incidents/${incident.id}/containment`, { action: 'block_network', network: '::ffff:198.51.100.0/120', reason: 'wave' });
+    expect(mapped.statusCode).toBe(400);
+
     const resolved = await send(app, owner, 'POST', `/api/v1/security/incidents/${incident.id}/resolve`, { resolution: 'The wave stopped; no account was entered' });
     expect(resolved.statusCode).toBe(200);
     expect((resolved.json() as { state: string; containedAt: string | null }).containedAt).not.toBeNull();
@@ -171,6 +185,10 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     expect(await tenantDb.read((trx) => alertRecipients(trx, 'medium'))).toEqual([tenant.owner.id]);
     expect((await tenantDb.read((trx) => alertRecipients(trx, 'high'))).sort()).toEqual([tenant.owner.id, analyst].sort());
     expect(await tenantDb.read((trx) => alertRecipients(trx, 'low'))).toEqual([]);
+    // A contact demoted since is told nothing more.
+    await db.superQuery(`UPDATE ringvakt.users SET role = 'agent' WHERE id = $1`, [analyst]);
+    expect(await tenantDb.read((trx) => alertRecipients(trx, 'high'))).toEqual([tenant.owner.id]);
+    await db.superQuery(`UPDATE ringvakt.users SET role = 'admin' WHERE id = $1`, [analyst]);
 
     // The tenant's status and the operator's view across tenants: open work and response times.
     const status = await send(app, owner, 'GET', '/api/v1/security/status');
@@ -325,6 +343,9 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     expect((await send(app, browser, 'POST', `/api/v1/me/security-documents/${policy.id}/acknowledge`, { sha256: '0'.repeat(64) })).statusCode).toBe(409);
     expect((await send(app, browser, 'POST', `/api/v1/me/security-documents/${policy.id}/acknowledge`, { sha256: policy.sha256 })).statusCode).toBe(204);
     expect((await send(app, browser, 'GET', '/api/v1/tenant')).statusCode).toBe(200);
+    // Acknowledging again while it holds records nothing more.
+    expect((await send(app, browser, 'POST', `/api/v1/me/security-documents/${policy.id}/acknowledge`, { sha256: policy.sha256 })).statusCode).toBe(204);
+    expect((await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.security_attestations WHERE user_id = $1`, [person.id])).rows[0]?.n).toBe(1);
     expect((await send(app, browser, 'GET', '/api/v1/auth/session')).json()).toMatchObject({ attestationRequired: false });
 
     // Training published: owed again.

@@ -235,7 +235,7 @@ describe(`security monitoring: detection, alerts, webhooks (${serverLabel()} ser
     expect(mails.rows.filter((row) => row.tenant_id === attacked.tenantId)).toHaveLength(3);
     expect(mails.rows.filter((row) => row.tenant_id === calm.tenantId)).toHaveLength(0);
     expect(mails.rows.every((row) => !row.recipient_ciphertext.includes(Buffer.from('owner@sec-attacked.example')))).toBe(true);
-  });
+  }, 120_000);
 
   it('a ledger altered in SQL raises one critical alert at the next verification', async () => {
     await monitor.stop();

@@ -92,7 +92,8 @@ export type TenantSecurityStatus = {
   maxAckSeconds: number | null;
   medianContainSeconds: number | null;
   maxContainSeconds: number | null;
-  oldestUnacknowledged: Date | null;
+  /** The oldest high or critical alert nobody has acknowledged. */
+  oldestUnacknowledgedHigh: Date | null;
   /** Whether anyone is named for security (a standing contact, or an on-call shift now). */
   securityContact: boolean;
 };
@@ -221,7 +222,7 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
       return result.rows.map((row) => row.tenant_id);
     },
     async securityStatus(since) {
-      const result = await sql<{ tenant_id: string; slug: string; open_alerts: string; unacknowledged_high: string; open_incidents: string; median_ack_seconds: number | null; max_ack_seconds: number | null; median_contain_seconds: number | null; max_contain_seconds: number | null; oldest_unacknowledged: Date | null; on_call: boolean }>`
+      const result = await sql<{ tenant_id: string; slug: string; open_alerts: string; unacknowledged_high: string; open_incidents: string; median_ack_seconds: number | null; max_ack_seconds: number | null; median_contain_seconds: number | null; max_contain_seconds: number | null; oldest_unacknowledged_high: Date | null; on_call: boolean }>`
         SELECT * FROM security_status_by_tenant(${since})`.execute(db);
       return result.rows.map((row) => ({
         tenantId: row.tenant_id,
@@ -233,7 +234,7 @@ export function createSystemDb(db: Kysely<Database>, forTenant: (tenantId: strin
         maxAckSeconds: row.max_ack_seconds,
         medianContainSeconds: row.median_contain_seconds,
         maxContainSeconds: row.max_contain_seconds,
-        oldestUnacknowledged: row.oldest_unacknowledged,
+        oldestUnacknowledgedHigh: row.oldest_unacknowledged_high,
         securityContact: row.on_call,
       }));
     },
@@ -382,6 +383,8 @@ async function forgiveSourceAttempt(db: Kysely<Database>, address: string, now: 
  */
 async function raiseInstallationAlert(db: Kysely<Database>, signal: Signal, node: string, recordedUpTo: Date | undefined): Promise<{ id: string; raised: boolean }> {
   return db.transaction().execute(async (trx) => {
+    // One writer per rule and subject across nodes: two nodes seeing the same flood raise one alert.
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:installation-alert:${signal.rule.id}:${signal.subject}`}, 0))`.execute(trx);
     const open = await trx
       .selectFrom('installation_alerts')
       .select(['id', 'hits', 'last_seen'])

@@ -86,6 +86,8 @@ export async function attestationRoutes(app: App): Promise<void> {
     // The digest is of what people acknowledge: the text, or the link when the text is elsewhere.
     const digest = createHash('sha256').update(body.content ?? body.url ?? '').digest();
     const row = await request.tenantDb.transaction(async (trx) => {
+      // One publisher per tenant and kind at a time: two at once must not both supersede.
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:security_documents:${body.kind}`}))`.execute(trx);
       const taken = await trx.selectFrom('security_documents').select('id').where('kind', '=', body.kind).where('version', '=', body.version).executeTakeFirst();
       if (taken) throw new AppError('conflict', `Version ${body.version} of the ${body.kind} was published already: give the new one a new version.`);
       const now = new Date();
@@ -173,6 +175,9 @@ export async function attestationRoutes(app: App): Promise<void> {
       if (doc.superseded_at) throw new AppError('invalid_transition', 'A newer version has been published since: acknowledge that one.');
       // The person acknowledges what they were shown: a document changed meanwhile is refused.
       if (doc.content_sha256.toString('hex') !== request.body.sha256) throw new AppError('invalid_transition', 'The document is not the one you were shown: read it again.');
+      // Acknowledged already and not due: nothing new to record (repeats add no rows, events or cache flushes).
+      const last = await trx.selectFrom('security_attestations').select((eb) => eb.fn.max('acknowledged_at').as('at')).where('user_id', '=', userId).where('document_id', '=', doc.id).executeTakeFirst();
+      if (last?.at && new Date(last.at as unknown as string).getTime() + ATTESTATION_VALID_MS > Date.now()) return;
       await trx.insertInto('security_attestations').values({ user_id: userId, document_id: doc.id }).execute();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'security.attestation', outcome: 'success', target: { type: 'security_document', id: doc.id }, details: { kind: doc.kind, version: doc.version } });
       announceAuthChange(trx);

@@ -35,9 +35,15 @@ export async function alertRecipients(trx: TenantTransaction, severity: Severity
   const onCall = await trx.selectFrom('security_on_call').select('user_id').where('starts_at', '<=', now).where('ends_at', '>', now).execute();
   const contacts = high ? await trx.selectFrom('security_contacts').select('user_id').execute() : [];
   const named = [...new Set([...onCall, ...contacts].map((row) => row.user_id))];
-  const active = named.length === 0 ? [] : await trx.selectFrom('users').select('id').where('id', 'in', named).where('status', '=', 'active').execute();
-  if (active.length > 0 || !high) return active.map((row) => row.id);
-  // A high or critical alert with nobody named (or nobody named still active): the owners and administrators.
+  // Named people who may still manage security (one demoted since is told nothing more).
+  const policy = named.length === 0 ? undefined : await loadSecurityPolicy(trx);
+  const active: string[] = [];
+  for (const userId of named) {
+    const access = policy ? await loadUserAccess(trx, userId, policy) : undefined;
+    if (access?.status === 'active' && access.permissions.includes('security:manage')) active.push(userId);
+  }
+  if (active.length > 0 || !high) return active;
+  // A high or critical alert with nobody named (or nobody named who still may): the owners and administrators.
   const fallback = await trx.selectFrom('users').select('id').where('status', '=', 'active').where('role', 'in', ['owner', 'admin']).execute();
   return fallback.map((row) => row.id);
 }

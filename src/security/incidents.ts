@@ -98,11 +98,13 @@ async function linkAlerts(trx: TenantTransaction, request: FastifyRequest, incid
   const taken = await trx.selectFrom('incident_alerts').select(['alert_id']).where('alert_id', 'in', alertIds).executeTakeFirst();
   if (taken) throw new AppError('conflict', `Alert ${taken.alert_id} belongs to an incident already.`);
   const caller = principalOf(request);
+  const aboutCaller = alerts.find((alert) => alert.subject === `user:${caller.userId}`);
+  if (aboutCaller) throw new AppError('forbidden', 'An alert is about you: another security manager must take it into a case.');
   const now = new Date();
   for (const alert of alerts) {
     await trx.insertInto('incident_alerts').values({ incident_id: incidentId, alert_id: alert.id }).execute();
-    // Taking an alert into a case acknowledges it — unless the alert is about the caller.
-    if (alert.state === 'open' && alert.subject !== `user:${caller.userId}`) {
+    // Taking an alert into a case acknowledges it.
+    if (alert.state === 'open') {
       await trx.updateTable('security_alerts').set({ state: 'acknowledged', acknowledged_by: actorLabel(request), acknowledged_at: now }).where('id', '=', alert.id).execute();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'security.alert_acknowledged', outcome: 'success', target: { type: 'security_alert', id: alert.id }, details: { rule: alert.rule_id, incident: incidentId } });
     }
@@ -122,6 +124,8 @@ async function loadIncident(trx: TenantTransaction, incidentId: string, forUpdat
 /** A range is refused when it is wider than a /16 (IPv4) or /32 (IPv6): a block that wide locks out whole providers. */
 function checkBlockable(network: string, callerIp: string): void {
   const [address, bits] = ipaddr.parseCIDR(network);
+  // Requests from IPv4-mapped addresses are matched as IPv4: a mapped block would never match.
+  if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) throw new AppError('validation_failed', 'Give an IPv4 range in its IPv4 form (198.51.100.0/24), not mapped into IPv6.', [{ path: 'body/network', message: 'IPv4-mapped IPv6' }]);
   const least = address.kind() === 'ipv4' ? 16 : 32;
   if (bits < least) throw new AppError('validation_failed', `A block is at most a /${least} for ${address.kind() === 'ipv4' ? 'IPv4' : 'IPv6'}.`, [{ path: 'body/network', message: `prefix at least /${least}` }]);
   let caller: ipaddr.IPv4 | ipaddr.IPv6 | undefined;
@@ -132,6 +136,33 @@ function checkBlockable(network: string, callerIp: string): void {
   }
   if (caller && caller.kind() === address.kind() && caller.match([address, bits] as never)) {
     throw new AppError('validation_failed', 'This range holds your own address: blocking it would lock you out.', [{ path: 'body/network', message: 'contains your address' }]);
+  }
+}
+
+/**
+ * A block must not lock out those the caller may not manage (owners, administrators above a
+ * custom role): refused when the range holds an address any of them signed in from in the last
+ * 30 days. Without this a security manager could block the owners' own networks, sign-in
+ * included, and nobody inside could lift it.
+ */
+async function checkNobodyAboveBlocked(trx: TenantTransaction, caller: ReturnType<typeof principalOf>, network: string): Promise<void> {
+  const inside = await trx
+    .selectFrom('sessions')
+    .innerJoin('users', 'users.id', 'sessions.user_id')
+    .select(['users.id', 'users.role'])
+    .distinct()
+    .where('users.status', '=', 'active')
+    .where('sessions.created_at', '>', new Date(Date.now() - 30 * 86_400_000))
+    .where(sql<boolean>`sessions.source_ip <<= ${network}::cidr`)
+    .limit(200)
+    .execute();
+  for (const user of inside) {
+    if (user.id === caller.userId) throw new AppError('validation_failed', 'This range holds an address you signed in from: blocking it could lock you out.', [{ path: 'body/network', message: 'contains your address' }]);
+    try {
+      await assertMayManage(trx, caller, user);
+    } catch {
+      throw new AppError('forbidden', 'This range holds an address from which someone who holds more than you (an owner or administrator) signed in: ask them, or block a narrower range.');
+    }
   }
 }
 
@@ -173,6 +204,9 @@ async function carryOut(trx: TenantTransaction, request: FastifyRequest, inciden
     case 'block_network': {
       const network = canonicalCidr(action.network);
       checkBlockable(network, request.ip);
+      await checkNobodyAboveBlocked(trx, caller, network);
+      // One block writer per tenant at a time: the cap below holds under concurrent containment.
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:blocked_networks`}))`.execute(trx);
       const live = await trx.selectFrom('blocked_networks').select((eb) => eb.fn.countAll<string>().as('n')).where('lifted_at', 'is', null).where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', new Date())])).executeTakeFirstOrThrow();
       if (Number(live.n) >= MAX_BLOCKED_NETWORKS) throw new AppError('conflict', `At most ${MAX_BLOCKED_NETWORKS} ranges may be blocked at once: lift some first.`);
       const expiresAt = action.expiresInHours ? new Date(Date.now() + action.expiresInHours * 3_600_000) : null;

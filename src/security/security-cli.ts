@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { withCliDatabase } from '../cli-support.ts';
+import { requireTenantId, withCliDatabase } from '../cli-support.ts';
+import { recordAuditEvent } from '../audit/audit-event.ts';
+import { announceAuthChange } from '../modules/access/auth-changes.ts';
 import type { TenantSecurityStatus } from '../db/system-db.ts';
 
 /** A high or critical alert unacknowledged this long makes `ringvakt security status` exit non-zero. */
@@ -9,7 +11,7 @@ const duration = (seconds: number | null) => (seconds === null ? '-' : seconds <
 
 /** One line per tenant, for a person or a monitoring check (counts and times only: no titles, subjects or people). */
 export function formatSecurityStatus(rows: readonly TenantSecurityStatus[], now = Date.now()): { text: string; overdue: string[] } {
-  const header = ['tenant', 'open-alerts', 'unacked-high', 'open-incidents', 'ack-median', 'ack-max', 'contain-median', 'contain-max', 'oldest-unacked', 'contact'];
+  const header = ['tenant', 'open-alerts', 'unacked-high', 'open-incidents', 'ack-median', 'ack-max', 'contain-median', 'contain-max', 'oldest-unacked-high', 'contact'];
   const lines = rows.map((row) => [
     row.slug,
     String(row.openAlerts),
@@ -19,12 +21,12 @@ export function formatSecurityStatus(rows: readonly TenantSecurityStatus[], now 
     duration(row.maxAckSeconds),
     duration(row.medianContainSeconds),
     duration(row.maxContainSeconds),
-    row.oldestUnacknowledged ? duration((now - row.oldestUnacknowledged.getTime()) / 1000) : '-',
+    row.oldestUnacknowledgedHigh ? duration((now - row.oldestUnacknowledgedHigh.getTime()) / 1000) : '-',
     row.securityContact ? 'yes' : 'none',
   ]);
   const widths = header.map((cell, index) => Math.max(cell.length, ...lines.map((line) => (line[index] ?? '').length)));
   const text = [header, ...lines].map((line) => line.map((cell, index) => cell.padEnd(widths[index] ?? 0)).join('  ').trimEnd()).join('\n');
-  const overdue = rows.filter((row) => row.unacknowledgedHigh > 0 && row.oldestUnacknowledged !== null && now - row.oldestUnacknowledged.getTime() > OVERDUE_MS).map((row) => row.slug);
+  const overdue = rows.filter((row) => row.oldestUnacknowledgedHigh !== null && now - row.oldestUnacknowledgedHigh.getTime() > OVERDUE_MS).map((row) => row.slug);
   return { text: `${text}\n`, overdue };
 }
 
@@ -72,4 +74,27 @@ export function registerSecurityCommands(program: Command): void {
         });
       });
   }
+
+  security
+    .command('unblock')
+    .description("lift an organisation's blocked address ranges (recovery when a block locked out those who could lift it)")
+    .requiredOption('--tenant <slug>', 'the organisation')
+    .option('--block <id>', 'one block (default: every block in force)')
+    .requiredOption('--by <name>', 'who lifts it (recorded and audited)')
+    .action(async (options: { tenant: string; block?: string; by: string }) => {
+      if (options.block !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(options.block)) throw new Error('--block is a UUID (GET /api/v1/security/blocked-networks lists them)');
+      if (!/^[\p{L}\p{N} ._@-]{1,100}$/u.test(options.by)) throw new Error('--by is a name of at most 100 letters, digits, spaces or . _ @ -');
+      await withCliDatabase(async (database) => {
+        const tenantId = await requireTenantId(database, options.tenant);
+        const lifted = await database.forTenant(tenantId).transaction(async (trx) => {
+          let query = trx.updateTable('blocked_networks').set({ lifted_at: new Date(), lifted_by: `operator:${options.by}` }).where('lifted_at', 'is', null);
+          if (options.block) query = query.where('id', '=', options.block);
+          const rows = await query.returning('id').execute();
+          for (const row of rows) await recordAuditEvent(trx, { action: 'security.network_unblock', outcome: 'success', actor: { type: 'operator' }, target: { type: 'blocked_network', id: row.id }, details: { by: options.by.slice(0, 100) } });
+          announceAuthChange(trx);
+          return rows.length;
+        });
+        process.stdout.write(`${options.tenant}: ${lifted} block(s) lifted\n`);
+      });
+    });
 }

@@ -345,6 +345,8 @@ async function accessControl(app: FastifyInstance, options: AccessControlOptions
       const again = options.credentials.get(key) ?? (await lookUpAndCache(tenantDb, kind, token, key));
       const at = Date.now();
       if (!again || again.userId !== userId || again.stage !== 'active' || again.expiresAt <= at || at - again.lastSeenAt > again.idleMs) return false;
+      // A person who now owes an acknowledgement of the policy or training is held at the gate here too.
+      if (again.kind === 'session' && at >= again.attestationDueAt) return false;
       if (again.permissions.size !== granted.size || [...granted].some((permission) => !again.permissions.has(permission))) return false;
       return !again.gate?.(address);
     };

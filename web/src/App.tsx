@@ -113,15 +113,29 @@ export function App() {
     );
   }
 
+  // The sign-in and step-up dialogs, for any page: a session that idles out, or a change that needs proof, is recovered here.
+  const recoveryDialogs = (
+    <>
+      <Dialog open={recovering === 'signin'} title={t('recover.signinTitle')} onClose={() => finishRecovery(false)}>
+        <p>{t('recover.signinExplain')}</p>
+        <SignInForm lockedTenant={tenant.slug || rememberedTenant()} onSignedIn={() => finishRecovery(true)} />
+      </Dialog>
+      <Dialog open={recovering === 'stepup'} title={t('recover.stepUpTitle')} onClose={() => finishRecovery(false)}>
+        <StepUp onDone={finishRecovery} />
+      </Dialog>
+    </>
+  );
+
   if (session.attestationRequired) {
     return (
       <Shell>
         <main className="narrow">
           <Attestation onDone={() => void loadSession()} />
-          <button type="button" onClick={() => void post('/api/v1/auth/logout').catch(() => undefined).then(() => (setCsrfToken(''), (signedInAs.current = null), setSession(null)))}>
+          <button type="button" onClick={() => void api('POST', '/api/v1/auth/logout', { noRecovery: true }).catch(() => undefined).then(() => (setCsrfToken(''), (signedInAs.current = null), setSession(null)))}>
             {t('nav.signOut')}
           </button>
         </main>
+        {recoveryDialogs}
       </Shell>
     );
   }
@@ -169,13 +183,7 @@ export function App() {
         <Suspense fallback={<p className="loading">{t('common.loading')}</p>}>
           <Page path={current} can={can} />
         </Suspense>
-        <Dialog open={recovering === 'signin'} title={t('recover.signinTitle')} onClose={() => finishRecovery(false)}>
-          <p>{t('recover.signinExplain')}</p>
-          <SignInForm lockedTenant={tenant.slug || rememberedTenant()} onSignedIn={() => finishRecovery(true)} />
-        </Dialog>
-        <Dialog open={recovering === 'stepup'} title={t('recover.stepUpTitle')} onClose={() => finishRecovery(false)}>
-          <StepUp onDone={finishRecovery} />
-        </Dialog>
+        {recoveryDialogs}
         <Dialog open={recovering === 'attest'} title={t('attest.title')} onClose={() => finishRecovery(false)}>
           <Attestation titled={false} onDone={() => finishRecovery(true)} />
         </Dialog>

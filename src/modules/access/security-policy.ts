@@ -42,6 +42,7 @@ export async function loadSecurityPolicy(trx: TenantTransaction): Promise<Enforc
     .select([sql<string>`network::text`.as('network'), 'expires_at'])
     .where('lifted_at', 'is', null)
     .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', new Date())]))
+    .orderBy('created_at', 'desc')
     .limit(MAX_BLOCKED_NETWORKS)
     .execute();
   const blockedNetworks = blocked.map((entry) => ({ network: entry.network, expiresAt: entry.expires_at?.getTime() ?? null }));

@@ -163,7 +163,7 @@ export async function authRoutes(app: App, deps: AuthDeps): Promise<void> {
   app.post(
     '/api/v1/auth/reauthenticate',
     {
-      config: { access: 'authenticated', sessionOnly: true },
+      config: { access: 'authenticated', sessionOnly: true, beforeAttestation: true },
       schema: {
         summary: 'Step-up: prove again who you are (password, and authenticator code if you have one) for 5 minutes of sensitive changes',
         tags: ['auth'],

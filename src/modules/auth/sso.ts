@@ -234,7 +234,8 @@ export async function completeSsoLogin(
 
   const outcome = await tenantDb.transaction(async (trx): Promise<SsoResult | { refused: string; userId?: string }> => {
     const policy = await loadSecurityPolicy(trx);
-    if (addressRefusal(policy, input.sourceIp)) return { refused: 'ip_not_allowed' };
+    const refusal = addressRefusal(policy, input.sourceIp);
+    if (refusal) return { refused: refusal };
     const linked = await trx.selectFrom('sso_identities').select('user_id').where('issuer', '=', provider.issuer).where('subject', '=', subject).executeTakeFirst();
     let userId = linked?.user_id;
     if (!userId && email && emailVerified) {
@@ -323,7 +324,7 @@ export async function completeSsoLogin(
     return { userId, stage, session };
   });
   if ('refused' in outcome) {
-    if (outcome.refused === 'ip_not_allowed') throw new AppError('ip_not_allowed');
+    if (outcome.refused === 'ip_not_allowed' || outcome.refused === 'ip_blocked') throw new AppError('ip_not_allowed');
     return fail(outcome.refused, outcome.userId);
   }
   return outcome;

@@ -55,6 +55,10 @@ export const securityResponseEn = {
     breach: 'Open a breach record',
     breachOpen: 'Breach record opened in the privacy register.',
     back: 'Back to the list',
+    blocks: 'Blocked address ranges',
+    lifted: 'lifted',
+    until: 'until {{when}}',
+    lift: 'Lift the block',
     stateName: { open: 'open', acknowledged: 'acknowledged', resolved: 'resolved', contained: 'contained' },
   },
 };
@@ -115,6 +119,10 @@ export const securityResponseNb: typeof securityResponseEn = {
     breach: 'Opprett et avvik i personvernregisteret',
     breachOpen: 'Avviket er opprettet i personvernregisteret.',
     back: 'Tilbake til listen',
+    blocks: 'Blokkerte adresseområder',
+    lifted: 'opphevet',
+    until: 'til {{when}}',
+    lift: 'Opphev blokkeringen',
     stateName: { open: 'åpen', acknowledged: 'kvittert', resolved: 'lukket', contained: 'inndemmet' },
   },
 };

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { useTranslation } from 'react-i18next';
-import { post } from '../api.ts';
+import { ApiProblem, post } from '../api.ts';
 import { ProblemNote, useAction, useFormat, useLoad } from '../components/ui.tsx';
 
 type Owed = { id: string; kind: 'policy' | 'training'; title: string; version: string; url: string | null; content: string | null; sha256: string; acknowledgedAt: string | null; due: boolean };
@@ -17,7 +17,13 @@ export function Attestation({ onDone, titled = true }: { onDone: () => void; tit
   const documents = useLoad<{ items: Owed[] }>('/api/v1/me/security-documents');
   const [read, setRead] = useState<Record<string, boolean>>({});
   const acknowledge = useAction(async (document: Owed) => {
-    await post(`/api/v1/me/security-documents/${document.id}/acknowledge`, { sha256: document.sha256 });
+    try {
+      await post(`/api/v1/me/security-documents/${document.id}/acknowledge`, { sha256: document.sha256 });
+    } catch (error) {
+      // A newer version was published while it was being read: show that one.
+      if (error instanceof ApiProblem && error.code === 'invalid_transition') documents.reload();
+      throw error;
+    }
     const left = (documents.data?.items ?? []).filter((item) => item.due && item.id !== document.id);
     if (left.length === 0) onDone();
     else documents.reload();

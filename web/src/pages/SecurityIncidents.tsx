@@ -2,6 +2,7 @@ import { useState, type FormEvent } from 'react';
 import { useTranslation } from 'react-i18next';
 import { post } from '../api.ts';
 import { Badge, Field, Head, ProblemNote, useAction, useFormat, useLoad } from '../components/ui.tsx';
+import { useSession } from '../App.tsx';
 
 type Severity = 'low' | 'medium' | 'high' | 'critical';
 type Alert = { id: string; rule: string; severity: Severity; subject: string; summary: string; state: 'open' | 'acknowledged' | 'resolved'; hits: number; raisedAt: string };
@@ -15,7 +16,10 @@ const duration = (seconds: number | null) => (seconds === null ? '—' : seconds
 
 /** Alerts and incident cases: acknowledge, open a case, contain from it, resolve, and the response figures. */
 export function AlertsAndIncidents() {
+  const { t } = useTranslation();
+  const { can } = useSession();
   const [open, setOpen] = useState<string | null>(null);
+  if (!can('security:manage')) return <p role="alert">{t('common.noAccess')}</p>;
   return open ? <IncidentCase id={open} onBack={() => setOpen(null)} /> : <Overview onOpen={setOpen} />;
 }
 
@@ -155,11 +159,18 @@ function IncidentCase({ id, onBack }: { id: string; onBack: () => void }) {
   const act = useAction(async (url: string, body: unknown) => {
     await post(url, body);
     incident.reload();
+    return true;
+  });
+  const lift = useAction(async (blockId: string) => {
+    await post(`/api/v1/security/blocked-networks/${blockId}/lift`);
+    incident.reload();
   });
   const submit = (event: FormEvent<HTMLFormElement>, url: string, build: (form: FormData) => unknown) => {
     event.preventDefault();
-    const form = new FormData(event.currentTarget);
-    void act.run(url, build(form)).then(() => (event.target as HTMLFormElement).reset());
+    const target = event.currentTarget;
+    const form = new FormData(target);
+    // Cleared only when it was carried out: a refused step keeps what was typed, beside its problem.
+    void act.run(url, build(form)).then((done) => (done ? target.reset() : undefined));
   };
   const base = `/api/v1/security/incidents/${id}`;
   const data = incident.data;
@@ -176,6 +187,24 @@ function IncidentCase({ id, onBack }: { id: string; onBack: () => void }) {
             {data.reference}: {data.title} <Badge tone={tone(data.severity)}>{data.severity}</Badge> <Badge tone={data.state === 'resolved' ? 'muted' : data.state === 'contained' ? 'ok' : 'warn'}>{t(`incidents.stateName.${data.state}`)}</Badge>
           </h2>
           {data.breachId ? <p role="status">{t('incidents.breachOpen')}</p> : null}
+          {data.blockedNetworks.length > 0 ? (
+            <>
+              <h3>{t('incidents.blocks')}</h3>
+              <ProblemNote problem={lift.problem} />
+              <ul data-testid="incident-blocks">
+                {data.blockedNetworks.map((block) => (
+                  <li key={block.id}>
+                    <code>{block.network}</code> {block.liftedAt ? <Badge tone="muted">{t('incidents.lifted')}</Badge> : block.expiresAt ? <span className="hint">{t('incidents.until', { when: format.time(block.expiresAt) })}</span> : null}{' '}
+                    {!block.liftedAt ? (
+                      <button type="button" onClick={() => void lift.run(block.id)} disabled={lift.busy}>
+                        {t('incidents.lift')}
+                      </button>
+                    ) : null}
+                  </li>
+                ))}
+              </ul>
+            </>
+          ) : null}
           <h3>{t('incidents.timeline')}</h3>
           <ol className="timeline" data-testid="incident-timeline">
             {data.timeline.map((entry, index) => (
