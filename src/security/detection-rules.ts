@@ -38,8 +38,9 @@ export type RuleDefinition = {
   /** Count distinct values of this field (accounts tried) instead of events. */
   distinct?: EventField;
   /**
-   * Also required for an alert: the subject's count in the window is this many times its own
-   * usual count per window over the past `days` (an agent far above their own baseline).
+   * Also required for an alert: the subject's count in the window is this many times the larger
+   * of its own usual count per window over the past `days` and the team's (per actor of the kind):
+   * an agent far above both their own habit and what their colleagues do.
    */
   baseline?: { multiplier: number; days: number };
   /**
@@ -91,9 +92,10 @@ export const DETECTION_RULES: readonly RuleDefinition[] = [
   },
   {
     id: 'data.export_burst',
-    title: 'Repeated exports of personal data by one user',
+    title: 'A user exporting personal data far above their usual rate',
     match: [{ actions: ['contact_list.export', 'privacy.export.created', 'audit.export'], outcomes: ['success'] }],
     subject: 'actor',
+    baseline: { multiplier: 3, days: 7 },
     defaults: { threshold: 5, windowSeconds: 3600, severity: 'high' },
   },
   {
