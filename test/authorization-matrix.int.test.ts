@@ -84,6 +84,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
       into.format = 'e164_list';
       into.category = 'recordings';
       into.ruleId = 'suppression.shrink';
+      into.checkId = 'identity.mfa_privileged';
       // The web application's assets are public files; a name that is not one answers 404.
       into.name = 'no-such-asset.js';
     };
@@ -135,7 +136,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/me/security-documents/:documentId/acknowledge': { sha256: '0'.repeat(64) },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
-  const notObjects = new Set(['format', 'category', 'ruleId']);
+  const notObjects = new Set(['format', 'category', 'ruleId', 'checkId']);
 
   const routes = (): RouteEntry[] => app.routeTable.filter((route) => route.method !== 'HEAD' && !route.url.startsWith('/api/docs'));
   const fill = (url: string, values: Record<string, string>) =>

@@ -12,6 +12,9 @@ import { loadWorkingHours } from '../src/security/working-hours.ts';
 import { resetSignals } from '../src/security/installation-alerts.ts';
 import { createRootKeyProvider } from '../src/crypto/root-keys/create-root-key-provider.ts';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
+import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
+import { loadSigningKey } from '../src/audit/signing-key.ts';
+import { pruneAuditLedger } from '../src/audit/retention.ts';
 import type { App } from '../src/server/types.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
@@ -315,6 +318,38 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     const hours = await db.handles.forTenant(tenant.tenantId).read(loadWorkingHours);
     expect(offHours([wednesdayMorning], hours)).toBe(1);
     expect(offHours([export_('2026-12-02T15:00:00.000Z')], hours)).toBe(0);
+  });
+
+  it('audit retention holds the events linked to an incident under investigation, and lets them go once it is resolved', async () => {
+    const held = await seedTenant(db.handles, 'evidence-held');
+    const heldDb = db.handles.forTenant(held.tenantId);
+    const key = await loadSigningKey(db.handles.systemDb, (await db.handles.crypto()).root);
+    const batch = async (count: number) => {
+      await heldDb.transaction(async (trx) => {
+        for (let index = 0; index < count; index += 1) await recordAuditEvent(trx, { action: 'contact.reveal', outcome: 'success', actor: { type: 'user', id: held.agent.id }, occurredAt: new Date(Date.now() - 86_400_000) });
+      });
+      await heldDb.transaction((trx) => sealTenantLedger(trx, key));
+    };
+    await batch(5);
+    await batch(5);
+    const second = await db.superQuery<{ id: string; leaf_index: string }>(`SELECT id, leaf_index FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'contact.reveal' ORDER BY leaf_index DESC LIMIT 1`, [held.tenantId]);
+    const linked = second.rows[0]!;
+    await batch(5);
+    const heldOwner = await sessionFor(db.handles, held.tenantId, held.owner.id);
+    const incident = (await send(app, heldOwner, 'POST', '/api/v1/security/incidents', { title: 'Reveals under investigation', severity: 'high' })).json() as { id: string };
+    expect((await send(app, heldOwner, 'POST', `/api/v1/security/incidents/${incident.id}/audit-events`, { eventIds: [linked.id] })).statusCode).toBe(200);
+    const remaining = async () => (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'contact.reveal'`, [held.tenantId])).rows.map((row) => row.id);
+    // Everything sealed is past its retention here (the seeded events are minutes old): only the hold keeps anything.
+    const cutoff = new Date(Date.now() + 60_000);
+    const first = await pruneAuditLedger(db.handles, key, { tenantId: held.tenantId, cutoff, reason: 'test', executedBy: 'test' });
+    // Events before the linked one's checkpoint went; the linked one, and all after it, stayed.
+    expect(first.removed).toBeGreaterThan(0);
+    expect(first.prunedBeforeLeaf).toBeLessThanOrEqual(Number(linked.leaf_index));
+    expect(await remaining()).toContain(linked.id);
+    expect((await send(app, heldOwner, 'POST', `/api/v1/security/incidents/${incident.id}/resolve`, { resolution: 'A colleague’s test, not an attack' })).statusCode).toBe(200);
+    await heldDb.transaction((trx) => sealTenantLedger(trx, key));
+    await pruneAuditLedger(db.handles, key, { tenantId: held.tenantId, cutoff, reason: 'test', executedBy: 'test' });
+    expect(await remaining()).not.toContain(linked.id);
   });
 
   it('a published security policy must be acknowledged before anything else, again for a new version and after a year; completion is evidence', async () => {

@@ -98,6 +98,7 @@ export const auditActions = [
   'security.network_unblock',
   'security.contacts',
   'security.on_call',
+  'compliance.run',
   'privacy.export.downloaded',
   'privacy.retention_policy',
   'privacy.retention_sweep',

@@ -63,14 +63,19 @@ export type RetentionPlan = { previous: number; prunedBeforeLeaf: number; rootHa
  * every event occurred before the cut-off. Undefined when no such checkpoint exists yet.
  */
 export async function planRetention(trx: TenantTransaction, cutoff: Date): Promise<RetentionPlan> {
-  const result = await sql<{ previous: string; first_late: string | null; sealed: string }>`
+  // Evidence of an incident still under investigation is held: retention stops before its first event.
+  const result = await sql<{ previous: string; first_late: string | null; first_held: string | null; sealed: string }>`
     SELECT coalesce((SELECT max(pruned_before_leaf) FROM audit_retention_records), 0) AS previous,
            (SELECT min(leaf_index) FROM audit_events WHERE leaf_index IS NOT NULL AND occurred_at >= ${cutoff}) AS first_late,
+           (SELECT min(e.leaf_index) FROM incident_audit_events l
+              JOIN incidents i ON i.tenant_id = l.tenant_id AND i.id = l.incident_id
+              JOIN audit_events e ON e.tenant_id = l.tenant_id AND e.id = l.audit_event_id
+             WHERE i.state <> 'resolved' AND e.leaf_index IS NOT NULL) AS first_held,
            coalesce((SELECT max(leaf_index) + 1 FROM audit_events), 0) AS sealed`.execute(trx);
   const row = result.rows[0];
   if (!row) return undefined;
   const previous = Number(row.previous);
-  const limit = row.first_late === null ? Number(row.sealed) : Number(row.first_late);
+  const limit = Math.min(row.first_late === null ? Number(row.sealed) : Number(row.first_late), row.first_held === null ? Number.POSITIVE_INFINITY : Number(row.first_held));
   const checkpoint = await trx
     .selectFrom('audit_checkpoints')
     .select(['tree_size', 'root_hash'])

@@ -164,7 +164,13 @@ export type InstallationAlertsTable = {
 
 export type SecurityWorkingHoursTable = { tenant_id: TenantColumn; time_zone: string; work_from: number; work_to: number; work_days: number[]; updated_by: string; updated_at: Timestamp };
 
+/** The compliance center's evidence (migration 0018). */
+export type ComplianceRunsTable = { tenant_id: TenantColumn; id: Uuid; started_at: Date; finished_at: Date; trigger: 'schedule' | 'request'; catalogue_version: string; measured_by: string; digest: Buffer; passed: number; failed: number };
+export type ComplianceResultsTable = { tenant_id: TenantColumn; run_id: string; check_id: string; status: 'pass' | 'fail' | 'not_applicable'; measured: string; population: number; failures: number; sample: string[] };
+
 export type SecurityTables = {
+  compliance_runs: ComplianceRunsTable;
+  compliance_results: ComplianceResultsTable;
   installation_alerts: InstallationAlertsTable;
   security_working_hours: SecurityWorkingHoursTable;
   security_contacts: SecurityContactsTable;

@@ -58,6 +58,7 @@ import { incidentRoutes } from '../security/incidents.ts';
 import { attestationRoutes } from '../security/attestations.ts';
 import { securityContactRoutes } from '../security/contacts.ts';
 import { workingHoursRoutes } from '../security/working-hours.ts';
+import { complianceRoutes } from '../compliance/compliance.routes.ts';
 import { privacyRegisterRoutes, ropaRoutes } from '../privacy/registers.routes.ts';
 
 export type AppDependencies = {
@@ -248,6 +249,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(attestationRoutes);
   await app.register(securityContactRoutes);
   await app.register(workingHoursRoutes);
+  await app.register(complianceRoutes);
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   await app.register(webAppRoutes);
   await app.register(contactsRoutes, { cipher, keyring, erasureMirror: deps.erasureMirror });

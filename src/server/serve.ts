@@ -21,6 +21,7 @@ import { startNodePresence } from '../operations/node-presence.ts';
 import { NODE_ID } from '../operations/node-id.ts';
 import { startSecurityMonitor } from '../security/monitor-service.ts';
 import { setWebhookTargets } from '../security/webhooks.ts';
+import { startComplianceSchedule } from '../compliance/schedule.ts';
 import { VirtualClock } from '../telephony/clock.ts';
 import { seededRandom } from '../telephony/random.ts';
 import { createSimulator } from '../telephony/simulator.ts';
@@ -52,6 +53,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   let presence: { stop(): Promise<void> } | undefined;
   let mirrorCatchUp: { stop(): Promise<void> } | undefined;
   let securityMonitor: { stop(): Promise<void> } | undefined;
+  let complianceSchedule: { stop(): Promise<void> } | undefined;
   let stopTelephonyClock: (() => void) | undefined;
   let stopImports = false;
   try {
@@ -122,6 +124,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     });
     // Detection rules over the sealed audit ledger, alerts and their webhooks (one node at a time).
     setWebhookTargets(config.alertWebhookTargets);
+    complianceSchedule = startComplianceSchedule({ systemDb: database.systemDb, logger });
     securityMonitor = startSecurityMonitor({ systemDb: database.systemDb, connectionString, cipher: async () => (await database.crypto()).cipher, logger, alertSyslog: config.alertSyslog });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror });
     await app.listen({ host: config.host, port: config.port });
@@ -138,6 +141,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     await presence?.stop();
     await mirrorCatchUp?.stop();
     await securityMonitor?.stop();
+    await complianceSchedule?.stop();
     stopTelephonyClock?.();
     await database.close();
     throw error;
@@ -192,6 +196,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
         await presence?.stop();
         await mirrorCatchUp?.stop();
         await securityMonitor?.stop();
+        await complianceSchedule?.stop();
         stopTelephonyClock?.();
         await database.close();
       }

@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from '../zod.ts';
+import { CHECKS_BY_ID } from './checks.ts';
+
+/**
+ * The control catalogue (`compliance/controls.json`): controls in our own words with the
+ * identifiers of the frameworks they answer — SOC 2 criteria, ISO/IEC 27001:2022 Annex A
+ * controls, GDPR articles, OWASP ASVS 5.0 requirements — never the frameworks' texts. An
+ * automated control names the checks (checks.ts) that evidence it; an organisational one is
+ * evidenced by documents the organisation uploads. Loaded once and validated: an unknown check,
+ * an automated control without checks, a malformed identifier or a repeated id stops the server.
+ */
+
+const identifiers = {
+  soc2: z.array(z.string().regex(/^(CC[1-9]\.[0-9]{1,2}|A1\.[1-3]|C1\.[1-2]|PI1\.[1-5]|P[1-8]\.[1-9])$/)),
+  iso27001: z.array(z.string().regex(/^A\.[5-8]\.[0-9]{1,2}$/)),
+  gdpr: z.array(z.string().regex(/^Art\. [0-9]{1,2}(\([0-9]\))?(\([a-z]\))?$/)),
+  asvs: z.array(z.string().regex(/^[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,2}$/)),
+};
+
+const controlSchema = z.strictObject({
+  id: z.string().regex(/^RV-[A-Z]{2,4}-[0-9]{2}$/),
+  title: z.string().min(3).max(120),
+  statement: z.string().min(10).max(600),
+  frameworks: z.strictObject(identifiers),
+  kind: z.enum(['automated', 'organisational']),
+  checks: z.array(z.string()),
+});
+const catalogueSchema = z.strictObject({ version: z.string().min(1).max(40), note: z.string(), controls: z.array(controlSchema).min(1) });
+
+export type Control = z.infer<typeof controlSchema>;
+export type Catalogue = z.infer<typeof catalogueSchema>;
+
+export const CATALOGUE_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'compliance', 'controls.json');
+
+/** Parses and checks a catalogue; throws naming every problem. */
+export function parseCatalogue(text: string): Catalogue {
+  const parsed = catalogueSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new Error(`The control catalogue is not valid: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  for (const control of parsed.data.controls) {
+    if (seen.has(control.id)) problems.push(`${control.id} appears twice`);
+    seen.add(control.id);
+    if (control.kind === 'automated' && control.checks.length === 0) problems.push(`${control.id} is automated but names no check`);
+    if (control.kind === 'organisational' && control.checks.length > 0) problems.push(`${control.id} is organisational but names checks`);
+    for (const check of control.checks) if (!CHECKS_BY_ID.has(check)) problems.push(`${control.id} names an unknown check ${check}`);
+  }
+  if (problems.length > 0) throw new Error(`The control catalogue is not valid: ${problems.join('; ')}`);
+  return parsed.data;
+}
+
+let loaded: Catalogue | undefined;
+export function loadCatalogue(): Catalogue {
+  loaded ??= parseCatalogue(readFileSync(CATALOGUE_FILE, 'utf8'));
+  return loaded;
+}

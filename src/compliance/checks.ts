@@ -1,0 +1,208 @@
+import { sql } from '../db/kysely.ts';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import { mfaRequiredRoles } from '../modules/access/permissions.ts';
+import { loadSecurityPolicy } from '../modules/access/security-policy.ts';
+import { DETECTION_RULES, LEDGER_RULE_ID } from '../security/detection-rules.ts';
+import { ATTESTATION_VALID_MS } from '../security/attestations.ts';
+
+/**
+ * The automated checks of the compliance center: each measures one control against the live
+ * system, in the tenant's own transaction (read-only, one snapshot for the whole run), and says
+ * pass, fail or not applicable — with what it measured: the population looked at, how many
+ * failed, and a sample of the failing ids (ids only, never personal data). A check that cannot
+ * fail is a defect: test/compliance.int.test.ts breaks each control and sees its check fail.
+ */
+
+export type CheckStatus = 'pass' | 'fail' | 'not_applicable';
+export type CheckResult = { status: CheckStatus; measured: string; population: number; failures: number; sample: string[] };
+export type Check = { id: string; title: string; run(trx: TenantTransaction, now: Date): Promise<CheckResult> };
+
+const SAMPLE = 10;
+const DAY = 86_400_000;
+
+/** The common shape: a population, the failing ids among it, and how to say it. */
+function verdict(population: number, failing: readonly string[], measured: (failures: number) => string): CheckResult {
+  return { status: failing.length === 0 ? 'pass' : 'fail', measured: measured(failing.length), population, failures: failing.length, sample: failing.slice(0, SAMPLE) };
+}
+
+async function activeUsers(trx: TenantTransaction) {
+  return trx
+    .selectFrom('users')
+    .leftJoin('roles', (join) => join.onRef('roles.tenant_id', '=', 'users.tenant_id').onRef('roles.id', '=', 'users.custom_role_id'))
+    .select([
+      'users.id',
+      'users.role',
+      'users.created_at',
+      'roles.requires_mfa',
+      sql<boolean>`users.totp_secret_ciphertext IS NOT NULL`.as('has_totp'),
+      sql<boolean>`EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.tenant_id = users.tenant_id AND w.user_id = users.id)`.as('has_passkey'),
+      sql<Date | null>`(SELECT max(s.created_at) FROM sessions s WHERE s.tenant_id = users.tenant_id AND s.user_id = users.id)`.as('last_sign_in'),
+    ])
+    .where('users.status', '=', 'active')
+    .orderBy('users.id')
+    .execute();
+}
+
+export const CHECKS: readonly Check[] = [
+  {
+    id: 'identity.mfa_privileged',
+    title: 'Every active user whose role or the policy requires a second factor has one enrolled',
+    async run(trx) {
+      const policy = await loadSecurityPolicy(trx);
+      const users = (await activeUsers(trx)).filter((user) => policy.mfaRequiredForAll || (user.role === 'custom' ? user.requires_mfa !== false : mfaRequiredRoles.has(user.role as never)));
+      const failing = users.filter((user) => !user.has_totp && !user.has_passkey).map((user) => user.id);
+      return verdict(users.length, failing, (n) => `${users.length} active users must use a second factor; ${n} have none enrolled`);
+    },
+  },
+  {
+    id: 'identity.dormant_accounts',
+    title: 'No enabled account has gone unused for 90 days',
+    async run(trx, now) {
+      const users = await activeUsers(trx);
+      const cutoff = now.getTime() - 90 * DAY;
+      const failing = users.filter((user) => (user.last_sign_in ? new Date(user.last_sign_in).getTime() : user.created_at.getTime()) < cutoff).map((user) => user.id);
+      return verdict(users.length, failing, (n) => `${users.length} active users; ${n} not signed in for 90 days or more`);
+    },
+  },
+  {
+    id: 'identity.token_lifetime',
+    title: 'Every API token expires, within a year',
+    async run(trx, now) {
+      // The database itself refuses a token valid for more than a year (the constraint holds every write; the scan below covers older rows).
+      const constraint = await sql<{ valid: boolean }>`
+        SELECT true AS valid FROM pg_constraint
+         WHERE conname = 'api_tokens_expiry_within_a_year' AND conrelid = (quote_ident(current_schema()) || '.api_tokens')::regclass`.execute(trx);
+      const enforced = constraint.rows[0]?.valid === true;
+      const tokens = await trx.selectFrom('api_tokens').select(['id', 'expires_at', 'created_at']).where('revoked_at', 'is', null).where('expires_at', '>', now).orderBy('id').execute();
+      const failing = [...(enforced ? [] : ['constraint_missing']), ...tokens.filter((token) => token.expires_at.getTime() > token.created_at.getTime() + 366 * DAY).map((token) => token.id)];
+      return verdict(tokens.length, failing, (n) => `${tokens.length} API tokens in force; the one-year limit is ${enforced ? '' : 'NOT '}enforced by the database; ${n} problem(s)`);
+    },
+  },
+  {
+    id: 'identity.session_timeouts',
+    title: 'Sessions end after at most 30 idle minutes and 12 hours in all',
+    async run(trx) {
+      const policy = await loadSecurityPolicy(trx);
+      const failing = [...(policy.sessionIdleMinutes > 30 ? ['session_idle_minutes'] : []), ...(policy.sessionAbsoluteHours > 12 ? ['session_absolute_hours'] : [])];
+      return verdict(2, failing, () => `idle timeout ${policy.sessionIdleMinutes} min (at most 30), absolute ${policy.sessionAbsoluteHours} h (at most 12)`);
+    },
+  },
+  {
+    id: 'audit.ledger_sealed',
+    title: 'Every audit event is sealed into a signed tree head within 5 minutes',
+    async run(trx, now) {
+      const row = await trx
+        .selectFrom('audit_events')
+        .select((eb) => [eb.fn.countAll<string>().as('all'), eb.fn.min(eb.case().when('leaf_index', 'is', null).then(eb.ref('occurred_at')).end()).as('oldest_unsealed')])
+        .executeTakeFirstOrThrow();
+      const checkpoint = await trx.selectFrom('audit_checkpoints').select((eb) => eb.fn.max('signed_at').as('at')).executeTakeFirst();
+      const oldest = row.oldest_unsealed ? new Date(row.oldest_unsealed as unknown as string) : undefined;
+      const late = oldest !== undefined && now.getTime() - oldest.getTime() > 5 * 60_000;
+      const unsigned = Number(row.all) > 0 && !checkpoint?.at;
+      return verdict(Number(row.all), [...(late ? ['unsealed_events'] : []), ...(unsigned ? ['no_checkpoint'] : [])], () =>
+        `${row.all} events; oldest unsealed ${oldest ? `${Math.round((now.getTime() - oldest.getTime()) / 1000)} s old` : 'none'}; last checkpoint ${checkpoint?.at ? new Date(checkpoint.at as unknown as string).toISOString() : 'none'}`,
+      );
+    },
+  },
+  {
+    id: 'audit.ledger_verified',
+    title: 'The audit ledger was verified in the last 26 hours, and no verification failure is open',
+    async run(trx, now) {
+      const cursor = await trx.selectFrom('detection_cursors').select('ledger_checked_at').executeTakeFirst();
+      const failed = await trx.selectFrom('security_alerts').select('id').where('rule_id', '=', LEDGER_RULE_ID).where('state', '<>', 'resolved').execute();
+      const stale = !cursor?.ledger_checked_at || now.getTime() - cursor.ledger_checked_at.getTime() > 26 * 3_600_000;
+      return verdict(1, [...(stale ? ['not_verified_recently'] : []), ...failed.map((alert) => alert.id)], () => `last verified ${cursor?.ledger_checked_at?.toISOString() ?? 'never'}; ${failed.length} open verification failures`);
+    },
+  },
+  {
+    id: 'monitoring.rules_enabled',
+    title: 'Every detection rule is switched on',
+    async run(trx) {
+      const off = await trx.selectFrom('detection_rule_settings').select('rule_id').where('enabled', '=', false).orderBy('rule_id').execute();
+      return verdict(DETECTION_RULES.length, off.map((row) => row.rule_id), (n) => `${DETECTION_RULES.length} rules; ${n} switched off`);
+    },
+  },
+  {
+    id: 'monitoring.alerts_acknowledged',
+    title: 'High and critical alerts are acknowledged within an hour',
+    async run(trx, now) {
+      const alerts = await trx.selectFrom('security_alerts').select(['id', 'raised_at', 'acknowledged_at']).where('severity', 'in', ['high', 'critical']).where('raised_at', '>', new Date(now.getTime() - 90 * DAY)).orderBy('raised_at').execute();
+      const failing = alerts.filter((alert) => (alert.acknowledged_at ?? now).getTime() - alert.raised_at.getTime() > 3_600_000).map((alert) => alert.id);
+      return verdict(alerts.length, failing, (n) => `${alerts.length} high or critical alerts in 90 days; ${n} took more than an hour to acknowledge (or still wait)`);
+    },
+  },
+  {
+    id: 'awareness.training_current',
+    title: 'A security policy is published, and every active user has acknowledged the current policy and training within a year',
+    async run(trx, now) {
+      const documents = await trx.selectFrom('security_documents').select(['id', 'kind']).where('superseded_at', 'is', null).execute();
+      const users = await trx.selectFrom('users').select('id').where('status', '=', 'active').orderBy('id').execute();
+      if (!documents.some((doc) => doc.kind === 'policy')) return { status: 'fail', measured: 'no security policy is published', population: users.length, failures: users.length, sample: [] };
+      const acknowledged = await trx
+        .selectFrom('security_attestations')
+        .select(['user_id', 'document_id'])
+        .where('document_id', 'in', documents.map((doc) => doc.id))
+        .where('acknowledged_at', '>', new Date(now.getTime() - ATTESTATION_VALID_MS))
+        .execute();
+      const have = new Set(acknowledged.map((row) => `${row.user_id}:${row.document_id}`));
+      const failing = users.filter((user) => documents.some((doc) => !have.has(`${user.id}:${doc.id}`))).map((user) => user.id);
+      return verdict(users.length, failing, (n) => `${documents.length} current documents; ${users.length} active users; ${n} owe an acknowledgement`);
+    },
+  },
+  {
+    id: 'response.security_contact',
+    title: 'Someone is named to answer security alerts (a security contact, or on call now)',
+    async run(trx, now) {
+      const contacts = await trx.selectFrom('security_contacts').select('user_id').execute();
+      const onCall = await trx.selectFrom('security_on_call').select('user_id').where('starts_at', '<=', now).where('ends_at', '>', now).execute();
+      return verdict(1, contacts.length + onCall.length > 0 ? [] : ['nobody_named'], () => `${contacts.length} security contacts; ${onCall.length} on call now`);
+    },
+  },
+  {
+    id: 'privacy.breaches_decided',
+    title: 'Every personal-data breach is decided on within 72 hours of awareness',
+    async run(trx, now) {
+      const breaches = await trx.selectFrom('breaches').select(['id', 'aware_at', 'authority_decision', 'authority_notified_at', 'late_reason']).orderBy('aware_at').execute();
+      const due = (aware: Date) => aware.getTime() + 72 * 3_600_000;
+      const failing = breaches
+        .filter((breach) => (breach.authority_decision === null && now.getTime() > due(breach.aware_at)) || (breach.authority_notified_at !== null && breach.authority_notified_at.getTime() > due(breach.aware_at) && !breach.late_reason))
+        .map((breach) => breach.id);
+      return verdict(breaches.length, failing, (n) => `${breaches.length} breaches recorded; ${n} undecided past 72 hours or notified late without reasons`);
+    },
+  },
+  {
+    id: 'privacy.requests_on_time',
+    title: 'No data-subject request is open past its deadline',
+    async run(trx, now) {
+      const open = await trx.selectFrom('privacy_requests').select(['id', 'due_at']).where('status', 'in', ['received', 'verified']).orderBy('due_at').execute();
+      const failing = open.filter((request) => request.due_at.getTime() < now.getTime()).map((request) => request.id);
+      return verdict(open.length, failing, (n) => `${open.length} open requests; ${n} past their deadline`);
+    },
+  },
+  {
+    id: 'tenancy.row_security',
+    title: 'Every table holding tenant data enforces row-level security, for its owner too',
+    async run(trx) {
+      const tables = await sql<{ table: string; enabled: boolean; forced: boolean }>`
+        SELECT c.relname AS table, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+           AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+         ORDER BY c.relname`.execute(trx);
+      const failing = tables.rows.filter((table) => !table.enabled || !table.forced).map((table) => table.table);
+      return verdict(tables.rows.length, failing, (n) => `${tables.rows.length} tenant tables; ${n} without forced row-level security`);
+    },
+  },
+  {
+    id: 'continuity.backup_recent',
+    title: 'A good backup is younger than 24 hours, and a restore drill succeeded within 30 days',
+    async run(trx, now) {
+      const status = await sql<{ last_backup_at: Date | null; last_drill_at: Date | null }>`SELECT last_backup_at, last_drill_at FROM operations_status()`.execute(trx);
+      const row = status.rows[0];
+      const failing = [...(!row?.last_backup_at || now.getTime() - row.last_backup_at.getTime() > DAY ? ['backup'] : []), ...(!row?.last_drill_at || now.getTime() - row.last_drill_at.getTime() > 30 * DAY ? ['restore_drill'] : [])];
+      return verdict(2, failing, () => `last backup ${row?.last_backup_at?.toISOString() ?? 'never'}; last restore drill ${row?.last_drill_at?.toISOString() ?? 'never'}`);
+    },
+  },
+];
+
+export const CHECKS_BY_ID: ReadonlyMap<string, Check> = new Map(CHECKS.map((check) => [check.id, check]));

@@ -1,0 +1,79 @@
+import { z } from '../zod.ts';
+import { AppError } from '../server/errors.ts';
+import { problemResponses } from '../server/schemas.ts';
+import type { App } from '../server/types.ts';
+import { principalOf } from '../server/access-control.ts';
+import { loadCatalogue } from './catalogue.ts';
+import { CHECKS_BY_ID } from './checks.ts';
+import { runEvidence } from './evidence.ts';
+
+const statusSchema = z.enum(['pass', 'fail', 'not_applicable', 'not_run', 'manual']);
+const resultSchema = z.object({ checkId: z.string(), title: z.string(), status: z.enum(['pass', 'fail', 'not_applicable']), measured: z.string(), population: z.number(), failures: z.number(), sample: z.array(z.string()) });
+const runSchema = z.object({ id: z.string(), startedAt: z.string(), finishedAt: z.string(), trigger: z.string(), catalogueVersion: z.string(), measuredBy: z.string(), sha256: z.string(), passed: z.number(), failed: z.number() });
+type RunRow = { id: string; started_at: Date; finished_at: Date; trigger: string; catalogue_version: string; measured_by: string; digest: Buffer; passed: number; failed: number };
+const presentRun = (row: RunRow) => ({ id: row.id, startedAt: row.started_at.toISOString(), finishedAt: row.finished_at.toISOString(), trigger: row.trigger, catalogueVersion: row.catalogue_version, measuredBy: row.measured_by, sha256: row.digest.toString('hex'), passed: row.passed, failed: row.failed });
+
+/**
+ * /api/v1/compliance: the control catalogue with each control's status from the latest evidence
+ * run, runs on demand, and each check's history over an observation window (what an auditor
+ * samples for operating effectiveness).
+ */
+export async function complianceRoutes(app: App): Promise<void> {
+  app.get('/api/v1/compliance/controls', { config: { access: 'audit:read' }, schema: { summary: 'The controls, their framework identifiers, and their status from the latest evidence run', tags: ['compliance'], response: { 200: z.object({ catalogueVersion: z.string(), run: runSchema.nullable(), controls: z.array(z.object({ id: z.string(), title: z.string(), statement: z.string(), kind: z.string(), frameworks: z.record(z.string(), z.array(z.string())), status: statusSchema, results: z.array(resultSchema) })) }), ...problemResponses(401, 403) } } }, async (request) =>
+    request.tenantDb.read(async (trx) => {
+      const catalogue = loadCatalogue();
+      const run = await trx.selectFrom('compliance_runs').selectAll().orderBy('started_at', 'desc').limit(1).executeTakeFirst();
+      const results = run ? await trx.selectFrom('compliance_results').selectAll().where('run_id', '=', run.id).execute() : [];
+      const byCheck = new Map(results.map((result) => [result.check_id, result]));
+      return {
+        catalogueVersion: catalogue.version,
+        run: run ? presentRun(run) : null,
+        controls: catalogue.controls.map((control) => {
+          const mine = control.checks.flatMap((checkId) => {
+            const result = byCheck.get(checkId);
+            return result ? [{ checkId, title: CHECKS_BY_ID.get(checkId)?.title ?? checkId, status: result.status, measured: result.measured, population: result.population, failures: result.failures, sample: result.sample }] : [];
+          });
+          const status = control.kind === 'organisational' ? 'manual' : mine.length < control.checks.length ? 'not_run' : mine.some((result) => result.status === 'fail') ? 'fail' : mine.every((result) => result.status === 'not_applicable') ? 'not_applicable' : 'pass';
+          return { id: control.id, title: control.title, statement: control.statement, kind: control.kind, frameworks: control.frameworks, status, results: mine };
+        }),
+      };
+    }),
+  );
+
+  app.post('/api/v1/compliance/runs', { config: { access: 'security:manage' }, schema: { summary: 'Run every automated check now; the evidence is kept and anchored in the audit ledger', tags: ['compliance'], response: { 201: runSchema.extend({ results: z.array(resultSchema) }), ...problemResponses(401, 403) } } }, async (request, reply) => {
+    const caller = principalOf(request);
+    const run = await runEvidence(request.tenantDb, 'request', caller.credential.kind === 'session' ? { type: 'user', id: caller.userId } : { type: 'api_token', id: caller.credential.id });
+    const row = await request.tenantDb.read((trx) => trx.selectFrom('compliance_runs').selectAll().where('id', '=', run.id).executeTakeFirstOrThrow());
+    return reply.code(201).send({ ...presentRun(row), results: run.results.map((result) => ({ ...result, title: CHECKS_BY_ID.get(result.checkId)?.title ?? result.checkId })) });
+  });
+
+  app.get('/api/v1/compliance/runs', { config: { access: 'audit:read' }, schema: { summary: 'Evidence runs, newest first', tags: ['compliance'], querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(400).default(60) }), response: { 200: z.object({ items: z.array(runSchema) }), ...problemResponses(400, 401, 403) } } }, async (request) => {
+    const rows = await request.tenantDb.read((trx) => trx.selectFrom('compliance_runs').selectAll().orderBy('started_at', 'desc').limit(request.query.limit).execute());
+    return { items: rows.map(presentRun) };
+  });
+
+  app.get('/api/v1/compliance/checks/:checkId/history', { config: { access: 'audit:read' }, schema: { summary: 'One check over an observation window: every run’s result', tags: ['compliance'], params: z.strictObject({ checkId: z.string().max(100) }), querystring: z.strictObject({ days: z.coerce.number().int().min(1).max(400).default(90) }), response: { 200: z.object({ checkId: z.string(), title: z.string(), days: z.number(), passRate: z.number().nullable(), items: z.array(z.object({ at: z.string(), status: z.string(), measured: z.string(), failures: z.number() })) }), ...problemResponses(400, 401, 403, 404) } } }, async (request) => {
+    const check = CHECKS_BY_ID.get(request.params.checkId);
+    if (!check) throw new AppError('not_found', 'No such check.');
+    const since = new Date(Date.now() - request.query.days * 86_400_000);
+    const rows = await request.tenantDb.read((trx) =>
+      trx
+        .selectFrom('compliance_results as r')
+        .innerJoin('compliance_runs as c', (join) => join.onRef('c.tenant_id', '=', 'r.tenant_id').onRef('c.id', '=', 'r.run_id'))
+        .select(['c.started_at', 'r.status', 'r.measured', 'r.failures'])
+        .where('r.check_id', '=', check.id)
+        .where('c.started_at', '>=', since)
+        .orderBy('c.started_at')
+        .limit(2000)
+        .execute(),
+    );
+    const judged = rows.filter((row) => row.status !== 'not_applicable');
+    return {
+      checkId: check.id,
+      title: check.title,
+      days: request.query.days,
+      passRate: judged.length === 0 ? null : Math.round((judged.filter((row) => row.status === 'pass').length / judged.length) * 1000) / 10,
+      items: rows.map((row) => ({ at: row.started_at.toISOString(), status: row.status, measured: row.measured, failures: row.failures })),
+    };
+  });
+}

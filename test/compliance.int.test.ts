@@ -1,0 +1,186 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
+import { loadSigningKey } from '../src/audit/signing-key.ts';
+import { recordAuditEvent } from '../src/audit/audit-event.ts';
+import { CHECKS } from '../src/compliance/checks.ts';
+import { loadCatalogue, parseCatalogue } from '../src/compliance/catalogue.ts';
+import { runEvidence, runScheduledEvidence } from '../src/compliance/evidence.ts';
+import type { App } from '../src/server/types.ts';
+import { buildTestApp } from './support/app.ts';
+import { send, sessionFor, type Browser } from './support/auth.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+
+/**
+ * The compliance center's automated checks, each made to fail: the control is broken directly in
+ * the database (as a careless administrator or an attacker would leave it), the check must say
+ * fail, the control is restored, and the check must say pass again. A check that cannot fail is
+ * a defect, so every check of the registry must appear below.
+ */
+describe(`compliance evidence: every check fails when its control is broken (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let app: App;
+  let tenant: SeededTenant;
+  let owner: Browser;
+  const q = (text: string, values: unknown[] = []) => db.superQuery(text, values);
+
+  const seal = async () => {
+    const key = await loadSigningKey(db.handles.systemDb, (await db.handles.crypto()).root);
+    await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, key));
+  };
+  const statusOf = async (checkId: string, sealFirst = true) => {
+    if (sealFirst) await seal();
+    const run = await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    const result = run.results.find((entry) => entry.checkId === checkId);
+    if (!result) throw new Error(`no result for ${checkId}`);
+    return result;
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    tenant = await seedTenant(db.handles, 'compliance');
+    app = await buildTestApp(db);
+    owner = await sessionFor(db.handles, tenant.tenantId, tenant.owner.id);
+    // A tenant that keeps every control: the owner has a second factor, someone is on call, the
+    // policy is published and acknowledged, the ledger is verified, a backup and a drill are fresh.
+    await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]);
+    await q(`INSERT INTO ringvakt.security_contacts (tenant_id, user_id, created_by) VALUES ($1, $2, 'test')`, [tenant.tenantId, tenant.owner.id]);
+    const policy = await q(`INSERT INTO ringvakt.security_documents (tenant_id, kind, title, version, content, content_sha256, published_by) VALUES ($1, 'policy', 'Policy', '1', 'Be careful.', '\\x${'ab'.repeat(32)}', 'test') RETURNING id`, [tenant.tenantId]);
+    for (const user of [tenant.owner.id, tenant.agent.id]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, policy.rows[0]!.id]);
+    await q(`INSERT INTO ringvakt.detection_cursors (tenant_id, last_leaf, ledger_checked_at) VALUES ($1, -1, now())`, [tenant.tenantId]);
+    for (const kind of ['backup', 'drill']) await q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ($1, 'operator', 'success', now(), now(), 'test')`, [kind]);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('a tenant that keeps every control passes every check', async () => {
+    await seal();
+    const run = await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    expect(run.results.filter((result) => result.status !== 'pass').map((result) => `${result.checkId}: ${result.measured}`)).toEqual([]);
+    expect(run.results.map((result) => result.checkId).sort()).toEqual(CHECKS.map((check) => check.id).sort());
+  });
+
+  /** For every check: how to break its control, and how to restore it. */
+  const mutations: Record<string, { breakIt: () => Promise<unknown>; restore: () => Promise<unknown>; sealerStopped?: boolean }> = {
+    'identity.mfa_privileged': {
+      breakIt: () => q(`UPDATE ringvakt.users SET totp_secret_ciphertext = NULL WHERE id = $1`, [tenant.owner.id]),
+      restore: () => q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]),
+    },
+    'identity.dormant_accounts': {
+      breakIt: () => q(`UPDATE ringvakt.users SET created_at = now() - interval '120 days' WHERE id = $1`, [tenant.agent.id]),
+      restore: () => q(`INSERT INTO ringvakt.sessions (tenant_id, user_id, token_hash, stage, methods, expires_at) VALUES ($1, $2, $3, 'active', '{password}', now() + interval '1 hour')`, [tenant.tenantId, tenant.agent.id, Buffer.alloc(32, 7)]),
+    },
+    'identity.token_lifetime': {
+      // The limit lives in the database: dropped (a migration gone wrong), a five-year token gets in.
+      breakIt: async () => {
+        await q(`ALTER TABLE ringvakt.api_tokens DROP CONSTRAINT api_tokens_expiry_within_a_year`);
+        await q(`UPDATE ringvakt.api_tokens SET expires_at = now() + interval '5 years' WHERE user_id = $1`, [tenant.agent.id]);
+      },
+      restore: async () => {
+        await q(`UPDATE ringvakt.api_tokens SET expires_at = now() + interval '30 days' WHERE user_id = $1`, [tenant.agent.id]);
+        await q(`ALTER TABLE ringvakt.api_tokens ADD CONSTRAINT api_tokens_expiry_within_a_year CHECK (expires_at <= created_at + interval '366 days') NOT VALID`);
+      },
+    },
+    'identity.session_timeouts': {
+      breakIt: () => q(`INSERT INTO ringvakt.tenant_security_policies (tenant_id, session_idle_minutes) VALUES ($1, 240) ON CONFLICT (tenant_id) DO UPDATE SET session_idle_minutes = 240`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.tenant_security_policies SET session_idle_minutes = 30 WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'audit.ledger_sealed': {
+      // Stuck sealing: an event ten minutes old that nothing sealed.
+      breakIt: () => db.handles.forTenant(tenant.tenantId).transaction((trx) => recordAuditEvent(trx, { action: 'audit.search', outcome: 'success', actor: { type: 'system' }, occurredAt: new Date(Date.now() - 600_000) })),
+      restore: () => seal(),
+      sealerStopped: true,
+    },
+    'audit.ledger_verified': {
+      breakIt: () => q(`UPDATE ringvakt.detection_cursors SET ledger_checked_at = now() - interval '2 days' WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.detection_cursors SET ledger_checked_at = now() WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'monitoring.rules_enabled': {
+      breakIt: () => q(`INSERT INTO ringvakt.detection_rule_settings (tenant_id, rule_id, enabled, threshold, window_seconds, severity, updated_by) VALUES ($1, 'data.reveal_burst', false, 40, 600, 'high', 'test')`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.detection_rule_settings SET enabled = true WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'monitoring.alerts_acknowledged': {
+      breakIt: () => q(`INSERT INTO ringvakt.security_alerts (tenant_id, rule_id, severity, subject, summary, first_seen, last_seen, raised_at) VALUES ($1, 'privilege.mfa_removed', 'high', 'user:x', 'test', now() - interval '2 hours', now() - interval '2 hours', now() - interval '2 hours')`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.security_alerts SET state = 'acknowledged', acknowledged_by = 'user:y', acknowledged_at = raised_at + interval '10 minutes' WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'awareness.training_current': {
+      breakIt: () => q(`INSERT INTO ringvakt.security_documents (tenant_id, kind, title, version, url, content_sha256, published_by) VALUES ($1, 'training', 'Phishing', '1', 'https://learn.example/phishing', '\\x${'cd'.repeat(32)}', 'test')`, [tenant.tenantId]),
+      restore: async () => {
+        const training = await q(`SELECT id FROM ringvakt.security_documents WHERE tenant_id = $1 AND kind = 'training'`, [tenant.tenantId]);
+        for (const user of [tenant.owner.id, tenant.agent.id]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, (training.rows[0] as { id: string }).id]);
+      },
+    },
+    'response.security_contact': {
+      breakIt: () => q(`DELETE FROM ringvakt.security_contacts WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`INSERT INTO ringvakt.security_contacts (tenant_id, user_id, created_by) VALUES ($1, $2, 'test')`, [tenant.tenantId, tenant.owner.id]),
+    },
+    'privacy.breaches_decided': {
+      breakIt: () => q(`INSERT INTO ringvakt.breaches (tenant_id, reference, title, description, detected_at, aware_at, created_by) VALUES ($1, 'BR-2026-001', 'Lost laptop', 'An export on a lost laptop', now() - interval '4 days', now() - interval '4 days', 'test')`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.breaches SET authority_decision = 'not_required', authority_reason = 'The export was encrypted; the key was not on the laptop.' WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'privacy.requests_on_time': {
+      breakIt: () => q(`INSERT INTO ringvakt.privacy_requests (tenant_id, reference, kind, channel, requester_ciphertext, duplicate_key, received_at, due_at) VALUES ($1, 'DSR-2026-0001', 'access', 'email', '\\x00', $2, now() - interval '40 days', now() - interval '9 days')`, [tenant.tenantId, Buffer.alloc(32, 9)]),
+      restore: () => q(`UPDATE ringvakt.privacy_requests SET status = 'rejected', closed_at = now(), outcome = 'test' WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'tenancy.row_security': {
+      breakIt: () => q(`ALTER TABLE ringvakt.contacts NO FORCE ROW LEVEL SECURITY`),
+      restore: () => q(`ALTER TABLE ringvakt.contacts FORCE ROW LEVEL SECURITY`),
+    },
+    'continuity.backup_recent': {
+      breakIt: () => q(`DELETE FROM ringvakt.backup_runs WHERE kind = 'drill'`),
+      restore: () => q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ('drill', 'operator', 'success', now(), now(), 'test')`),
+    },
+  };
+
+  it('has a mutation below for every check of the registry', () => {
+    expect(Object.keys(mutations).sort()).toEqual(CHECKS.map((check) => check.id).sort());
+  });
+
+  for (const [checkId, mutation] of Object.entries(mutations)) {
+    it(`${checkId}: fails when its control is broken, passes when it is restored`, async () => {
+      expect((await statusOf(checkId)).status).toBe('pass');
+      await mutation.breakIt();
+      const broken = await statusOf(checkId, !mutation.sealerStopped);
+      expect(broken.status, broken.measured).toBe('fail');
+      expect(broken.failures).toBeGreaterThan(0);
+      await mutation.restore();
+      const restored = await statusOf(checkId);
+      expect(restored.status, restored.measured).toBe('pass');
+    });
+  }
+
+  it('keeps every run as evidence, anchored in the audit ledger by its digest; the API shows controls, runs and a check’s history', async () => {
+    const created = await send(app, owner, 'POST', '/api/v1/compliance/runs');
+    expect(created.statusCode, created.body).toBe(201);
+    const run = created.json() as { id: string; sha256: string; passed: number; failed: number; results: { checkId: string }[] };
+    expect(run.failed).toBe(0);
+    expect(run.results).toHaveLength(CHECKS.length);
+    const anchored = await q(`SELECT details->>'sha256' AS sha256 FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'compliance.run' AND target_id = $2`, [tenant.tenantId, run.id]);
+    expect((anchored.rows[0] as { sha256: string }).sha256).toBe(run.sha256);
+    const controls = (await send(app, owner, 'GET', '/api/v1/compliance/controls')).json() as { controls: { id: string; status: string; frameworks: Record<string, string[]> }[] };
+    expect(controls.controls.length).toBe(loadCatalogue().controls.length);
+    expect(controls.controls.find((control) => control.id === 'RV-IAM-01')).toMatchObject({ status: 'pass', frameworks: { soc2: ['CC6.1'], iso27001: ['A.5.17', 'A.8.5'] } });
+    expect(controls.controls.find((control) => control.id === 'RV-ORG-01')?.status).toBe('manual');
+    const history = (await send(app, owner, 'GET', '/api/v1/compliance/checks/identity.mfa_privileged/history?days=30')).json() as { passRate: number; items: { status: string }[] };
+    // The mutation above left one failing run among the passing ones.
+    expect(history.items.filter((item) => item.status === 'fail')).toHaveLength(1);
+    expect(history.passRate).toBeLessThan(100);
+    expect((await send(app, owner, 'GET', '/api/v1/compliance/checks/no.such_check/history')).statusCode).toBe(404);
+    // The daily run is stored once a day, however many nodes try.
+    const tenantDb = db.handles.forTenant(tenant.tenantId);
+    const [first, second] = await Promise.all([runScheduledEvidence(tenantDb), runScheduledEvidence(tenantDb)]);
+    expect([first, second].filter((entry) => entry !== undefined)).toHaveLength(1);
+    expect(await runScheduledEvidence(tenantDb)).toBeUndefined();
+  });
+
+  it('refuses a catalogue that names an unknown check, an automated control without checks, or a malformed identifier', () => {
+    const base = { version: 't', note: '', controls: [{ id: 'RV-XX-01', title: 'Title', statement: 'A statement long enough.', frameworks: { soc2: ['CC6.1'], iso27001: ['A.8.5'], gdpr: ['Art. 32'], asvs: ['6.3.3'] }, kind: 'automated', checks: ['identity.mfa_privileged'] }] };
+    expect(parseCatalogue(JSON.stringify(base)).controls).toHaveLength(1);
+    const variant = (change: Record<string, unknown>) => JSON.stringify({ ...base, controls: [{ ...base.controls[0], ...change }] });
+    expect(() => parseCatalogue(variant({ checks: ['no.such_check'] }))).toThrow(/unknown check no\.such_check/);
+    expect(() => parseCatalogue(variant({ checks: [] }))).toThrow(/names no check/);
+    expect(() => parseCatalogue(variant({ frameworks: { soc2: ['CC99'], iso27001: [], gdpr: [], asvs: [] } }))).toThrow(/not valid/);
+  });
+});
