@@ -44,7 +44,8 @@ describe(`incident response and security attestations (${serverLabel()} server)`
   const auditActions = async (since: Date) => (await db.superQuery<{ action: string; details: Json }>(`SELECT action, details FROM ringvakt.audit_events WHERE tenant_id = $1 AND occurred_at >= $2 ORDER BY id`, [tenant.tenantId, since])).rows;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
+    // Owner access: the audit retention procedure runs with the owner's rights.
+    db = await createTestDatabase({ ownerAccess: true });
     tenant = await seedTenant(db.handles, 'incidents');
     app = await buildTestApp(db);
     owner = await sessionFor(db.handles, tenant.tenantId, tenant.owner.id);
