@@ -128,6 +128,33 @@ describe(`compliance evidence: every check fails when its control is broken (${s
       breakIt: () => q(`ALTER TABLE ringvakt.contacts NO FORCE ROW LEVEL SECURITY`),
       restore: () => q(`ALTER TABLE ringvakt.contacts FORCE ROW LEVEL SECURITY`),
     },
+    'identity.password_hashing': {
+      breakIt: () => q(`UPDATE ringvakt.users SET password_hash = '$argon2id$v=19$m=4096,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g' WHERE id = $1`, [tenant.agent.id]),
+      restore: () => q(`UPDATE ringvakt.users SET password_hash = '$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2g' WHERE id = $1`, [tenant.agent.id]),
+    },
+    'keys.tenant_key_age': {
+      breakIt: () => q(`UPDATE ringvakt.tenant_keys SET created_at = now() - interval '400 days' WHERE tenant_id = $1 AND purpose = 'data'`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.tenant_keys SET created_at = now() WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'vendors.processors_current': {
+      breakIt: () => q(`INSERT INTO ringvakt.processors (tenant_id, name, service, location, certifications) VALUES ($1, 'Carrier', 'telephony', 'EU', '[{"kind": "iso27001", "reference": "C-1", "expiresOn": "2020-01-01"}]')`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.processors SET dpa_signed_on = current_date, dpa_expires_on = current_date + 365, certifications = jsonb_build_array(jsonb_build_object('kind', 'iso27001', 'reference', 'C-2', 'expiresOn', (current_date + 365)::text)) WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'monitoring.alert_delivery': {
+      // A receiver that never took it: the delivery was given up after its last attempt.
+      breakIt: () =>
+        db.handles.forTenant(tenant.tenantId).transaction(async (trx) => {
+          const hook = await trx.insertInto('alert_webhooks').values({ url: 'https://siem.example/hook', secret_ciphertext: Buffer.alloc(40, 5), created_by: 'test' }).returning('id').executeTakeFirstOrThrow();
+          const alert = await trx.insertInto('security_alerts').values({ rule_id: 'auth.credential_stuffing', severity: 'medium', subject: 'tenant', summary: 'test', first_seen: new Date(), last_seen: new Date(), state: 'acknowledged', acknowledged_by: 'user:y', acknowledged_at: new Date() }).returning('id').executeTakeFirstOrThrow();
+          await trx.insertInto('alert_deliveries').values({ alert_id: alert.id, webhook_id: hook.id, hits: 1 }).execute();
+          await trx.updateTable('alert_deliveries').set({ state: 'failed', attempts: 20 }).where('alert_id', '=', alert.id).execute();
+        }),
+      restore: () => q(`UPDATE ringvakt.alert_deliveries SET state = 'delivered', delivered_at = now() WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'response.incidents_contained': {
+      breakIt: () => q(`INSERT INTO ringvakt.incidents (tenant_id, reference, title, severity, detected_at, opened_at, opened_by) VALUES ($1, 'INC-2026-001', 'Scraping', 'high', now() - interval '2 days', now() - interval '2 days', 'test')`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.incidents SET state = 'contained', contained_at = detected_at + interval '3 hours' WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
     'continuity.backup_recent': {
       breakIt: () => q(`DELETE FROM ringvakt.backup_runs WHERE kind = 'drill'`),
       restore: () => q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ('drill', 'operator', 'success', now(), now(), 'test')`),

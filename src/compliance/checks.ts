@@ -4,6 +4,8 @@ import { mfaRequiredRoles } from '../modules/access/permissions.ts';
 import { loadSecurityPolicy } from '../modules/access/security-policy.ts';
 import { DETECTION_RULES, LEDGER_RULE_ID } from '../security/detection-rules.ts';
 import { ATTESTATION_VALID_MS } from '../security/attestations.ts';
+import { needsRehash } from '../modules/access/passwords.ts';
+import { ROTATE_AFTER } from '../crypto/keyring.ts';
 
 /**
  * The automated checks of the compliance center: each measures one control against the live
@@ -201,6 +203,60 @@ export const CHECKS: readonly Check[] = [
       const row = status.rows[0];
       const failing = [...(!row?.last_backup_at || now.getTime() - row.last_backup_at.getTime() > DAY ? ['backup'] : []), ...(!row?.last_drill_at || now.getTime() - row.last_drill_at.getTime() > 30 * DAY ? ['restore_drill'] : [])];
       return verdict(2, failing, () => `last backup ${row?.last_backup_at?.toISOString() ?? 'never'}; last restore drill ${row?.last_drill_at?.toISOString() ?? 'never'}`);
+    },
+  },
+  {
+    id: 'identity.password_hashing',
+    title: 'Every stored password is hashed with argon2id at or above the minimum parameters',
+    async run(trx) {
+      const users = await trx.selectFrom('users').select(['id', 'password_hash']).where('password_hash', 'is not', null).where('status', '<>', 'disabled').orderBy('id').execute();
+      const failing = users.filter((user) => needsRehash(user.password_hash ?? '')).map((user) => user.id);
+      return verdict(users.length, failing, (n) => `${users.length} stored passwords; ${n} below argon2id m=65536, t=3, p=1 (replaced at their next sign-in)`);
+    },
+  },
+  {
+    id: 'keys.tenant_key_age',
+    title: 'The organisation’s data and index keys are at most a year old, and far from their encryption budget',
+    async run(trx, now) {
+      const keys = await trx.selectFrom('tenant_keys').select(['purpose', 'version', 'created_at', 'encryptions_reserved']).where('state', '=', 'active').orderBy('purpose').execute();
+      const failing = keys.filter((key) => now.getTime() - key.created_at.getTime() > 366 * DAY || Number(key.encryptions_reserved) > ROTATE_AFTER).map((key) => `${key.purpose}:v${key.version}`);
+      if (keys.length === 0) return { status: 'not_applicable', measured: 'no key made yet (nothing encrypted)', population: 0, failures: 0, sample: [] };
+      return verdict(keys.length, failing, (n) => `${keys.length} active keys, oldest made ${new Date(Math.min(...keys.map((key) => key.created_at.getTime()))).toISOString()}; ${n} older than a year or past 2^30 encryptions`);
+    },
+  },
+  {
+    id: 'vendors.processors_current',
+    title: 'Every processor has a data-processing agreement and certifications that have not expired',
+    async run(trx, now) {
+      const processors = await trx.selectFrom('processors').select(['id', 'dpa_signed_on', 'dpa_expires_on', 'certifications']).orderBy('id').execute();
+      // A day counts until its end: expired once the whole day has passed (dates come back as local midnight).
+      const expired = (value: unknown) => {
+        if (value === null || value === undefined) return false;
+        const day = value instanceof Date ? value : new Date(`${String(value)}T00:00:00`);
+        return !Number.isNaN(day.getTime()) && day.getTime() + DAY <= now.getTime();
+      };
+      const failing = processors
+        .filter((processor) => !processor.dpa_signed_on || expired(processor.dpa_expires_on) || (processor.certifications as { expiresOn?: string | null }[]).some((certification) => expired(certification.expiresOn)))
+        .map((processor) => processor.id);
+      return verdict(processors.length, failing, (n) => `${processors.length} processors; ${n} without a signed agreement, or with one or a certification expired`);
+    },
+  },
+  {
+    id: 'monitoring.alert_delivery',
+    title: 'Alerts reach their webhooks: no delivery given up in the last 30 days',
+    async run(trx, now) {
+      const deliveries = await trx.selectFrom('alert_deliveries').select(['id', 'state']).where('created_at', '>', new Date(now.getTime() - 30 * DAY)).orderBy('created_at').execute();
+      const failing = deliveries.filter((delivery) => delivery.state === 'failed').map((delivery) => delivery.id);
+      return verdict(deliveries.length, failing, (n) => `${deliveries.length} webhook deliveries in 30 days; ${n} given up`);
+    },
+  },
+  {
+    id: 'response.incidents_contained',
+    title: 'High and critical incidents are contained within 24 hours of their first sign',
+    async run(trx, now) {
+      const incidents = await trx.selectFrom('incidents').select(['id', 'detected_at', 'contained_at']).where('severity', 'in', ['high', 'critical']).where('opened_at', '>', new Date(now.getTime() - 90 * DAY)).orderBy('opened_at').execute();
+      const failing = incidents.filter((incident) => (incident.contained_at ?? now).getTime() - incident.detected_at.getTime() > DAY).map((incident) => incident.id);
+      return verdict(incidents.length, failing, (n) => `${incidents.length} high or critical incidents in 90 days; ${n} took more than 24 hours to contain (or still wait)`);
     },
   },
 ];
