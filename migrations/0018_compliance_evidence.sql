@@ -45,3 +45,50 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- Access reviews: a campaign in which managers confirm or revoke each user's access, kept as
+-- evidence. Every active user is taken in at the start, with the role and permissions they held.
+CREATE TABLE access_reviews (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id() REFERENCES tenants (id),
+  id uuid NOT NULL DEFAULT gen_random_uuid(),
+  title text NOT NULL CHECK (char_length(title) BETWEEN 1 AND 200),
+  state text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'completed')),
+  due_at timestamptz NOT NULL,
+  created_by text NOT NULL CHECK (char_length(created_by) BETWEEN 1 AND 100),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  completed_at timestamptz,
+  completed_by text CHECK (char_length(completed_by) <= 100),
+  PRIMARY KEY (tenant_id, id),
+  CHECK ((state = 'completed') = (completed_at IS NOT NULL))
+);
+CREATE INDEX access_reviews_recent ON access_reviews (tenant_id, completed_at DESC);
+REVOKE DELETE ON access_reviews FROM {{runtime_role}};
+
+CREATE TABLE access_review_items (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id(),
+  review_id uuid NOT NULL,
+  user_id uuid NOT NULL,
+  role text NOT NULL CHECK (char_length(role) BETWEEN 1 AND 40),
+  permissions text[] NOT NULL,
+  decision text NOT NULL DEFAULT 'pending' CHECK (decision IN ('pending', 'keep', 'revoke')),
+  decided_by text CHECK (char_length(decided_by) <= 100),
+  decided_at timestamptz,
+  note text CHECK (char_length(note) <= 500),
+  PRIMARY KEY (tenant_id, review_id, user_id),
+  FOREIGN KEY (tenant_id, review_id) REFERENCES access_reviews (tenant_id, id),
+  FOREIGN KEY (tenant_id, user_id) REFERENCES users (tenant_id, id),
+  CHECK ((decision = 'pending') = (decided_at IS NULL))
+);
+REVOKE DELETE ON access_review_items FROM {{runtime_role}};
+
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['access_reviews', 'access_review_items'] LOOP
+    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+    EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id())', t);
+  END LOOP;
+END
+$$;

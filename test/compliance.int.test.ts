@@ -6,6 +6,7 @@ import { CHECKS } from '../src/compliance/checks.ts';
 import { loadCatalogue, parseCatalogue } from '../src/compliance/catalogue.ts';
 import { runEvidence, runScheduledEvidence } from '../src/compliance/evidence.ts';
 import type { App } from '../src/server/types.ts';
+import { createUser } from '../src/modules/users/users.repo.ts';
 import { buildTestApp } from './support/app.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -48,6 +49,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     const policy = await q(`INSERT INTO ringvakt.security_documents (tenant_id, kind, title, version, content, content_sha256, published_by) VALUES ($1, 'policy', 'Policy', '1', 'Be careful.', '\\x${'ab'.repeat(32)}', 'test') RETURNING id`, [tenant.tenantId]);
     for (const user of [tenant.owner.id, tenant.agent.id]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, policy.rows[0]!.id]);
     await q(`INSERT INTO ringvakt.detection_cursors (tenant_id, last_leaf, ledger_checked_at) VALUES ($1, -1, now())`, [tenant.tenantId]);
+    await q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, state, due_at, created_by, completed_at, completed_by) VALUES ($1, 'Q4', 'completed', now(), 'test', now(), 'test')`, [tenant.tenantId]);
     for (const kind of ['backup', 'drill']) await q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ($1, 'operator', 'success', now(), now(), 'test')`, [kind]);
   });
   afterAll(async () => {
@@ -155,6 +157,10 @@ describe(`compliance evidence: every check fails when its control is broken (${s
       breakIt: () => q(`INSERT INTO ringvakt.incidents (tenant_id, reference, title, severity, detected_at, opened_at, opened_by) VALUES ($1, 'INC-2026-001', 'Scraping', 'high', now() - interval '2 days', now() - interval '2 days', 'test')`, [tenant.tenantId]),
       restore: () => q(`UPDATE ringvakt.incidents SET state = 'contained', contained_at = detected_at + interval '3 hours' WHERE tenant_id = $1`, [tenant.tenantId]),
     },
+    'access.review_recent': {
+      breakIt: () => q(`UPDATE ringvakt.access_reviews SET completed_at = now() - interval '100 days' WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.access_reviews SET completed_at = now() WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
     'continuity.backup_recent': {
       breakIt: () => q(`DELETE FROM ringvakt.backup_runs WHERE kind = 'drill'`),
       restore: () => q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ('drill', 'operator', 'success', now(), now(), 'test')`),
@@ -200,6 +206,37 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     const [first, second] = await Promise.all([runScheduledEvidence(tenantDb), runScheduledEvidence(tenantDb)]);
     expect([first, second].filter((entry) => entry !== undefined)).toHaveLength(1);
     expect(await runScheduledEvidence(tenantDb)).toBeUndefined();
+  });
+
+  it('an access review: every active user taken in, decided by someone else who may manage them, revoking at once; complete only when all are decided', async () => {
+    const reviewed = await seedTenant(db.handles, 'reviews');
+    const cipher = (await db.handles.crypto()).cipher;
+    const second = await db.handles.forTenant(reviewed.tenantId).transaction((trx) => createUser(trx, cipher, { email: 'second-owner@reviews.example', displayName: 'Second owner', role: 'owner' }));
+    await q(`UPDATE ringvakt.users SET status = 'active' WHERE id = $1`, [second.id]);
+    const first = await sessionFor(db.handles, reviewed.tenantId, reviewed.owner.id);
+    const other = await sessionFor(db.handles, reviewed.tenantId, second.id);
+    const opened = await send(app, first, 'POST', '/api/v1/access-reviews', { title: 'Q4 2026', dueInDays: 14 });
+    expect(opened.statusCode, opened.body).toBe(201);
+    const review = opened.json() as { id: string; pending: number };
+    expect(review.pending).toBe(3);
+    expect((await send(app, first, 'POST', '/api/v1/access-reviews', { title: 'Again' })).statusCode).toBe(409);
+    // Nobody decides on their own access.
+    expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/users/${reviewed.owner.id}`, { decision: 'keep' })).statusCode).toBe(403);
+    expect((await send(app, other, 'POST', `/api/v1/access-reviews/${review.id}/users/${reviewed.owner.id}`, { decision: 'keep', note: 'Runs the floor' })).statusCode).toBe(200);
+    expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/users/${second.id}`, { decision: 'keep' })).statusCode).toBe(200);
+    // Not complete while someone is undecided.
+    expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/complete`)).statusCode).toBe(409);
+    // Revoking ends the agent's access at once.
+    expect((await app.inject({ method: 'GET', url: '/api/v1/tenant', headers: { authorization: `Bearer ${reviewed.agent.token}` } })).statusCode).toBe(200);
+    expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/users/${reviewed.agent.id}`, { decision: 'revoke', note: 'Left the team' })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: '/api/v1/tenant', headers: { authorization: `Bearer ${reviewed.agent.token}` } })).statusCode).toBe(401);
+    const completed = await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/complete`);
+    expect(completed.statusCode, completed.body).toBe(200);
+    expect(completed.json()).toMatchObject({ state: 'completed', kept: 2, revoked: 1, pending: 0 });
+    const detail = (await send(app, first, 'GET', `/api/v1/access-reviews/${review.id}`)).json() as { items: { userId: string; role: string; decision: string }[] };
+    expect(detail.items.find((item) => item.userId === reviewed.agent.id)).toMatchObject({ role: 'agent', decision: 'revoke' });
+    const run = await runEvidence(db.handles.forTenant(reviewed.tenantId), 'request', { type: 'operator' });
+    expect(run.results.find((result) => result.checkId === 'access.review_recent')?.status).toBe('pass');
   });
 
   it('refuses a catalogue that names an unknown check, an automated control without checks, or a malformed identifier', () => {

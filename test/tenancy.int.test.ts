@@ -117,6 +117,8 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('security_attestations').values({ user_id: tenant.owner.id, document_id: document.id }).execute();
         const run = await trx.insertInto('compliance_runs').values({ started_at: new Date(), finished_at: new Date(), trigger: 'request', catalogue_version: 't', measured_by: 'test', digest: Buffer.alloc(32, 1), passed: 1, failed: 0 }).returning('id').executeTakeFirstOrThrow();
         await trx.insertInto('compliance_results').values({ run_id: run.id, check_id: 'identity.mfa_privileged', status: 'pass', measured: 'test', population: 1, failures: 0, sample: [] }).execute();
+        const review = await trx.insertInto('access_reviews').values({ title: 'Q', due_at: new Date(), created_by: 'test' }).returning('id').executeTakeFirstOrThrow();
+        await trx.insertInto('access_review_items').values({ review_id: review.id, user_id: tenant.owner.id, role: 'owner', permissions: [] }).execute();
         await trx.insertInto('security_working_hours').values({ time_zone: 'Europe/Oslo', work_from: 8, work_to: 16, work_days: [1, 2, 3, 4, 5], updated_by: 'test' }).execute();
       });
       await db.handles.forTenant(tenant.tenantId).transaction((trx) => sealTenantLedger(trx, signingKey));

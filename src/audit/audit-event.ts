@@ -99,6 +99,7 @@ export const auditActions = [
   'security.contacts',
   'security.on_call',
   'compliance.run',
+  'compliance.access_review',
   'privacy.export.downloaded',
   'privacy.retention_policy',
   'privacy.retention_sweep',

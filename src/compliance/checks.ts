@@ -259,6 +259,15 @@ export const CHECKS: readonly Check[] = [
       return verdict(incidents.length, failing, (n) => `${incidents.length} high or critical incidents in 90 days; ${n} took more than 24 hours to contain (or still wait)`);
     },
   },
+  {
+    id: 'access.review_recent',
+    title: 'An access review of every user was completed within the last quarter',
+    async run(trx, now) {
+      const last = await trx.selectFrom('access_reviews').select(['id', 'completed_at']).where('state', '=', 'completed').orderBy('completed_at', 'desc').limit(1).executeTakeFirst();
+      const fresh = last?.completed_at && now.getTime() - last.completed_at.getTime() <= 92 * DAY;
+      return verdict(1, fresh ? [] : ['no_review_this_quarter'], () => `last access review completed ${last?.completed_at?.toISOString() ?? 'never'}`);
+    },
+  },
 ];
 
 export const CHECKS_BY_ID: ReadonlyMap<string, Check> = new Map(CHECKS.map((check) => [check.id, check]));

@@ -168,7 +168,12 @@ export type SecurityWorkingHoursTable = { tenant_id: TenantColumn; time_zone: st
 export type ComplianceRunsTable = { tenant_id: TenantColumn; id: Uuid; started_at: Date; finished_at: Date; trigger: 'schedule' | 'request'; catalogue_version: string; measured_by: string; digest: Buffer; passed: number; failed: number };
 export type ComplianceResultsTable = { tenant_id: TenantColumn; run_id: string; check_id: string; status: 'pass' | 'fail' | 'not_applicable'; measured: string; population: number; failures: number; sample: string[] };
 
+export type AccessReviewsTable = { tenant_id: TenantColumn; id: Uuid; title: string; state: ColumnType<'open' | 'completed', 'open' | undefined, 'open' | 'completed'>; due_at: Date; created_by: string; created_at: Timestamp; completed_at: Date | null; completed_by: string | null };
+export type AccessReviewItemsTable = { tenant_id: TenantColumn; review_id: string; user_id: string; role: string; permissions: string[]; decision: ColumnType<'pending' | 'keep' | 'revoke', 'pending' | undefined, 'keep' | 'revoke'>; decided_by: string | null; decided_at: Date | null; note: string | null };
+
 export type SecurityTables = {
+  access_reviews: AccessReviewsTable;
+  access_review_items: AccessReviewItemsTable;
   compliance_runs: ComplianceRunsTable;
   compliance_results: ComplianceResultsTable;
   installation_alerts: InstallationAlertsTable;

@@ -59,6 +59,7 @@ import { attestationRoutes } from '../security/attestations.ts';
 import { securityContactRoutes } from '../security/contacts.ts';
 import { workingHoursRoutes } from '../security/working-hours.ts';
 import { complianceRoutes } from '../compliance/compliance.routes.ts';
+import { accessReviewRoutes } from '../compliance/access-reviews.ts';
 import { privacyRegisterRoutes, ropaRoutes } from '../privacy/registers.routes.ts';
 
 export type AppDependencies = {
@@ -250,6 +251,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(securityContactRoutes);
   await app.register(workingHoursRoutes);
   await app.register(complianceRoutes);
+  await app.register(accessReviewRoutes);
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   await app.register(webAppRoutes);
   await app.register(contactsRoutes, { cipher, keyring, erasureMirror: deps.erasureMirror });

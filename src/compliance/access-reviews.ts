@@ -1,0 +1,120 @@
+import { z } from '../zod.ts';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import { recordAuditEvent } from '../audit/audit-event.ts';
+import { announceAuthChange } from '../modules/access/auth-changes.ts';
+import { loadSecurityPolicy } from '../modules/access/security-policy.ts';
+import { loadUserAccess, revokeSessions } from '../modules/auth/sessions.ts';
+import { assertMayManage, isLastActiveOwner } from '../modules/users/users.service.ts';
+import { principalOf } from '../server/access-control.ts';
+import { AppError } from '../server/errors.ts';
+import { actorLabel, requestAudit } from '../server/request-audit.ts';
+import { problemResponses, uuidSchema } from '../server/schemas.ts';
+import type { App } from '../server/types.ts';
+
+/**
+ * Access reviews: a campaign in which managers confirm or revoke each person's access. Opening
+ * one takes in every active user with the role and permissions they hold then; each is decided
+ * by a manager other than themselves (and one who may manage them); revoking disables the account
+ * and ends its sessions and tokens at once. A review completes only when every user is decided,
+ * and the completed review is the evidence (`access.review_recent` in the compliance center).
+ */
+
+const manage = { access: 'users:manage', stepUp: true } as const;
+const itemSchema = z.object({ userId: z.string(), role: z.string(), permissions: z.array(z.string()), decision: z.enum(['pending', 'keep', 'revoke']), decidedBy: z.string().nullable(), decidedAt: z.string().nullable(), note: z.string().nullable() });
+const reviewSchema = z.object({ id: z.string(), title: z.string(), state: z.enum(['open', 'completed']), dueAt: z.string(), createdBy: z.string(), createdAt: z.string(), completedAt: z.string().nullable(), completedBy: z.string().nullable(), pending: z.number(), kept: z.number(), revoked: z.number() });
+type ReviewRow = { id: string; title: string; state: 'open' | 'completed'; due_at: Date; created_by: string; created_at: Date; completed_at: Date | null; completed_by: string | null };
+const presentReview = (row: ReviewRow, counts: { pending: number; kept: number; revoked: number }) => ({ id: row.id, title: row.title, state: row.state, dueAt: row.due_at.toISOString(), createdBy: row.created_by, createdAt: row.created_at.toISOString(), completedAt: row.completed_at?.toISOString() ?? null, completedBy: row.completed_by, ...counts });
+
+export async function accessReviewRoutes(app: App): Promise<void> {
+  const params = z.strictObject({ reviewId: uuidSchema });
+  const countsOf = async (trx: TenantTransaction, reviewId: string) => {
+    const rows = await trx.selectFrom('access_review_items').select(['decision', (eb) => eb.fn.countAll<string>().as('n')]).where('review_id', '=', reviewId).groupBy('decision').execute();
+    const count = (decision: string) => Number(rows.find((row) => row.decision === decision)?.n ?? 0);
+    return { pending: count('pending'), kept: count('keep'), revoked: count('revoke') };
+  };
+
+  app.post('/api/v1/access-reviews', { config: manage, schema: { summary: 'Open an access review of every active user', tags: ['compliance'], body: z.strictObject({ title: z.string().trim().min(1).max(200), dueInDays: z.number().int().min(1).max(90).default(14) }), response: { 201: reviewSchema, ...problemResponses(400, 401, 403, 409) } } }, async (request, reply) => {
+    const row = await request.tenantDb.transaction(async (trx) => {
+      const open = await trx.selectFrom('access_reviews').select('id').where('state', '=', 'open').executeTakeFirst();
+      if (open) throw new AppError('conflict', 'An access review is open already: complete it first.');
+      const review = await trx
+        .insertInto('access_reviews')
+        .values({ title: request.body.title, due_at: new Date(Date.now() + request.body.dueInDays * 86_400_000), created_by: actorLabel(request) })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      const policy = await loadSecurityPolicy(trx);
+      const users = await trx.selectFrom('users').select(['id']).where('status', '=', 'active').orderBy('id').limit(100_000).execute();
+      for (const user of users) {
+        const access = await loadUserAccess(trx, user.id, policy);
+        if (!access) continue;
+        await trx.insertInto('access_review_items').values({ review_id: review.id, user_id: user.id, role: access.role, permissions: access.permissions }).execute();
+      }
+      await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.access_review', outcome: 'success', target: { type: 'access_review', id: review.id }, details: { step: 'opened', users: users.length } });
+      return review;
+    });
+    return reply.code(201).send(presentReview(row, await request.tenantDb.read((trx) => countsOf(trx, row.id))));
+  });
+
+  app.get('/api/v1/access-reviews', { config: { access: 'users:read' }, schema: { summary: 'Access reviews, newest first', tags: ['compliance'], response: { 200: z.object({ items: z.array(reviewSchema) }), ...problemResponses(401, 403) } } }, async (request) =>
+    request.tenantDb.read(async (trx) => {
+      const rows = await trx.selectFrom('access_reviews').selectAll().orderBy('created_at', 'desc').limit(100).execute();
+      return { items: await Promise.all(rows.map(async (row) => presentReview(row, await countsOf(trx, row.id)))) };
+    }),
+  );
+
+  app.get('/api/v1/access-reviews/:reviewId', { config: { access: 'users:read' }, schema: { summary: 'One access review with every user’s decision', tags: ['compliance'], params, response: { 200: reviewSchema.extend({ items: z.array(itemSchema) }), ...problemResponses(400, 401, 403, 404) } } }, async (request) =>
+    request.tenantDb.read(async (trx) => {
+      const row = await trx.selectFrom('access_reviews').selectAll().where('id', '=', request.params.reviewId).executeTakeFirst();
+      if (!row) throw new AppError('not_found');
+      const items = await trx.selectFrom('access_review_items').selectAll().where('review_id', '=', row.id).orderBy('user_id').execute();
+      return {
+        ...presentReview(row, await countsOf(trx, row.id)),
+        items: items.map((item) => ({ userId: item.user_id, role: item.role, permissions: item.permissions, decision: item.decision, decidedBy: item.decided_by, decidedAt: item.decided_at?.toISOString() ?? null, note: item.note })),
+      };
+    }),
+  );
+
+  app.post('/api/v1/access-reviews/:reviewId/users/:userId', { config: manage, schema: { summary: 'Keep or revoke one user’s access (revoking disables the account at once)', tags: ['compliance'], params: z.strictObject({ reviewId: uuidSchema, userId: uuidSchema }), body: z.strictObject({ decision: z.enum(['keep', 'revoke']), note: z.string().trim().max(500).optional() }), response: { 200: itemSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) =>
+    request.tenantDb.transaction(async (trx) => {
+      const caller = principalOf(request);
+      const review = await trx.selectFrom('access_reviews').select(['id', 'state']).where('id', '=', request.params.reviewId).forUpdate().executeTakeFirst();
+      if (!review) throw new AppError('not_found');
+      if (review.state !== 'open') throw new AppError('invalid_transition', 'The review is completed.');
+      const item = await trx.selectFrom('access_review_items').selectAll().where('review_id', '=', review.id).where('user_id', '=', request.params.userId).forUpdate().executeTakeFirst();
+      if (!item) throw new AppError('not_found', 'This user is not in the review.');
+      if (item.user_id === caller.userId) throw new AppError('forbidden', 'Nobody reviews their own access: another manager must.');
+      const user = await trx.selectFrom('users').select(['id', 'role', 'status']).where('id', '=', item.user_id).forUpdate().executeTakeFirstOrThrow();
+      await assertMayManage(trx, caller, user);
+      if (request.body.decision === 'revoke' && user.status === 'active') {
+        if (await isLastActiveOwner(trx, user.id)) throw new AppError('conflict', 'This is the last active owner.');
+        await trx.updateTable('users').set({ status: 'disabled', updated_at: new Date() }).where('id', '=', user.id).execute();
+        const sessionsEnded = await revokeSessions(trx, { userId: user.id }, 'user_disabled');
+        const revoked = await trx.updateTable('api_tokens').set({ revoked_at: new Date() }).where('user_id', '=', user.id).where('revoked_at', 'is', null).executeTakeFirst();
+        announceAuthChange(trx);
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'user.disable', outcome: 'success', target: { type: 'user', id: user.id }, details: { sessionsEnded, tokensRevoked: Number(revoked.numUpdatedRows), accessReview: review.id } });
+      }
+      const decided = await trx
+        .updateTable('access_review_items')
+        .set({ decision: request.body.decision, decided_by: actorLabel(request), decided_at: new Date(), note: request.body.note ?? null })
+        .where('review_id', '=', review.id)
+        .where('user_id', '=', user.id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.access_review', outcome: 'success', target: { type: 'user', id: user.id }, details: { step: 'decided', review: review.id, decision: request.body.decision } });
+      return { userId: decided.user_id, role: decided.role, permissions: decided.permissions, decision: decided.decision, decidedBy: decided.decided_by, decidedAt: decided.decided_at?.toISOString() ?? null, note: decided.note };
+    }),
+  );
+
+  app.post('/api/v1/access-reviews/:reviewId/complete', { config: manage, schema: { summary: 'Complete the review: every user must be decided', tags: ['compliance'], params, response: { 200: reviewSchema, ...problemResponses(400, 401, 403, 404, 409) } } }, async (request) =>
+    request.tenantDb.transaction(async (trx) => {
+      const review = await trx.selectFrom('access_reviews').selectAll().where('id', '=', request.params.reviewId).forUpdate().executeTakeFirst();
+      if (!review) throw new AppError('not_found');
+      if (review.state !== 'open') throw new AppError('invalid_transition', 'The review is completed already.');
+      const counts = await countsOf(trx, review.id);
+      if (counts.pending > 0) throw new AppError('invalid_transition', `${counts.pending} users are not decided yet.`);
+      const done = await trx.updateTable('access_reviews').set({ state: 'completed', completed_at: new Date(), completed_by: actorLabel(request) }).where('id', '=', review.id).returningAll().executeTakeFirstOrThrow();
+      await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.access_review', outcome: 'success', target: { type: 'access_review', id: review.id }, details: { step: 'completed', kept: counts.kept, revoked: counts.revoked } });
+      return presentReview(done, counts);
+    }),
+  );
+}
