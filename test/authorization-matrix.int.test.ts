@@ -78,6 +78,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.blockId = (await trx.insertInto('blocked_networks').values({ network: '192.0.2.0/24', reason: 'matrix', created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.shiftId = (await trx.insertInto('security_on_call').values({ user_id: tenant.owner.id, starts_at: new Date(Date.now() + 86_400_000), ends_at: new Date(Date.now() + 2 * 86_400_000), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.documentId = randomUUID();
+        into.reviewId = (await trx.insertInto('access_reviews').values({ title: 'Matrix review', due_at: new Date(Date.now() + 86_400_000), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
       // Not an object: a registry format names the same registry slot in every tenant.
@@ -134,6 +135,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/security/incidents/:incidentId/resolve': { resolution: 'Matrix resolved' },
     'POST /api/v1/security/incidents/:incidentId/breach': {},
     'POST /api/v1/me/security-documents/:documentId/acknowledge': { sha256: '0'.repeat(64) },
+    'POST /api/v1/access-reviews/:reviewId/users/:userId': { decision: 'keep' },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
   const notObjects = new Set(['format', 'category', 'ruleId', 'checkId']);
