@@ -50,6 +50,10 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     for (const user of [tenant.owner.id, tenant.agent.id]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, policy.rows[0]!.id]);
     await q(`INSERT INTO ringvakt.detection_cursors (tenant_id, last_leaf, ledger_checked_at) VALUES ($1, -1, now())`, [tenant.tenantId]);
     await q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, state, due_at, created_by, completed_at, completed_by) VALUES ($1, 'Q4', 'completed', now(), 'test', now(), 'test')`, [tenant.tenantId]);
+    for (const category of ['contacts_inactive', 'interactions', 'notes', 'recordings', 'audit_events', 'import_rejects', 'exports']) {
+      await q(`INSERT INTO ringvakt.retention_policies (tenant_id, category, retain_days, action, updated_by) VALUES ($1, $2, 400, $3, 'test')`, [tenant.tenantId, category, category === 'contacts_inactive' || category === 'interactions' ? 'anonymise' : 'delete']);
+    }
+    await q(`INSERT INTO ringvakt.privacy_profiles (tenant_id, controller_name, dpo_email) VALUES ($1, 'Compliance AS', 'dpo@compliance.example')`, [tenant.tenantId]);
     for (const kind of ['backup', 'drill']) await q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ($1, 'operator', 'success', now(), now(), 'test')`, [kind]);
   });
   afterAll(async () => {
@@ -160,6 +164,23 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     'access.review_recent': {
       breakIt: () => q(`UPDATE ringvakt.access_reviews SET completed_at = now() - interval '100 days' WHERE tenant_id = $1`, [tenant.tenantId]),
       restore: () => q(`UPDATE ringvakt.access_reviews SET completed_at = now() WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'encryption.personal_data': {
+      // A plaintext column slipped into a personal-data table (a careless migration).
+      breakIt: () => q(`ALTER TABLE ringvakt.contacts ADD COLUMN mobile text`),
+      restore: () => q(`ALTER TABLE ringvakt.contacts DROP COLUMN mobile`),
+    },
+    'identity.stale_tokens': {
+      breakIt: () => q(`UPDATE ringvakt.api_tokens SET created_at = now() - interval '120 days', last_used_at = NULL WHERE user_id = $1`, [tenant.agent.id]),
+      restore: () => q(`UPDATE ringvakt.api_tokens SET last_used_at = now() WHERE user_id = $1`, [tenant.agent.id]),
+    },
+    'privacy.retention_set': {
+      breakIt: () => q(`DELETE FROM ringvakt.retention_policies WHERE tenant_id = $1 AND category = 'recordings'`, [tenant.tenantId]),
+      restore: () => q(`INSERT INTO ringvakt.retention_policies (tenant_id, category, retain_days, action, updated_by) VALUES ($1, 'recordings', 90, 'delete', 'test')`, [tenant.tenantId]),
+    },
+    'privacy.controller_named': {
+      breakIt: () => q(`UPDATE ringvakt.privacy_profiles SET dpo_email = NULL, dpo_name = NULL WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.privacy_profiles SET dpo_name = 'Data protection officer' WHERE tenant_id = $1`, [tenant.tenantId]),
     },
     'continuity.backup_recent': {
       breakIt: () => q(`DELETE FROM ringvakt.backup_runs WHERE kind = 'drill'`),
