@@ -267,5 +267,8 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(() => parseCatalogue(variant({ checks: ['no.such_check'] }))).toThrow(/unknown check no\.such_check/);
     expect(() => parseCatalogue(variant({ checks: [] }))).toThrow(/names no check/);
     expect(() => parseCatalogue(variant({ frameworks: { soc2: ['CC99'], iso27001: [], gdpr: [], asvs: [] } }))).toThrow(/not valid/);
+    expect(() => parseCatalogue(JSON.stringify(base), { requireEveryCheck: true })).toThrow(/no control names the check identity\.dormant_accounts/);
+    // The shipped catalogue names every check, and parses as the server loads it.
+    expect(loadCatalogue().controls.flatMap((control) => control.checks).sort()).toEqual(expect.arrayContaining(CHECKS.map((check) => check.id).sort()));
   });
 });

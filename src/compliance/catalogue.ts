@@ -36,7 +36,7 @@ export type Catalogue = z.infer<typeof catalogueSchema>;
 export const CATALOGUE_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'compliance', 'controls.json');
 
 /** Parses and checks a catalogue; throws naming every problem. */
-export function parseCatalogue(text: string): Catalogue {
+export function parseCatalogue(text: string, options: { requireEveryCheck?: boolean } = {}): Catalogue {
   const parsed = catalogueSchema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`The control catalogue is not valid: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
   const problems: string[] = [];
@@ -48,12 +48,15 @@ export function parseCatalogue(text: string): Catalogue {
     if (control.kind === 'organisational' && control.checks.length > 0) problems.push(`${control.id} is organisational but names checks`);
     for (const check of control.checks) if (!CHECKS_BY_ID.has(check)) problems.push(`${control.id} names an unknown check ${check}`);
   }
+  // Evidence nobody reads is no evidence: every check answers some control.
+  const referenced = new Set(parsed.data.controls.flatMap((control) => control.checks));
+  if (options.requireEveryCheck) for (const check of CHECKS_BY_ID.keys()) if (!referenced.has(check)) problems.push(`no control names the check ${check}`);
   if (problems.length > 0) throw new Error(`The control catalogue is not valid: ${problems.join('; ')}`);
   return parsed.data;
 }
 
 let loaded: Catalogue | undefined;
 export function loadCatalogue(): Catalogue {
-  loaded ??= parseCatalogue(readFileSync(CATALOGUE_FILE, 'utf8'));
+  loaded ??= parseCatalogue(readFileSync(CATALOGUE_FILE, 'utf8'), { requireEveryCheck: true });
   return loaded;
 }

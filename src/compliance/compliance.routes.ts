@@ -19,6 +19,8 @@ const presentRun = (row: RunRow) => ({ id: row.id, startedAt: row.started_at.toI
  * samples for operating effectiveness).
  */
 export async function complianceRoutes(app: App): Promise<void> {
+  // Read and checked at start: a catalogue that names an unknown check stops the server here, not an auditor's request later.
+  loadCatalogue();
   app.get('/api/v1/compliance/controls', { config: { access: 'audit:read' }, schema: { summary: 'The controls, their framework identifiers, and their status from the latest evidence run', tags: ['compliance'], response: { 200: z.object({ catalogueVersion: z.string(), run: runSchema.nullable(), controls: z.array(z.object({ id: z.string(), title: z.string(), statement: z.string(), kind: z.string(), frameworks: z.record(z.string(), z.array(z.string())), status: statusSchema, results: z.array(resultSchema) })) }), ...problemResponses(401, 403) } } }, async (request) =>
     request.tenantDb.read(async (trx) => {
       const catalogue = loadCatalogue();
