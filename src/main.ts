@@ -22,6 +22,7 @@ import { verifyTenantLedger } from './audit/verify-audit-log.ts';
 import { registerPrivacyCommands } from './privacy/privacy-cli.ts';
 import { registerContactCommands } from './modules/imports/imports-cli.ts';
 import { registerSecurityCommands } from './security/security-cli.ts';
+import { registerComplianceCommands } from './compliance/compliance-cli.ts';
 import { rotateRootKey } from './crypto/rotate-root-key.ts';
 import { createRootKeyProvider } from './crypto/root-keys/create-root-key-provider.ts';
 import { listRotationJobs, rotateTenantDataKey, runRotationBatch, type RotationJob } from './crypto/reencrypt.ts';
@@ -202,6 +203,7 @@ registerAuditCommands(program, slug);
 registerPrivacyCommands(program, slug);
 registerContactCommands(program, slug);
 registerSecurityCommands(program);
+registerComplianceCommands(program, slug);
 
 const keys = program.command('keys').description('the key hierarchy');
 keys

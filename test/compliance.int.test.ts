@@ -1,4 +1,9 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyTrustReport, type SignedTrustReport } from '../src/compliance/trust-report.ts';
 import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
 import { loadSigningKey } from '../src/audit/signing-key.ts';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
@@ -258,6 +263,49 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(detail.items.find((item) => item.userId === reviewed.agent.id)).toMatchObject({ role: 'agent', decision: 'revoke' });
     const run = await runEvidence(db.handles.forTenant(reviewed.tenantId), 'request', { type: 'operator' });
     expect(run.results.find((result) => result.checkId === 'access.review_recent')?.status).toBe('pass');
+  });
+
+  it('the trust report: signed JSON that verifies offline (and not once changed), with HTML and PDF of the same document', async () => {
+    const json = await send(app, owner, 'GET', '/api/v1/compliance/trust-report?days=30');
+    expect(json.statusCode, json.body).toBe(200);
+    expect(json.headers['content-disposition']).toMatch(/^attachment; filename="trust-report-\d{4}-\d{2}-\d{2}\.json"$/);
+    const signed = JSON.parse(json.body) as SignedTrustReport;
+    expect(signed.report.controls.length).toBe(loadCatalogue().controls.length);
+    expect(signed.report.controls.find((control) => control.id === 'RV-IAM-01')).toMatchObject({ status: 'pass', checks: [{ id: 'identity.mfa_privileged', runs: expect.any(Number) }] });
+    expect(signed.report.ledger?.treeSize).toBeGreaterThan(0);
+    expect(verifyTrustReport(json.body)).toBeUndefined();
+    expect(verifyTrustReport(json.body, signed.signature.publicKey)).toBeUndefined();
+    // Another key, or any change after signing, and it no longer holds.
+    const other = (await import('node:crypto')).generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+    expect(verifyTrustReport(json.body, other)).toMatch(/another key/);
+    const tampered = JSON.stringify({ ...signed, report: { ...signed.report, summary: { ...signed.report.summary, failing: 0, passing: signed.report.summary.passing + signed.report.summary.failing + 1 } } });
+    expect(verifyTrustReport(tampered)).toMatch(/does not match/);
+    // The command line says the same, offline.
+    const folder = mkdtempSync(path.join(os.tmpdir(), 'rv-report-'));
+    try {
+      writeFileSync(path.join(folder, 'good.json'), json.body);
+      writeFileSync(path.join(folder, 'bad.json'), tampered);
+      const cli = (file: string) => spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'report', 'verify', path.join(folder, file), '--public-key', signed.signature.publicKey], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: process.env.HOME }, timeout: 60_000 });
+      const good = cli('good.json');
+      expect(good.status, good.stderr).toBe(0);
+      expect(good.stdout).toMatch(/^ok {4}.*the signature holds and is by the key you trust/);
+      const bad = cli('bad.json');
+      expect(bad.status).toBe(1);
+      expect(bad.stdout).toMatch(/^FAIL {2}.*does not match/);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+    const html = await send(app, owner, 'GET', '/api/v1/compliance/trust-report?format=html');
+    expect(html.statusCode).toBe(200);
+    expect(html.headers['content-type']).toMatch(/^text\/html/);
+    expect(html.body).toContain('RV-IAM-01');
+    expect(html.body).toContain(signed.signature.keyId);
+    expect(html.body).not.toMatch(/<script/i);
+    const pdf = await app.inject({ method: 'GET', url: '/api/v1/compliance/trust-report?format=pdf', cookies: owner.cookies });
+    expect(pdf.statusCode).toBe(200);
+    expect(pdf.rawPayload.subarray(0, 5).toString()).toBe('%PDF-');
+    const audited = await q(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'compliance.trust_report'`, [tenant.tenantId]);
+    expect((audited.rows[0] as { n: number }).n).toBe(3);
   });
 
   it('refuses a catalogue that names an unknown check, an automated control without checks, or a malformed identifier', () => {

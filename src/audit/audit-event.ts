@@ -100,6 +100,7 @@ export const auditActions = [
   'security.on_call',
   'compliance.run',
   'compliance.access_review',
+  'compliance.trust_report',
   'privacy.export.downloaded',
   'privacy.retention_policy',
   'privacy.retention_sweep',

@@ -6,6 +6,10 @@ import { principalOf } from '../server/access-control.ts';
 import { loadCatalogue } from './catalogue.ts';
 import { CHECKS_BY_ID } from './checks.ts';
 import { runEvidence } from './evidence.ts';
+import type { SigningKey } from '../audit/signing-key.ts';
+import { recordAuditEvent } from '../audit/audit-event.ts';
+import { requestAudit } from '../server/request-audit.ts';
+import { buildTrustReport, signTrustReport, trustReportHtml, trustReportPdf } from './trust-report.ts';
 
 const statusSchema = z.enum(['pass', 'fail', 'not_applicable', 'not_run', 'manual']);
 const resultSchema = z.object({ checkId: z.string(), title: z.string(), status: z.enum(['pass', 'fail', 'not_applicable']), measured: z.string(), population: z.number(), failures: z.number(), sample: z.array(z.string()) });
@@ -18,7 +22,7 @@ const presentRun = (row: RunRow) => ({ id: row.id, startedAt: row.started_at.toI
  * run, runs on demand, and each check's history over an observation window (what an auditor
  * samples for operating effectiveness).
  */
-export async function complianceRoutes(app: App): Promise<void> {
+export async function complianceRoutes(app: App, options: { signingKey: () => Promise<SigningKey> }): Promise<void> {
   // Read and checked at start: a catalogue that names an unknown check stops the server here, not an auditor's request later.
   loadCatalogue();
   app.get('/api/v1/compliance/controls', { config: { access: 'audit:read' }, schema: { summary: 'The controls, their framework identifiers, and their status from the latest evidence run', tags: ['compliance'], response: { 200: z.object({ catalogueVersion: z.string(), run: runSchema.nullable(), controls: z.array(z.object({ id: z.string(), title: z.string(), statement: z.string(), kind: z.string(), frameworks: z.record(z.string(), z.array(z.string())), status: statusSchema, results: z.array(resultSchema) })) }), ...problemResponses(401, 403) } } }, async (request) =>
@@ -77,5 +81,19 @@ export async function complianceRoutes(app: App): Promise<void> {
       passRate: judged.length === 0 ? null : Math.round((judged.filter((row) => row.status === 'pass').length / judged.length) * 1000) / 10,
       items: rows.map((row) => ({ at: row.started_at.toISOString(), status: row.status, measured: row.measured, failures: row.failures })),
     };
+  });
+
+  app.get('/api/v1/compliance/trust-report', { config: { access: 'audit:read' }, schema: { summary: 'The trust report for RFIs and RFPs: signed JSON, or HTML or PDF of the same signed document', tags: ['compliance'], querystring: z.strictObject({ format: z.enum(['json', 'html', 'pdf']).default('json'), days: z.coerce.number().int().min(1).max(400).default(90) }) } }, async (request, reply) => {
+    const report = await request.tenantDb.snapshot(async (trx) => {
+      const tenant = await trx.selectFrom('tenants').select('name').executeTakeFirst();
+      return buildTrustReport(trx, tenant?.name ?? 'Organisation', request.query.days);
+    });
+    const signed = signTrustReport(report, await options.signingKey());
+    await request.tenantDb.transaction((trx) => recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.trust_report', outcome: 'success', details: { format: request.query.format, days: request.query.days, passing: report.summary.passing, failing: report.summary.failing } }));
+    const name = `trust-report-${report.generatedAt.slice(0, 10)}`;
+    reply.header('cache-control', 'no-store');
+    if (request.query.format === 'html') return reply.type('text/html; charset=utf-8').header('content-disposition', `attachment; filename="${name}.html"`).send(trustReportHtml(signed));
+    if (request.query.format === 'pdf') return reply.type('application/pdf').header('content-disposition', `attachment; filename="${name}.pdf"`).send(await trustReportPdf(signed));
+    return reply.type('application/json').header('content-disposition', `attachment; filename="${name}.json"`).send(JSON.stringify(signed));
   });
 }

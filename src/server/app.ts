@@ -59,6 +59,7 @@ import { attestationRoutes } from '../security/attestations.ts';
 import { securityContactRoutes } from '../security/contacts.ts';
 import { workingHoursRoutes } from '../security/working-hours.ts';
 import { complianceRoutes } from '../compliance/compliance.routes.ts';
+import { loadSigningKey, type SigningKey } from '../audit/signing-key.ts';
 import { accessReviewRoutes } from '../compliance/access-reviews.ts';
 import { privacyRegisterRoutes, ropaRoutes } from '../privacy/registers.routes.ts';
 
@@ -250,7 +251,16 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(attestationRoutes);
   await app.register(securityContactRoutes);
   await app.register(workingHoursRoutes);
-  await app.register(complianceRoutes);
+  let signingKey: Promise<SigningKey> | undefined;
+  await app.register(complianceRoutes, { signingKey: () =>
+      (signingKey ??= database
+        .crypto()
+        .then((crypto) => loadSigningKey(database.systemDb, crypto.root))
+        .catch((error: unknown) => {
+          signingKey = undefined; // tried again on the next report
+          throw error;
+        })),
+  });
   await app.register(accessReviewRoutes);
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   await app.register(webAppRoutes);
