@@ -308,6 +308,27 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((audited.rows[0] as { n: number }).n).toBe(3);
   });
 
+  it('the statement of applicability lists all 93 Annex A controls with how each is met; the risk register rates residual risk only while its controls hold', async () => {
+    const soa = (await send(app, owner, 'GET', '/api/v1/compliance/statement-of-applicability')).json() as { controls: { control: string; meansOfMeeting: string; ringvaktControls: string[]; status: string; justification: string }[] };
+    expect(soa.controls).toHaveLength(93);
+    expect(soa.controls.filter((row) => row.control.startsWith('A.7.'))).toHaveLength(14);
+    expect(soa.controls.find((row) => row.control === 'A.8.24')).toMatchObject({ meansOfMeeting: 'ringvakt', status: 'pass' });
+    expect(soa.controls.find((row) => row.control === 'A.8.24')?.ringvaktControls).toEqual(expect.arrayContaining(['RV-CRY-01', 'RV-CRY-02']));
+    expect(soa.controls.find((row) => row.control === 'A.7.1')).toMatchObject({ meansOfMeeting: 'organisation' });
+    const csv = await send(app, owner, 'GET', '/api/v1/compliance/statement-of-applicability?format=csv');
+    expect(csv.headers['content-type']).toMatch(/^text\/csv/);
+    expect(csv.body.split('\n').filter(Boolean)).toHaveLength(94);
+    const register = async () => ((await send(app, owner, 'GET', '/api/v1/compliance/risk-register')).json() as { risks: { id: string; inherent: number; residual: number; treatmentHolds: boolean }[] }).risks;
+    const takeover = (await register()).find((risk) => risk.id === 'RISK-01')!;
+    expect(takeover).toMatchObject({ inherent: 20, residual: 10, treatmentHolds: true });
+    // A privileged user without a second factor: the treatment no longer holds, the residual risk is the inherent one.
+    await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = NULL WHERE id = $1`, [tenant.owner.id]);
+    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    expect((await register()).find((risk) => risk.id === 'RISK-01')).toMatchObject({ residual: 20, treatmentHolds: false });
+    await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]);
+    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+  });
+
   it('refuses a catalogue that names an unknown check, an automated control without checks, or a malformed identifier', () => {
     const base = { version: 't', note: '', controls: [{ id: 'RV-XX-01', title: 'Title', statement: 'A statement long enough.', frameworks: { soc2: ['CC6.1'], iso27001: ['A.8.5'], gdpr: ['Art. 32'], asvs: ['6.3.3'] }, kind: 'automated', checks: ['identity.mfa_privileged'] }] };
     expect(parseCatalogue(JSON.stringify(base)).controls).toHaveLength(1);
@@ -316,6 +337,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(() => parseCatalogue(variant({ checks: [] }))).toThrow(/names no check/);
     expect(() => parseCatalogue(variant({ frameworks: { soc2: ['CC99'], iso27001: [], gdpr: [], asvs: [] } }))).toThrow(/not valid/);
     expect(() => parseCatalogue(JSON.stringify(base), { requireEveryCheck: true })).toThrow(/no control names the check identity\.dormant_accounts/);
+    expect(() => parseCatalogue(JSON.stringify({ ...base, risks: [{ id: 'RISK-01', title: 'A risk', threat: 'Something bad happens.', likelihood: 3, residualLikelihood: 2, impact: 3, controls: ['RV-NO-01'] }] }))).toThrow(/unknown control RV-NO-01/);
     // The shipped catalogue names every check, and parses as the server loads it.
     expect(loadCatalogue().controls.flatMap((control) => control.checks).sort()).toEqual(expect.arrayContaining(CHECKS.map((check) => check.id).sort()));
   });

@@ -28,7 +28,16 @@ const controlSchema = z.strictObject({
   kind: z.enum(['automated', 'organisational']),
   checks: z.array(z.string()),
 });
-const catalogueSchema = z.strictObject({ version: z.string().min(1).max(40), note: z.string(), controls: z.array(controlSchema).min(1) });
+const riskSchema = z.strictObject({
+  id: z.string().regex(/^RISK-[0-9]{2}$/),
+  title: z.string().min(3).max(120),
+  threat: z.string().min(10).max(600),
+  likelihood: z.number().int().min(1).max(5),
+  residualLikelihood: z.number().int().min(1).max(5),
+  impact: z.number().int().min(1).max(5),
+  controls: z.array(z.string()).min(1),
+});
+const catalogueSchema = z.strictObject({ version: z.string().min(1).max(40), note: z.string(), controls: z.array(controlSchema).min(1), risks: z.array(riskSchema).default([]) });
 
 export type Control = z.infer<typeof controlSchema>;
 export type Catalogue = z.infer<typeof catalogueSchema>;
@@ -47,6 +56,10 @@ export function parseCatalogue(text: string, options: { requireEveryCheck?: bool
     if (control.kind === 'automated' && control.checks.length === 0) problems.push(`${control.id} is automated but names no check`);
     if (control.kind === 'organisational' && control.checks.length > 0) problems.push(`${control.id} is organisational but names checks`);
     for (const check of control.checks) if (!CHECKS_BY_ID.has(check)) problems.push(`${control.id} names an unknown check ${check}`);
+  }
+  for (const risk of parsed.data.risks) {
+    for (const control of risk.controls) if (!seen.has(control)) problems.push(`${risk.id} names an unknown control ${control}`);
+    if (risk.residualLikelihood > risk.likelihood) problems.push(`${risk.id} is more likely with its controls than without`);
   }
   // Evidence nobody reads is no evidence: every check answers some control.
   const referenced = new Set(parsed.data.controls.flatMap((control) => control.checks));

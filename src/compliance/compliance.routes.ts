@@ -10,6 +10,9 @@ import type { SigningKey } from '../audit/signing-key.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import { requestAudit } from '../server/request-audit.ts';
 import { buildTrustReport, signTrustReport, trustReportHtml, trustReportPdf } from './trust-report.ts';
+import { controlStatuses, riskRegister, statementOfApplicability } from './applicability.ts';
+import { stringify } from '../csv.ts';
+import { CSV_OUT, neutraliseCell } from '../modules/contacts/csv-safety.ts';
 
 const statusSchema = z.enum(['pass', 'fail', 'not_applicable', 'not_run', 'manual']);
 const resultSchema = z.object({ checkId: z.string(), title: z.string(), status: z.enum(['pass', 'fail', 'not_applicable']), measured: z.string(), population: z.number(), failures: z.number(), sample: z.array(z.string()) });
@@ -96,4 +99,19 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
     if (request.query.format === 'pdf') return reply.type('application/pdf').header('content-disposition', `attachment; filename="${name}.pdf"`).send(await trustReportPdf(signed));
     return reply.type('application/json').header('content-disposition', `attachment; filename="${name}.json"`).send(JSON.stringify(signed));
   });
+
+  app.get('/api/v1/compliance/statement-of-applicability', { config: { access: 'audit:read' }, schema: { summary: 'ISO/IEC 27001 statement of applicability: every Annex A control, how it is met and why (JSON or CSV)', tags: ['compliance'], querystring: z.strictObject({ format: z.enum(['json', 'csv']).default('json') }) } }, async (request, reply) => {
+    const rows = statementOfApplicability(await request.tenantDb.read((trx) => controlStatuses(trx)));
+    if (request.query.format === 'csv') {
+      const header = ['control', 'theme', 'applicable', 'met_by', 'ringvakt_controls', 'status', 'justification'];
+      const body = stringify([header, ...rows.map((row) => [row.control, row.theme, row.applicable ? 'yes' : 'no', row.meansOfMeeting, row.ringvaktControls.join(' '), row.status, row.justification].map(neutraliseCell))], CSV_OUT);
+      return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="statement-of-applicability.csv"').send(body);
+    }
+    return { catalogueVersion: loadCatalogue().version, controls: rows };
+  });
+
+  app.get('/api/v1/compliance/risk-register', { config: { access: 'audit:read' }, schema: { summary: 'The risk register: each risk, its inherent and residual rating, and the controls that treat it', tags: ['compliance'] } }, async (request) => ({
+    catalogueVersion: loadCatalogue().version,
+    risks: riskRegister(await request.tenantDb.read((trx) => controlStatuses(trx))),
+  }));
 }
