@@ -92,3 +92,4 @@ BEGIN
   END LOOP;
 END
 $$;
+CREATE UNIQUE INDEX access_reviews_one_open ON access_reviews (tenant_id) WHERE state = 'open';

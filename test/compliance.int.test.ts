@@ -58,6 +58,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     for (const category of ['contacts_inactive', 'interactions', 'notes', 'recordings', 'audit_events', 'import_rejects', 'exports']) {
       await q(`INSERT INTO ringvakt.retention_policies (tenant_id, category, retain_days, action, updated_by) VALUES ($1, $2, 400, $3, 'test')`, [tenant.tenantId, category, category === 'contacts_inactive' || category === 'interactions' ? 'anonymise' : 'delete']);
     }
+    await q(`INSERT INTO ringvakt.retention_sweeps (tenant_id, dry_run, state, node, requested_by, finished_at) VALUES ($1, false, 'done', 'test', 'test', now())`, [tenant.tenantId]);
     await q(`INSERT INTO ringvakt.privacy_profiles (tenant_id, controller_name, dpo_email) VALUES ($1, 'Compliance AS', 'dpo@compliance.example')`, [tenant.tenantId]);
     for (const kind of ['backup', 'drill']) await q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ($1, 'operator', 'success', now(), now(), 'test')`, [kind]);
   });
@@ -250,6 +251,8 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/users/${reviewed.owner.id}`, { decision: 'keep' })).statusCode).toBe(403);
     expect((await send(app, other, 'POST', `/api/v1/access-reviews/${review.id}/users/${reviewed.owner.id}`, { decision: 'keep', note: 'Runs the floor' })).statusCode).toBe(200);
     expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/users/${second.id}`, { decision: 'keep' })).statusCode).toBe(200);
+    // Decided once: a second decision is refused, not written over the first.
+    expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/users/${second.id}`, { decision: 'revoke' })).statusCode).toBe(409);
     // Not complete while someone is undecided.
     expect((await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/complete`)).statusCode).toBe(409);
     // Revoking ends the agent's access at once.
@@ -263,6 +266,16 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(detail.items.find((item) => item.userId === reviewed.agent.id)).toMatchObject({ role: 'agent', decision: 'revoke' });
     const run = await runEvidence(db.handles.forTenant(reviewed.tenantId), 'request', { type: 'operator' });
     expect(run.results.find((result) => result.checkId === 'access.review_recent')?.status).toBe('pass');
+  });
+
+  it('an organisation whose owner is its only manager can still complete a review: the owner confirms their own access, on the record', async () => {
+    const solo = await seedTenant(db.handles, 'solo-owner');
+    const ownerOnly = await sessionFor(db.handles, solo.tenantId, solo.owner.id);
+    const review = (await send(app, ownerOnly, 'POST', '/api/v1/access-reviews', { title: 'Q4 2026' })).json() as { id: string };
+    expect((await send(app, ownerOnly, 'POST', `/api/v1/access-reviews/${review.id}/users/${solo.owner.id}`, { decision: 'revoke' })).statusCode).toBe(403);
+    expect((await send(app, ownerOnly, 'POST', `/api/v1/access-reviews/${review.id}/users/${solo.owner.id}`, { decision: 'keep', note: 'The only manager' })).statusCode).toBe(200);
+    expect((await send(app, ownerOnly, 'POST', `/api/v1/access-reviews/${review.id}/users/${solo.agent.id}`, { decision: 'keep' })).statusCode).toBe(200);
+    expect((await send(app, ownerOnly, 'POST', `/api/v1/access-reviews/${review.id}/complete`)).json()).toMatchObject({ state: 'completed', kept: 2 });
   });
 
   it('the trust report: signed JSON that verifies offline (and not once changed), with HTML and PDF of the same document', async () => {

@@ -1,4 +1,5 @@
 import { z } from '../zod.ts';
+import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import { announceAuthChange } from '../modules/access/auth-changes.ts';
@@ -25,6 +26,15 @@ const reviewSchema = z.object({ id: z.string(), title: z.string(), state: z.enum
 type ReviewRow = { id: string; title: string; state: 'open' | 'completed'; due_at: Date; created_by: string; created_at: Date; completed_at: Date | null; completed_by: string | null };
 const presentReview = (row: ReviewRow, counts: { pending: number; kept: number; revoked: number }) => ({ id: row.id, title: row.title, state: row.state, dueAt: row.due_at.toISOString(), createdBy: row.created_by, createdAt: row.created_at.toISOString(), completedAt: row.completed_at?.toISOString() ?? null, completedBy: row.completed_by, ...counts });
 
+/** Active users other than this one who may manage users (and so review access). */
+async function managersOtherThan(trx: TenantTransaction, userId: string): Promise<number> {
+  const policy = await loadSecurityPolicy(trx);
+  const users = await trx.selectFrom('users').select('id').where('status', '=', 'active').where('id', '<>', userId).where('role', 'in', ['owner', 'admin', 'custom']).execute();
+  let count = 0;
+  for (const user of users) if ((await loadUserAccess(trx, user.id, policy))?.permissions.includes('users:manage')) count += 1;
+  return count;
+}
+
 export async function accessReviewRoutes(app: App): Promise<void> {
   const params = z.strictObject({ reviewId: uuidSchema });
   const countsOf = async (trx: TenantTransaction, reviewId: string) => {
@@ -35,6 +45,8 @@ export async function accessReviewRoutes(app: App): Promise<void> {
 
   app.post('/api/v1/access-reviews', { config: manage, schema: { summary: 'Open an access review of every active user', tags: ['compliance'], body: z.strictObject({ title: z.string().trim().min(1).max(200), dueInDays: z.number().int().min(1).max(90).default(14) }), response: { 201: reviewSchema, ...problemResponses(400, 401, 403, 409) } } }, async (request, reply) => {
     const row = await request.tenantDb.transaction(async (trx) => {
+      // One review open at a time (a unique index holds it when two are opened at once).
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:access_reviews`}))`.execute(trx);
       const open = await trx.selectFrom('access_reviews').select('id').where('state', '=', 'open').executeTakeFirst();
       if (open) throw new AppError('conflict', 'An access review is open already: complete it first.');
       const review = await trx
@@ -69,7 +81,8 @@ export async function accessReviewRoutes(app: App): Promise<void> {
       const items = await trx.selectFrom('access_review_items').selectAll().where('review_id', '=', row.id).orderBy('user_id').execute();
       return {
         ...presentReview(row, await countsOf(trx, row.id)),
-        items: items.map((item) => ({ userId: item.user_id, role: item.role, permissions: item.permissions, decision: item.decision, decidedBy: item.decided_by, decidedAt: item.decided_at?.toISOString() ?? null, note: item.note })),
+        // Notes are the managers' own words: shown to those who manage users, not to every reader.
+        items: items.map((item) => ({ userId: item.user_id, role: item.role, permissions: item.permissions, decision: item.decision, decidedBy: item.decided_by, decidedAt: item.decided_at?.toISOString() ?? null, note: principalOf(request).permissions.has('users:manage') ? item.note : null })),
       };
     }),
   );
@@ -82,11 +95,23 @@ export async function accessReviewRoutes(app: App): Promise<void> {
       if (review.state !== 'open') throw new AppError('invalid_transition', 'The review is completed.');
       const item = await trx.selectFrom('access_review_items').selectAll().where('review_id', '=', review.id).where('user_id', '=', request.params.userId).forUpdate().executeTakeFirst();
       if (!item) throw new AppError('not_found', 'This user is not in the review.');
-      if (item.user_id === caller.userId) throw new AppError('forbidden', 'Nobody reviews their own access: another manager must.');
+      if (item.decision !== 'pending') throw new AppError('invalid_transition', `This user's access was decided already (${item.decision}).`);
+      const revoking = request.body.decision === 'revoke';
+      if (item.user_id === caller.userId) {
+        // Nobody reviews their own access — unless nobody else could: the only manager confirms themselves, on the record.
+        const others = await managersOtherThan(trx, caller.userId);
+        if (others > 0 || revoking) throw new AppError('forbidden', 'Nobody reviews their own access: another manager must.');
+      }
+      // The owners' lock first, as every other path that disables a user takes it (no deadlock between them).
+      if (revoking && (await isLastActiveOwner(trx, item.user_id))) throw new AppError('conflict', 'This is the last active owner.');
       const user = await trx.selectFrom('users').select(['id', 'role', 'status']).where('id', '=', item.user_id).forUpdate().executeTakeFirstOrThrow();
-      await assertMayManage(trx, caller, user);
-      if (request.body.decision === 'revoke' && user.status === 'active') {
-        if (await isLastActiveOwner(trx, user.id)) throw new AppError('conflict', 'This is the last active owner.');
+      if (item.user_id !== caller.userId && revoking) {
+        // Revoking changes the user: only someone who may manage them. Confirming changes nothing and any other manager may attest it.
+        await assertMayManage(trx, caller, user);
+      }
+      // What they hold now is what was confirmed (their role may have changed since the review opened).
+      const current = await loadUserAccess(trx, user.id, await loadSecurityPolicy(trx));
+      if (revoking && user.status === 'active') {
         await trx.updateTable('users').set({ status: 'disabled', updated_at: new Date() }).where('id', '=', user.id).execute();
         const sessionsEnded = await revokeSessions(trx, { userId: user.id }, 'user_disabled');
         const revoked = await trx.updateTable('api_tokens').set({ revoked_at: new Date() }).where('user_id', '=', user.id).where('revoked_at', 'is', null).executeTakeFirst();
@@ -95,7 +120,7 @@ export async function accessReviewRoutes(app: App): Promise<void> {
       }
       const decided = await trx
         .updateTable('access_review_items')
-        .set({ decision: request.body.decision, decided_by: actorLabel(request), decided_at: new Date(), note: request.body.note ?? null })
+        .set({ decision: request.body.decision, decided_by: actorLabel(request), decided_at: new Date(), note: request.body.note ?? null, role: current?.role ?? item.role, permissions: current?.permissions ?? item.permissions })
         .where('review_id', '=', review.id)
         .where('user_id', '=', user.id)
         .returningAll()

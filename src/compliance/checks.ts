@@ -129,7 +129,7 @@ export const CHECKS: readonly Check[] = [
     id: 'monitoring.alerts_acknowledged',
     title: 'High and critical alerts are acknowledged within an hour',
     async run(trx, now) {
-      const alerts = await trx.selectFrom('security_alerts').select(['id', 'raised_at', 'acknowledged_at']).where('severity', 'in', ['high', 'critical']).where('raised_at', '>', new Date(now.getTime() - 90 * DAY)).orderBy('raised_at').execute();
+      const alerts = await trx.selectFrom('security_alerts').select(['id', 'raised_at', 'acknowledged_at']).where('severity', 'in', ['high', 'critical']).where((eb) => eb.or([eb('raised_at', '>', new Date(now.getTime() - 90 * DAY)), eb('state', '=', 'open')])).orderBy('raised_at').execute();
       const failing = alerts.filter((alert) => (alert.acknowledged_at ?? now).getTime() - alert.raised_at.getTime() > 3_600_000).map((alert) => alert.id);
       return verdict(alerts.length, failing, (n) => `${alerts.length} high or critical alerts in 90 days; ${n} took more than an hour to acknowledge (or still wait)`);
     },
@@ -156,8 +156,9 @@ export const CHECKS: readonly Check[] = [
     id: 'response.security_contact',
     title: 'Someone is named to answer security alerts (a security contact, or on call now)',
     async run(trx, now) {
-      const contacts = await trx.selectFrom('security_contacts').select('user_id').execute();
-      const onCall = await trx.selectFrom('security_on_call').select('user_id').where('starts_at', '<=', now).where('ends_at', '>', now).execute();
+      // Only people who can still act: a disabled contact answers nothing.
+      const contacts = await trx.selectFrom('security_contacts').innerJoin('users', 'users.id', 'security_contacts.user_id').select('security_contacts.user_id').where('users.status', '=', 'active').execute();
+      const onCall = await trx.selectFrom('security_on_call').innerJoin('users', 'users.id', 'security_on_call.user_id').select('security_on_call.user_id').where('users.status', '=', 'active').where('starts_at', '<=', now).where('ends_at', '>', now).execute();
       return verdict(1, contacts.length + onCall.length > 0 ? [] : ['nobody_named'], () => `${contacts.length} security contacts; ${onCall.length} on call now`);
     },
   },
@@ -217,10 +218,11 @@ export const CHECKS: readonly Check[] = [
   },
   {
     id: 'keys.tenant_key_age',
-    title: 'The organisation’s data and index keys are at most a year old, and far from their encryption budget',
+    title: 'The organisation’s data key is at most a year old, and no key is near its encryption budget',
     async run(trx, now) {
       const keys = await trx.selectFrom('tenant_keys').select(['purpose', 'version', 'created_at', 'encryptions_reserved']).where('state', '=', 'active').orderBy('purpose').execute();
-      const failing = keys.filter((key) => now.getTime() - key.created_at.getTime() > 366 * DAY || Number(key.encryptions_reserved) > ROTATE_AFTER).map((key) => `${key.purpose}:v${key.version}`);
+      // The data key is rotated yearly; the index key is never rotated (blind indexes must keep matching), only watched for its budget.
+      const failing = keys.filter((key) => (key.purpose === 'data' && now.getTime() - key.created_at.getTime() > 366 * DAY) || Number(key.encryptions_reserved) > ROTATE_AFTER).map((key) => `${key.purpose}:v${key.version}`);
       if (keys.length === 0) return { status: 'not_applicable', measured: 'no key made yet (nothing encrypted)', population: 0, failures: 0, sample: [] };
       return verdict(keys.length, failing, (n) => `${keys.length} active keys, oldest made ${new Date(Math.min(...keys.map((key) => key.created_at.getTime()))).toISOString()}; ${n} older than a year or past 2^30 encryptions`);
     },
@@ -246,16 +248,16 @@ export const CHECKS: readonly Check[] = [
     id: 'monitoring.alert_delivery',
     title: 'Alerts reach their webhooks: no delivery given up in the last 30 days',
     async run(trx, now) {
-      const deliveries = await trx.selectFrom('alert_deliveries').select(['id', 'state']).where('created_at', '>', new Date(now.getTime() - 30 * DAY)).orderBy('created_at').execute();
-      const failing = deliveries.filter((delivery) => delivery.state === 'failed').map((delivery) => delivery.id);
-      return verdict(deliveries.length, failing, (n) => `${deliveries.length} webhook deliveries in 30 days; ${n} given up`);
+      const deliveries = await trx.selectFrom('alert_deliveries').select(['id', 'state', 'created_at']).where('created_at', '>', new Date(now.getTime() - 30 * DAY)).orderBy('created_at').execute();
+      const failing = deliveries.filter((delivery) => delivery.state === 'failed' || (delivery.state === 'pending' && delivery.created_at.getTime() < now.getTime() - 3_600_000)).map((delivery) => delivery.id);
+      return verdict(deliveries.length, failing, (n) => `${deliveries.length} webhook deliveries in 30 days; ${n} given up or waiting more than an hour`);
     },
   },
   {
     id: 'response.incidents_contained',
     title: 'High and critical incidents are contained within 24 hours of their first sign',
     async run(trx, now) {
-      const incidents = await trx.selectFrom('incidents').select(['id', 'detected_at', 'contained_at']).where('severity', 'in', ['high', 'critical']).where('opened_at', '>', new Date(now.getTime() - 90 * DAY)).orderBy('opened_at').execute();
+      const incidents = await trx.selectFrom('incidents').select(['id', 'detected_at', 'contained_at']).where('severity', 'in', ['high', 'critical']).where((eb) => eb.or([eb('opened_at', '>', new Date(now.getTime() - 90 * DAY)), eb('state', '=', 'open')])).orderBy('opened_at').execute();
       const failing = incidents.filter((incident) => (incident.contained_at ?? now).getTime() - incident.detected_at.getTime() > DAY).map((incident) => incident.id);
       return verdict(incidents.length, failing, (n) => `${incidents.length} high or critical incidents in 90 days; ${n} took more than 24 hours to contain (or still wait)`);
     },
@@ -264,35 +266,44 @@ export const CHECKS: readonly Check[] = [
     id: 'access.review_recent',
     title: 'An access review of every user was completed within the last quarter',
     async run(trx, now) {
-      const last = await trx.selectFrom('access_reviews').select(['id', 'completed_at']).where('state', '=', 'completed').orderBy('completed_at', 'desc').limit(1).executeTakeFirst();
-      const fresh = last?.completed_at && now.getTime() - last.completed_at.getTime() <= 92 * DAY;
+      const last = await trx.selectFrom('access_reviews').select(['id', 'created_at', 'completed_at']).where('state', '=', 'completed').orderBy('completed_at', 'desc').limit(1).executeTakeFirst();
+      // Completed this quarter, of a snapshot taken no more than a month before the quarter began.
+      const fresh = last?.completed_at && now.getTime() - last.completed_at.getTime() <= 92 * DAY && now.getTime() - last.created_at.getTime() <= 122 * DAY;
       return verdict(1, fresh ? [] : ['no_review_this_quarter'], () => `last access review completed ${last?.completed_at?.toISOString() ?? 'never'}`);
     },
   },
   {
     id: 'encryption.personal_data',
-    title: 'Personal data is stored only as field ciphertext: no plaintext column in the personal-data tables, and no plaintext phone number or e-mail address in sampled rows',
+    title: 'Personal data is stored only as field ciphertext: no plaintext column in the personal-data tables, and every sampled value carries the ciphertext header',
     async run(trx) {
-      const columns = await sql<{ table: string; column: string }>`
-        SELECT c.table_name AS table, c.column_name AS column FROM information_schema.columns c
+      const columns = await sql<{ table: string; column: string; type: string }>`
+        SELECT c.table_name AS table, c.column_name AS column, c.data_type AS type FROM information_schema.columns c
          WHERE c.table_schema = current_schema() AND c.table_name = ANY(${Object.keys(PLAINTEXT_ALLOWED)}::text[])
-           AND c.data_type IN ('text', 'character varying', 'character', 'json', 'jsonb')
          ORDER BY c.table_name, c.column_name`.execute(trx);
-      const unexpected = columns.rows.filter((row) => !(PLAINTEXT_ALLOWED[row.table] ?? []).includes(row.column) && !(LEGACY_EMPTY[row.table] ?? []).includes(row.column)).map((row) => `${row.table}.${row.column}`);
+      // Anything that can hold a value as written — text of any kind, JSON, arrays, custom types, dates, bytes — is either
+      // field ciphertext, a blind index, or a column known to hold nothing personal.
+      const holdsValues = (type: string) => !['uuid', 'boolean', 'integer', 'bigint', 'smallint', 'double precision', 'numeric', 'timestamp with time zone', 'timestamp without time zone', 'inet', 'cidr'].includes(type);
+      const unexpected = columns.rows
+        .filter((row) => holdsValues(row.type))
+        .filter((row) => !((row.column.endsWith('_ciphertext') || row.column.endsWith('_index') || row.column.endsWith('_hash')) && row.type === 'bytea'))
+        .filter((row) => !(PLAINTEXT_ALLOWED[row.table] ?? []).includes(row.column) && !(LEGACY_EMPTY[row.table] ?? []).includes(row.column))
+        .map((row) => `${row.table}.${row.column}`);
       // Columns from before field encryption stay in the schema for old rows, which must all have moved to ciphertext.
       const legacy = await trx.selectFrom('users').select('id').where((eb) => eb.or([eb('email', 'is not', null), eb('display_name', 'is not', null)])).limit(SAMPLE).execute();
       unexpected.push(...legacy.map((row) => `users:${row.id}:plaintext`));
-      // A sample of the newest rows: every ciphertext carries the field-ciphertext header, and no text column holds a phone number or an e-mail address.
-      const contacts = await trx.selectFrom('contacts').select(['id', 'name_ciphertext', 'email_ciphertext', 'notes_ciphertext', 'external_id']).orderBy('created_at', 'desc').limit(200).execute();
+      // A sample of rows: every ciphertext carries the field-ciphertext header; an external id is no e-mail address.
+      const contacts = await trx.selectFrom('contacts').select(['id', 'name_ciphertext', 'email_ciphertext', 'address_ciphertext', 'birth_date_ciphertext', 'notes_ciphertext', 'personal_fields_ciphertext', 'external_id']).limit(200).execute();
       const phones = await trx.selectFrom('contact_phones').select(['contact_id', 'number_ciphertext']).limit(200).execute();
       const header = (value: Buffer | null) => value === null || (value.length > 3 && value[0] === 0x52 && value[1] === 0x56 && value[2] === 0x01);
-      const looksPersonal = (value: string | null) => value !== null && (/\+?\d[\d ]{7,16}\d/.test(value) || /[^\s@]+@[^\s@]+\.[a-z]{2,}/i.test(value));
+      const looksLikeEmail = (value: string | null) => value !== null && /[^\s@]+@[^\s@]+\.[a-z]{2,}/i.test(value);
       const badRows = [
-        ...contacts.filter((row) => !header(row.name_ciphertext) || !header(row.email_ciphertext) || !header(row.notes_ciphertext) || looksPersonal(row.external_id)).map((row) => `contacts:${row.id}`),
+        ...contacts
+          .filter((row) => ![row.name_ciphertext, row.email_ciphertext, row.address_ciphertext, row.birth_date_ciphertext, row.notes_ciphertext, row.personal_fields_ciphertext].every(header) || looksLikeEmail(row.external_id))
+          .map((row) => `contacts:${row.id}`),
         ...phones.filter((row) => !header(row.number_ciphertext)).map((row) => `contact_phones:${row.contact_id}`),
       ];
       const failing = [...unexpected, ...badRows];
-      return verdict(columns.rows.length + contacts.length + phones.length, failing, (n) => `${columns.rows.length} text columns in personal-data tables, ${contacts.length + phones.length} rows sampled; ${n} problem(s)${n > 0 ? `: ${failing.slice(0, 5).join(', ')}` : ''}`);
+      return verdict(columns.rows.length + contacts.length + phones.length, failing, (n) => `${columns.rows.length} columns in personal-data tables, ${contacts.length + phones.length} rows sampled; ${n} problem(s)${n > 0 ? `: ${failing.slice(0, 5).join(', ')}` : ''}`);
     },
   },
   {
@@ -306,11 +317,13 @@ export const CHECKS: readonly Check[] = [
   },
   {
     id: 'privacy.retention_set',
-    title: 'Every category of personal data has a retention period',
-    async run(trx) {
+    title: 'Every category of personal data has a retention period, and the periods are applied daily',
+    async run(trx, now) {
       const set = new Set((await trx.selectFrom('retention_policies').select('category').execute()).map((row) => row.category as string));
-      const failing = RETENTION_CATEGORIES.filter((category) => !set.has(category));
-      return verdict(RETENTION_CATEGORIES.length, failing, (n) => `${RETENTION_CATEGORIES.length} data categories; ${n} without a retention period`);
+      // And the periods are applied: a sweep (not a dry run) finished within the last two days.
+      const swept = await trx.selectFrom('retention_sweeps').select('finished_at').where('state', '=', 'done').where('dry_run', '=', false).where('finished_at', '>', new Date(now.getTime() - 2 * DAY)).limit(1).executeTakeFirst();
+      const failing: string[] = [...RETENTION_CATEGORIES.filter((category) => !set.has(category)), ...(swept ? [] : ['no_sweep_in_two_days'])];
+      return verdict(RETENTION_CATEGORIES.length + 1, failing, (n) => `${RETENTION_CATEGORIES.length} data categories, ${RETENTION_CATEGORIES.filter((category) => set.has(category)).length} with a retention period; last sweep ${swept ? 'within two days' : 'not within two days'}; ${n} problem(s)`);
     },
   },
   {
@@ -330,10 +343,10 @@ export const CHECKS: readonly Check[] = [
  * check until it is encrypted or added here with a reason in review.
  */
 const PLAINTEXT_ALLOWED: Readonly<Record<string, readonly string[]>> = {
-  contacts: ['status', 'time_zone', 'time_zone_source', 'external_id', 'fields'],
+  contacts: ['status', 'time_zone', 'time_zone_source', 'time_zones', 'external_id', 'fields'],
   contact_phones: ['kind', 'region'],
   users: ['role', 'status', 'password_hash'],
-  privacy_requests: ['reference', 'kind', 'status', 'channel', 'extension_reason', 'verified_by', 'verification_method', 'outcome'],
+  privacy_requests: ['reference', 'kind', 'status', 'channel', 'extension_reason', 'verified_by', 'verification_method', 'outcome', 'duplicate_key', 'subject_ids'],
 };
 
 /** Plaintext columns of the time before field encryption: kept in the schema, empty in every row. */

@@ -61,7 +61,7 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
     return { items: rows.map(presentRun) };
   });
 
-  app.get('/api/v1/compliance/checks/:checkId/history', { config: { access: 'audit:read' }, schema: { summary: 'One check over an observation window: every run’s result', tags: ['compliance'], params: z.strictObject({ checkId: z.string().max(100) }), querystring: z.strictObject({ days: z.coerce.number().int().min(1).max(400).default(90) }), response: { 200: z.object({ checkId: z.string(), title: z.string(), days: z.number(), passRate: z.number().nullable(), items: z.array(z.object({ at: z.string(), status: z.string(), measured: z.string(), failures: z.number() })) }), ...problemResponses(400, 401, 403, 404) } } }, async (request) => {
+  app.get('/api/v1/compliance/checks/:checkId/history', { config: { access: 'audit:read' }, schema: { summary: 'One check over an observation window: every run’s result, newest first, and the pass rate of the daily runs', tags: ['compliance'], params: z.strictObject({ checkId: z.string().max(100) }), querystring: z.strictObject({ days: z.coerce.number().int().min(1).max(400).default(90) }), response: { 200: z.object({ checkId: z.string(), title: z.string(), days: z.number(), passRate: z.number().nullable(), items: z.array(z.object({ at: z.string(), trigger: z.string(), status: z.string(), measured: z.string(), failures: z.number() })) }), ...problemResponses(400, 401, 403, 404) } } }, async (request) => {
     const check = CHECKS_BY_ID.get(request.params.checkId);
     if (!check) throw new AppError('not_found', 'No such check.');
     const since = new Date(Date.now() - request.query.days * 86_400_000);
@@ -69,20 +69,22 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
       trx
         .selectFrom('compliance_results as r')
         .innerJoin('compliance_runs as c', (join) => join.onRef('c.tenant_id', '=', 'r.tenant_id').onRef('c.id', '=', 'r.run_id'))
-        .select(['c.started_at', 'r.status', 'r.measured', 'r.failures'])
+        .select(['c.started_at', 'c.trigger', 'r.status', 'r.measured', 'r.failures'])
         .where('r.check_id', '=', check.id)
         .where('c.started_at', '>=', since)
-        .orderBy('c.started_at')
+        .orderBy('c.started_at', 'desc')
         .limit(2000)
         .execute(),
     );
-    const judged = rows.filter((row) => row.status !== 'not_applicable');
+    // Operating effectiveness is judged on the daily runs (a burst of runs on demand after a fix must not outweigh weeks of failures); before the first daily run, on all.
+    const daily = rows.filter((row) => row.trigger === 'schedule');
+    const judged = (daily.length > 0 ? daily : rows).filter((row) => row.status !== 'not_applicable');
     return {
       checkId: check.id,
       title: check.title,
       days: request.query.days,
       passRate: judged.length === 0 ? null : Math.round((judged.filter((row) => row.status === 'pass').length / judged.length) * 1000) / 10,
-      items: rows.map((row) => ({ at: row.started_at.toISOString(), status: row.status, measured: row.measured, failures: row.failures })),
+      items: rows.map((row) => ({ at: row.started_at.toISOString(), trigger: row.trigger, status: row.status, measured: row.measured, failures: row.failures })),
     };
   });
 

@@ -33,7 +33,22 @@ async function measure(tenantDb: TenantDb, trigger: 'schedule' | 'request', acto
   const catalogue = loadCatalogue();
   const results = await tenantDb.snapshot(async (trx) => {
     const out: (CheckResult & { checkId: string })[] = [];
-    for (const check of CHECKS) out.push({ checkId: check.id, ...(await check.run(trx, now)) });
+    for (const check of CHECKS) {
+      // A check that cannot run is a failing check, said so (its error's name only); the others still
+      // run — each in a savepoint, so one failed query does not abort the snapshot for the rest.
+      await sql`SAVEPOINT compliance_check`.execute(trx);
+      const result = await check.run(trx, now).then(
+        async (value) => {
+          await sql`RELEASE SAVEPOINT compliance_check`.execute(trx);
+          return value;
+        },
+        async (error: unknown): Promise<CheckResult> => {
+          await sql`ROLLBACK TO SAVEPOINT compliance_check`.execute(trx);
+          return { status: 'fail', measured: `the check could not run (${error instanceof Error ? error.name : 'error'})`, population: 0, failures: 1, sample: [] };
+        },
+      );
+      out.push({ checkId: check.id, ...result });
+    }
     return out;
   });
   const finishedAt = new Date();
