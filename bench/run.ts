@@ -13,6 +13,7 @@ import { loginBench, sessionCheckBench, stuffingBench } from './identity.bench.t
 import { startupBench } from './startup.bench.ts';
 import { tenantReadBench } from './tenant-read.bench.ts';
 import { securityMonitorBench } from './security-monitor.bench.ts';
+import { complianceBench } from './compliance.bench.ts';
 import { printTable, type BenchRow } from './support.ts';
 
 const only = process.argv[2];
@@ -32,6 +33,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   'agent-load': agentLoadBench,
   backup: backupBench,
   'security-monitor': securityMonitorBench,
+  compliance: complianceBench,
 };
 const rows: BenchRow[] = [];
 for (const [name, bench] of Object.entries(benches)) {
