@@ -117,6 +117,21 @@ describe(`incident response and security attestations (${serverLabel()} server)`
     }
   });
 
+  it('pausing a campaign’s dialer from the case: no new dials from its next round, the step audited with the incident', async () => {
+    const campaign = await db.handles.forTenant(tenant.tenantId).transaction((trx) => trx.insertInto('campaigns').values({ name: 'Winter offer' }).returning('id').executeTakeFirstOrThrow());
+    await db.superQuery(`UPDATE ringvakt.campaigns SET state = 'active', started_at = now() WHERE id = $1`, [campaign.id]);
+    const incident = (await send(app, owner, 'POST', '/api/v1/security/incidents', { title: 'Dialer used to harass numbers', severity: 'high' })).json() as { id: string };
+    const paused = await send(app, owner, 'POST', `/api/v1/security/incidents/${incident.id}/containment`, { action: 'pause_campaign', campaignId: campaign.id, reason: 'stop the calls' });
+    expect(paused.statusCode, paused.body).toBe(200);
+    expect((paused.json() as { timeline: { kind: string; entry: string }[] }).timeline.at(-1)).toMatchObject({ kind: 'containment', entry: expect.stringContaining('Paused the dialer') });
+    const state = await db.superQuery<{ state: string }>(`SELECT state FROM ringvakt.campaigns WHERE id = $1`, [campaign.id]);
+    expect(state.rows[0]?.state).toBe('paused');
+    const audited = await db.superQuery<{ incident: string }>(`SELECT details->>'incident' AS incident FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'campaign.pause' AND target_id = $2`, [tenant.tenantId, campaign.id]);
+    expect(audited.rows.map((row) => row.incident)).toEqual([incident.id]);
+    // A campaign paused already: the containment says so and changes nothing.
+    expect((await send(app, owner, 'POST', `/api/v1/security/incidents/${incident.id}/containment`, { action: 'pause_campaign', campaignId: campaign.id, reason: 'again' })).statusCode).toBe(409);
+  });
+
   it('a blocked address range is refused on every request until the block is lifted; a block that would lock the blocker out is refused', async () => {
     const tenantDb = db.handles.forTenant(tenant.tenantId);
     const cipher = (await db.handles.crypto()).cipher;
