@@ -2,10 +2,9 @@ import { z } from '../zod.ts';
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
-import { announceAuthChange } from '../modules/access/auth-changes.ts';
 import { loadSecurityPolicy } from '../modules/access/security-policy.ts';
-import { loadUserAccess, revokeSessions } from '../modules/auth/sessions.ts';
-import { assertMayManage, isLastActiveOwner } from '../modules/users/users.service.ts';
+import { loadUserAccess } from '../modules/auth/sessions.ts';
+import { assertMayManage, endUserAccess, isLastActiveOwner } from '../modules/users/users.service.ts';
 import { principalOf } from '../server/access-control.ts';
 import { AppError } from '../server/errors.ts';
 import { actorLabel, requestAudit } from '../server/request-audit.ts';
@@ -112,11 +111,8 @@ export async function accessReviewRoutes(app: App): Promise<void> {
       // What they hold now is what was confirmed (their role may have changed since the review opened).
       const current = await loadUserAccess(trx, user.id, await loadSecurityPolicy(trx));
       if (revoking && user.status === 'active') {
-        await trx.updateTable('users').set({ status: 'disabled', updated_at: new Date() }).where('id', '=', user.id).execute();
-        const sessionsEnded = await revokeSessions(trx, { userId: user.id }, 'user_disabled');
-        const revoked = await trx.updateTable('api_tokens').set({ revoked_at: new Date() }).where('user_id', '=', user.id).where('revoked_at', 'is', null).executeTakeFirst();
-        announceAuthChange(trx);
-        await recordAuditEvent(trx, { ...requestAudit(request), action: 'user.disable', outcome: 'success', target: { type: 'user', id: user.id }, details: { sessionsEnded, tokensRevoked: Number(revoked.numUpdatedRows), accessReview: review.id } });
+        const ended = await endUserAccess(trx, user.id, { disable: true, reason: 'user_disabled' });
+        await recordAuditEvent(trx, { ...requestAudit(request), action: 'user.disable', outcome: 'success', target: { type: 'user', id: user.id }, details: { ...ended, accessReview: review.id } });
       }
       const decided = await trx
         .updateTable('access_review_items')

@@ -14,7 +14,7 @@ import { listSessions, revokeSessions } from '../auth/sessions.ts';
 import { presentSession, sessionSchema } from '../auth/http-session.ts';
 import { findUserById, listUsers, type UserView } from './users.repo.ts';
 import { inviteUserSchema, listUsersQuerySchema, updateUserSchema, userListSchema, userParamsSchema, userSchema } from './users.schemas.ts';
-import { assertMayManage, inviteUser, isLastActiveOwner, resolveRoleChoice } from './users.service.ts';
+import { assertMayManage, endUserAccess, inviteUser, isLastActiveOwner, resolveRoleChoice } from './users.service.ts';
 
 const present = (user: UserView) => ({ ...user, createdAt: user.createdAt.toISOString() });
 
@@ -177,14 +177,13 @@ export async function usersRoutes(app: App, options: { cipher: FieldCipher; mail
           }
           // Disabling ends everything at once, in this transaction: sessions, API tokens, and (through
           // the notification at commit) every cached credential on every node.
-          await trx.updateTable('users').set({ status, updated_at: new Date() }).where('id', '=', user.id).execute();
-          announceAuthChange(trx);
           let sessionsEnded = 0;
           let tokensRevoked = 0;
           if (action === 'disable') {
-            sessionsEnded = await revokeSessions(trx, { userId: user.id }, 'user_disabled');
-            const revoked = await trx.updateTable('api_tokens').set({ revoked_at: new Date() }).where('user_id', '=', user.id).where('revoked_at', 'is', null).executeTakeFirst();
-            tokensRevoked = Number(revoked.numUpdatedRows);
+            ({ sessionsEnded, tokensRevoked } = await endUserAccess(trx, user.id, { disable: true, reason: 'user_disabled' }));
+          } else {
+            await trx.updateTable('users').set({ status, updated_at: new Date() }).where('id', '=', user.id).execute();
+            announceAuthChange(trx);
           }
           await recordAuditEvent(trx, {
             action: action === 'disable' ? 'user.disable' : 'user.enable',

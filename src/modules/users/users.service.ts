@@ -1,7 +1,9 @@
 import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import { loadSecurityPolicy } from '../access/security-policy.ts';
-import { loadUserAccess } from '../auth/sessions.ts';
+import { loadUserAccess, revokeSessions } from '../auth/sessions.ts';
+import { announceAuthChange } from '../access/auth-changes.ts';
+import type { SessionRevokeReason } from '../../db/schema.ts';
 import type { BuiltInRole, UserRole } from '../../db/schema.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { AppError } from '../../server/errors.ts';
@@ -78,4 +80,18 @@ export async function isLastActiveOwner(trx: TenantTransaction, userId: string):
   await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:owners:${trx.tenantId}`}, 0))`.execute(trx);
   const owners = await trx.selectFrom('users').select('id').where('role', '=', 'owner').where('status', '=', 'active').forUpdate().execute();
   return owners.length === 1 && owners[0]?.id === userId;
+}
+
+/**
+ * Ends everything a user can do, at once and in the caller's transaction: optionally the account
+ * itself (disabled), every session and every API token — and, through the notification at commit,
+ * every cached credential on every node. The one way users are disabled (users, incident
+ * containment, access reviews).
+ */
+export async function endUserAccess(trx: TenantTransaction, userId: string, options: { disable: boolean; reason: SessionRevokeReason }): Promise<{ sessionsEnded: number; tokensRevoked: number }> {
+  if (options.disable) await trx.updateTable('users').set({ status: 'disabled', updated_at: new Date() }).where('id', '=', userId).execute();
+  const sessionsEnded = await revokeSessions(trx, { userId }, options.reason);
+  const revoked = await trx.updateTable('api_tokens').set({ revoked_at: new Date() }).where('user_id', '=', userId).where('revoked_at', 'is', null).executeTakeFirst();
+  announceAuthChange(trx);
+  return { sessionsEnded, tokensRevoked: Number(revoked.numUpdatedRows) };
 }
