@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Selectable } from './kysely.ts';
 import type { InstallationAlertsTable } from './schema-security.ts';
-import { windowText, type Signal } from '../security/installation-alerts.ts';
+import type { Signal } from '../security/installation-alerts.ts';
+import { raiseInstallationAlert } from './installation-alerts-db.ts';
 import type { Database } from './schema.ts';
 import { afterFailure, isLocked, SOURCE_LIMITS, sourceNetwork, toState, type StateRow } from '../modules/auth/throttle.ts';
 import { asTenantTransaction, type TenantDb, type TenantTransaction } from './tenant-db.ts';
@@ -374,39 +375,4 @@ function takeSourceAttempt(db: Kysely<Database>, address: string, now: Date): Pr
 async function forgiveSourceAttempt(db: Kysely<Database>, address: string, now: Date): Promise<void> {
   await sql`UPDATE source_throttle SET failures = greatest(failures - 1, 0), updated_at = ${now}
              WHERE source = ${sourceNetwork(address)}::cidr AND (locked_until IS NULL OR locked_until <= ${now})`.execute(db);
-}
-
-/**
- * Records a signal: a new alert, or more hits on the open one of its rule and subject seen within
- * the window (what was counted since it was last recorded, so a node recording every few seconds
- * does not count the same responses twice). Answers the alert's id and whether it is new.
- */
-async function raiseInstallationAlert(db: Kysely<Database>, signal: Signal, node: string, recordedUpTo: Date | undefined): Promise<{ id: string; raised: boolean }> {
-  return db.transaction().execute(async (trx) => {
-    // One writer per rule and subject across nodes: two nodes seeing the same flood raise one alert.
-    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:installation-alert:${signal.rule.id}:${signal.subject}`}, 0))`.execute(trx);
-    const open = await trx
-      .selectFrom('installation_alerts')
-      .select(['id', 'hits', 'last_seen'])
-      .where('rule_id', '=', signal.rule.id)
-      .where('subject', '=', signal.subject)
-      .where('state', '<>', 'resolved')
-      .where('last_seen', '>', new Date(signal.firstSeen.getTime() - signal.rule.windowMs))
-      .orderBy('last_seen', 'desc')
-      .forUpdate()
-      .executeTakeFirst();
-    const summary = (count: number) => `${signal.rule.title}: ${count} within ${windowText(signal.rule.windowMs)} (${signal.subject})`.slice(0, 500);
-    if (open) {
-      // Only what is new since this node last recorded it (its own window overlaps the last one).
-      const hits = open.hits + (recordedUpTo ? signal.countAfter(recordedUpTo) : signal.count);
-      await trx.updateTable('installation_alerts').set({ hits, last_seen: signal.lastSeen > open.last_seen ? signal.lastSeen : open.last_seen, summary: summary(hits) }).where('id', '=', open.id).execute();
-      return { id: open.id, raised: false };
-    }
-    const created = await trx
-      .insertInto('installation_alerts')
-      .values({ rule_id: signal.rule.id, severity: signal.rule.severity, subject: signal.subject, summary: summary(signal.count), hits: signal.count, first_seen: signal.firstSeen, last_seen: signal.lastSeen, node })
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    return { id: created.id, raised: true };
-  });
 }

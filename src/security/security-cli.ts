@@ -4,6 +4,14 @@ import { recordAuditEvent } from '../audit/audit-event.ts';
 import { announceAuthChange } from '../modules/access/auth-changes.ts';
 import type { TenantSecurityStatus } from '../db/system-db.ts';
 
+const requireUuid = (value: string, message: string) => {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value)) throw new Error(message);
+};
+/** Who handles it, as recorded with the alert or the block and in the audit event. */
+const requireName = (value: string) => {
+  if (!/^[\p{L}\p{N} ._@-]{1,100}$/u.test(value)) throw new Error('--by is a name of at most 100 letters, digits, spaces or . _ @ -');
+};
+
 /** A high or critical alert unacknowledged this long makes `ringvakt security status` exit non-zero. */
 const OVERDUE_MS = 3_600_000;
 
@@ -66,8 +74,8 @@ export function registerSecurityCommands(program: Command): void {
       .description(`${verb} an alert of the installation itself (shown by security status)`)
       .requiredOption('--by <name>', 'who is handling it (recorded with the alert)')
       .action(async (alertId: string, options: { by: string }) => {
-        if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(alertId)) throw new Error('the alert id is a UUID (see ringvakt security status)');
-        if (!/^[\p{L}\p{N} ._@-]{1,100}$/u.test(options.by)) throw new Error('--by is a name of at most 100 letters, digits, spaces or . _ @ -');
+        requireUuid(alertId, 'the alert id is a UUID (see ringvakt security status)');
+        requireName(options.by);
         await withCliDatabase(async (database) => {
           if (!(await database.systemDb.setInstallationAlertState(alertId, state, `operator:${options.by}`))) throw new Error(`no installation alert ${alertId} that can be ${state}`);
           process.stdout.write(`${alertId}: ${state}\n`);
@@ -82,8 +90,8 @@ export function registerSecurityCommands(program: Command): void {
     .option('--block <id>', 'one block (default: every block in force)')
     .requiredOption('--by <name>', 'who lifts it (recorded and audited)')
     .action(async (options: { tenant: string; block?: string; by: string }) => {
-      if (options.block !== undefined && !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(options.block)) throw new Error('--block is a UUID (GET /api/v1/security/blocked-networks lists them)');
-      if (!/^[\p{L}\p{N} ._@-]{1,100}$/u.test(options.by)) throw new Error('--by is a name of at most 100 letters, digits, spaces or . _ @ -');
+      if (options.block !== undefined) requireUuid(options.block, '--block is a UUID (GET /api/v1/security/blocked-networks lists them)');
+      requireName(options.by);
       await withCliDatabase(async (database) => {
         const tenantId = await requireTenantId(database, options.tenant);
         const lifted = await database.forTenant(tenantId).transaction(async (trx) => {
