@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +29,13 @@ describe(`compliance evidence: every check fails when its control is broken (${s
   let app: App;
   let tenant: SeededTenant;
   let owner: Browser;
+  let leaver: string;
+  let revoked: string;
+  let campaignId: string;
+  let contactId: string;
+  let erasedId: string;
+  const attemptId = randomUUID();
+  const DIAL_CHECKS = ['status', 'attempts', 'window', 'consent', 'number', 'suppression'];
   const q = (text: string, values: unknown[] = []) => db.superQuery(text, values);
 
   const seal = async () => {
@@ -51,10 +59,40 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     // policy is published and acknowledged, the ledger is verified, a backup and a drill are fresh.
     await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]);
     await q(`INSERT INTO ringvakt.security_contacts (tenant_id, user_id, created_by) VALUES ($1, $2, 'test')`, [tenant.tenantId, tenant.owner.id]);
+    // People beyond the seed: one still working (with a session), one whose access a review revoked.
+    const cipher = (await db.handles.crypto()).cipher;
+    const makeUser = async (email: string, status: 'active' | 'disabled') => {
+      const user = await db.handles.forTenant(tenant.tenantId).transaction((trx) => createUser(trx, cipher, { email, displayName: email, role: 'agent' }));
+      await q(`UPDATE ringvakt.users SET status = $2 WHERE id = $1`, [user.id, status]);
+      return user.id;
+    };
+    leaver = await makeUser('leaver@compliance.example', 'active');
+    revoked = await makeUser('revoked@compliance.example', 'disabled');
+    await q(`INSERT INTO ringvakt.sessions (tenant_id, user_id, token_hash, stage, methods, expires_at) VALUES ($1, $2, $3, 'active', '{password}', now() + interval '1 hour')`, [tenant.tenantId, leaver, Buffer.alloc(32, 3)]);
+    await q(`INSERT INTO ringvakt.tenant_security_policies (tenant_id, ip_allow_list) VALUES ($1, '{127.0.0.0/16,2001:db8:1::/48}')`, [tenant.tenantId]);
     const policy = await q(`INSERT INTO ringvakt.security_documents (tenant_id, kind, title, version, content, content_sha256, published_by) VALUES ($1, 'policy', 'Policy', '1', 'Be careful.', '\\x${'ab'.repeat(32)}', 'test') RETURNING id`, [tenant.tenantId]);
-    for (const user of [tenant.owner.id, tenant.agent.id]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, policy.rows[0]!.id]);
+    for (const user of [tenant.owner.id, tenant.agent.id, leaver]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, policy.rows[0]!.id]);
     await q(`INSERT INTO ringvakt.detection_cursors (tenant_id, last_leaf, ledger_checked_at) VALUES ($1, -1, now())`, [tenant.tenantId]);
-    await q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, state, due_at, created_by, completed_at, completed_by) VALUES ($1, 'Q4', 'completed', now(), 'test', now(), 'test')`, [tenant.tenantId]);
+    const review = await q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, state, due_at, created_by, completed_at, completed_by) VALUES ($1, 'Q4', 'completed', now(), 'test', now(), 'test') RETURNING id`, [tenant.tenantId]);
+    await q(`INSERT INTO ringvakt.access_review_items (tenant_id, review_id, user_id, role, permissions, decision, decided_by, decided_at) VALUES ($1, $2, $3, 'agent', '{calls:handle}', 'revoke', 'test', now())`, [tenant.tenantId, review.rows[0]!.id, revoked]);
+    // A campaign that dials under its profile, screened against a fresh registry: one person called
+    // (consent with its evidence, the call recorded), one objecting and suppressed, one erased.
+    const campaign = await q(`INSERT INTO ringvakt.campaigns (tenant_id, name, state, jurisdiction, amd, started_at) VALUES ($1, 'Winter', 'active', 'nordic_eu', false, now() - interval '1 hour') RETURNING id`, [tenant.tenantId]);
+    campaignId = (campaign.rows[0] as { id: string }).id;
+    await q(`INSERT INTO ringvakt.suppression_registries (tenant_id, format, name, entries) VALUES ($1, 'no_reservasjon', 'Reservasjonsregisteret', 10)`, [tenant.tenantId]);
+    const [called, objecting, erased] = [randomUUID(), randomUUID(), randomUUID()];
+    contactId = called;
+    erasedId = erased;
+    for (const id of [called, objecting]) await q(`INSERT INTO ringvakt.contacts (tenant_id, id) VALUES ($1, $2)`, [tenant.tenantId, id]);
+    await q(`INSERT INTO ringvakt.contacts (tenant_id, id, status, erased_at) VALUES ($1, $2, 'erased', now())`, [tenant.tenantId, erased]);
+    await q(`INSERT INTO ringvakt.subject_keys (tenant_id, subject_id, destroyed_at) VALUES ($1, $2, now())`, [tenant.tenantId, erased]);
+    await q(`INSERT INTO ringvakt.erasure_ledger (tenant_id, subject_id, method, reason) VALUES ($1, $2, 'crypto_shredding', 'request')`, [tenant.tenantId, erased]);
+    await q(`INSERT INTO ringvakt.contact_phones (tenant_id, contact_id, position, kind, number_ciphertext, number_index) VALUES ($1, $2, 0, 'mobile', '\\x5256010000', '\\x01')`, [tenant.tenantId, objecting]);
+    await q(`INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by) VALUES ($1, $2, 'sales', 'grant', 'consent', 'web form', 'form-2026-0042', now(), 'test')`, [tenant.tenantId, called]);
+    await q(`INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, source, occurred_at, recorded_by) VALUES ($1, $2, 'sales', 'object', 'phone call', now(), 'test')`, [tenant.tenantId, objecting]);
+    await q(`INSERT INTO ringvakt.suppressions (tenant_id, scope, value_index, value_ciphertext, reason, source, contact_id, created_by) VALUES ($1, 'tenant', '\\x01', '\\x5256010000', 'objection', 'consent objection', $2, 'test')`, [tenant.tenantId, objecting]);
+    await q(`INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, dialed_at, answered_at, outcome, ended_at) VALUES ($1, $2, $3, $4, 1, 'ended', 'test', $5, now() - interval '10 minutes', now() - interval '9 minutes', 'live', now() - interval '5 minutes')`, [tenant.tenantId, attemptId, campaignId, called, DIAL_CHECKS]);
+    await q(`INSERT INTO ringvakt.recordings (tenant_id, attempt_id, campaign_id, contact_id, state, started_at, saved_at, audio_ciphertext) VALUES ($1, $2, $3, $4, 'saved', now() - interval '9 minutes', now() - interval '5 minutes', '\\x5256010000')`, [tenant.tenantId, attemptId, campaignId, called]);
     for (const category of ['contacts_inactive', 'interactions', 'notes', 'recordings', 'audit_events', 'import_rejects', 'exports']) {
       await q(`INSERT INTO ringvakt.retention_policies (tenant_id, category, retain_days, action, updated_by) VALUES ($1, $2, 400, $3, 'test')`, [tenant.tenantId, category, category === 'contacts_inactive' || category === 'interactions' ? 'anonymise' : 'delete']);
     }
@@ -121,7 +159,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
       breakIt: () => q(`INSERT INTO ringvakt.security_documents (tenant_id, kind, title, version, url, content_sha256, published_by) VALUES ($1, 'training', 'Phishing', '1', 'https://learn.example/phishing', '\\x${'cd'.repeat(32)}', 'test')`, [tenant.tenantId]),
       restore: async () => {
         const training = await q(`SELECT id FROM ringvakt.security_documents WHERE tenant_id = $1 AND kind = 'training'`, [tenant.tenantId]);
-        for (const user of [tenant.owner.id, tenant.agent.id]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, (training.rows[0] as { id: string }).id]);
+        for (const user of [tenant.owner.id, tenant.agent.id, leaver]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, (training.rows[0] as { id: string }).id]);
       },
     },
     'response.security_contact': {
@@ -187,6 +225,96 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     'privacy.controller_named': {
       breakIt: () => q(`UPDATE ringvakt.privacy_profiles SET dpo_email = NULL, dpo_name = NULL WHERE tenant_id = $1`, [tenant.tenantId]),
       restore: () => q(`UPDATE ringvakt.privacy_profiles SET dpo_name = 'Data protection officer' WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'identity.allow_list': {
+      // Someone "fixes" a sign-in problem by allowing half the internet.
+      breakIt: () => q(`UPDATE ringvakt.tenant_security_policies SET ip_allow_list = '{127.0.0.0/16,0.0.0.0/1}' WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.tenant_security_policies SET ip_allow_list = '{127.0.0.0/16}' WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'keys.root_key_age': {
+      breakIt: () => q(`UPDATE ringvakt.root_key_checks SET created_at = now() - interval '400 days'`),
+      restore: () => q(`UPDATE ringvakt.root_key_checks SET created_at = now()`),
+    },
+    'audit.append_only': {
+      breakIt: () => q(`ALTER TABLE ringvakt.audit_checkpoints DISABLE TRIGGER audit_checkpoints_append_only`),
+      restore: () => q(`ALTER TABLE ringvakt.audit_checkpoints ENABLE TRIGGER audit_checkpoints_append_only`),
+    },
+    'tenancy.runtime_privileges': {
+      breakIt: () => q(`GRANT DELETE ON ringvakt.audit_events TO ${db.handles.roles.runtime}`),
+      restore: () => q(`REVOKE DELETE ON ringvakt.audit_events FROM ${db.handles.roles.runtime}`),
+    },
+    'access.privileged_few': {
+      breakIt: async () => {
+        const cipher = (await db.handles.crypto()).cipher;
+        for (const name of ['a', 'b', 'c']) {
+          const admin = await db.handles.forTenant(tenant.tenantId).transaction((trx) => createUser(trx, cipher, { email: `admin-${name}@compliance.example`, displayName: `Admin ${name}`, role: 'admin' }));
+          await q(`UPDATE ringvakt.users SET status = 'active', totp_secret_ciphertext = '\\x00' WHERE id = $1`, [admin.id]);
+        }
+      },
+      restore: () => q(`UPDATE ringvakt.users SET status = 'disabled' WHERE tenant_id = $1 AND role = 'admin'`, [tenant.tenantId]),
+    },
+    'identity.leavers_cut_off': {
+      // Disabled straight in the database: the session that should have ended with the account lives on.
+      breakIt: () => q(`UPDATE ringvakt.users SET status = 'disabled' WHERE id = $1`, [leaver]),
+      restore: () => q(`UPDATE ringvakt.sessions SET revoked_at = now(), revoke_reason = 'user_disabled' WHERE user_id = $1`, [leaver]),
+    },
+    'access.revocations_enforced': {
+      breakIt: () => q(`UPDATE ringvakt.users SET status = 'active' WHERE id = $1`, [revoked]),
+      restore: () => q(`UPDATE ringvakt.users SET status = 'disabled' WHERE id = $1`, [revoked]),
+    },
+    'contacts.reveal_limits': {
+      breakIt: () => q(`UPDATE ringvakt.tenant_security_policies SET reveals_per_hour = 500 WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.tenant_security_policies SET reveals_per_hour = 50 WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'audit.retention_minimum': {
+      breakIt: () => q(`UPDATE ringvakt.retention_policies SET retain_days = 30 WHERE tenant_id = $1 AND category = 'audit_events'`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.retention_policies SET retain_days = 400 WHERE tenant_id = $1 AND category = 'audit_events'`, [tenant.tenantId]),
+    },
+    'awareness.policy_reviewed': {
+      breakIt: () => q(`UPDATE ringvakt.security_documents SET published_at = now() - interval '400 days' WHERE tenant_id = $1 AND kind = 'policy'`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.security_documents SET published_at = now() WHERE tenant_id = $1 AND kind = 'policy'`, [tenant.tenantId]),
+    },
+    'dialer.abandonment_within_cap': {
+      // Two people answered and heard nobody, against one call put through: far over 3 %. Restored as
+      // time restores it: three days on, both are outside this window and the one before.
+      breakIt: async () => {
+        for (const attempt of [2, 3]) await q(`INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, dialed_at, answered_at, outcome, ended_at) VALUES ($1, $2, $3, $4, $5, 'ended', 'test', $6, now() - interval '8 minutes', now() - interval '7 minutes', 'abandoned', now() - interval '7 minutes')`, [tenant.tenantId, randomUUID(), campaignId, contactId, attempt, DIAL_CHECKS]);
+      },
+      restore: () => q(`UPDATE ringvakt.dial_attempts SET dialed_at = dialed_at - interval '3 days', answered_at = answered_at - interval '3 days', ended_at = ended_at - interval '3 days' WHERE tenant_id = $1 AND outcome = 'abandoned'`, [tenant.tenantId]),
+    },
+    'dialer.dial_checks_recorded': {
+      breakIt: () => q(`UPDATE ringvakt.dial_attempts SET checks = '{status,attempts,window,consent,number}' WHERE id = $1`, [attemptId]),
+      restore: () => q(`UPDATE ringvakt.dial_attempts SET checks = $2 WHERE id = $1`, [attemptId, DIAL_CHECKS]),
+    },
+    'dialer.jurisdiction_set': {
+      breakIt: () => q(`UPDATE ringvakt.campaigns SET jurisdiction = NULL WHERE id = $1`, [campaignId]),
+      restore: () => q(`UPDATE ringvakt.campaigns SET jurisdiction = 'nordic_eu' WHERE id = $1`, [campaignId]),
+    },
+    'dialer.registries_current': {
+      breakIt: () => q(`UPDATE ringvakt.suppression_registries SET imported_at = now() - interval '40 days' WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.suppression_registries SET imported_at = now() WHERE tenant_id = $1`, [tenant.tenantId]),
+    },
+    'privacy.retention_applied': {
+      // A call from 500 days ago still names its person; anonymised as the sweep does.
+      breakIt: () => q(`INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, reserved_at, dialed_at, outcome, ended_at) VALUES ($1, $2, $3, $4, 9, 'ended', 'test', $5, now() - interval '500 days', now() - interval '500 days', 'no_answer', now() - interval '500 days')`, [tenant.tenantId, randomUUID(), campaignId, contactId, DIAL_CHECKS]),
+      restore: () => q(`UPDATE ringvakt.dial_attempts SET contact_id = NULL, anonymised_at = now() WHERE tenant_id = $1 AND attempt = 9`, [tenant.tenantId]),
+    },
+    'privacy.erasure_complete': {
+      // An erasure that left a number behind (a destroyed key cannot come back: the database refuses).
+      breakIt: () => q(`INSERT INTO ringvakt.contact_phones (tenant_id, contact_id, position, kind, number_ciphertext, number_index) VALUES ($1, $2, 0, 'mobile', '\\x5256010000', '\\x02')`, [tenant.tenantId, erasedId]),
+      restore: () => q(`DELETE FROM ringvakt.contact_phones WHERE contact_id = $1`, [erasedId]),
+    },
+    'privacy.consent_evidenced': {
+      breakIt: () => q(`INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, basis, source, occurred_at, recorded_by) VALUES ($1, $2, 'survey', 'grant', 'consent', 'phone call', now(), 'test')`, [tenant.tenantId, contactId]),
+      restore: () => q(`UPDATE ringvakt.consent_events SET evidence_ref = 'recording of the call' WHERE tenant_id = $1 AND evidence_ref IS NULL AND basis = 'consent'`, [tenant.tenantId]),
+    },
+    'privacy.objections_suppressed': {
+      breakIt: () => q(`UPDATE ringvakt.suppressions SET lifted_at = now(), lifted_by = 'test' WHERE tenant_id = $1 AND reason = 'objection'`, [tenant.tenantId]),
+      restore: () => q(`UPDATE ringvakt.suppressions SET lifted_at = NULL, lifted_by = NULL WHERE tenant_id = $1 AND reason = 'objection'`, [tenant.tenantId]),
+    },
+    'encryption.recordings': {
+      breakIt: () => q(`UPDATE ringvakt.recordings SET audio_ciphertext = '\\x4944330400' WHERE attempt_id = $1`, [attemptId]),
+      restore: () => q(`UPDATE ringvakt.recordings SET audio_ciphertext = '\\x5256010000' WHERE attempt_id = $1`, [attemptId]),
     },
     'continuity.backup_recent': {
       breakIt: () => q(`DELETE FROM ringvakt.backup_runs WHERE kind = 'drill'`),

@@ -1,5 +1,4 @@
 import { sql } from '../db/kysely.ts';
-import type { TenantTransaction } from '../db/tenant-db.ts';
 import { mfaRequiredRoles } from '../modules/access/permissions.ts';
 import { loadSecurityPolicy } from '../modules/access/security-policy.ts';
 import { DETECTION_RULES, LEDGER_RULE_ID } from '../security/detection-rules.ts';
@@ -7,6 +6,11 @@ import { ATTESTATION_VALID_MS } from '../security/attestations.ts';
 import { needsRehash } from '../modules/access/passwords.ts';
 import { ROTATE_AFTER } from '../crypto/keyring.ts';
 import { RETENTION_CATEGORIES } from '../privacy/retention.ts';
+import { activeUsers, DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
+import { OPERATIONS_CHECKS } from './checks-operations.ts';
+import { PLATFORM_CHECKS } from './checks-platform.ts';
+
+export type { Check, CheckResult, CheckStatus } from './check-support.ts';
 
 /**
  * The automated checks of the compliance center: each measures one control against the live
@@ -16,37 +20,7 @@ import { RETENTION_CATEGORIES } from '../privacy/retention.ts';
  * fail is a defect: test/compliance.int.test.ts breaks each control and sees its check fail.
  */
 
-export type CheckStatus = 'pass' | 'fail' | 'not_applicable';
-export type CheckResult = { status: CheckStatus; measured: string; population: number; failures: number; sample: string[] };
-export type Check = { id: string; title: string; run(trx: TenantTransaction, now: Date): Promise<CheckResult> };
-
-const SAMPLE = 10;
-const DAY = 86_400_000;
-
-/** The common shape: a population, the failing ids among it, and how to say it. */
-function verdict(population: number, failing: readonly string[], measured: (failures: number) => string): CheckResult {
-  return { status: failing.length === 0 ? 'pass' : 'fail', measured: measured(failing.length), population, failures: failing.length, sample: failing.slice(0, SAMPLE) };
-}
-
-async function activeUsers(trx: TenantTransaction) {
-  return trx
-    .selectFrom('users')
-    .leftJoin('roles', (join) => join.onRef('roles.tenant_id', '=', 'users.tenant_id').onRef('roles.id', '=', 'users.custom_role_id'))
-    .select([
-      'users.id',
-      'users.role',
-      'users.created_at',
-      'roles.requires_mfa',
-      sql<boolean>`users.totp_secret_ciphertext IS NOT NULL`.as('has_totp'),
-      sql<boolean>`EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.tenant_id = users.tenant_id AND w.user_id = users.id)`.as('has_passkey'),
-      sql<Date | null>`(SELECT max(s.created_at) FROM sessions s WHERE s.tenant_id = users.tenant_id AND s.user_id = users.id)`.as('last_sign_in'),
-    ])
-    .where('users.status', '=', 'active')
-    .orderBy('users.id')
-    .execute();
-}
-
-export const CHECKS: readonly Check[] = [
+const IDENTITY_AND_PRIVACY_CHECKS: readonly Check[] = [
   {
     id: 'identity.mfa_privileged',
     title: 'Every active user whose role or the policy requires a second factor has one enrolled',
@@ -223,7 +197,7 @@ export const CHECKS: readonly Check[] = [
       const keys = await trx.selectFrom('tenant_keys').select(['purpose', 'version', 'created_at', 'encryptions_reserved']).where('state', '=', 'active').orderBy('purpose').execute();
       // The data key is rotated yearly; the index key is never rotated (blind indexes must keep matching), only watched for its budget.
       const failing = keys.filter((key) => (key.purpose === 'data' && now.getTime() - key.created_at.getTime() > 366 * DAY) || Number(key.encryptions_reserved) > ROTATE_AFTER).map((key) => `${key.purpose}:v${key.version}`);
-      if (keys.length === 0) return { status: 'not_applicable', measured: 'no key made yet (nothing encrypted)', population: 0, failures: 0, sample: [] };
+      if (keys.length === 0) return notApplicable('no key made yet (nothing encrypted)');
       return verdict(keys.length, failing, (n) => `${keys.length} active keys, oldest made ${new Date(Math.min(...keys.map((key) => key.created_at.getTime()))).toISOString()}; ${n} older than a year or past 2^30 encryptions`);
     },
   },
@@ -351,5 +325,7 @@ const PLAINTEXT_ALLOWED: Readonly<Record<string, readonly string[]>> = {
 
 /** Plaintext columns of the time before field encryption: kept in the schema, empty in every row. */
 const LEGACY_EMPTY: Readonly<Record<string, readonly string[]>> = { users: ['email', 'display_name'] };
+
+export const CHECKS: readonly Check[] = [...IDENTITY_AND_PRIVACY_CHECKS, ...OPERATIONS_CHECKS, ...PLATFORM_CHECKS];
 
 export const CHECKS_BY_ID: ReadonlyMap<string, Check> = new Map(CHECKS.map((check) => [check.id, check]));

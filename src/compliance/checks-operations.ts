@@ -1,0 +1,193 @@
+import { sql } from '../db/kysely.ts';
+import type { TenantTransaction } from '../db/tenant-db.ts';
+import { loadProfiles, type JurisdictionProfile } from '../modules/campaigns/campaign-settings.ts';
+import { campaignFigures } from '../modules/reports/reports.routes.ts';
+import { rowHeld } from '../privacy/legal-holds.ts';
+import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
+
+/**
+ * Checks of what the product does with people's data day to day: the dialer's legal limits, the
+ * dial-time checks, retention applied, erasure complete, consent and objections honoured. Every
+ * population is counted in SQL (a tenant may hold millions of contacts and calls); only a sample
+ * of failing ids leaves the database.
+ */
+
+/** Every dial-time check (dial-checks.ts) an attempt must have passed before it was placed. */
+const DIAL_CHECKS = ['status', 'attempts', 'window', 'consent', 'number', 'suppression'] as const;
+
+/** Days of grace past a retention period before a row counts as kept too long: the sweep runs daily. */
+const RETENTION_GRACE_DAYS = 2;
+
+type Count = { population: string; n: string; sample: string[] | null };
+/** A population, how many of it fail, and a sample of their ids — all from one query. */
+const counted = async (trx: TenantTransaction, query: ReturnType<typeof sql<Count>>) => {
+  const row = (await query.execute(trx)).rows[0];
+  return { population: Number(row?.population ?? 0), n: Number(row?.n ?? 0), sample: row?.sample ?? [] };
+};
+
+export const OPERATIONS_CHECKS: readonly Check[] = [
+  {
+    id: 'dialer.abandonment_within_cap',
+    title: 'Every campaign that dialed in the last 30 days kept its abandonment rate under its legal cap, in this window and the one before',
+    async run(trx, now) {
+      const campaigns = await sql<{ id: string; jurisdiction: string | null }>`
+        SELECT c.id, c.jurisdiction FROM campaigns c
+         WHERE EXISTS (SELECT 1 FROM dial_attempts a WHERE a.campaign_id = c.id AND a.dialed_at > ${new Date(now.getTime() - 30 * DAY)})
+         ORDER BY c.id`.execute(trx);
+      if (campaigns.rows.length === 0) return notApplicable('no campaign dialed in the last 30 days');
+      const profiles = new Map((await loadProfiles(trx)).map((profile) => [profile.code, profile]));
+      const failing: string[] = [];
+      let worst = 0;
+      for (const campaign of campaigns.rows) {
+        const profile: JurisdictionProfile | undefined = campaign.jurisdiction ? profiles.get(campaign.jurisdiction) : undefined;
+        // Without a profile the strictest cap in use anywhere (3 %, on the measure that counts AMD's mistakes) applies.
+        const cap = profile?.abandonCap ?? 0.03;
+        const measure = profile?.abandonMeasure === 'live_answers' ? 'us' : 'uk';
+        const windowMs = profile?.abandonWindowMs ?? DAY;
+        const current = await campaignFigures(trx, campaign.id, { to: now.toISOString(), format: 'json' });
+        const previousTo = new Date(current.from);
+        const previous = await campaignFigures(trx, campaign.id, { from: new Date(previousTo.getTime() - windowMs).toISOString(), to: previousTo.toISOString(), format: 'json' });
+        const rates = [current.abandonment[measure].rate, previous.abandonment[measure].rate];
+        worst = Math.max(worst, ...rates);
+        if (rates.some((rate) => rate > cap)) failing.push(campaign.id);
+      }
+      return verdict(campaigns.rows.length, failing, (n) => `${campaigns.rows.length} campaigns dialed in 30 days; highest abandonment ${(worst * 100).toFixed(2)} %; ${n} over their cap`);
+    },
+  },
+  {
+    id: 'dialer.dial_checks_recorded',
+    title: 'Every call placed in the last 30 days passed every dial-time check (status, attempts, hours, consent, number, suppression) at the moment it was dialed',
+    async run(trx, now) {
+      const { population, n, sample } = await counted(trx, sql<Count>`
+        SELECT count(*) AS population, count(*) FILTER (WHERE NOT (checks @> ${[...DIAL_CHECKS]}::text[])) AS n,
+               (array_agg(id::text ORDER BY dialed_at) FILTER (WHERE NOT (checks @> ${[...DIAL_CHECKS]}::text[])))[1:${SAMPLE}] AS sample
+          FROM dial_attempts WHERE dialed_at > ${new Date(now.getTime() - 30 * DAY)}`);
+      if (population === 0) return notApplicable('no call placed in the last 30 days');
+      return { ...verdict(population, sample, () => `${population} calls placed in 30 days; ${n} without a record of every dial-time check`), failures: n };
+    },
+  },
+  {
+    id: 'dialer.jurisdiction_set',
+    title: 'Every campaign that can dial follows a jurisdiction profile (abandonment cap, calling hours, registries)',
+    async run(trx) {
+      const campaigns = await trx.selectFrom('campaigns').select(['id', 'jurisdiction']).where('state', 'in', ['active', 'paused']).orderBy('id').execute();
+      const failing = campaigns.filter((campaign) => campaign.jurisdiction === null).map((campaign) => campaign.id);
+      return verdict(campaigns.length, failing, (n) => `${campaigns.length} active or paused campaigns; ${n} without a jurisdiction profile`);
+    },
+  },
+  {
+    id: 'dialer.registries_current',
+    title: 'Every active campaign is screened against the national do-not-call registries its profile requires, imported recently enough',
+    async run(trx, now) {
+      const campaigns = await trx.selectFrom('campaigns').select(['id', 'jurisdiction']).where('state', '=', 'active').where('jurisdiction', 'is not', null).orderBy('id').execute();
+      const profiles = new Map((await loadProfiles(trx)).map((profile) => [profile.code, profile]));
+      const registries = new Map((await trx.selectFrom('suppression_registries').select(['format', 'imported_at', 'valid_until']).execute()).map((row) => [row.format as string, row]));
+      const failing: string[] = [];
+      const stale = new Set<string>();
+      for (const campaign of campaigns) {
+        const profile = profiles.get(campaign.jurisdiction as string);
+        for (const format of profile?.requiredRegistries ?? []) {
+          const registry = registries.get(format);
+          const tooOld = !registry || (profile?.registryMaxAgeMs !== null && profile?.registryMaxAgeMs !== undefined && now.getTime() - registry.imported_at.getTime() > profile.registryMaxAgeMs) || (registry.valid_until !== null && registry.valid_until < now);
+          if (tooOld) stale.add(format);
+          if (tooOld && !failing.includes(campaign.id)) failing.push(campaign.id);
+        }
+      }
+      return verdict(campaigns.length, failing, (n) => `${campaigns.length} active campaigns; ${n} dialing on a missing or outdated registry${stale.size > 0 ? ` (${[...stale].sort().join(', ')})` : ''}`);
+    },
+  },
+  {
+    id: 'privacy.retention_applied',
+    title: 'Nothing is kept past its retention period: calls, notes, recordings, import rejects and export bundles older than their period are gone (legal holds aside)',
+    async run(trx, now) {
+      const policies = await trx.selectFrom('retention_policies').select(['category', 'retain_days']).execute();
+      const cutoff = (category: string) => {
+        const policy = policies.find((row) => row.category === category);
+        return policy ? new Date(now.getTime() - (policy.retain_days + RETENTION_GRACE_DAYS) * DAY) : undefined;
+      };
+      const held = rowHeld(sql.ref('a.campaign_id'), sql.ref('a.contact_id'));
+      const recordingHeld = rowHeld(sql.ref('r.campaign_id'), sql.ref('r.contact_id'));
+      const overdue: Record<string, number> = {};
+      const measure = async (category: string, query: (cut: Date) => ReturnType<typeof sql<{ n: string }>>) => {
+        const cut = cutoff(category);
+        if (!cut) return;
+        overdue[category] = Number((await query(cut).execute(trx)).rows[0]?.n ?? 0);
+      };
+      await measure('interactions', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.ended_at < ${cut} AND NOT ${held}`);
+      await measure('notes', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.notes_ciphertext IS NOT NULL AND coalesce(a.disposed_at, a.ended_at, a.reserved_at) < ${cut} AND NOT ${held}`);
+      await measure('recordings', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM recordings r WHERE r.started_at < ${cut} AND r.state IN ('saved', 'failed') AND NOT ${recordingHeld}`);
+      await measure('import_rejects', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM contact_import_rejects r WHERE r.import_id IN (SELECT i.id FROM contact_imports i WHERE i.finished_at < ${cut})`);
+      await measure('exports', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM privacy_exports e WHERE e.bundle_sealed IS NOT NULL AND e.created_at < ${cut}`);
+      const categories = Object.keys(overdue);
+      if (categories.length === 0) return notApplicable('no retention period set (the retention-period check fails instead)');
+      const failing = categories.filter((category) => (overdue[category] ?? 0) > 0);
+      return verdict(categories.length, failing, (n) =>
+        `${categories.length} categories measured (${RETENTION_GRACE_DAYS} days' grace); ${n} with rows past their period${n > 0 ? `: ${failing.map((category) => `${category} ${overdue[category]}`).join(', ')}` : ''}`,
+      );
+    },
+  },
+  {
+    id: 'privacy.erasure_complete',
+    title: 'Every erased person is unreadable: their subject key destroyed, no number or personal field left',
+    async run(trx) {
+      const result = await sql<{ erased: string; n: string; sample: string[] | null }>`
+        WITH erased AS (
+          SELECT subject_id AS id FROM erasure_ledger
+          UNION SELECT id FROM contacts WHERE status = 'erased'),
+        bad AS (
+          SELECT e.id FROM erased e
+           WHERE EXISTS (SELECT 1 FROM subject_keys k WHERE k.subject_id = e.id AND k.wrapped_key IS NOT NULL)
+              OR EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = e.id)
+              OR EXISTS (SELECT 1 FROM contacts c WHERE c.id = e.id AND c.status <> 'erased'))
+        SELECT (SELECT count(*) FROM erased) AS erased, (SELECT count(*) FROM bad) AS n, (SELECT array_agg(id::text) FROM (SELECT id FROM bad ORDER BY id LIMIT ${SAMPLE}) s) AS sample`.execute(trx);
+      const row = result.rows[0];
+      const erased = Number(row?.erased ?? 0);
+      if (erased === 0) return notApplicable('nobody erased yet');
+      return { ...verdict(erased, row?.sample ?? [], () => `${erased} people erased; ${row?.n ?? 0} with a live key, a number or a record left`), failures: Number(row?.n ?? 0) };
+    },
+  },
+  {
+    id: 'privacy.consent_evidenced',
+    title: 'Every consent given in the last year can be demonstrated: it names its source and a reference to the evidence',
+    async run(trx, now) {
+      const { population, n, sample } = await counted(trx, sql<Count>`
+        SELECT count(*) AS population, count(*) FILTER (WHERE evidence_ref IS NULL) AS n,
+               (array_agg(id::text ORDER BY recorded_at) FILTER (WHERE evidence_ref IS NULL))[1:${SAMPLE}] AS sample
+          FROM consent_events WHERE action = 'grant' AND basis = 'consent' AND recorded_at > ${new Date(now.getTime() - 365 * DAY)}`);
+      if (population === 0) return notApplicable('no consent recorded in the last year (other lawful bases need no consent evidence)');
+      return { ...verdict(population, sample, () => `${population} consents in a year; ${n} without a reference to their evidence`), failures: n };
+    },
+  },
+  {
+    id: 'privacy.objections_suppressed',
+    title: 'Every objection to direct marketing stands as a suppression of the person’s numbers',
+    async run(trx) {
+      // The newest entry per contact and purpose is the one in force; an objection later answered by a new consent is over.
+      const result = await sql<{ all: string; n: string; sample: string[] | null }>`
+        WITH standing AS (
+          SELECT DISTINCT ON (contact_id, purpose) contact_id, action FROM consent_events ORDER BY contact_id, purpose, recorded_at DESC, id),
+        objecting AS (
+          SELECT DISTINCT s.contact_id AS id FROM standing s JOIN contacts c ON c.id = s.contact_id
+           WHERE s.action = 'object' AND c.status <> 'erased' AND EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = s.contact_id)),
+        bad AS (
+          SELECT o.id FROM objecting o
+           WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.contact_id = o.id AND x.reason = 'objection' AND x.lifted_at IS NULL))
+        SELECT (SELECT count(*) FROM objecting) AS all, (SELECT count(*) FROM bad) AS n, (SELECT array_agg(id::text) FROM (SELECT id FROM bad ORDER BY id LIMIT ${SAMPLE}) s) AS sample`.execute(trx);
+      const row = result.rows[0];
+      const all = Number(row?.all ?? 0);
+      if (all === 0) return notApplicable('no objection standing');
+      return { ...verdict(all, row?.sample ?? [], () => `${all} people objecting; ${row?.n ?? 0} of them not suppressed`), failures: Number(row?.n ?? 0) };
+    },
+  },
+  {
+    id: 'encryption.recordings',
+    title: 'Call recordings are stored only as ciphertext',
+    async run(trx) {
+      const saved = await trx.selectFrom('recordings').select(['attempt_id', 'audio_ciphertext']).where('audio_ciphertext', 'is not', null).orderBy('started_at', 'desc').limit(200).execute();
+      if (saved.length === 0) return notApplicable('no recording stored');
+      const header = (value: Buffer) => value.length > 3 && value[0] === 0x52 && value[1] === 0x56 && value[2] === 0x01;
+      const failing = saved.filter((row) => !header(row.audio_ciphertext as Buffer)).map((row) => row.attempt_id);
+      return verdict(saved.length, failing, (n) => `${saved.length} newest recordings sampled; ${n} not field ciphertext`);
+    },
+  },
+];
