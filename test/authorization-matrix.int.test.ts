@@ -77,7 +77,8 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.incidentId = (await trx.insertInto('incidents').values({ reference: 'INC-2026-001', title: 'Matrix', severity: 'low', detected_at: new Date(Date.now() - 1000), opened_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.blockId = (await trx.insertInto('blocked_networks').values({ network: '192.0.2.0/24', reason: 'matrix', created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.shiftId = (await trx.insertInto('security_on_call').values({ user_id: tenant.owner.id, starts_at: new Date(Date.now() + 86_400_000), ends_at: new Date(Date.now() + 2 * 86_400_000), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
-        into.documentId = randomUUID();
+        // A compliance document (the acknowledgement route's :documentId names no security document with it: 404 there too).
+        into.documentId = (await trx.insertInto('compliance_documents').values({ kind: 'certification', title: 'Matrix ISO 27001', issuer: 'Matrix CB', url: 'https://cert.example/matrix', evidence_date: '2026-01-01', expires_on: '2029-01-01', added_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.reviewId = (await trx.insertInto('access_reviews').values({ title: 'Matrix review', due_at: new Date(Date.now() + 86_400_000), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });
@@ -136,6 +137,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
     'POST /api/v1/security/incidents/:incidentId/breach': {},
     'POST /api/v1/me/security-documents/:documentId/acknowledge': { sha256: '0'.repeat(64) },
     'POST /api/v1/access-reviews/:reviewId/users/:userId': { decision: 'keep' },
+    'POST /api/v1/compliance/documents/:documentId/share': { shared: true },
   };
   /** Parameters that name no object of a tenant (the same value means the same thing in each). */
   const notObjects = new Set(['format', 'category', 'ruleId', 'checkId']);

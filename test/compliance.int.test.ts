@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,8 +13,8 @@ import { loadCatalogue, parseCatalogue } from '../src/compliance/catalogue.ts';
 import { runEvidence, runScheduledEvidence } from '../src/compliance/evidence.ts';
 import type { App } from '../src/server/types.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
-import { buildTestApp } from './support/app.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
+import { buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
@@ -98,6 +98,8 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     }
     await q(`INSERT INTO ringvakt.retention_sweeps (tenant_id, dry_run, state, node, requested_by, finished_at) VALUES ($1, false, 'done', 'test', 'test', now())`, [tenant.tenantId]);
     await q(`INSERT INTO ringvakt.privacy_profiles (tenant_id, controller_name, dpo_email) VALUES ($1, 'Compliance AS', 'dpo@compliance.example')`, [tenant.tenantId]);
+    // The organisational controls, each evidenced by a dated link.
+    for (const control of ['RV-ORG-01', 'RV-ORG-02', 'RV-ORG-03']) await q(`INSERT INTO ringvakt.compliance_documents (tenant_id, kind, control_id, title, url, evidence_date, expires_on, added_by) VALUES ($1, 'control_evidence', $2, 'Procedure', 'https://hr.example/procedure', current_date - 10, current_date + 355, 'test')`, [tenant.tenantId, control]);
     for (const kind of ['backup', 'drill']) await q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ($1, 'operator', 'success', now(), now(), 'test')`, [kind]);
   });
   afterAll(async () => {
@@ -316,6 +318,11 @@ describe(`compliance evidence: every check fails when its control is broken (${s
       breakIt: () => q(`UPDATE ringvakt.recordings SET audio_ciphertext = '\\x4944330400' WHERE attempt_id = $1`, [attemptId]),
       restore: () => q(`UPDATE ringvakt.recordings SET audio_ciphertext = '\\x5256010000' WHERE attempt_id = $1`, [attemptId]),
     },
+    'compliance.organisational_evidence': {
+      // The confidentiality agreements' evidence withdrawn (it was the wrong file); a new one dated today restores it.
+      breakIt: () => q(`UPDATE ringvakt.compliance_documents SET withdrawn_at = now(), withdrawn_by = 'test' WHERE tenant_id = $1 AND control_id = 'RV-ORG-02'`, [tenant.tenantId]),
+      restore: () => q(`INSERT INTO ringvakt.compliance_documents (tenant_id, kind, control_id, title, url, evidence_date, expires_on, added_by) VALUES ($1, 'control_evidence', 'RV-ORG-02', 'Signed agreements, register', 'https://hr.example/nda', current_date, current_date + 365, 'test')`, [tenant.tenantId]),
+    },
     'continuity.backup_recent': {
       breakIt: () => q(`DELETE FROM ringvakt.backup_runs WHERE kind = 'drill'`),
       restore: () => q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ('drill', 'operator', 'success', now(), now(), 'test')`),
@@ -468,6 +475,70 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((await register()).find((risk) => risk.id === 'RISK-01')).toMatchObject({ residual: 20, treatmentHolds: false });
     await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]);
     await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+  });
+
+  it('documents: evidence and certifications with their files sealed, checked for their type, never replaced; shared ones in the trust report by digest; every download audited', async () => {
+    const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n'), Buffer.from('Screening of new staff: procedure signed 2026-11-01 by the HR director.\n'), Buffer.from('%%EOF\n')]);
+    const add = (body: Record<string, unknown>) => send(app, owner, 'POST', '/api/v1/compliance/documents', body);
+    const upload = (id: string, file: Buffer, type: string) => app.inject({ method: 'PUT', url: `/api/v1/compliance/documents/${id}/file?name=screening.pdf`, cookies: owner.cookies, headers: { origin: PUBLIC_URL, 'x-csrf-token': owner.csrf, 'content-type': type }, payload: file });
+
+    // Bad input: a clear error, nothing stored.
+    expect((await add({ kind: 'control_evidence', title: 'No control', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' })).json()).toMatchObject({ code: 'validation_failed' });
+    expect((await add({ kind: 'control_evidence', controlId: 'RV-NO-99', title: 'Unknown', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' })).json()).toMatchObject({ code: 'validation_failed' });
+    expect((await add({ kind: 'certification', title: 'ISO 27001', evidenceDate: '2026-11-01', expiresOn: '2029-11-01' })).json()).toMatchObject({ code: 'validation_failed' });
+    expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Backwards', evidenceDate: '2026-11-01', expiresOn: '2026-10-01' })).statusCode).toBe(400);
+    expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Plain link', url: 'http://hr.example/x', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' })).statusCode).toBe(400);
+    const before = await q(`SELECT count(*)::int AS n FROM ringvakt.compliance_documents WHERE tenant_id = $1`, [tenant.tenantId]);
+
+    const evidence = await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Screening procedure, signed', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' });
+    expect(evidence.statusCode, evidence.body).toBe(201);
+    const evidenceId = (evidence.json() as { id: string }).id;
+    // Not a PDF though it says so; an empty body; an unsupported type.
+    expect((await upload(evidenceId, Buffer.from('\x89PNG\r\n\x1a\nnot a pdf', 'latin1'), 'application/pdf')).json()).toMatchObject({ code: 'validation_failed' });
+    expect((await upload(evidenceId, Buffer.from('<svg/>'), 'image/svg+xml')).statusCode).toBe(415);
+    const uploaded = await upload(evidenceId, pdf, 'application/pdf');
+    expect(uploaded.statusCode, uploaded.body).toBe(200);
+    const sha256 = createHash('sha256').update(pdf).digest('hex');
+    expect(uploaded.json()).toMatchObject({ file: { mediaType: 'application/pdf', bytes: pdf.length, sha256, name: 'screening.pdf' }, current: true });
+    // Never replaced, through the API or in the database.
+    expect((await upload(evidenceId, Buffer.from('%PDF-other'), 'application/pdf')).statusCode).toBe(409);
+    await expect(q(`UPDATE ringvakt.compliance_documents SET expires_on = '2099-01-01' WHERE id = $1`, [evidenceId])).rejects.toThrow(/cannot be edited/);
+    await expect(q(`UPDATE ringvakt.compliance_documents SET file_sha256 = $2 WHERE id = $1`, [evidenceId, Buffer.alloc(32, 1)])).rejects.toThrow(/cannot be replaced/);
+    // Sealed: the stored bytes are field ciphertext, and do not hold the text.
+    const stored = await q(`SELECT file_ciphertext FROM ringvakt.compliance_documents WHERE id = $1`, [evidenceId]);
+    const sealed = (stored.rows[0] as { file_ciphertext: Buffer }).file_ciphertext;
+    expect(sealed.subarray(0, 3).toString('latin1')).toBe('RV\x01');
+    expect(sealed.includes(Buffer.from('Screening of new staff'))).toBe(false);
+    const downloaded = await app.inject({ method: 'GET', url: `/api/v1/compliance/documents/${evidenceId}/file`, cookies: owner.cookies });
+    expect(downloaded.statusCode).toBe(200);
+    expect(downloaded.headers['content-type']).toBe('application/pdf');
+    expect(downloaded.headers['content-disposition']).toBe(`attachment; filename="document.pdf"; filename*=UTF-8''screening.pdf`);
+    expect(downloaded.rawPayload.equals(pdf)).toBe(true);
+    const audited = await q(`SELECT action FROM ringvakt.audit_events WHERE tenant_id = $1 AND target_id = $2 ORDER BY id`, [tenant.tenantId, evidenceId]);
+    expect(audited.rows.map((row) => (row as { action: string }).action)).toEqual(['compliance.document_add', 'compliance.document_upload', 'compliance.document_download']);
+    const controls = (await send(app, owner, 'GET', '/api/v1/compliance/controls')).json() as { controls: { id: string; evidence: { id: string }[] }[] };
+    expect(controls.controls.find((control) => control.id === 'RV-ORG-01')?.evidence.map((entry) => entry.id)).toContain(evidenceId);
+
+    // A certification, shared in the trust report by its digest; withdrawn, it leaves the report and stays on the record.
+    const certificate = Buffer.from('%PDF-1.4\nISO/IEC 27001:2022 certificate, scope: contact center operations\n%%EOF\n');
+    const certification = (await add({ kind: 'certification', title: 'ISO/IEC 27001:2022', issuer: 'Nordic Certification AS', evidenceDate: '2026-06-01', expiresOn: '2029-05-31', sharedInReport: true })).json() as { id: string };
+    expect((await upload(certification.id, certificate, 'application/pdf')).statusCode).toBe(200);
+    const report = (await send(app, owner, 'GET', '/api/v1/compliance/trust-report')).json() as SignedTrustReport;
+    expect(report.report.attestations).toEqual([{ kind: 'certification', title: 'ISO/IEC 27001:2022', issuer: 'Nordic Certification AS', evidenceDate: '2026-06-01', expiresOn: '2029-05-31', sha256: createHash('sha256').update(certificate).digest('hex') }]);
+    expect(report.report.controls.find((control) => control.id === 'RV-ORG-01')?.evidence).toContainEqual({ title: 'Screening procedure, signed', evidenceDate: '2026-11-01', expiresOn: '2027-11-01', sha256, link: false });
+    const html = await send(app, owner, 'GET', '/api/v1/compliance/trust-report?format=html');
+    expect(html.body).toContain('Nordic Certification AS');
+    expect((await send(app, owner, 'POST', `/api/v1/compliance/documents/${evidenceId}/share`, { shared: true })).statusCode).toBe(409);
+    expect((await send(app, owner, 'POST', `/api/v1/compliance/documents/${certification.id}/withdraw`)).json()).toMatchObject({ withdrawnAt: expect.any(String), current: false });
+    expect((await send(app, owner, 'POST', `/api/v1/compliance/documents/${certification.id}/withdraw`)).statusCode).toBe(409);
+    expect(((await send(app, owner, 'GET', '/api/v1/compliance/trust-report')).json() as SignedTrustReport).report.attestations).toEqual([]);
+    const listed = (await send(app, owner, 'GET', '/api/v1/compliance/documents?withdrawn=true')).json() as { items: { id: string }[] };
+    expect(listed.items.map((item) => item.id)).toContain(certification.id);
+    const after = await q(`SELECT count(*)::int AS n FROM ringvakt.compliance_documents WHERE tenant_id = $1`, [tenant.tenantId]);
+    expect((after.rows[0] as { n: number }).n).toBe((before.rows[0] as { n: number }).n + 2);
+    // An agent may neither read nor add them.
+    const agent = await sessionFor(db.handles, tenant.tenantId, tenant.agent.id);
+    expect((await send(app, agent, 'GET', '/api/v1/compliance/documents')).statusCode).toBe(403);
   });
 
   it('refuses a catalogue that names an unknown check, an automated control without checks, or a malformed identifier', () => {

@@ -9,6 +9,7 @@ import { RETENTION_CATEGORIES } from '../privacy/retention.ts';
 import { activeUsers, DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
 import { OPERATIONS_CHECKS } from './checks-operations.ts';
 import { PLATFORM_CHECKS } from './checks-platform.ts';
+import { GOVERNANCE_CHECKS } from './checks-governance.ts';
 
 export type { Check, CheckResult, CheckStatus } from './check-support.ts';
 
@@ -326,6 +327,6 @@ const PLAINTEXT_ALLOWED: Readonly<Record<string, readonly string[]>> = {
 /** Plaintext columns of the time before field encryption: kept in the schema, empty in every row. */
 const LEGACY_EMPTY: Readonly<Record<string, readonly string[]>> = { users: ['email', 'display_name'] };
 
-export const CHECKS: readonly Check[] = [...IDENTITY_AND_PRIVACY_CHECKS, ...OPERATIONS_CHECKS, ...PLATFORM_CHECKS];
+export const CHECKS: readonly Check[] = [...IDENTITY_AND_PRIVACY_CHECKS, ...OPERATIONS_CHECKS, ...PLATFORM_CHECKS, ...GOVERNANCE_CHECKS];
 
 export const CHECKS_BY_ID: ReadonlyMap<string, Check> = new Map(CHECKS.map((check) => [check.id, check]));

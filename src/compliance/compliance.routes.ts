@@ -12,6 +12,7 @@ import { requestAudit } from '../server/request-audit.ts';
 import { buildTrustReport, signTrustReport, trustReportHtml, trustReportPdf } from './trust-report.ts';
 import { controlStatuses, riskRegister, statementOfApplicability } from './applicability.ts';
 import { stringify } from '../csv.ts';
+import { currentEvidence, documentSchema } from './documents.ts';
 import { CSV_OUT, neutraliseCell } from '../modules/contacts/csv-safety.ts';
 
 const statusSchema = z.enum(['pass', 'fail', 'not_applicable', 'not_run', 'manual']);
@@ -28,12 +29,13 @@ const presentRun = (row: RunRow) => ({ id: row.id, startedAt: row.started_at.toI
 export async function complianceRoutes(app: App, options: { signingKey: () => Promise<SigningKey> }): Promise<void> {
   // Read and checked at start: a catalogue that names an unknown check stops the server here, not an auditor's request later.
   loadCatalogue();
-  app.get('/api/v1/compliance/controls', { config: { access: 'audit:read' }, schema: { summary: 'The controls, their framework identifiers, and their status from the latest evidence run', tags: ['compliance'], response: { 200: z.object({ catalogueVersion: z.string(), run: runSchema.nullable(), controls: z.array(z.object({ id: z.string(), title: z.string(), statement: z.string(), kind: z.string(), frameworks: z.record(z.string(), z.array(z.string())), status: statusSchema, results: z.array(resultSchema) })) }), ...problemResponses(401, 403) } } }, async (request) =>
+  app.get('/api/v1/compliance/controls', { config: { access: 'audit:read' }, schema: { summary: 'The controls, their framework identifiers, and their status from the latest evidence run', tags: ['compliance'], response: { 200: z.object({ catalogueVersion: z.string(), run: runSchema.nullable(), controls: z.array(z.object({ id: z.string(), title: z.string(), statement: z.string(), kind: z.string(), frameworks: z.record(z.string(), z.array(z.string())), status: statusSchema, results: z.array(resultSchema), evidence: z.array(documentSchema) })) }), ...problemResponses(401, 403) } } }, async (request) =>
     request.tenantDb.read(async (trx) => {
       const catalogue = loadCatalogue();
       const run = await trx.selectFrom('compliance_runs').selectAll().orderBy('started_at', 'desc').limit(1).executeTakeFirst();
       const results = run ? await trx.selectFrom('compliance_results').selectAll().where('run_id', '=', run.id).execute() : [];
       const byCheck = new Map(results.map((result) => [result.check_id, result]));
+      const evidence = await currentEvidence(trx);
       return {
         catalogueVersion: catalogue.version,
         run: run ? presentRun(run) : null,
@@ -43,7 +45,7 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
             return result ? [{ checkId, title: CHECKS_BY_ID.get(checkId)?.title ?? checkId, status: result.status, measured: result.measured, population: result.population, failures: result.failures, sample: result.sample }] : [];
           });
           const status = control.kind === 'organisational' ? 'manual' : mine.length < control.checks.length ? 'not_run' : mine.some((result) => result.status === 'fail') ? 'fail' : mine.every((result) => result.status === 'not_applicable') ? 'not_applicable' : 'pass';
-          return { id: control.id, title: control.title, statement: control.statement, kind: control.kind, frameworks: control.frameworks, status, results: mine };
+          return { id: control.id, title: control.title, statement: control.statement, kind: control.kind, frameworks: control.frameworks, status, results: mine, evidence: evidence.get(control.id) ?? [] };
         }),
       };
     }),

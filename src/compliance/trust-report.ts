@@ -4,6 +4,7 @@ import type { SigningKey } from '../audit/signing-key.ts';
 import { loadCatalogue } from './catalogue.ts';
 import { CHECKS_BY_ID } from './checks.ts';
 import { MEASURED_BY } from './evidence.ts';
+import { currentEvidence, sharedAttestations } from './documents.ts';
 
 /**
  * The trust report a buyer's security team asks for: the controls with their framework
@@ -35,7 +36,11 @@ export type TrustReport = {
     frameworks: Record<string, string[]>;
     status: 'pass' | 'fail' | 'not_applicable' | 'not_run' | 'manual';
     checks: { id: string; title: string; status: string; measured: string; runs: number; passRate: number | null }[];
+    /** For an organisational control: its current evidence (titles, dates, digests; the files on request). */
+    evidence: { title: string; evidenceDate: string; expiresOn: string; sha256: string | null; link: boolean }[];
   }[];
+  /** Certifications and external audit reports the operator shares, current ones only. */
+  attestations: { kind: string; title: string; issuer: string; evidenceDate: string; expiresOn: string; sha256: string | null }[];
   ledger: { treeSize: number; rootHash: string; signedAt: string } | null;
 };
 
@@ -62,6 +67,7 @@ export async function buildTrustReport(trx: TenantTransaction, organisation: str
     const passed = Number(rows.find((row) => row.status === 'pass')?.n ?? 0);
     return { runs, passRate: judged === 0 ? null : Math.round((passed / judged) * 1000) / 10 };
   };
+  const evidenceByControl = await currentEvidence(trx, now);
   const controls = catalogue.controls.map((control) => {
     const checks = control.checks.map((checkId) => {
       const result = byCheck.get(checkId);
@@ -69,8 +75,10 @@ export async function buildTrustReport(trx: TenantTransaction, organisation: str
     });
     const status: TrustReport['controls'][number]['status'] =
       control.kind === 'organisational' ? 'manual' : checks.some((check) => check.status === 'not_run') ? 'not_run' : checks.some((check) => check.status === 'fail') ? 'fail' : checks.every((check) => check.status === 'not_applicable') ? 'not_applicable' : 'pass';
-    return { id: control.id, title: control.title, statement: control.statement, kind: control.kind, frameworks: control.frameworks, status, checks };
+    const evidence = (evidenceByControl.get(control.id) ?? []).map((document) => ({ title: document.title, evidenceDate: document.evidenceDate, expiresOn: document.expiresOn, sha256: document.file?.sha256 ?? null, link: document.url !== null }));
+    return { id: control.id, title: control.title, statement: control.statement, kind: control.kind, frameworks: control.frameworks, status, checks, evidence };
   });
+  const attestations = (await sharedAttestations(trx, now)).map((document) => ({ kind: document.kind, title: document.title, issuer: document.issuer ?? '', evidenceDate: document.evidenceDate, expiresOn: document.expiresOn, sha256: document.file?.sha256 ?? null }));
   const head = await trx.selectFrom('audit_checkpoints').select(['tree_size', 'root_hash', 'signed_at']).orderBy('tree_size', 'desc').limit(1).executeTakeFirst();
   return {
     format: REPORT_FORMAT,
@@ -87,6 +95,7 @@ export async function buildTrustReport(trx: TenantTransaction, organisation: str
       notRun: controls.filter((control) => control.status === 'not_run').length,
     },
     controls,
+    attestations,
     ledger: head ? { treeSize: Number(head.tree_size), rootHash: Buffer.from(head.root_hash).toString('hex'), signedAt: head.signed_at.toISOString() } : null,
   };
 }
@@ -128,13 +137,16 @@ const frameworksText = (frameworks: Record<string, string[]>) =>
     .map(([name, ids]) => `${{ soc2: 'SOC 2', iso27001: 'ISO 27001', gdpr: 'GDPR', asvs: 'ASVS' }[name] ?? name}: ${ids.join(', ')}`)
     .join(' · ');
 
+const evidenceHtml = (evidence: TrustReport['controls'][number]['evidence']) =>
+  evidence.length === 0 ? '<small class="fail">organisational: no current evidence</small>' : evidence.map((item) => `${escape(item.title)} <small>(${escape(item.evidenceDate)}, valid to ${escape(item.expiresOn)}${item.sha256 ? `; SHA-256 ${escape(item.sha256.slice(0, 16))}…` : ''})</small>`).join('<br>');
+
 /** The same signed report as a self-contained HTML page (no script; styles inline in one block). */
 export function trustReportHtml(signed: SignedTrustReport): string {
   const { report, signature } = signed;
   const rows = report.controls
     .map(
       (control) =>
-        `<tr><td>${escape(control.id)}</td><td><strong>${escape(control.title)}</strong><br><small>${escape(control.statement)}</small><br><small>${escape(frameworksText(control.frameworks))}</small></td><td class="${escape(control.status)}">${escape(control.status.replace('_', ' '))}</td><td>${control.checks.map((check) => `${escape(check.measured)}${check.passRate === null ? '' : ` <small>(${check.passRate} % of ${check.runs} runs)</small>`}`).join('<br>') || '<small>organisational: evidence on request</small>'}</td></tr>`,
+        `<tr><td>${escape(control.id)}</td><td><strong>${escape(control.title)}</strong><br><small>${escape(control.statement)}</small><br><small>${escape(frameworksText(control.frameworks))}</small></td><td class="${escape(control.status)}">${escape(control.status.replace('_', ' '))}</td><td>${control.checks.map((check) => `${escape(check.measured)}${check.passRate === null ? '' : ` <small>(${check.passRate} % of ${check.runs} runs)</small>`}`).join('<br>') || evidenceHtml(control.evidence)}</td></tr>`,
     )
     .join('\n');
   return `<!doctype html>
@@ -146,6 +158,8 @@ export function trustReportHtml(signed: SignedTrustReport): string {
 <table><thead><tr><th>Control</th><th>What it is</th><th>Status</th><th>Measured (and over the window)</th></tr></thead><tbody>
 ${rows}
 </tbody></table>
+<h2>Certifications and audit reports</h2>
+${report.attestations.length === 0 ? '<p>None shared.</p>' : `<ul>${report.attestations.map((item) => `<li><strong>${escape(item.title)}</strong> (${escape(item.kind.replace('_', ' '))}) by ${escape(item.issuer)}, ${escape(item.evidenceDate)}, valid to ${escape(item.expiresOn)}${item.sha256 ? `<br><small>SHA-256 ${escape(item.sha256)}</small>` : ''}</li>`).join('')}</ul><p><small>The documents themselves are shared on request; each one's SHA-256 above proves it is the one this report names.</small></p>`}
 <footer>${report.ledger ? `Audit ledger at ${escape(report.ledger.signedAt)}: ${report.ledger.treeSize} events, root ${escape(report.ledger.rootHash)}.<br>` : ''}Signed with Ed25519 key ${escape(signature.keyId)}. Verify the JSON form offline: <code>ringvakt report verify report.json --public-key ${escape(signature.publicKey)}</code></footer>
 </body></html>
 `;
@@ -170,7 +184,15 @@ export async function trustReportPdf(signed: SignedTrustReport): Promise<Buffer>
     doc.font('Helvetica').fontSize(9).text(control.statement);
     doc.fillColor('#545d68').text(frameworksText(control.frameworks)).fillColor('#000000');
     for (const check of control.checks) doc.text(`• ${check.measured}${check.passRate === null ? '' : ` (${check.passRate} % of ${check.runs} runs passed)`}`);
+    if (control.kind === 'organisational') {
+      if (control.evidence.length === 0) doc.text('• organisational: no current evidence');
+      for (const item of control.evidence) doc.text(`• ${item.title} (${item.evidenceDate}, valid to ${item.expiresOn}${item.sha256 ? `; SHA-256 ${item.sha256}` : ''})`);
+    }
   }
+  doc.moveDown(1).font('Helvetica-Bold').fontSize(12).text('Certifications and audit reports');
+  doc.font('Helvetica').fontSize(9);
+  if (report.attestations.length === 0) doc.text('None shared.');
+  for (const item of report.attestations) doc.text(`• ${item.title} (${item.kind.replace('_', ' ')}) by ${item.issuer}, ${item.evidenceDate}, valid to ${item.expiresOn}${item.sha256 ? `; SHA-256 ${item.sha256}` : ''}`);
   doc.moveDown(1).fontSize(8).fillColor('#545d68');
   if (report.ledger) doc.text(`Audit ledger at ${report.ledger.signedAt}: ${report.ledger.treeSize} events, root ${report.ledger.rootHash}.`);
   doc.text(`Signed with Ed25519 key ${signature.keyId}; the signed JSON form verifies offline with: ringvakt report verify report.json --public-key ${signature.publicKey}`);

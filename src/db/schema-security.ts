@@ -168,6 +168,29 @@ export type SecurityWorkingHoursTable = { tenant_id: TenantColumn; time_zone: st
 export type ComplianceRunsTable = { tenant_id: TenantColumn; id: Uuid; started_at: Date; finished_at: Date; trigger: 'schedule' | 'request'; catalogue_version: string; measured_by: string; digest: Buffer; passed: number; failed: number };
 export type ComplianceResultsTable = { tenant_id: TenantColumn; run_id: string; check_id: string; status: 'pass' | 'fail' | 'not_applicable'; measured: string; population: number; failures: number; sample: string[] };
 
+/** Manual evidence, certifications and audit reports (migration 0019). */
+export type ComplianceDocumentsTable = {
+  tenant_id: TenantColumn;
+  id: Uuid;
+  kind: 'control_evidence' | 'certification' | 'audit_report';
+  control_id: string | null;
+  title: string;
+  issuer: string | null;
+  url: string | null;
+  file_name: string | null;
+  media_type: 'application/pdf' | 'image/png' | 'image/jpeg' | 'text/plain' | null;
+  file_ciphertext: Buffer | null;
+  file_sha256: Buffer | null;
+  file_bytes: number | null;
+  evidence_date: ColumnType<Date, string, string>;
+  expires_on: ColumnType<Date, string, string>;
+  shared_in_report: ColumnType<boolean, boolean | undefined, boolean>;
+  added_by: string;
+  added_at: Timestamp;
+  withdrawn_at: Date | null;
+  withdrawn_by: string | null;
+};
+
 export type AccessReviewsTable = { tenant_id: TenantColumn; id: Uuid; title: string; state: ColumnType<'open' | 'completed', 'open' | undefined, 'open' | 'completed'>; due_at: Date; created_by: string; created_at: Timestamp; completed_at: Date | null; completed_by: string | null };
 export type AccessReviewItemsTable = { tenant_id: TenantColumn; review_id: string; user_id: string; role: string; permissions: string[]; decision: ColumnType<'pending' | 'keep' | 'revoke', 'pending' | undefined, 'keep' | 'revoke'>; decided_by: string | null; decided_at: Date | null; note: string | null };
 
@@ -175,6 +198,7 @@ export type SecurityTables = {
   access_reviews: AccessReviewsTable;
   access_review_items: AccessReviewItemsTable;
   compliance_runs: ComplianceRunsTable;
+  compliance_documents: ComplianceDocumentsTable;
   compliance_results: ComplianceResultsTable;
   installation_alerts: InstallationAlertsTable;
   security_working_hours: SecurityWorkingHoursTable;

@@ -61,6 +61,7 @@ import { workingHoursRoutes } from '../security/working-hours.ts';
 import { complianceRoutes } from '../compliance/compliance.routes.ts';
 import { loadSigningKey, type SigningKey } from '../audit/signing-key.ts';
 import { accessReviewRoutes } from '../compliance/access-reviews.ts';
+import { complianceDocumentRoutes } from '../compliance/documents.ts';
 import { privacyRegisterRoutes, ropaRoutes } from '../privacy/registers.routes.ts';
 
 export type AppDependencies = {
@@ -262,6 +263,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
         })),
   });
   await app.register(accessReviewRoutes);
+  await app.register(complianceDocumentRoutes, { cipher });
   await app.register(setupRoutes, { forTenant: database.forTenant, cipher });
   await app.register(webAppRoutes);
   await app.register(contactsRoutes, { cipher, keyring, erasureMirror: deps.erasureMirror });
