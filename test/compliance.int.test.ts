@@ -11,6 +11,8 @@ import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { CHECKS } from '../src/compliance/checks.ts';
 import { loadCatalogue, parseCatalogue } from '../src/compliance/catalogue.ts';
 import { runEvidence, runScheduledEvidence } from '../src/compliance/evidence.ts';
+import { loadQuestionnaire, parseQuestionnaire, type AnsweredQuestionnaire } from '../src/compliance/questionnaire.ts';
+import { parse } from 'csv-parse/sync';
 import type { App } from '../src/server/types.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
@@ -539,6 +541,43 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     // An agent may neither read nor add them.
     const agent = await sessionFor(db.handles, tenant.tenantId, tenant.agent.id);
     expect((await send(app, agent, 'GET', '/api/v1/compliance/documents')).statusCode).toBe(403);
+  });
+
+  it('the security questionnaire: answered from live evidence — "Yes" only while the named controls pass — as JSON, CSV and XLSX with the same cells', async () => {
+    await seal();
+    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    const answered = (await send(app, owner, 'GET', '/api/v1/compliance/questionnaire')).json() as AnsweredQuestionnaire;
+    expect(answered.questions.length).toBe(loadQuestionnaire().questions.length);
+    expect(answered.questions.length).toBeGreaterThanOrEqual(30);
+    expect(answered.questions.filter((question) => question.answer !== 'Yes').map((question) => `${question.id}: ${question.evidence}`)).toEqual([]);
+    expect(answered.questions.find((question) => question.id === 'HR-01')?.evidence).toMatch(/^RV-ORG-01: Procedure \(\d{4}-\d{2}-\d{2}, valid to \d{4}-\d{2}-\d{2}\)$/m);
+    // An administrator loses the second factor: after the next run the questionnaire says no, and why.
+    await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = NULL WHERE id = $1`, [tenant.owner.id]);
+    await seal();
+    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    const broken = (await send(app, owner, 'GET', '/api/v1/compliance/questionnaire')).json() as AnsweredQuestionnaire;
+    expect(broken.questions.find((question) => question.id === 'IAM-01')).toMatchObject({ answer: 'No', evidence: expect.stringMatching(/^RV-IAM-01 fail: .* 1 have none enrolled/) });
+    const csv = await send(app, owner, 'GET', '/api/v1/compliance/questionnaire?format=csv');
+    expect(csv.headers['content-type']).toMatch(/^text\/csv/);
+    const parsedCsv = parse(csv.body, { bom: true }) as string[][];
+    expect(parsedCsv[0]).toEqual(['id', 'domain', 'question', 'answer', 'explanation', 'evidence', 'controls', 'frameworks']);
+    expect(parsedCsv).toHaveLength(broken.questions.length + 1);
+    expect(parsedCsv.find((row) => row[0] === 'IAM-01')?.[3]).toBe('No');
+    const xlsx = await app.inject({ method: 'GET', url: '/api/v1/compliance/questionnaire?format=xlsx', cookies: owner.cookies });
+    expect(xlsx.headers['content-type']).toBe('application/vnd.openxmlformats-officedocument.spreadsheetml.sheet');
+    const { default: ExcelJS } = await import('exceljs');
+    const workbook = new ExcelJS.Workbook();
+    await workbook.xlsx.load(xlsx.rawPayload as unknown as ArrayBuffer);
+    const sheet = workbook.getWorksheet('Questionnaire')!;
+    expect(sheet.rowCount).toBe(broken.questions.length + 1);
+    const cells = (row: number) => (sheet.getRow(row).values as unknown[]).slice(1).map(String);
+    for (let row = 2; row <= sheet.rowCount; row += 1) expect(cells(row)).toEqual(parsedCsv[row - 1]);
+    expect(String(workbook.getWorksheet('About')!.getCell('B5').value)).toBe(broken.runSha256);
+    await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]);
+    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    const audited = await q(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'compliance.questionnaire'`, [tenant.tenantId]);
+    expect((audited.rows[0] as { n: number }).n).toBe(4);
+    expect(() => parseQuestionnaire(JSON.stringify({ version: 't', note: '', questions: [{ id: 'XX-01', domain: 'Test', question: 'Is this a question?', controls: ['RV-NO-01'], answer: 'An answer long enough.' }] }))).toThrow(/unknown control RV-NO-01/);
   });
 
   it('refuses a catalogue that names an unknown check, an automated control without checks, or a malformed identifier', () => {

@@ -106,6 +106,7 @@ export const auditActions = [
   'compliance.document_download',
   'compliance.document_share',
   'compliance.document_withdraw',
+  'compliance.questionnaire',
   'privacy.export.downloaded',
   'privacy.retention_policy',
   'privacy.retention_sweep',

@@ -13,6 +13,7 @@ import { buildTrustReport, signTrustReport, trustReportHtml, trustReportPdf } fr
 import { controlStatuses, riskRegister, statementOfApplicability } from './applicability.ts';
 import { stringify } from '../csv.ts';
 import { currentEvidence, documentSchema } from './documents.ts';
+import { answerQuestionnaire, loadQuestionnaire, questionnaireRows, questionnaireXlsx } from './questionnaire.ts';
 import { CSV_OUT, neutraliseCell } from '../modules/contacts/csv-safety.ts';
 
 const statusSchema = z.enum(['pass', 'fail', 'not_applicable', 'not_run', 'manual']);
@@ -27,8 +28,9 @@ const presentRun = (row: RunRow) => ({ id: row.id, startedAt: row.started_at.toI
  * samples for operating effectiveness).
  */
 export async function complianceRoutes(app: App, options: { signingKey: () => Promise<SigningKey> }): Promise<void> {
-  // Read and checked at start: a catalogue that names an unknown check stops the server here, not an auditor's request later.
+  // Read and checked at start: a catalogue that names an unknown check (or a questionnaire an unknown control) stops the server here, not an auditor's request later.
   loadCatalogue();
+  loadQuestionnaire();
   app.get('/api/v1/compliance/controls', { config: { access: 'audit:read' }, schema: { summary: 'The controls, their framework identifiers, and their status from the latest evidence run', tags: ['compliance'], response: { 200: z.object({ catalogueVersion: z.string(), run: runSchema.nullable(), controls: z.array(z.object({ id: z.string(), title: z.string(), statement: z.string(), kind: z.string(), frameworks: z.record(z.string(), z.array(z.string())), status: statusSchema, results: z.array(resultSchema), evidence: z.array(documentSchema) })) }), ...problemResponses(401, 403) } } }, async (request) =>
     request.tenantDb.read(async (trx) => {
       const catalogue = loadCatalogue();
@@ -112,6 +114,19 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
       return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="statement-of-applicability.csv"').send(body);
     }
     return { catalogueVersion: loadCatalogue().version, controls: rows };
+  });
+
+  app.get('/api/v1/compliance/questionnaire', { config: { access: 'audit:read' }, schema: { summary: 'The security questionnaire answered from live evidence: JSON, CSV or XLSX', tags: ['compliance'], querystring: z.strictObject({ format: z.enum(['json', 'csv', 'xlsx']).default('json') }) } }, async (request, reply) => {
+    const { answered, organisation } = await request.tenantDb.snapshot(async (trx) => {
+      const tenant = await trx.selectFrom('tenants').select('name').executeTakeFirst();
+      return { answered: await answerQuestionnaire(trx), organisation: tenant?.name ?? 'Organisation' };
+    });
+    await request.tenantDb.transaction((trx) => recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.questionnaire', outcome: 'success', details: { format: request.query.format, questions: answered.questions.length, yes: answered.questions.filter((question) => question.answer === 'Yes').length, run: answered.runSha256 } }));
+    reply.header('cache-control', 'no-store');
+    const name = `security-questionnaire-${new Date().toISOString().slice(0, 10)}`;
+    if (request.query.format === 'csv') return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="${name}.csv"`).send(stringify(questionnaireRows(answered).map((row) => row.map(neutraliseCell)), CSV_OUT));
+    if (request.query.format === 'xlsx') return reply.type('application/vnd.openxmlformats-officedocument.spreadsheetml.sheet').header('content-disposition', `attachment; filename="${name}.xlsx"`).send(await questionnaireXlsx(answered, organisation));
+    return answered;
   });
 
   app.get('/api/v1/compliance/risk-register', { config: { access: 'audit:read' }, schema: { summary: 'The risk register: each risk, its inherent and residual rating, and the controls that treat it', tags: ['compliance'] } }, async (request) => ({
