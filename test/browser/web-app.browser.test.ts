@@ -634,6 +634,50 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     await owner.getByText('Where you are signed in').waitFor();
     await check(owner, 'account');
 
+    // The compliance center: the checks run on demand; an organisational control gets its evidence
+    // as a file; an access review opens with every user; the reports are a click away.
+    await owner.getByRole('link', { name: 'Compliance' }).click();
+    await owner.getByTestId('controls-table').waitFor();
+    await owner.getByRole('button', { name: 'Run the checks now' }).click();
+    await expect.poll(() => owner.getByTestId('compliance-run').textContent(), { timeout: 15_000 }).toMatch(/^Last evidence run .*: \d+ checks pass, \d+ fail\. Digest [0-9a-f]{16}…$/);
+    const screening = owner.getByTestId('controls-table').getByRole('row').filter({ hasText: 'RV-ORG-01' });
+    await screening.getByText('No current evidence: add a document.').waitFor();
+    await check(owner, 'compliance-controls');
+    await owner.getByRole('tab', { name: 'Documents' }).click();
+    const addDocument = owner.getByRole('form', { name: 'Add the document' });
+    await addDocument.getByLabel('Control').selectOption('RV-ORG-01');
+    await addDocument.getByLabel('Title').fill('Screening procedure, signed by HR');
+    await addDocument.getByLabel(/^File/).setInputFiles({ name: 'screening.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.7\nScreening procedure\n%%EOF\n') });
+    const today = new Date().toISOString().slice(0, 10);
+    await addDocument.getByLabel('Evidence date').fill(today);
+    await addDocument.getByLabel('Expires').fill(`${Number(today.slice(0, 4)) + 1}${today.slice(4)}`);
+    await addDocument.getByRole('button', { name: 'Add the document' }).click();
+    const added = owner.getByTestId('documents-table').getByRole('row').filter({ hasText: 'Screening procedure, signed by HR' });
+    await added.getByText(/^SHA-256 [0-9a-f]{16}…$/).waitFor({ timeout: 15_000 });
+    await check(owner, 'compliance-documents');
+    await owner.getByRole('tab', { name: 'Controls' }).click();
+    await screening.getByText('Screening procedure, signed by HR').waitFor({ timeout: 15_000 });
+    await owner.getByRole('tab', { name: 'Access reviews' }).click();
+    const openReview = owner.getByRole('form', { name: 'Open a review of every user' });
+    await openReview.getByLabel('Title').fill('Q4 access review');
+    await openReview.getByRole('button', { name: 'Open a review of every user' }).click();
+    const reviewStepUp = owner.getByRole('dialog', { name: 'Confirm it is you' });
+    await Promise.race([reviewStepUp.waitFor({ timeout: 5_000 }).catch(() => undefined), owner.getByTestId('review-items').waitFor({ timeout: 5_000 }).catch(() => undefined)]);
+    if (await reviewStepUp.isVisible()) {
+      await reviewStepUp.getByLabel('Password').fill(PASSWORDS.owner);
+      await reviewStepUp.getByLabel('Code').fill(await totpAt(ownerSecret, Math.floor(Date.now() / 1000) + 30));
+      await reviewStepUp.getByRole('button', { name: 'Confirm' }).click();
+    }
+    await owner.getByRole('heading', { name: 'Q4 access review' }).waitFor({ timeout: 15_000 });
+    await expect.poll(() => owner.getByTestId('review-items').getByRole('button', { name: 'Keep' }).count()).toBeGreaterThan(1);
+    await check(owner, 'compliance-review');
+    await owner.getByRole('tab', { name: 'Reports' }).click();
+    await owner.getByTestId('risks-table').getByText('RISK-01').waitFor();
+    expect(await owner.getByTestId('report-links').getByRole('link', { name: 'XLSX' }).getAttribute('href')).toBe('/api/v1/compliance/questionnaire?format=xlsx');
+    await check(owner, 'compliance-reports');
+    await owner.getByRole('link', { name: 'My account' }).click();
+    await owner.getByText('Where you are signed in').waitFor();
+
     // A passkey (Chromium's virtual authenticator stands in for the device): registered here, then
     // it signs the owner in on its own, with no password.
     const cdp = await owner.context().newCDPSession(owner);

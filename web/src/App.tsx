@@ -11,6 +11,7 @@ const Wallboard = lazy(() => import('./pages/Wallboard.tsx'));
 const Admin = lazy(() => import('./pages/Admin.tsx'));
 const Privacy = lazy(() => import('./pages/Privacy.tsx'));
 const Security = lazy(() => import('./pages/Security.tsx'));
+const Compliance = lazy(() => import('./pages/Compliance.tsx'));
 const Account = lazy(() => import('./pages/Account.tsx'));
 
 export type Session = { userId: string; tenantId: string; role: string; permissions: string[]; stage: string; csrfToken: string; authenticatedAt: string; attestationRequired: boolean };
@@ -30,6 +31,7 @@ const AREAS: Area[] = [
   { path: '/admin', key: 'nav.admin', permission: 'users:read' },
   { path: '/privacy', key: 'nav.privacy', permission: 'privacy:manage' },
   { path: '/security', key: 'nav.security', permission: 'audit:read' },
+  { path: '/compliance', key: 'nav.compliance', permission: 'audit:read' },
 ];
 
 export function App() {
@@ -200,6 +202,7 @@ function Page({ path, can }: { path: string; can: (permission: string) => boolea
   if (path.startsWith('/admin')) return can('users:read') ? <Admin /> : denied;
   if (path.startsWith('/privacy')) return can('privacy:manage') ? <Privacy /> : denied;
   if (path.startsWith('/security')) return can('audit:read') ? <Security /> : denied;
+  if (path.startsWith('/compliance')) return can('audit:read') ? <Compliance /> : denied;
   return <Account />;
 }
 

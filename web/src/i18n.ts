@@ -3,6 +3,7 @@ import { initReactI18next } from 'react-i18next';
 import { en } from './locales/en.ts';
 import { nb } from './locales/nb.ts';
 import { securityResponseEn, securityResponseNb } from './locales/security-response.ts';
+import { complianceEn, complianceNb } from './locales/compliance.ts';
 
 /** English and Norwegian bokmål; the person's choice is kept on this browser, else the browser's language decides. */
 function initialLanguage(): 'en' | 'nb' {
@@ -12,7 +13,7 @@ function initialLanguage(): 'en' | 'nb' {
 }
 
 void i18n.use(initReactI18next).init({
-  resources: { en: { translation: { ...en, ...securityResponseEn } }, nb: { translation: { ...nb, ...securityResponseNb } } },
+  resources: { en: { translation: { ...en, ...securityResponseEn, ...complianceEn } }, nb: { translation: { ...nb, ...securityResponseNb, ...complianceNb } } },
   lng: initialLanguage(),
   fallbackLng: 'en',
   interpolation: { escapeValue: false }, // React escapes what it renders

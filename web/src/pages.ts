@@ -6,6 +6,7 @@ export const PAGE_TABS = {
   admin: ['users', 'campaigns', 'lists', 'suppressions', 'policy'],
   privacy: ['requests', 'retention', 'records', 'processors', 'breaches'],
   security: ['audit', 'alerts', 'ledger', 'signins', 'sessions', 'tokens'],
+  compliance: ['controls', 'reviews', 'documents', 'reports'],
 } as const;
 
 export type Area = keyof typeof PAGE_TABS;

@@ -14,7 +14,7 @@ export const en = {
     newer: 'Newer',
     older: 'Older',
   },
-  nav: { label: 'Main', agent: 'Agent desktop', wallboard: 'Wallboard', admin: 'Administration', privacy: 'Privacy', security: 'Security', account: 'My account', signOut: 'Sign out' },
+  nav: { label: 'Main', agent: 'Agent desktop', wallboard: 'Wallboard', admin: 'Administration', privacy: 'Privacy', security: 'Security', compliance: 'Compliance', account: 'My account', signOut: 'Sign out' },
   signin: {
     title: 'Sign in',
     organisation: 'Organisation',

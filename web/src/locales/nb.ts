@@ -16,7 +16,7 @@ export const nb: Translation = {
     newer: 'Nyere',
     older: 'Eldre',
   },
-  nav: { label: 'Hovedmeny', agent: 'Agentskrivebord', wallboard: 'Veggtavle', admin: 'Administrasjon', privacy: 'Personvern', security: 'Sikkerhet', account: 'Min konto', signOut: 'Logg ut' },
+  nav: { label: 'Hovedmeny', agent: 'Agentskrivebord', wallboard: 'Veggtavle', admin: 'Administrasjon', privacy: 'Personvern', security: 'Sikkerhet', compliance: 'Etterlevelse', account: 'Min konto', signOut: 'Logg ut' },
   signin: {
     title: 'Logg inn',
     organisation: 'Organisasjon',
