@@ -262,7 +262,7 @@ function Documents() {
       <h2>{t('compliance.documents')}</h2>
       <ProblemNote problem={documents.problem ?? change.problem} />
       <table data-testid="documents-table">
-        <Head cells={[t('compliance.kind'), t('compliance.title'), t('compliance.evidenceDate'), t('compliance.expiresOn'), t('compliance.status'), '']} />
+        <Head cells={[t('compliance.kind'), t('compliance.titleField'), t('compliance.evidenceDate'), t('compliance.expiresOn'), t('compliance.status'), '']} />
         <tbody>
           {(documents.data?.items ?? []).map((document) => (
             <tr key={document.id}>
@@ -294,7 +294,7 @@ function Documents() {
                   </button>
                 ) : null}
                 {can('security:manage') ? (
-                  <button type="button" className="danger" onClick={() => void change.run(`/api/v1/compliance/documents/${document.id}/withdraw`)}>
+                  <button type="button" className="danger" onClick={() => confirm(t('compliance.confirmWithdraw')) && void change.run(`/api/v1/compliance/documents/${document.id}/withdraw`)}>
                     {t('compliance.withdraw')}
                   </button>
                 ) : null}
