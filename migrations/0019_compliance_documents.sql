@@ -55,3 +55,18 @@ BEGIN
 END
 $$;
 CREATE TRIGGER compliance_documents_fixed BEFORE UPDATE ON compliance_documents FOR EACH ROW EXECUTE FUNCTION compliance_documents_fixed();
+
+-- Which signed tree head each outside witness of the audit ledger took last, per tenant: written
+-- by the node that delivered it (src/audit/witness-deliveries.ts), read by the compliance check
+-- that the ledger's heads leave the database.
+CREATE TABLE audit_witness_deliveries (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id() REFERENCES tenants (id),
+  witness text NOT NULL CHECK (witness IN ('file', 'syslog', 'webhook')),
+  tree_size bigint NOT NULL CHECK (tree_size > 0),
+  delivered_at timestamptz NOT NULL,
+  PRIMARY KEY (tenant_id, witness)
+);
+REVOKE DELETE, TRUNCATE ON audit_witness_deliveries FROM {{runtime_role}};
+ALTER TABLE audit_witness_deliveries ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audit_witness_deliveries FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON audit_witness_deliveries USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id());

@@ -100,6 +100,8 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     }
     await q(`INSERT INTO ringvakt.retention_sweeps (tenant_id, dry_run, state, node, requested_by, finished_at) VALUES ($1, false, 'done', 'test', 'test', now())`, [tenant.tenantId]);
     await q(`INSERT INTO ringvakt.privacy_profiles (tenant_id, controller_name, dpo_email) VALUES ($1, 'Compliance AS', 'dpo@compliance.example')`, [tenant.tenantId]);
+    // A witness has taken the ledger's heads.
+    await q(`INSERT INTO ringvakt.audit_witness_deliveries (tenant_id, witness, tree_size, delivered_at) VALUES ($1, 'file', 1, now())`, [tenant.tenantId]);
     // The organisational controls, each evidenced by a dated link.
     for (const control of ['RV-ORG-01', 'RV-ORG-02', 'RV-ORG-03']) await q(`INSERT INTO ringvakt.compliance_documents (tenant_id, kind, control_id, title, url, evidence_date, expires_on, added_by) VALUES ($1, 'control_evidence', $2, 'Procedure', 'https://hr.example/procedure', current_date - 10, current_date + 355, 'test')`, [tenant.tenantId, control]);
     for (const kind of ['backup', 'drill']) await q(`INSERT INTO ringvakt.backup_runs (kind, trigger, outcome, started_at, finished_at, node) VALUES ($1, 'operator', 'success', now(), now(), 'test')`, [kind]);
@@ -319,6 +321,11 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     'encryption.recordings': {
       breakIt: () => q(`UPDATE ringvakt.recordings SET audio_ciphertext = '\\x4944330400' WHERE attempt_id = $1`, [attemptId]),
       restore: () => q(`UPDATE ringvakt.recordings SET audio_ciphertext = '\\x5256010000' WHERE attempt_id = $1`, [attemptId]),
+    },
+    'audit.witness_exported': {
+      // The witness went away (its configuration dropped in a redeploy): no head leaves the database.
+      breakIt: () => q(`DELETE FROM ringvakt.audit_witness_deliveries WHERE tenant_id = $1`, [tenant.tenantId]),
+      restore: () => q(`INSERT INTO ringvakt.audit_witness_deliveries (tenant_id, witness, tree_size, delivered_at) SELECT $1, 'syslog', max(tree_size), now() FROM ringvakt.audit_checkpoints WHERE tenant_id = $1`, [tenant.tenantId]),
     },
     'compliance.organisational_evidence': {
       // The confidentiality agreements' evidence withdrawn (it was the wrong file); a new one dated today restores it.

@@ -119,6 +119,7 @@ describe(`tenant isolation (${serverLabel()} server)`, () => {
         await trx.insertInto('compliance_results').values({ run_id: run.id, check_id: 'identity.mfa_privileged', status: 'pass', measured: 'test', population: 1, failures: 0, sample: [] }).execute();
         const review = await trx.insertInto('access_reviews').values({ title: 'Q', due_at: new Date(), created_by: 'test' }).returning('id').executeTakeFirstOrThrow();
         await trx.insertInto('access_review_items').values({ review_id: review.id, user_id: tenant.owner.id, role: 'owner', permissions: [] }).execute();
+        await trx.insertInto('audit_witness_deliveries').values({ witness: 'file', tree_size: 1, delivered_at: new Date() }).execute();
         await trx.insertInto('compliance_documents').values({ kind: 'control_evidence', control_id: 'RV-ORG-01', title: 'Screening procedure', url: 'https://hr.example/screening', evidence_date: '2026-01-01', expires_on: '2027-01-01', added_by: 'test' }).execute();
         await trx.insertInto('security_working_hours').values({ time_zone: 'Europe/Oslo', work_from: 8, work_to: 16, work_days: [1, 2, 3, 4, 5], updated_by: 'test' }).execute();
       });

@@ -32,11 +32,14 @@ export type WitnessSettings = {
   webhook: { url: string; token: string | undefined } | undefined;
 };
 
-export function createCheckpointPublishers(settings: WitnessSettings, logger: Logger): CheckpointPublisher[] {
+/** Told of what a witness took (after the file write, or the receiver's answer): the compliance center's evidence that heads leave the database. */
+export type DeliveryListener = (witness: string, entries: readonly WitnessEntry[]) => void;
+
+export function createCheckpointPublishers(settings: WitnessSettings, logger: Logger, onDelivered?: DeliveryListener): CheckpointPublisher[] {
   const publishers: CheckpointPublisher[] = [];
-  if (settings.file) publishers.push(fileWitness(settings.file, logger));
-  if (settings.syslog) publishers.push(networkWitness('syslog', syslogSender(settings.syslog), logger));
-  if (settings.webhook) publishers.push(networkWitness('webhook', webhookSender(settings.webhook.url, settings.webhook.token), logger));
+  if (settings.file) publishers.push(fileWitness(settings.file, logger, onDelivered));
+  if (settings.syslog) publishers.push(networkWitness('syslog', syslogSender(settings.syslog), logger, onDelivered));
+  if (settings.webhook) publishers.push(networkWitness('webhook', webhookSender(settings.webhook.url, settings.webhook.token), logger, onDelivered));
   return publishers;
 }
 
@@ -46,12 +49,13 @@ export async function closePublishers(publishers: readonly CheckpointPublisher[]
 }
 
 /** Appends each checkpoint to a file, synchronously and in order: the witness keeps every head. */
-export function fileWitness(file: string, logger: Logger): CheckpointPublisher {
+export function fileWitness(file: string, logger: Logger, onDelivered?: DeliveryListener): CheckpointPublisher {
   return {
     name: 'file',
     publish(entry) {
       try {
         appendToWitness(file, entry);
+        onDelivered?.('file', [entry]);
       } catch (error) {
         logger.error({ err: error, witness: 'file' }, 'could not append an audit checkpoint to the witness file');
       }
@@ -71,7 +75,7 @@ const FIRST_RETRY_MS = 1_000;
 const LAST_RETRY_MS = 60_000;
 
 /** Newest undelivered head per tenant, delivered in rounds, retried with backoff. */
-export function networkWitness(name: string, send: Sender, logger: Logger): CheckpointPublisher {
+export function networkWitness(name: string, send: Sender, logger: Logger, onDelivered?: DeliveryListener): CheckpointPublisher {
   // Newest checkpoint per tenant; every retention record under a key of its own.
   const waiting = new Map<string, WitnessEntry>();
   const slot = (entry: WitnessEntry) => (isRetention(entry) ? `retention:${entry.tenantId}:${entry.prunedBeforeLeaf}` : entry.tenantId);
@@ -87,6 +91,7 @@ export function networkWitness(name: string, send: Sender, logger: Logger): Chec
         while (waiting.size > 0 && !closed) {
           const batch = [...waiting.values()];
           await send(batch);
+          onDelivered?.(name, batch);
           // Remove what was delivered, unless a newer head arrived meanwhile.
           for (const sent of batch) if (waiting.get(slot(sent)) === sent) waiting.delete(slot(sent));
           retryMs = FIRST_RETRY_MS;

@@ -16,6 +16,9 @@ const PRIVILEGED: readonly Permission[] = ['users:manage', 'roles:manage', 'secu
 /** The tables of the audit ledger, each protected by an append-only and a no-truncate trigger. */
 const LEDGER_TABLES = ['audit_events', 'audit_tree_nodes', 'audit_checkpoints', 'audit_signing_keys', 'audit_retention_records'] as const;
 
+/** How long a signed head may wait for its witnesses (their retries back off up to a minute). */
+const WITNESS_GRACE_MS = 15 * 60_000;
+
 /** The broadest range the allow-list may hold: an IPv4 /16 or an IPv6 /48 (an organisation's own block). */
 const BROADEST_PREFIX = { ipv4: 16, ipv6: 48 };
 
@@ -60,6 +63,24 @@ export const PLATFORM_CHECKS: readonly Check[] = [
       const active = new Set(triggers.rows.map((row) => row.name));
       const failing = expected.filter((name) => !active.has(name));
       return verdict(expected.length, failing, (n) => `${expected.length} protecting triggers expected on ${LEDGER_TABLES.length} ledger tables; ${n} missing or disabled`);
+    },
+  },
+  {
+    id: 'audit.witness_exported',
+    title: 'The audit ledger’s signed heads reach an outside witness: every head signed more than 15 minutes ago has been delivered',
+    async run(trx, now) {
+      const heads = await trx
+        .selectFrom('audit_checkpoints')
+        .select((eb) => [eb.fn.max('tree_size').as('newest'), eb.fn.max(eb.case().when('signed_at', '<', new Date(now.getTime() - WITNESS_GRACE_MS)).then(eb.ref('tree_size')).end()).as('due')])
+        .executeTakeFirst();
+      if (heads?.newest === null || heads?.newest === undefined) return notApplicable('no tree head signed yet');
+      const deliveries = await trx.selectFrom('audit_witness_deliveries').select(['witness', 'tree_size', 'delivered_at']).orderBy('witness').execute();
+      const delivered = Math.max(0, ...deliveries.map((row) => Number(row.tree_size)));
+      const due = heads.due === null ? 0 : Number(heads.due);
+      const failing = [...(deliveries.length === 0 ? ['no_witness'] : []), ...(deliveries.length > 0 && delivered < due ? ['behind'] : [])];
+      return verdict(1, failing, () =>
+        deliveries.length === 0 ? 'no outside witness has taken a tree head (configure RINGVAKT_AUDIT_WITNESS_*)' : `witnesses ${deliveries.map((row) => `${row.witness} at ${row.tree_size} (${row.delivered_at.toISOString()})`).join(', ')}; newest head ${heads.newest}, due ${due}`,
+      );
     },
   },
   {

@@ -191,6 +191,8 @@ export type ComplianceDocumentsTable = {
   withdrawn_by: string | null;
 };
 
+export type AuditWitnessDeliveriesTable = { tenant_id: TenantColumn; witness: 'file' | 'syslog' | 'webhook'; tree_size: ColumnType<string, number, number>; delivered_at: Date };
+
 export type AccessReviewsTable = { tenant_id: TenantColumn; id: Uuid; title: string; state: ColumnType<'open' | 'completed', 'open' | undefined, 'open' | 'completed'>; due_at: Date; created_by: string; created_at: Timestamp; completed_at: Date | null; completed_by: string | null };
 export type AccessReviewItemsTable = { tenant_id: TenantColumn; review_id: string; user_id: string; role: string; permissions: string[]; decision: ColumnType<'pending' | 'keep' | 'revoke', 'pending' | undefined, 'keep' | 'revoke'>; decided_by: string | null; decided_at: Date | null; note: string | null };
 
@@ -199,6 +201,7 @@ export type SecurityTables = {
   access_review_items: AccessReviewItemsTable;
   compliance_runs: ComplianceRunsTable;
   compliance_documents: ComplianceDocumentsTable;
+  audit_witness_deliveries: AuditWitnessDeliveriesTable;
   compliance_results: ComplianceResultsTable;
   installation_alerts: InstallationAlertsTable;
   security_working_hours: SecurityWorkingHoursTable;

@@ -13,6 +13,7 @@ import { buildApp } from './app.ts';
 import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
 import { createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
+import { witnessDeliveryRecorder } from '../audit/witness-deliveries.ts';
 import { startReencryptionWorker } from '../crypto/reencrypt.ts';
 import { randomBytes } from 'node:crypto';
 import { startDialerService, type DialerService } from '../dialer/dialer-service.ts';
@@ -63,7 +64,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       systemDb: database.systemDb,
       signingKey: await loadSigningKey(database.systemDb, rootKeys),
       logger,
-      publishers: createCheckpointPublishers(config.auditWitnesses, logger),
+      publishers: createCheckpointPublishers(config.auditWitnesses, logger, witnessDeliveryRecorder(database.forTenant, logger)),
     });
     reencryption = startReencryptionWorker({ systemDb: database.systemDb, crypto: database.crypto, logger });
     if (config.mail.smtpUrl) {
