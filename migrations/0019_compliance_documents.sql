@@ -70,3 +70,29 @@ REVOKE DELETE, TRUNCATE ON audit_witness_deliveries FROM {{runtime_role}};
 ALTER TABLE audit_witness_deliveries ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_witness_deliveries FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON audit_witness_deliveries USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id());
+
+-- A completed access review is evidence: neither it nor any of its decisions changes afterwards,
+-- and a decision, once taken, stands (for the runtime role and the owner alike).
+CREATE FUNCTION access_reviews_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF OLD.state = 'completed' THEN
+    RAISE EXCEPTION 'a completed access review cannot change' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER access_reviews_fixed BEFORE UPDATE ON access_reviews FOR EACH ROW EXECUTE FUNCTION access_reviews_fixed();
+
+CREATE FUNCTION access_review_items_fixed() RETURNS trigger LANGUAGE plpgsql SET search_path = ringvakt, pg_temp AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM access_reviews r WHERE r.tenant_id = NEW.tenant_id AND r.id = NEW.review_id AND r.state = 'completed') THEN
+    RAISE EXCEPTION 'the decisions of a completed access review cannot change' USING ERRCODE = 'check_violation';
+  END IF;
+  IF TG_OP = 'UPDATE' AND OLD.decision <> 'pending' THEN
+    RAISE EXCEPTION 'an access review decision, once taken, stands' USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER access_review_items_fixed BEFORE INSERT OR UPDATE ON access_review_items FOR EACH ROW EXECUTE FUNCTION access_review_items_fixed();
+REVOKE DELETE, TRUNCATE ON access_review_items FROM {{runtime_role}};

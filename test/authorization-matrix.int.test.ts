@@ -79,6 +79,7 @@ describe(`authorization matrix over every route (${serverLabel()} server)`, () =
         into.shiftId = (await trx.insertInto('security_on_call').values({ user_id: tenant.owner.id, starts_at: new Date(Date.now() + 86_400_000), ends_at: new Date(Date.now() + 2 * 86_400_000), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         // A compliance document (the acknowledgement route's :documentId names no security document with it: 404 there too).
         into.documentId = (await trx.insertInto('compliance_documents').values({ kind: 'certification', title: 'Matrix ISO 27001', issuer: 'Matrix CB', url: 'https://cert.example/matrix', evidence_date: '2026-01-01', expires_on: '2029-01-01', added_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
+        into.runId = (await trx.insertInto('compliance_runs').values({ started_at: new Date(), finished_at: new Date(), trigger: 'request', catalogue_version: 't', measured_by: 'matrix', digest: Buffer.alloc(32, 1), passed: 0, failed: 0 }).returning('id').executeTakeFirstOrThrow()).id;
         into.reviewId = (await trx.insertInto('access_reviews').values({ title: 'Matrix review', due_at: new Date(Date.now() + 86_400_000), created_by: 'matrix' }).returning('id').executeTakeFirstOrThrow()).id;
         into.queueId = (await trx.insertInto('queues').values({ name: 'Matrix queue', number: tenant.slug === 'matrix-a' ? '+4722000011' : '+4722000012' }).returning('id').executeTakeFirstOrThrow()).id;
       });

@@ -75,8 +75,9 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     const policy = await q(`INSERT INTO ringvakt.security_documents (tenant_id, kind, title, version, content, content_sha256, published_by) VALUES ($1, 'policy', 'Policy', '1', 'Be careful.', '\\x${'ab'.repeat(32)}', 'test') RETURNING id`, [tenant.tenantId]);
     for (const user of [tenant.owner.id, tenant.agent.id, leaver]) await q(`INSERT INTO ringvakt.security_attestations (tenant_id, user_id, document_id) VALUES ($1, $2, $3)`, [tenant.tenantId, user, policy.rows[0]!.id]);
     await q(`INSERT INTO ringvakt.detection_cursors (tenant_id, last_leaf, ledger_checked_at) VALUES ($1, -1, now())`, [tenant.tenantId]);
-    const review = await q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, state, due_at, created_by, completed_at, completed_by) VALUES ($1, 'Q4', 'completed', now(), 'test', now(), 'test') RETURNING id`, [tenant.tenantId]);
+    const review = await q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, due_at, created_by) VALUES ($1, 'Q4', now(), 'test') RETURNING id`, [tenant.tenantId]);
     await q(`INSERT INTO ringvakt.access_review_items (tenant_id, review_id, user_id, role, permissions, decision, decided_by, decided_at) VALUES ($1, $2, $3, 'agent', '{calls:handle}', 'revoke', 'test', now())`, [tenant.tenantId, review.rows[0]!.id, revoked]);
+    await q(`UPDATE ringvakt.access_reviews SET state = 'completed', completed_at = now(), completed_by = 'test' WHERE id = $1`, [review.rows[0]!.id]);
     // A campaign that dials under its profile, screened against a fresh registry: one person called
     // (consent with its evidence, the call recorded), one objecting and suppressed, one erased.
     const campaign = await q(`INSERT INTO ringvakt.campaigns (tenant_id, name, state, jurisdiction, amd, started_at) VALUES ($1, 'Winter', 'active', 'nordic_eu', false, now() - interval '1 hour') RETURNING id`, [tenant.tenantId]);
@@ -212,8 +213,14 @@ describe(`compliance evidence: every check fails when its control is broken (${s
       restore: () => q(`UPDATE ringvakt.incidents SET state = 'contained', contained_at = detected_at + interval '3 hours' WHERE tenant_id = $1`, [tenant.tenantId]),
     },
     'access.review_recent': {
-      breakIt: () => q(`UPDATE ringvakt.access_reviews SET completed_at = now() - interval '100 days' WHERE tenant_id = $1`, [tenant.tenantId]),
-      restore: () => q(`UPDATE ringvakt.access_reviews SET completed_at = now() WHERE tenant_id = $1`, [tenant.tenantId]),
+      // A quarter passes without a review: the completed one is aged (a completed review is fixed, so
+      // its guard steps aside for the test's clock only), and a new one completed today restores it.
+      breakIt: async () => {
+        await q(`ALTER TABLE ringvakt.access_reviews DISABLE TRIGGER access_reviews_fixed`);
+        await q(`UPDATE ringvakt.access_reviews SET completed_at = now() - interval '100 days', created_at = now() - interval '110 days' WHERE tenant_id = $1`, [tenant.tenantId]);
+        await q(`ALTER TABLE ringvakt.access_reviews ENABLE TRIGGER access_reviews_fixed`);
+      },
+      restore: () => q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, state, due_at, created_by, completed_at, completed_by) VALUES ($1, 'Q1', 'completed', now(), 'test', now(), 'test')`, [tenant.tenantId]),
     },
     'encryption.personal_data': {
       // A plaintext column slipped into a personal-data table (a careless migration).
@@ -363,6 +370,15 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(run.results).toHaveLength(CHECKS.length);
     const anchored = await q(`SELECT details->>'sha256' AS sha256 FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'compliance.run' AND target_id = $2`, [tenant.tenantId, run.id]);
     expect((anchored.rows[0] as { sha256: string }).sha256).toBe(run.sha256);
+    // A past run proves itself: its stored results recompute to the digest the run and the ledger hold — until someone edits a result.
+    await seal();
+    const verified = await send(app, owner, 'GET', `/api/v1/compliance/runs/${run.id}/verify`);
+    expect(verified.json()).toEqual({ runId: run.id, storedSha256: run.sha256, recomputedSha256: run.sha256, ledgerSha256: run.sha256, ledgerEventId: expect.any(String), sealed: true, holds: true, problem: null });
+    await q(`UPDATE ringvakt.compliance_results SET status = 'pass', measured = 'all fine' WHERE run_id = $1 AND check_id = 'identity.mfa_privileged'`, [run.id]);
+    const altered = (await send(app, owner, 'GET', `/api/v1/compliance/runs/${run.id}/verify`)).json() as { holds: boolean; problem: string; recomputedSha256: string };
+    expect(altered).toMatchObject({ holds: false, problem: expect.stringMatching(/changed after the run/) });
+    expect(altered.recomputedSha256).not.toBe(run.sha256);
+    expect((await send(app, owner, 'GET', `/api/v1/compliance/runs/${randomUUID()}/verify`)).statusCode).toBe(404);
     const controls = (await send(app, owner, 'GET', '/api/v1/compliance/controls')).json() as { controls: { id: string; status: string; frameworks: Record<string, string[]> }[] };
     expect(controls.controls.length).toBe(loadCatalogue().controls.length);
     expect(controls.controls.find((control) => control.id === 'RV-IAM-01')).toMatchObject({ status: 'pass', frameworks: { soc2: ['CC6.1'], iso27001: ['A.5.17', 'A.8.5'] } });
@@ -406,6 +422,9 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     const completed = await send(app, first, 'POST', `/api/v1/access-reviews/${review.id}/complete`);
     expect(completed.statusCode, completed.body).toBe(200);
     expect(completed.json()).toMatchObject({ state: 'completed', kept: 2, revoked: 1, pending: 0 });
+    // The completed review is evidence: no decision in it changes, not even in the database.
+    await expect(q(`UPDATE ringvakt.access_review_items SET decision = 'keep' WHERE review_id = $1 AND user_id = $2`, [review.id, reviewed.agent.id])).rejects.toThrow(/completed access review cannot change/);
+    await expect(q(`UPDATE ringvakt.access_reviews SET title = 'Renamed' WHERE id = $1`, [review.id])).rejects.toThrow(/completed access review cannot change/);
     const detail = (await send(app, first, 'GET', `/api/v1/access-reviews/${review.id}`)).json() as { items: { userId: string; role: string; decision: string }[] };
     expect(detail.items.find((item) => item.userId === reviewed.agent.id)).toMatchObject({ role: 'agent', decision: 'revoke' });
     const run = await runEvidence(db.handles.forTenant(reviewed.tenantId), 'request', { type: 'operator' });

@@ -1,11 +1,11 @@
 import { z } from '../zod.ts';
 import { AppError } from '../server/errors.ts';
-import { problemResponses } from '../server/schemas.ts';
+import { problemResponses, uuidSchema } from '../server/schemas.ts';
 import type { App } from '../server/types.ts';
 import { principalOf } from '../server/access-control.ts';
 import { loadCatalogue } from './catalogue.ts';
 import { CHECKS_BY_ID } from './checks.ts';
-import { runEvidence } from './evidence.ts';
+import { runEvidence, verifyRun } from './evidence.ts';
 import type { SigningKey } from '../audit/signing-key.ts';
 import { recordAuditEvent } from '../audit/audit-event.ts';
 import { requestAudit } from '../server/request-audit.ts';
@@ -63,6 +63,12 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
   app.get('/api/v1/compliance/runs', { config: { access: 'audit:read' }, schema: { summary: 'Evidence runs, newest first', tags: ['compliance'], querystring: z.strictObject({ limit: z.coerce.number().int().min(1).max(400).default(60) }), response: { 200: z.object({ items: z.array(runSchema) }), ...problemResponses(400, 401, 403) } } }, async (request) => {
     const rows = await request.tenantDb.read((trx) => trx.selectFrom('compliance_runs').selectAll().orderBy('started_at', 'desc').limit(request.query.limit).execute());
     return { items: rows.map(presentRun) };
+  });
+
+  app.get('/api/v1/compliance/runs/:runId/verify', { config: { access: 'audit:read' }, schema: { summary: 'Proves a past run unaltered: its results recomputed into the digest, compared with the stored one and the audit ledger’s', tags: ['compliance'], params: z.strictObject({ runId: uuidSchema }), response: { 200: z.object({ runId: z.string(), storedSha256: z.string(), recomputedSha256: z.string(), ledgerSha256: z.string().nullable(), ledgerEventId: z.string().nullable(), sealed: z.boolean(), holds: z.boolean(), problem: z.string().nullable() }), ...problemResponses(400, 401, 403, 404) } } }, async (request) => {
+    const verification = await request.tenantDb.snapshot((trx) => verifyRun(trx, request.params.runId));
+    if (!verification) throw new AppError('not_found', 'No such evidence run.');
+    return verification;
   });
 
   app.get('/api/v1/compliance/checks/:checkId/history', { config: { access: 'audit:read' }, schema: { summary: 'One check over an observation window: every run’s result, newest first, and the pass rate of the daily runs', tags: ['compliance'], params: z.strictObject({ checkId: z.string().max(100) }), querystring: z.strictObject({ days: z.coerce.number().int().min(1).max(400).default(90) }), response: { 200: z.object({ checkId: z.string(), title: z.string(), days: z.number(), passRate: z.number().nullable(), items: z.array(z.object({ at: z.string(), trigger: z.string(), status: z.string(), measured: z.string(), failures: z.number() })) }), ...problemResponses(400, 401, 403, 404) } } }, async (request) => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from '../db/kysely.ts';
-import type { TenantDb } from '../db/tenant-db.ts';
+import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import { recordAuditEvent, type AuditEvent } from '../audit/audit-event.ts';
 import { CHECKS, type CheckResult } from './checks.ts';
 import { loadCatalogue } from './catalogue.ts';
@@ -29,6 +29,48 @@ export async function runScheduledEvidence(tenantDb: TenantDb, now = new Date())
   return measure(tenantDb, 'schedule', { type: 'system', id: 'compliance' }, now, true);
 }
 
+type StoredResult = { checkId: string; status: string; measured: string; population: number; failures: number; sample: readonly string[] };
+
+/**
+ * The SHA-256 of a run's canonical form: its catalogue version, the version that measured, when,
+ * and every result in check-id order with its fields in a fixed order — so the digest of a stored
+ * run can be recomputed from the database alone, and compared with the one in the audit ledger.
+ */
+export function runDigest(run: { catalogueVersion: string; measuredBy: string; at: Date; results: readonly StoredResult[] }): string {
+  const results = [...run.results]
+    .sort((a, b) => (a.checkId < b.checkId ? -1 : a.checkId > b.checkId ? 1 : 0))
+    .map((result) => ({ checkId: result.checkId, status: result.status, measured: result.measured, population: result.population, failures: result.failures, sample: [...result.sample] }));
+  return createHash('sha256').update(JSON.stringify({ catalogueVersion: run.catalogueVersion, measuredBy: run.measuredBy, at: run.at.toISOString(), results })).digest('hex');
+}
+
+export type RunVerification = { runId: string; storedSha256: string; recomputedSha256: string; ledgerSha256: string | null; ledgerEventId: string | null; sealed: boolean; holds: boolean; problem: string | null };
+
+/**
+ * Checks a stored run: its results recomputed into the digest, compared with the digest stored
+ * with the run and with the one its audit event carries in the ledger (whose own integrity
+ * `audit verify` and the inclusion proofs establish).
+ */
+export async function verifyRun(trx: TenantTransaction, runId: string): Promise<RunVerification | undefined> {
+  const run = await trx.selectFrom('compliance_runs').selectAll().where('id', '=', runId).executeTakeFirst();
+  if (!run) return undefined;
+  const results = await trx.selectFrom('compliance_results').select(['check_id', 'status', 'measured', 'population', 'failures', 'sample']).where('run_id', '=', runId).execute();
+  const recomputed = runDigest({ catalogueVersion: run.catalogue_version, measuredBy: run.measured_by, at: run.started_at, results: results.map((row) => ({ checkId: row.check_id, status: row.status, measured: row.measured, population: row.population, failures: row.failures, sample: row.sample })) });
+  const stored = Buffer.from(run.digest).toString('hex');
+  const event = await trx
+    .selectFrom('audit_events')
+    .select(['id', 'leaf_index', sql<string | null>`details->>'sha256'`.as('sha256')])
+    .where('action', '=', 'compliance.run')
+    .where('target_type', '=', 'compliance_run')
+    .where('target_id', '=', runId)
+    .orderBy('id')
+    .limit(1)
+    .executeTakeFirst();
+  const ledger = event?.sha256 ?? null;
+  const problem =
+    recomputed !== stored ? 'the stored results do not match the digest stored with the run: they were changed after the run' : ledger === null ? 'the run has no record in the audit ledger' : ledger !== stored ? 'the run’s digest differs from the one the audit ledger holds' : null;
+  return { runId, storedSha256: stored, recomputedSha256: recomputed, ledgerSha256: ledger, ledgerEventId: event ? String(event.id) : null, sealed: event?.leaf_index !== null && event?.leaf_index !== undefined, holds: problem === null, problem };
+}
+
 async function measure(tenantDb: TenantDb, trigger: 'schedule' | 'request', actor: AuditEvent['actor'], now: Date, onlyIfDue: boolean): Promise<EvidenceRun | undefined> {
   const catalogue = loadCatalogue();
   const results = await tenantDb.snapshot(async (trx) => {
@@ -52,8 +94,7 @@ async function measure(tenantDb: TenantDb, trigger: 'schedule' | 'request', acto
     return out;
   });
   const finishedAt = new Date();
-  const canonical = JSON.stringify({ catalogueVersion: catalogue.version, measuredBy: MEASURED_BY, at: now.toISOString(), results });
-  const digest = createHash('sha256').update(canonical).digest('hex');
+  const digest = runDigest({ catalogueVersion: catalogue.version, measuredBy: MEASURED_BY, at: now, results });
   const id = await tenantDb.transaction(async (trx) => {
     if (onlyIfDue) {
       await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:compliance_schedule`}))`.execute(trx);
