@@ -14,7 +14,8 @@ const CONTACTS = Number(process.env.BENCH_COMPLIANCE_CONTACTS ?? 1_000_000);
 
 /**
  * The compliance center on a large tenant: CONTACTS contacts with a phone each (written directly
- * in SQL as field ciphertext would look: the header and random bytes), then a full evidence run
+ * in SQL as field ciphertext would look: the header and random bytes), a consent each, 1 % objecting
+ * and 1 % erased, and 30 days of calls for 30 % of them; then a full evidence run
  * (every automated check, stored and anchored in the ledger) and the trust report (built, signed,
  * and rendered as PDF). Baseline: one sequential count of the tenant's contacts and phones — the
  * least it costs to touch that data once. Targets: evidence run ≤ 30 s, report ≤ 5 s.
@@ -41,8 +42,44 @@ export async function complianceBench(): Promise<BenchRow[]> {
        SELECT tenant_id, id, 0, 'mobile', '\\x525601'::bytea || decode(md5(id::text), 'hex'), decode(substr(md5(id::text), 1, 16), 'hex') FROM ringvakt.contacts WHERE tenant_id = $1`,
       [tenantId],
     );
-    await plain.query('VACUUM ANALYZE ringvakt.contacts, ringvakt.contact_phones');
-    process.stderr.write(`  compliance: ${CONTACTS} contacts with phones seeded in ${((Date.now() - seeded) / 1000).toFixed(1)} s\n`);
+    // What a working tenant holds besides: a consent per contact (imported with its evidence), one in
+    // a hundred objecting (and suppressed), one in a hundred erased, and 30 days of calls from one
+    // campaign for three in ten contacts (one in a hundred abandoned).
+    await plain.query(
+      `INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
+       SELECT tenant_id, id, 'sales', 'grant', 'consent', 'import', 'form archive', now() - interval '40 days', 'bench' FROM ringvakt.contacts WHERE tenant_id = $1`,
+      [tenantId],
+    );
+    await plain.query(
+      `WITH picked AS (SELECT id FROM ringvakt.contacts WHERE tenant_id = $1 ORDER BY id LIMIT $2 / 100)
+       INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, source, occurred_at, recorded_by) SELECT $1, id, 'sales', 'object', 'phone call', now() - interval '20 days', 'bench' FROM picked`,
+      [tenantId, CONTACTS],
+    );
+    await plain.query(
+      `INSERT INTO ringvakt.suppressions (tenant_id, scope, value_index, value_ciphertext, reason, source, contact_id, created_by)
+       SELECT e.tenant_id, 'tenant', p.number_index, p.number_ciphertext, 'objection', 'consent objection', e.contact_id, 'bench'
+         FROM ringvakt.consent_events e JOIN ringvakt.contact_phones p ON p.tenant_id = e.tenant_id AND p.contact_id = e.contact_id WHERE e.tenant_id = $1 AND e.action = 'object'`,
+      [tenantId],
+    );
+    await plain.query(
+      `WITH picked AS (SELECT id FROM ringvakt.contacts WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2 / 100),
+       gone AS (DELETE FROM ringvakt.contact_phones p USING picked WHERE p.tenant_id = $1 AND p.contact_id = picked.id RETURNING p.contact_id),
+       erased AS (UPDATE ringvakt.contacts c SET status = 'erased', erased_at = now(), name_ciphertext = NULL, email_ciphertext = NULL, email_index = NULL FROM picked WHERE c.tenant_id = $1 AND c.id = picked.id RETURNING c.id),
+       keys AS (INSERT INTO ringvakt.subject_keys (tenant_id, subject_id, destroyed_at) SELECT $1, id, now() FROM erased)
+       INSERT INTO ringvakt.erasure_ledger (tenant_id, subject_id, method, reason) SELECT $1, id, 'crypto_shredding', 'request' FROM erased`,
+      [tenantId, CONTACTS],
+    );
+    const campaign = await plain.query<{ id: string }>(`INSERT INTO ringvakt.campaigns (tenant_id, name, state, jurisdiction, amd, started_at) VALUES ($1, 'Bench', 'active', 'nordic_eu', false, now() - interval '30 days') RETURNING id`, [tenantId]);
+    await plain.query(`INSERT INTO ringvakt.suppression_registries (tenant_id, format, name, entries) VALUES ($1, 'no_reservasjon', 'Reservasjonsregisteret', 1)`, [tenantId]);
+    await plain.query(
+      `INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, reserved_at, dialed_at, answered_at, outcome, ended_at)
+       SELECT $1, gen_random_uuid(), $2, id, 1, 'ended', 'bench', '{status,attempts,window,consent,number,suppression}', at, at, at + interval '10 seconds',
+              CASE WHEN n % 100 = 0 THEN 'abandoned' ELSE 'live' END, at + interval '3 minutes'
+         FROM (SELECT id, row_number() OVER () AS n, now() - (random() * interval '30 days') AS at FROM ringvakt.contacts WHERE tenant_id = $1 AND status = 'active' LIMIT $3) picked`,
+      [tenantId, campaign.rows[0]!.id, Math.floor(CONTACTS * 0.3)],
+    );
+    await plain.query('VACUUM ANALYZE ringvakt.contacts, ringvakt.contact_phones, ringvakt.consent_events, ringvakt.suppressions, ringvakt.dial_attempts, ringvakt.subject_keys, ringvakt.erasure_ledger');
+    process.stderr.write(`  compliance: ${CONTACTS} contacts with phones, consents, objections, erasures and ${Math.floor(CONTACTS * 0.3)} calls seeded in ${((Date.now() - seeded) / 1000).toFixed(1)} s\n`);
 
     const countStarted = process.hrtime.bigint();
     await plain.query('SELECT (SELECT count(*) FROM ringvakt.contacts WHERE tenant_id = $1) + (SELECT count(*) FROM ringvakt.contact_phones WHERE tenant_id = $1)', [tenantId]);
@@ -60,6 +97,9 @@ export async function complianceBench(): Promise<BenchRow[]> {
     const pdf = await trustReportPdf(signTrustReport(report, key));
     const reportMs = Number(process.hrtime.bigint() - reportStarted) / 1e6;
     process.stderr.write(`  compliance: trust report of ${report.controls.length} controls, PDF ${pdf.length} bytes, in ${reportMs.toFixed(0)} ms\n`);
+    const slowest = [...run.results].map((result) => result.checkId);
+    process.stderr.write(`  compliance: results ${run.results.map((result) => `${result.checkId}=${result.status}`).join(' ')}\n`);
+    void slowest;
     return [
       { name: `compliance: full evidence run, ${run.results.length} checks, tenant with ${CONTACTS} contacts (baseline: one count of its contacts and phones)`, unit: 'ms', ours: Math.round(evidenceMs), baseline: Math.round(baselineMs), higherIsBetter: false, target: '≤ 30,000 ms', met: evidenceMs <= 30_000 },
       { name: `compliance: trust report built, signed and rendered as PDF (baseline: the same count)`, unit: 'ms', ours: Math.round(reportMs), baseline: Math.round(baselineMs), higherIsBetter: false, target: '≤ 5,000 ms', met: reportMs <= 5_000 },
