@@ -37,10 +37,15 @@ const riskSchema = z.strictObject({
   impact: z.number().int().min(1).max(5),
   controls: z.array(z.string()).min(1),
 });
-const catalogueSchema = z.strictObject({ version: z.string().min(1).max(40), note: z.string(), controls: z.array(controlSchema).min(1), risks: z.array(riskSchema).default([]) });
+const catalogueSchema = z.strictObject({ $schema: z.string().optional(), version: z.string().min(1).max(40), note: z.string(), controls: z.array(controlSchema).min(1), risks: z.array(riskSchema).default([]) });
 
 export type Control = z.infer<typeof controlSchema>;
 export type Catalogue = z.infer<typeof catalogueSchema>;
+
+/** The catalogue's JSON Schema, as `compliance/controls.schema.json` holds it (a test keeps the file in step with this). */
+export function catalogueJsonSchema(): unknown {
+  return { title: 'Ringvakt control catalogue', ...z.toJSONSchema(catalogueSchema, { io: 'input' }) };
+}
 
 export const CATALOGUE_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'compliance', 'controls.json');
 

@@ -21,8 +21,13 @@ const questionSchema = z.strictObject({
   controls: z.array(z.string()).min(1),
   answer: z.string().min(10).max(600),
 });
-const questionnaireSchema = z.strictObject({ version: z.string().min(1).max(40), note: z.string(), questions: z.array(questionSchema).min(1) });
+const questionnaireSchema = z.strictObject({ $schema: z.string().optional(), version: z.string().min(1).max(40), note: z.string(), questions: z.array(questionSchema).min(1) });
 export type Questionnaire = z.infer<typeof questionnaireSchema>;
+
+/** The questionnaire's JSON Schema, as `compliance/questionnaire.schema.json` holds it. */
+export function questionnaireJsonSchema(): unknown {
+  return { title: 'Ringvakt security questionnaire', ...z.toJSONSchema(questionnaireSchema, { io: 'input' }) };
+}
 
 export const QUESTIONNAIRE_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'compliance', 'questionnaire.json');
 
