@@ -41,6 +41,12 @@ CREATE POLICY tenant_isolation ON compliance_documents USING (tenant_id = curren
 -- trust report, and its withdrawal may change — and a withdrawn document changes no more.
 CREATE FUNCTION compliance_documents_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  -- A data key rotation re-seals the file under the new key: the same file (its digest, checked at
+  -- every download, fixed below), new ciphertext; nothing else changes with it.
+  IF OLD.file_ciphertext IS NOT NULL AND NEW.file_ciphertext IS NOT NULL AND NEW.file_ciphertext IS DISTINCT FROM OLD.file_ciphertext
+     AND (to_jsonb(NEW) - 'file_ciphertext') = (to_jsonb(OLD) - 'file_ciphertext') THEN
+    RETURN NEW;
+  END IF;
   IF OLD.withdrawn_at IS NOT NULL THEN
     RAISE EXCEPTION 'a withdrawn compliance document cannot change' USING ERRCODE = 'check_violation';
   END IF;
@@ -48,7 +54,7 @@ BEGIN
      IS DISTINCT FROM (OLD.tenant_id, OLD.id, OLD.kind, OLD.control_id, OLD.title, OLD.issuer, OLD.url, OLD.evidence_date, OLD.expires_on, OLD.added_by, OLD.added_at) THEN
     RAISE EXCEPTION 'a compliance document cannot be edited: withdraw it and add a new one' USING ERRCODE = 'check_violation';
   END IF;
-  IF OLD.file_sha256 IS NOT NULL AND (NEW.file_sha256, NEW.media_type, NEW.file_bytes, NEW.file_name) IS DISTINCT FROM (OLD.file_sha256, OLD.media_type, OLD.file_bytes, OLD.file_name) THEN
+  IF OLD.file_sha256 IS NOT NULL AND (NEW.file_sha256, NEW.media_type, NEW.file_bytes, NEW.file_name, NEW.file_ciphertext IS NULL) IS DISTINCT FROM (OLD.file_sha256, OLD.media_type, OLD.file_bytes, OLD.file_name, false) THEN
     RAISE EXCEPTION 'a compliance document''s file cannot be replaced' USING ERRCODE = 'check_violation';
   END IF;
   RETURN NEW;

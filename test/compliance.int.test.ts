@@ -9,12 +9,14 @@ import { sealTenantLedger } from '../src/audit/seal-audit-log.ts';
 import { loadSigningKey } from '../src/audit/signing-key.ts';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { CHECKS } from '../src/compliance/checks.ts';
+import { DIAL_CHECKS as DIAL_CHECK_NAMES } from '../src/dialer/dial-checks.ts';
 import { loadCatalogue, parseCatalogue } from '../src/compliance/catalogue.ts';
 import { runEvidence, runScheduledEvidence } from '../src/compliance/evidence.ts';
 import { loadQuestionnaire, parseQuestionnaire, type AnsweredQuestionnaire } from '../src/compliance/questionnaire.ts';
 import { parse } from 'csv-parse/sync';
 import type { App } from '../src/server/types.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
+import { createContact } from '../src/modules/contacts/contacts.service.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
 import { buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -37,7 +39,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
   let contactId: string;
   let erasedId: string;
   const attemptId = randomUUID();
-  const DIAL_CHECKS = ['status', 'attempts', 'window', 'consent', 'number', 'suppression'];
+  const DIAL_CHECKS = [...DIAL_CHECK_NAMES];
   const q = (text: string, values: unknown[] = []) => db.superQuery(text, values);
 
   const seal = async () => {
@@ -80,21 +82,23 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     await q(`UPDATE ringvakt.access_reviews SET state = 'completed', completed_at = now(), completed_by = 'test' WHERE id = $1`, [review.rows[0]!.id]);
     // A campaign that dials under its profile, screened against a fresh registry: one person called
     // (consent with its evidence, the call recorded), one objecting and suppressed, one erased.
-    const campaign = await q(`INSERT INTO ringvakt.campaigns (tenant_id, name, state, jurisdiction, amd, started_at) VALUES ($1, 'Winter', 'active', 'nordic_eu', false, now() - interval '1 hour') RETURNING id`, [tenant.tenantId]);
+    const campaign = await q(`INSERT INTO ringvakt.campaigns (tenant_id, name, state, jurisdiction, amd, started_at) VALUES ($1, 'Winter', 'active', 'nordic_eu', false, now() - interval '25 hours') RETURNING id`, [tenant.tenantId]);
     campaignId = (campaign.rows[0] as { id: string }).id;
     await q(`INSERT INTO ringvakt.suppression_registries (tenant_id, format, name, entries) VALUES ($1, 'no_reservasjon', 'Reservasjonsregisteret', 10)`, [tenant.tenantId]);
-    const [called, objecting, erased] = [randomUUID(), randomUUID(), randomUUID()];
+    const [called, erased] = [randomUUID(), randomUUID()];
     contactId = called;
     erasedId = erased;
-    for (const id of [called, objecting]) await q(`INSERT INTO ringvakt.contacts (tenant_id, id) VALUES ($1, $2)`, [tenant.tenantId, id]);
+    await q(`INSERT INTO ringvakt.contacts (tenant_id, id) VALUES ($1, $2)`, [tenant.tenantId, called]);
     await q(`INSERT INTO ringvakt.contacts (tenant_id, id, status, erased_at) VALUES ($1, $2, 'erased', now())`, [tenant.tenantId, erased]);
     await q(`INSERT INTO ringvakt.subject_keys (tenant_id, subject_id, destroyed_at) VALUES ($1, $2, now())`, [tenant.tenantId, erased]);
     await q(`INSERT INTO ringvakt.erasure_ledger (tenant_id, subject_id, method, reason) VALUES ($1, $2, 'crypto_shredding', 'request')`, [tenant.tenantId, erased]);
-    await q(`INSERT INTO ringvakt.contact_phones (tenant_id, contact_id, position, kind, number_ciphertext, number_index) VALUES ($1, $2, 0, 'mobile', '\\x5256010000', '\\x01')`, [tenant.tenantId, objecting]);
     await q(`INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by) VALUES ($1, $2, 'sales', 'grant', 'consent', 'web form', 'form-2026-0042', now(), 'test')`, [tenant.tenantId, called]);
-    await q(`INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, source, occurred_at, recorded_by) VALUES ($1, $2, 'sales', 'object', 'phone call', now(), 'test')`, [tenant.tenantId, objecting]);
-    await q(`INSERT INTO ringvakt.suppressions (tenant_id, scope, value_index, value_ciphertext, reason, source, contact_id, created_by) VALUES ($1, 'tenant', '\\x01', '\\x5256010000', 'objection', 'consent objection', $2, 'test')`, [tenant.tenantId, objecting]);
-    await q(`INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, dialed_at, answered_at, outcome, ended_at) VALUES ($1, $2, $3, $4, 1, 'ended', 'test', $5, now() - interval '10 minutes', now() - interval '9 minutes', 'live', now() - interval '5 minutes')`, [tenant.tenantId, attemptId, campaignId, called, DIAL_CHECKS]);
+    // The objection goes the product's way: a contact with two numbers objects through the API, and both are suppressed.
+    const crypto = await db.handles.crypto();
+    const objecting = (await db.handles.forTenant(tenant.tenantId).transaction((trx) => createContact(trx, crypto, { name: 'Objecting person', phones: [{ kind: 'mobile', number: '+4790000021' }, { kind: 'home', number: '+4722000021' }] }, { defaultRegion: 'NO' }))).id;
+    const objected = await send(app, owner, 'POST', `/api/v1/contacts/${objecting}/consents`, { purpose: 'sales', action: 'object', source: 'phone call' });
+    if (objected.statusCode !== 201) throw new Error(`objection not recorded: ${objected.body}`);
+    await q(`INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, dialed_at, answered_at, outcome, ended_at) VALUES ($1, $2, $3, $4, 1, 'ended', 'test', $5, now() - interval '2 hours', now() - interval '119 minutes', 'live', now() - interval '115 minutes')`, [tenant.tenantId, attemptId, campaignId, called, DIAL_CHECKS]);
     await q(`INSERT INTO ringvakt.recordings (tenant_id, attempt_id, campaign_id, contact_id, state, started_at, saved_at, audio_ciphertext) VALUES ($1, $2, $3, $4, 'saved', now() - interval '9 minutes', now() - interval '5 minutes', '\\x5256010000')`, [tenant.tenantId, attemptId, campaignId, called]);
     for (const category of ['contacts_inactive', 'interactions', 'notes', 'recordings', 'audit_events', 'import_rejects', 'exports']) {
       await q(`INSERT INTO ringvakt.retention_policies (tenant_id, category, retain_days, action, updated_by) VALUES ($1, $2, 400, $3, 'test')`, [tenant.tenantId, category, category === 'contacts_inactive' || category === 'interactions' ? 'anonymise' : 'delete']);
@@ -291,7 +295,8 @@ describe(`compliance evidence: every check fails when its control is broken (${s
       // Two people answered and heard nobody, against one call put through: far over 3 %. Restored as
       // time restores it: three days on, both are outside this window and the one before.
       breakIt: async () => {
-        for (const attempt of [2, 3]) await q(`INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, dialed_at, answered_at, outcome, ended_at) VALUES ($1, $2, $3, $4, $5, 'ended', 'test', $6, now() - interval '8 minutes', now() - interval '7 minutes', 'abandoned', now() - interval '7 minutes')`, [tenant.tenantId, randomUUID(), campaignId, contactId, attempt, DIAL_CHECKS]);
+        // (In the window that completed an hour ago: the one running now is not judged until it ends.)
+        for (const attempt of [2, 3]) await q(`INSERT INTO ringvakt.dial_attempts (tenant_id, id, campaign_id, contact_id, attempt, state, dialer, checks, dialed_at, answered_at, outcome, ended_at) VALUES ($1, $2, $3, $4, $5, 'ended', 'test', $6, now() - interval '3 hours', now() - interval '179 minutes', 'abandoned', now() - interval '179 minutes')`, [tenant.tenantId, randomUUID(), campaignId, contactId, attempt, DIAL_CHECKS]);
       },
       restore: () => q(`UPDATE ringvakt.dial_attempts SET dialed_at = dialed_at - interval '3 days', answered_at = answered_at - interval '3 days', ended_at = ended_at - interval '3 days' WHERE tenant_id = $1 AND outcome = 'abandoned'`, [tenant.tenantId]),
     },
@@ -322,7 +327,8 @@ describe(`compliance evidence: every check fails when its control is broken (${s
       restore: () => q(`UPDATE ringvakt.consent_events SET evidence_ref = 'recording of the call' WHERE tenant_id = $1 AND evidence_ref IS NULL AND basis = 'consent'`, [tenant.tenantId]),
     },
     'privacy.objections_suppressed': {
-      breakIt: () => q(`UPDATE ringvakt.suppressions SET lifted_at = now(), lifted_by = 'test' WHERE tenant_id = $1 AND reason = 'objection'`, [tenant.tenantId]),
+      // One of the objector's two numbers lifted (the other still stands): the person can be called on it.
+      breakIt: () => q(`UPDATE ringvakt.suppressions SET lifted_at = now(), lifted_by = 'test' WHERE id = (SELECT id FROM ringvakt.suppressions WHERE tenant_id = $1 AND reason = 'objection' ORDER BY id LIMIT 1)`, [tenant.tenantId]),
       restore: () => q(`UPDATE ringvakt.suppressions SET lifted_at = NULL, lifted_by = NULL WHERE tenant_id = $1 AND reason = 'objection'`, [tenant.tenantId]),
     },
     'encryption.recordings': {

@@ -52,6 +52,19 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
     const personal = await handle().transaction((trx) =>
       Promise.all(subjects.map((subject) => crypto.cipher.encrypt(trx, { table: 'contacts', recordId: subject, field: 'name' }, `Subject ${subject}`, subject))),
     );
+    // Six evidence files (sealed as bytes, six batches of the file walk would be two), one of them withdrawn: re-sealed like any value.
+    const files = Array.from({ length: 6 }, (_, index) => Buffer.concat([Buffer.from('%PDF-1.7\n'), Buffer.alloc(3000 + index, index)]));
+    const documentIds = await handle().transaction(async (trx) => {
+      const ids: string[] = [];
+      for (const [index, file] of files.entries()) {
+        const row = await trx.insertInto('compliance_documents').values({ kind: 'control_evidence', control_id: 'RV-ORG-01', title: `Evidence ${index}`, evidence_date: '2026-01-01', expires_on: '2027-01-01', added_by: 'test' }).returning('id').executeTakeFirstOrThrow();
+        const sealed = await crypto.cipher.encryptBytes(trx, { table: 'compliance_documents', recordId: row.id, field: 'file' }, file);
+        await trx.updateTable('compliance_documents').set({ file_ciphertext: sealed, file_sha256: Buffer.alloc(32, index), media_type: 'application/pdf', file_bytes: file.length }).where('id', '=', row.id).execute();
+        ids.push(row.id);
+      }
+      await trx.updateTable('compliance_documents').set({ withdrawn_at: new Date(), withdrawn_by: 'test' }).where('id', '=', ids[0]!).execute();
+      return ids;
+    });
     // Another process that reserved a block under version 1 before the rotation, and keeps using it.
     const staleProcess = createFieldCipher(createKeyring(crypto.root));
     await handle().transaction((trx) => staleProcess.encrypt(trx, { table: 'x', recordId: 'warm-up', field: 'x' }, 'x'));
@@ -93,8 +106,13 @@ describe(`tenant data key rotation and re-encryption (${serverLabel()} server)`,
     expect(subjectKeys.rows).toEqual([{ tenant_key_version: 2 }]);
     const reread = await handle().read((trx) => Promise.all(personal.map((value, index) => resumed.cipher.decrypt(trx, { table: 'contacts', recordId: subjects[index]!, field: 'name' }, value, subjects[index]))));
     expect(reread).toEqual(subjects.map((subject) => `Subject ${subject}`));
-    // Each value was re-encrypted once: 452 e-mails, 452 names, one stale write, 5 subject keys.
-    expect(current!.reencrypted).toBe(452 + 452 + 1 + 5);
+    // The evidence files, withdrawn one too, are under version 2 and read back byte for byte.
+    const sealedFiles = await db.superQuery<{ id: string; file_ciphertext: Buffer }>(`SELECT id, file_ciphertext FROM ringvakt.compliance_documents WHERE tenant_id = $1`, [tenant.tenantId]);
+    expect(sealedFiles.rows.map((row) => row.file_ciphertext.readUInt32BE(4))).toEqual([2, 2, 2, 2, 2, 2]);
+    const reopened = await handle().read((trx) => Promise.all(documentIds.map((id) => resumed.cipher.decryptBytes(trx, { table: 'compliance_documents', recordId: id, field: 'file' }, sealedFiles.rows.find((row) => row.id === id)!.file_ciphertext))));
+    expect(reopened).toEqual(files);
+    // Each value was re-encrypted once: 452 e-mails, 452 names, one stale write, 6 files, 5 subject keys.
+    expect(current!.reencrypted).toBe(452 + 452 + 1 + 6 + 5);
     // The old version stays, retired, for backups taken before the rotation; the rotation is audited.
     const keys = await db.superQuery(`SELECT version, state FROM ringvakt.tenant_keys WHERE tenant_id = $1 AND purpose = 'data' ORDER BY version`, [tenant.tenantId]);
     expect(keys.rows).toEqual([{ version: 1, state: 'retired' }, { version: 2, state: 'active' }]);

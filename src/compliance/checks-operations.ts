@@ -1,8 +1,10 @@
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { loadProfiles, type JurisdictionProfile } from '../modules/campaigns/campaign-settings.ts';
-import { campaignFigures } from '../modules/reports/reports.routes.ts';
+import { DECLARED_AMD_ACCURACY } from '../modules/reports/reports.routes.ts';
 import { rowHeld } from '../privacy/legal-holds.ts';
+import { DIAL_CHECKS } from '../dialer/dial-checks.ts';
+import { abandonmentMeasures } from '../dialer/dial-stats.ts';
 import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
 
 /**
@@ -12,8 +14,6 @@ import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support
  * of failing ids leaves the database.
  */
 
-/** Every dial-time check (dial-checks.ts) an attempt must have passed before it was placed. */
-const DIAL_CHECKS = ['status', 'attempts', 'window', 'consent', 'number', 'suppression'] as const;
 
 /** Days of grace past a retention period before a row counts as kept too long: the sweep runs daily. */
 const RETENTION_GRACE_DAYS = 2;
@@ -28,30 +28,46 @@ const counted = async (trx: TenantTransaction, query: ReturnType<typeof sql<Coun
 export const OPERATIONS_CHECKS: readonly Check[] = [
   {
     id: 'dialer.abandonment_within_cap',
-    title: 'Every campaign that dialed in the last 30 days kept its abandonment rate under its legal cap, in this window and the one before',
+    title: 'Every campaign that dialed in the last 30 days kept its abandonment rate under its legal cap over its last two completed windows',
     async run(trx, now) {
-      const campaigns = await sql<{ id: string; jurisdiction: string | null }>`
-        SELECT c.id, c.jurisdiction FROM campaigns c
+      const campaigns = await sql<{ id: string; jurisdiction: string | null; amd: boolean; started_at: Date | null; created_at: Date }>`
+        SELECT c.id, c.jurisdiction, c.amd, c.started_at, c.created_at FROM campaigns c
          WHERE EXISTS (SELECT 1 FROM dial_attempts a WHERE a.campaign_id = c.id AND a.dialed_at > ${new Date(now.getTime() - 30 * DAY)})
          ORDER BY c.id`.execute(trx);
       if (campaigns.rows.length === 0) return notApplicable('no campaign dialed in the last 30 days');
       const profiles = new Map((await loadProfiles(trx)).map((profile) => [profile.code, profile]));
       const failing: string[] = [];
       let worst = 0;
+      let judged = 0;
       for (const campaign of campaigns.rows) {
         const profile: JurisdictionProfile | undefined = campaign.jurisdiction ? profiles.get(campaign.jurisdiction) : undefined;
         // Without a profile the strictest cap in use anywhere (3 %, on the measure that counts AMD's mistakes) applies.
         const cap = profile?.abandonCap ?? 0.03;
         const measure = profile?.abandonMeasure === 'live_answers' ? 'us' : 'uk';
         const windowMs = profile?.abandonWindowMs ?? DAY;
-        const current = await campaignFigures(trx, campaign.id, { to: now.toISOString(), format: 'json' });
-        const previousTo = new Date(current.from);
-        const previous = await campaignFigures(trx, campaign.id, { from: new Date(previousTo.getTime() - windowMs).toISOString(), to: previousTo.toISOString(), format: 'json' });
-        const rates = [current.abandonment[measure].rate, previous.abandonment[measure].rate];
-        worst = Math.max(worst, ...rates);
-        if (rates.some((rate) => rate > cap)) failing.push(campaign.id);
+        // The legal windows run from the campaign's start; a window still running breaches nothing yet, so the
+        // last two completed ones are judged.
+        const started = (campaign.started_at ?? campaign.created_at).getTime();
+        const currentStart = started + Math.floor(Math.max(0, now.getTime() - started) / windowMs) * windowMs;
+        for (const back of [1, 2]) {
+          const from = new Date(currentStart - back * windowMs);
+          const to = new Date(currentStart - (back - 1) * windowMs);
+          if (to.getTime() <= started) continue;
+          const counts = await sql<{ live: string; abandoned: string; human: string; machine: string }>`
+            SELECT count(*) FILTER (WHERE answered_at IS NOT NULL AND amd_result IS DISTINCT FROM 'machine') AS live,
+                   count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned,
+                   count(*) FILTER (WHERE amd_result IN ('human', 'unknown')) AS human,
+                   count(*) FILTER (WHERE amd_result = 'machine') AS machine
+              FROM dial_attempts WHERE campaign_id = ${campaign.id} AND dialed_at >= ${from} AND dialed_at < ${to}`.execute(trx);
+          const row = counts.rows[0];
+          const rate = abandonmentMeasures({ liveAnswers: Number(row?.live ?? 0), abandoned: Number(row?.abandoned ?? 0), humanVerdicts: Number(row?.human ?? 0), machineVerdicts: Number(row?.machine ?? 0), accuracy: campaign.amd ? DECLARED_AMD_ACCURACY : null })[measure].rate;
+          judged += 1;
+          worst = Math.max(worst, rate);
+          if (rate > cap && !failing.includes(campaign.id)) failing.push(campaign.id);
+        }
       }
-      return verdict(campaigns.rows.length, failing, (n) => `${campaigns.rows.length} campaigns dialed in 30 days; highest abandonment ${(worst * 100).toFixed(2)} %; ${n} over their cap`);
+      if (judged === 0) return notApplicable(`${campaigns.rows.length} campaigns dialed in 30 days; none has a completed legal window yet`);
+      return verdict(campaigns.rows.length, failing, (n) => `${campaigns.rows.length} campaigns dialed in 30 days, ${judged} completed windows judged; highest abandonment ${(worst * 100).toFixed(2)} %; ${n} over their cap`);
     },
   },
   {
@@ -59,9 +75,9 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
     title: 'Every call placed in the last 30 days passed every dial-time check (status, attempts, hours, consent, number, suppression) at the moment it was dialed',
     async run(trx, now) {
       const { population, n, sample } = await counted(trx, sql<Count>`
-        SELECT count(*) AS population, count(*) FILTER (WHERE NOT (checks @> ${[...DIAL_CHECKS]}::text[])) AS n,
-               (array_agg(id::text ORDER BY dialed_at) FILTER (WHERE NOT (checks @> ${[...DIAL_CHECKS]}::text[])))[1:${SAMPLE}] AS sample
-          FROM dial_attempts WHERE dialed_at > ${new Date(now.getTime() - 30 * DAY)}`);
+        SELECT count(*) AS population, count(*) FILTER (WHERE NOT (a.checks @> ${[...DIAL_CHECKS]}::text[])) AS n,
+               (array_agg(a.id::text ORDER BY a.dialed_at) FILTER (WHERE NOT (a.checks @> ${[...DIAL_CHECKS]}::text[])))[1:${SAMPLE}] AS sample
+          FROM campaigns c JOIN dial_attempts a ON a.campaign_id = c.id AND a.dialed_at > ${new Date(now.getTime() - 30 * DAY)}`);
       if (population === 0) return notApplicable('no call placed in the last 30 days');
       return { ...verdict(population, sample, () => `${population} calls placed in 30 days; ${n} without a record of every dial-time check`), failures: n };
     },
@@ -113,7 +129,7 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
         if (!cut) return;
         overdue[category] = Number((await query(cut).execute(trx)).rows[0]?.n ?? 0);
       };
-      await measure('interactions', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.ended_at < ${cut} AND NOT ${held}`);
+      await measure('interactions', (cut) => sql<{ n: string }>`SELECT (SELECT count(*) FROM dial_attempts a WHERE a.contact_id IS NOT NULL AND a.ended_at < ${cut} AND NOT ${held}) + (SELECT count(*) FROM inbound_calls i WHERE i.caller_index IS NOT NULL AND i.ended_at < ${cut}) AS n`);
       await measure('notes', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM dial_attempts a WHERE a.notes_ciphertext IS NOT NULL AND coalesce(a.disposed_at, a.ended_at, a.reserved_at) < ${cut} AND NOT ${held}`);
       await measure('recordings', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM recordings r WHERE r.started_at < ${cut} AND r.state IN ('saved', 'failed') AND NOT ${recordingHeld}`);
       await measure('import_rejects', (cut) => sql<{ n: string }>`SELECT count(*) AS n FROM contact_import_rejects r WHERE r.import_id IN (SELECT i.id FROM contact_imports i WHERE i.finished_at < ${cut})`);
@@ -162,16 +178,20 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
     id: 'privacy.objections_suppressed',
     title: 'Every objection to direct marketing stands as a suppression of the person’s numbers',
     async run(trx) {
-      // The newest entry per contact and purpose is the one in force; an objection later answered by a new consent is over.
+      // The newest sales entry per contact is the one in force (an objection to direct marketing is
+      // about sales calls; a later consent ends it). Each of the objector's numbers must stand as a
+      // permanent tenant-wide suppression — whoever's record created it (a shared household number
+      // is suppressed once), matched by blind index as the dialer matches.
       const result = await sql<{ all: string; n: string; sample: string[] | null }>`
         WITH standing AS (
-          SELECT DISTINCT ON (contact_id, purpose) contact_id, action FROM consent_events ORDER BY contact_id, purpose, recorded_at DESC, id),
+          SELECT DISTINCT ON (contact_id) contact_id, action FROM consent_events WHERE purpose = 'sales' ORDER BY contact_id, recorded_at DESC, id),
         objecting AS (
-          SELECT DISTINCT s.contact_id AS id FROM standing s JOIN contacts c ON c.id = s.contact_id
+          SELECT s.contact_id AS id FROM standing s JOIN contacts c ON c.id = s.contact_id
            WHERE s.action = 'object' AND c.status <> 'erased' AND EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = s.contact_id)),
         bad AS (
           SELECT o.id FROM objecting o
-           WHERE NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.contact_id = o.id AND x.reason = 'objection' AND x.lifted_at IS NULL))
+           WHERE EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = o.id AND NOT EXISTS (
+             SELECT 1 FROM suppressions x WHERE x.channel = 'phone' AND x.value_index = p.number_index AND x.scope = 'tenant' AND x.lifted_at IS NULL AND x.expires_at IS NULL)))
         SELECT (SELECT count(*) FROM objecting) AS all, (SELECT count(*) FROM bad) AS n, (SELECT array_agg(id::text) FROM (SELECT id FROM bad ORDER BY id LIMIT ${SAMPLE}) s) AS sample`.execute(trx);
       const row = result.rows[0];
       const all = Number(row?.all ?? 0);
@@ -183,11 +203,13 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
     id: 'encryption.recordings',
     title: 'Call recordings are stored only as ciphertext',
     async run(trx) {
-      const saved = await trx.selectFrom('recordings').select(['attempt_id', 'audio_ciphertext']).where('audio_ciphertext', 'is not', null).orderBy('started_at', 'desc').limit(200).execute();
-      if (saved.length === 0) return notApplicable('no recording stored');
+      // The first bytes only: a recording is megabytes.
+      const saved = await sql<{ attempt_id: string; head: Buffer }>`
+        SELECT attempt_id, substring(audio_ciphertext FROM 1 FOR 4) AS head FROM recordings WHERE audio_ciphertext IS NOT NULL ORDER BY started_at DESC LIMIT 200`.execute(trx);
+      if (saved.rows.length === 0) return notApplicable('no recording stored');
       const header = (value: Buffer) => value.length > 3 && value[0] === 0x52 && value[1] === 0x56 && value[2] === 0x01;
-      const failing = saved.filter((row) => !header(row.audio_ciphertext as Buffer)).map((row) => row.attempt_id);
-      return verdict(saved.length, failing, (n) => `${saved.length} newest recordings sampled; ${n} not field ciphertext`);
+      const failing = saved.rows.filter((row) => !header(row.head)).map((row) => row.attempt_id);
+      return verdict(saved.rows.length, failing, (n) => `${saved.rows.length} newest recordings sampled; ${n} not field ciphertext`);
     },
   },
 ];

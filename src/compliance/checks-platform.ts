@@ -59,7 +59,7 @@ export const PLATFORM_CHECKS: readonly Check[] = [
       const expected = LEDGER_TABLES.flatMap((table) => [`${table}_append_only`, `${table}_no_truncate`]);
       const triggers = await sql<{ name: string }>`
         SELECT t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = current_schema() AND c.relname = ANY(${[...LEDGER_TABLES]}::text[]) AND t.tgenabled <> 'D' AND NOT t.tgisinternal`.execute(trx);
+         WHERE n.nspname = current_schema() AND c.relname = ANY(${[...LEDGER_TABLES]}::text[]) AND t.tgenabled IN ('O', 'A') AND NOT t.tgisinternal`.execute(trx);
       const active = new Set(triggers.rows.map((row) => row.name));
       const failing = expected.filter((name) => !active.has(name));
       return verdict(expected.length, failing, (n) => `${expected.length} protecting triggers expected on ${LEDGER_TABLES.length} ledger tables; ${n} missing or disabled`);

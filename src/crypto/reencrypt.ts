@@ -32,8 +32,12 @@ import { runEvery } from '../background-task.ts';
  * fails when a `*_ciphertext` column of the schema is missing from this list.
  */
 export type EncryptedColumn = {
-  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states' | 'suppressions' | 'privacy_requests' | 'alert_webhooks';
+  table: 'users' | 'email_outbox' | 'oidc_providers' | 'oidc_login_states' | 'suppressions' | 'privacy_requests' | 'alert_webhooks' | 'compliance_documents';
   column: string;
+  /** Sealed as bytes (encryptBytes), not text. */
+  bytes?: boolean;
+  /** Rows per batch when values are large (files): fewer than the default, to bound memory. */
+  batch?: number;
   /** The field name bound into the ciphertext's associated data. */
   field: string;
   /** Plaintext column of rows written before encryption, if any. */
@@ -61,6 +65,8 @@ export const encryptedColumns: readonly EncryptedColumn[] = [
   { table: 'privacy_requests', column: 'requester_ciphertext', field: 'requester' },
   { table: 'privacy_requests', column: 'verification_note_ciphertext', field: 'verification_note' },
   { table: 'alert_webhooks', column: 'secret_ciphertext', field: 'secret' },
+  // Evidence files of up to 10 MiB: four at a time.
+  { table: 'compliance_documents', column: 'file_ciphertext', field: 'file', bytes: true, batch: 4 },
 ];
 
 /**
@@ -218,7 +224,7 @@ async function columnBatch(
       FROM ${sql.table(spec.table)}
      WHERE ${cursor ? sql`id > ${cursor}::uuid` : sql`TRUE`}
        ${sweep ? sql`AND (${older} OR (${sql.ref(spec.column)} IS NULL AND ${plain} IS NOT NULL))` : sql``}
-     ORDER BY id LIMIT ${BATCH}`.execute(trx);
+     ORDER BY id LIMIT ${spec.batch ?? BATCH}`.execute(trx);
   let reencrypted = 0;
   let skipped = 0;
   for (const row of rows.rows) {
@@ -229,15 +235,14 @@ async function columnBatch(
         skipped += 1;
         continue;
       }
-      let value: string;
+      let fresh: Buffer;
       try {
-        value = await cipher.decrypt(trx, where, row.ciphertext);
+        fresh = spec.bytes ? await cipher.encryptBytes(trx, where, await cipher.decryptBytes(trx, where, row.ciphertext)) : await cipher.encrypt(trx, where, await cipher.decrypt(trx, where, row.ciphertext));
       } catch (error) {
         onUnreadable(where, error);
         skipped += 1;
         continue;
       }
-      const fresh = await cipher.encrypt(trx, where, value);
       const updated = await sql`UPDATE ${sql.table(spec.table)} SET ${sql.ref(spec.column)} = ${fresh}
                                  WHERE id = ${row.id}::uuid AND ${sql.ref(spec.column)} = ${row.ciphertext}`.execute(trx);
       if (Number(updated.numAffectedRows ?? 0) > 0) reencrypted += 1;
@@ -255,7 +260,7 @@ async function columnBatch(
       skipped += 1;
     }
   }
-  return { reencrypted, skipped, cursor: rows.rows.at(-1)?.id ?? cursor, exhausted: rows.rows.length < BATCH };
+  return { reencrypted, skipped, cursor: rows.rows.at(-1)?.id ?? cursor, exhausted: rows.rows.length < (spec.batch ?? BATCH) };
 }
 
 async function subjectKeyBatch(trx: TenantTransaction, keyring: Keyring, target: number, cursor: string, sweep: boolean): Promise<Batch> {

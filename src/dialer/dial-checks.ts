@@ -17,7 +17,9 @@ import { releaseContact, type ReservedAttempt } from './hopper.ts';
  * A pacing round's reservations are checked together: one query per kind of fact (contacts,
  * numbers, subject keys, consent, suppressions) for the whole batch, then each attempt in memory.
  */
-export type DialCheck = 'status' | 'attempts' | 'window' | 'consent' | 'number' | 'suppression';
+/** Every check, in the order they run; a placed call has passed them all. */
+export const DIAL_CHECKS = ['status', 'attempts', 'window', 'consent', 'number', 'suppression'] as const;
+export type DialCheck = (typeof DIAL_CHECKS)[number];
 
 export type DialContext = {
   campaignId: string;

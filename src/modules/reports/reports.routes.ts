@@ -54,7 +54,7 @@ function csvOf(rows: (string | number | null)[][]): string {
   );
 }
 
-export async function campaignFigures(trx: TenantTransaction, campaignId: string, query: z.infer<typeof period>) {
+async function campaignFigures(trx: TenantTransaction, campaignId: string, query: z.infer<typeof period>) {
   const campaign = await loadCampaign(trx, campaignId);
   const [profile] = campaign.jurisdiction ? await loadProfiles(trx, campaign.jurisdiction) : [];
   const now = Date.now();
