@@ -512,19 +512,22 @@ describe(`compliance evidence: every check fails when its control is broken (${s
   });
 
   it('documents: evidence and certifications with their files sealed, checked for their type, never replaced; shared ones in the trust report by digest; every download audited', async () => {
+    // Dates from today: the evidence speaks for a month ago and holds for a year.
+    const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+    const [dated, expires, earlier, certified, certifiedTo] = [day(-30), day(335), day(-60), day(-180), day(900)];
     const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n'), Buffer.from('Screening of new staff: procedure signed 2026-11-01 by the HR director.\n'), Buffer.from('%%EOF\n')]);
     const add = (body: Record<string, unknown>) => send(app, owner, 'POST', '/api/v1/compliance/documents', body);
     const upload = (id: string, file: Buffer, type: string) => app.inject({ method: 'PUT', url: `/api/v1/compliance/documents/${id}/file?name=screening.pdf`, cookies: owner.cookies, headers: { origin: PUBLIC_URL, 'x-csrf-token': owner.csrf, 'content-type': type }, payload: file });
 
     // Bad input: a clear error, nothing stored.
-    expect((await add({ kind: 'control_evidence', title: 'No control', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' })).json()).toMatchObject({ code: 'validation_failed' });
-    expect((await add({ kind: 'control_evidence', controlId: 'RV-NO-99', title: 'Unknown', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' })).json()).toMatchObject({ code: 'validation_failed' });
-    expect((await add({ kind: 'certification', title: 'ISO 27001', evidenceDate: '2026-11-01', expiresOn: '2029-11-01' })).json()).toMatchObject({ code: 'validation_failed' });
-    expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Backwards', evidenceDate: '2026-11-01', expiresOn: '2026-10-01' })).statusCode).toBe(400);
-    expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Plain link', url: 'http://hr.example/x', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' })).statusCode).toBe(400);
+    expect((await add({ kind: 'control_evidence', title: 'No control', evidenceDate: dated, expiresOn: expires })).json()).toMatchObject({ code: 'validation_failed' });
+    expect((await add({ kind: 'control_evidence', controlId: 'RV-NO-99', title: 'Unknown', evidenceDate: dated, expiresOn: expires })).json()).toMatchObject({ code: 'validation_failed' });
+    expect((await add({ kind: 'certification', title: 'ISO 27001', evidenceDate: dated, expiresOn: expires })).json()).toMatchObject({ code: 'validation_failed' });
+    expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Backwards', evidenceDate: dated, expiresOn: earlier })).statusCode).toBe(400);
+    expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Plain link', url: 'http://hr.example/x', evidenceDate: dated, expiresOn: expires })).statusCode).toBe(400);
     const before = await q(`SELECT count(*)::int AS n FROM ringvakt.compliance_documents WHERE tenant_id = $1`, [tenant.tenantId]);
 
-    const evidence = await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Screening procedure, signed', evidenceDate: '2026-11-01', expiresOn: '2027-11-01' });
+    const evidence = await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Screening procedure, signed', evidenceDate: dated, expiresOn: expires });
     expect(evidence.statusCode, evidence.body).toBe(201);
     const evidenceId = (evidence.json() as { id: string }).id;
     // Not a PDF though it says so; an empty body; an unsupported type.
@@ -548,6 +551,13 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(downloaded.headers['content-type']).toBe('application/pdf');
     expect(downloaded.headers['content-disposition']).toBe(`attachment; filename="document.pdf"; filename*=UTF-8''screening.pdf`);
     expect(downloaded.rawPayload.equals(pdf)).toBe(true);
+    // A name cannot smuggle another type past the check: kept with the extension the bytes proved; no right-to-left tricks.
+    const note = (await add({ kind: 'control_evidence', controlId: 'RV-ORG-02', title: 'Agreement register', evidenceDate: dated, expiresOn: expires })).json() as { id: string };
+    const namedUpload = (name: string) => app.inject({ method: 'PUT', url: `/api/v1/compliance/documents/${note.id}/file?name=${encodeURIComponent(name)}`, cookies: owner.cookies, headers: { origin: PUBLIC_URL, 'x-csrf-token': owner.csrf, 'content-type': 'text/plain' }, payload: Buffer.from('Signed: 14 of 14 staff.\n') });
+    expect((await namedUpload('register\u202Etxt.exe')).statusCode).toBe(400);
+    expect((await namedUpload("register (final)*.html")).json()).toMatchObject({ file: { name: 'register (final)*.txt', mediaType: 'text/plain' } });
+    const noteFile = await app.inject({ method: 'GET', url: `/api/v1/compliance/documents/${note.id}/file`, cookies: owner.cookies });
+    expect(noteFile.headers['content-disposition']).toBe(`attachment; filename="document.txt"; filename*=UTF-8''register%20%28final%29%2A.txt`);
     const audited = await q(`SELECT action FROM ringvakt.audit_events WHERE tenant_id = $1 AND target_id = $2 ORDER BY id`, [tenant.tenantId, evidenceId]);
     expect(audited.rows.map((row) => (row as { action: string }).action)).toEqual(['compliance.document_add', 'compliance.document_upload', 'compliance.document_download']);
     const controls = (await send(app, owner, 'GET', '/api/v1/compliance/controls')).json() as { controls: { id: string; evidence: { id: string }[] }[] };
@@ -555,11 +565,11 @@ describe(`compliance evidence: every check fails when its control is broken (${s
 
     // A certification, shared in the trust report by its digest; withdrawn, it leaves the report and stays on the record.
     const certificate = Buffer.from('%PDF-1.4\nISO/IEC 27001:2022 certificate, scope: contact center operations\n%%EOF\n');
-    const certification = (await add({ kind: 'certification', title: 'ISO/IEC 27001:2022', issuer: 'Nordic Certification AS', evidenceDate: '2026-06-01', expiresOn: '2029-05-31', sharedInReport: true })).json() as { id: string };
+    const certification = (await add({ kind: 'certification', title: 'ISO/IEC 27001:2022', issuer: 'Nordic Certification AS', evidenceDate: certified, expiresOn: certifiedTo, sharedInReport: true })).json() as { id: string };
     expect((await upload(certification.id, certificate, 'application/pdf')).statusCode).toBe(200);
     const report = (await send(app, owner, 'GET', '/api/v1/compliance/trust-report')).json() as SignedTrustReport;
-    expect(report.report.attestations).toEqual([{ kind: 'certification', title: 'ISO/IEC 27001:2022', issuer: 'Nordic Certification AS', evidenceDate: '2026-06-01', expiresOn: '2029-05-31', sha256: createHash('sha256').update(certificate).digest('hex') }]);
-    expect(report.report.controls.find((control) => control.id === 'RV-ORG-01')?.evidence).toContainEqual({ title: 'Screening procedure, signed', evidenceDate: '2026-11-01', expiresOn: '2027-11-01', sha256, link: false });
+    expect(report.report.attestations).toEqual([{ kind: 'certification', title: 'ISO/IEC 27001:2022', issuer: 'Nordic Certification AS', evidenceDate: certified, expiresOn: certifiedTo, sha256: createHash('sha256').update(certificate).digest('hex') }]);
+    expect(report.report.controls.find((control) => control.id === 'RV-ORG-01')?.evidence).toContainEqual({ title: 'Screening procedure, signed', evidenceDate: dated, expiresOn: expires, sha256, link: false });
     const html = await send(app, owner, 'GET', '/api/v1/compliance/trust-report?format=html');
     expect(html.body).toContain('Nordic Certification AS');
     expect((await send(app, owner, 'POST', `/api/v1/compliance/documents/${evidenceId}/share`, { shared: true })).statusCode).toBe(409);
@@ -569,7 +579,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     const listed = (await send(app, owner, 'GET', '/api/v1/compliance/documents?withdrawn=true')).json() as { items: { id: string }[] };
     expect(listed.items.map((item) => item.id)).toContain(certification.id);
     const after = await q(`SELECT count(*)::int AS n FROM ringvakt.compliance_documents WHERE tenant_id = $1`, [tenant.tenantId]);
-    expect((after.rows[0] as { n: number }).n).toBe((before.rows[0] as { n: number }).n + 2);
+    expect((after.rows[0] as { n: number }).n).toBe((before.rows[0] as { n: number }).n + 3);
     // An agent may neither read nor add them.
     const agent = await sessionFor(db.handles, tenant.tenantId, tenant.agent.id);
     expect((await send(app, agent, 'GET', '/api/v1/compliance/documents')).statusCode).toBe(403);

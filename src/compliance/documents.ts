@@ -29,7 +29,17 @@ type MediaType = (typeof MEDIA_TYPES)[number];
 
 const day = z.iso.date();
 // eslint-disable-next-line no-control-regex -- control characters are what a file name may not hold
-const fileName = z.string().trim().min(1).max(200).regex(/^[^/\\\u0000-\u001f\u007f]+$/);
+const fileName = z.string().trim().min(1).max(200).regex(/^[^/\\\u0000-\u001f\u007f]+$/).refine((name) => !/\p{Cf}/u.test(name), 'no format characters (such as right-to-left overrides)');
+const EXTENSIONS: Record<MediaType, string> = { 'application/pdf': 'pdf', 'image/png': 'png', 'image/jpeg': 'jpg', 'text/plain': 'txt' };
+
+/** The name a file is kept and offered under: the uploader's, with the extension of the type its bytes proved (never `.html`, `.bat`…). */
+function storedName(name: string, type: MediaType): string {
+  const base = name.replace(/\.[^.]*$/, '').slice(0, 190) || 'document';
+  return `${base}.${EXTENSIONS[type]}`;
+}
+
+/** RFC 5987 encoding for `filename*`: everything but unreserved characters percent-encoded. */
+const rfc5987 = (value: string) => encodeURIComponent(value).replace(/['()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`);
 const documentKind = z.enum(['control_evidence', 'certification', 'audit_report']);
 export const documentSchema = z.object({
   id: z.string(),
@@ -205,7 +215,7 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
       if (existing.withdrawn_at) throw new AppError('conflict', 'The document is withdrawn.');
       if (existing.file_sha256) throw new AppError('conflict', 'The document has its file already: a file is never replaced. Withdraw the document and add a new one.');
       const sealed = await options.cipher.encryptBytes(trx, where(existing.id), file);
-      await trx.updateTable('compliance_documents').set({ file_ciphertext: sealed, file_sha256: sha256, media_type: type, file_bytes: file.length, file_name: request.query.name ?? null }).where('id', '=', existing.id).execute();
+      await trx.updateTable('compliance_documents').set({ file_ciphertext: sealed, file_sha256: sha256, media_type: type, file_bytes: file.length, file_name: request.query.name ? storedName(request.query.name, type) : null }).where('id', '=', existing.id).execute();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.document_upload', outcome: 'success', target: { type: 'compliance_document', id: existing.id }, details: { mediaType: type, bytes: file.length, sha256: sha256.toString('hex') } });
       return (await listDocuments(trx)).find((entry) => entry.id === existing.id) as Row;
     });
@@ -222,12 +232,11 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.document_download', outcome: 'success', target: { type: 'compliance_document', id: row.id }, details: { bytes: plain.length } });
       return { plain, type: row.media_type, name: row.file_name };
     });
-    const extension = { 'application/pdf': 'pdf', 'image/png': 'png', 'image/jpeg': 'jpg', 'text/plain': 'txt' }[file.type];
-    // The stored name is the uploader's: offered only in its RFC 5987 form, never raw in the header.
+    // The stored name is the uploader's with the proven type's extension: offered only in its RFC 5987 form, never raw in the header.
     return reply
       .type(file.type)
       .header('cache-control', 'no-store')
-      .header('content-disposition', `attachment; filename="document.${extension}"${file.name ? `; filename*=UTF-8''${encodeURIComponent(file.name)}` : ''}`)
+      .header('content-disposition', `attachment; filename="document.${EXTENSIONS[file.type]}"${file.name ? `; filename*=UTF-8''${rfc5987(storedName(file.name, file.type))}` : ''}`)
       .send(file.plain);
   });
 

@@ -13,7 +13,7 @@ import { buildApp } from './app.ts';
 import { startAuditSealer } from '../audit/seal-audit-log.ts';
 import { loadSigningKey } from '../audit/signing-key.ts';
 import { createCheckpointPublishers } from '../audit/checkpoint-publishers.ts';
-import { witnessDeliveryRecorder } from '../audit/witness-deliveries.ts';
+import { startWitnessDeliveryRecorder, type WitnessDeliveryRecorder } from '../audit/witness-deliveries.ts';
 import { startReencryptionWorker } from '../crypto/reencrypt.ts';
 import { randomBytes } from 'node:crypto';
 import { startDialerService, type DialerService } from '../dialer/dialer-service.ts';
@@ -44,6 +44,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   let shuttingDown = false;
   let app;
   let sealer: { stop(): Promise<void> } | undefined;
+  let witnessDeliveries: WitnessDeliveryRecorder | undefined;
   let reencryption: { stop(): Promise<void> } | undefined;
   let mailSender: { stop(): Promise<void> } | undefined;
   let importWorker: { stop(): Promise<void> } | undefined;
@@ -60,11 +61,12 @@ export async function startServer(config: Config, logger: Logger, options: { tar
   try {
     // The root key first: a wrong or unreadable one stops the start before anything is served.
     const { root: rootKeys } = await database.crypto();
+    witnessDeliveries = startWitnessDeliveryRecorder(database.forTenant, logger);
     sealer = startAuditSealer({
       systemDb: database.systemDb,
       signingKey: await loadSigningKey(database.systemDb, rootKeys),
       logger,
-      publishers: createCheckpointPublishers(config.auditWitnesses, logger, witnessDeliveryRecorder(database.forTenant, logger)),
+      publishers: createCheckpointPublishers(config.auditWitnesses, logger, witnessDeliveries.onDelivered),
     });
     reencryption = startReencryptionWorker({ systemDb: database.systemDb, crypto: database.crypto, logger });
     if (config.mail.smtpUrl) {
@@ -131,6 +133,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     await sealer?.stop();
+    await witnessDeliveries?.stop();
     await reencryption?.stop();
     await mailSender?.stop();
     stopImports = true;
@@ -187,6 +190,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
       } finally {
         clearTimeout(timer);
         await sealer?.stop();
+        await witnessDeliveries?.stop();
         await reencryption?.stop();
         await mailSender?.stop();
         stopImports = true;
