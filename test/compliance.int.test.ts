@@ -12,7 +12,7 @@ import { CHECKS } from '../src/compliance/checks.ts';
 import { DIAL_CHECKS as DIAL_CHECK_NAMES } from '../src/dialer/dial-checks.ts';
 import { loadCatalogue, parseCatalogue } from '../src/compliance/catalogue.ts';
 import { runEvidence, runScheduledEvidence } from '../src/compliance/evidence.ts';
-import { loadQuestionnaire, parseQuestionnaire, type AnsweredQuestionnaire } from '../src/compliance/questionnaire.ts';
+import { answerQuestionnaire, loadQuestionnaire, parseQuestionnaire, type AnsweredQuestionnaire } from '../src/compliance/questionnaire.ts';
 import { parse } from 'csv-parse/sync';
 import type { App } from '../src/server/types.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
@@ -351,6 +351,21 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     },
   };
 
+  it('audit.witness_exported: a head not delivered within 15 minutes fails, as soon as it is due', async () => {
+    await seal();
+    // The check itself at a later moment (a run is stored at the time it ran).
+    const check = CHECKS.find((entry) => entry.id === 'audit.witness_exported')!;
+    const witnessAt = (minutes: number) => db.handles.forTenant(tenant.tenantId).read((trx) => check.run(trx, new Date(Date.now() + minutes * 60_000)));
+    await q(`UPDATE ringvakt.audit_witness_deliveries SET tree_size = 1 WHERE tenant_id = $1`, [tenant.tenantId]);
+    // Just signed: the witness has time yet.
+    expect((await witnessAt(0)).status).toBe('pass');
+    // Twenty minutes on, the newest head has not arrived: the witness is behind.
+    const behind = await witnessAt(20);
+    expect(behind).toMatchObject({ status: 'fail', sample: ['behind'] });
+    await q(`UPDATE ringvakt.audit_witness_deliveries SET tree_size = (SELECT max(tree_size) FROM ringvakt.audit_checkpoints WHERE tenant_id = $1) WHERE tenant_id = $1`, [tenant.tenantId]);
+    expect((await witnessAt(20)).status).toBe('pass');
+  });
+
   it('has a mutation below for every check of the registry', () => {
     expect(Object.keys(mutations).sort()).toEqual(CHECKS.map((check) => check.id).sort());
   });
@@ -619,6 +634,16 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
     const audited = await q(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'compliance.questionnaire'`, [tenant.tenantId]);
     expect((audited.rows[0] as { n: number }).n).toBe(4);
+    // Evidence from two days ago answers nothing that needs measuring; an organisational control's current document still does.
+    const later = await db.handles.forTenant(tenant.tenantId).read((trx) => answerQuestionnaire(trx, new Date(Date.now() + 40 * 3_600_000)));
+    expect(later.questions.find((question) => question.id === 'IAM-01')?.answer).toBe('Evidence out of date');
+    expect(later.questions.find((question) => question.id === 'HR-01')?.answer).toBe('Yes');
+    // Nothing to measure is no yes: an organisation that erased nobody and dials nothing.
+    const quiet = await seedTenant(db.handles, 'quiet');
+    await runEvidence(db.handles.forTenant(quiet.tenantId), 'request', { type: 'operator' });
+    const quietAnswers = await db.handles.forTenant(quiet.tenantId).read((trx) => answerQuestionnaire(trx));
+    expect(quietAnswers.questions.find((question) => question.id === 'DSP-06')?.answer).toBe('Not applicable');
+    expect(quietAnswers.questions.find((question) => question.id === 'TEL-01')?.answer).toBe('Not applicable');
     expect(() => parseQuestionnaire(JSON.stringify({ version: 't', note: '', questions: [{ id: 'XX-01', domain: 'Test', question: 'Is this a question?', controls: ['RV-NO-01'], answer: 'An answer long enough.' }] }))).toThrow(/unknown control RV-NO-01/);
   });
 

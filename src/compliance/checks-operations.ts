@@ -87,6 +87,7 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
     title: 'Every campaign that can dial follows a jurisdiction profile (abandonment cap, calling hours, registries)',
     async run(trx) {
       const campaigns = await trx.selectFrom('campaigns').select(['id', 'jurisdiction']).where('state', 'in', ['active', 'paused']).orderBy('id').execute();
+      if (campaigns.length === 0) return notApplicable('no active or paused campaign');
       const failing = campaigns.filter((campaign) => campaign.jurisdiction === null).map((campaign) => campaign.id);
       return verdict(campaigns.length, failing, (n) => `${campaigns.length} active or paused campaigns; ${n} without a jurisdiction profile`);
     },
@@ -96,6 +97,7 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
     title: 'Every active campaign is screened against the national do-not-call registries its profile requires, imported recently enough',
     async run(trx, now) {
       const campaigns = await trx.selectFrom('campaigns').select(['id', 'jurisdiction']).where('state', '=', 'active').where('jurisdiction', 'is not', null).orderBy('id').execute();
+      if (campaigns.length === 0) return notApplicable('no active campaign under a jurisdiction profile');
       const profiles = new Map((await loadProfiles(trx)).map((profile) => [profile.code, profile]));
       const registries = new Map((await trx.selectFrom('suppression_registries').select(['format', 'imported_at', 'valid_until']).execute()).map((row) => [row.format as string, row]));
       const failing: string[] = [];

@@ -10,8 +10,10 @@ import { currentEvidence } from './documents.ts';
  * The security questionnaire (`compliance/questionnaire.json`): questions a buyer's security team
  * asks, written by us in the style of the common industry questionnaires, each answered from the
  * live evidence of the controls it names. The answer is "Yes" only while every one of those
- * controls passes (an organisational one: while its evidence is current); otherwise "No", or
- * "Not yet measured" before the first evidence run — never a yes that the evidence does not carry.
+ * controls passes (an organisational one: while its evidence is current); otherwise "No", "Not
+ * applicable" (nothing to measure: nobody erased yet, no campaign dialing), "Not yet measured"
+ * before the first evidence run, or "Evidence out of date" when the last run is older than 36
+ * hours — never a yes that the evidence does not carry.
  */
 
 const questionSchema = z.strictObject({
@@ -53,7 +55,10 @@ export function loadQuestionnaire(): Questionnaire {
   return loaded;
 }
 
-export type Answer = 'Yes' | 'No' | 'Not yet measured';
+export type Answer = 'Yes' | 'No' | 'Not applicable' | 'Not yet measured' | 'Evidence out of date';
+
+/** Evidence older than this answers nothing: the daily run has stopped, and a yes from last month is not a yes today. */
+export const STALE_AFTER_MS = 36 * 3_600_000;
 export type AnsweredQuestion = {
   id: string;
   domain: string;
@@ -78,7 +83,8 @@ export async function answerQuestionnaire(trx: TenantTransaction, now = new Date
   const evidence = await currentEvidence(trx, now);
   const controls = new Map(catalogue.controls.map((control) => [control.id, control]));
 
-  const judge = (controlId: string): { status: 'pass' | 'fail' | 'not_run'; lines: string[] } => {
+  const stale = run !== undefined && now.getTime() - run.started_at.getTime() > STALE_AFTER_MS;
+  const judge = (controlId: string): { status: 'pass' | 'fail' | 'not_run' | 'not_applicable' | 'stale'; lines: string[] } => {
     const control = controls.get(controlId);
     if (!control) return { status: 'fail', lines: [`${controlId}: not in the catalogue`] };
     if (control.kind === 'organisational') {
@@ -90,7 +96,9 @@ export async function answerQuestionnaire(trx: TenantTransaction, now = new Date
     const checks = control.checks.map((checkId) => byCheck.get(checkId));
     if (checks.some((check) => check === undefined)) return { status: 'not_run', lines: [`${control.id}: not measured yet`] };
     const measured = checks as { status: string; measured: string }[];
-    return { status: measured.some((check) => check.status === 'fail') ? 'fail' : 'pass', lines: measured.map((check) => `${control.id} ${check.status}: ${check.measured}`) };
+    const lines = measured.map((check) => `${control.id} ${check.status}: ${check.measured}`);
+    if (stale) return { status: 'stale', lines };
+    return { status: measured.some((check) => check.status === 'fail') ? 'fail' : measured.every((check) => check.status === 'not_applicable') ? 'not_applicable' : 'pass', lines };
   };
 
   const frameworkIds = (ids: string[]) => {
@@ -110,7 +118,8 @@ export async function answerQuestionnaire(trx: TenantTransaction, now = new Date
     runSha256: run ? Buffer.from(run.digest).toString('hex') : null,
     questions: questionnaire.questions.map((question) => {
       const judged = question.controls.map(judge);
-      const answer: Answer = judged.some((entry) => entry.status === 'fail') ? 'No' : judged.some((entry) => entry.status === 'not_run') ? 'Not yet measured' : 'Yes';
+      const has = (status: string) => judged.some((entry) => entry.status === status);
+      const answer: Answer = has('fail') ? 'No' : has('not_run') ? 'Not yet measured' : has('stale') ? 'Evidence out of date' : judged.every((entry) => entry.status === 'not_applicable') ? 'Not applicable' : 'Yes';
       return {
         id: question.id,
         domain: question.domain,

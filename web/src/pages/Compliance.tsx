@@ -27,6 +27,8 @@ type Review = { id: string; title: string; state: 'open' | 'completed'; dueAt: s
 type ReviewItem = { userId: string; role: string; decision: 'pending' | 'keep' | 'revoke'; decidedBy: string | null; note: string | null };
 type Risk = { id: string; title: string; inherent: number; residual: number; treatmentHolds: boolean };
 
+const ACCEPTED = ['application/pdf', 'image/png', 'image/jpeg', 'text/plain'];
+const MAX_FILE_BYTES = 10 * 1024 * 1024;
 const FRAMEWORK_NAMES: Record<string, string> = { soc2: 'SOC 2', iso27001: 'ISO 27001', gdpr: 'GDPR', asvs: 'ASVS' };
 const tone = (status: string) => (status === 'pass' ? 'ok' : status === 'fail' ? 'bad' : status === 'manual' ? 'info' : 'muted');
 
@@ -228,10 +230,15 @@ function Documents() {
   const controls = useLoad<{ controls: Control[] }>('/api/v1/compliance/controls');
   const [kind, setKind] = useState<Document['kind']>('control_evidence');
   const [formKey, setFormKey] = useState(0);
+  const [fileProblem, setFileProblem] = useState<string>();
   const add = useAction(async (body: Record<string, unknown>, file: File | undefined) => {
     const created = await post<Document>('/api/v1/compliance/documents', body);
-    if (file) await api('PUT', `/api/v1/compliance/documents/${created.id}/file?name=${encodeURIComponent(file.name.slice(0, 200))}`, { raw: file, contentType: file.type || 'application/octet-stream' });
-    documents.reload();
+    try {
+      if (file) await api('PUT', `/api/v1/compliance/documents/${created.id}/file?name=${encodeURIComponent(file.name.slice(0, 200))}`, { raw: file, contentType: file.type });
+    } finally {
+      // Added even when its file was refused: the list shows it (without a file, not current) and it can be withdrawn.
+      documents.reload();
+    }
     setFormKey((value) => value + 1);
   });
   const change = useAction(async (url: string, body?: unknown) => {
@@ -243,6 +250,12 @@ function Documents() {
     const form = new FormData(event.currentTarget);
     const text = (name: string) => String(form.get(name) ?? '').trim();
     const file = form.get('file');
+    // The file is checked before anything is added: its type and size, as the server will.
+    if (file instanceof File && file.size > 0 && (!ACCEPTED.includes(file.type) || file.size > MAX_FILE_BYTES)) {
+      setFileProblem(t('compliance.fileRefused'));
+      return;
+    }
+    setFileProblem(undefined);
     void add.run(
       {
         kind,
@@ -278,7 +291,7 @@ function Documents() {
               <td>{document.evidenceDate}</td>
               <td>{document.expiresOn}</td>
               <td>
-                <Badge tone={document.current ? 'ok' : 'warn'}>{document.current ? t('compliance.current') : t('compliance.expired')}</Badge>
+                <Badge tone={document.current ? 'ok' : 'warn'}>{document.current ? t('compliance.current') : t('compliance.notCurrent')}</Badge>
                 {document.sharedInReport ? <Badge tone="info">{t('compliance.shared')}</Badge> : null}
               </td>
               <td className="row">
@@ -341,8 +354,13 @@ function Documents() {
             {(attributes) => <input {...attributes} type="url" pattern="https://.*" maxLength={2000} />}
           </Field>
           <Field label={t('compliance.file')} name="file" problem={add.problem}>
-            {(attributes) => <input {...attributes} type="file" accept="application/pdf,image/png,image/jpeg,text/plain" />}
+            {(attributes) => <input {...attributes} type="file" accept={ACCEPTED.join(',')} />}
           </Field>
+          {fileProblem ? (
+            <p className="problem" role="alert">
+              {fileProblem}
+            </p>
+          ) : null}
           <Field label={t('compliance.evidenceDate')} name="evidenceDate" problem={add.problem}>
             {(attributes) => <input {...attributes} type="date" required />}
           </Field>
