@@ -539,6 +539,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((await add({ kind: 'control_evidence', controlId: 'RV-NO-99', title: 'Unknown', evidenceDate: dated, expiresOn: expires })).json()).toMatchObject({ code: 'validation_failed' });
     expect((await add({ kind: 'certification', title: 'ISO 27001', evidenceDate: dated, expiresOn: expires })).json()).toMatchObject({ code: 'validation_failed' });
     expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Backwards', evidenceDate: dated, expiresOn: earlier })).statusCode).toBe(400);
+    expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Forever', evidenceDate: dated, expiresOn: '9999-12-31' })).statusCode).toBe(400);
     expect((await add({ kind: 'control_evidence', controlId: 'RV-ORG-01', title: 'Plain link', url: 'http://hr.example/x', evidenceDate: dated, expiresOn: expires })).statusCode).toBe(400);
     const before = await q(`SELECT count(*)::int AS n FROM ringvakt.compliance_documents WHERE tenant_id = $1`, [tenant.tenantId]);
 

@@ -75,6 +75,8 @@ const createBody = z
     if (body.kind !== 'control_evidence' && body.controlId) context.addIssue({ code: 'custom', path: ['controlId'], message: 'only control evidence names a control' });
     if (body.kind !== 'control_evidence' && !body.issuer) context.addIssue({ code: 'custom', path: ['issuer'], message: 'a certification or audit report names who issued it' });
     if (body.expiresOn <= body.evidenceDate) context.addIssue({ code: 'custom', path: ['expiresOn'], message: 'after the evidence date' });
+    // Evidence is renewed: at most three years (a certification's cycle), never "forever".
+    else if (Date.parse(body.expiresOn) - Date.parse(body.evidenceDate) > 3 * 366 * 86_400_000) context.addIssue({ code: 'custom', path: ['expiresOn'], message: 'at most three years after the evidence date' });
   });
 
 /** Today as the organisation's calendar sees it: UTC dates, as the API takes them. */

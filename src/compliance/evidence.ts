@@ -32,15 +32,16 @@ export async function runScheduledEvidence(tenantDb: TenantDb, now = new Date())
 type StoredResult = { checkId: string; status: string; measured: string; population: number; failures: number; sample: readonly string[] };
 
 /**
- * The SHA-256 of a run's canonical form: its catalogue version, the version that measured, when,
+ * The SHA-256 of a run's canonical form: what started it (the daily schedule or a request: the
+ * daily runs judge operating effectiveness), its catalogue version, the version that measured, when,
  * and every result in check-id order with its fields in a fixed order — so the digest of a stored
  * run can be recomputed from the database alone, and compared with the one in the audit ledger.
  */
-export function runDigest(run: { catalogueVersion: string; measuredBy: string; at: Date; results: readonly StoredResult[] }): string {
+export function runDigest(run: { trigger: string; catalogueVersion: string; measuredBy: string; at: Date; results: readonly StoredResult[] }): string {
   const results = [...run.results]
     .sort((a, b) => (a.checkId < b.checkId ? -1 : a.checkId > b.checkId ? 1 : 0))
     .map((result) => ({ checkId: result.checkId, status: result.status, measured: result.measured, population: result.population, failures: result.failures, sample: [...result.sample] }));
-  return createHash('sha256').update(JSON.stringify({ catalogueVersion: run.catalogueVersion, measuredBy: run.measuredBy, at: run.at.toISOString(), results })).digest('hex');
+  return createHash('sha256').update(JSON.stringify({ trigger: run.trigger, catalogueVersion: run.catalogueVersion, measuredBy: run.measuredBy, at: run.at.toISOString(), results })).digest('hex');
 }
 
 export type RunVerification = { runId: string; storedSha256: string; recomputedSha256: string; ledgerSha256: string | null; ledgerEventId: string | null; sealed: boolean; holds: boolean; problem: string | null };
@@ -54,7 +55,7 @@ export async function verifyRun(trx: TenantTransaction, runId: string): Promise<
   const run = await trx.selectFrom('compliance_runs').selectAll().where('id', '=', runId).executeTakeFirst();
   if (!run) return undefined;
   const results = await trx.selectFrom('compliance_results').select(['check_id', 'status', 'measured', 'population', 'failures', 'sample']).where('run_id', '=', runId).execute();
-  const recomputed = runDigest({ catalogueVersion: run.catalogue_version, measuredBy: run.measured_by, at: run.started_at, results: results.map((row) => ({ checkId: row.check_id, status: row.status, measured: row.measured, population: row.population, failures: row.failures, sample: row.sample })) });
+  const recomputed = runDigest({ trigger: run.trigger, catalogueVersion: run.catalogue_version, measuredBy: run.measured_by, at: run.started_at, results: results.map((row) => ({ checkId: row.check_id, status: row.status, measured: row.measured, population: row.population, failures: row.failures, sample: row.sample })) });
   const stored = Buffer.from(run.digest).toString('hex');
   const event = await trx
     .selectFrom('audit_events')
@@ -94,7 +95,7 @@ async function measure(tenantDb: TenantDb, trigger: 'schedule' | 'request', acto
     return out;
   });
   const finishedAt = new Date();
-  const digest = runDigest({ catalogueVersion: catalogue.version, measuredBy: MEASURED_BY, at: now, results });
+  const digest = runDigest({ trigger, catalogueVersion: catalogue.version, measuredBy: MEASURED_BY, at: now, results });
   const id = await tenantDb.transaction(async (trx) => {
     if (onlyIfDue) {
       await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:compliance_schedule`}))`.execute(trx);
