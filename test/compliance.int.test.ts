@@ -17,6 +17,7 @@ import { parse } from 'csv-parse/sync';
 import type { App } from '../src/server/types.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import { createContact } from '../src/modules/contacts/contacts.service.ts';
+import { openQuarterlyReview, quarterOf } from '../src/compliance/access-reviews.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
 import { buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -450,6 +451,24 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(detail.items.find((item) => item.userId === reviewed.agent.id)).toMatchObject({ role: 'agent', decision: 'revoke' });
     const run = await runEvidence(db.handles.forTenant(reviewed.tenantId), 'request', { type: 'operator' });
     expect(run.results.find((result) => result.checkId === 'access.review_recent')?.status).toBe('pass');
+  });
+
+  it('the periodic campaign: the system opens a review of every user when a quarter begins, once, and again the next quarter', async () => {
+    const periodic = await seedTenant(db.handles, 'periodic');
+    const tenantDb = db.handles.forTenant(periodic.tenantId);
+    const now = new Date();
+    const opened = await tenantDb.transaction((trx) => openQuarterlyReview(trx, now));
+    expect(opened).toEqual(expect.any(String));
+    const [both] = await Promise.all([tenantDb.transaction((trx) => openQuarterlyReview(trx, now)), tenantDb.transaction((trx) => openQuarterlyReview(trx, now))]);
+    expect(both).toBeUndefined();
+    const reviews = await q(`SELECT title, created_by, (SELECT count(*)::int FROM ringvakt.access_review_items i WHERE i.review_id = r.id) AS users FROM ringvakt.access_reviews r WHERE tenant_id = $1`, [periodic.tenantId]);
+    expect(reviews.rows).toEqual([{ title: `${quarterOf(now).name} access review`, created_by: 'system:compliance', users: 2 }]);
+    // Completed, nothing new this quarter; the next quarter brings the next review.
+    await q(`UPDATE ringvakt.access_review_items SET decision = 'keep', decided_by = 'test', decided_at = now() WHERE review_id = $1`, [opened]);
+    await q(`UPDATE ringvakt.access_reviews SET state = 'completed', completed_at = now(), completed_by = 'test' WHERE id = $1`, [opened]);
+    expect(await tenantDb.transaction((trx) => openQuarterlyReview(trx, now))).toBeUndefined();
+    const nextQuarter = new Date(quarterOf(now).start.getTime() + 100 * 86_400_000);
+    expect(await tenantDb.transaction((trx) => openQuarterlyReview(trx, nextQuarter))).toEqual(expect.any(String));
   });
 
   it('an organisation whose owner is its only manager can still complete a review: the owner confirms their own access, on the record', async () => {

@@ -1,7 +1,7 @@
 import { z } from '../zod.ts';
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
-import { recordAuditEvent } from '../audit/audit-event.ts';
+import { recordAuditEvent, type AuditEvent } from '../audit/audit-event.ts';
 import { loadSecurityPolicy } from '../modules/access/security-policy.ts';
 import { loadUserAccess } from '../modules/auth/sessions.ts';
 import { assertMayManage, endUserAccess, isLastActiveOwner } from '../modules/users/users.service.ts';
@@ -34,6 +34,50 @@ async function managersOtherThan(trx: TenantTransaction, userId: string): Promis
   return count;
 }
 
+/**
+ * Opens a review of every active user (with the role and permissions each holds now), unless one
+ * is open already (answers undefined then). One at a time per tenant, under an advisory lock (a
+ * unique index holds it too when two are opened at once).
+ */
+export async function openAccessReview(trx: TenantTransaction, options: { title: string; dueInDays: number; createdBy: string; audit: Pick<AuditEvent, 'actor'> & Partial<AuditEvent> }) {
+  await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:access_reviews`}))`.execute(trx);
+  const open = await trx.selectFrom('access_reviews').select('id').where('state', '=', 'open').executeTakeFirst();
+  if (open) return undefined;
+  const review = await trx
+    .insertInto('access_reviews')
+    .values({ title: options.title, due_at: new Date(Date.now() + options.dueInDays * 86_400_000), created_by: options.createdBy })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  const policy = await loadSecurityPolicy(trx);
+  const users = await trx.selectFrom('users').select(['id']).where('status', '=', 'active').orderBy('id').limit(100_000).execute();
+  for (const user of users) {
+    const access = await loadUserAccess(trx, user.id, policy);
+    if (!access) continue;
+    await trx.insertInto('access_review_items').values({ review_id: review.id, user_id: user.id, role: access.role, permissions: access.permissions }).execute();
+  }
+  await recordAuditEvent(trx, { ...options.audit, action: 'compliance.access_review', outcome: 'success', target: { type: 'access_review', id: review.id }, details: { step: 'opened', users: users.length } });
+  return review;
+}
+
+/** The first day of the quarter `now` is in (UTC), and its name ("Q1 2027"). */
+export function quarterOf(now: Date): { start: Date; name: string } {
+  const quarter = Math.floor(now.getUTCMonth() / 3);
+  return { start: new Date(Date.UTC(now.getUTCFullYear(), quarter * 3, 1)), name: `Q${quarter + 1} ${now.getUTCFullYear()}` };
+}
+
+/**
+ * The periodic campaign: at the start of each quarter, a review of every user is opened by the
+ * system (due in 14 days) unless one was opened this quarter already. Its managers see it under
+ * Compliance → Access reviews; the check `access.review_recent` fails until one is completed.
+ */
+export async function openQuarterlyReview(trx: TenantTransaction, now = new Date()): Promise<string | undefined> {
+  const { start, name } = quarterOf(now);
+  const already = await trx.selectFrom('access_reviews').select('id').where((eb) => eb.or([eb('created_at', '>=', start), eb('state', '=', 'open')])).executeTakeFirst();
+  if (already) return undefined;
+  const review = await openAccessReview(trx, { title: `${name} access review`, dueInDays: 14, createdBy: 'system:compliance', audit: { actor: { type: 'system', id: 'compliance' } } });
+  return review?.id;
+}
+
 export async function accessReviewRoutes(app: App): Promise<void> {
   const params = z.strictObject({ reviewId: uuidSchema });
   const countsOf = async (trx: TenantTransaction, reviewId: string) => {
@@ -44,23 +88,8 @@ export async function accessReviewRoutes(app: App): Promise<void> {
 
   app.post('/api/v1/access-reviews', { config: manage, schema: { summary: 'Open an access review of every active user', tags: ['compliance'], body: z.strictObject({ title: z.string().trim().min(1).max(200), dueInDays: z.number().int().min(1).max(90).default(14) }), response: { 201: reviewSchema, ...problemResponses(400, 401, 403, 409) } } }, async (request, reply) => {
     const row = await request.tenantDb.transaction(async (trx) => {
-      // One review open at a time (a unique index holds it when two are opened at once).
-      await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:access_reviews`}))`.execute(trx);
-      const open = await trx.selectFrom('access_reviews').select('id').where('state', '=', 'open').executeTakeFirst();
-      if (open) throw new AppError('conflict', 'An access review is open already: complete it first.');
-      const review = await trx
-        .insertInto('access_reviews')
-        .values({ title: request.body.title, due_at: new Date(Date.now() + request.body.dueInDays * 86_400_000), created_by: actorLabel(request) })
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      const policy = await loadSecurityPolicy(trx);
-      const users = await trx.selectFrom('users').select(['id']).where('status', '=', 'active').orderBy('id').limit(100_000).execute();
-      for (const user of users) {
-        const access = await loadUserAccess(trx, user.id, policy);
-        if (!access) continue;
-        await trx.insertInto('access_review_items').values({ review_id: review.id, user_id: user.id, role: access.role, permissions: access.permissions }).execute();
-      }
-      await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.access_review', outcome: 'success', target: { type: 'access_review', id: review.id }, details: { step: 'opened', users: users.length } });
+      const review = await openAccessReview(trx, { title: request.body.title, dueInDays: request.body.dueInDays, createdBy: actorLabel(request), audit: requestAudit(request) });
+      if (!review) throw new AppError('conflict', 'An access review is open already: complete it first.');
       return review;
     });
     return reply.code(201).send(presentReview(row, await request.tenantDb.read((trx) => countsOf(trx, row.id))));

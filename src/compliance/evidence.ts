@@ -1,12 +1,15 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sql } from '../db/kysely.ts';
 import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import { recordAuditEvent, type AuditEvent } from '../audit/audit-event.ts';
 import { CHECKS, type CheckResult } from './checks.ts';
 import { loadCatalogue } from './catalogue.ts';
 
-/** The product version that measured: part of every piece of evidence. */
-export const MEASURED_BY = `ringvakt ${process.env.npm_package_version ?? '0.1.0'}`;
+/** The product version that measured (from the installed package, however the server was started): part of every piece of evidence. */
+export const MEASURED_BY = `ringvakt ${(JSON.parse(readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json'), 'utf8')) as { version: string }).version}`;
 
 export type EvidenceRun = { id: string; startedAt: Date; finishedAt: Date; catalogueVersion: string; digest: string; results: (CheckResult & { checkId: string })[] };
 
