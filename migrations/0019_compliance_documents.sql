@@ -33,9 +33,6 @@ CREATE TABLE compliance_documents (
 );
 CREATE INDEX compliance_documents_control ON compliance_documents (tenant_id, control_id) WHERE withdrawn_at IS NULL;
 REVOKE DELETE, TRUNCATE ON compliance_documents FROM {{runtime_role}};
-ALTER TABLE compliance_documents ENABLE ROW LEVEL SECURITY;
-ALTER TABLE compliance_documents FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON compliance_documents USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id());
 
 -- What a document says is fixed once added: only its file (once), whether it is shared in the
 -- trust report, and its withdrawal may change — and a withdrawn document changes no more.
@@ -73,12 +70,22 @@ CREATE TABLE audit_witness_deliveries (
   PRIMARY KEY (tenant_id, witness)
 );
 REVOKE DELETE, TRUNCATE ON audit_witness_deliveries FROM {{runtime_role}};
-ALTER TABLE audit_witness_deliveries ENABLE ROW LEVEL SECURITY;
-ALTER TABLE audit_witness_deliveries FORCE ROW LEVEL SECURITY;
-CREATE POLICY tenant_isolation ON audit_witness_deliveries USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id());
+
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['compliance_documents', 'audit_witness_deliveries'] LOOP
+    EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+    EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = current_tenant_id()) WITH CHECK (tenant_id = current_tenant_id())', t);
+  END LOOP;
+END
+$$;
 
 -- A completed access review is evidence: neither it nor any of its decisions changes afterwards,
--- and a decision, once taken, stands (for the runtime role and the owner alike).
+-- and a decision, once taken, stands — whoever writes (only the owner role can step around it, by
+-- disabling the trigger with its DDL rights; the server never holds them).
 CREATE FUNCTION access_reviews_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF OLD.state = 'completed' THEN
