@@ -110,7 +110,7 @@ describe(`HTTP API (${serverLabel()} server)`, () => {
       }
       const open = app.routeTable.filter((route) => route.access === 'public').map((route) => route.url);
       // The web application's pages and its hashed assets are public (src/server/web-app.ts); the data they show is not.
-      expect(open.every((url) => /^\/($|signin$|account$|agent$|wallboard$|(admin|privacy|security)(\/[a-z]+)?$|assets\/:name$|livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete|api\/v1\/auth\/login$|api\/v1\/auth\/passkey-login(\/options)?$|api\/v1\/auth\/sso\/|api\/v1\/privacy\/downloads$)/.test(url)), open.join(' ')).toBe(true);
+      expect(open.every((url) => /^\/($|signin$|account$|agent$|wallboard$|(admin|privacy|security|compliance)(\/[a-z]+)?$|assets\/:name$|livez|readyz|metrics|setup|api\/openapi\.json|api\/docs|api\/v1\/setup\/complete|api\/v1\/auth\/login$|api\/v1\/auth\/passkey-login(\/options)?$|api\/v1\/auth\/sso\/|api\/v1\/privacy\/downloads$)/.test(url)), open.join(' ')).toBe(true);
     });
 
     it('a route without declared access stops the app from building', async () => {
