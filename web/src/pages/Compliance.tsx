@@ -46,7 +46,7 @@ function Controls() {
           {(controls.data?.controls ?? []).map((control) => (
             <tr key={control.id}>
               <td>
-                <code>{control.id}</code>
+                <code className="id">{control.id}</code>
               </td>
               <td>
                 <strong>{control.title}</strong>
@@ -232,7 +232,7 @@ function Reports() {
           {(risks.data?.risks ?? []).map((risk) => (
             <tr key={risk.id}>
               <td>
-                <code>{risk.id}</code> {risk.title}
+                <code className="id">{risk.id}</code> {risk.title}
               </td>
               <td>{risk.inherent}</td>
               <td>{risk.residual}</td>
