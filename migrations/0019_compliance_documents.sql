@@ -38,10 +38,18 @@ REVOKE DELETE, TRUNCATE ON compliance_documents FROM {{runtime_role}};
 -- trust report, and its withdrawal may change — and a withdrawn document changes no more.
 CREATE FUNCTION compliance_documents_fixed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  -- A data key rotation re-seals the file under the new key: the same file (its digest, checked at
-  -- every download, fixed below), new ciphertext; nothing else changes with it.
-  IF OLD.file_ciphertext IS NOT NULL AND NEW.file_ciphertext IS NOT NULL AND NEW.file_ciphertext IS DISTINCT FROM OLD.file_ciphertext
-     AND (to_jsonb(NEW) - 'file_ciphertext') = (to_jsonb(OLD) - 'file_ciphertext') THEN
+  -- A data key rotation re-seals the file under a newer key: the same file (its digest, checked at
+  -- every download, stays), a ciphertext of the same length and format under a higher key version,
+  -- and nothing else changes with it.
+  IF OLD.file_ciphertext IS NOT NULL AND NEW.file_ciphertext IS NOT NULL AND NEW.file_ciphertext <> OLD.file_ciphertext
+     AND octet_length(NEW.file_ciphertext) = octet_length(OLD.file_ciphertext)
+     AND substring(NEW.file_ciphertext FROM 1 FOR 4) = substring(OLD.file_ciphertext FROM 1 FOR 4)
+     AND substring(NEW.file_ciphertext FROM 5 FOR 4) > substring(OLD.file_ciphertext FROM 5 FOR 4)
+     AND (NEW.tenant_id, NEW.id, NEW.kind, NEW.control_id, NEW.title, NEW.issuer, NEW.url, NEW.file_name, NEW.media_type, NEW.file_sha256, NEW.file_bytes,
+          NEW.evidence_date, NEW.expires_on, NEW.shared_in_report, NEW.added_by, NEW.added_at, NEW.withdrawn_at, NEW.withdrawn_by)
+         IS NOT DISTINCT FROM
+         (OLD.tenant_id, OLD.id, OLD.kind, OLD.control_id, OLD.title, OLD.issuer, OLD.url, OLD.file_name, OLD.media_type, OLD.file_sha256, OLD.file_bytes,
+          OLD.evidence_date, OLD.expires_on, OLD.shared_in_report, OLD.added_by, OLD.added_at, OLD.withdrawn_at, OLD.withdrawn_by) THEN
     RETURN NEW;
   END IF;
   IF OLD.withdrawn_at IS NOT NULL THEN
@@ -51,7 +59,7 @@ BEGIN
      IS DISTINCT FROM (OLD.tenant_id, OLD.id, OLD.kind, OLD.control_id, OLD.title, OLD.issuer, OLD.url, OLD.evidence_date, OLD.expires_on, OLD.added_by, OLD.added_at) THEN
     RAISE EXCEPTION 'a compliance document cannot be edited: withdraw it and add a new one' USING ERRCODE = 'check_violation';
   END IF;
-  IF OLD.file_sha256 IS NOT NULL AND (NEW.file_sha256, NEW.media_type, NEW.file_bytes, NEW.file_name, NEW.file_ciphertext IS NULL) IS DISTINCT FROM (OLD.file_sha256, OLD.media_type, OLD.file_bytes, OLD.file_name, false) THEN
+  IF OLD.file_sha256 IS NOT NULL AND (NEW.file_sha256, NEW.media_type, NEW.file_bytes, NEW.file_name, NEW.file_ciphertext) IS DISTINCT FROM (OLD.file_sha256, OLD.media_type, OLD.file_bytes, OLD.file_name, OLD.file_ciphertext) THEN
     RAISE EXCEPTION 'a compliance document''s file cannot be replaced' USING ERRCODE = 'check_violation';
   END IF;
   RETURN NEW;

@@ -145,8 +145,9 @@ describe(`outside witnesses of audit checkpoints (${serverLabel()} server)`, () 
         expect(checkWitnessSignatures(entries)).toBeUndefined();
       }
       const deliveries = async () => (await db.superQuery<{ witness: string; tree_size: string }>(`SELECT witness, tree_size FROM ringvakt.audit_witness_deliveries WHERE tenant_id = $1 ORDER BY witness`, [tenant.tenantId])).rows;
-      // Gathered in memory, written at the flush (every 30 s in the server; here on demand).
-      expect(await deliveries()).toEqual([]);
+      // Gathered in memory, written at the flush (every 30 s in the server): after the publishers
+      // finished their deliveries, as the server stops them (sealer first, then the recorder).
+      await sealer.stop();
       await recorder.stop();
       expect(await deliveries()).toEqual([{ witness: 'file', tree_size: '7' }, { witness: 'syslog', tree_size: '7' }, { witness: 'webhook', tree_size: '7' }]);
     } finally {

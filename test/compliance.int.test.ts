@@ -225,7 +225,11 @@ describe(`compliance evidence: every check fails when its control is broken (${s
         await q(`UPDATE ringvakt.access_reviews SET completed_at = now() - interval '100 days', created_at = now() - interval '110 days' WHERE tenant_id = $1`, [tenant.tenantId]);
         await q(`ALTER TABLE ringvakt.access_reviews ENABLE TRIGGER access_reviews_fixed`);
       },
-      restore: () => q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, state, due_at, created_by, completed_at, completed_by) VALUES ($1, 'Q1', 'completed', now(), 'test', now(), 'test')`, [tenant.tenantId]),
+      restore: async () => {
+        const next = await q(`INSERT INTO ringvakt.access_reviews (tenant_id, title, due_at, created_by) VALUES ($1, 'Q1', now(), 'test') RETURNING id`, [tenant.tenantId]);
+        await q(`INSERT INTO ringvakt.access_review_items (tenant_id, review_id, user_id, role, permissions, decision, decided_by, decided_at) VALUES ($1, $2, $3, 'owner', '{}', 'keep', 'test', now())`, [tenant.tenantId, next.rows[0]!.id, tenant.owner.id]);
+        await q(`UPDATE ringvakt.access_reviews SET state = 'completed', completed_at = now(), completed_by = 'test' WHERE id = $1`, [next.rows[0]!.id]);
+      },
     },
     'encryption.personal_data': {
       // A plaintext column slipped into a personal-data table (a careless migration).
@@ -457,10 +461,14 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     const periodic = await seedTenant(db.handles, 'periodic');
     const tenantDb = db.handles.forTenant(periodic.tenantId);
     const now = new Date();
-    const opened = await tenantDb.transaction((trx) => openQuarterlyReview(trx, now));
-    expect(opened).toEqual(expect.any(String));
-    const [both] = await Promise.all([tenantDb.transaction((trx) => openQuarterlyReview(trx, now)), tenantDb.transaction((trx) => openQuarterlyReview(trx, now))]);
-    expect(both).toBeUndefined();
+    // Two nodes at once: one review.
+    const both = await Promise.all([tenantDb.transaction((trx) => openQuarterlyReview(trx, now)), tenantDb.transaction((trx) => openQuarterlyReview(trx, now))]);
+    expect(both.filter((id) => id !== undefined)).toHaveLength(1);
+    const opened = both.find((id) => id !== undefined)!;
+    expect(await tenantDb.transaction((trx) => openQuarterlyReview(trx, now))).toBeUndefined();
+    // Nobody active yet (the owner has not used the setup link): no review of nobody is opened.
+    const empty = await db.handles.systemDb.createTenant('periodic-empty', 'Periodic empty');
+    expect(await db.handles.forTenant(empty).transaction((trx) => openQuarterlyReview(trx, now))).toBeUndefined();
     const reviews = await q(`SELECT title, created_by, (SELECT count(*)::int FROM ringvakt.access_review_items i WHERE i.review_id = r.id) AS users FROM ringvakt.access_reviews r WHERE tenant_id = $1`, [periodic.tenantId]);
     expect(reviews.rows).toEqual([{ title: `${quarterOf(now).name} access review`, created_by: 'system:compliance', users: 2 }]);
     // Completed, nothing new this quarter; the next quarter brings the next review.
@@ -576,6 +584,10 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((await upload(evidenceId, Buffer.from('%PDF-other'), 'application/pdf')).statusCode).toBe(409);
     await expect(q(`UPDATE ringvakt.compliance_documents SET expires_on = '2099-01-01' WHERE id = $1`, [evidenceId])).rejects.toThrow(/cannot be edited/);
     await expect(q(`UPDATE ringvakt.compliance_documents SET file_sha256 = $2 WHERE id = $1`, [evidenceId, Buffer.alloc(32, 1)])).rejects.toThrow(/cannot be replaced/);
+    // Nor its sealed bytes: only a re-seal under a newer key (same length and format) gets through, as rotation does it.
+    await expect(q(`UPDATE ringvakt.compliance_documents SET file_ciphertext = '\\x00' WHERE id = $1`, [evidenceId])).rejects.toThrow(/cannot be replaced/);
+    await expect(q(`UPDATE ringvakt.compliance_documents SET file_ciphertext = overlay(file_ciphertext PLACING '\\x00000000'::bytea FROM 5) WHERE id = $1`, [evidenceId])).rejects.toThrow(/cannot be replaced/);
+    await expect(q(`UPDATE ringvakt.compliance_documents SET shared_in_report = true, file_ciphertext = overlay(file_ciphertext PLACING '\\xffffffff'::bytea FROM 5) WHERE id = $1`, [evidenceId])).rejects.toThrow(/cannot be replaced/);
     // Sealed: the stored bytes are field ciphertext, and do not hold the text.
     const stored = await q(`SELECT file_ciphertext FROM ringvakt.compliance_documents WHERE id = $1`, [evidenceId]);
     const sealed = (stored.rows[0] as { file_ciphertext: Buffer }).file_ciphertext;

@@ -44,7 +44,7 @@ export function startWitnessDeliveryRecorder(forTenant: (tenantId: string) => Te
       }
     }
   };
-  const flush = () => (flushing = flushing.then(flushOnce));
+  const flush = () => (flushing = flushing.then(flushOnce).catch((error: unknown) => logger.warn({ err: error }, 'could not record witness deliveries')));
   const timer = setInterval(() => void flush(), everyMs);
   timer.unref();
 

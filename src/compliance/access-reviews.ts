@@ -36,13 +36,16 @@ async function managersOtherThan(trx: TenantTransaction, userId: string): Promis
 
 /**
  * Opens a review of every active user (with the role and permissions each holds now), unless one
- * is open already (answers undefined then). One at a time per tenant, under an advisory lock (a
+ * is open already ('open') or nobody is active to review ('nobody'). One at a time per tenant, under an advisory lock (a
  * unique index holds it too when two are opened at once).
  */
 export async function openAccessReview(trx: TenantTransaction, options: { title: string; dueInDays: number; createdBy: string; audit: Pick<AuditEvent, 'actor'> & Partial<AuditEvent> }) {
   await sql`SELECT pg_advisory_xact_lock(hashtext(${`${trx.tenantId}:access_reviews`}))`.execute(trx);
   const open = await trx.selectFrom('access_reviews').select('id').where('state', '=', 'open').executeTakeFirst();
-  if (open) return undefined;
+  if (open) return 'open' as const;
+  // A review of nobody proves nothing (a new organisation whose owner has not signed in yet).
+  const anyone = await trx.selectFrom('users').select('id').where('status', '=', 'active').limit(1).executeTakeFirst();
+  if (!anyone) return 'nobody' as const;
   const review = await trx
     .insertInto('access_reviews')
     .values({ title: options.title, due_at: new Date(Date.now() + options.dueInDays * 86_400_000), created_by: options.createdBy })
@@ -75,7 +78,7 @@ export async function openQuarterlyReview(trx: TenantTransaction, now = new Date
   const already = await trx.selectFrom('access_reviews').select('id').where((eb) => eb.or([eb('created_at', '>=', start), eb('state', '=', 'open')])).executeTakeFirst();
   if (already) return undefined;
   const review = await openAccessReview(trx, { title: `${name} access review`, dueInDays: 14, createdBy: 'system:compliance', audit: { actor: { type: 'system', id: 'compliance' } } });
-  return review?.id;
+  return typeof review === 'object' ? review.id : undefined;
 }
 
 export async function accessReviewRoutes(app: App): Promise<void> {
@@ -89,7 +92,8 @@ export async function accessReviewRoutes(app: App): Promise<void> {
   app.post('/api/v1/access-reviews', { config: manage, schema: { summary: 'Open an access review of every active user', tags: ['compliance'], body: z.strictObject({ title: z.string().trim().min(1).max(200), dueInDays: z.number().int().min(1).max(90).default(14) }), response: { 201: reviewSchema, ...problemResponses(400, 401, 403, 409) } } }, async (request, reply) => {
     const row = await request.tenantDb.transaction(async (trx) => {
       const review = await openAccessReview(trx, { title: request.body.title, dueInDays: request.body.dueInDays, createdBy: actorLabel(request), audit: requestAudit(request) });
-      if (!review) throw new AppError('conflict', 'An access review is open already: complete it first.');
+      if (review === 'open') throw new AppError('conflict', 'An access review is open already: complete it first.');
+      if (review === 'nobody') throw new AppError('conflict', 'Nobody is active to review yet.');
       return review;
     });
     return reply.code(201).send(presentReview(row, await request.tenantDb.read((trx) => countsOf(trx, row.id))));
@@ -162,6 +166,7 @@ export async function accessReviewRoutes(app: App): Promise<void> {
       if (review.state !== 'open') throw new AppError('invalid_transition', 'The review is completed already.');
       const counts = await countsOf(trx, review.id);
       if (counts.pending > 0) throw new AppError('invalid_transition', `${counts.pending} users are not decided yet.`);
+      if (counts.kept + counts.revoked === 0) throw new AppError('invalid_transition', 'A review of nobody proves nothing: it cannot be completed.');
       const done = await trx.updateTable('access_reviews').set({ state: 'completed', completed_at: new Date(), completed_by: actorLabel(request) }).where('id', '=', review.id).returningAll().executeTakeFirstOrThrow();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.access_review', outcome: 'success', target: { type: 'access_review', id: review.id }, details: { step: 'completed', kept: counts.kept, revoked: counts.revoked } });
       return presentReview(done, counts);

@@ -39,6 +39,7 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
       const failing: string[] = [];
       let worst = 0;
       let judged = 0;
+      const judgedCampaigns = new Set<string>();
       for (const campaign of campaigns.rows) {
         const profile: JurisdictionProfile | undefined = campaign.jurisdiction ? profiles.get(campaign.jurisdiction) : undefined;
         // Without a profile the strictest cap in use anywhere (3 %, on the measure that counts AMD's mistakes) applies.
@@ -62,12 +63,13 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
           const row = counts.rows[0];
           const rate = abandonmentMeasures({ liveAnswers: Number(row?.live ?? 0), abandoned: Number(row?.abandoned ?? 0), humanVerdicts: Number(row?.human ?? 0), machineVerdicts: Number(row?.machine ?? 0), accuracy: campaign.amd ? DECLARED_AMD_ACCURACY : null })[measure].rate;
           judged += 1;
+          judgedCampaigns.add(campaign.id);
           worst = Math.max(worst, rate);
           if (rate > cap && !failing.includes(campaign.id)) failing.push(campaign.id);
         }
       }
       if (judged === 0) return notApplicable(`${campaigns.rows.length} campaigns dialed in 30 days; none has a completed legal window yet`);
-      return verdict(campaigns.rows.length, failing, (n) => `${campaigns.rows.length} campaigns dialed in 30 days, ${judged} completed windows judged; highest abandonment ${(worst * 100).toFixed(2)} %; ${n} over their cap`);
+      return verdict(judgedCampaigns.size, failing, (n) => `${campaigns.rows.length} campaigns dialed in 30 days, ${judgedCampaigns.size} with completed windows (${judged} judged); highest abandonment ${(worst * 100).toFixed(2)} %; ${n} over their cap`);
     },
   },
   {

@@ -241,7 +241,15 @@ const IDENTITY_AND_PRIVACY_CHECKS: readonly Check[] = [
     id: 'access.review_recent',
     title: 'An access review of every user was completed within the last quarter',
     async run(trx, now) {
-      const last = await trx.selectFrom('access_reviews').select(['id', 'created_at', 'completed_at']).where('state', '=', 'completed').orderBy('completed_at', 'desc').limit(1).executeTakeFirst();
+      // A completed review that took somebody in (a review of nobody evidences nothing).
+      const last = await trx
+        .selectFrom('access_reviews')
+        .select(['id', 'created_at', 'completed_at'])
+        .where('state', '=', 'completed')
+        .where((eb) => eb.exists(eb.selectFrom('access_review_items').select('user_id').whereRef('access_review_items.review_id', '=', 'access_reviews.id')))
+        .orderBy('completed_at', 'desc')
+        .limit(1)
+        .executeTakeFirst();
       // Completed this quarter, of a snapshot taken no more than a month before the quarter began.
       const fresh = last?.completed_at && now.getTime() - last.completed_at.getTime() <= 92 * DAY && now.getTime() - last.created_at.getTime() <= 122 * DAY;
       return verdict(1, fresh ? [] : ['no_review_this_quarter'], () => `last access review completed ${last?.completed_at?.toISOString() ?? 'never'}`);

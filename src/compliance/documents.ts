@@ -29,12 +29,12 @@ type MediaType = (typeof MEDIA_TYPES)[number];
 
 const day = z.iso.date();
 // eslint-disable-next-line no-control-regex -- control characters are what a file name may not hold
-const fileName = z.string().trim().min(1).max(200).regex(/^[^/\\\u0000-\u001f\u007f]+$/).refine((name) => !/\p{Cf}/u.test(name), 'no format characters (such as right-to-left overrides)');
+const fileName = z.string().trim().min(1).max(200).regex(/^[^/\\\u0000-\u001f\u007f]+$/).refine((name) => !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(name), 'no control or format characters (such as right-to-left overrides)');
 const EXTENSIONS: Record<MediaType, string> = { 'application/pdf': 'pdf', 'image/png': 'png', 'image/jpeg': 'jpg', 'text/plain': 'txt' };
 
 /** The name a file is kept and offered under: the uploader's, with the extension of the type its bytes proved (never `.html`, `.bat`…). */
 function storedName(name: string, type: MediaType): string {
-  const base = name.replace(/\.[^.]*$/, '').slice(0, 190) || 'document';
+  const base = [...name.replace(/\.[^.]*$/, '')].slice(0, 190).join('') || 'document';
   return `${base}.${EXTENSIONS[type]}`;
 }
 

@@ -218,7 +218,8 @@ async function columnBatch(
   onUnreadable: OnUnreadable,
 ): Promise<Batch> {
   const plain = spec.plaintextColumn ? sql.ref(spec.plaintextColumn) : sql`NULL::text`;
-  const older = sql`(get_byte(${sql.ref(spec.column)}, 3) = 1 AND substring(${sql.ref(spec.column)} from 5 for 4) < ${versionBytes(target)})`;
+  // Slices, not get_byte: a slice of a large value (an evidence file) reads only its first chunk.
+  const older = sql`(substring(${sql.ref(spec.column)} from 4 for 1) = '\x01'::bytea AND substring(${sql.ref(spec.column)} from 5 for 4) < ${versionBytes(target)})`;
   const rows = await sql<{ id: string; ciphertext: Buffer | null; plaintext: string | null }>`
     SELECT id::text AS id, ${sql.ref(spec.column)} AS ciphertext, ${plain} AS plaintext
       FROM ${sql.table(spec.table)}
