@@ -1,5 +1,5 @@
 import type { TenantTransaction } from '../db/tenant-db.ts';
-import { loadCatalogue, type Catalogue } from './catalogue.ts';
+import { controlStatus, loadCatalogue, type Catalogue } from './catalogue.ts';
 
 /**
  * The statement of applicability (ISO/IEC 27001 clause 6.1.3 d) and the risk register, generated
@@ -28,9 +28,9 @@ export async function controlStatuses(trx: TenantTransaction, catalogue: Catalog
   const byCheck = new Map(results.map((row) => [row.check_id, row.status]));
   return new Map(
     catalogue.controls.map((control) => {
-      if (control.kind === 'organisational') return [control.id, 'manual'];
-      const statuses = control.checks.map((check) => byCheck.get(check));
-      return [control.id, statuses.some((status) => status === undefined) ? 'not_run' : statuses.includes('fail') ? 'fail' : 'pass'];
+      // For the SoA and the risk register a control with nothing to measure is met (its treatment holds).
+      const status = controlStatus(control, (checkId) => byCheck.get(checkId));
+      return [control.id, status === 'not_applicable' ? 'pass' : status];
     }),
   );
 }

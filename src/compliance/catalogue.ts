@@ -73,6 +73,21 @@ export function parseCatalogue(text: string, options: { requireEveryCheck?: bool
   return parsed.data;
 }
 
+export type ControlStatus = 'pass' | 'fail' | 'not_applicable' | 'not_run' | 'manual';
+
+/**
+ * A control's status from its checks' latest results (undefined: not measured in that run): an
+ * organisational control is 'manual'; otherwise not run, failing, not applicable when every check
+ * was, else passing. Every view of a control (API, trust report, questionnaire, SoA) judges by this.
+ */
+export function controlStatus(control: Control, resultOf: (checkId: string) => string | undefined): ControlStatus {
+  if (control.kind === 'organisational') return 'manual';
+  const statuses = control.checks.map(resultOf);
+  if (statuses.some((status) => status === undefined || status === 'not_run')) return 'not_run';
+  if (statuses.includes('fail')) return 'fail';
+  return statuses.every((status) => status === 'not_applicable') ? 'not_applicable' : 'pass';
+}
+
 let loaded: Catalogue | undefined;
 export function loadCatalogue(): Catalogue {
   loaded ??= parseCatalogue(readFileSync(CATALOGUE_FILE, 'utf8'), { requireEveryCheck: true });

@@ -3,7 +3,7 @@ import { AppError } from '../server/errors.ts';
 import { problemResponses, uuidSchema } from '../server/schemas.ts';
 import type { App } from '../server/types.ts';
 import { principalOf } from '../server/access-control.ts';
-import { loadCatalogue } from './catalogue.ts';
+import { controlStatus, loadCatalogue } from './catalogue.ts';
 import { CHECKS_BY_ID } from './checks.ts';
 import { runEvidence, verifyRun } from './evidence.ts';
 import type { SigningKey } from '../audit/signing-key.ts';
@@ -46,7 +46,7 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
             const result = byCheck.get(checkId);
             return result ? [{ checkId, title: CHECKS_BY_ID.get(checkId)?.title ?? checkId, status: result.status, measured: result.measured, population: result.population, failures: result.failures, sample: result.sample }] : [];
           });
-          const status = control.kind === 'organisational' ? 'manual' : mine.length < control.checks.length ? 'not_run' : mine.some((result) => result.status === 'fail') ? 'fail' : mine.every((result) => result.status === 'not_applicable') ? 'not_applicable' : 'pass';
+          const status = controlStatus(control, (checkId) => byCheck.get(checkId)?.status);
           return { id: control.id, title: control.title, statement: control.statement, kind: control.kind, frameworks: control.frameworks, status, results: mine, evidence: evidence.get(control.id) ?? [] };
         }),
       };

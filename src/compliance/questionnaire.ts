@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { z } from '../zod.ts';
-import { loadCatalogue, type Catalogue } from './catalogue.ts';
+import { controlStatus, loadCatalogue, type Catalogue } from './catalogue.ts';
 import { currentEvidence } from './documents.ts';
 
 /**
@@ -93,12 +93,10 @@ export async function answerQuestionnaire(trx: TenantTransaction, now = new Date
         ? { status: 'pass', lines: documents.map((document) => `${control.id}: ${document.title} (${document.evidenceDate}, valid to ${document.expiresOn})`) }
         : { status: 'fail', lines: [`${control.id}: no current evidence`] };
     }
-    const checks = control.checks.map((checkId) => byCheck.get(checkId));
-    if (checks.some((check) => check === undefined)) return { status: 'not_run', lines: [`${control.id}: not measured yet`] };
-    const measured = checks as { status: string; measured: string }[];
-    const lines = measured.map((check) => `${control.id} ${check.status}: ${check.measured}`);
-    if (stale) return { status: 'stale', lines };
-    return { status: measured.some((check) => check.status === 'fail') ? 'fail' : measured.every((check) => check.status === 'not_applicable') ? 'not_applicable' : 'pass', lines };
+    const status = controlStatus(control, (checkId) => byCheck.get(checkId)?.status);
+    if (status === 'not_run') return { status, lines: [`${control.id}: not measured yet`] };
+    const lines = control.checks.map((checkId) => byCheck.get(checkId)).map((check) => `${control.id} ${check?.status}: ${check?.measured}`);
+    return { status: stale ? 'stale' : (status as 'pass' | 'fail' | 'not_applicable'), lines };
   };
 
   const frameworkIds = (ids: string[]) => {

@@ -1,7 +1,7 @@
 import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { SigningKey } from '../audit/signing-key.ts';
-import { loadCatalogue } from './catalogue.ts';
+import { controlStatus, loadCatalogue, type ControlStatus } from './catalogue.ts';
 import { CHECKS_BY_ID } from './checks.ts';
 import { MEASURED_BY } from './evidence.ts';
 import { currentEvidence, sharedAttestations } from './documents.ts';
@@ -34,7 +34,7 @@ export type TrustReport = {
     statement: string;
     kind: string;
     frameworks: Record<string, string[]>;
-    status: 'pass' | 'fail' | 'not_applicable' | 'not_run' | 'manual';
+    status: ControlStatus;
     checks: { id: string; title: string; status: string; measured: string; runs: number; passRate: number | null }[];
     /** For an organisational control: its current evidence (titles, dates, digests; the files on request). */
     evidence: { title: string; evidenceDate: string; expiresOn: string; sha256: string | null; link: boolean }[];
@@ -73,8 +73,7 @@ export async function buildTrustReport(trx: TenantTransaction, organisation: str
       const result = byCheck.get(checkId);
       return { id: checkId, title: CHECKS_BY_ID.get(checkId)?.title ?? checkId, status: result?.status ?? 'not_run', measured: result?.measured ?? 'not measured yet', ...record(checkId) };
     });
-    const status: TrustReport['controls'][number]['status'] =
-      control.kind === 'organisational' ? 'manual' : checks.some((check) => check.status === 'not_run') ? 'not_run' : checks.some((check) => check.status === 'fail') ? 'fail' : checks.every((check) => check.status === 'not_applicable') ? 'not_applicable' : 'pass';
+    const status = controlStatus(control, (checkId) => byCheck.get(checkId)?.status);
     const evidence = (evidenceByControl.get(control.id) ?? []).map((document) => ({ title: document.title, evidenceDate: document.evidenceDate, expiresOn: document.expiresOn, sha256: document.file?.sha256 ?? null, link: document.url !== null }));
     return { id: control.id, title: control.title, statement: control.statement, kind: control.kind, frameworks: control.frameworks, status, checks, evidence };
   });
