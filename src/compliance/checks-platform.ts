@@ -1,5 +1,5 @@
 import { sql } from '../db/kysely.ts';
-import { builtInRoles, type Permission } from '../modules/access/permissions.ts';
+import { rolePermissions, type Permission } from '../modules/access/permissions.ts';
 import { defaultSecurityPolicy, loadSecurityPolicy } from '../modules/access/security-policy.ts';
 import { MINIMUM_RETAIN_DAYS } from '../privacy/retention.ts';
 import { activeUsers, DAY, notApplicable, verdict, type Check } from './check-support.ts';
@@ -106,7 +106,7 @@ export const PLATFORM_CHECKS: readonly Check[] = [
     async run(trx) {
       const users = await activeUsers(trx);
       const privileged = users.filter((user) => {
-        const granted: readonly string[] = user.role === 'custom' ? (user.permissions ?? []) : (builtInRoles[user.role as keyof typeof builtInRoles] ?? []);
+        const granted = rolePermissions(user.role, user.permissions);
         return PRIVILEGED.some((permission) => granted.includes(permission));
       });
       const allowed = Math.max(3, Math.ceil(users.length / 10));

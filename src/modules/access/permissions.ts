@@ -67,6 +67,11 @@ export function normalisePermissions(names: readonly string[]): Permission[] {
   return permissions.filter((permission) => names.includes(permission));
 }
 
+/** What a user's role grants: a built-in role's permissions, or those of the custom role it names. */
+export function rolePermissions(role: BuiltInRole | 'custom', customPermissions: readonly string[] | null): Permission[] {
+  return role === 'custom' ? normalisePermissions(customPermissions ?? []) : [...builtInRoles[role]];
+}
+
 /** Nobody gives (to a role, a token or a provider mapping) a permission they do not hold themselves. */
 export function assertGrantable(held: ReadonlySet<Permission>, wanted: readonly Permission[]): void {
   const beyond = wanted.filter((permission) => !held.has(permission));

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql } from '../../db/kysely.ts';
 import type { SessionRevokeReason, SessionStage, UserRole } from '../../db/schema.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
-import { builtInRoles, mfaRequiredRoles, normalisePermissions, type Permission } from '../access/permissions.ts';
+import { mfaRequiredRoles, rolePermissions, type Permission } from '../access/permissions.ts';
 import type { SecurityPolicy } from '../access/security-policy.ts';
 import { mintTenantToken } from '../api-tokens/api-tokens.service.ts';
 import { announceAuthChange } from '../access/auth-changes.ts';
@@ -61,7 +61,7 @@ export async function loadUserAccess(trx: TenantTransaction, userId: string, pol
     .where('users.id', '=', userId)
     .executeTakeFirst();
   if (!row) return undefined;
-  const permissions = row.role === 'custom' ? normalisePermissions(row.permissions ?? []) : [...builtInRoles[row.role]];
+  const permissions = rolePermissions(row.role, row.permissions);
   const roleNeedsMfa = row.role === 'custom' ? row.requires_mfa !== false : mfaRequiredRoles.has(row.role);
   return {
     role: row.role,
