@@ -125,15 +125,16 @@ function isCurrent(row: Pick<Row, 'withdrawn_at' | 'evidence_date' | 'expires_on
   return row.withdrawn_at === null && row.evidence_date <= today(now) && row.expires_on >= today(now) && (row.file_sha256 !== null || row.url !== null);
 }
 
-/** The documents of a tenant (not their files), newest first. */
-export async function listDocuments(trx: TenantTransaction, options: { includeWithdrawn?: boolean } = {}): Promise<Row[]> {
+/** The documents of a tenant (not their files), newest first; or the one with `id`, withdrawn or not. */
+export async function listDocuments(trx: TenantTransaction, options: { includeWithdrawn?: boolean; id?: string } = {}): Promise<Row[]> {
   let query = trx
     .selectFrom('compliance_documents')
     .select(['id', 'kind', 'control_id', 'title', 'issuer', 'url', 'file_name', 'media_type', 'file_bytes', 'file_sha256', 'shared_in_report', 'added_by', 'added_at', 'withdrawn_at'])
     .select([sql<string>`evidence_date::text`.as('evidence_date'), sql<string>`expires_on::text`.as('expires_on')])
     .orderBy('added_at', 'desc')
     .orderBy('id');
-  if (!options.includeWithdrawn) query = query.where('withdrawn_at', 'is', null);
+  if (options.id) query = query.where('id', '=', options.id);
+  else if (!options.includeWithdrawn) query = query.where('withdrawn_at', 'is', null);
   return query.execute();
 }
 
@@ -148,6 +149,13 @@ export async function currentEvidence(trx: TenantTransaction, now = new Date()):
 /** The certifications and audit reports the operator shares in the trust report, current ones only. */
 export async function sharedAttestations(trx: TenantTransaction, now = new Date()): Promise<ComplianceDocument[]> {
   return (await listDocuments(trx)).filter((row) => row.kind !== 'control_evidence' && row.shared_in_report && isCurrent(row, now)).map((row) => present(row, now));
+}
+
+/** One document as the API shows it, once a write has changed it. */
+async function documentAfter(trx: TenantTransaction, id: string): Promise<Row> {
+  const [row] = await listDocuments(trx, { id });
+  if (!row) throw new AppError('not_found', 'No such document.');
+  return row;
 }
 
 /** Whether a file's first bytes are what its declared type says, and text is UTF-8 without control bytes. */
@@ -195,7 +203,7 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
         .returning('id')
         .executeTakeFirstOrThrow();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.document_add', outcome: 'success', target: { type: 'compliance_document', id: created.id }, details: { kind: body.kind, control: body.controlId ?? null, evidenceDate: body.evidenceDate, expiresOn: body.expiresOn, link: body.url !== undefined, shared: body.sharedInReport } });
-      return (await listDocuments(trx)).find((entry) => entry.id === created.id) as Row;
+      return documentAfter(trx, created.id);
     });
     return reply.code(201).send(present(row));
   });
@@ -219,7 +227,7 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
       const sealed = await options.cipher.encryptBytes(trx, where(existing.id), file);
       await trx.updateTable('compliance_documents').set({ file_ciphertext: sealed, file_sha256: sha256, media_type: type, file_bytes: file.length, file_name: request.query.name ? storedName(request.query.name, type) : null }).where('id', '=', existing.id).execute();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.document_upload', outcome: 'success', target: { type: 'compliance_document', id: existing.id }, details: { mediaType: type, bytes: file.length, sha256: sha256.toString('hex') } });
-      return (await listDocuments(trx)).find((entry) => entry.id === existing.id) as Row;
+      return documentAfter(trx, existing.id);
     });
     return present(row);
   });
@@ -250,7 +258,7 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
       if (existing.kind === 'control_evidence') throw new AppError('conflict', 'Control evidence is summarised in the report, not shared as a document.');
       await trx.updateTable('compliance_documents').set({ shared_in_report: request.body.shared }).where('id', '=', existing.id).execute();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.document_share', outcome: 'success', target: { type: 'compliance_document', id: existing.id }, details: { shared: request.body.shared } });
-      return (await listDocuments(trx)).find((entry) => entry.id === existing.id) as Row;
+      return documentAfter(trx, existing.id);
     });
     return present(row);
   });
@@ -262,7 +270,7 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
       if (existing.withdrawn_at) throw new AppError('conflict', 'The document is withdrawn already.');
       await trx.updateTable('compliance_documents').set({ withdrawn_at: new Date(), withdrawn_by: actorLabel(request), shared_in_report: false }).where('id', '=', existing.id).execute();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.document_withdraw', outcome: 'success', target: { type: 'compliance_document', id: existing.id } });
-      return (await listDocuments(trx, { includeWithdrawn: true })).find((entry) => entry.id === existing.id) as Row;
+      return documentAfter(trx, existing.id);
     });
     return present(row);
   });
