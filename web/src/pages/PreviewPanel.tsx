@@ -16,15 +16,19 @@ type LastDial = { attemptId: string; contactName: string | null; outcome: string
 
 /** How often an empty preview looks for a contact that fell due. */
 const LOOK_AGAIN_MS = 15_000;
+/** How often a call asked for looks at what the dialer made of it, should the realtime feed miss it. */
+const FOLLOW_REQUEST_MS = 5_000;
 
 /**
  * Preview dialing: the next contact, shown before anything is dialed (masked number, script, this
  * person's earlier calls), with the agent's choice — call or skip — and, once a call is asked for,
  * taking it back until the dialer places it. What became of the last call that did not reach the
- * agent (refused at dial time and why, or unanswered) is said above it. The panel loads again when
- * the agent's state changes (the server moves the agent: reserved for the call, free again).
+ * agent (refused at dial time and why, or unanswered) is said above it. The panel loads again on
+ * every change of the agent's state the server announces (reserved for the call, free again), told
+ * apart by its time: a call refused at once moves the agent there and back within one batch of
+ * events, leaving the state itself as it was.
  */
-export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserved' }) {
+export function PreviewPanel({ agentState, stateSince }: { agentState: 'available' | 'reserved'; stateSince: string }) {
   const { t } = useTranslation();
   const format = useFormat();
   const [preview, setPreview] = useState<Preview | null>();
@@ -57,7 +61,7 @@ export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserv
 
   useEffect(() => {
     void load();
-  }, [load]);
+  }, [load, stateSince]);
 
   // While nothing is shown (none due, or the campaign paused), look again every so often: callbacks
   // and skipped contacts fall due on their own.
@@ -67,6 +71,15 @@ export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserv
     const timer = setInterval(() => void load(), LOOK_AGAIN_MS);
     return () => clearInterval(timer);
   }, [idle, load]);
+
+  // A call asked for is the dialer's to place or refuse within seconds; should the feed miss that
+  // news, the panel still learns it.
+  const requested = preview?.requestedAt !== null && preview?.requestedAt !== undefined;
+  useEffect(() => {
+    if (!requested) return;
+    const timer = setInterval(() => void load(), FOLLOW_REQUEST_MS);
+    return () => clearInterval(timer);
+  }, [requested, load]);
 
   const choose = useAction(async (choice: 'call' | 'skip' | 'cancel') => {
     if (!preview) return;
@@ -78,7 +91,6 @@ export function PreviewPanel({ agentState }: { agentState: 'available' | 'reserv
     }
   });
 
-  const requested = preview?.requestedAt !== null && preview?.requestedAt !== undefined;
   const phone = preview?.contact.phones[0];
   const lastWhat = lastDial
     ? lastDial.outcome === 'skipped'
