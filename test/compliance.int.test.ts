@@ -559,7 +559,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     const [dated, expires, earlier, certified, certifiedTo] = [day(-30), day(335), day(-60), day(-180), day(900)];
     const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n'), Buffer.from('Screening of new staff: procedure signed 2026-11-01 by the HR director.\n'), Buffer.from('%%EOF\n')]);
     const add = (body: Record<string, unknown>) => send(app, owner, 'POST', '/api/v1/compliance/documents', body);
-    const upload = (id: string, file: Buffer, type: string) => app.inject({ method: 'PUT', url: `/api/v1/compliance/documents/${id}/file?name=screening.pdf`, cookies: owner.cookies, headers: { origin: PUBLIC_URL, 'x-csrf-token': owner.csrf, 'content-type': type }, payload: file });
+    const upload = (id: string, file: Buffer, type: string) => app.inject({ method: 'PUT', url: `/api/v1/compliance/documents/${id}/file`, cookies: owner.cookies, headers: { origin: PUBLIC_URL, 'x-csrf-token': owner.csrf, 'content-type': type, 'content-disposition': 'attachment; filename="screening.pdf"' }, payload: file });
 
     // Bad input: a clear error, nothing stored.
     expect((await add({ kind: 'control_evidence', title: 'No control', evidenceDate: dated, expiresOn: expires })).json()).toMatchObject({ code: 'validation_failed' });
@@ -600,11 +600,18 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(downloaded.rawPayload.equals(pdf)).toBe(true);
     // A name cannot smuggle another type past the check: kept with the extension the bytes proved; no right-to-left tricks.
     const note = (await add({ kind: 'control_evidence', controlId: 'RV-ORG-02', title: 'Agreement register', evidenceDate: dated, expiresOn: expires })).json() as { id: string };
-    const namedUpload = (name: string) => app.inject({ method: 'PUT', url: `/api/v1/compliance/documents/${note.id}/file?name=${encodeURIComponent(name)}`, cookies: owner.cookies, headers: { origin: PUBLIC_URL, 'x-csrf-token': owner.csrf, 'content-type': 'text/plain' }, payload: Buffer.from('Signed: 14 of 14 staff.\n') });
-    expect((await namedUpload('register\u202Etxt.exe')).statusCode).toBe(400);
-    expect((await namedUpload("register (final)*.html")).json()).toMatchObject({ file: { name: 'register (final)*.txt', mediaType: 'text/plain' } });
+    // The name comes in the upload's Content-Disposition (a name can be personal data: never in the URL).
+    const putNote = (headers: Record<string, string>, url = `/api/v1/compliance/documents/${note.id}/file`) => app.inject({ method: 'PUT', url, cookies: owner.cookies, headers: { origin: PUBLIC_URL, 'x-csrf-token': owner.csrf, 'content-type': 'text/plain', ...headers }, payload: Buffer.from('Signed: 14 of 14 staff.\n') });
+    const namedUpload = (name: string) => putNote({ 'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(name).replace(/['()*!]/g, (char) => `%${char.charCodeAt(0).toString(16)}`)}` });
+    expect((await namedUpload('register\u202Etxt.exe')).json()).toMatchObject({ status: 400, code: 'validation_failed' });
+    expect((await putNote({ 'content-disposition': 'attachment; filename="a"; filename="b"' })).json()).toMatchObject({ status: 400, code: 'validation_failed' });
+    expect((await putNote({ 'content-disposition': "attachment; filename*=UTF-8''a%2Fb.txt" })).json()).toMatchObject({ status: 400, code: 'validation_failed' });
+    const inUrl = await putNote({}, `/api/v1/compliance/documents/${note.id}/file?name=Kari%20Nordmann%20NDA.txt`);
+    expect(inUrl.statusCode).toBe(400);
+    expect(inUrl.body).not.toContain('Kari');
+    expect((await namedUpload("Særavtale (final)*.html")).json()).toMatchObject({ file: { name: 'Særavtale (final)*.txt', mediaType: 'text/plain' } });
     const noteFile = await app.inject({ method: 'GET', url: `/api/v1/compliance/documents/${note.id}/file`, cookies: owner.cookies });
-    expect(noteFile.headers['content-disposition']).toBe(`attachment; filename="document.txt"; filename*=UTF-8''register%20%28final%29%2A.txt`);
+    expect(noteFile.headers['content-disposition']).toBe(`attachment; filename="document.txt"; filename*=UTF-8''S%C3%A6ravtale%20%28final%29%2A.txt`);
     const audited = await q(`SELECT action FROM ringvakt.audit_events WHERE tenant_id = $1 AND target_id = $2 ORDER BY id`, [tenant.tenantId, evidenceId]);
     expect(audited.rows.map((row) => (row as { action: string }).action)).toEqual(['compliance.document_add', 'compliance.document_upload', 'compliance.document_download']);
     const controls = (await send(app, owner, 'GET', '/api/v1/compliance/controls')).json() as { controls: { id: string; evidence: { id: string }[] }[] };

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import contentDisposition from 'content-disposition';
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { FieldCipher } from '../crypto/field-cipher.ts';
@@ -36,6 +37,24 @@ const EXTENSIONS: Record<MediaType, string> = { 'application/pdf': 'pdf', 'image
 function storedName(name: string, type: MediaType): string {
   const base = [...name.replace(/\.[^.]*$/, '')].slice(0, 190).join('') || 'document';
   return `${base}.${EXTENSIONS[type]}`;
+}
+
+/**
+ * The uploader's name for the file, from the upload's `Content-Disposition` header (RFC 6266,
+ * `filename*` for names beyond ASCII): a name can be personal data, so it never travels in the URL.
+ */
+function uploadedName(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  let name: string | undefined;
+  try {
+    name = contentDisposition.parse(header).parameters['filename'];
+  } catch {
+    throw new AppError('validation_failed', 'The Content-Disposition header is not valid (RFC 6266).', [{ path: 'headers/content-disposition', message: 'not a valid Content-Disposition' }]);
+  }
+  if (name === undefined) return undefined;
+  const checked = fileName.safeParse(name);
+  if (!checked.success) throw new AppError('validation_failed', 'The file name is not allowed.', [{ path: 'headers/content-disposition', message: checked.error.issues[0]?.message ?? 'not allowed' }]);
+  return checked.data;
 }
 
 /** RFC 5987 encoding for `filename*`: everything but unreserved characters percent-encoded. */
@@ -208,7 +227,8 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
     return reply.code(201).send(present(row));
   });
 
-  app.put('/api/v1/compliance/documents/:documentId/file', { config: { ...manage, streamedBody: true }, bodyLimit: MAX_DOCUMENT_BYTES, schema: { summary: 'The document’s file: PDF, PNG, JPEG or plain text, at most 10 MiB; given once, never replaced', tags: ['compliance'], params, querystring: z.strictObject({ name: fileName.optional() }), response: { 200: documentSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415) } } }, async (request) => {
+  app.put('/api/v1/compliance/documents/:documentId/file', { config: { ...manage, streamedBody: true }, bodyLimit: MAX_DOCUMENT_BYTES, schema: { summary: 'The document’s file: PDF, PNG, JPEG or plain text, at most 10 MiB; given once, never replaced', tags: ['compliance'], params, querystring: z.strictObject({}), response: { 200: documentSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415) } } }, async (request) => {
+    const name = uploadedName(request.headers['content-disposition']);
     // Another tenant's document, or none: 404 before anything about the body.
     const known = await request.tenantDb.read((trx) => trx.selectFrom('compliance_documents').select('id').where('id', '=', request.params.documentId).executeTakeFirst());
     if (!known) throw new AppError('not_found', 'No such document.');
@@ -225,7 +245,7 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
       if (existing.withdrawn_at) throw new AppError('conflict', 'The document is withdrawn.');
       if (existing.file_sha256) throw new AppError('conflict', 'The document has its file already: a file is never replaced. Withdraw the document and add a new one.');
       const sealed = await options.cipher.encryptBytes(trx, where(existing.id), file);
-      await trx.updateTable('compliance_documents').set({ file_ciphertext: sealed, file_sha256: sha256, media_type: type, file_bytes: file.length, file_name: request.query.name ? storedName(request.query.name, type) : null }).where('id', '=', existing.id).execute();
+      await trx.updateTable('compliance_documents').set({ file_ciphertext: sealed, file_sha256: sha256, media_type: type, file_bytes: file.length, file_name: name ? storedName(name, type) : null }).where('id', '=', existing.id).execute();
       await recordAuditEvent(trx, { ...requestAudit(request), action: 'compliance.document_upload', outcome: 'success', target: { type: 'compliance_document', id: existing.id }, details: { mediaType: type, bytes: file.length, sha256: sha256.toString('hex') } });
       return documentAfter(trx, existing.id);
     });

@@ -57,7 +57,13 @@ export function setRecovery(handlers: Recovery): void {
   recovery = handlers;
 }
 
-type Options = { body?: unknown; raw?: BodyInit; contentType?: string; signal?: AbortSignal; noRecovery?: boolean };
+/** A raw body's file name, as `Content-Disposition` carries it (RFC 6266 and 8187): never in the URL. */
+type Options = { body?: unknown; raw?: BodyInit; contentType?: string; fileName?: string; signal?: AbortSignal; noRecovery?: boolean };
+
+/** `attachment; filename*=UTF-8''…`, every character outside RFC 8187's attr-char percent-encoded. */
+function dispositionOf(fileName: string): string {
+  return `attachment; filename*=UTF-8''${encodeURIComponent(fileName).replace(/['()*!]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`)}`;
+}
 
 async function once(method: string, url: string, options: Options): Promise<Response> {
   const headers: Record<string, string> = { accept: 'application/json, application/problem+json' };
@@ -66,6 +72,7 @@ async function once(method: string, url: string, options: Options): Promise<Resp
   if (options.raw !== undefined) {
     body = options.raw;
     headers['content-type'] = options.contentType ?? 'application/octet-stream';
+    if (options.fileName) headers['content-disposition'] = dispositionOf(options.fileName);
   } else if (options.body !== undefined) {
     body = JSON.stringify(options.body);
     headers['content-type'] = 'application/json';
