@@ -8,13 +8,17 @@ import { createLogger } from '../src/logger.ts';
 import { loadSigningKey } from '../src/audit/signing-key.ts';
 import { runEvidence } from '../src/compliance/evidence.ts';
 import { buildTrustReport, signTrustReport, trustReportPdf } from '../src/compliance/trust-report.ts';
+import { createContact } from '../src/modules/contacts/contacts.service.ts';
+import { addSuppression } from '../src/modules/suppression/suppression.service.ts';
 import type { BenchRow } from './support.ts';
 
 const CONTACTS = Number(process.env.BENCH_COMPLIANCE_CONTACTS ?? 1_000_000);
+const OBJECTING = Math.floor(CONTACTS / 100);
 
 /**
  * The compliance center on a large tenant: CONTACTS contacts with a phone each (written directly
  * in SQL as field ciphertext would look: the header and random bytes), a consent each, 1 % objecting
+ * (real contacts, keys and suppressions, made the product's way)
  * and 1 % erased, and 30 days of calls for 30 % of them; then a full evidence run
  * (every automated check, stored and anchored in the ledger) and the trust report (built, signed,
  * and rendered as PDF). Baseline: one sequential count of the tenant's contacts and phones — the
@@ -35,13 +39,28 @@ export async function complianceBench(): Promise<BenchRow[]> {
       `INSERT INTO ringvakt.contacts (tenant_id, id, name_ciphertext, email_ciphertext, email_index)
        SELECT $1, gen_random_uuid(), '\\x525601'::bytea || decode(md5(i::text) || md5((i + 1)::text), 'hex'), '\\x525601'::bytea || decode(md5((i + 2)::text), 'hex'), decode(substr(md5((i + 3)::text), 1, 16), 'hex')
          FROM generate_series(1, $2) AS i`,
-      [tenantId, CONTACTS],
+      [tenantId, CONTACTS - OBJECTING],
     );
     await plain.query(
       `INSERT INTO ringvakt.contact_phones (tenant_id, contact_id, position, kind, number_ciphertext, number_index)
        SELECT tenant_id, id, 0, 'mobile', '\\x525601'::bytea || decode(md5(id::text), 'hex'), decode(substr(md5(id::text), 1, 16), 'hex') FROM ringvakt.contacts WHERE tenant_id = $1`,
       [tenantId],
     );
+    // One in a hundred objects, and those are real: contacts with their own keys and a number each,
+    // and the objection's suppression sealed as the product seals it, since the objection check
+    // decrypts both to compare them, as the dialer does.
+    const crypto = await database.crypto();
+    const objecting: string[] = [];
+    for (let start = 0; start < OBJECTING; start += 500) {
+      await database.forTenant(tenantId).transaction(async (trx) => {
+        for (let index = start; index < Math.min(OBJECTING, start + 500); index += 1) {
+          const number = `+479${String(index).padStart(7, '0')}`;
+          const contact = await createContact(trx, crypto, { name: `Objecting ${index}`, phones: [{ kind: 'mobile', number }] }, { defaultRegion: 'NO' });
+          await addSuppression(trx, crypto, { channel: 'phone', value: number, scope: 'tenant', reason: 'objection', source: 'consent objection', contactId: contact.id, createdBy: 'bench' });
+          objecting.push(contact.id);
+        }
+      });
+    }
     // What a working tenant holds besides: a consent per contact (imported with its evidence), one in
     // a hundred objecting (and suppressed), one in a hundred erased, and 30 days of calls from one
     // campaign for three in ten contacts (one in a hundred abandoned).
@@ -51,18 +70,12 @@ export async function complianceBench(): Promise<BenchRow[]> {
       [tenantId],
     );
     await plain.query(
-      `WITH picked AS (SELECT id FROM ringvakt.contacts WHERE tenant_id = $1 ORDER BY id LIMIT $2 / 100)
-       INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, source, occurred_at, recorded_by) SELECT $1, id, 'sales', 'object', 'phone call', now() - interval '20 days', 'bench' FROM picked`,
-      [tenantId, CONTACTS],
+      `INSERT INTO ringvakt.consent_events (tenant_id, contact_id, purpose, action, source, occurred_at, recorded_by)
+       SELECT $1, id, 'sales', 'object', 'phone call', now() - interval '20 days', 'bench' FROM unnest($2::uuid[]) AS u(id)`,
+      [tenantId, objecting],
     );
     await plain.query(
-      `INSERT INTO ringvakt.suppressions (tenant_id, scope, value_index, value_ciphertext, reason, source, contact_id, created_by)
-       SELECT e.tenant_id, 'tenant', p.number_index, p.number_ciphertext, 'objection', 'consent objection', e.contact_id, 'bench'
-         FROM ringvakt.consent_events e JOIN ringvakt.contact_phones p ON p.tenant_id = e.tenant_id AND p.contact_id = e.contact_id WHERE e.tenant_id = $1 AND e.action = 'object'`,
-      [tenantId],
-    );
-    await plain.query(
-      `WITH picked AS (SELECT id FROM ringvakt.contacts WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2 / 100),
+      `WITH picked AS (SELECT c.id FROM ringvakt.contacts c WHERE c.tenant_id = $1 AND NOT EXISTS (SELECT 1 FROM ringvakt.subject_keys k WHERE k.tenant_id = $1 AND k.subject_id = c.id) ORDER BY c.id DESC LIMIT $2 / 100),
        gone AS (DELETE FROM ringvakt.contact_phones p USING picked WHERE p.tenant_id = $1 AND p.contact_id = picked.id RETURNING p.contact_id),
        erased AS (UPDATE ringvakt.contacts c SET status = 'erased', erased_at = now(), name_ciphertext = NULL, email_ciphertext = NULL, email_index = NULL FROM picked WHERE c.tenant_id = $1 AND c.id = picked.id RETURNING c.id),
        keys AS (INSERT INTO ringvakt.subject_keys (tenant_id, subject_id, destroyed_at) SELECT $1, id, now() FROM erased)
@@ -87,7 +100,7 @@ export async function complianceBench(): Promise<BenchRow[]> {
 
     const tenantDb = database.forTenant(tenantId);
     const evidenceStarted = process.hrtime.bigint();
-    const run = await runEvidence(tenantDb, 'request', { type: 'operator' });
+    const run = await runEvidence(tenantDb, { crypto: await database.crypto() }, 'request', { type: 'operator' });
     const evidenceMs = Number(process.hrtime.bigint() - evidenceStarted) / 1e6;
     process.stderr.write(`  compliance: ${run.results.length} checks, ${run.results.filter((result) => result.status === 'fail').length} failing (a bench tenant keeps few controls), in ${evidenceMs.toFixed(0)} ms\n`);
 

@@ -54,7 +54,7 @@ describe(`the daily evidence run survives a killed node (${serverLabel()} server
       // random few milliseconds: mid-measurement of the next); rounds 4–5: another node runs all along.
       const together = round >= 4;
       const storedBeforeKill = together ? Math.floor(random.next() * 4) : round;
-      let survivor = together ? startComplianceSchedule({ systemDb: db.handles.systemDb, logger: db.logger, everyMs: 150 }) : undefined;
+      let survivor = together ? startComplianceSchedule({ systemDb: db.handles.systemDb, crypto: await db.handles.crypto(), logger: db.logger, everyMs: 150 }) : undefined;
       const node = await startNode();
       await until(async () => (await scheduledRuns()).length >= storedBeforeKill, 30_000);
       await new Promise((resolve) => setTimeout(resolve, Math.floor(random.next() * 20)));
@@ -62,7 +62,7 @@ describe(`the daily evidence run survives a killed node (${serverLabel()} server
       await new Promise((resolve) => node.once('exit', resolve));
       // Alone and killed early, it left tenants for the next node (the failover did happen).
       if (!together && storedBeforeKill < 2) expect((await scheduledRuns()).length, `round ${round}`).toBeLessThan(tenants.length);
-      survivor ??= startComplianceSchedule({ systemDb: db.handles.systemDb, logger: db.logger, everyMs: 150 });
+      survivor ??= startComplianceSchedule({ systemDb: db.handles.systemDb, crypto: await db.handles.crypto(), logger: db.logger, everyMs: 150 });
       try {
         await until(async () => (await scheduledRuns()).length >= tenants.length, 30_000);
         // Further rounds of the survivor's schedule store nothing more.

@@ -17,6 +17,7 @@ import { parse } from 'csv-parse/sync';
 import type { App } from '../src/server/types.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import { createContact } from '../src/modules/contacts/contacts.service.ts';
+import { addSuppression } from '../src/modules/suppression/suppression.service.ts';
 import { openQuarterlyReview, quarterOf } from '../src/compliance/access-reviews.ts';
 import { send, sessionFor, type Browser } from './support/auth.ts';
 import { buildTestApp, PUBLIC_URL } from './support/app.ts';
@@ -49,7 +50,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
   };
   const statusOf = async (checkId: string, sealFirst = true) => {
     if (sealFirst) await seal();
-    const run = await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    const run = await runEvidence(db.handles.forTenant(tenant.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     const result = run.results.find((entry) => entry.checkId === checkId);
     if (!result) throw new Error(`no result for ${checkId}`);
     return result;
@@ -119,7 +120,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
 
   it('a tenant that keeps every control passes every check', async () => {
     await seal();
-    const run = await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    const run = await runEvidence(db.handles.forTenant(tenant.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     expect(run.results.filter((result) => result.status !== 'pass').map((result) => `${result.checkId}: ${result.measured}`)).toEqual([]);
     expect(run.results.map((result) => result.checkId).sort()).toEqual(CHECKS.map((check) => check.id).sort());
   });
@@ -360,7 +361,8 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     await seal();
     // The check itself at a later moment (a run is stored at the time it ran).
     const check = CHECKS.find((entry) => entry.id === 'audit.witness_exported')!;
-    const witnessAt = (minutes: number) => db.handles.forTenant(tenant.tenantId).read((trx) => check.run(trx, new Date(Date.now() + minutes * 60_000)));
+    const crypto = await db.handles.crypto();
+    const witnessAt = (minutes: number) => db.handles.forTenant(tenant.tenantId).read((trx) => check.run(trx, new Date(Date.now() + minutes * 60_000), { crypto }));
     await q(`UPDATE ringvakt.audit_witness_deliveries SET tree_size = 1 WHERE tenant_id = $1`, [tenant.tenantId]);
     // Just signed: the witness has time yet.
     expect((await witnessAt(0)).status).toBe('pass');
@@ -369,6 +371,23 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(behind).toMatchObject({ status: 'fail', sample: ['behind'] });
     await q(`UPDATE ringvakt.audit_witness_deliveries SET tree_size = (SELECT max(tree_size) FROM ringvakt.audit_checkpoints WHERE tenant_id = $1) WHERE tenant_id = $1`, [tenant.tenantId]);
     expect((await witnessAt(20)).status).toBe('pass');
+  });
+
+  it('privacy.objections_suppressed: a suppression of another number that shares the short blind index does not count', async () => {
+    const crypto = await db.handles.crypto();
+    expect((await statusOf('privacy.objections_suppressed')).status).toBe('pass');
+    // One of the objector's numbers loses its suppression; a suppression of some other number, whose
+    // 3-byte blind index happens to be the same, is all that is left at that index.
+    const lifted = await q(`UPDATE ringvakt.suppressions SET lifted_at = now(), lifted_by = 'test' WHERE id = (SELECT id FROM ringvakt.suppressions WHERE tenant_id = $1 AND reason = 'objection' ORDER BY id LIMIT 1) RETURNING id, contact_id, value_index`, [tenant.tenantId]);
+    const { id: liftedId, contact_id: objector, value_index: index } = lifted.rows[0] as { id: string; contact_id: string; value_index: Buffer };
+    const other = await db.handles.forTenant(tenant.tenantId).transaction((trx) => addSuppression(trx, crypto, { channel: 'phone', value: '+4791234599', scope: 'tenant', reason: 'request', source: 'test', createdBy: 'test' }));
+    await q(`UPDATE ringvakt.suppressions SET value_index = $2 WHERE id = $1`, [other, index]);
+    // The dialer decrypts what the index finds and would call the number: so the check fails.
+    const collided = await statusOf('privacy.objections_suppressed');
+    expect(collided, collided.measured).toMatchObject({ status: 'fail', failures: 1, sample: [objector] });
+    await q(`UPDATE ringvakt.suppressions SET lifted_at = NULL, lifted_by = NULL WHERE id = $1`, [liftedId]);
+    await q(`DELETE FROM ringvakt.suppressions WHERE id = $1`, [other]);
+    expect((await statusOf('privacy.objections_suppressed')).status).toBe('pass');
   });
 
   it('has a mutation below for every check of the registry', () => {
@@ -416,9 +435,9 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((await send(app, owner, 'GET', '/api/v1/compliance/checks/no.such_check/history')).statusCode).toBe(404);
     // The daily run is stored once a day, however many nodes try.
     const tenantDb = db.handles.forTenant(tenant.tenantId);
-    const [first, second] = await Promise.all([runScheduledEvidence(tenantDb), runScheduledEvidence(tenantDb)]);
+    const [first, second] = await Promise.all([runScheduledEvidence(tenantDb, { crypto: await db.handles.crypto() }), runScheduledEvidence(tenantDb, { crypto: await db.handles.crypto() })]);
     expect([first, second].filter((entry) => entry !== undefined)).toHaveLength(1);
-    expect(await runScheduledEvidence(tenantDb)).toBeUndefined();
+    expect(await runScheduledEvidence(tenantDb, { crypto: await db.handles.crypto() })).toBeUndefined();
   });
 
   it('an access review: every active user taken in, decided by someone else who may manage them, revoking at once; complete only when all are decided', async () => {
@@ -453,7 +472,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     await expect(q(`UPDATE ringvakt.access_reviews SET title = 'Renamed' WHERE id = $1`, [review.id])).rejects.toThrow(/completed access review cannot change/);
     const detail = (await send(app, first, 'GET', `/api/v1/access-reviews/${review.id}`)).json() as { items: { userId: string; role: string; decision: string }[] };
     expect(detail.items.find((item) => item.userId === reviewed.agent.id)).toMatchObject({ role: 'agent', decision: 'revoke' });
-    const run = await runEvidence(db.handles.forTenant(reviewed.tenantId), 'request', { type: 'operator' });
+    const run = await runEvidence(db.handles.forTenant(reviewed.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     expect(run.results.find((result) => result.checkId === 'access.review_recent')?.status).toBe('pass');
   });
 
@@ -547,10 +566,10 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(takeover).toMatchObject({ inherent: 20, residual: 10, treatmentHolds: true });
     // A privileged user without a second factor: the treatment no longer holds, the residual risk is the inherent one.
     await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = NULL WHERE id = $1`, [tenant.owner.id]);
-    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    await runEvidence(db.handles.forTenant(tenant.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     expect((await register()).find((risk) => risk.id === 'RISK-01')).toMatchObject({ residual: 20, treatmentHolds: false });
     await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]);
-    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    await runEvidence(db.handles.forTenant(tenant.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
   });
 
   it('documents: evidence and certifications with their files sealed, checked for their type, never replaced; shared ones in the trust report by digest; every download audited', async () => {
@@ -641,7 +660,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
 
   it('the security questionnaire: answered from live evidence — "Yes" only while the named controls pass — as JSON, CSV and XLSX with the same cells', async () => {
     await seal();
-    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    await runEvidence(db.handles.forTenant(tenant.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     const answered = (await send(app, owner, 'GET', '/api/v1/compliance/questionnaire')).json() as AnsweredQuestionnaire;
     expect(answered.questions.length).toBe(loadQuestionnaire().questions.length);
     expect(answered.questions.length).toBeGreaterThanOrEqual(30);
@@ -650,7 +669,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     // An administrator loses the second factor: after the next run the questionnaire says no, and why.
     await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = NULL WHERE id = $1`, [tenant.owner.id]);
     await seal();
-    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    await runEvidence(db.handles.forTenant(tenant.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     const broken = (await send(app, owner, 'GET', '/api/v1/compliance/questionnaire')).json() as AnsweredQuestionnaire;
     expect(broken.questions.find((question) => question.id === 'IAM-01')).toMatchObject({ answer: 'No', evidence: expect.stringMatching(/^RV-IAM-01 fail: .* 1 have none enrolled/) });
     const csv = await send(app, owner, 'GET', '/api/v1/compliance/questionnaire?format=csv');
@@ -670,7 +689,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     for (let row = 2; row <= sheet.rowCount; row += 1) expect(cells(row)).toEqual(parsedCsv[row - 1]);
     expect(String(workbook.getWorksheet('About')!.getCell('B5').value)).toBe(broken.runSha256);
     await q(`UPDATE ringvakt.users SET totp_secret_ciphertext = '\\x00' WHERE id = $1`, [tenant.owner.id]);
-    await runEvidence(db.handles.forTenant(tenant.tenantId), 'request', { type: 'operator' });
+    await runEvidence(db.handles.forTenant(tenant.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     const audited = await q(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1 AND action = 'compliance.questionnaire'`, [tenant.tenantId]);
     expect((audited.rows[0] as { n: number }).n).toBe(4);
     // Evidence from two days ago answers nothing that needs measuring; an organisational control's current document still does.
@@ -679,7 +698,7 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect(later.questions.find((question) => question.id === 'HR-01')?.answer).toBe('Yes');
     // Nothing to measure is no yes: an organisation that erased nobody and dials nothing.
     const quiet = await seedTenant(db.handles, 'quiet');
-    await runEvidence(db.handles.forTenant(quiet.tenantId), 'request', { type: 'operator' });
+    await runEvidence(db.handles.forTenant(quiet.tenantId), { crypto: await db.handles.crypto() }, 'request', { type: 'operator' });
     const quietAnswers = await db.handles.forTenant(quiet.tenantId).read((trx) => answerQuestionnaire(trx));
     expect(quietAnswers.questions.find((question) => question.id === 'DSP-06')?.answer).toBe('Not applicable');
     expect(quietAnswers.questions.find((question) => question.id === 'TEL-01')?.answer).toBe('Not applicable');

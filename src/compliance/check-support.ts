@@ -1,5 +1,6 @@
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
+import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 
 /**
  * What every automated check of the compliance center shares: its shape, and how it says what
@@ -9,7 +10,9 @@ import type { TenantTransaction } from '../db/tenant-db.ts';
 
 export type CheckStatus = 'pass' | 'fail' | 'not_applicable';
 export type CheckResult = { status: CheckStatus; measured: string; population: number; failures: number; sample: string[] };
-export type Check = { id: string; title: string; run(trx: TenantTransaction, now: Date): Promise<CheckResult> };
+/** What a check may use beyond the snapshot: the tenant's keys, to compare values as the product itself does (never to show them). */
+export type CheckContext = { crypto: ContactsCrypto };
+export type Check = { id: string; title: string; run(trx: TenantTransaction, now: Date, context: CheckContext): Promise<CheckResult> };
 
 export const SAMPLE = 10;
 export const DAY = 86_400_000;

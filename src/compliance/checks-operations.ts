@@ -7,6 +7,9 @@ import { DIAL_CHECKS } from '../dialer/dial-checks.ts';
 import { abandonmentMeasures } from '../dialer/dial-stats.ts';
 import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
 
+/** Objecting people looked at per query: their numbers and suppression candidates decrypted a page at a time. */
+const OBJECTION_PAGE = 1_000;
+
 /**
  * Checks of what the product does with people's data day to day: the dialer's legal limits, the
  * dial-time checks, retention applied, erasure complete, consent and objections honoured. Every
@@ -181,26 +184,52 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
   {
     id: 'privacy.objections_suppressed',
     title: 'Every objection to direct marketing stands as a suppression of the person’s numbers',
-    async run(trx) {
+    async run(trx, _now, { crypto }) {
       // The newest sales entry per contact is the one in force (an objection to direct marketing is
       // about sales calls; a later consent ends it). Each of the objector's numbers must stand as a
       // permanent tenant-wide suppression — whoever's record created it (a shared household number
-      // is suppressed once), matched by blind index as the dialer matches.
-      const result = await sql<{ all: string; n: string; sample: string[] | null }>`
+      // is suppressed once). Matched as the dialer matches: blind-index candidates, decrypted and
+      // compared, so a suppression of another number that shares the short index does not count.
+      const objecting = await sql<{ id: string }>`
         WITH standing AS (
-          SELECT DISTINCT ON (contact_id) contact_id, action FROM consent_events WHERE purpose = 'sales' ORDER BY contact_id, recorded_at DESC, id),
-        objecting AS (
-          SELECT s.contact_id AS id FROM standing s JOIN contacts c ON c.id = s.contact_id
-           WHERE s.action = 'object' AND c.status <> 'erased' AND EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = s.contact_id)),
-        bad AS (
-          SELECT o.id FROM objecting o
-           WHERE EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = o.id AND NOT EXISTS (
-             SELECT 1 FROM suppressions x WHERE x.channel = 'phone' AND x.value_index = p.number_index AND x.scope = 'tenant' AND x.lifted_at IS NULL AND x.expires_at IS NULL)))
-        SELECT (SELECT count(*) FROM objecting) AS all, (SELECT count(*) FROM bad) AS n, (SELECT array_agg(id::text) FROM (SELECT id FROM bad ORDER BY id LIMIT ${SAMPLE}) s) AS sample`.execute(trx);
-      const row = result.rows[0];
-      const all = Number(row?.all ?? 0);
+          SELECT DISTINCT ON (contact_id) contact_id, action FROM consent_events WHERE purpose = 'sales' ORDER BY contact_id, recorded_at DESC, id)
+        SELECT s.contact_id AS id FROM standing s JOIN contacts c ON c.id = s.contact_id
+         WHERE s.action = 'object' AND c.status <> 'erased' AND EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = s.contact_id)
+         ORDER BY s.contact_id`.execute(trx);
+      const all = objecting.rows.length;
+      const failing: string[] = [];
+      for (let at = 0; at < all; at += OBJECTION_PAGE) {
+        const ids = objecting.rows.slice(at, at + OBJECTION_PAGE).map((row) => row.id);
+        const page = await sql<{ id: string; phones: { position: number; ciphertext: string; candidates: { id: string; value: string }[] }[] }>`
+          SELECT p.contact_id AS id, json_agg(json_build_object(
+                   'position', p.position, 'ciphertext', encode(p.number_ciphertext, 'base64'),
+                   'candidates', (SELECT coalesce(json_agg(json_build_object('id', x.id, 'value', encode(x.value_ciphertext, 'base64'))), '[]'::json)
+                                    FROM suppressions x
+                                   WHERE x.channel = 'phone' AND x.value_index = p.number_index AND x.scope = 'tenant' AND x.lifted_at IS NULL AND x.expires_at IS NULL))) AS phones
+            FROM contact_phones p WHERE p.contact_id = ANY(${ids}::uuid[])
+           GROUP BY p.contact_id ORDER BY p.contact_id`.execute(trx);
+        const keys = await crypto.keyring.subjectKeys(trx, ids);
+        for (const row of page.rows) {
+          const key = keys.get(row.id);
+          let standing = key !== null && key !== undefined;
+          for (const phone of row.phones) {
+            if (!standing || !key) break;
+            const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, Buffer.from(phone.ciphertext, 'base64'), key);
+            let found = false;
+            for (const candidate of phone.candidates) {
+              if ((await crypto.cipher.decrypt(trx, { table: 'suppressions', recordId: candidate.id, field: 'value' }, Buffer.from(candidate.value, 'base64'))) === number) {
+                found = true;
+                break;
+              }
+            }
+            standing = found;
+          }
+          // A number that cannot be read (its key gone while the contact is not erased) cannot be shown suppressed either.
+          if (!standing) failing.push(row.id);
+        }
+      }
       if (all === 0) return notApplicable('no objection standing');
-      return { ...verdict(all, row?.sample ?? [], () => `${all} people objecting; ${row?.n ?? 0} of them not suppressed`), failures: Number(row?.n ?? 0) };
+      return verdict(all, failing, (n) => `${all} people objecting; ${n} of them not suppressed`);
     },
   },
   {

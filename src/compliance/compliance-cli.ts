@@ -27,7 +27,7 @@ export function registerComplianceCommands(program: Command, slug: (value: strin
     .requiredOption('--tenant <slug>', 'the tenant', slug)
     .action(async (options: { tenant: string }) => {
       await withCliDatabase(async (database) => {
-        const run = await runEvidence(database.forTenant(await requireTenantId(database, options.tenant)), 'request', { type: 'operator' });
+        const run = await runEvidence(database.forTenant(await requireTenantId(database, options.tenant)), { crypto: await database.crypto() }, 'request', { type: 'operator' });
         for (const result of run.results) process.stdout.write(`${result.status.padEnd(14)}  ${result.checkId}: ${result.measured}\n`);
         process.stdout.write(`run ${run.id}: ${run.results.filter((result) => result.status === 'fail').length} failing; sha256 ${run.digest}\n`);
         if (run.results.some((result) => result.status === 'fail')) process.exitCode = 2;

@@ -15,6 +15,7 @@ import { stringify } from '../csv.ts';
 import { currentEvidence, documentSchema } from './documents.ts';
 import { answerQuestionnaire, loadQuestionnaire, questionnaireRows, questionnaireXlsx } from './questionnaire.ts';
 import { CSV_OUT, neutraliseCell } from '../modules/contacts/csv-safety.ts';
+import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 
 const statusSchema = z.enum(['pass', 'fail', 'not_applicable', 'not_run', 'manual']);
 const resultSchema = z.object({ checkId: z.string(), title: z.string(), status: z.enum(['pass', 'fail', 'not_applicable']), measured: z.string(), population: z.number(), failures: z.number(), sample: z.array(z.string()) });
@@ -27,7 +28,7 @@ const presentRun = (row: RunRow) => ({ id: row.id, startedAt: row.started_at.toI
  * run, runs on demand, and each check's history over an observation window (what an auditor
  * samples for operating effectiveness).
  */
-export async function complianceRoutes(app: App, options: { signingKey: () => Promise<SigningKey> }): Promise<void> {
+export async function complianceRoutes(app: App, options: { signingKey: () => Promise<SigningKey>; crypto: ContactsCrypto }): Promise<void> {
   // Read and checked at start: a catalogue that names an unknown check (or a questionnaire an unknown control) stops the server here, not an auditor's request later.
   loadCatalogue();
   loadQuestionnaire();
@@ -55,7 +56,7 @@ export async function complianceRoutes(app: App, options: { signingKey: () => Pr
 
   app.post('/api/v1/compliance/runs', { config: { access: 'security:manage' }, schema: { summary: 'Run every automated check now; the evidence is kept and anchored in the audit ledger', tags: ['compliance'], response: { 201: runSchema.extend({ results: z.array(resultSchema) }), ...problemResponses(401, 403) } } }, async (request, reply) => {
     const caller = principalOf(request);
-    const run = await runEvidence(request.tenantDb, 'request', caller.credential.kind === 'session' ? { type: 'user', id: caller.userId } : { type: 'api_token', id: caller.credential.id });
+    const run = await runEvidence(request.tenantDb, { crypto: options.crypto }, 'request', caller.credential.kind === 'session' ? { type: 'user', id: caller.userId } : { type: 'api_token', id: caller.credential.id });
     const row = await request.tenantDb.read((trx) => trx.selectFrom('compliance_runs').selectAll().where('id', '=', run.id).executeTakeFirstOrThrow());
     return reply.code(201).send({ ...presentRun(row), results: run.results.map((result) => ({ ...result, title: CHECKS_BY_ID.get(result.checkId)?.title ?? result.checkId })) });
   });

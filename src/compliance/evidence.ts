@@ -7,6 +7,7 @@ import type { TenantDb, TenantTransaction } from '../db/tenant-db.ts';
 import { recordAuditEvent, type AuditEvent } from '../audit/audit-event.ts';
 import { CHECKS, type CheckResult } from './checks.ts';
 import { loadCatalogue } from './catalogue.ts';
+import type { CheckContext } from './check-support.ts';
 
 /** The product version that measured (from the installed package, however the server was started): part of every piece of evidence. */
 export const MEASURED_BY = `ringvakt ${(JSON.parse(readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'package.json'), 'utf8')) as { version: string }).version}`;
@@ -19,17 +20,17 @@ export type EvidenceRun = { id: string; startedAt: Date; finishedAt: Date; catal
  * run recorded in the audit ledger with that digest — so the evidence of any day can be proven
  * unaltered by the ledger's own inclusion proofs. Runs daily from the server, and on demand.
  */
-export async function runEvidence(tenantDb: TenantDb, trigger: 'schedule' | 'request', actor: AuditEvent['actor'], now = new Date()): Promise<EvidenceRun> {
-  const run = await measure(tenantDb, trigger, actor, now, false);
+export async function runEvidence(tenantDb: TenantDb, context: CheckContext, trigger: 'schedule' | 'request', actor: AuditEvent['actor'], now = new Date()): Promise<EvidenceRun> {
+  const run = await measure(tenantDb, context, trigger, actor, now, false);
   if (!run) throw new Error('evidence run not stored');
   return run;
 }
 
 /** The daily run: stored only when no scheduled run is younger than 23 hours (several nodes may try; one stores). */
-export async function runScheduledEvidence(tenantDb: TenantDb, now = new Date()): Promise<EvidenceRun | undefined> {
+export async function runScheduledEvidence(tenantDb: TenantDb, context: CheckContext, now = new Date()): Promise<EvidenceRun | undefined> {
   const last = await tenantDb.read((trx) => trx.selectFrom('compliance_runs').select('started_at').where('trigger', '=', 'schedule').orderBy('started_at', 'desc').limit(1).executeTakeFirst());
   if (last && now.getTime() - last.started_at.getTime() < 23 * 3_600_000) return undefined;
-  return measure(tenantDb, 'schedule', { type: 'system', id: 'compliance' }, now, true);
+  return measure(tenantDb, context, 'schedule', { type: 'system', id: 'compliance' }, now, true);
 }
 
 type StoredResult = { checkId: string; status: string; measured: string; population: number; failures: number; sample: readonly string[] };
@@ -75,7 +76,7 @@ export async function verifyRun(trx: TenantTransaction, runId: string): Promise<
   return { runId, storedSha256: stored, recomputedSha256: recomputed, ledgerSha256: ledger, ledgerEventId: event ? String(event.id) : null, sealed: event?.leaf_index !== null && event?.leaf_index !== undefined, holds: problem === null, problem };
 }
 
-async function measure(tenantDb: TenantDb, trigger: 'schedule' | 'request', actor: AuditEvent['actor'], now: Date, onlyIfDue: boolean): Promise<EvidenceRun | undefined> {
+async function measure(tenantDb: TenantDb, context: CheckContext, trigger: 'schedule' | 'request', actor: AuditEvent['actor'], now: Date, onlyIfDue: boolean): Promise<EvidenceRun | undefined> {
   const catalogue = loadCatalogue();
   const results = await tenantDb.snapshot(async (trx) => {
     const out: (CheckResult & { checkId: string })[] = [];
@@ -83,7 +84,7 @@ async function measure(tenantDb: TenantDb, trigger: 'schedule' | 'request', acto
       // A check that cannot run is a failing check, said so (its error's name only); the others still
       // run — each in a savepoint, so one failed query does not abort the snapshot for the rest.
       await sql`SAVEPOINT compliance_check`.execute(trx);
-      const result = await check.run(trx, now).then(
+      const result = await check.run(trx, now, context).then(
         async (value) => {
           await sql`RELEASE SAVEPOINT compliance_check`.execute(trx);
           return value;

@@ -1,6 +1,7 @@
 import { runEvery } from '../background-task.ts';
 import type { SystemDb } from '../db/system-db.ts';
 import type { Logger } from '../logger.ts';
+import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { runScheduledEvidence } from './evidence.ts';
 import { openQuarterlyReview } from './access-reviews.ts';
 
@@ -8,7 +9,7 @@ import { openQuarterlyReview } from './access-reviews.ts';
  * The daily evidence run of every tenant, looked for every 15 minutes on every node (one stores
  * each day's run); and the quarterly access review, opened by the system when a quarter begins.
  */
-export function startComplianceSchedule(options: { systemDb: SystemDb; logger: Logger; everyMs?: number }): { stop(): Promise<void> } {
+export function startComplianceSchedule(options: { systemDb: SystemDb; crypto: ContactsCrypto; logger: Logger; everyMs?: number }): { stop(): Promise<void> } {
   return runEvery(
     'compliance_evidence',
     options.everyMs ?? 15 * 60_000,
@@ -22,7 +23,7 @@ export function startComplianceSchedule(options: { systemDb: SystemDb; logger: L
           options.logger.error({ err: error instanceof Error ? { name: error.name, message: error.message.slice(0, 200) } : undefined, tenant: tenant.slug }, 'could not open the quarterly access review');
         }
         try {
-          const run = await runScheduledEvidence(options.systemDb.inTenant(tenant.id));
+          const run = await runScheduledEvidence(options.systemDb.inTenant(tenant.id), { crypto: options.crypto });
           if (run) options.logger.info({ tenant: tenant.slug, run: run.id, failed: run.results.filter((result) => result.status === 'fail').length }, 'compliance evidence run');
         } catch (error) {
           options.logger.error({ err: error instanceof Error ? { name: error.name, message: error.message.slice(0, 200) } : undefined, tenant: tenant.slug }, 'compliance evidence run failed for a tenant');

@@ -253,7 +253,7 @@ export async function buildApp(deps: AppDependencies): Promise<App> {
   await app.register(securityContactRoutes);
   await app.register(workingHoursRoutes);
   let signingKey: Promise<SigningKey> | undefined;
-  await app.register(complianceRoutes, { signingKey: () =>
+  await app.register(complianceRoutes, { crypto: { cipher, keyring }, signingKey: () =>
       (signingKey ??= database
         .crypto()
         .then((crypto) => loadSigningKey(database.systemDb, crypto.root))

@@ -127,7 +127,7 @@ export async function startServer(config: Config, logger: Logger, options: { tar
     });
     // Detection rules over the sealed audit ledger, alerts and their webhooks (one node at a time).
     setWebhookTargets(config.alertWebhookTargets);
-    complianceSchedule = startComplianceSchedule({ systemDb: database.systemDb, logger });
+    complianceSchedule = startComplianceSchedule({ systemDb: database.systemDb, crypto: await database.crypto(), logger });
     securityMonitor = startSecurityMonitor({ systemDb: database.systemDb, connectionString, cipher: async () => (await database.crypto()).cipher, logger, alertSyslog: config.alertSyslog });
     app = await buildApp({ config, logger, database, isShuttingDown: () => shuttingDown, erasureMirror });
     await app.listen({ host: config.host, port: config.port });

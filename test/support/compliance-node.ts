@@ -12,5 +12,5 @@ const env = process.env;
 const config = loadConfig({ DATABASE_URL: env.DATABASE_URL, RINGVAKT_DATA_DIR: env.RINGVAKT_DATA_DIR, RINGVAKT_LOG_LEVEL: 'silent' });
 const logger = createLogger('silent');
 const handles = await openDatabase(config, logger, { applyMigrations: false, ownerAccess: false });
-startComplianceSchedule({ systemDb: handles.systemDb, logger, everyMs: Number(env.EVERY_MS ?? 200) });
+startComplianceSchedule({ systemDb: handles.systemDb, crypto: await handles.crypto(), logger, everyMs: Number(env.EVERY_MS ?? 200) });
 process.stdout.write('ready\n');
