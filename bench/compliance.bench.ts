@@ -102,6 +102,9 @@ export async function complianceBench(): Promise<BenchRow[]> {
     const evidenceStarted = process.hrtime.bigint();
     const run = await runEvidence(tenantDb, { crypto: await database.crypto() }, 'request', { type: 'operator' });
     const evidenceMs = Number(process.hrtime.bigint() - evidenceStarted) / 1e6;
+    // The objection check decrypts every objector's numbers and their suppressions: it must have measured them all.
+    const objections = run.results.find((result) => result.checkId === 'privacy.objections_suppressed');
+    if (objections?.status !== 'pass' || objections.population !== OBJECTING) throw new Error(`the objection check did not measure the ${OBJECTING} objectors: ${objections?.measured}`);
     process.stderr.write(`  compliance: ${run.results.length} checks, ${run.results.filter((result) => result.status === 'fail').length} failing (a bench tenant keeps few controls), in ${evidenceMs.toFixed(0)} ms\n`);
 
     const key = await loadSigningKey(database.systemDb, (await database.crypto()).root);

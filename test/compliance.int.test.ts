@@ -388,6 +388,18 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     await q(`UPDATE ringvakt.suppressions SET lifted_at = NULL, lifted_by = NULL WHERE id = $1`, [liftedId]);
     await q(`DELETE FROM ringvakt.suppressions WHERE id = $1`, [other]);
     expect((await statusOf('privacy.objections_suppressed')).status).toBe('pass');
+    // A number altered in the database cannot be read, so it cannot be shown suppressed: that person
+    // fails, said so, and the rest are still measured.
+    const phone = await q(`SELECT position, number_ciphertext FROM ringvakt.contact_phones WHERE contact_id = $1 ORDER BY position LIMIT 1`, [objector]);
+    const { position, number_ciphertext: original } = phone.rows[0] as { position: number; number_ciphertext: Buffer };
+    const altered = Buffer.from(original);
+    altered.writeUInt8(altered.readUInt8(altered.length - 1) ^ 0x01, altered.length - 1);
+    await q(`UPDATE ringvakt.contact_phones SET number_ciphertext = $3 WHERE contact_id = $1 AND position = $2`, [objector, position, altered]);
+    const unreadable = await statusOf('privacy.objections_suppressed');
+    expect(unreadable).toMatchObject({ status: 'fail', failures: 1, sample: [objector] });
+    expect(unreadable.measured).toMatch(/1 of them not suppressed \(1 whose numbers could not be read\)/);
+    await q(`UPDATE ringvakt.contact_phones SET number_ciphertext = $3 WHERE contact_id = $1 AND position = $2`, [objector, position, original]);
+    expect((await statusOf('privacy.objections_suppressed')).status).toBe('pass');
   });
 
   it('has a mutation below for every check of the registry', () => {
@@ -625,9 +637,15 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((await namedUpload('register\u202Etxt.exe')).json()).toMatchObject({ status: 400, code: 'validation_failed' });
     expect((await putNote({ 'content-disposition': 'attachment; filename="a"; filename="b"' })).json()).toMatchObject({ status: 400, code: 'validation_failed' });
     expect((await putNote({ 'content-disposition': "attachment; filename*=UTF-8''a%2Fb.txt" })).json()).toMatchObject({ status: 400, code: 'validation_failed' });
-    const inUrl = await putNote({}, `/api/v1/compliance/documents/${note.id}/file?name=Kari%20Nordmann%20NDA.txt`);
-    expect(inUrl.statusCode).toBe(400);
-    expect(inUrl.body).not.toContain('Kari');
+    for (const query of ['name=Kari%20Nordmann%20NDA.txt', 'Kari%20Nordmann%20NDA.txt']) {
+      const inUrl = await putNote({}, `/api/v1/compliance/documents/${note.id}/file?${query}`);
+      expect(inUrl.statusCode).toBe(400);
+      expect(inUrl.body).not.toContain('Kari');
+    }
+    // Raw UTF-8 in a plain filename would be read as Latin-1 and stored garbled: refused, named filename* instead.
+    const raw = await putNote({ 'content-disposition': `attachment; filename="${Buffer.from('Særavtale.txt', 'utf8').toString('latin1')}"` });
+    expect(raw.json()).toMatchObject({ status: 400, code: 'validation_failed' });
+    expect(raw.json().detail).toContain('filename*');
     expect((await namedUpload("Særavtale (final)*.html")).json()).toMatchObject({ file: { name: 'Særavtale (final)*.txt', mediaType: 'text/plain' } });
     const noteFile = await app.inject({ method: 'GET', url: `/api/v1/compliance/documents/${note.id}/file`, cookies: owner.cookies });
     expect(noteFile.headers['content-disposition']).toBe(`attachment; filename="document.txt"; filename*=UTF-8''S%C3%A6ravtale%20%28final%29%2A.txt`);

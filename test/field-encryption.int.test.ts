@@ -171,6 +171,24 @@ describe(`field encryption and the key hierarchy (${serverLabel()} server)`, () 
     expect(await handle.read((trx) => fresh.blindIndex(trx, 'contacts.phone', '+4791234567', 8))).toEqual(index);
   });
 
+  it('a long read in a fresh process unwraps each tenant key once, not once for every value it opens', async () => {
+    const values = await inA(async (trx) => Promise.all(Array.from({ length: 50 }, (_, index) => cipher.encrypt(trx, { ...where, recordId: `11111111-2222-4333-8444-${String(index).padStart(12, '0')}` }, `value ${index}`))));
+    let unwraps = 0;
+    const counting = Object.create(root) as RootKeyProvider;
+    counting.unwrap = (wrapped, context) => {
+      unwraps += 1;
+      return root.unwrap(wrapped, context);
+    };
+    const fresh = createFieldCipher(createKeyring(counting));
+    const opened = await db.handles.forTenant(a.tenantId).snapshot(async (trx) => {
+      const out: string[] = [];
+      for (const [index, value] of values.entries()) out.push(await fresh.decrypt(trx, { ...where, recordId: `11111111-2222-4333-8444-${String(index).padStart(12, '0')}` }, value));
+      return out;
+    });
+    expect(opened).toEqual(values.map((_, index) => `value ${index}`));
+    expect(unwraps).toBe(1);
+  });
+
   it('creates exactly one key when many transactions of a new tenant need it at once', async () => {
     const c = { tenantId: await db.handles.systemDb.createTenant('fields-c', 'Fields C') };
     const sealed = await Promise.all(

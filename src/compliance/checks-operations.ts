@@ -1,4 +1,5 @@
 import { sql } from '../db/kysely.ts';
+import { FieldCipherError } from '../crypto/field-cipher.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { loadProfiles, type JurisdictionProfile } from '../modules/campaigns/campaign-settings.ts';
 import { DECLARED_AMD_ACCURACY } from '../modules/reports/reports.routes.ts';
@@ -190,16 +191,22 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
       // permanent tenant-wide suppression — whoever's record created it (a shared household number
       // is suppressed once). Matched as the dialer matches: blind-index candidates, decrypted and
       // compared, so a suppression of another number that shares the short index does not count.
-      const objecting = await sql<{ id: string }>`
+      // The objectors come through a cursor, a page at a time: a tenant may have millions.
+      await sql`
+        DECLARE compliance_objectors NO SCROLL CURSOR FOR
         WITH standing AS (
           SELECT DISTINCT ON (contact_id) contact_id, action FROM consent_events WHERE purpose = 'sales' ORDER BY contact_id, recorded_at DESC, id)
         SELECT s.contact_id AS id FROM standing s JOIN contacts c ON c.id = s.contact_id
          WHERE s.action = 'object' AND c.status <> 'erased' AND EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = s.contact_id)
          ORDER BY s.contact_id`.execute(trx);
-      const all = objecting.rows.length;
-      const failing: string[] = [];
-      for (let at = 0; at < all; at += OBJECTION_PAGE) {
-        const ids = objecting.rows.slice(at, at + OBJECTION_PAGE).map((row) => row.id);
+      let all = 0;
+      let failures = 0;
+      const sample: string[] = [];
+      let unreadable = 0;
+      for (;;) {
+        const ids = (await sql<{ id: string }>`FETCH FORWARD ${sql.raw(String(OBJECTION_PAGE))} FROM compliance_objectors`.execute(trx)).rows.map((row) => row.id);
+        if (ids.length === 0) break;
+        all += ids.length;
         const page = await sql<{ id: string; phones: { position: number; ciphertext: string; candidates: { id: string; value: string }[] }[] }>`
           SELECT p.contact_id AS id, json_agg(json_build_object(
                    'position', p.position, 'ciphertext', encode(p.number_ciphertext, 'base64'),
@@ -210,26 +217,38 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
            GROUP BY p.contact_id ORDER BY p.contact_id`.execute(trx);
         const keys = await crypto.keyring.subjectKeys(trx, ids);
         for (const row of page.rows) {
+          // A number that cannot be read (its key gone while the contact is not erased, or its
+          // ciphertext altered) cannot be shown suppressed: that person counts as failing.
           const key = keys.get(row.id);
-          let standing = key !== null && key !== undefined;
-          for (const phone of row.phones) {
-            if (!standing || !key) break;
-            const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, Buffer.from(phone.ciphertext, 'base64'), key);
-            let found = false;
-            for (const candidate of phone.candidates) {
-              if ((await crypto.cipher.decrypt(trx, { table: 'suppressions', recordId: candidate.id, field: 'value' }, Buffer.from(candidate.value, 'base64'))) === number) {
-                found = true;
-                break;
+          let readable = key !== null && key !== undefined;
+          let standing = readable;
+          try {
+            for (const phone of row.phones) {
+              if (!standing || !key) break;
+              const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, Buffer.from(phone.ciphertext, 'base64'), key);
+              let found = false;
+              for (const candidate of phone.candidates) {
+                if ((await crypto.cipher.decrypt(trx, { table: 'suppressions', recordId: candidate.id, field: 'value' }, Buffer.from(candidate.value, 'base64'))) === number) {
+                  found = true;
+                  break;
+                }
               }
+              standing = found;
             }
-            standing = found;
+          } catch (error) {
+            if (!(error instanceof FieldCipherError)) throw error;
+            readable = false;
+            standing = false;
           }
-          // A number that cannot be read (its key gone while the contact is not erased) cannot be shown suppressed either.
-          if (!standing) failing.push(row.id);
+          if (!readable) unreadable += 1;
+          if (standing) continue;
+          failures += 1;
+          if (sample.length < SAMPLE) sample.push(row.id);
         }
       }
+      await sql`CLOSE compliance_objectors`.execute(trx);
       if (all === 0) return notApplicable('no objection standing');
-      return verdict(all, failing, (n) => `${all} people objecting; ${n} of them not suppressed`);
+      return { ...verdict(all, sample, () => `${all} people objecting; ${failures} of them not suppressed${unreadable > 0 ? ` (${unreadable} whose numbers could not be read)` : ''}`), failures };
     },
   },
   {

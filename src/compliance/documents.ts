@@ -41,10 +41,14 @@ function storedName(name: string, type: MediaType): string {
 
 /**
  * The uploader's name for the file, from the upload's `Content-Disposition` header (RFC 6266,
- * `filename*` for names beyond ASCII): a name can be personal data, so it never travels in the URL.
+ * `filename*` for names beyond ASCII), never from the URL: a name can name a person, and URLs are
+ * written to the access logs of proxies and servers beyond Ringvakt's reach. In the database the
+ * name is kept like the document's title: an organisational record behind `audit:read`.
  */
 function uploadedName(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
+  // Node reads header bytes as Latin-1: raw UTF-8 in a plain `filename` would be stored garbled.
+  if (/[^\u0020-\u007e]/.test(header)) throw new AppError('validation_failed', 'The Content-Disposition header must be ASCII: give a name beyond ASCII as filename*=UTF-8\'\'… (RFC 8187).', [{ path: 'headers/content-disposition', message: 'not ASCII' }]);
   let name: string | undefined;
   try {
     name = contentDisposition.parse(header).parameters['filename'];
@@ -227,7 +231,7 @@ export async function complianceDocumentRoutes(app: App, options: { cipher: Fiel
     return reply.code(201).send(present(row));
   });
 
-  app.put('/api/v1/compliance/documents/:documentId/file', { config: { ...manage, streamedBody: true }, bodyLimit: MAX_DOCUMENT_BYTES, schema: { summary: 'The document’s file: PDF, PNG, JPEG or plain text, at most 10 MiB; given once, never replaced', tags: ['compliance'], params, querystring: z.strictObject({}), response: { 200: documentSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415) } } }, async (request) => {
+  app.put('/api/v1/compliance/documents/:documentId/file', { config: { ...manage, streamedBody: true }, bodyLimit: MAX_DOCUMENT_BYTES, schema: { summary: 'The document’s file: PDF, PNG, JPEG or plain text, at most 10 MiB; given once, never replaced. Its name, if any, in a Content-Disposition header (`attachment; filename*=UTF-8\'\'…`), never in the URL', tags: ['compliance'], params, response: { 200: documentSchema, ...problemResponses(400, 401, 403, 404, 409, 413, 415) } } }, async (request) => {
     const name = uploadedName(request.headers['content-disposition']);
     // Another tenant's document, or none: 404 before anything about the body.
     const known = await request.tenantDb.read((trx) => trx.selectFrom('compliance_documents').select('id').where('id', '=', request.params.documentId).executeTakeFirst());

@@ -93,6 +93,10 @@ export function createKeyring(root: RootKeyProvider): Keyring {
   const unwrapped = new Map<string, Buffer>();
   const budgets = new Map<string, { version: number; remaining: number; until: number }>();
   const transactionBudgets = new WeakMap<TenantTransaction, { version: number; remaining: number; until: number; key?: Buffer }>();
+  // Tenant keys this transaction unwrapped, for its own later use: the process-wide cache takes them
+  // only once the transaction commits, and a long read (an evidence run) must not unwrap the same
+  // key again for every value it opens.
+  const transactionKeys = new WeakMap<TenantTransaction, Map<string, Buffer>>();
 
   const remember = (cacheKey: string, key: Buffer) => {
     if (unwrapped.size >= 20_000) unwrapped.delete(unwrapped.keys().next().value as string);
@@ -104,9 +108,12 @@ export function createKeyring(root: RootKeyProvider): Keyring {
     row: { purpose: 'data' | 'index'; version: number; root_key_id: string; wrapped_key: Buffer },
   ): Promise<Buffer> => {
     const cacheKey = `${trx.tenantId}/${row.purpose}/${row.version}`;
-    const known = unwrapped.get(cacheKey);
+    const known = unwrapped.get(cacheKey) ?? transactionKeys.get(trx)?.get(cacheKey);
     if (known) return known;
     const key = await root.unwrap({ keyId: row.root_key_id, wrapped: row.wrapped_key }, tenantKeyContext(trx.tenantId, row.purpose, row.version));
+    const mine = transactionKeys.get(trx) ?? new Map<string, Buffer>();
+    mine.set(cacheKey, key);
+    transactionKeys.set(trx, mine);
     // The row may be this transaction's own, not yet committed: remember it only after commit.
     onCommit(trx, () => remember(cacheKey, key));
     return key;
@@ -191,7 +198,8 @@ export function createKeyring(root: RootKeyProvider): Keyring {
   };
 
   const dataKey = async (trx: TenantTransaction, version: number): Promise<Buffer> => {
-    const cached = unwrapped.get(`${trx.tenantId}/data/${version}`);
+    const cacheKey = `${trx.tenantId}/data/${version}`;
+    const cached = unwrapped.get(cacheKey) ?? transactionKeys.get(trx)?.get(cacheKey);
     if (cached) return cached;
     const row = await trx
       .selectFrom('tenant_keys')

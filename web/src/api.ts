@@ -60,9 +60,22 @@ export function setRecovery(handlers: Recovery): void {
 /** A raw body's file name, as `Content-Disposition` carries it (RFC 6266 and 8187): never in the URL. */
 type Options = { body?: unknown; raw?: BodyInit; contentType?: string; fileName?: string; signal?: AbortSignal; noRecovery?: boolean };
 
-/** `attachment; filename*=UTF-8''…`, every character outside RFC 8187's attr-char percent-encoded. */
+/** The server takes a file name of at most this many UTF-16 units. */
+const FILE_NAME_UNITS = 200;
+
+/**
+ * `attachment; filename*=UTF-8''…`, every character outside RFC 8187's attr-char percent-encoded.
+ * The name is cut to what the server takes (never inside a character) and a lone surrogate, which
+ * cannot be encoded, becomes U+FFFD.
+ */
 function dispositionOf(fileName: string): string {
-  return `attachment; filename*=UTF-8''${encodeURIComponent(fileName).replace(/['()*!]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`)}`;
+  let name = '';
+  for (const char of fileName) {
+    const whole = char.length === 1 && char >= '\uD800' && char <= '\uDFFF' ? '\uFFFD' : char;
+    if (name.length + whole.length > FILE_NAME_UNITS) break;
+    name += whole;
+  }
+  return `attachment; filename*=UTF-8''${encodeURIComponent(name).replace(/['()*!]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`)}`;
 }
 
 async function once(method: string, url: string, options: Options): Promise<Response> {

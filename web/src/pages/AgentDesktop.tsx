@@ -252,7 +252,7 @@ export function AgentDesktop() {
           }}
         />
       ))}
-      {previewing && (state.state === 'available' || state.state === 'reserved') ? <PreviewPanel key={state.campaignId ?? ''} agentState={state.state} stateSince={state.since} /> : null}
+      {previewing && (state.state === 'available' || state.state === 'reserved') ? <PreviewPanel key={state.campaignId ?? ''} agentState={state.state} stateSince={state.since} onStale={refresh} /> : null}
       {shown.length > 0 || announcing || previewing ? null : (
         <section className="panel waiting" aria-live="polite">
           <p>{state?.state === 'available' ? t('agent.waiting') : t('agent.notAvailable')}</p>

@@ -36,7 +36,7 @@ export function Documents() {
   const add = useAction(async (body: Record<string, unknown>, file: File | undefined) => {
     const created = await post<Document>('/api/v1/compliance/documents', body);
     try {
-      if (file) await api('PUT', `/api/v1/compliance/documents/${created.id}/file`, { raw: file, contentType: file.type, fileName: [...file.name].slice(0, 200).join('') });
+      if (file) await api('PUT', `/api/v1/compliance/documents/${created.id}/file`, { raw: file, contentType: file.type, fileName: file.name });
     } finally {
       // Added even when its file was refused: the list shows it (without a file, not current) and it can be withdrawn.
       documents.reload();

@@ -28,7 +28,7 @@ const FOLLOW_REQUEST_MS = 5_000;
  * apart by its time: a call refused at once moves the agent there and back within one batch of
  * events, leaving the state itself as it was.
  */
-export function PreviewPanel({ agentState, stateSince }: { agentState: 'available' | 'reserved'; stateSince: string }) {
+export function PreviewPanel({ agentState, stateSince, onStale }: { agentState: 'available' | 'reserved'; stateSince: string; onStale: () => void }) {
   const { t } = useTranslation();
   const format = useFormat();
   const [preview, setPreview] = useState<Preview | null>();
@@ -40,14 +40,14 @@ export function PreviewPanel({ agentState, stateSince }: { agentState: 'availabl
    * What the server holds for me; when I am free, the contact I hold (its hold renewed) or the next
    * one due is claimed for me. A call asked for keeps me `reserved`: then nothing is claimed.
    */
-  const load = useCallback(async () => {
+  const load = useCallback(async (claim = true) => {
     const ticket = ++loading.current;
     try {
       const current = await get<{ preview: Preview | null; lastDial: LastDial | null }>('/api/v1/agent/preview');
       if (ticket !== loading.current) return;
       setLastDial(current.lastDial);
       let shown = current.preview;
-      if (agentState === 'available') shown = (await post<{ preview: Preview | null }>('/api/v1/agent/preview')).preview;
+      if (claim && agentState === 'available') shown = (await post<{ preview: Preview | null }>('/api/v1/agent/preview')).preview;
       if (ticket !== loading.current) return;
       setPreview(shown);
       setProblem(undefined);
@@ -73,21 +73,25 @@ export function PreviewPanel({ agentState, stateSince }: { agentState: 'availabl
   }, [idle, load]);
 
   // A call asked for is the dialer's to place or refuse within seconds; should the feed miss that
-  // news, the panel still learns it.
+  // news, the panel and the agent's state (which enables the buttons) still learn it.
   const requested = preview?.requestedAt !== null && preview?.requestedAt !== undefined;
   useEffect(() => {
     if (!requested) return;
-    const timer = setInterval(() => void load(), FOLLOW_REQUEST_MS);
+    const timer = setInterval(() => {
+      onStale();
+      void load(false);
+    }, FOLLOW_REQUEST_MS);
     return () => clearInterval(timer);
-  }, [requested, load]);
+  }, [requested, load, onStale]);
 
   const choose = useAction(async (choice: 'call' | 'skip' | 'cancel') => {
     if (!preview) return;
     try {
       await post(`/api/v1/agent/preview/${preview.contact.id}/${choice}`);
     } finally {
-      // Whatever the answer, show what the server holds now (a hold that ran out shows the next contact).
-      await load();
+      // Whatever the answer, show what the server holds now (a hold that ran out shows the next
+      // contact). A call asked for has made me reserved: nothing is to be claimed until it is over.
+      await load(choice !== 'call');
     }
   });
 
