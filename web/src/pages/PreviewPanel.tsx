@@ -86,12 +86,14 @@ export function PreviewPanel({ agentState, stateSince, onStale }: { agentState: 
 
   const choose = useAction(async (choice: 'call' | 'skip' | 'cancel') => {
     if (!preview) return;
+    let calling = false;
     try {
       await post(`/api/v1/agent/preview/${preview.contact.id}/${choice}`);
+      calling = choice === 'call';
     } finally {
       // Whatever the answer, show what the server holds now (a hold that ran out shows the next
       // contact). A call asked for has made me reserved: nothing is to be claimed until it is over.
-      await load(choice !== 'call');
+      await load(!calling);
     }
   });
 
