@@ -6,6 +6,7 @@ import { DECLARED_AMD_ACCURACY } from '../modules/reports/reports.routes.ts';
 import { rowHeld } from '../privacy/legal-holds.ts';
 import { DIAL_CHECKS } from '../dialer/dial-checks.ts';
 import { abandonmentMeasures } from '../dialer/dial-stats.ts';
+import { matchPhonesInBulk } from '../modules/suppression/suppression.service.ts';
 import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
 
 /** Objecting people looked at per query: their numbers and suppression candidates decrypted a page at a time. */
@@ -189,9 +190,9 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
       // The newest sales entry per contact is the one in force (an objection to direct marketing is
       // about sales calls; a later consent ends it). Each of the objector's numbers must stand as a
       // permanent tenant-wide suppression — whoever's record created it (a shared household number
-      // is suppressed once). Matched as the dialer matches: blind-index candidates, decrypted and
-      // compared, so a suppression of another number that shares the short index does not count.
-      // The objectors come through a cursor, a page at a time: a tenant may have millions.
+      // is suppressed once) — as the dialer itself finds it: its numbers decrypted and put to the
+      // dialer's own matcher, so a suppression of another number that shares the short blind index
+      // does not count. The objectors come through a cursor, a page at a time: a tenant may have millions.
       await sql`
         DECLARE compliance_objectors NO SCROLL CURSOR FOR
         WITH standing AS (
@@ -207,43 +208,34 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
         const ids = (await sql<{ id: string }>`FETCH FORWARD ${sql.raw(String(OBJECTION_PAGE))} FROM compliance_objectors`.execute(trx)).rows.map((row) => row.id);
         if (ids.length === 0) break;
         all += ids.length;
-        const page = await sql<{ id: string; phones: { position: number; ciphertext: string; candidates: { id: string; value: string }[] }[] }>`
-          SELECT p.contact_id AS id, json_agg(json_build_object(
-                   'position', p.position, 'ciphertext', encode(p.number_ciphertext, 'base64'),
-                   'candidates', (SELECT coalesce(json_agg(json_build_object('id', x.id, 'value', encode(x.value_ciphertext, 'base64'))), '[]'::json)
-                                    FROM suppressions x
-                                   WHERE x.channel = 'phone' AND x.value_index = p.number_index AND x.scope = 'tenant' AND x.lifted_at IS NULL AND x.expires_at IS NULL))) AS phones
-            FROM contact_phones p WHERE p.contact_id = ANY(${ids}::uuid[])
-           GROUP BY p.contact_id ORDER BY p.contact_id`.execute(trx);
+        const phones = await trx.selectFrom('contact_phones').select(['contact_id', 'position', 'number_ciphertext']).where('contact_id', 'in', ids).orderBy('contact_id').orderBy('position').execute();
         const keys = await crypto.keyring.subjectKeys(trx, ids);
-        for (const row of page.rows) {
-          // A number that cannot be read (its key gone while the contact is not erased, or its
-          // ciphertext altered) cannot be shown suppressed: that person counts as failing.
-          const key = keys.get(row.id);
-          let readable = key !== null && key !== undefined;
-          let standing = readable;
+        // Each objector's numbers, or null when one cannot be read (its key gone while the contact is
+        // not erased, or its ciphertext altered): such a number cannot be shown suppressed.
+        const numbers = new Map<string, string[] | null>(ids.map((id) => [id, []]));
+        for (const phone of phones) {
+          const known = numbers.get(phone.contact_id);
+          if (!known) continue;
+          const key = keys.get(phone.contact_id);
           try {
-            for (const phone of row.phones) {
-              if (!standing || !key) break;
-              const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, Buffer.from(phone.ciphertext, 'base64'), key);
-              let found = false;
-              for (const candidate of phone.candidates) {
-                if ((await crypto.cipher.decrypt(trx, { table: 'suppressions', recordId: candidate.id, field: 'value' }, Buffer.from(candidate.value, 'base64'))) === number) {
-                  found = true;
-                  break;
-                }
-              }
-              standing = found;
-            }
+            if (!key) throw new FieldCipherError('No key exists for this data subject');
+            known.push(crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: phone.contact_id, field: `phone.${phone.position}` }, phone.number_ciphertext, key));
           } catch (error) {
             if (!(error instanceof FieldCipherError)) throw error;
-            readable = false;
-            standing = false;
+            numbers.set(phone.contact_id, null);
           }
-          if (!readable) unreadable += 1;
-          if (standing) continue;
+        }
+        const matches = await matchPhonesInBulk(trx, crypto, [...numbers.values()].flatMap((list) => list ?? []), null);
+        // Of what the dialer matches, only a permanent tenant-wide entry stands for an objection.
+        const matched = [...new Set([...matches.values()].flat())];
+        const permanent = new Set(
+          matched.length === 0 ? [] : (await trx.selectFrom('suppressions').select('id').where('id', 'in', matched).where('scope', '=', 'tenant').where('expires_at', 'is', null).execute()).map((row) => row.id),
+        );
+        for (const [id, list] of numbers) {
+          if (list === null) unreadable += 1;
+          if (list !== null && list.every((number) => (matches.get(number) ?? []).some((entry) => permanent.has(entry)))) continue;
           failures += 1;
-          if (sample.length < SAMPLE) sample.push(row.id);
+          if (sample.length < SAMPLE) sample.push(id);
         }
       }
       await sql`CLOSE compliance_objectors`.execute(trx);
