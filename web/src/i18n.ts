@@ -4,6 +4,8 @@ import { en } from './locales/en.ts';
 import { nb } from './locales/nb.ts';
 import { securityResponseEn, securityResponseNb } from './locales/security-response.ts';
 import { complianceEn, complianceNb } from './locales/compliance.ts';
+import { privacyEn, privacyNb } from './locales/privacy.ts';
+import { securityCenterEn, securityCenterNb } from './locales/security-center.ts';
 
 /** English and Norwegian bokmål; the person's choice is kept on this browser, else the browser's language decides. */
 function initialLanguage(): 'en' | 'nb' {
@@ -13,7 +15,7 @@ function initialLanguage(): 'en' | 'nb' {
 }
 
 void i18n.use(initReactI18next).init({
-  resources: { en: { translation: { ...en, ...securityResponseEn, ...complianceEn } }, nb: { translation: { ...nb, ...securityResponseNb, ...complianceNb } } },
+  resources: { en: { translation: { ...en, ...privacyEn, ...securityCenterEn, ...securityResponseEn, ...complianceEn } }, nb: { translation: { ...nb, ...privacyNb, ...securityCenterNb, ...securityResponseNb, ...complianceNb } } },
   lng: initialLanguage(),
   fallbackLng: 'en',
   interpolation: { escapeValue: false }, // React escapes what it renders
