@@ -119,6 +119,20 @@ describe(`the tamper-evident audit ledger (${serverLabel()} server)`, () => {
         statement,
       ).rejects.toThrow(/append-only/);
     }
+    // The owner may not insert an event that claims a place in the tree either.
+    await expect(
+      db.superQuery(`DO $x$ BEGIN SET LOCAL ROLE ${db.handles.roles.owner}; PERFORM set_config('app.tenant_id', '${tenant.tenantId}', true);
+        INSERT INTO ringvakt.audit_events (occurred_at, actor_type, action, outcome, leaf_hash, leaf_index) VALUES (now(), 'system', 'user.create', 'success', sha256('x'), 999999); END $x$`),
+    ).rejects.toThrow(/inserted unsealed/);
+    // Two events can never hold one leaf, even for a superuser who switched the triggers off.
+    await expect(
+      db.superQuery(`BEGIN; SET LOCAL session_replication_role = replica;
+        UPDATE ringvakt.audit_events SET leaf_index = 0 WHERE tenant_id = '${tenant.tenantId}' AND leaf_index = 1; COMMIT;`),
+    ).rejects.toThrow(/duplicate key/);
+    // Unsealed events (no leaf yet) are any number.
+    await append(tenant, 3);
+    const unsealed = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE tenant_id = $1 AND leaf_index IS NULL`, [tenant.tenantId]);
+    expect(unsealed.rows[0]!.n).toBe(3);
   });
 
   type Tamper = { name: string; sql: (tenantId: string, leaf: number) => string };
