@@ -2,6 +2,7 @@ import type { FieldCipher, FieldLocation } from '../../crypto/field-cipher.ts';
 import { BLIND_INDEX_BYTES } from '../../crypto/field-cipher.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus, PhoneKind, TimeZoneSource } from '../../db/schema.ts';
+import { v7 as uuidv7 } from 'uuid';
 import { AppError } from '../../server/errors.ts';
 import { isValidTimeZone, normaliseEmail, normalisePhone, timeZonesOfCountry, timeZonesOfNumber } from './phone.ts';
 
@@ -191,6 +192,17 @@ export function deriveTimeZones(
 }
 
 /** Where a contact field sits: the associated data its ciphertext is bound to. */
+/**
+ * A new contact's id: a time-ordered UUID (version 7, RFC 9562). Every index keyed by contact id
+ * (contacts, subject keys, phones, list members) then grows at its right edge instead of taking
+ * each new id at a random page: at a million contacts an import writes a few hot pages, not the
+ * whole index, and a checkpoint copies far fewer whole pages into the WAL. The id tells the
+ * millisecond the contact was made, which created_at holds for anyone who may read the record
+ * anyway; its 74 random bits keep ids unguessable, though no access rests on guessing (every read
+ * is authorised and tenant-scoped).
+ */
+export const newContactId = (): string => uuidv7();
+
 export const contactFieldAt = (recordId: string, field: string): FieldLocation => ({ table: 'contacts', recordId, field });
 const at = contactFieldAt;
 

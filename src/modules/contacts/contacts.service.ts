@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { CompiledQuery, sql } from '../../db/kysely.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
@@ -9,6 +8,7 @@ import { defaultSecurityPolicy } from '../access/security-policy.ts';
 import {
   ContactInputError,
   emailIndex,
+  newContactId,
   normaliseContact,
   openContact,
   phoneIndex,
@@ -117,7 +117,7 @@ export async function createContact(
 ): Promise<{ id: string; data: ContactData }> {
   const definitions = await loadFieldDefinitions(trx);
   const data = normaliseOrThrow(() => normaliseContact(input, { defaultRegion: options.defaultRegion, definitions }));
-  const id = randomUUID();
+  const id = newContactId();
   const [key] = await crypto.keyring.createSubjectKeys(trx, [id]);
   if (!key) throw new Error('no subject key was created');
   await writeSealed(trx, crypto, id, key, data, {});
