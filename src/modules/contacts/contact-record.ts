@@ -191,18 +191,19 @@ export function deriveTimeZones(
   return { zones: [], source: 'unknown' };
 }
 
-/** Where a contact field sits: the associated data its ciphertext is bound to. */
 /**
  * A new contact's id: a time-ordered UUID (version 7, RFC 9562). Every index keyed by contact id
  * (contacts, subject keys, phones, list members) then grows at its right edge instead of taking
  * each new id at a random page: at a million contacts an import writes a few hot pages, not the
  * whole index, and a checkpoint copies far fewer whole pages into the WAL. The id tells the
- * millisecond the contact was made, which created_at holds for anyone who may read the record
- * anyway; its 74 random bits keep ids unguessable, though no access rests on guessing (every read
- * is authorised and tenant-scoped).
+ * millisecond the contact was made (also to readers of the audit ledger, after an erasure too);
+ * the rest, 74 bits, is drawn afresh for every id — the library's per-millisecond counter, which
+ * would make ids of one batch consecutive, is not used. No access rests on an id being
+ * unguessable (every read is authorised and tenant-scoped), but none can be derived from another.
  */
-export const newContactId = (): string => uuidv7();
+export const newContactId = (): string => uuidv7({ msecs: Date.now() });
 
+/** Where a contact field sits: the associated data its ciphertext is bound to. */
 export const contactFieldAt = (recordId: string, field: string): FieldLocation => ({ table: 'contacts', recordId, field });
 const at = contactFieldAt;
 

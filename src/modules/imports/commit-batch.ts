@@ -65,7 +65,16 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     //    the list's campaign. A suppressed existing contact is not linked into the list either.
     const toCreate = final.filter((outcome): outcome is NewRow => outcome.kind === 'new');
     const numbersOf = (row: NewRow) => row.data.phones.map((phone) => phone.e164);
-    const suppressed = await matchPhonesInBulk(trx, crypto, [...toCreate, ...linking.map((entry) => entry.row)].flatMap(numbersOf), job.campaignId);
+    const checked = [...toCreate, ...linking.map((entry) => entry.row)];
+    // Each number's blind index was computed when its row was sealed.
+    const indexes = new Map<string, Buffer>();
+    for (const row of checked) {
+      for (const sealed of row.sealed.phones) {
+        const phone = row.data.phones[sealed.position];
+        if (phone) indexes.set(phone.e164, sealed.number_index);
+      }
+    }
+    const suppressed = await matchPhonesInBulk(trx, crypto, checked.flatMap(numbersOf), job.campaignId, indexes);
     const created: NewRow[] = [];
     const links = new Set<string>();
     let linkedRows = 0;

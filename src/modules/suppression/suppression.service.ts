@@ -145,17 +145,20 @@ export async function recordMatches(trx: TenantTransaction, suppressionIds: read
 
 /**
  * Matches for many E.164 numbers at once (imports): one query for every index value of the batch,
- * then decryption of the candidates. Returns number → suppression ids in force.
+ * then decryption of the candidates. Returns number → suppression ids in force. `knownIndexes`
+ * (number → its phone blind index, as a sealed contact already carries it) spares computing them
+ * again; a number it lacks is indexed here.
  */
 export async function matchPhonesInBulk(
   trx: TenantTransaction,
   crypto: ContactsCrypto,
   numbers: readonly string[],
   campaignId: string | null,
+  knownIndexes?: ReadonlyMap<string, Buffer>,
 ): Promise<Map<string, string[]>> {
   const byIndex = new Map<string, string[]>();
   for (const number of new Set(numbers)) {
-    const index = (await phoneIndex(crypto.cipher, trx, number)).toString('hex');
+    const index = (knownIndexes?.get(number) ?? (await phoneIndex(crypto.cipher, trx, number))).toString('hex');
     byIndex.set(index, [...(byIndex.get(index) ?? []), number]);
   }
   const found = new Map<string, string[]>();

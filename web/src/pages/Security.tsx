@@ -95,7 +95,7 @@ function AuditLog() {
                 {event.actorType}
                 {event.actorId ? ` ${event.actorId.slice(0, 8)}` : ''}
               </td>
-              <td>{event.targetType ? `${event.targetType} ${event.targetId?.slice(0, 8) ?? ''}` : '—'}</td>
+              <td>{event.targetType ? `${event.targetType} ${event.targetId?.slice(-8) ?? ''}` : '—'}</td>
               <td>{event.leafIndex ?? <span className="hint">{t('security.unsealed')}</span>}</td>
             </tr>
           ))}
