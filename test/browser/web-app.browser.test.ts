@@ -443,7 +443,26 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     expect(latencies.length).toBeGreaterThanOrEqual(2 * ROUNDS - 1);
     expect(p95).toBeLessThanOrEqual(250);
 
-    await agent.getByRole('button', { name: 'Pause', exact: true }).click();
+    // The dialer keeps calling for an available agent, so a call may reach them just before the
+    // click (the server refuses a pause while a call is coming or connected). As an agent would:
+    // take it, file it, then pause.
+    const agentState = () => agent.getByTestId('agent-state').textContent();
+    for (let attempt = 0; attempt < 6; attempt += 1) {
+      await expect.poll(agentState, { timeout: 15_000 }).toMatch(/^(Available|Paused|Call coming|On a call)$/);
+      const state = await agentState();
+      if (state === 'Paused') break;
+      if (state === 'Available') {
+        // The button is disabled again the moment a call is coming: then take that call first.
+        await agent.getByRole('button', { name: 'Pause', exact: true }).click({ timeout: 5_000 }).catch(() => undefined);
+        await expect.poll(agentState, { timeout: 15_000 }).toMatch(/^(Paused|Call coming|On a call)$/);
+        continue;
+      }
+      await expect.poll(() => agent.getByTestId('call-state').textContent().catch(() => null), { timeout: 60_000, interval: 250 }).toMatch(/^(Connected|Ended)/);
+      if ((await agent.getByTestId('call-state').textContent()) === 'Connected') await agent.getByRole('button', { name: 'Hang up' }).click();
+      await expect.poll(() => agent.getByTestId('call-state').textContent(), { timeout: 15_000 }).toMatch(/^Ended/);
+      await agent.getByRole('button', { name: 'Sale' }).click();
+      await expect.poll(() => agent.getByTestId('disposition-filed').textContent(), { timeout: 15_000 }).toMatch(/^Filed Sale for /);
+    }
     await expect.poll(() => agent.getByTestId('agent-state').textContent(), { timeout: 15_000 }).toBe('Paused');
     await expect.poll(() => supervisor.getByTestId('tile-available').textContent(), { timeout: 10_000 }).toBe('0');
     await check(supervisor, 'wallboard-after');

@@ -1,5 +1,5 @@
 import { sql } from '../../db/kysely.ts';
-import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
+import { deferWrite, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactData, SealedContact } from '../contacts/contact-record.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { matchPhonesInBulk, recordMatches } from '../suppression/suppression.service.ts';
@@ -99,12 +99,14 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     await recordMatches(trx, [...new Set(matchedSuppressions)], { context: 'import', importId: job.id, ...(job.campaignId ? { campaignId: job.campaignId } : {}) });
 
     // 4. Write: subject keys, contacts, phones, list members, rejects, cursor — one transaction.
+    //    Nothing below needs an answer: the writes after the subject keys travel, in order, in
+    //    one batch with the COMMIT (deferWrite), and a failing one fails the commit.
     await crypto.keyring.storeSubjectKeys(trx, created.map((outcome) => outcome.subjectKey));
     const sealed = created.map((outcome) => outcome.sealed);
     const ids = sealed.map((entry) => entry.row.id);
     if (sealed.length > 0) {
       const column = <K extends keyof SealedContact['row']>(name: K) => sealed.map((entry) => entry.row[name]);
-      await sql`
+      await deferWrite(trx, sql`
         INSERT INTO contacts (id, external_id, name_ciphertext, email_ciphertext, email_index, address_ciphertext, birth_date_ciphertext,
                               notes_ciphertext, personal_fields_ciphertext, fields, time_zones, time_zone_source, import_id, import_row)
         SELECT u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
@@ -114,44 +116,44 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
                       ${column('notes_ciphertext')}::bytea[], ${column('personal_fields_ciphertext')}::bytea[], ${column('fields')}::text[],
                       ${sealed.map((entry) => entry.row.time_zones.join(' '))}::text[], ${column('time_zone_source')}::text[],
                       ${created.map((outcome) => outcome.rowNumber)}::int[])
-               AS u(id, external_id, name_ct, email_ct, email_idx, address_ct, birth_ct, notes_ct, personal_ct, fields, zones, zone_source, row_number)`.execute(trx);
+               AS u(id, external_id, name_ct, email_ct, email_idx, address_ct, birth_ct, notes_ct, personal_ct, fields, zones, zone_source, row_number)`.compile(trx));
       const phones = sealed.flatMap((entry) => entry.phones.map((phone) => ({ ...phone, contactId: entry.row.id })));
       if (phones.length > 0) {
-        await sql`
+        await deferWrite(trx, sql`
           INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index)
           SELECT * FROM unnest(${phones.map((phone) => phone.contactId)}::uuid[], ${phones.map((phone) => phone.position)}::smallint[],
                                ${phones.map((phone) => phone.kind)}::text[], ${phones.map((phone) => phone.number_ciphertext)}::bytea[],
-                               ${phones.map((phone) => phone.number_index)}::bytea[])`.execute(trx);
+                               ${phones.map((phone) => phone.number_index)}::bytea[])`.compile(trx));
       }
     }
     // The lawful basis the file came with, for the people it created (never for existing ones).
     const lawful = job.options.lawfulBasis;
     if (lawful && ids.length > 0) {
-      await sql`
+      await deferWrite(trx, sql`
         INSERT INTO consent_events (contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
         SELECT u.id, ${lawful.purpose}, 'grant', ${lawful.basis}, ${lawful.source}, ${lawful.evidenceRef ?? null}, now(), ${`import:${job.id}`}
-          FROM unnest(${ids}::uuid[]) AS u(id)`.execute(trx);
+          FROM unnest(${ids}::uuid[]) AS u(id)`.compile(trx));
     }
     const members = [...ids, ...links];
     if (members.length > 0) {
-      await sql`INSERT INTO contact_list_members (list_id, contact_id)
+      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
                 SELECT ${job.listId}::uuid, u.id FROM unnest(${members}::uuid[]) AS u(id)
-                ON CONFLICT DO NOTHING`.execute(trx);
+                ON CONFLICT DO NOTHING`.compile(trx));
     }
     if (rejects.length > 0) {
-      await sql`
+      await deferWrite(trx, sql`
         INSERT INTO contact_import_rejects (import_id, row_number, reason, column_name, detail)
         SELECT ${job.id}::uuid, u.row_number, u.reason, u.column_name, u.detail
           FROM unnest(${rejects.map((reject) => reject.rowNumber)}::bigint[], ${rejects.map((reject) => reject.reason)}::text[],
                       ${rejects.map((reject) => reject.column?.slice(0, 200) ?? null)}::text[], ${rejects.map((reject) => reject.detail?.slice(0, 200) ?? null)}::text[])
-               AS u(row_number, reason, column_name, detail)`.execute(trx);
+               AS u(row_number, reason, column_name, detail)`.compile(trx));
     }
-    await sql`
+    await deferWrite(trx, sql`
       UPDATE contact_imports
          SET rows_done = ${lastRow - 1}, rows_created = rows_created + ${created.length}, rows_linked = rows_linked + ${linkedRows},
              rows_rejected = rows_rejected + ${rejects.length}, rows_suppressed = rows_suppressed + ${suppressedRows},
              lease_until = now() + make_interval(secs => ${LEASE_SECONDS}), updated_at = now()
-       WHERE id = ${job.id}`.execute(trx);
+       WHERE id = ${job.id}`.compile(trx));
   });
 }
 
