@@ -54,7 +54,7 @@ export async function storeUpload(tenantDb: TenantDb, cipher: FieldCipher, impor
       started.on('data', (row: CsvRecord) => {
         records += 1;
         if (records === 1) {
-          const plan = planColumns(row.record, mapping);
+          const plan = planColumns(row, mapping);
           if ('problem' in plan) failure ??= new AppError('csv_headers', plan.problem);
         }
       });

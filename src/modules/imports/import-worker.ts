@@ -130,10 +130,11 @@ export async function runImport(
     inFlight.catch(() => undefined);
   };
   try {
-    for await (const item of parser as AsyncIterable<CsvRecord>) {
-      const rowNumber = item.info.records;
+    let rowNumber = 0;
+    for await (const record of parser as AsyncIterable<CsvRecord>) {
+      rowNumber += 1;
       if (rowNumber === 1) {
-        const headers = item.record;
+        const headers = record;
         job = await tenantDb.read((trx) => loadJob(trx, importId, headers));
         definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
         continue;
@@ -141,8 +142,8 @@ export async function runImport(
       if (!job || !definitions) throw new Error('an import file without a header row');
       // Rows already committed by an earlier run (the data row n is record n + 1).
       if (rowNumber - 1 <= job.rowsDone) continue;
-      batch.push({ rowNumber, record: item.record });
-      for (const cell of item.record) batchCharacters += cell.length;
+      batch.push({ rowNumber, record });
+      for (const cell of record) batchCharacters += cell.length;
       if (batch.length >= batchRows || batchCharacters >= BATCH_CHARACTERS) {
         const rows = batch;
         batch = [];
