@@ -1,6 +1,7 @@
 import { CompiledQuery, sql } from '../src/db/kysely.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
+import { binaryArray } from '../src/db/binary-array.ts';
 import { deferWrite } from '../src/db/tenant-db.ts';
 import { TransactionRolledBackError } from '../src/db/tenant-driver.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
@@ -171,5 +172,26 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
       Array.from({ length: 20 }, () => db.handles.pool.query<{ status: string }>(`SELECT 'fine' AS status`).then((result) => result.rows[0]!.status)),
     );
     expect(new Set(probes)).toEqual(new Set(['fine']));
+  });
+  it('passes bulk values as binary arrays, every element type and NULL as the server stores them; a wrong element type is refused', async () => {
+    const id = '0190f6a2-1b2c-7d3e-8f40-123456789abc';
+    const back = await db.handles.forTenant(tenant.tenantId).read((trx) =>
+      sql<{ ids: string[]; bytes: (Buffer | null)[]; texts: (string | null)[]; small: number[]; ints: number[]; big: string[]; none: string[] }>`
+        SELECT ${binaryArray('uuid', [id.toUpperCase(), null])}::uuid[] AS ids, ${binaryArray('bytea', [Buffer.from([0, 255, 7]), Buffer.alloc(0), null])}::bytea[] AS bytes,
+               ${binaryArray('text', ['Åse Ødegård', '', null])}::text[] AS texts, ${binaryArray('int2', [-3, 32767])}::smallint[] AS small,
+               ${binaryArray('int4', [1, -2147483648])}::int[] AS ints, ${binaryArray('int8', [9007199254740991])}::bigint[] AS big,
+               ${binaryArray('text', [])}::text[] AS none`.execute(trx),
+    );
+    expect(back.rows[0]).toEqual({
+      ids: [id, null],
+      bytes: [Buffer.from([0, 255, 7]), Buffer.alloc(0), null],
+      texts: ['Åse Ødegård', '', null],
+      small: [-3, 32767],
+      ints: [1, -2147483648],
+      big: ['9007199254740991'],
+      none: [],
+    });
+    await expect(db.handles.forTenant(tenant.tenantId).read((trx) => sql`SELECT ${binaryArray('text', [id])}::uuid[]`.execute(trx))).rejects.toThrow(/element type/);
+    expect(() => binaryArray('uuid', ['not-a-uuid'])).toThrow(TypeError);
   });
 });

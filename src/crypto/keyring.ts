@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { binaryArray } from '../db/binary-array.ts';
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { onCommit } from '../db/tenant-db.ts';
@@ -309,8 +310,8 @@ export function createKeyring(root: RootKeyProvider): Keyring {
         current.push({ ...entry, version, wrapped: seal(wrappingKey, entry.key, subjectKeyContext(trx.tenantId, entry.subjectId, version)) });
       }
       await sql`INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
-                SELECT * FROM unnest(${current.map((entry) => entry.subjectId)}::uuid[], ${current.map((entry) => entry.version)}::integer[],
-                                     ${current.map((entry) => entry.wrapped)}::bytea[])`.execute(trx);
+                SELECT * FROM unnest(${binaryArray('uuid', current.map((entry) => entry.subjectId))}::uuid[], ${binaryArray('int4', current.map((entry) => entry.version))}::integer[],
+                                     ${binaryArray('bytea', current.map((entry) => entry.wrapped))}::bytea[])`.execute(trx);
     },
     async openSubjectKey(trx, subjectId, version, wrapped) {
       const wrappingKey = await dataKey(trx, version);
@@ -325,7 +326,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       const found = new Map<string, Buffer | null>();
       if (subjectIds.length === 0) return found;
       const rows = await sql<{ subject_id: string; tenant_key_version: number | null; wrapped_key: Buffer | null }>`
-        SELECT subject_id, tenant_key_version, wrapped_key FROM subject_keys WHERE subject_id = ANY(${subjectIds}::uuid[])`.execute(trx);
+        SELECT subject_id, tenant_key_version, wrapped_key FROM subject_keys WHERE subject_id = ANY(${binaryArray('uuid', subjectIds)}::uuid[])`.execute(trx);
       for (const row of rows.rows) {
         if (!row.wrapped_key || row.tenant_key_version === null) {
           found.set(row.subject_id, null);

@@ -1,3 +1,4 @@
+import { binaryArray } from '../../db/binary-array.ts';
 import { sql } from '../../db/kysely.ts';
 import { deferWrite, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactData, SealedContact } from '../contacts/contact-record.ts';
@@ -111,19 +112,20 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
                               notes_ciphertext, personal_fields_ciphertext, fields, time_zones, time_zone_source, import_id, import_row)
         SELECT u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
                string_to_array(u.zones, ' '), u.zone_source, ${job.id}::uuid, u.row_number
-          FROM unnest(${column('id')}::uuid[], ${column('external_id')}::text[], ${column('name_ciphertext')}::bytea[], ${column('email_ciphertext')}::bytea[],
-                      ${column('email_index')}::bytea[], ${column('address_ciphertext')}::bytea[], ${column('birth_date_ciphertext')}::bytea[],
-                      ${column('notes_ciphertext')}::bytea[], ${column('personal_fields_ciphertext')}::bytea[], ${column('fields')}::text[],
-                      ${sealed.map((entry) => entry.row.time_zones.join(' '))}::text[], ${column('time_zone_source')}::text[],
-                      ${created.map((outcome) => outcome.rowNumber)}::int[])
+          FROM unnest(${binaryArray('uuid', column('id'))}::uuid[], ${binaryArray('text', column('external_id'))}::text[], ${binaryArray('bytea', column('name_ciphertext'))}::bytea[],
+                      ${binaryArray('bytea', column('email_ciphertext'))}::bytea[], ${binaryArray('bytea', column('email_index'))}::bytea[], ${binaryArray('bytea', column('address_ciphertext'))}::bytea[],
+                      ${binaryArray('bytea', column('birth_date_ciphertext'))}::bytea[], ${binaryArray('bytea', column('notes_ciphertext'))}::bytea[],
+                      ${binaryArray('bytea', column('personal_fields_ciphertext'))}::bytea[], ${binaryArray('text', column('fields'))}::text[],
+                      ${binaryArray('text', sealed.map((entry) => entry.row.time_zones.join(' ')))}::text[], ${binaryArray('text', column('time_zone_source'))}::text[],
+                      ${binaryArray('int4', created.map((outcome) => outcome.rowNumber))}::int[])
                AS u(id, external_id, name_ct, email_ct, email_idx, address_ct, birth_ct, notes_ct, personal_ct, fields, zones, zone_source, row_number)`.compile(trx));
       const phones = sealed.flatMap((entry) => entry.phones.map((phone) => ({ ...phone, contactId: entry.row.id })));
       if (phones.length > 0) {
         await deferWrite(trx, sql`
           INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index)
-          SELECT * FROM unnest(${phones.map((phone) => phone.contactId)}::uuid[], ${phones.map((phone) => phone.position)}::smallint[],
-                               ${phones.map((phone) => phone.kind)}::text[], ${phones.map((phone) => phone.number_ciphertext)}::bytea[],
-                               ${phones.map((phone) => phone.number_index)}::bytea[])`.compile(trx));
+          SELECT * FROM unnest(${binaryArray('uuid', phones.map((phone) => phone.contactId))}::uuid[], ${binaryArray('int2', phones.map((phone) => phone.position))}::smallint[],
+                               ${binaryArray('text', phones.map((phone) => phone.kind))}::text[], ${binaryArray('bytea', phones.map((phone) => phone.number_ciphertext))}::bytea[],
+                               ${binaryArray('bytea', phones.map((phone) => phone.number_index))}::bytea[])`.compile(trx));
       }
     }
     // The lawful basis the file came with, for the people it created (never for existing ones).
@@ -132,12 +134,16 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
       await deferWrite(trx, sql`
         INSERT INTO consent_events (contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
         SELECT u.id, ${lawful.purpose}, 'grant', ${lawful.basis}, ${lawful.source}, ${lawful.evidenceRef ?? null}, now(), ${`import:${job.id}`}
-          FROM unnest(${ids}::uuid[]) AS u(id)`.compile(trx));
+          FROM unnest(${binaryArray('uuid', ids)}::uuid[]) AS u(id)`.compile(trx));
     }
-    const members = [...ids, ...links];
-    if (members.length > 0) {
+    // The contacts just created are in no list yet; an existing one linked may be in this one.
+    if (ids.length > 0) {
       await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
-                SELECT ${job.listId}::uuid, u.id FROM unnest(${members}::uuid[]) AS u(id)
+                SELECT ${job.listId}::uuid, u.id FROM unnest(${binaryArray('uuid', ids)}::uuid[]) AS u(id)`.compile(trx));
+    }
+    if (links.size > 0) {
+      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
+                SELECT ${job.listId}::uuid, u.id FROM unnest(${binaryArray('uuid', [...links])}::uuid[]) AS u(id)
                 ON CONFLICT DO NOTHING`.compile(trx));
     }
     if (rejects.length > 0) {
@@ -194,7 +200,7 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
           await sql<{ contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null }>`
             SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
               FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
-             WHERE p.number_index = ANY(${[...phoneWanted.keys()].map((hex) => Buffer.from(hex, 'hex'))}::bytea[])`.execute(trx)
+             WHERE p.number_index = ANY(${binaryArray('bytea', [...phoneWanted.keys()].map((hex) => Buffer.from(hex, 'hex')))}::bytea[])`.execute(trx)
         ).rows;
   const emailCandidates =
     emailWanted.size === 0
@@ -202,7 +208,7 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
       : (
           await sql<{ id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null }>`
             SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
-             WHERE email_index = ANY(${[...emailWanted.keys()].map((hex) => Buffer.from(hex, 'hex'))}::bytea[])`.execute(trx)
+             WHERE email_index = ANY(${binaryArray('bytea', [...emailWanted.keys()].map((hex) => Buffer.from(hex, 'hex')))}::bytea[])`.execute(trx)
         ).rows;
   const subjects = [...new Set([...phoneCandidates.map((candidate) => candidate.contact_id), ...emailCandidates.map((candidate) => candidate.id)])];
   if (subjects.length === 0) return found;

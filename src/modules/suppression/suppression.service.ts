@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { binaryArray } from '../../db/binary-array.ts';
 import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { RegistryFormat, SuppressionReason, SuppressionScope } from '../../db/schema.ts';
@@ -166,7 +167,7 @@ export async function matchPhonesInBulk(
   const indexes = [...byIndex.keys()].map((hex) => Buffer.from(hex, 'hex'));
   const candidates = await sql<{ id: string; value_index: Buffer; value_ciphertext: Buffer }>`
     SELECT id, value_index, value_ciphertext FROM suppressions
-     WHERE channel = 'phone' AND value_index = ANY(${indexes}::bytea[]) AND lifted_at IS NULL
+     WHERE channel = 'phone' AND value_index = ANY(${binaryArray('bytea', indexes)}::bytea[]) AND lifted_at IS NULL
        AND (scope <> 'campaign' OR campaign_id = ${campaignId})
        AND (expires_at IS NULL OR expires_at > now())`.execute(trx);
   for (const candidate of candidates.rows) {
@@ -221,5 +222,7 @@ export async function replaceRegistry(
     .set({ name: registry.name, entries, valid_until: registry.validUntil, imported_at: new Date() })
     .where('id', '=', id)
     .execute();
+  // Fresh planner statistics, so the next import's bulk check uses the value index at once.
+  await sql`SELECT refresh_suppression_statistics()`.execute(trx);
   return { id, entries };
 }

@@ -1,0 +1,114 @@
+/**
+ * One-dimensional PostgreSQL arrays in the server's binary wire format, for bulk statements that
+ * pass thousands of values per column (`unnest($1::uuid[], $2::bytea[], …)`).
+ *
+ * pg sends a Buffer parameter in binary format, and the server reads it with the receive function
+ * of the type the statement casts it to (`$1::bytea[]` → array_recv with bytea elements). The text
+ * form pg would otherwise write costs at both ends: every bytea becomes `\\x…` hex, quoted and
+ * escaped, and the server parses the array character by character and decodes the hex again. In
+ * binary, each element is its length and its bytes.
+ *
+ * The format (PostgreSQL's array_send/array_recv): int32 number of dimensions (0 for an empty
+ * array), int32 flags (1 when an element is NULL), uint32 element type OID, then per dimension
+ * int32 length and int32 lower bound (1), then per element int32 byte length (-1 for NULL) and the
+ * bytes. The server checks the element type against the cast and refuses a mismatch
+ * ("wrong element type"), so a wrong helper call fails loudly, never stores wrong values.
+ */
+
+const ELEMENT_TYPE = { bytea: 17, int8: 20, int2: 21, int4: 23, text: 25, uuid: 2950 } as const;
+export type ArrayElementType = keyof typeof ELEMENT_TYPE;
+
+type ElementValue<T extends ArrayElementType> = T extends 'bytea' ? Buffer : T extends 'int2' | 'int4' | 'int8' ? number : string;
+
+const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The 16 bytes of a UUID in its canonical text form (refused otherwise: the server would refuse it too). */
+function writeUuid(out: Buffer, offset: number, value: string): void {
+  if (!UUID_TEXT.test(value)) throw new TypeError('not a UUID in canonical form');
+  let at = offset;
+  for (let index = 0; index < 36; index += 2) {
+    if (index === 8 || index === 13 || index === 18 || index === 23) index += 1;
+    out[at++] = (hexDigit(value.charCodeAt(index)) << 4) | hexDigit(value.charCodeAt(index + 1));
+  }
+}
+
+/** A hex digit's value from its character code ('0'–'9', 'a'–'f', 'A'–'F'; checked by the caller). */
+const hexDigit = (code: number) => (code <= 57 ? code - 48 : (code | 32) - 87);
+
+function elementBytes(type: ArrayElementType, value: unknown): number {
+  switch (type) {
+    case 'bytea':
+      return (value as Buffer).length;
+    case 'text':
+      return Buffer.byteLength(value as string, 'utf8');
+    case 'uuid':
+      return 16;
+    case 'int2':
+      return 2;
+    case 'int4':
+      return 4;
+    case 'int8':
+      return 8;
+  }
+}
+
+function writeElement(type: ArrayElementType, out: Buffer, offset: number, value: unknown, length: number): void {
+  switch (type) {
+    case 'bytea':
+      (value as Buffer).copy(out, offset);
+      return;
+    case 'text':
+      out.write(value as string, offset, length, 'utf8');
+      return;
+    case 'uuid':
+      writeUuid(out, offset, value as string);
+      return;
+    case 'int2':
+      out.writeInt16BE(value as number, offset);
+      return;
+    case 'int4':
+      out.writeInt32BE(value as number, offset);
+      return;
+    case 'int8':
+      out.writeBigInt64BE(BigInt(value as number), offset);
+      return;
+  }
+}
+
+/**
+ * The values as one binary array parameter; cast it in the statement to the same type
+ * (`${binaryArray('uuid', ids)}::uuid[]`). NULL elements are allowed.
+ */
+export function binaryArray<T extends ArrayElementType>(type: T, values: readonly (ElementValue<T> | null)[]): Buffer {
+  const lengths = new Int32Array(values.length);
+  let size = values.length === 0 ? 12 : 20;
+  let hasNull = 0;
+  for (const [index, value] of values.entries()) {
+    if (value === null) {
+      lengths[index] = -1;
+      hasNull = 1;
+      size += 4;
+      continue;
+    }
+    const length = elementBytes(type, value);
+    lengths[index] = length;
+    size += 4 + length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  out.writeInt32BE(values.length === 0 ? 0 : 1, 0);
+  out.writeInt32BE(hasNull, 4);
+  out.writeUInt32BE(ELEMENT_TYPE[type], 8);
+  if (values.length === 0) return out;
+  out.writeInt32BE(values.length, 12);
+  out.writeInt32BE(1, 16);
+  let offset = 20;
+  for (const [index, value] of values.entries()) {
+    const length = lengths[index] as number;
+    out.writeInt32BE(length, offset);
+    offset += 4;
+    if (value === null) continue;
+    writeElement(type, out, offset, value, length);
+    offset += length;
+  }
+  return out;
+}
