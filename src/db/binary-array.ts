@@ -83,7 +83,9 @@ export function binaryArray<T extends ArrayElementType>(type: T, values: readonl
   const lengths = new Int32Array(values.length);
   let size = values.length === 0 ? 12 : 20;
   let hasNull = 0;
-  for (const [index, value] of values.entries()) {
+  // Indexed loops: thousands of elements per call, and no iterator objects for the collector.
+  for (let index = 0; index < values.length; index += 1) {
+    const value = values[index] ?? null;
     if (value === null) {
       lengths[index] = -1;
       hasNull = 1;
@@ -102,7 +104,8 @@ export function binaryArray<T extends ArrayElementType>(type: T, values: readonl
   out.writeInt32BE(values.length, 12);
   out.writeInt32BE(1, 16);
   let offset = 20;
-  for (const [index, value] of values.entries()) {
+  for (let index = 0; index < values.length; index += 1) {
+    const value = values[index] ?? null;
     const length = lengths[index] as number;
     out.writeInt32BE(length, offset);
     offset += 4;

@@ -49,15 +49,16 @@ export async function prepareBatch(
   rows: readonly SourceRow[],
 ): Promise<RowOutcome[]> {
   const parsed: (ValidRow | Reject)[] = [];
-  for (const [position, row] of rows.entries()) {
-    parsed.push(prepareRow(job, definitions, row));
+  for (let position = 0; position < rows.length; position += 1) {
+    parsed.push(prepareRow(job, definitions, rows[position] as SourceRow));
     if (position % ROWS_PER_TURN === ROWS_PER_TURN - 1) await nextTurn();
   }
   const valid = parsed.filter((row): row is ValidRow => row.kind === 'valid');
   const ready = new Map<number, NewRow>();
   await tenantDb.transaction(async (trx) => {
     const keys = await crypto.keyring.wrapNewSubjectKeys(trx, valid.map(() => newContactId()));
-    for (const [position, row] of valid.entries()) {
+    for (let position = 0; position < valid.length; position += 1) {
+      const row = valid[position] as ValidRow;
       const subjectKey = keys[position];
       if (!subjectKey) throw new Error('a subject key is missing');
       ready.set(row.rowNumber, { kind: 'new', rowNumber: row.rowNumber, data: row.data, subjectKey, sealed: await sealContact(crypto.cipher, trx, subjectKey.subjectId, subjectKey.key, row.data) });
