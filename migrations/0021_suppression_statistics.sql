@@ -6,10 +6,17 @@
 -- registry now refreshes the statistics in its own transaction (ANALYZE counts the transaction's
 -- own new rows as live). The runtime role cannot ANALYZE a table it does not own, hence a function
 -- that runs as the owner and does that one thing.
+--
+-- SKIP_LOCKED: ANALYZE takes a SHARE UPDATE EXCLUSIVE lock, which a running VACUUM (or another
+-- tenant's registry load, until it commits) holds too. Waiting for it could run a load into the
+-- statement timeout and lose it, or keep cancelling autovacuum; the refresh is an optimisation, so
+-- when the table is busy it is skipped and autovacuum catches up as before.
 CREATE FUNCTION refresh_suppression_statistics() RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = ringvakt, pg_temp
   AS $$
   BEGIN
-    ANALYZE suppressions;
+    ANALYZE (SKIP_LOCKED) suppressions;
   END
   $$;
+REVOKE ALL ON FUNCTION refresh_suppression_statistics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION refresh_suppression_statistics() TO {{runtime_role}};

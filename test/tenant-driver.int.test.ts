@@ -193,5 +193,8 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
     });
     await expect(db.handles.forTenant(tenant.tenantId).read((trx) => sql`SELECT ${binaryArray('text', [id])}::uuid[]`.execute(trx))).rejects.toThrow(/element type/);
     expect(() => binaryArray('uuid', ['not-a-uuid'])).toThrow(TypeError);
+    for (const wrong of [Number.NaN, 1.5]) expect(() => binaryArray('int4', [wrong])).toThrow(TypeError);
+    expect(() => binaryArray('int8', [2 ** 53])).toThrow(TypeError);
+    expect(() => binaryArray('int2', [40_000])).toThrow(RangeError);
   });
 });

@@ -35,6 +35,15 @@ function writeUuid(out: Buffer, offset: number, value: string): void {
 /** A hex digit's value from its character code ('0'–'9', 'a'–'f', 'A'–'F'; checked by the caller). */
 const hexDigit = (code: number) => (code <= 57 ? code - 48 : (code | 32) - 87);
 
+/**
+ * Node's integer writers check only the range: NaN would be written as 0 and 1.5 as 1, where the
+ * text form made the server refuse them. Refused here instead.
+ */
+function checkInteger(value: number, safe: boolean): number {
+  if (!(safe ? Number.isSafeInteger(value) : Number.isInteger(value))) throw new TypeError('not an integer (or beyond 2^53 for int8)');
+  return value;
+}
+
 function elementBytes(type: ArrayElementType, value: unknown): number {
   switch (type) {
     case 'bytea':
@@ -64,13 +73,13 @@ function writeElement(type: ArrayElementType, out: Buffer, offset: number, value
       writeUuid(out, offset, value as string);
       return;
     case 'int2':
-      out.writeInt16BE(value as number, offset);
+      out.writeInt16BE(checkInteger(value as number, false), offset);
       return;
     case 'int4':
-      out.writeInt32BE(value as number, offset);
+      out.writeInt32BE(checkInteger(value as number, false), offset);
       return;
     case 'int8':
-      out.writeBigInt64BE(BigInt(value as number), offset);
+      out.writeBigInt64BE(BigInt(checkInteger(value as number, true)), offset);
       return;
   }
 }

@@ -214,7 +214,7 @@ export async function replaceRegistry(
     if (ids.length === 0) continue;
     await sql`INSERT INTO suppressions (id, scope, registry_id, channel, value_index, value_ciphertext, reason, source, created_by)
               SELECT u.id, 'registry', ${id}::uuid, 'phone', u.idx, u.ct, 'registry', ${registry.name}, ${registry.createdBy}
-                FROM unnest(${ids}::uuid[], ${indexes}::bytea[], ${ciphertexts}::bytea[]) AS u(id, idx, ct)`.execute(trx);
+                FROM unnest(${binaryArray('uuid', ids)}::uuid[], ${binaryArray('bytea', indexes)}::bytea[], ${binaryArray('bytea', ciphertexts)}::bytea[]) AS u(id, idx, ct)`.execute(trx);
     entries += ids.length;
   }
   await trx
@@ -222,7 +222,8 @@ export async function replaceRegistry(
     .set({ name: registry.name, entries, valid_until: registry.validUntil, imported_at: new Date() })
     .where('id', '=', id)
     .execute();
-  // Fresh planner statistics, so the next import's bulk check uses the value index at once.
-  await sql`SELECT refresh_suppression_statistics()`.execute(trx);
+  // Fresh planner statistics, so the next import's bulk check uses the value index at once (a file
+  // with no number is refused by the caller and rolled back: nothing to refresh for).
+  if (entries > 0) await sql`SELECT refresh_suppression_statistics()`.execute(trx);
   return { id, entries };
 }
