@@ -178,7 +178,12 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
   const found = new Map<string, ExistingContact>();
   const externalIds = [...new Set(rows.flatMap((row) => (row.data.externalId ? [row.data.externalId] : [])))];
   if (externalIds.length > 0) {
-    const byExternal = await trx.selectFrom('contacts').select(['id', 'external_id', 'import_id', 'import_row']).where('external_id', 'in', externalIds).execute();
+    // One array parameter, not one parameter per id (a batch has thousands).
+    const byExternal = await trx
+      .selectFrom('contacts')
+      .select(['id', 'external_id', 'import_id', 'import_row'])
+      .where('external_id', '=', sql<string>`ANY(${binaryArray('text', externalIds)}::text[])`)
+      .execute();
     for (const row of byExternal) if (row.external_id) found.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
   }
   // The blind indexes were computed when the rows were sealed.
