@@ -22,6 +22,16 @@ describe('AES-256-GCM helpers', () => {
     expect(() => open(key, sealed, Buffer.from('other'), 8)).toThrow(DecryptionError);
   });
 
+  it('seals text as exactly the bytes of its UTF-8 encoding (property-based, lone surrogates included)', () => {
+    const key = randomBytes(32);
+    const aad = Buffer.from('aad');
+    const check = (text: string) => {
+      expect(open(key, seal(key, text, aad), aad)).toEqual(Buffer.from(text, 'utf8'));
+    };
+    for (const text of ['', 'Åse Ødegård', '\ud800 alone', 'emoji \u{1f4de}']) check(text);
+    fc.assert(fc.property(fc.string({ unit: 'binary' }), check));
+  });
+
   it('encodes contexts unambiguously (property-based)', () => {
     fc.assert(
       fc.property(fc.array(fc.string(), { maxLength: 4 }), fc.array(fc.string(), { maxLength: 4 }), (left, right) => {

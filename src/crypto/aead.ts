@@ -57,13 +57,16 @@ function assertKey(key: Buffer): void {
   if (key.length !== KEY_BYTES) throw new Error('AES-256-GCM needs a 32-byte key');
 }
 
-/** Returns [prefix ‖] nonce ‖ ciphertext ‖ tag (a prefix such as a format header costs no copy). */
-export function seal(key: Buffer, plaintext: Buffer, aad: Buffer, prefix?: Buffer): Buffer {
+/**
+ * Returns [prefix ‖] nonce ‖ ciphertext ‖ tag (a prefix such as a format header costs no copy).
+ * Text is encrypted as its UTF-8 bytes (handed to OpenSSL without a Buffer of its own).
+ */
+export function seal(key: Buffer, plaintext: Buffer | string, aad: Buffer, prefix?: Buffer): Buffer {
   assertKey(key);
   const nonce = nextNonce();
   const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(aad);
-  const body = cipher.update(plaintext);
+  const body = typeof plaintext === 'string' ? cipher.update(plaintext, 'utf8') : cipher.update(plaintext);
   const final = cipher.final();
   const parts = [nonce, body, final, cipher.getAuthTag()];
   return Buffer.concat(prefix ? [prefix, ...parts] : parts);

@@ -121,7 +121,7 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
         head = header(KIND_TENANT, dataKey.version);
         key = dataKey.key;
       }
-      return seal(key, Buffer.from(plaintext, 'utf8'), fieldContext(trx.tenantId, where, head), head);
+      return seal(key, plaintext, fieldContext(trx.tenantId, where, head), head);
     },
 
     async encryptBytes(trx, where, plaintext) {
@@ -146,7 +146,7 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
     },
 
     encryptForSubject(tenantId, where, plaintext, subjectKey) {
-      return seal(subjectKey, Buffer.from(plaintext, 'utf8'), fieldContext(tenantId, where, subjectHeader), subjectHeader);
+      return seal(subjectKey, plaintext, fieldContext(tenantId, where, subjectHeader), subjectHeader);
     },
 
     encryptBytesForSubject(tenantId, where, plaintext, subjectKey) {
