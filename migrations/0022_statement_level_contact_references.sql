@@ -26,49 +26,75 @@ ALTER TABLE contact_phones DROP CONSTRAINT contact_phones_tenant_id_contact_id_f
 ALTER TABLE contact_list_members DROP CONSTRAINT contact_list_members_tenant_id_list_id_fkey;
 ALTER TABLE contact_list_members DROP CONSTRAINT contact_list_members_tenant_id_contact_id_fkey;
 
--- Children: every (tenant, contact) and (tenant, list) the statement's new rows name must exist,
--- and each is locked FOR KEY SHARE; the count of rows locked tells whether all exist.
-CREATE FUNCTION contact_phones_reference_contacts() RETURNS trigger
+-- Children: every (tenant, contact) and (tenant, list) that the statement's new rows name must
+-- exist, and is held against deletion until the transaction ends. Each distinct parent is looked
+-- up by its primary key (a LATERAL subquery that cannot be flattened: one with a row lock, or
+-- OFFSET 0), whatever the planner believes of the table's size: a semi-join the other way round
+-- would read every contact of the tenant for every statement.
+--
+-- A contact that this transaction created is invisible to every other transaction until it
+-- commits, so nothing else can delete it meanwhile: it needs no lock (an import's new contacts,
+-- thousands a batch: a row lock writes WAL and dirties the page again). "Created by this
+-- transaction" is its xmin being this transaction's id and its created_at being this
+-- transaction's start; the second half keeps an old frozen row whose raw xmin happens to equal a
+-- new id after wraparound from being taken for ours. Every other contact (one linked from an
+-- earlier import, one named by the API) is then locked FOR KEY SHARE, as a foreign key locks it:
+-- a concurrent delete waits for this transaction, and one that committed between the two passes
+-- is not found again, which fails the statement.
+CREATE FUNCTION contact_children_reference_contacts() RETURNS trigger
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
   DECLARE
+    this_transaction xid := pg_current_xact_id()::xid;
+    started timestamptz := now();
     wanted bigint;
+    found bigint;
+    other_tenants uuid[];
+    other_ids uuid[];
     locked bigint;
   BEGIN
-    SELECT count(*) INTO wanted FROM (SELECT DISTINCT tenant_id, contact_id FROM new_rows) AS named;
-    SELECT count(*) INTO locked FROM (
-      SELECT 1 FROM contacts c
-       WHERE (c.tenant_id, c.id) IN (SELECT tenant_id, contact_id FROM new_rows)
-         FOR KEY SHARE OF c) AS parents;
-    IF locked <> wanted THEN
-      RAISE EXCEPTION 'a phone number refers to a contact that does not exist'
-        USING ERRCODE = 'foreign_key_violation', TABLE = 'contact_phones';
+    -- 1. Every contact named exists; note those this transaction did not create.
+    SELECT count(*), count(c.id),
+           array_agg(c.tenant_id) FILTER (WHERE NOT c.ours), array_agg(c.id) FILTER (WHERE NOT c.ours)
+      INTO wanted, found, other_tenants, other_ids
+      FROM (SELECT DISTINCT tenant_id, contact_id FROM new_rows) AS named
+      LEFT JOIN LATERAL (SELECT c.tenant_id, c.id, (c.xmin = this_transaction AND c.created_at = started) AS ours
+                           FROM contacts c
+                          WHERE c.tenant_id = named.tenant_id AND c.id = named.contact_id
+                         OFFSET 0) AS c ON true;
+    IF found <> wanted THEN
+      RAISE EXCEPTION 'a row of % refers to a contact that does not exist', TG_TABLE_NAME
+        USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+    END IF;
+    -- 2. Those are held until this transaction ends; one deleted since step 1 is not found again.
+    IF other_ids IS NOT NULL THEN
+      SELECT count(*) INTO locked
+        FROM unnest(other_tenants, other_ids) AS named(tenant_id, id),
+             LATERAL (SELECT 1 FROM contacts c
+                       WHERE c.tenant_id = named.tenant_id AND c.id = named.id
+                         FOR KEY SHARE OF c) AS held;
+      IF locked <> cardinality(other_ids) THEN
+        RAISE EXCEPTION 'a row of % refers to a contact that does not exist', TG_TABLE_NAME
+          USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+      END IF;
     END IF;
     RETURN NULL;
   END
   $$;
 
-CREATE FUNCTION contact_list_members_reference_parents() RETURNS trigger
+CREATE FUNCTION contact_list_members_reference_lists() RETURNS trigger
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
   DECLARE
     wanted bigint;
     locked bigint;
   BEGIN
-    SELECT count(*) INTO wanted FROM (SELECT DISTINCT tenant_id, contact_id FROM new_rows) AS named;
-    SELECT count(*) INTO locked FROM (
-      SELECT 1 FROM contacts c
-       WHERE (c.tenant_id, c.id) IN (SELECT tenant_id, contact_id FROM new_rows)
-         FOR KEY SHARE OF c) AS parents;
-    IF locked <> wanted THEN
-      RAISE EXCEPTION 'a list membership refers to a contact that does not exist'
-        USING ERRCODE = 'foreign_key_violation', TABLE = 'contact_list_members';
-    END IF;
     SELECT count(*) INTO wanted FROM (SELECT DISTINCT tenant_id, list_id FROM new_rows) AS named;
-    SELECT count(*) INTO locked FROM (
-      SELECT 1 FROM contact_lists l
-       WHERE (l.tenant_id, l.id) IN (SELECT tenant_id, list_id FROM new_rows)
-         FOR KEY SHARE OF l) AS parents;
+    SELECT count(*) INTO locked
+      FROM (SELECT DISTINCT tenant_id, list_id FROM new_rows) AS named,
+           LATERAL (SELECT 1 FROM contact_lists l
+                     WHERE l.tenant_id = named.tenant_id AND l.id = named.list_id
+                       FOR KEY SHARE OF l) AS parents;
     IF locked <> wanted THEN
       RAISE EXCEPTION 'a list membership refers to a list that does not exist'
         USING ERRCODE = 'foreign_key_violation', TABLE = 'contact_list_members';
@@ -79,10 +105,13 @@ CREATE FUNCTION contact_list_members_reference_parents() RETURNS trigger
 
 CREATE TRIGGER contact_phones_reference_contacts
   AFTER INSERT ON contact_phones REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION contact_phones_reference_contacts();
-CREATE TRIGGER contact_list_members_reference_parents
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_children_reference_contacts();
+CREATE TRIGGER contact_list_members_reference_contacts
   AFTER INSERT ON contact_list_members REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION contact_list_members_reference_parents();
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_children_reference_contacts();
+CREATE TRIGGER contact_list_members_reference_lists
+  AFTER INSERT ON contact_list_members REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_list_members_reference_lists();
 
 -- Key columns stay as inserted, on both sides.
 CREATE FUNCTION refuse_key_change() RETURNS trigger
