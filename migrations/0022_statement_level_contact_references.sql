@@ -2,10 +2,11 @@
 -- statement instead of once per row.
 --
 -- A foreign key checks each inserted row on its own: one planned query, one index probe and one
--- row lock per row and per key. An import writes a batch of 2,000 contacts, their phones and their
--- memberships in three statements, so three such keys cost 6,000 separate checks a batch. Measured
--- with `npm run bench -- contacts-import` (100,000 rows), dropping the per-row checks took
--- PostgreSQL's CPU from about 71 to 45 µs per imported row, the largest single part of its work.
+-- row lock per row and per key. An import batch of 2,000 contacts writes their phones and their
+-- list memberships in two or three statements (phones; new members; members linked from earlier
+-- imports), and three such keys cost 6,000 separate checks a batch. Measured with
+-- `npm run bench -- contacts-import` (100,000 rows), dropping the per-row checks took PostgreSQL's
+-- CPU from about 71 to 45 µs per imported row, the largest single part of its work.
 --
 -- The same guarantees, per statement, with transition tables:
 -- * a child row names a contact (a list) that exists, and that contact (list) is locked FOR KEY
@@ -17,11 +18,22 @@
 -- The checks run as the caller (no SECURITY DEFINER): a child's tenant is the caller's (row-level
 -- security's WITH CHECK), and the parents it may name are exactly the caller's tenant's.
 --
--- One difference from a foreign key remains: a foreign key's cascade detects, in a REPEATABLE READ
--- or SERIALIZABLE transaction, children that a concurrent transaction committed after the
--- deleting transaction's snapshot (and fails it). A statement cannot see those rows, so deleting
--- contacts or lists is refused outside READ COMMITTED. The product deletes neither (erasure keeps
--- the row and destroys its key); this guards a manual delete.
+-- Where this differs from a foreign key:
+-- * A foreign key's cascade detects, in a REPEATABLE READ or SERIALIZABLE transaction, children
+--   that a concurrent transaction committed after the deleting transaction's snapshot (and fails
+--   it). A statement cannot see those rows, so deleting contacts or lists is refused outside
+--   READ COMMITTED. The product deletes neither (erasure keeps the row and destroys its key);
+--   this guards a manual delete.
+-- * A foreign key's cascade runs as the table owner and ignores row-level security; these run as
+--   the caller and reach the children the caller sees. That is every child of every parent the
+--   caller can delete as long as the four tables share their one policy (tenant_isolation), which
+--   test/contact-references.int.test.ts holds them to: a policy that let a role see a tenant's
+--   contacts but not their phones would leave orphans behind.
+-- * The caller needs the privileges the statements need: UPDATE on a parent to lock it (the
+--   runtime role has it), DELETE or TRUNCATE on the children to cascade.
+-- * With triggers off (session_replication_role = replica, as a restore loads), nothing is checked
+--   or cascaded — as with foreign keys — and TRUNCATE … CASCADE no longer reaches the children;
+--   both restore paths truncate every table in one statement.
 ALTER TABLE contact_phones DROP CONSTRAINT contact_phones_tenant_id_contact_id_fkey;
 ALTER TABLE contact_list_members DROP CONSTRAINT contact_list_members_tenant_id_list_id_fkey;
 ALTER TABLE contact_list_members DROP CONSTRAINT contact_list_members_tenant_id_contact_id_fkey;
@@ -115,7 +127,7 @@ CREATE TRIGGER contact_list_members_reference_lists
 
 -- Key columns stay as inserted, on both sides.
 CREATE FUNCTION refuse_key_change() RETURNS trigger
-  LANGUAGE plpgsql
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
   BEGIN
     RAISE EXCEPTION 'the key columns of % are not changed', TG_TABLE_NAME
@@ -140,6 +152,9 @@ CREATE FUNCTION contacts_delete_children() RETURNS trigger
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
   BEGIN
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+      RETURN NULL;
+    END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
       RAISE EXCEPTION 'contacts are deleted in READ COMMITTED transactions only'
         USING ERRCODE = 'object_not_in_prerequisite_state';
@@ -153,6 +168,9 @@ CREATE FUNCTION contact_lists_delete_members() RETURNS trigger
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
   BEGIN
+    IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
+      RETURN NULL;
+    END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
       RAISE EXCEPTION 'contact lists are deleted in READ COMMITTED transactions only'
         USING ERRCODE = 'object_not_in_prerequisite_state';

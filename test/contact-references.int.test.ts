@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -71,6 +72,21 @@ describe(`contact references (${serverLabel()} server)`, () => {
       [tenantA],
     );
     expect(left.rows[0]).toEqual({ phones: 1, members: 1 });
+    // One statement naming a contact this transaction created, an existing one, and a missing one.
+    const mixed = await begin(tenantA);
+    const fresh = (await mixed.query<{ id: string }>(`INSERT INTO contacts (id) VALUES (gen_random_uuid()) RETURNING id`)).rows[0]!.id;
+    const insertMembers = (ids: string[]) => mixed.query(`INSERT INTO contact_list_members (list_id, contact_id) SELECT $1, unnest($2::uuid[])`, [listId, ids]);
+    await mixed.query(`DELETE FROM contact_list_members WHERE contact_id = $1`, [contactId]);
+    await mixed.query('SAVEPOINT before_missing');
+    expect(await sqlState(insertMembers([fresh, contactId, randomUUID()]))).toBe('23503');
+    await mixed.query('ROLLBACK TO SAVEPOINT before_missing');
+    await insertMembers([fresh, contactId]);
+    // Its own new contact is counted without a row lock (xmax stays 0); the existing one is locked.
+    const locks = await mixed.query<{ id: string; locked: boolean }>(`SELECT id, xmax <> '0'::xid AS locked FROM contacts WHERE id = ANY($1::uuid[])`, [[fresh, contactId]]);
+    expect(Object.fromEntries(locks.rows.map((row) => [row.id, row.locked]))).toEqual({ [fresh]: false, [contactId]: true });
+    // A statement that inserts nothing (every row a conflict) checks nothing and passes.
+    await mixed.query(`INSERT INTO contact_list_members (list_id, contact_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING`, [listId, [fresh, contactId]]);
+    await mixed.query('COMMIT');
     // A statement whose every row names a parent goes through, duplicates of one parent included.
     const client = await begin(tenantA);
     const second = (await client.query<{ id: string }>(`INSERT INTO contact_lists (name, default_region) VALUES ('Second', 'NO') RETURNING id`)).rows[0]!.id;
@@ -88,11 +104,13 @@ describe(`contact references (${serverLabel()} server)`, () => {
     // 55P03: lock_not_available — the delete waits on the writer's key-share lock.
     expect(await sqlState(deleter.query(`DELETE FROM contacts WHERE id = $1`, [contactId]))).toBe('55P03');
     await deleter.query('ROLLBACK');
+    // A delete that waits for the writer goes on when it commits, and takes the new phone along.
+    const waiting = await begin(tenantA);
+    const deleting = waiting.query(`DELETE FROM contacts WHERE id = $1`, [contactId]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
     await writer.query('COMMIT');
-    // Committed, the phone goes with its contact: a later delete takes every child along.
-    const again = await begin(tenantA);
-    await again.query(`DELETE FROM contacts WHERE id = $1`, [contactId]);
-    await again.query('COMMIT');
+    await deleting;
+    await waiting.query('COMMIT');
     const left = await db.superQuery<{ phones: number; members: number }>(
       `SELECT (SELECT count(*) FROM ringvakt.contact_phones WHERE contact_id = $1)::int AS phones, (SELECT count(*) FROM ringvakt.contact_list_members WHERE contact_id = $1)::int AS members`,
       [contactId],
@@ -112,20 +130,52 @@ describe(`contact references (${serverLabel()} server)`, () => {
     await writer.query('ROLLBACK');
   });
 
+  it('keeps a list that a new membership names from being deleted, and refuses a membership of a list deleted first', async () => {
+    const { contactId, listId } = await seedContact(tenantA);
+    const writer = await begin(tenantA);
+    await writer.query(`DELETE FROM contact_list_members WHERE list_id = $1`, [listId]);
+    await writer.query(`INSERT INTO contact_list_members (list_id, contact_id) VALUES ($1, $2)`, [listId, contactId]);
+    const deleter = await begin(tenantA);
+    await deleter.query(`SET LOCAL lock_timeout = '300ms'`);
+    expect(await sqlState(deleter.query(`DELETE FROM contact_lists WHERE id = $1`, [listId]))).toBe('55P03');
+    await deleter.query('ROLLBACK');
+    await writer.query('COMMIT');
+
+    const first = await begin(tenantA);
+    await first.query(`DELETE FROM contact_lists WHERE id = $1`, [listId]);
+    const late = await begin(tenantA);
+    const insert = sqlState(late.query(`INSERT INTO contact_list_members (list_id, contact_id) VALUES ($1, $2)`, [listId, contactId]));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await first.query('COMMIT');
+    expect(await insert).toBe('23503');
+    await late.query('ROLLBACK');
+  });
+
   it('deletes a list’s memberships with the list, keeps key columns fixed, and refuses a delete it could not cascade safely', async () => {
     const { contactId, listId } = await seedContact(tenantA);
     const client = await begin(tenantA);
     expect(await sqlState(client.query(`UPDATE contact_phones SET contact_id = gen_random_uuid() WHERE contact_id = $1`, [contactId]))).toBe('23503');
     await client.query('ROLLBACK');
-    for (const text of [`UPDATE contacts SET id = gen_random_uuid() WHERE id = $1`, `UPDATE contact_list_members SET list_id = gen_random_uuid() WHERE contact_id = $1`]) {
+    for (const [text, id] of [
+      [`UPDATE contacts SET id = gen_random_uuid() WHERE id = $1`, contactId],
+      [`UPDATE contact_lists SET id = gen_random_uuid() WHERE id = $1`, listId],
+      [`UPDATE contact_list_members SET list_id = gen_random_uuid() WHERE contact_id = $1`, contactId],
+      [`UPDATE contact_list_members SET contact_id = gen_random_uuid() WHERE contact_id = $1`, contactId],
+    ]) {
       const attempt = await begin(tenantA);
-      expect(await sqlState(attempt.query(text, [contactId]))).toBe('23503');
+      expect(await sqlState(attempt.query(text!, [id])), text).toBe('23503');
       await attempt.query('ROLLBACK');
     }
-    // In REPEATABLE READ a cascade could miss children committed after the snapshot: refused.
-    const repeatable = await begin(tenantA, 'REPEATABLE READ');
-    expect(await sqlState(repeatable.query(`DELETE FROM contact_lists WHERE id = $1`, [listId]))).toBe('55000');
-    await repeatable.query('ROLLBACK');
+    // In REPEATABLE READ or SERIALIZABLE a cascade could miss children committed after the
+    // snapshot: a delete of contacts or lists is refused there (one that deletes nothing is not).
+    for (const isolation of ['REPEATABLE READ', 'SERIALIZABLE']) {
+      for (const [table, id] of [['contact_lists', listId], ['contacts', contactId]]) {
+        const strict = await begin(tenantA, isolation);
+        await strict.query(`DELETE FROM ${table} WHERE id = gen_random_uuid()`);
+        expect(await sqlState(strict.query(`DELETE FROM ${table} WHERE id = $1`, [id])), `${table} in ${isolation}`).toBe('55000');
+        await strict.query('ROLLBACK');
+      }
+    }
     const deleting = await begin(tenantA);
     await deleting.query(`DELETE FROM contact_lists WHERE id = $1`, [listId]);
     await deleting.query('COMMIT');
@@ -134,5 +184,30 @@ describe(`contact references (${serverLabel()} server)`, () => {
       [listId, contactId],
     );
     expect(left.rows[0]).toEqual({ members: 0, phones: 1 });
+  });
+  it('reaches every child the caller can delete: the four tables share one tenant policy and no other', async () => {
+    const policies = await db.superQuery<{ tablename: string; policies: string[] }>(
+      `SELECT tablename, array_agg(policyname::text || ' ' || cmd || ' ' || roles::text || ' ' || coalesce(qual, '') ORDER BY policyname) AS policies
+         FROM pg_policies WHERE schemaname = 'ringvakt' AND tablename IN ('contacts', 'contact_lists', 'contact_phones', 'contact_list_members')
+        GROUP BY tablename ORDER BY tablename`,
+    );
+    expect(policies.rows.map((row) => row.tablename)).toEqual(['contact_list_members', 'contact_lists', 'contact_phones', 'contacts']);
+    for (const row of policies.rows) {
+      expect(row.policies, row.tablename).toHaveLength(1);
+      expect(row.policies[0], row.tablename).toMatch(/^tenant_isolation ALL \{public\} \(tenant_id = (ringvakt\.)?current_tenant_id\(\)\)$/);
+    }
+  });
+
+  it('empties phones and memberships when contacts or lists are truncated', async () => {
+    await seedContact(tenantA);
+    await seedContact(tenantB);
+    const count = async () =>
+      (await db.superQuery<{ phones: number; members: number }>(`SELECT (SELECT count(*) FROM ringvakt.contact_phones)::int AS phones, (SELECT count(*) FROM ringvakt.contact_list_members)::int AS members`)).rows[0];
+    expect((await count())!.members).toBeGreaterThan(0);
+    await db.superQuery(`TRUNCATE ringvakt.contact_lists CASCADE`);
+    expect((await count())!.members).toBe(0);
+    expect((await count())!.phones).toBeGreaterThan(0);
+    await db.superQuery(`TRUNCATE ringvakt.contacts CASCADE`);
+    expect(await count()).toEqual({ phones: 0, members: 0 });
   });
 });

@@ -175,6 +175,19 @@ async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: s
     return view;
   };
 
+  // This process exists for the import, so V8 may let its old generations grow to three times
+  // what survives a full collection before it collects again (the default factor, sized for
+  // interactive processes, is about 1.3). The import thread's prepared batches outlive a few
+  // young-generation collections and are promoted, so its old generation grew by a few megabytes
+  // every tenth of a second and was marked about four times a second — on helper threads that took
+  // the CPU PostgreSQL needed. Measured at 100,000 rows (`npm run bench -- contacts-import`, runs
+  // alternated): full collections 45–49 → 19–21, this process's CPU per row 129–141 → 109–128 µs.
+  // The thread's old generation stays bounded (IMPORT_HEAP_MB). A larger young generation for the
+  // thread instead (resourceLimits) made V8 fall back to full collections at 64 MB semi-spaces.
+  // Set before anything is claimed (a V8 that refuses flag changes fails here, holding nothing),
+  // and only in this command: the server keeps V8's default.
+  setFlagsFromString('--heap-growing-percent=200');
+
   let interrupted = false;
   const interrupt = () => {
     interrupted = true;
@@ -187,16 +200,6 @@ async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: s
   try {
     await presence.ready();
     if (await claimImport(tenantDb, owner, importId)) {
-      // This process exists for the import, so V8 may let its old generations grow to three times
-      // what survives a full collection before it collects again (the default factor, sized for
-      // interactive processes, is about 1.3). The import thread's prepared batches outlive a few
-      // young-generation collections and are promoted, so its old generation grew by a few
-      // megabytes every tenth of a second and was marked about four times a second — on helper
-      // threads that took the CPU PostgreSQL needed. Measured at 100,000 rows
-      // (`npm run bench -- contacts-import`): full collections 45–49 → 19–21, this process's CPU
-      // per row 129–135 → 109–116 µs. The thread's old generation stays bounded (IMPORT_HEAP_MB).
-      // Set here, before the thread starts, and only in this command: the server keeps V8's default.
-      setFlagsFromString('--heap-growing-percent=200');
       const outcome = await runImportInThread(tenantDb, { ...thread, importId, owner }, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
       await show();
       return outcome;
