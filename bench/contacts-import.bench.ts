@@ -42,6 +42,22 @@ async function writeFile(file: string): Promise<number> {
   return out.bytesWritten;
 }
 
+/** Linux's clock ticks per second (USER_HZ), in which /proc reports CPU time. */
+const TICKS_PER_SECOND = 100;
+
+/** User and system CPU of a process so far, in ticks (0 once it is gone). */
+function processTicks(pid: number | undefined): number {
+  // The command name may hold spaces and parentheses: the fields after its closing one are fixed.
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.split(' ') ?? [];
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Busy CPU of the whole machine so far, in ticks (user, nice, system, irq, softirq). */
+function machineBusyTicks(): number {
+  const [user, nice, system, , , irq, softirq] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  return (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0);
+}
+
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((left, right) => left - right);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -100,16 +116,23 @@ export async function contactsImportBench(): Promise<BenchRow[]> {
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     let peakRss = 0;
+    // CPU time, which moves far less than wall time on a shared machine: the import process's own
+    // (its last reading before it exits), and the whole machine's over the same span — the rest of
+    // which is PostgreSQL's, give or take the machine's other work.
+    let childTicks = 0;
+    const machineBefore = machineBusyTicks();
     const sampler = setInterval(() => {
       try {
         const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
         if (hwm) peakRss = Math.max(peakRss, Number(hwm[1]) * 1024);
+        childTicks = processTicks(child.pid);
       } catch {
         // The process has just exited.
       }
     }, 25);
     const [code] = (await once(child, 'exit')) as [number | null];
     clearInterval(sampler);
+    const machineTicks = machineBusyTicks() - machineBefore;
     if (code !== 0) throw new Error(`the import process exited with ${code}: ${output}`);
     const view = await tenantDb.read((trx) => importView(trx, importId));
     if (view.state !== 'done') throw new Error(`the import ended ${view.state}`);
@@ -119,6 +142,10 @@ export async function contactsImportBench(): Promise<BenchRow[]> {
     process.stderr.write(
       `  import: upload ${uploadSeconds.toFixed(1)} s, worker ${workerSeconds.toFixed(1)} s; ${view.created} created, ` +
         `${view.rejected} rejected (duplicates and suppressed), ${view.suppressed} with a suppressed number; worker peak RSS ${(peakRss / 1024 / 1024).toFixed(0)} MB\n`,
+    );
+    const perRow = (ticks: number) => ((ticks / TICKS_PER_SECOND) * 1e6) / ROWS;
+    process.stderr.write(
+      `  CPU per row: import process ${perRow(childTicks).toFixed(0)} µs (start-up included), rest of the machine ${perRow(machineTicks - childTicks).toFixed(0)} µs (PostgreSQL, mostly)\n`,
     );
 
     // The memory baseline: the same command with nothing to import (start-up, database, keys).
