@@ -123,10 +123,12 @@ export function normaliseContact(
           }
           return { kind: phone.kind, e164: normalised.e164 };
         });
-  const seen = new Set<string>();
-  for (const [position, phone] of phones.entries()) {
-    if (seen.has(phone.e164)) throw new ContactInputError('phone_invalid', `phones[${position}]`, 'the same number twice');
-    seen.add(phone.e164);
+  // At most ten numbers: compared pairwise, without a Set for each contact of an import.
+  for (let position = 1; position < phones.length; position += 1) {
+    const e164 = phones[position]?.e164;
+    for (let earlier = 0; earlier < position; earlier += 1) {
+      if (phones[earlier]?.e164 === e164) throw new ContactInputError('phone_invalid', `phones[${position}]`, 'the same number twice');
+    }
   }
   let email = base?.email ?? null;
   if (input.email !== undefined) {
@@ -140,14 +142,20 @@ export function normaliseContact(
     throw new ContactInputError('validation_failed', 'address.country', 'must be an ISO 3166 alpha-2 code');
   }
 
-  const personalFields = new Map<string, CustomValue>(Object.entries(base?.personalFields ?? {}));
-  const fields = new Map<string, CustomValue>(Object.entries(base?.fields ?? {}));
-  for (const [key, value] of Object.entries(input.fields ?? {})) {
-    const definition = options.definitions.get(key);
-    if (!definition) throw new ContactInputError('field_invalid', `fields.${key}`, 'no such custom field');
-    const target = definition.personal ? personalFields : fields;
-    if (value === null || value === '') target.delete(key);
-    else target.set(key, checkCustomValue(definition, value));
+  let personalFields: Record<string, CustomValue> = { ...base?.personalFields };
+  let fields: Record<string, CustomValue> = { ...base?.fields };
+  if (input.fields) {
+    const personal = new Map<string, CustomValue>(Object.entries(personalFields));
+    const plain = new Map<string, CustomValue>(Object.entries(fields));
+    for (const [key, value] of Object.entries(input.fields)) {
+      const definition = options.definitions.get(key);
+      if (!definition) throw new ContactInputError('field_invalid', `fields.${key}`, 'no such custom field');
+      const target = definition.personal ? personal : plain;
+      if (value === null || value === '') target.delete(key);
+      else target.set(key, checkCustomValue(definition, value));
+    }
+    personalFields = Object.fromEntries(personal);
+    fields = Object.fromEntries(plain);
   }
 
   let timeZones = base?.timeZones ?? [];
@@ -168,8 +176,8 @@ export function normaliseContact(
     address,
     birthDate,
     notes: input.notes === undefined ? (base?.notes ?? null) : input.notes,
-    personalFields: Object.fromEntries(personalFields),
-    fields: Object.fromEntries(fields),
+    personalFields,
+    fields,
     timeZones,
     timeZoneSource,
   };
@@ -236,7 +244,8 @@ export async function sealContact(cipher: FieldCipher, trx: TenantTransaction, i
   const seal = (field: string, value: string | null) => (value === null ? null : cipher.encryptForSubject(tenantId, at(id, field), value, subjectKey));
   const hasPersonal = Object.keys(data.personalFields).length > 0;
   const phones = [];
-  for (const [position, phone] of data.phones.entries()) {
+  for (let position = 0; position < data.phones.length; position += 1) {
+    const phone = data.phones[position] as ContactData['phones'][number];
     phones.push({
       position,
       kind: phone.kind,

@@ -41,12 +41,12 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
         continue;
       }
       const keys = identityKeys(outcome.data);
-      const earlier = keys.map((key) => seenInBatch.get(key)).find((row) => row !== undefined);
+      const earlier = firstFound(keys, seenInBatch);
       if (earlier !== undefined) {
         final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'duplicate_in_file', column: null, detail: `the same contact as row ${earlier}` });
         continue;
       }
-      const match = keys.map((key) => existing.get(key)).find((found) => found !== undefined);
+      const match = firstFound(keys, existing);
       if (match) {
         if (match.importId === job.id) {
           final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'duplicate_in_file', column: null, detail: match.importRow ? `the same contact as row ${match.importRow}` : 'the same contact as an earlier row' });
@@ -165,7 +165,20 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
 
 /** The keys a contact is known by: external id, each phone, e-mail. */
 function identityKeys(data: ContactData): string[] {
-  return [...(data.externalId ? [`x:${data.externalId}`] : []), ...data.phones.map((phone) => `p:${phone.e164}`), ...(data.email ? [`e:${data.email}`] : [])];
+  const keys: string[] = [];
+  if (data.externalId) keys.push(`x:${data.externalId}`);
+  for (const phone of data.phones) keys.push(`p:${phone.e164}`);
+  if (data.email) keys.push(`e:${data.email}`);
+  return keys;
+}
+
+/** The value of the first of `keys` that `map` holds. */
+function firstFound<V>(keys: readonly string[], map: ReadonlyMap<string, V>): V | undefined {
+  for (const key of keys) {
+    const value = map.get(key);
+    if (value !== undefined) return value;
+  }
+  return undefined;
 }
 
 /**
@@ -187,16 +200,24 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
     for (const row of byExternal) if (row.external_id) found.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
   }
   // The blind indexes were computed when the rows were sealed.
-  const phoneWanted = new Map<string, Set<string>>();
-  const emailWanted = new Map<string, Set<string>>();
+  // Blind index (hex) → the values wanted under it: almost always one.
+  const phoneWanted = new Map<string, string[]>();
+  const emailWanted = new Map<string, string[]>();
+  const want = (wanted: Map<string, string[]>, index: string, value: string) => {
+    const values = wanted.get(index);
+    if (values) values.push(value);
+    else wanted.set(index, [value]);
+  };
   for (const row of rows) {
-    for (const [position, phone] of row.data.phones.entries()) {
-      const index = row.sealed.phones[position]?.number_index.toString('hex');
-      if (index) phoneWanted.set(index, (phoneWanted.get(index) ?? new Set()).add(phone.e164));
+    const phones = row.data.phones;
+    for (let position = 0; position < phones.length; position += 1) {
+      const phone = phones[position];
+      const index = row.sealed.phones[position]?.number_index;
+      if (phone && index) want(phoneWanted, index.toString('hex'), phone.e164);
     }
     const email = row.data.email;
-    const index = row.sealed.row.email_index?.toString('hex');
-    if (email && index) emailWanted.set(index, (emailWanted.get(index) ?? new Set()).add(email));
+    const index = row.sealed.row.email_index;
+    if (email && index) want(emailWanted, index.toString('hex'), email);
   }
   const phoneCandidates =
     phoneWanted.size === 0
@@ -222,13 +243,13 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
     const key = keys.get(candidate.contact_id);
     if (!key) continue;
     const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
-    if (phoneWanted.get(candidate.number_index.toString('hex'))?.has(number)) found.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
+    if (phoneWanted.get(candidate.number_index.toString('hex'))?.includes(number)) found.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
   }
   for (const candidate of emailCandidates) {
     const key = keys.get(candidate.id);
     if (!key) continue;
     const email = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.id, field: 'email' }, candidate.email_ciphertext, key);
-    if (emailWanted.get(candidate.email_index.toString('hex'))?.has(email)) found.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
+    if (emailWanted.get(candidate.email_index.toString('hex'))?.includes(email)) found.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
   }
   return found;
 }

@@ -52,40 +52,46 @@ function truncate(text: string): string {
 }
 
 /** One CSV record → contact input, by the plan. Empty cells are absent values. */
-export function rowToInput(record: readonly string[], plan: ColumnPlan): { input: ContactInput; columnOf: (where: string) => string | null } {
+export function rowToInput(record: readonly string[], plan: ColumnPlan): ContactInput {
   const input: ContactInput = {};
-  const phones: { kind: PhoneKind; number: string }[] = [];
-  const phoneColumns: string[] = [];
-  const address: Address = {};
-  const fields: Record<string, CustomValue> = {};
-  const headerOfTarget = new Map<string, string>();
+  let phones: { kind: PhoneKind; number: string }[] | undefined;
+  let address: Address | undefined;
+  let fields: Record<string, CustomValue> | undefined;
   for (const column of plan.columns) {
     const cell = (record[column.index] ?? '').trim();
     if (cell === '') continue;
     const target = column.target;
     if (target === 'phone' || target.startsWith('phone:')) {
-      phones.push({ kind: (target === 'phone' ? 'mobile' : target.slice(6)) as PhoneKind, number: cell });
-      phoneColumns.push(column.header);
+      (phones ??= []).push({ kind: (target === 'phone' ? 'mobile' : target.slice(6)) as PhoneKind, number: cell });
     } else if (target.startsWith('address.')) {
-      address[target.slice(8) as keyof Address] = cell;
-      headerOfTarget.set('address', column.header);
+      (address ??= {})[target.slice(8) as keyof Address] = cell;
     } else if (target.startsWith('field:')) {
-      fields[target.slice(6)] = cell;
-      headerOfTarget.set(`fields.${target.slice(6)}`, column.header);
+      (fields ??= {})[target.slice(6)] = cell;
     } else {
       (input as Record<string, string>)[target] = cell;
-      headerOfTarget.set(target, column.header);
     }
   }
-  if (phones.length > 0) input.phones = phones;
-  if (Object.keys(address).length > 0) input.address = address;
-  if (Object.keys(fields).length > 0) input.fields = fields;
-  const columnOf = (where: string) => {
-    const phone = /^phones\[(\d+)\]$/.exec(where);
-    if (phone) return phoneColumns[Number(phone[1])] ?? null;
-    return headerOfTarget.get(where) ?? headerOfTarget.get(where.split('.')[0] ?? '') ?? null;
-  };
-  return { input, columnOf };
+  if (phones) input.phones = phones;
+  if (address) input.address = address;
+  if (fields) input.fields = fields;
+  return input;
+}
+
+/**
+ * The header of the column a problem of this record is about (`where` as normaliseContact and
+ * cellProblem name it: `name`, `phones[1]`, `address.city`, `fields.segment`…), or null. Worked
+ * out only for a rejected row: `phones[i]` is the i-th phone column with a value in this record.
+ */
+export function columnOf(record: readonly string[], plan: ColumnPlan, where: string): string | null {
+  const filled = plan.columns.filter((column) => (record[column.index] ?? '').trim() !== '');
+  const phone = /^phones\[(\d+)\]$/.exec(where);
+  if (phone) return filled.filter((column) => column.target.startsWith('phone'))[Number(phone[1])]?.header ?? null;
+  const target = where.startsWith('fields.') ? `field:${where.slice(7)}` : where;
+  const exact = filled.find((column) => column.target === target);
+  if (exact) return exact.header;
+  // A problem with the address as a whole: the last address column with a value.
+  if (where.split('.')[0] === 'address') return filled.findLast((column) => column.target.startsWith('address.'))?.header ?? null;
+  return null;
 }
 
 /** Limits of what one cell may hold, checked before normalisation (the API schema's limits). */

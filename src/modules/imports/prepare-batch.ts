@@ -2,7 +2,7 @@ import type { NewSubjectKey } from '../../crypto/keyring.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import { ContactInputError, newContactId, normaliseContact, sealContact, type ContactData, type ContactFieldDefinition, type SealedContact } from '../contacts/contact-record.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
-import { cellProblem, rowToInput } from './import-mapping.ts';
+import { cellProblem, columnOf, rowToInput } from './import-mapping.ts';
 import type { Job } from './load-import-job.ts';
 
 export type SourceRow = { rowNumber: number; record: string[] };
@@ -23,14 +23,14 @@ const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
 /** One row on its own, before any database work: mapping, limits, normalisation. */
 function prepareRow(job: Job, definitions: ReadonlyMap<string, ContactFieldDefinition>, { rowNumber, record }: SourceRow): ValidRow | Reject {
-  const { input, columnOf } = rowToInput(record, job.plan);
+  const input = rowToInput(record, job.plan);
   const tooLong = cellProblem(input);
-  if (tooLong) return { kind: 'reject', rowNumber, reason: 'value_too_long', column: columnOf(tooLong.where), detail: `${tooLong.where}: ${tooLong.reason}` };
+  if (tooLong) return { kind: 'reject', rowNumber, reason: 'value_too_long', column: columnOf(record, job.plan, tooLong.where), detail: `${tooLong.where}: ${tooLong.reason}` };
   if (!input.phones?.length && !input.email && !input.externalId) return { kind: 'reject', rowNumber, reason: 'no_identifier', column: null, detail: 'no phone number, e-mail or external id' };
   try {
     return { kind: 'valid', rowNumber, data: normaliseContact(input, { defaultRegion: job.defaultRegion, definitions }) };
   } catch (error) {
-    if (error instanceof ContactInputError) return { kind: 'reject', rowNumber, reason: error.code, column: columnOf(error.where), detail: `${error.where}: ${error.reason}` };
+    if (error instanceof ContactInputError) return { kind: 'reject', rowNumber, reason: error.code, column: columnOf(record, job.plan, error.where), detail: `${error.where}: ${error.reason}` };
     throw error;
   }
 }
