@@ -45,7 +45,7 @@ async function writeFile(file: string): Promise<number> {
 /** Linux's clock ticks per second (USER_HZ), in which /proc reports CPU time. */
 const TICKS_PER_SECOND = 100;
 
-/** User and system CPU of a process so far, in ticks (0 once it is gone). */
+/** User and system CPU of a process so far, in ticks (threads that ended included); throws once the process is gone. */
 function processTicks(pid: number | undefined): number {
   // The command name may hold spaces and parentheses: the fields after its closing one are fixed.
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.split(' ') ?? [];

@@ -147,7 +147,19 @@ CREATE TRIGGER contact_lists_keys_fixed BEFORE UPDATE OF tenant_id, id ON contac
   FOR EACH ROW WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id OR OLD.id IS DISTINCT FROM NEW.id)
   EXECUTE FUNCTION refuse_key_change();
 
--- Parents: a delete takes the children with it, once per statement.
+-- Parents: a delete takes the children with it, once per statement, and only where the statement
+-- that deletes them sees every child (READ COMMITTED: see the head of this file). A delete that
+-- removed nothing cascades nothing and is let through in any isolation.
+CREATE FUNCTION refuse_cascade_outside_read_committed(parents text) RETURNS void
+  LANGUAGE plpgsql
+  AS $$
+  BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+      RAISE EXCEPTION '% are deleted in READ COMMITTED transactions only', parents
+        USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+  END
+  $$;
 CREATE FUNCTION contacts_delete_children() RETURNS trigger
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
@@ -155,10 +167,7 @@ CREATE FUNCTION contacts_delete_children() RETURNS trigger
     IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
       RETURN NULL;
     END IF;
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-      RAISE EXCEPTION 'contacts are deleted in READ COMMITTED transactions only'
-        USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
+    PERFORM refuse_cascade_outside_read_committed('contacts');
     DELETE FROM contact_phones p USING old_rows o WHERE p.tenant_id = o.tenant_id AND p.contact_id = o.id;
     DELETE FROM contact_list_members m USING old_rows o WHERE m.tenant_id = o.tenant_id AND m.contact_id = o.id;
     RETURN NULL;
@@ -171,10 +180,7 @@ CREATE FUNCTION contact_lists_delete_members() RETURNS trigger
     IF NOT EXISTS (SELECT 1 FROM old_rows) THEN
       RETURN NULL;
     END IF;
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-      RAISE EXCEPTION 'contact lists are deleted in READ COMMITTED transactions only'
-        USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
+    PERFORM refuse_cascade_outside_read_committed('contact lists');
     DELETE FROM contact_list_members m USING old_rows o WHERE m.tenant_id = o.tenant_id AND m.list_id = o.id;
     RETURN NULL;
   END

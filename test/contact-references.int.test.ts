@@ -41,6 +41,26 @@ describe(`contact references (${serverLabel()} server)`, () => {
     return { contactId, listId };
   }
 
+  /** A delete of this parent must wait on another transaction's key-share lock: 55P03 (lock_not_available) after 300 ms. */
+  async function expectDeleteToWait(table: 'contacts' | 'contact_lists', id: string): Promise<void> {
+    const deleter = await begin(tenantA);
+    await deleter.query(`SET LOCAL lock_timeout = '300ms'`);
+    expect(await sqlState(deleter.query(`DELETE FROM ${table} WHERE id = $1`, [id])), table).toBe('55P03');
+    await deleter.query('ROLLBACK');
+  }
+  /** An insert naming a parent that another transaction has deleted and commits meanwhile: its SQLSTATE. */
+  async function insertWhileDeleted(table: 'contacts' | 'contact_lists', id: string, insert: string, values: unknown[]): Promise<string> {
+    const deleter = await begin(tenantA);
+    await deleter.query(`DELETE FROM ${table} WHERE id = $1`, [id]);
+    const writer = await begin(tenantA);
+    const outcome = sqlState(writer.query(insert, values));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await deleter.query('COMMIT');
+    const state = await outcome;
+    await writer.query('ROLLBACK');
+    return state;
+  }
+
   beforeAll(async () => {
     db = await createTestDatabase();
     tenantA = await db.handles.systemDb.createTenant('references-a', 'References A');
@@ -99,11 +119,7 @@ describe(`contact references (${serverLabel()} server)`, () => {
     const { contactId } = await seedContact(tenantA);
     const writer = await begin(tenantA);
     await writer.query(`INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index) VALUES ($1, 5, 'other', '\\x01', '\\x010203')`, [contactId]);
-    const deleter = await begin(tenantA);
-    await deleter.query(`SET LOCAL lock_timeout = '300ms'`);
-    // 55P03: lock_not_available — the delete waits on the writer's key-share lock.
-    expect(await sqlState(deleter.query(`DELETE FROM contacts WHERE id = $1`, [contactId]))).toBe('55P03');
-    await deleter.query('ROLLBACK');
+    await expectDeleteToWait('contacts', contactId);
     // A delete that waits for the writer goes on when it commits, and takes the new phone along.
     const waiting = await begin(tenantA);
     const deleting = waiting.query(`DELETE FROM contacts WHERE id = $1`, [contactId]);
@@ -120,14 +136,8 @@ describe(`contact references (${serverLabel()} server)`, () => {
 
   it('refuses a phone for a contact deleted by a transaction that committed first', async () => {
     const { contactId } = await seedContact(tenantA);
-    const deleter = await begin(tenantA);
-    await deleter.query(`DELETE FROM contacts WHERE id = $1`, [contactId]);
-    const writer = await begin(tenantA);
-    const insert = sqlState(writer.query(`INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index) VALUES ($1, 6, 'other', '\\x01', '\\x010203')`, [contactId]));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await deleter.query('COMMIT');
-    expect(await insert).toBe('23503');
-    await writer.query('ROLLBACK');
+    const insert = `INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index) VALUES ($1, 6, 'other', '\\x01', '\\x010203')`;
+    expect(await insertWhileDeleted('contacts', contactId, insert, [contactId])).toBe('23503');
   });
 
   it('keeps a list that a new membership names from being deleted, and refuses a membership of a list deleted first', async () => {
@@ -135,28 +145,16 @@ describe(`contact references (${serverLabel()} server)`, () => {
     const writer = await begin(tenantA);
     await writer.query(`DELETE FROM contact_list_members WHERE list_id = $1`, [listId]);
     await writer.query(`INSERT INTO contact_list_members (list_id, contact_id) VALUES ($1, $2)`, [listId, contactId]);
-    const deleter = await begin(tenantA);
-    await deleter.query(`SET LOCAL lock_timeout = '300ms'`);
-    expect(await sqlState(deleter.query(`DELETE FROM contact_lists WHERE id = $1`, [listId]))).toBe('55P03');
-    await deleter.query('ROLLBACK');
+    await expectDeleteToWait('contact_lists', listId);
     await writer.query('COMMIT');
-
-    const first = await begin(tenantA);
-    await first.query(`DELETE FROM contact_lists WHERE id = $1`, [listId]);
-    const late = await begin(tenantA);
-    const insert = sqlState(late.query(`INSERT INTO contact_list_members (list_id, contact_id) VALUES ($1, $2)`, [listId, contactId]));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await first.query('COMMIT');
-    expect(await insert).toBe('23503');
-    await late.query('ROLLBACK');
+    const insert = `INSERT INTO contact_list_members (list_id, contact_id) VALUES ($1, $2)`;
+    expect(await insertWhileDeleted('contact_lists', listId, insert, [listId, contactId])).toBe('23503');
   });
 
   it('deletes a list’s memberships with the list, keeps key columns fixed, and refuses a delete it could not cascade safely', async () => {
     const { contactId, listId } = await seedContact(tenantA);
-    const client = await begin(tenantA);
-    expect(await sqlState(client.query(`UPDATE contact_phones SET contact_id = gen_random_uuid() WHERE contact_id = $1`, [contactId]))).toBe('23503');
-    await client.query('ROLLBACK');
     for (const [text, id] of [
+      [`UPDATE contact_phones SET contact_id = gen_random_uuid() WHERE contact_id = $1`, contactId],
       [`UPDATE contacts SET id = gen_random_uuid() WHERE id = $1`, contactId],
       [`UPDATE contact_lists SET id = gen_random_uuid() WHERE id = $1`, listId],
       [`UPDATE contact_list_members SET list_id = gen_random_uuid() WHERE contact_id = $1`, contactId],

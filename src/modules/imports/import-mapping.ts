@@ -51,6 +51,8 @@ function truncate(text: string): string {
   return text.length > 60 ? `${text.slice(0, 57)}…` : text;
 }
 
+const isPhoneTarget = (target: string) => target === 'phone' || target.startsWith('phone:');
+
 /** One CSV record → contact input, by the plan. Empty cells are absent values. */
 export function rowToInput(record: readonly string[], plan: ColumnPlan): ContactInput {
   const input: ContactInput = {};
@@ -61,7 +63,7 @@ export function rowToInput(record: readonly string[], plan: ColumnPlan): Contact
     const cell = (record[column.index] ?? '').trim();
     if (cell === '') continue;
     const target = column.target;
-    if (target === 'phone' || target.startsWith('phone:')) {
+    if (isPhoneTarget(target)) {
       (phones ??= []).push({ kind: (target === 'phone' ? 'mobile' : target.slice(6)) as PhoneKind, number: cell });
     } else if (target.startsWith('address.')) {
       (address ??= {})[target.slice(8) as keyof Address] = cell;
@@ -85,7 +87,7 @@ export function rowToInput(record: readonly string[], plan: ColumnPlan): Contact
 export function columnOf(record: readonly string[], plan: ColumnPlan, where: string): string | null {
   const filled = plan.columns.filter((column) => (record[column.index] ?? '').trim() !== '');
   const phone = /^phones\[(\d+)\]$/.exec(where);
-  if (phone) return filled.filter((column) => column.target.startsWith('phone'))[Number(phone[1])]?.header ?? null;
+  if (phone) return filled.filter((column) => isPhoneTarget(column.target))[Number(phone[1])]?.header ?? null;
   const target = where.startsWith('fields.') ? `field:${where.slice(7)}` : where;
   const exact = filled.find((column) => column.target === target);
   if (exact) return exact.header;
