@@ -175,12 +175,15 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
   });
   it('passes bulk values as binary arrays, every element type and NULL as the server stores them; a wrong element type is refused', async () => {
     const id = '0190f6a2-1b2c-7d3e-8f40-123456789abc';
+    // Far more than the writer's first guess at the size, in two- and three-byte characters.
+    const many = Array.from({ length: 3000 }, (_, index) => 'ø€'.repeat(index % 40));
     const back = await db.handles.forTenant(tenant.tenantId).read((trx) =>
-      sql<{ ids: string[]; bytes: (Buffer | null)[]; texts: (string | null)[]; small: number[]; ints: number[]; big: string[]; none: string[] }>`
+      sql<{ ids: string[]; bytes: (Buffer | null)[]; texts: (string | null)[]; small: number[]; ints: number[]; big: string[]; none: string[]; flags: (boolean | null)[]; many: string[] }>`
         SELECT ${binaryArray('uuid', [id.toUpperCase(), null])}::uuid[] AS ids, ${binaryArray('bytea', [Buffer.from([0, 255, 7]), Buffer.alloc(0), null])}::bytea[] AS bytes,
                ${binaryArray('text', ['Åse Ødegård', '', null])}::text[] AS texts, ${binaryArray('int2', [-3, 32767])}::smallint[] AS small,
                ${binaryArray('int4', [1, -2147483648])}::int[] AS ints, ${binaryArray('int8', [9007199254740991])}::bigint[] AS big,
-               ${binaryArray('text', [])}::text[] AS none`.execute(trx),
+               ${binaryArray('text', [])}::text[] AS none, ${binaryArray('bool', [true, false, null])}::bool[] AS flags,
+               ${binaryArray('text', many)}::text[] AS many`.execute(trx),
     );
     expect(back.rows[0]).toEqual({
       ids: [id, null],
@@ -190,11 +193,14 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
       ints: [1, -2147483648],
       big: ['9007199254740991'],
       none: [],
+      flags: [true, false, null],
+      many,
     });
     await expect(db.handles.forTenant(tenant.tenantId).read((trx) => sql`SELECT ${binaryArray('text', [id])}::uuid[]`.execute(trx))).rejects.toThrow(/element type/);
     expect(() => binaryArray('uuid', ['not-a-uuid'])).toThrow(TypeError);
     for (const wrong of [Number.NaN, 1.5]) expect(() => binaryArray('int4', [wrong])).toThrow(TypeError);
     expect(() => binaryArray('int8', [2 ** 53])).toThrow(TypeError);
     expect(() => binaryArray('int2', [40_000])).toThrow(RangeError);
+    expect(() => binaryArray('bool', ['yes' as unknown as boolean])).toThrow(TypeError);
   });
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { context, open, seal, DecryptionError, NONCE_BYTES } from './aead.ts';
+import { context, contextPrefix, contextWithSuffix, extendContext, open, seal, DecryptionError, NONCE_BYTES } from './aead.ts';
 
 describe('AES-256-GCM helpers', () => {
   it('never hands out the same nonce twice, across pool refills', () => {
@@ -37,6 +37,14 @@ describe('AES-256-GCM helpers', () => {
       fc.property(fc.array(fc.string(), { maxLength: 4 }), fc.array(fc.string(), { maxLength: 4 }), (left, right) => {
         const same = left.length === right.length && left.every((part, index) => part === right[index]);
         expect(context('label', ...left).equals(context('label', ...right))).toBe(same);
+      }),
+    );
+  });
+  it('builds a context from a shared prefix exactly as in one piece (property-based)', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.array(fc.string(), { maxLength: 3 }), fc.array(fc.string(), { maxLength: 3 }), fc.uint8Array({ maxLength: 12 }), (label, first, rest, suffix) => {
+        const whole = contextWithSuffix(Buffer.from(suffix), label, ...first, ...rest);
+        expect(extendContext(contextPrefix(label, ...first), Buffer.from(suffix), ...rest).equals(whole)).toBe(true);
       }),
     );
   });

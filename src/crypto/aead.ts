@@ -103,11 +103,34 @@ export function context(label: string, ...parts: (string | number)[]): Buffer {
 
 /** `context(…)` followed by `suffix` in one allocation (the hot path of field encryption). */
 export function contextWithSuffix(suffix: Buffer | undefined, label: string, ...parts: (string | number)[]): Buffer {
-  let size = Buffer.byteLength(label, 'utf8') + 1 + (suffix?.length ?? 0);
+  const labelBytes = Buffer.byteLength(label, 'utf8');
+  const out = encodeParts(labelBytes + 1, suffix, parts);
+  out.write(label, 0, 'utf8');
+  out[labelBytes] = 0;
+  return out;
+}
+
+/**
+ * Contexts that share their label and first parts (a tenant and a table: every field of an
+ * import) encode those once: `extendContext(contextPrefix(label, a, b), suffix, c, d)` is
+ * `contextWithSuffix(suffix, label, a, b, c, d)`, byte for byte.
+ */
+export function contextPrefix(label: string, ...parts: (string | number)[]): Buffer {
+  return contextWithSuffix(undefined, label, ...parts);
+}
+
+export function extendContext(prefix: Buffer, suffix: Buffer | undefined, ...parts: (string | number)[]): Buffer {
+  const out = encodeParts(prefix.length, suffix, parts);
+  prefix.copy(out, 0);
+  return out;
+}
+
+/** A buffer of `head` bytes left for the caller, then each part length-prefixed, then `suffix`. */
+function encodeParts(head: number, suffix: Buffer | undefined, parts: readonly (string | number)[]): Buffer {
+  let size = head + (suffix?.length ?? 0);
   for (const part of parts) size += 2 + Buffer.byteLength(String(part), 'utf8');
   const out = Buffer.allocUnsafe(size);
-  let offset = out.write(label, 0, 'utf8');
-  out[offset++] = 0;
+  let offset = head;
   for (const part of parts) {
     const lengthAt = offset;
     const written = out.write(String(part), offset + 2, 'utf8');

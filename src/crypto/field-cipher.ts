@@ -1,7 +1,7 @@
 import { createHmac, createSecretKey, hkdfSync, type KeyObject } from 'node:crypto';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { onCommit } from '../db/tenant-db.ts';
-import { contextWithSuffix, open, seal, DecryptionError } from './aead.ts';
+import { contextPrefix, extendContext, open, seal, DecryptionError } from './aead.ts';
 import { SubjectErasedError, type Keyring } from './keyring.ts';
 
 /**
@@ -50,8 +50,22 @@ function header(kind: number, version: number): Buffer {
   return bytes;
 }
 
+/** Tenant → table → the encoded start of its field contexts, made once (an import seals millions). */
+const fieldContextPrefixes = new Map<string, Map<string, Buffer>>();
+
 function fieldContext(tenantId: string, where: FieldLocation, head: Buffer): Buffer {
-  return contextWithSuffix(head, 'ringvakt/field/v1', tenantId, where.table, where.recordId, where.field);
+  let tables = fieldContextPrefixes.get(tenantId);
+  if (!tables) {
+    if (fieldContextPrefixes.size >= 10_000) fieldContextPrefixes.clear();
+    tables = new Map();
+    fieldContextPrefixes.set(tenantId, tables);
+  }
+  let prefix = tables.get(where.table);
+  if (!prefix) {
+    prefix = contextPrefix('ringvakt/field/v1', tenantId, where.table);
+    tables.set(where.table, prefix);
+  }
+  return extendContext(prefix, head, where.recordId, where.field);
 }
 
 /**
@@ -79,7 +93,24 @@ export type FieldCipher = {
   decryptBytesForSubject(tenantId: string, where: FieldLocation, ciphertext: Buffer, subjectKey: Buffer): Buffer;
   /** Keyed HMAC-SHA256 of an already normalised value (E.164 phone, lower-cased e-mail), truncated. */
   blindIndex(trx: TenantTransaction, indexName: string, normalised: string, bytes?: number): Promise<Buffer>;
+  /**
+   * The key of one blind index, for blindIndexUnder in a thread of this process that has no
+   * keyring (an import's sealing thread). A KeyObject: it crosses to that thread by postMessage
+   * without its bytes ever being a JavaScript value.
+   */
+  blindIndexKey(trx: TenantTransaction, indexName: string): Promise<KeyObject>;
 };
+
+/** A blind index under a key from FieldCipher.blindIndexKey (what FieldCipher.blindIndex computes). */
+export function blindIndexUnder(indexKey: KeyObject, normalised: string, bytes: number = BLIND_INDEX_BYTES.default): Buffer {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 32) throw new FieldCipherError('Blind index length must be 1–32 bytes');
+  return createHmac('sha256', indexKey).update(normalised, 'utf8').digest().subarray(0, bytes);
+}
+
+/** FieldCipher.encryptForSubject without a cipher object: all it needs is the subject's key. */
+export function encryptForSubjectKey(tenantId: string, where: FieldLocation, plaintext: string | Buffer, subjectKey: Buffer): Buffer {
+  return seal(subjectKey, plaintext, fieldContext(tenantId, where, subjectHeader), subjectHeader);
+}
 
 const subjectHeader = header(KIND_SUBJECT, 0);
 
@@ -106,6 +137,25 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
   // Index keys derived in a transaction not yet committed: reused within it (a bulk import derives
   // thousands of indexes in one), shared with the process only once it commits.
   const uncommittedIndexKeys = new WeakMap<TenantTransaction, Map<string, KeyObject>>();
+
+  const blindIndexKey = async (trx: TenantTransaction, indexName: string): Promise<KeyObject> => {
+    const cacheKey = `${trx.tenantId}/${indexName}`;
+    const known = indexKeys.get(cacheKey) ?? uncommittedIndexKeys.get(trx)?.get(indexName);
+    if (known) return known;
+    const tenantIndexKey = await keyring.indexKey(trx);
+    // One key per index (HKDF), so equal values in two indexes do not match each other.
+    // Held as a KeyObject: HMAC with it skips importing raw key bytes on every call.
+    const derived = createSecretKey(Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32)));
+    const inTransaction = uncommittedIndexKeys.get(trx) ?? new Map<string, KeyObject>();
+    inTransaction.set(indexName, derived);
+    uncommittedIndexKeys.set(trx, inTransaction);
+    // Cached once committed: an index key created by a transaction that rolls back is forgotten.
+    onCommit(trx, () => {
+      if (indexKeys.size >= 20_000) indexKeys.delete(indexKeys.keys().next().value as string);
+      indexKeys.set(cacheKey, derived);
+    });
+    return derived;
+  };
 
   return {
     async encrypt(trx, where, plaintext, subjectId) {
@@ -145,13 +195,8 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
       }
     },
 
-    encryptForSubject(tenantId, where, plaintext, subjectKey) {
-      return seal(subjectKey, plaintext, fieldContext(tenantId, where, subjectHeader), subjectHeader);
-    },
-
-    encryptBytesForSubject(tenantId, where, plaintext, subjectKey) {
-      return seal(subjectKey, plaintext, fieldContext(tenantId, where, subjectHeader), subjectHeader);
-    },
+    encryptForSubject: encryptForSubjectKey,
+    encryptBytesForSubject: encryptForSubjectKey,
 
     decryptBytesForSubject(tenantId, where, ciphertext, subjectKey) {
       checkHeader(ciphertext);
@@ -191,25 +236,9 @@ export function createFieldCipher(keyring: Keyring): FieldCipher {
     },
 
     async blindIndex(trx, indexName, normalised, bytes = BLIND_INDEX_BYTES.default) {
-      if (!Number.isInteger(bytes) || bytes < 1 || bytes > 32) throw new FieldCipherError('Blind index length must be 1–32 bytes');
-      const cacheKey = `${trx.tenantId}/${indexName}`;
-      let indexKey = indexKeys.get(cacheKey) ?? uncommittedIndexKeys.get(trx)?.get(indexName);
-      if (!indexKey) {
-        const tenantIndexKey = await keyring.indexKey(trx);
-        // One key per index (HKDF), so equal values in two indexes do not match each other.
-        // Held as a KeyObject: HMAC with it skips importing raw key bytes on every call.
-        const derived = createSecretKey(Buffer.from(hkdfSync('sha256', tenantIndexKey, 'ringvakt/blind-index/v1', indexName, 32)));
-        indexKey = derived;
-        const inTransaction = uncommittedIndexKeys.get(trx) ?? new Map<string, KeyObject>();
-        inTransaction.set(indexName, derived);
-        uncommittedIndexKeys.set(trx, inTransaction);
-        // Cached once committed: an index key created by a transaction that rolls back is forgotten.
-        onCommit(trx, () => {
-          if (indexKeys.size >= 20_000) indexKeys.delete(indexKeys.keys().next().value as string);
-          indexKeys.set(cacheKey, derived);
-        });
-      }
-      return createHmac('sha256', indexKey).update(normalised, 'utf8').digest().subarray(0, bytes);
+      return blindIndexUnder(await blindIndexKey(trx, indexName), normalised, bytes);
     },
+
+    blindIndexKey,
   };
 }

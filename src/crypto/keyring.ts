@@ -52,6 +52,14 @@ export type Keyring = {
   cachedDataKey(tenantId: string, version: number): Buffer | undefined;
   /** The active data key, created on first use; counts one encryption against its budget. */
   dataKeyForEncryption(trx: TenantTransaction): Promise<DataKey>;
+  /**
+   * The active data key with `count` encryptions counted against its budget at once, all on the
+   * version returned: for work that encrypts under it elsewhere (an import's sealing thread, which
+   * gets the key by message and wraps a batch's subject keys with wrapSubjectKey).
+   */
+  dataKeyForEncryptions(trx: TenantTransaction, count: number): Promise<DataKey>;
+  /** The version of the active data key, as this transaction sees it. */
+  activeDataKeyVersion(trx: TenantTransaction): Promise<number>;
   dataKey(trx: TenantTransaction, version: number): Promise<Buffer>;
   indexKey(trx: TenantTransaction): Promise<Buffer>;
   /** The subject's key, created when `create` is set and none exists. */
@@ -89,6 +97,14 @@ export const tenantKeyContext = (tenantId: string, purpose: string, version: num
   context('ringvakt/tenant-key/v1', tenantId, purpose, version);
 const subjectKeyContext = (tenantId: string, subjectId: string, dataKeyVersion: number) =>
   context('ringvakt/subject-key/v1', tenantId, subjectId, dataKeyVersion);
+
+/**
+ * A subject's key wrapped under a data key, as subject_keys stores it: no I/O, so a thread
+ * without a keyring can do it with a key from dataKeyForEncryptions (the budget was counted there).
+ */
+export function wrapSubjectKey(tenantId: string, subjectId: string, dataKey: DataKey, key: Buffer): Buffer {
+  return seal(dataKey.key, key, subjectKeyContext(tenantId, subjectId, dataKey.version));
+}
 
 export function createKeyring(root: RootKeyProvider): Keyring {
   const unwrapped = new Map<string, Buffer>();
@@ -285,6 +301,23 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       const made = await this.wrapNewSubjectKeys(trx, subjectIds);
       await this.storeSubjectKeys(trx, made);
       return made.map((entry) => entry.key);
+    },
+    async dataKeyForEncryptions(trx, count) {
+      if (!Number.isInteger(count) || count < 1) throw new KeyringError('Count at least one encryption');
+      // Counted one by one (almost always from the process's reserved block, without I/O); a
+      // rotation met on the way starts the count again on the new version.
+      let chosen = await this.dataKeyForEncryption(trx);
+      let counted = 1;
+      while (counted < count) {
+        const next = await this.dataKeyForEncryption(trx);
+        counted = next.version === chosen.version ? counted + 1 : 1;
+        chosen = next;
+      }
+      return chosen;
+    },
+    async activeDataKeyVersion(trx) {
+      const row = await trx.selectFrom('tenant_keys').select('version').where('purpose', '=', 'data').where('state', '=', 'active').executeTakeFirst();
+      return row?.version ?? 0;
     },
     async wrapNewSubjectKeys(trx, subjectIds) {
       const made: NewSubjectKey[] = [];

@@ -15,10 +15,10 @@
  * ("wrong element type"), so a wrong helper call fails loudly, never stores wrong values.
  */
 
-const ELEMENT_TYPE = { bytea: 17, int8: 20, int2: 21, int4: 23, text: 25, uuid: 2950 } as const;
+const ELEMENT_TYPE = { bool: 16, bytea: 17, int8: 20, int2: 21, int4: 23, text: 25, uuid: 2950 } as const;
 export type ArrayElementType = keyof typeof ELEMENT_TYPE;
 
-type ElementValue<T extends ArrayElementType> = T extends 'bytea' ? Buffer : T extends 'int2' | 'int4' | 'int8' ? number : string;
+type ElementValue<T extends ArrayElementType> = T extends 'bytea' ? Buffer : T extends 'bool' ? boolean : T extends 'int2' | 'int4' | 'int8' ? number : string;
 
 const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -52,6 +52,8 @@ function elementBytes(type: ArrayElementType, value: unknown): number {
       return Buffer.byteLength(value as string, 'utf8');
     case 'uuid':
       return 16;
+    case 'bool':
+      return 1;
     case 'int2':
       return 2;
     case 'int4':
@@ -72,6 +74,10 @@ function writeElement(type: ArrayElementType, out: Buffer, offset: number, value
     case 'uuid':
       writeUuid(out, offset, value as string);
       return;
+    case 'bool':
+      if (typeof value !== 'boolean') throw new TypeError('not a boolean');
+      out[offset] = value ? 1 : 0;
+      return;
     case 'int2':
       out.writeInt16BE(checkInteger(value as number, false), offset);
       return;
@@ -84,43 +90,90 @@ function writeElement(type: ArrayElementType, out: Buffer, offset: number, value
   }
 }
 
+/** Bytes before the first element: dimensions, flags, element type, then length and lower bound. */
+const HEADER_BYTES = 20;
+
+/**
+ * A binary array built one element at a time, for a caller that makes its values one by one (an
+ * import's sealing thread): each value can be dropped as soon as it is written, instead of all of
+ * them living until the array is built — which, for thousands of rows, the collector has to copy
+ * and promote. `finish()` returns the parameter, an exact-size Buffer of its own (never a view into
+ * Node's shared pool, so it can be moved to another thread).
+ */
+export class BinaryArrayWriter<T extends ArrayElementType> {
+  readonly #type: T;
+  #out: Buffer;
+  #length = HEADER_BYTES;
+  #count = 0;
+  #hasNull = 0;
+
+  constructor(type: T, expectedBytes = 4096) {
+    this.#type = type;
+    this.#out = Buffer.allocUnsafeSlow(HEADER_BYTES + Math.max(64, expectedBytes));
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  #reserve(bytes: number): void {
+    if (this.#length + bytes <= this.#out.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(this.#out.length * 2, this.#length + bytes));
+    this.#out.copy(grown, 0, 0, this.#length);
+    this.#out = grown;
+  }
+
+  push(value: ElementValue<T> | null): void {
+    this.#count += 1;
+    if (value === null) {
+      this.#reserve(4);
+      this.#out.writeInt32BE(-1, this.#length);
+      this.#length += 4;
+      this.#hasNull = 1;
+      return;
+    }
+    if (this.#type === 'text') {
+      // At most three bytes per UTF-16 unit; the length is written once the text is.
+      const text = value as string;
+      this.#reserve(4 + 3 * text.length);
+      const written = this.#out.write(text, this.#length + 4, 'utf8');
+      this.#out.writeInt32BE(written, this.#length);
+      this.#length += 4 + written;
+      return;
+    }
+    const length = elementBytes(this.#type, value);
+    this.#reserve(4 + length);
+    this.#out.writeInt32BE(length, this.#length);
+    writeElement(this.#type, this.#out, this.#length + 4, value, length);
+    this.#length += 4 + length;
+  }
+
+  finish(): Buffer {
+    if (this.#count === 0) {
+      const empty = Buffer.allocUnsafeSlow(12);
+      empty.writeInt32BE(0, 0);
+      empty.writeInt32BE(0, 4);
+      empty.writeUInt32BE(ELEMENT_TYPE[this.#type], 8);
+      return empty;
+    }
+    const out = Buffer.allocUnsafeSlow(this.#length);
+    this.#out.copy(out, 0, 0, this.#length);
+    out.writeInt32BE(1, 0);
+    out.writeInt32BE(this.#hasNull, 4);
+    out.writeUInt32BE(ELEMENT_TYPE[this.#type], 8);
+    out.writeInt32BE(this.#count, 12);
+    out.writeInt32BE(1, 16);
+    return out;
+  }
+}
+
 /**
  * The values as one binary array parameter; cast it in the statement to the same type
  * (`${binaryArray('uuid', ids)}::uuid[]`). NULL elements are allowed.
  */
 export function binaryArray<T extends ArrayElementType>(type: T, values: readonly (ElementValue<T> | null)[]): Buffer {
-  const lengths = new Int32Array(values.length);
-  let size = values.length === 0 ? 12 : 20;
-  let hasNull = 0;
-  // Indexed loops: thousands of elements per call, and no iterator objects for the collector.
-  for (let index = 0; index < values.length; index += 1) {
-    const value = values[index] ?? null;
-    if (value === null) {
-      lengths[index] = -1;
-      hasNull = 1;
-      size += 4;
-      continue;
-    }
-    const length = elementBytes(type, value);
-    lengths[index] = length;
-    size += 4 + length;
-  }
-  const out = Buffer.allocUnsafe(size);
-  out.writeInt32BE(values.length === 0 ? 0 : 1, 0);
-  out.writeInt32BE(hasNull, 4);
-  out.writeUInt32BE(ELEMENT_TYPE[type], 8);
-  if (values.length === 0) return out;
-  out.writeInt32BE(values.length, 12);
-  out.writeInt32BE(1, 16);
-  let offset = 20;
-  for (let index = 0; index < values.length; index += 1) {
-    const value = values[index] ?? null;
-    const length = lengths[index] as number;
-    out.writeInt32BE(length, offset);
-    offset += 4;
-    if (value === null) continue;
-    writeElement(type, out, offset, value, length);
-    offset += length;
-  }
-  return out;
+  const writer = new BinaryArrayWriter(type, values.length * 24);
+  // Indexed: thousands of elements per call, and no iterator object for the collector.
+  for (let index = 0; index < values.length; index += 1) writer.push(values[index] ?? null);
+  return writer.finish();
 }

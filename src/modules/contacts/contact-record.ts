@@ -1,5 +1,6 @@
+import type { KeyObject } from 'node:crypto';
 import type { FieldCipher, FieldLocation } from '../../crypto/field-cipher.ts';
-import { BLIND_INDEX_BYTES } from '../../crypto/field-cipher.ts';
+import { BLIND_INDEX_BYTES, blindIndexUnder, encryptForSubjectKey } from '../../crypto/field-cipher.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus, PhoneKind, TimeZoneSource } from '../../db/schema.ts';
 import { v7 as uuidv7 } from 'uuid';
@@ -239,9 +240,23 @@ export const indexNames = { phone: 'contact-phone', email: 'contact-email' } as 
 export const phoneIndex = (cipher: FieldCipher, trx: TenantTransaction, e164: string) => cipher.blindIndex(trx, indexNames.phone, e164, BLIND_INDEX_BYTES.contact);
 export const emailIndex = (cipher: FieldCipher, trx: TenantTransaction, email: string) => cipher.blindIndex(trx, indexNames.email, email, BLIND_INDEX_BYTES.contact);
 
+/** The keys of a contact's two blind indexes (FieldCipher.blindIndexKey). */
+export type ContactIndexKeys = { phone: KeyObject; email: KeyObject };
+
+export async function contactIndexKeys(cipher: FieldCipher, trx: TenantTransaction): Promise<ContactIndexKeys> {
+  return { phone: await cipher.blindIndexKey(trx, indexNames.phone), email: await cipher.blindIndexKey(trx, indexNames.email) };
+}
+
 export async function sealContact(cipher: FieldCipher, trx: TenantTransaction, id: string, subjectKey: Buffer, data: ContactData): Promise<SealedContact> {
-  const tenantId = trx.tenantId;
-  const seal = (field: string, value: string | null) => (value === null ? null : cipher.encryptForSubject(tenantId, at(id, field), value, subjectKey));
+  return sealContactUnder(trx.tenantId, id, subjectKey, data, await contactIndexKeys(cipher, trx));
+}
+
+/**
+ * sealContact with the index keys at hand: no I/O and no keyring, so an import's sealing thread
+ * (src/modules/imports/sealing-thread.ts) seals exactly as the API does.
+ */
+export function sealContactUnder(tenantId: string, id: string, subjectKey: Buffer, data: ContactData, indexKeys: ContactIndexKeys): SealedContact {
+  const seal = (field: string, value: string | null) => (value === null ? null : encryptForSubjectKey(tenantId, at(id, field), value, subjectKey));
   const hasPersonal = Object.keys(data.personalFields).length > 0;
   const phones = [];
   for (let position = 0; position < data.phones.length; position += 1) {
@@ -249,8 +264,8 @@ export async function sealContact(cipher: FieldCipher, trx: TenantTransaction, i
     phones.push({
       position,
       kind: phone.kind,
-      number_ciphertext: cipher.encryptForSubject(tenantId, at(id, `phone.${position}`), phone.e164, subjectKey),
-      number_index: await phoneIndex(cipher, trx, phone.e164),
+      number_ciphertext: encryptForSubjectKey(tenantId, at(id, `phone.${position}`), phone.e164, subjectKey),
+      number_index: blindIndexUnder(indexKeys.phone, phone.e164, BLIND_INDEX_BYTES.contact),
     });
   }
   return {
@@ -259,7 +274,7 @@ export async function sealContact(cipher: FieldCipher, trx: TenantTransaction, i
       external_id: data.externalId,
       name_ciphertext: seal('name', data.name),
       email_ciphertext: seal('email', data.email),
-      email_index: data.email === null ? null : await emailIndex(cipher, trx, data.email),
+      email_index: data.email === null ? null : blindIndexUnder(indexKeys.email, data.email, BLIND_INDEX_BYTES.contact),
       address_ciphertext: seal('address', data.address === null ? null : JSON.stringify(data.address)),
       birth_date_ciphertext: seal('birth_date', data.birthDate),
       notes_ciphertext: seal('notes', data.notes),

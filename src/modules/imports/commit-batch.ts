@@ -1,174 +1,30 @@
 import { binaryArray } from '../../db/binary-array.ts';
 import { sql } from '../../db/kysely.ts';
 import { deferWrite, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
-import type { ContactData, SealedContact } from '../contacts/contact-record.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { matchPhonesInBulk, recordMatches } from '../suppression/suppression.service.ts';
 import { LEASE_SECONDS, type Job } from './load-import-job.ts';
-import type { NewRow, Reject, RowOutcome } from './prepare-batch.ts';
+import { INDEX_BYTES, type PreparedBatch, type Reject } from './prepare-batch.ts';
 
 /** The worker no longer holds the import's lease: another worker took it over. */
 export class LeaseLost extends Error {}
 
 /**
- * One prepared batch into the database, in one transaction, only while this worker holds the
- * lease: dedupe, suppression, the writes, and the import's cursor and counts.
+ * The batch's subject keys are wrapped under a data key version that a rotation retired after
+ * the batch was prepared. Nothing was written: the batch is to be prepared again (a key stored
+ * under a retired version could escape the rotation's sweep).
  */
-export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, outcomes: readonly RowOutcome[], lastRow: number, owner: string): Promise<void> {
-  await tenantDb.transaction(async (trx) => {
-    const lease = await trx
-      .selectFrom('contact_imports')
-      .select(['state'])
-      .where('id', '=', job.id)
-      .where('lease_owner', '=', owner)
-      .forUpdate()
-      .executeTakeFirst();
-    if (!lease || lease.state !== 'running') throw new LeaseLost();
-    // Imports of one tenant commit one batch at a time: dedupe reads, then writes, and two imports
-    // (two nodes, or the CLI beside a server) must not both create the same person.
-    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.execute(trx);
+export class WrapKeyRetired extends Error {}
 
-    // 2. The same person twice: within the batch, and against existing contacts (rows of earlier
-    //    batches of this import included) by external id, phone and e-mail blind indexes.
-    const fresh = outcomes.filter((outcome): outcome is NewRow => outcome.kind === 'new');
-    const existing = await existingContacts(trx, crypto, fresh);
-    const seenInBatch = new Map<string, number>();
-    const linking: { row: NewRow; contactId: string }[] = [];
-    const final: RowOutcome[] = [];
-    for (const outcome of outcomes) {
-      if (outcome.kind !== 'new') {
-        final.push(outcome);
-        continue;
-      }
-      const keys = identityKeys(outcome.data);
-      const earlier = firstFound(keys, seenInBatch);
-      if (earlier !== undefined) {
-        final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'duplicate_in_file', column: null, detail: `the same contact as row ${earlier}` });
-        continue;
-      }
-      const match = firstFound(keys, existing);
-      if (match) {
-        if (match.importId === job.id) {
-          final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'duplicate_in_file', column: null, detail: match.importRow ? `the same contact as row ${match.importRow}` : 'the same contact as an earlier row' });
-        } else if (job.options.onExisting === 'link') {
-          linking.push({ row: outcome, contactId: match.id });
-        } else {
-          final.push({ kind: 'reject', rowNumber: outcome.rowNumber, reason: 'exists', column: null, detail: 'a contact with this phone, e-mail or external id exists' });
-        }
-        for (const key of keys) seenInBatch.set(key, outcome.rowNumber);
-        continue;
-      }
-      for (const key of keys) seenInBatch.set(key, outcome.rowNumber);
-      final.push(outcome);
-    }
-
-    // 3. Suppression: every number of every row to be created or linked — tenant-wide, registries,
-    //    the list's campaign. A suppressed existing contact is not linked into the list either.
-    const toCreate = final.filter((outcome): outcome is NewRow => outcome.kind === 'new');
-    const numbersOf = (row: NewRow) => row.data.phones.map((phone) => phone.e164);
-    const checked = [...toCreate, ...linking.map((entry) => entry.row)];
-    // Each number's blind index was computed when its row was sealed.
-    const indexes = new Map<string, Buffer>();
-    for (const row of checked) {
-      for (const sealed of row.sealed.phones) {
-        const phone = row.data.phones[sealed.position];
-        if (phone) indexes.set(phone.e164, sealed.number_index);
-      }
-    }
-    const suppressed = await matchPhonesInBulk(trx, crypto, checked.flatMap(numbersOf), job.campaignId, indexes);
-    const created: NewRow[] = [];
-    const links = new Set<string>();
-    let linkedRows = 0;
-    const rejects: Reject[] = final.filter((outcome): outcome is Reject => outcome.kind === 'reject');
-    const matchedSuppressions: string[] = [];
-    let suppressedRows = 0;
-    const passes = (row: NewRow) => {
-      const hits = numbersOf(row).flatMap((number) => suppressed.get(number) ?? []);
-      if (hits.length === 0) return true;
-      suppressedRows += 1;
-      matchedSuppressions.push(...hits);
-      if (job.options.onSuppressed === 'keep') return true;
-      rejects.push({ kind: 'reject', rowNumber: row.rowNumber, reason: 'suppressed', column: null, detail: 'a number is on a do-not-call list' });
-      return false;
-    };
-    for (const outcome of toCreate) if (passes(outcome)) created.push(outcome);
-    for (const entry of linking) {
-      if (!passes(entry.row)) continue;
-      links.add(entry.contactId);
-      linkedRows += 1;
-    }
-    await recordMatches(trx, [...new Set(matchedSuppressions)], { context: 'import', importId: job.id, ...(job.campaignId ? { campaignId: job.campaignId } : {}) });
-
-    // 4. Write: subject keys, contacts, phones, list members, rejects, cursor — one transaction.
-    //    Nothing below needs an answer: the writes after the subject keys travel, in order, in
-    //    one batch with the COMMIT (deferWrite), and a failing one fails the commit.
-    await crypto.keyring.storeSubjectKeys(trx, created.map((outcome) => outcome.subjectKey));
-    const sealed = created.map((outcome) => outcome.sealed);
-    const ids = sealed.map((entry) => entry.row.id);
-    if (sealed.length > 0) {
-      const column = <K extends keyof SealedContact['row']>(name: K) => sealed.map((entry) => entry.row[name]);
-      await deferWrite(trx, sql`
-        INSERT INTO contacts (id, external_id, name_ciphertext, email_ciphertext, email_index, address_ciphertext, birth_date_ciphertext,
-                              notes_ciphertext, personal_fields_ciphertext, fields, time_zones, time_zone_source, import_id, import_row)
-        SELECT u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
-               string_to_array(u.zones, ' '), u.zone_source, ${job.id}::uuid, u.row_number
-          FROM unnest(${binaryArray('uuid', column('id'))}::uuid[], ${binaryArray('text', column('external_id'))}::text[], ${binaryArray('bytea', column('name_ciphertext'))}::bytea[],
-                      ${binaryArray('bytea', column('email_ciphertext'))}::bytea[], ${binaryArray('bytea', column('email_index'))}::bytea[], ${binaryArray('bytea', column('address_ciphertext'))}::bytea[],
-                      ${binaryArray('bytea', column('birth_date_ciphertext'))}::bytea[], ${binaryArray('bytea', column('notes_ciphertext'))}::bytea[],
-                      ${binaryArray('bytea', column('personal_fields_ciphertext'))}::bytea[], ${binaryArray('text', column('fields'))}::text[],
-                      ${binaryArray('text', sealed.map((entry) => entry.row.time_zones.join(' ')))}::text[], ${binaryArray('text', column('time_zone_source'))}::text[],
-                      ${binaryArray('int4', created.map((outcome) => outcome.rowNumber))}::int[])
-               AS u(id, external_id, name_ct, email_ct, email_idx, address_ct, birth_ct, notes_ct, personal_ct, fields, zones, zone_source, row_number)`.compile(trx));
-      const phones = sealed.flatMap((entry) => entry.phones.map((phone) => ({ ...phone, contactId: entry.row.id })));
-      if (phones.length > 0) {
-        await deferWrite(trx, sql`
-          INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index)
-          SELECT * FROM unnest(${binaryArray('uuid', phones.map((phone) => phone.contactId))}::uuid[], ${binaryArray('int2', phones.map((phone) => phone.position))}::smallint[],
-                               ${binaryArray('text', phones.map((phone) => phone.kind))}::text[], ${binaryArray('bytea', phones.map((phone) => phone.number_ciphertext))}::bytea[],
-                               ${binaryArray('bytea', phones.map((phone) => phone.number_index))}::bytea[])`.compile(trx));
-      }
-    }
-    // The lawful basis the file came with, for the people it created (never for existing ones).
-    const lawful = job.options.lawfulBasis;
-    if (lawful && ids.length > 0) {
-      await deferWrite(trx, sql`
-        INSERT INTO consent_events (contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
-        SELECT u.id, ${lawful.purpose}, 'grant', ${lawful.basis}, ${lawful.source}, ${lawful.evidenceRef ?? null}, now(), ${`import:${job.id}`}
-          FROM unnest(${binaryArray('uuid', ids)}::uuid[]) AS u(id)`.compile(trx));
-    }
-    // The contacts just created are in no list yet; an existing one linked may be in this one.
-    if (ids.length > 0) {
-      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
-                SELECT ${job.listId}::uuid, u.id FROM unnest(${binaryArray('uuid', ids)}::uuid[]) AS u(id)`.compile(trx));
-    }
-    if (links.size > 0) {
-      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
-                SELECT ${job.listId}::uuid, u.id FROM unnest(${binaryArray('uuid', [...links])}::uuid[]) AS u(id)
-                ON CONFLICT DO NOTHING`.compile(trx));
-    }
-    if (rejects.length > 0) {
-      await deferWrite(trx, sql`
-        INSERT INTO contact_import_rejects (import_id, row_number, reason, column_name, detail)
-        SELECT ${job.id}::uuid, u.row_number, u.reason, u.column_name, u.detail
-          FROM unnest(${rejects.map((reject) => reject.rowNumber)}::bigint[], ${rejects.map((reject) => reject.reason)}::text[],
-                      ${rejects.map((reject) => reject.column?.slice(0, 200) ?? null)}::text[], ${rejects.map((reject) => reject.detail?.slice(0, 200) ?? null)}::text[])
-               AS u(row_number, reason, column_name, detail)`.compile(trx));
-    }
-    await deferWrite(trx, sql`
-      UPDATE contact_imports
-         SET rows_done = ${lastRow - 1}, rows_created = rows_created + ${created.length}, rows_linked = rows_linked + ${linkedRows},
-             rows_rejected = rows_rejected + ${rejects.length}, rows_suppressed = rows_suppressed + ${suppressedRows},
-             lease_until = now() + make_interval(secs => ${LEASE_SECONDS}), updated_at = now()
-       WHERE id = ${job.id}`.compile(trx));
-  });
-}
-
-/** The keys a contact is known by: external id, each phone, e-mail. */
-function identityKeys(data: ContactData): string[] {
+/** Row i's identity keys (external id, each number, e-mail), as dedupe compares them. */
+function identityKeys(batch: PreparedBatch, row: number): string[] {
   const keys: string[] = [];
-  if (data.externalId) keys.push(`x:${data.externalId}`);
-  for (const phone of data.phones) keys.push(`p:${phone.e164}`);
-  if (data.email) keys.push(`e:${data.email}`);
+  const externalId = batch.externalIds[row];
+  if (externalId) keys.push(`x:${externalId}`);
+  const end = batch.phoneStarts[row + 1] as number;
+  for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) keys.push(`p:${batch.phoneNumbers[phone] as string}`);
+  const email = batch.emails[row];
+  if (email) keys.push(`e:${email}`);
   return keys;
 }
 
@@ -182,14 +38,187 @@ function firstFound<V>(keys: readonly string[], map: ReadonlyMap<string, V>): V 
 }
 
 /**
+ * One prepared batch into the database, in one transaction, only while this worker holds the
+ * lease: dedupe, suppression, the writes, and the import's cursor and counts.
+ */
+export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, batch: PreparedBatch, lastRow: number, owner: string): Promise<void> {
+  await tenantDb.transaction(async (trx) => {
+    const lease = await trx
+      .selectFrom('contact_imports')
+      .select(['state'])
+      .where('id', '=', job.id)
+      .where('lease_owner', '=', owner)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!lease || lease.state !== 'running') throw new LeaseLost();
+    // Imports of one tenant commit one batch at a time: dedupe reads, then writes, and two imports
+    // (two nodes, or the CLI beside a server) must not both create the same person.
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.execute(trx);
+    if (batch.count > 0 && batch.wrapVersion < (await crypto.keyring.activeDataKeyVersion(trx))) throw new WrapKeyRetired();
+
+    // 2. The same person twice: within the batch, and against existing contacts (rows of earlier
+    //    batches of this import included) by external id, phone and e-mail blind indexes.
+    const existing = await existingContacts(trx, crypto, batch);
+    const seenInBatch = new Map<string, number>();
+    // Valid row i is created when create[i] holds.
+    const create = new Array<boolean>(batch.count).fill(false);
+    const linking: { row: number; contactId: string }[] = [];
+    const rejects: Reject[] = [...batch.rejects];
+    const reject = (row: number, reason: string, detail: string) => rejects.push({ kind: 'reject', rowNumber: batch.rowNumbers[row] as number, reason, column: null, detail });
+    for (let row = 0; row < batch.count; row += 1) {
+      const keys = identityKeys(batch, row);
+      const rowNumber = batch.rowNumbers[row] as number;
+      const earlier = firstFound(keys, seenInBatch);
+      if (earlier !== undefined) {
+        reject(row, 'duplicate_in_file', `the same contact as row ${earlier}`);
+        continue;
+      }
+      const match = firstFound(keys, existing);
+      if (match) {
+        if (match.importId === job.id) {
+          reject(row, 'duplicate_in_file', match.importRow ? `the same contact as row ${match.importRow}` : 'the same contact as an earlier row');
+        } else if (job.options.onExisting === 'link') {
+          linking.push({ row, contactId: match.id });
+        } else {
+          reject(row, 'exists', 'a contact with this phone, e-mail or external id exists');
+        }
+        for (const key of keys) seenInBatch.set(key, rowNumber);
+        continue;
+      }
+      for (const key of keys) seenInBatch.set(key, rowNumber);
+      create[row] = true;
+    }
+
+    // 3. Suppression: every number of every row to be created or linked — tenant-wide, registries,
+    //    the list's campaign. A suppressed existing contact is not linked into the list either.
+    //    Each number's blind index was computed when its row was sealed.
+    const numbers: string[] = [];
+    const indexes = new Map<string, Buffer>();
+    const check = (row: number) => {
+      const end = batch.phoneStarts[row + 1] as number;
+      for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) {
+        const number = batch.phoneNumbers[phone] as string;
+        numbers.push(number);
+        indexes.set(number, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
+      }
+    };
+    for (let row = 0; row < batch.count; row += 1) if (create[row]) check(row);
+    for (const entry of linking) check(entry.row);
+    const suppressed = await matchPhonesInBulk(trx, crypto, numbers, job.campaignId, indexes);
+    const matchedSuppressions = new Set<string>();
+    let suppressedRows = 0;
+    const passes = (row: number) => {
+      let hit = false;
+      const end = batch.phoneStarts[row + 1] as number;
+      for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) {
+        for (const id of suppressed.get(batch.phoneNumbers[phone] as string) ?? []) {
+          matchedSuppressions.add(id);
+          hit = true;
+        }
+      }
+      if (!hit) return true;
+      suppressedRows += 1;
+      if (job.options.onSuppressed === 'keep') return true;
+      reject(row, 'suppressed', 'a number is on a do-not-call list');
+      return false;
+    };
+    let created = 0;
+    for (let row = 0; row < batch.count; row += 1) {
+      if (!create[row]) continue;
+      create[row] = passes(row);
+      if (create[row]) created += 1;
+    }
+    const links = new Set<string>();
+    let linkedRows = 0;
+    for (const entry of linking) {
+      if (!passes(entry.row)) continue;
+      links.add(entry.contactId);
+      linkedRows += 1;
+    }
+    await recordMatches(trx, [...matchedSuppressions], { context: 'import', importId: job.id, ...(job.campaignId ? { campaignId: job.campaignId } : {}) });
+
+    // 4. Write: subject keys, contacts, phones, list members, rejects, cursor — one transaction.
+    //    Each statement takes the batch's prepared arrays whole and keeps the rows to create by a
+    //    mask, so no ciphertext is handled here. None needs an answer: they travel, in order, in
+    //    one batch with the COMMIT (deferWrite), and a failing one fails the commit.
+    if (created > 0) {
+      const keep = binaryArray('bool', create);
+      const phoneKeep: boolean[] = [];
+      for (let row = 0; row < batch.count; row += 1) {
+        const end = batch.phoneStarts[row + 1] as number;
+        for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) phoneKeep.push(create[row] === true);
+      }
+      const [ids, externalIds, names, emails, emailIndexes, addresses, birthDates, notes, personal, fields, zones, zoneSources, rowNumbers] = batch.contactColumns as Buffer[];
+      const [phoneContacts, positions, kinds, phoneNumbers, phoneIndexes] = batch.phoneColumns as Buffer[];
+      await deferWrite(trx, sql`
+        INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
+        SELECT u.id, ${batch.wrapVersion}::int, u.wrapped
+          FROM unnest(${ids}::uuid[], ${batch.wrappedKeys}::bytea[], ${keep}::bool[]) AS u(id, wrapped, keep)
+         WHERE u.keep`.compile(trx));
+      await deferWrite(trx, sql`
+        INSERT INTO contacts (id, external_id, name_ciphertext, email_ciphertext, email_index, address_ciphertext, birth_date_ciphertext,
+                              notes_ciphertext, personal_fields_ciphertext, fields, time_zones, time_zone_source, import_id, import_row)
+        SELECT u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
+               string_to_array(u.zones, ' '), u.zone_source, ${job.id}::uuid, u.row_number
+          FROM unnest(${ids}::uuid[], ${externalIds}::text[], ${names}::bytea[], ${emails}::bytea[], ${emailIndexes}::bytea[], ${addresses}::bytea[],
+                      ${birthDates}::bytea[], ${notes}::bytea[], ${personal}::bytea[], ${fields}::text[], ${zones}::text[], ${zoneSources}::text[],
+                      ${rowNumbers}::int[], ${keep}::bool[])
+               AS u(id, external_id, name_ct, email_ct, email_idx, address_ct, birth_ct, notes_ct, personal_ct, fields, zones, zone_source, row_number, keep)
+         WHERE u.keep`.compile(trx));
+      if (phoneKeep.length > 0) {
+        await deferWrite(trx, sql`
+          INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index)
+          SELECT u.contact_id, u.position, u.kind, u.number_ct, u.number_idx
+            FROM unnest(${phoneContacts}::uuid[], ${positions}::smallint[], ${kinds}::text[], ${phoneNumbers}::bytea[], ${phoneIndexes}::bytea[],
+                        ${binaryArray('bool', phoneKeep)}::bool[])
+                 AS u(contact_id, position, kind, number_ct, number_idx, keep)
+           WHERE u.keep`.compile(trx));
+      }
+      // The lawful basis the file came with, for the people it created (never for existing ones).
+      const lawful = job.options.lawfulBasis;
+      if (lawful) {
+        await deferWrite(trx, sql`
+          INSERT INTO consent_events (contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
+          SELECT u.id, ${lawful.purpose}, 'grant', ${lawful.basis}, ${lawful.source}, ${lawful.evidenceRef ?? null}, now(), ${`import:${job.id}`}
+            FROM unnest(${ids}::uuid[], ${keep}::bool[]) AS u(id, keep)
+           WHERE u.keep`.compile(trx));
+      }
+      // The contacts just created are in no list yet.
+      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
+                SELECT ${job.listId}::uuid, u.id FROM unnest(${ids}::uuid[], ${keep}::bool[]) AS u(id, keep) WHERE u.keep`.compile(trx));
+    }
+    // An existing contact linked may be in this list already.
+    if (links.size > 0) {
+      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
+                SELECT ${job.listId}::uuid, u.id FROM unnest(${binaryArray('uuid', [...links])}::uuid[]) AS u(id)
+                ON CONFLICT DO NOTHING`.compile(trx));
+    }
+    if (rejects.length > 0) {
+      await deferWrite(trx, sql`
+        INSERT INTO contact_import_rejects (import_id, row_number, reason, column_name, detail)
+        SELECT ${job.id}::uuid, u.row_number, u.reason, u.column_name, u.detail
+          FROM unnest(${rejects.map((entry) => entry.rowNumber)}::bigint[], ${rejects.map((entry) => entry.reason)}::text[],
+                      ${rejects.map((entry) => entry.column?.slice(0, 200) ?? null)}::text[], ${rejects.map((entry) => entry.detail?.slice(0, 200) ?? null)}::text[])
+               AS u(row_number, reason, column_name, detail)`.compile(trx));
+    }
+    await deferWrite(trx, sql`
+      UPDATE contact_imports
+         SET rows_done = ${lastRow - 1}, rows_created = rows_created + ${created}, rows_linked = rows_linked + ${linkedRows},
+             rows_rejected = rows_rejected + ${rejects.length}, rows_suppressed = rows_suppressed + ${suppressedRows},
+             lease_until = now() + make_interval(secs => ${LEASE_SECONDS}), updated_at = now()
+       WHERE id = ${job.id}`.compile(trx));
+  });
+}
+
+/**
  * Existing contacts that share a key with any of these: one query per kind of key for the batch,
  * blind-index candidates decrypted and compared.
  */
 type ExistingContact = { id: string; importId: string | null; importRow: number | null };
 
-async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, rows: readonly NewRow[]): Promise<Map<string, ExistingContact>> {
+async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, batch: PreparedBatch): Promise<Map<string, ExistingContact>> {
   const found = new Map<string, ExistingContact>();
-  const externalIds = [...new Set(rows.flatMap((row) => (row.data.externalId ? [row.data.externalId] : [])))];
+  const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
   if (externalIds.length > 0) {
     // One array parameter, not one parameter per id (a batch has thousands).
     const byExternal = await trx
@@ -203,21 +232,16 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
   // Blind index (hex) → the values wanted under it: almost always one.
   const phoneWanted = new Map<string, string[]>();
   const emailWanted = new Map<string, string[]>();
-  const want = (wanted: Map<string, string[]>, index: string, value: string) => {
+  const want = (wanted: Map<string, string[]>, indexes: Uint8Array, at: number, value: string) => {
+    const index = Buffer.from(indexes.buffer, indexes.byteOffset + at * INDEX_BYTES, INDEX_BYTES).toString('hex');
     const values = wanted.get(index);
     if (values) values.push(value);
     else wanted.set(index, [value]);
   };
-  for (const row of rows) {
-    const phones = row.data.phones;
-    for (let position = 0; position < phones.length; position += 1) {
-      const phone = phones[position];
-      const index = row.sealed.phones[position]?.number_index;
-      if (phone && index) want(phoneWanted, index.toString('hex'), phone.e164);
-    }
-    const email = row.data.email;
-    const index = row.sealed.row.email_index;
-    if (email && index) want(emailWanted, index.toString('hex'), email);
+  for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) want(phoneWanted, batch.phoneIndexes, phone, batch.phoneNumbers[phone] as string);
+  for (let row = 0; row < batch.count; row += 1) {
+    const email = batch.emails[row];
+    if (email) want(emailWanted, batch.emailIndexes, row, email);
   }
   const phoneCandidates =
     phoneWanted.size === 0

@@ -5,14 +5,15 @@ import type { Logger } from '../../logger.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import type { SystemDb } from '../../db/system-db.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
-import type { ContactFieldDefinition } from '../contacts/contact-record.ts';
 import { loadFieldDefinitions, type ContactsCrypto } from '../contacts/contacts.service.ts';
-import { commitBatch, LeaseLost } from './commit-batch.ts';
+import { commitBatch, LeaseLost, WrapKeyRetired } from './commit-batch.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
 import { chunkAt } from './import-upload.ts';
 import { LEASE_SECONDS, loadJob, type Job } from './load-import-job.ts';
 import { ownerIsGone, type NodePresence } from '../../operations/node-presence.ts';
-import { prepareBatch, type RowOutcome, type SourceRow } from './prepare-batch.ts';
+import { prepareRows, type PrepareContext, type PreparedBatch, type SealingKeys, type SourceRow } from './prepare-batch.ts';
+import { startSealers, type Sealers } from './sealers.ts';
+import { contactIndexKeys } from '../contacts/contact-record.ts';
 
 /**
  * The import worker. Every `ringvakt serve` process runs one; the CLI runs one for its own import.
@@ -30,6 +31,12 @@ export const BATCH_ROWS = 2000;
  * 64 KiB) keep two batches within the import thread's bounded heap (import-thread.ts).
  */
 const BATCH_CHARACTERS = 4 * 1024 * 1024;
+/**
+ * Sealing threads per import, beside the import's own thread (sealers.ts). One: on two cores the
+ * import's thread, one sealing thread and PostgreSQL share the machine, and a second sealing
+ * thread measured no faster (`npm run bench -- contacts-import`) for another heap's memory.
+ */
+export const SEALING_THREADS = 1;
 /** Rows after which the worker first refreshes the planner's statistics, and again each time they double. */
 const FIRST_STATISTICS_REFRESH = 10_000;
 
@@ -88,23 +95,39 @@ export async function runImport(
   crypto: ContactsCrypto,
   importId: string,
   owner: string,
-  options: { logger?: Logger; stop?: () => boolean; batchRows?: number; onBatch?: () => void } = {},
+  options: { logger?: Logger; stop?: () => boolean; batchRows?: number; sealingThreads?: number; onBatch?: () => void } = {},
 ): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
+  const sealingThreads = options.sealingThreads ?? SEALING_THREADS;
   const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done']).where('id', '=', importId).executeTakeFirst());
   if (!state || state.state !== 'running') return 'lease_lost';
   // pipeline(), not pipe(): an error reading or decrypting a chunk must reach the loop below (and
   // fail the import), not go unheard on the source stream — or crash the process.
   const parser = pipeline(storedFile(tenantDb, crypto, importId), csvParser(state.delimiter ?? ','), () => undefined);
   let job: Job | undefined;
-  let definitions: Map<string, ContactFieldDefinition> | undefined;
+  let context: PrepareContext | undefined;
   let batch: SourceRow[] = [];
   let batchCharacters = 0;
   let committedRows = 0;
   let refreshStatisticsAt = FIRST_STATISTICS_REFRESH;
-  // One batch commits while the next is read and prepared (parsing and normalising are CPU work
-  // in this process; committing is work in the database): at most two batches in memory.
+  // Batches read, in file order, each being prepared (by a sealing thread, or here): the oldest
+  // commits once it is prepared and the one before it has committed. One batch commits (work in
+  // the database) while the sealing threads prepare the next ones and this thread reads on.
+  const pending: { rows: SourceRow[]; prepared: Promise<PreparedBatch> }[] = [];
+  let sealers: Sealers | undefined;
   let inFlight: Promise<void> | undefined;
+
+  // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
+  // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
+  const sealingKeys = (rows: number): Promise<SealingKeys> =>
+    tenantDb.transaction(async (trx) => ({ dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows)), indexKeys: await contactIndexKeys(crypto.cipher, trx) }));
+  const prepare = (current: PrepareContext, rows: SourceRow[]): Promise<PreparedBatch> => {
+    const via = sealers;
+    const prepared = sealingKeys(rows.length).then((keys) => (via ? via.prepare(rows, keys) : prepareRows(current, keys, rows)));
+    // Its failure is taken up when the batch's turn to commit comes; until then it must not count as unhandled.
+    prepared.catch(() => undefined);
+    return prepared;
+  };
   const settle = async (): Promise<'stopped' | undefined> => {
     if (!inFlight) return undefined;
     const committing = inFlight;
@@ -120,14 +143,34 @@ export async function runImport(
     await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
     return 'stopped';
   };
-  const startCommit = (current: Job, rows: readonly SourceRow[], prepared: RowOutcome[]) => {
+  const startCommit = (current: Job, currentContext: PrepareContext, rows: readonly SourceRow[], prepared: PreparedBatch) => {
     const lastRow = rows.at(-1)?.rowNumber ?? 1;
-    inFlight = commitBatch(tenantDb, crypto, current, prepared, lastRow, owner).then(() => {
+    inFlight = (async () => {
+      let ready = prepared;
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await commitBatch(tenantDb, crypto, current, ready, lastRow, owner);
+          break;
+        } catch (error) {
+          // A rotation retired the data key the batch's subject keys were wrapped under while it
+          // waited: prepared again here, under the key now active (rare; bounded).
+          if (!(error instanceof WrapKeyRetired) || attempt >= 3) throw error;
+          ready = prepareRows(currentContext, await sealingKeys(rows.length), rows);
+        }
+      }
       current.rowsDone += rows.length;
       committedRows += rows.length;
-    });
+    })();
     // Its failure is taken up by the next settle(); until then it must not count as unhandled.
     inFlight.catch(() => undefined);
+  };
+  const commitOldest = async (current: Job, currentContext: PrepareContext): Promise<'stopped' | undefined> => {
+    const oldest = pending.shift();
+    if (!oldest) return undefined;
+    const prepared = await oldest.prepared;
+    if ((await settle()) === 'stopped') return 'stopped';
+    startCommit(current, currentContext, oldest.rows, prepared);
+    return undefined;
   };
   try {
     let rowNumber = 0;
@@ -136,10 +179,12 @@ export async function runImport(
       if (rowNumber === 1) {
         const headers = record;
         job = await tenantDb.read((trx) => loadJob(trx, importId, headers));
-        definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
+        const { plan, defaultRegion } = job;
+        const definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
+        context = { tenantId: tenantDb.tenantId, plan, defaultRegion, definitions };
         continue;
       }
-      if (!job || !definitions) throw new Error('an import file without a header row');
+      if (!job || !context) throw new Error('an import file without a header row');
       // Rows already committed by an earlier run (the data row n is record n + 1).
       if (rowNumber - 1 <= job.rowsDone) continue;
       batch.push({ rowNumber, record });
@@ -148,16 +193,20 @@ export async function runImport(
         const rows = batch;
         batch = [];
         batchCharacters = 0;
-        const prepared = await prepareBatch(tenantDb, crypto, job, definitions, rows);
-        if ((await settle()) === 'stopped') return 'stopped';
-        startCommit(job, rows, prepared);
+        pending.push({ rows, prepared: prepare(context, rows) });
+        // More than one batch, most likely: sealing threads prepare the rest, starting while
+        // this thread prepares the first.
+        if (sealingThreads > 0) sealers ??= startSealers(context, sealingThreads);
+        if (pending.length > sealingThreads + 1 && (await commitOldest(job, context)) === 'stopped') return 'stopped';
       }
     }
-    if (!job || !definitions) throw new Error('an import file without a header row');
-    if ((await settle()) === 'stopped') return 'stopped';
-    if (batch.length > 0) {
-      startCommit(job, batch, await prepareBatch(tenantDb, crypto, job, definitions, batch));
+    if (!job || !context) throw new Error('an import file without a header row');
+    if (batch.length > 0) pending.push({ rows: batch, prepared: prepare(context, batch) });
+    while (pending.length > 0) if ((await commitOldest(job, context)) === 'stopped') return 'stopped';
+    if (inFlight) {
+      // The last batch: once committed, the import ends below, whatever `stop` says.
       await inFlight;
+      inFlight = undefined;
       options.onBatch?.();
     }
     const finished = job;
@@ -201,6 +250,7 @@ export async function runImport(
     // A batch still committing when this run ends early: let it finish before the caller goes on.
     await inFlight?.catch(() => undefined);
     parser.destroy();
+    await sealers?.close();
   }
 }
 

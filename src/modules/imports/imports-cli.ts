@@ -1,6 +1,5 @@
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { setFlagsFromString } from 'node:v8';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
@@ -174,19 +173,6 @@ async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: s
     bar.update(view.rowsDone, { rate: view.rowsPerSecond ?? 0 });
     return view;
   };
-
-  // This process exists for the import, so V8 may let its old generations grow to three times
-  // what survives a full collection before it collects again (the default factor, sized for
-  // interactive processes, is about 1.3). The import thread's prepared batches outlive a few
-  // young-generation collections and are promoted, so its old generation grew by a few megabytes
-  // every tenth of a second and was marked about four times a second — on helper threads that took
-  // the CPU PostgreSQL needed. Measured at 100,000 rows (`npm run bench -- contacts-import`, runs
-  // alternated): full collections 45–49 → 19–21, this process's CPU per row 129–141 → 109–128 µs.
-  // The thread's old generation stays bounded (IMPORT_HEAP_MB). A larger young generation for the
-  // thread instead (resourceLimits) made V8 fall back to full collections at 64 MB semi-spaces.
-  // Set before anything is claimed (a V8 that refuses flag changes fails here, holding nothing),
-  // and only in this command: the server keeps V8's default.
-  setFlagsFromString('--heap-growing-percent=200');
 
   let interrupted = false;
   const interrupt = () => {

@@ -1,69 +1,201 @@
-import type { NewSubjectKey } from '../../crypto/keyring.ts';
-import type { TenantDb } from '../../db/tenant-db.ts';
-import { ContactInputError, newContactId, normaliseContact, sealContact, type ContactData, type ContactFieldDefinition, type SealedContact } from '../contacts/contact-record.ts';
-import type { ContactsCrypto } from '../contacts/contacts.service.ts';
-import { cellProblem, columnOf, rowToInput } from './import-mapping.ts';
-import type { Job } from './load-import-job.ts';
+import { newKey } from '../../crypto/aead.ts';
+import { BLIND_INDEX_BYTES } from '../../crypto/field-cipher.ts';
+import { wrapSubjectKey, type DataKey } from '../../crypto/keyring.ts';
+import { BinaryArrayWriter } from '../../db/binary-array.ts';
+import {
+  ContactInputError,
+  newContactId,
+  normaliseContact,
+  sealContactUnder,
+  type ContactData,
+  type ContactFieldDefinition,
+  type ContactIndexKeys,
+  type SealedContact,
+} from '../contacts/contact-record.ts';
+import { cellProblem, columnOf, rowToInput, type ColumnPlan } from './import-mapping.ts';
+
+/**
+ * Preparing a batch of an import: each row mapped, checked and normalised, and each valid one
+ * given its contact id and a new subject key (wrapped under the tenant's data key), its values
+ * sealed and its blind indexes computed. No I/O and no keyring: the keys come in `SealingKeys`, so
+ * this runs in a sealing thread (sealing-thread.ts) as well as in the import's own.
+ *
+ * The result is laid out for the two things that follow it, in the committing thread:
+ *   - dedupe and the suppression check, which need each row's identifiers (external id, numbers,
+ *     e-mail, and their blind indexes): plain arrays and flat byte arrays, cheap to pass between
+ *     threads;
+ *   - the writes: every column of every valid row already in PostgreSQL's binary array format
+ *     (binary-array.ts), one byte array per column, moved between threads without a copy. The
+ *     statements take each row or not by a mask (rows that dedupe or suppression drop), so the
+ *     committing thread never touches a ciphertext.
+ */
 
 export type SourceRow = { rowNumber: number; record: string[] };
 export type Reject = { kind: 'reject'; rowNumber: number; reason: string; column: string | null; detail: string | null };
-type ValidRow = { kind: 'valid'; rowNumber: number; data: ContactData };
-/** A valid row made ready to write: its contact id, its subject key (wrapped), its fields sealed. */
-export type NewRow = { kind: 'new'; rowNumber: number; data: ContactData; sealed: SealedContact; subjectKey: NewSubjectKey };
-export type RowOutcome = NewRow | Reject;
 
-/**
- * Rows prepared between two turns of the event loop. The batch before this one commits meanwhile,
- * one statement after another, and each answer waits for the next turn to be taken up: at a few
- * hundred rows per turn those waits added up to a third of an import's time; at this many, a
- * turn is about a millisecond.
- */
-const ROWS_PER_TURN = 20;
-const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+/** What every batch of one import is prepared with, besides its keys. */
+export type PrepareContext = { tenantId: string; plan: ColumnPlan; defaultRegion: string; definitions: ReadonlyMap<string, ContactFieldDefinition> };
 
-/** One row on its own, before any database work: mapping, limits, normalisation. */
-function prepareRow(job: Job, definitions: ReadonlyMap<string, ContactFieldDefinition>, { rowNumber, record }: SourceRow): ValidRow | Reject {
-  const input = rowToInput(record, job.plan);
+/** The keys a batch is sealed with: the data key that wraps subject keys (its budget counted for the batch), the index keys. */
+export type SealingKeys = { dataKey: DataKey; indexKeys: ContactIndexKeys };
+
+/** Bytes of a contact's blind index (phone and e-mail). */
+export const INDEX_BYTES = BLIND_INDEX_BYTES.contact;
+
+export type PreparedBatch = {
+  /** Rows refused by mapping, limits or normalisation. */
+  rejects: Reject[];
+  /** The valid rows, in file order; row i of every array below is the i-th of them. */
+  count: number;
+  rowNumbers: Int32Array;
+  externalIds: (string | null)[];
+  emails: (string | null)[];
+  /** Row i's e-mail blind index at i × INDEX_BYTES (zeros when it has no e-mail). */
+  emailIndexes: Uint8Array;
+  /** Row i's numbers (E.164) are phoneNumbers[phoneStarts[i]] up to phoneStarts[i + 1]. */
+  phoneStarts: Int32Array;
+  phoneNumbers: string[];
+  /** Number j's blind index at j × INDEX_BYTES. */
+  phoneIndexes: Uint8Array;
+  /** The data key version the subject keys are wrapped under. */
+  wrapVersion: number;
+  /**
+   * Array parameters (binary-array.ts) of every valid row, in order: contacts (id, external_id,
+   * name, email, email_index, address, birth_date, notes, personal_fields, fields, time_zones,
+   * time_zone_source, import_row), contact_phones (contact_id, position, kind, number,
+   * number_index; one element per number), and the wrapped subject keys (one per row, under the
+   * contact's id).
+   */
+  contactColumns: Uint8Array[];
+  phoneColumns: Uint8Array[];
+  wrappedKeys: Uint8Array;
+};
+
+/** One row on its own: mapping, limits, normalisation. */
+function prepareRow(context: PrepareContext, { rowNumber, record }: SourceRow): ContactData | Reject {
+  const input = rowToInput(record, context.plan);
   const tooLong = cellProblem(input);
-  if (tooLong) return { kind: 'reject', rowNumber, reason: 'value_too_long', column: columnOf(record, job.plan, tooLong.where), detail: `${tooLong.where}: ${tooLong.reason}` };
+  if (tooLong) return { kind: 'reject', rowNumber, reason: 'value_too_long', column: columnOf(record, context.plan, tooLong.where), detail: `${tooLong.where}: ${tooLong.reason}` };
   if (!input.phones?.length && !input.email && !input.externalId) return { kind: 'reject', rowNumber, reason: 'no_identifier', column: null, detail: 'no phone number, e-mail or external id' };
   try {
-    return { kind: 'valid', rowNumber, data: normaliseContact(input, { defaultRegion: job.defaultRegion, definitions }) };
+    return normaliseContact(input, { defaultRegion: context.defaultRegion, definitions: context.definitions });
   } catch (error) {
-    if (error instanceof ContactInputError) return { kind: 'reject', rowNumber, reason: error.code, column: columnOf(record, job.plan, error.where), detail: `${error.where}: ${error.reason}` };
+    if (error instanceof ContactInputError) return { kind: 'reject', rowNumber, reason: error.code, column: columnOf(record, context.plan, error.where), detail: `${error.where}: ${error.reason}` };
     throw error;
   }
 }
 
-/**
- * A batch made ready to write, while the batch before it commits: every valid row gets its id and
- * a new subject key, and its values are sealed and indexed. Rows that dedupe or suppression drop
- * later are discarded with their keys unstored (their wraps still count against the key budget).
- * Yields to the event loop every ROWS_PER_TURN rows, so the commit in flight keeps moving.
- */
-export async function prepareBatch(
-  tenantDb: TenantDb,
-  crypto: ContactsCrypto,
-  job: Job,
-  definitions: ReadonlyMap<string, ContactFieldDefinition>,
-  rows: readonly SourceRow[],
-): Promise<RowOutcome[]> {
-  const parsed: (ValidRow | Reject)[] = [];
+export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: readonly SourceRow[]): PreparedBatch {
+  const rejects: Reject[] = [];
+  const rowNumbers: number[] = [];
+  const valid: ContactData[] = [];
   for (let position = 0; position < rows.length; position += 1) {
-    parsed.push(prepareRow(job, definitions, rows[position] as SourceRow));
-    if (position % ROWS_PER_TURN === ROWS_PER_TURN - 1) await nextTurn();
-  }
-  const valid = parsed.filter((row): row is ValidRow => row.kind === 'valid');
-  const ready = new Map<number, NewRow>();
-  await tenantDb.transaction(async (trx) => {
-    const keys = await crypto.keyring.wrapNewSubjectKeys(trx, valid.map(() => newContactId()));
-    for (let position = 0; position < valid.length; position += 1) {
-      const row = valid[position] as ValidRow;
-      const subjectKey = keys[position];
-      if (!subjectKey) throw new Error('a subject key is missing');
-      ready.set(row.rowNumber, { kind: 'new', rowNumber: row.rowNumber, data: row.data, subjectKey, sealed: await sealContact(crypto.cipher, trx, subjectKey.subjectId, subjectKey.key, row.data) });
-      if (position % ROWS_PER_TURN === ROWS_PER_TURN - 1) await nextTurn();
+    const row = rows[position] as SourceRow;
+    const outcome = prepareRow(context, row);
+    if ('kind' in outcome) {
+      rejects.push(outcome);
+      continue;
     }
-  });
-  return parsed.map((row) => (row.kind === 'valid' ? (ready.get(row.rowNumber) as NewRow) : row));
+    rowNumbers.push(row.rowNumber);
+    valid.push(outcome);
+  }
+
+  const count = valid.length;
+  // Each row is written into the columns as soon as it is sealed, and its objects die young: only
+  // the columns live for the whole batch.
+  const contacts = {
+    id: new BinaryArrayWriter('uuid', count * 20),
+    externalId: new BinaryArrayWriter('text', count * 16),
+    name: new BinaryArrayWriter('bytea', count * 64),
+    email: new BinaryArrayWriter('bytea', count * 72),
+    emailIndex: new BinaryArrayWriter('bytea', count * 8),
+    address: new BinaryArrayWriter('bytea', count * 4),
+    birthDate: new BinaryArrayWriter('bytea', count * 4),
+    notes: new BinaryArrayWriter('bytea', count * 4),
+    personalFields: new BinaryArrayWriter('bytea', count * 4),
+    fields: new BinaryArrayWriter('text', count * 8),
+    timeZones: new BinaryArrayWriter('text', count * 20),
+    timeZoneSource: new BinaryArrayWriter('text', count * 12),
+    rowNumber: new BinaryArrayWriter('int4', count * 8),
+  };
+  const phones = {
+    contactId: new BinaryArrayWriter('uuid', count * 20),
+    position: new BinaryArrayWriter('int2', count * 6),
+    kind: new BinaryArrayWriter('text', count * 10),
+    number: new BinaryArrayWriter('bytea', count * 64),
+    numberIndex: new BinaryArrayWriter('bytea', count * 8),
+  };
+  const wrappedKeys = new BinaryArrayWriter('bytea', count * 68);
+  const phoneStarts = new Int32Array(count + 1);
+  const phoneNumbers: string[] = [];
+  const phoneIndexes: number[] = [];
+  const externalIds: (string | null)[] = new Array<string | null>(count);
+  const emails: (string | null)[] = new Array<string | null>(count);
+  const emailIndexes = new Uint8Array(count * INDEX_BYTES);
+  for (let position = 0; position < count; position += 1) {
+    const data = valid[position] as ContactData;
+    const id = newContactId();
+    const subjectKey = newKey();
+    wrappedKeys.push(wrapSubjectKey(context.tenantId, id, keys.dataKey, subjectKey));
+    const { row, phones: sealedPhones } = sealContactUnder(context.tenantId, id, subjectKey, data, keys.indexKeys);
+    // The key exists from here on only wrapped: this copy is wiped at once.
+    subjectKey.fill(0);
+    contacts.id.push(row.id);
+    contacts.externalId.push(row.external_id);
+    contacts.name.push(row.name_ciphertext);
+    contacts.email.push(row.email_ciphertext);
+    contacts.emailIndex.push(row.email_index);
+    contacts.address.push(row.address_ciphertext);
+    contacts.birthDate.push(row.birth_date_ciphertext);
+    contacts.notes.push(row.notes_ciphertext);
+    contacts.personalFields.push(row.personal_fields_ciphertext);
+    contacts.fields.push(row.fields);
+    contacts.timeZones.push(row.time_zones.join(' '));
+    contacts.timeZoneSource.push(row.time_zone_source);
+    contacts.rowNumber.push(rowNumbers[position] as number);
+    externalIds[position] = data.externalId;
+    emails[position] = data.email;
+    row.email_index?.copy(emailIndexes, position * INDEX_BYTES);
+    phoneStarts[position] = phoneNumbers.length;
+    for (let index = 0; index < sealedPhones.length; index += 1) {
+      const phone = sealedPhones[index] as SealedContact['phones'][number];
+      phones.contactId.push(id);
+      phones.position.push(phone.position);
+      phones.kind.push(phone.kind);
+      phones.number.push(phone.number_ciphertext);
+      phones.numberIndex.push(phone.number_index);
+      phoneNumbers.push((data.phones[index] as ContactData['phones'][number]).e164);
+      for (const byte of phone.number_index) phoneIndexes.push(byte);
+    }
+  }
+  phoneStarts[count] = phoneNumbers.length;
+  return {
+    rejects,
+    count,
+    rowNumbers: Int32Array.from(rowNumbers),
+    externalIds,
+    emails,
+    emailIndexes,
+    phoneStarts,
+    phoneNumbers,
+    phoneIndexes: Uint8Array.from(phoneIndexes),
+    wrapVersion: keys.dataKey.version,
+    contactColumns: [
+      contacts.id.finish(),
+      contacts.externalId.finish(),
+      contacts.name.finish(),
+      contacts.email.finish(),
+      contacts.emailIndex.finish(),
+      contacts.address.finish(),
+      contacts.birthDate.finish(),
+      contacts.notes.finish(),
+      contacts.personalFields.finish(),
+      contacts.fields.finish(),
+      contacts.timeZones.finish(),
+      contacts.timeZoneSource.finish(),
+      contacts.rowNumber.finish(),
+    ],
+    phoneColumns: [phones.contactId.finish(), phones.position.finish(), phones.kind.finish(), phones.number.finish(), phones.numberIndex.finish()],
+    wrappedKeys: wrappedKeys.finish(),
+  };
 }
