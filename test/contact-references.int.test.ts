@@ -4,9 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 
 /**
- * Phones and list memberships reference their contact and list through statement-level checks
- * (migration 0022), not per-row foreign keys: these are the guarantees a foreign key gave, each
- * exercised as the runtime role, the way the server writes.
+ * Phones and list memberships reference their contact and list, and contacts their tenant, through
+ * statement-level checks (migrations 0022 and 0024), not per-row foreign keys: these are the
+ * guarantees a foreign key gave, each exercised as the runtime role, the way the server writes
+ * (and as the owner for tenants, which only it may delete).
  */
 describe(`contact references (${serverLabel()} server)`, () => {
   let db: TestDatabase;
@@ -194,6 +195,35 @@ describe(`contact references (${serverLabel()} server)`, () => {
       expect(row.policies, row.tablename).toHaveLength(1);
       expect(row.policies[0], row.tablename).toMatch(/^tenant_isolation ALL \{public\} \(tenant_id = (ringvakt\.)?current_tenant_id\(\)\)$/);
     }
+  });
+
+  it('refuses a contact whose tenant does not exist, and keeps a tenant with contacts from being deleted or truncated', async () => {
+    // The runtime role claiming a tenant that does not exist: its own policy lets the row through.
+    const ghost = await begin(randomUUID());
+    expect(await sqlState(ghost.query(`INSERT INTO contacts (id) VALUES (gen_random_uuid())`))).toBe('23503');
+    await ghost.query('ROLLBACK');
+    // The owner, as migrations and operators act (row-level security applies to it on contacts).
+    const asOwner = (statements: string) => sqlState(db.superQuery(`BEGIN; SET LOCAL ROLE ${db.handles.roles.owner}; SET LOCAL search_path = ringvakt; ${statements}; COMMIT`));
+    // Tenants with nothing but what this test gives them, so no other foreign key stands in the way.
+    const empty = await db.handles.systemDb.createTenant('references-empty', 'References empty');
+    const lonely = await db.handles.systemDb.createTenant('references-lonely', 'References lonely');
+    const seeding = await begin(lonely);
+    await seeding.query(`INSERT INTO contacts (id) VALUES (gen_random_uuid())`);
+    await seeding.query('COMMIT');
+    expect(await asOwner(`DELETE FROM tenants WHERE id = '${lonely}'`)).toBe('23503');
+    expect(await asOwner(`DELETE FROM tenants WHERE id IN ('${empty}', '${lonely}')`)).toBe('23503');
+    // TRUNCATE … CASCADE follows foreign keys only, so it no longer reaches contacts: refused.
+    expect(await asOwner(`TRUNCATE tenants CASCADE`)).toBe('23503');
+    expect(await asOwner(`UPDATE tenants SET id = gen_random_uuid() WHERE id = '${empty}'`)).toBe('23503');
+    // A contact being inserted holds its tenant as a foreign key would: the delete waits.
+    const writer = await begin(empty);
+    await writer.query(`INSERT INTO contacts (id) VALUES (gen_random_uuid())`);
+    expect(await asOwner(`SET LOCAL lock_timeout = '300ms'; DELETE FROM tenants WHERE id = '${empty}'`)).toBe('55P03');
+    await writer.query('ROLLBACK');
+    expect(await asOwner(`SET LOCAL TRANSACTION ISOLATION LEVEL REPEATABLE READ; DELETE FROM tenants WHERE id = '${empty}'`)).toBe('55000');
+    expect(await asOwner(`DELETE FROM tenants WHERE id = '${empty}'`)).toBe('ok');
+    const left = await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.tenants WHERE id IN ($1, $2)`, [lonely, empty]);
+    expect(left.rows).toEqual([{ id: lonely }]);
   });
 
   it('empties phones and memberships when contacts or lists are truncated', async () => {

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { loadConfig } from '../src/config.ts';
 import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
 import { runImportInThread } from '../src/modules/imports/import-thread.ts';
+import { rotateTenantDataKey } from '../src/crypto/reencrypt.ts';
+import { loadContacts } from '../src/modules/contacts/contacts.service.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -178,7 +180,7 @@ describe(`contact import (${serverLabel()} server)`, () => {
     const { cipher, keyring } = await db.handles.crypto();
     expect(await claimImport(tenantDb, 'wide-worker', importId)).toBe(importId);
     let batches = 0;
-    expect(await runImport(tenantDb, { cipher, keyring }, importId, 'wide-worker', { onBatch: () => (batches += 1) })).toBe('done');
+    expect(await runImport(tenantDb, { cipher, keyring }, importId, 'wide-worker', { onBatch: () => void (batches += 1) })).toBe('done');
     expect(batches).toBe(3);
     expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'done', created: 150 });
   });
@@ -275,6 +277,38 @@ describe(`contact import (${serverLabel()} server)`, () => {
     // The person who objected still has objected: the import did not grant over it.
     const kept = (await call('GET', `/api/v1/contacts/${objector}/consents`)).json() as { current: { purpose: string; allowed: boolean }[] };
     expect(kept.current.find((entry) => entry.purpose === 'sales')?.allowed).toBe(false);
+  });
+
+  it('prepares again under the new key a batch whose subject keys a rotation retired while it waited, and loses no row', async () => {
+    const rows = Array.from({ length: 12 }, (_, index) => `T${index},Person ${index},4130${String(index).padStart(4, '0')},,`);
+    const importId = await newImport();
+    expect((await upload(importId, `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`)).statusCode).toBe(202);
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const crypto = await db.handles.crypto();
+    const before = (await db.superQuery<{ version: number }>(`SELECT max(version)::int AS version FROM ringvakt.tenant_keys WHERE tenant_id = $1 AND purpose = 'data'`, [a.tenantId])).rows[0]!.version;
+    expect(await claimImport(tenantDb, 'rotating-worker', importId)).toBe(importId);
+    let batches = 0;
+    // After the first batch commits, the next ones are prepared already, under the key it retires.
+    const outcome = await runImport(tenantDb, { cipher: crypto.cipher, keyring: crypto.keyring }, importId, 'rotating-worker', {
+      batchRows: 3,
+      onBatch: async () => {
+        if (++batches === 1) await tenantDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
+      },
+    });
+    expect(outcome).toBe('done');
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'done', rowsDone: 12, created: 12, rejected: 0 });
+    const versions = await db.superQuery<{ version: number; contacts: number }>(
+      `SELECT k.tenant_key_version AS version, count(*)::int AS contacts FROM ringvakt.contacts c JOIN ringvakt.subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id
+        WHERE c.import_id = $1 GROUP BY 1 ORDER BY 1`,
+      [importId],
+    );
+    expect(versions.rows).toEqual([
+      { version: before, contacts: 3 },
+      { version: before + 1, contacts: 9 },
+    ]);
+    const ids = (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.contacts WHERE import_id = $1`, [importId])).rows.map((row) => row.id);
+    const opened = await tenantDb.read((trx) => loadContacts(trx, crypto, ids));
+    expect([...opened.values()].map((contact) => contact.data.externalId).sort()).toEqual(rows.map((row) => row.split(',')[0]).sort());
   });
 
   it('resumes an import stopped between batches without duplicates, and lets only the lease holder write', async () => {

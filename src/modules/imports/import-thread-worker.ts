@@ -27,8 +27,8 @@ parentPort?.on('message', (message: unknown) => {
 });
 
 async function run(): Promise<ImportThreadMessage> {
-  // Two connections: one batch commits while the next is prepared.
-  const pool = runtimePool(job.connectionString, 2, logger);
+  // Three connections: one batch commits, the next ones' keys are fetched, statistics are refreshed.
+  const pool = runtimePool(job.connectionString, 3, logger);
   try {
     const { forTenant, crypto } = runtimeHandles(pool, job.config, logger);
     const { cipher, keyring } = await crypto();

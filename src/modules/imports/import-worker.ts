@@ -33,11 +33,15 @@ export const BATCH_ROWS = 2000;
 const BATCH_CHARACTERS = 4 * 1024 * 1024;
 /**
  * Sealing threads per import, beside the import's own thread (sealers.ts). One: on two cores the
- * import's thread, one sealing thread and PostgreSQL share the machine, and a second sealing
- * thread measured no faster (`npm run bench -- contacts-import`) for another heap's memory.
+ * import's thread, one sealing thread and PostgreSQL already keep the machine busy, and each more
+ * thread is another heap (about 40 MB resident) against the import's 400 MB memory bound.
  */
 export const SEALING_THREADS = 1;
-/** Rows after which the worker first refreshes the planner's statistics, and again each time they double. */
+/**
+ * Rows after which the worker first refreshes the planner's statistics, and again each time they
+ * have grown fourfold (10,000, 40,000, 160,000, 640,000, …). The refresh runs on a connection of its
+ * own, beside the batches.
+ */
 const FIRST_STATISTICS_REFRESH = 10_000;
 
 /** How a run of an import ended: finished, failed, another worker holds it now, or asked to stop. */
@@ -95,7 +99,7 @@ export async function runImport(
   crypto: ContactsCrypto,
   importId: string,
   owner: string,
-  options: { logger?: Logger; stop?: () => boolean; batchRows?: number; sealingThreads?: number; onBatch?: () => void } = {},
+  options: { logger?: Logger; stop?: () => boolean; batchRows?: number; sealingThreads?: number; onBatch?: () => void | Promise<void> } = {},
 ): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
   const sealingThreads = options.sealingThreads ?? SEALING_THREADS;
@@ -110,6 +114,7 @@ export async function runImport(
   let batchCharacters = 0;
   let committedRows = 0;
   let refreshStatisticsAt = FIRST_STATISTICS_REFRESH;
+  let refreshing: Promise<unknown> | undefined;
   // Batches read, in file order, each being prepared (by a sealing thread, or here): the oldest
   // commits once it is prepared and the one before it has committed. One batch commits (work in
   // the database) while the sealing threads prepare the next ones and this thread reads on.
@@ -134,10 +139,13 @@ export async function runImport(
     inFlight = undefined;
     await committing;
     if (committedRows >= refreshStatisticsAt) {
-      refreshStatisticsAt *= 2;
-      await tenantDb.transaction((trx) => sql`SELECT refresh_contact_statistics()`.execute(trx));
+      refreshStatisticsAt *= 4;
+      // One refresh at a time; its failure fails the import when the next one, or the end, waits for it.
+      await refreshing;
+      refreshing = tenantDb.transaction((trx) => sql`SELECT refresh_contact_statistics()`.execute(trx));
+      refreshing.catch(() => undefined);
     }
-    options.onBatch?.();
+    await options.onBatch?.();
     if (!options.stop?.()) return undefined;
     // Hand the import back at once, so another process resumes it without waiting for the lease.
     await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
@@ -207,8 +215,9 @@ export async function runImport(
       // The last batch: once committed, the import ends below, whatever `stop` says.
       await inFlight;
       inFlight = undefined;
-      options.onBatch?.();
+      await options.onBatch?.();
     }
+    await refreshing;
     const finished = job;
     const ended = await tenantDb.transaction(async (trx) => {
       const done = await trx
@@ -249,6 +258,7 @@ export async function runImport(
   } finally {
     // A batch still committing when this run ends early: let it finish before the caller goes on.
     await inFlight?.catch(() => undefined);
+    await refreshing?.catch(() => undefined);
     parser.destroy();
     await sealers?.close();
   }

@@ -160,7 +160,9 @@ export async function matchPhonesInBulk(
   const byIndex = new Map<string, string[]>();
   for (const number of new Set(numbers)) {
     const index = (knownIndexes?.get(number) ?? (await phoneIndex(crypto.cipher, trx, number))).toString('hex');
-    byIndex.set(index, [...(byIndex.get(index) ?? []), number]);
+    const wanted = byIndex.get(index);
+    if (wanted) wanted.push(number);
+    else byIndex.set(index, [number]);
   }
   const found = new Map<string, string[]>();
   if (byIndex.size === 0) return found;
