@@ -14,8 +14,9 @@
 --
 -- Where this differs from the foreign key: deleting tenants is refused outside READ COMMITTED
 -- (a statement cannot see contacts committed after a REPEATABLE READ snapshot; the product never
--- deletes a tenant), and with triggers off (session_replication_role = replica, a restore) nothing
--- is checked — as with foreign keys.
+-- deletes a tenant); with triggers off (session_replication_role = replica, a restore) nothing
+-- is checked — as with foreign keys; and the tables' owner may disable these triggers
+-- (ALTER TABLE … DISABLE TRIGGER), where a foreign key's internal triggers need a superuser.
 ALTER TABLE contacts DROP CONSTRAINT contacts_tenant_id_fkey;
 
 CREATE FUNCTION contacts_reference_tenants() RETURNS trigger
@@ -42,7 +43,8 @@ CREATE TRIGGER contacts_reference_tenants
   FOR EACH STATEMENT EXECUTE FUNCTION contacts_reference_tenants();
 
 -- Contacts are under forced row-level security, which the owner is subject to as well: the check
--- looks at each deleted tenant's contacts as that tenant (app.tenant_id, for this statement only).
+-- looks at each deleted tenant's contacts as that tenant (app.tenant_id, set for the transaction
+-- by set_config and put back to the caller's value right after each look).
 CREATE FUNCTION tenants_refuse_delete_with_contacts() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = ringvakt, pg_temp
   AS $$

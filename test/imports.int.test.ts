@@ -7,6 +7,7 @@ import { loadConfig } from '../src/config.ts';
 import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
 import { runImportInThread } from '../src/modules/imports/import-thread.ts';
 import { rotateTenantDataKey } from '../src/crypto/reencrypt.ts';
+import { createKeyring } from '../src/crypto/keyring.ts';
 import { loadContacts } from '../src/modules/contacts/contacts.service.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -279,6 +280,55 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(kept.current.find((entry) => entry.purpose === 'sales')?.allowed).toBe(false);
   });
 
+  it('writes, of one batch, exactly the rows it keeps — with their own numbers, keys, memberships and lawful basis — and none it drops', async () => {
+    const linked = (await call('POST', '/api/v1/contacts', { name: 'Mixed Existing', phones: [{ kind: 'mobile', number: '+4741000501' }] })).json().id as string;
+    await call('POST', '/api/v1/suppressions', { phone: '+4741000502', reason: 'request', source: 'test' });
+    const csv =
+      'Kundenr,Navn,Mobil,E-post,Tlf2\n' +
+      'M1,Mail Only,,m1@mixed.example,\n' + // created, no number
+      'M2,One Number,41000511,,\n' + // created, one number
+      'M3,Two Numbers,41000512,,22000513\n' + // created, two numbers
+      'M4,Same As M2,41000511,,\n' + // the same person as row 3: dropped
+      'M5,Known Already,41000501,,\n' + // an existing contact: linked, not created
+      'M6,Suppressed Second,41000514,,41000502\n' + // its second number is suppressed: dropped
+      'M7,After The Dropped,41000515,,22000516\n'; // created, two numbers, after rows dropped
+    const importId = await newImport({ lawfulBasis: { purpose: 'sales', basis: 'consent', source: 'mixed batch test' } });
+    expect((await upload(importId, csv)).statusCode).toBe(202);
+    expect(await runToEnd(importId, 50)).toBe('done');
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'done', rowsDone: 7, created: 4, linked: 1, rejected: 2, suppressed: 1 });
+    const written = await db.superQuery<{ external_id: string; import_row: number; phones: number[]; keys: number; lists: number; consents: number }>(
+      `SELECT c.external_id, c.import_row,
+              coalesce((SELECT array_agg(p.position ORDER BY p.position) FROM ringvakt.contact_phones p WHERE p.tenant_id = c.tenant_id AND p.contact_id = c.id), '{}') AS phones,
+              (SELECT count(*)::int FROM ringvakt.subject_keys k WHERE k.tenant_id = c.tenant_id AND k.subject_id = c.id) AS keys,
+              (SELECT count(*)::int FROM ringvakt.contact_list_members m WHERE m.tenant_id = c.tenant_id AND m.contact_id = c.id AND m.list_id = $2::uuid) AS lists,
+              (SELECT count(*)::int FROM ringvakt.consent_events e WHERE e.tenant_id = c.tenant_id AND e.contact_id = c.id AND e.recorded_by = 'import:' || $1::text) AS consents
+         FROM ringvakt.contacts c WHERE c.import_id = $1::uuid ORDER BY c.import_row`,
+      [importId, listId],
+    );
+    expect(written.rows).toEqual([
+      { external_id: 'M1', import_row: 2, phones: [], keys: 1, lists: 1, consents: 1 },
+      { external_id: 'M2', import_row: 3, phones: [0], keys: 1, lists: 1, consents: 1 },
+      { external_id: 'M3', import_row: 4, phones: [0, 1], keys: 1, lists: 1, consents: 1 },
+      { external_id: 'M7', import_row: 8, phones: [0, 1], keys: 1, lists: 1, consents: 1 },
+    ]);
+    // Each number sits with its own contact, under that contact's key.
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const crypto = await db.handles.crypto();
+    const ids = (await db.superQuery<{ id: string }>(`SELECT id FROM ringvakt.contacts WHERE import_id = $1`, [importId])).rows.map((row) => row.id);
+    const opened = [...(await tenantDb.read((trx) => loadContacts(trx, crypto, ids))).values()].map((contact) => [contact.data.externalId, contact.data.phones.map((phone) => phone.e164)]);
+    expect(opened.sort()).toEqual([
+      ['M1', []],
+      ['M2', ['+4741000511']],
+      ['M3', ['+4741000512', '+4722000513']],
+      ['M7', ['+4741000515', '+4722000516']],
+    ]);
+    // The linked contact joined the list and got no lawful basis from the file; nothing else joined.
+    const members = await db.superQuery<{ contact_id: string }>(`SELECT contact_id FROM ringvakt.contact_list_members WHERE list_id = $1 AND contact_id = $2`, [listId, linked]);
+    expect(members.rows).toHaveLength(1);
+    const foreign = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.consent_events WHERE recorded_by = 'import:' || $1 AND contact_id <> ALL($2::uuid[])`, [importId, ids]);
+    expect(foreign.rows[0]).toEqual({ n: 0 });
+  });
+
   it('prepares again under the new key a batch whose subject keys a rotation retired while it waited, and loses no row', async () => {
     const rows = Array.from({ length: 12 }, (_, index) => `T${index},Person ${index},4130${String(index).padStart(4, '0')},,`);
     const importId = await newImport();
@@ -288,11 +338,14 @@ describe(`contact import (${serverLabel()} server)`, () => {
     const before = (await db.superQuery<{ version: number }>(`SELECT max(version)::int AS version FROM ringvakt.tenant_keys WHERE tenant_id = $1 AND purpose = 'data'`, [a.tenantId])).rows[0]!.version;
     expect(await claimImport(tenantDb, 'rotating-worker', importId)).toBe(importId);
     let batches = 0;
-    // After the first batch commits, the next ones are prepared already, under the key it retires.
+    // After the first batch commits, the next ones are prepared already, under the key a rotation
+    // then retires — in another process (its own keyring), so the importing process still holds a
+    // reserved block of the old version.
+    const elsewhere = createKeyring(crypto.root);
     const outcome = await runImport(tenantDb, { cipher: crypto.cipher, keyring: crypto.keyring }, importId, 'rotating-worker', {
       batchRows: 3,
       onBatch: async () => {
-        if (++batches === 1) await tenantDb.transaction((trx) => rotateTenantDataKey(trx, crypto.keyring, { type: 'operator' }));
+        if (++batches === 1) await tenantDb.transaction((trx) => rotateTenantDataKey(trx, elsewhere, { type: 'operator' }));
       },
     });
     expect(outcome).toBe('done');

@@ -55,9 +55,11 @@ export type Keyring = {
   /**
    * The active data key with `count` encryptions counted against its budget at once, all on the
    * version returned: for work that encrypts under it elsewhere (an import's sealing thread, which
-   * gets the key by message and wraps a batch's subject keys with wrapSubjectKey).
+   * gets the key by message and wraps a batch's subject keys with wrapSubjectKey). A block this
+   * process reserved under a version below `minimumVersion` — one that a rotation in another
+   * process retired — is given up first.
    */
-  dataKeyForEncryptions(trx: TenantTransaction, count: number): Promise<DataKey>;
+  dataKeyForEncryptions(trx: TenantTransaction, count: number, options?: { minimumVersion?: number }): Promise<DataKey>;
   /** The version of the active data key, as this transaction sees it. */
   activeDataKeyVersion(trx: TenantTransaction): Promise<number>;
   dataKey(trx: TenantTransaction, version: number): Promise<Buffer>;
@@ -302,8 +304,10 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       await this.storeSubjectKeys(trx, made);
       return made.map((entry) => entry.key);
     },
-    async dataKeyForEncryptions(trx, count) {
+    async dataKeyForEncryptions(trx, count, options = {}) {
       if (!Number.isInteger(count) || count < 1) throw new KeyringError('Count at least one encryption');
+      const block = budgets.get(trx.tenantId);
+      if (block && block.version < (options.minimumVersion ?? 0)) budgets.delete(trx.tenantId);
       // Counted one by one (almost always from the process's reserved block, without I/O); a
       // rotation met on the way starts the count again on the new version.
       let chosen = await this.dataKeyForEncryption(trx);

@@ -14,7 +14,11 @@ export class LeaseLost extends Error {}
  * the batch was prepared. Nothing was written: the batch is to be prepared again (a key stored
  * under a retired version could escape the rotation's sweep).
  */
-export class WrapKeyRetired extends Error {}
+export class WrapKeyRetired extends Error {
+  constructor(readonly activeVersion: number) {
+    super('the subject keys of this batch are wrapped under a retired data key');
+  }
+}
 
 /** Row i's identity keys (external id, each number, e-mail), as dedupe compares them. */
 function identityKeys(batch: PreparedBatch, row: number): string[] {
@@ -26,6 +30,21 @@ function identityKeys(batch: PreparedBatch, row: number): string[] {
   const email = batch.emails[row];
   if (email) keys.push(`e:${email}`);
   return keys;
+}
+
+/**
+ * Awaits every one of `work` (queries of one transaction, sent together) before failing with the
+ * first failure in order: no query of the transaction may still be in flight, or start, once it
+ * rolls back.
+ */
+async function settledInOrder<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(work);
+  const values: unknown[] = [];
+  for (const outcome of settled) {
+    if (outcome.status === 'rejected') throw outcome.reason;
+    values.push(outcome.value);
+  }
+  return values as unknown as T;
 }
 
 /** The value of the first of `keys` that `map` holds. */
@@ -51,14 +70,31 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
       .forUpdate()
       .executeTakeFirst();
     if (!lease || lease.state !== 'running') throw new LeaseLost();
-    // Imports of one tenant commit one batch at a time: dedupe reads, then writes, and two imports
-    // (two nodes, or the CLI beside a server) must not both create the same person.
-    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.execute(trx);
-    if (batch.count > 0 && batch.wrapVersion < (await crypto.keyring.activeDataKeyVersion(trx))) throw new WrapKeyRetired();
+    // Then, always in this order after the lease (two workers that both think they hold it must
+    // not take the two locks in opposite orders), the tenant's import lock — imports of one tenant
+    // commit one batch at a time: dedupe reads, then writes, and two imports (two nodes, or the
+    // CLI beside a server) must not both create the same person — with the active data key
+    // version in the same round trip.
+    const [, activeVersion] = await settledInOrder([
+      sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.execute(trx),
+      crypto.keyring.activeDataKeyVersion(trx),
+    ] as const);
+    if (batch.count > 0 && batch.wrapVersion < activeVersion) throw new WrapKeyRetired(activeVersion);
+
+    // 1. Every lookup the batch needs, sent together once the lock is held (so each sees every batch
+    // committed before): dedupe by external id, phone and e-mail, and suppressions of every number
+    // (only those of rows created or linked count below).
+    const phoneIndexes = new Map<string, Buffer>();
+    for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) {
+      phoneIndexes.set(batch.phoneNumbers[phone] as string, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
+    }
+    const [existing, suppressed] = await settledInOrder([
+      existingContacts(trx, crypto, batch),
+      matchPhonesInBulk(trx, crypto, batch.phoneNumbers, job.campaignId, phoneIndexes),
+    ] as const);
 
     // 2. The same person twice: within the batch, and against existing contacts (rows of earlier
     //    batches of this import included) by external id, phone and e-mail blind indexes.
-    const existing = await existingContacts(trx, crypto, batch);
     const seenInBatch = new Map<string, number>();
     // Valid row i is created when create[i] holds.
     const create = new Array<boolean>(batch.count).fill(false);
@@ -92,19 +128,6 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     // 3. Suppression: every number of every row to be created or linked — tenant-wide, registries,
     //    the list's campaign. A suppressed existing contact is not linked into the list either.
     //    Each number's blind index was computed when its row was sealed.
-    const numbers: string[] = [];
-    const indexes = new Map<string, Buffer>();
-    const check = (row: number) => {
-      const end = batch.phoneStarts[row + 1] as number;
-      for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) {
-        const number = batch.phoneNumbers[phone] as string;
-        numbers.push(number);
-        indexes.set(number, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
-      }
-    };
-    for (let row = 0; row < batch.count; row += 1) if (create[row]) check(row);
-    for (const entry of linking) check(entry.row);
-    const suppressed = await matchPhonesInBulk(trx, crypto, numbers, job.campaignId, indexes);
     const matchedSuppressions = new Set<string>();
     let suppressedRows = 0;
     const passes = (row: number) => {
@@ -219,15 +242,6 @@ type ExistingContact = { id: string; importId: string | null; importRow: number 
 async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, batch: PreparedBatch): Promise<Map<string, ExistingContact>> {
   const found = new Map<string, ExistingContact>();
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
-  if (externalIds.length > 0) {
-    // One array parameter, not one parameter per id (a batch has thousands).
-    const byExternal = await trx
-      .selectFrom('contacts')
-      .select(['id', 'external_id', 'import_id', 'import_row'])
-      .where('external_id', '=', sql<string>`ANY(${binaryArray('text', externalIds)}::text[])`)
-      .execute();
-    for (const row of byExternal) if (row.external_id) found.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
-  }
   // The blind indexes were computed when the rows were sealed.
   // Blind index (hex) → the values wanted under it: almost always one.
   const phoneWanted = new Map<string, string[]>();
@@ -243,23 +257,33 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
     const email = batch.emails[row];
     if (email) want(emailWanted, batch.emailIndexes, row, email);
   }
-  const phoneCandidates =
+  const indexArray = (wanted: Map<string, string[]>) => binaryArray('bytea', [...wanted.keys()].map((hex) => Buffer.from(hex, 'hex')));
+  // The three lookups are sent together; each takes its array as one parameter (a batch has thousands).
+  const [byExternal, phoneCandidates, emailCandidates] = await settledInOrder([
+    externalIds.length === 0
+      ? Promise.resolve([])
+      : trx
+          .selectFrom('contacts')
+          .select(['id', 'external_id', 'import_id', 'import_row'])
+          .where('external_id', '=', sql<string>`ANY(${binaryArray('text', externalIds)}::text[])`)
+          .execute(),
     phoneWanted.size === 0
-      ? []
-      : (
-          await sql<{ contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null }>`
-            SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
-              FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
-             WHERE p.number_index = ANY(${binaryArray('bytea', [...phoneWanted.keys()].map((hex) => Buffer.from(hex, 'hex')))}::bytea[])`.execute(trx)
-        ).rows;
-  const emailCandidates =
+      ? Promise.resolve([])
+      : sql<{ contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null }>`
+          SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
+            FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
+           WHERE p.number_index = ANY(${indexArray(phoneWanted)}::bytea[])`
+          .execute(trx)
+          .then((result) => result.rows),
     emailWanted.size === 0
-      ? []
-      : (
-          await sql<{ id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null }>`
-            SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
-             WHERE email_index = ANY(${binaryArray('bytea', [...emailWanted.keys()].map((hex) => Buffer.from(hex, 'hex')))}::bytea[])`.execute(trx)
-        ).rows;
+      ? Promise.resolve([])
+      : sql<{ id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null }>`
+          SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
+           WHERE email_index = ANY(${indexArray(emailWanted)}::bytea[])`
+          .execute(trx)
+          .then((result) => result.rows),
+  ] as const);
+  for (const row of byExternal) if (row.external_id) found.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
   const subjects = [...new Set([...phoneCandidates.map((candidate) => candidate.contact_id), ...emailCandidates.map((candidate) => candidate.id)])];
   if (subjects.length === 0) return found;
   const keys = await crypto.keyring.subjectKeys(trx, subjects);

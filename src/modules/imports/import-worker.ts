@@ -28,7 +28,9 @@ import { contactIndexKeys } from '../contacts/contact-record.ts';
 export const BATCH_ROWS = 2000;
 /**
  * Text per batch, at most: a batch also ends here, so that files of wide rows (records reach
- * 64 KiB) keep two batches within the import thread's bounded heap (import-thread.ts).
+ * 64 KiB) keep the batches in flight — the one being read, two waiting for their turn (being
+ * prepared), the one committing (kept to be prepared again after a key rotation) — within the
+ * import thread's bounded heap (import-thread.ts).
  */
 const BATCH_CHARACTERS = 4 * 1024 * 1024;
 /**
@@ -114,7 +116,7 @@ export async function runImport(
   let batchCharacters = 0;
   let committedRows = 0;
   let refreshStatisticsAt = FIRST_STATISTICS_REFRESH;
-  let refreshing: Promise<unknown> | undefined;
+  let refreshing: Promise<void> | undefined;
   // Batches read, in file order, each being prepared (by a sealing thread, or here): the oldest
   // commits once it is prepared and the one before it has committed. One batch commits (work in
   // the database) while the sealing threads prepare the next ones and this thread reads on.
@@ -124,8 +126,11 @@ export async function runImport(
 
   // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
   // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
-  const sealingKeys = (rows: number): Promise<SealingKeys> =>
-    tenantDb.transaction(async (trx) => ({ dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows)), indexKeys: await contactIndexKeys(crypto.cipher, trx) }));
+  const sealingKeys = (rows: number, minimumVersion?: number): Promise<SealingKeys> =>
+    tenantDb.transaction(async (trx) => ({
+      dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows), minimumVersion === undefined ? {} : { minimumVersion }),
+      indexKeys: await contactIndexKeys(crypto.cipher, trx),
+    }));
   const prepare = (current: PrepareContext, rows: SourceRow[]): Promise<PreparedBatch> => {
     const via = sealers;
     const prepared = sealingKeys(rows.length).then((keys) => (via ? via.prepare(rows, keys) : prepareRows(current, keys, rows)));
@@ -140,10 +145,11 @@ export async function runImport(
     await committing;
     if (committedRows >= refreshStatisticsAt) {
       refreshStatisticsAt *= 4;
-      // One refresh at a time; its failure fails the import when the next one, or the end, waits for it.
+      // One refresh at a time. It only helps the planner: a failure is logged, the import goes on.
       await refreshing;
-      refreshing = tenantDb.transaction((trx) => sql`SELECT refresh_contact_statistics()`.execute(trx));
-      refreshing.catch(() => undefined);
+      refreshing = tenantDb
+        .transaction(async (trx) => void (await sql`SELECT refresh_contact_statistics()`.execute(trx)))
+        .catch((error: unknown) => options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact statistics not refreshed'));
     }
     await options.onBatch?.();
     if (!options.stop?.()) return undefined;
@@ -160,10 +166,11 @@ export async function runImport(
           await commitBatch(tenantDb, crypto, current, ready, lastRow, owner);
           break;
         } catch (error) {
-          // A rotation retired the data key the batch's subject keys were wrapped under while it
-          // waited: prepared again here, under the key now active (rare; bounded).
+          // A rotation (here or in another process) retired the data key the batch's subject keys
+          // were wrapped under while it waited: prepared again here, under the key now active
+          // (rare; bounded).
           if (!(error instanceof WrapKeyRetired) || attempt >= 3) throw error;
-          ready = prepareRows(currentContext, await sealingKeys(rows.length), rows);
+          ready = prepareRows(currentContext, await sealingKeys(rows.length, error.activeVersion), rows);
         }
       }
       current.rowsDone += rows.length;
@@ -258,9 +265,12 @@ export async function runImport(
   } finally {
     // A batch still committing when this run ends early: let it finish before the caller goes on.
     await inFlight?.catch(() => undefined);
-    await refreshing?.catch(() => undefined);
+    await refreshing;
     parser.destroy();
+    // Batches read but not committed (a stop, a lost lease, an error): their threads stop, and
+    // nothing of theirs — a key transaction, a preparation here — outlives this run.
     await sealers?.close();
+    await Promise.allSettled(pending.map((entry) => entry.prepared));
   }
 }
 

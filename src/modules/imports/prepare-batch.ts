@@ -1,7 +1,7 @@
 import { newKey } from '../../crypto/aead.ts';
 import { BLIND_INDEX_BYTES } from '../../crypto/field-cipher.ts';
 import { wrapSubjectKey, type DataKey } from '../../crypto/keyring.ts';
-import { BinaryArrayWriter } from '../../db/binary-array.ts';
+import { BinaryArrayWriter, type ArrayElementType } from '../../db/binary-array.ts';
 import {
   ContactInputError,
   newContactId,
@@ -102,30 +102,31 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
 
   const count = valid.length;
   // Each row is written into the columns as soon as it is sealed, and its objects die young: only
-  // the columns live for the whole batch.
+  // the columns live for the whole batch. (Sizes are first guesses; a column grows as needed.)
+  const column = <T extends ArrayElementType>(type: T, bytesPerRow: number) => new BinaryArrayWriter(type, count * bytesPerRow);
   const contacts = {
-    id: new BinaryArrayWriter('uuid', count * 20),
-    externalId: new BinaryArrayWriter('text', count * 16),
-    name: new BinaryArrayWriter('bytea', count * 64),
-    email: new BinaryArrayWriter('bytea', count * 72),
-    emailIndex: new BinaryArrayWriter('bytea', count * 8),
-    address: new BinaryArrayWriter('bytea', count * 4),
-    birthDate: new BinaryArrayWriter('bytea', count * 4),
-    notes: new BinaryArrayWriter('bytea', count * 4),
-    personalFields: new BinaryArrayWriter('bytea', count * 4),
-    fields: new BinaryArrayWriter('text', count * 8),
-    timeZones: new BinaryArrayWriter('text', count * 20),
-    timeZoneSource: new BinaryArrayWriter('text', count * 12),
-    rowNumber: new BinaryArrayWriter('int4', count * 8),
+    id: column('uuid', 20),
+    externalId: column('text', 16),
+    name: column('bytea', 64),
+    email: column('bytea', 72),
+    emailIndex: column('bytea', 8),
+    address: column('bytea', 4),
+    birthDate: column('bytea', 4),
+    notes: column('bytea', 4),
+    personalFields: column('bytea', 4),
+    fields: column('text', 8),
+    timeZones: column('text', 20),
+    timeZoneSource: column('text', 12),
+    rowNumber: column('int4', 8),
   };
   const phones = {
-    contactId: new BinaryArrayWriter('uuid', count * 20),
-    position: new BinaryArrayWriter('int2', count * 6),
-    kind: new BinaryArrayWriter('text', count * 10),
-    number: new BinaryArrayWriter('bytea', count * 64),
-    numberIndex: new BinaryArrayWriter('bytea', count * 8),
+    contactId: column('uuid', 20),
+    position: column('int2', 6),
+    kind: column('text', 10),
+    number: column('bytea', 64),
+    numberIndex: column('bytea', 8),
   };
-  const wrappedKeys = new BinaryArrayWriter('bytea', count * 68);
+  const wrappedKeys = column('bytea', 68);
   const phoneStarts = new Int32Array(count + 1);
   const phoneNumbers: string[] = [];
   const phoneIndexes: number[] = [];

@@ -39,7 +39,8 @@ const asBuffer = (array: Uint8Array) => Buffer.from(array.buffer, array.byteOffs
 
 export function startSealers(context: PrepareContext, threads: number): Sealers {
   type Waiting = { resolve: (batch: PreparedBatch) => void; reject: (error: Error) => void };
-  const workers: { worker: Worker; waiting: Map<number, Waiting> }[] = [];
+  // `failed`: why the thread can no longer answer (it errored or exited); every later request fails at once.
+  const workers: { worker: Worker; waiting: Map<number, Waiting>; failed?: string }[] = [];
   let seq = 0;
   let closed = false;
   for (let index = 0; index < threads; index += 1) {
@@ -48,8 +49,10 @@ export function startSealers(context: PrepareContext, threads: number): Sealers 
       resourceLimits: { maxOldGenerationSizeMb: SEALER_HEAP_MB, maxYoungGenerationSizeMb: SEALER_YOUNG_MB },
     });
     const waiting = new Map<number, Waiting>();
+    const entry: (typeof workers)[number] = { worker, waiting };
     const failAll = (reason: string) => {
-      for (const entry of waiting.values()) entry.reject(new SealerFailed(reason));
+      entry.failed ??= reason;
+      for (const request of waiting.values()) request.reject(new SealerFailed(entry.failed));
       waiting.clear();
     };
     worker.on('message', (reply: SealReply) => {
@@ -70,9 +73,10 @@ export function startSealers(context: PrepareContext, threads: number): Sealers 
         phoneIndexes: asBuffer(batch.phoneIndexes),
       });
     });
-    worker.on('error', (error) => failAll(error.name));
+    // The error's name and code only (ERR_WORKER_OUT_OF_MEMORY, say): its message may quote a value.
+    worker.on('error', (error) => failAll([error.name, (error as { code?: unknown }).code].filter((part) => typeof part === 'string').join(' ')));
     worker.on('exit', () => failAll(closed ? 'closed' : 'exited'));
-    workers.push({ worker, waiting });
+    workers.push(entry);
   }
   return {
     prepare(rows, keys) {
@@ -80,9 +84,14 @@ export function startSealers(context: PrepareContext, threads: number): Sealers 
       seq += 1;
       const target = workers[seq % workers.length];
       if (!target) return Promise.reject(new SealerFailed('no thread'));
-      const request: SealRequest = { seq, rows, keys };
+      if (target.failed) return Promise.reject(new SealerFailed(target.failed));
+      // The data key goes as an exact copy of its 32 bytes, moved to the thread (which wipes it
+      // after the batch): the key Buffer itself may be a view into Node's shared pool, and a
+      // structured clone copies a view's whole underlying memory — other values with it.
+      const dataKey = new Uint8Array(keys.dataKey.key);
+      const request: SealRequest = { seq, rows, keys: { ...keys, dataKey: { version: keys.dataKey.version, key: dataKey as Buffer } } };
       const promise = new Promise<PreparedBatch>((resolve, reject) => target.waiting.set(request.seq, { resolve, reject }));
-      target.worker.postMessage(request);
+      target.worker.postMessage(request, [dataKey.buffer]);
       return promise;
     },
     async close() {

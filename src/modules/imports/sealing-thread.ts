@@ -12,20 +12,28 @@ const context = workerData as PrepareContext;
  * A byte array that owns its whole buffer can be moved; a small Buffer is a view into Node's
  * shared pool, which must never be moved (other Buffers live in it), and is copied out first.
  */
-function movable(array: Uint8Array): Uint8Array {
+function movable<T extends Uint8Array | Int32Array>(array: T): T {
   if (array.byteOffset === 0 && array.byteLength === array.buffer.byteLength) return array;
-  const copy = new Uint8Array(array.byteLength);
-  copy.set(array);
-  return copy;
+  return (array instanceof Int32Array ? Int32Array.from(array) : Uint8Array.from(array)) as T;
 }
 
 parentPort?.on('message', ({ seq, rows, keys }: SealRequest) => {
   try {
     // A Buffer arrives as a plain Uint8Array; the cipher's checks want a Buffer.
     const dataKey = { version: keys.dataKey.version, key: Buffer.from(keys.dataKey.key.buffer, keys.dataKey.key.byteOffset, keys.dataKey.key.byteLength) };
-    const prepared = prepareRows(context, { dataKey, indexKeys: keys.indexKeys }, rows);
+    let prepared: PreparedBatch;
+    try {
+      prepared = prepareRows(context, { dataKey, indexKeys: keys.indexKeys }, rows);
+    } finally {
+      // This thread's copy of the data key lives for one batch.
+      dataKey.key.fill(0);
+    }
     const batch: PreparedBatch = {
       ...prepared,
+      rowNumbers: movable(prepared.rowNumbers),
+      emailIndexes: movable(prepared.emailIndexes),
+      phoneStarts: movable(prepared.phoneStarts),
+      phoneIndexes: movable(prepared.phoneIndexes),
       contactColumns: prepared.contactColumns.map(movable),
       phoneColumns: prepared.phoneColumns.map(movable),
       wrappedKeys: movable(prepared.wrappedKeys),
