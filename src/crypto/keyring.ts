@@ -72,10 +72,10 @@ export type Keyring = {
    */
   createSubjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<Buffer[]>;
   /**
-   * The two halves of createSubjectKeys, for a bulk import that prepares a batch before it knows
-   * which rows it will keep: keys made and wrapped (each wrap counted against the data key's
-   * budget), then stored for the subjects kept. A key wrapped under a version that a rotation
-   * retires meanwhile is caught by the rotation's final sweep, like any reserved block.
+   * The two halves of createSubjectKeys: keys made and wrapped (each wrap counted against the data
+   * key's budget), then stored — wrapped again under the active version if a rotation retired
+   * theirs in between. (An import wraps in its sealing thread instead, with dataKeyForEncryptions
+   * and wrapSubjectKey, and prepares a batch again when its version was retired.)
    */
   wrapNewSubjectKeys(trx: TenantTransaction, subjectIds: readonly string[]): Promise<NewSubjectKey[]>;
   storeSubjectKeys(trx: TenantTransaction, keys: readonly NewSubjectKey[]): Promise<void>;

@@ -7,10 +7,10 @@ import type { ImportThreadData, ImportThreadMessage } from './import-thread-work
 
 /**
  * The heap (V8's old generation; buffers and the young generation come on top) of an import's
- * worker thread. An import holds two batches of rows at a time (one
- * prepared, one committing), a few megabytes; without a bound V8 lets garbage pile up to several
- * hundred megabytes before it collects. At this bound the import runs as fast (measured with
- * `npm run bench -- contacts-import`) and the process stays small.
+ * worker thread. An import holds a few batches of rows at a time (one being read, two being
+ * prepared by its sealing thread, one committing), a few megabytes; without a bound V8 lets
+ * garbage pile up to several hundred megabytes before it collects. At this bound the import runs
+ * as fast (measured with `npm run bench -- contacts-import`) and the process stays small.
  */
 export const IMPORT_HEAP_MB = 128;
 

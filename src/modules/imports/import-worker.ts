@@ -101,10 +101,9 @@ export async function runImport(
   crypto: ContactsCrypto,
   importId: string,
   owner: string,
-  options: { logger?: Logger; stop?: () => boolean; batchRows?: number; sealingThreads?: number; onBatch?: () => void | Promise<void> } = {},
+  options: { logger?: Logger; stop?: () => boolean; batchRows?: number; onBatch?: () => void | Promise<void> } = {},
 ): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
-  const sealingThreads = options.sealingThreads ?? SEALING_THREADS;
   const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done']).where('id', '=', importId).executeTakeFirst());
   if (!state || state.state !== 'running') return 'lease_lost';
   // pipeline(), not pipe(): an error reading or decrypting a chunk must reach the loop below (and
@@ -211,8 +210,8 @@ export async function runImport(
         pending.push({ rows, prepared: prepare(context, rows) });
         // More than one batch, most likely: sealing threads prepare the rest, starting while
         // this thread prepares the first.
-        if (sealingThreads > 0) sealers ??= startSealers(context, sealingThreads);
-        if (pending.length > sealingThreads + 1 && (await commitOldest(job, context)) === 'stopped') return 'stopped';
+        sealers ??= startSealers(context, SEALING_THREADS);
+        if (pending.length > SEALING_THREADS + 1 && (await commitOldest(job, context)) === 'stopped') return 'stopped';
       }
     }
     if (!job || !context) throw new Error('an import file without a header row');
