@@ -3,7 +3,10 @@ import { binaryArray } from '../db/binary-array.ts';
 import { sql } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { onCommit } from '../db/tenant-db.ts';
-import { context, KEY_BYTES, newKey, open, seal, DecryptionError } from './aead.ts';
+import { KEY_BYTES, newKey } from './aead.ts';
+import { KeyringError, tenantKeyContext, unwrapSubjectKey, wrapSubjectKey, type DataKey } from './key-wraps.ts';
+
+export { KeyringError, tenantKeyContext, wrapSubjectKey, type DataKey } from './key-wraps.ts';
 import type { RootKeyProvider } from './root-keys/root-key-provider.ts';
 
 /**
@@ -28,13 +31,6 @@ const BLOCK = 65_536;
  */
 export const BLOCK_MAX_AGE_MS = 60_000;
 
-export class KeyringError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'KeyringError';
-  }
-}
-
 /** The subject's key was destroyed (crypto-shredding): their encrypted data is gone for good. */
 export class SubjectErasedError extends Error {
   constructor() {
@@ -43,7 +39,6 @@ export class SubjectErasedError extends Error {
   }
 }
 
-export type DataKey = { version: number; key: Buffer };
 
 export type Keyring = {
   /** Without I/O: the data key this process has a live reservation for, counting one use. */
@@ -94,19 +89,6 @@ export type Keyring = {
 };
 
 export type NewSubjectKey = { subjectId: string; key: Buffer; version: number; wrapped: Buffer };
-
-export const tenantKeyContext = (tenantId: string, purpose: string, version: number) =>
-  context('ringvakt/tenant-key/v1', tenantId, purpose, version);
-const subjectKeyContext = (tenantId: string, subjectId: string, dataKeyVersion: number) =>
-  context('ringvakt/subject-key/v1', tenantId, subjectId, dataKeyVersion);
-
-/**
- * A subject's key wrapped under a data key, as subject_keys stores it: no I/O, so a thread
- * without a keyring can do it with a key from dataKeyForEncryptions (the budget was counted there).
- */
-export function wrapSubjectKey(tenantId: string, subjectId: string, dataKey: DataKey, key: Buffer): Buffer {
-  return seal(dataKey.key, key, subjectKeyContext(tenantId, subjectId, dataKey.version));
-}
 
 export function createKeyring(root: RootKeyProvider): Keyring {
   const unwrapped = new Map<string, Buffer>();
@@ -274,25 +256,16 @@ export function createKeyring(root: RootKeyProvider): Keyring {
         .executeTakeFirst();
       if (row?.destroyed_at) throw new SubjectErasedError();
       if (row && row.wrapped_key && row.tenant_key_version !== null) {
-        const wrappingKey = await dataKey(trx, row.tenant_key_version);
-        try {
-          return open(wrappingKey, row.wrapped_key, subjectKeyContext(trx.tenantId, subjectId, row.tenant_key_version));
-        } catch (error) {
-          if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
-          throw error;
-        }
+        const version = row.tenant_key_version;
+        return unwrapSubjectKey(trx.tenantId, subjectId, { version, key: await dataKey(trx, version) }, row.wrapped_key);
       }
       if (!options.create) return undefined;
       // Wrapping a subject key is an encryption under the data key: it counts against its budget.
-      const { version, key: wrappingKey } = await this.dataKeyForEncryption(trx);
+      const wrapping = await this.dataKeyForEncryption(trx);
       const key = randomBytes(KEY_BYTES);
       const inserted = await trx
         .insertInto('subject_keys')
-        .values({
-          subject_id: subjectId,
-          tenant_key_version: version,
-          wrapped_key: seal(wrappingKey, key, subjectKeyContext(trx.tenantId, subjectId, version)),
-        })
+        .values({ subject_id: subjectId, tenant_key_version: wrapping.version, wrapped_key: wrapSubjectKey(trx.tenantId, subjectId, wrapping, key) })
         .onConflict((conflict) => conflict.columns(['tenant_id', 'subject_id']).doNothing())
         .returning('subject_id')
         .executeTakeFirst();
@@ -326,9 +299,9 @@ export function createKeyring(root: RootKeyProvider): Keyring {
     async wrapNewSubjectKeys(trx, subjectIds) {
       const made: NewSubjectKey[] = [];
       for (const subjectId of subjectIds) {
-        const { version, key: wrappingKey } = await this.dataKeyForEncryption(trx);
+        const wrapping = await this.dataKeyForEncryption(trx);
         const key = newKey();
-        made.push({ subjectId, key, version, wrapped: seal(wrappingKey, key, subjectKeyContext(trx.tenantId, subjectId, version)) });
+        made.push({ subjectId, key, version: wrapping.version, wrapped: wrapSubjectKey(trx.tenantId, subjectId, wrapping, key) });
       }
       return made;
     },
@@ -343,21 +316,15 @@ export function createKeyring(root: RootKeyProvider): Keyring {
           current.push(entry);
           continue;
         }
-        const { version, key: wrappingKey } = await this.dataKeyForEncryption(trx);
-        current.push({ ...entry, version, wrapped: seal(wrappingKey, entry.key, subjectKeyContext(trx.tenantId, entry.subjectId, version)) });
+        const wrapping = await this.dataKeyForEncryption(trx);
+        current.push({ ...entry, version: wrapping.version, wrapped: wrapSubjectKey(trx.tenantId, entry.subjectId, wrapping, entry.key) });
       }
       await sql`INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
                 SELECT * FROM unnest(${binaryArray('uuid', current.map((entry) => entry.subjectId))}::uuid[], ${binaryArray('int4', current.map((entry) => entry.version))}::integer[],
                                      ${binaryArray('bytea', current.map((entry) => entry.wrapped))}::bytea[])`.execute(trx);
     },
     async openSubjectKey(trx, subjectId, version, wrapped) {
-      const wrappingKey = await dataKey(trx, version);
-      try {
-        return open(wrappingKey, wrapped, subjectKeyContext(trx.tenantId, subjectId, version));
-      } catch (error) {
-        if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
-        throw error;
-      }
+      return unwrapSubjectKey(trx.tenantId, subjectId, { version, key: await dataKey(trx, version) }, wrapped);
     },
     async subjectKeys(trx, subjectIds) {
       const found = new Map<string, Buffer | null>();
@@ -369,13 +336,8 @@ export function createKeyring(root: RootKeyProvider): Keyring {
           found.set(row.subject_id, null);
           continue;
         }
-        const wrappingKey = await dataKey(trx, row.tenant_key_version);
-        try {
-          found.set(row.subject_id, open(wrappingKey, row.wrapped_key, subjectKeyContext(trx.tenantId, row.subject_id, row.tenant_key_version)));
-        } catch (error) {
-          if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
-          throw error;
-        }
+        const version = row.tenant_key_version;
+        found.set(row.subject_id, unwrapSubjectKey(trx.tenantId, row.subject_id, { version, key: await dataKey(trx, version) }, row.wrapped_key));
       }
       return found;
     },
@@ -406,16 +368,11 @@ export function createKeyring(root: RootKeyProvider): Keyring {
         .where('destroyed_at', 'is', null)
         .executeTakeFirst();
       if (!row?.wrapped_key || row.tenant_key_version === null || row.tenant_key_version >= version) return false;
-      let key: Buffer;
-      try {
-        key = open(await dataKey(trx, row.tenant_key_version), row.wrapped_key, subjectKeyContext(trx.tenantId, subjectId, row.tenant_key_version));
-      } catch (error) {
-        if (error instanceof DecryptionError) throw new KeyringError('A subject key does not open: altered key material');
-        throw error;
-      }
+      const old = row.tenant_key_version;
+      const key = unwrapSubjectKey(trx.tenantId, subjectId, { version: old, key: await dataKey(trx, old) }, row.wrapped_key);
       // Under the active key (the target, or newer if another rotation followed), counted.
       const wrapping = await this.dataKeyForEncryption(trx);
-      const rewrapped = seal(wrapping.key, key, subjectKeyContext(trx.tenantId, subjectId, wrapping.version));
+      const rewrapped = wrapSubjectKey(trx.tenantId, subjectId, wrapping, key);
       await trx
         .updateTable('subject_keys')
         .set({ tenant_key_version: wrapping.version, wrapped_key: rewrapped })
