@@ -9,7 +9,7 @@ import { registerPersonalData } from './support/canary.ts';
 
 const NAME = 'Kari Nordmann-Contact';
 const EMAIL = 'kari.nordmann@contact.example';
-registerPersonalData(NAME, EMAIL, '+4791234512', '91234512', '1980-02-29', 'Storgata 1');
+registerPersonalData(NAME, EMAIL, '+4791234512', '91234512', '1980-02-29', 'Storgata 1', '+4722334455', '22334455');
 
 describe(`contacts (${serverLabel()} server)`, () => {
   let db: TestDatabase;
@@ -90,6 +90,8 @@ describe(`contacts (${serverLabel()} server)`, () => {
       expect(found.statusCode).toBe(200);
       expect(found.json().items.map((item: { id: string }) => item.id)).toEqual([contactId]);
     }
+    // A local form without a region takes the tenant's default region (its first list's).
+    expect((await search(a.agent.token, { phone: '912 34 512' })).json().items.map((item: { id: string }) => item.id)).toEqual([contactId]);
     expect((await search(a.agent.token, { email: EMAIL })).json().items).toHaveLength(1);
     expect((await search(a.agent.token, { externalId: 'crm-1' })).json().items).toHaveLength(1);
     expect((await search(b.owner.token, { phone: '+4791234512' })).json().items).toEqual([]);
@@ -104,9 +106,41 @@ describe(`contacts (${serverLabel()} server)`, () => {
       { by: 'phone', found: 1 },
       { by: 'phone', found: 1 },
       { by: 'phone', found: 1 },
+      { by: 'phone', found: 1 },
       { by: 'email', found: 1 },
       { by: 'externalId', found: 1 },
     ]);
+  });
+
+  it('pages through every contact that shares a number, and never shows one whose number only shares the blind index', async () => {
+    const create = async (number: string) => {
+      const created = await call(a.owner.token, 'POST', '/api/v1/contacts', { name: 'Shared Line', phones: [{ kind: 'work', number }] });
+      expect(created.statusCode).toBe(201);
+      return created.json().id as string;
+    };
+    // A switchboard that seven contacts share; twelve others (created between them, so that a whole
+    // round trip of candidates can hold none of the seven) whose blind index is made to collide with it.
+    const sharing = [await create('+4722334455')];
+    const colliding: string[] = [];
+    for (let index = 0; index < 12; index += 1) colliding.push(await create(`+47223345${String(index + 60)}`));
+    for (let index = 0; index < 6; index += 1) sharing.push(await create('+47 22 33 44 55'));
+    await db.superQuery(
+      `UPDATE ringvakt.contact_phones SET number_index = (SELECT number_index FROM ringvakt.contact_phones WHERE contact_id = $1) WHERE contact_id = ANY($2::uuid[])`,
+      [sharing[0], colliding],
+    );
+    const pages: string[][] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 10; page += 1) {
+      const found = await call(a.owner.token, 'POST', '/api/v1/contacts/search', { phone: '+4722334455', limit: 2, ...(after ? { after } : {}) });
+      expect(found.statusCode).toBe(200);
+      const body = found.json() as { items: { id: string; phones: { masked: string }[] }[]; nextAfter: string | null };
+      pages.push(body.items.map((item) => item.id));
+      for (const item of body.items) expect(item.phones.map((phone) => phone.masked)).toEqual(['+47 •• •• •4 55']);
+      if (body.nextAfter === null) break;
+      after = body.nextAfter;
+    }
+    const ordered = [...sharing].sort();
+    expect(pages).toEqual([ordered.slice(0, 2), ordered.slice(2, 4), ordered.slice(4, 6), ordered.slice(6)]);
   });
 
   it('stops a user who looks up more numbers than an hour allows, so the number space cannot be walked', async () => {

@@ -65,6 +65,21 @@ export async function deferWrite(trx: TenantTransaction, query: CompiledQuery): 
 }
 
 /**
+ * Awaits every one of `work` (queries of one transaction, sent together) before failing with the
+ * first failure in order: no query of the transaction may still be in flight, or start, once it
+ * rolls back.
+ */
+export async function settledInOrder<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(work);
+  const values: unknown[] = [];
+  for (const outcome of settled) {
+    if (outcome.status === 'rejected') throw outcome.reason;
+    values.push(outcome.value);
+  }
+  return values as unknown as T;
+}
+
+/**
  * Builds the tenant handle over a Kysely instance whose driver is bound to that tenant (see
  * `tenantHandles`). Called in two places only: the authentication plugin (from the caller's
  * verified credential) and `systemDb.inTenant` (for jobs that loop over tenants).

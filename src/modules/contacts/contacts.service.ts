@@ -1,7 +1,7 @@
 import { CompiledQuery, sql } from '../../db/kysely.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
-import { deferWrite, type TenantTransaction } from '../../db/tenant-db.ts';
+import { deferWrite, settledInOrder, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
 import { defaultSecurityPolicy } from '../access/security-policy.ts';
@@ -215,6 +215,88 @@ export async function findContactIdsByEmail(trx: TenantTransaction, crypto: Cont
     if (matches.length >= limit) break;
   }
   return matches.sort();
+}
+
+/** Candidates of a phone's blind index taken per round trip beyond the page's own need (index collisions, other numbers). */
+const PHONE_CANDIDATE_SLACK = 8;
+
+/**
+ * Contacts with this number, opened, in id order after `after`: the agent's caller lookup, in one
+ * round trip (sent with whatever the transaction has in flight). Each trip loads the next
+ * candidates of the blind index whole — contact, subject key, phones — and keeps those whose
+ * number decrypts to `e164`; another trip follows only when a page is not full yet and more
+ * candidates remain (a number that many contacts share).
+ */
+async function contactsByPhone(trx: TenantTransaction, crypto: ContactsCrypto, e164: string, limit: number, after: string | undefined): Promise<LoadedContact[]> {
+  const index = await phoneIndex(crypto.cipher, trx, e164);
+  const found: LoadedContact[] = [];
+  let from = after;
+  for (;;) {
+    const take = limit + PHONE_CANDIDATE_SLACK;
+    const candidates = sql`SELECT DISTINCT contact_id FROM contact_phones
+                            WHERE number_index = ${index} AND (${from ?? null}::uuid IS NULL OR contact_id > ${from ?? null}::uuid)
+                            ORDER BY contact_id LIMIT ${take}`;
+    const [contacts, phones] = await settledInOrder([
+      sql<Partial<StoredContactRow> & { candidate: string; tenant_key_version: number | null; wrapped_key: Buffer | null }>`
+        SELECT m.contact_id AS candidate, ${sql.join(contactColumns.map((column) => sql.ref(`c.${column}`)))}, k.tenant_key_version, k.wrapped_key
+          FROM (${candidates}) AS m
+          LEFT JOIN contacts c ON c.id = m.contact_id
+          LEFT JOIN subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id
+         ORDER BY m.contact_id`.execute(trx),
+      sql<StoredPhoneRow & { number_index: Buffer }>`
+        SELECT contact_id, position, kind, number_ciphertext, number_index FROM contact_phones
+         WHERE contact_id IN (${candidates})
+         ORDER BY contact_id, position`.execute(trx),
+    ] as const);
+    const phonesOf = new Map<string, (StoredPhoneRow & { number_index: Buffer })[]>();
+    for (const phone of phones.rows) {
+      const own = phonesOf.get(phone.contact_id);
+      if (own) own.push(phone);
+      else phonesOf.set(phone.contact_id, [phone]);
+    }
+    for (const { candidate, tenant_key_version: version, wrapped_key: wrapped, ...columns } of contacts.rows) {
+      // A candidate whose contact is gone, or erased (its key destroyed), is found by no number.
+      if (columns.id !== candidate || wrapped === null || version === null) continue;
+      const row = columns as StoredContactRow;
+      const key = await crypto.keyring.openSubjectKey(trx, row.id, version, wrapped);
+      const own = phonesOf.get(row.id) ?? [];
+      const dialled = (phone: StoredPhoneRow & { number_index: Buffer }) =>
+        phone.number_index.equals(index) && crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, phone.number_ciphertext, key) === e164;
+      if (!own.some(dialled)) continue;
+      found.push({ row, data: openContact(crypto.cipher, trx.tenantId, row, own, key) });
+      if (found.length === limit) return found;
+    }
+    if (contacts.rows.length < take) return found;
+    from = contacts.rows.at(-1)?.candidate;
+  }
+}
+
+/**
+ * One page of contacts for a search, opened, in id order after the cursor; `nextAfter` when the
+ * page is full. A search by phone alone (an agent's caller lookup) loads its page in one round
+ * trip; any other search finds the ids first and then loads them.
+ */
+export async function searchContacts(
+  trx: TenantTransaction,
+  crypto: ContactsCrypto,
+  query: ContactQuery,
+  e164?: string,
+  email?: string,
+): Promise<{ contacts: LoadedContact[]; nextAfter: string | null }> {
+  const byPhoneAlone = e164 !== undefined && email === undefined && query.externalId === undefined && query.status === undefined && query.listId === undefined;
+  let contacts: LoadedContact[];
+  if (byPhoneAlone) {
+    contacts = await contactsByPhone(trx, crypto, e164, query.limit, query.after?.toLowerCase());
+  } else {
+    const ids = await searchContactIds(trx, crypto, query, e164, email);
+    const loaded = await loadContacts(trx, crypto, ids);
+    contacts = ids.flatMap((id) => loaded.get(id) ?? []);
+    // A full page of ids is followed by another, even if one of them vanished meanwhile.
+    const last = ids.at(-1);
+    return { contacts, nextAfter: ids.length === query.limit && last ? last : null };
+  }
+  const last = contacts.at(-1);
+  return { contacts, nextAfter: contacts.length === query.limit && last ? last.row.id : null };
 }
 
 export type ContactQuery = { phone?: string; email?: string; externalId?: string; listId?: string; status?: ContactStatus; after?: string; limit: number };

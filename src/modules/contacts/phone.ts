@@ -22,10 +22,18 @@ export type NormalisedPhone = { e164: string; region: string | undefined; parsed
 
 const MAX_INPUT = 40;
 
+/** The digits (and a leading +) of a number as people write it: without the separators. */
+const withoutSeparators = (input: string) => input.trim().replace(/[\s().\-/\u00a0]/g, '');
+
+/** Whether a number is written with its country code (+ or 00), so that no default region applies to it. */
+export function isInternationalForm(input: string): boolean {
+  return /^(\+|00)/.test(withoutSeparators(input.slice(0, MAX_INPUT + 1)));
+}
+
 export function normalisePhone(input: string, defaultRegion: string): NormalisedPhone | PhoneProblem {
   if (input.length > MAX_INPUT) return 'phone_too_long';
   // Separators people write, and the common international prefix 00 (IDD in most plans).
-  let text = input.trim().replace(/[\s().\-/\u00a0]/g, '');
+  let text = withoutSeparators(input);
   if (text.length === 0 || !/^\+?[0-9]+$/.test(text)) return 'phone_not_a_number';
   if (text.startsWith('00')) text = `+${text.slice(2)}`;
   const region = isSupportedCountry(defaultRegion) ? (defaultRegion as CountryCode) : undefined;

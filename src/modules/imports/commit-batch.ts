@@ -1,6 +1,6 @@
 import { binaryArray } from '../../db/binary-array.ts';
 import { sql } from '../../db/kysely.ts';
-import { deferWrite, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
+import { deferWrite, settledInOrder, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { matchPhonesInBulk, recordMatches } from '../suppression/suppression.service.ts';
 import { LEASE_SECONDS, type Job } from './load-import-job.ts';
@@ -30,21 +30,6 @@ function identityKeys(batch: PreparedBatch, row: number): string[] {
   const email = batch.emails[row];
   if (email) keys.push(`e:${email}`);
   return keys;
-}
-
-/**
- * Awaits every one of `work` (queries of one transaction, sent together) before failing with the
- * first failure in order: no query of the transaction may still be in flight, or start, once it
- * rolls back.
- */
-async function settledInOrder<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  const settled = await Promise.allSettled(work);
-  const values: unknown[] = [];
-  for (const outcome of settled) {
-    if (outcome.status === 'rejected') throw outcome.reason;
-    values.push(outcome.value);
-  }
-  return values as unknown as T;
 }
 
 /** The value of the first of `keys` that `map` holds. */
