@@ -148,7 +148,10 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     // 4. Write: subject keys, contacts, phones, list members, rejects, cursor — one transaction.
     //    Each statement takes the batch's prepared arrays whole and keeps the rows to create by a
     //    mask, so no ciphertext is handled here. None needs an answer: they travel, in order, in
-    //    one batch with the COMMIT (deferWrite), and a failing one fails the commit.
+    //    one batch with the COMMIT (deferWrite), and a failing one fails the commit. The tenant is
+    //    given once per statement rather than left to each row's default (row-level security
+    //    still checks every row against the transaction's tenant).
+    const tenant = trx.tenantId;
     if (created > 0) {
       const keep = binaryArray('bool', create);
       const phoneKeep: boolean[] = [];
@@ -159,14 +162,14 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
       const [ids, externalIds, names, emails, emailIndexes, addresses, birthDates, notes, personal, fields, zones, zoneSources, rowNumbers] = batch.contactColumns as Buffer[];
       const [phoneContacts, positions, kinds, phoneNumbers, phoneIndexes] = batch.phoneColumns as Buffer[];
       await deferWrite(trx, sql`
-        INSERT INTO subject_keys (subject_id, tenant_key_version, wrapped_key)
-        SELECT u.id, ${batch.wrapVersion}::int, u.wrapped
+        INSERT INTO subject_keys (tenant_id, subject_id, tenant_key_version, wrapped_key)
+        SELECT ${tenant}::uuid, u.id, ${batch.wrapVersion}::int, u.wrapped
           FROM unnest(${ids}::uuid[], ${batch.wrappedKeys}::bytea[], ${keep}::bool[]) AS u(id, wrapped, keep)
          WHERE u.keep`.compile(trx));
       await deferWrite(trx, sql`
-        INSERT INTO contacts (id, external_id, name_ciphertext, email_ciphertext, email_index, address_ciphertext, birth_date_ciphertext,
+        INSERT INTO contacts (tenant_id, id, external_id, name_ciphertext, email_ciphertext, email_index, address_ciphertext, birth_date_ciphertext,
                               notes_ciphertext, personal_fields_ciphertext, fields, time_zones, time_zone_source, import_id, import_row)
-        SELECT u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
+        SELECT ${tenant}::uuid, u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
                string_to_array(u.zones, ' '), u.zone_source, ${job.id}::uuid, u.row_number
           FROM unnest(${ids}::uuid[], ${externalIds}::text[], ${names}::bytea[], ${emails}::bytea[], ${emailIndexes}::bytea[], ${addresses}::bytea[],
                       ${birthDates}::bytea[], ${notes}::bytea[], ${personal}::bytea[], ${fields}::text[], ${zones}::text[], ${zoneSources}::text[],
@@ -175,8 +178,8 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
          WHERE u.keep`.compile(trx));
       if (phoneKeep.length > 0) {
         await deferWrite(trx, sql`
-          INSERT INTO contact_phones (contact_id, position, kind, number_ciphertext, number_index)
-          SELECT u.contact_id, u.position, u.kind, u.number_ct, u.number_idx
+          INSERT INTO contact_phones (tenant_id, contact_id, position, kind, number_ciphertext, number_index)
+          SELECT ${tenant}::uuid, u.contact_id, u.position, u.kind, u.number_ct, u.number_idx
             FROM unnest(${phoneContacts}::uuid[], ${positions}::smallint[], ${kinds}::text[], ${phoneNumbers}::bytea[], ${phoneIndexes}::bytea[],
                         ${binaryArray('bool', phoneKeep)}::bool[])
                  AS u(contact_id, position, kind, number_ct, number_idx, keep)
@@ -186,14 +189,14 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
       const lawful = job.options.lawfulBasis;
       if (lawful) {
         await deferWrite(trx, sql`
-          INSERT INTO consent_events (contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
-          SELECT u.id, ${lawful.purpose}, 'grant', ${lawful.basis}, ${lawful.source}, ${lawful.evidenceRef ?? null}, now(), ${`import:${job.id}`}
+          INSERT INTO consent_events (tenant_id, contact_id, purpose, action, basis, source, evidence_ref, occurred_at, recorded_by)
+          SELECT ${tenant}::uuid, u.id, ${lawful.purpose}, 'grant', ${lawful.basis}, ${lawful.source}, ${lawful.evidenceRef ?? null}, now(), ${`import:${job.id}`}
             FROM unnest(${ids}::uuid[], ${keep}::bool[]) AS u(id, keep)
            WHERE u.keep`.compile(trx));
       }
       // The contacts just created are in no list yet.
-      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
-                SELECT ${job.listId}::uuid, u.id FROM unnest(${ids}::uuid[], ${keep}::bool[]) AS u(id, keep) WHERE u.keep`.compile(trx));
+      await deferWrite(trx, sql`INSERT INTO contact_list_members (tenant_id, list_id, contact_id)
+                SELECT ${tenant}::uuid, ${job.listId}::uuid, u.id FROM unnest(${ids}::uuid[], ${keep}::bool[]) AS u(id, keep) WHERE u.keep`.compile(trx));
     }
     // An existing contact linked may be in this list already.
     if (links.size > 0) {
@@ -203,8 +206,8 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     }
     if (rejects.length > 0) {
       await deferWrite(trx, sql`
-        INSERT INTO contact_import_rejects (import_id, row_number, reason, column_name, detail)
-        SELECT ${job.id}::uuid, u.row_number, u.reason, u.column_name, u.detail
+        INSERT INTO contact_import_rejects (tenant_id, import_id, row_number, reason, column_name, detail)
+        SELECT ${tenant}::uuid, ${job.id}::uuid, u.row_number, u.reason, u.column_name, u.detail
           FROM unnest(${rejects.map((entry) => entry.rowNumber)}::bigint[], ${rejects.map((entry) => entry.reason)}::text[],
                       ${rejects.map((entry) => entry.column?.slice(0, 200) ?? null)}::text[], ${rejects.map((entry) => entry.detail?.slice(0, 200) ?? null)}::text[])
                AS u(row_number, reason, column_name, detail)`.compile(trx));
