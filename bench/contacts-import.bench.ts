@@ -9,7 +9,6 @@ import { openDatabase } from '../src/db/database.ts';
 import { createLogger } from '../src/logger.ts';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { beginLookup, searchContacts } from '../src/modules/contacts/contacts.service.ts';
-import { settledInOrder } from '../src/db/tenant-db.ts';
 import { storeUpload } from '../src/modules/imports/import-upload.ts';
 import { createImport, importView } from '../src/modules/imports/imports.routes.ts';
 import { replaceRegistry } from '../src/modules/suppression/suppression.service.ts';
@@ -166,13 +165,14 @@ export async function contactsImportBench(): Promise<BenchRow[]> {
     // Lookups by phone: a random imported number each time; both sides warmed first.
     const pick = () => `+47${numberOf(Math.floor(Math.random() * ROWS * 0.98))}`;
     // What POST /api/v1/contacts/search does for a number in international form: the user's lookup
-    // budget sent with the search (candidates of the blind index loaded whole, decrypted, compared and
-    // opened), then the audit event with the COMMIT.
+    // budget (with BEGIN), the search (the blind index's candidates read whole in one statement,
+    // decrypted, compared and opened), then the audit event with the COMMIT.
     const userId = '00000000-0000-4000-8000-000000000001';
     await tenantDb.transaction((trx) => trx.insertInto('tenant_security_policies').values({ mfa_required_for_all: false, session_idle_minutes: 30, session_absolute_hours: 12, ip_allow_list: [], lookups_per_hour: 100_000 }).execute());
     const lookup = async (e164: string) =>
       tenantDb.transaction(async (trx) => {
-        const [, { contacts }] = await settledInOrder([beginLookup(trx, userId), searchContacts(trx, crypto, { limit: 50 }, e164)] as const);
+        await beginLookup(trx, userId);
+        const { contacts } = await searchContacts(trx, crypto, { limit: 50 }, e164);
         await recordAuditEvent(trx, { action: 'contact.lookup', outcome: 'success', actor: { type: 'user', id: userId }, details: { by: 'phone', found: contacts.length } });
         return contacts.length;
       });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { binaryArray } from '../db/binary-array.ts';
-import { sql } from '../db/kysely.ts';
+import { sql, type CompiledQuery } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import { onCommit } from '../db/tenant-db.ts';
 import { KEY_BYTES, newKey } from './aead.ts';
@@ -89,6 +89,16 @@ export type Keyring = {
 };
 
 export type NewSubjectKey = { subjectId: string; key: Buffer; version: number; wrapped: Buffer };
+
+/** The query of the tenant's active data key version, for a caller that sends it with others; its rows read by activeDataKeyVersionOf. */
+export function activeDataKeyVersionQuery(trx: TenantTransaction): CompiledQuery {
+  return trx.selectFrom('tenant_keys').select('version').where('purpose', '=', 'data').where('state', '=', 'active').compile();
+}
+
+/** The active data key version in the rows of activeDataKeyVersionQuery (0: the tenant has none yet). */
+export function activeDataKeyVersionOf(rows: readonly unknown[]): number {
+  return (rows[0] as { version: number } | undefined)?.version ?? 0;
+}
 
 export function createKeyring(root: RootKeyProvider): Keyring {
   const unwrapped = new Map<string, Buffer>();
@@ -293,8 +303,7 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       return chosen;
     },
     async activeDataKeyVersion(trx) {
-      const row = await trx.selectFrom('tenant_keys').select('version').where('purpose', '=', 'data').where('state', '=', 'active').executeTakeFirst();
-      return row?.version ?? 0;
+      return activeDataKeyVersionOf((await trx.executeQuery(activeDataKeyVersionQuery(trx))).rows);
     },
     async wrapNewSubjectKeys(trx, subjectIds) {
       const made: NewSubjectKey[] = [];

@@ -65,18 +65,29 @@ export async function deferWrite(trx: TenantTransaction, query: CompiledQuery): 
 }
 
 /**
- * Awaits every one of `work` (queries of one transaction, sent together) before failing with the
- * first failure in order: no query of the transaction may still be in flight, or start, once it
- * rolls back.
+ * Awaits every one of `work` before failing with the first failure in order: no query of a
+ * transaction may still be in flight, or start, once it rolls back.
  */
-export async function settledInOrder<T extends readonly unknown[]>(work: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+async function settledInOrder<T>(work: readonly Promise<T>[]): Promise<T[]> {
   const settled = await Promise.allSettled(work);
-  const values: unknown[] = [];
+  const values: T[] = [];
   for (const outcome of settled) {
     if (outcome.status === 'rejected') throw outcome.reason;
     values.push(outcome.value);
   }
-  return values as unknown as T;
+  return values;
+}
+
+/**
+ * Sends `queries` in the transaction one after another without waiting for an answer in between
+ * (the pool's pipeline mode): one round trip for all of them, where Kysely runs the queries of a
+ * transaction strictly one at a time. They still run in the order given. Returns each one's rows
+ * once every one is answered; one that fails fails the call with its own error (those after it
+ * then fail as the aborted transaction's), and the transaction rolls back.
+ */
+export async function sendTogether(trx: TenantTransaction, queries: readonly CompiledQuery[]): Promise<unknown[][]> {
+  const results = await trx.getExecutor().provideConnection((connection) => settledInOrder(queries.map((query) => connection.executeQuery(query))));
+  return results.map((result) => result.rows);
 }
 
 /**

@@ -6,7 +6,7 @@ import { problemResponses } from '../../server/schemas.ts';
 import { recordAuditEvent, recordAuditEventAlone } from '../../audit/audit-event.ts';
 import { principalOf } from '../../server/access-control.ts';
 import { requestAudit } from '../../server/request-audit.ts';
-import { settledInOrder, type TenantTransaction } from '../../db/tenant-db.ts';
+import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactData } from './contact-record.ts';
 import { maskEmail, maskPhone, normaliseEmail, normalisePhone, isInternationalForm, isSupportedRegion } from './phone.ts';
 import {
@@ -146,29 +146,25 @@ export async function contactsRoutes(app: App, options: ContactsCrypto & { erasu
       const principal = principalOf(request);
       try {
         return await request.tenantDb.transaction(async (trx) => {
+          let e164: string | undefined;
+          if (query.phone !== undefined) {
+            // A number written with its country code needs no default region (nor a query for it).
+            const region = query.region ?? (isInternationalForm(query.phone) ? '' : await tenantDefaultRegion(trx));
+            const parsed = normalisePhone(query.phone, region);
+            if (typeof parsed === 'string') throw new AppError('phone_invalid', 'phone: not a valid number for its country');
+            e164 = parsed.e164;
+          }
+          let email: string | undefined;
+          if (query.email !== undefined) {
+            email = normaliseEmail(query.email);
+            if (email === undefined) throw new AppError('email_invalid', 'email: not an e-mail address');
+          }
           // Each answer tells whether a value belongs to a contact: budgeted, so that nobody can
           // walk the number space, and audited (which kind of lookup and how many found, no value).
-          // The budget statement travels with the search; a lookup over budget fails once both are
-          // answered, and its transaction (the search's reads with it) rolls back.
-          const [, result] = await settledInOrder([
-            by !== null ? beginLookup(trx, principal.userId) : Promise.resolve(),
-            (async () => {
-              let e164: string | undefined;
-              if (query.phone !== undefined) {
-                // A number written with its country code needs no default region (nor a query for it).
-                const region = query.region ?? (isInternationalForm(query.phone) ? '' : await tenantDefaultRegion(trx));
-                const parsed = normalisePhone(query.phone, region);
-                if (typeof parsed === 'string') throw new AppError('phone_invalid', 'phone: not a valid number for its country');
-                e164 = parsed.e164;
-              }
-              let email: string | undefined;
-              if (query.email !== undefined) {
-                email = normaliseEmail(query.email);
-                if (email === undefined) throw new AppError('email_invalid', 'email: not an e-mail address');
-              }
-              return page(trx, query, e164, email);
-            })(),
-          ] as const);
+          // The budget is taken before the search starts: a lookup over budget searches nothing
+          // (nor does its answer take longer when the number exists).
+          if (by !== null) await beginLookup(trx, principal.userId);
+          const result = await page(trx, query, e164, email);
           if (by !== null) {
             await recordAuditEvent(trx, { ...requestAudit(request), action: 'contact.lookup', outcome: 'success', details: { by, found: result.items.length } });
           }

@@ -1,7 +1,7 @@
 import { CompiledQuery, sql } from '../../db/kysely.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
-import { deferWrite, settledInOrder, type TenantTransaction } from '../../db/tenant-db.ts';
+import { deferWrite, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
 import { defaultSecurityPolicy } from '../access/security-policy.ts';
@@ -217,64 +217,85 @@ export async function findContactIdsByEmail(trx: TenantTransaction, crypto: Cont
   return matches.sort();
 }
 
-/** Candidates of a phone's blind index taken per round trip beyond the page's own need (index collisions, other numbers). */
+/** Candidates of a phone's blind index read per round trip beyond the page's own need (index collisions). */
 const PHONE_CANDIDATE_SLACK = 8;
+/**
+ * Candidates one search by phone examines at most. A number that more contacts share is paged
+ * through: the page may then come back short, with the cursor after the last one examined.
+ */
+const PHONE_CANDIDATES_PER_SEARCH = 1000;
+
+type PhoneCandidate = Partial<StoredContactRow> & {
+  candidate: string;
+  tenant_key_version: number | null;
+  wrapped_key: Buffer | null;
+  positions: number[] | null;
+  kinds: StoredPhoneRow['kind'][] | null;
+  numbers: Buffer[] | null;
+  indexes: Buffer[] | null;
+};
 
 /**
- * Contacts with this number, opened, in id order after `after`: the agent's caller lookup, in one
- * round trip (sent with whatever the transaction has in flight). Each trip loads the next
- * candidates of the blind index whole — contact, subject key, phones — and keeps those whose
- * number decrypts to `e164`; another trip follows only when a page is not full yet and more
- * candidates remain (a number that many contacts share).
+ * Contacts with this number, opened, in id order after `after`: the agent's caller lookup. Each
+ * round trip is one statement — the next candidates of the blind index, each with its contact,
+ * subject key and phones, read under one snapshot — and keeps those whose number decrypts to
+ * `e164`. Another trip follows only while the page is not full and candidates remain, up to
+ * PHONE_CANDIDATES_PER_SEARCH candidates.
  */
-async function contactsByPhone(trx: TenantTransaction, crypto: ContactsCrypto, e164: string, limit: number, after: string | undefined): Promise<LoadedContact[]> {
+async function contactsByPhone(
+  trx: TenantTransaction,
+  crypto: ContactsCrypto,
+  e164: string,
+  limit: number,
+  after: string | undefined,
+): Promise<{ contacts: LoadedContact[]; nextAfter: string | null }> {
   const index = await phoneIndex(crypto.cipher, trx, e164);
   const found: LoadedContact[] = [];
-  let from = after;
+  const take = limit + PHONE_CANDIDATE_SLACK;
+  let from = after ?? null;
+  let examined = 0;
   for (;;) {
-    const take = limit + PHONE_CANDIDATE_SLACK;
-    const candidates = sql`SELECT DISTINCT contact_id FROM contact_phones
-                            WHERE number_index = ${index} AND (${from ?? null}::uuid IS NULL OR contact_id > ${from ?? null}::uuid)
-                            ORDER BY contact_id LIMIT ${take}`;
-    const [contacts, phones] = await settledInOrder([
-      sql<Partial<StoredContactRow> & { candidate: string; tenant_key_version: number | null; wrapped_key: Buffer | null }>`
-        SELECT m.contact_id AS candidate, ${sql.join(contactColumns.map((column) => sql.ref(`c.${column}`)))}, k.tenant_key_version, k.wrapped_key
-          FROM (${candidates}) AS m
-          LEFT JOIN contacts c ON c.id = m.contact_id
-          LEFT JOIN subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id
-         ORDER BY m.contact_id`.execute(trx),
-      sql<StoredPhoneRow & { number_index: Buffer }>`
-        SELECT contact_id, position, kind, number_ciphertext, number_index FROM contact_phones
-         WHERE contact_id IN (${candidates})
-         ORDER BY contact_id, position`.execute(trx),
-    ] as const);
-    const phonesOf = new Map<string, (StoredPhoneRow & { number_index: Buffer })[]>();
-    for (const phone of phones.rows) {
-      const own = phonesOf.get(phone.contact_id);
-      if (own) own.push(phone);
-      else phonesOf.set(phone.contact_id, [phone]);
-    }
-    for (const { candidate, tenant_key_version: version, wrapped_key: wrapped, ...columns } of contacts.rows) {
+    const { rows } = await sql<PhoneCandidate>`
+      SELECT m.contact_id AS candidate, ${sql.join(contactColumns.map((column) => sql.ref(`c.${column}`)))}, k.tenant_key_version, k.wrapped_key,
+             p.positions, p.kinds, p.numbers, p.indexes
+        FROM (SELECT DISTINCT contact_id FROM contact_phones
+               WHERE number_index = ${index} AND (${from}::uuid IS NULL OR contact_id > ${from}::uuid)
+               ORDER BY contact_id LIMIT ${take}) AS m
+        LEFT JOIN contacts c ON c.id = m.contact_id
+        LEFT JOIN subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id
+        LEFT JOIN LATERAL (SELECT array_agg(position ORDER BY position) AS positions, array_agg(kind ORDER BY position) AS kinds,
+                                  array_agg(number_ciphertext ORDER BY position) AS numbers, array_agg(number_index ORDER BY position) AS indexes
+                             FROM contact_phones p
+                            WHERE p.tenant_id = c.tenant_id AND p.contact_id = c.id) AS p ON true
+       ORDER BY m.contact_id`.execute(trx);
+    for (const { candidate, tenant_key_version: version, wrapped_key: wrapped, positions, kinds, numbers, indexes, ...columns } of rows) {
+      examined += 1;
+      from = candidate;
       // A candidate whose contact is gone, or erased (its key destroyed), is found by no number.
-      if (columns.id !== candidate || wrapped === null || version === null) continue;
+      if (columns.id !== candidate || columns.status === 'erased' || wrapped === null || version === null) continue;
       const row = columns as StoredContactRow;
       const key = await crypto.keyring.openSubjectKey(trx, row.id, version, wrapped);
-      const own = phonesOf.get(row.id) ?? [];
-      const dialled = (phone: StoredPhoneRow & { number_index: Buffer }) =>
-        phone.number_index.equals(index) && crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, phone.number_ciphertext, key) === e164;
-      if (!own.some(dialled)) continue;
-      found.push({ row, data: openContact(crypto.cipher, trx.tenantId, row, own, key) });
-      if (found.length === limit) return found;
+      const phones: StoredPhoneRow[] = (positions ?? []).map((position, at) => ({ contact_id: row.id, position, kind: kinds?.[at] as StoredPhoneRow['kind'], number_ciphertext: numbers?.[at] as Buffer }));
+      const dialled = phones.some(
+        (phone, at) =>
+          indexes?.[at]?.equals(index) === true &&
+          crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, phone.number_ciphertext, key) === e164,
+      );
+      if (!dialled) continue;
+      found.push({ row, data: openContact(crypto.cipher, trx.tenantId, row, phones, key) });
+      if (found.length === limit) return { contacts: found, nextAfter: row.id };
     }
-    if (contacts.rows.length < take) return found;
-    from = contacts.rows.at(-1)?.candidate;
+    // Every candidate examined: the page is complete. Past the bound, the cursor goes on from the
+    // last candidate examined (nothing before it was left out).
+    if (rows.length < take) return { contacts: found, nextAfter: null };
+    if (examined >= PHONE_CANDIDATES_PER_SEARCH) return { contacts: found, nextAfter: from };
   }
 }
 
 /**
- * One page of contacts for a search, opened, in id order after the cursor; `nextAfter` when the
- * page is full. A search by phone alone (an agent's caller lookup) loads its page in one round
- * trip; any other search finds the ids first and then loads them.
+ * One page of contacts for a search, opened, in id order after the cursor, and the cursor of the
+ * next page (null at the end). A search by phone alone (an agent's caller lookup) reads its page
+ * in one statement; any other search finds the ids first and then loads them.
  */
 export async function searchContacts(
   trx: TenantTransaction,
@@ -284,19 +305,12 @@ export async function searchContacts(
   email?: string,
 ): Promise<{ contacts: LoadedContact[]; nextAfter: string | null }> {
   const byPhoneAlone = e164 !== undefined && email === undefined && query.externalId === undefined && query.status === undefined && query.listId === undefined;
-  let contacts: LoadedContact[];
-  if (byPhoneAlone) {
-    contacts = await contactsByPhone(trx, crypto, e164, query.limit, query.after?.toLowerCase());
-  } else {
-    const ids = await searchContactIds(trx, crypto, query, e164, email);
-    const loaded = await loadContacts(trx, crypto, ids);
-    contacts = ids.flatMap((id) => loaded.get(id) ?? []);
-    // A full page of ids is followed by another, even if one of them vanished meanwhile.
-    const last = ids.at(-1);
-    return { contacts, nextAfter: ids.length === query.limit && last ? last : null };
-  }
-  const last = contacts.at(-1);
-  return { contacts, nextAfter: contacts.length === query.limit && last ? last.row.id : null };
+  if (byPhoneAlone) return contactsByPhone(trx, crypto, e164, query.limit, query.after?.toLowerCase());
+  const ids = await searchContactIds(trx, crypto, query, e164, email);
+  const loaded = await loadContacts(trx, crypto, ids);
+  // A full page of ids is followed by another, even if one of them vanished meanwhile.
+  const last = ids.at(-1);
+  return { contacts: ids.flatMap((id) => loaded.get(id) ?? []), nextAfter: ids.length === query.limit && last ? last : null };
 }
 
 export type ContactQuery = { phone?: string; email?: string; externalId?: string; listId?: string; status?: ContactStatus; after?: string; limit: number };

@@ -1,8 +1,9 @@
 import { binaryArray } from '../../db/binary-array.ts';
 import { sql } from '../../db/kysely.ts';
-import { deferWrite, settledInOrder, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
+import { deferWrite, sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
-import { matchPhonesInBulk, recordMatches } from '../suppression/suppression.service.ts';
+import { phoneSuppressionLookup, recordMatches } from '../suppression/suppression.service.ts';
+import { activeDataKeyVersionOf, activeDataKeyVersionQuery } from '../../crypto/keyring.ts';
 import { LEASE_SECONDS, type Job } from './load-import-job.ts';
 import { INDEX_BYTES, type PreparedBatch, type Reject } from './prepare-batch.ts';
 
@@ -47,36 +48,34 @@ function firstFound<V>(keys: readonly string[], map: ReadonlyMap<string, V>): V 
  */
 export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, batch: PreparedBatch, lastRow: number, owner: string): Promise<void> {
   await tenantDb.transaction(async (trx) => {
-    const lease = await trx
-      .selectFrom('contact_imports')
-      .select(['state'])
-      .where('id', '=', job.id)
-      .where('lease_owner', '=', owner)
-      .forUpdate()
-      .executeTakeFirst();
+    // The lease, then the tenant's import lock — always in this order (two workers that both think
+    // they hold the lease must not take the two locks in opposite orders; statements sent together
+    // still run one after the other) — and the active data key version, in one round trip. The
+    // import lock: imports of one tenant commit one batch at a time (dedupe reads, then writes), so
+    // two imports (two nodes, or the CLI beside a server) cannot both create the same person.
+    const [leaseRows = [], , versionRows = []] = await sendTogether(trx, [
+      trx.selectFrom('contact_imports').select(['state']).where('id', '=', job.id).where('lease_owner', '=', owner).forUpdate().compile(),
+      sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.compile(trx),
+      activeDataKeyVersionQuery(trx),
+    ]);
+    const lease = leaseRows[0] as { state: string } | undefined;
     if (!lease || lease.state !== 'running') throw new LeaseLost();
-    // Then, always in this order after the lease (two workers that both think they hold it must
-    // not take the two locks in opposite orders), the tenant's import lock — imports of one tenant
-    // commit one batch at a time: dedupe reads, then writes, and two imports (two nodes, or the
-    // CLI beside a server) must not both create the same person — with the active data key
-    // version in the same round trip.
-    const [, activeVersion] = await settledInOrder([
-      sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.execute(trx),
-      crypto.keyring.activeDataKeyVersion(trx),
-    ] as const);
+    const activeVersion = activeDataKeyVersionOf(versionRows);
     if (batch.count > 0 && batch.wrapVersion < activeVersion) throw new WrapKeyRetired(activeVersion);
 
-    // 1. Every lookup the batch needs, sent together once the lock is held (so each sees every batch
-    // committed before): dedupe by external id, phone and e-mail, and suppressions of every number
-    // (only those of rows created or linked count below).
+    // 1. Every lookup the batch needs, in one round trip once the lock is held (so each sees every
+    //    batch committed before): dedupe by external id, phone and e-mail, and the suppressions of
+    //    every number (only those of rows created or linked count below). Each number's blind index
+    //    is the one sealed with its row.
     const phoneIndexes = new Map<string, Buffer>();
     for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) {
       phoneIndexes.set(batch.phoneNumbers[phone] as string, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
     }
-    const [existing, suppressed] = await settledInOrder([
-      existingContacts(trx, crypto, batch),
-      matchPhonesInBulk(trx, crypto, batch.phoneNumbers, job.campaignId, phoneIndexes),
-    ] as const);
+    const dedupe = existingContactsLookup(trx, batch);
+    const suppression = await phoneSuppressionLookup(trx, crypto, batch.phoneNumbers, job.campaignId, phoneIndexes);
+    const [byExternal = [], phoneCandidates = [], emailCandidates = [], suppressionRows = []] = await sendTogether(trx, [...dedupe.queries, suppression.query]);
+    const existing = await dedupe.found(crypto, byExternal, phoneCandidates, emailCandidates);
+    const suppressed = await suppression.matches(suppressionRows);
 
     // 2. The same person twice: within the batch, and against existing contacts (rows of earlier
     //    batches of this import included) by external id, phone and e-mail blind indexes.
@@ -222,13 +221,14 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
 }
 
 /**
- * Existing contacts that share a key with any of these: one query per kind of key for the batch,
- * blind-index candidates decrypted and compared.
+ * Existing contacts that share a key with any of these: one query per kind of key for the batch
+ * (sent together by the caller), then the blind-index candidates decrypted and compared.
  */
 type ExistingContact = { id: string; importId: string | null; importRow: number | null };
+type PhoneCandidate = { contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null };
+type EmailCandidate = { id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null };
 
-async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, batch: PreparedBatch): Promise<Map<string, ExistingContact>> {
-  const found = new Map<string, ExistingContact>();
+function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
   // The blind indexes were computed when the rows were sealed.
   // Blind index (hex) → the values wanted under it: almost always one.
@@ -245,47 +245,39 @@ async function existingContacts(trx: TenantTransaction, crypto: ContactsCrypto, 
     const email = batch.emails[row];
     if (email) want(emailWanted, batch.emailIndexes, row, email);
   }
+  // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
   const indexArray = (wanted: Map<string, string[]>) => binaryArray('bytea', [...wanted.keys()].map((hex) => Buffer.from(hex, 'hex')));
-  // The three lookups are sent together; each takes its array as one parameter (a batch has thousands).
-  const [byExternal, phoneCandidates, emailCandidates] = await settledInOrder([
-    externalIds.length === 0
-      ? Promise.resolve([])
-      : trx
-          .selectFrom('contacts')
-          .select(['id', 'external_id', 'import_id', 'import_row'])
-          .where('external_id', '=', sql<string>`ANY(${binaryArray('text', externalIds)}::text[])`)
-          .execute(),
-    phoneWanted.size === 0
-      ? Promise.resolve([])
-      : sql<{ contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null }>`
-          SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
-            FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
-           WHERE p.number_index = ANY(${indexArray(phoneWanted)}::bytea[])`
-          .execute(trx)
-          .then((result) => result.rows),
-    emailWanted.size === 0
-      ? Promise.resolve([])
-      : sql<{ id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null }>`
-          SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
-           WHERE email_index = ANY(${indexArray(emailWanted)}::bytea[])`
-          .execute(trx)
-          .then((result) => result.rows),
-  ] as const);
-  for (const row of byExternal) if (row.external_id) found.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
-  const subjects = [...new Set([...phoneCandidates.map((candidate) => candidate.contact_id), ...emailCandidates.map((candidate) => candidate.id)])];
-  if (subjects.length === 0) return found;
-  const keys = await crypto.keyring.subjectKeys(trx, subjects);
-  for (const candidate of phoneCandidates) {
-    const key = keys.get(candidate.contact_id);
-    if (!key) continue;
-    const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
-    if (phoneWanted.get(candidate.number_index.toString('hex'))?.includes(number)) found.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
-  }
-  for (const candidate of emailCandidates) {
-    const key = keys.get(candidate.id);
-    if (!key) continue;
-    const email = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.id, field: 'email' }, candidate.email_ciphertext, key);
-    if (emailWanted.get(candidate.email_index.toString('hex'))?.includes(email)) found.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
-  }
-  return found;
+  const queries = [
+    sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
+    sql`SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
+          FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
+         WHERE p.number_index = ANY(${indexArray(phoneWanted)}::bytea[])`.compile(trx),
+    sql`SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
+         WHERE email_index = ANY(${indexArray(emailWanted)}::bytea[])`.compile(trx),
+  ];
+  const found = async (crypto: ContactsCrypto, externalRows: readonly unknown[], phoneRows: readonly unknown[], emailRows: readonly unknown[]) => {
+    const existing = new Map<string, ExistingContact>();
+    for (const row of externalRows as { id: string; external_id: string | null; import_id: string | null; import_row: number | null }[]) {
+      if (row.external_id) existing.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
+    }
+    const phoneCandidates = phoneRows as PhoneCandidate[];
+    const emailCandidates = emailRows as EmailCandidate[];
+    const subjects = [...new Set([...phoneCandidates.map((candidate) => candidate.contact_id), ...emailCandidates.map((candidate) => candidate.id)])];
+    if (subjects.length === 0) return existing;
+    const keys = await crypto.keyring.subjectKeys(trx, subjects);
+    for (const candidate of phoneCandidates) {
+      const key = keys.get(candidate.contact_id);
+      if (!key) continue;
+      const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
+      if (phoneWanted.get(candidate.number_index.toString('hex'))?.includes(number)) existing.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
+    }
+    for (const candidate of emailCandidates) {
+      const key = keys.get(candidate.id);
+      if (!key) continue;
+      const email = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.id, field: 'email' }, candidate.email_ciphertext, key);
+      if (emailWanted.get(candidate.email_index.toString('hex'))?.includes(email)) existing.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
+    }
+    return existing;
+  };
+  return { queries, found };
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { binaryArray } from '../../db/binary-array.ts';
-import { sql } from '../../db/kysely.ts';
-import type { TenantTransaction } from '../../db/tenant-db.ts';
+import { sql, type CompiledQuery } from '../../db/kysely.ts';
+import { deferWrite, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { RegistryFormat, SuppressionReason, SuppressionScope } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
 import { emailIndex, phoneIndex } from '../contacts/contact-record.ts';
@@ -130,18 +130,22 @@ export async function checkSuppressed(trx: TenantTransaction, crypto: ContactsCr
 
 export async function recordMatches(trx: TenantTransaction, suppressionIds: readonly string[], context: MatchContext): Promise<void> {
   if (suppressionIds.length === 0) return;
-  await trx
-    .insertInto('suppression_matches')
-    .values(
-      suppressionIds.map((id) => ({
-        suppression_id: id,
-        context: context.context,
-        contact_id: context.contactId ?? null,
-        import_id: context.importId ?? null,
-        campaign_id: context.campaignId ?? null,
-      })),
-    )
-    .execute();
+  // Nothing waits for its answer: it travels with the transaction's next statement, or its COMMIT.
+  await deferWrite(
+    trx,
+    trx
+      .insertInto('suppression_matches')
+      .values(
+        suppressionIds.map((id) => ({
+          suppression_id: id,
+          context: context.context,
+          contact_id: context.contactId ?? null,
+          import_id: context.importId ?? null,
+          campaign_id: context.campaignId ?? null,
+        })),
+      )
+      .compile(),
+  );
 }
 
 /**
@@ -157,6 +161,24 @@ export async function matchPhonesInBulk(
   campaignId: string | null,
   knownIndexes?: ReadonlyMap<string, Buffer>,
 ): Promise<Map<string, string[]>> {
+  if (numbers.length === 0) return new Map();
+  const lookup = await phoneSuppressionLookup(trx, crypto, numbers, campaignId, knownIndexes);
+  return lookup.matches((await trx.executeQuery(lookup.query)).rows);
+}
+
+type SuppressionCandidate = { id: string; value_index: Buffer; value_ciphertext: Buffer };
+
+/**
+ * matchPhonesInBulk in two halves, for a caller that sends the query with others (sendTogether):
+ * the query, and the matches its rows hold.
+ */
+export async function phoneSuppressionLookup(
+  trx: TenantTransaction,
+  crypto: ContactsCrypto,
+  numbers: readonly string[],
+  campaignId: string | null,
+  knownIndexes?: ReadonlyMap<string, Buffer>,
+): Promise<{ query: CompiledQuery; matches: (rows: readonly unknown[]) => Promise<Map<string, string[]>> }> {
   const byIndex = new Map<string, string[]>();
   for (const number of new Set(numbers)) {
     const index = (knownIndexes?.get(number) ?? (await phoneIndex(crypto.cipher, trx, number))).toString('hex');
@@ -164,20 +186,22 @@ export async function matchPhonesInBulk(
     if (wanted) wanted.push(number);
     else byIndex.set(index, [number]);
   }
-  const found = new Map<string, string[]>();
-  if (byIndex.size === 0) return found;
   const indexes = [...byIndex.keys()].map((hex) => Buffer.from(hex, 'hex'));
-  const candidates = await sql<{ id: string; value_index: Buffer; value_ciphertext: Buffer }>`
+  const query = sql`
     SELECT id, value_index, value_ciphertext FROM suppressions
      WHERE channel = 'phone' AND value_index = ANY(${binaryArray('bytea', indexes)}::bytea[]) AND lifted_at IS NULL
        AND (scope <> 'campaign' OR campaign_id = ${campaignId})
-       AND (expires_at IS NULL OR expires_at > now())`.execute(trx);
-  for (const candidate of candidates.rows) {
-    const wanted = byIndex.get(candidate.value_index.toString('hex')) ?? [];
-    const value = await crypto.cipher.decrypt(trx, valueAt(candidate.id), candidate.value_ciphertext);
-    if (wanted.includes(value)) found.set(value, [...(found.get(value) ?? []), candidate.id]);
-  }
-  return found;
+       AND (expires_at IS NULL OR expires_at > now())`.compile(trx);
+  const matches = async (rows: readonly unknown[]) => {
+    const found = new Map<string, string[]>();
+    for (const candidate of rows as SuppressionCandidate[]) {
+      const wanted = byIndex.get(candidate.value_index.toString('hex')) ?? [];
+      const value = await crypto.cipher.decrypt(trx, valueAt(candidate.id), candidate.value_ciphertext);
+      if (wanted.includes(value)) found.set(value, [...(found.get(value) ?? []), candidate.id]);
+    }
+    return found;
+  };
+  return { query, matches };
 }
 
 export type RegistryEntryBatch = { values: string[] };
