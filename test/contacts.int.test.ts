@@ -156,6 +156,14 @@ describe(`contacts (${serverLabel()} server)`, () => {
     expect((await call(b.agent.token, 'GET', '/api/v1/contacts?limit=5')).statusCode).toBe(200);
     const denied = await db.superQuery(`SELECT count(*)::int AS n FROM ringvakt.audit_events WHERE action = 'contact.lookup' AND outcome = 'denied' AND tenant_id = $1`, [b.tenantId]);
     expect(denied.rows[0]!.n).toBe(2);
+    // Over budget, nothing is searched: a number whose stored ciphertext no longer opens (a search
+    // would fail on it) is refused for the budget alone.
+    const unopenable = await call(b.owner.token, 'POST', '/api/v1/contacts', { name: 'Unopenable', phones: [{ kind: 'mobile', number: '+4791234599' }] });
+    expect(unopenable.statusCode).toBe(201);
+    const stored = await db.superQuery<{ c: Buffer }>(`SELECT number_ciphertext AS c FROM ringvakt.contact_phones WHERE contact_id = $1`, [unopenable.json().id]);
+    await db.superQuery(`UPDATE ringvakt.contact_phones SET number_ciphertext = substring(number_ciphertext from 1 for 20) || '\\x00' WHERE contact_id = $1`, [unopenable.json().id]);
+    expect((await call(b.agent.token, 'POST', '/api/v1/contacts/search', { phone: '+4791234599' })).statusCode).toBe(429);
+    await db.superQuery(`UPDATE ringvakt.contact_phones SET number_ciphertext = $2 WHERE contact_id = $1`, [unopenable.json().id, stored.rows[0]!.c]);
   });
 
   it('commits a lookup without waiting for the WAL flush, and nothing else', async () => {

@@ -199,8 +199,8 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     }
     // An existing contact linked may be in this list already.
     if (links.size > 0) {
-      await deferWrite(trx, sql`INSERT INTO contact_list_members (list_id, contact_id)
-                SELECT ${job.listId}::uuid, u.id FROM unnest(${binaryArray('uuid', [...links])}::uuid[]) AS u(id)
+      await deferWrite(trx, sql`INSERT INTO contact_list_members (tenant_id, list_id, contact_id)
+                SELECT ${tenant}::uuid, ${job.listId}::uuid, u.id FROM unnest(${binaryArray('uuid', [...links])}::uuid[]) AS u(id)
                 ON CONFLICT DO NOTHING`.compile(trx));
     }
     if (rejects.length > 0) {
