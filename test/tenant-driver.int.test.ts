@@ -2,7 +2,7 @@ import { CompiledQuery, sql } from '../src/db/kysely.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAuditEvent } from '../src/audit/audit-event.ts';
 import { binaryArray } from '../src/db/binary-array.ts';
-import { deferWrite } from '../src/db/tenant-db.ts';
+import { deferWrite, sendTogether } from '../src/db/tenant-db.ts';
 import { TransactionRolledBackError } from '../src/db/tenant-driver.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
@@ -173,6 +173,25 @@ describe(`the pipelined tenant driver (${serverLabel()} server)`, () => {
     );
     expect(new Set(probes)).toEqual(new Set(['fine']));
   });
+  it('sends queries of a transaction together, run in the order given; a failing one fails them with its own error', async () => {
+    const handle = db.handles.forTenant(tenant.tenantId);
+    const rows = await handle.transaction((trx) =>
+      sendTogether(trx, [
+        CompiledQuery.raw(`SELECT set_config('ringvakt.probe', 'first', true) AS v`),
+        CompiledQuery.raw(`SELECT current_setting('ringvakt.probe') AS v, current_setting('app.tenant_id') AS tenant`),
+        CompiledQuery.raw(`SELECT generate_series(1, 3) AS n`),
+      ]),
+    );
+    expect(rows).toEqual([[{ v: 'first' }], [{ v: 'first', tenant: tenant.tenantId }], [{ n: 1 }, { n: 2 }, { n: 3 }]]);
+    // The second fails: its error, not the aborted transaction's of the third, and the transaction rolls back.
+    await expect(
+      handle.transaction((trx) => sendTogether(trx, [CompiledQuery.raw('SELECT 1'), CompiledQuery.raw('SELECT 1 / 0'), CompiledQuery.raw('SELECT 2')])),
+    ).rejects.toThrow(/division by zero/);
+    // Nothing of it is left on the connection (the setting was the transaction's own).
+    const [[left]] = (await handle.transaction((trx) => sendTogether(trx, [CompiledQuery.raw(`SELECT current_setting('ringvakt.probe', true) AS v`)]))) as [[{ v: string | null }]];
+    expect(left.v ?? '').toBe('');
+  });
+
   it('passes bulk values as binary arrays, every element type and NULL as the server stores them; a wrong element type is refused', async () => {
     const id = '0190f6a2-1b2c-7d3e-8f40-123456789abc';
     // Far more than the writer's first guess at the size, in two- and three-byte characters.
