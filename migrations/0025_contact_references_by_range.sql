@@ -45,40 +45,32 @@ CREATE OR REPLACE FUNCTION contact_children_reference_contacts() RETURNS trigger
                LIMIT 2 * cardinality(named_ids) + 64) AS c;
       SELECT count(*) INTO found FROM (SELECT unnest(named_ids) INTERSECT SELECT unnest(in_range)) AS named_and_read;
       IF found = cardinality(named_ids) THEN
-        -- Those named that this transaction did not create are held until it ends; one deleted
-        -- since it was read is not found again.
+        -- Every one exists; those this transaction did not create are held in step 3.
         other_ids := ARRAY(SELECT unnest(named_ids) INTERSECT SELECT unnest(not_ours));
-        IF cardinality(other_ids) > 0 THEN
-          SELECT count(*) INTO locked
-            FROM unnest(other_ids) AS named(id),
-                 LATERAL (SELECT 1 FROM contacts c
-                           WHERE c.tenant_id = named_tenants[1] AND c.id = named.id
-                             FOR KEY SHARE OF c) AS held;
-          IF locked <> cardinality(other_ids) THEN
-            RAISE EXCEPTION 'a row of % refers to a contact that does not exist', TG_TABLE_NAME
-              USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
-          END IF;
-        END IF;
-        RETURN NULL;
+        other_tenants := array_fill(named_tenants[1], ARRAY[cardinality(other_ids)]);
       END IF;
     END IF;
 
     -- 2. Otherwise each contact named is looked up by its key (0022): every one exists; those
     --    this transaction did not create are noted.
-    SELECT count(*), count(c.id),
-           array_agg(c.tenant_id) FILTER (WHERE NOT c.ours), array_agg(c.id) FILTER (WHERE NOT c.ours)
-      INTO wanted, found, other_tenants, other_ids
-      FROM (SELECT DISTINCT tenant_id, contact_id FROM new_rows) AS named
-      LEFT JOIN LATERAL (SELECT c.tenant_id, c.id, (c.xmin = this_transaction AND c.created_at = started) AS ours
-                           FROM contacts c
-                          WHERE c.tenant_id = named.tenant_id AND c.id = named.contact_id
-                         OFFSET 0) AS c ON true;
-    IF found <> wanted THEN
-      RAISE EXCEPTION 'a row of % refers to a contact that does not exist', TG_TABLE_NAME
-        USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+    IF other_ids IS NULL THEN
+      SELECT count(*), count(c.id),
+             array_agg(c.tenant_id) FILTER (WHERE NOT c.ours), array_agg(c.id) FILTER (WHERE NOT c.ours)
+        INTO wanted, found, other_tenants, other_ids
+        FROM (SELECT DISTINCT tenant_id, contact_id FROM new_rows) AS named
+        LEFT JOIN LATERAL (SELECT c.tenant_id, c.id, (c.xmin = this_transaction AND c.created_at = started) AS ours
+                             FROM contacts c
+                            WHERE c.tenant_id = named.tenant_id AND c.id = named.contact_id
+                           OFFSET 0) AS c ON true;
+      IF found <> wanted THEN
+        RAISE EXCEPTION 'a row of % refers to a contact that does not exist', TG_TABLE_NAME
+          USING ERRCODE = 'foreign_key_violation', TABLE = TG_TABLE_NAME;
+      END IF;
     END IF;
-    -- 3. Those are held until this transaction ends; one deleted since step 2 is not found again.
-    IF other_ids IS NOT NULL THEN
+
+    -- 3. Those are held until this transaction ends; one deleted since it was read is not found
+    --    again.
+    IF cardinality(other_ids) > 0 THEN
       SELECT count(*) INTO locked
         FROM unnest(other_tenants, other_ids) AS named(tenant_id, id),
              LATERAL (SELECT 1 FROM contacts c

@@ -1,7 +1,8 @@
+import { binaryArray } from '../../db/binary-array.ts';
 import { CompiledQuery, sql } from '../../db/kysely.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import type { Keyring } from '../../crypto/keyring.ts';
-import { deferWrite, type TenantTransaction } from '../../db/tenant-db.ts';
+import { deferWrite, sendTogether, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
 import { defaultSecurityPolicy } from '../access/security-policy.ts';
@@ -53,19 +54,31 @@ export async function tenantDefaultRegion(trx: TenantTransaction): Promise<strin
   return list?.default_region ?? 'NO';
 }
 
-/** Many contacts, opened, in one query per table (contacts, phones, subject keys). */
+/**
+ * Many contacts, opened: their rows with their subject keys, and their phones — two queries sent
+ * together, one round trip.
+ */
 export async function loadContacts(trx: TenantTransaction, crypto: ContactsCrypto, ids: readonly string[]): Promise<Map<string, LoadedContact>> {
   const found = new Map<string, LoadedContact>();
   if (ids.length === 0) return found;
-  const [rows, phones, keys] = await Promise.all([
-    trx.selectFrom('contacts').select(contactColumns).where('id', 'in', ids).execute(),
-    trx.selectFrom('contact_phones').select(['contact_id', 'position', 'kind', 'number_ciphertext']).where('contact_id', 'in', ids).orderBy('contact_id').orderBy('position').execute(),
-    crypto.keyring.subjectKeys(trx, ids),
-  ]);
+  const wanted = binaryArray('uuid', ids);
+  const [rows = [], phones = []] = (await sendTogether(trx, [
+    sql`SELECT ${sql.join(contactColumns.map((column) => sql.ref(`c.${column}`)))}, k.tenant_key_version, k.wrapped_key
+          FROM contacts c LEFT JOIN subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id
+         WHERE c.id = ANY(${wanted}::uuid[])`.compile(trx),
+    sql`SELECT contact_id, position, kind, number_ciphertext FROM contact_phones
+         WHERE contact_id = ANY(${wanted}::uuid[])
+         ORDER BY contact_id, position`.compile(trx),
+  ])) as [(StoredContactRow & { tenant_key_version: number | null; wrapped_key: Buffer | null })[], StoredPhoneRow[]];
   const phonesOf = new Map<string, StoredPhoneRow[]>();
-  for (const phone of phones) phonesOf.set(phone.contact_id, [...(phonesOf.get(phone.contact_id) ?? []), phone]);
-  for (const row of rows) {
-    const key = row.status === 'erased' ? null : (keys.get(row.id) ?? null);
+  for (const phone of phones) {
+    const own = phonesOf.get(phone.contact_id);
+    if (own) own.push(phone);
+    else phonesOf.set(phone.contact_id, [phone]);
+  }
+  for (const { tenant_key_version: version, wrapped_key: wrapped, ...row } of rows) {
+    // An erased contact's key is destroyed: its values stay closed.
+    const key = row.status === 'erased' || wrapped === null || version === null ? null : await crypto.keyring.openSubjectKey(trx, row.id, version, wrapped);
     found.set(row.id, { row, data: openContact(crypto.cipher, trx.tenantId, row, phonesOf.get(row.id) ?? [], key) });
   }
   return found;
