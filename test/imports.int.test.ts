@@ -392,4 +392,30 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(await runToEnd(again, 10)).toBe('done');
     expect((await call('GET', `/api/v1/contact-imports/${again}`)).json()).toMatchObject({ created: 0, linked: 25 });
   });
+
+  it('creates each person once when two imports of the same people run at the same time', async () => {
+    const rows = Array.from({ length: 60 }, (_, index) => `T${index},Twin ${index},4130${String(index).padStart(4, '0')},,`);
+    const file = `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`;
+    const [first, second] = [await newImport(), await newImport()];
+    await upload(first, file);
+    await upload(second, file);
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const { cipher, keyring } = await db.handles.crypto();
+    expect(await claimImport(tenantDb, 'twin-1', first)).toBe(first);
+    expect(await claimImport(tenantDb, 'twin-2', second)).toBe(second);
+    // Batches of 5 from both at once: their commits interleave, one batch of the tenant at a time.
+    const outcomes = await Promise.all([
+      runImport(tenantDb, { cipher, keyring }, first, 'twin-1', { batchRows: 5 }),
+      runImport(tenantDb, { cipher, keyring }, second, 'twin-2', { batchRows: 5 }),
+    ]);
+    expect(outcomes).toEqual(['done', 'done']);
+    const counted = await db.superQuery<{ n: number; d: number }>(
+      `SELECT count(*)::int AS n, count(DISTINCT external_id)::int AS d FROM ringvakt.contacts WHERE import_id = ANY($1::uuid[])`,
+      [[first, second]],
+    );
+    expect(counted.rows[0]).toEqual({ n: 60, d: 60 });
+    const views = await Promise.all([first, second].map(async (id) => (await call('GET', `/api/v1/contact-imports/${id}`)).json()));
+    expect(views[0].created + views[1].created).toBe(60);
+    expect(views[0].linked + views[1].linked).toBe(60);
+  });
 });

@@ -79,11 +79,12 @@ async function settledInOrder<T>(work: readonly Promise<T>[]): Promise<T[]> {
 }
 
 /**
- * Sends `queries` in the transaction one after another without waiting for an answer in between
- * (the pool's pipeline mode): one round trip for all of them, where Kysely runs the queries of a
- * transaction strictly one at a time. They still run in the order given. Returns each one's rows
- * once every one is answered; one that fails fails the call with its own error (those after it
- * then fail as the aborted transaction's), and the transaction rolls back.
+ * Sends `queries` one after another without waiting for an answer in between (the pool's pipeline
+ * mode): one round trip for all of them, where Kysely runs the queries of a transaction strictly
+ * one at a time. They run in the order given. Returns each one's rows once every one is answered;
+ * one that fails fails the call with its own error. In a transaction, those after it then fail as
+ * the aborted transaction's, and it rolls back; on the read handle (`TenantDb.read`) each query is
+ * its own implicit transaction, with its own snapshot, and the others still run.
  */
 export async function sendTogether(trx: TenantTransaction, queries: readonly CompiledQuery[]): Promise<unknown[][]> {
   const results = await trx.getExecutor().provideConnection((connection) => settledInOrder(queries.map((query) => connection.executeQuery(query))));

@@ -1,5 +1,6 @@
+import { binaryArray } from '../db/binary-array.ts';
 import { sql } from '../db/kysely.ts';
-import type { TenantTransaction } from '../db/tenant-db.ts';
+import { sendTogether, type TenantTransaction } from '../db/tenant-db.ts';
 import type { ContactPurpose } from '../db/schema.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
 import { contactFieldAt } from '../modules/contacts/contact-record.ts';
@@ -37,17 +38,29 @@ type Target = { status: string; zones: string[]; numbers: { position: number; e1
 
 /** The contacts' numbers (decrypted) and what the checks need, nothing else of their records. */
 async function loadTargets(trx: TenantTransaction, crypto: ContactsCrypto, contactIds: readonly string[], purpose: ContactPurpose): Promise<Map<string, Target>> {
-  const [contacts, phones, keys, consent] = await Promise.all([
-    trx.selectFrom('contacts').select(['id', 'status', 'time_zones']).where('id', 'in', contactIds).execute(),
-    trx.selectFrom('contact_phones').select(['contact_id', 'position', 'number_ciphertext']).where('contact_id', 'in', contactIds).orderBy('contact_id').orderBy('position').execute(),
-    crypto.keyring.subjectKeys(trx, contactIds),
-    // The newest consent entry per contact for the campaign's purpose is the one in force.
-    sql<{ contact_id: string; action: string }>`
-      SELECT DISTINCT ON (contact_id) contact_id, action FROM consent_events
-       WHERE contact_id = ANY(${contactIds}::uuid[]) AND purpose = ${purpose}
-       ORDER BY contact_id, recorded_at DESC, id`.execute(trx),
-  ]);
-  const consentOf = new Map(consent.rows.map((row) => [row.contact_id, row.action]));
+  const wanted = binaryArray('uuid', contactIds);
+  // Three queries sent together, one round trip: the contacts with their subject keys, their
+  // phones, and the newest consent entry per contact for the campaign's purpose (the one in force).
+  const [contacts = [], phones = [], consent = []] = (await sendTogether(trx, [
+    sql`SELECT c.id, c.status, c.time_zones, k.tenant_key_version, k.wrapped_key
+          FROM contacts c LEFT JOIN subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id
+         WHERE c.id = ANY(${wanted}::uuid[])`.compile(trx),
+    sql`SELECT contact_id, position, number_ciphertext FROM contact_phones
+         WHERE contact_id = ANY(${wanted}::uuid[])
+         ORDER BY contact_id, position`.compile(trx),
+    sql`SELECT DISTINCT ON (contact_id) contact_id, action FROM consent_events
+         WHERE contact_id = ANY(${wanted}::uuid[]) AND purpose = ${purpose}
+         ORDER BY contact_id, recorded_at DESC, id`.compile(trx),
+  ])) as [
+    { id: string; status: string; time_zones: string[]; tenant_key_version: number | null; wrapped_key: Buffer | null }[],
+    { contact_id: string; position: number; number_ciphertext: Buffer }[],
+    { contact_id: string; action: string }[],
+  ];
+  const keys = new Map<string, Buffer>();
+  for (const contact of contacts) {
+    if (contact.wrapped_key !== null && contact.tenant_key_version !== null) keys.set(contact.id, await crypto.keyring.openSubjectKey(trx, contact.id, contact.tenant_key_version, contact.wrapped_key));
+  }
+  const consentOf = new Map(consent.map((row) => [row.contact_id, row.action]));
   const targets = new Map<string, Target>();
   for (const contact of contacts) targets.set(contact.id, { status: contact.status, zones: contact.time_zones, numbers: [], consent: consentOf.get(contact.id) });
   for (const phone of phones) {

@@ -282,6 +282,7 @@ async function contactsByPhone(
                             WHERE p.tenant_id = c.tenant_id AND p.contact_id = c.id) AS p ON true
        ORDER BY m.contact_id`.execute(trx);
     for (const { candidate, tenant_key_version: version, wrapped_key: wrapped, positions, kinds, numbers, indexes, ...columns } of rows) {
+      if (examined === PHONE_CANDIDATES_PER_SEARCH) return { contacts: found, nextAfter: from };
       examined += 1;
       from = candidate;
       // A candidate whose contact is gone, or erased (its key destroyed), is found by no number.
@@ -298,10 +299,10 @@ async function contactsByPhone(
       found.push({ row, data: openContact(crypto.cipher, trx.tenantId, row, phones, key) });
       if (found.length === limit) return { contacts: found, nextAfter: row.id };
     }
-    // Every candidate examined: the page is complete. Past the bound, the cursor goes on from the
-    // last candidate examined (nothing before it was left out).
+    // Fewer candidates than asked for: every one is examined, the page is complete. At the bound,
+    // the cursor goes on from the last candidate examined (nothing before it was left out).
     if (rows.length < take) return { contacts: found, nextAfter: null };
-    if (examined >= PHONE_CANDIDATES_PER_SEARCH) return { contacts: found, nextAfter: from };
+    if (examined === PHONE_CANDIDATES_PER_SEARCH) return { contacts: found, nextAfter: from };
   }
 }
 

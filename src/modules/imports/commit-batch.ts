@@ -55,7 +55,10 @@ export async function commitBatch(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     // two imports (two nodes, or the CLI beside a server) cannot both create the same person.
     const [leaseRows = [], , versionRows = []] = await sendTogether(trx, [
       trx.selectFrom('contact_imports').select(['state']).where('id', '=', job.id).where('lease_owner', '=', owner).forUpdate().compile(),
-      sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))`.compile(trx),
+      // Only while the lease is still ours (read after the row lock above): a worker that lost it
+      // does not queue for another import's lock.
+      sql`SELECT pg_advisory_xact_lock(hashtextextended(${`ringvakt:contact-import:${trx.tenantId}`}, 0))
+            FROM contact_imports WHERE id = ${job.id} AND lease_owner = ${owner} AND state = 'running'`.compile(trx),
       activeDataKeyVersionQuery(trx),
     ]);
     const lease = leaseRows[0] as { state: string } | undefined;
