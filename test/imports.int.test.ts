@@ -394,7 +394,7 @@ describe(`contact import (${serverLabel()} server)`, () => {
   });
 
   it('creates each person once when two imports of the same people run at the same time', async () => {
-    const rows = Array.from({ length: 60 }, (_, index) => `T${index},Twin ${index},4130${String(index).padStart(4, '0')},,`);
+    const rows = Array.from({ length: 60 }, (_, index) => `Twin-${index},Twin ${index},4190${String(index).padStart(4, '0')},,`);
     const file = `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`;
     const [first, second] = [await newImport(), await newImport()];
     await upload(first, file);
@@ -408,7 +408,7 @@ describe(`contact import (${serverLabel()} server)`, () => {
       runImport(tenantDb, { cipher, keyring }, first, 'twin-1', { batchRows: 5 }),
       runImport(tenantDb, { cipher, keyring }, second, 'twin-2', { batchRows: 5 }),
     ]);
-    expect(outcomes).toEqual(['done', 'done']);
+    expect(outcomes).toEqual(["done", "done"]);
     const counted = await db.superQuery<{ n: number; d: number }>(
       `SELECT count(*)::int AS n, count(DISTINCT external_id)::int AS d FROM ringvakt.contacts WHERE import_id = ANY($1::uuid[])`,
       [[first, second]],
