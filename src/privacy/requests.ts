@@ -3,7 +3,8 @@ import { sql, type Selectable } from '../db/kysely.ts';
 import type { TenantTransaction } from '../db/tenant-db.ts';
 import type { PrivacyRequestKind, PrivacyRequestsTable, RequestChannel, VerificationMethod } from '../db/schema.ts';
 import { AppError } from '../server/errors.ts';
-import { findContactIdsByEmail, findContactIdsByPhone, isUniqueViolation, tenantDefaultRegion, type ContactsCrypto } from '../modules/contacts/contacts.service.ts';
+import { isUniqueViolation, tenantDefaultRegion, type ContactsCrypto } from '../modules/contacts/contacts.service.ts';
+import { findContactIdsByEmail, findContactIdsByPhone } from '../modules/contacts/contact-search.ts';
 import { normaliseEmail, normalisePhone } from '../modules/contacts/phone.ts';
 
 /**

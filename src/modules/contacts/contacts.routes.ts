@@ -15,15 +15,14 @@ import {
   createContact,
   loadFieldDefinitions,
   requireContact,
-  searchContacts,
   setContactStatus,
   takeRevealBudget,
   tenantDefaultRegion,
   updateContact,
-  type ContactQuery,
   type ContactsCrypto,
   type LoadedContact,
 } from './contacts.service.ts';
+import { searchContacts, type ContactQuery } from './contact-search.ts';
 import {
   contactListSchema,
   contactParamsSchema,
