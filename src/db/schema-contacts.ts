@@ -166,6 +166,13 @@ export type ContactImportsTable = {
   updated_at: Timestamp;
 };
 
+/** The tenant's import epoch: bumped by every import batch (migration 0026). */
+export type ContactImportEpochsTable = {
+  tenant_id: TenantColumn;
+  epoch: ColumnType<string, number, number>;
+  import_id: string;
+};
+
 export type ContactImportChunksTable = {
   tenant_id: TenantColumn;
   import_id: string;

@@ -17,6 +17,7 @@ import type {
   ConsentEventsTable,
   ContactFieldsTable,
   ContactImportChunksTable,
+  ContactImportEpochsTable,
   ContactImportRejectsTable,
   ContactImportsTable,
   ContactListMembersTable,
@@ -379,6 +380,7 @@ export type TenantTables = {
   contact_imports: ContactImportsTable;
   contact_import_chunks: ContactImportChunksTable;
   contact_import_rejects: ContactImportRejectsTable;
+  contact_import_epochs: ContactImportEpochsTable;
   jurisdiction_profiles: JurisdictionProfilesTable;
   campaign_contacts: CampaignContactsTable;
   dial_attempts: DialAttemptsTable;

@@ -27,8 +27,9 @@ parentPort?.on('message', (message: unknown) => {
 });
 
 async function run(): Promise<ImportThreadMessage> {
-  // Three connections: one batch commits, the next ones' keys are fetched, statistics are refreshed.
-  const pool = runtimePool(job.connectionString, 3, logger);
+  // Four connections: one batch commits, the next one's lookups are made ahead, the next ones'
+  // keys are fetched, statistics are refreshed.
+  const pool = runtimePool(job.connectionString, 4, logger);
   try {
     const { forTenant, crypto } = runtimeHandles(pool, job.config, logger);
     const { cipher, keyring } = await crypto();

@@ -6,7 +6,8 @@ import type { TenantDb } from '../../db/tenant-db.ts';
 import type { SystemDb } from '../../db/system-db.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { loadFieldDefinitions, type ContactsCrypto } from '../contacts/contacts.service.ts';
-import { commitBatch, LeaseLost, WrapKeyRetired } from './commit-batch.ts';
+import { lookUpAhead, type BatchLookups } from './batch-lookups.ts';
+import { commitBatch, LeaseLost, WrapKeyRetired, type CreatedKeys } from './commit-batch.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
 import { chunkAt } from './import-upload.ts';
 import { LEASE_SECONDS, loadJob, type Job } from './load-import-job.ts';
@@ -122,6 +123,10 @@ export async function runImport(
   const pending: { rows: SourceRow[]; prepared: Promise<PreparedBatch> }[] = [];
   let sealers: Sealers | undefined;
   let inFlight: Promise<void> | undefined;
+  // The next batch's lookups, made ahead while the one before it commits (batch-lookups.ts), and
+  // the rows that one created (which those lookups may not show).
+  let lookingAhead: Promise<BatchLookups> | undefined;
+  let createdBefore: CreatedKeys = new Map();
 
   // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
   // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
@@ -156,13 +161,16 @@ export async function runImport(
     await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
     return 'stopped';
   };
-  const startCommit = (current: Job, currentContext: PrepareContext, rows: readonly SourceRow[], prepared: PreparedBatch) => {
+  const startCommit = (current: Job, currentContext: PrepareContext, rows: readonly SourceRow[], prepared: PreparedBatch, lookups: Promise<BatchLookups>) => {
     const lastRow = rows.at(-1)?.rowNumber ?? 1;
+    const previous = createdBefore;
     inFlight = (async () => {
+      // Lookups that failed are made again under the import lock, where a failure fails the batch.
+      const ahead = { previous, lookups: await lookups.catch(() => undefined) };
       let ready = prepared;
       for (let attempt = 1; ; attempt += 1) {
         try {
-          await commitBatch(tenantDb, crypto, current, ready, lastRow, owner);
+          createdBefore = await commitBatch(tenantDb, crypto, current, ready, lastRow, owner, ahead);
           break;
         } catch (error) {
           // A rotation (here or in another process) retired the data key the batch's subject keys
@@ -182,8 +190,12 @@ export async function runImport(
     const oldest = pending.shift();
     if (!oldest) return undefined;
     const prepared = await oldest.prepared;
+    // Its lookups start now, beside the batch before it still committing.
+    const lookups = lookUpAhead(tenantDb, crypto, current, prepared);
+    lookingAhead = lookups;
+    lookups.catch(() => undefined);
     if ((await settle()) === 'stopped') return 'stopped';
-    startCommit(current, currentContext, oldest.rows, prepared);
+    startCommit(current, currentContext, oldest.rows, prepared, lookups);
     return undefined;
   };
   try {
@@ -269,7 +281,7 @@ export async function runImport(
     // Batches read but not committed (a stop, a lost lease, an error): their threads stop, and
     // nothing of theirs — a key transaction, a preparation here — outlives this run.
     await sealers?.close();
-    await Promise.allSettled(pending.map((entry) => entry.prepared));
+    await Promise.allSettled([...pending.map((entry) => entry.prepared), lookingAhead]);
   }
 }
 

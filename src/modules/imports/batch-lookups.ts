@@ -1,0 +1,132 @@
+import { binaryArray } from '../../db/binary-array.ts';
+import { sql, type CompiledQuery } from '../../db/kysely.ts';
+import { sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
+import type { ContactsCrypto } from '../contacts/contacts.service.ts';
+import { phoneSuppressionLookup } from '../suppression/suppression.service.ts';
+import type { Job } from './load-import-job.ts';
+import { INDEX_BYTES, type PreparedBatch } from './prepare-batch.ts';
+
+/**
+ * What an import batch must know before it writes: which of its rows' people exist already
+ * (dedupe by external id, phone and e-mail blind indexes, the candidates decrypted and compared),
+ * and which of its numbers are suppressed.
+ *
+ * Looked up either
+ *   - **ahead** (`lookUpAhead`), on the read handle while the batch before it is still writing:
+ *     the tenant's import epoch is read first, and the batch's commit is refused if another
+ *     import committed since (migration 0026); the batch just before, of the same import, which
+ *     these lookups may not see, is compared in the worker (commit-batch.ts);
+ *   - or **under the tenant's import lock** (`lookupQueries` sent after the lock, in the batch's
+ *     own transaction), when the lookups made ahead went stale.
+ */
+
+export type ExistingContact = { id: string; importId: string | null; importRow: number | null };
+
+export type BatchLookups = {
+  /** The tenant's import epoch, read before the lookups made ahead; null when made under the lock. */
+  epoch: number | null;
+  /** Identity key (`x:` external id, `p:` number, `e:` e-mail) → the existing contact holding it. */
+  existing: Map<string, ExistingContact>;
+  /** Number (E.164) → the ids of the suppressions in force for it. */
+  suppressed: Map<string, string[]>;
+};
+
+type PhoneCandidate = { contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null };
+type EmailCandidate = { id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null };
+
+/**
+ * The batch's lookups as queries to be sent together (dedupe by external id, phone, e-mail; the
+ * suppressions of every number, of which only those of rows created or linked count later), and
+ * what turns their rows into the answer. Each number's blind index is the one sealed with its row.
+ */
+export async function lookupQueries(
+  trx: TenantTransaction,
+  crypto: ContactsCrypto,
+  job: Job,
+  batch: PreparedBatch,
+): Promise<{ queries: CompiledQuery[]; answer: (rows: readonly unknown[][]) => Promise<Omit<BatchLookups, 'epoch'>> }> {
+  const phoneIndexes = new Map<string, Buffer>();
+  for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) {
+    phoneIndexes.set(batch.phoneNumbers[phone] as string, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
+  }
+  const dedupe = existingContactsLookup(trx, batch);
+  const suppression = await phoneSuppressionLookup(trx, crypto, batch.phoneNumbers, job.campaignId, phoneIndexes);
+  return {
+    queries: [...dedupe.queries, suppression.query],
+    answer: async ([byExternal = [], phoneCandidates = [], emailCandidates = [], suppressionRows = []]) => ({
+      existing: await dedupe.found(crypto, byExternal, phoneCandidates, emailCandidates),
+      suppressed: await suppression.matches(suppressionRows),
+    }),
+  };
+}
+
+/**
+ * The lookups made ahead, outside the import lock, on the read handle: the epoch first, then the
+ * lookups, each in a snapshot of its own taken after the epoch's (so anything committed after the
+ * epoch was read shows as a newer epoch when the batch commits).
+ */
+export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, batch: PreparedBatch): Promise<BatchLookups> {
+  return tenantDb.read(async (trx) => {
+    const lookups = await lookupQueries(trx, crypto, job, batch);
+    const [epochRows = [], ...rows] = await sendTogether(trx, [trx.selectFrom('contact_import_epochs').select('epoch').where('tenant_id', '=', trx.tenantId).compile(), ...lookups.queries]);
+    return { epoch: Number((epochRows[0] as { epoch: string } | undefined)?.epoch ?? 0), ...(await lookups.answer(rows)) };
+  });
+}
+
+/**
+ * Existing contacts that share a key with any of these: one query per kind of key for the batch
+ * (sent together by the caller), then the blind-index candidates decrypted and compared.
+ */
+function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
+  const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
+  // The blind indexes were computed when the rows were sealed.
+  // Blind index (hex) → the values wanted under it: almost always one.
+  const phoneWanted = new Map<string, string[]>();
+  const emailWanted = new Map<string, string[]>();
+  const want = (wanted: Map<string, string[]>, indexes: Uint8Array, at: number, value: string) => {
+    const index = Buffer.from(indexes.buffer, indexes.byteOffset + at * INDEX_BYTES, INDEX_BYTES).toString('hex');
+    const values = wanted.get(index);
+    if (values) values.push(value);
+    else wanted.set(index, [value]);
+  };
+  for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) want(phoneWanted, batch.phoneIndexes, phone, batch.phoneNumbers[phone] as string);
+  for (let row = 0; row < batch.count; row += 1) {
+    const email = batch.emails[row];
+    if (email) want(emailWanted, batch.emailIndexes, row, email);
+  }
+  // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
+  const indexArray = (wanted: Map<string, string[]>) => binaryArray('bytea', [...wanted.keys()].map((hex) => Buffer.from(hex, 'hex')));
+  const queries = [
+    sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
+    sql`SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
+          FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
+         WHERE p.number_index = ANY(${indexArray(phoneWanted)}::bytea[])`.compile(trx),
+    sql`SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
+         WHERE email_index = ANY(${indexArray(emailWanted)}::bytea[])`.compile(trx),
+  ];
+  const found = async (crypto: ContactsCrypto, externalRows: readonly unknown[], phoneRows: readonly unknown[], emailRows: readonly unknown[]) => {
+    const existing = new Map<string, ExistingContact>();
+    for (const row of externalRows as { id: string; external_id: string | null; import_id: string | null; import_row: number | null }[]) {
+      if (row.external_id) existing.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
+    }
+    const phoneCandidates = phoneRows as PhoneCandidate[];
+    const emailCandidates = emailRows as EmailCandidate[];
+    const subjects = [...new Set([...phoneCandidates.map((candidate) => candidate.contact_id), ...emailCandidates.map((candidate) => candidate.id)])];
+    if (subjects.length === 0) return existing;
+    const keys = await crypto.keyring.subjectKeys(trx, subjects);
+    for (const candidate of phoneCandidates) {
+      const key = keys.get(candidate.contact_id);
+      if (!key) continue;
+      const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
+      if (phoneWanted.get(candidate.number_index.toString('hex'))?.includes(number)) existing.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
+    }
+    for (const candidate of emailCandidates) {
+      const key = keys.get(candidate.id);
+      if (!key) continue;
+      const email = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.id, field: 'email' }, candidate.email_ciphertext, key);
+      if (emailWanted.get(candidate.email_index.toString('hex'))?.includes(email)) existing.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
+    }
+    return existing;
+  };
+  return { queries, found };
+}

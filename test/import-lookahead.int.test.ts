@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/server/types.ts';
+import { claimImport } from '../src/modules/imports/import-worker.ts';
+import { lookUpAhead } from '../src/modules/imports/batch-lookups.ts';
+import { commitBatch, LeaseLost } from '../src/modules/imports/commit-batch.ts';
+import { loadJob, type Job } from '../src/modules/imports/load-import-job.ts';
+import { prepareRows, type PreparedBatch } from '../src/modules/imports/prepare-batch.ts';
+import { contactIndexKeys } from '../src/modules/contacts/contact-record.ts';
+import { loadFieldDefinitions } from '../src/modules/contacts/contacts.service.ts';
+import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+
+/**
+ * An import batch's lookups are made ahead, outside the tenant's import lock, while the batch
+ * before it commits (batch-lookups.ts, migration 0026). These tests make the lookups, then let
+ * what they cannot see commit, then commit the batch: what it could not see must still count.
+ */
+describe(`import lookups made ahead (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let app: App;
+  let a: SeededTenant;
+  let listId = '';
+  const HEADERS = ['Navn', 'Mobil'];
+
+  const call = (method: string, url: string, payload?: unknown) =>
+    app.inject({ method: method as 'GET', url, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+
+  /** An import claimed by `owner`, its file never read: the test hands its batches in itself. */
+  const claimedImport = async (owner: string): Promise<Job> => {
+    const created = await call('POST', '/api/v1/contact-imports', { listId, mapping: { Navn: 'name', Mobil: 'phone' }, onExisting: 'link' });
+    expect(created.statusCode, created.body).toBe(201);
+    const importId = created.json().id as string;
+    const uploaded = await app.inject({
+      method: 'PUT',
+      url: `/api/v1/contact-imports/${importId}/file`,
+      headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
+      payload: `${HEADERS.join(',')}\nUnused,41999999\n`,
+    });
+    expect(uploaded.statusCode).toBe(202);
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    expect(await claimImport(tenantDb, owner, importId)).toBe(importId);
+    return tenantDb.read((trx) => loadJob(trx, importId, HEADERS));
+  };
+
+  /** Rows (name, number) as the batch of `job` starting at file row `first`. */
+  const prepared = async (job: Job, first: number, rows: [string, string][]): Promise<PreparedBatch> => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const { cipher, keyring } = await db.handles.crypto();
+    const definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
+    const keys = await tenantDb.transaction(async (trx) => ({ dataKey: await keyring.dataKeyForEncryptions(trx, rows.length), indexKeys: await contactIndexKeys(cipher, trx) }));
+    const context = { tenantId: a.tenantId, plan: job.plan, defaultRegion: job.defaultRegion, definitions };
+    return prepareRows(context, keys, rows.map((record, index) => ({ rowNumber: first + index, record })));
+  };
+
+  const counts = async (importId: string) => (await call('GET', `/api/v1/contact-imports/${importId}`)).json() as { created: number; linked: number; rejected: number };
+  const importedBy = async (importId: string) => (await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.contacts WHERE import_id = $1`, [importId])).rows[0]?.n;
+  const epoch = async () => Number((await db.superQuery<{ epoch: string }>(`SELECT epoch FROM ringvakt.contact_import_epochs WHERE tenant_id = $1`, [a.tenantId])).rows[0]?.epoch ?? 0);
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await seedTenant(db.handles, 'lookahead-a');
+    app = await buildTestApp(db);
+    listId = (await call('POST', '/api/v1/lists', { name: 'Lookahead list', defaultRegion: 'NO' })).json().id;
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('counts the rows the batch just before created, which its lookups made ahead could not see', async () => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const crypto = await db.handles.crypto();
+    const job = await claimedImport('ahead-worker');
+    const first = await prepared(job, 2, [
+      ['Kari Først', '41777001'],
+      ['Per Først', '41777002'],
+    ]);
+    const second = await prepared(job, 4, [
+      ['Kari Igjen', '+47 417 77 001'], // the same number as row 2, written otherwise
+      ['Ny Person', '41777003'],
+    ]);
+    // The second batch's lookups are made while the first has not committed yet.
+    const firstLookups = await lookUpAhead(tenantDb, crypto, job, first);
+    const secondLookups = await lookUpAhead(tenantDb, crypto, job, second);
+    const createdByFirst = await commitBatch(tenantDb, crypto, job, first, 3, 'ahead-worker', { previous: new Map(), lookups: firstLookups });
+    expect(createdByFirst.get('p:+4741777001')).toBe(2);
+    await commitBatch(tenantDb, crypto, job, second, 5, 'ahead-worker', { previous: createdByFirst, lookups: secondLookups });
+    expect(await importedBy(job.id)).toBe(3);
+    expect(await counts(job.id)).toMatchObject({ created: 3, linked: 0, rejected: 1 });
+    const rejects = await db.superQuery(`SELECT row_number::int, reason, detail FROM ringvakt.contact_import_rejects WHERE import_id = $1`, [job.id]);
+    expect(rejects.rows).toEqual([{ row_number: 4, reason: 'duplicate_in_file', detail: 'the same contact as row 2' }]);
+  });
+
+  it('does the lookups again under the import lock when another import committed since they were made', async () => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const crypto = await db.handles.crypto();
+    const late = await claimedImport('late-worker');
+    const early = await claimedImport('early-worker');
+    const lateBatch = await prepared(late, 2, [
+      ['Siri Samtidig', '41888001'],
+      ['Ola Alene', '41888002'],
+    ]);
+    const earlyBatch = await prepared(early, 2, [['Siri Samtidig', '41888001']]);
+    const lateLookups = await lookUpAhead(tenantDb, crypto, late, lateBatch);
+    expect(lateLookups.existing.size).toBe(0);
+    const before = await epoch();
+    expect(lateLookups.epoch).toBe(before);
+    // Another import creates Siri after the late batch looked (and found no one).
+    await commitBatch(tenantDb, crypto, early, earlyBatch, 2, 'early-worker', { previous: new Map(), lookups: await lookUpAhead(tenantDb, crypto, early, earlyBatch) });
+    expect(await epoch()).toBe(before + 1);
+    await commitBatch(tenantDb, crypto, late, lateBatch, 3, 'late-worker', { previous: new Map(), lookups: lateLookups });
+    // Siri exists once: the late import linked her rather than creating her again.
+    expect(await counts(late.id)).toMatchObject({ created: 1, linked: 1, rejected: 0 });
+    expect(await importedBy(late.id)).toBe(1);
+    expect(await importedBy(early.id)).toBe(1);
+    const members = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.contact_list_members WHERE list_id = $1 AND contact_id IN (SELECT id FROM ringvakt.contacts WHERE import_id = $2)`, [listId, early.id]);
+    expect(members.rows[0]?.n).toBe(1);
+    // The refused attempt wrote nothing and moved no epoch; the one done again moved it once.
+    expect(await epoch()).toBe(before + 2);
+  });
+
+  it('refuses a batch of a worker that lost the lease, whether its lookups were made ahead or not', async () => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const crypto = await db.handles.crypto();
+    const job = await claimedImport('losing-worker');
+    const batch = await prepared(job, 2, [['Tapt Lease', '41999101']]);
+    const lookups = await lookUpAhead(tenantDb, crypto, job, batch);
+    await db.superQuery(`UPDATE ringvakt.contact_imports SET lease_owner = 'other-worker' WHERE id = $1`, [job.id]);
+    const before = await epoch();
+    await expect(commitBatch(tenantDb, crypto, job, batch, 2, 'losing-worker', { previous: new Map(), lookups })).rejects.toBeInstanceOf(LeaseLost);
+    await expect(commitBatch(tenantDb, crypto, job, batch, 2, 'losing-worker')).rejects.toBeInstanceOf(LeaseLost);
+    expect(await importedBy(job.id)).toBe(0);
+    expect(await epoch()).toBe(before);
+  });
+});
