@@ -124,8 +124,10 @@ async function writeBatch(trx: TenantTransaction, job: Job, batch: PreparedBatch
   const linking: { row: number; contactId: string }[] = [];
   const rejects: Reject[] = [...batch.rejects];
   const reject = (row: number, reason: string, detail: string) => rejects.push({ kind: 'reject', rowNumber: batch.rowNumbers[row] as number, reason, column: null, detail });
+  const rowKeys = new Array<string[]>(batch.count);
   for (let row = 0; row < batch.count; row += 1) {
     const keys = identityKeys(batch, row);
+    rowKeys[row] = keys;
     const rowNumber = batch.rowNumbers[row] as number;
     const earlier = firstFound(keys, seenInBatch) ?? firstFound(keys, previous);
     if (earlier !== undefined) {
@@ -174,7 +176,7 @@ async function writeBatch(trx: TenantTransaction, job: Job, batch: PreparedBatch
     create[row] = passes(row);
     if (!create[row]) continue;
     created += 1;
-    for (const key of identityKeys(batch, row)) createdKeys.set(key, batch.rowNumbers[row] as number);
+    for (const key of rowKeys[row] as string[]) createdKeys.set(key, batch.rowNumbers[row] as number);
   }
   const links = new Set<string>();
   let linkedRows = 0;
