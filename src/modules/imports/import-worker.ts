@@ -105,7 +105,7 @@ export async function runImport(
   options: { logger?: Logger; stop?: () => boolean; batchRows?: number; onBatch?: () => void | Promise<void> } = {},
 ): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
-  const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done']).where('id', '=', importId).executeTakeFirst());
+  const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done', 'file_rows']).where('id', '=', importId).executeTakeFirst());
   if (!state || state.state !== 'running') return 'lease_lost';
   // pipeline(), not pipe(): an error reading or decrypting a chunk must reach the loop below (and
   // fail the import), not go unheard on the source stream — or crash the process.
@@ -135,9 +135,12 @@ export async function runImport(
       dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows), minimumVersion === undefined ? {} : { minimumVersion }),
       indexKeys: await contactIndexKeys(crypto.cipher, trx),
     }));
+  // The first batch is prepared here, while the sealing threads finish starting; the rest by them.
+  let preparedHere = false;
   const prepare = (current: PrepareContext, rows: SourceRow[]): Promise<PreparedBatch> => {
-    const via = sealers;
-    const prepared = sealingKeys(rows.length).then((keys) => (via ? via.prepare(rows, keys) : prepareRows(current, keys, rows)));
+    const via = preparedHere ? sealers : undefined;
+    preparedHere = true;
+    const prepared = sealingKeys(rows.length).then((keys) => (via ? via.prepare(current, rows, keys) : prepareRows(current, keys, rows)));
     // Its failure is taken up when the batch's turn to commit comes; until then it must not count as unhandled.
     prepared.catch(() => undefined);
     return prepared;
@@ -203,6 +206,9 @@ export async function runImport(
     for await (const record of parser as AsyncIterable<CsvRecord>) {
       rowNumber += 1;
       if (rowNumber === 1) {
+        // More than one batch to come: the sealing threads start loading now, beside the job's
+        // loading and the first batch's reading and preparing.
+        if (Number(state.file_rows) - Number(state.rows_done) > batchRows) sealers ??= startSealers(SEALING_THREADS);
         const headers = record;
         job = await tenantDb.read((trx) => loadJob(trx, importId, headers));
         const { plan, defaultRegion } = job;
@@ -220,9 +226,8 @@ export async function runImport(
         batch = [];
         batchCharacters = 0;
         pending.push({ rows, prepared: prepare(context, rows) });
-        // More than one batch, most likely: sealing threads prepare the rest, starting while
-        // this thread prepares the first.
-        sealers ??= startSealers(context, SEALING_THREADS);
+        // More batches than the file's row count said (wide rows end batches early): start them now.
+        sealers ??= startSealers(SEALING_THREADS);
         if (pending.length > SEALING_THREADS + 1 && (await commitOldest(job, context)) === 'stopped') return 'stopped';
       }
     }

@@ -14,7 +14,7 @@ import type { SealReply, SealRequest } from './sealing-thread.ts';
  * the batch it works on, and the next ones queued.
  */
 export type Sealers = {
-  prepare(rows: SourceRow[], keys: SealingKeys): Promise<PreparedBatch>;
+  prepare(context: PrepareContext, rows: SourceRow[], keys: SealingKeys): Promise<PreparedBatch>;
   /** Stops the threads; a batch still being prepared is dropped (its promise rejects). */
   close(): Promise<void>;
 };
@@ -37,7 +37,11 @@ export class SealerFailed extends Error {
 /** A Uint8Array received from a thread, as the Buffer pg sends as a binary parameter (no copy). */
 const asBuffer = (array: Uint8Array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
 
-export function startSealers(context: PrepareContext, threads: number): Sealers {
+/**
+ * Starts the threads at once: each takes a while to load its modules, and can do so while the
+ * import loads its job and reads its first rows. What a batch is prepared with travels with it.
+ */
+export function startSealers(threads: number): Sealers {
   type Waiting = { resolve: (batch: PreparedBatch) => void; reject: (error: Error) => void };
   // `failed`: why the thread can no longer answer (it errored or exited); every later request fails at once.
   const workers: { worker: Worker; waiting: Map<number, Waiting>; failed?: string }[] = [];
@@ -45,7 +49,6 @@ export function startSealers(context: PrepareContext, threads: number): Sealers 
   let closed = false;
   for (let index = 0; index < threads; index += 1) {
     const worker = startTypeScriptWorker(new URL('./sealing-thread.ts', import.meta.url), {
-      workerData: context,
       resourceLimits: { maxOldGenerationSizeMb: SEALER_HEAP_MB, maxYoungGenerationSizeMb: SEALER_YOUNG_MB },
     });
     const waiting = new Map<number, Waiting>();
@@ -79,7 +82,7 @@ export function startSealers(context: PrepareContext, threads: number): Sealers 
     workers.push(entry);
   }
   return {
-    prepare(rows, keys) {
+    prepare(context, rows, keys) {
       if (closed) return Promise.reject(new SealerFailed('closed'));
       seq += 1;
       const target = workers[seq % workers.length];
@@ -89,7 +92,7 @@ export function startSealers(context: PrepareContext, threads: number): Sealers 
       // after the batch): the key Buffer itself may be a view into Node's shared pool, and a
       // structured clone copies a view's whole underlying memory — other values with it.
       const dataKey = new Uint8Array(keys.dataKey.key);
-      const request: SealRequest = { seq, rows, keys: { ...keys, dataKey: { version: keys.dataKey.version, key: dataKey as Buffer } } };
+      const request: SealRequest = { seq, context, rows, keys: { ...keys, dataKey: { version: keys.dataKey.version, key: dataKey as Buffer } } };
       const promise = new Promise<PreparedBatch>((resolve, reject) => target.waiting.set(request.seq, { resolve, reject }));
       target.worker.postMessage(request, [dataKey.buffer]);
       return promise;

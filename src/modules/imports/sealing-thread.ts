@@ -1,12 +1,10 @@
 // A sealing thread of an import (see sealers.ts): prepares the batches it is sent, in order, and
 // sends each back with its byte arrays moved, not copied.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { prepareRows, type PrepareContext, type PreparedBatch, type SealingKeys, type SourceRow } from './prepare-batch.ts';
 
-export type SealRequest = { seq: number; rows: SourceRow[]; keys: SealingKeys };
+export type SealRequest = { seq: number; context: PrepareContext; rows: SourceRow[]; keys: SealingKeys };
 export type SealReply = { seq: number; batch: PreparedBatch } | { seq: number; error: string };
-
-const context = workerData as PrepareContext;
 
 /**
  * A byte array that owns its whole buffer can be moved; a small Buffer is a view into Node's
@@ -17,7 +15,7 @@ function movable<T extends Uint8Array | Int32Array>(array: T): T {
   return (array instanceof Int32Array ? Int32Array.from(array) : Uint8Array.from(array)) as T;
 }
 
-parentPort?.on('message', ({ seq, rows, keys }: SealRequest) => {
+parentPort?.on('message', ({ seq, context, rows, keys }: SealRequest) => {
   try {
     // A Buffer arrives as a plain Uint8Array; the cipher's checks want a Buffer.
     const dataKey = { version: keys.dataKey.version, key: Buffer.from(keys.dataKey.key.buffer, keys.dataKey.key.byteOffset, keys.dataKey.key.byteLength) };
