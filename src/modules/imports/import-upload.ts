@@ -10,7 +10,8 @@ import { mappingSchema, planColumns } from './import-mapping.ts';
  * Receives an import's file: stored only as encrypted chunks (tenant data key) while it is checked
  * in the same pass — UTF-8, CSV structure, header row against the mapping, row count. A file that
  * fails any check is refused whole with one clear error, and nothing of it stays stored (the
- * chunks are written in the transaction that fails). Memory holds one chunk and one record.
+ * chunks are written in the transaction that fails). One chunk is stored while the next is read
+ * and checked: memory holds two chunks and one record.
  */
 export const CHUNK_BYTES = 1024 * 1024;
 export const MAX_FILE_BYTES = 2 * 1024 ** 3;
@@ -39,12 +40,16 @@ export async function storeUpload(tenantDb: TenantDb, cipher: FieldCipher, impor
     let records = 0;
     let failure: AppError | undefined;
 
+    let storing: Promise<void> = Promise.resolve();
     const flushChunk = async () => {
       if (pendingLength === 0) return;
       const chunk = Buffer.concat(pendingBytes, pendingLength);
       pendingBytes = [];
       pendingLength = 0;
-      await storeChunk(trx, cipher, importId, seq, chunk);
+      await storing;
+      storing = storeChunk(trx, cipher, importId, seq, chunk);
+      // Taken up by the next flush, or before the transaction ends, whichever comes first.
+      storing.catch(() => undefined);
       seq += 1;
     };
 
@@ -78,54 +83,60 @@ export async function storeUpload(tenantDb: TenantDb, cipher: FieldCipher, impor
       parser.write(text);
     };
 
-    for await (const raw of source) {
-      const chunk = raw as Buffer;
-      fileBytes += chunk.length;
-      if (fileBytes > MAX_FILE_BYTES) throw new AppError('payload_too_large', 'An import file may be at most 2 GiB.');
-      hash.update(chunk);
-      pendingBytes.push(chunk);
-      pendingLength += chunk.length;
-      let text: string;
+    try {
+      for await (const raw of source) {
+        const chunk = raw as Buffer;
+        fileBytes += chunk.length;
+        if (fileBytes > MAX_FILE_BYTES) throw new AppError('payload_too_large', 'An import file may be at most 2 GiB.');
+        hash.update(chunk);
+        pendingBytes.push(chunk);
+        pendingLength += chunk.length;
+        let text: string;
+        try {
+          text = decoder.decode(chunk, { stream: true });
+        } catch {
+          throw new AppError('csv_encoding', 'The file is not UTF-8 text: save it as "CSV UTF-8" and upload it again.');
+        }
+        feed(text);
+        if (failure) throw failure;
+        if (pendingLength >= CHUNK_BYTES) await flushChunk();
+      }
       try {
-        text = decoder.decode(chunk, { stream: true });
+        feed(decoder.decode());
       } catch {
         throw new AppError('csv_encoding', 'The file is not UTF-8 text: save it as "CSV UTF-8" and upload it again.');
       }
-      feed(text);
+      if (!parser && headerText.length > 0) {
+        parser = startParser(headerText);
+        parser.write(headerText);
+      }
       if (failure) throw failure;
-      if (pendingLength >= CHUNK_BYTES) await flushChunk();
+      // A parser that failed mid-file has already emitted its error and will never end.
+      if (parser && !parser.destroyed) {
+        const ending = parser;
+        await new Promise<void>((resolve) => {
+          ending.once('end', resolve);
+          ending.once('error', () => resolve());
+          ending.once('close', resolve);
+          ending.end();
+        });
+      }
+      if (failure) throw failure;
+      if (records === 0) throw new AppError('csv_invalid', 'The file is empty.');
+      if (records === 1) throw new AppError('csv_invalid', 'The file has a header row but no rows.');
+      await flushChunk();
+      await storing;
+      const sha256 = hash.digest();
+      await trx
+        .updateTable('contact_imports')
+        .set({ state: 'queued', file_bytes: fileBytes, file_rows: records - 1, file_sha256: sha256, delimiter })
+        .where('id', '=', importId)
+        .execute();
+      return { fileBytes, fileRows: records - 1, delimiter, sha256: sha256.toString('hex') };
+    } finally {
+      // No statement of this transaction may still be in flight when it commits or rolls back.
+      await storing.catch(() => undefined);
     }
-    try {
-      feed(decoder.decode());
-    } catch {
-      throw new AppError('csv_encoding', 'The file is not UTF-8 text: save it as "CSV UTF-8" and upload it again.');
-    }
-    if (!parser && headerText.length > 0) {
-      parser = startParser(headerText);
-      parser.write(headerText);
-    }
-    if (failure) throw failure;
-    // A parser that failed mid-file has already emitted its error and will never end.
-    if (parser && !parser.destroyed) {
-      const ending = parser;
-      await new Promise<void>((resolve) => {
-        ending.once('end', resolve);
-        ending.once('error', () => resolve());
-        ending.once('close', resolve);
-        ending.end();
-      });
-    }
-    if (failure) throw failure;
-    if (records === 0) throw new AppError('csv_invalid', 'The file is empty.');
-    if (records === 1) throw new AppError('csv_invalid', 'The file has a header row but no rows.');
-    await flushChunk();
-    const sha256 = hash.digest();
-    await trx
-      .updateTable('contact_imports')
-      .set({ state: 'queued', file_bytes: fileBytes, file_rows: records - 1, file_sha256: sha256, delimiter })
-      .where('id', '=', importId)
-      .execute();
-    return { fileBytes, fileRows: records - 1, delimiter, sha256: sha256.toString('hex') };
   });
 }
 
