@@ -20,5 +20,11 @@ BEGIN
   LOOP
     EXECUTE format('ALTER POLICY tenant_isolation ON %I USING (tenant_id = (SELECT current_tenant_id())) WITH CHECK (tenant_id = (SELECT current_tenant_id()))', p.tablename);
   END LOOP;
+  -- A tenant policy in any other form would be left as it is: refused, to be looked at.
+  IF EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = 'ringvakt' AND policyname = 'tenant_isolation'
+              AND (qual !~ '^\(tenant_id = \( SELECT (ringvakt\.)?current_tenant_id\(\) AS current_tenant_id\)\)$'
+                   OR with_check !~ '^\(tenant_id = \( SELECT (ringvakt\.)?current_tenant_id\(\) AS current_tenant_id\)\)$')) THEN
+    RAISE EXCEPTION 'a tenant_isolation policy is in neither the old nor the new form';
+  END IF;
 END
 $$;

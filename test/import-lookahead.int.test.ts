@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import { claimImport } from '../src/modules/imports/import-worker.ts';
@@ -118,6 +119,49 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     expect(members.rows[0]?.n).toBe(1);
     // The refused attempt wrote nothing and moved no epoch; the one done again moved it once.
     expect(await epoch()).toBe(before + 2);
+  });
+
+  it('commits with the lookups made ahead, in one round trip, when no other import committed since', async () => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const crypto = await db.handles.crypto();
+    const job = await claimedImport('trusting-worker');
+    const batch = await prepared(job, 2, [['Eva Ekte', '41777101']]);
+    const lookups = await lookUpAhead(tenantDb, crypto, job, batch);
+    // What only these lookups say (no such row exists): the batch acts on it, so it did not look again.
+    lookups.existing.set('p:+4741777101', { id: randomUUID(), importId: job.id, importRow: 999 });
+    await commitBatch(tenantDb, crypto, job, batch, 2, 'trusting-worker', { previous: new Map(), lookups });
+    expect(await importedBy(job.id)).toBe(0);
+    const rejects = await db.superQuery(`SELECT row_number::int, reason, detail FROM ringvakt.contact_import_rejects WHERE import_id = $1`, [job.id]);
+    expect(rejects.rows).toEqual([{ row_number: 2, reason: 'duplicate_in_file', detail: 'the same contact as row 999' }]);
+  });
+
+  it('does the lookups again when another worker committed a batch of the same import since they were made', async () => {
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    const crypto = await db.handles.crypto();
+    const job = await claimedImport('first-holder');
+    const mine = await prepared(job, 2, [['Tor Tatt', '41777201']]);
+    const myLookups = await lookUpAhead(tenantDb, crypto, job, mine);
+    // The lease passes to another worker, which commits the same person (as a resumed run would),
+    // and then comes back: the first worker's lookups, and the batch it last knew, are stale.
+    await db.superQuery(`UPDATE ringvakt.contact_imports SET lease_owner = 'second-holder' WHERE id = $1`, [job.id]);
+    const theirs = await prepared(job, 2, [['Tor Tatt', '41777201']]);
+    await commitBatch(tenantDb, crypto, job, theirs, 2, 'second-holder', { previous: new Map(), lookups: await lookUpAhead(tenantDb, crypto, job, theirs) });
+    await db.superQuery(`UPDATE ringvakt.contact_imports SET lease_owner = 'first-holder' WHERE id = $1`, [job.id]);
+    await commitBatch(tenantDb, crypto, job, mine, 2, 'first-holder', { previous: new Map(), lookups: myLookups });
+    expect(await importedBy(job.id)).toBe(1);
+    const rejects = await db.superQuery(`SELECT row_number::int, reason FROM ringvakt.contact_import_rejects WHERE import_id = $1`, [job.id]);
+    expect(rejects.rows).toEqual([{ row_number: 2, reason: 'duplicate_in_file' }]);
+  });
+
+  it('moves the epoch with every import batch, also one that never asks for it (a worker of an earlier version)', async () => {
+    const job = await claimedImport('older-worker');
+    const before = await epoch();
+    const tenantDb = db.handles.forTenant(a.tenantId);
+    // An earlier version's batch: the import lock, its writes, and the cursor — no begin_contact_import_batch.
+    await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ rows_done: 10 }).where('id', '=', job.id).execute());
+    expect(await epoch()).toBe(before + 1);
+    const last = await db.superQuery(`SELECT import_id, lease_owner FROM ringvakt.contact_import_epochs WHERE tenant_id = $1`, [a.tenantId]);
+    expect(last.rows[0]).toEqual({ import_id: job.id, lease_owner: 'older-worker' });
   });
 
   it('refuses a batch of a worker that lost the lease, whether its lookups were made ahead or not', async () => {

@@ -166,11 +166,12 @@ export type ContactImportsTable = {
   updated_at: Timestamp;
 };
 
-/** The tenant's import epoch: bumped by every import batch (migration 0026). */
+/** The tenant's import epoch: moved by every import batch (migration 0026). */
 export type ContactImportEpochsTable = {
   tenant_id: TenantColumn;
   epoch: ColumnType<string, number, number>;
   import_id: string;
+  lease_owner: string;
 };
 
 export type ContactImportChunksTable = {

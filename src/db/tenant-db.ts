@@ -84,11 +84,12 @@ async function settledInOrder<T>(work: readonly Promise<T>[]): Promise<T[]> {
  * one at a time. They run in the order given. Returns each one's rows once every one is answered;
  * one that fails fails the call with its own error. In a transaction, those after it then fail as
  * the aborted transaction's, and it rolls back; on the read handle (`TenantDb.read`) each query is
- * its own implicit transaction, with its own snapshot, and the others still run.
+ * its own implicit transaction, with its own snapshot, and the others still run. Each answer has
+ * its query's row type.
  */
-export async function sendTogether(trx: TenantTransaction, queries: readonly CompiledQuery[]): Promise<unknown[][]> {
+export async function sendTogether<const Q extends readonly CompiledQuery<unknown>[]>(trx: TenantTransaction, queries: Q): Promise<{ -readonly [K in keyof Q]: Q[K] extends CompiledQuery<infer R> ? R[] : never }> {
   const results = await trx.getExecutor().provideConnection((connection) => settledInOrder(queries.map((query) => connection.executeQuery(query))));
-  return results.map((result) => result.rows);
+  return results.map((result) => result.rows) as { -readonly [K in keyof Q]: Q[K] extends CompiledQuery<infer R> ? R[] : never };
 }
 
 /**

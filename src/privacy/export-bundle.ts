@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { stringify } from '../csv.ts';
 import { strToU8, zipSync, type Zippable } from 'fflate';
-import type { TenantTransaction } from '../db/tenant-db.ts';
+import { sendTogether, type TenantTransaction } from '../db/tenant-db.ts';
 import { DecryptionError, newKey, open, seal } from '../crypto/aead.ts';
 import { AppError } from '../server/errors.ts';
 import { loadContacts, type ContactsCrypto } from '../modules/contacts/contacts.service.ts';
@@ -81,23 +81,24 @@ export async function buildBundle(trx: TenantTransaction, crypto: ContactsCrypto
     const contact = contacts.get(subjectId);
     if (!contact) continue;
     const key = keys.get(subjectId) ?? null;
-    const [lists, consents, attempts, recordings] = await Promise.all([
+    // One round trip per person (Kysely would run them one after another).
+    const [lists, consents, attempts, recordings] = await sendTogether(trx, [
       trx
         .selectFrom('contact_list_members')
         .innerJoin('contact_lists', 'contact_lists.id', 'contact_list_members.list_id')
         .select(['contact_lists.name', 'contact_list_members.added_at'])
         .where('contact_list_members.contact_id', '=', subjectId)
         .orderBy('contact_list_members.added_at')
-        .execute(),
-      trx.selectFrom('consent_events').select(['purpose', 'action', 'basis', 'source', 'occurred_at', 'recorded_at']).where('contact_id', '=', subjectId).orderBy('recorded_at').execute(),
+        .compile(),
+      trx.selectFrom('consent_events').select(['purpose', 'action', 'basis', 'source', 'occurred_at', 'recorded_at']).where('contact_id', '=', subjectId).orderBy('recorded_at').compile(),
       trx
         .selectFrom('dial_attempts')
         .innerJoin('campaigns', 'campaigns.id', 'dial_attempts.campaign_id')
         .select(['dial_attempts.id', 'campaigns.name as campaign', 'attempt', 'dialed_at', 'answered_at', 'ended_at', 'outcome', 'ring_ms', 'talk_ms', 'disposition', 'notes_ciphertext'])
         .where('dial_attempts.contact_id', '=', subjectId)
         .orderBy('dial_attempts.reserved_at')
-        .execute(),
-      trx.selectFrom('recordings').select(['attempt_id', 'audio_ciphertext']).where('contact_id', '=', subjectId).where('state', '=', 'saved').execute(),
+        .compile(),
+      trx.selectFrom('recordings').select(['attempt_id', 'audio_ciphertext']).where('contact_id', '=', subjectId).where('state', '=', 'saved').compile(),
     ]);
     const recorded = new Set(recordings.map((recording) => recording.attempt_id));
     const calls: Call[] = [];

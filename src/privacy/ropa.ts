@@ -1,4 +1,4 @@
-import type { TenantTransaction } from '../db/tenant-db.ts';
+import { sendTogether, type TenantTransaction } from '../db/tenant-db.ts';
 import { dateText } from './dates.ts';
 
 /**
@@ -63,14 +63,16 @@ const RETENTION_LABEL: Record<string, string> = {
 };
 
 export async function buildRopa(trx: TenantTransaction): Promise<Ropa> {
-  const [profile, campaigns, queues, processors, policies, personalFields] = await Promise.all([
-    trx.selectFrom('privacy_profiles').selectAll().executeTakeFirst(),
-    trx.selectFrom('campaigns').select(['name', 'purpose', 'jurisdiction', 'record_calls', 'state']).orderBy('name').execute(),
-    trx.selectFrom('queues').select(['name']).orderBy('name').execute(),
-    trx.selectFrom('processors').selectAll().orderBy('name').execute(),
-    trx.selectFrom('retention_policies').selectAll().orderBy('category').execute(),
-    trx.selectFrom('contact_fields').select(['label']).where('personal', '=', true).orderBy('label').execute(),
+  // One round trip (Kysely would run them one after another).
+  const [profiles, campaigns, queues, processors, policies, personalFields] = await sendTogether(trx, [
+    trx.selectFrom('privacy_profiles').selectAll().compile(),
+    trx.selectFrom('campaigns').select(['name', 'purpose', 'jurisdiction', 'record_calls', 'state']).orderBy('name').compile(),
+    trx.selectFrom('queues').select(['name']).orderBy('name').compile(),
+    trx.selectFrom('processors').selectAll().orderBy('name').compile(),
+    trx.selectFrom('retention_policies').selectAll().orderBy('category').compile(),
+    trx.selectFrom('contact_fields').select(['label']).where('personal', '=', true).orderBy('label').compile(),
   ]);
+  const profile = profiles[0];
   const recipients = processors.map((processor) => `${processor.name} (${processor.service})`);
   const transfers = processors
     .filter((processor) => !/^(EU|EEA|NO|Norway|[A-Z]{2}-EU)\b/i.test(processor.location) || processor.transfer_safeguard)

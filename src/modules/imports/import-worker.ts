@@ -169,7 +169,13 @@ export async function runImport(
     const previous = createdBefore;
     inFlight = (async () => {
       // Lookups that failed are made again under the import lock, where a failure fails the batch.
-      const ahead = { previous, lookups: await lookups.catch(() => undefined) };
+      const ahead = {
+        previous,
+        lookups: await lookups.catch((error: unknown) => {
+          options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import lookups made ahead failed; made again under the lock');
+          return undefined;
+        }),
+      };
       let ready = prepared;
       for (let attempt = 1; ; attempt += 1) {
         try {
