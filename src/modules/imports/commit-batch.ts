@@ -68,8 +68,9 @@ function refusal(error: unknown): unknown {
  * lease: dedupe, suppression, the writes, and the import's cursor and counts. Returns the identity
  * keys of the rows it created, for the next batch's lookups made ahead.
  *
- * `ahead.previous`: what the batch just before it created. With lookups made ahead (`ahead.lookups`), the transaction is one round trip: the opening checks
- * (beginBatch), the writes, the COMMIT. If another import committed since those lookups, the
+ * `ahead.previous`: what the batch just before it created. With lookups made ahead
+ * (`ahead.lookups`), the transaction is one round trip: the opening checks (beginBatch), the
+ * writes, the COMMIT. If another import committed since those lookups, the
  * opening refuses the batch before anything is written, and the batch is done again with its
  * lookups made under the import lock: the opening checks with the lookups (sent together, in that
  * order: every lookup sees every batch committed before the lock), the candidates' keys, the
@@ -86,7 +87,8 @@ export async function commitBatch(
 ): Promise<CreatedKeys> {
   const { previous, lookups: lookedAhead } = ahead;
   try {
-    if (lookedAhead) {
+    // Only lookups that read the epoch can be checked against it.
+    if (lookedAhead && lookedAhead.epoch !== null) {
       const created = await tenantDb
         .transaction(async (trx) => {
           await deferWrite(trx, beginBatch(trx, job, owner, batch, lookedAhead.epoch));
