@@ -8,6 +8,7 @@ import { loadJob, type Job } from '../src/modules/imports/load-import-job.ts';
 import { prepareRows, type PreparedBatch } from '../src/modules/imports/prepare-batch.ts';
 import { contactIndexKeys } from '../src/modules/contacts/contact-record.ts';
 import { loadFieldDefinitions } from '../src/modules/contacts/contacts.service.ts';
+import type { TenantDb } from '../src/db/tenant-db.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -22,6 +23,8 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   let app: App;
   let a: SeededTenant;
   let listId = '';
+  let tenantDb: TenantDb;
+  let crypto: Awaited<ReturnType<TestDatabase['handles']['crypto']>>;
   const HEADERS = ['Navn', 'Mobil'];
 
   const call = (method: string, url: string, payload?: unknown) =>
@@ -39,15 +42,13 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
       payload: `${HEADERS.join(',')}\nUnused,41999999\n`,
     });
     expect(uploaded.statusCode).toBe(202);
-    const tenantDb = db.handles.forTenant(a.tenantId);
     expect(await claimImport(tenantDb, owner, importId)).toBe(importId);
     return tenantDb.read((trx) => loadJob(trx, importId, HEADERS));
   };
 
   /** Rows (name, number) as the batch of `job` starting at file row `first`. */
   const prepared = async (job: Job, first: number, rows: [string, string][]): Promise<PreparedBatch> => {
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const { cipher, keyring } = await db.handles.crypto();
+    const { cipher, keyring } = crypto;
     const definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
     const keys = await tenantDb.transaction(async (trx) => ({ dataKey: await keyring.dataKeyForEncryptions(trx, rows.length), indexKeys: await contactIndexKeys(cipher, trx) }));
     const context = { tenantId: a.tenantId, plan: job.plan, defaultRegion: job.defaultRegion, definitions };
@@ -61,6 +62,8 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     a = await seedTenant(db.handles, 'lookahead-a');
+    tenantDb = db.handles.forTenant(a.tenantId);
+    crypto = await db.handles.crypto();
     app = await buildTestApp(db);
     listId = (await call('POST', '/api/v1/lists', { name: 'Lookahead list', defaultRegion: 'NO' })).json().id;
   });
@@ -70,8 +73,6 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   });
 
   it('counts the rows the batch just before created, which its lookups made ahead could not see', async () => {
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const crypto = await db.handles.crypto();
     const job = await claimedImport('ahead-worker');
     const first = await prepared(job, 2, [
       ['Kari Først', '41777001'],
@@ -94,8 +95,6 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   });
 
   it('does the lookups again under the import lock when another import committed since they were made', async () => {
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const crypto = await db.handles.crypto();
     const late = await claimedImport('late-worker');
     const early = await claimedImport('early-worker');
     const lateBatch = await prepared(late, 2, [
@@ -122,8 +121,6 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   });
 
   it('commits with the lookups made ahead, in one round trip, when no other import committed since', async () => {
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const crypto = await db.handles.crypto();
     const job = await claimedImport('trusting-worker');
     const batch = await prepared(job, 2, [['Eva Ekte', '41777101']]);
     const lookups = await lookUpAhead(tenantDb, crypto, job, batch);
@@ -136,8 +133,6 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   });
 
   it('does the lookups again when another worker committed a batch of the same import since they were made', async () => {
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const crypto = await db.handles.crypto();
     const job = await claimedImport('first-holder');
     const mine = await prepared(job, 2, [['Tor Tatt', '41777201']]);
     const myLookups = await lookUpAhead(tenantDb, crypto, job, mine);
@@ -156,7 +151,6 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   it('moves the epoch with every import batch, also one that never asks for it (a worker of an earlier version)', async () => {
     const job = await claimedImport('older-worker');
     const before = await epoch();
-    const tenantDb = db.handles.forTenant(a.tenantId);
     // An earlier version's batch: the import lock, its writes, and the cursor — no begin_contact_import_batch.
     await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ rows_done: 10 }).where('id', '=', job.id).execute());
     expect(await epoch()).toBe(before + 1);
@@ -165,8 +159,6 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   });
 
   it('refuses a batch of a worker that lost the lease, whether its lookups were made ahead or not', async () => {
-    const tenantDb = db.handles.forTenant(a.tenantId);
-    const crypto = await db.handles.crypto();
     const job = await claimedImport('losing-worker');
     const batch = await prepared(job, 2, [['Tapt Lease', '41999101']]);
     const lookups = await lookUpAhead(tenantDb, crypto, job, batch);
