@@ -390,15 +390,15 @@ describe(`compliance evidence: every check fails when its control is broken (${s
     expect((await statusOf('privacy.objections_suppressed')).status).toBe('pass');
     // A number altered in the database cannot be read, so it cannot be shown suppressed: that person
     // fails, said so, and the rest are still measured.
-    const phone = await q(`SELECT position, number_ciphertext FROM ringvakt.contact_phones WHERE contact_id = $1 ORDER BY position LIMIT 1`, [objector]);
-    const { position, number_ciphertext: original } = phone.rows[0] as { position: number; number_ciphertext: Buffer };
+    const record = await q(`SELECT record_ciphertext FROM ringvakt.contacts WHERE id = $1`, [objector]);
+    const { record_ciphertext: original } = record.rows[0] as { record_ciphertext: Buffer };
     const altered = Buffer.from(original);
     altered.writeUInt8(altered.readUInt8(altered.length - 1) ^ 0x01, altered.length - 1);
-    await q(`UPDATE ringvakt.contact_phones SET number_ciphertext = $3 WHERE contact_id = $1 AND position = $2`, [objector, position, altered]);
+    await q(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [objector, altered]);
     const unreadable = await statusOf('privacy.objections_suppressed');
     expect(unreadable).toMatchObject({ status: 'fail', failures: 1, sample: [objector] });
     expect(unreadable.measured).toMatch(/1 of them not suppressed \(1 whose numbers could not be read\)/);
-    await q(`UPDATE ringvakt.contact_phones SET number_ciphertext = $3 WHERE contact_id = $1 AND position = $2`, [objector, position, original]);
+    await q(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [objector, original]);
     expect((await statusOf('privacy.objections_suppressed')).status).toBe('pass');
   });
 

@@ -76,6 +76,10 @@ describe(`contacts (${serverLabel()} server)`, () => {
     );
     const raw = JSON.stringify(stored.rows[0]);
     for (const secret of [NAME, 'kari.nordmann', '91234512', 'Storgata', '1980-02-29', 'C-778899']) expect(raw).not.toContain(secret);
+    // Every personal value is in the one sealed record (migration 0028); the per-value columns and the phone row's ciphertext stay empty.
+    const row = stored.rows[0] as Record<string, unknown>;
+    expect(row.record_ciphertext).toBeInstanceOf(Buffer);
+    expect([row.name_ciphertext, row.email_ciphertext, row.address_ciphertext, row.birth_date_ciphertext, row.personal_fields_ciphertext, row.phones]).toEqual([null, null, null, null, null, null]);
 
     const agentView = await call(a.agent.token, 'GET', `/api/v1/contacts/${contactId}`);
     expect(agentView.statusCode).toBe(200);
@@ -160,10 +164,11 @@ describe(`contacts (${serverLabel()} server)`, () => {
     // would fail on it) is refused for the budget alone.
     const unopenable = await call(b.owner.token, 'POST', '/api/v1/contacts', { name: 'Unopenable', phones: [{ kind: 'mobile', number: '+4791234599' }] });
     expect(unopenable.statusCode).toBe(201);
-    const stored = await db.superQuery<{ c: Buffer }>(`SELECT number_ciphertext AS c FROM ringvakt.contact_phones WHERE contact_id = $1`, [unopenable.json().id]);
-    await db.superQuery(`UPDATE ringvakt.contact_phones SET number_ciphertext = substring(number_ciphertext from 1 for 20) || '\\x00' WHERE contact_id = $1`, [unopenable.json().id]);
+    const stored = await db.superQuery<{ c: Buffer }>(`SELECT record_ciphertext AS c FROM ringvakt.contacts WHERE id = $1`, [unopenable.json().id]);
+    expect(stored.rows[0]!.c).toBeInstanceOf(Buffer);
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = substring(record_ciphertext from 1 for 20) || '\\x00' WHERE id = $1`, [unopenable.json().id]);
     expect((await call(b.agent.token, 'POST', '/api/v1/contacts/search', { phone: '+4791234599' })).statusCode).toBe(429);
-    await db.superQuery(`UPDATE ringvakt.contact_phones SET number_ciphertext = $2 WHERE contact_id = $1`, [unopenable.json().id, stored.rows[0]!.c]);
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [unopenable.json().id, stored.rows[0]!.c]);
   });
 
   it('commits a lookup without waiting for the WAL flush, and nothing else', async () => {

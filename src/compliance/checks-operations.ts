@@ -7,6 +7,7 @@ import { rowHeld } from '../privacy/legal-holds.ts';
 import { DIAL_CHECKS } from '../dialer/dial-checks.ts';
 import { abandonmentMeasures } from '../dialer/dial-stats.ts';
 import { matchPhonesInBulk } from '../modules/suppression/suppression.service.ts';
+import { openNumbers } from '../modules/contacts/contact-record.ts';
 import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
 
 /** Objecting people looked at per query: their numbers and suppression candidates decrypted a page at a time. */
@@ -208,7 +209,14 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
         const ids = (await sql<{ id: string }>`FETCH FORWARD ${sql.raw(String(OBJECTION_PAGE))} FROM compliance_objectors`.execute(trx)).rows.map((row) => row.id);
         if (ids.length === 0) break;
         all += ids.length;
-        const phones = await trx.selectFrom('contact_phones').select(['contact_id', 'position', 'number_ciphertext']).where('contact_id', 'in', ids).orderBy('contact_id').orderBy('position').execute();
+        const phones = await trx
+          .selectFrom('contact_phones')
+          .innerJoin('contacts', (join) => join.onRef('contacts.tenant_id', '=', 'contact_phones.tenant_id').onRef('contacts.id', '=', 'contact_phones.contact_id'))
+          .select(['contact_phones.contact_id', 'contact_phones.position', 'contact_phones.number_ciphertext', 'contacts.record_ciphertext'])
+          .where('contact_phones.contact_id', 'in', ids)
+          .orderBy('contact_phones.contact_id')
+          .orderBy('contact_phones.position')
+          .execute();
         const keys = await crypto.keyring.subjectKeys(trx, ids);
         // Each objector's numbers, or null when one cannot be read (its key gone while the contact is
         // not erased, or its ciphertext altered): such a number cannot be shown suppressed.
@@ -219,7 +227,7 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
           const key = keys.get(phone.contact_id);
           try {
             if (!key) throw new FieldCipherError('No key exists for this data subject');
-            known.push(crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: phone.contact_id, field: `phone.${phone.position}` }, phone.number_ciphertext, key));
+            known.push(...openNumbers(crypto.cipher, trx.tenantId, phone.contact_id, key, phone.record_ciphertext, [phone]).map((number) => number.e164));
           } catch (error) {
             if (!(error instanceof FieldCipherError)) throw error;
             numbers.set(phone.contact_id, null);

@@ -275,13 +275,21 @@ const IDENTITY_AND_PRIVACY_CHECKS: readonly Check[] = [
       const legacy = await trx.selectFrom('users').select('id').where((eb) => eb.or([eb('email', 'is not', null), eb('display_name', 'is not', null)])).limit(SAMPLE).execute();
       unexpected.push(...legacy.map((row) => `users:${row.id}:plaintext`));
       // A sample of rows: every ciphertext carries the field-ciphertext header; an external id is no e-mail address.
-      const contacts = await trx.selectFrom('contacts').select(['id', 'name_ciphertext', 'email_ciphertext', 'address_ciphertext', 'birth_date_ciphertext', 'notes_ciphertext', 'personal_fields_ciphertext', 'external_id']).limit(200).execute();
+      const contacts = await trx
+        .selectFrom('contacts')
+        .select(['id', 'name_ciphertext', 'email_ciphertext', 'address_ciphertext', 'birth_date_ciphertext', 'notes_ciphertext', 'personal_fields_ciphertext', 'record_ciphertext', 'external_id'])
+        .limit(200)
+        .execute();
       const phones = await trx.selectFrom('contact_phones').select(['contact_id', 'number_ciphertext']).limit(200).execute();
       const header = (value: Buffer | null) => value === null || (value.length > 3 && value[0] === 0x52 && value[1] === 0x56 && value[2] === 0x01);
       const looksLikeEmail = (value: string | null) => value !== null && /[^\s@]+@[^\s@]+\.[a-z]{2,}/i.test(value);
       const badRows = [
         ...contacts
-          .filter((row) => ![row.name_ciphertext, row.email_ciphertext, row.address_ciphertext, row.birth_date_ciphertext, row.notes_ciphertext, row.personal_fields_ciphertext].every(header) || looksLikeEmail(row.external_id))
+          .filter(
+            (row) =>
+              ![row.name_ciphertext, row.email_ciphertext, row.address_ciphertext, row.birth_date_ciphertext, row.notes_ciphertext, row.personal_fields_ciphertext, row.record_ciphertext].every(header) ||
+              looksLikeEmail(row.external_id),
+          )
           .map((row) => `contacts:${row.id}`),
         ...phones.filter((row) => !header(row.number_ciphertext)).map((row) => `contact_phones:${row.contact_id}`),
       ];

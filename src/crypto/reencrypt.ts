@@ -81,6 +81,7 @@ export const subjectKeyedColumns: readonly { table: string; column: string }[] =
   { table: 'contacts', column: 'birth_date_ciphertext' },
   { table: 'contacts', column: 'notes_ciphertext' },
   { table: 'contacts', column: 'personal_fields_ciphertext' },
+  { table: 'contacts', column: 'record_ciphertext' },
   { table: 'contact_phones', column: 'number_ciphertext' },
   { table: 'dial_attempts', column: 'notes_ciphertext' },
   { table: 'recordings', column: 'audio_ciphertext' },

@@ -32,6 +32,8 @@ export type ContactsTable = {
   birth_date_ciphertext: Buffer | null;
   notes_ciphertext: Buffer | null;
   personal_fields_ciphertext: Buffer | null;
+  /** Every personal value sealed as one (migration 0028); the per-value columns above hold those of contacts written before. */
+  record_ciphertext: Buffer | null;
   fields: Json<Record<string, unknown>>;
   time_zones: ColumnType<string[], string[] | undefined, string[]>;
   time_zone_source: ColumnType<TimeZoneSource, TimeZoneSource | undefined>;
@@ -47,7 +49,8 @@ export type ContactPhonesTable = {
   contact_id: string;
   position: number;
   kind: PhoneKind;
-  number_ciphertext: Buffer;
+  /** Null when the number is in the contact's record_ciphertext (migration 0028). */
+  number_ciphertext: Buffer | null;
   number_index: Buffer;
 };
 

@@ -3,7 +3,7 @@ import { sql } from '../db/kysely.ts';
 import { sendTogether, type TenantTransaction } from '../db/tenant-db.ts';
 import type { ContactPurpose } from '../db/schema.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
-import { contactFieldAt } from '../modules/contacts/contact-record.ts';
+import { openNumbers } from '../modules/contacts/contact-record.ts';
 import { matchPhonesInBulk, recordMatches } from '../modules/suppression/suppression.service.ts';
 import { isCallable, nextCallable, type WindowRule } from './calling-window.ts';
 import { releaseContact, type ReservedAttempt } from './hopper.ts';
@@ -42,7 +42,7 @@ async function loadTargets(trx: TenantTransaction, crypto: ContactsCrypto, conta
   // Three queries sent together, one round trip: the contacts with their subject keys, their
   // phones, and the newest consent entry per contact for the campaign's purpose (the one in force).
   const [contacts = [], phones = [], consent = []] = (await sendTogether(trx, [
-    sql`SELECT c.id, c.status, c.time_zones, k.tenant_key_version, k.wrapped_key
+    sql`SELECT c.id, c.status, c.time_zones, c.record_ciphertext, k.tenant_key_version, k.wrapped_key
           FROM contacts c LEFT JOIN subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id
          WHERE c.id = ANY(${wanted}::uuid[])`.compile(trx),
     sql`SELECT contact_id, position, number_ciphertext FROM contact_phones
@@ -52,8 +52,8 @@ async function loadTargets(trx: TenantTransaction, crypto: ContactsCrypto, conta
          WHERE contact_id = ANY(${wanted}::uuid[]) AND purpose = ${purpose}
          ORDER BY contact_id, recorded_at DESC, id`.compile(trx),
   ])) as [
-    { id: string; status: string; time_zones: string[]; tenant_key_version: number | null; wrapped_key: Buffer | null }[],
-    { contact_id: string; position: number; number_ciphertext: Buffer }[],
+    { id: string; status: string; time_zones: string[]; record_ciphertext: Buffer | null; tenant_key_version: number | null; wrapped_key: Buffer | null }[],
+    { contact_id: string; position: number; number_ciphertext: Buffer | null }[],
     { contact_id: string; action: string }[],
   ];
   const keys = new Map<string, Buffer>();
@@ -61,13 +61,18 @@ async function loadTargets(trx: TenantTransaction, crypto: ContactsCrypto, conta
     if (contact.wrapped_key !== null && contact.tenant_key_version !== null) keys.set(contact.id, await crypto.keyring.openSubjectKey(trx, contact.id, contact.tenant_key_version, contact.wrapped_key));
   }
   const consentOf = new Map(consent.map((row) => [row.contact_id, row.action]));
-  const targets = new Map<string, Target>();
-  for (const contact of contacts) targets.set(contact.id, { status: contact.status, zones: contact.time_zones, numbers: [], consent: consentOf.get(contact.id) });
+  const phonesOf = new Map<string, (typeof phones)[number][]>();
   for (const phone of phones) {
-    const key = keys.get(phone.contact_id) ?? null;
-    const target = targets.get(phone.contact_id);
-    if (key === null || !target) continue;
-    target.numbers.push({ position: phone.position, e164: crypto.cipher.decryptForSubject(trx.tenantId, contactFieldAt(phone.contact_id, `phone.${phone.position}`), phone.number_ciphertext, key) });
+    const own = phonesOf.get(phone.contact_id);
+    if (own) own.push(phone);
+    else phonesOf.set(phone.contact_id, [phone]);
+  }
+  const targets = new Map<string, Target>();
+  for (const contact of contacts) {
+    const key = keys.get(contact.id);
+    // A contact's record is opened once for all its numbers; without a key, it has none to dial.
+    const numbers = key ? openNumbers(crypto.cipher, trx.tenantId, contact.id, key, contact.record_ciphertext, phonesOf.get(contact.id) ?? []) : [];
+    targets.set(contact.id, { status: contact.status, zones: contact.time_zones, numbers, consent: consentOf.get(contact.id) });
   }
   return targets;
 }

@@ -6,6 +6,8 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { actorLabel, requestAudit } from '../../server/request-audit.ts';
 import { principalOf } from '../../server/access-control.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
+import { openNumbers } from '../contacts/contact-record.ts';
+import { FieldCipherError } from '../../crypto/field-cipher.ts';
 import { addSuppression } from '../suppression/suppression.service.ts';
 import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';
 import { releaseContact } from '../../dialer/hopper.ts';
@@ -158,9 +160,17 @@ export async function agentsRoutes(app: App, crypto: ContactsCrypto): Promise<vo
         await trx.updateTable('dial_attempts').set({ disposition: disposition.code, notes_ciphertext: notesCiphertext, disposed_at: now }).where('id', '=', attempt.id).execute();
         if (disposition.kind === 'do_not_call') {
           // The number dialed goes on the tenant's do-not-call list at once; the contact is done.
-          const phone = await trx.selectFrom('contact_phones').select('number_ciphertext').where('contact_id', '=', contactId).where('position', '=', attempt.phone_position ?? 0).executeTakeFirst();
+          const phone = await trx
+            .selectFrom('contact_phones')
+            .innerJoin('contacts', (join) => join.onRef('contacts.tenant_id', '=', 'contact_phones.tenant_id').onRef('contacts.id', '=', 'contact_phones.contact_id'))
+            .select(['contact_phones.position', 'contact_phones.number_ciphertext', 'contacts.record_ciphertext'])
+            .where('contact_phones.contact_id', '=', contactId)
+            .where('contact_phones.position', '=', attempt.phone_position ?? 0)
+            .executeTakeFirst();
           if (phone) {
-            const number = await crypto.cipher.decrypt(trx, { table: 'contacts', recordId: contactId, field: `phone.${attempt.phone_position ?? 0}` }, phone.number_ciphertext, contactId);
+            const key = await crypto.keyring.subjectKey(trx, contactId, { create: false });
+            if (!key) throw new FieldCipherError('No key exists for this data subject');
+            const number = (openNumbers(crypto.cipher, trx.tenantId, contactId, key, phone.record_ciphertext, [phone])[0] as { e164: string }).e164;
             await addSuppression(trx, crypto, { channel: 'phone', value: number, scope: 'tenant', reason: 'request', source: `disposition on call ${attempt.id}`, contactId: contactId, createdBy: actorLabel(request) });
           }
         }

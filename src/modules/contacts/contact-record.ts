@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { FieldCipher, FieldLocation } from '../../crypto/field-cipher.ts';
-import { BLIND_INDEX_BYTES, blindIndexUnder, encryptForSubjectKey } from '../../crypto/field-cipher.ts';
+import { BLIND_INDEX_BYTES, blindIndexUnder, encryptForSubjectKey, FieldCipherError } from '../../crypto/field-cipher.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus, PhoneKind, TimeZoneSource } from '../../db/schema.ts';
 import { v7 as uuidv7 } from 'uuid';
@@ -220,18 +220,13 @@ export type SealedContact = {
   row: {
     id: string;
     external_id: string | null;
-    name_ciphertext: Buffer | null;
-    email_ciphertext: Buffer | null;
+    record_ciphertext: Buffer;
     email_index: Buffer | null;
-    address_ciphertext: Buffer | null;
-    birth_date_ciphertext: Buffer | null;
-    notes_ciphertext: Buffer | null;
-    personal_fields_ciphertext: Buffer | null;
     fields: string;
     time_zones: string[];
     time_zone_source: TimeZoneSource;
   };
-  phones: { position: number; kind: PhoneKind; number_ciphertext: Buffer; number_index: Buffer }[];
+  phones: { position: number; kind: PhoneKind; number_index: Buffer }[];
 };
 
 /** Blind indexes of a contact's values: tenant-keyed, the same in contacts and suppressions. */
@@ -254,31 +249,23 @@ export async function sealContact(cipher: FieldCipher, trx: TenantTransaction, i
 /**
  * sealContact with the index keys at hand: no I/O and no keyring, so an import's sealing thread
  * (src/modules/imports/sealing-thread.ts) seals exactly as the API does.
+ *
+ * Every personal value goes into one ciphertext, the contact's record (migration 0028): one seal
+ * per person, where one per value made a cipher object and its buffers for each — a quarter of an
+ * import's sealing. The numbers and the e-mail are also blind-indexed, each on its own.
  */
 export function sealContactUnder(tenantId: string, id: string, subjectKey: Buffer, data: ContactData, indexKeys: ContactIndexKeys): SealedContact {
-  const seal = (field: string, value: string | null) => (value === null ? null : encryptForSubjectKey(tenantId, at(id, field), value, subjectKey));
-  const hasPersonal = Object.keys(data.personalFields).length > 0;
   const phones = [];
   for (let position = 0; position < data.phones.length; position += 1) {
     const phone = data.phones[position] as ContactData['phones'][number];
-    phones.push({
-      position,
-      kind: phone.kind,
-      number_ciphertext: encryptForSubjectKey(tenantId, at(id, `phone.${position}`), phone.e164, subjectKey),
-      number_index: blindIndexUnder(indexKeys.phone, phone.e164, BLIND_INDEX_BYTES.contact),
-    });
+    phones.push({ position, kind: phone.kind, number_index: blindIndexUnder(indexKeys.phone, phone.e164, BLIND_INDEX_BYTES.contact) });
   }
   return {
     row: {
       id,
       external_id: data.externalId,
-      name_ciphertext: seal('name', data.name),
-      email_ciphertext: seal('email', data.email),
+      record_ciphertext: encryptForSubjectKey(tenantId, at(id, RECORD_FIELD), encodeRecord(data), subjectKey),
       email_index: data.email === null ? null : blindIndexUnder(indexKeys.email, data.email, BLIND_INDEX_BYTES.contact),
-      address_ciphertext: seal('address', data.address === null ? null : JSON.stringify(data.address)),
-      birth_date_ciphertext: seal('birth_date', data.birthDate),
-      notes_ciphertext: seal('notes', data.notes),
-      personal_fields_ciphertext: hasPersonal ? seal('personal_fields', JSON.stringify(data.personalFields)) : null,
       fields: JSON.stringify(data.fields),
       time_zones: data.timeZones,
       time_zone_source: data.timeZoneSource,
@@ -287,16 +274,86 @@ export function sealContactUnder(tenantId: string, id: string, subjectKey: Buffe
   };
 }
 
+/** The field a contact's record is bound to (its associated data: tenant, contacts, contact id, this). */
+export const RECORD_FIELD = 'record';
+
+/** A contact's record, version 1: JSON of its personal values, those it has not left out; phones[i] is the number at position i. */
+type RecordV1 = { v: 1; name?: string; phones?: string[]; email?: string; address?: Address; birthDate?: string; notes?: string; personal?: Record<string, CustomValue> };
+
+function encodeRecord(data: ContactData): string {
+  const record: RecordV1 = { v: 1 };
+  if (data.name !== null) record.name = data.name;
+  if (data.phones.length > 0) record.phones = data.phones.map((phone) => phone.e164);
+  if (data.email !== null) record.email = data.email;
+  if (data.address !== null) record.address = data.address;
+  if (data.birthDate !== null) record.birthDate = data.birthDate;
+  if (data.notes !== null) record.notes = data.notes;
+  if (Object.keys(data.personalFields).length > 0) record.personal = data.personalFields;
+  return JSON.stringify(record);
+}
+
+/** The personal values of a contact, as its record or its per-value columns hold them. */
+export type OpenedRecord = Pick<ContactData, 'name' | 'email' | 'address' | 'birthDate' | 'notes' | 'personalFields'> & { phones: string[] };
+
+type Opener = Pick<FieldCipher, 'decryptForSubject'>;
+
+/** Opens a contact's record (authenticated: a record of another contact, field or tenant does not open). */
+export function openRecord(cipher: Opener, tenantId: string, contactId: string, ciphertext: Buffer, subjectKey: Buffer): OpenedRecord {
+  const record = JSON.parse(cipher.decryptForSubject(tenantId, at(contactId, RECORD_FIELD), ciphertext, subjectKey)) as Partial<RecordV1> | null;
+  if (record === null || typeof record !== 'object' || record.v !== 1) throw new FieldCipherError('Unsupported contact record version');
+  return {
+    name: record.name ?? null,
+    phones: record.phones ?? [],
+    email: record.email ?? null,
+    address: record.address ?? null,
+    birthDate: record.birthDate ?? null,
+    notes: record.notes ?? null,
+    personalFields: record.personal ?? {},
+  };
+}
+
+/**
+ * A contact's numbers by position: from its record (its ciphertext, or the record already opened),
+ * or — for a contact written before the record (migration 0028) — from each phone row's own
+ * ciphertext. The record is opened once for all of them.
+ */
+export function openNumbers(
+  cipher: Opener,
+  tenantId: string,
+  contactId: string,
+  subjectKey: Buffer,
+  recordCiphertext: Buffer | OpenedRecord | null,
+  phones: readonly { position: number; number_ciphertext: Buffer | null }[],
+): { position: number; e164: string }[] {
+  let record = Buffer.isBuffer(recordCiphertext) ? undefined : (recordCiphertext ?? undefined);
+  return phones.map((phone) => {
+    if (phone.number_ciphertext !== null) return { position: phone.position, e164: cipher.decryptForSubject(tenantId, at(contactId, `phone.${phone.position}`), phone.number_ciphertext, subjectKey) };
+    if (recordCiphertext === null) throw new FieldCipherError('The number is in neither its phone row nor its contact record');
+    record ??= openRecord(cipher, tenantId, contactId, recordCiphertext as Buffer, subjectKey);
+    const e164 = record.phones[phone.position];
+    if (e164 === undefined) throw new FieldCipherError('The contact record holds no number at this position');
+    return { position: phone.position, e164 };
+  });
+}
+
+/** A contact's e-mail, from its record or (written before it) its own column. */
+export function openEmail(cipher: Opener, tenantId: string, contactId: string, subjectKey: Buffer, recordCiphertext: Buffer | null, emailCiphertext: Buffer | null): string | null {
+  if (recordCiphertext !== null) return openRecord(cipher, tenantId, contactId, recordCiphertext, subjectKey).email;
+  return emailCiphertext === null ? null : cipher.decryptForSubject(tenantId, at(contactId, 'email'), emailCiphertext, subjectKey);
+}
+
 export type StoredContactRow = {
   id: string;
   external_id: string | null;
   status: ContactStatus;
+  /** The per-value columns: a contact written before its record existed (migration 0028); null otherwise. */
   name_ciphertext: Buffer | null;
   email_ciphertext: Buffer | null;
   address_ciphertext: Buffer | null;
   birth_date_ciphertext: Buffer | null;
   notes_ciphertext: Buffer | null;
   personal_fields_ciphertext: Buffer | null;
+  record_ciphertext: Buffer | null;
   fields: Record<string, unknown>;
   time_zones: string[];
   time_zone_source: TimeZoneSource;
@@ -304,29 +361,30 @@ export type StoredContactRow = {
   updated_at: Date;
 };
 
-export type StoredPhoneRow = { contact_id: string; position: number; kind: PhoneKind; number_ciphertext: Buffer };
+export type StoredPhoneRow = { contact_id: string; position: number; kind: PhoneKind; number_ciphertext: Buffer | null };
 
 /** The stored contact opened with its subject key (null when the contact was erased). */
 export function openContact(cipher: FieldCipher, tenantId: string, row: StoredContactRow, phones: readonly StoredPhoneRow[], subjectKey: Buffer | null): ContactData {
-  const open = (field: string, value: Buffer | null) => (value === null || subjectKey === null ? null : cipher.decryptForSubject(tenantId, at(row.id, field), value, subjectKey));
+  const plain = { externalId: row.external_id, fields: row.fields as Record<string, CustomValue>, timeZones: row.time_zones, timeZoneSource: row.time_zone_source };
+  if (subjectKey === null) return { ...plain, name: null, phones: [], email: null, address: null, birthDate: null, notes: null, personalFields: {} };
+  const sorted = [...phones].sort((a, b) => a.position - b.position);
+  const record = row.record_ciphertext === null ? undefined : openRecord(cipher, tenantId, row.id, row.record_ciphertext, subjectKey);
+  const numbers = openNumbers(cipher, tenantId, row.id, subjectKey, record ?? null, sorted);
+  const withNumbers = sorted.map((phone, index) => ({ kind: phone.kind, e164: (numbers[index] as { e164: string }).e164 }));
+  if (record) {
+    return { ...plain, name: record.name, phones: withNumbers, email: record.email, address: record.address, birthDate: record.birthDate, notes: record.notes, personalFields: record.personalFields };
+  }
+  const open = (field: string, value: Buffer | null) => (value === null ? null : cipher.decryptForSubject(tenantId, at(row.id, field), value, subjectKey));
   const address = open('address', row.address_ciphertext);
   const personal = open('personal_fields', row.personal_fields_ciphertext);
   return {
-    externalId: row.external_id,
+    ...plain,
     name: open('name', row.name_ciphertext),
-    phones:
-      subjectKey === null
-        ? []
-        : [...phones]
-            .sort((a, b) => a.position - b.position)
-            .map((phone) => ({ kind: phone.kind, e164: cipher.decryptForSubject(tenantId, at(row.id, `phone.${phone.position}`), phone.number_ciphertext, subjectKey) })),
+    phones: withNumbers,
     email: open('email', row.email_ciphertext),
     address: address === null ? null : (JSON.parse(address) as Address),
     birthDate: open('birth_date', row.birth_date_ciphertext),
     notes: open('notes', row.notes_ciphertext),
     personalFields: personal === null ? {} : (JSON.parse(personal) as Record<string, CustomValue>),
-    fields: row.fields as Record<string, CustomValue>,
-    timeZones: row.time_zones,
-    timeZoneSource: row.time_zone_source,
   };
 }

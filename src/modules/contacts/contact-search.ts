@@ -3,24 +3,26 @@
 import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus } from '../../db/schema.ts';
-import { emailIndex, openContact, phoneIndex, type StoredContactRow, type StoredPhoneRow } from './contact-record.ts';
+import { emailIndex, openContact, openEmail, openNumbers, phoneIndex, type StoredContactRow, type StoredPhoneRow } from './contact-record.ts';
 import { contactColumns, loadContacts, type ContactsCrypto, type LoadedContact } from './contacts.service.ts';
 
 /** Contacts with this E.164 number: blind-index candidates, decrypted and compared. */
 export async function findContactIdsByPhone(trx: TenantTransaction, crypto: ContactsCrypto, e164: string, limit = 100): Promise<string[]> {
   const index = await phoneIndex(crypto.cipher, trx, e164);
   // Candidates of the truncated index with their subject keys, in one round trip.
-  const candidates = await sql<{ contact_id: string; position: number; number_ciphertext: Buffer; tenant_key_version: number | null; wrapped_key: Buffer | null }>`
-    SELECT p.contact_id, p.position, p.number_ciphertext, k.tenant_key_version, k.wrapped_key
-      FROM contact_phones p LEFT JOIN subject_keys k ON k.tenant_id = p.tenant_id AND k.subject_id = p.contact_id
+  const candidates = await sql<{ contact_id: string; position: number; number_ciphertext: Buffer | null; record_ciphertext: Buffer | null; tenant_key_version: number | null; wrapped_key: Buffer | null }>`
+    SELECT p.contact_id, p.position, p.number_ciphertext, c.record_ciphertext, k.tenant_key_version, k.wrapped_key
+      FROM contact_phones p
+      JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
+      LEFT JOIN subject_keys k ON k.tenant_id = p.tenant_id AND k.subject_id = p.contact_id
      WHERE p.number_index = ${index}
      LIMIT 10000`.execute(trx);
   const matches = new Set<string>();
   for (const candidate of candidates.rows) {
     if (!candidate.wrapped_key || candidate.tenant_key_version === null) continue;
     const key = await crypto.keyring.openSubjectKey(trx, candidate.contact_id, candidate.tenant_key_version, candidate.wrapped_key);
-    const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
-    if (number === e164) matches.add(candidate.contact_id);
+    const [number] = openNumbers(crypto.cipher, trx.tenantId, candidate.contact_id, key, candidate.record_ciphertext, [candidate]);
+    if (number?.e164 === e164) matches.add(candidate.contact_id);
     if (matches.size >= limit) break;
   }
   return [...matches].sort();
@@ -28,14 +30,14 @@ export async function findContactIdsByPhone(trx: TenantTransaction, crypto: Cont
 
 export async function findContactIdsByEmail(trx: TenantTransaction, crypto: ContactsCrypto, email: string, limit = 100): Promise<string[]> {
   const index = await emailIndex(crypto.cipher, trx, email);
-  const candidates = await trx.selectFrom('contacts').select(['id', 'email_ciphertext']).where('email_index', '=', index).limit(10_000).execute();
+  const candidates = await trx.selectFrom('contacts').select(['id', 'email_ciphertext', 'record_ciphertext']).where('email_index', '=', index).limit(10_000).execute();
   if (candidates.length === 0) return [];
   const keys = await crypto.keyring.subjectKeys(trx, candidates.map((candidate) => candidate.id));
   const matches: string[] = [];
   for (const candidate of candidates) {
     const key = keys.get(candidate.id);
-    if (!key || !candidate.email_ciphertext) continue;
-    if (crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.id, field: 'email' }, candidate.email_ciphertext, key) === email) matches.push(candidate.id);
+    if (!key) continue;
+    if (openEmail(crypto.cipher, trx.tenantId, candidate.id, key, candidate.record_ciphertext, candidate.email_ciphertext) === email) matches.push(candidate.id);
     if (matches.length >= limit) break;
   }
   return matches.sort();
@@ -55,7 +57,7 @@ type PhoneCandidate = Partial<StoredContactRow> & {
   wrapped_key: Buffer | null;
   positions: number[] | null;
   kinds: StoredPhoneRow['kind'][] | null;
-  numbers: Buffer[] | null;
+  numbers: (Buffer | null)[] | null;
   indexes: Buffer[] | null;
 };
 
@@ -100,14 +102,13 @@ async function contactsByPhone(
       if (columns.id !== candidate || columns.status === 'erased' || wrapped === null || version === null) continue;
       const row = columns as StoredContactRow;
       const key = await crypto.keyring.openSubjectKey(trx, row.id, version, wrapped);
-      const phones: StoredPhoneRow[] = (positions ?? []).map((position, at) => ({ contact_id: row.id, position, kind: kinds?.[at] as StoredPhoneRow['kind'], number_ciphertext: numbers?.[at] as Buffer }));
-      const dialled = phones.some(
-        (phone, at) =>
-          indexes?.[at]?.equals(index) === true &&
-          crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: row.id, field: `phone.${phone.position}` }, phone.number_ciphertext, key) === e164,
-      );
+      const phones: StoredPhoneRow[] = (positions ?? []).map((position, at) => ({ contact_id: row.id, position, kind: kinds?.[at] as StoredPhoneRow['kind'], number_ciphertext: numbers?.[at] ?? null }));
+      // Opened whole (its record holds every value): a candidate whose number is not this one is a blind-index collision, rare.
+      const data = openContact(crypto.cipher, trx.tenantId, row, phones, key);
+      // The phones come in position order, as openContact gives their numbers.
+      const dialled = data.phones.some((phone, at) => indexes?.[at]?.equals(index) === true && phone.e164 === e164);
       if (!dialled) continue;
-      found.push({ row, data: openContact(crypto.cipher, trx.tenantId, row, phones, key) });
+      found.push({ row, data });
       if (found.length === limit) return { contacts: found, nextAfter: row.id };
     }
     // Fewer candidates than asked for: every one is examined, the page is complete. At the bound,

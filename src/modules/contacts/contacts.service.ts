@@ -35,6 +35,7 @@ export const contactColumns = [
   'birth_date_ciphertext',
   'notes_ciphertext',
   'personal_fields_ciphertext',
+  'record_ciphertext',
   'fields',
   'time_zones',
   'time_zone_source',
@@ -101,7 +102,9 @@ async function writeSealed(trx: TenantTransaction, crypto: ContactsCrypto, id: s
     } else {
       const { id: unchangedId, ...columns } = sealed.row;
       if (unchangedId !== id) throw new Error('a sealed contact belongs to another record');
-      await trx.updateTable('contacts').set(columns).where('id', '=', id).execute();
+      // A contact written before its record existed (migration 0028) moves to it: its per-value columns are cleared.
+      const perValue = { name_ciphertext: null, email_ciphertext: null, address_ciphertext: null, birth_date_ciphertext: null, notes_ciphertext: null, personal_fields_ciphertext: null };
+      await trx.updateTable('contacts').set({ ...columns, ...perValue }).where('id', '=', id).execute();
       await trx.deleteFrom('contact_phones').where('contact_id', '=', id).execute();
     }
   } catch (error) {

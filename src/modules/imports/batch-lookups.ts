@@ -1,6 +1,7 @@
 import { binaryArray } from '../../db/binary-array.ts';
 import { sql, type CompiledQuery } from '../../db/kysely.ts';
 import { sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
+import { openEmail, openNumbers } from '../contacts/contact-record.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { phoneSuppressionLookup } from '../suppression/suppression.service.ts';
 import type { Job } from './load-import-job.ts';
@@ -31,8 +32,16 @@ export type BatchLookups = {
   suppressed: Map<string, string[]>;
 };
 
-type PhoneCandidate = { contact_id: string; position: number; number_ciphertext: Buffer; number_index: Buffer; import_id: string | null; import_row: number | null };
-type EmailCandidate = { id: string; email_ciphertext: Buffer; email_index: Buffer; import_id: string | null; import_row: number | null };
+type PhoneCandidate = {
+  contact_id: string;
+  position: number;
+  number_ciphertext: Buffer | null;
+  record_ciphertext: Buffer | null;
+  number_index: Buffer;
+  import_id: string | null;
+  import_row: number | null;
+};
+type EmailCandidate = { id: string; email_ciphertext: Buffer | null; record_ciphertext: Buffer | null; email_index: Buffer; import_id: string | null; import_row: number | null };
 
 /**
  * The batch's lookups as queries to be sent together (dedupe by external id, phone, e-mail; the
@@ -98,10 +107,10 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
   const indexArray = (wanted: Map<string, string[]>) => binaryArray('bytea', [...wanted.keys()].map((hex) => Buffer.from(hex, 'hex')));
   const queries = [
     sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
-    sql`SELECT p.contact_id, p.position, p.number_ciphertext, p.number_index, c.import_id, c.import_row
+    sql`SELECT p.contact_id, p.position, p.number_ciphertext, c.record_ciphertext, p.number_index, c.import_id, c.import_row
           FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
          WHERE p.number_index = ANY(${indexArray(phoneWanted)}::bytea[])`.compile(trx),
-    sql`SELECT id, email_ciphertext, email_index, import_id, import_row FROM contacts
+    sql`SELECT id, email_ciphertext, record_ciphertext, email_index, import_id, import_row FROM contacts
          WHERE email_index = ANY(${indexArray(emailWanted)}::bytea[])`.compile(trx),
   ];
   const found = async (crypto: ContactsCrypto, externalRows: readonly unknown[], phoneRows: readonly unknown[], emailRows: readonly unknown[]) => {
@@ -117,14 +126,14 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
     for (const candidate of phoneCandidates) {
       const key = keys.get(candidate.contact_id);
       if (!key) continue;
-      const number = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.contact_id, field: `phone.${candidate.position}` }, candidate.number_ciphertext, key);
+      const number = (openNumbers(crypto.cipher, trx.tenantId, candidate.contact_id, key, candidate.record_ciphertext, [candidate])[0] as { e164: string }).e164;
       if (phoneWanted.get(candidate.number_index.toString('hex'))?.includes(number)) existing.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
     }
     for (const candidate of emailCandidates) {
       const key = keys.get(candidate.id);
       if (!key) continue;
-      const email = crypto.cipher.decryptForSubject(trx.tenantId, { table: 'contacts', recordId: candidate.id, field: 'email' }, candidate.email_ciphertext, key);
-      if (emailWanted.get(candidate.email_index.toString('hex'))?.includes(email)) existing.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
+      const email = openEmail(crypto.cipher, trx.tenantId, candidate.id, key, candidate.record_ciphertext, candidate.email_ciphertext);
+      if (email !== null && emailWanted.get(candidate.email_index.toString('hex'))?.includes(email)) existing.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
     }
     return existing;
   };

@@ -203,30 +203,26 @@ async function writeBatch(trx: TenantTransaction, job: Job, batch: PreparedBatch
       const end = batch.phoneStarts[row + 1] as number;
       for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) phoneKeep.push(create[row] === true);
     }
-    const [ids, externalIds, names, emails, emailIndexes, addresses, birthDates, notes, personal, fields, zones, zoneSources, rowNumbers] = batch.contactColumns as Buffer[];
-    const [phoneContacts, positions, kinds, phoneNumbers, phoneIndexes] = batch.phoneColumns as Buffer[];
+    const [ids, externalIds, records, emailIndexes, fields, zones, zoneSources, rowNumbers] = batch.contactColumns as Buffer[];
+    const [phoneContacts, positions, kinds, phoneIndexes] = batch.phoneColumns as Buffer[];
     await deferWrite(trx, sql`
       INSERT INTO subject_keys (tenant_id, subject_id, tenant_key_version, wrapped_key)
       SELECT ${tenant}::uuid, u.id, ${batch.wrapVersion}::int, u.wrapped
         FROM unnest(${ids}::uuid[], ${batch.wrappedKeys}::bytea[], ${keep}::bool[]) AS u(id, wrapped, keep)
        WHERE u.keep`.compile(trx));
     await deferWrite(trx, sql`
-      INSERT INTO contacts (tenant_id, id, external_id, name_ciphertext, email_ciphertext, email_index, address_ciphertext, birth_date_ciphertext,
-                            notes_ciphertext, personal_fields_ciphertext, fields, time_zones, time_zone_source, import_id, import_row)
-      SELECT ${tenant}::uuid, u.id, u.external_id, u.name_ct, u.email_ct, u.email_idx, u.address_ct, u.birth_ct, u.notes_ct, u.personal_ct, u.fields::jsonb,
-             string_to_array(u.zones, ' '), u.zone_source, ${job.id}::uuid, u.row_number
-        FROM unnest(${ids}::uuid[], ${externalIds}::text[], ${names}::bytea[], ${emails}::bytea[], ${emailIndexes}::bytea[], ${addresses}::bytea[],
-                    ${birthDates}::bytea[], ${notes}::bytea[], ${personal}::bytea[], ${fields}::text[], ${zones}::text[], ${zoneSources}::text[],
+      INSERT INTO contacts (tenant_id, id, external_id, record_ciphertext, email_index, fields, time_zones, time_zone_source, import_id, import_row)
+      SELECT ${tenant}::uuid, u.id, u.external_id, u.record_ct, u.email_idx, u.fields::jsonb, string_to_array(u.zones, ' '), u.zone_source, ${job.id}::uuid, u.row_number
+        FROM unnest(${ids}::uuid[], ${externalIds}::text[], ${records}::bytea[], ${emailIndexes}::bytea[], ${fields}::text[], ${zones}::text[], ${zoneSources}::text[],
                     ${rowNumbers}::int[], ${keep}::bool[])
-             AS u(id, external_id, name_ct, email_ct, email_idx, address_ct, birth_ct, notes_ct, personal_ct, fields, zones, zone_source, row_number, keep)
+             AS u(id, external_id, record_ct, email_idx, fields, zones, zone_source, row_number, keep)
        WHERE u.keep`.compile(trx));
     if (phoneKeep.length > 0) {
       await deferWrite(trx, sql`
-        INSERT INTO contact_phones (tenant_id, contact_id, position, kind, number_ciphertext, number_index)
-        SELECT ${tenant}::uuid, u.contact_id, u.position, u.kind, u.number_ct, u.number_idx
-          FROM unnest(${phoneContacts}::uuid[], ${positions}::smallint[], ${kinds}::text[], ${phoneNumbers}::bytea[], ${phoneIndexes}::bytea[],
-                      ${binaryArray('bool', phoneKeep)}::bool[])
-               AS u(contact_id, position, kind, number_ct, number_idx, keep)
+        INSERT INTO contact_phones (tenant_id, contact_id, position, kind, number_index)
+        SELECT ${tenant}::uuid, u.contact_id, u.position, u.kind, u.number_idx
+          FROM unnest(${phoneContacts}::uuid[], ${positions}::smallint[], ${kinds}::text[], ${phoneIndexes}::bytea[], ${binaryArray('bool', phoneKeep)}::bool[])
+               AS u(contact_id, position, kind, number_idx, keep)
          WHERE u.keep`.compile(trx));
     }
     // The lawful basis the file came with, for the people it created (never for existing ones).

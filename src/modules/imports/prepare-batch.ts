@@ -17,7 +17,7 @@ import { cellProblem, columnOf, rowToInput, type ColumnPlan } from './import-map
 /**
  * Preparing a batch of an import: each row mapped, checked and normalised, and each valid one
  * given its contact id and a new subject key (wrapped under the tenant's data key), its values
- * sealed and its blind indexes computed. No I/O and no keyring: the keys come in `SealingKeys`, so
+ * sealed as its record and its blind indexes computed. No I/O and no keyring: the keys come in `SealingKeys`, so
  * this runs in a sealing thread (sealing-thread.ts) as well as in the import's own.
  *
  * The result is laid out for the two things that follow it, in the committing thread:
@@ -61,10 +61,9 @@ export type PreparedBatch = {
   wrapVersion: number;
   /**
    * Array parameters (binary-array.ts) of every valid row, in order: contacts (id, external_id,
-   * name, email, email_index, address, birth_date, notes, personal_fields, fields, time_zones,
-   * time_zone_source, import_row), contact_phones (contact_id, position, kind, number,
-   * number_index; one element per number), and the wrapped subject keys (one per row, under the
-   * contact's id).
+   * record, email_index, fields, time_zones, time_zone_source, import_row), contact_phones
+   * (contact_id, position, kind, number_index; one element per number), and the wrapped subject
+   * keys (one per row, under the contact's id).
    */
   contactColumns: Uint8Array[];
   phoneColumns: Uint8Array[];
@@ -107,13 +106,8 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
   const contacts = {
     id: column('uuid', 20),
     externalId: column('text', 16),
-    name: column('bytea', 64),
-    email: column('bytea', 72),
+    record: column('bytea', 120),
     emailIndex: column('bytea', 8),
-    address: column('bytea', 4),
-    birthDate: column('bytea', 4),
-    notes: column('bytea', 4),
-    personalFields: column('bytea', 4),
     fields: column('text', 8),
     timeZones: column('text', 20),
     timeZoneSource: column('text', 12),
@@ -123,7 +117,6 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
     contactId: column('uuid', 20),
     position: column('int2', 6),
     kind: column('text', 10),
-    number: column('bytea', 64),
     numberIndex: column('bytea', 8),
   };
   const wrappedKeys = column('bytea', 68);
@@ -143,13 +136,8 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
     subjectKey.fill(0);
     contacts.id.push(row.id);
     contacts.externalId.push(row.external_id);
-    contacts.name.push(row.name_ciphertext);
-    contacts.email.push(row.email_ciphertext);
+    contacts.record.push(row.record_ciphertext);
     contacts.emailIndex.push(row.email_index);
-    contacts.address.push(row.address_ciphertext);
-    contacts.birthDate.push(row.birth_date_ciphertext);
-    contacts.notes.push(row.notes_ciphertext);
-    contacts.personalFields.push(row.personal_fields_ciphertext);
     contacts.fields.push(row.fields);
     contacts.timeZones.push(row.time_zones.join(' '));
     contacts.timeZoneSource.push(row.time_zone_source);
@@ -163,7 +151,6 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
       phones.contactId.push(id);
       phones.position.push(phone.position);
       phones.kind.push(phone.kind);
-      phones.number.push(phone.number_ciphertext);
       phones.numberIndex.push(phone.number_index);
       phoneNumbers.push((data.phones[index] as ContactData['phones'][number]).e164);
       for (const byte of phone.number_index) phoneIndexes.push(byte);
@@ -184,19 +171,14 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
     contactColumns: [
       contacts.id.finish(),
       contacts.externalId.finish(),
-      contacts.name.finish(),
-      contacts.email.finish(),
+      contacts.record.finish(),
       contacts.emailIndex.finish(),
-      contacts.address.finish(),
-      contacts.birthDate.finish(),
-      contacts.notes.finish(),
-      contacts.personalFields.finish(),
       contacts.fields.finish(),
       contacts.timeZones.finish(),
       contacts.timeZoneSource.finish(),
       contacts.rowNumber.finish(),
     ],
-    phoneColumns: [phones.contactId.finish(), phones.position.finish(), phones.kind.finish(), phones.number.finish(), phones.numberIndex.finish()],
+    phoneColumns: [phones.contactId.finish(), phones.position.finish(), phones.kind.finish(), phones.numberIndex.finish()],
     wrappedKeys: wrappedKeys.finish(),
   };
 }

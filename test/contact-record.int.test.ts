@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/server/types.ts';
+import type { TenantDb } from '../src/db/tenant-db.ts';
+import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { emailIndex, newContactId, phoneIndex } from '../src/modules/contacts/contact-record.ts';
+import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { registerPersonalData } from './support/canary.ts';
+
+const NAME = 'Ola Legacy-Record';
+const EMAIL = 'ola.legacy@record.example';
+registerPersonalData(NAME, EMAIL, '+4791230077', '91230077', 'Ola Moved-Record');
+
+/**
+ * A contact's personal values are sealed as one record (migration 0028). Contacts written before
+ * keep them in one ciphertext per value: every reader still opens those — reveal, search by number
+ * and e-mail, an import's dedupe — and an edit moves such a contact to the record.
+ */
+describe(`contact records and contacts written before them (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  let app: App;
+  let a: SeededTenant;
+  let tenantDb: TenantDb;
+  let crypto: Awaited<ReturnType<TestDatabase['handles']['crypto']>>;
+  let legacyId = '';
+
+  const call = (method: string, url: string, payload?: unknown) =>
+    app.inject({ method: method as 'GET', url, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+  /** The contact as its owner sees it (name, notes) with its numbers and e-mail revealed. */
+  const reveal = async (id: string) => {
+    const view = await call('GET', `/api/v1/contacts/${id}`);
+    expect(view.statusCode, view.body).toBe(200);
+    const revealed = await call('POST', `/api/v1/contacts/${id}/reveal`, { fields: ['phones', 'email'], reason: 'format check' });
+    expect(revealed.statusCode, revealed.body).toBe(200);
+    const { name, notes } = view.json() as { name: string; notes: string };
+    return { name, notes, ...(revealed.json() as { phones: { kind: string; number: string }[]; email: string }) };
+  };
+  const stored = async (id: string) =>
+    (
+      await db.superQuery<{ record_ciphertext: Buffer | null; name_ciphertext: Buffer | null; email_ciphertext: Buffer | null; notes_ciphertext: Buffer | null; numbers: (Buffer | null)[] }>(
+        `SELECT c.record_ciphertext, c.name_ciphertext, c.email_ciphertext, c.notes_ciphertext,
+                (SELECT array_agg(p.number_ciphertext ORDER BY p.position) FROM ringvakt.contact_phones p WHERE p.contact_id = c.id) AS numbers
+           FROM ringvakt.contacts c WHERE c.id = $1`,
+        [id],
+      )
+    ).rows[0];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await seedTenant(db.handles, 'record-a');
+    tenantDb = db.handles.forTenant(a.tenantId);
+    crypto = await db.handles.crypto();
+    app = await buildTestApp(db);
+    // A contact as this version's predecessors wrote it: one ciphertext per value, the number in its phone row.
+    legacyId = newContactId();
+    await tenantDb.transaction(async (trx) => {
+      const key = await crypto.keyring.subjectKey(trx, legacyId, { create: true });
+      if (!key) throw new Error('no subject key');
+      const seal = (field: string, value: string) => crypto.cipher.encryptForSubject(a.tenantId, { table: 'contacts', recordId: legacyId, field }, value, key);
+      await trx
+        .insertInto('contacts')
+        .values({
+          id: legacyId,
+          external_id: 'legacy-1',
+          name_ciphertext: seal('name', NAME),
+          email_ciphertext: seal('email', EMAIL),
+          email_index: await emailIndex(crypto.cipher, trx, EMAIL),
+          notes_ciphertext: seal('notes', 'Prefers mornings'),
+          fields: '{}',
+          time_zones: ['Europe/Oslo'],
+        })
+        .execute();
+      await trx
+        .insertInto('contact_phones')
+        .values({ contact_id: legacyId, position: 0, kind: 'mobile', number_ciphertext: seal('phone.0', '+4791230077'), number_index: await phoneIndex(crypto.cipher, trx, '+4791230077') })
+        .execute();
+    });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('writes a new contact as one sealed record, bound to the contact and the field', async () => {
+    const created = await call('POST', '/api/v1/contacts', { name: 'Record Person', phones: [{ kind: 'mobile', number: '+4791230078' }, { kind: 'work', number: '+4722330078' }], email: 'record.person@record.example' });
+    expect(created.statusCode, created.body).toBe(201);
+    const id = created.json().id as string;
+    const row = await stored(id);
+    expect(row?.record_ciphertext).toBeInstanceOf(Buffer);
+    expect([row?.name_ciphertext, row?.email_ciphertext, row?.notes_ciphertext]).toEqual([null, null, null]);
+    expect(row?.numbers).toEqual([null, null]);
+    expect(await reveal(id)).toMatchObject({ name: 'Record Person', phones: [{ kind: 'mobile', number: '+4791230078' }, { kind: 'work', number: '+4722330078' }], email: 'record.person@record.example' });
+
+    // Another ciphertext of the same contact under the same key does not open as its record: the field is bound in.
+    const legacyName = (await stored(legacyId))?.name_ciphertext;
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [legacyId, legacyName]);
+    const refused = await call('GET', `/api/v1/contacts/${legacyId}`);
+    expect(refused.statusCode).toBe(500);
+    expect(refused.body).not.toContain(NAME);
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = NULL WHERE id = $1`, [legacyId]);
+  });
+
+  it('reveals and finds a contact written before the record, by number and by e-mail', async () => {
+    expect(await reveal(legacyId)).toMatchObject({ name: NAME, phones: [{ kind: 'mobile', number: '+4791230077' }], email: EMAIL, notes: 'Prefers mornings' });
+    for (const query of [{ phone: '+47 912 30 077' }, { email: EMAIL.toUpperCase() }, { phone: '91230077', region: 'NO', email: EMAIL }]) {
+      const found = await call('POST', '/api/v1/contacts/search', query);
+      expect(found.statusCode, found.body).toBe(200);
+      expect((found.json().items as { id: string }[]).map((contact) => contact.id)).toEqual([legacyId]);
+    }
+  });
+
+  it("dedupes an import against a contact written before the record, by its number and by its e-mail", async () => {
+    const list = (await call('POST', '/api/v1/lists', { name: 'Record list', defaultRegion: 'NO' })).json().id as string;
+    const created = await call('POST', '/api/v1/contact-imports', { listId: list, mapping: { Navn: 'name', Mobil: 'phone', Epost: 'email' }, onExisting: 'link' });
+    expect(created.statusCode, created.body).toBe(201);
+    const importId = created.json().id as string;
+    const uploaded = await app.inject({
+      method: 'PUT',
+      url: `/api/v1/contact-imports/${importId}/file`,
+      headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
+      payload: `Navn,Mobil,Epost\nBy Number,91230077,\nBy Email,,${EMAIL}\nSomeone New,91230079,\n`,
+    });
+    expect(uploaded.statusCode, uploaded.body).toBe(202);
+    expect(await claimImport(tenantDb, 'record-worker', importId)).toBe(importId);
+    await runImport(tenantDb, crypto, importId, 'record-worker', { batchRows: 2 });
+    const view = (await call('GET', `/api/v1/contact-imports/${importId}`)).json() as { created: number; linked: number; rejected: number };
+    // The first row finds the contact by its number, the second by its e-mail: both link it; only the third is new.
+    expect(view, JSON.stringify(view)).toMatchObject({ created: 1, linked: 2, rejected: 0 });
+    const members = await db.superQuery<{ contact_id: string }>(`SELECT contact_id FROM ringvakt.contact_list_members WHERE list_id = $1`, [list]);
+    expect(members.rows.map((row) => row.contact_id)).toContain(legacyId);
+  });
+
+  it('moves a contact written before the record to it when the contact is edited', async () => {
+    const edited = await call('PATCH', `/api/v1/contacts/${legacyId}`, { name: 'Ola Moved-Record' });
+    expect(edited.statusCode, edited.body).toBe(200);
+    const row = await stored(legacyId);
+    expect(row?.record_ciphertext).toBeInstanceOf(Buffer);
+    expect([row?.name_ciphertext, row?.email_ciphertext, row?.notes_ciphertext]).toEqual([null, null, null]);
+    expect(row?.numbers).toEqual([null]);
+    expect(await reveal(legacyId)).toMatchObject({ name: 'Ola Moved-Record', phones: [{ kind: 'mobile', number: '+4791230077' }], email: EMAIL, notes: 'Prefers mornings' });
+    const found = await call('POST', '/api/v1/contacts/search', { phone: '+4791230077' });
+    expect((found.json().items as { id: string }[]).map((contact) => contact.id)).toEqual([legacyId]);
+  });
+
+  it('erases a contact held as a record: the record is cleared with its key', async () => {
+    const erased = await call('DELETE', `/api/v1/contacts/${legacyId}`);
+    expect(erased.statusCode, erased.body).toBe(204);
+    const row = await stored(legacyId);
+    expect(row?.record_ciphertext).toBeNull();
+    expect(row?.numbers).toBeNull();
+    // The database refuses an erased contact that keeps a record.
+    await expect(db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = '\\x5256' WHERE id = $1`, [legacyId])).rejects.toThrow(/contacts_erased_record/);
+  });
+});
