@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import { claimImport } from '../src/modules/imports/import-worker.ts';
 import { lookUpAhead } from '../src/modules/imports/batch-lookups.ts';
-import { commitBatch, LeaseLost } from '../src/modules/imports/commit-batch.ts';
+import { commitBatch, LeaseLost, noIdentities } from '../src/modules/imports/commit-batch.ts';
 import { loadJob, type Job } from '../src/modules/imports/load-import-job.ts';
 import { prepareRows, type PreparedBatch } from '../src/modules/imports/prepare-batch.ts';
 import { contactIndexKeys } from '../src/modules/contacts/contact-record.ts';
@@ -85,8 +85,8 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     // The second batch's lookups are made while the first has not committed yet.
     const firstLookups = await lookUpAhead(tenantDb, crypto, job, first);
     const secondLookups = await lookUpAhead(tenantDb, crypto, job, second);
-    const createdByFirst = await commitBatch(tenantDb, crypto, job, first, 3, 'ahead-worker', { previous: new Map(), lookups: firstLookups });
-    expect(createdByFirst.get('p:+4741777001')).toBe(2);
+    const createdByFirst = await commitBatch(tenantDb, crypto, job, first, 3, 'ahead-worker', { previous: noIdentities(), lookups: firstLookups });
+    expect(createdByFirst.phone.get('+4741777001')).toBe(2);
     await commitBatch(tenantDb, crypto, job, second, 5, 'ahead-worker', { previous: createdByFirst, lookups: secondLookups });
     expect(await importedBy(job.id)).toBe(3);
     expect(await counts(job.id)).toMatchObject({ created: 3, linked: 0, rejected: 1 });
@@ -103,13 +103,13 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     ]);
     const earlyBatch = await prepared(early, 2, [['Siri Samtidig', '41888001']]);
     const lateLookups = await lookUpAhead(tenantDb, crypto, late, lateBatch);
-    expect(lateLookups.existing.size).toBe(0);
+    expect([lateLookups.existing.external.size, lateLookups.existing.phone.size, lateLookups.existing.email.size]).toEqual([0, 0, 0]);
     const before = await epoch();
     expect(lateLookups.epoch).toBe(before);
     // Another import creates Siri after the late batch looked (and found no one).
-    await commitBatch(tenantDb, crypto, early, earlyBatch, 2, 'early-worker', { previous: new Map(), lookups: await lookUpAhead(tenantDb, crypto, early, earlyBatch) });
+    await commitBatch(tenantDb, crypto, early, earlyBatch, 2, 'early-worker', { previous: noIdentities(), lookups: await lookUpAhead(tenantDb, crypto, early, earlyBatch) });
     expect(await epoch()).toBe(before + 1);
-    await commitBatch(tenantDb, crypto, late, lateBatch, 3, 'late-worker', { previous: new Map(), lookups: lateLookups });
+    await commitBatch(tenantDb, crypto, late, lateBatch, 3, 'late-worker', { previous: noIdentities(), lookups: lateLookups });
     // Siri exists once: the late import linked her rather than creating her again.
     expect(await counts(late.id)).toMatchObject({ created: 1, linked: 1, rejected: 0 });
     expect(await importedBy(late.id)).toBe(1);
@@ -125,8 +125,8 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     const batch = await prepared(job, 2, [['Eva Ekte', '41777101']]);
     const lookups = await lookUpAhead(tenantDb, crypto, job, batch);
     // What only these lookups say (no such row exists): the batch acts on it, so it did not look again.
-    lookups.existing.set('p:+4741777101', { id: randomUUID(), importId: job.id, importRow: 999 });
-    await commitBatch(tenantDb, crypto, job, batch, 2, 'trusting-worker', { previous: new Map(), lookups });
+    lookups.existing.phone.set('+4741777101', { id: randomUUID(), importId: job.id, importRow: 999 });
+    await commitBatch(tenantDb, crypto, job, batch, 2, 'trusting-worker', { previous: noIdentities(), lookups });
     expect(await importedBy(job.id)).toBe(0);
     const rejects = await db.superQuery(`SELECT row_number::int, reason, detail FROM ringvakt.contact_import_rejects WHERE import_id = $1`, [job.id]);
     expect(rejects.rows).toEqual([{ row_number: 2, reason: 'duplicate_in_file', detail: 'the same contact as row 999' }]);
@@ -140,9 +140,9 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     // and then comes back: the first worker's lookups, and the batch it last knew, are stale.
     await db.superQuery(`UPDATE ringvakt.contact_imports SET lease_owner = 'second-holder' WHERE id = $1`, [job.id]);
     const theirs = await prepared(job, 2, [['Tor Tatt', '41777201']]);
-    await commitBatch(tenantDb, crypto, job, theirs, 2, 'second-holder', { previous: new Map(), lookups: await lookUpAhead(tenantDb, crypto, job, theirs) });
+    await commitBatch(tenantDb, crypto, job, theirs, 2, 'second-holder', { previous: noIdentities(), lookups: await lookUpAhead(tenantDb, crypto, job, theirs) });
     await db.superQuery(`UPDATE ringvakt.contact_imports SET lease_owner = 'first-holder' WHERE id = $1`, [job.id]);
-    await commitBatch(tenantDb, crypto, job, mine, 2, 'first-holder', { previous: new Map(), lookups: myLookups });
+    await commitBatch(tenantDb, crypto, job, mine, 2, 'first-holder', { previous: noIdentities(), lookups: myLookups });
     expect(await importedBy(job.id)).toBe(1);
     const rejects = await db.superQuery(`SELECT row_number::int, reason FROM ringvakt.contact_import_rejects WHERE import_id = $1`, [job.id]);
     expect(rejects.rows).toEqual([{ row_number: 2, reason: 'duplicate_in_file' }]);
@@ -164,7 +164,7 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     const lookups = await lookUpAhead(tenantDb, crypto, job, batch);
     await db.superQuery(`UPDATE ringvakt.contact_imports SET lease_owner = 'other-worker' WHERE id = $1`, [job.id]);
     const before = await epoch();
-    await expect(commitBatch(tenantDb, crypto, job, batch, 2, 'losing-worker', { previous: new Map(), lookups })).rejects.toBeInstanceOf(LeaseLost);
+    await expect(commitBatch(tenantDb, crypto, job, batch, 2, 'losing-worker', { previous: noIdentities(), lookups })).rejects.toBeInstanceOf(LeaseLost);
     await expect(commitBatch(tenantDb, crypto, job, batch, 2, 'losing-worker')).rejects.toBeInstanceOf(LeaseLost);
     expect(await importedBy(job.id)).toBe(0);
     expect(await epoch()).toBe(before);

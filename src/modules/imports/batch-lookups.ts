@@ -1,4 +1,4 @@
-import { binaryArray } from '../../db/binary-array.ts';
+import { binaryArray, BinaryArrayWriter } from '../../db/binary-array.ts';
 import { sql, type CompiledQuery } from '../../db/kysely.ts';
 import { sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import { openEmail, openNumbers } from '../contacts/contact-record.ts';
@@ -21,13 +21,35 @@ import { INDEX_BYTES, type PreparedBatch } from './prepare-batch.ts';
  *     own transaction), when the lookups made ahead went stale.
  */
 
+/**
+ * Values by identity, one map per kind of identity — external id, number (E.164), e-mail — as
+ * dedupe compares them: what exists, what a batch has seen, what the batch before it created.
+ */
+export type Identities<V> = { external: Map<string, V>; phone: Map<string, V>; email: Map<string, V> };
+
+export const noIdentities = <V>(): Identities<V> => ({ external: new Map(), phone: new Map(), email: new Map() });
+
+/**
+ * The contact blind index of INDEX_BYTES bytes at `offset`, as a number: a map key that is no
+ * string of its own (a batch has thousands). Exact for indexes of up to 6 bytes.
+ */
+function indexKey(bytes: Uint8Array, offset: number): number {
+  let key = 0;
+  for (let at = offset; at < offset + INDEX_BYTES; at += 1) key = key * 256 + (bytes[at] as number);
+  return key;
+}
+if (INDEX_BYTES > 6) throw new Error('a contact blind index of more than 6 bytes needs another map key');
+
+/** indexKey of an index read from the database; -1 (no key wanted) for one of another length. */
+const storedIndexKey = (index: Buffer): number => (index.length === INDEX_BYTES ? indexKey(index, 0) : -1);
+
 export type ExistingContact = { id: string; importId: string | null; importRow: number | null };
 
 export type BatchLookups = {
   /** The tenant's import epoch, read before the lookups made ahead; null when made under the lock. */
   epoch: number | null;
-  /** Identity key (`x:` external id, `p:` number, `e:` e-mail) → the existing contact holding it. */
-  existing: Map<string, ExistingContact>;
+  /** External id, number, e-mail → the existing contact holding it. */
+  existing: Identities<ExistingContact>;
   /** Number (E.164) → the ids of the suppressions in force for it. */
   suppressed: Map<string, string[]>;
 };
@@ -90,33 +112,40 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
   // The blind indexes were computed when the rows were sealed.
   // Blind index (hex) → the values wanted under it: almost always one.
-  const phoneWanted = new Map<string, string[]>();
-  const emailWanted = new Map<string, string[]>();
-  const want = (wanted: Map<string, string[]>, indexes: Uint8Array, at: number, value: string) => {
-    const index = Buffer.from(indexes.buffer, indexes.byteOffset + at * INDEX_BYTES, INDEX_BYTES).toString('hex');
-    const values = wanted.get(index);
-    if (values) values.push(value);
-    else wanted.set(index, [value]);
+  // Blind index (as a number: indexKey) → the values wanted under it: almost always one. Each
+  // index is also written once into its query's array parameter.
+  const phoneWanted = new Map<number, string[]>();
+  const emailWanted = new Map<number, string[]>();
+  const phoneParameter = new BinaryArrayWriter('bytea', batch.phoneNumbers.length * (4 + INDEX_BYTES));
+  const emailParameter = new BinaryArrayWriter('bytea', batch.count * (4 + INDEX_BYTES));
+  const want = (wanted: Map<number, string[]>, parameter: BinaryArrayWriter<'bytea'>, indexes: Uint8Array, at: number, value: string) => {
+    const key = indexKey(indexes, at * INDEX_BYTES);
+    const values = wanted.get(key);
+    if (values) {
+      values.push(value);
+      return;
+    }
+    wanted.set(key, [value]);
+    parameter.push(Buffer.from(indexes.buffer, indexes.byteOffset + at * INDEX_BYTES, INDEX_BYTES));
   };
-  for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) want(phoneWanted, batch.phoneIndexes, phone, batch.phoneNumbers[phone] as string);
+  for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) want(phoneWanted, phoneParameter, batch.phoneIndexes, phone, batch.phoneNumbers[phone] as string);
   for (let row = 0; row < batch.count; row += 1) {
     const email = batch.emails[row];
-    if (email) want(emailWanted, batch.emailIndexes, row, email);
+    if (email) want(emailWanted, emailParameter, batch.emailIndexes, row, email);
   }
   // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
-  const indexArray = (wanted: Map<string, string[]>) => binaryArray('bytea', [...wanted.keys()].map((hex) => Buffer.from(hex, 'hex')));
   const queries = [
     sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
     sql`SELECT p.contact_id, p.position, p.number_ciphertext, c.record_ciphertext, p.number_index, c.import_id, c.import_row
           FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
-         WHERE p.number_index = ANY(${indexArray(phoneWanted)}::bytea[])`.compile(trx),
+         WHERE p.number_index = ANY(${phoneParameter.finish()}::bytea[])`.compile(trx),
     sql`SELECT id, email_ciphertext, record_ciphertext, email_index, import_id, import_row FROM contacts
-         WHERE email_index = ANY(${indexArray(emailWanted)}::bytea[])`.compile(trx),
+         WHERE email_index = ANY(${emailParameter.finish()}::bytea[])`.compile(trx),
   ];
   const found = async (crypto: ContactsCrypto, externalRows: readonly unknown[], phoneRows: readonly unknown[], emailRows: readonly unknown[]) => {
-    const existing = new Map<string, ExistingContact>();
+    const existing = noIdentities<ExistingContact>();
     for (const row of externalRows as { id: string; external_id: string | null; import_id: string | null; import_row: number | null }[]) {
-      if (row.external_id) existing.set(`x:${row.external_id}`, { id: row.id, importId: row.import_id, importRow: row.import_row });
+      if (row.external_id) existing.external.set(row.external_id, { id: row.id, importId: row.import_id, importRow: row.import_row });
     }
     const phoneCandidates = phoneRows as PhoneCandidate[];
     const emailCandidates = emailRows as EmailCandidate[];
@@ -127,13 +156,13 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
       const key = keys.get(candidate.contact_id);
       if (!key) continue;
       const number = (openNumbers(crypto.cipher, trx.tenantId, candidate.contact_id, key, candidate.record_ciphertext, [candidate])[0] as { e164: string }).e164;
-      if (phoneWanted.get(candidate.number_index.toString('hex'))?.includes(number)) existing.set(`p:${number}`, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
+      if (phoneWanted.get(storedIndexKey(candidate.number_index))?.includes(number)) existing.phone.set(number, { id: candidate.contact_id, importId: candidate.import_id, importRow: candidate.import_row });
     }
     for (const candidate of emailCandidates) {
       const key = keys.get(candidate.id);
       if (!key) continue;
       const email = openEmail(crypto.cipher, trx.tenantId, candidate.id, key, candidate.record_ciphertext, candidate.email_ciphertext);
-      if (email !== null && emailWanted.get(candidate.email_index.toString('hex'))?.includes(email)) existing.set(`e:${email}`, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
+      if (email !== null && emailWanted.get(storedIndexKey(candidate.email_index))?.includes(email)) existing.email.set(email, { id: candidate.id, importId: candidate.import_id, importRow: candidate.import_row });
     }
     return existing;
   };

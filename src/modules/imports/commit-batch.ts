@@ -3,7 +3,9 @@ import { sql, type CompiledQuery } from '../../db/kysely.ts';
 import { deferWrite, sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { recordMatches } from '../suppression/suppression.service.ts';
-import { lookupQueries, type BatchLookups } from './batch-lookups.ts';
+import { lookupQueries, noIdentities, type BatchLookups, type Identities } from './batch-lookups.ts';
+
+export { noIdentities } from './batch-lookups.ts';
 import { LEASE_SECONDS, type Job } from './load-import-job.ts';
 import type { PreparedBatch, Reject } from './prepare-batch.ts';
 
@@ -21,29 +23,34 @@ export class WrapKeyRetired extends Error {
   }
 }
 
-/** Row i's identity keys (external id, each number, e-mail), as dedupe compares them. */
-function identityKeys(batch: PreparedBatch, row: number): string[] {
-  const keys: string[] = [];
+/** The value of row i's first identity (external id, each number, e-mail) that `maps` holds. */
+function firstFound<V>(batch: PreparedBatch, row: number, maps: Identities<V>): V | undefined {
   const externalId = batch.externalIds[row];
-  if (externalId) keys.push(`x:${externalId}`);
-  const end = batch.phoneStarts[row + 1] as number;
-  for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) keys.push(`p:${batch.phoneNumbers[phone] as string}`);
-  const email = batch.emails[row];
-  if (email) keys.push(`e:${email}`);
-  return keys;
-}
-
-/** The value of the first of `keys` that `map` holds. */
-function firstFound<V>(keys: readonly string[], map: ReadonlyMap<string, V>): V | undefined {
-  for (const key of keys) {
-    const value = map.get(key);
+  if (externalId) {
+    const value = maps.external.get(externalId);
     if (value !== undefined) return value;
   }
-  return undefined;
+  const end = batch.phoneStarts[row + 1] as number;
+  for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) {
+    const value = maps.phone.get(batch.phoneNumbers[phone] as string);
+    if (value !== undefined) return value;
+  }
+  const email = batch.emails[row];
+  return email ? maps.email.get(email) : undefined;
 }
 
-/** Identity key (see identityKeys) → the file row that created its contact: the rows a batch created, for the next batch. */
-export type CreatedKeys = Map<string, number>;
+/** Every identity of row i, set to `value` in `maps`. */
+function setAll<V>(batch: PreparedBatch, row: number, maps: Identities<V>, value: V): void {
+  const externalId = batch.externalIds[row];
+  if (externalId) maps.external.set(externalId, value);
+  const end = batch.phoneStarts[row + 1] as number;
+  for (let phone = batch.phoneStarts[row] as number; phone < end; phone += 1) maps.phone.set(batch.phoneNumbers[phone] as string, value);
+  const email = batch.emails[row];
+  if (email) maps.email.set(email, value);
+}
+
+/** Identity → the file row that created its contact: the rows a batch created, for the next batch. */
+export type CreatedKeys = Identities<number>;
 
 /**
  * Opens the batch (migration 0026, begin_contact_import_batch): the lease, the tenant's import lock,
@@ -83,7 +90,7 @@ export async function commitBatch(
   batch: PreparedBatch,
   lastRow: number,
   owner: string,
-  ahead: { previous: ReadonlyMap<string, number>; lookups?: BatchLookups | undefined } = { previous: new Map() },
+  ahead: { previous: CreatedKeys; lookups?: BatchLookups | undefined } = { previous: noIdentities() },
 ): Promise<CreatedKeys> {
   const { previous, lookups: lookedAhead } = ahead;
   try {
@@ -114,29 +121,26 @@ export async function commitBatch(
  * The batch's rows decided (created, linked, or rejected with a reason) from its lookups, and
  * written. Its statements need no answer: they travel, in order, with the COMMIT.
  */
-async function writeBatch(trx: TenantTransaction, job: Job, batch: PreparedBatch, lastRow: number, lookups: BatchLookups, previous: ReadonlyMap<string, number>): Promise<CreatedKeys> {
+async function writeBatch(trx: TenantTransaction, job: Job, batch: PreparedBatch, lastRow: number, lookups: BatchLookups, previous: CreatedKeys): Promise<CreatedKeys> {
   const { existing, suppressed } = lookups;
-  const createdKeys: CreatedKeys = new Map();
+  const createdKeys: CreatedKeys = noIdentities();
   // 2. The same person twice: within the batch, against the rows the batch before created (which
   //    lookups made ahead may not show), and against existing contacts (rows of earlier batches of
   //    this import included) by external id, phone and e-mail blind indexes.
-  const seenInBatch = new Map<string, number>();
+  const seenInBatch: Identities<number> = noIdentities();
   // Valid row i is created when create[i] holds.
   const create = new Array<boolean>(batch.count).fill(false);
   const linking: { row: number; contactId: string }[] = [];
   const rejects: Reject[] = [...batch.rejects];
   const reject = (row: number, reason: string, detail: string) => rejects.push({ kind: 'reject', rowNumber: batch.rowNumbers[row] as number, reason, column: null, detail });
-  const rowKeys = new Array<string[]>(batch.count);
   for (let row = 0; row < batch.count; row += 1) {
-    const keys = identityKeys(batch, row);
-    rowKeys[row] = keys;
     const rowNumber = batch.rowNumbers[row] as number;
-    const earlier = firstFound(keys, seenInBatch) ?? firstFound(keys, previous);
+    const earlier = firstFound(batch, row, seenInBatch) ?? firstFound(batch, row, previous);
     if (earlier !== undefined) {
       reject(row, 'duplicate_in_file', `the same contact as row ${earlier}`);
       continue;
     }
-    const match = firstFound(keys, existing);
+    const match = firstFound(batch, row, existing);
     if (match) {
       if (match.importId === job.id) {
         reject(row, 'duplicate_in_file', match.importRow ? `the same contact as row ${match.importRow}` : 'the same contact as an earlier row');
@@ -145,10 +149,10 @@ async function writeBatch(trx: TenantTransaction, job: Job, batch: PreparedBatch
       } else {
         reject(row, 'exists', 'a contact with this phone, e-mail or external id exists');
       }
-      for (const key of keys) seenInBatch.set(key, rowNumber);
+      setAll(batch, row, seenInBatch, rowNumber);
       continue;
     }
-    for (const key of keys) seenInBatch.set(key, rowNumber);
+    setAll(batch, row, seenInBatch, rowNumber);
     create[row] = true;
   }
 
@@ -178,7 +182,7 @@ async function writeBatch(trx: TenantTransaction, job: Job, batch: PreparedBatch
     create[row] = passes(row);
     if (!create[row]) continue;
     created += 1;
-    for (const key of rowKeys[row] as string[]) createdKeys.set(key, batch.rowNumbers[row] as number);
+    setAll(batch, row, createdKeys, batch.rowNumbers[row] as number);
   }
   const links = new Set<string>();
   let linkedRows = 0;

@@ -7,7 +7,7 @@ import type { SystemDb } from '../../db/system-db.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { loadFieldDefinitions, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { lookUpAhead, type BatchLookups } from './batch-lookups.ts';
-import { commitBatch, LeaseLost, WrapKeyRetired, type CreatedKeys } from './commit-batch.ts';
+import { commitBatch, LeaseLost, noIdentities, WrapKeyRetired, type CreatedKeys } from './commit-batch.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
 import { chunkAt } from './import-upload.ts';
 import { LEASE_SECONDS, loadJob, type Job } from './load-import-job.ts';
@@ -126,7 +126,7 @@ export async function runImport(
   // The next batch's lookups, made ahead while the one before it commits (batch-lookups.ts), and
   // the rows that one created (which those lookups may not show).
   let lookingAhead: Promise<BatchLookups> | undefined;
-  let createdBefore: CreatedKeys = new Map();
+  let createdBefore: CreatedKeys = noIdentities();
 
   // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
   // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
