@@ -9,8 +9,10 @@
 -- edit) moves to the record and its per-value columns are cleared. A contact's phone rows keep
 -- their kind, position and blind index either way; the number itself is in the record when the
 -- phone row holds no ciphertext.
-ALTER TABLE contacts ADD COLUMN record_ciphertext bytea CHECK (octet_length(record_ciphertext) <= 49152);
-ALTER TABLE contacts ADD CONSTRAINT contacts_erased_record CHECK (status <> 'erased' OR record_ciphertext IS NULL);
+-- One ALTER: the new column is empty, and both checks are proved in one pass over the table.
+ALTER TABLE contacts
+  ADD COLUMN record_ciphertext bytea CHECK (octet_length(record_ciphertext) <= 49152),
+  ADD CONSTRAINT contacts_erased_record CHECK (status <> 'erased' OR record_ciphertext IS NULL);
 ALTER TABLE contact_phones ALTER COLUMN number_ciphertext DROP NOT NULL;
 
 -- Erasure clears the record with the rest (as in 0012, with record_ciphertext).

@@ -3,6 +3,7 @@ import type { App } from '../src/server/types.ts';
 import type { TenantDb } from '../src/db/tenant-db.ts';
 import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
 import { emailIndex, newContactId, phoneIndex } from '../src/modules/contacts/contact-record.ts';
+import { CHECKS_BY_ID } from '../src/compliance/checks.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -92,13 +93,50 @@ describe(`contact records and contacts written before them (${serverLabel()} ser
     expect(row?.numbers).toEqual([null, null]);
     expect(await reveal(id)).toMatchObject({ name: 'Record Person', phones: [{ kind: 'mobile', number: '+4791230078' }, { kind: 'work', number: '+4722330078' }], email: 'record.person@record.example' });
 
-    // Another ciphertext of the same contact under the same key does not open as its record: the field is bound in.
-    const legacyName = (await stored(legacyId))?.name_ciphertext;
-    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [legacyId, legacyName]);
-    const refused = await call('GET', `/api/v1/contacts/${legacyId}`);
-    expect(refused.statusCode).toBe(500);
-    expect(refused.body).not.toContain(NAME);
-    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = NULL WHERE id = $1`, [legacyId]);
+    // The record holds every number: a phone row gone hides none of them (only its kind is lost).
+    await db.superQuery(`DELETE FROM ringvakt.contact_phones WHERE contact_id = $1 AND position = 1`, [id]);
+    expect((await reveal(id)).phones).toEqual([{ kind: 'mobile', number: '+4791230078' }, { kind: 'other', number: '+4722330078' }]);
+
+    // A well-formed record sealed for another field of the same contact, under its own key, does not
+    // open as its record (the field is bound in); nor does one sealed for another contact.
+    const forged = JSON.stringify({ v: 1, name: 'Forged Name' });
+    const sealedFor = async (contactId: string, field: string, keyOf: string) =>
+      tenantDb.transaction(async (trx) => {
+        const key = await crypto.keyring.subjectKey(trx, keyOf, { create: false });
+        if (!key) throw new Error('no subject key');
+        return crypto.cipher.encryptForSubject(a.tenantId, { table: 'contacts', recordId: contactId, field }, forged, key);
+      });
+    for (const [target, ciphertext] of [
+      [legacyId, await sealedFor(legacyId, 'name', legacyId)],
+      [id, await sealedFor(legacyId, 'record', id)],
+    ] as const) {
+      const before = (await stored(target))?.record_ciphertext ?? null;
+      await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [target, ciphertext]);
+      const refused = await call('GET', `/api/v1/contacts/${target}`);
+      expect(refused.statusCode).toBe(500);
+      expect(refused.body).not.toContain('Forged');
+      await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [target, before]);
+    }
+    // Sealed for the record field of its own contact, the same value opens: the refusals above are the binding's.
+    const genuine = await sealedFor(id, 'record', id);
+    const before = (await stored(id))?.record_ciphertext ?? null;
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [id, genuine]);
+    expect((await call('GET', `/api/v1/contacts/${id}`)).json()).toMatchObject({ name: 'Forged Name' });
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [id, before]);
+  });
+
+  it('fails the encryption check for a phone row whose number is neither in the row nor in a record', async () => {
+    const check = CHECKS_BY_ID.get('encryption.personal_data');
+    if (!check) throw new Error('no such check');
+    const run = () => tenantDb.read((trx) => check.run(trx, new Date(), { crypto }));
+    const created = await call('POST', '/api/v1/contacts', { name: 'Numberless Record', phones: [{ kind: 'mobile', number: '+4791230080' }] });
+    const id = created.json().id as string;
+    expect((await run()).status).toBe('pass');
+    const record = (await stored(id))?.record_ciphertext ?? null;
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = NULL WHERE id = $1`, [id]);
+    expect(await run()).toMatchObject({ status: 'fail', sample: expect.arrayContaining([`contact_phones:${id}`]) });
+    await db.superQuery(`UPDATE ringvakt.contacts SET record_ciphertext = $2 WHERE id = $1`, [id, record]);
+    expect((await run()).status).toBe('pass');
   });
 
   it('reveals and finds a contact written before the record, by number and by e-mail', async () => {

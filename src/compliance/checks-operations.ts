@@ -164,7 +164,7 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
           SELECT e.id FROM erased e
            WHERE EXISTS (SELECT 1 FROM subject_keys k WHERE k.subject_id = e.id AND k.wrapped_key IS NOT NULL)
               OR EXISTS (SELECT 1 FROM contact_phones p WHERE p.contact_id = e.id)
-              OR EXISTS (SELECT 1 FROM contacts c WHERE c.id = e.id AND c.status <> 'erased'))
+              OR EXISTS (SELECT 1 FROM contacts c WHERE c.id = e.id AND (c.status <> 'erased' OR c.record_ciphertext IS NOT NULL)))
         SELECT (SELECT count(*) FROM erased) AS erased, (SELECT count(*) FROM bad) AS n, (SELECT array_agg(id::text) FROM (SELECT id FROM bad ORDER BY id LIMIT ${SAMPLE}) s) AS sample`.execute(trx);
       const row = result.rows[0];
       const erased = Number(row?.erased ?? 0);
@@ -220,17 +220,23 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
         const keys = await crypto.keyring.subjectKeys(trx, ids);
         // Each objector's numbers, or null when one cannot be read (its key gone while the contact is
         // not erased, or its ciphertext altered): such a number cannot be shown suppressed.
-        const numbers = new Map<string, string[] | null>(ids.map((id) => [id, []]));
-        for (const phone of phones) {
-          const known = numbers.get(phone.contact_id);
-          if (!known) continue;
-          const key = keys.get(phone.contact_id);
+        const phonesOf = new Map<string, (typeof phones)[number][]>();
+        for (const phone of phones) phonesOf.set(phone.contact_id, [...(phonesOf.get(phone.contact_id) ?? []), phone]);
+        const numbers = new Map<string, string[] | null>();
+        for (const id of ids) {
+          const own = phonesOf.get(id) ?? [];
+          const key = keys.get(id);
+          if (own.length === 0) {
+            numbers.set(id, []);
+            continue;
+          }
           try {
             if (!key) throw new FieldCipherError('No key exists for this data subject');
-            known.push(...openNumbers(crypto.cipher, trx.tenantId, phone.contact_id, key, phone.record_ciphertext, [phone]).map((number) => number.e164));
+            // One open of the contact's record for all its numbers.
+            numbers.set(id, openNumbers(crypto.cipher, trx.tenantId, id, key, own[0]?.record_ciphertext ?? null, own).map((number) => number.e164));
           } catch (error) {
             if (!(error instanceof FieldCipherError)) throw error;
-            numbers.set(phone.contact_id, null);
+            numbers.set(id, null);
           }
         }
         const matches = await matchPhonesInBulk(trx, crypto, [...numbers.values()].flatMap((list) => list ?? []), null);

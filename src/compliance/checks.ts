@@ -280,7 +280,13 @@ const IDENTITY_AND_PRIVACY_CHECKS: readonly Check[] = [
         .select(['id', 'name_ciphertext', 'email_ciphertext', 'address_ciphertext', 'birth_date_ciphertext', 'notes_ciphertext', 'personal_fields_ciphertext', 'record_ciphertext', 'external_id'])
         .limit(200)
         .execute();
-      const phones = await trx.selectFrom('contact_phones').select(['contact_id', 'number_ciphertext']).limit(200).execute();
+      // A number is its phone row's ciphertext, or (migration 0028) in its contact's record: never neither.
+      const phones = await trx
+        .selectFrom('contact_phones')
+        .innerJoin('contacts', (join) => join.onRef('contacts.tenant_id', '=', 'contact_phones.tenant_id').onRef('contacts.id', '=', 'contact_phones.contact_id'))
+        .select(['contact_phones.contact_id', 'contact_phones.number_ciphertext', 'contacts.record_ciphertext'])
+        .limit(200)
+        .execute();
       const header = (value: Buffer | null) => value === null || (value.length > 3 && value[0] === 0x52 && value[1] === 0x56 && value[2] === 0x01);
       const looksLikeEmail = (value: string | null) => value !== null && /[^\s@]+@[^\s@]+\.[a-z]{2,}/i.test(value);
       const badRows = [
@@ -291,7 +297,7 @@ const IDENTITY_AND_PRIVACY_CHECKS: readonly Check[] = [
               looksLikeEmail(row.external_id),
           )
           .map((row) => `contacts:${row.id}`),
-        ...phones.filter((row) => !header(row.number_ciphertext)).map((row) => `contact_phones:${row.contact_id}`),
+        ...phones.filter((row) => !header(row.number_ciphertext) || (row.number_ciphertext === null && row.record_ciphertext === null)).map((row) => `contact_phones:${row.contact_id}`),
       ];
       const failing = [...unexpected, ...badRows];
       return verdict(columns.rows.length + contacts.length + phones.length, failing, (n) => `${columns.rows.length} columns in personal-data tables, ${contacts.length + phones.length} rows sampled; ${n} problem(s)${n > 0 ? `: ${failing.slice(0, 5).join(', ')}` : ''}`);

@@ -154,7 +154,7 @@ export function attachToRunningEmbedded(dataDir: string): EmbeddedCluster | unde
  * memory this process may use (a container's limit, where there is one), between 128 MB and
  * 512 MB, since the server shares the machine with Ringvakt itself. Up to 4 GB of WAL is kept
  * between checkpoints — a checkpoint starts once about half of that is written (max_wal_size over
- * 1 + checkpoint_completion_target) — so that a million-row import (about 1.1 GB of WAL) runs
+ * 1 + checkpoint_completion_target) — so that a million-row import (about 1.6 GB of WAL) runs
  * without one: at 2 GB, one began at about 60 % of it, wrote some 34,000 buffers beside it and
  * made its last 400,000 rows about 6 % slower. The replay after a crash stays well under a minute,
  * and start-up waits for it (waitUntilReady); the disk holds up to about 4 GB of WAL.

@@ -313,7 +313,7 @@ type Opener = Pick<FieldCipher, 'decryptForSubject'>;
 
 /** Opens a contact's record (authenticated: a record of another contact, field or tenant does not open). */
 export function openRecord(cipher: Opener, tenantId: string, contactId: string, ciphertext: Buffer, subjectKey: Buffer): OpenedRecord {
-  const record = JSON.parse(cipher.decryptForSubject(tenantId, at(contactId, RECORD_FIELD), ciphertext, subjectKey)) as Partial<RecordV1> | null;
+  const record = parseOpened<Partial<RecordV1> | null>(cipher.decryptForSubject(tenantId, at(contactId, RECORD_FIELD), ciphertext, subjectKey));
   if (record === null || typeof record !== 'object' || record.v !== 1) throw new FieldCipherError('Unsupported contact record version');
   return {
     name: record.name ?? null,
@@ -324,6 +324,18 @@ export function openRecord(cipher: Opener, tenantId: string, contactId: string, 
     notes: record.notes ?? null,
     personalFields: record.personal ?? {},
   };
+}
+
+/**
+ * JSON of an opened value. A value that does not parse (a writer's bug: it authenticated) is a
+ * FieldCipherError that quotes nothing: JSON.parse's own message quotes the text, personal data.
+ */
+function parseOpened<T>(text: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new FieldCipherError('An opened contact value is not well-formed');
+  }
 }
 
 /**
@@ -381,13 +393,16 @@ export type StoredPhoneRow = { contact_id: string; position: number; kind: Phone
 export function openContact(cipher: FieldCipher, tenantId: string, row: StoredContactRow, phones: readonly StoredPhoneRow[], subjectKey: Buffer | null): ContactData {
   const plain = { externalId: row.external_id, fields: row.fields as Record<string, CustomValue>, timeZones: row.time_zones, timeZoneSource: row.time_zone_source };
   if (subjectKey === null) return { ...plain, name: null, phones: [], email: null, address: null, birthDate: null, notes: null, personalFields: {} };
-  const sorted = [...phones].sort((a, b) => a.position - b.position);
-  const record = row.record_ciphertext === null ? undefined : openRecord(cipher, tenantId, row.id, row.record_ciphertext, subjectKey);
-  const numbers = openNumbers(cipher, tenantId, row.id, subjectKey, record ?? null, sorted);
-  const withNumbers = sorted.map((phone, index) => ({ kind: phone.kind, e164: (numbers[index] as { e164: string }).e164 }));
-  if (record) {
-    return { ...plain, name: record.name, phones: withNumbers, email: record.email, address: record.address, birthDate: record.birthDate, notes: record.notes, personalFields: record.personalFields };
+  if (row.record_ciphertext !== null) {
+    const record = openRecord(cipher, tenantId, row.id, row.record_ciphertext, subjectKey);
+    // The record holds every number, in position order: a phone row adds its number's kind (and
+    // carries its blind index), but a row gone or moved hides or moves no number.
+    const kinds = new Map(phones.map((phone) => [phone.position, phone.kind]));
+    const numbers = record.phones.map((e164, position) => ({ kind: kinds.get(position) ?? ('other' as const), e164 }));
+    return { ...plain, name: record.name, phones: numbers, email: record.email, address: record.address, birthDate: record.birthDate, notes: record.notes, personalFields: record.personalFields };
   }
+  const sorted = [...phones].sort((a, b) => a.position - b.position);
+  const withNumbers = openNumbers(cipher, tenantId, row.id, subjectKey, null, sorted).map((number, index) => ({ kind: (sorted[index] as StoredPhoneRow).kind, e164: number.e164 }));
   const open = (field: string, value: Buffer | null) => (value === null ? null : cipher.decryptForSubject(tenantId, at(row.id, field), value, subjectKey));
   const address = open('address', row.address_ciphertext);
   const personal = open('personal_fields', row.personal_fields_ciphertext);
@@ -396,9 +411,9 @@ export function openContact(cipher: FieldCipher, tenantId: string, row: StoredCo
     name: open('name', row.name_ciphertext),
     phones: withNumbers,
     email: open('email', row.email_ciphertext),
-    address: address === null ? null : (JSON.parse(address) as Address),
+    address: address === null ? null : parseOpened<Address>(address),
     birthDate: open('birth_date', row.birth_date_ciphertext),
     notes: open('notes', row.notes_ciphertext),
-    personalFields: personal === null ? {} : (JSON.parse(personal) as Record<string, CustomValue>),
+    personalFields: personal === null ? {} : parseOpened<Record<string, CustomValue>>(personal),
   };
 }
