@@ -7,7 +7,7 @@ import { rowHeld } from '../privacy/legal-holds.ts';
 import { DIAL_CHECKS } from '../dialer/dial-checks.ts';
 import { abandonmentMeasures } from '../dialer/dial-stats.ts';
 import { matchPhonesInBulk } from '../modules/suppression/suppression.service.ts';
-import { openNumbers } from '../modules/contacts/contact-record.ts';
+import { openNumbers } from '../modules/contacts/open-contact.ts';
 import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
 
 /** Objecting people looked at per query: their numbers and suppression candidates decrypted a page at a time. */

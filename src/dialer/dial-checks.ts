@@ -3,7 +3,7 @@ import { sql } from '../db/kysely.ts';
 import { sendTogether, type TenantTransaction } from '../db/tenant-db.ts';
 import type { ContactPurpose } from '../db/schema.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
-import { openNumbers } from '../modules/contacts/contact-record.ts';
+import { openNumbers } from '../modules/contacts/open-contact.ts';
 import { matchPhonesInBulk, recordMatches } from '../modules/suppression/suppression.service.ts';
 import { isCallable, nextCallable, type WindowRule } from './calling-window.ts';
 import { releaseContact, type ReservedAttempt } from './hopper.ts';

@@ -6,7 +6,7 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { actorLabel, requestAudit } from '../../server/request-audit.ts';
 import { principalOf } from '../../server/access-control.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
-import { openNumbers } from '../contacts/contact-record.ts';
+import { openNumbers } from '../contacts/open-contact.ts';
 import { FieldCipherError } from '../../crypto/field-cipher.ts';
 import { addSuppression } from '../suppression/suppression.service.ts';
 import { loadCampaign, settingsOf } from '../campaigns/campaign-settings.ts';

@@ -3,7 +3,8 @@
 import { sql } from '../../db/kysely.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactStatus } from '../../db/schema.ts';
-import { emailIndex, openContact, openEmail, openNumbers, phoneIndex, type StoredContactRow, type StoredPhoneRow } from './contact-record.ts';
+import { emailIndex, phoneIndex } from './contact-record.ts';
+import { openContact, openEmail, openNumbers, type StoredContactRow, type StoredPhoneRow } from './open-contact.ts';
 import { contactColumns, loadContacts, type ContactsCrypto, type LoadedContact } from './contacts.service.ts';
 
 /** Contacts with this E.164 number: blind-index candidates, decrypted and compared. */

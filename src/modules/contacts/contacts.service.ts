@@ -6,18 +6,8 @@ import { deferWrite, sendTogether, type TenantTransaction } from '../../db/tenan
 import type { ContactStatus } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
 import { defaultSecurityPolicy } from '../access/security-policy.ts';
-import {
-  ContactInputError,
-  newContactId,
-  normaliseContact,
-  openContact,
-  sealContact,
-  type ContactData,
-  type ContactFieldDefinition,
-  type ContactInput,
-  type StoredContactRow,
-  type StoredPhoneRow,
-} from './contact-record.ts';
+import { ContactInputError, newContactId, normaliseContact, sealContact, type ContactData, type ContactFieldDefinition, type ContactInput } from './contact-record.ts';
+import { openContact, type StoredContactRow, type StoredPhoneRow } from './open-contact.ts';
 
 /** What contact services need: the cipher for fields and indexes, the keyring for subject keys. */
 export type ContactsCrypto = { cipher: FieldCipher; keyring: Keyring };

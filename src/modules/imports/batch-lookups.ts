@@ -1,7 +1,7 @@
 import { binaryArray, BinaryArrayWriter } from '../../db/binary-array.ts';
 import { sql, type CompiledQuery } from '../../db/kysely.ts';
 import { sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
-import { openEmail, openNumbers } from '../contacts/contact-record.ts';
+import { openEmail, openNumbers } from '../contacts/open-contact.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { phoneSuppressionLookup } from '../suppression/suppression.service.ts';
 import type { Job } from './load-import-job.ts';
