@@ -111,7 +111,6 @@ export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, jo
 function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
   // The blind indexes were computed when the rows were sealed.
-  // Blind index (hex) → the values wanted under it: almost always one.
   // Blind index (as a number: indexKey) → the values wanted under it: almost always one. Each
   // index is also written once into its query's array parameter.
   const phoneWanted = new Map<number, string[]>();

@@ -4,8 +4,6 @@ import { deferWrite, sendTogether, type TenantDb, type TenantTransaction } from 
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { recordMatches } from '../suppression/suppression.service.ts';
 import { lookupQueries, noIdentities, type BatchLookups, type Identities } from './batch-lookups.ts';
-
-export { noIdentities } from './batch-lookups.ts';
 import { LEASE_SECONDS, type Job } from './load-import-job.ts';
 import type { PreparedBatch, Reject } from './prepare-batch.ts';
 
