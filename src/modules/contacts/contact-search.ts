@@ -106,8 +106,8 @@ async function contactsByPhone(
       const phones: StoredPhoneRow[] = (positions ?? []).map((position, at) => ({ contact_id: row.id, position, kind: kinds?.[at] as StoredPhoneRow['kind'], number_ciphertext: numbers?.[at] ?? null }));
       // Opened whole (its record holds every value): a candidate whose number is not this one is a blind-index collision, rare.
       const data = openContact(crypto.cipher, trx.tenantId, row, phones, key);
-      // The phones come in position order, as openContact gives their numbers.
-      const dialled = data.phones.some((phone, at) => indexes?.[at]?.equals(index) === true && phone.e164 === e164);
+      // A phone row whose blind index is this number's, and whose number (the record's at its position) is this one.
+      const dialled = (positions ?? []).some((position, at) => indexes?.[at]?.equals(index) === true && data.phones[position]?.e164 === e164);
       if (!dialled) continue;
       found.push({ row, data });
       if (found.length === limit) return { contacts: found, nextAfter: row.id };
