@@ -7,7 +7,7 @@ import { rowHeld } from '../privacy/legal-holds.ts';
 import { DIAL_CHECKS } from '../dialer/dial-checks.ts';
 import { abandonmentMeasures } from '../dialer/dial-stats.ts';
 import { matchPhonesInBulk } from '../modules/suppression/suppression.service.ts';
-import { openNumbers } from '../modules/contacts/open-contact.ts';
+import { openNumbers, rowsByContact } from '../modules/contacts/open-contact.ts';
 import { DAY, notApplicable, SAMPLE, verdict, type Check } from './check-support.ts';
 
 /** Objecting people looked at per query: their numbers and suppression candidates decrypted a page at a time. */
@@ -220,8 +220,7 @@ export const OPERATIONS_CHECKS: readonly Check[] = [
         const keys = await crypto.keyring.subjectKeys(trx, ids);
         // Each objector's numbers, or null when one cannot be read (its key gone while the contact is
         // not erased, or its ciphertext altered): such a number cannot be shown suppressed.
-        const phonesOf = new Map<string, (typeof phones)[number][]>();
-        for (const phone of phones) phonesOf.set(phone.contact_id, [...(phonesOf.get(phone.contact_id) ?? []), phone]);
+        const phonesOf = rowsByContact(phones);
         const numbers = new Map<string, string[] | null>();
         for (const id of ids) {
           const own = phonesOf.get(id) ?? [];

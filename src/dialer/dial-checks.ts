@@ -3,7 +3,7 @@ import { sql } from '../db/kysely.ts';
 import { sendTogether, type TenantTransaction } from '../db/tenant-db.ts';
 import type { ContactPurpose } from '../db/schema.ts';
 import type { ContactsCrypto } from '../modules/contacts/contacts.service.ts';
-import { openNumbers } from '../modules/contacts/open-contact.ts';
+import { openNumbers, rowsByContact } from '../modules/contacts/open-contact.ts';
 import { matchPhonesInBulk, recordMatches } from '../modules/suppression/suppression.service.ts';
 import { isCallable, nextCallable, type WindowRule } from './calling-window.ts';
 import { releaseContact, type ReservedAttempt } from './hopper.ts';
@@ -61,12 +61,7 @@ async function loadTargets(trx: TenantTransaction, crypto: ContactsCrypto, conta
     if (contact.wrapped_key !== null && contact.tenant_key_version !== null) keys.set(contact.id, await crypto.keyring.openSubjectKey(trx, contact.id, contact.tenant_key_version, contact.wrapped_key));
   }
   const consentOf = new Map(consent.map((row) => [row.contact_id, row.action]));
-  const phonesOf = new Map<string, (typeof phones)[number][]>();
-  for (const phone of phones) {
-    const own = phonesOf.get(phone.contact_id);
-    if (own) own.push(phone);
-    else phonesOf.set(phone.contact_id, [phone]);
-  }
+  const phonesOf = rowsByContact(phones);
   const targets = new Map<string, Target>();
   for (const contact of contacts) {
     const key = keys.get(contact.id);

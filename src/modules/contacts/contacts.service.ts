@@ -7,7 +7,7 @@ import type { ContactStatus } from '../../db/schema.ts';
 import { AppError } from '../../server/errors.ts';
 import { defaultSecurityPolicy } from '../access/security-policy.ts';
 import { ContactInputError, newContactId, normaliseContact, sealContact, type ContactData, type ContactFieldDefinition, type ContactInput } from './contact-record.ts';
-import { openContact, type StoredContactRow, type StoredPhoneRow } from './open-contact.ts';
+import { openContact, rowsByContact, type StoredContactRow, type StoredPhoneRow } from './open-contact.ts';
 
 /** What contact services need: the cipher for fields and indexes, the keyring for subject keys. */
 export type ContactsCrypto = { cipher: FieldCipher; keyring: Keyring };
@@ -60,12 +60,7 @@ export async function loadContacts(trx: TenantTransaction, crypto: ContactsCrypt
          WHERE contact_id = ANY(${wanted}::uuid[])
          ORDER BY contact_id, position`.compile(trx),
   ])) as [(StoredContactRow & { tenant_key_version: number | null; wrapped_key: Buffer | null })[], StoredPhoneRow[]];
-  const phonesOf = new Map<string, StoredPhoneRow[]>();
-  for (const phone of phones) {
-    const own = phonesOf.get(phone.contact_id);
-    if (own) own.push(phone);
-    else phonesOf.set(phone.contact_id, [phone]);
-  }
+  const phonesOf = rowsByContact(phones);
   for (const { tenant_key_version: version, wrapped_key: wrapped, ...row } of rows) {
     // An erased contact's key is destroyed: its values stay closed.
     const key = row.status === 'erased' || wrapped === null || version === null ? null : await crypto.keyring.openSubjectKey(trx, row.id, version, wrapped);

@@ -38,27 +38,37 @@ function parseOpened<T>(text: string): T {
 }
 
 /**
- * A contact's numbers by position: from its record (its ciphertext, or the record already opened),
- * or — for a contact written before the record (migration 0028) — from each phone row's own
- * ciphertext. The record is opened once for all of them.
+ * A contact's numbers by position: from its record, or — for a contact written before the record
+ * (migration 0028) — from each phone row's own ciphertext. The record is opened once for all of them.
  */
 export function openNumbers(
   cipher: Opener,
   tenantId: string,
   contactId: string,
   subjectKey: Buffer,
-  recordCiphertext: Buffer | OpenedRecord | null,
+  recordCiphertext: Buffer | null,
   phones: readonly { position: number; number_ciphertext: Buffer | null }[],
 ): { position: number; e164: string }[] {
-  let record = Buffer.isBuffer(recordCiphertext) ? undefined : (recordCiphertext ?? undefined);
+  let record: OpenedRecord | undefined;
   return phones.map((phone) => {
     if (phone.number_ciphertext !== null) return { position: phone.position, e164: cipher.decryptForSubject(tenantId, at(contactId, `phone.${phone.position}`), phone.number_ciphertext, subjectKey) };
     if (recordCiphertext === null) throw new FieldCipherError('The number is in neither its phone row nor its contact record');
-    record ??= openRecord(cipher, tenantId, contactId, recordCiphertext as Buffer, subjectKey);
+    record ??= openRecord(cipher, tenantId, contactId, recordCiphertext, subjectKey);
     const e164 = record.phones[phone.position];
     if (e164 === undefined) throw new FieldCipherError('The contact record holds no number at this position');
     return { position: phone.position, e164 };
   });
+}
+
+/** Phone rows (or any rows of a contact) grouped by contact, in the order given. */
+export function rowsByContact<T extends { contact_id: string }>(rows: readonly T[]): Map<string, T[]> {
+  const grouped = new Map<string, T[]>();
+  for (const row of rows) {
+    const own = grouped.get(row.contact_id);
+    if (own) own.push(row);
+    else grouped.set(row.contact_id, [row]);
+  }
+  return grouped;
 }
 
 /** A contact's e-mail, from its record or (written before it) its own column. */
