@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
-import { claimImport } from '../src/modules/imports/import-worker.ts';
+import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { ContactFilter } from '../src/modules/imports/contact-filter.ts';
 import { lookUpAhead, noIdentities } from '../src/modules/imports/batch-lookups.ts';
 import { commitBatch, LeaseLost } from '../src/modules/imports/commit-batch.ts';
 import { loadJob, type Job } from '../src/modules/imports/load-import-job.ts';
@@ -30,8 +31,8 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   const call = (method: string, url: string, payload?: unknown) =>
     app.inject({ method: method as 'GET', url, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
 
-  /** An import claimed by `owner`, its file never read: the test hands its batches in itself. */
-  const claimedImport = async (owner: string): Promise<Job> => {
+  /** An import of `rows` (name, number) claimed by `owner`, linking the people who exist. */
+  const fileImport = async (owner: string, rows: [string, string][]): Promise<string> => {
     const created = await call('POST', '/api/v1/contact-imports', { listId, mapping: { Navn: 'name', Mobil: 'phone' }, onExisting: 'link' });
     expect(created.statusCode, created.body).toBe(201);
     const importId = created.json().id as string;
@@ -39,11 +40,27 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
       method: 'PUT',
       url: `/api/v1/contact-imports/${importId}/file`,
       headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
-      payload: `${HEADERS.join(',')}\nUnused,41999999\n`,
+      payload: `${HEADERS.join(',')}\n${rows.map((row) => row.join(',')).join('\n')}\n`,
     });
     expect(uploaded.statusCode).toBe(202);
     expect(await claimImport(tenantDb, owner, importId)).toBe(importId);
+    return importId;
+  };
+  /** An import claimed by `owner`, its file never read: the test hands its batches in itself. */
+  const claimedImport = async (owner: string): Promise<Job> => {
+    const importId = await fileImport(owner, [['Unused', '41999999']]);
     return tenantDb.read((trx) => loadJob(trx, importId, HEADERS));
+  };
+  const createContact = async (name: string, number: string) => {
+    const created = await call('POST', '/api/v1/contacts', { name, phones: [{ kind: 'mobile', number }] });
+    expect(created.statusCode, created.body).toBe(201);
+    return created.json().id as string;
+  };
+  /** Contacts holding this number, by its blind index and opened (as a search by phone finds them). */
+  const holding = async (number: string) => {
+    const found = await call('POST', '/api/v1/contacts/search', { phone: number });
+    expect(found.statusCode, found.body).toBe(200);
+    return (found.json().items as unknown[]).length;
   };
 
   /** Rows (name, number) as the batch of `job` starting at file row `first`. */
@@ -168,5 +185,80 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     await expect(commitBatch(tenantDb, crypto, job, batch, 2, 'losing-worker')).rejects.toBeInstanceOf(LeaseLost);
     expect(await importedBy(job.id)).toBe(0);
     expect(await epoch()).toBe(before);
+  });
+
+  it('looks up only what its contact filter holds, and looks again under the lock when a contact was written since the filter was loaded', async () => {
+    const known = await createContact('Kjent Person', '41666001');
+    const job = await claimedImport('filtering-worker');
+    const filter = new ContactFilter();
+    expect(await filter.load(tenantDb, 1000)).toBe(true);
+    const loadedAt = filter.epoch;
+    expect(loadedAt).toBe(await epoch());
+    // After the filter was loaded, an agent creates a person the file also holds.
+    const late = await createContact('Sen Person', '41666002');
+    const beforeBatch = await epoch();
+    expect(beforeBatch).toBeGreaterThan(loadedAt as number);
+    const batch = await prepared(job, 2, [
+      ['Kjent Igjen', '41666001'],
+      ['Sen Igjen', '41666002'],
+      ['Helt Ny', '41666003'],
+    ]);
+    const lookups = await lookUpAhead(tenantDb, crypto, job, batch, filter);
+    expect(lookups.filterEpoch).toBe(loadedAt);
+    // The filter held the first number, so it was looked up; the second was not (its bit was clear).
+    expect(lookups.existing.phone.get('+4741666001')?.id).toBe(known);
+    expect(lookups.existing.phone.has('+4741666002')).toBe(false);
+    await commitBatch(tenantDb, crypto, job, batch, 4, 'filtering-worker', { previous: noIdentities(), lookups, filter });
+    // Refused and done again under the lock: both people linked, not created again.
+    expect(await counts(job.id)).toMatchObject({ created: 1, linked: 2 });
+    expect(await holding('+4741666002')).toBe(1);
+    const members = await db.superQuery<{ contact_id: string }>(`SELECT contact_id FROM ringvakt.contact_list_members WHERE list_id = $1 AND contact_id = ANY($2::uuid[])`, [listId, [known, late]]);
+    expect(members.rows).toHaveLength(2);
+    // Out of use until loaded again.
+    expect(filter.epoch).toBeNull();
+    // The batch moved the epoch once (its own writes do not move it again).
+    expect(await epoch()).toBe(beforeBatch + 1);
+  });
+
+  it('trusts its contact filter while only its own batches committed since it was loaded', async () => {
+    const job = await claimedImport('trusted-filter');
+    const filter = new ContactFilter();
+    expect(await filter.load(tenantDb, 1000)).toBe(true);
+    const first = await prepared(job, 2, [['Første Rad', '41666101']]);
+    const second = await prepared(job, 3, [['Andre Rad', '41666102']]);
+    const third = await prepared(job, 4, [['Første Igjen', '41666101']]);
+    const created = await commitBatch(tenantDb, crypto, job, first, 2, 'trusted-filter', { previous: noIdentities(), lookups: await lookUpAhead(tenantDb, crypto, job, first, filter), filter });
+    await commitBatch(tenantDb, crypto, job, second, 3, 'trusted-filter', { previous: created, lookups: await lookUpAhead(tenantDb, crypto, job, second, filter), filter });
+    // Row 4 repeats row 2, two batches back: the filter holds it (added when row 2 was looked up), so the database is asked.
+    const lookups = await lookUpAhead(tenantDb, crypto, job, third, filter);
+    expect(lookups.existing.phone.get('+4741666101')).toMatchObject({ importId: job.id, importRow: 2 });
+    await commitBatch(tenantDb, crypto, job, third, 4, 'trusted-filter', { previous: noIdentities(), lookups, filter });
+    expect(filter.epoch).not.toBeNull();
+    expect(await counts(job.id)).toMatchObject({ created: 2, linked: 0, rejected: 1 });
+  });
+
+  it('dedupes against a contact created through the API while the import runs', async () => {
+    const people = Array.from({ length: 30 }, (_, index): [string, string] => [`Underveis ${index}`, `4156${String(index).padStart(4, '0')}`]);
+    const importId = await fileImport('racing-agent', people);
+    let batches = 0;
+    // After the first batch, while the rest is to come, an agent creates the person of the last row.
+    const onBatch = async () => {
+      if (++batches === 1) await createContact('Agent Laget', '+4741560029');
+    };
+    expect(await runImport(tenantDb, crypto, importId, 'racing-agent', { batchRows: 4, onBatch })).toBe('done');
+    expect(await counts(importId)).toMatchObject({ created: 29, linked: 1 });
+    expect(await holding('+4741560029')).toBe(1);
+  });
+
+  it('creates each person once when two imports of the same numbers, without external ids, run at the same time', async () => {
+    const people = Array.from({ length: 30 }, (_, index): [string, string] => [`Samtidig ${index}`, `4155${String(index).padStart(4, '0')}`]);
+    const first = await fileImport('racing-1', people);
+    const second = await fileImport('racing-2', people);
+    const outcomes = await Promise.all([runImport(tenantDb, crypto, first, 'racing-1', { batchRows: 4 }), runImport(tenantDb, crypto, second, 'racing-2', { batchRows: 5 })]);
+    expect(outcomes).toEqual(['done', 'done']);
+    const views = await Promise.all([first, second].map((id) => counts(id)));
+    expect((views[0]?.created ?? 0) + (views[1]?.created ?? 0)).toBe(30);
+    expect((views[0]?.linked ?? 0) + (views[1]?.linked ?? 0)).toBe(30);
+    for (const number of ['+4741550000', '+4741550017', '+4741550029']) expect(await holding(number)).toBe(1);
   });
 });

@@ -4,6 +4,7 @@ import { sendTogether, type TenantDb, type TenantTransaction } from '../../db/te
 import { openEmail, openNumbers } from '../contacts/open-contact.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { phoneSuppressionLookup } from '../suppression/suppression.service.ts';
+import { indexKey, type ContactFilter, type IndexKind } from './contact-filter.ts';
 import type { Job } from './load-import-job.ts';
 import { INDEX_BYTES, type PreparedBatch } from './prepare-batch.ts';
 
@@ -29,17 +30,6 @@ export type Identities<V> = { external: Map<string, V>; phone: Map<string, V>; e
 
 export const noIdentities = <V>(): Identities<V> => ({ external: new Map(), phone: new Map(), email: new Map() });
 
-/**
- * The contact blind index of INDEX_BYTES bytes at `offset`, as a number: a map key that is no
- * string of its own (a batch has thousands). Exact for indexes of up to 6 bytes.
- */
-function indexKey(bytes: Uint8Array, offset: number): number {
-  let key = 0;
-  for (let at = offset; at < offset + INDEX_BYTES; at += 1) key = key * 256 + (bytes[at] as number);
-  return key;
-}
-if (INDEX_BYTES > 6) throw new Error('a contact blind index of more than 6 bytes needs another map key');
-
 /** indexKey of an index read from the database; -1 (no key wanted) for one of another length. */
 const storedIndexKey = (index: Buffer): number => (index.length === INDEX_BYTES ? indexKey(index, 0) : -1);
 
@@ -48,6 +38,8 @@ export type ExistingContact = { id: string; importId: string | null; importRow: 
 export type BatchLookups = {
   /** The tenant's import epoch, read before the lookups made ahead; null when made under the lock. */
   epoch: number | null;
+  /** The epoch of the contact filter whose clear bits spared lookups (contact-filter.ts); null when none did. */
+  filterEpoch: number | null;
   /** External id, number, e-mail → the existing contact holding it. */
   existing: Identities<ExistingContact>;
   /** Number (E.164) → the ids of the suppressions in force for it. */
@@ -75,16 +67,18 @@ export async function lookupQueries(
   crypto: ContactsCrypto,
   job: Job,
   batch: PreparedBatch,
+  filter: ImportFilter | undefined,
 ): Promise<{ queries: CompiledQuery[]; answer: (rows: readonly unknown[][]) => Promise<Omit<BatchLookups, 'epoch'>> }> {
   const phoneIndexes = new Map<string, Buffer>();
   for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) {
     phoneIndexes.set(batch.phoneNumbers[phone] as string, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
   }
-  const dedupe = existingContactsLookup(trx, batch);
+  const dedupe = existingContactsLookup(trx, batch, filter);
   const suppression = await phoneSuppressionLookup(trx, crypto, batch.phoneNumbers, job.campaignId, phoneIndexes);
   return {
     queries: [...dedupe.queries, suppression.query],
     answer: async ([byExternal = [], phoneCandidates = [], emailCandidates = [], suppressionRows = []]) => ({
+      filterEpoch: dedupe.filterEpoch,
       existing: await dedupe.found(crypto, byExternal, phoneCandidates, emailCandidates),
       suppressed: await suppression.matches(suppressionRows),
     }),
@@ -96,19 +90,26 @@ export async function lookupQueries(
  * lookups, each in a snapshot of its own taken after the epoch's (so anything committed after the
  * epoch was read shows as a newer epoch when the batch commits).
  */
-export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, batch: PreparedBatch): Promise<BatchLookups> {
+export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, batch: PreparedBatch, filter?: ContactFilter): Promise<BatchLookups> {
   return tenantDb.read(async (trx) => {
-    const lookups = await lookupQueries(trx, crypto, job, batch);
+    const lookups = await lookupQueries(trx, crypto, job, batch, filter && { filter, skip: true });
     const [epochRows = [], ...rows] = await sendTogether(trx, [trx.selectFrom('contact_import_epochs').select('epoch').where('tenant_id', '=', trx.tenantId).compile(), ...lookups.queries]);
     return { epoch: Number((epochRows[0] as { epoch: string } | undefined)?.epoch ?? 0), ...(await lookups.answer(rows)) };
   });
 }
 
 /**
+ * The import's contact filter: every index of the batch is added to it; with `skip` (lookups made
+ * ahead, which the batch's opening checks against the filter's epoch), an index whose bit was
+ * clear is not looked up.
+ */
+export type ImportFilter = { filter: ContactFilter; skip: boolean };
+
+/**
  * Existing contacts that share a key with any of these: one query per kind of key for the batch
  * (sent together by the caller), then the blind-index candidates decrypted and compared.
  */
-function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
+function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, importFilter: ImportFilter | undefined) {
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
   // The blind indexes were computed when the rows were sealed.
   // Blind index (as a number: indexKey) → the values wanted under it: almost always one. Each
@@ -117,8 +118,14 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
   const emailWanted = new Map<number, string[]>();
   const phoneParameter = new BinaryArrayWriter('bytea', batch.phoneNumbers.length * (4 + INDEX_BYTES));
   const emailParameter = new BinaryArrayWriter('bytea', batch.count * (4 + INDEX_BYTES));
-  const want = (wanted: Map<number, string[]>, parameter: BinaryArrayWriter<'bytea'>, indexes: Uint8Array, at: number, value: string) => {
+  // Read once: the bits are tested against the filter as it stands at this epoch, before this batch's are added.
+  const filterEpoch = importFilter?.skip ? importFilter.filter.epoch : null;
+  const filter = filterEpoch === null ? undefined : importFilter?.filter;
+  const added: { phone: number[]; email: number[] } = { phone: [], email: [] };
+  const want = (kind: IndexKind, wanted: Map<number, string[]>, parameter: BinaryArrayWriter<'bytea'>, indexes: Uint8Array, at: number, value: string) => {
     const key = indexKey(indexes, at * INDEX_BYTES);
+    added[kind].push(key);
+    if (filter && !filter.mayHold(kind, key)) return;
     const values = wanted.get(key);
     if (values) {
       values.push(value);
@@ -127,11 +134,12 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
     wanted.set(key, [value]);
     parameter.push(Buffer.from(indexes.buffer, indexes.byteOffset + at * INDEX_BYTES, INDEX_BYTES));
   };
-  for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) want(phoneWanted, phoneParameter, batch.phoneIndexes, phone, batch.phoneNumbers[phone] as string);
+  for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) want('phone', phoneWanted, phoneParameter, batch.phoneIndexes, phone, batch.phoneNumbers[phone] as string);
   for (let row = 0; row < batch.count; row += 1) {
     const email = batch.emails[row];
-    if (email) want(emailWanted, emailParameter, batch.emailIndexes, row, email);
+    if (email) want('email', emailWanted, emailParameter, batch.emailIndexes, row, email);
   }
+  for (const kind of ['phone', 'email'] as const) for (const key of added[kind]) importFilter?.filter.add(kind, key);
   // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
   const queries = [
     sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
@@ -165,5 +173,5 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch) {
     }
     return existing;
   };
-  return { queries, found };
+  return { queries, found, filterEpoch };
 }

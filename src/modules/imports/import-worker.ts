@@ -8,6 +8,7 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { loadFieldDefinitions, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { lookUpAhead, noIdentities, type BatchLookups } from './batch-lookups.ts';
 import { commitBatch, LeaseLost, WrapKeyRetired, type CreatedKeys } from './commit-batch.ts';
+import { ContactFilter } from './contact-filter.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
 import { chunkAt } from './import-upload.ts';
 import { LEASE_SECONDS, loadJob, type Job } from './load-import-job.ts';
@@ -51,6 +52,11 @@ export const SEALING_THREADS = 1;
  */
 const FIRST_STATISTICS_REFRESH = 10_000;
 const LAST_STATISTICS_REFRESH = 160_000;
+/**
+ * Times an import loads its contact filter (contact-filter.ts): once at its start, and again after
+ * another writer's contacts put it out of use — a few times, then the import goes on without it.
+ */
+const FILTER_LOADS = 3;
 
 /** How a run of an import ended: finished, failed, another worker holds it now, or asked to stop. */
 export type ImportOutcome = 'done' | 'failed' | 'lease_lost' | 'stopped';
@@ -132,6 +138,26 @@ export async function runImport(
   // the rows that one created (which those lookups may not show).
   let lookingAhead: Promise<BatchLookups> | undefined;
   let createdBefore: CreatedKeys = noIdentities();
+  // The tenant's blind indexes, loaded beside the first batches (until then every index is looked up).
+  const filter = new ContactFilter();
+  let filterLoads = 0;
+  let loadingFilter: Promise<void> | undefined;
+  const loadFilter = (rowsToCome: number) => {
+    if (loadingFilter || filterLoads >= FILTER_LOADS) return;
+    filterLoads += 1;
+    loadingFilter = filter
+      .load(tenantDb, rowsToCome)
+      .then((loaded) => {
+        // Too many indexes for the rows to come: not tried again.
+        if (!loaded) filterLoads = FILTER_LOADS;
+      })
+      // It only spares lookups: a failure is logged, and the import looks every index up.
+      .catch((error: unknown) => options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import filter not loaded'))
+      .finally(() => {
+        loadingFilter = undefined;
+      });
+  };
+  loadFilter(Number(state.file_rows) - Number(state.rows_done));
 
   // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
   // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
@@ -176,6 +202,7 @@ export async function runImport(
       // Lookups that failed are made again under the import lock, where a failure fails the batch.
       const ahead = {
         previous,
+        filter,
         lookups: await lookups.catch((error: unknown) => {
           options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import lookups made ahead failed; made again under the lock');
           return undefined;
@@ -196,6 +223,8 @@ export async function runImport(
       }
       current.rowsDone += rows.length;
       committedRows += rows.length;
+      // Another writer's contacts put the filter out of use: loaded again, for the rows still to come.
+      if (filter.epoch === null && filterLoads > 0) loadFilter(Number(state.file_rows) - current.rowsDone);
     })();
     // Its failure is taken up by the next settle(); until then it must not count as unhandled.
     inFlight.catch(() => undefined);
@@ -205,7 +234,7 @@ export async function runImport(
     if (!oldest) return undefined;
     const prepared = await oldest.prepared;
     // Its lookups start now, beside the batch before it still committing.
-    const lookups = lookUpAhead(tenantDb, crypto, current, prepared);
+    const lookups = lookUpAhead(tenantDb, crypto, current, prepared, filter);
     lookingAhead = lookups;
     lookups.catch(() => undefined);
     if ((await settle()) === 'stopped') return 'stopped';
@@ -293,6 +322,7 @@ export async function runImport(
     // A batch still committing when this run ends early: let it finish before the caller goes on.
     await inFlight?.catch(() => undefined);
     await refreshing;
+    await loadingFilter;
     parser.destroy();
     // Batches read but not committed (a stop, a lost lease, an error): their threads stop, and
     // nothing of theirs — a key transaction, a preparation here — outlives this run.

@@ -1,0 +1,103 @@
+-- An import keeps, in its own memory, a filter of the blind indexes that exist in its tenant
+-- (src/modules/imports/contact-filter.ts): a lookup is made only for an index the filter holds.
+-- The filter is loaded with the tenant's import epoch (0026) and is sound only while every move of
+-- the epoch since then was this import's own batch. Two things make that checkable here:
+--
+--   1. Every write of a contact's identities moves the epoch, not only an import's batch: a contact
+--      created through the API, a number or e-mail edited, a blind index rewritten. Such a write
+--      moves it as no import (the nil import id), so it breaks any import's run.
+--   2. The epoch row keeps where the last mover's run began (run_start): the epoch before the
+--      first of the consecutive moves by the same import under the same lease holder. A batch whose
+--      lookups used a filter loaded at epoch F commits only if the epoch is still F, or if its own
+--      import (same lease holder) made every move since F (run_start <= F); otherwise it is refused
+--      (RVI03) and its lookups are made again under the lock, without the filter.
+--
+-- A batch now also locks the epoch row, so that a contact write (which moves the epoch at its
+-- statement's end) either committed before the batch began — and the batch sees it — or commits
+-- after the batch.
+ALTER TABLE contact_import_epochs ADD COLUMN run_start bigint NOT NULL DEFAULT 0 CHECK (run_start >= 0);
+
+-- As in 0026, with run_start kept while the same import and lease holder move the epoch.
+CREATE OR REPLACE FUNCTION contact_import_epoch_moves() RETURNS trigger
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
+  AS $$
+  BEGIN
+    INSERT INTO contact_import_epochs (tenant_id, epoch, import_id, lease_owner, run_start) VALUES (NEW.tenant_id, 1, NEW.id, coalesce(NEW.lease_owner, ''), 0)
+      ON CONFLICT (tenant_id) DO UPDATE SET epoch = contact_import_epochs.epoch + 1, import_id = EXCLUDED.import_id, lease_owner = EXCLUDED.lease_owner,
+        run_start = CASE WHEN contact_import_epochs.import_id = EXCLUDED.import_id AND contact_import_epochs.lease_owner = EXCLUDED.lease_owner
+                         THEN contact_import_epochs.run_start ELSE contact_import_epochs.epoch END;
+    RETURN NULL;
+  END
+  $$;
+
+-- A write of contacts' identities outside an import batch moves the tenant's epoch as no import.
+-- Per statement, not per row: an import batch's statements pay one call each, and return at once
+-- (begin_contact_import_batch marks its transaction). A write without a tenant (the owner role's
+-- maintenance) has no tenant's epoch to move; row-level security keeps the runtime role's writes
+-- to the transaction's tenant.
+CREATE FUNCTION contact_writes_move_epoch() RETURNS trigger
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
+  AS $$
+  BEGIN
+    IF current_tenant_id() IS NULL OR current_setting('ringvakt.contact_import_batch', true) = 'on' THEN
+      RETURN NULL;
+    END IF;
+    INSERT INTO contact_import_epochs (tenant_id, epoch, import_id, lease_owner, run_start)
+      VALUES (current_tenant_id(), 1, '00000000-0000-0000-0000-000000000000', '', 0)
+      ON CONFLICT (tenant_id) DO UPDATE SET epoch = contact_import_epochs.epoch + 1, import_id = EXCLUDED.import_id, lease_owner = EXCLUDED.lease_owner,
+        run_start = contact_import_epochs.epoch;
+    RETURN NULL;
+  END
+  $$;
+CREATE TRIGGER contacts_move_import_epoch AFTER INSERT OR UPDATE OF external_id, email_index ON contacts
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_writes_move_epoch();
+CREATE TRIGGER contact_phones_move_import_epoch AFTER INSERT OR UPDATE OF number_index ON contact_phones
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_writes_move_epoch();
+
+-- As in 0026, and: the epoch row locked; the transaction marked as an import batch's (its own
+-- writes move the epoch once, through the import's cursor); with p_filter_epoch (the lookups
+-- used a filter loaded at that epoch), every move since it must be this import's under this lease
+-- holder (else RVI03).
+CREATE FUNCTION begin_contact_import_batch(p_import uuid, p_owner text, p_wrap_version integer, p_seen_epoch bigint, p_filter_epoch bigint) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
+  AS $$
+  DECLARE
+    v_active integer;
+    v_epoch bigint;
+    v_last uuid;
+    v_last_owner text;
+    v_run_start bigint;
+  BEGIN
+    PERFORM 1 FROM contact_imports WHERE id = p_import AND lease_owner = p_owner AND state = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'the import''s lease is not held' USING ERRCODE = 'RVI01';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('ringvakt:contact-import:' || current_tenant_id()::text, 0));
+    PERFORM set_config('ringvakt.contact_import_batch', 'on', true);
+    SELECT version INTO v_active FROM tenant_keys WHERE purpose = 'data' AND state = 'active';
+    IF p_wrap_version IS NOT NULL AND p_wrap_version < coalesce(v_active, 0) THEN
+      RAISE EXCEPTION 'the batch''s subject keys are wrapped under a retired data key' USING ERRCODE = 'RVI02', DETAIL = v_active::text;
+    END IF;
+    -- Locked: a contact write moves it only after this transaction ends.
+    SELECT epoch, import_id, lease_owner, run_start INTO v_epoch, v_last, v_last_owner, v_run_start
+      FROM contact_import_epochs WHERE tenant_id = current_tenant_id() FOR UPDATE;
+    v_epoch := coalesce(v_epoch, 0);
+    IF p_seen_epoch IS NOT NULL AND v_epoch <> p_seen_epoch
+       AND NOT (v_epoch = p_seen_epoch + 1 AND v_last = p_import AND v_last_owner = p_owner) THEN
+      RAISE EXCEPTION 'another import committed since the batch''s lookups' USING ERRCODE = 'RVI03';
+    END IF;
+    IF p_filter_epoch IS NOT NULL AND v_epoch <> p_filter_epoch
+       AND NOT (v_last = p_import AND v_last_owner = p_owner AND v_run_start <= p_filter_epoch) THEN
+      RAISE EXCEPTION 'contacts were written since the import''s filter was loaded' USING ERRCODE = 'RVI03';
+    END IF;
+    RETURN v_epoch;
+  END
+  $$;
+REVOKE ALL ON FUNCTION begin_contact_import_batch(uuid, text, integer, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION begin_contact_import_batch(uuid, text, integer, bigint, bigint) TO {{runtime_role}};
+
+-- The four-argument form (a worker of an earlier version during a rolling upgrade) gets the lock
+-- and the mark too.
+CREATE OR REPLACE FUNCTION begin_contact_import_batch(p_import uuid, p_owner text, p_wrap_version integer, p_seen_epoch bigint) RETURNS bigint
+  LANGUAGE sql SET search_path = ringvakt, pg_temp
+  AS $$ SELECT begin_contact_import_batch(p_import, p_owner, p_wrap_version, p_seen_epoch, NULL) $$;
