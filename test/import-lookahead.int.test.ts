@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
-import { ContactFilter } from '../src/modules/imports/contact-filter.ts';
+import { IndexFilter } from '../src/modules/imports/index-filter.ts';
+import { replaceRegistry } from '../src/modules/suppression/suppression.service.ts';
 import { lookUpAhead, noIdentities } from '../src/modules/imports/batch-lookups.ts';
 import { commitBatch, LeaseLost } from '../src/modules/imports/commit-batch.ts';
 import { loadJob, type Job } from '../src/modules/imports/load-import-job.ts';
@@ -190,9 +191,9 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   it('looks up only what its contact filter holds, and looks again under the lock when a contact was written since the filter was loaded', async () => {
     const known = await createContact('Kjent Person', '41666001');
     const job = await claimedImport('filtering-worker');
-    const filter = new ContactFilter();
+    const filter = new IndexFilter();
     expect(await filter.load(tenantDb, 1000)).toBe(true);
-    const loadedAt = filter.epoch;
+    const loadedAt = filter.epochs.contacts;
     expect(loadedAt).toBe(await epoch());
     // After the filter was loaded, an agent creates a person the file also holds.
     const late = await createContact('Sen Person', '41666002');
@@ -204,7 +205,7 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
       ['Helt Ny', '41666003'],
     ]);
     const lookups = await lookUpAhead(tenantDb, crypto, job, batch, filter);
-    expect(lookups.filterEpoch).toBe(loadedAt);
+    expect(lookups.filterEpochs?.contacts).toBe(loadedAt);
     // The filter held the first number, so it was looked up; the second was not (its bit was clear).
     expect(lookups.existing.phone.get('+4741666001')?.id).toBe(known);
     expect(lookups.existing.phone.has('+4741666002')).toBe(false);
@@ -215,14 +216,60 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     const members = await db.superQuery<{ contact_id: string }>(`SELECT contact_id FROM ringvakt.contact_list_members WHERE list_id = $1 AND contact_id = ANY($2::uuid[])`, [listId, [known, late]]);
     expect(members.rows).toHaveLength(2);
     // Out of use until loaded again.
-    expect(filter.epoch).toBeNull();
+    expect(filter.inUse).toBe(false);
     // The batch moved the epoch once (its own writes do not move it again).
     expect(await epoch()).toBe(beforeBatch + 1);
   });
 
+  it('looks up only the do-not-call entries its filter holds, and looks again under the lock when one was added since', async () => {
+    const blocked = await call('POST', '/api/v1/suppressions', { phone: '+4741666201', reason: 'request', source: 'test' });
+    expect(blocked.statusCode, blocked.body).toBe(201);
+    const job = await claimedImport('suppression-filter');
+    const filter = new IndexFilter();
+    expect(await filter.load(tenantDb, 1000)).toBe(true);
+    const loadedAt = filter.epochs.suppressions;
+    expect(loadedAt).not.toBeNull();
+    // After the filter was loaded, a person objects to calls: their number goes on the list at once.
+    const objected = await call('POST', '/api/v1/suppressions', { phone: '+4741666202', reason: 'objection', source: 'phone call' });
+    expect(objected.statusCode, objected.body).toBe(201);
+    const batch = await prepared(job, 2, [
+      ['Sperret Før', '41666201'],
+      ['Sperret Etter', '41666202'],
+      ['Fri Person', '41666203'],
+    ]);
+    const lookups = await lookUpAhead(tenantDb, crypto, job, batch, filter);
+    expect(lookups.filterEpochs?.suppressions).toBe(loadedAt);
+    // The entry the filter was loaded with is found; the one added since is not (its bit was clear).
+    expect([...lookups.suppressed.keys()]).toEqual(['+4741666201']);
+    await commitBatch(tenantDb, crypto, job, batch, 4, 'suppression-filter', { previous: noIdentities(), lookups, filter });
+    // Refused and done again under the lock: both suppressed numbers are kept out.
+    expect(await counts(job.id)).toMatchObject({ created: 1, rejected: 2 });
+    const rejects = await db.superQuery(`SELECT row_number::int, reason FROM ringvakt.contact_import_rejects WHERE import_id = $1 ORDER BY 1`, [job.id]);
+    expect(rejects.rows).toEqual([
+      { row_number: 2, reason: 'suppressed' },
+      { row_number: 3, reason: 'suppressed' },
+    ]);
+    expect(filter.inUse).toBe(false);
+  });
+
+  it('moves the suppression epoch once for a registry replaced in many statements, and once per entry added otherwise', async () => {
+    const suppressionEpoch = async () => Number((await db.superQuery<{ epoch: string }>(`SELECT epoch FROM ringvakt.suppression_epochs WHERE tenant_id = $1`, [a.tenantId])).rows[0]?.epoch ?? 0);
+    const before = await suppressionEpoch();
+    await tenantDb.transaction((trx) =>
+      replaceRegistry(trx, crypto, { format: 'e164_list', name: 'Epoch registry', validUntil: null, createdBy: 'test' }, (async function* () {
+        yield ['+4741666301', '+4741666302'];
+        yield ['+4741666303'];
+        yield ['+4741666304'];
+      })()),
+    );
+    expect(await suppressionEpoch()).toBe(before + 1);
+    expect((await call('POST', '/api/v1/suppressions', { phone: '+4741666305', reason: 'request', source: 'test' })).statusCode).toBe(201);
+    expect(await suppressionEpoch()).toBe(before + 2);
+  });
+
   it('trusts its contact filter while only its own batches committed since it was loaded', async () => {
     const job = await claimedImport('trusted-filter');
-    const filter = new ContactFilter();
+    const filter = new IndexFilter();
     expect(await filter.load(tenantDb, 1000)).toBe(true);
     const first = await prepared(job, 2, [['Første Rad', '41666101']]);
     const second = await prepared(job, 3, [['Andre Rad', '41666102']]);
@@ -233,7 +280,7 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     const lookups = await lookUpAhead(tenantDb, crypto, job, third, filter);
     expect(lookups.existing.phone.get('+4741666101')).toMatchObject({ importId: job.id, importRow: 2 });
     await commitBatch(tenantDb, crypto, job, third, 4, 'trusted-filter', { previous: noIdentities(), lookups, filter });
-    expect(filter.epoch).not.toBeNull();
+    expect(filter.inUse).toBe(true);
     expect(await counts(job.id)).toMatchObject({ created: 2, linked: 0, rejected: 1 });
   });
 

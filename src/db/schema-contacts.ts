@@ -175,6 +175,14 @@ export type ContactImportEpochsTable = {
   epoch: ColumnType<string, number, number>;
   import_id: string;
   lease_owner: string;
+  /** The epoch before the first of the last mover's consecutive moves (migration 0029). */
+  run_start: ColumnType<string, number | undefined, number>;
+};
+
+/** Moved by every statement that adds do-not-call entries (migration 0029). */
+export type SuppressionEpochsTable = {
+  tenant_id: TenantColumn;
+  epoch: ColumnType<string, number, number>;
 };
 
 export type ContactImportChunksTable = {

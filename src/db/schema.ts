@@ -25,6 +25,7 @@ import type {
   ContactPhonesTable,
   ContactsTable,
   RevealCountersTable,
+  SuppressionEpochsTable,
   SuppressionMatchesTable,
   SuppressionRegistriesTable,
   SuppressionsTable,
@@ -381,6 +382,7 @@ export type TenantTables = {
   contact_import_chunks: ContactImportChunksTable;
   contact_import_rejects: ContactImportRejectsTable;
   contact_import_epochs: ContactImportEpochsTable;
+  suppression_epochs: SuppressionEpochsTable;
   jurisdiction_profiles: JurisdictionProfilesTable;
   campaign_contacts: CampaignContactsTable;
   dial_attempts: DialAttemptsTable;

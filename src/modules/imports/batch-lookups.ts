@@ -4,7 +4,7 @@ import { sendTogether, type TenantDb, type TenantTransaction } from '../../db/te
 import { openEmail, openNumbers } from '../contacts/open-contact.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { phoneSuppressionLookup } from '../suppression/suppression.service.ts';
-import { indexKey, type ContactFilter, type IndexKind } from './contact-filter.ts';
+import { indexKey, type FilterEpochs, type IndexFilter, type IndexKind } from './index-filter.ts';
 import type { Job } from './load-import-job.ts';
 import { INDEX_BYTES, type PreparedBatch } from './prepare-batch.ts';
 
@@ -38,8 +38,8 @@ export type ExistingContact = { id: string; importId: string | null; importRow: 
 export type BatchLookups = {
   /** The tenant's import epoch, read before the lookups made ahead; null when made under the lock. */
   epoch: number | null;
-  /** The epoch of the contact filter whose clear bits spared lookups (contact-filter.ts); null when none did. */
-  filterEpoch: number | null;
+  /** The epochs of the index filter whose clear bits spared lookups (index-filter.ts); null when none did. */
+  filterEpochs: FilterEpochs | null;
   /** External id, number, e-mail → the existing contact holding it. */
   existing: Identities<ExistingContact>;
   /** Number (E.164) → the ids of the suppressions in force for it. */
@@ -61,24 +61,33 @@ type EmailCandidate = { id: string; email_ciphertext: Buffer | null; record_ciph
  * The batch's lookups as queries to be sent together (dedupe by external id, phone, e-mail; the
  * suppressions of every number, of which only those of rows created or linked count later), and
  * what turns their rows into the answer. Each number's blind index is the one sealed with its row.
+ * With an index filter that `skip`s, a phone, e-mail or suppression index whose bit is clear is not
+ * looked up.
  */
 export async function lookupQueries(
   trx: TenantTransaction,
   crypto: ContactsCrypto,
   job: Job,
   batch: PreparedBatch,
-  filter: ImportFilter | undefined,
+  importFilter: ImportFilter | undefined,
 ): Promise<{ queries: CompiledQuery[]; answer: (rows: readonly unknown[][]) => Promise<Omit<BatchLookups, 'epoch'>> }> {
+  // Read once: every bit is tested against the filter as it stands at these epochs, before this batch's indexes are added.
+  const epochs = importFilter?.skip && importFilter.filter.inUse ? importFilter.filter.epochs : null;
+  const filter = epochs && importFilter ? { filter: importFilter.filter, epochs } : undefined;
+  const numbers: string[] = [];
   const phoneIndexes = new Map<string, Buffer>();
   for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) {
-    phoneIndexes.set(batch.phoneNumbers[phone] as string, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
+    if (filter && !filter.filter.mayHold('suppression', indexKey(batch.phoneIndexes, phone * INDEX_BYTES), filter.epochs)) continue;
+    const number = batch.phoneNumbers[phone] as string;
+    numbers.push(number);
+    phoneIndexes.set(number, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
   }
-  const dedupe = existingContactsLookup(trx, batch, filter);
-  const suppression = await phoneSuppressionLookup(trx, crypto, batch.phoneNumbers, job.campaignId, phoneIndexes);
+  const dedupe = existingContactsLookup(trx, batch, filter, importFilter?.filter);
+  const suppression = await phoneSuppressionLookup(trx, crypto, numbers, job.campaignId, phoneIndexes);
   return {
     queries: [...dedupe.queries, suppression.query],
     answer: async ([byExternal = [], phoneCandidates = [], emailCandidates = [], suppressionRows = []]) => ({
-      filterEpoch: dedupe.filterEpoch,
+      filterEpochs: epochs,
       existing: await dedupe.found(crypto, byExternal, phoneCandidates, emailCandidates),
       suppressed: await suppression.matches(suppressionRows),
     }),
@@ -90,7 +99,7 @@ export async function lookupQueries(
  * lookups, each in a snapshot of its own taken after the epoch's (so anything committed after the
  * epoch was read shows as a newer epoch when the batch commits).
  */
-export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, batch: PreparedBatch, filter?: ContactFilter): Promise<BatchLookups> {
+export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, job: Job, batch: PreparedBatch, filter?: IndexFilter): Promise<BatchLookups> {
   return tenantDb.read(async (trx) => {
     const lookups = await lookupQueries(trx, crypto, job, batch, filter && { filter, skip: true });
     const [epochRows = [], ...rows] = await sendTogether(trx, [trx.selectFrom('contact_import_epochs').select('epoch').where('tenant_id', '=', trx.tenantId).compile(), ...lookups.queries]);
@@ -99,17 +108,19 @@ export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, jo
 }
 
 /**
- * The import's contact filter: every index of the batch is added to it; with `skip` (lookups made
- * ahead, which the batch's opening checks against the filter's epoch), an index whose bit was
+ * The import's index filter: every contact index of the batch is added to it; with `skip` (lookups
+ * made ahead, which the batch's opening checks against the filter's epochs), an index whose bit was
  * clear is not looked up.
  */
-export type ImportFilter = { filter: ContactFilter; skip: boolean };
+export type ImportFilter = { filter: IndexFilter; skip: boolean };
 
 /**
  * Existing contacts that share a key with any of these: one query per kind of key for the batch
- * (sent together by the caller), then the blind-index candidates decrypted and compared.
+ * (sent together by the caller), then the blind-index candidates decrypted and compared. Indexes
+ * the filter (`skipping`, at its epochs) does not hold are not looked up; every one is added to
+ * `adding`.
  */
-function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, importFilter: ImportFilter | undefined) {
+function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, skipping: { filter: IndexFilter; epochs: FilterEpochs } | undefined, adding: IndexFilter | undefined) {
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
   // The blind indexes were computed when the rows were sealed.
   // Blind index (as a number: indexKey) → the values wanted under it: almost always one. Each
@@ -118,14 +129,11 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, im
   const emailWanted = new Map<number, string[]>();
   const phoneParameter = new BinaryArrayWriter('bytea', batch.phoneNumbers.length * (4 + INDEX_BYTES));
   const emailParameter = new BinaryArrayWriter('bytea', batch.count * (4 + INDEX_BYTES));
-  // Read once: the bits are tested against the filter as it stands at this epoch, before this batch's are added.
-  const filterEpoch = importFilter?.skip ? importFilter.filter.epoch : null;
-  const filter = filterEpoch === null ? undefined : importFilter?.filter;
   const added: { phone: number[]; email: number[] } = { phone: [], email: [] };
-  const want = (kind: IndexKind, wanted: Map<number, string[]>, parameter: BinaryArrayWriter<'bytea'>, indexes: Uint8Array, at: number, value: string) => {
+  const want = (kind: Exclude<IndexKind, 'suppression'>, wanted: Map<number, string[]>, parameter: BinaryArrayWriter<'bytea'>, indexes: Uint8Array, at: number, value: string) => {
     const key = indexKey(indexes, at * INDEX_BYTES);
     added[kind].push(key);
-    if (filter && !filter.mayHold(kind, key)) return;
+    if (skipping && !skipping.filter.mayHold(kind, key, skipping.epochs)) return;
     const values = wanted.get(key);
     if (values) {
       values.push(value);
@@ -139,7 +147,7 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, im
     const email = batch.emails[row];
     if (email) want('email', emailWanted, emailParameter, batch.emailIndexes, row, email);
   }
-  for (const kind of ['phone', 'email'] as const) for (const key of added[kind]) importFilter?.filter.add(kind, key);
+  for (const kind of ['phone', 'email'] as const) for (const key of added[kind]) adding?.add(kind, key);
   // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
   const queries = [
     sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
@@ -173,5 +181,5 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, im
     }
     return existing;
   };
-  return { queries, found, filterEpoch };
+  return { queries, found };
 }

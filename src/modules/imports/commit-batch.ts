@@ -4,7 +4,7 @@ import { deferWrite, sendTogether, type TenantDb, type TenantTransaction } from 
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { recordMatches } from '../suppression/suppression.service.ts';
 import { lookupQueries, noIdentities, type BatchLookups, type Identities } from './batch-lookups.ts';
-import type { ContactFilter } from './contact-filter.ts';
+import type { FilterEpochs, IndexFilter } from './index-filter.ts';
 import { LEASE_SECONDS, type Job } from './load-import-job.ts';
 import type { PreparedBatch, Reject } from './prepare-batch.ts';
 
@@ -54,10 +54,11 @@ export type CreatedKeys = Identities<number>;
 /**
  * Opens the batch (migrations 0026 and 0029, begin_contact_import_batch): the lease, the tenant's
  * import lock, the data key version the subject keys are wrapped under, and — for lookups made
- * ahead — the tenant's import epoch they saw and the epoch of the contact filter they trusted.
+ * ahead — the tenant's import epoch they saw and the epochs of the index filter they trusted.
  */
-function beginBatch(trx: TenantTransaction, job: Job, owner: string, batch: PreparedBatch, epochs: { seen: number | null; filter: number | null }): CompiledQuery {
-  return sql`SELECT begin_contact_import_batch(${job.id}::uuid, ${owner}, ${batch.count > 0 ? batch.wrapVersion : null}::int, ${epochs.seen}::bigint, ${epochs.filter}::bigint)`.compile(trx);
+function beginBatch(trx: TenantTransaction, job: Job, owner: string, batch: PreparedBatch, seen: number | null, filter: FilterEpochs | null): CompiledQuery {
+  return sql`SELECT begin_contact_import_batch(${job.id}::uuid, ${owner}, ${batch.count > 0 ? batch.wrapVersion : null}::int, ${seen}::bigint,
+                                               ${filter?.contacts ?? null}::bigint, ${filter?.suppressions ?? null}::bigint)`.compile(trx);
 }
 
 /** The batch was refused before it wrote anything: the reason as the worker handles it, or 'stale' (lookups to be made again). */
@@ -77,7 +78,7 @@ function refusal(error: unknown): unknown {
  * `ahead.previous`: what the batch just before it created. With lookups made ahead
  * (`ahead.lookups`), the transaction is one round trip: the opening checks (beginBatch), the
  * writes, the COMMIT. If another import committed since those lookups (or, for lookups that
- * trusted the import's contact filter, anyone wrote contacts since it was loaded), the opening
+ * trusted the import's index filter, anyone wrote contacts or suppressions since it was loaded), the opening
  * refuses the batch before anything is written, and the batch is done again with its lookups made
  * under the import lock: the opening checks with the lookups (sent together, in that order: every
  * lookup sees every batch committed before the lock), the candidates' keys, the writes with the
@@ -90,7 +91,7 @@ export async function commitBatch(
   batch: PreparedBatch,
   lastRow: number,
   owner: string,
-  ahead: { previous: CreatedKeys; lookups?: BatchLookups | undefined; filter?: ContactFilter | undefined } = { previous: noIdentities() },
+  ahead: { previous: CreatedKeys; lookups?: BatchLookups | undefined; filter?: IndexFilter | undefined } = { previous: noIdentities() },
 ): Promise<CreatedKeys> {
   const { previous, lookups: lookedAhead, filter } = ahead;
   try {
@@ -98,20 +99,22 @@ export async function commitBatch(
     if (lookedAhead && lookedAhead.epoch !== null) {
       const created = await tenantDb
         .transaction(async (trx) => {
-          await deferWrite(trx, beginBatch(trx, job, owner, batch, { seen: lookedAhead.epoch, filter: lookedAhead.filterEpoch }));
+          await deferWrite(trx, beginBatch(trx, job, owner, batch, lookedAhead.epoch, lookedAhead.filterEpochs));
           return await writeBatch(trx, job, batch, lastRow, lookedAhead, previous);
         })
         .catch((error: unknown) => {
           if (refusal(error) !== 'stale') throw error;
-          // Contacts it does not hold may have been written since: out of use until loaded again.
-          if (lookedAhead.filterEpoch !== null && filter?.epoch === lookedAhead.filterEpoch) filter.drop();
+          // Rows it does not hold may have been written since: out of use until loaded again (unless it was already).
+          const used = lookedAhead.filterEpochs;
+          const now = filter?.epochs;
+          if (used && now && used.contacts === now.contacts && used.suppressions === now.suppressions) filter?.drop();
           return undefined;
         });
       if (created) return created;
     }
     return await tenantDb.transaction(async (trx) => {
       const lookups = await lookupQueries(trx, crypto, job, batch, filter && { filter, skip: false });
-      const [, ...rows] = await sendTogether(trx, [beginBatch(trx, job, owner, batch, { seen: null, filter: null }), ...lookups.queries]);
+      const [, ...rows] = await sendTogether(trx, [beginBatch(trx, job, owner, batch, null, null), ...lookups.queries]);
       return await writeBatch(trx, job, batch, lastRow, { epoch: null, ...(await lookups.answer(rows)) }, previous);
     });
   } catch (error) {

@@ -8,7 +8,7 @@ import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { loadFieldDefinitions, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { lookUpAhead, noIdentities, type BatchLookups } from './batch-lookups.ts';
 import { commitBatch, LeaseLost, WrapKeyRetired, type CreatedKeys } from './commit-batch.ts';
-import { ContactFilter } from './contact-filter.ts';
+import { IndexFilter } from './index-filter.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
 import { chunkAt } from './import-upload.ts';
 import { LEASE_SECONDS, loadJob, type Job } from './load-import-job.ts';
@@ -53,7 +53,7 @@ export const SEALING_THREADS = 1;
 const FIRST_STATISTICS_REFRESH = 10_000;
 const LAST_STATISTICS_REFRESH = 160_000;
 /**
- * Times an import loads its contact filter (contact-filter.ts): once at its start, and again after
+ * Times an import loads its index filter (index-filter.ts): once at its start, and again after
  * another writer's contacts put it out of use — a few times, then the import goes on without it.
  */
 const FILTER_LOADS = 3;
@@ -139,7 +139,7 @@ export async function runImport(
   let lookingAhead: Promise<BatchLookups> | undefined;
   let createdBefore: CreatedKeys = noIdentities();
   // The tenant's blind indexes, loaded beside the first batches (until then every index is looked up).
-  const filter = new ContactFilter();
+  const filter = new IndexFilter();
   let filterLoads = 0;
   let loadingFilter: Promise<void> | undefined;
   const loadFilter = (rowsToCome: number) => {
@@ -152,7 +152,7 @@ export async function runImport(
         if (!loaded) filterLoads = FILTER_LOADS;
       })
       // It only spares lookups: a failure is logged, and the import looks every index up.
-      .catch((error: unknown) => options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import filter not loaded'))
+      .catch((error: unknown) => options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import index filter not loaded'))
       .finally(() => {
         loadingFilter = undefined;
       });
@@ -223,8 +223,8 @@ export async function runImport(
       }
       current.rowsDone += rows.length;
       committedRows += rows.length;
-      // Another writer's contacts put the filter out of use: loaded again, for the rows still to come.
-      if (filter.epoch === null && filterLoads > 0) loadFilter(Number(state.file_rows) - current.rowsDone);
+      // Another writer's rows put the filter out of use: loaded again, for the rows still to come.
+      if (!filter.inUse && filterLoads > 0) loadFilter(Number(state.file_rows) - current.rowsDone);
     })();
     // Its failure is taken up by the next settle(); until then it must not count as unhandled.
     inFlight.catch(() => undefined);

@@ -213,6 +213,9 @@ export async function replaceRegistry(
   registry: { format: RegistryFormat; name: string; validUntil: Date | null; createdBy: string },
   batches: AsyncIterable<string[]>,
 ): Promise<{ id: string; entries: number }> {
+  // Its inserts do not move the tenant's suppression epoch one by one (migration 0029): it is moved
+  // once, last, so an objection recorded meanwhile does not wait for this transaction.
+  await sql`SELECT set_config('ringvakt.suppression_epoch_at_end', 'on', true)`.execute(trx);
   const existing = await trx.selectFrom('suppression_registries').select('id').where('format', '=', registry.format).forUpdate().executeTakeFirst();
   let id: string;
   if (existing) {
@@ -251,5 +254,6 @@ export async function replaceRegistry(
   // Fresh planner statistics, so the next import's bulk check uses the value index at once (a file
   // with no number is refused by the caller and rolled back: nothing to refresh for).
   if (entries > 0) await sql`SELECT refresh_suppression_statistics()`.execute(trx);
+  await sql`SELECT move_suppression_epoch(), set_config('ringvakt.suppression_epoch_at_end', 'off', true)`.execute(trx);
   return { id, entries };
 }

@@ -1,7 +1,7 @@
 -- An import keeps, in its own memory, a filter of the blind indexes that exist in its tenant
 -- (src/modules/imports/contact-filter.ts): a lookup is made only for an index the filter holds.
--- The filter is loaded with the tenant's import epoch (0026) and is sound only while every move of
--- the epoch since then was this import's own batch. Two things make that checkable here:
+-- Its contacts' part is loaded with the tenant's import epoch (0026) and is sound only while every
+-- move of the epoch since then was this import's own batch. Two things make that checkable here:
 --
 --   1. Every write of a contact's identities moves the epoch, not only an import's batch: a contact
 --      created through the API, a number or e-mail edited, a blind index rewritten. Such a write
@@ -15,6 +15,10 @@
 -- A batch now also locks the epoch row, so that a contact write (which moves the epoch at its
 -- statement's end) either committed before the batch began — and the batch sees it — or commits
 -- after the batch.
+--
+-- Its suppressions' part (the do-not-call entries' blind indexes) is loaded with the tenant's
+-- suppression epoch, which every new entry moves (3, below); lookups that used it are refused
+-- (RVI03) once it moved.
 ALTER TABLE contact_import_epochs ADD COLUMN run_start bigint NOT NULL DEFAULT 0 CHECK (run_start >= 0);
 
 -- As in 0026, with run_start kept while the same import and lease holder move the epoch.
@@ -57,8 +61,9 @@ CREATE TRIGGER contact_phones_move_import_epoch AFTER INSERT OR UPDATE OF number
 -- As in 0026, and: the epoch row locked; the transaction marked as an import batch's (its own
 -- writes move the epoch once, through the import's cursor); with p_filter_epoch (the lookups
 -- used a filter loaded at that epoch), every move since it must be this import's under this lease
--- holder (else RVI03).
-CREATE FUNCTION begin_contact_import_batch(p_import uuid, p_owner text, p_wrap_version integer, p_seen_epoch bigint, p_filter_epoch bigint) RETURNS bigint
+-- holder (else RVI03); with p_filter_suppressions, the suppression epoch must still be that one.
+CREATE FUNCTION begin_contact_import_batch(p_import uuid, p_owner text, p_wrap_version integer, p_seen_epoch bigint, p_filter_epoch bigint, p_filter_suppressions bigint)
+  RETURNS bigint
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
   DECLARE
@@ -90,14 +95,50 @@ CREATE FUNCTION begin_contact_import_batch(p_import uuid, p_owner text, p_wrap_v
        AND NOT (v_last = p_import AND v_last_owner = p_owner AND v_run_start <= p_filter_epoch) THEN
       RAISE EXCEPTION 'contacts were written since the import''s filter was loaded' USING ERRCODE = 'RVI03';
     END IF;
+    IF p_filter_suppressions IS NOT NULL AND coalesce((SELECT epoch FROM suppression_epochs WHERE tenant_id = current_tenant_id()), 0) <> p_filter_suppressions THEN
+      RAISE EXCEPTION 'do-not-call entries were added since the import''s filter was loaded' USING ERRCODE = 'RVI03';
+    END IF;
     RETURN v_epoch;
   END
   $$;
-REVOKE ALL ON FUNCTION begin_contact_import_batch(uuid, text, integer, bigint, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION begin_contact_import_batch(uuid, text, integer, bigint, bigint) TO {{runtime_role}};
+REVOKE ALL ON FUNCTION begin_contact_import_batch(uuid, text, integer, bigint, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION begin_contact_import_batch(uuid, text, integer, bigint, bigint, bigint) TO {{runtime_role}};
 
 -- The four-argument form (a worker of an earlier version during a rolling upgrade) gets the lock
 -- and the mark too.
 CREATE OR REPLACE FUNCTION begin_contact_import_batch(p_import uuid, p_owner text, p_wrap_version integer, p_seen_epoch bigint) RETURNS bigint
   LANGUAGE sql SET search_path = ringvakt, pg_temp
-  AS $$ SELECT begin_contact_import_batch(p_import, p_owner, p_wrap_version, p_seen_epoch, NULL) $$;
+  AS $$ SELECT begin_contact_import_batch(p_import, p_owner, p_wrap_version, p_seen_epoch, NULL, NULL) $$;
+
+-- 3. The suppression epoch: moved by every statement that adds do-not-call entries or rewrites
+--    their blind indexes. A registry's replacement (thousands of statements in one transaction)
+--    marks its transaction and moves it once, as its last statement, so that the row is locked
+--    only for the moment before its commit and an objection recorded meanwhile does not wait.
+CREATE TABLE suppression_epochs (
+  tenant_id uuid NOT NULL DEFAULT current_tenant_id() REFERENCES tenants (id) ON DELETE CASCADE,
+  epoch bigint NOT NULL CHECK (epoch > 0),
+  PRIMARY KEY (tenant_id)
+);
+ALTER TABLE suppression_epochs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE suppression_epochs FORCE ROW LEVEL SECURITY;
+-- The tenant read once per statement (as 0027 made every policy).
+CREATE POLICY tenant_isolation ON suppression_epochs USING (tenant_id = (SELECT current_tenant_id())) WITH CHECK (tenant_id = (SELECT current_tenant_id()));
+
+CREATE FUNCTION move_suppression_epoch() RETURNS void
+  LANGUAGE sql SET search_path = ringvakt, pg_temp
+  AS $$ INSERT INTO suppression_epochs (tenant_id, epoch) VALUES (current_tenant_id(), 1)
+          ON CONFLICT (tenant_id) DO UPDATE SET epoch = suppression_epochs.epoch + 1 $$;
+
+CREATE FUNCTION suppression_writes_move_epoch() RETURNS trigger
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
+  AS $$
+  BEGIN
+    IF current_tenant_id() IS NULL OR current_setting('ringvakt.suppression_epoch_at_end', true) = 'on' THEN
+      RETURN NULL;
+    END IF;
+    PERFORM move_suppression_epoch();
+    RETURN NULL;
+  END
+  $$;
+CREATE TRIGGER suppressions_move_epoch AFTER INSERT OR UPDATE OF value_index ON suppressions
+  FOR EACH STATEMENT EXECUTE FUNCTION suppression_writes_move_epoch();

@@ -1,0 +1,118 @@
+import { sql } from '../../db/kysely.ts';
+import type { TenantDb } from '../../db/tenant-db.ts';
+import { INDEX_BYTES } from './prepare-batch.ts';
+
+/**
+ * What an import knows, in its own memory, of the blind indexes its tenant holds: one bit per
+ * possible index value, per kind — contacts' numbers, contacts' e-mail addresses, do-not-call
+ * entries. An import looks up, in the database, only the indexes whose bit is set: a file of new
+ * people, none of them suppressed, costs no lookup at all. The database's indexes are read once
+ * (`load`); every contact index of every batch this import looks up is added as it goes (so its
+ * own rows are in it before they are committed).
+ *
+ * Each part is sound only while nobody else wrote since it was loaded: the lookups that used it
+ * carry its epochs (`epochs`), and the batch's opening refuses them (migration 0029) unless every
+ * move of the tenant's import epoch since was this import's own, and the suppression epoch did not
+ * move; the batch is then looked up again under the lock, and the filter is out of use (`drop`)
+ * until loaded again.
+ *
+ * A set bit whose index does not exist only costs a lookup; a bit is never clear for an index
+ * that exists, which is what dedupe and the suppression check need.
+ */
+export type IndexKind = 'phone' | 'email' | 'suppression';
+
+/** The epochs each part of the filter was loaded at; null for a part not in use. */
+export type FilterEpochs = { contacts: number | null; suppressions: number | null };
+
+/** Bits of an index value kept: 2^24 bits, 2 MiB per kind (a 3-byte index is kept whole). */
+const KEPT_BITS = 24;
+const BIT_MASK = 2 ** KEPT_BITS - 1;
+
+/**
+ * More indexes than this in a part and it is not loaded: reading them costs more than the lookups
+ * it saves, or too many bits are set to save any.
+ */
+const MOST_LOADED = 2_000_000;
+/** Loading reads at most this many indexes per part per row still to import. */
+const LOADED_PER_ROW = 10;
+
+const noBits = () => new Uint8Array(2 ** (KEPT_BITS - 3));
+
+export class IndexFilter {
+  private readonly bits: Record<IndexKind, Uint8Array> = { phone: noBits(), email: noBits(), suppression: noBits() };
+  private loadedAt: FilterEpochs = { contacts: null, suppressions: null };
+
+  /** The epochs of the database's indexes each part holds (a copy: a reload does not change what a lookup used). */
+  get epochs(): FilterEpochs {
+    return { ...this.loadedAt };
+  }
+
+  get inUse(): boolean {
+    return this.loadedAt.contacts !== null || this.loadedAt.suppressions !== null;
+  }
+
+  /** Whether an index with this key (indexKey) may exist, as far as the filter at `epochs` knows; true for a part not in use. */
+  mayHold(kind: IndexKind, key: number, epochs: FilterEpochs): boolean {
+    if ((kind === 'suppression' ? epochs.suppressions : epochs.contacts) === null) return true;
+    const bit = key & BIT_MASK;
+    return ((this.bits[kind][bit >>> 3] as number) & (1 << (bit & 7))) !== 0;
+  }
+
+  add(kind: IndexKind, key: number): void {
+    const bit = key & BIT_MASK;
+    const bytes = this.bits[kind];
+    bytes[bit >>> 3] = (bytes[bit >>> 3] as number) | (1 << (bit & 7));
+  }
+
+  /** Out of use: another writer's rows may be missing from it. */
+  drop(): void {
+    this.loadedAt = { contacts: null, suppressions: null };
+  }
+
+  /**
+   * Adds the tenant's indexes, read in one snapshot with the epochs they stand at, and puts each
+   * part in use at its epoch. Bits already set (this import's own indexes, some perhaps not yet
+   * committed) stay. A part of more indexes than the `rowsToCome` justify reading stays out of
+   * use. Returns whether any part is in use.
+   */
+  async load(tenantDb: TenantDb, rowsToCome: number): Promise<boolean> {
+    const most = Math.min(MOST_LOADED, rowsToCome * LOADED_PER_ROW);
+    // Each part's indexes concatenated (one value instead of a row each) and counted; at most `most` + 1 read.
+    const loaded = await tenantDb.snapshot(async (trx) => {
+      const read = async (indexes: ReturnType<typeof sql>) => {
+        const found = (await sql<{ n: number; indexes: Buffer | null }>`SELECT count(*)::int AS n, string_agg(i, ''::bytea) AS indexes FROM (${indexes} LIMIT ${most + 1}) AS s(i)`.execute(trx)).rows[0];
+        return found && found.n <= most ? (found.indexes ?? Buffer.alloc(0)) : undefined;
+      };
+      const epochs = (
+        await sql<{ contacts: string | null; suppressions: string | null }>`SELECT (SELECT epoch FROM contact_import_epochs WHERE tenant_id = ${trx.tenantId}) AS contacts,
+                                                                               (SELECT epoch FROM suppression_epochs WHERE tenant_id = ${trx.tenantId}) AS suppressions`.execute(trx)
+      ).rows[0];
+      return {
+        epochs: { contacts: Number(epochs?.contacts ?? 0), suppressions: Number(epochs?.suppressions ?? 0) },
+        phone: await read(sql`SELECT number_index FROM contact_phones WHERE octet_length(number_index) = ${INDEX_BYTES}`),
+        email: await read(sql`SELECT email_index FROM contacts WHERE octet_length(email_index) = ${INDEX_BYTES}`),
+        // Every phone entry, whatever its scope, expiry or lifting: a superset of those in force.
+        suppression: await read(sql`SELECT value_index FROM suppressions WHERE channel = 'phone' AND octet_length(value_index) = ${INDEX_BYTES}`),
+      };
+    });
+    const contacts = loaded.phone !== undefined && loaded.email !== undefined;
+    for (const kind of ['phone', 'email', 'suppression'] as const) {
+      const indexes = loaded[kind];
+      if (!indexes || (kind !== 'suppression' && !contacts)) continue;
+      for (let at = 0; at + INDEX_BYTES <= indexes.length; at += INDEX_BYTES) this.add(kind, indexKey(indexes, at));
+    }
+    this.loadedAt = { contacts: contacts ? loaded.epochs.contacts : null, suppressions: loaded.suppression ? loaded.epochs.suppressions : null };
+    return this.inUse;
+  }
+}
+
+/**
+ * The contact blind index of INDEX_BYTES bytes at `offset`, as a number: a map key that is no
+ * string of its own (a batch has thousands). Exact for indexes of up to 6 bytes.
+ */
+export function indexKey(bytes: Uint8Array, offset: number): number {
+  let key = 0;
+  for (let at = offset; at < offset + INDEX_BYTES; at += 1) key = key * 256 + (bytes[at] as number);
+  return key;
+}
+if (INDEX_BYTES > 6) throw new Error('a contact blind index of more than 6 bytes needs another map key');
