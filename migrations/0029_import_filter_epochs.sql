@@ -1,25 +1,39 @@
 -- An import keeps, in its own memory, a filter of the blind indexes that exist in its tenant
--- (src/modules/imports/contact-filter.ts): a lookup is made only for an index the filter holds.
+-- (src/modules/imports/index-filter.ts): a lookup is made only for an index the filter holds.
 -- Its contacts' part is loaded with the tenant's import epoch (0026) and is sound only while every
 -- move of the epoch since then was this import's own batch. Two things make that checkable here:
 --
---   1. Every write of a contact's identities moves the epoch, not only an import's batch: a contact
---      created through the API, a number or e-mail edited, a blind index rewritten. Such a write
---      moves it as no import (the nil import id), so it breaks any import's run.
+--   1. Every write that adds a contact identity moves the epoch, not only an import's batch: a
+--      contact created through the API, a number, e-mail or external id edited, a blind index
+--      rewritten. Such a write moves it as no import (the nil import id), so it breaks any import's
+--      run. A write that only clears or keeps them (an erasure, an edit of a note) does not: it
+--      cannot hide a person from an import's dedupe.
 --   2. The epoch row keeps where the last mover's run began (run_start): the epoch before the
 --      first of the consecutive moves by the same import under the same lease holder. A batch whose
 --      lookups used a filter loaded at epoch F commits only if the epoch is still F, or if its own
 --      import (same lease holder) made every move since F (run_start <= F); otherwise it is refused
 --      (RVI03) and its lookups are made again under the lock, without the filter.
 --
--- A batch now also locks the epoch row, so that a contact write (which moves the epoch at its
--- statement's end) either committed before the batch began — and the batch sees it — or commits
--- after the batch.
+-- A batch now also locks the epoch row (creating it, at epoch 0, for a tenant that has none yet),
+-- so that a contact write (which moves the epoch at its statement's end) either committed before
+-- the batch began — and the batch sees it — or commits after the batch.
 --
 -- Its suppressions' part (the do-not-call entries' blind indexes) is loaded with the tenant's
 -- suppression epoch, which every new entry moves (3, below); lookups that used it are refused
 -- (RVI03) once it moved.
-ALTER TABLE contact_import_epochs ADD COLUMN run_start bigint NOT NULL DEFAULT 0 CHECK (run_start >= 0);
+--
+-- Two transaction-local marks keep writes from moving an epoch: ringvakt.contact_import_batch
+-- (set by begin_contact_import_batch: the batch moves it once, through its cursor) and
+-- ringvakt.suppression_epoch_at_end (set by a registry's replacement, which moves it last). Code
+-- that set either anywhere else would hide its writes from imports' filters.
+
+-- Epoch 0: the row a batch creates for a tenant that nothing has moved yet.
+ALTER TABLE contact_import_epochs
+  ADD COLUMN run_start bigint NOT NULL DEFAULT 0 CHECK (run_start >= 0),
+  DROP CONSTRAINT contact_import_epochs_epoch_check,
+  ADD CONSTRAINT contact_import_epochs_epoch_check CHECK (epoch >= 0);
+-- The epoch only moves forward: a row deleted would start it again at values already seen.
+REVOKE DELETE, TRUNCATE ON contact_import_epochs FROM {{runtime_role}};
 
 -- As in 0026, with run_start kept while the same import and lease holder move the epoch.
 CREATE OR REPLACE FUNCTION contact_import_epoch_moves() RETURNS trigger
@@ -39,24 +53,68 @@ CREATE OR REPLACE FUNCTION contact_import_epoch_moves() RETURNS trigger
 -- (begin_contact_import_batch marks its transaction). A write without a tenant (the owner role's
 -- maintenance) has no tenant's epoch to move; row-level security keeps the runtime role's writes
 -- to the transaction's tenant.
-CREATE FUNCTION contact_writes_move_epoch() RETURNS trigger
+CREATE FUNCTION move_contact_write_epoch() RETURNS void
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
   AS $$
   BEGIN
     IF current_tenant_id() IS NULL OR current_setting('ringvakt.contact_import_batch', true) = 'on' THEN
-      RETURN NULL;
+      RETURN;
     END IF;
     INSERT INTO contact_import_epochs (tenant_id, epoch, import_id, lease_owner, run_start)
       VALUES (current_tenant_id(), 1, '00000000-0000-0000-0000-000000000000', '', 0)
       ON CONFLICT (tenant_id) DO UPDATE SET epoch = contact_import_epochs.epoch + 1, import_id = EXCLUDED.import_id, lease_owner = EXCLUDED.lease_owner,
         run_start = contact_import_epochs.epoch;
+  END
+  $$;
+REVOKE ALL ON FUNCTION move_contact_write_epoch() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION move_contact_write_epoch() TO {{runtime_role}};
+
+-- New rows: a new contact, or a number added.
+CREATE FUNCTION contact_inserts_move_epoch() RETURNS trigger
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
+  AS $$
+  BEGIN
+    PERFORM move_contact_write_epoch();
     RETURN NULL;
   END
   $$;
-CREATE TRIGGER contacts_move_import_epoch AFTER INSERT OR UPDATE OF external_id, email_index ON contacts
-  FOR EACH STATEMENT EXECUTE FUNCTION contact_writes_move_epoch();
-CREATE TRIGGER contact_phones_move_import_epoch AFTER INSERT OR UPDATE OF number_index ON contact_phones
-  FOR EACH STATEMENT EXECUTE FUNCTION contact_writes_move_epoch();
+CREATE TRIGGER contacts_insert_moves_import_epoch AFTER INSERT ON contacts
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_inserts_move_epoch();
+CREATE TRIGGER contact_phones_insert_moves_import_epoch AFTER INSERT ON contact_phones
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_inserts_move_epoch();
+
+-- Changed rows move it only when an identity was set to a value it did not have (an import never
+-- updates these tables, so their transition tables are never kept for one).
+CREATE FUNCTION contact_updates_move_epoch() RETURNS trigger
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
+  AS $$
+  BEGIN
+    IF EXISTS (SELECT 1 FROM changed_new n JOIN changed_old o ON o.tenant_id = n.tenant_id AND o.id = n.id
+                WHERE (n.email_index IS NOT NULL AND n.email_index IS DISTINCT FROM o.email_index)
+                   OR (n.external_id IS NOT NULL AND n.external_id IS DISTINCT FROM o.external_id)) THEN
+      PERFORM move_contact_write_epoch();
+    END IF;
+    RETURN NULL;
+  END
+  $$;
+CREATE TRIGGER contacts_update_moves_import_epoch AFTER UPDATE ON contacts
+  REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_updates_move_epoch();
+
+CREATE FUNCTION contact_phone_updates_move_epoch() RETURNS trigger
+  LANGUAGE plpgsql SET search_path = ringvakt, pg_temp
+  AS $$
+  BEGIN
+    IF EXISTS (SELECT 1 FROM changed_new n JOIN changed_old o ON o.tenant_id = n.tenant_id AND o.contact_id = n.contact_id AND o.position = n.position
+                WHERE n.number_index IS DISTINCT FROM o.number_index) THEN
+      PERFORM move_contact_write_epoch();
+    END IF;
+    RETURN NULL;
+  END
+  $$;
+CREATE TRIGGER contact_phones_update_moves_import_epoch AFTER UPDATE ON contact_phones
+  REFERENCING OLD TABLE AS changed_old NEW TABLE AS changed_new
+  FOR EACH STATEMENT EXECUTE FUNCTION contact_phone_updates_move_epoch();
 
 -- As in 0026, and: the epoch row locked; the transaction marked as an import batch's (its own
 -- writes move the epoch once, through the import's cursor); with p_filter_epoch (the lookups
@@ -83,16 +141,22 @@ CREATE FUNCTION begin_contact_import_batch(p_import uuid, p_owner text, p_wrap_v
     IF p_wrap_version IS NOT NULL AND p_wrap_version < coalesce(v_active, 0) THEN
       RAISE EXCEPTION 'the batch''s subject keys are wrapped under a retired data key' USING ERRCODE = 'RVI02', DETAIL = v_active::text;
     END IF;
-    -- Locked: a contact write moves it only after this transaction ends.
+    -- Locked: a contact write moves it only after this transaction ends. A tenant without the row
+    -- gets it at epoch 0 (a write that created it meanwhile is waited for, and then seen).
     SELECT epoch, import_id, lease_owner, run_start INTO v_epoch, v_last, v_last_owner, v_run_start
       FROM contact_import_epochs WHERE tenant_id = current_tenant_id() FOR UPDATE;
-    v_epoch := coalesce(v_epoch, 0);
+    IF NOT FOUND THEN
+      INSERT INTO contact_import_epochs (tenant_id, epoch, import_id, lease_owner, run_start)
+        VALUES (current_tenant_id(), 0, '00000000-0000-0000-0000-000000000000', '', 0) ON CONFLICT (tenant_id) DO NOTHING;
+      SELECT epoch, import_id, lease_owner, run_start INTO STRICT v_epoch, v_last, v_last_owner, v_run_start
+        FROM contact_import_epochs WHERE tenant_id = current_tenant_id() FOR UPDATE;
+    END IF;
     IF p_seen_epoch IS NOT NULL AND v_epoch <> p_seen_epoch
-       AND NOT (v_epoch = p_seen_epoch + 1 AND v_last = p_import AND v_last_owner = p_owner) THEN
+       AND NOT (v_epoch = p_seen_epoch + 1 AND v_last IS NOT DISTINCT FROM p_import AND v_last_owner IS NOT DISTINCT FROM p_owner) THEN
       RAISE EXCEPTION 'another import committed since the batch''s lookups' USING ERRCODE = 'RVI03';
     END IF;
     IF p_filter_epoch IS NOT NULL AND v_epoch <> p_filter_epoch
-       AND NOT (v_last = p_import AND v_last_owner = p_owner AND v_run_start <= p_filter_epoch) THEN
+       AND NOT (v_last IS NOT DISTINCT FROM p_import AND v_last_owner IS NOT DISTINCT FROM p_owner AND v_run_start <= p_filter_epoch) THEN
       RAISE EXCEPTION 'contacts were written since the import''s filter was loaded' USING ERRCODE = 'RVI03';
     END IF;
     IF p_filter_suppressions IS NOT NULL AND coalesce((SELECT epoch FROM suppression_epochs WHERE tenant_id = current_tenant_id()), 0) <> p_filter_suppressions THEN
@@ -124,10 +188,14 @@ ALTER TABLE suppression_epochs FORCE ROW LEVEL SECURITY;
 -- The tenant read once per statement (as 0027 made every policy).
 CREATE POLICY tenant_isolation ON suppression_epochs USING (tenant_id = (SELECT current_tenant_id())) WITH CHECK (tenant_id = (SELECT current_tenant_id()));
 
+REVOKE DELETE, TRUNCATE ON suppression_epochs FROM {{runtime_role}};
+
 CREATE FUNCTION move_suppression_epoch() RETURNS void
   LANGUAGE sql SET search_path = ringvakt, pg_temp
   AS $$ INSERT INTO suppression_epochs (tenant_id, epoch) VALUES (current_tenant_id(), 1)
           ON CONFLICT (tenant_id) DO UPDATE SET epoch = suppression_epochs.epoch + 1 $$;
+REVOKE ALL ON FUNCTION move_suppression_epoch() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION move_suppression_epoch() TO {{runtime_role}};
 
 CREATE FUNCTION suppression_writes_move_epoch() RETURNS trigger
   LANGUAGE plpgsql SET search_path = ringvakt, pg_temp

@@ -267,6 +267,44 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     expect(await suppressionEpoch()).toBe(before + 2);
   });
 
+  it('refuses lookups that trusted a filter when another writer moved the epoch before a batch of the same import did', async () => {
+    const job = await claimedImport('run-checked');
+    // Two filters loaded at the same epoch: the first is put out of use by its refused batch, the second is not.
+    const [first, second] = [new IndexFilter(), new IndexFilter()];
+    expect(await first.load(tenantDb, 1000)).toBe(true);
+    expect(await second.load(tenantDb, 1000)).toBe(true);
+    const agents = await createContact('Midt Imellom', '41666401');
+    const own = await prepared(job, 2, [['Egen Rad', '41666402']]);
+    await commitBatch(tenantDb, crypto, job, own, 2, 'run-checked', { previous: noIdentities(), lookups: await lookUpAhead(tenantDb, crypto, job, own, first), filter: first });
+    expect(first.inUse).toBe(false);
+    // The last move is now this import's own, but the agent's came before it, after the second filter was loaded.
+    const later = await prepared(job, 3, [['Midt Igjen', '41666401']]);
+    const lookups = await lookUpAhead(tenantDb, crypto, job, later, second);
+    expect(lookups.existing.phone.has('+4741666401')).toBe(false);
+    await commitBatch(tenantDb, crypto, job, later, 3, 'run-checked', { previous: noIdentities(), lookups, filter: second });
+    expect(await counts(job.id)).toMatchObject({ created: 1, linked: 1 });
+    expect(await holding('+4741666401')).toBe(1);
+    const linked = await db.superQuery(`SELECT 1 FROM ringvakt.contact_list_members WHERE list_id = $1 AND contact_id = $2`, [listId, agents]);
+    expect(linked.rows).toHaveLength(1);
+  });
+
+  it('moves the import epoch when an edit adds a number or an e-mail, not when it changes a note or the name', async () => {
+    const id = await createContact('Redigert Person', '41666501');
+    const patch = async (body: Record<string, unknown>) => {
+      const changed = await call('PATCH', `/api/v1/contacts/${id}`, body);
+      expect(changed.statusCode, changed.body).toBe(200);
+    };
+    const before = await epoch();
+    await patch({ notes: 'Ring etter klokka ti' });
+    await patch({ name: 'Redigert Navn' });
+    expect(await epoch()).toBe(before);
+    await patch({ phones: [{ kind: 'mobile', number: '41666501' }, { kind: 'work', number: '41666502' }] });
+    const afterPhone = await epoch();
+    expect(afterPhone).toBeGreaterThan(before);
+    await patch({ email: 'redigert@example.com' });
+    expect(await epoch()).toBeGreaterThan(afterPhone);
+  });
+
   it('trusts its contact filter while only its own batches committed since it was loaded', async () => {
     const job = await claimedImport('trusted-filter');
     const filter = new IndexFilter();

@@ -57,7 +57,7 @@ export type EraseOutcome = { erased: boolean; recordingsDeleted: number; notesCl
  * Erasing an erased contact does nothing.
  */
 export async function eraseSubject(trx: TenantTransaction, crypto: ContactsCrypto, contactId: string, options: EraseOptions): Promise<EraseOutcome> {
-  const row = await trx.selectFrom('contacts').select(['status']).where('id', '=', contactId).forUpdate().executeTakeFirst();
+  const row = await trx.selectFrom('contacts').select(['status']).where('id', '=', contactId).forNoKeyUpdate().executeTakeFirst();
   if (!row) throw new AppError('not_found');
   if (row.status === 'erased') return { erased: false, recordingsDeleted: 0, notesCleared: 0 };
   const holds = await holdsOver(trx, contactId);

@@ -192,7 +192,7 @@ async function sweepCategory(sweeper: Sweeper, category: RetentionCategory, reta
       // a hold or a call reached since it was picked is skipped and counted as held.
       const skipped: string[] = [];
       await repeat(async (trx) => {
-        const ids = (await sql<{ id: string }>`SELECT c.id FROM contacts c WHERE ${inactiveContact(cutoff)} AND NOT ${inactiveHeld} AND c.id <> ALL (${skipped}::uuid[]) ORDER BY c.id LIMIT ${CONTACT_BATCH} FOR UPDATE OF c SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
+        const ids = (await sql<{ id: string }>`SELECT c.id FROM contacts c WHERE ${inactiveContact(cutoff)} AND NOT ${inactiveHeld} AND c.id <> ALL (${skipped}::uuid[]) ORDER BY c.id LIMIT ${CONTACT_BATCH} FOR NO KEY UPDATE OF c SKIP LOCKED`.execute(trx)).rows.map((row) => row.id);
         let erased = 0;
         for (const id of ids) {
           try {

@@ -90,6 +90,16 @@ async function writeSealed(trx: TenantTransaction, crypto: ContactsCrypto, id: s
       // A contact written before its record existed (migration 0028) moves to it: its per-value columns are cleared.
       const perValue = { name_ciphertext: null, email_ciphertext: null, address_ciphertext: null, birth_date_ciphertext: null, notes_ciphertext: null, personal_fields_ciphertext: null };
       await trx.updateTable('contacts').set({ ...columns, ...perValue }).where('id', '=', id).execute();
+      // Phone rows as they were (kind, position and blind index; the numbers are in the record)
+      // stay: rewriting them would count as new numbers for imports running meanwhile (migration 0029).
+      const stored = await trx.selectFrom('contact_phones').select(['position', 'kind', 'number_index', 'number_ciphertext']).where('contact_id', '=', id).orderBy('position').execute();
+      const same =
+        stored.length === sealed.phones.length &&
+        stored.every((row, at) => {
+          const phone = sealed.phones[at];
+          return phone && row.number_ciphertext === null && row.position === phone.position && row.kind === phone.kind && row.number_index.equals(phone.number_index);
+        });
+      if (same) return;
       await trx.deleteFrom('contact_phones').where('contact_id', '=', id).execute();
     }
   } catch (error) {
@@ -145,7 +155,7 @@ export async function updateContact(
   input: ContactInput,
 ): Promise<{ before: ContactData; after: ContactData; changed: (keyof ContactData)[] }> {
   // Serialise writers of one contact: two edits must not interleave phones and fields.
-  await sql`SELECT 1 FROM contacts WHERE id = ${id} FOR UPDATE`.execute(trx);
+  await sql`SELECT 1 FROM contacts WHERE id = ${id} FOR NO KEY UPDATE`.execute(trx);
   const current = await requireContact(trx, crypto, id);
   if (current.row.status === 'erased') throw new AppError('contact_erased');
   const definitions = await loadFieldDefinitions(trx);
@@ -175,7 +185,7 @@ export async function auditDigests(trx: TenantTransaction, cipher: FieldCipher, 
 }
 
 export async function setContactStatus(trx: TenantTransaction, id: string, status: Exclude<ContactStatus, 'erased'>): Promise<ContactStatus> {
-  const row = await trx.selectFrom('contacts').select('status').where('id', '=', id).forUpdate().executeTakeFirst();
+  const row = await trx.selectFrom('contacts').select('status').where('id', '=', id).forNoKeyUpdate().executeTakeFirst();
   if (!row) throw new AppError('not_found');
   if (row.status === 'erased') throw new AppError('contact_erased');
   await trx.updateTable('contacts').set({ status }).where('id', '=', id).execute();

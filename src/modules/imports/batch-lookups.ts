@@ -58,6 +58,13 @@ type PhoneCandidate = {
 type EmailCandidate = { id: string; email_ciphertext: Buffer | null; record_ciphertext: Buffer | null; email_index: Buffer; import_id: string | null; import_row: number | null };
 
 /**
+ * The import's index filter: every contact index of the batch is added to it; with `skip` (lookups
+ * made ahead, which the batch's opening checks against the filter's epochs), an index whose bit was
+ * clear is not looked up.
+ */
+export type ImportFilter = { filter: IndexFilter; skip: boolean };
+
+/**
  * The batch's lookups as queries to be sent together (dedupe by external id, phone, e-mail; the
  * suppressions of every number, of which only those of rows created or linked count later), and
  * what turns their rows into the answer. Each number's blind index is the one sealed with its row.
@@ -106,13 +113,6 @@ export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, jo
     return { epoch: Number((epochRows[0] as { epoch: string } | undefined)?.epoch ?? 0), ...(await lookups.answer(rows)) };
   });
 }
-
-/**
- * The import's index filter: every contact index of the batch is added to it; with `skip` (lookups
- * made ahead, which the batch's opening checks against the filter's epochs), an index whose bit was
- * clear is not looked up.
- */
-export type ImportFilter = { filter: IndexFilter; skip: boolean };
 
 /**
  * Existing contacts that share a key with any of these: one query per kind of key for the batch

@@ -1,7 +1,7 @@
 import { binaryArray } from '../../db/binary-array.ts';
 import { sql, type CompiledQuery } from '../../db/kysely.ts';
 import { deferWrite, sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
-import type { ContactsCrypto } from '../contacts/contacts.service.ts';
+import { isUniqueViolation, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { recordMatches } from '../suppression/suppression.service.ts';
 import { lookupQueries, noIdentities, type BatchLookups, type Identities } from './batch-lookups.ts';
 import type { FilterEpochs, IndexFilter } from './index-filter.ts';
@@ -61,14 +61,23 @@ function beginBatch(trx: TenantTransaction, job: Job, owner: string, batch: Prep
                                                ${filter?.contacts ?? null}::bigint, ${filter?.suppressions ?? null}::bigint)`.compile(trx);
 }
 
-/** The batch was refused before it wrote anything: the reason as the worker handles it, or 'stale' (lookups to be made again). */
+/**
+ * The batch was refused, or ran into another writer, and wrote nothing (its transaction rolled
+ * back): the reason as the worker handles it, or 'again' — its lookups are to be made again under
+ * the lock. Again: another import committed since its lookups (RVI03); or a deadlock with a
+ * contact writer (which locks a contact, then the epoch row, where the batch locks them the other
+ * way round when it links that contact), or the same external id created meanwhile.
+ */
 function refusal(error: unknown): unknown {
   const { code, detail } = (error ?? {}) as { code?: string; detail?: string };
   if (code === 'RVI01') return new LeaseLost();
   if (code === 'RVI02') return new WrapKeyRetired(Number(detail));
-  if (code === 'RVI03') return 'stale';
+  if (code === 'RVI03' || code === '40P01' || code === '40001' || isUniqueViolation(error, 'contacts_external_id')) return 'again';
   return error;
 }
+
+/** Times a batch is done under the lock before its conflicts with other writers fail the import. */
+const LOCKED_ATTEMPTS = 3;
 
 /**
  * One prepared batch into the database, in one transaction, only while this worker holds the
@@ -103,7 +112,7 @@ export async function commitBatch(
           return await writeBatch(trx, job, batch, lastRow, lookedAhead, previous);
         })
         .catch((error: unknown) => {
-          if (refusal(error) !== 'stale') throw error;
+          if (refusal(error) !== 'again') throw error;
           // Rows it does not hold may have been written since: out of use until loaded again (unless it was already).
           const used = lookedAhead.filterEpochs;
           const now = filter?.epochs;
@@ -112,13 +121,20 @@ export async function commitBatch(
         });
       if (created) return created;
     }
-    return await tenantDb.transaction(async (trx) => {
-      const lookups = await lookupQueries(trx, crypto, job, batch, filter && { filter, skip: false });
-      const [, ...rows] = await sendTogether(trx, [beginBatch(trx, job, owner, batch, null, null), ...lookups.queries]);
-      return await writeBatch(trx, job, batch, lastRow, { epoch: null, ...(await lookups.answer(rows)) }, previous);
-    });
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await tenantDb.transaction(async (trx) => {
+          const lookups = await lookupQueries(trx, crypto, job, batch, filter && { filter, skip: false });
+          const [, ...rows] = await sendTogether(trx, [beginBatch(trx, job, owner, batch, null, null), ...lookups.queries]);
+          return await writeBatch(trx, job, batch, lastRow, { epoch: null, ...(await lookups.answer(rows)) }, previous);
+        });
+      } catch (error) {
+        if (refusal(error) !== 'again' || attempt >= LOCKED_ATTEMPTS) throw error;
+      }
+    }
   } catch (error) {
-    throw refusal(error);
+    const reason = refusal(error);
+    throw reason === 'again' ? error : reason;
   }
 }
 
