@@ -242,13 +242,13 @@ export async function runImport(
     return undefined;
   };
   try {
+    // More than one batch to come: the sealing threads start loading now, beside the first chunk's
+    // reading, the job's loading and the first batch's preparing.
+    if (Number(state.file_rows) - Number(state.rows_done) > batchRows) sealers = startSealers(SEALING_THREADS);
     let rowNumber = 0;
     for await (const record of parser as AsyncIterable<CsvRecord>) {
       rowNumber += 1;
       if (rowNumber === 1) {
-        // More than one batch to come: the sealing threads start loading now, beside the job's
-        // loading and the first batch's reading and preparing.
-        if (Number(state.file_rows) - Number(state.rows_done) > batchRows) sealers ??= startSealers(SEALING_THREADS);
         const headers = record;
         job = await tenantDb.read((trx) => loadJob(trx, importId, headers));
         const { plan, defaultRegion } = job;
