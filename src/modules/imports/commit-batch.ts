@@ -87,11 +87,12 @@ const LOCKED_ATTEMPTS = 3;
  * `ahead.previous`: what the batch just before it created. With lookups made ahead
  * (`ahead.lookups`), the transaction is one round trip: the opening checks (beginBatch), the
  * writes, the COMMIT. If another import committed since those lookups (or, for lookups that
- * trusted the import's index filter, anyone wrote contacts or suppressions since it was loaded), the opening
- * refuses the batch before anything is written, and the batch is done again with its lookups made
- * under the import lock: the opening checks with the lookups (sent together, in that order: every
- * lookup sees every batch committed before the lock), the candidates' keys, the writes with the
- * COMMIT. A filter the refused lookups trusted is then put out of use (`ahead.filter`).
+ * trusted the import's index filter, anyone wrote contacts or do-not-call entries since it was
+ * loaded), the opening refuses the batch before anything is written, and the batch is done again
+ * with its lookups made under the import lock: the opening checks with the lookups (sent together,
+ * in that order: every lookup sees every batch committed before the lock), the candidates' keys,
+ * the writes with the COMMIT. A filter the refused lookups trusted is then put out of use
+ * (`ahead.filter`).
  */
 export async function commitBatch(
   tenantDb: TenantDb,

@@ -54,7 +54,8 @@ const FIRST_STATISTICS_REFRESH = 10_000;
 const LAST_STATISTICS_REFRESH = 160_000;
 /**
  * Times an import loads its index filter (index-filter.ts): once at its start, and again after
- * another writer's contacts put it out of use — a few times, then the import goes on without it.
+ * another writer's contacts or do-not-call entries put it out of use — a few times, then the import
+ * goes on without it.
  */
 const FILTER_LOADS = 3;
 
