@@ -188,7 +188,7 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     expect(await epoch()).toBe(before);
   });
 
-  it('looks up only what its contact filter holds, and looks again under the lock when a contact was written since the filter was loaded', async () => {
+  it('looks up only what its index filter holds, and looks again under the lock when a contact was written since the filter was loaded', async () => {
     const known = await createContact('Kjent Person', '41666001');
     const job = await claimedImport('filtering-worker');
     const filter = new IndexFilter();
@@ -305,7 +305,7 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     expect(await epoch()).toBeGreaterThan(afterPhone);
   });
 
-  it('trusts its contact filter while only its own batches committed since it was loaded', async () => {
+  it('trusts its index filter while only its own batches committed since it was loaded', async () => {
     const job = await claimedImport('trusted-filter');
     const filter = new IndexFilter();
     expect(await filter.load(tenantDb, 1000)).toBe(true);

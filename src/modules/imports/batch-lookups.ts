@@ -79,17 +79,17 @@ export async function lookupQueries(
   importFilter: ImportFilter | undefined,
 ): Promise<{ queries: CompiledQuery[]; answer: (rows: readonly unknown[][]) => Promise<Omit<BatchLookups, 'epoch'>> }> {
   // Read once: every bit is tested against the filter as it stands at these epochs, before this batch's indexes are added.
-  const epochs = importFilter?.skip && importFilter.filter.inUse ? importFilter.filter.epochs : null;
-  const filter = epochs && importFilter ? { filter: importFilter.filter, epochs } : undefined;
+  const filter = importFilter?.filter;
+  const epochs = importFilter?.skip && filter?.inUse ? filter.epochs : null;
   const numbers: string[] = [];
   const phoneIndexes = new Map<string, Buffer>();
   for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) {
-    if (filter && !filter.filter.mayHold('suppression', indexKey(batch.phoneIndexes, phone * INDEX_BYTES), filter.epochs)) continue;
+    if (filter && epochs && !filter.mayHold('suppression', indexKey(batch.phoneIndexes, phone * INDEX_BYTES), epochs)) continue;
     const number = batch.phoneNumbers[phone] as string;
     numbers.push(number);
     phoneIndexes.set(number, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
   }
-  const dedupe = existingContactsLookup(trx, batch, filter, importFilter?.filter);
+  const dedupe = existingContactsLookup(trx, batch, filter, epochs);
   const suppression = await phoneSuppressionLookup(trx, crypto, numbers, job.campaignId, phoneIndexes);
   return {
     queries: [...dedupe.queries, suppression.query],
@@ -116,11 +116,11 @@ export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, jo
 
 /**
  * Existing contacts that share a key with any of these: one query per kind of key for the batch
- * (sent together by the caller), then the blind-index candidates decrypted and compared. Indexes
- * the filter (`skipping`, at its epochs) does not hold are not looked up; every one is added to
- * `adding`.
+ * (sent together by the caller), then the blind-index candidates decrypted and compared. Every
+ * index is added to the filter; with `skipAt` (the filter's epochs), one it did not hold is not
+ * looked up.
  */
-function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, skipping: { filter: IndexFilter; epochs: FilterEpochs } | undefined, adding: IndexFilter | undefined) {
+function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, filter: IndexFilter | undefined, skipAt: FilterEpochs | null) {
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
   // The blind indexes were computed when the rows were sealed.
   // Blind index (as a number: indexKey) → the values wanted under it: almost always one. Each
@@ -133,7 +133,7 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, sk
   const want = (kind: Exclude<IndexKind, 'suppression'>, wanted: Map<number, string[]>, parameter: BinaryArrayWriter<'bytea'>, indexes: Uint8Array, at: number, value: string) => {
     const key = indexKey(indexes, at * INDEX_BYTES);
     added[kind].push(key);
-    if (skipping && !skipping.filter.mayHold(kind, key, skipping.epochs)) return;
+    if (filter && skipAt && !filter.mayHold(kind, key, skipAt)) return;
     const values = wanted.get(key);
     if (values) {
       values.push(value);
@@ -147,7 +147,7 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, sk
     const email = batch.emails[row];
     if (email) want('email', emailWanted, emailParameter, batch.emailIndexes, row, email);
   }
-  for (const kind of ['phone', 'email'] as const) for (const key of added[kind]) adding?.add(kind, key);
+  for (const kind of ['phone', 'email'] as const) for (const key of added[kind]) filter?.add(kind, key);
   // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
   const queries = [
     sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
