@@ -152,17 +152,20 @@ export function attachToRunningEmbedded(dataDir: string): EmbeddedCluster | unde
  * `npm run bench -- contacts-import` at 1,000,000 rows: about 14 % faster with these settings
  * (time-ordered contact ids gave another 14 % on top). Shared buffers take a sixteenth of the
  * memory this process may use (a container's limit, where there is one), between 128 MB and
- * 512 MB, since the server shares the machine with Ringvakt itself. Up to 4 GB of WAL is kept
- * between checkpoints — a checkpoint starts once about half of that is written (max_wal_size over
- * 1 + checkpoint_completion_target) — so that a million-row import (about 1.6 GB of WAL) runs
- * without one: at 2 GB, one began at about 60 % of it, wrote some 34,000 buffers beside it and
+ * 2 GB, since the server shares the machine with Ringvakt itself. A million contacts fill about
+ * 1.1 GB of tables and indexes: with 512 MB of buffers, the import's own connection spent about a
+ * tenth of its time writing out the pages it pushed from them (perf, on a 24 GB machine that now
+ * gets 1.5 GB); with room for them they are written by the checkpoint, in the background. Up to
+ * 4 GB of WAL is kept between checkpoints — a checkpoint starts once about half of that is
+ * written (max_wal_size over 1 + checkpoint_completion_target) — so that a million-row import
+ * (about 1.6 GB of WAL) runs without one: at 2 GB, one began at about 60 % of it, wrote some 34,000 buffers beside it and
  * made its last 400,000 rows about 6 % slower. The replay after a crash stays well under a minute,
  * and start-up waits for it (waitUntilReady); the disk holds up to about 4 GB of WAL.
  */
 function writeSettings(): string[] {
   const limit = process.constrainedMemory();
   const memory = limit > 0 && limit < os.totalmem() ? limit : os.totalmem();
-  const sharedBuffersMb = Math.min(512, Math.max(128, Math.floor(memory / 16 / 1024 / 1024)));
+  const sharedBuffersMb = Math.min(2048, Math.max(128, Math.floor(memory / 16 / 1024 / 1024)));
   return ['-c', `shared_buffers=${sharedBuffersMb}MB`, '-c', 'max_wal_size=4GB', '-c', 'checkpoint_timeout=15min'];
 }
 

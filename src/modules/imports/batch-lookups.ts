@@ -84,7 +84,7 @@ export async function lookupQueries(
   const numbers: string[] = [];
   const phoneIndexes = new Map<string, Buffer>();
   for (let phone = 0; phone < batch.phoneNumbers.length; phone += 1) {
-    if (filter && epochs && !filter.mayHold('suppression', indexKey(batch.phoneIndexes, phone * INDEX_BYTES), epochs)) continue;
+    if (filter && epochs && !filter.mayHoldSuppression(indexKey(batch.phoneIndexes, phone * INDEX_BYTES), epochs)) continue;
     const number = batch.phoneNumbers[phone] as string;
     numbers.push(number);
     phoneIndexes.set(number, Buffer.from(batch.phoneIndexes.buffer, batch.phoneIndexes.byteOffset + phone * INDEX_BYTES, INDEX_BYTES));
@@ -117,8 +117,8 @@ export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, jo
 /**
  * Existing contacts that share a key with any of these: one query per kind of key for the batch
  * (sent together by the caller), then the blind-index candidates decrypted and compared. Every
- * index is added to the filter; with `skipAt` (the filter's epochs), one it did not hold is not
- * looked up.
+ * number and e-mail address is added to the filter as the import's own; with `skipAt` (the
+ * filter's epochs), one it did not hold is not looked up.
  */
 function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, filter: IndexFilter | undefined, skipAt: FilterEpochs | null) {
   const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
@@ -129,11 +129,9 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, fi
   const emailWanted = new Map<number, string[]>();
   const phoneParameter = new BinaryArrayWriter('bytea', batch.phoneNumbers.length * (4 + INDEX_BYTES));
   const emailParameter = new BinaryArrayWriter('bytea', batch.count * (4 + INDEX_BYTES));
-  const added: { phone: number[]; email: number[] } = { phone: [], email: [] };
   const want = (kind: Exclude<IndexKind, 'suppression'>, wanted: Map<number, string[]>, parameter: BinaryArrayWriter<'bytea'>, indexes: Uint8Array, at: number, value: string) => {
     const key = indexKey(indexes, at * INDEX_BYTES);
-    added[kind].push(key);
-    if (filter && skipAt && !filter.mayHold(kind, key, skipAt)) return;
+    if (filter && skipAt && !filter.mayHoldContact(kind, key, value, skipAt)) return;
     const values = wanted.get(key);
     if (values) {
       values.push(value);
@@ -147,7 +145,11 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, fi
     const email = batch.emails[row];
     if (email) want('email', emailWanted, emailParameter, batch.emailIndexes, row, email);
   }
-  for (const kind of ['phone', 'email'] as const) for (const key of added[kind]) filter?.add(kind, key);
+  // Added once every value was tested: a value twice in the batch is compared within it (commit-batch.ts), not looked up.
+  if (filter) {
+    for (const number of batch.phoneNumbers) filter.addOwn(number);
+    for (const email of batch.emails) if (email) filter.addOwn(email);
+  }
   // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
   const queries = [
     sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),

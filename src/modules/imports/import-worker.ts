@@ -140,7 +140,8 @@ export async function runImport(
   let lookingAhead: Promise<BatchLookups> | undefined;
   let createdBefore: CreatedKeys = noIdentities();
   // The tenant's blind indexes, loaded beside the first batches (until then every index is looked up).
-  const filter = new IndexFilter();
+  // Sized for a number and an e-mail address per row still to come.
+  const filter = new IndexFilter(2 * (Number(state.file_rows) - Number(state.rows_done)));
   let filterLoads = 0;
   let loadingFilter: Promise<void> | undefined;
   const loadFilter = (rowsToCome: number) => {

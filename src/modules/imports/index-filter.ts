@@ -5,10 +5,16 @@ import { INDEX_BYTES } from './prepare-batch.ts';
 /**
  * What an import knows, in its own memory, of the blind indexes its tenant holds: one bit per
  * possible index value, per kind — contacts' numbers, contacts' e-mail addresses, do-not-call
- * entries. An import looks up, in the database, only the indexes whose bit is set: a file of new
- * people, none of them suppressed, costs no lookup at all. The database's indexes are read once
- * (`load`); every contact index of every batch this import looks up is added as it goes (so its
- * own rows are in it before they are committed).
+ * entries. An import looks up, in the database, only what may exist: a file of new people, none
+ * of them suppressed, costs no lookup at all. The database's indexes are read once (`load`).
+ *
+ * The import's own rows are kept apart, by value rather than by index (`addOwn`): every number and
+ * e-mail address of every batch it looks up, before the batch commits, in a Bloom filter of their
+ * hashes. A blind index is short on purpose (many people share one), so a million rows of its own
+ * set some 6 % of the index bits — and each of the file's later values that falls on one would be
+ * looked up and its candidates decrypted, to find nobody. The values' own hashes tell those apart:
+ * a value is looked up when its index was loaded from the database, or when the import may have
+ * had the value itself.
  *
  * Each part is sound only while nobody else wrote since it was loaded: the lookups that used it
  * carry its epochs (`epochs`), and the batch's opening refuses them (migration 0029) unless every
@@ -17,7 +23,7 @@ import { INDEX_BYTES } from './prepare-batch.ts';
  * until loaded again.
  *
  * A set bit whose index does not exist only costs a lookup; a bit is never clear for an index
- * that exists, which is what dedupe and the suppression check need.
+ * that exists, nor for a value the import had, which is what dedupe and the suppression check need.
  */
 export type IndexKind = 'phone' | 'email' | 'suppression';
 
@@ -38,9 +44,51 @@ const LOADED_PER_ROW = 10;
 
 const noBits = () => new Uint8Array(2 ** (KEPT_BITS - 3));
 
+/**
+ * The Bloom filter of the import's own values: about 16 bits per value, three of them set for
+ * each (about 0.5 % false positives when full), between 2^16 and 2^25 bits (8 KiB to 4 MiB: a
+ * file of a million rows with a number and an e-mail address each).
+ */
+const OWN_BITS_PER_VALUE = 16;
+const OWN_HASHES = 3;
+const OWN_BITS_LEAST = 2 ** 16;
+const OWN_BITS_MOST = 2 ** 25;
+
+/**
+ * Two 32-bit hashes of a value's UTF-16 code units (multiply and shift, then a final mix), from
+ * which the Bloom filter's bit positions are made. Not cryptographic, and it need not be: a file
+ * made to collide only makes its import look more up.
+ */
+function valueHashes(value: string): [number, number] {
+  let first = 0x811c9dc5 ^ value.length;
+  let second = 0x2545f491;
+  for (let at = 0; at < value.length; at += 1) {
+    const unit = value.charCodeAt(at);
+    first = Math.imul(first ^ unit, 0x01000193);
+    second = Math.imul(second ^ unit, 0x5bd1e995);
+    second ^= second >>> 15;
+  }
+  first = Math.imul(first ^ (first >>> 16), 0x85ebca6b);
+  first ^= first >>> 13;
+  second = Math.imul(second ^ (second >>> 16), 0xc2b2ae35);
+  second ^= second >>> 16;
+  // An odd step: the three positions differ whatever the filter's size.
+  return [first >>> 0, (second | 1) >>> 0];
+}
+
 export class IndexFilter {
   private readonly bits: Record<IndexKind, Uint8Array> = { phone: noBits(), email: noBits(), suppression: noBits() };
   private loadedAt: FilterEpochs = { contacts: null, suppressions: null };
+  private readonly own: Uint8Array;
+  private readonly ownMask: number;
+
+  /** `ownValues`: about how many numbers and e-mail addresses the import may add of its own. */
+  constructor(ownValues = 0) {
+    let size = OWN_BITS_LEAST;
+    while (size < OWN_BITS_MOST && size < ownValues * OWN_BITS_PER_VALUE) size *= 2;
+    this.own = new Uint8Array(size / 8);
+    this.ownMask = size - 1;
+  }
 
   /** The epochs of the database's indexes each part holds (a copy: a reload does not change what a lookup used). */
   get epochs(): FilterEpochs {
@@ -51,14 +99,44 @@ export class IndexFilter {
     return this.loadedAt.contacts !== null || this.loadedAt.suppressions !== null;
   }
 
-  /** Whether an index with this key (indexKey) may exist, as far as the filter at `epochs` knows; true for a part not in use. */
-  mayHold(kind: IndexKind, key: number, epochs: FilterEpochs): boolean {
-    if ((kind === 'suppression' ? epochs.suppressions : epochs.contacts) === null) return true;
+  /** Whether a do-not-call entry with this index key (indexKey) may exist, as far as the filter at `epochs` knows; true for a part not in use. */
+  mayHoldSuppression(key: number, epochs: FilterEpochs): boolean {
+    return epochs.suppressions === null || this.hasIndex('suppression', key);
+  }
+
+  /**
+   * Whether a contact with this number or e-mail address (`value`, its index key `key`) may exist,
+   * as far as the filter at `epochs` knows: its index was loaded, or the import may have had the
+   * value itself. True for a part not in use.
+   */
+  mayHoldContact(kind: Exclude<IndexKind, 'suppression'>, key: number, value: string, epochs: FilterEpochs): boolean {
+    return epochs.contacts === null || this.hasIndex(kind, key) || this.mayBeOwn(value);
+  }
+
+  /** A number or e-mail address of the import's own rows (one it looked up, created or not). */
+  addOwn(value: string): void {
+    const [first, step] = valueHashes(value);
+    for (let hash = 0; hash < OWN_HASHES; hash += 1) {
+      const bit = (first + Math.imul(hash, step)) & this.ownMask;
+      this.own[bit >>> 3] = (this.own[bit >>> 3] as number) | (1 << (bit & 7));
+    }
+  }
+
+  private mayBeOwn(value: string): boolean {
+    const [first, step] = valueHashes(value);
+    for (let hash = 0; hash < OWN_HASHES; hash += 1) {
+      const bit = (first + Math.imul(hash, step)) & this.ownMask;
+      if (((this.own[bit >>> 3] as number) & (1 << (bit & 7))) === 0) return false;
+    }
+    return true;
+  }
+
+  private hasIndex(kind: IndexKind, key: number): boolean {
     const bit = key & BIT_MASK;
     return ((this.bits[kind][bit >>> 3] as number) & (1 << (bit & 7))) !== 0;
   }
 
-  add(kind: IndexKind, key: number): void {
+  private addIndex(kind: IndexKind, key: number): void {
     const bit = key & BIT_MASK;
     const bytes = this.bits[kind];
     bytes[bit >>> 3] = (bytes[bit >>> 3] as number) | (1 << (bit & 7));
@@ -71,8 +149,8 @@ export class IndexFilter {
 
   /**
    * Adds the tenant's indexes, read in one snapshot with the epochs they stand at, and puts each
-   * part in use at its epoch. Bits already set (this import's own indexes, some perhaps not yet
-   * committed) stay. A part of more indexes than the `rowsToCome` justify reading stays out of
+   * part in use at its epoch. What was added before stays (the import's own values, some perhaps
+   * not yet committed). A part of more indexes than the `rowsToCome` justify reading stays out of
    * use. Returns whether any part is in use.
    */
   async load(tenantDb: TenantDb, rowsToCome: number): Promise<boolean> {
@@ -99,7 +177,7 @@ export class IndexFilter {
     for (const kind of ['phone', 'email', 'suppression'] as const) {
       const indexes = loaded[kind];
       if (!indexes || (kind !== 'suppression' && !contacts)) continue;
-      for (let at = 0; at + INDEX_BYTES <= indexes.length; at += INDEX_BYTES) this.add(kind, indexKey(indexes, at));
+      for (let at = 0; at + INDEX_BYTES <= indexes.length; at += INDEX_BYTES) this.addIndex(kind, indexKey(indexes, at));
     }
     this.loadedAt = { contacts: contacts ? loaded.epochs.contacts : null, suppressions: loaded.suppression ? loaded.epochs.suppressions : null };
     return this.inUse;
