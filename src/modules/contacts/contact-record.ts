@@ -1,10 +1,9 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import type { FieldCipher, FieldLocation } from '../../crypto/field-cipher.ts';
-import { BLIND_INDEX_BYTES, blindIndexUnder, encryptForSubjectKey } from '../../crypto/field-cipher.ts';
+import { BLIND_INDEX_BYTES, blindIndexUnder, encryptForSubjectKey } from '../../crypto/field-format.ts';
 import type { TenantTransaction } from '../../db/tenant-db.ts';
 import type { PhoneKind, TimeZoneSource } from '../../db/schema.ts';
 import { v7 as uuidv7 } from 'uuid';
-import { AppError } from '../../server/errors.ts';
 import { isValidTimeZone, normaliseEmail, normalisePhone, timeZonesOfCountry, timeZonesOfNumber } from './phone.ts';
 
 /**
@@ -65,10 +64,6 @@ export class ContactInputError extends Error {
   ) {
     super(`${where}: ${reason}`);
     this.name = 'ContactInputError';
-  }
-
-  toAppError(): AppError {
-    return new AppError(this.code, `${this.where}: ${this.reason}`);
   }
 }
 

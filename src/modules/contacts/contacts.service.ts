@@ -138,7 +138,7 @@ function normaliseOrThrow(work: () => ContactData): ContactData {
   try {
     return work();
   } catch (error) {
-    if (error instanceof ContactInputError) throw error.toAppError();
+    if (error instanceof ContactInputError) throw new AppError(error.code, `${error.where}: ${error.reason}`);
     throw error;
   }
 }

@@ -1,11 +1,9 @@
 // The worker thread of a contact import (see import-thread.ts): its own pool on the runtime
 // role, its own key hierarchy, runImport, and messages back to the thread that started it.
 import { parentPort, workerData } from 'node:worker_threads';
-import pino from 'pino';
 import type { Config } from '../../config.ts';
-import { runtimeHandles, runtimePool } from '../../db/database.ts';
-import { createLogger } from '../../logger.ts';
-import { runImport, type ImportOutcome } from './import-worker.ts';
+import type { ImportOutcome } from './import-worker.ts';
+import { startSealers } from './sealers.ts';
 
 /** Only what the thread needs: the runtime role's connection, the root key provider's settings, the log level. */
 export type ImportThreadData = {
@@ -15,16 +13,27 @@ export type ImportThreadData = {
   importId: string;
   owner: string;
   batchRows?: number;
+  /** Sealing threads to start at once (sealers.ts): none for a file of one batch. */
+  sealingThreads: number;
 };
 export type ImportThreadMessage = { kind: 'batch' } | { kind: 'outcome'; outcome: ImportOutcome } | { kind: 'error'; name: string };
 
 const job = workerData as ImportThreadData;
-// Logs go to stderr, as the CLI's and the server's do (stdout carries the CLI's results).
-const logger = createLogger(job.config.logLevel, pino.destination(2));
 let stopping = false;
 parentPort?.on('message', (message: unknown) => {
   if (message === 'stop') stopping = true;
 });
+// The sealing threads load their modules beside this thread's own (about half a second each on
+// two cores), rather than after them: the database, the keyring and the import are imported below.
+const sealers = job.sealingThreads > 0 ? startSealers(job.sealingThreads) : undefined;
+const [{ default: pino }, { runtimeHandles, runtimePool }, { createLogger }, { runImport }] = await Promise.all([
+  import('pino'),
+  import('../../db/database.ts'),
+  import('../../logger.ts'),
+  import('./import-worker.ts'),
+]);
+// Logs go to stderr, as the CLI's and the server's do (stdout carries the CLI's results).
+const logger = createLogger(job.config.logLevel, pino.destination(2));
 
 async function run(): Promise<ImportThreadMessage> {
   // Four connections: one batch commits, the next one's lookups are made ahead, the next ones'
@@ -38,9 +47,12 @@ async function run(): Promise<ImportThreadMessage> {
       stop: () => stopping,
       onBatch: () => parentPort?.postMessage({ kind: 'batch' } satisfies ImportThreadMessage),
       ...(job.batchRows ? { batchRows: job.batchRows } : {}),
+      ...(sealers ? { sealers } : {}),
     });
     return { kind: 'outcome', outcome };
   } finally {
+    // Closed by runImport when it used them; here also when it ended before (closing twice is harmless).
+    await sealers?.close();
     // The import's outcome stands whatever closing the pool does.
     await pool.end().catch(() => undefined);
   }

@@ -2,7 +2,7 @@ import type { Config } from '../../config.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import type { Logger } from '../../logger.ts';
 import { startTypeScriptWorker } from '../../typescript-worker.ts';
-import { failImport, type ImportOutcome } from './import-worker.ts';
+import { BATCH_ROWS, failImport, SEALING_THREADS, type ImportOutcome } from './import-worker.ts';
 import type { ImportThreadData, ImportThreadMessage } from './import-thread-worker.ts';
 
 /**
@@ -21,11 +21,15 @@ export const IMPORT_HEAP_MB = 128;
  * current batch. A thread that dies (out of memory included) fails the import, as an error in
  * runImport would; its rows committed so far stay imported.
  */
-export function runImportInThread(
+export async function runImportInThread(
   tenantDb: TenantDb,
   options: { connectionString: string; config: Config; importId: string; owner: string; batchRows?: number },
   hooks: { logger?: Logger; stop?: () => boolean; onBatch?: () => void } = {},
 ): Promise<ImportOutcome> {
+  // A file of more than one batch still to import is sealed by threads of its own, started by the
+  // import's thread before anything else.
+  const progress = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['file_rows', 'rows_done']).where('id', '=', options.importId).executeTakeFirst());
+  const rowsToCome = progress ? Number(progress.file_rows ?? 0) - Number(progress.rows_done) : 0;
   const data: ImportThreadData = {
     connectionString: options.connectionString,
     // Never the whole configuration: the owner's database URL, SMTP and webhook secrets stay here.
@@ -34,6 +38,7 @@ export function runImportInThread(
     importId: options.importId,
     owner: options.owner,
     ...(options.batchRows ? { batchRows: options.batchRows } : {}),
+    sealingThreads: rowsToCome > (options.batchRows ?? BATCH_ROWS) ? SEALING_THREADS : 0,
   };
   const worker = startTypeScriptWorker(new URL('./import-thread-worker.ts', import.meta.url), { workerData: data, resourceLimits: { maxOldGenerationSizeMb: IMPORT_HEAP_MB } });
   return new Promise<ImportOutcome>((resolve) => {

@@ -4,7 +4,8 @@ import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import { AppError } from '../../server/errors.ts';
 import type { FieldCipher } from '../../crypto/field-cipher.ts';
 import { csvParser, describeCsvError, detectDelimiter, type CsvRecord } from './csv-reading.ts';
-import { mappingSchema, planColumns } from './import-mapping.ts';
+import { planColumns } from './import-mapping.ts';
+import { mappingSchema } from './mapping-schema.ts';
 
 /**
  * Receives an import's file: stored only as encrypted chunks (tenant data key) while it is checked

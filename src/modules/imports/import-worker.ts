@@ -83,18 +83,31 @@ export async function claimImport(tenantDb: TenantDb, owner: string, importId?: 
   });
 }
 
-/** The stored file as text, chunk by chunk (a few chunks in memory at most). */
+/**
+ * The stored file as text, chunk by chunk (a few chunks in memory at most): the first chunk alone,
+ * so that the first rows are read soon, then four at a time. A chunk travels as base64 text: a
+ * third fewer bytes than bytea's hex text, and decoded by Node without a parser of its own (a
+ * million-row file read about twice as fast; the driver reads no binary results).
+ */
 function storedFile(tenantDb: TenantDb, crypto: ContactsCrypto, importId: string): Readable {
   async function* chunks() {
     const decoder = new TextDecoder('utf-8');
     let seq = 0;
     for (;;) {
       const rows = await tenantDb.read((trx) =>
-        trx.selectFrom('contact_import_chunks').select(['seq', 'ciphertext']).where('import_id', '=', importId).where('seq', '>=', seq).orderBy('seq').limit(4).execute(),
+        trx
+          .selectFrom('contact_import_chunks')
+          .select(['seq', sql<string>`encode(ciphertext, 'base64')`.as('ciphertext')])
+          .where('import_id', '=', importId)
+          .where('seq', '>=', seq)
+          .orderBy('seq')
+          .limit(seq === 0 ? 1 : 4)
+          .execute(),
       );
       if (rows.length === 0) break;
       for (const row of rows) {
-        const plain = await tenantDb.read((trx) => crypto.cipher.decryptBytes(trx, chunkAt(importId, row.seq), row.ciphertext));
+        const ciphertext = Buffer.from(row.ciphertext, 'base64');
+        const plain = await tenantDb.read((trx) => crypto.cipher.decryptBytes(trx, chunkAt(importId, row.seq), ciphertext));
         yield decoder.decode(plain, { stream: true });
         seq = row.seq + 1;
       }
@@ -114,7 +127,14 @@ export async function runImport(
   crypto: ContactsCrypto,
   importId: string,
   owner: string,
-  options: { logger?: Logger; stop?: () => boolean; batchRows?: number; onBatch?: () => void | Promise<void> } = {},
+  options: {
+    logger?: Logger;
+    stop?: () => boolean;
+    batchRows?: number;
+    onBatch?: () => void | Promise<void>;
+    /** Sealing threads the caller started already (this run closes them); otherwise started here when needed. */
+    sealers?: Sealers;
+  } = {},
 ): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
   const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done', 'file_rows']).where('id', '=', importId).executeTakeFirst());
@@ -168,8 +188,9 @@ export async function runImport(
       dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows), minimumVersion === undefined ? {} : { minimumVersion }),
       indexKeys: await contactIndexKeys(crypto.cipher, trx),
     }));
-  // The first batch is prepared here, while the sealing threads finish starting; the rest by them.
-  let preparedHere = false;
+  // The first batch is prepared here, while sealing threads this run started finish loading; the
+  // rest by them. Threads the caller started (options.sealers) have loaded by then: every batch is theirs.
+  let preparedHere = options.sealers !== undefined;
   const prepare = (current: PrepareContext, rows: SourceRow[]): Promise<PreparedBatch> => {
     const via = preparedHere ? sealers : undefined;
     preparedHere = true;
@@ -246,7 +267,7 @@ export async function runImport(
   try {
     // More than one batch to come: the sealing threads start loading now, beside the first chunk's
     // reading, the job's loading and the first batch's preparing.
-    if (Number(state.file_rows) - Number(state.rows_done) > batchRows) sealers = startSealers(SEALING_THREADS);
+    if (Number(state.file_rows) - Number(state.rows_done) > batchRows) sealers = options.sealers ?? startSealers(SEALING_THREADS);
     let rowNumber = 0;
     for await (const record of parser as AsyncIterable<CsvRecord>) {
       rowNumber += 1;
@@ -269,7 +290,7 @@ export async function runImport(
         batchCharacters = 0;
         pending.push({ rows, prepared: prepare(context, rows) });
         // More batches than the file's row count said (wide rows end batches early): start them now.
-        sealers ??= startSealers(SEALING_THREADS);
+        sealers ??= options.sealers ?? startSealers(SEALING_THREADS);
         if (pending.length > SEALING_THREADS + 1 && (await commitOldest(job, context)) === 'stopped') return 'stopped';
       }
     }

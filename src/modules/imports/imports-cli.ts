@@ -7,7 +7,7 @@ import { requireTenantId, withCliDatabase } from '../../cli-support.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import { AppError } from '../../server/errors.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
-import { mappingSchema } from './import-mapping.ts';
+import { mappingSchema } from './mapping-schema.ts';
 import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
 import { claimImport } from './import-worker.ts';
 import { runImportInThread } from './import-thread.ts';

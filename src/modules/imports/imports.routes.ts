@@ -10,7 +10,7 @@ import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { CSV_OUT, neutraliseCell } from '../contacts/csv-safety.ts';
 import { limited, withUploadSlot } from '../../server/streamed-upload.ts';
-import { mappingSchema } from './import-mapping.ts';
+import { mappingSchema } from './mapping-schema.ts';
 import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
 
 const createImportSchema = z.strictObject({

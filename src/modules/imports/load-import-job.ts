@@ -1,5 +1,6 @@
 import type { TenantTransaction } from '../../db/tenant-db.ts';
-import { mappingSchema, planColumns, type ColumnPlan } from './import-mapping.ts';
+import { planColumns, type ColumnPlan } from './import-mapping.ts';
+import { mappingSchema } from './mapping-schema.ts';
 
 /** What an import was told to do, as stored with it. */
 export type ImportOptions = {

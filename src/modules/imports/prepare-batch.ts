@@ -1,6 +1,6 @@
 import { newKey } from '../../crypto/aead.ts';
-import { BLIND_INDEX_BYTES } from '../../crypto/field-cipher.ts';
-import { wrapSubjectKey, type DataKey } from '../../crypto/keyring.ts';
+import { BLIND_INDEX_BYTES } from '../../crypto/field-format.ts';
+import { wrapSubjectKey, type DataKey } from '../../crypto/key-wraps.ts';
 import { BinaryArrayWriter, type ArrayElementType } from '../../db/binary-array.ts';
 import {
   ContactInputError,
