@@ -58,9 +58,9 @@ type PhoneCandidate = {
 type EmailCandidate = { id: string; email_ciphertext: Buffer | null; record_ciphertext: Buffer | null; email_index: Buffer; import_id: string | null; import_row: number | null };
 
 /**
- * The import's index filter: every contact index of the batch is added to it; with `skip` (lookups
- * made ahead, which the batch's opening checks against the filter's epochs), an index whose bit was
- * clear is not looked up.
+ * The import's index filter: every number and e-mail address of the batch is added to it as the
+ * import's own; with `skip` (lookups made ahead, which the batch's opening checks against the
+ * filter's epochs), one it does not hold is not looked up.
  */
 export type ImportFilter = { filter: IndexFilter; skip: boolean };
 
@@ -68,8 +68,8 @@ export type ImportFilter = { filter: IndexFilter; skip: boolean };
  * The batch's lookups as queries to be sent together (dedupe by external id, phone, e-mail; the
  * suppressions of every number, of which only those of rows created or linked count later), and
  * what turns their rows into the answer. Each number's blind index is the one sealed with its row.
- * With an index filter that `skip`s, a phone, e-mail or suppression index whose bit is clear is not
- * looked up.
+ * With an index filter that `skip`s, a number, e-mail address or suppression index it does not hold
+ * is not looked up.
  */
 export async function lookupQueries(
   trx: TenantTransaction,
@@ -78,7 +78,7 @@ export async function lookupQueries(
   batch: PreparedBatch,
   importFilter: ImportFilter | undefined,
 ): Promise<{ queries: CompiledQuery[]; answer: (rows: readonly unknown[][]) => Promise<Omit<BatchLookups, 'epoch'>> }> {
-  // Read once: every bit is tested against the filter as it stands at these epochs, before this batch's indexes are added.
+  // Read once: every value is tested against the filter as it stands at these epochs, before this batch's own are added.
   const filter = importFilter?.filter;
   const epochs = importFilter?.skip && filter?.inUse ? filter.epochs : null;
   const numbers: string[] = [];

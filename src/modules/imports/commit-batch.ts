@@ -1,5 +1,5 @@
 import { binaryArray } from '../../db/binary-array.ts';
-import { CompiledQuery, sql } from '../../db/kysely.ts';
+import { sql, type CompiledQuery } from '../../db/kysely.ts';
 import { deferWrite, sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import { isUniqueViolation, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { recordMatches } from '../suppression/suppression.service.ts';
@@ -80,16 +80,6 @@ function refusal(error: unknown): unknown {
 const LOCKED_ATTEMPTS = 3;
 
 /**
- * A batch commits without waiting for its WAL to reach the disk: a database crash can lose the
- * batches committed in about the last half second — rows and cursor together, so the import does
- * them again from its stored file, with nothing duplicated or half-written. Later durable commits
- * (the import's end, which deletes the file, or anything else) make every batch before them
- * durable too, since WAL is flushed in order. A million-row import so waits for no flush between
- * its 500 batches.
- */
-const SYNCHRONOUS_COMMIT_OFF = CompiledQuery.raw('SET LOCAL synchronous_commit = off');
-
-/**
  * One prepared batch into the database, in one transaction, only while this worker holds the
  * lease: dedupe, suppression, the writes, and the import's cursor and counts. Returns the identity
  * keys of the rows it created, for the next batch's lookups made ahead.
@@ -119,7 +109,6 @@ export async function commitBatch(
     if (lookedAhead && lookedAhead.epoch !== null) {
       const created = await tenantDb
         .transaction(async (trx) => {
-          await deferWrite(trx, SYNCHRONOUS_COMMIT_OFF);
           await deferWrite(trx, beginBatch(trx, job, owner, batch, lookedAhead.epoch, lookedAhead.filterEpochs));
           return await writeBatch(trx, job, batch, lastRow, lookedAhead, previous);
         })
@@ -136,7 +125,6 @@ export async function commitBatch(
     for (let attempt = 1; ; attempt += 1) {
       try {
         return await tenantDb.transaction(async (trx) => {
-          await deferWrite(trx, SYNCHRONOUS_COMMIT_OFF);
           const lookups = await lookupQueries(trx, crypto, job, batch, filter && { filter, skip: false });
           const [, ...rows] = await sendTogether(trx, [beginBatch(trx, job, owner, batch, null, null), ...lookups.queries]);
           return await writeBatch(trx, job, batch, lastRow, { epoch: null, ...(await lookups.answer(rows)) }, previous);

@@ -1,6 +1,7 @@
 // The worker thread of a contact import (see import-thread.ts): its own pool on the runtime
 // role, its own key hierarchy, runImport, and messages back to the thread that started it.
 import { parentPort, workerData } from 'node:worker_threads';
+import type pg from 'pg';
 import type { Config } from '../../config.ts';
 import type { ImportOutcome } from './import-worker.ts';
 import { startSealers } from './sealers.ts';
@@ -24,22 +25,24 @@ parentPort?.on('message', (message: unknown) => {
   if (message === 'stop') stopping = true;
 });
 // The sealing threads load their modules beside this thread's own (about half a second each on
-// two cores), rather than after them: the database, the keyring and the import are imported below.
+// two cores), rather than after them: the database, the keyring and the import are imported in run().
 const sealers = job.sealingThreads > 0 ? startSealers(job.sealingThreads) : undefined;
-const [{ default: pino }, { runtimeHandles, runtimePool }, { createLogger }, { runImport }] = await Promise.all([
-  import('pino'),
-  import('../../db/database.ts'),
-  import('../../logger.ts'),
-  import('./import-worker.ts'),
-]);
-// Logs go to stderr, as the CLI's and the server's do (stdout carries the CLI's results).
-const logger = createLogger(job.config.logLevel, pino.destination(2));
 
 async function run(): Promise<ImportThreadMessage> {
-  // Four connections: one batch commits, the next one's lookups are made ahead, the next ones'
-  // keys are fetched, statistics are refreshed.
-  const pool = runtimePool(job.connectionString, 4, logger);
+  // Until the pool exists, nothing else needs closing; the sealing threads always do (below).
+  let pool: pg.Pool | undefined;
   try {
+    const [{ default: pino }, { runtimeHandles, runtimePool }, { createLogger }, { runImport }] = await Promise.all([
+      import('pino'),
+      import('../../db/database.ts'),
+      import('../../logger.ts'),
+      import('./import-worker.ts'),
+    ]);
+    // Logs go to stderr, as the CLI's and the server's do (stdout carries the CLI's results).
+    const logger = createLogger(job.config.logLevel, pino.destination(2));
+    // Four connections: one batch commits, the next one's lookups are made ahead, the next ones'
+    // keys are fetched, statistics are refreshed.
+    pool = runtimePool(job.connectionString, 4, logger);
     const { forTenant, crypto } = runtimeHandles(pool, job.config, logger);
     const { cipher, keyring } = await crypto();
     const outcome = await runImport(forTenant(job.tenantId), { cipher, keyring }, job.importId, job.owner, {
@@ -51,10 +54,11 @@ async function run(): Promise<ImportThreadMessage> {
     });
     return { kind: 'outcome', outcome };
   } finally {
-    // Closed by runImport when it used them; here also when it ended before (closing twice is harmless).
+    // Closed by runImport when it used them; here also when it ended before, or never began
+    // (closing twice is harmless).
     await sealers?.close();
     // The import's outcome stands whatever closing the pool does.
-    await pool.end().catch(() => undefined);
+    await pool?.end().catch(() => undefined);
   }
 }
 

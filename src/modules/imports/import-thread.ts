@@ -28,7 +28,10 @@ export async function runImportInThread(
 ): Promise<ImportOutcome> {
   // A file of more than one batch still to import is sealed by threads of its own, started by the
   // import's thread before anything else.
-  const progress = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['file_rows', 'rows_done']).where('id', '=', options.importId).executeTakeFirst());
+  // (A failed read starts none here: runImport then starts them itself, or fails as it would have.)
+  const progress = await tenantDb
+    .read((trx) => trx.selectFrom('contact_imports').select(['file_rows', 'rows_done']).where('id', '=', options.importId).executeTakeFirst())
+    .catch(() => undefined);
   const rowsToCome = progress ? Number(progress.file_rows ?? 0) - Number(progress.rows_done) : 0;
   const data: ImportThreadData = {
     connectionString: options.connectionString,

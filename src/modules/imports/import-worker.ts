@@ -137,7 +137,7 @@ export async function runImport(
   } = {},
 ): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
-  const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done', 'file_rows']).where('id', '=', importId).executeTakeFirst());
+  const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done', 'file_rows', 'mapping']).where('id', '=', importId).executeTakeFirst());
   if (!state || state.state !== 'running') return 'lease_lost';
   // pipeline(), not pipe(): an error reading or decrypting a chunk must reach the loop below (and
   // fail the import), not go unheard on the source stream — or crash the process.
@@ -160,8 +160,10 @@ export async function runImport(
   let lookingAhead: Promise<BatchLookups> | undefined;
   let createdBefore: CreatedKeys = noIdentities();
   // The tenant's blind indexes, loaded beside the first batches (until then every index is looked up).
-  // Sized for a number and an e-mail address per row still to come.
-  const filter = new IndexFilter(2 * (Number(state.file_rows) - Number(state.rows_done)));
+  // Its own values sized for the numbers and e-mail address every row still to come may hold (the
+  // mapping's columns of them; the mapping is checked again, whole, when the job loads).
+  const valuesPerRow = Object.values(state.mapping).filter((target) => typeof target === 'string' && (target.startsWith('phone') || target === 'email')).length;
+  const filter = new IndexFilter(Math.max(1, valuesPerRow) * (Number(state.file_rows) - Number(state.rows_done)));
   let filterLoads = 0;
   let loadingFilter: Promise<void> | undefined;
   const loadFilter = (rowsToCome: number) => {

@@ -16,10 +16,10 @@ describe('the import index filter', () => {
     expect(filter.mayHoldContact('email', 0, 'kari@example.no', inUse)).toBe(true);
   });
 
-  it('tells the values the import did not have from those it had, though their blind indexes are the same', () => {
+  it('holds few of the values the import never had, when no index of them was loaded', () => {
     const filter = new IndexFilter(100_000);
     for (let index = 0; index < 100_000; index += 1) filter.addOwn(number(index));
-    // Numbers next to the import's own, each asked under the index key of one it had.
+    // Numbers next to the import's own (asked under any index key: none was loaded).
     let held = 0;
     for (let index = 0; index < 100_000; index += 1) if (filter.mayHoldContact('phone', index, number(100_000 + index), inUse)) held += 1;
     // About 0.5 % false positives when the filter holds as many values as it was sized for.
