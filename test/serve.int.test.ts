@@ -50,7 +50,14 @@ describe(`graceful shutdown (${serverLabel()} server)`, () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
 
     const stopped = server.stop('test');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The listener closes once the node has handed its campaigns over (a few queries): until then
+    // /readyz says 503. Asked again for up to 5 s — while the request in flight is still held.
+    for (const started = Date.now(); Date.now() - started < 5_000; ) {
+      const ready = await get(`${server.url}/readyz`).catch(() => undefined);
+      if (!ready) break;
+      expect(ready.status).toBe(503);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     await expect(get(`${server.url}/readyz`)).rejects.toThrow(/ECONNREFUSED/);
     await blocker.query('COMMIT');
     await blocker.end();
