@@ -190,12 +190,13 @@ export async function runImport(
       dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows), minimumVersion === undefined ? {} : { minimumVersion }),
       indexKeys: await contactIndexKeys(crypto.cipher, trx),
     }));
-  // The first batch is prepared here, while sealing threads this run started finish loading; the
-  // rest by them. Threads the caller started (options.sealers) have loaded by then: every batch is theirs.
-  let preparedHere = options.sealers !== undefined;
+  // Whether the sealing threads take the next batch. Threads this run starts are still loading when
+  // the first batch is read: that one is prepared here, the rest by them. Threads the caller started
+  // (options.sealers) have loaded by then: every batch is theirs.
+  let toSealers = options.sealers !== undefined;
   const prepare = (current: PrepareContext, rows: SourceRow[]): Promise<PreparedBatch> => {
-    const via = preparedHere ? sealers : undefined;
-    preparedHere = true;
+    const via = toSealers ? sealers : undefined;
+    toSealers = true;
     const prepared = sealingKeys(rows.length).then((keys) => (via ? via.prepare(current, rows, keys) : prepareRows(current, keys, rows)));
     // Its failure is taken up when the batch's turn to commit comes; until then it must not count as unhandled.
     prepared.catch(() => undefined);
