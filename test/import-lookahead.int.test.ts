@@ -50,7 +50,7 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   /** An import claimed by `owner`, its file never read: the test hands its batches in itself. */
   const claimedImport = async (owner: string): Promise<Job> => {
     const importId = await fileImport(owner, [['Unused', '41999999']]);
-    return tenantDb.read((trx) => loadJob(trx, importId, HEADERS));
+    return tenantDb.transaction((trx) => loadJob(trx, importId, HEADERS));
   };
   const createContact = async (name: string, number: string) => {
     const created = await call('POST', '/api/v1/contacts', { name, phones: [{ kind: 'mobile', number }] });

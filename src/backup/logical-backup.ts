@@ -84,10 +84,11 @@ export async function startFrames(handle: FileHandle, root: RootKeyProvider, mig
   return { backupId, frame, bytes: () => bytes };
 }
 
+/** The tables a backup holds: Ringvakt's, without its migration record and its unlogged tables (which a crash empties; migration 0030). */
 export async function tablesOf(client: pg.ClientBase): Promise<string[]> {
   const result = await client.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations' AND NOT c.relispartition
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations' AND NOT c.relispartition AND c.relpersistence = 'p'
       ORDER BY c.relname`,
     [SCHEMA],
   );

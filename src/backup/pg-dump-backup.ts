@@ -127,7 +127,7 @@ export async function writePgDumpBackup(url: string, file: string, root: RootKey
     const connection = toolConnection(url);
     dump = spawn(
       tool.path,
-      ['--format=custom', '--data-only', `--schema=${SCHEMA}`, `--exclude-table=${SCHEMA}.schema_migrations`, `--snapshot=${snapshot}`, `--dbname=${connection.dbname}`],
+      ['--format=custom', '--data-only', '--no-unlogged-table-data', `--schema=${SCHEMA}`, `--exclude-table=${SCHEMA}.schema_migrations`, `--snapshot=${snapshot}`, `--dbname=${connection.dbname}`],
       { env: connection.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const done = exited(dump, 'pg_dump');

@@ -1,5 +1,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from './zod-provider.ts';
+import { isDatabaseUnavailable } from '../db/unavailable.ts';
+
+export { isDatabaseUnavailable };
 
 /**
  * The one error catalogue. Every error a client can see has a stable code, an HTTP status and a
@@ -116,20 +119,6 @@ const fastifyCodes: Record<string, ErrorCode> = {
 };
 
 const clip = (text: string, length: number) => (text.length > length ? `${text.slice(0, length)}…` : text);
-
-/**
- * The database could not be reached or dropped the connection (it is restarting, failing over, or
- * gone): PostgreSQL's connection-exception and operator-intervention classes, and the socket
- * errors and messages of the pg driver. The request may be repeated once it is back.
- */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  const { code, message, syscall } = error as { code?: unknown; message?: unknown; syscall?: unknown };
-  if (typeof code === 'string' && (/^08/.test(code) || /^57P0[1-3]$/.test(code))) return true;
-  // Socket errors of a connection (to a TCP port, or to the embedded server's socket file: ENOENT
-  // while it is down) — not a file a request failed to open.
-  if (typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT'].includes(code) && (syscall === 'connect' || (code !== 'ENOENT' && (syscall === 'read' || syscall === 'write')))) return true;
-  return typeof message === 'string' && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(message);
-}
 
 /** Turns anything thrown into an AppError; unknown errors become internal_error. */
 export function toAppError(error: unknown): AppError {

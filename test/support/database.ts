@@ -23,8 +23,9 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
   sqlText: string,
   values: unknown[] = [],
   database = 'postgres',
+  server: string = adminUrl(),
 ): Promise<pg.QueryResult<R>> {
-  const client = new pg.Client({ connectionString: urlFor(database) });
+  const client = new pg.Client({ connectionString: urlFor(database, server) });
   await client.connect();
   try {
     return await client.query<R>(sqlText, values);
@@ -48,11 +49,15 @@ export type TestDatabase = {
   drop(): Promise<void>;
 };
 
-/** A fresh database (own roles, migrated) on the test server; drop() removes database and roles. */
-export async function createTestDatabase(options: { logger?: Logger; env?: NodeJS.ProcessEnv; ownerAccess?: boolean } = {}): Promise<TestDatabase> {
+/**
+ * A fresh database (own roles, migrated) on the test server — or on `server`, a superuser's URL of
+ * a PostgreSQL server of the test's own; drop() removes database and roles.
+ */
+export async function createTestDatabase(options: { logger?: Logger; env?: NodeJS.ProcessEnv; ownerAccess?: boolean; server?: string } = {}): Promise<TestDatabase> {
   const name = `rv_test_${randomBytes(6).toString('hex')}`;
-  await adminQuery(`CREATE DATABASE ${name}`);
-  const url = urlFor(name);
+  const server = options.server ?? adminUrl();
+  await adminQuery(`CREATE DATABASE ${name}`, [], 'postgres', server);
+  const url = urlFor(name, server);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-test-data-'));
   chmodSync(dataDir, 0o711);
   const config = loadConfig({ DATABASE_URL: url, RINGVAKT_DATA_DIR: dataDir, RINGVAKT_LOG_LEVEL: 'silent', ...options.env });
@@ -68,7 +73,7 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
     config,
     logger,
     handles,
-    superQuery: (sqlText, values = []) => adminQuery(sqlText, values, name),
+    superQuery: (sqlText, values = []) => adminQuery(sqlText, values, name, server),
     runtimeUrl: runtimeUrl.toString(),
     async runtimeClient() {
       const client = new pg.Client({ connectionString: runtimeUrl.toString(), options: '-c search_path=ringvakt' });
@@ -81,10 +86,11 @@ export async function createTestDatabase(options: { logger?: Logger; env?: NodeJ
         `SELECT concat_ws(' ', actor_id, target_type, target_id, source_ip, request_id, details::text) AS row FROM ringvakt.audit_events`,
         [],
         name,
+        server,
       );
-      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.runtime}`);
-      await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.owner}`);
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, [], 'postgres', server);
+      await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.runtime}`, [], 'postgres', server);
+      await adminQuery(`DROP ROLE IF EXISTS ${handles.roles.owner}`, [], 'postgres', server);
       rmSync(dataDir, { recursive: true, force: true });
       // The canary: no registered personal data in this database's audit rows, logs or problem bodies.
       assertNoPersonalDataLeaked(audit.rows.map((row) => ({ where: 'an audit event', text: row.row })));

@@ -1,5 +1,5 @@
 import { binaryArray } from '../../db/binary-array.ts';
-import { sql, type CompiledQuery } from '../../db/kysely.ts';
+import { CompiledQuery, sql } from '../../db/kysely.ts';
 import { deferWrite, sendTogether, type TenantDb, type TenantTransaction } from '../../db/tenant-db.ts';
 import { isUniqueViolation, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { recordMatches } from '../suppression/suppression.service.ts';
@@ -21,6 +21,14 @@ export class WrapKeyRetired extends Error {
     super('the subject keys of this batch are wrapped under a retired data key');
   }
 }
+
+/**
+ * The run cannot go on: the database server restarted since it began (a crash may have undone its
+ * last batches, and the epochs its lookups relied on), or the import's cursor is not where the run
+ * left it (migration 0030). Nothing was written; the import is handed back and resumed from the
+ * cursor the database kept.
+ */
+export class RunInterrupted extends Error {}
 
 /** The value of row i's first identity (external id, each number, e-mail) that `maps` holds. */
 function firstFound<V>(batch: PreparedBatch, row: number, maps: Identities<V>): V | undefined {
@@ -61,6 +69,28 @@ function beginBatch(trx: TenantTransaction, job: Job, owner: string, batch: Prep
                                                ${filter?.contacts ?? null}::bigint, ${filter?.suppressions ?? null}::bigint)`.compile(trx);
 }
 
+/** The run goes on only in the server incarnation it began in, from the cursor it left (migration 0030). */
+function continueRun(trx: TenantTransaction, job: Job): CompiledQuery {
+  return sql`SELECT continue_contact_import_run(${job.id}::uuid, ${job.rowsDone}::bigint, ${job.incarnation}::uuid)`.compile(trx);
+}
+
+/**
+ * A batch commits without waiting for the WAL flush: the import's thread goes on with the next
+ * batch a few milliseconds sooner, every batch. A crash can lose only the last batches, whole
+ * (rows, counts and cursor together), and the checks above refuse the run that committed them;
+ * the import's end commits synchronously, making every batch before it durable.
+ */
+const COMMIT_WITHOUT_FLUSH = CompiledQuery.raw('SET LOCAL synchronous_commit = off');
+
+/** Checks, in the transaction that ends the import, that its run may still end it (RunInterrupted otherwise). */
+export async function checkRunContinues(trx: TenantTransaction, job: Job): Promise<void> {
+  try {
+    await sql`SELECT continue_contact_import_run(${job.id}::uuid, ${job.rowsDone}::bigint, ${job.incarnation}::uuid)`.execute(trx);
+  } catch (error) {
+    throw (error as { code?: string }).code === 'RVI04' ? new RunInterrupted() : error;
+  }
+}
+
 /**
  * The batch was refused, or ran into another writer, and wrote nothing (its transaction rolled
  * back): the reason as the worker handles it, or 'again' — its lookups are to be made again under
@@ -72,6 +102,7 @@ function refusal(error: unknown): unknown {
   const { code, detail } = (error ?? {}) as { code?: string; detail?: string };
   if (code === 'RVI01') return new LeaseLost();
   if (code === 'RVI02') return new WrapKeyRetired(Number(detail));
+  if (code === 'RVI04') return new RunInterrupted();
   if (code === 'RVI03' || code === '40P01' || code === '40001' || isUniqueViolation(error, 'contacts_external_id')) return 'again';
   return error;
 }
@@ -93,6 +124,9 @@ const LOCKED_ATTEMPTS = 3;
  * in that order: every lookup sees every batch committed before the lock), the candidates' keys,
  * the writes with the COMMIT. A filter the refused lookups trusted is then put out of use
  * (`ahead.filter`).
+ *
+ * Every attempt first checks that the run may go on (continueRun) and commits without waiting for
+ * the flush. On success the job's cursor moves to the batch's last row.
  */
 export async function commitBatch(
   tenantDb: TenantDb,
@@ -110,6 +144,8 @@ export async function commitBatch(
       const created = await tenantDb
         .transaction(async (trx) => {
           await deferWrite(trx, beginBatch(trx, job, owner, batch, lookedAhead.epoch, lookedAhead.filterEpochs));
+          await deferWrite(trx, continueRun(trx, job));
+          await deferWrite(trx, COMMIT_WITHOUT_FLUSH);
           return await writeBatch(trx, job, batch, lastRow, lookedAhead, previous);
         })
         .catch((error: unknown) => {
@@ -120,15 +156,20 @@ export async function commitBatch(
           if (used && now && used.contacts === now.contacts && used.suppressions === now.suppressions) filter?.drop();
           return undefined;
         });
-      if (created) return created;
+      if (created) {
+        job.rowsDone = lastRow - 1;
+        return created;
+      }
     }
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await tenantDb.transaction(async (trx) => {
+        const created = await tenantDb.transaction(async (trx) => {
           const lookups = await lookupQueries(trx, crypto, job, batch, filter && { filter, skip: false });
-          const [, ...rows] = await sendTogether(trx, [beginBatch(trx, job, owner, batch, null, null), ...lookups.queries]);
+          const [, , , ...rows] = await sendTogether(trx, [beginBatch(trx, job, owner, batch, null, null), continueRun(trx, job), COMMIT_WITHOUT_FLUSH, ...lookups.queries]);
           return await writeBatch(trx, job, batch, lastRow, { epoch: null, ...(await lookups.answer(rows)) }, previous);
         });
+        job.rowsDone = lastRow - 1;
+        return created;
       } catch (error) {
         if (refusal(error) !== 'again' || attempt >= LOCKED_ATTEMPTS) throw error;
       }

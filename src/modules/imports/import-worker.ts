@@ -7,11 +7,12 @@ import type { SystemDb } from '../../db/system-db.ts';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { loadFieldDefinitions, type ContactsCrypto } from '../contacts/contacts.service.ts';
 import { lookUpAhead, noIdentities, type BatchLookups } from './batch-lookups.ts';
-import { commitBatch, LeaseLost, WrapKeyRetired, type CreatedKeys } from './commit-batch.ts';
+import { checkRunContinues, commitBatch, LeaseLost, RunInterrupted, WrapKeyRetired, type CreatedKeys } from './commit-batch.ts';
 import { IndexFilter } from './index-filter.ts';
 import { csvParser, type CsvRecord } from './csv-reading.ts';
 import { chunkAt } from './import-upload.ts';
 import { LEASE_SECONDS, loadJob, type Job } from './load-import-job.ts';
+import { isDatabaseUnavailable } from '../../db/unavailable.ts';
 import { ownerIsGone, type NodePresence } from '../../operations/node-presence.ts';
 import { prepareRows, type PrepareContext, type PreparedBatch, type SealingKeys, type SourceRow } from './prepare-batch.ts';
 import { startSealers, type Sealers } from './sealers.ts';
@@ -59,8 +60,14 @@ const LAST_STATISTICS_REFRESH = 160_000;
  */
 const FILTER_LOADS = 3;
 
-/** How a run of an import ended: finished, failed, another worker holds it now, or asked to stop. */
-export type ImportOutcome = 'done' | 'failed' | 'lease_lost' | 'stopped';
+/** How long a run interrupted by the database tries to hand its import back before leaving it to its lease. */
+const HAND_BACK_WAIT_MS = 10_000;
+
+/**
+ * How a run of an import ended: finished, failed, another worker holds it now, asked to stop, or
+ * interrupted by a database restart (handed back, to be resumed from what the database kept).
+ */
+export type ImportOutcome = 'done' | 'failed' | 'lease_lost' | 'stopped' | 'interrupted';
 
 /**
  * Claims a queued import, or one whose worker's lease ran out — or whose worker is gone: its
@@ -185,6 +192,8 @@ export async function runImport(
 
   // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
   // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
+  // The import handed back at once, so that another run resumes it without waiting for the lease.
+  const handBack = () => tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
   const sealingKeys = (rows: number, minimumVersion?: number): Promise<SealingKeys> =>
     tenantDb.transaction(async (trx) => ({
       dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows), minimumVersion === undefined ? {} : { minimumVersion }),
@@ -217,8 +226,7 @@ export async function runImport(
     }
     await options.onBatch?.();
     if (!options.stop?.()) return undefined;
-    // Hand the import back at once, so another process resumes it without waiting for the lease.
-    await tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
+    await handBack();
     return 'stopped';
   };
   const startCommit = (current: Job, currentContext: PrepareContext, rows: readonly SourceRow[], prepared: PreparedBatch, lookups: Promise<BatchLookups>) => {
@@ -247,7 +255,6 @@ export async function runImport(
           ready = prepareRows(currentContext, await sealingKeys(rows.length, error.activeVersion), rows);
         }
       }
-      current.rowsDone += rows.length;
       committedRows += rows.length;
       // Another writer's rows put the filter out of use: loaded again, for the rows still to come.
       if (!filter.inUse && filterLoads > 0) loadFilter(Number(state.file_rows) - current.rowsDone);
@@ -276,7 +283,7 @@ export async function runImport(
       rowNumber += 1;
       if (rowNumber === 1) {
         const headers = record;
-        job = await tenantDb.read((trx) => loadJob(trx, importId, headers));
+        job = await tenantDb.transaction((trx) => loadJob(trx, importId, headers));
         const { plan, defaultRegion } = job;
         const definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
         context = { tenantId: tenantDb.tenantId, plan, defaultRegion, definitions };
@@ -309,6 +316,8 @@ export async function runImport(
     await refreshing;
     const finished = job;
     const ended = await tenantDb.transaction(async (trx) => {
+      // Committed synchronously, as every transaction but a batch: every batch before it is durable with it.
+      await checkRunContinues(trx, finished);
       const done = await trx
         .updateTable('contact_imports')
         .set({ state: 'done', finished_at: new Date(), lease_owner: null, lease_until: null, updated_at: new Date() })
@@ -341,6 +350,15 @@ export async function runImport(
   } catch (error) {
     await inFlight?.catch(() => undefined);
     if (error instanceof LeaseLost) return 'lease_lost';
+    // The database went away (restart, crash, failover) or came back as another incarnation: the
+    // import is not failed — its stored file and cursor are intact — but handed back (if the
+    // database answers; else its lease runs out) and resumed from the cursor the database kept.
+    if (error instanceof RunInterrupted || isDatabaseUnavailable(error)) {
+      options.logger?.warn({ importId, restarted: error instanceof RunInterrupted }, 'contact import run interrupted by the database; to be resumed');
+      const bounded = new Promise<void>((resolve) => setTimeout(resolve, HAND_BACK_WAIT_MS).unref());
+      await Promise.race([handBack().catch(() => undefined), bounded]);
+      return 'interrupted';
+    }
     options.logger?.error({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import failed');
     await failImport(tenantDb, importId, owner);
     return 'failed';
@@ -391,7 +409,8 @@ export function importWorkerTick(
         if (!importId) break;
         const outcome = await run(tenantDb, importId, owner, { logger, stop });
         logger.info({ importId, outcome }, 'contact import run ended');
-        if (outcome === 'stopped') return;
+        // Interrupted: resumed by the next tick, from the cursor the database kept.
+        if (outcome === 'stopped' || outcome === 'interrupted') return;
       }
     }
   };

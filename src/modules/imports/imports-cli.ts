@@ -99,7 +99,7 @@ export function registerContactCommands(program: Command, slug: (value: string) 
           await pipeline(rejectsCsv(tenantDb, importId), createWriteStream(options.rejects, { mode: 0o600 }));
           process.stdout.write(`reject file: ${options.rejects}\n`);
         }
-        if (outcome === 'stopped') process.stdout.write(`interrupted; continue with: ringvakt contacts import --tenant ${options.tenant} --resume ${importId}\n`);
+        if (outcome === 'stopped' || outcome === 'interrupted') process.stdout.write(`interrupted; continue with: ringvakt contacts import --tenant ${options.tenant} --resume ${importId}\n`);
         if (view.state === 'failed' || view.state === 'cancelled') process.exitCode = 1;
       });
     });
@@ -186,9 +186,13 @@ async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: s
   try {
     await presence.ready();
     if (await claimImport(tenantDb, owner, importId)) {
-      const outcome = await runImportInThread(tenantDb, { ...thread, importId, owner }, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
-      await show();
-      return outcome;
+      for (let runs = 1; ; runs += 1) {
+        const outcome = await runImportInThread(tenantDb, { ...thread, importId, owner }, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
+        // A database restart interrupted the run: resumed from the cursor the database kept (a few times at most).
+        if (outcome === 'interrupted' && runs < 3 && !interrupted && (await claimImport(tenantDb, owner, importId))) continue;
+        await show();
+        return outcome;
+      }
     }
     // Someone else holds the lease: follow it.
     for (;;) {

@@ -1,0 +1,159 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/server/types.ts';
+import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { startEmbeddedPostgres, type EmbeddedCluster } from '../src/db/embedded-postgres.ts';
+import { createLogger } from '../src/logger.ts';
+import type { TenantDb } from '../src/db/tenant-db.ts';
+import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
+import { seedTenant, type SeededTenant } from './support/seed.ts';
+import { until } from './support/until.ts';
+
+/**
+ * Import batches commit without waiting for the WAL flush (migration 0030): a database crash can
+ * undo the last batches a run was told had committed. A run that began before the database
+ * restarted, or whose cursor is no longer where it left it, is refused, hands the import back, and
+ * the next run resumes it from what the database kept: every row once, none lost.
+ */
+function importsOn(getDb: () => TestDatabase, label: string) {
+  let app: App;
+  let a: SeededTenant;
+  let listId = '';
+  let tenantDb: TenantDb;
+  let crypto: Awaited<ReturnType<TestDatabase['handles']['crypto']>>;
+
+  const call = (method: string, url: string, payload?: unknown) =>
+    app.inject({ method: method as 'GET', url, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
+
+  return {
+    async setUp() {
+      a = await seedTenant(getDb().handles, label);
+      tenantDb = getDb().handles.forTenant(a.tenantId);
+      crypto = await getDb().handles.crypto();
+      app = await buildTestApp(getDb());
+      listId = (await call('POST', '/api/v1/lists', { name: `${label} list`, defaultRegion: 'NO' })).json().id;
+    },
+    close: () => app?.close(),
+    /** An import of `rows` people (name, number from `first` on), uploaded and claimed by `owner`. */
+    async fileImport(owner: string, rows: number, first: number): Promise<string> {
+      const created = await call('POST', '/api/v1/contact-imports', { listId, mapping: { Navn: 'name', Mobil: 'phone' } });
+      expect(created.statusCode, created.body).toBe(201);
+      const importId = created.json().id as string;
+      const lines = Array.from({ length: rows }, (_, index) => `Avbrutt ${index},${first + index}`);
+      const uploaded = await app.inject({
+        method: 'PUT',
+        url: `/api/v1/contact-imports/${importId}/file`,
+        headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
+        payload: `Navn,Mobil\n${lines.join('\n')}\n`,
+      });
+      expect(uploaded.statusCode).toBe(202);
+      expect(await claimImport(tenantDb, owner, importId)).toBe(importId);
+      return importId;
+    },
+    run: (importId: string, owner: string, onBatch?: () => Promise<void>) => runImport(tenantDb, crypto, importId, owner, { batchRows: 2, ...(onBatch ? { onBatch } : {}) }),
+    claim: (importId: string, owner: string) => claimImport(tenantDb, owner, importId),
+    /** What the import says of itself, and what the database holds of it: its contacts and their distinct numbers. */
+    async outcome(importId: string) {
+      const view = (await call('GET', `/api/v1/contact-imports/${importId}`)).json() as { state: string; rowsDone: number; created: number; linked: number; rejected: number };
+      const held = await getDb().superQuery<{ contacts: number; numbers: number; members: number; lease: string | null }>(
+        `SELECT (SELECT count(*)::int FROM ringvakt.contacts WHERE import_id = $1) AS contacts,
+                (SELECT count(DISTINCT p.number_index)::int FROM ringvakt.contact_phones p JOIN ringvakt.contacts c ON c.id = p.contact_id WHERE c.import_id = $1) AS numbers,
+                (SELECT count(*)::int FROM ringvakt.contact_list_members m JOIN ringvakt.contacts c ON c.id = m.contact_id WHERE c.import_id = $1 AND m.list_id = $2) AS members,
+                (SELECT lease_owner FROM ringvakt.contact_imports WHERE id = $1) AS lease`,
+        [importId, listId],
+      );
+      return { ...view, ...held.rows[0] };
+    },
+  };
+}
+
+describe(`import runs interrupted by the database (${serverLabel()} server)`, () => {
+  let db: TestDatabase;
+  const imports = importsOn(() => db, 'interrupted');
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    await imports.setUp();
+  });
+  afterAll(async () => {
+    await imports.close();
+    await db?.drop();
+  });
+
+  it('refuses a run that began before the database restarted, hands the import back, and the next run finishes it', async () => {
+    const importId = await imports.fileImport('before-restart', 10, 41_880_000);
+    let batches = 0;
+    // After two batches the server's incarnation is gone, as a crash recovery leaves it.
+    const outcome = await imports.run(importId, 'before-restart', async () => {
+      if (++batches === 2) await db.superQuery('TRUNCATE ringvakt.server_incarnation');
+    });
+    expect(outcome).toBe('interrupted');
+    // The third batch wrote nothing; the import is free for the next run at once.
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'running', rowsDone: 4, contacts: 4, lease: null });
+    expect(await imports.claim(importId, 'after-restart')).toBe(importId);
+    expect(await imports.run(importId, 'after-restart')).toBe('done');
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'done', rowsDone: 10, created: 10, linked: 0, rejected: 0, contacts: 10, numbers: 10, members: 10 });
+  });
+
+  it('refuses a batch when the import\'s cursor is not where the run left it', async () => {
+    const importId = await imports.fileImport('cursor-kept', 10, 41_881_000);
+    let batches = 0;
+    const outcome = await imports.run(importId, 'cursor-kept', async () => {
+      if (++batches === 2) await db.superQuery('UPDATE ringvakt.contact_imports SET rows_done = 2 WHERE id = $1', [importId]);
+    });
+    expect(outcome).toBe('interrupted');
+    // Nothing of the refused batch: the cursor stays where it was put, the contacts are the first two batches'.
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'running', rowsDone: 2, contacts: 4, lease: null });
+  });
+});
+
+describe('an import through a crash of its database server', () => {
+  // A PostgreSQL server of this test's own: the shared test server must not crash under other tests.
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-import-crash-'));
+  chmodSync(folder, 0o711);
+  let cluster: EmbeddedCluster | undefined;
+  let db: TestDatabase | undefined;
+  const imports = importsOn(() => db as TestDatabase, 'crashed');
+
+  beforeAll(async () => {
+    cluster = await startEmbeddedPostgres({ dataDir: path.join(folder, 'postgres'), logger: createLogger('silent') });
+    db = await createTestDatabase({ server: cluster.adminUrl });
+    await imports.setUp();
+  }, 120_000);
+  afterAll(async () => {
+    await imports.close();
+    await db?.drop();
+    await cluster?.stop();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it('goes on from what the database kept after it crashed mid-import: every row once, none lost', async () => {
+    const database = db as TestDatabase;
+    const importId = await imports.fileImport('crash-worker', 40, 41_882_000);
+    const incarnation = async () => (await database.superQuery<{ token: string }>('SELECT ringvakt.server_incarnation() AS token')).rows[0]?.token;
+    const before = await incarnation();
+    let batches = 0;
+    const outcome = await imports.run(importId, 'crash-worker', async () => {
+      if (++batches !== 5) return;
+      // A backend killed: PostgreSQL ends every connection and recovers from its WAL (what a batch
+      // committed without its flush may be gone then).
+      const backends = await database.superQuery<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`);
+      expect(backends.rows.length).toBeGreaterThan(0);
+      process.kill(backends.rows[0]!.pid, 'SIGKILL');
+      await until(async () => (await database.superQuery('SELECT 1').then(() => true, () => false)), 30_000);
+    });
+    expect(outcome).toBe('interrupted');
+    expect(await incarnation()).not.toBe(before);
+    const interrupted = await imports.outcome(importId);
+    expect(interrupted.state).toBe('running');
+    expect(interrupted.contacts).toBe(interrupted.rowsDone);
+    // Its lease ran out (the hand-back may have found the database still recovering).
+    await database.superQuery(`UPDATE ringvakt.contact_imports SET lease_until = now() - interval '1 second' WHERE id = $1`, [importId]);
+    expect(await imports.claim(importId, 'resuming-worker')).toBe(importId);
+    expect(await imports.run(importId, 'resuming-worker')).toBe('done');
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'done', rowsDone: 40, created: 40, linked: 0, rejected: 0, contacts: 40, numbers: 40, members: 40 });
+  }, 120_000);
+});
