@@ -41,8 +41,8 @@ export class SubjectErasedError extends Error {
 
 
 export type Keyring = {
-  /** Without I/O: the data key this process has a live reservation for, counting one use. */
-  reservedDataKey(tenantId: string): DataKey | undefined;
+  /** Without I/O: the data key this process has a live reservation for, counting `count` uses (one by default) if that many are left. */
+  reservedDataKey(tenantId: string, count?: number): DataKey | undefined;
   /** Without I/O: an already unwrapped data key version. */
   cachedDataKey(tenantId: string, version: number): Buffer | undefined;
   /** The active data key, created on first use; counts one encryption against its budget. */
@@ -224,11 +224,11 @@ export function createKeyring(root: RootKeyProvider): Keyring {
 
   // Fast path: this process holds a reserved block for the tenant's active key (at most 60 s old,
   // so a rotation elsewhere is picked up within a minute; older versions stay readable).
-  const reservedDataKey = (tenantId: string): DataKey | undefined => {
+  const reservedDataKey = (tenantId: string, count = 1): DataKey | undefined => {
     const budget = budgets.get(tenantId);
     const cached = budget ? unwrapped.get(`${tenantId}/data/${budget.version}`) : undefined;
-    if (!budget || !cached || budget.remaining <= 0 || budget.until <= Date.now()) return undefined;
-    budget.remaining -= 1;
+    if (!budget || !cached || budget.remaining < count || budget.until <= Date.now()) return undefined;
+    budget.remaining -= count;
     return { version: budget.version, key: cached };
   };
 
@@ -291,7 +291,10 @@ export function createKeyring(root: RootKeyProvider): Keyring {
       if (!Number.isInteger(count) || count < 1) throw new KeyringError('Count at least one encryption');
       const block = budgets.get(trx.tenantId);
       if (block && block.version < (options.minimumVersion ?? 0)) budgets.delete(trx.tenantId);
-      // Counted one by one (almost always from the process's reserved block, without I/O); a
+      // Almost always: all of them from the process's reserved block at once, without I/O.
+      const whole = reservedDataKey(trx.tenantId, count);
+      if (whole) return whole;
+      // Otherwise counted one by one (the block runs out on the way, or none is reserved yet); a
       // rotation met on the way starts the count again on the new version.
       let chosen = await this.dataKeyForEncryption(trx);
       let counted = 1;
