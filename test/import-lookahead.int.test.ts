@@ -32,28 +32,29 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
   const call = (method: string, url: string, payload?: unknown) =>
     app.inject({ method: method as 'GET', url, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
 
-  /** An import of `rows` (name, number) claimed by `owner`, linking the people who exist. */
-  const fileImport = async (owner: string, rows: [string, string][]): Promise<string> => {
-    const created = await call('POST', '/api/v1/contact-imports', { listId, mapping: { Navn: 'name', Mobil: 'phone' }, onExisting: 'link' });
+  /** An import of `rows` (name, number; or as `headers` say) claimed by `owner`, linking the people who exist. */
+  const fileImport = async (owner: string, rows: string[][], headers = HEADERS): Promise<string> => {
+    const mapping = Object.fromEntries(headers.map((header) => [header, { Kundenr: 'externalId', Navn: 'name', Mobil: 'phone' }[header]]));
+    const created = await call('POST', '/api/v1/contact-imports', { listId, mapping, onExisting: 'link' });
     expect(created.statusCode, created.body).toBe(201);
     const importId = created.json().id as string;
     const uploaded = await app.inject({
       method: 'PUT',
       url: `/api/v1/contact-imports/${importId}/file`,
       headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
-      payload: `${HEADERS.join(',')}\n${rows.map((row) => row.join(',')).join('\n')}\n`,
+      payload: `${headers.join(',')}\n${rows.map((row) => row.join(',')).join('\n')}\n`,
     });
     expect(uploaded.statusCode).toBe(202);
     expect(await claimImport(tenantDb, owner, importId)).toBe(importId);
     return importId;
   };
   /** An import claimed by `owner`, its file never read: the test hands its batches in itself. */
-  const claimedImport = async (owner: string): Promise<Job> => {
-    const importId = await fileImport(owner, [['Unused', '41999999']]);
-    return tenantDb.transaction((trx) => loadJob(trx, importId, HEADERS));
+  const claimedImport = async (owner: string, headers = HEADERS): Promise<Job> => {
+    const importId = await fileImport(owner, [headers.map((header) => (header === 'Mobil' ? '41999999' : 'Unused'))], headers);
+    return tenantDb.transaction((trx) => loadJob(trx, importId, headers));
   };
-  const createContact = async (name: string, number: string) => {
-    const created = await call('POST', '/api/v1/contacts', { name, phones: [{ kind: 'mobile', number }] });
+  const createContact = async (name: string, number: string, externalId?: string) => {
+    const created = await call('POST', '/api/v1/contacts', { name, phones: [{ kind: 'mobile', number }], ...(externalId ? { externalId } : {}) });
     expect(created.statusCode, created.body).toBe(201);
     return created.json().id as string;
   };
@@ -64,8 +65,8 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     return (found.json().items as unknown[]).length;
   };
 
-  /** Rows (name, number) as the batch of `job` starting at file row `first`. */
-  const prepared = async (job: Job, first: number, rows: [string, string][]): Promise<PreparedBatch> => {
+  /** Rows (name, number; or as the job's headers say) as the batch of `job` starting at file row `first`. */
+  const prepared = async (job: Job, first: number, rows: string[][]): Promise<PreparedBatch> => {
     const { cipher, keyring } = crypto;
     const definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
     const keys = await tenantDb.transaction(async (trx) => ({ dataKey: await keyring.dataKeyForEncryptions(trx, rows.length), indexKeys: await contactIndexKeys(cipher, trx) }));
@@ -219,6 +220,43 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     expect(filter.inUse).toBe(false);
     // The batch moved the epoch once (its own writes do not move it again).
     expect(await epoch()).toBe(beforeBatch + 1);
+  });
+
+  it('looks up only the external ids its index filter may hold, and looks again under the lock when a contact was created with one since', async () => {
+    const known = await createContact('Kjent Kunde', '41666701', 'CRM-701');
+    const headers = ['Kundenr', 'Navn', 'Mobil'];
+    const job = await claimedImport('external-filter', headers);
+    const filter = new IndexFilter();
+    expect(await filter.load(tenantDb, 1000)).toBe(true);
+    // After the filter was loaded, an agent creates a customer the file also holds (under another number).
+    const late = await createContact('Sen Kunde', '41666702', 'CRM-702');
+    const batch = await prepared(job, 2, [
+      ['CRM-701', 'Kjent Igjen', '41666711'],
+      ['CRM-702', 'Sen Igjen', '41666712'],
+      ['CRM-703', 'Helt Ny', '41666713'],
+    ]);
+    const lookups = await lookUpAhead(tenantDb, crypto, job, batch, filter);
+    // The filter held the first external id, so it was looked up; the second was not.
+    expect(lookups.existing.external.get('CRM-701')?.id).toBe(known);
+    expect(lookups.existing.external.has('CRM-702')).toBe(false);
+    await commitBatch(tenantDb, crypto, job, batch, 4, 'external-filter', { previous: noIdentities(), lookups, filter });
+    // Refused and done again under the lock: both customers linked, not created again.
+    expect(await counts(job.id)).toMatchObject({ created: 1, linked: 2 });
+    const members = await db.superQuery(`SELECT contact_id FROM ringvakt.contact_list_members WHERE list_id = $1 AND contact_id = ANY($2::uuid[])`, [listId, [known, late]]);
+    expect(members.rows).toHaveLength(2);
+    // Loaded a page of one at a time, the filter holds every external id there is, and not others.
+    const paged = new IndexFilter();
+    expect(await paged.load(tenantDb, 1000, 1)).toBe(true);
+    const allIds = (await db.superQuery<{ external_id: string }>(`SELECT external_id FROM ringvakt.contacts WHERE tenant_id = $1 AND external_id IS NOT NULL`, [a.tenantId])).rows;
+    expect(allIds.length).toBeGreaterThanOrEqual(3);
+    for (const { external_id } of allIds) expect(paged.mayHoldExternalId(external_id, paged.epochs)).toBe(true);
+    expect(['CRM-799', 'CRM-798', 'X-1'].filter((id) => paged.mayHoldExternalId(id, paged.epochs))).toEqual([]);
+    const withIds = await db.superQuery<{ external_id: string; n: number }>(`SELECT external_id, count(*)::int AS n FROM ringvakt.contacts WHERE external_id LIKE 'CRM-70%' GROUP BY 1 ORDER BY 1`);
+    expect(withIds.rows).toEqual([
+      { external_id: 'CRM-701', n: 1 },
+      { external_id: 'CRM-702', n: 1 },
+      { external_id: 'CRM-703', n: 1 },
+    ]);
   });
 
   it('looks up only the do-not-call entries its filter holds, and looks again under the lock when one was added since', async () => {

@@ -117,11 +117,12 @@ export async function lookUpAhead(tenantDb: TenantDb, crypto: ContactsCrypto, jo
 /**
  * Existing contacts that share a key with any of these: one query per kind of key for the batch
  * (sent together by the caller), then the blind-index candidates decrypted and compared. Every
- * number and e-mail address is added to the filter as the import's own; with `skipAt` (the
- * filter's epochs), one it did not hold is not looked up.
+ * external id, number and e-mail address is added to the filter as the import's own; with
+ * `skipAt` (the filter's epochs), one it did not hold is not looked up.
  */
 function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, filter: IndexFilter | undefined, skipAt: FilterEpochs | null) {
-  const externalIds = [...new Set(batch.externalIds.filter((id): id is string => id !== null))];
+  const externalIds = new Set<string>();
+  for (const id of batch.externalIds) if (id !== null && !(filter && skipAt && !filter.mayHoldExternalId(id, skipAt))) externalIds.add(id);
   // The blind indexes were computed when the rows were sealed.
   // Blind index (as a number: indexKey) → the values wanted under it: almost always one. Each
   // index is also written once into its query's array parameter.
@@ -149,10 +150,11 @@ function existingContactsLookup(trx: TenantTransaction, batch: PreparedBatch, fi
   if (filter) {
     for (const number of batch.phoneNumbers) filter.addOwn(number);
     for (const email of batch.emails) if (email) filter.addOwn(email);
+    for (const id of batch.externalIds) if (id) filter.addOwn(id);
   }
   // Each query takes its values as one array parameter (a batch has thousands); an empty one finds nothing.
   const queries = [
-    sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', externalIds)}::text[])`.compile(trx),
+    sql`SELECT id, external_id, import_id, import_row FROM contacts WHERE external_id = ANY(${binaryArray('text', [...externalIds])}::text[])`.compile(trx),
     sql`SELECT p.contact_id, p.position, p.number_ciphertext, c.record_ciphertext, p.number_index, c.import_id, c.import_row
           FROM contact_phones p JOIN contacts c ON c.tenant_id = p.tenant_id AND c.id = p.contact_id
          WHERE p.number_index = ANY(${phoneParameter.finish()}::bytea[])`.compile(trx),

@@ -174,9 +174,9 @@ export async function runImport(
   let lookingAhead: Promise<BatchLookups> | undefined;
   let createdBefore: CreatedKeys = noIdentities();
   // The tenant's blind indexes, loaded beside the first batches (until then every index is looked up).
-  // Its own values sized for the numbers and e-mail address every row still to come may hold (the
-  // mapping's columns of them; the mapping is checked again, whole, when the job loads).
-  const valuesPerRow = Object.values(state.mapping).filter((target) => typeof target === 'string' && (target.startsWith('phone') || target === 'email')).length;
+  // Its own values sized for the external id, numbers and e-mail address every row still to come
+  // may hold (the mapping's columns of them; the mapping is checked again, whole, when the job loads).
+  const valuesPerRow = Object.values(state.mapping).filter((target) => typeof target === 'string' && (target.startsWith('phone') || target === 'email' || target === 'externalId')).length;
   const filter = new IndexFilter(Math.max(1, valuesPerRow) * (Number(state.file_rows) - Number(state.rows_done)));
   let filterLoads = 0;
   let loadingFilter: Promise<void> | undefined;

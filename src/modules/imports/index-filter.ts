@@ -1,12 +1,13 @@
 import { sql } from '../../db/kysely.ts';
-import type { TenantDb } from '../../db/tenant-db.ts';
+import type { TenantDb, TenantTransaction } from '../../db/tenant-db.ts';
 import { INDEX_BYTES } from './prepare-batch.ts';
 
 /**
  * What an import knows, in its own memory, of the blind indexes its tenant holds: one bit per
  * possible index value, per kind — contacts' numbers, contacts' e-mail addresses, do-not-call
- * entries. An import looks up, in the database, only what may exist: a file of new people, none
- * of them suppressed, costs no lookup at all. The database's indexes are read once (`load`).
+ * entries — and one per hash of each contact's external id. An import looks up, in the database,
+ * only what may exist: a file of new people, none of them suppressed, costs no lookup at all. The
+ * database's indexes and external ids are read once (`load`).
  *
  * The import's own rows are kept apart, by value rather than by index (`addOwn`): every number and
  * e-mail address of every batch it looks up, before the batch commits, in a Bloom filter of their
@@ -27,6 +28,12 @@ import { INDEX_BYTES } from './prepare-batch.ts';
  */
 export type IndexKind = 'phone' | 'email' | 'suppression';
 
+/**
+ * External ids are no blind index: they are kept as they are (a customer's CRM id), so the filter
+ * holds a bit per hash of each (`valueHashes`), read from the database a page at a time.
+ */
+type BitsKind = IndexKind | 'external';
+
 /** The epochs each part of the filter was loaded at; null for a part not in use. */
 export type FilterEpochs = { contacts: number | null; suppressions: number | null };
 
@@ -43,6 +50,9 @@ const MOST_LOADED = 2_000_000;
 const LOADED_PER_ROW = 10;
 
 const noBits = () => new Uint8Array(2 ** (KEPT_BITS - 3));
+
+/** External ids read per round trip while loading: at most 200 characters each, so a page stays within a few MB. */
+const EXTERNAL_IDS_PER_PAGE = 20_000;
 
 /**
  * The Bloom filter of the import's own values: about 16 bits per value, three of them set for
@@ -77,8 +87,10 @@ function valueHashes(value: string): [number, number] {
 }
 
 export class IndexFilter {
-  private readonly bits: Record<IndexKind, Uint8Array> = { phone: noBits(), email: noBits(), suppression: noBits() };
+  private readonly bits: Record<BitsKind, Uint8Array> = { phone: noBits(), email: noBits(), suppression: noBits(), external: noBits() };
   private loadedAt: FilterEpochs = { contacts: null, suppressions: null };
+  /** Whether the contacts' part holds their external ids too (not when they were too many to read). */
+  private externalIds = false;
   private readonly own: Uint8Array;
   private readonly ownMask: number;
 
@@ -113,7 +125,17 @@ export class IndexFilter {
     return epochs.contacts === null || this.hasIndex(kind, key) || this.mayBeOwn(value);
   }
 
-  /** A number or e-mail address of the import's own rows (one it looked up, created or not). */
+  /**
+   * Whether a contact with this external id may exist, as far as the filter at `epochs` knows: the
+   * database held one of its hash when the filter was loaded, or the import may have had it itself.
+   * True for a part not in use. (A contact created with it meanwhile the batch's opening catches, as
+   * for numbers; and the external id's unique index refuses a batch whose lookups missed one.)
+   */
+  mayHoldExternalId(value: string, epochs: FilterEpochs): boolean {
+    return epochs.contacts === null || !this.externalIds || this.hasIndex('external', valueHashes(value)[0]) || this.mayBeOwn(value);
+  }
+
+  /** A number, e-mail address or external id of the import's own rows (one it looked up, created or not). */
   addOwn(value: string): void {
     const [first, step] = valueHashes(value);
     for (let hash = 0; hash < OWN_HASHES; hash += 1) {
@@ -131,12 +153,12 @@ export class IndexFilter {
     return true;
   }
 
-  private hasIndex(kind: IndexKind, key: number): boolean {
+  private hasIndex(kind: BitsKind, key: number): boolean {
     const bit = key & BIT_MASK;
     return ((this.bits[kind][bit >>> 3] as number) & (1 << (bit & 7))) !== 0;
   }
 
-  private addIndex(kind: IndexKind, key: number): void {
+  private addIndex(kind: BitsKind, key: number): void {
     const bit = key & BIT_MASK;
     const bytes = this.bits[kind];
     bytes[bit >>> 3] = (bytes[bit >>> 3] as number) | (1 << (bit & 7));
@@ -151,9 +173,9 @@ export class IndexFilter {
    * Adds the tenant's indexes, read in one snapshot with the epochs they stand at, and puts each
    * part in use at its epoch. What was added before stays (the import's own values, some perhaps
    * not yet committed). A part of more indexes than the `rowsToCome` justify reading stays out of
-   * use. Returns whether any part is in use.
+   * use. Returns whether any part is in use. (`externalIdsPerPage`: for tests of the paging.)
    */
-  async load(tenantDb: TenantDb, rowsToCome: number): Promise<boolean> {
+  async load(tenantDb: TenantDb, rowsToCome: number, externalIdsPerPage = EXTERNAL_IDS_PER_PAGE): Promise<boolean> {
     const most = Math.min(MOST_LOADED, rowsToCome * LOADED_PER_ROW);
     // Each part's indexes concatenated (one value instead of a row each) and counted; at most `most` + 1 read.
     const loaded = await tenantDb.snapshot(async (trx) => {
@@ -171,6 +193,7 @@ export class IndexFilter {
         email: await read(sql`SELECT email_index FROM contacts WHERE octet_length(email_index) = ${INDEX_BYTES}`),
         // Every phone entry, whatever its scope, expiry or lifting: a superset of those in force.
         suppression: await read(sql`SELECT value_index FROM suppressions WHERE channel = 'phone' AND octet_length(value_index) = ${INDEX_BYTES}`),
+        external: await this.readExternalIds(trx, most, externalIdsPerPage),
       };
     });
     const contacts = loaded.phone !== undefined && loaded.email !== undefined;
@@ -179,8 +202,44 @@ export class IndexFilter {
       if (!indexes || (kind !== 'suppression' && !contacts)) continue;
       for (let at = 0; at + INDEX_BYTES <= indexes.length; at += INDEX_BYTES) this.addIndex(kind, indexKey(indexes, at));
     }
+    // An earlier load's external ids stay held; this one's epoch is sound for them only if it read them too.
+    this.externalIds = contacts && loaded.external;
     this.loadedAt = { contacts: contacts ? loaded.epochs.contacts : null, suppressions: loaded.suppression ? loaded.epochs.suppressions : null };
     return this.inUse;
+  }
+
+  /**
+   * The tenant's external ids into the filter, a page at a time in the order of their index, each
+   * page one value of length-prefixed ids (any character may be in an id). False, and the ids
+   * left to be looked up, when there are more than `most`.
+   */
+  private async readExternalIds(trx: TenantTransaction, most: number, perPage: number): Promise<boolean> {
+    let after: string | null = null;
+    let read = 0;
+    // Set here, and into the filter only once all were read: a part given up leaves no bits behind.
+    const bits = noBits();
+    for (;;) {
+      const page: { n: number; ids: string | null; last: string | null } | undefined = (
+        await sql<{ n: number; ids: string | null; last: string | null }>`
+          SELECT count(*)::int AS n, string_agg(lpad(length(e)::text, 3, '0') || e, '' ORDER BY e) AS ids, max(e) AS last
+            FROM (SELECT external_id FROM contacts WHERE external_id IS NOT NULL ${after === null ? sql`` : sql`AND external_id > ${after}`}
+                   ORDER BY external_id LIMIT ${perPage}) AS s(e)`.execute(trx)
+      ).rows[0];
+      if (!page || page.n === 0 || page.ids === null) break;
+      read += page.n;
+      if (read > most) return false;
+      for (let at = 0; at < page.ids.length; ) {
+        const length = Number(page.ids.slice(at, at + 3));
+        const bit = (valueHashes(page.ids.slice(at + 3, at + 3 + length))[0] as number) & BIT_MASK;
+        bits[bit >>> 3] = (bits[bit >>> 3] as number) | (1 << (bit & 7));
+        at += 3 + length;
+      }
+      if (page.n < perPage) break;
+      after = page.last;
+    }
+    const held = this.bits.external;
+    for (let at = 0; at < held.length; at += 1) held[at] = (held[at] as number) | (bits[at] as number);
+    return true;
   }
 }
 
