@@ -252,11 +252,21 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     for (const { external_id } of allIds) expect(paged.mayHoldExternalId(external_id, paged.epochs)).toBe(true);
     expect(['CRM-799', 'CRM-798', 'X-1'].filter((id) => paged.mayHoldExternalId(id, paged.epochs))).toEqual([]);
     const withIds = await db.superQuery<{ external_id: string; n: number }>(`SELECT external_id, count(*)::int AS n FROM ringvakt.contacts WHERE external_id LIKE 'CRM-70%' GROUP BY 1 ORDER BY 1`);
-    expect(withIds.rows).toEqual([
-      { external_id: 'CRM-701', n: 1 },
-      { external_id: 'CRM-702', n: 1 },
-      { external_id: 'CRM-703', n: 1 },
-    ]);
+    expect(withIds.rows).toEqual(['CRM-701', 'CRM-702', 'CRM-703'].map((id) => ({ external_id: id, n: 1 })));
+  });
+
+  it('does a batch again under the lock when the external id\'s unique index refuses a contact its lookups missed', async () => {
+    const known = await createContact('Unik Kunde', '41666801', 'CRM-801');
+    const job = await claimedImport('unique-retry', ['Kundenr', 'Navn', 'Mobil']);
+    const batch = await prepared(job, 2, [['CRM-801', 'Unik Igjen', '41666811'], ['CRM-802', 'Ny Kunde', '41666812']]);
+    const lookups = await lookUpAhead(tenantDb, crypto, job, batch);
+    expect(lookups.existing.external.get('CRM-801')?.id).toBe(known);
+    // As if the lookups had missed the customer (a filter's false "absent"): the insert meets the unique index.
+    lookups.existing.external.delete('CRM-801');
+    await commitBatch(tenantDb, crypto, job, batch, 3, 'unique-retry', { previous: noIdentities(), lookups });
+    expect(await counts(job.id)).toMatchObject({ created: 1, linked: 1, rejected: 0 });
+    const holders = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.contacts WHERE external_id = 'CRM-801'`);
+    expect(holders.rows[0]?.n).toBe(1);
   });
 
   it('looks up only the do-not-call entries its filter holds, and looks again under the lock when one was added since', async () => {
