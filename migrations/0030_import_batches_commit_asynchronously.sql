@@ -6,16 +6,17 @@
 --
 --   1. The server's incarnation: a token kept in an unlogged table, which PostgreSQL empties on
 --      every crash recovery, and which a standby promoted or a database restored to a point in time
---      does not have either. An import's run reads it when it begins (in the transaction that reads
---      the import's cursor); each batch, and the import's end, checks it is still the same. A run
---      that began before a crash is refused (RVI04) after it, whatever it read before: its cursor,
---      the epochs its lookups and index filter rely on (0026, 0029; epochs moved by lost batches
---      are handed out again after the crash).
+--      does not have either. An import's run reads it when it loads its job (in the statement that
+--      reads the import's cursor), before anything else it relies on; each batch, and the import's
+--      end, checks it is still the same. A run that began before a crash is refused (RVI04) after
+--      it, whatever it read: its cursor, the epochs its lookups and index filter rely on (0026,
+--      0029; epochs moved by lost batches are handed out again after the crash). Workers of an
+--      earlier version do not check it: the guarantee holds once every worker runs this one.
 --   2. The cursor: each batch checks the import's rows_done is where the run left it (RVI04).
 --
 -- A refused run hands the import back; the next run resumes it from its cursor as the crash left
 -- it. The import's end commits synchronously, which makes every batch before it durable too (the
--- WAL is flushed in order). Nothing else commits asynchronously.
+-- WAL is flushed in order). (A contact lookup commits asynchronously too: it changes no data.)
 
 -- Never backed up (src/backup: unlogged tables are left out): a restored database is a new one.
 CREATE UNLOGGED TABLE server_incarnation (
@@ -27,7 +28,8 @@ CREATE UNLOGGED TABLE server_incarnation (
 REVOKE ALL ON server_incarnation FROM {{runtime_role}};
 
 -- The token of this incarnation, created by the first caller after a crash (two at once get the
--- same one: the second waits for the first's row).
+-- same one: the second waits for the first's row, and reads it — in READ COMMITTED, as every
+-- caller is).
 CREATE FUNCTION server_incarnation() RETURNS uuid
   LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = ringvakt, pg_temp
   AS $$

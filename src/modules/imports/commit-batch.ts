@@ -125,8 +125,8 @@ const LOCKED_ATTEMPTS = 3;
  * the writes with the COMMIT. A filter the refused lookups trusted is then put out of use
  * (`ahead.filter`).
  *
- * Every attempt first checks that the run may go on (continueRun) and commits without waiting for
- * the flush. On success the job's cursor moves to the batch's last row.
+ * Every attempt checks, right after the opening, that the run may go on (continueRun), and commits
+ * without waiting for the flush. On success the job's cursor moves to the batch's last row.
  */
 export async function commitBatch(
   tenantDb: TenantDb,

@@ -28,7 +28,8 @@ import { contactIndexKeys } from '../contacts/contact-record.ts';
  */
 
 /**
- * Rows per batch: one transaction each, and what a resumed import may have to do again at most.
+ * Rows per batch: one transaction each, and what a resumed import has to do again (after a crash of
+ * the database, the last few batches).
  * 4,000 rather than 2,000: a batch's fixed costs (its statements planned, its triggers, its
  * lookups' round trip, its messages to the sealing thread) count half as much per row — 2–5 %
  * more rows a second by `npm run bench -- contacts-import`, for 17 MB more peak memory. A batch
@@ -67,7 +68,10 @@ const LAST_STATISTICS_REFRESH = 160_000;
  */
 const FILTER_LOADS = 3;
 
-/** How long a run interrupted by the database tries to hand its import back before leaving it to its lease. */
+/** Runs of one import the database interrupts in a row, at the same cursor, before the import fails. */
+const MOST_INTERRUPTIONS = 3;
+
+/** How long a run interrupted by the database tries to hand its import back before leaving it to its lease (60 s). */
 const HAND_BACK_WAIT_MS = 10_000;
 
 /**
@@ -80,7 +84,9 @@ export type ImportOutcome = 'done' | 'failed' | 'lease_lost' | 'stopped' | 'inte
  * Claims a queued import, or one whose worker's lease ran out — or whose worker is gone: its
  * node's presence lock is free (src/operations/node-presence.ts), judged only by a node whose own
  * presence has settled — so a dead node's import goes on elsewhere within seconds, not after the
- * lease. `importId` narrows it to one.
+ * lease — or whose lease `owner` holds itself: an owner runs one import at a time, so its run of
+ * it has ended (one the database interrupted before it could hand the import back). `importId`
+ * narrows it to one.
  */
 export async function claimImport(tenantDb: TenantDb, owner: string, importId?: string, options: { presenceSettled?: boolean } = {}): Promise<string | undefined> {
   return tenantDb.transaction(async (trx) => {
@@ -89,7 +95,7 @@ export async function claimImport(tenantDb: TenantDb, owner: string, importId?: 
              started_at = coalesce(started_at, now()), updated_at = now()
        WHERE id = (SELECT id FROM contact_imports
                     WHERE state IN ('queued', 'running')
-                      AND (lease_until IS NULL OR lease_until < now() OR (${options.presenceSettled === true} AND ${ownerIsGone(sql.ref('lease_owner'))}))
+                      AND (lease_until IS NULL OR lease_until < now() OR lease_owner = ${owner} OR (${options.presenceSettled === true} AND ${ownerIsGone(sql.ref('lease_owner'))}))
                       ${importId ? sql`AND id = ${importId}` : sql``}
                     ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
        RETURNING id`.execute(trx);
@@ -195,12 +201,11 @@ export async function runImport(
         loadingFilter = undefined;
       });
   };
-  loadFilter(Number(state.file_rows) - Number(state.rows_done));
 
-  // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
-  // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
   // The import handed back at once, so that another run resumes it without waiting for the lease.
   const handBack = () => tenantDb.transaction((trx) => trx.updateTable('contact_imports').set({ lease_owner: null, lease_until: null }).where('id', '=', importId).where('lease_owner', '=', owner).execute());
+  // The keys a batch is sealed with: one wrap per row counted against the data key's budget up
+  // front (rows that turn out invalid or duplicate count too, as a wrap thrown away would).
   const sealingKeys = (rows: number, minimumVersion?: number): Promise<SealingKeys> =>
     tenantDb.transaction(async (trx) => ({
       dataKey: await crypto.keyring.dataKeyForEncryptions(trx, Math.max(1, rows), minimumVersion === undefined ? {} : { minimumVersion }),
@@ -291,6 +296,9 @@ export async function runImport(
       if (rowNumber === 1) {
         const headers = record;
         job = await tenantDb.transaction((trx) => loadJob(trx, importId, headers));
+        // Loaded only now, beside the first batches: after the run read the server's incarnation, so
+        // that a filter read before a crash is never trusted by a run that began after it.
+        loadFilter(Number(state.file_rows) - job.rowsDone);
         const { plan, defaultRegion } = job;
         const definitions = await tenantDb.read((trx) => loadFieldDefinitions(trx));
         context = { tenantId: tenantDb.tenantId, plan, defaultRegion, definitions };
@@ -361,9 +369,17 @@ export async function runImport(
     // import is not failed — its stored file and cursor are intact — but handed back (if the
     // database answers; else its lease runs out) and resumed from the cursor the database kept.
     if (error instanceof RunInterrupted || isDatabaseUnavailable(error)) {
-      options.logger?.warn({ importId, restarted: error instanceof RunInterrupted }, 'contact import run interrupted by the database; to be resumed');
-      const bounded = new Promise<void>((resolve) => setTimeout(resolve, HAND_BACK_WAIT_MS).unref());
-      await Promise.race([handBack().catch(() => undefined), bounded]);
+      options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import run interrupted by the database; to be resumed');
+      // Tried again while the database recovers (it refuses connections for a while), for a bounded time.
+      const until = Date.now() + HAND_BACK_WAIT_MS;
+      for (;;) {
+        const handedBack = await handBack().then(
+          () => true,
+          () => false,
+        );
+        if (handedBack || Date.now() >= until) break;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
       return 'interrupted';
     }
     options.logger?.error({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import failed');
@@ -407,6 +423,26 @@ export function importWorkerTick(
   node: { owner: string; presence?: Pick<NodePresence, 'settled'> | undefined } = { owner: `worker:${randomUUID()}` },
 ): () => Promise<void> {
   const { owner } = node;
+  // Imports whose runs the database interrupted, with the cursor they stood at and how many times in a row.
+  const interruptions = new Map<string, { rowsDone: number; times: number }>();
+  const interrupted = async (tenantDb: TenantDb, importId: string) => {
+    const row = await tenantDb
+      .read((trx) => trx.selectFrom('contact_imports').select('rows_done').where('id', '=', importId).executeTakeFirst())
+      .catch(() => undefined);
+    // The database is still away: counted once it answers.
+    if (!row) return;
+    const rowsDone = Number(row.rows_done);
+    const last = interruptions.get(importId);
+    const times = last?.rowsDone === rowsDone ? last.times + 1 : 1;
+    if (times < MOST_INTERRUPTIONS) {
+      interruptions.set(importId, { rowsDone, times });
+      return;
+    }
+    // Again and again without a row more (a statement that brings the database down, say): failed, not retried for ever.
+    interruptions.delete(importId);
+    logger.error({ importId, times }, 'contact import interrupted again and again without progress; failed');
+    if (await claimImport(tenantDb, owner, importId)) await failImport(tenantDb, importId, owner);
+  };
   return async () => {
     for (const tenantId of await systemDb.tenantsWithPendingImports()) {
       const tenantDb = systemDb.inTenant(tenantId);
@@ -416,8 +452,14 @@ export function importWorkerTick(
         if (!importId) break;
         const outcome = await run(tenantDb, importId, owner, { logger, stop });
         logger.info({ importId, outcome }, 'contact import run ended');
-        // Interrupted: resumed by the next tick, from the cursor the database kept.
-        if (outcome === 'stopped' || outcome === 'interrupted') return;
+        if (outcome === 'stopped') return;
+        if (outcome !== 'interrupted') {
+          interruptions.delete(importId);
+          continue;
+        }
+        // Resumed by a later tick, from the cursor the database kept; the other tenants' imports go on meanwhile.
+        await interrupted(tenantDb, importId);
+        break;
       }
     }
   };

@@ -5,7 +5,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { recordAuditEvent } from '../../audit/audit-event.ts';
 import { requireTenantId, withCliDatabase } from '../../cli-support.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
-import { AppError } from '../../server/errors.ts';
+import { AppError, isDatabaseUnavailable } from '../../server/errors.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { mappingSchema } from './mapping-schema.ts';
 import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
@@ -150,6 +150,19 @@ async function startImport(tenantDb: TenantDb, crypto: ContactsCrypto, file: str
   return importId;
 }
 
+/** The import claimed again after an interrupted run, while the database may still be recovering: asked for up to half a minute. */
+async function claimAgain(tenantDb: TenantDb, owner: string, importId: string): Promise<string | undefined> {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await claimImport(tenantDb, owner, importId);
+    } catch (error) {
+      if (!isDatabaseUnavailable(error) || Date.now() >= until) throw error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
 /**
  * Runs the import here when no other process holds it; otherwise (a running server took it first)
  * follows its progress until it ends.
@@ -189,7 +202,7 @@ async function runWithProgress(tenantDb: TenantDb, thread: { connectionString: s
       for (let runs = 1; ; runs += 1) {
         const outcome = await runImportInThread(tenantDb, { ...thread, importId, owner }, { stop: () => interrupted, onBatch: () => void show().catch(() => undefined) });
         // A database restart interrupted the run: resumed from the cursor the database kept (a few times at most).
-        if (outcome === 'interrupted' && runs < 3 && !interrupted && (await claimImport(tenantDb, owner, importId))) continue;
+        if (outcome === 'interrupted' && runs < 3 && !interrupted && (await claimAgain(tenantDb, owner, importId))) continue;
         await show();
         return outcome;
       }

@@ -9,9 +9,9 @@ import { INDEX_BYTES } from './prepare-batch.ts';
  * only what may exist: a file of new people, none of them suppressed, costs no lookup at all. The
  * database's indexes and external ids are read once (`load`).
  *
- * The import's own rows are kept apart, by value rather than by index (`addOwn`): every number and
- * e-mail address of every batch it looks up, before the batch commits, in a Bloom filter of their
- * hashes. A blind index is short on purpose (many people share one), so a million rows of its own
+ * The import's own rows are kept apart, by value rather than by index (`addOwn`): every external
+ * id, number and e-mail address of every batch it looks up, before the batch commits, in a Bloom
+ * filter of their hashes. A blind index is short on purpose (many people share one), so a million rows of its own
  * set some 6 % of the index bits — and each of the file's later values that falls on one would be
  * looked up and its candidates decrypted, to find nobody. The values' own hashes tell those apart:
  * a value is looked up when its index was loaded from the database, or when the import may have
@@ -94,7 +94,7 @@ export class IndexFilter {
   private readonly own: Uint8Array;
   private readonly ownMask: number;
 
-  /** `ownValues`: about how many numbers and e-mail addresses the import may add of its own. */
+  /** `ownValues`: about how many external ids, numbers and e-mail addresses the import may add of its own. */
   constructor(ownValues = 0) {
     let size = OWN_BITS_LEAST;
     while (size < OWN_BITS_MOST && size < ownValues * OWN_BITS_PER_VALUE) size *= 2;
@@ -128,8 +128,10 @@ export class IndexFilter {
   /**
    * Whether a contact with this external id may exist, as far as the filter at `epochs` knows: the
    * database held one of its hash when the filter was loaded, or the import may have had it itself.
-   * True for a part not in use. (A contact created with it meanwhile the batch's opening catches, as
-   * for numbers; and the external id's unique index refuses a batch whose lookups missed one.)
+   * True for a part not in use. A contact created with it since the load, the batch's opening
+   * catches, as for numbers. (The external id's unique index would refuse a row that created a
+   * second contact with it, but not a row linked to another person by its number: the filter must
+   * hold every id it read, which is why ids travel as JSON.)
    */
   mayHoldExternalId(value: string, epochs: FilterEpochs): boolean {
     return epochs.contacts === null || !this.externalIds || this.hasIndex('external', valueHashes(value)[0]) || this.mayBeOwn(value);
@@ -187,13 +189,16 @@ export class IndexFilter {
         await sql<{ contacts: string | null; suppressions: string | null }>`SELECT (SELECT epoch FROM contact_import_epochs WHERE tenant_id = ${trx.tenantId}) AS contacts,
                                                                                (SELECT epoch FROM suppression_epochs WHERE tenant_id = ${trx.tenantId}) AS suppressions`.execute(trx)
       ).rows[0];
+      const phone = await read(sql`SELECT number_index FROM contact_phones WHERE octet_length(number_index) = ${INDEX_BYTES}`);
+      const email = await read(sql`SELECT email_index FROM contacts WHERE octet_length(email_index) = ${INDEX_BYTES}`);
       return {
         epochs: { contacts: Number(epochs?.contacts ?? 0), suppressions: Number(epochs?.suppressions ?? 0) },
-        phone: await read(sql`SELECT number_index FROM contact_phones WHERE octet_length(number_index) = ${INDEX_BYTES}`),
-        email: await read(sql`SELECT email_index FROM contacts WHERE octet_length(email_index) = ${INDEX_BYTES}`),
+        phone,
+        email,
         // Every phone entry, whatever its scope, expiry or lifting: a superset of those in force.
         suppression: await read(sql`SELECT value_index FROM suppressions WHERE channel = 'phone' AND octet_length(value_index) = ${INDEX_BYTES}`),
-        external: await this.readExternalIds(trx, most, externalIdsPerPage),
+        // Read only for a contacts' part in use.
+        external: phone !== undefined && email !== undefined && (await this.readExternalIds(trx, most, externalIdsPerPage)),
       };
     });
     const contacts = loaded.phone !== undefined && loaded.email !== undefined;
@@ -209,33 +214,30 @@ export class IndexFilter {
   }
 
   /**
-   * The tenant's external ids into the filter, a page at a time in the order of their index, each
-   * page one value of length-prefixed ids (any character may be in an id). False, and the ids
-   * left to be looked up, when there are more than `most`.
+   * The tenant's external ids into the filter, a page at a time in the order of their index (each
+   * page one JSON array: any character may be in an id). False, and the ids left to be looked up,
+   * when there are more than `most`.
    */
   private async readExternalIds(trx: TenantTransaction, most: number, perPage: number): Promise<boolean> {
-    let after: string | null = null;
-    let read = 0;
+    const counted = await sql<{ n: number }>`SELECT count(*)::int AS n FROM (SELECT 1 FROM contacts WHERE external_id IS NOT NULL LIMIT ${most + 1}) AS s`.execute(trx);
+    if ((counted.rows[0]?.n ?? 0) > most) return false;
     // Set here, and into the filter only once all were read: a part given up leaves no bits behind.
     const bits = noBits();
+    let after: string | null = null;
     for (;;) {
-      const page: { n: number; ids: string | null; last: string | null } | undefined = (
-        await sql<{ n: number; ids: string | null; last: string | null }>`
-          SELECT count(*)::int AS n, string_agg(lpad(length(e)::text, 3, '0') || e, '' ORDER BY e) AS ids, max(e) AS last
+      const page: { ids: string[] | null } | undefined = (
+        await sql<{ ids: string[] | null }>`
+          SELECT json_agg(e ORDER BY e) AS ids
             FROM (SELECT external_id FROM contacts WHERE external_id IS NOT NULL ${after === null ? sql`` : sql`AND external_id > ${after}`}
                    ORDER BY external_id LIMIT ${perPage}) AS s(e)`.execute(trx)
       ).rows[0];
-      if (!page || page.n === 0 || page.ids === null) break;
-      read += page.n;
-      if (read > most) return false;
-      for (let at = 0; at < page.ids.length; ) {
-        const length = Number(page.ids.slice(at, at + 3));
-        const bit = (valueHashes(page.ids.slice(at + 3, at + 3 + length))[0] as number) & BIT_MASK;
+      const ids: string[] = page?.ids ?? [];
+      for (const id of ids) {
+        const bit = valueHashes(id)[0] & BIT_MASK;
         bits[bit >>> 3] = (bits[bit >>> 3] as number) | (1 << (bit & 7));
-        at += 3 + length;
       }
-      if (page.n < perPage) break;
-      after = page.last;
+      if (ids.length < perPage) break;
+      after = ids.at(-1) ?? null;
     }
     const held = this.bits.external;
     for (let at = 0; at < held.length; at += 1) held[at] = (held[at] as number) | (bits[at] as number);
