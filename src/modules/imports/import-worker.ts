@@ -331,8 +331,6 @@ export async function runImport(
     await refreshing;
     const finished = job;
     const ended = await tenantDb.transaction(async (trx) => {
-      // Committed synchronously, as every transaction but a batch: every batch before it is durable with it.
-      await checkRunContinues(trx, finished);
       const done = await trx
         .updateTable('contact_imports')
         .set({ state: 'done', finished_at: new Date(), lease_owner: null, lease_until: null, updated_at: new Date() })
@@ -342,6 +340,10 @@ export async function runImport(
         .returning(['rows_done', 'rows_created', 'rows_linked', 'rows_rejected', 'rows_suppressed', 'file_sha256'])
         .executeTakeFirst();
       if (!done) return false;
+      // Checked with the import's row locked (by the update), in the incarnation and at the cursor
+      // the run left; committed synchronously, as every transaction but a batch, so every batch
+      // before it is durable with it.
+      await checkRunContinues(trx, finished);
       // The file is no longer needed: the personal data now lives only in the contacts.
       await trx.deleteFrom('contact_import_chunks').where('import_id', '=', importId).execute();
       await recordAuditEvent(trx, {
