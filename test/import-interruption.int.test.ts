@@ -98,6 +98,20 @@ describe(`import runs interrupted by the database (${serverLabel()} server)`, ()
     expect(await imports.outcome(importId)).toMatchObject({ state: 'done', rowsDone: 10, created: 10, linked: 0, rejected: 0, contacts: 10, numbers: 10, members: 10 });
   });
 
+  it('refuses to end an import whose run began before the database restarted; the next run ends it', async () => {
+    const importId = await imports.fileImport('ending-before', 4, 41_886_000);
+    let batches = 0;
+    // After the last batch, before the end.
+    const outcome = await imports.run(importId, 'ending-before', async () => {
+      if (++batches === 2) await db.superQuery('TRUNCATE ringvakt.server_incarnation');
+    });
+    expect(outcome).toBe('interrupted');
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'running', rowsDone: 4, contacts: 4, lease: null });
+    expect(await imports.claim(importId, 'ending-after')).toBe(importId);
+    expect(await imports.run(importId, 'ending-after')).toBe('done');
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'done', rowsDone: 4, created: 4, contacts: 4 });
+  });
+
   it('refuses a batch when the import\'s cursor is not where the run left it', async () => {
     const importId = await imports.fileImport('cursor-kept', 10, 41_881_000);
     let batches = 0;
