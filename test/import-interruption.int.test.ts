@@ -4,6 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import { claimImport, importWorkerTick, runImport } from '../src/modules/imports/import-worker.ts';
+import { runImportInThread } from '../src/modules/imports/import-thread.ts';
+import { loadConfig } from '../src/config.ts';
 import { startEmbeddedPostgres, type EmbeddedCluster } from '../src/db/embedded-postgres.ts';
 import { createLogger } from '../src/logger.ts';
 import type { TenantDb } from '../src/db/tenant-db.ts';
@@ -37,6 +39,7 @@ function importsOn(getDb: () => TestDatabase, label: string) {
       listId = (await call('POST', '/api/v1/lists', { name: `${label} list`, defaultRegion: 'NO' })).json().id;
     },
     close: () => app?.close(),
+    tenantId: () => a.tenantId,
     /** An import of `rows` people (name, number from `first` on), uploaded and claimed by `owner`. */
     async fileImport(owner: string, rows: number, first: number): Promise<string> {
       const created = await call('POST', '/api/v1/contact-imports', { listId, mapping: { Navn: 'name', Mobil: 'phone' } });
@@ -112,6 +115,25 @@ describe(`import runs interrupted by the database (${serverLabel()} server)`, ()
     expect(await imports.outcome(importId)).toMatchObject({ state: 'done', rowsDone: 4, created: 4, contacts: 4 });
   });
 
+  it('leaves an import whose thread finds its database out of reach, with its file, to be resumed', async () => {
+    const importId = await imports.fileImport('unreachable', 3, 41_887_000);
+    const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-import-thread-'));
+    try {
+      // Nothing listens on port 1.
+      const thread = { connectionString: 'postgresql://nobody:none@127.0.0.1:1/none', config: loadConfig({ RINGVAKT_DATA_DIR: folder }), importId, owner: 'unreachable' };
+      expect(await runImportInThread(db.handles.forTenant(imports.tenantId()), thread)).toBe('interrupted');
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'running', rowsDone: 0, contacts: 0 });
+    const kept = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.contact_import_chunks WHERE import_id = $1`, [importId]);
+    expect(kept.rows[0]?.n).toBe(1);
+    // Its own lease: the same owner takes it again at once, and finishes it.
+    expect(await imports.claim(importId, 'unreachable')).toBe(importId);
+    expect(await imports.run(importId, 'unreachable')).toBe('done');
+    expect(await imports.outcome(importId)).toMatchObject({ state: 'done', created: 3 });
+  });
+
   it('refuses a batch when the import\'s cursor is not where the run left it', async () => {
     const importId = await imports.fileImport('cursor-kept', 10, 41_881_000);
     let batches = 0;
@@ -126,39 +148,43 @@ describe(`import runs interrupted by the database (${serverLabel()} server)`, ()
 
 describe(`import runs interrupted again and again (${serverLabel()} server)`, () => {
   let db: TestDatabase;
-  const imports = importsOn(() => db, 'interrupted-again');
+  const first = importsOn(() => db, 'interrupted-again-1');
+  const second = importsOn(() => db, 'interrupted-again-2');
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    await imports.setUp();
+    await first.setUp();
+    await second.setUp();
   });
   afterAll(async () => {
-    await imports.close();
+    await first.close();
+    await second.close();
     await db?.drop();
   });
 
-  it('fails an import whose runs the database interrupts again and again without a row more, and resumes one that moves on', async () => {
-    const stuck = await imports.fileImport('tick-node', 4, 41_884_000);
-    const moving = await imports.fileImport('tick-node', 4, 41_885_000);
-    // Both handed back, as interrupted runs leave them.
-    await db.superQuery(`UPDATE ringvakt.contact_imports SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1::uuid[])`, [[stuck, moving]]);
+  it('fails an import whose runs the database interrupts again and again without a row more, and goes on with one that moves on', async () => {
+    const stuck = await first.fileImport('tick-node', 4, 41_884_000);
+    const moving = await second.fileImport('tick-node', 4, 41_885_000);
     const runs: string[] = [];
-    // Each run is interrupted; the second import's cursor moves on between its runs, the first's never does.
+    // Every run is interrupted (its lease kept, as when the database did not answer the hand-back);
+    // the second tenant's import moves on a row between its runs, the first's never does.
     const run = async (_tenantDb: TenantDb, importId: string) => {
       runs.push(importId);
       if (importId === moving) await db.superQuery(`UPDATE ringvakt.contact_imports SET rows_done = rows_done + 1 WHERE id = $1`, [moving]);
       return 'interrupted' as const;
     };
     const tick = importWorkerTick(db.handles.systemDb, run, db.logger, () => false, { owner: 'tick-node' });
-    // One import per tenant and tick: the oldest, then (it failed) the next.
-    for (let ticks = 0; ticks < 4; ticks += 1) await tick();
-    expect(runs).toEqual([stuck, stuck, stuck, moving]);
-    expect(await imports.outcome(stuck)).toMatchObject({ state: 'failed', lease: null });
-    expect(await imports.outcome(moving)).toMatchObject({ state: 'running' });
     for (let ticks = 0; ticks < 3; ticks += 1) await tick();
-    // Still going: every run moved it on.
-    expect(await imports.outcome(moving)).toMatchObject({ state: 'running' });
+    // Each tick runs each tenant's import once: an interrupted one does not hold up the other tenant's.
+    expect(runs.filter((id) => id === stuck)).toHaveLength(3);
+    expect(runs.filter((id) => id === moving)).toHaveLength(3);
+    expect(await first.outcome(stuck)).toMatchObject({ state: 'running' });
+    // Three runs begun at the same cursor, all interrupted: the fourth claim fails it instead of running it.
+    await tick();
+    expect(runs.filter((id) => id === stuck)).toHaveLength(3);
+    expect(await first.outcome(stuck)).toMatchObject({ state: 'failed', lease: null });
     expect(runs.filter((id) => id === moving)).toHaveLength(4);
+    expect(await second.outcome(moving)).toMatchObject({ state: 'running', rowsDone: 4 });
   });
 });
 

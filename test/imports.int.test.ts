@@ -193,16 +193,19 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(await claimImport(tenantDb, 'thread-worker', importId)).toBe(importId);
     const folder = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-import-thread-'));
     try {
-      // Nothing listens on port 1: the thread's first query fails.
+      // A role the server does not know: the thread's first query fails, the same way every time.
+      const refused = new URL(db.url);
+      refused.username = 'nobody';
+      refused.password = 'none';
       const config = loadConfig({ RINGVAKT_DATA_DIR: folder });
-      const outcome = await runImportInThread(tenantDb, { connectionString: 'postgresql://nobody:none@127.0.0.1:1/none', config, importId, owner: 'thread-worker' });
+      const outcome = await runImportInThread(tenantDb, { connectionString: refused.toString(), config, importId, owner: 'thread-worker' });
       expect(outcome).toBe('failed');
       // A file of several batches: the thread starts its sealing thread before anything else, and
-      // still fails the import (and ends) when its database is out of reach.
+      // still fails the import (and ends).
       const longer = await newImport();
       expect((await upload(longer, 'Kundenr,Navn,Mobil,E-post,Tlf2\nT2,Threaded,41700002,,\nT3,Threaded,41700003,,\nT4,Threaded,41700004,,\n')).statusCode).toBe(202);
       expect(await claimImport(tenantDb, 'thread-worker', longer)).toBe(longer);
-      expect(await runImportInThread(tenantDb, { connectionString: 'postgresql://nobody:none@127.0.0.1:1/none', config, importId: longer, owner: 'thread-worker', batchRows: 1 })).toBe('failed');
+      expect(await runImportInThread(tenantDb, { connectionString: refused.toString(), config, importId: longer, owner: 'thread-worker', batchRows: 1 })).toBe('failed');
       expect((await call('GET', `/api/v1/contact-imports/${longer}`)).json()).toMatchObject({ state: 'failed', created: 0 });
     } finally {
       rmSync(folder, { recursive: true, force: true });

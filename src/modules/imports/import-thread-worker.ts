@@ -5,6 +5,7 @@ import type pg from 'pg';
 import type { Config } from '../../config.ts';
 import type { ImportOutcome } from './import-worker.ts';
 import { startSealers } from './sealers.ts';
+import { isDatabaseUnavailable } from '../../db/unavailable.ts';
 
 /** Only what the thread needs: the runtime role's connection, the root key provider's settings, the log level. */
 export type ImportThreadData = {
@@ -64,6 +65,10 @@ async function run(): Promise<ImportThreadMessage> {
 
 run().then(
   (message) => parentPort?.postMessage(message),
-  // The error's name only: its message may quote a value from the file.
-  (error: unknown) => parentPort?.postMessage({ kind: 'error', name: error instanceof Error ? error.name : 'Error' } satisfies ImportThreadMessage),
+  (error: unknown) =>
+    parentPort?.postMessage(
+      // The database away before the import began (its keys not yet read): interrupted, as a run
+      // it drops is, not failed. Otherwise the error's name only: its message may quote a value from the file.
+      isDatabaseUnavailable(error) ? ({ kind: 'outcome', outcome: 'interrupted' } satisfies ImportThreadMessage) : ({ kind: 'error', name: error instanceof Error ? error.name : 'Error' } satisfies ImportThreadMessage),
+    ),
 );

@@ -68,10 +68,10 @@ const LAST_STATISTICS_REFRESH = 160_000;
  */
 const FILTER_LOADS = 3;
 
-/** Runs of one import the database interrupts in a row, at the same cursor, before the import fails. */
+/** Runs of one import the database interrupts in a row, each begun at the same cursor, before the import fails. */
 const MOST_INTERRUPTIONS = 3;
 
-/** How long a run interrupted by the database tries to hand its import back before leaving it to its lease (60 s). */
+/** How long a run interrupted by the database tries to hand its import back before leaving it to its 60 s lease. */
 const HAND_BACK_WAIT_MS = 10_000;
 
 /**
@@ -157,7 +157,14 @@ export async function runImport(
   } = {},
 ): Promise<ImportOutcome> {
   const batchRows = options.batchRows ?? BATCH_ROWS;
-  const state = await tenantDb.read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done', 'file_rows', 'mapping']).where('id', '=', importId).executeTakeFirst());
+  const state = await tenantDb
+    .read((trx) => trx.selectFrom('contact_imports').select(['state', 'delimiter', 'rows_done', 'file_rows', 'mapping']).where('id', '=', importId).executeTakeFirst())
+    // The database away before anything began: the run ends interrupted (its lease lets this owner take it again).
+    .catch((error: unknown) => {
+      if (isDatabaseUnavailable(error)) return 'interrupted' as const;
+      throw error;
+    });
+  if (state === 'interrupted') return 'interrupted';
   if (!state || state.state !== 'running') return 'lease_lost';
   // pipeline(), not pipe(): an error reading or decrypting a chunk must reach the loop below (and
   // fail the import), not go unheard on the source stream — or crash the process.
@@ -372,15 +379,17 @@ export async function runImport(
     // database answers; else its lease runs out) and resumed from the cursor the database kept.
     if (error instanceof RunInterrupted || isDatabaseUnavailable(error)) {
       options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import run interrupted by the database; to be resumed');
-      // Tried again while the database recovers (it refuses connections for a while), for a bounded time.
+      // Tried again while the database recovers (it refuses connections for a while), for a bounded
+      // time: each attempt too (a connection to a host that no longer answers waits minutes).
       const until = Date.now() + HAND_BACK_WAIT_MS;
       for (;;) {
-        const handedBack = await handBack().then(
+        const left = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), Math.max(0, until - Date.now())).unref());
+        const attempt = handBack().then(
           () => true,
           () => false,
         );
-        if (handedBack || Date.now() >= until) break;
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        if ((await Promise.race([attempt, left])) || Date.now() >= until || options.stop?.()) break;
+        await new Promise((resolve) => setTimeout(resolve, 500).unref());
       }
       return 'interrupted';
     }
@@ -425,33 +434,31 @@ export function importWorkerTick(
   node: { owner: string; presence?: Pick<NodePresence, 'settled'> | undefined } = { owner: `worker:${randomUUID()}` },
 ): () => Promise<void> {
   const { owner } = node;
-  // Imports whose runs the database interrupted, with the cursor they stood at and how many times in a row.
+  // Imports whose runs the database interrupted, with the cursor the last such run began at and how
+  // many runs in a row it interrupted there (read when each run's claim succeeded: the database answered).
   const interruptions = new Map<string, { rowsDone: number; times: number }>();
-  const interrupted = async (tenantDb: TenantDb, importId: string) => {
-    const row = await tenantDb
-      .read((trx) => trx.selectFrom('contact_imports').select('rows_done').where('id', '=', importId).executeTakeFirst())
-      .catch(() => undefined);
-    // The database is still away: counted once it answers.
-    if (!row) return;
-    const rowsDone = Number(row.rows_done);
-    const last = interruptions.get(importId);
-    const times = last?.rowsDone === rowsDone ? last.times + 1 : 1;
-    if (times < MOST_INTERRUPTIONS) {
-      interruptions.set(importId, { rowsDone, times });
-      return;
-    }
-    // Again and again without a row more (a statement that brings the database down, say): failed, not retried for ever.
-    interruptions.delete(importId);
-    logger.error({ importId, times }, 'contact import interrupted again and again without progress; failed');
-    if (await claimImport(tenantDb, owner, importId)) await failImport(tenantDb, importId, owner);
-  };
+  const rowsDone = async (tenantDb: TenantDb, importId: string) =>
+    Number((await tenantDb.read((trx) => trx.selectFrom('contact_imports').select('rows_done').where('id', '=', importId).executeTakeFirstOrThrow())).rows_done);
   return async () => {
     for (const tenantId of await systemDb.tenantsWithPendingImports()) {
       const tenantDb = systemDb.inTenant(tenantId);
+      // Each import runs once per tick at most (one that ended without leaving the claimable ones waits for the next).
+      const ran = new Set<string>();
       for (;;) {
         if (stop()) return;
         const importId = await claimImport(tenantDb, owner, undefined, { presenceSettled: node.presence?.settled() === true });
-        if (!importId) break;
+        if (!importId || ran.has(importId)) break;
+        ran.add(importId);
+        const start = await rowsDone(tenantDb, importId);
+        const before = interruptions.get(importId);
+        if (before && before.rowsDone === start && before.times >= MOST_INTERRUPTIONS) {
+          // Interrupted again and again without a row more (a statement that brings the database
+          // down, say): failed, rather than retried for ever.
+          logger.error({ importId, times: before.times }, 'contact import interrupted again and again without progress; failed');
+          await failImport(tenantDb, importId, owner);
+          interruptions.delete(importId);
+          continue;
+        }
         const outcome = await run(tenantDb, importId, owner, { logger, stop });
         logger.info({ importId, outcome }, 'contact import run ended');
         if (outcome === 'stopped') return;
@@ -459,8 +466,8 @@ export function importWorkerTick(
           interruptions.delete(importId);
           continue;
         }
-        // Resumed by a later tick, from the cursor the database kept; the other tenants' imports go on meanwhile.
-        await interrupted(tenantDb, importId);
+        interruptions.set(importId, { rowsDone: start, times: before?.rowsDone === start ? before.times + 1 : 1 });
+        // Resumed by a later tick, from the cursor the database kept; other tenants' imports go on meanwhile.
         break;
       }
     }
