@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import type { TenantDb } from '../src/db/tenant-db.ts';
-import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { claimImport } from '../src/modules/imports/claim-import.ts';
+import { runImport } from '../src/modules/imports/import-worker.ts';
 import { emailIndex, newContactId, phoneIndex } from '../src/modules/contacts/contact-record.ts';
 import { CHECKS_BY_ID } from '../src/compliance/checks.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';

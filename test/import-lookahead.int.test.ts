@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
-import { claimImport, runImport } from '../src/modules/imports/import-worker.ts';
+import { claimImport } from '../src/modules/imports/claim-import.ts';
+import { runImport } from '../src/modules/imports/import-worker.ts';
 import { IndexFilter } from '../src/modules/imports/index-filter.ts';
 import { replaceRegistry } from '../src/modules/suppression/suppression.service.ts';
 import { lookUpAhead, noIdentities } from '../src/modules/imports/batch-lookups.ts';

@@ -1,5 +1,5 @@
 import { runEvery } from '../background-task.ts';
-import { importWorkerTick } from '../modules/imports/import-worker.ts';
+import { importWorkerTick } from '../modules/imports/claim-import.ts';
 import { runImportInThread } from '../modules/imports/import-thread.ts';
 import type { TenantDb } from '../db/tenant-db.ts';
 import { smtpTransport, startEmailSender } from '../modules/mail/mailer.ts';

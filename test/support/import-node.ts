@@ -6,7 +6,7 @@
 import { loadConfig } from '../../src/config.ts';
 import { openDatabase } from '../../src/db/database.ts';
 import { createLogger } from '../../src/logger.ts';
-import { importWorkerTick } from '../../src/modules/imports/import-worker.ts';
+import { importWorkerTick } from '../../src/modules/imports/claim-import.ts';
 import { runImportInThread } from '../../src/modules/imports/import-thread.ts';
 import { startNodePresence } from '../../src/operations/node-presence.ts';
 import { runEvery } from '../../src/background-task.ts';

@@ -3,7 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type pg from 'pg';
 import type { Config } from '../../config.ts';
-import type { ImportOutcome } from './import-worker.ts';
+import type { ImportOutcome } from './claim-import.ts';
 import { startSealers } from './sealers.ts';
 import { isDatabaseUnavailable } from '../../db/unavailable.ts';
 

@@ -2,7 +2,8 @@ import type { Config } from '../../config.ts';
 import type { TenantDb } from '../../db/tenant-db.ts';
 import type { Logger } from '../../logger.ts';
 import { startTypeScriptWorker } from '../../typescript-worker.ts';
-import { BATCH_ROWS, failImport, SEALING_THREADS, type ImportOutcome } from './import-worker.ts';
+import { BATCH_ROWS, SEALING_THREADS } from './import-worker.ts';
+import { failImport, type ImportOutcome } from './claim-import.ts';
 import type { ImportThreadData, ImportThreadMessage } from './import-thread-worker.ts';
 
 /**

@@ -9,7 +9,7 @@ import { AppError, isDatabaseUnavailable } from '../../server/errors.ts';
 import type { ContactsCrypto } from '../contacts/contacts.service.ts';
 import { mappingSchema } from './mapping-schema.ts';
 import { MAX_FILE_BYTES, storeUpload } from './import-upload.ts';
-import { claimImport } from './import-worker.ts';
+import { claimImport } from './claim-import.ts';
 import { runImportInThread } from './import-thread.ts';
 import type { Config } from '../../config.ts';
 import { createLogger } from '../../logger.ts';
