@@ -340,7 +340,7 @@ describe(`contact import (${serverLabel()} server)`, () => {
     expect(foreign.rows[0]).toEqual({ n: 0 });
   });
 
-  it('prepares again under the new key a batch whose subject keys a rotation retired while it waited, and loses no row', async () => {
+  it('ends the run interrupted when a rotation retired the key of batches waiting to commit; the next run prepares them under the new key, and no row is lost', async () => {
     const rows = Array.from({ length: 12 }, (_, index) => `T${index},Person ${index},4130${String(index).padStart(4, '0')},,`);
     const importId = await newImport();
     expect((await upload(importId, `Kundenr,Navn,Mobil,E-post,Tlf2\n${rows.join('\n')}\n`)).statusCode).toBe(202);
@@ -359,7 +359,11 @@ describe(`contact import (${serverLabel()} server)`, () => {
         if (++batches === 1) await tenantDb.transaction((trx) => rotateTenantDataKey(trx, elsewhere, { type: 'operator' }));
       },
     });
-    expect(outcome).toBe('done');
+    // The first batch committed under the old key; the next was refused, and nothing of it written.
+    expect(outcome).toBe('interrupted');
+    expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'running', rowsDone: 3, created: 3 });
+    expect(await claimImport(tenantDb, 'rotating-worker', importId)).toBe(importId);
+    expect(await runImport(tenantDb, { cipher: crypto.cipher, keyring: crypto.keyring }, importId, 'rotating-worker', { batchRows: 3 })).toBe('done');
     expect((await call('GET', `/api/v1/contact-imports/${importId}`)).json()).toMatchObject({ state: 'done', rowsDone: 12, created: 12, rejected: 0 });
     const versions = await db.superQuery<{ version: number; contacts: number }>(
       `SELECT k.tenant_key_version AS version, count(*)::int AS contacts FROM ringvakt.contacts c JOIN ringvakt.subject_keys k ON k.tenant_id = c.tenant_id AND k.subject_id = c.id

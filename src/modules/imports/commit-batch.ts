@@ -25,10 +25,13 @@ export class WrapKeyRetired extends Error {
 /**
  * The run cannot go on: the database server restarted since it began (a crash may have undone its
  * last batches, and the epochs its lookups relied on), or the import's cursor is not where the run
- * left it (migration 0030). Nothing was written; the import is handed back and resumed from the
- * cursor the database kept.
+ * left it (migration 0030), or a key rotation retired the key its prepared batches are wrapped
+ * under. Nothing was written; the import is handed back and resumed from the cursor the database
+ * kept.
  */
-export class RunInterrupted extends Error {}
+export class RunInterrupted extends Error {
+  override name = 'RunInterrupted';
+}
 
 /** The value of row i's first identity (external id, each number, e-mail) that `maps` holds. */
 function firstFound<V>(batch: PreparedBatch, row: number, maps: Identities<V>): V | undefined {

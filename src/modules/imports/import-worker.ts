@@ -145,8 +145,11 @@ export async function runImport(
   let refreshing: Promise<void> | undefined;
   // Batches read, in file order, each being prepared (by a sealing thread, or here): the oldest
   // commits once it is prepared and the one before it has committed. One batch commits (work in
-  // the database) while the sealing threads prepare the next ones and this thread reads on.
-  const pending: { rows: SourceRow[]; prepared: Promise<PreparedBatch> }[] = [];
+  // the database) while the sealing threads prepare the next ones and this thread reads on. Only
+  // a batch's size and last row are kept here, not its rows: those live until they are sent to be
+  // prepared, and so die young (kept to the commit, a few batches' rows outlived the young
+  // generation and every one of them cost a full collection later).
+  const pending: { count: number; lastRow: number; prepared: Promise<PreparedBatch> }[] = [];
   let sealers: Sealers | undefined;
   let inFlight: Promise<void> | undefined;
   // The next batch's lookups, made ahead while the one before it commits (batch-lookups.ts), and
@@ -215,8 +218,7 @@ export async function runImport(
     await handBack();
     return 'stopped';
   };
-  const startCommit = (current: Job, currentContext: PrepareContext, rows: readonly SourceRow[], prepared: PreparedBatch, lookups: Promise<BatchLookups>) => {
-    const lastRow = rows.at(-1)?.rowNumber ?? 1;
+  const startCommit = (current: Job, rows: { count: number; lastRow: number }, prepared: PreparedBatch, lookups: Promise<BatchLookups>) => {
     const previous = createdBefore;
     inFlight = (async () => {
       // Lookups that failed are made again under the import lock, where a failure fails the batch.
@@ -228,27 +230,25 @@ export async function runImport(
           return undefined;
         }),
       };
-      let ready = prepared;
-      for (let attempt = 1; ; attempt += 1) {
-        try {
-          createdBefore = await commitBatch(tenantDb, crypto, current, ready, lastRow, owner, ahead);
-          break;
-        } catch (error) {
-          // A rotation (here or in another process) retired the data key the batch's subject keys
-          // were wrapped under while it waited: prepared again here, under the key now active
-          // (rare; bounded).
-          if (!(error instanceof WrapKeyRetired) || attempt >= 3) throw error;
-          ready = prepareRows(currentContext, await sealingKeys(rows.length, error.activeVersion), rows);
-        }
+      try {
+        createdBefore = await commitBatch(tenantDb, crypto, current, prepared, rows.lastRow, owner, ahead);
+      } catch (error) {
+        if (!(error instanceof WrapKeyRetired)) throw error;
+        // A rotation (here or in another process) retired the data key the batch's subject keys
+        // were wrapped under while it waited (rare). This process's block of the retired version
+        // is given up, and the run ends interrupted: the next one reads the file again from the
+        // cursor and prepares those rows under the key now active.
+        await sealingKeys(1, error.activeVersion);
+        throw new RunInterrupted('a key rotation retired the key the batches were prepared under');
       }
-      committedRows += rows.length;
+      committedRows += rows.count;
       // Another writer's rows put the filter out of use: loaded again, for the rows still to come.
       if (!filter.inUse && filterLoads > 0) loadFilter(Number(state.file_rows) - current.rowsDone);
     })();
     // Its failure is taken up by the next settle(); until then it must not count as unhandled.
     inFlight.catch(() => undefined);
   };
-  const commitOldest = async (current: Job, currentContext: PrepareContext): Promise<'stopped' | undefined> => {
+  const commitOldest = async (current: Job): Promise<'stopped' | undefined> => {
     const oldest = pending.shift();
     if (!oldest) return undefined;
     const prepared = await oldest.prepared;
@@ -257,7 +257,7 @@ export async function runImport(
     lookingAhead = lookups;
     lookups.catch(() => undefined);
     if ((await settle()) === 'stopped') return 'stopped';
-    startCommit(current, currentContext, oldest.rows, prepared, lookups);
+    startCommit(current, oldest, prepared, lookups);
     return undefined;
   };
   try {
@@ -287,15 +287,15 @@ export async function runImport(
         const rows = batch;
         batch = [];
         batchCharacters = 0;
-        pending.push({ rows, prepared: prepare(context, rows) });
+        pending.push({ count: rows.length, lastRow: (rows.at(-1) as SourceRow).rowNumber, prepared: prepare(context, rows) });
         // More batches than the file's row count said (wide rows end batches early): start them now.
         sealers ??= options.sealers ?? startSealers(SEALING_THREADS);
-        if (pending.length > SEALING_THREADS + 1 && (await commitOldest(job, context)) === 'stopped') return 'stopped';
+        if (pending.length > SEALING_THREADS + 1 && (await commitOldest(job)) === 'stopped') return 'stopped';
       }
     }
     if (!job || !context) throw new Error('an import file without a header row');
-    if (batch.length > 0) pending.push({ rows: batch, prepared: prepare(context, batch) });
-    while (pending.length > 0) if ((await commitOldest(job, context)) === 'stopped') return 'stopped';
+    if (batch.length > 0) pending.push({ count: batch.length, lastRow: (batch.at(-1) as SourceRow).rowNumber, prepared: prepare(context, batch) });
+    while (pending.length > 0) if ((await commitOldest(job)) === 'stopped') return 'stopped';
     if (inFlight) {
       // The last batch: once committed, the import ends below, whatever `stop` says.
       await inFlight;
@@ -341,11 +341,12 @@ export async function runImport(
   } catch (error) {
     await inFlight?.catch(() => undefined);
     if (error instanceof LeaseLost) return 'lease_lost';
-    // The database went away (restart, crash, failover) or came back as another incarnation: the
-    // import is not failed — its stored file and cursor are intact — but handed back (if the
-    // database answers; else its lease runs out) and resumed from the cursor the database kept.
+    // The database went away (restart, crash, failover) or came back as another incarnation, or a
+    // rotation retired the batches' key: the import is not failed — its stored file and cursor are
+    // intact — but handed back (if the database answers; else its lease runs out) and resumed
+    // from the cursor the database kept.
     if (error instanceof RunInterrupted || isDatabaseUnavailable(error)) {
-      options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import run interrupted by the database; to be resumed');
+      options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import run interrupted; to be resumed');
       // Tried again while the database recovers (it refuses connections for a while), for a bounded
       // time: each attempt too (a connection to a host that no longer answers waits minutes).
       const until = Date.now() + HAND_BACK_WAIT_MS;

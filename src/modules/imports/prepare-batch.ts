@@ -13,6 +13,7 @@ import {
   type SealedContact,
 } from '../contacts/contact-record.ts';
 import { cellProblem, columnOf, rowToInput, type ColumnPlan } from './import-mapping.ts';
+import { rowsOf, type BatchRows } from './packed-rows.ts';
 
 /**
  * Preparing a batch of an import: each row mapped, checked and normalised, and each valid one
@@ -84,25 +85,16 @@ function prepareRow(context: PrepareContext, { rowNumber, record }: SourceRow): 
   }
 }
 
-export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: readonly SourceRow[]): PreparedBatch {
+export function prepareRows(context: PrepareContext, keys: SealingKeys, batchRows: BatchRows | readonly SourceRow[]): PreparedBatch {
+  const rows = 'next' in batchRows ? batchRows : rowsOf(batchRows);
   const rejects: Reject[] = [];
-  const rowNumbers: number[] = [];
-  const valid: ContactData[] = [];
-  for (let position = 0; position < rows.length; position += 1) {
-    const row = rows[position] as SourceRow;
-    const outcome = prepareRow(context, row);
-    if ('kind' in outcome) {
-      rejects.push(outcome);
-      continue;
-    }
-    rowNumbers.push(row.rowNumber);
-    valid.push(outcome);
-  }
-
-  const count = valid.length;
-  // Each row is written into the columns as soon as it is sealed, and its objects die young: only
-  // the columns live for the whole batch. (Sizes are first guesses; a column grows as needed.)
-  const column = <T extends ArrayElementType>(type: T, bytesPerRow: number) => new BinaryArrayWriter(type, count * bytesPerRow);
+  // Each row is checked, normalised, sealed and written into the columns in one go, so that its
+  // objects (its values, their parsed numbers) die young: only the columns live for the whole
+  // batch. (Checked first for all rows, thousands of rows' values outlived the young generation
+  // and were copied by every collection meanwhile.) Sized for every row being valid; a column
+  // grows as needed, and the arrays are cut to the valid rows at the end.
+  const most = rows.count;
+  const column = <T extends ArrayElementType>(type: T, bytesPerRow: number) => new BinaryArrayWriter(type, most * bytesPerRow);
   const contacts = {
     id: column('uuid', 20),
     externalId: column('text', 16),
@@ -120,14 +112,24 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
     numberIndex: column('bytea', 8),
   };
   const wrappedKeys = column('bytea', 68);
-  const phoneStarts = new Int32Array(count + 1);
+  const rowNumbers = new Int32Array(most);
+  const phoneStarts = new Int32Array(most + 1);
   const phoneNumbers: string[] = [];
   const phoneIndexes: number[] = [];
-  const externalIds: (string | null)[] = new Array<string | null>(count);
-  const emails: (string | null)[] = new Array<string | null>(count);
-  const emailIndexes = new Uint8Array(count * INDEX_BYTES);
-  for (let position = 0; position < count; position += 1) {
-    const data = valid[position] as ContactData;
+  const externalIds: (string | null)[] = [];
+  const emails: (string | null)[] = [];
+  const emailIndexes = new Uint8Array(most * INDEX_BYTES);
+  let count = 0;
+  for (let at = 0; at < most; at += 1) {
+    const source = rows.next();
+    const data = prepareRow(context, source);
+    if ('kind' in data) {
+      rejects.push(data);
+      continue;
+    }
+    const position = count;
+    count += 1;
+    rowNumbers[position] = source.rowNumber;
     const id = newContactId();
     const subjectKey = newKey();
     wrappedKeys.push(wrapSubjectKey(context.tenantId, id, keys.dataKey, subjectKey));
@@ -141,9 +143,9 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
     contacts.fields.push(row.fields);
     contacts.timeZones.push(row.time_zones.join(' '));
     contacts.timeZoneSource.push(row.time_zone_source);
-    contacts.rowNumber.push(rowNumbers[position] as number);
-    externalIds[position] = data.externalId;
-    emails[position] = data.email;
+    contacts.rowNumber.push(source.rowNumber);
+    externalIds.push(data.externalId);
+    emails.push(data.email);
     row.email_index?.copy(emailIndexes, position * INDEX_BYTES);
     phoneStarts[position] = phoneNumbers.length;
     for (let index = 0; index < sealedPhones.length; index += 1) {
@@ -160,11 +162,11 @@ export function prepareRows(context: PrepareContext, keys: SealingKeys, rows: re
   return {
     rejects,
     count,
-    rowNumbers: Int32Array.from(rowNumbers),
+    rowNumbers: rowNumbers.slice(0, count),
     externalIds,
     emails,
-    emailIndexes,
-    phoneStarts,
+    emailIndexes: emailIndexes.slice(0, count * INDEX_BYTES),
+    phoneStarts: phoneStarts.slice(0, count + 1),
     phoneNumbers,
     phoneIndexes: Uint8Array.from(phoneIndexes),
     wrapVersion: keys.dataKey.version,

@@ -2,6 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { startTypeScriptWorker } from '../../typescript-worker.ts';
 import type { PrepareContext, PreparedBatch, SealingKeys, SourceRow } from './prepare-batch.ts';
 import type { SealReply, SealRequest } from './sealing-thread.ts';
+import { packRows } from './packed-rows.ts';
 
 /**
  * Sealing threads of one import. Preparing a batch (normalising, four AES-GCM seals and two HMACs
@@ -9,8 +10,8 @@ import type { SealReply, SealRequest } from './sealing-thread.ts';
  * which meanwhile reads the file and commits the batch before: on two cores the import then uses
  * both, where one thread held it to about one.
  *
- * Rows go to a thread by message (structured clone); what comes back is laid out for the commit
- * (prepare-batch.ts), its byte arrays moved, not copied. Each thread's heap is bounded: it holds
+ * Rows go to a thread by message, packed (packed-rows.ts); what comes back is laid out for the
+ * commit (prepare-batch.ts), its byte arrays moved, not copied. Each thread's heap is bounded: it holds
  * the batch it works on, and the next ones queued.
  */
 export type Sealers = {
@@ -92,9 +93,10 @@ export function startSealers(threads: number): Sealers {
       // after the batch): the key Buffer itself may be a view into Node's shared pool, and a
       // structured clone copies a view's whole underlying memory — other values with it.
       const dataKey = new Uint8Array(keys.dataKey.key);
-      const request: SealRequest = { seq, context, rows, keys: { ...keys, dataKey: { version: keys.dataKey.version, key: dataKey as Buffer } } };
+      const packed = packRows(rows);
+      const request: SealRequest = { seq, context, rows: packed, keys: { ...keys, dataKey: { version: keys.dataKey.version, key: dataKey as Buffer } } };
       const promise = new Promise<PreparedBatch>((resolve, reject) => target.waiting.set(request.seq, { resolve, reject }));
-      target.worker.postMessage(request, [dataKey.buffer]);
+      target.worker.postMessage(request, [dataKey.buffer, packed.rowNumbers.buffer, packed.cellCounts.buffer, packed.cellLengths.buffer]);
       return promise;
     },
     async close() {

@@ -1,9 +1,10 @@
 // A sealing thread of an import (see sealers.ts): prepares the batches it is sent, in order, and
 // sends each back with its byte arrays moved, not copied.
 import { parentPort } from 'node:worker_threads';
-import { prepareRows, type PrepareContext, type PreparedBatch, type SealingKeys, type SourceRow } from './prepare-batch.ts';
+import { prepareRows, type PrepareContext, type PreparedBatch, type SealingKeys } from './prepare-batch.ts';
+import { unpackRows, type PackedRows } from './packed-rows.ts';
 
-export type SealRequest = { seq: number; context: PrepareContext; rows: SourceRow[]; keys: SealingKeys };
+export type SealRequest = { seq: number; context: PrepareContext; rows: PackedRows; keys: SealingKeys };
 export type SealReply = { seq: number; batch: PreparedBatch } | { seq: number; error: string };
 
 /**
@@ -21,7 +22,7 @@ parentPort?.on('message', ({ seq, context, rows, keys }: SealRequest) => {
     const dataKey = { version: keys.dataKey.version, key: Buffer.from(keys.dataKey.key.buffer, keys.dataKey.key.byteOffset, keys.dataKey.key.byteLength) };
     let prepared: PreparedBatch;
     try {
-      prepared = prepareRows(context, { dataKey, indexKeys: keys.indexKeys }, rows);
+      prepared = prepareRows(context, { dataKey, indexKeys: keys.indexKeys }, unpackRows(rows));
     } finally {
       // This thread's copy of the data key lives for one batch.
       dataKey.key.fill(0);
