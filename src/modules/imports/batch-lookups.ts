@@ -58,8 +58,8 @@ type PhoneCandidate = {
 type EmailCandidate = { id: string; email_ciphertext: Buffer | null; record_ciphertext: Buffer | null; email_index: Buffer; import_id: string | null; import_row: number | null };
 
 /**
- * The import's index filter: every number and e-mail address of the batch is added to it as the
- * import's own; with `skip` (lookups made ahead, which the batch's opening checks against the
+ * The import's index filter: every external id, number and e-mail address of the batch is added
+ * to it as the import's own; with `skip` (lookups made ahead, which the batch's opening checks against the
  * filter's epochs), one it does not hold is not looked up.
  */
 export type ImportFilter = { filter: IndexFilter; skip: boolean };
@@ -68,8 +68,8 @@ export type ImportFilter = { filter: IndexFilter; skip: boolean };
  * The batch's lookups as queries to be sent together (dedupe by external id, phone, e-mail; the
  * suppressions of every number, of which only those of rows created or linked count later), and
  * what turns their rows into the answer. Each number's blind index is the one sealed with its row.
- * With an index filter that `skip`s, a number, e-mail address or suppression index it does not hold
- * is not looked up.
+ * With an index filter that `skip`s, an external id, number, e-mail address or suppression index
+ * it does not hold is not looked up.
  */
 export async function lookupQueries(
   trx: TenantTransaction,

@@ -88,7 +88,7 @@ const COMMIT_WITHOUT_FLUSH = CompiledQuery.raw('SET LOCAL synchronous_commit = o
 /** Checks, in the transaction that ends the import, that its run may still end it (RunInterrupted otherwise). */
 export async function checkRunContinues(trx: TenantTransaction, job: Job): Promise<void> {
   try {
-    await sql`SELECT continue_contact_import_run(${job.id}::uuid, ${job.rowsDone}::bigint, ${job.incarnation}::uuid)`.execute(trx);
+    await trx.executeQuery(continueRun(trx, job));
   } catch (error) {
     throw (error as { code?: string }).code === 'RVI04' ? new RunInterrupted() : error;
   }

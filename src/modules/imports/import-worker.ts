@@ -105,6 +105,9 @@ function storedFile(tenantDb: TenantDb, crypto: ContactsCrypto, importId: string
   return Readable.from(chunks(), { objectMode: false });
 }
 
+/** What a log may say of an error: its name and SQLSTATE or system code, never its message (which may quote a value from the file). */
+const errorKind = (error: unknown) => (error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined);
+
 /**
  * Runs a claimed import to its end (or until its lease is lost, or `stop` says so). Returns the
  * final state.
@@ -173,7 +176,7 @@ export async function runImport(
         if (!loaded) filterLoads = FILTER_LOADS;
       })
       // It only spares lookups: a failure is logged, and the import looks every index up.
-      .catch((error: unknown) => options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import index filter not loaded'))
+      .catch((error: unknown) => options.logger?.warn({ importId, err: errorKind(error) }, 'contact import index filter not loaded'))
       .finally(() => {
         loadingFilter = undefined;
       });
@@ -211,7 +214,7 @@ export async function runImport(
       await refreshing;
       refreshing = tenantDb
         .transaction(async (trx) => void (await sql`SELECT refresh_contact_statistics()`.execute(trx)))
-        .catch((error: unknown) => options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact statistics not refreshed'));
+        .catch((error: unknown) => options.logger?.warn({ importId, err: errorKind(error) }, 'contact statistics not refreshed'));
     }
     await options.onBatch?.();
     if (!options.stop?.()) return undefined;
@@ -226,7 +229,7 @@ export async function runImport(
         previous,
         filter,
         lookups: await lookups.catch((error: unknown) => {
-          options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import lookups made ahead failed; made again under the lock');
+          options.logger?.warn({ importId, err: errorKind(error) }, 'contact import lookups made ahead failed; made again under the lock');
           return undefined;
         }),
       };
@@ -346,7 +349,7 @@ export async function runImport(
     // intact — but handed back (if the database answers; else its lease runs out) and resumed
     // from the cursor the database kept.
     if (error instanceof RunInterrupted || isDatabaseUnavailable(error)) {
-      options.logger?.warn({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import run interrupted; to be resumed');
+      options.logger?.warn({ importId, err: errorKind(error) }, 'contact import run interrupted; to be resumed');
       // Tried again while the database recovers (it refuses connections for a while), for a bounded
       // time: each attempt too (a connection to a host that no longer answers waits minutes).
       const until = Date.now() + HAND_BACK_WAIT_MS;
@@ -361,7 +364,7 @@ export async function runImport(
       }
       return 'interrupted';
     }
-    options.logger?.error({ importId, err: error instanceof Error ? { name: error.name, code: (error as { code?: string }).code } : undefined }, 'contact import failed');
+    options.logger?.error({ importId, err: errorKind(error) }, 'contact import failed');
     await failImport(tenantDb, importId, owner);
     return 'failed';
   } finally {

@@ -219,10 +219,9 @@ export class IndexFilter {
    * when there are more than `most`.
    */
   private async readExternalIds(trx: TenantTransaction, most: number, perPage: number): Promise<boolean> {
+    // Counted first: a part given up reads nothing, and leaves no bits behind.
     const counted = await sql<{ n: number }>`SELECT count(*)::int AS n FROM (SELECT 1 FROM contacts WHERE external_id IS NOT NULL LIMIT ${most + 1}) AS s`.execute(trx);
     if ((counted.rows[0]?.n ?? 0) > most) return false;
-    // Set here, and into the filter only once all were read: a part given up leaves no bits behind.
-    const bits = noBits();
     let after: string | null = null;
     for (;;) {
       const page: { ids: string[] | null } | undefined = (
@@ -232,15 +231,10 @@ export class IndexFilter {
                    ORDER BY external_id LIMIT ${perPage}) AS s(e)`.execute(trx)
       ).rows[0];
       const ids: string[] = page?.ids ?? [];
-      for (const id of ids) {
-        const bit = valueHashes(id)[0] & BIT_MASK;
-        bits[bit >>> 3] = (bits[bit >>> 3] as number) | (1 << (bit & 7));
-      }
+      for (const id of ids) this.addIndex('external', valueHashes(id)[0]);
       if (ids.length < perPage) break;
       after = ids.at(-1) ?? null;
     }
-    const held = this.bits.external;
-    for (let at = 0; at < held.length; at += 1) held[at] = (held[at] as number) | (bits[at] as number);
     return true;
   }
 }

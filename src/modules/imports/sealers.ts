@@ -5,7 +5,7 @@ import type { SealReply, SealRequest } from './sealing-thread.ts';
 import { packRows } from './packed-rows.ts';
 
 /**
- * Sealing threads of one import. Preparing a batch (normalising, four AES-GCM seals and two HMACs
+ * Sealing threads of one import. Preparing a batch (normalising, two AES-GCM seals and two HMACs
  * per row: about half of an import's work in this process) runs beside the import's own thread,
  * which meanwhile reads the file and commits the batch before: on two cores the import then uses
  * both, where one thread held it to about one.
