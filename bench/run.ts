@@ -1,6 +1,7 @@
 // `npm run bench`: every benchmark measures its own baseline in the same run and prints
 // name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
 import { agentLoadBench } from './agent-load.bench.ts';
+import { agentScreenBench } from './agent-screen.bench.ts';
 import { auditBench } from './audit.bench.ts';
 import { backupBench } from './backup.bench.ts';
 import { contactsImportBench } from './contacts-import.bench.ts';
@@ -31,6 +32,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   privacy: privacyBench,
   failover: failoverBench,
   'agent-load': agentLoadBench,
+  'agent-screen': agentScreenBench,
   backup: backupBench,
   'security-monitor': securityMonitorBench,
   compliance: complianceBench,

@@ -28,8 +28,9 @@ type InboundCall = { callId: string; queueId: string; state: string; at: string 
 export const PAUSE_REASONS = ['break', 'lunch', 'training', 'meeting', 'coaching', 'technical'] as const;
 
 /**
- * What the browser tests read: how long each call event took from the server's clock to this
- * screen (the call's new state shown), and how long until the contact's details were shown too.
+ * What `npm run bench -- agent-screen` and the browser test read: how long each call event took
+ * from the server's clock to this screen (the call's new state shown), and how long until the
+ * contact's details were shown too.
  */
 const recordLatency = (kind: 'callEventLatencyMs' | 'contactDetailsLatencyMs', at: string) => {
   const metrics = ((window as unknown as { ringvaktMetrics?: Record<string, number[]> }).ringvaktMetrics ??= {});
