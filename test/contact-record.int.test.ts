@@ -5,6 +5,8 @@ import { claimImport } from '../src/modules/imports/claim-import.ts';
 import { runImport } from '../src/modules/imports/import-worker.ts';
 import { emailIndex, newContactId, phoneIndex } from '../src/modules/contacts/contact-record.ts';
 import { CHECKS_BY_ID } from '../src/compliance/checks.ts';
+import { checkAtDialTime } from '../src/dialer/dial-checks.ts';
+import { addSuppression } from '../src/modules/suppression/suppression.service.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -171,6 +173,41 @@ describe(`contact records and contacts written before them (${serverLabel()} ser
     expect(view, JSON.stringify(view)).toMatchObject({ created: 1, linked: 2, rejected: 0 });
     const members = await db.superQuery<{ contact_id: string }>(`SELECT contact_id FROM ringvakt.contact_list_members WHERE list_id = $1`, [list]);
     expect(members.rows.map((row) => row.contact_id)).toContain(legacyId);
+  });
+
+  it("dials a contact written before the record by its number, refuses it once that number is suppressed, and suppresses its number and e-mail when it objects", async () => {
+    const campaignId = await tenantDb.transaction(
+      async (trx) => (await trx.insertInto('campaigns').values({ name: 'Record dialer', caller_id: '+4721000000', mode: 'progressive' }).returning('id').executeTakeFirstOrThrow()).id,
+    );
+    const context = { campaignId, purpose: 'sales' as const, maxAttempts: 3, windows: [], requiresLawfulBasis: false };
+    const attempt = { id: '00000000-0000-7000-8000-000000000001', contactId: legacyId, attempt: 1, dials: 0 };
+    const verdict = () => tenantDb.transaction(async (trx) => (await checkAtDialTime(trx, crypto, context, [attempt], new Date())).get(attempt.id));
+    // The number comes from the phone row's own ciphertext (the contact has no record).
+    expect(await verdict()).toEqual({ ok: true, number: '+4791230077', position: 0, checks: ['status', 'attempts', 'window', 'consent', 'number', 'suppression'] });
+
+    // Suppressed tenant-wide: refused, and the match recorded against the contact.
+    await tenantDb.transaction((trx) => addSuppression(trx, crypto, { channel: 'phone', value: '+4791230077', scope: 'tenant', reason: 'request', source: 'test', createdBy: 'test' }));
+    expect(await verdict()).toEqual({ ok: false, reason: 'suppression', checks: ['status', 'attempts', 'window', 'consent', 'number'], retryAt: null });
+    const matches = await db.superQuery<{ n: number }>(`SELECT count(*)::int AS n FROM ringvakt.suppression_matches WHERE contact_id = $1 AND context = 'dial' AND campaign_id = $2`, [legacyId, campaignId]);
+    expect(matches.rows[0]!.n).toBe(1);
+    await db.superQuery(`DELETE FROM ringvakt.suppressions WHERE source = 'test'`);
+    expect((await verdict())?.ok).toBe(true);
+
+    // An objection to sales calls suppresses the number and the e-mail address read from the old
+    // form at once; the dialer then refuses the contact, and the compliance check finds the objector
+    // suppressed — until its number's entry is gone.
+    const objected = await call('POST', `/api/v1/contacts/${legacyId}/consents`, { purpose: 'sales', action: 'object', source: 'phone call' });
+    expect(objected.statusCode, objected.body).toBe(201);
+    const entries = await db.superQuery<{ channel: string }>(`SELECT channel FROM ringvakt.suppressions WHERE contact_id = $1 AND reason = 'objection' AND scope = 'tenant' ORDER BY channel`, [legacyId]);
+    expect(entries.rows.map((row) => row.channel)).toEqual(['email', 'phone']);
+    expect(await verdict()).toMatchObject({ ok: false, reason: 'consent' });
+    const check = CHECKS_BY_ID.get('privacy.objections_suppressed');
+    if (!check) throw new Error('no such check');
+    // In a snapshot, as the evidence run gives every check (this one reads through a cursor).
+    const run = () => tenantDb.snapshot((trx) => check.run(trx, new Date(), { crypto }));
+    expect(await run()).toMatchObject({ status: 'pass' });
+    await db.superQuery(`DELETE FROM ringvakt.suppressions WHERE contact_id = $1 AND channel = 'phone'`, [legacyId]);
+    expect(await run()).toMatchObject({ status: 'fail', sample: expect.arrayContaining([legacyId]) });
   });
 
   it('moves a contact written before the record to it when the contact is edited', async () => {
