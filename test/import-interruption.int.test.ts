@@ -183,7 +183,9 @@ describe(`import runs interrupted again and again (${serverLabel()} server)`, ()
     // Three runs begun at the same cursor, all interrupted: the fourth claim fails it instead of running it.
     await tick();
     expect(runs.filter((id) => id === stuck)).toHaveLength(3);
-    expect(await first.outcome(stuck)).toMatchObject({ state: 'failed', lease: null });
+    // Its owner is told why, and what to do about the rest.
+    expect(await first.outcome(stuck)).toMatchObject({ state: 'failed', lease: null, error: { code: 'service_unavailable', detail: expect.stringMatching(/^The database was interrupted three times at the same row.*Upload the file again/) } });
+    expect((await db.superQuery(`SELECT 1 FROM ringvakt.contact_import_chunks WHERE import_id = $1`, [stuck])).rowCount).toBe(0);
     expect(runs.filter((id) => id === moving)).toHaveLength(4);
     expect(await second.outcome(moving)).toMatchObject({ state: 'running', rowsDone: 4 });
   });

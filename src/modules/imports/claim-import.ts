@@ -43,15 +43,25 @@ export async function claimImport(tenantDb: TenantDb, owner: string, importId?: 
   });
 }
 
+/** Why an import ended failed: the code and sentence its owner reads (`GET /api/v1/contact-imports/{id}`). */
+const FAILURES = {
+  internal: { code: 'internal_error', detail: 'The import stopped on an internal error; the rows before it are imported.' },
+  interrupted: {
+    code: 'service_unavailable',
+    detail: 'The database was interrupted three times at the same row; the rows before it are imported. Upload the file again to import the rest: the rows already imported are found as existing contacts.',
+  },
+} as const;
+
 /**
- * Ends an import that stopped on an internal error, if `owner` still holds it: the rows committed
- * so far stay imported; the stored file is deleted (the rows not imported are not kept anywhere).
+ * Ends an import that could not go on, if `owner` still holds it: the rows committed so far stay
+ * imported; the stored file is deleted (the rows not imported are not kept anywhere).
  */
-export async function failImport(tenantDb: TenantDb, importId: string, owner: string): Promise<void> {
+export async function failImport(tenantDb: TenantDb, importId: string, owner: string, why: keyof typeof FAILURES = 'internal'): Promise<void> {
+  const { code, detail } = FAILURES[why];
   await tenantDb.transaction(async (trx) => {
     const failed = await trx
       .updateTable('contact_imports')
-      .set({ state: 'failed', error_code: 'internal_error', error_detail: 'The import stopped on an internal error; the rows before it are imported.', lease_owner: null, lease_until: null, finished_at: new Date() })
+      .set({ state: 'failed', error_code: code, error_detail: detail, lease_owner: null, lease_until: null, finished_at: new Date() })
       .where('id', '=', importId)
       .where('lease_owner', '=', owner)
       .executeTakeFirst();
@@ -89,7 +99,7 @@ export function importWorkerTick(
           // Interrupted again and again without a row more (a statement that brings the database
           // down, say): failed, rather than retried for ever.
           logger.error({ importId, times: before.times }, 'contact import interrupted again and again without progress; failed');
-          await failImport(tenantDb, importId, owner);
+          await failImport(tenantDb, importId, owner, 'interrupted');
           interruptions.delete(importId);
           continue;
         }
