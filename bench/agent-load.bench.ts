@@ -10,7 +10,7 @@ import { issueApiToken } from '../src/modules/api-tokens/api-tokens.service.ts';
 import { permissions } from '../src/modules/access/permissions.ts';
 import { createTenantWithOwner } from '../src/modules/setup/setup.service.ts';
 import { createUser } from '../src/modules/users/users.repo.ts';
-import type { BenchRow } from './support.ts';
+import { startServeNode, stopProcess, type BenchRow } from './support.ts';
 import { freePort } from '../test/support/ports.ts';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 1_000);
@@ -67,21 +67,15 @@ export async function agentLoadBench(): Promise<BenchRow[]> {
 
     const urls: string[] = [];
     for (let node = 0; node < NODES; node += 1) {
-      const port = await freePort();
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], {
-        env: { ...process.env, ...keyEnv, DATABASE_URL: migratorUrl.toString(), DATABASE_APP_URL: runtimeUrl, RINGVAKT_DATA_DIR: path.join(folder, `node-${node}`), RINGVAKT_PORT: String(port), RINGVAKT_HOST: '127.0.0.1', RINGVAKT_BACKUP_INTERVAL_HOURS: '0', RINGVAKT_LOG_LEVEL: 'warn', RINGVAKT_DB_POOL_MAX: '20' },
-        stdio: ['ignore', 'ignore', 'inherit'],
+      const started = await startServeNode(await freePort(), {
+        ...keyEnv,
+        DATABASE_URL: migratorUrl.toString(),
+        DATABASE_APP_URL: runtimeUrl,
+        RINGVAKT_DATA_DIR: path.join(folder, `node-${node}`),
+        RINGVAKT_DB_POOL_MAX: '20',
       });
-      children.push(child);
-      const url = `http://127.0.0.1:${port}`;
-      urls.push(url);
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const ok = await fetch(`${url}/readyz`).then((response) => response.ok, () => false);
-        if (ok) break;
-        if (Date.now() > deadline) throw new Error(`node ${node} did not become ready`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
+      children.push(started.child);
+      urls.push(started.url);
     }
 
     const clients = spawn(process.execPath, ['--import', 'tsx', 'bench/servers/agent-clients.ts'], {
@@ -105,9 +99,7 @@ export async function agentLoadBench(): Promise<BenchRow[]> {
       { name: `${AGENTS} agents on ${NODES} nodes: error rate of the API requests (baseline: of /livez)`, unit: '%', ours: errorRate * 100, baseline: (result.baselineErrors / Math.max(1, result.baselineRequests)) * 100, higherIsBetter: false, target: '< 0.1 %, every socket open', met: errorRate < 0.001 && result.open === AGENTS },
     ];
   } finally {
-    for (const child of children) child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
-    for (const child of children) child.kill('SIGKILL');
+    await Promise.all(children.map((child) => stopProcess(child, 2_000)));
     await database.close();
     rmSync(folder, { recursive: true, force: true });
   }

@@ -23,11 +23,42 @@ export async function startProcess(file: string, env: NodeJS.ProcessEnv, profile
   return child;
 }
 
-export async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+/** Stops a child with SIGTERM and waits for it to exit; after `killAfterMs`, SIGKILL. */
+export async function stopProcess(child: ChildProcess, killAfterMs = 30_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
   await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * A `ringvakt serve` node in a process of its own, on loopback at `port`, with `env` on top of this
+ * process's environment; resolves once its `/readyz` answers (within 60 s), with the node's URL.
+ */
+export async function startServeNode(port: number, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], {
+    env: { ...process.env, RINGVAKT_HOST: '127.0.0.1', RINGVAKT_PORT: String(port), RINGVAKT_BACKUP_INTERVAL_HOURS: '0', RINGVAKT_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the node on port ${port} exited with ${child.exitCode}`);
+    if (await fetch(`${url}/readyz`).then((response) => response.ok, () => false)) return { child, url };
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the node on port ${port} did not become ready`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** The value at fraction `p` (0.5, 0.99) of `values`, nearest rank. */
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((left, right) => left - right);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(sorted.length * p) - 1))] ?? Number.NaN;
 }
 
 export type LoadResult = { requestsPerSecond: number; p99Ms: number; p50Ms: number; errors: number; non2xx: number };

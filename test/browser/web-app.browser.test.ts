@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { loadConfig } from '../../src/config.ts';
 import { startServer, type RunningServer } from '../../src/server/serve.ts';
 import { createUser } from '../../src/modules/users/users.repo.ts';
@@ -14,6 +14,7 @@ import { capturingLogger } from '../support/app.ts';
 import { sessionFor, setPassword, totpAt } from '../support/auth.ts';
 import { registerPersonalData } from '../support/canary.ts';
 import { shiftIntoCallingHours } from '../support/calling-hours.ts';
+import { launchChromium } from '../support/chromium.ts';
 import { freePort } from '../support/ports.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from '../support/database.ts';
 import { seedTenant, type SeededTenant } from '../support/seed.ts';
@@ -25,7 +26,6 @@ import { seedTenant, type SeededTenant } from '../support/seed.ts';
  * signs in with MFA and handles calls, a supervisor watches it live, a privacy officer erases a
  * subject. axe checks every page; screenshots go to artifacts/screenshots (CI prints the path).
  */
-const CHROMIUM = process.env.RINGVAKT_CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = path.resolve('artifacts', 'screenshots');
 const AXE = readFileSync(path.resolve('node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 const PASSWORDS = { owner: 'harbour violet lantern 42', agent: 'quiet meadow copper kettle', officer: 'amber ledger orchard tide' };
@@ -96,7 +96,6 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
   let agent: Page;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed at ${CHROMIUM} (.ci/run installs Debian's chromium)`);
     if (!existsSync(path.join(WEB_DIST, 'index.html'))) throw new Error('the web application is not built: run npm run build (npm test does)');
     mkdirSync(SHOTS, { recursive: true });
     db = await createTestDatabase({ logger: capture.logger });
@@ -131,10 +130,7 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     });
     server = await startServer(config, capture.logger);
     network = await networkBetween(browserPort, port);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {
