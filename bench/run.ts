@@ -37,11 +37,24 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   'security-monitor': securityMonitorBench,
   compliance: complianceBench,
 };
+if (only && !(only in benches)) {
+  process.stderr.write(`no benchmark named ${only}; there are: ${Object.keys(benches).join(', ')}\n`);
+  process.exit(2);
+}
 const rows: BenchRow[] = [];
+// A benchmark that cannot run (a browser missing, a server that does not start) is reported and
+// the others still run; the run then fails.
+const failed: string[] = [];
 for (const [name, bench] of Object.entries(benches)) {
   if (only && only !== name) continue;
   process.stderr.write(`running ${name}…\n`);
-  rows.push(...(await bench()));
+  try {
+    rows.push(...(await bench()));
+  } catch (error) {
+    failed.push(name);
+    process.stderr.write(`${name} could not run: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
 }
 printTable(rows);
-process.exit(rows.every((row) => row.met !== false) ? 0 : 1);
+if (failed.length > 0) process.stdout.write(`could not run: ${failed.join(', ')}\n`);
+process.exit(failed.length === 0 && rows.every((row) => row.met !== false) ? 0 : 1);
