@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/server/types.ts';
 import type { TenantDb } from '../src/db/tenant-db.ts';
@@ -6,7 +7,7 @@ import { runImport } from '../src/modules/imports/import-worker.ts';
 import { emailIndex, newContactId, phoneIndex } from '../src/modules/contacts/contact-record.ts';
 import { CHECKS_BY_ID } from '../src/compliance/checks.ts';
 import { checkAtDialTime } from '../src/dialer/dial-checks.ts';
-import { addSuppression } from '../src/modules/suppression/suppression.service.ts';
+import { addSuppression, findMatches } from '../src/modules/suppression/suppression.service.ts';
 import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -175,7 +176,7 @@ describe(`contact records and contacts written before them (${serverLabel()} ser
     expect(members.rows.map((row) => row.contact_id)).toContain(legacyId);
   });
 
-  it("dials a contact written before the record by its number, refuses it once that number is suppressed, and suppresses its number and e-mail when it objects", async () => {
+  it("dials a contact written before the record by its number, refuses it once that number is suppressed, suppresses its number and e-mail when it objects, and its number when an agent files do-not-call", async () => {
     const campaignId = await tenantDb.transaction(
       async (trx) => (await trx.insertInto('campaigns').values({ name: 'Record dialer', caller_id: '+4721000000', mode: 'progressive' }).returning('id').executeTakeFirstOrThrow()).id,
     );
@@ -208,6 +209,24 @@ describe(`contact records and contacts written before them (${serverLabel()} ser
     expect(await run()).toMatchObject({ status: 'pass' });
     await db.superQuery(`DELETE FROM ringvakt.suppressions WHERE contact_id = $1 AND channel = 'phone'`, [legacyId]);
     expect(await run()).toMatchObject({ status: 'fail', sample: expect.arrayContaining([legacyId]) });
+
+    // An agent files "do not call" on a call to the contact: the number dialed, read from the old
+    // form, goes on the do-not-call list at once — and the objector is suppressed again.
+    const attemptId = randomUUID();
+    await tenantDb.transaction(async (trx) => {
+      await trx.insertInto('campaign_contacts').values({ campaign_id: campaignId, contact_id: legacyId, state: 'reserved', attempts: 1, dials: 1 }).execute();
+      await trx
+        .insertInto('dial_attempts')
+        .values({ id: attemptId, campaign_id: campaignId, contact_id: legacyId, attempt: 1, dialer: 'test', state: 'ended', agent_id: a.agent.id, phone_position: 0, dialed_at: new Date(), outcome: 'live', ended_at: new Date() })
+        .execute();
+    });
+    const filed = await app.inject({ method: 'POST', url: `/api/v1/agent/calls/${attemptId}/disposition`, headers: { ...bearer(a.agent.token), origin: PUBLIC_URL }, payload: { code: 'do_not_call' } });
+    expect(filed.statusCode, filed.body).toBe(200);
+    const listed = await tenantDb.read((trx) => findMatches(trx, crypto, 'phone', '+4791230077'));
+    expect(listed.map((match) => [match.reason, match.scope])).toEqual([['request', 'tenant']]);
+    const entry = await db.superQuery<{ contact_id: string }>(`SELECT contact_id FROM ringvakt.suppressions WHERE id = $1`, [listed[0]!.id]);
+    expect(entry.rows[0]?.contact_id).toBe(legacyId);
+    expect(await run()).toMatchObject({ status: 'pass' });
   });
 
   it('moves a contact written before the record to it when the contact is edited', async () => {
