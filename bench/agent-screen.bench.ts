@@ -15,9 +15,10 @@ import { createUser } from '../src/modules/users/users.repo.ts';
 import { setPassword } from '../test/support/auth.ts';
 import { shiftIntoCallingHours } from '../test/support/calling-hours.ts';
 import { launchChromium } from '../test/support/chromium.ts';
-import { createCallees, startedCampaign } from '../test/support/dialer-floor.ts';
+import { percentile } from '../test/support/percentile.ts';
 import { freePort } from '../test/support/ports.ts';
-import { percentile, startServeNode, stopProcess, type BenchRow } from './support.ts';
+import { createCallees, startedCampaign } from '../test/support/dialer-floor.ts';
+import { startServeNode, stopProcess, type BenchRow } from './support.ts';
 
 /** Calls the agent takes; two events each (connected, ended) reach the screen. The desktop keeps its last 500 figures. */
 const CALLS = Number(process.env.BENCH_SCREEN_CALLS ?? 30);

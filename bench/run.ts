@@ -1,5 +1,6 @@
-// `npm run bench`: every benchmark measures its own baseline in the same run and prints
-// name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met.
+// `npm run bench [-- <name>]`: every benchmark measures its own baseline in the same run and prints
+// name | ours | baseline | ratio | target. Exits non-zero if a stated target is not met or a
+// benchmark could not run.
 import { agentLoadBench } from './agent-load.bench.ts';
 import { agentScreenBench } from './agent-screen.bench.ts';
 import { auditBench } from './audit.bench.ts';
@@ -37,7 +38,7 @@ const benches: Record<string, () => Promise<BenchRow[]>> = {
   'security-monitor': securityMonitorBench,
   compliance: complianceBench,
 };
-if (only && !(only in benches)) {
+if (only && !Object.hasOwn(benches, only)) {
   process.stderr.write(`no benchmark named ${only}; there are: ${Object.keys(benches).join(', ')}\n`);
   process.exit(2);
 }
@@ -52,7 +53,8 @@ for (const [name, bench] of Object.entries(benches)) {
     rows.push(...(await bench()));
   } catch (error) {
     failed.push(name);
-    process.stderr.write(`${name} could not run: ${error instanceof Error ? error.message : String(error)}\n`);
+    const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+    process.stderr.write(`${name} could not run: ${error instanceof Error ? error.message : String(error)}${cause}\n`);
   }
 }
 printTable(rows);

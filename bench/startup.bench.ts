@@ -1,18 +1,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../test/support/ports.ts';
 import { startProcess, stopProcess, type BenchRow } from './support.ts';
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  return port;
-}
 
 /** `npm start` exactly as a newcomer types it; time from launch until /readyz answers 200. */
 async function timeNpmStart(dataDir: string, port: number): Promise<{ ms: number; stop: () => Promise<void> }> {

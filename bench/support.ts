@@ -42,23 +42,20 @@ export async function startServeNode(port: number, env: NodeJS.ProcessEnv): Prom
     env: { ...process.env, RINGVAKT_HOST: '127.0.0.1', RINGVAKT_PORT: String(port), RINGVAKT_BACKUP_INTERVAL_HOURS: '0', RINGVAKT_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  let failed: Error | undefined;
+  child.on('error', (error) => (failed = error));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`the node on port ${port} exited with ${child.exitCode}`);
-    if (await fetch(`${url}/readyz`).then((response) => response.ok, () => false)) return { child, url };
+    if (failed) throw new Error(`the node on port ${port} could not start`, { cause: failed });
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the node on port ${port} exited (${child.exitCode ?? child.signalCode})`);
+    if (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2_000) }).then((response) => response.ok, () => false)) return { child, url };
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`the node on port ${port} did not become ready`);
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-}
-
-/** The value at fraction `p` (0.5, 0.99) of `values`, nearest rank. */
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((left, right) => left - right);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(sorted.length * p) - 1))] ?? Number.NaN;
 }
 
 export type LoadResult = { requestsPerSecond: number; p99Ms: number; p50Ms: number; errors: number; non2xx: number };

@@ -10,7 +10,7 @@ import { createTestDatabase, serverLabel, type TestDatabase } from './support/da
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { until } from './support/until.ts';
 
-registerPersonalData('Kari Kjent', '+4791230500', 'Nina Ny', '+4791230501');
+registerPersonalData('Kari Kjent', '+4791230500', '91230500', 'Nina Ny', '+4791230501', '91230501');
 
 /**
  * An import batch locks the tenant's import epoch first, then — linking an existing contact into
@@ -29,7 +29,9 @@ describe(`an import batch in a deadlock with a contact writer (${serverLabel()} 
   const deadlocks = async () => Number((await db.superQuery<{ n: string }>(`SELECT deadlocks AS n FROM pg_stat_database WHERE datname = current_database()`)).rows[0]?.n ?? 0);
 
   beforeAll(async () => {
-    db = await createTestDatabase();
+    // Each waiter's one deadlock check comes 5 s into its wait: the batch, which waits first, is
+    // checked first — by then the writer waits too, whatever the machine's load — and is the one ended.
+    db = await createTestDatabase({ settings: { deadlock_timeout: '5s' } });
     tenant = await seedTenant(db.handles, 'deadlock');
     tenantDb = db.handles.forTenant(tenant.tenantId);
     app = await buildTestApp(db);
@@ -57,26 +59,31 @@ describe(`an import batch in a deadlock with a contact writer (${serverLabel()} 
     const before = await deadlocks();
 
     // The writer locks the known contact, and moves the epoch (a new external id) only when told.
-    let locked!: () => void;
-    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    let locked!: (pid: number) => void;
+    const isLocked = new Promise<number>((resolve) => (locked = resolve));
     let go!: () => void;
     const mayGo = new Promise<void>((resolve) => (go = resolve));
     const writer = tenantDb.transaction(async (trx) => {
-      await sql`SELECT id FROM contacts WHERE id = ${knownId} FOR UPDATE`.execute(trx);
-      locked();
+      const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid FROM contacts WHERE id = ${knownId} FOR UPDATE`.execute(trx);
+      locked(rows[0]!.pid);
       await mayGo;
       await trx.updateTable('contacts').set({ external_id: 'crm-4711' }).where('id', '=', knownId).execute();
     });
-    await isLocked;
-    expect(await claimImport(tenantDb, 'deadlock-worker', importId)).toBe(importId);
-    const run = runImport(tenantDb, await db.handles.crypto(), importId, 'deadlock-worker', { batchRows: 10 });
-    // The batch holds the epoch and waits for the contact it links.
-    await until(async () => (await db.superQuery(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rowCount! > 0, 15_000);
-    go();
+    let run: Promise<string> | undefined;
+    try {
+      const writerPid = await Promise.race([isLocked, writer.then(() => Promise.reject(new Error('the writer ended before it locked')))]);
+      expect(await claimImport(tenantDb, 'deadlock-worker', importId)).toBe(importId);
+      run = runImport(tenantDb, await db.handles.crypto(), importId, 'deadlock-worker', { batchRows: 10 });
+      // The batch holds the epoch and waits for the writer's lock on the contact it links.
+      await until(async () => (await db.superQuery(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND $1 = ANY (pg_blocking_pids(pid))`, [writerPid])).rowCount! > 0, 15_000);
+    } finally {
+      go();
+    }
     // The batch waited first, so its deadlock check runs first and ends it: the writer goes through.
-    await writer;
-    expect(await run).toBe('done');
-    await until(async () => (await deadlocks()) > before, 15_000);
+    const [wrote, ran] = await Promise.allSettled([writer, run]);
+    expect(wrote.status).toBe('fulfilled');
+    expect(ran).toEqual({ status: 'fulfilled', value: 'done' });
+    await until(async () => (await deadlocks()) > before, 20_000);
 
     const view = (await call('GET', `/api/v1/contact-imports/${importId}`)).json() as { state: string; created: number; linked: number; rejected: number };
     expect(view).toMatchObject({ state: 'done', created: 1, linked: 1, rejected: 0 });

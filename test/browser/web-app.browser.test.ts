@@ -15,6 +15,7 @@ import { sessionFor, setPassword, totpAt } from '../support/auth.ts';
 import { registerPersonalData } from '../support/canary.ts';
 import { shiftIntoCallingHours } from '../support/calling-hours.ts';
 import { launchChromium } from '../support/chromium.ts';
+import { percentile } from '../support/percentile.ts';
 import { freePort } from '../support/ports.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from '../support/database.ts';
 import { seedTenant, type SeededTenant } from '../support/seed.ts';
@@ -410,7 +411,6 @@ describe(`the web application in Chromium (${serverLabel()} server)`, () => {
     // How long each call event took from the server to this screen (event time is the simulator's, shifted).
     const measured = async (kind: string) =>
       ((await agent.evaluate(`window.ringvaktMetrics?.${kind} ?? []`)) as number[]).map((value) => value + shiftMs).sort((a, b) => a - b);
-    const percentile = (values: number[], p: number) => values[Math.min(values.length - 1, Math.ceil(values.length * p) - 1)] ?? Number.NaN;
     const latencies = await measured('callEventLatencyMs');
     const details = await measured('contactDetailsLatencyMs');
     const p95 = percentile(latencies, 0.95);

@@ -53,10 +53,17 @@ export type TestDatabase = {
  * A fresh database (own roles, migrated) on the test server — or on `server`, a superuser's URL of
  * a PostgreSQL server of the test's own; drop() removes database and roles.
  */
-export async function createTestDatabase(options: { logger?: Logger; env?: NodeJS.ProcessEnv; ownerAccess?: boolean; server?: string } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(
+  options: { logger?: Logger; env?: NodeJS.ProcessEnv; ownerAccess?: boolean; server?: string; settings?: Record<string, string> } = {},
+): Promise<TestDatabase> {
   const name = `rv_test_${randomBytes(6).toString('hex')}`;
   const server = options.server ?? adminUrl();
   await adminQuery(`CREATE DATABASE ${name}`, [], 'postgres', server);
+  // Server settings for every session of this database (set before any connects), e.g. deadlock_timeout.
+  for (const [setting, value] of Object.entries(options.settings ?? {})) {
+    if (!/^[a-z_]+$/.test(setting) || !/^[\w .]+$/.test(value)) throw new Error(`not a plain setting: ${setting}`);
+    await adminQuery(`ALTER DATABASE ${name} SET ${setting} = '${value}'`, [], 'postgres', server);
+  }
   const url = urlFor(name, server);
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'ringvakt-test-data-'));
   chmodSync(dataDir, 0o711);

@@ -46,9 +46,10 @@ export async function claimImport(tenantDb: TenantDb, owner: string, importId?: 
 /** Why an import ended failed: the code and sentence its owner reads (`GET /api/v1/contact-imports/{id}`). */
 const FAILURES = {
   internal: { code: 'internal_error', detail: 'The import stopped on an internal error; the rows before it are imported.' },
+  // Ended for good (not "try again later"): the file is gone, a new import brings the rest.
   interrupted: {
-    code: 'service_unavailable',
-    detail: 'The database was interrupted three times at the same row; the rows before it are imported. Upload the file again to import the rest: the rows already imported are found as existing contacts.',
+    code: 'import_interrupted',
+    detail: 'The database was interrupted three times at the same row; the rows before it are imported. Start a new import of the same file for the rest: the rows already imported are found as existing contacts.',
   },
 } as const;
 
