@@ -8,7 +8,7 @@ import { emailIndex, newContactId, phoneIndex } from '../src/modules/contacts/co
 import { CHECKS_BY_ID } from '../src/compliance/checks.ts';
 import { checkAtDialTime } from '../src/dialer/dial-checks.ts';
 import { addSuppression, findMatches } from '../src/modules/suppression/suppression.service.ts';
-import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { bearer, buildTestApp, PUBLIC_URL, uploadImportFile } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { registerPersonalData } from './support/canary.ts';
@@ -160,12 +160,7 @@ describe(`contact records and contacts written before them (${serverLabel()} ser
     const created = await call('POST', '/api/v1/contact-imports', { listId: list, mapping: { Navn: 'name', Mobil: 'phone', Epost: 'email' }, onExisting: 'link' });
     expect(created.statusCode, created.body).toBe(201);
     const importId = created.json().id as string;
-    const uploaded = await app.inject({
-      method: 'PUT',
-      url: `/api/v1/contact-imports/${importId}/file`,
-      headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
-      payload: `Navn,Mobil,Epost\nBy Number,91230077,\nBy Email,,${EMAIL}\nSomeone New,91230079,\n`,
-    });
+    const uploaded = await uploadImportFile(app, a.owner.token, importId, `Navn,Mobil,Epost\nBy Number,91230077,\nBy Email,,${EMAIL}\nSomeone New,91230079,\n`);
     expect(uploaded.statusCode, uploaded.body).toBe(202);
     expect(await claimImport(tenantDb, 'record-worker', importId)).toBe(importId);
     await runImport(tenantDb, crypto, importId, 'record-worker', { batchRows: 2 });

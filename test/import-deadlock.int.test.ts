@@ -4,7 +4,7 @@ import type { TenantDb } from '../src/db/tenant-db.ts';
 import { claimImport } from '../src/modules/imports/claim-import.ts';
 import { runImport } from '../src/modules/imports/import-worker.ts';
 import type { App } from '../src/server/types.ts';
-import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { bearer, buildTestApp, PUBLIC_URL, uploadImportFile } from './support/app.ts';
 import { registerPersonalData } from './support/canary.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
@@ -49,12 +49,7 @@ describe(`an import batch in a deadlock with a contact writer (${serverLabel()} 
     const created = await call('POST', '/api/v1/contact-imports', { listId, mapping: { Navn: 'name', Mobil: 'phone' }, onExisting: 'link' });
     expect(created.statusCode, created.body).toBe(201);
     const importId = created.json().id as string;
-    const uploaded = await app.inject({
-      method: 'PUT',
-      url: `/api/v1/contact-imports/${importId}/file`,
-      headers: { ...bearer(tenant.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
-      payload: 'Navn,Mobil\nKari Kjent,91230500\nNina Ny,91230501\n',
-    });
+    const uploaded = await uploadImportFile(app, tenant.owner.token, importId, 'Navn,Mobil\nKari Kjent,91230500\nNina Ny,91230501\n');
     expect(uploaded.statusCode, uploaded.body).toBe(202);
     const before = await deadlocks();
 

@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config.ts';
 import { startEmbeddedPostgres, type EmbeddedCluster } from '../src/db/embedded-postgres.ts';
 import { createLogger } from '../src/logger.ts';
 import type { TenantDb } from '../src/db/tenant-db.ts';
-import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { bearer, buildTestApp, PUBLIC_URL, uploadImportFile } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { until } from './support/until.ts';
@@ -47,12 +47,7 @@ function importsOn(getDb: () => TestDatabase, label: string) {
       expect(created.statusCode, created.body).toBe(201);
       const importId = created.json().id as string;
       const lines = Array.from({ length: rows }, (_, index) => `Avbrutt ${index},${first + index}`);
-      const uploaded = await app.inject({
-        method: 'PUT',
-        url: `/api/v1/contact-imports/${importId}/file`,
-        headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
-        payload: `Navn,Mobil\n${lines.join('\n')}\n`,
-      });
+      const uploaded = await uploadImportFile(app, a.owner.token, importId, `Navn,Mobil\n${lines.join('\n')}\n`);
       expect(uploaded.statusCode).toBe(202);
       expect(await claimImport(tenantDb, owner, importId)).toBe(importId);
       return importId;
@@ -87,14 +82,17 @@ describe(`import runs interrupted by the database (${serverLabel()} server)`, ()
     await db?.drop();
   });
 
+  /** Runs the import; once its `batch`th batch committed, the server's incarnation is gone, as a crash recovery leaves it. */
+  const restartAfterBatch = (importId: string, owner: string, batch: number) => {
+    let batches = 0;
+    return imports.run(importId, owner, async () => {
+      if (++batches === batch) await db.superQuery('TRUNCATE ringvakt.server_incarnation');
+    });
+  };
+
   it('refuses a run that began before the database restarted, hands the import back, and the next run finishes it', async () => {
     const importId = await imports.fileImport('before-restart', 10, 41_880_000);
-    let batches = 0;
-    // After two batches the server's incarnation is gone, as a crash recovery leaves it.
-    const outcome = await imports.run(importId, 'before-restart', async () => {
-      if (++batches === 2) await db.superQuery('TRUNCATE ringvakt.server_incarnation');
-    });
-    expect(outcome).toBe('interrupted');
+    expect(await restartAfterBatch(importId, 'before-restart', 2)).toBe('interrupted');
     // The third batch wrote nothing; the import is free for the next run at once.
     expect(await imports.outcome(importId)).toMatchObject({ state: 'running', rowsDone: 4, contacts: 4, lease: null });
     expect(await imports.claim(importId, 'after-restart')).toBe(importId);
@@ -104,12 +102,8 @@ describe(`import runs interrupted by the database (${serverLabel()} server)`, ()
 
   it('refuses to end an import whose run began before the database restarted; the next run ends it', async () => {
     const importId = await imports.fileImport('ending-before', 4, 41_886_000);
-    let batches = 0;
     // After the last batch, before the end.
-    const outcome = await imports.run(importId, 'ending-before', async () => {
-      if (++batches === 2) await db.superQuery('TRUNCATE ringvakt.server_incarnation');
-    });
-    expect(outcome).toBe('interrupted');
+    expect(await restartAfterBatch(importId, 'ending-before', 2)).toBe('interrupted');
     expect(await imports.outcome(importId)).toMatchObject({ state: 'running', rowsDone: 4, contacts: 4, lease: null });
     expect(await imports.claim(importId, 'ending-after')).toBe(importId);
     expect(await imports.run(importId, 'ending-after')).toBe('done');

@@ -12,7 +12,7 @@ import { prepareRows, type PreparedBatch } from '../src/modules/imports/prepare-
 import { contactIndexKeys } from '../src/modules/contacts/contact-record.ts';
 import { loadFieldDefinitions } from '../src/modules/contacts/contacts.service.ts';
 import type { TenantDb } from '../src/db/tenant-db.ts';
-import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { bearer, buildTestApp, PUBLIC_URL, uploadImportFile } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 
@@ -39,12 +39,7 @@ describe(`import lookups made ahead (${serverLabel()} server)`, () => {
     const created = await call('POST', '/api/v1/contact-imports', { listId, mapping, onExisting: 'link' });
     expect(created.statusCode, created.body).toBe(201);
     const importId = created.json().id as string;
-    const uploaded = await app.inject({
-      method: 'PUT',
-      url: `/api/v1/contact-imports/${importId}/file`,
-      headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' },
-      payload: `${headers.join(',')}\n${rows.map((row) => row.join(',')).join('\n')}\n`,
-    });
+    const uploaded = await uploadImportFile(app, a.owner.token, importId, `${headers.join(',')}\n${rows.map((row) => row.join(',')).join('\n')}\n`);
     expect(uploaded.statusCode).toBe(202);
     expect(await claimImport(tenantDb, owner, importId)).toBe(importId);
     return importId;

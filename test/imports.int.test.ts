@@ -10,7 +10,7 @@ import { runImportInThread } from '../src/modules/imports/import-thread.ts';
 import { rotateTenantDataKey } from '../src/crypto/reencrypt.ts';
 import { createKeyring } from '../src/crypto/keyring.ts';
 import { loadContacts } from '../src/modules/contacts/contacts.service.ts';
-import { bearer, buildTestApp, PUBLIC_URL } from './support/app.ts';
+import { bearer, buildTestApp, PUBLIC_URL, uploadImportFile } from './support/app.ts';
 import { createTestDatabase, serverLabel, type TestDatabase } from './support/database.ts';
 import { seedTenant, type SeededTenant } from './support/seed.ts';
 import { registerPersonalData } from './support/canary.ts';
@@ -25,8 +25,7 @@ describe(`contact import (${serverLabel()} server)`, () => {
 
   const call = (method: string, url: string, payload?: unknown) =>
     app.inject({ method: method as 'GET', url, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL }, ...(payload !== undefined ? { payload: payload as Record<string, unknown> } : {}) });
-  const upload = (importId: string, body: string | Buffer) =>
-    app.inject({ method: 'PUT', url: `/api/v1/contact-imports/${importId}/file`, headers: { ...bearer(a.owner.token), origin: PUBLIC_URL, 'content-type': 'text/csv' }, payload: body });
+  const upload = (importId: string, body: string | Buffer) => uploadImportFile(app, a.owner.token, importId, body);
   const mapping = { Navn: 'name', Mobil: 'phone', 'E-post': 'email', Kundenr: 'externalId', Tlf2: 'phone:home' };
   const newImport = async (extra: Record<string, unknown> = {}) => {
     const created = await call('POST', '/api/v1/contact-imports', { listId, mapping, ...extra });

@@ -53,3 +53,7 @@ export async function buildTestApp(
 export const PUBLIC_URL = 'http://127.0.0.1:8080';
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** An import's CSV file, uploaded as the web application sends it (`PUT /api/v1/contact-imports/{id}/file`). */
+export const uploadImportFile = (app: App, token: string, importId: string, csv: string | Buffer) =>
+  app.inject({ method: 'PUT', url: `/api/v1/contact-imports/${importId}/file`, headers: { ...bearer(token), origin: PUBLIC_URL, 'content-type': 'text/csv' }, payload: csv });
