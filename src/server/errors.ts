@@ -2,8 +2,6 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from './zod-provider.ts';
 import { isDatabaseUnavailable } from '../db/unavailable.ts';
 
-export { isDatabaseUnavailable };
-
 /**
  * The one error catalogue. Every error a client can see has a stable code, an HTTP status and a
  * fixed title; bodies follow RFC 9457 (application/problem+json). A detail never carries personal
